@@ -1,0 +1,1 @@
+"""The `lrcn` command line."""
