@@ -1,0 +1,139 @@
+"""Keras builders for the LRCN and its variants, from a plain-data ModelSpec.
+
+Every model is the same three-part shape: per-frame layers wrapped in TimeDistributed, then
+the temporal head. `split_model` cuts a built or loaded model into the per-frame encoder and
+the head; the runtime runs them separately so each frame is encoded once.
+
+>>> model = build_model(ModelSpec(classes=("a", "b", "c")))     # doctest: +SKIP
+>>> model.output_shape                                         # doctest: +SKIP
+(None, 3)
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from stream.bundle import ModelSpec
+from stream.errors import LrcnError
+
+MOBILENET_FEATURES = 1280
+
+
+def seed_frame_layers() -> list[layers.Layer]:
+    """The seed's per-frame CNN, exactly as the user wrote it.
+
+    Conv 32 7x7/2 same, Conv 32 3x3 he_normal (Keras's default 'valid' padding: the seed
+    names no padding for it), maxpool, then 64, 64, maxpool, 128, 128, maxpool, 256, 256,
+    maxpool, all 3x3 same relu, maxpools 2x2 stride 2, then Flatten.
+    """
+    def conv(filters, **kwargs):
+        return layers.Conv2D(filters, (3, 3), padding="same", activation="relu", **kwargs)
+
+    def pool():
+        return layers.MaxPooling2D((2, 2), strides=(2, 2))
+
+    return [
+        layers.Conv2D(32, (7, 7), strides=(2, 2), padding="same", activation="relu"),
+        layers.Conv2D(32, (3, 3), kernel_initializer="he_normal", activation="relu"),
+        pool(),
+        conv(64), conv(64), pool(),
+        conv(128), conv(128), pool(),
+        conv(256), conv(256), pool(),
+        layers.Flatten(),
+    ]
+
+
+def mobilenet_v2(spec: ModelSpec) -> keras.Model:
+    """ImageNet MobileNetV2 (alpha 1.0) with global average pooling: one 1280-d vector per frame.
+
+    Weights come from a file path or "imagenet" (a download; never used by the tests).
+    """
+    weights = spec.backbone_weights
+    try:
+        backbone = keras.applications.MobileNetV2(
+            alpha=1.0, include_top=False, pooling="avg", weights=weights,
+            input_shape=(*spec.input_size, 3))
+    except (OSError, ValueError) as err:
+        raise LrcnError(f"cannot load MobileNetV2 weights {weights!r}: {str(err).splitlines()[0]}") from None
+    set_trainable_layers(backbone, spec.trainable_layers)
+    return backbone
+
+
+def set_trainable_layers(backbone: keras.Model, count: int) -> None:
+    """Leave the top `count` layers trainable (-1: all, 0: none).
+
+    Batch normalisation stays frozen when fine-tuning: batches of a few clips from one
+    video would ruin ImageNet's running statistics.
+    """
+    if count < 0:
+        backbone.trainable = True
+        return
+    backbone.trainable = count > 0
+    for index, layer in enumerate(backbone.layers):
+        trainable = index >= len(backbone.layers) - count
+        layer.trainable = trainable and not isinstance(layer, layers.BatchNormalization)
+
+
+def frame_layers(spec: ModelSpec) -> list[layers.Layer]:
+    if spec.backbone == "seed":
+        return seed_frame_layers()
+    return [mobilenet_v2(spec)]
+
+
+def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:
+    """Dropout, then LSTM + softmax (last step or every step), or per-frame softmax alone."""
+    softmax = layers.Dense(spec.num_classes, activation="softmax")
+    if spec.head == "single_frame":
+        return [layers.Dropout(spec.feature_dropout), layers.TimeDistributed(softmax)]
+    lstm = layers.LSTM(spec.lstm_units, dropout=spec.lstm_dropout, return_sequences=spec.per_timestep)
+    return [layers.Dropout(spec.feature_dropout), lstm,
+            layers.TimeDistributed(softmax) if spec.per_timestep else softmax]
+
+
+def build_model(spec: ModelSpec) -> keras.Sequential:
+    """The full clip model: [batch, T, H, W, 3] floats (already preprocessed) -> class probabilities.
+
+    Output [batch, classes], or [batch, T, classes] when spec.outputs_every_step.
+    """
+    per_frame = [layers.TimeDistributed(layer) for layer in frame_layers(spec)]
+    return keras.Sequential(
+        [keras.Input((spec.clip_length, *spec.input_size, 3)), *per_frame, *temporal_layers(spec)],
+        name=f"lrcn_{spec.backbone}")
+
+
+def build_head(spec: ModelSpec, feature_size: int) -> keras.Sequential:
+    """The temporal head alone, over precomputed features [batch, T, feature_size]."""
+    return keras.Sequential([keras.Input((spec.clip_length, feature_size)), *temporal_layers(spec)],
+                            name="lrcn_head")
+
+
+def feature_size(spec: ModelSpec) -> int:
+    if spec.backbone == "mobilenet_v2":
+        return MOBILENET_FEATURES
+    encoder = keras.Sequential([keras.Input((*spec.input_size, 3)), *seed_frame_layers()])
+    return int(encoder.output_shape[-1])
+
+
+def split_model(model: keras.Model, spec: ModelSpec) -> tuple[keras.Sequential, keras.Sequential]:
+    """(encoder, head) sharing the model's own layers and weights.
+
+    encoder: [N, H, W, 3] preprocessed frames -> [N, F]; head: [B, T, F] -> probabilities.
+    """
+    count = 0
+    while count < len(model.layers) and isinstance(model.layers[count], layers.TimeDistributed) \
+            and not isinstance(model.layers[count].layer, layers.Dense):
+        count += 1
+    if count == 0:
+        raise LrcnError(f"model {model.name!r} does not start with per-frame layers")
+    encoder = keras.Sequential([keras.Input((*spec.input_size, 3)), *[l.layer for l in model.layers[:count]]],
+                               name="encoder")
+    features = int(encoder.output_shape[-1])
+    head = keras.Sequential([keras.Input((spec.clip_length, features)), *model.layers[count:]], name="head")
+    return encoder, head
+
+
+def copy_head_weights(trained_head: keras.Model, model: keras.Model) -> None:
+    """Put a head trained on cached features into the full model's temporal layers."""
+    head_layers = trained_head.layers
+    for source, target in zip(head_layers, model.layers[len(model.layers) - len(head_layers):]):
+        target.set_weights(source.get_weights())

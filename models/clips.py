@@ -1,0 +1,112 @@
+"""Decoded-frame cache, clip sampling and augmentation: NumPy and OpenCV, no TensorFlow."""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from stream.errors import LrcnError
+from stream.video import read_frames
+
+DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream"
+
+
+def cache_key(path: Path, *parts) -> str:
+    """Changes when the file changes (size, mtime) or when any of `parts` does."""
+    stat = path.stat()
+    text = "|".join(map(str, (path.resolve(), stat.st_size, stat.st_mtime_ns, *parts)))
+    return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+class FrameCache:
+    """Frames of each video on the model's grid and size, decoded once and kept as .npy files.
+
+    >>> cache = FrameCache("/tmp/frames", size=(112, 112), fps=10)   # doctest: +SKIP
+    >>> cache.frames("clip.avi").shape                               # doctest: +SKIP
+    (52, 112, 112, 3)
+    """
+
+    def __init__(self, directory: str | Path | None, size: tuple[int, int], fps: float):
+        self.directory = Path(directory) if directory else None
+        self.size, self.fps = tuple(size), fps
+
+    def frames(self, video_path: str | Path) -> np.ndarray:
+        path = Path(video_path)
+        if self.directory is None:
+            return read_frames(path, self.size, self.fps)
+        if not path.is_file():
+            raise LrcnError(f"video not found: {path}")
+        file = self.directory / f"{cache_key(path, self.size, self.fps)}.npy"
+        if file.exists():
+            return np.load(file)
+        frames = read_frames(path, self.size, self.fps)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = file.with_suffix(".partial.npy")
+        np.save(temporary, frames)
+        temporary.replace(file)
+        return frames
+
+
+def load_videos(paths: Iterable[Path], cache: FrameCache, progress: bool = True) -> dict[Path, np.ndarray]:
+    """Decode (or load) every video; a video that cannot be read is named on stderr and skipped."""
+    from tqdm import tqdm
+
+    paths = list(paths)
+    frames = {}
+    for path in tqdm(paths, desc="decoding", unit="video", disable=not progress, leave=False):
+        try:
+            frames[path] = cache.frames(path)
+        except LrcnError as err:
+            print(f"lrcn: skipping {err}", file=sys.stderr)
+    return frames
+
+
+def clip_indices(n_frames: int, clip_length: int, start: int) -> np.ndarray:
+    """Frame indices of the clip starting at `start`; short videos repeat their last frame."""
+    return np.minimum(np.arange(start, start + clip_length), n_frames - 1)
+
+
+def random_start(n_frames: int, clip_length: int, rng: np.random.Generator) -> int:
+    return int(rng.integers(0, max(1, n_frames - clip_length + 1)))
+
+
+def window_starts(n_frames: int, clip_length: int, stride: int) -> list[int]:
+    """Starts of clips covering a whole video, the last one flush with its end.
+
+    >>> window_starts(40, 16, 8)
+    [0, 8, 16, 24]
+    >>> window_starts(10, 16, 8)
+    [0]
+    """
+    last = max(0, n_frames - clip_length)
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    return starts
+
+
+def augment_clip(clip: np.ndarray, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
+    """One random crop (80-100% of the side, resized back), optional mirror and brightness/contrast
+    change, the same for every frame of the clip so motion stays intact."""
+    n, height, width, _ = clip.shape
+    scale = rng.uniform(0.8, 1.0)
+    crop_h, crop_w = max(8, int(height * scale)), max(8, int(width * scale * rng.uniform(0.9, 1.1)))
+    crop_w = min(crop_w, width)
+    top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
+    out = np.empty_like(clip)
+    for i in range(n):
+        out[i] = cv2.resize(clip[i, top:top + crop_h, left:left + crop_w], (width, height),
+                            interpolation=cv2.INTER_LINEAR)
+    if flip and rng.random() < 0.5:
+        out = out[:, :, ::-1]
+    gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)
+    return np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
+def preprocess(frames: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """uint8 RGB -> the float input the network was trained on."""
+    return frames.astype(np.float32) * np.float32(scale) + np.float32(offset)

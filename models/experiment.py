@@ -1,0 +1,107 @@
+"""Train-and-test runs: one split, or leave-one-group-out cross-validation.
+
+Hyperparameters and the best epoch are chosen on a group-disjoint validation split carved
+out of the training groups; the test groups are touched only by the final evaluation.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from models.clips import FrameCache, load_videos
+from models.data import Dataset, Fold, Video, group_holdout, leave_one_group_out
+from models.evaluate import predict_videos, report, save_report
+from models.features import FeatureCache
+from models.train import TrainConfig, train
+from stream.bundle import ModelSpec, read_meta, write_meta
+from stream.errors import LrcnError
+
+VAL_FRACTION = 0.2
+
+
+def relabel(videos: list[Video], dataset_classes, model_classes) -> list[Video]:
+    """Map a dataset's label indices onto a model's class list, by name."""
+    missing = sorted(set(dataset_classes) - set(model_classes))
+    if missing:
+        raise LrcnError(f"classes {', '.join(missing)} are not among the model's classes "
+                        f"({', '.join(model_classes)})")
+    index = {name: i for i, name in enumerate(model_classes)}
+    return [replace(v, label=index[dataset_classes[v.label]]) for v in videos]
+
+
+def evaluate_model(model, spec: ModelSpec, videos: list[Video], config: TrainConfig, out_dir: Path | None,
+                   title: str = "") -> dict:
+    cache_root = Path(config.cache_dir) if config.cache_dir else None
+    frames = load_videos([v.path for v in videos], FrameCache(cache_root / "frames" if cache_root else None,
+                                                             spec.input_size, spec.fps), config.progress)
+    features = None
+    if spec.frozen_backbone:
+        from models.architectures import split_model
+        cache = FeatureCache(config.cache_dir, spec, split_model(model, spec)[0])
+        features = cache.features
+    result = report(videos, predict_videos(model, spec, frames, features=features), spec.classes)
+    if out_dir is not None:
+        save_report(result, out_dir, title)
+    return result
+
+
+def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list[Video], out_dir: Path,
+                   config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> dict:
+    """Train on train_videos (minus a validation split of their groups), test on test_videos."""
+    fit_videos, val_videos = group_holdout(train_videos, VAL_FRACTION, config.seed)
+    groups = lambda videos: sorted({v.group for v in videos})
+    provenance = (provenance or {}) | {"train_groups": groups(fit_videos), "val_groups": groups(val_videos),
+                                       "test_groups": groups(test_videos)}
+    model, meta = train(spec, fit_videos, val_videos, out_dir, config, resume, provenance)
+    if not test_videos:
+        return {}
+    result = evaluate_model(model, spec, test_videos, config, out_dir / "evaluation")
+    meta.metrics = {"test": {k: result[k] for k in ("videos", "video_accuracy", "video_correct", "clip_accuracy")}}
+    write_meta(out_dir, meta)
+    return result
+
+
+def cross_validate(spec: ModelSpec, dataset: Dataset, out_dir: Path, config: TrainConfig,
+                   provenance: dict | None = None) -> dict:
+    """Leave-one-group-out: one bundle per fold under out_dir, and out_dir/cv_report.json."""
+    folds: list[Fold] = leave_one_group_out(list(dataset.videos))
+    rows = []
+    for fold in folds:
+        fold_dir = out_dir / f"fold-{fold.name.replace('=', '-')}"
+        result = train_and_test(spec, list(fold.train), list(fold.test), fold_dir, config,
+                                provenance=provenance)
+        rows.append({"fold": fold.name, "test_videos": result["videos"], "correct": result["video_correct"],
+                     "video_accuracy": result["video_accuracy"], "clip_accuracy": result["clip_accuracy"]})
+        print(f"{fold.name}: {result['video_correct']}/{result['videos']} videos "
+              f"({result['video_accuracy']:.3f}), clip accuracy {result['clip_accuracy']:.3f}", flush=True)
+    correct, total = sum(r["correct"] for r in rows), sum(r["test_videos"] for r in rows)
+    summary = {"folds": rows, "correct": correct, "videos": total,
+               "pooled_video_accuracy": round(correct / max(1, total), 4),
+               "mean_fold_accuracy": round(float(np.mean([r["video_accuracy"] for r in rows])), 4),
+               "model": spec.to_json()}
+    (out_dir / "cv_report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def load_bundle(bundle_dir: str | Path):
+    """(Keras model, BundleMeta); a wrong or partial bundle is one LrcnError line."""
+    import keras
+
+    meta = read_meta(bundle_dir)
+    path = Path(bundle_dir) / "model.keras"
+    if not path.is_file():
+        raise LrcnError(f"bundle {bundle_dir} has no model.keras")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as err:  # Keras raises many types for a damaged archive
+        raise LrcnError(f"cannot load {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    expected = (None, meta.spec.clip_length, *meta.spec.input_size, 3)
+    if tuple(model.input_shape) != expected:
+        raise LrcnError(f"{path}: input shape {tuple(model.input_shape)} does not match meta.json {expected}")
+    if model.output_shape[-1] != meta.spec.num_classes:
+        raise LrcnError(f"{path}: {model.output_shape[-1]} outputs but meta.json lists "
+                        f"{meta.spec.num_classes} classes")
+    return model, meta

@@ -1,0 +1,226 @@
+"""Train an LRCN on labelled videos and write the model bundle.
+
+A trainable CNN trains end to end on augmented clips of decoded frames. A frozen ImageNet
+backbone cannot change, so its features are computed once per frame (plain and mirrored)
+and only the temporal head trains on them: the same model, a fraction of the CNN passes.
+
+>>> train(spec, train_videos, val_videos, "bundles/demo", TrainConfig(epochs=3))   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import keras
+
+from models.architectures import build_head, build_model, copy_head_weights, feature_size, split_model
+from models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
+    random_start, window_starts
+from models.data import Video
+from models.features import FeatureCache
+from stream.bundle import BundleMeta, ModelSpec, write_meta
+from stream.errors import LrcnError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 8
+    learning_rate: float = 3e-4
+    patience: int = 8
+    clips_per_video: int = 4
+    augment: bool = True
+    flip: bool = True
+    seed: int = 0
+    cache_dir: str | None = str(DEFAULT_CACHE)
+    progress: bool = True
+
+
+class ClipBatches(keras.utils.PyDataset):
+    """Batches of clips drawn from per-video arrays (frames or features).
+
+    Training: `clips_per_video` random clips of every video each epoch, shuffled, with a
+    random view and (for pixels) augmentation; deterministic under (seed, epoch, batch).
+    Validation (train=False): fixed windows every T frames, plain view.
+    """
+
+    def __init__(self, items, spec: ModelSpec, config: TrainConfig, train: bool, pixels: bool):
+        super().__init__()
+        self.items, self.spec, self.config, self.train, self.pixels = items, spec, config, train, pixels
+        self.epoch = 0
+        if train:
+            self.plan = [(v, None) for v in range(len(items)) for _ in range(config.clips_per_video)]
+        else:
+            self.plan = [(v, s) for v, (views, _) in enumerate(items)
+                         for s in window_starts(len(views[0]), spec.clip_length, spec.clip_length)]
+        self.order = np.arange(len(self.plan))
+        self.start_epoch(0)
+
+    def __len__(self):
+        return math.ceil(len(self.plan) / self.config.batch_size)
+
+    def start_epoch(self, epoch: int):
+        self.epoch = epoch
+        if self.train:
+            self.order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.plan))
+
+    def on_epoch_end(self):
+        self.start_epoch(self.epoch + 1)
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.config.seed, self.epoch, index])
+        picks = self.order[index * self.config.batch_size:(index + 1) * self.config.batch_size]
+        xs, ys = [], []
+        for pick in picks:
+            video, start = self.plan[pick]
+            views, label = self.items[video]
+            view = views[rng.integers(len(views))] if self.train else views[0]
+            if start is None:
+                start = random_start(len(view), self.spec.clip_length, rng)
+            clip = view[clip_indices(len(view), self.spec.clip_length, start)]
+            if self.pixels:
+                if self.train and self.config.augment:
+                    clip = augment_clip(clip, rng, flip=self.config.flip)
+                clip = preprocess(clip, *self.spec.preprocessing)
+            xs.append(clip)
+            ys.append(label)
+        y = np.asarray(ys, dtype=np.int32)
+        if self.spec.outputs_every_step:
+            y = np.repeat(y[:, None], self.spec.clip_length, axis=1)
+        return np.stack(xs), y
+
+
+def prepare(spec, config, train_videos, val_videos, frame_cache, encoder):
+    """(model to fit, training batches, validation batches, trains_head_only)."""
+    train_frames = load_videos([v.path for v in train_videos], frame_cache, config.progress)
+    val_frames = load_videos([v.path for v in val_videos], frame_cache, config.progress)
+    if not train_frames:
+        raise LrcnError("no readable training video")
+    head_only = spec.frozen_backbone
+    if head_only:
+        features = FeatureCache(config.cache_dir, spec, encoder)
+        views = ("plain", "mirror") if config.flip and config.augment else ("plain",)
+
+        def items(videos, frames, view_names):
+            return [([features.features(v.path, frames[v.path], name) for name in view_names], v.label)
+                    for v in videos if v.path in frames]
+
+        train_items = items(train_videos, train_frames, views)
+        val_items = items(val_videos, val_frames, ("plain",))
+        model = build_head(spec, train_items[0][0][0].shape[-1])
+    else:
+        train_items = [([train_frames[v.path]], v.label) for v in train_videos if v.path in train_frames]
+        val_items = [([val_frames[v.path]], v.label) for v in val_videos if v.path in val_frames]
+        model = None
+    return (model, ClipBatches(train_items, spec, config, True, pixels=not head_only),
+            ClipBatches(val_items, spec, config, False, pixels=not head_only) if val_items else None,
+            head_only)
+
+
+def compile_model(model, config: TrainConfig, steps: int):
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+
+def best_so_far(history_csv: Path, monitor: str) -> float | None:
+    if not history_csv.exists():
+        return None
+    with history_csv.open() as file:
+        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+    return min(values) if values else None
+
+
+def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], out_dir: str | Path,
+          config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> tuple[keras.Model, BundleMeta]:
+    """Fit, keep the best epoch by validation loss, and write model.keras + meta.json to out_dir."""
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    out_dir = Path(out_dir)
+    checkpoints = out_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    model = build_model(spec)
+    encoder, _ = split_model(model, spec)
+    frame_cache = FrameCache(Path(config.cache_dir) / "frames" if config.cache_dir else None, spec.input_size, spec.fps)
+    head, batches, val_batches, head_only = prepare(spec, config, train_videos, val_videos, frame_cache, encoder)
+    fitted = head if head_only else model
+    monitor = "val_loss" if val_batches is not None else "loss"
+    last, best, history_csv = checkpoints / "last.keras", checkpoints / "best.keras", checkpoints / "history.csv"
+    initial_epoch = 0
+    if resume and last.exists():
+        fitted = keras.models.load_model(last)
+        state = json.loads((checkpoints / "state.json").read_text())
+        initial_epoch = state["epoch"]
+        batches.start_epoch(initial_epoch)
+        print(f"lrcn: resuming from epoch {initial_epoch}", file=sys.stderr)
+    else:
+        compile_model(fitted, config, config.epochs * len(batches))
+        history_csv.unlink(missing_ok=True)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True,
+                                        initial_value_threshold=best_so_far(history_csv, monitor)),
+        keras.callbacks.ModelCheckpoint(last),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (checkpoints / "state.json").write_text(
+            json.dumps({"epoch": epoch + 1}))),
+        keras.callbacks.CSVLogger(history_csv, append=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
+    ]
+    if initial_epoch < config.epochs:
+        fitted.fit(batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=initial_epoch,
+                   callbacks=callbacks, verbose=1 if config.progress else 2)
+    fitted.load_weights(best if best.exists() else last)
+    if head_only:
+        copy_head_weights(fitted, model)
+    history = read_history(history_csv)
+    meta = BundleMeta(spec=spec, feature_size=feature_size(spec), training={
+        "config": asdict(config) | {"cache_dir": None},
+        "train_videos": len(batches.items), "val_videos": len(val_batches.items) if val_batches else 0,
+        "head_only": head_only, "epochs_run": len(history.get("loss", [])),
+        "best_epoch": int(np.argmin(history[monitor])) + 1 if history.get(monitor) else None,
+        "seconds": round(time.time() - started, 1),
+        "versions": {"keras": keras.__version__, "python": platform.python_version()},
+        **(provenance or {}),
+    })
+    save_bundle(model, meta, out_dir)
+    save_curves(history, out_dir / "curves.png")
+    return model, meta
+
+
+def save_bundle(model: keras.Model, meta: BundleMeta, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / "model.keras")
+    write_meta(out_dir, meta)
+
+
+def read_history(history_csv: Path) -> dict[str, list[float]]:
+    if not history_csv.exists():
+        return {}
+    with history_csv.open() as file:
+        rows = list(csv.DictReader(file))
+    return {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {})}
+
+
+def save_curves(history: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if history.get(key):
+                axis.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

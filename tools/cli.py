@@ -1,0 +1,228 @@
+"""`lrcn`: the command line, a thin layer over models/ and stream/.
+
+Every user error ends as one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stream.errors import LrcnError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'112' -> (112, 112); '120x160' -> (120, 160) as height x width."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides >= 32, got {text!r}")
+    return parts[0], parts[1]
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group-pattern", help="regex with one group naming the group (actor, subject) of a file, "
+                        "or a preset: ucf101, weizmann, ps7 (default: detected)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--split-lists", nargs=2, metavar=("TRAIN", "TEST"), help="UCF101-style list files")
+    split.add_argument("--test-groups", help="comma-separated group ids held out for testing")
+    split.add_argument("--cv", action="store_true", help="leave-one-group-out cross-validation")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", choices=("seed", "mobilenet_v2"), default="seed")
+    model.add_argument("--weights", help="MobileNetV2 weights: a .weights.h5 path or 'imagenet'")
+    model.add_argument("--trainable-layers", type=int,
+                       help="backbone layers fine-tuned from the top: -1 all, 0 frozen "
+                            "(default: all for seed, 0 for mobilenet_v2)")
+    model.add_argument("--head", choices=("lstm", "single_frame"), default="lstm")
+    model.add_argument("--per-timestep", action="store_true", help="a loss at every step, averaged at test time")
+    model.add_argument("--size", type=parse_size, default=(112, 112), help="input N or HxW (default 112)")
+    model.add_argument("--clip-length", type=int, default=16)
+    model.add_argument("--fps", type=float, default=10.0, help="sampling rate the model sees (default 10)")
+    model.add_argument("--lstm-units", type=int, default=512)
+    fit = parser.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, default=30)
+    fit.add_argument("--batch-size", type=int, default=8)
+    fit.add_argument("--lr", type=float, default=3e-4)
+    fit.add_argument("--patience", type=int, default=8, help="early stopping, epochs without a better val loss")
+    fit.add_argument("--clips-per-video", type=int, default=4, help="random clips per video per epoch")
+    fit.add_argument("--no-augment", action="store_true")
+    fit.add_argument("--no-flip", action="store_true", help="no mirroring (for direction-sensitive classes)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--cache", help="decoded-frame and feature cache (default ~/.cache/lrcn-stream)")
+    fit.add_argument("--no-cache", action="store_true")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def spec_from_args(args, classes) -> "ModelSpec":
+    from stream.bundle import ModelSpec
+
+    if args.backbone == "seed" and args.weights:
+        raise LrcnError("--weights applies to --backbone mobilenet_v2 only")
+    trainable = args.trainable_layers
+    if trainable is None:
+        trainable = 0 if args.backbone == "mobilenet_v2" else -1
+    return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
+                     clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
+                     per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable)
+
+
+def config_from_args(args) -> "TrainConfig":
+    from models.clips import DEFAULT_CACHE
+    from models.train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+                       clips_per_video=args.clips_per_video, augment=not args.no_augment, flip=not args.no_flip,
+                       seed=args.seed, cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
+                       progress=not args.quiet)
+
+
+def choose_split(dataset, args):
+    """(train videos, test videos) from the split flags; no flag: all videos train."""
+    from models.data import official_split, split_by_groups
+
+    if getattr(args, "split_lists", None):
+        return official_split(dataset, *args.split_lists)
+    if getattr(args, "test_groups", None):
+        groups = [g.strip() for g in args.test_groups.split(",") if g.strip()]
+        unknown = sorted(set(groups) - {v.group for v in dataset.videos})
+        if unknown:
+            raise LrcnError(f"--test-groups: no videos in group(s) {', '.join(unknown)}")
+        return split_by_groups(list(dataset.videos), groups)
+    return list(dataset.videos), []
+
+
+def print_result(result: dict) -> None:
+    print(f"video accuracy {result['video_correct']}/{result['videos']} = {result['video_accuracy']:.3f}, "
+          f"clip accuracy {result['clip_accuracy']:.3f} over {result['clips']} clips")
+    for name, row in result["per_class"].items():
+        fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
+        print(f"  {name:<28} precision {fmt(row['precision'])}  recall {fmt(row['recall'])}  n={row['support']}")
+
+
+def cmd_train(args) -> None:
+    from models.data import describe, discover
+    from models.experiment import cross_validate, train_and_test
+
+    dataset = discover(args.data, args.group_pattern)
+    print(f"lrcn: {describe(dataset)}", file=sys.stderr)
+    spec, config = spec_from_args(args, dataset.classes), config_from_args(args)
+    provenance = {"data": str(Path(args.data).resolve()), "group_pattern": dataset.group_pattern}
+    out = Path(args.out)
+    if args.cv:
+        summary = cross_validate(spec, dataset, out, config, provenance)
+        print(f"cross-validation: {summary['correct']}/{summary['videos']} videos "
+              f"= {summary['pooled_video_accuracy']:.3f} (mean over folds {summary['mean_fold_accuracy']:.3f}); "
+              f"{out / 'cv_report.json'}")
+        return
+    train_videos, test_videos = choose_split(dataset, args)
+    result = train_and_test(spec, train_videos, test_videos, out, config, args.resume, provenance)
+    print(f"bundle written to {out}")
+    if result:
+        print_result(result)
+
+
+def cmd_evaluate(args) -> None:
+    from models.data import discover, read_split_list
+    from models.experiment import evaluate_model, load_bundle, relabel
+    from models.train import TrainConfig
+
+    model, meta = load_bundle(args.bundle)
+    dataset = discover(args.data, args.group_pattern)
+    if args.split_list:
+        videos = read_split_list(dataset, args.split_list)
+    else:
+        videos = choose_split(dataset, args)[1] if args.test_groups else list(dataset.videos)
+    videos = relabel(videos, dataset.classes, meta.spec.classes)
+    config = TrainConfig(cache_dir=None if args.no_cache else args.cache or TrainConfig.cache_dir,
+                         progress=not args.quiet)
+    out = Path(args.out) if args.out else Path(args.bundle) / "evaluation"
+    result = evaluate_model(model, meta.spec, videos, config, out)
+    print_result(result)
+    print(f"report: {out / 'report.json'}, confusion matrix: {out / 'confusion.png'}")
+
+
+def cmd_synth(args) -> None:
+    from models import synth
+
+    if args.continuous:
+        video, labels = synth.write_continuous(Path(args.out), duration_s=args.continuous, size=args.size,
+                                               fps=args.fps, seed=args.seed)
+        print(f"wrote {video} and {labels}")
+        return
+    paths = synth.write_dataset(args.out, videos_per_class=args.videos_per_class, n_frames=args.frames,
+                                size=args.size, fps=args.fps, seed=args.seed, groups=args.groups)
+    print(f"wrote {len(paths)} videos of {len(synth.CLASSES)} classes under {args.out}")
+
+
+def cmd_demo(args) -> None:
+    from tools.demo import run_demo
+
+    run_demo(Path(args.workdir), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrcn", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="synthesise data, train a small LRCN, evaluate it (no camera, no network)")
+    demo.add_argument("--workdir", default="lrcn-demo")
+    demo.add_argument("--quick", action="store_true", help="smallest run, for smoke tests")
+    demo.set_defaults(run=cmd_demo)
+
+    synth = commands.add_parser("synth", help="write synthetic action videos (motion is the only cue)")
+    synth.add_argument("out", help="output folder, or a .avi path with --continuous")
+    synth.add_argument("--videos-per-class", type=int, default=24)
+    synth.add_argument("--frames", type=int, default=48)
+    synth.add_argument("--size", type=int, default=64)
+    synth.add_argument("--fps", type=float, default=25.0)
+    synth.add_argument("--groups", type=int, default=4)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--continuous", type=float, metavar="SECONDS",
+                       help="one long video whose action changes, with a .labels.json sidecar")
+    synth.set_defaults(run=cmd_synth)
+
+    train = commands.add_parser("train", help="train an LRCN on DATA/<class>/<video> and write a bundle")
+    train.add_argument("data")
+    train.add_argument("--out", required=True, help="bundle folder (with --cv: one bundle per fold inside)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.keras")
+    add_split_arguments(train)
+    add_train_arguments(train)
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="clip and video accuracy of a bundle on labelled videos")
+    evaluate.add_argument("bundle")
+    evaluate.add_argument("data")
+    group = evaluate.add_mutually_exclusive_group()
+    group.add_argument("--split-list", help="a UCF101-style list of the videos to test")
+    group.add_argument("--test-groups", help="comma-separated group ids to test")
+    evaluate.add_argument("--group-pattern")
+    evaluate.add_argument("--out", help="report folder (default BUNDLE/evaluation)")
+    evaluate.add_argument("--cache")
+    evaluate.add_argument("--no-cache", action="store_true")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except LrcnError as err:
+        print(f"lrcn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lrcn: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
