@@ -43,11 +43,12 @@ MOTION: dict[str, tuple[str, int] | None] = {
 }
 
 # Speeds per second; lengths are for a 64-pixel frame and scale with the size. At 25 fps
-# sampled at 10 fps a shift is 1.5-3.5 px per sampled frame, a turn 5-12.5 degrees.
-SHIFT_PX_PER_S = (15.0, 35.0)
+# sampled at 10 fps a shift is 3-6 px per sampled frame, a turn 12-24 degrees: plain enough
+# for a small CNN trained from scratch in minutes.
+SHIFT_PX_PER_S = (30.0, 60.0)
 DRIFT_PX_PER_S = (0.0, 3.0)
-TURN_DEG_PER_S = (50.0, 125.0)
-GROW_LOG_PER_S = (0.30, 0.55)
+TURN_DEG_PER_S = (120.0, 240.0)
+GROW_LOG_PER_S = (0.6, 1.0)
 RADIUS_FRACTION = (0.10, 0.30)
 JITTER_PX, JITTER_DEG, JITTER_LOG = 0.25, 0.4, 0.01
 NOISE_SIGMA = (1.5, 5.0)

@@ -34,9 +34,9 @@ from stream.errors import LrcnError
 class TrainConfig:
     epochs: int = 30
     batch_size: int = 8
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     patience: int = 8
-    clips_per_video: int = 4
+    clips_per_video: int = 8
     augment: bool = True
     flip: bool = True
     seed: int = 0
@@ -132,18 +132,18 @@ def compile_model(model, config: TrainConfig, steps: int):
 
 
 def best_so_far(history_csv: Path, monitor: str) -> float | None:
-    if not history_csv.exists():
-        return None
-    with history_csv.open() as file:
-        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+    values = read_history(history_csv).get(monitor)
     return min(values) if values else None
 
 
 def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], out_dir: str | Path,
           config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> tuple[keras.Model, BundleMeta]:
     """Fit, keep the best epoch by validation loss, and write model.keras + meta.json to out_dir."""
+    import tensorflow as tf
+
     started = time.time()
     keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
     out_dir = Path(out_dir)
     checkpoints = out_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -201,11 +201,19 @@ def save_bundle(model: keras.Model, meta: BundleMeta, out_dir: Path) -> None:
 
 
 def read_history(history_csv: Path) -> dict[str, list[float]]:
+    """Columns of Keras's CSV log as floats; cells it wrote as NA are left out."""
     if not history_csv.exists():
         return {}
     with history_csv.open() as file:
         rows = list(csv.DictReader(file))
-    return {key: [float(row[key]) for row in rows if row.get(key)] for key in (rows[0] if rows else {})}
+    history = {}
+    for row in rows:
+        for key, text in row.items():
+            try:
+                history.setdefault(key, []).append(float(text))
+            except (TypeError, ValueError):
+                pass
+    return history
 
 
 def save_curves(history: dict[str, list[float]], path: Path) -> None:

@@ -18,7 +18,9 @@ def resize_rgb(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A BGR frame from OpenCV -> RGB uint8 at (height, width) = size."""
     height, width = size
     if frame_bgr.shape[:2] != (height, width):
-        frame_bgr = cv2.resize(frame_bgr, (width, height), interpolation=cv2.INTER_AREA)
+        shrinking = frame_bgr.shape[0] * frame_bgr.shape[1] > height * width
+        frame_bgr = cv2.resize(frame_bgr, (width, height),
+                               interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
 
 
