@@ -50,12 +50,26 @@ def evaluate_model(model, spec: ModelSpec, videos: list[Video], config: TrainCon
 
 def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list[Video], out_dir: Path,
                    config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> dict:
-    """Train on train_videos (minus a validation split of their groups), test on test_videos."""
+    """Train on train_videos and test on test_videos; returns the test report ({} without tests).
+
+    The number of epochs is chosen on a group-disjoint validation split of the training
+    groups (out_dir/selection). With config.refit the final model then trains on every
+    training group for that many epochs: with three persons, say, the selection run learns
+    from one person and the final model from two.
+    """
     fit_videos, val_videos = group_holdout(train_videos, VAL_FRACTION, config.seed)
     groups = lambda videos: sorted({v.group for v in videos})
-    provenance = (provenance or {}) | {"train_groups": groups(fit_videos), "val_groups": groups(val_videos),
+    provenance = (provenance or {}) | {"train_groups": groups(train_videos), "val_groups": groups(val_videos),
                                        "test_groups": groups(test_videos)}
-    model, meta = train(spec, fit_videos, val_videos, out_dir, config, resume, provenance)
+    if config.refit and val_videos:
+        _, chosen = train(spec, fit_videos, val_videos, out_dir / "selection", config, resume,
+                          provenance | {"train_groups": groups(fit_videos)})
+        epochs = chosen.training["best_epoch"] or config.epochs
+        provenance["selection"] = {key: chosen.training[key] for key in ("best_epoch", "epochs_run", "seconds")}
+        model, meta = train(spec, train_videos, [], out_dir, replace(config, epochs=epochs), False, provenance)
+    else:
+        model, meta = train(spec, fit_videos, val_videos, out_dir, config, resume,
+                            provenance | {"train_groups": groups(fit_videos)})
     if not test_videos:
         return {}
     result = evaluate_model(model, spec, test_videos, config, out_dir / "evaluation")

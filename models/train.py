@@ -21,7 +21,8 @@ import numpy as np
 
 import keras
 
-from models.architectures import build_head, build_model, copy_head_weights, feature_size, split_model
+from models.architectures import build_head, build_model, copy_head_weights, feature_size, scale_to_unit_variance, \
+    split_model
 from models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
     random_start, window_starts
 from models.data import Video
@@ -40,6 +41,7 @@ class TrainConfig:
     augment: bool = True
     flip: bool = True
     seed: int = 0
+    refit: bool = True
     cache_dir: str | None = str(DEFAULT_CACHE)
     progress: bool = True
 
@@ -125,6 +127,14 @@ def prepare(spec, config, train_videos, val_videos, frame_cache, encoder):
             head_only)
 
 
+def sample_frames(items, spec: ModelSpec, seed: int, count: int = 64) -> np.ndarray:
+    """Preprocessed frames drawn evenly from the training videos, for initialisation."""
+    rng = np.random.default_rng(seed)
+    picks = [views[0][rng.integers(len(views[0]))] for views, _ in
+             (items[i] for i in rng.integers(len(items), size=count))]
+    return preprocess(np.stack(picks), *spec.preprocessing)
+
+
 def compile_model(model, config: TrainConfig, steps: int):
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
@@ -162,6 +172,8 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
         batches.start_epoch(initial_epoch)
         print(f"lrcn: resuming from epoch {initial_epoch}", file=sys.stderr)
     else:
+        if spec.backbone != "mobilenet_v2":
+            scale_to_unit_variance(encoder, sample_frames(batches.items, spec, config.seed))
         compile_model(fitted, config, config.epochs * len(batches))
         history_csv.unlink(missing_ok=True)
     callbacks = [

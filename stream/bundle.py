@@ -18,7 +18,7 @@ from typing import Any
 from stream.errors import LrcnError
 
 FORMAT_VERSION = 1
-BACKBONES = ("seed", "mobilenet_v2")
+BACKBONES = ("seed", "small", "mobilenet_v2")
 HEADS = ("lstm", "single_frame")
 
 
@@ -78,7 +78,7 @@ class ModelSpec:
     @property
     def preprocessing(self) -> tuple[float, float]:
         """(scale, offset): the network sees uint8 RGB * scale + offset."""
-        return (1 / 127.5, -1.0) if self.backbone == "mobilenet_v2" else (1 / 255, 0.0)
+        return (1 / 255, 0.0) if self.backbone == "seed" else (1 / 127.5, -1.0)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

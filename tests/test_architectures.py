@@ -69,10 +69,11 @@ def test_seed_builds_for_any_size_length_and_class_count(clip_length, size, clas
     assert model.layers[12].output.shape[-1] == feature_size(spec)
 
 
-@pytest.mark.parametrize("head,per_timestep", [("lstm", False), ("lstm", True), ("single_frame", False)])
-def test_encoder_then_head_equals_the_full_model(head, per_timestep):
-    spec = ModelSpec(classes=CLASSES, clip_length=6, input_size=(64, 64), head=head, per_timestep=per_timestep,
-                     lstm_units=32)
+@pytest.mark.parametrize("backbone,head,per_timestep", [("seed", "lstm", False), ("seed", "lstm", True),
+                                                       ("seed", "single_frame", False), ("small", "lstm", False)])
+def test_encoder_then_head_equals_the_full_model(backbone, head, per_timestep):
+    spec = ModelSpec(classes=CLASSES, backbone=backbone, clip_length=6, input_size=(64, 64), head=head,
+                     per_timestep=per_timestep, lstm_units=32)
     model = build_model(spec)
     encoder, temporal = split_model(model, spec)
     clips = np.random.default_rng(0).random((2, 6, 64, 64, 3), dtype=np.float32)
@@ -82,6 +83,25 @@ def test_encoder_then_head_equals_the_full_model(head, per_timestep):
     assert full.shape == ((2, 6, 4) if spec.outputs_every_step else (2, 4))
     np.testing.assert_allclose(split, full, atol=1e-5)
     assert np.allclose(full.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_small_backbone_keeps_a_spatial_map():
+    spec = ModelSpec(classes=CLASSES, backbone="small", input_size=(64, 96))
+    assert feature_size(spec) == (64 // 8) * (96 // 8) * 32
+    assert spec.preprocessing == (1 / 127.5, -1.0)
+
+
+def test_unit_variance_init_gives_features_that_differ_between_frames():
+    from models.architectures import scale_to_unit_variance
+
+    spec = ModelSpec(classes=CLASSES, input_size=(64, 64))
+    keras.utils.set_random_seed(0)
+    encoder, _ = split_model(build_model(spec), spec)
+    frames = np.random.default_rng(0).random((32, 64, 64, 3), dtype=np.float32)
+    before = np.asarray(encoder(frames)).std(axis=0).mean()
+    scale_to_unit_variance(encoder, frames)
+    after = np.asarray(encoder(frames)).std(axis=0).mean()
+    assert before < 0.05 and after > 10 * before
 
 
 def test_single_frame_baseline_has_no_lstm():

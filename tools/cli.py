@@ -11,6 +11,26 @@ from pathlib import Path
 from stream.errors import LrcnError
 
 
+def require_tensorflow() -> None:
+    """Import TensorFlow once, for the commands that train or evaluate.
+
+    Its C++ start-up lines are written to fd 2 before any log level applies, so they are
+    muted here; a missing TensorFlow becomes a one-line error.
+    """
+    import os
+
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        raise LrcnError("this command needs TensorFlow: pip install 'lrcn-stream[train]'") from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'112' -> (112, 112); '120x160' -> (120, 160) as height x width."""
     try:
@@ -35,7 +55,9 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--backbone", choices=("seed", "mobilenet_v2"), default="seed")
+    model.add_argument("--backbone", choices=("seed", "small", "mobilenet_v2"), default="seed",
+                       help="seed: the user's LRCN CNN; small: a light CNN for small inputs; "
+                            "mobilenet_v2: ImageNet features")
     model.add_argument("--weights", help="MobileNetV2 weights: a .weights.h5 path or 'imagenet'")
     model.add_argument("--trainable-layers", type=int,
                        help="backbone layers fine-tuned from the top: -1 all, 0 frozen "
@@ -55,6 +77,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--no-augment", action="store_true")
     fit.add_argument("--no-flip", action="store_true", help="no mirroring (for direction-sensitive classes)")
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--no-refit", action="store_true",
+                     help="keep the model trained without its validation groups instead of retraining on all "
+                          "training groups for the chosen number of epochs")
     fit.add_argument("--cache", help="decoded-frame and feature cache (default ~/.cache/lrcn-stream)")
     fit.add_argument("--no-cache", action="store_true")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -63,7 +88,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args, classes) -> "ModelSpec":
     from stream.bundle import ModelSpec
 
-    if args.backbone == "seed" and args.weights:
+    if args.backbone != "mobilenet_v2" and args.weights:
         raise LrcnError("--weights applies to --backbone mobilenet_v2 only")
     trainable = args.trainable_layers
     if trainable is None:
@@ -79,7 +104,7 @@ def config_from_args(args) -> "TrainConfig":
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                        clips_per_video=args.clips_per_video, augment=not args.no_augment, flip=not args.no_flip,
-                       seed=args.seed, cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
+                       seed=args.seed, refit=not args.no_refit, cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
                        progress=not args.quiet)
 
 
@@ -107,6 +132,7 @@ def print_result(result: dict) -> None:
 
 
 def cmd_train(args) -> None:
+    require_tensorflow()
     from models.data import describe, discover
     from models.experiment import cross_validate, train_and_test
 
@@ -129,6 +155,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    require_tensorflow()
     from models.data import discover, read_split_list
     from models.experiment import evaluate_model, load_bundle, relabel
     from models.train import TrainConfig
@@ -162,6 +189,7 @@ def cmd_synth(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    require_tensorflow()
     from tools.demo import run_demo
 
     run_demo(Path(args.workdir), quick=args.quick)

@@ -24,14 +24,14 @@ selected=("$@")
 run ucf_mnv2_lstm        "$data/ucf101_9" "${ucf_split[@]}" "${mnv2[@]}"
 run ucf_mnv2_lstm_steps  "$data/ucf101_9" "${ucf_split[@]}" "${mnv2[@]}" --per-timestep
 run ucf_mnv2_single      "$data/ucf101_9" "${ucf_split[@]}" "${mnv2[@]}" --head single_frame
-run ucf_seed             "$data/ucf101_9" "${ucf_split[@]}" --size 112 --epochs 15 --clips-per-video 2
+run ucf_seed             "$data/ucf101_9" "${ucf_split[@]}" --size 112 --epochs 12 --clips-per-video 2 --patience 4
 
 # weizmann4, leave-one-subject-out (9 folds, 4 test videos each).
 run weizmann_mnv2_lstm   "$data/weizmann4" --cv "${mnv2[@]}"
 run weizmann_mnv2_single "$data/weizmann4" --cv "${mnv2[@]}" --head single_frame
-run weizmann_seed        "$data/weizmann4" --cv --size 64 --epochs 20 --clips-per-video 16 --patience 8
+run weizmann_seed        "$data/weizmann4" --cv --size 64 --epochs 15 --clips-per-video 8 --patience 5
 
 # ps7, leave-one-person-out (3 folds, 9 test videos each).
 run ps7_mnv2_lstm        "$data/ps7" --cv "${mnv2[@]}"
 run ps7_mnv2_single      "$data/ps7" --cv "${mnv2[@]}" --head single_frame
-run ps7_seed             "$data/ps7" --cv --size 112 --epochs 20 --clips-per-video 16 --patience 8
+run ps7_seed             "$data/ps7" --cv --size 112 --epochs 12 --clips-per-video 8 --patience 4
