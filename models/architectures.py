@@ -10,6 +10,8 @@ the head; the runtime runs them separately so each frame is encoded once.
 """
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -64,7 +66,7 @@ def mobilenet_v2(spec: ModelSpec) -> keras.Model:
     weights = spec.backbone_weights
     try:
         backbone = keras.applications.MobileNetV2(
-            alpha=1.0, include_top=False, pooling="avg", weights=weights,
+            alpha=1.0, include_top=False, pooling="avg" if spec.pooling == "avg" else None, weights=weights,
             input_shape=(*spec.input_size, 3))
     except (OSError, ValueError) as err:
         raise LrcnError(f"cannot load MobileNetV2 weights {weights!r}: {str(err).splitlines()[0]}") from None
@@ -92,7 +94,7 @@ def frame_layers(spec: ModelSpec) -> list[layers.Layer]:
         return seed_frame_layers()
     if spec.backbone == "small":
         return small_frame_layers()
-    return [mobilenet_v2(spec)]
+    return [mobilenet_v2(spec)] + ([layers.Flatten()] if spec.pooling == "flatten" else [])
 
 
 def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:
@@ -124,7 +126,10 @@ def build_head(spec: ModelSpec, feature_size: int) -> keras.Sequential:
 
 def feature_size(spec: ModelSpec) -> int:
     if spec.backbone == "mobilenet_v2":
-        return MOBILENET_FEATURES
+        if spec.pooling == "avg":
+            return MOBILENET_FEATURES
+        height, width = (math.ceil(side / 32) for side in spec.input_size)
+        return height * width * MOBILENET_FEATURES
     encoder = keras.Sequential([keras.Input((*spec.input_size, 3)), *frame_layers(spec)])
     return int(encoder.output_shape[-1])
 

@@ -38,7 +38,7 @@ class FeatureCache:
     def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder):
         self.directory = Path(directory) / "features" if directory else None
         self.spec, self.encoder = spec, encoder
-        identity = (spec.backbone, spec.input_size, spec.fps, weights_fingerprint(spec))
+        identity = (spec.backbone, spec.pooling, spec.input_size, spec.fps, weights_fingerprint(spec))
         self.identity = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
 
     def features(self, video_path: Path, frames: np.ndarray, view: str = "plain") -> np.ndarray:

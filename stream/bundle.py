@@ -40,6 +40,9 @@ class ModelSpec:
     feature_dropout: float = 0.7
     lstm_dropout: float = 0.5
     backbone_weights: str | None = None
+    # mobilenet_v2 only: "avg" pools each frame to one vector; "flatten" keeps the spatial
+    # map, so where things are (and so left/right motion) reaches the LSTM.
+    pooling: str = "avg"
     # Backbone layers left trainable, counted from the top: -1 all, 0 frozen.
     trainable_layers: int = -1
 
@@ -53,6 +56,8 @@ class ModelSpec:
             problems.append(f"backbone {self.backbone!r} is not one of {', '.join(BACKBONES)}")
         if self.head not in HEADS:
             problems.append(f"head {self.head!r} is not one of {', '.join(HEADS)}")
+        if self.pooling not in ("avg", "flatten"):
+            problems.append(f"pooling {self.pooling!r} is not avg or flatten")
         if min(self.input_size) < 32:
             problems.append(f"input size {self.input_size} is below 32 pixels")
         if self.clip_length < 1 or self.fps <= 0:

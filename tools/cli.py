@@ -62,6 +62,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--trainable-layers", type=int,
                        help="backbone layers fine-tuned from the top: -1 all, 0 frozen "
                             "(default: all for seed, 0 for mobilenet_v2)")
+    model.add_argument("--pooling", choices=("avg", "flatten"), default="avg",
+                       help="mobilenet_v2: pool each frame to a vector, or keep its spatial map")
     model.add_argument("--head", choices=("lstm", "single_frame"), default="lstm")
     model.add_argument("--per-timestep", action="store_true", help="a loss at every step, averaged at test time")
     model.add_argument("--size", type=parse_size, default=(112, 112), help="input N or HxW (default 112)")
@@ -95,7 +97,8 @@ def spec_from_args(args, classes) -> "ModelSpec":
         trainable = 0 if args.backbone == "mobilenet_v2" else -1
     return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
                      clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
-                     per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable)
+                     per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable,
+                     pooling=args.pooling)
 
 
 def config_from_args(args) -> "TrainConfig":
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except LrcnError as err:
+    except (LrcnError, OSError) as err:  # OSError: a path the user gave cannot be read or written
         print(f"lrcn: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
