@@ -24,14 +24,22 @@ selected=("$@")
 run ucf_mnv2_lstm        "$data/ucf101_9" "${ucf_split[@]}" "${mnv2[@]}"
 run ucf_mnv2_lstm_steps  "$data/ucf101_9" "${ucf_split[@]}" "${mnv2[@]}" --per-timestep
 run ucf_mnv2_single      "$data/ucf101_9" "${ucf_split[@]}" "${mnv2[@]}" --head single_frame
-run ucf_seed             "$data/ucf101_9" "${ucf_split[@]}" --size 112 --epochs 12 --clips-per-video 2 --patience 4
+run ucf_seed             "$data/ucf101_9" "${ucf_split[@]}" --size 112 --epochs 12 --clips-per-video 2 --patience 4 --no-refit
 
 # weizmann4, leave-one-subject-out (9 folds, 4 test videos each).
 run weizmann_mnv2_lstm   "$data/weizmann4" --cv "${mnv2[@]}"
 run weizmann_mnv2_single "$data/weizmann4" --cv "${mnv2[@]}" --head single_frame
-run weizmann_seed        "$data/weizmann4" --cv --size 64 --epochs 15 --clips-per-video 8 --patience 5
+run weizmann_seed        "$data/weizmann4" --cv --size 64 --epochs 15 --clips-per-video 8 --patience 5 --no-refit
 
 # ps7, leave-one-person-out (3 folds, 9 test videos each).
 run ps7_mnv2_lstm        "$data/ps7" --cv "${mnv2[@]}"
 run ps7_mnv2_single      "$data/ps7" --cv "${mnv2[@]}" --head single_frame
-run ps7_seed             "$data/ps7" --cv --size 112 --epochs 12 --clips-per-video 8 --patience 4
+run ps7_seed             "$data/ps7" --cv --size 112 --epochs 12 --clips-per-video 8 --patience 4 --no-refit
+
+# Synthetic motion-only actions (7 classes, 300 videos each, 4 groups; group 04 tests).
+if [ "${#selected[@]}" -eq 0 ] || [[ " ${selected[*]} " =~ " synth_mnv2_flatten " ]]; then
+  [ -d "$runs/synth300" ] || lrcn synth "$runs/synth300" --videos-per-class 300 --frames 32 --size 64 --seed 1
+fi
+run synth_mnv2_flatten   "$runs/synth300" --test-groups 04 --backbone mobilenet_v2 --weights "$weights" \
+    --pooling flatten --size 96 --clip-length 8 --lstm-units 128 --lr 1e-3 --epochs 20 --clips-per-video 2 \
+    --no-flip --no-refit
