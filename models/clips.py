@@ -22,6 +22,14 @@ def cache_key(path: Path, *parts) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
+def save_npy(file: Path, array: np.ndarray) -> None:
+    """Write then rename, so an interrupted run never leaves a half-written cache entry."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_suffix(".partial.npy")
+    np.save(temporary, array)
+    temporary.replace(file)
+
+
 class FrameCache:
     """Frames of each video on the model's grid and size, decoded once and kept as .npy files.
 
@@ -44,10 +52,7 @@ class FrameCache:
         if file.exists():
             return np.load(file)
         frames = read_frames(path, self.size, self.fps)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = file.with_suffix(".partial.npy")
-        np.save(temporary, frames)
-        temporary.replace(file)
+        save_npy(file, frames)
         return frames
 
 

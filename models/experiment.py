@@ -6,7 +6,7 @@ out of the training groups; the test groups are touched only by the final evalua
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

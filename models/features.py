@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.clips import cache_key, preprocess
+from models.clips import cache_key, preprocess, save_npy
 from stream.bundle import ModelSpec
 
 ENCODE_BATCH = 64
@@ -50,8 +50,5 @@ class FeatureCache:
         pixels = frames[:, :, ::-1] if view == "mirror" else frames
         features = encode_frames(self.encoder, np.ascontiguousarray(pixels), self.spec)
         if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            temporary = file.with_suffix(".partial.npy")
-            np.save(temporary, features)
-            temporary.replace(file)
+            save_npy(file, features)
         return features

@@ -8,7 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from stream.errors import LrcnError
+
+if TYPE_CHECKING:  # the real imports wait for the commands that need them (TensorFlow)
+    from models.train import TrainConfig
+    from stream.bundle import ModelSpec
 
 
 def require_tensorflow() -> None:
