@@ -21,7 +21,7 @@ import numpy as np
 
 import keras
 
-from models.architectures import build_head, build_model, copy_head_weights, feature_size, scale_to_unit_variance, \
+from models.architectures import build_head, build_model, copy_head_weights, scale_to_unit_variance, \
     split_model
 from models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
     random_start, window_starts
@@ -192,7 +192,7 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
     if head_only:
         copy_head_weights(fitted, model)
     history = read_history(history_csv)
-    meta = BundleMeta(spec=spec, feature_size=feature_size(spec), training={
+    meta = BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1]), training={
         "config": asdict(config) | {"cache_dir": None},
         "train_videos": len(batches.items), "val_videos": len(val_batches.items) if val_batches else 0,
         "head_only": head_only, "epochs_run": len(history.get("loss", [])),
