@@ -1,0 +1,155 @@
+"""Schema v1 messages: what the publisher sends and subscribers read. Pure functions, no sockets.
+
+Every message is two ZeroMQ frames, [topic, payload]: the topic alone in the first frame so a
+SUB socket filters by prefix, the payload UTF-8 JSON. Topics:
+
+    pred/<stream>     one prediction for one window of one stream
+    status/<stream>   a source or pipeline state change, with counters
+    heartbeat         periodic, proves the publisher is alive when nothing else is sent
+
+Timestamps (`capture_time`, `publish_time`, `time`) are wall-clock seconds since the Unix
+epoch (time.time() of the publishing host). `latency_ms` is measured on the publisher's
+monotonic clock, capture to publish, so a wall-clock step cannot distort it; `capture_time`
+is `publish_time - latency_ms / 1000`. `seq` counts messages per topic from 0: a gap means
+messages were shed on the way; a smaller number than before means the publisher restarted.
+
+>>> frames = encode_prediction("cam0", seq=0, frame_index=41, window=(26, 41), label="wave", score=0.9,
+...                            top_k=[("wave", 0.9), ("walk", 0.1)], capture_time=100.0, publish_time=100.02)
+>>> message = decode(frames)
+>>> message.topic, message.payload["label"], message.payload["latency_ms"]
+('pred/cam0', 'wave', 20.0)
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from stream.errors import LrcnError
+
+SCHEMA_VERSION = 1
+PRED, STATUS, HEARTBEAT = "pred", "status", "heartbeat"
+HEARTBEAT_TOPIC = HEARTBEAT
+STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class MessageError(LrcnError):
+    """A message that does not follow schema v1."""
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    kind: str             # PRED, STATUS or HEARTBEAT
+    stream: str | None    # None for a heartbeat
+    payload: dict
+
+
+def pred_topic(stream: str) -> str:
+    return f"{PRED}/{_checked_stream(stream)}"
+
+
+def status_topic(stream: str) -> str:
+    return f"{STATUS}/{_checked_stream(stream)}"
+
+
+def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
+                      top_k: Iterable[tuple[str, float]], capture_time: float, publish_time: float,
+                      latency_ms: float | None = None, probabilities: dict[str, float] | None = None) -> list[bytes]:
+    """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference."""
+    if latency_ms is None:
+        latency_ms = (publish_time - capture_time) * 1000.0
+    payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "frame_index": frame_index,
+               "window": [int(window[0]), int(window[1])], "label": label, "score": _prob(score),
+               "top_k": [[str(name), _prob(p)] for name, p in top_k],
+               "capture_time": round(capture_time, 6), "publish_time": round(publish_time, 6),
+               "latency_ms": round(latency_ms, 3)}
+    if probabilities is not None:
+        payload["probabilities"] = {str(name): _prob(p) for name, p in probabilities.items()}
+    return _frames(pred_topic(stream), payload)
+
+
+def encode_status(stream: str, *, seq: int, state: str, reason: str = "", stats: dict | None = None,
+                  publish_time: float) -> list[bytes]:
+    """[topic, payload] for one state change of a stream; `stats` holds plain counters."""
+    payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "state": state,
+               "reason": " ".join(reason.split()), "time": round(publish_time, 6), "stats": dict(stats or {})}
+    return _frames(status_topic(stream), payload)
+
+
+def encode_heartbeat(*, seq: int, publish_time: float, interval_s: float, streams: Sequence[str] = (),
+                     node: str = "") -> list[bytes]:
+    """[topic, payload] saying the publisher is alive, what it serves, and when to expect the next one."""
+    payload = {"schema": SCHEMA_VERSION, "seq": seq, "time": round(publish_time, 6), "interval_s": interval_s,
+               "streams": list(streams), "node": node}
+    return _frames(HEARTBEAT_TOPIC, payload)
+
+
+# Required payload fields and their JSON types, per kind.
+_NUMBER = (int, float)
+_FIELDS: dict[str, dict[str, Any]] = {
+    PRED: {"schema": int, "stream": str, "seq": int, "frame_index": int, "window": list, "label": str,
+           "score": _NUMBER, "top_k": list, "capture_time": _NUMBER, "publish_time": _NUMBER,
+           "latency_ms": _NUMBER},
+    STATUS: {"schema": int, "stream": str, "seq": int, "state": str, "reason": str, "time": _NUMBER,
+             "stats": dict},
+    HEARTBEAT: {"schema": int, "seq": int, "time": _NUMBER, "interval_s": _NUMBER, "streams": list},
+}
+
+
+def decode(frames: Sequence[bytes]) -> Message:
+    """Parse and validate [topic, payload]; raise MessageError saying what is wrong."""
+    if len(frames) != 2:
+        raise MessageError(f"expected 2 frames [topic, payload], got {len(frames)}")
+    try:
+        topic = bytes(frames[0]).decode("utf-8")
+        payload = json.loads(bytes(frames[1]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise MessageError(f"payload is not UTF-8 JSON: {err}") from None
+    kind, _, stream = topic.partition("/")
+    if kind not in _FIELDS or (kind == HEARTBEAT) != (stream == "") or (stream and not STREAM_ID.match(stream)):
+        raise MessageError(f"unknown topic {topic!r} (expected pred/<stream>, status/<stream> or heartbeat)")
+    if not isinstance(payload, dict):
+        raise MessageError(f"{topic}: payload is not a JSON object")
+    for field, kinds in _FIELDS[kind].items():
+        if field not in payload:
+            raise MessageError(f"{topic}: missing field {field!r}")
+        value = payload[field]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise MessageError(f"{topic}: field {field!r} has the wrong type ({type(value).__name__})")
+    if payload["schema"] != SCHEMA_VERSION:
+        raise MessageError(f"{topic}: schema version {payload['schema']}, this reader knows {SCHEMA_VERSION}")
+    if stream and payload["stream"] != stream:
+        raise MessageError(f"{topic}: payload stream {payload['stream']!r} differs from the topic")
+    if kind == PRED:
+        _check_prediction(topic, payload)
+    return Message(topic=topic, kind=kind, stream=stream or None, payload=payload)
+
+
+def _check_prediction(topic: str, payload: dict) -> None:
+    window = payload["window"]
+    if len(window) != 2 or not all(isinstance(i, int) for i in window) or window[0] > window[1]:
+        raise MessageError(f"{topic}: window must be [first, last] frame indices, got {window}")
+    for entry in payload["top_k"]:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and isinstance(entry[1], _NUMBER)):
+            raise MessageError(f"{topic}: top_k entries must be [label, score], got {entry!r}")
+
+
+def _checked_stream(stream: str) -> str:
+    if not STREAM_ID.match(stream):
+        raise MessageError(f"stream id must be 1-128 of A-Z a-z 0-9 _ . -, got {stream!r}")
+    return stream
+
+
+def _prob(value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise MessageError(f"score must be finite, got {value}")
+    return round(value, 6)
+
+
+def _frames(topic: str, payload: dict) -> list[bytes]:
+    return [topic.encode("utf-8"), json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")]

@@ -1,0 +1,246 @@
+"""ZeroMQ transport for schema v1 messages: Publisher (PUB), Subscriber (SUB) and an XSUB/XPUB Proxy.
+
+The publisher never blocks the pipeline: it sends with NOBLOCK behind a high-water mark. A PUB
+socket drops a slow subscriber's messages at that subscriber's high-water mark without telling
+the sender, so those losses show up where they can be seen: as `seq` gaps at the subscriber
+(`Subscriber.missed`). `Publisher.shed` counts what the socket itself refused (zmq.Again).
+
+>>> publisher = Publisher("tcp://127.0.0.1:5556")                             # doctest: +SKIP
+>>> publisher.publish_prediction("cam0", frame_index=41, window=(26, 41), label="wave", score=0.9,
+...                              top_k=[("wave", 0.9)], captured_at=time.monotonic())  # doctest: +SKIP
+>>> Subscriber("tcp://127.0.0.1:5556", topics=["pred/"]).receive(timeout_s=1.0)  # doctest: +SKIP
+Message(topic='pred/cam0', kind='pred', stream='cam0', payload={...})
+"""
+from __future__ import annotations
+
+import os
+import socket as _socket
+import threading
+import time
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from stream import messages
+from stream.errors import LrcnError
+from stream.keys import ClientKeys, ServerKeys
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
+
+
+class Publisher:
+    """Binds (or, for a proxy's XSUB side, connects) a PUB socket and sends schema v1 messages.
+
+    Safe to call from several threads: sends are serialised by a lock held only for the send.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
+                 linger_s: float = 1.0, curve: ServerKeys | None = None, node: str | None = None):
+        self._context = zmq.Context()
+        self._authenticator = None
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.sndhwm = hwm
+        self._socket.linger = int(linger_s * 1000)
+        try:
+            if curve is not None:
+                self._authenticator = start_authenticator(self._context, curve)
+                self._socket.curve_secretkey = curve.secret
+                self._socket.curve_publickey = curve.public
+                self._socket.curve_server = True
+            if bind:
+                self._socket.bind(endpoint)
+            else:
+                self._socket.connect(endpoint)
+        except zmq.ZMQError as err:
+            self.close(linger_s=0)
+            raise LrcnError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {err}") from None
+        self.endpoint = self._socket.last_endpoint.decode() if bind else endpoint
+        self.node = node or f"{_socket.gethostname()}:{os.getpid()}"
+        self.sent = 0
+        self.shed = 0
+        self._seq: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def publish_prediction(self, stream: str, *, frame_index: int, window: tuple[int, int], label: str,
+                           score: float, top_k: Iterable[tuple[str, float]], captured_at: float,
+                           probabilities: dict[str, float] | None = None) -> bool:
+        """Send one prediction; `captured_at` is the frame's time.monotonic() capture stamp.
+        False if the socket shed it."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        latency_s = max(0.0, now_mono - captured_at)
+        return self._send(messages.pred_topic(stream), lambda seq: messages.encode_prediction(
+            stream, seq=seq, frame_index=frame_index, window=window, label=label, score=score, top_k=top_k,
+            capture_time=now_wall - latency_s, publish_time=now_wall, latency_ms=latency_s * 1000.0,
+            probabilities=probabilities))
+
+    def publish_status(self, stream: str, state: str, reason: str = "", stats: dict | None = None) -> bool:
+        return self._send(messages.status_topic(stream), lambda seq: messages.encode_status(
+            stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()))
+
+    def heartbeat(self, streams: Sequence[str] = (), interval_s: float = 1.0) -> bool:
+        """Send a heartbeat; call it every `interval_s` (the value tells subscribers what to expect)."""
+        return self._send(messages.HEARTBEAT_TOPIC, lambda seq: messages.encode_heartbeat(
+            seq=seq, publish_time=time.time(), interval_s=interval_s, streams=streams, node=self.node))
+
+    def stats(self) -> dict:
+        return {"sent": self.sent, "shed": self.shed}
+
+    def close(self, linger_s: float | None = None) -> None:
+        """Close the socket, waiting up to `linger_s` (default: the constructor's) to flush queued messages."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self._socket.close(linger=None if linger_s is None else int(linger_s * 1000))
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self._context.term()
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _send(self, topic: str, encode) -> bool:
+        with self._lock:
+            frames = encode(self._seq[topic])
+            self._seq[topic] += 1
+            try:
+                self._socket.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self.shed += 1
+                return False
+            self.sent += 1
+            return True
+
+
+class Subscriber:
+    """Connects a SUB socket, filters by topic prefix, returns decoded messages and counts seq gaps."""
+
+    def __init__(self, endpoint: str, topics: Iterable[str] = ("",), *, curve: ClientKeys | None = None,
+                 hwm: int = 1000):
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.rcvhwm = hwm
+        self._socket.linger = 0
+        try:
+            if curve is not None:
+                self._socket.curve_secretkey = curve.secret
+                self._socket.curve_publickey = curve.public
+                self._socket.curve_serverkey = curve.server_public
+            for topic in topics:
+                self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as err:
+            self.close()
+            raise LrcnError(f"cannot connect {endpoint}: {err}") from None
+        self.endpoint = endpoint
+        self.received = 0
+        self.missed: dict[str, int] = defaultdict(int)
+        self._last_seq: dict[str, int] = {}
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+
+    def receive(self, timeout_s: float) -> messages.Message | None:
+        """The next message, or None after `timeout_s`; raises MessageError for a malformed one."""
+        if not self._poller.poll(max(0, int(timeout_s * 1000))):
+            return None
+        message = messages.decode(self._socket.recv_multipart())
+        self.received += 1
+        seq, last = message.payload["seq"], self._last_seq.get(message.topic)
+        if last is not None and seq > last + 1:
+            self.missed[message.topic] += seq - last - 1
+        self._last_seq[message.topic] = seq
+        return message
+
+    def close(self) -> None:
+        if not self._socket.closed:
+            self._socket.close(linger=0)
+            self._context.term()
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthenticator:
+    """Admit CURVE clients whose public key is in `keys.authorized_dir`, on any address."""
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
+    return authenticator
+
+
+class Proxy:
+    """An XSUB/XPUB forwarder: publishers connect to `xsub_endpoint`, subscribers to `xpub_endpoint`.
+
+    >>> with Proxy("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558"):   # doctest: +SKIP
+    ...     time.sleep(60)
+    """
+
+    def __init__(self, xsub_endpoint: str, xpub_endpoint: str):
+        self._context = zmq.Context()
+        self._frontend = self._context.socket(zmq.XSUB)
+        self._backend = self._context.socket(zmq.XPUB)
+        self._control = self._context.socket(zmq.PAIR)
+        self._stopper = self._context.socket(zmq.PAIR)
+        control_endpoint = f"inproc://proxy-control-{id(self)}"
+        try:
+            for sock, endpoint in ((self._frontend, xsub_endpoint), (self._backend, xpub_endpoint)):
+                sock.linger = 0
+                try:
+                    sock.bind(endpoint)
+                except zmq.ZMQError as err:
+                    raise LrcnError(f"cannot bind {endpoint}: {err}") from None
+            self._control.bind(control_endpoint)
+            self._stopper.connect(control_endpoint)
+        except LrcnError:
+            self._close_sockets()
+            raise
+        self.xsub_endpoint = self._frontend.last_endpoint.decode()
+        self.xpub_endpoint = self._backend.last_endpoint.decode()
+        self._thread = threading.Thread(target=self._run, name="zmq-proxy", daemon=True)
+
+    def start(self) -> "Proxy":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._stopper.send(b"TERMINATE")
+            self._thread.join(2.0)
+        self._close_sockets()
+
+    def __enter__(self) -> "Proxy":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            zmq.proxy_steerable(self._frontend, self._backend, None, self._control)
+        except zmq.ContextTerminated:
+            pass
+
+    def _close_sockets(self) -> None:
+        for sock in (self._frontend, self._backend, self._control, self._stopper):
+            sock.close(linger=0)
+        self._context.term()
+
+
+def run_proxy(xsub_endpoint: str, xpub_endpoint: str, duration_s: float | None = None,
+              ready=None) -> None:
+    """Forward from `xsub_endpoint` to `xpub_endpoint` until `duration_s` passes (or forever) or
+    Ctrl-C; `ready(proxy)` is called once both sides are bound."""
+    with Proxy(xsub_endpoint, xpub_endpoint) as proxy:
+        if ready is not None:
+            ready(proxy)
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))

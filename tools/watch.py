@@ -1,0 +1,118 @@
+"""`lrcn watch`: subscribe to a publisher (or proxy) and show every stream's latest state.
+
+On a terminal the table is redrawn in place; otherwise each message is printed as one plain
+line, which suits logs and pipes.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from stream.messages import HEARTBEAT, PRED, STATUS, Message, MessageError
+from stream.publisher import Subscriber
+
+REDRAW_S = 0.25
+
+
+@dataclass
+class StreamRow:
+    label: str = "-"
+    score: float | None = None
+    latency_ms: float | None = None
+    predictions: int = 0
+    missed: int = 0             # seq gaps seen here: messages shed between publisher and us
+    dropped: int | None = None  # frames the pipeline dropped, as its last status reported
+    state: str = "-"
+    reason: str = ""
+    last_seen: float = 0.0      # time.monotonic() here
+
+
+def apply(rows: dict[str, StreamRow], message: Message, missed: int, now: float) -> None:
+    """Fold one message into the table; `missed` is the subscriber's gap count for its topic."""
+    if message.stream is None:
+        return
+    row = rows.setdefault(message.stream, StreamRow())
+    payload = message.payload
+    row.last_seen = now
+    if message.kind == PRED:
+        row.label, row.score, row.latency_ms = payload["label"], payload["score"], payload["latency_ms"]
+        row.predictions += 1
+        row.missed = missed
+    elif message.kind == STATUS:
+        row.state, row.reason = payload["state"], payload["reason"]
+        dropped = payload["stats"].get("dropped")
+        if isinstance(dropped, int):
+            row.dropped = dropped
+
+
+def render_table(rows: dict[str, StreamRow], now: float, heartbeat_age_s: float | None = None) -> list[str]:
+    """The table as lines, streams sorted by name."""
+    header = f"{'stream':<20} {'label':<16} {'score':>6} {'latency':>9} {'preds':>7} {'missed':>6} " \
+             f"{'dropped':>7} {'seen':>6}  status"
+    lines = [header]
+    for name in sorted(rows):
+        row = rows[name]
+        score = "-" if row.score is None else f"{row.score:.3f}"
+        latency = "-" if row.latency_ms is None else f"{row.latency_ms:.1f}ms"
+        dropped = "-" if row.dropped is None else str(row.dropped)
+        status = row.state + (f" ({row.reason})" if row.reason else "")
+        lines.append(f"{name[:20]:<20} {row.label[:16]:<16} {score:>6} {latency:>9} {row.predictions:>7} "
+                     f"{row.missed:>6} {dropped:>7} {now - row.last_seen:>5.1f}s  {status}")
+    if heartbeat_age_s is not None:
+        lines.append(f"last heartbeat {heartbeat_age_s:.1f} s ago")
+    return lines
+
+
+def message_line(message: Message) -> str:
+    """One plain line per message, for output that is not a terminal."""
+    p = message.payload
+    if message.kind == PRED:
+        return (f"pred {message.stream} seq={p['seq']} frame={p['frame_index']} label={p['label']} "
+                f"score={p['score']:.3f} latency_ms={p['latency_ms']:.1f}")
+    if message.kind == STATUS:
+        reason = f" reason={p['reason']}" if p["reason"] else ""
+        return f"status {message.stream} seq={p['seq']} state={p['state']}{reason}"
+    return f"heartbeat seq={p['seq']} node={p.get('node', '')} streams={','.join(p['streams'])}"
+
+
+def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: float | None = None,
+          curve=None, out: TextIO = sys.stdout, interactive: bool | None = None) -> int:
+    """Receive until `count` messages or `duration_s` seconds; return the number received."""
+    interactive = out.isatty() if interactive is None else interactive
+    rows: dict[str, StreamRow] = {}
+    received, malformed, drawn_lines = 0, 0, 0
+    last_heartbeat, next_draw = None, 0.0
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    with Subscriber(endpoint, topics, curve=curve) as subscriber:
+        while count is None or received < count:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = REDRAW_S if deadline is None else min(REDRAW_S, deadline - now)
+            try:
+                message = subscriber.receive(timeout_s=wait)
+            except MessageError as err:
+                malformed += 1
+                print(f"lrcn: skipped a malformed message: {err}", file=sys.stderr)
+                continue
+            now = time.monotonic()
+            if message is not None:
+                received += 1
+                if message.kind == HEARTBEAT:
+                    last_heartbeat = now
+                apply(rows, message, subscriber.missed[message.topic], now)
+                if not interactive:
+                    print(message_line(message), file=out, flush=True)
+            if interactive and (now >= next_draw or (count is not None and received >= count)):
+                lines = render_table(rows, now, None if last_heartbeat is None else now - last_heartbeat)
+                # Move up over the previous table and clear to the end of the screen.
+                prefix = f"\x1b[{drawn_lines}F\x1b[J" if drawn_lines else ""
+                out.write(prefix + "\n".join(lines) + "\n")
+                out.flush()
+                drawn_lines, next_draw = len(lines), now + REDRAW_S
+        missed = sum(subscriber.missed.values())
+    print(f"lrcn: watched {received} messages from {endpoint}, {missed} missed (seq gaps), "
+          f"{malformed} malformed", file=sys.stderr)
+    return received
