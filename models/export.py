@@ -1,0 +1,207 @@
+"""Export a trained bundle for the runtime, and check the export against Keras.
+
+Adds to the bundle:
+  encoder.onnx       per-frame CNN: uint8 RGB [N, H, W, 3] -> float32 features [N, F], the
+                     normalisation inside the graph, dynamic batch
+  head.npz           LSTM and dense weights for the NumPy step (stream/head.py)
+  model.onnx         the whole T-frame model, uint8 [N, T, H, W, 3] -> probabilities (the
+                     naive baseline that re-encodes every frame of every window)
+  encoder.int8.onnx  with int8=True: ONNX Runtime static INT8, calibrated on real frames
+  export.json        what was checked and the differences found
+
+Keras 3 Sequential models break tf2onnx's Keras route, so each part is converted from a
+tf.function with an explicit signature instead.
+
+>>> export_bundle("bundles/mine", frames)        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.architectures import split_model
+from models.clips import clip_indices, preprocess
+from models.experiment import load_bundle
+from stream.bundle import BundleMeta
+from stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, OnnxRuntimeEncoder
+from stream.errors import LrcnError
+from stream.head import HEAD_FILE, FrameHead, Head, LstmHead, save_head
+
+MODEL_FILE = "model.onnx"
+REPORT_FILE = "export.json"
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+def convert(function, path: Path) -> Path:
+    """A tf.function with an input signature -> an ONNX file."""
+    import logging
+
+    import tf2onnx
+
+    tf2onnx.logging.set_level(logging.ERROR)  # its graph-fixing notes are not the user's concern
+    try:
+        tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET,
+                                      output_path=str(path))
+    except Exception as err:  # tf2onnx raises whatever its graph passes hit
+        raise LrcnError(f"ONNX conversion of {path.name} failed: {str(err).splitlines()[0]}") from None
+    return path
+
+
+def encoder_function(encoder, meta: BundleMeta):
+    import tensorflow as tf
+
+    scale, offset = meta.spec.preprocessing
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *meta.spec.input_size, 3), tf.uint8, name="frames")])
+    def encode(frames):
+        pixels = tf.cast(frames, tf.float32) * np.float32(scale) + np.float32(offset)
+        return {"features": encoder(pixels, training=False)}
+
+    return encode
+
+
+def model_function(model, meta: BundleMeta):
+    import tensorflow as tf
+
+    spec = meta.spec
+    scale, offset = spec.preprocessing
+
+    @tf.function(input_signature=[tf.TensorSpec((None, spec.clip_length, *spec.input_size, 3), tf.uint8,
+                                                name="clips")])
+    def predict(clips):
+        pixels = tf.cast(clips, tf.float32) * np.float32(scale) + np.float32(offset)
+        return {"probabilities": model(pixels, training=False)}
+
+    return predict
+
+
+def head_from_keras(head_model, meta: BundleMeta) -> Head:
+    """The NumPy head holding the Keras head's weights (Dropout is identity at inference)."""
+    from keras import layers
+
+    spec = meta.spec
+    dense = head_model.layers[-1]
+    dense = dense.layer if isinstance(dense, layers.TimeDistributed) else dense
+    dense_kernel, dense_bias = dense.get_weights()
+    if spec.head == "single_frame":
+        return FrameHead(spec.classes, dense_kernel, dense_bias)
+    (lstm,) = [layer for layer in head_model.layers if isinstance(layer, layers.LSTM)]
+    if (lstm.activation.__name__, lstm.recurrent_activation.__name__) != ("tanh", "sigmoid") or not lstm.use_bias:
+        raise LrcnError(f"LSTM {lstm.name}: only tanh/sigmoid with bias is exported")
+    kernel, recurrent_kernel, bias = lstm.get_weights()
+    return LstmHead(spec.classes, kernel, recurrent_kernel, bias, dense_kernel, dense_bias, spec.per_timestep)
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def max_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
+
+def check_export(bundle: Path, model, meta: BundleMeta, frames: np.ndarray, head: Head) -> dict:
+    """Keras against each exported part on one clip of real frames: the largest differences."""
+    import onnxruntime
+
+    spec = meta.spec
+    clip = frames[clip_indices(len(frames), spec.clip_length, 0)][None]
+    encoder_keras, _ = split_model(model, spec)
+    pixels = preprocess(clip[0], *spec.preprocessing)
+    keras_features = np.asarray(encoder_keras(pixels, training=False))
+    keras_probs = np.asarray(model(pixels[None], training=False))
+    if spec.outputs_every_step:
+        keras_probs = keras_probs.mean(axis=1)
+    features = OnnxRuntimeEncoder(bundle / ENCODER_FILE).encode(clip[0])
+    session = onnxruntime.InferenceSession(str(bundle / MODEL_FILE), providers=["CPUExecutionProvider"])
+    onnx_probs = session.run(None, {session.get_inputs()[0].name: clip})[0]
+    if spec.outputs_every_step:
+        onnx_probs = onnx_probs.mean(axis=1)
+    scale = max(1.0, float(np.abs(keras_features).max()))
+    return {
+        "frames": int(clip.shape[1]),
+        "encoder_max_abs": max_difference(features, keras_features),
+        "encoder_max_rel": max_difference(features, keras_features) / scale,
+        "encoder_head_probabilities_max_abs": max_difference(head.clip_probabilities(features[None]), keras_probs),
+        "model_onnx_probabilities_max_abs": max_difference(onnx_probs, keras_probs),
+    }
+
+
+def int8_check(bundle: Path, frames: np.ndarray, head: Head, meta: BundleMeta) -> dict:
+    clip = frames[clip_indices(len(frames), meta.spec.clip_length, 0)]
+    fp32 = OnnxRuntimeEncoder(bundle / ENCODER_FILE).encode(clip)
+    int8 = OnnxRuntimeEncoder(bundle / INT8_ENCODER_FILE).encode(clip)
+    cosine = (fp32 * int8).sum(1) / np.maximum(np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1), 1e-12)
+    return {"feature_cosine_min": float(cosine.min()),
+            "probabilities_max_abs": max_difference(head.clip_probabilities(int8[None]),
+                                                    head.clip_probabilities(fp32[None]))}
+
+
+def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float = TOLERANCE,
+                  calibration: np.ndarray | None = None) -> dict:
+    """Write encoder.onnx, head.npz and model.onnx (and encoder.int8.onnx when calibration
+    frames are given) into the bundle, check them against Keras on `frames` ([N, H, W, 3]
+    uint8 at the model's size) and return the report; a difference above `tolerance`
+    (relative for features, absolute for probabilities) is an LrcnError naming the figure."""
+    bundle = Path(bundle_dir)
+    model, meta = load_bundle(bundle)
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.shape[1:] != (*meta.spec.input_size, 3):
+        raise LrcnError(f"check frames must be uint8 [N, {meta.spec.input_size[0]}, {meta.spec.input_size[1]}, 3], "
+                        f"got {frames.dtype} {list(frames.shape)}")
+    encoder, head_model = split_model(model, meta.spec)
+    convert(encoder_function(encoder, meta), bundle / ENCODER_FILE)
+    convert(model_function(model, meta), bundle / MODEL_FILE)
+    head = head_from_keras(head_model, meta)
+    save_head(bundle / HEAD_FILE, head)
+    report = {"tolerance": tolerance, "opset": OPSET, "check": check_export(bundle, model, meta, frames, head)}
+    if calibration is not None:
+        from stream.quantize import quantize_int8
+
+        quantize_int8(bundle / ENCODER_FILE, bundle / INT8_ENCODER_FILE, calibration)
+        report["int8"] = {"calibration_frames": len(calibration), **int8_check(bundle, frames, head, meta)}
+    report["files"] = {path.name: file_hash(path) for path in sorted(bundle.glob("*.onnx")) if path.is_file()}
+    (bundle / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    failed = {key: value for key, value in report["check"].items()
+              if key not in ("frames", "encoder_max_abs") and value > tolerance}
+    if failed:
+        # A runtime must never pick up parts that disagree with the model; export.json stays.
+        for name in (ENCODER_FILE, INT8_ENCODER_FILE, MODEL_FILE, HEAD_FILE):
+            (bundle / name).unlink(missing_ok=True)
+        raise LrcnError("export check failed: " + ", ".join(f"{k} {v:.3g}" for k, v in failed.items())
+                        + f" > tolerance {tolerance:g}")
+    return report
+
+
+def describe(report: dict) -> str:
+    check = report["check"]
+    text = (f"checked on {check['frames']} real frames: encoder max |diff| {check['encoder_max_abs']:.2e} "
+            f"(relative {check['encoder_max_rel']:.2e}), encoder+head probabilities "
+            f"{check['encoder_head_probabilities_max_abs']:.2e}, model.onnx probabilities "
+            f"{check['model_onnx_probabilities_max_abs']:.2e} (tolerance {report['tolerance']:g})")
+    if "int8" in report:
+        text += (f"; int8 encoder: feature cosine >= {report['int8']['feature_cosine_min']:.4f}, probabilities "
+                 f"max |diff| {report['int8']['probabilities_max_abs']:.2e}")
+    return text
+
+
+def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, int8: bool = False,
+                      calibration: str | Path | None = None, tolerance: float = TOLERANCE) -> dict:
+    """export_bundle with frames read from files: the check uses the first video at `video`
+    (default: the data the bundle was trained on); INT8 calibrates on frames spread over
+    the videos at `calibration` (default: `video`)."""
+    from stream.bundle import read_meta
+    from stream.quantize import calibration_frames, video_files
+    from stream.video import read_frames
+
+    meta = read_meta(bundle_dir)
+    spec, source = meta.spec, video or meta.training.get("data")
+    if not source:
+        raise LrcnError("no frames to check the export on: give --video FILE_OR_FOLDER")
+    frames = read_frames(video_files(source)[0], spec.input_size, spec.fps)
+    frames_int8 = calibration_frames(calibration or source, spec.input_size, spec.fps) if int8 else None
+    return export_bundle(bundle_dir, frames, tolerance, frames_int8)

@@ -1,0 +1,147 @@
+"""The temporal head in NumPy: an LSTM step with its state passed in and out, then softmax.
+
+Keras's LSTM exactly: gates packed in the order i, f, c, o along the last axis of the
+kernels, sigmoid on the gates, tanh on the cell input and the output. Every function takes
+a batch of states, so one call steps many streams, or the K staggered windows of
+exact-window mode, at once.
+
+>>> head = load_head("bundle/head.npz")                      # doctest: +SKIP
+>>> h, c = head.zero_state(2)                                 # doctest: +SKIP
+>>> h, c = head.step(features[:2], h, c)                      # doctest: +SKIP
+>>> head.probabilities(h).shape                               # doctest: +SKIP
+(2, 4)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import LrcnError
+
+HEAD_FILE = "head.npz"
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # Split by sign so exp never overflows on large |x|.
+    out = np.empty_like(x)
+    positive = x >= 0
+    out[positive] = 1 / (1 + np.exp(-x[positive]))
+    z = np.exp(x[~positive])
+    out[~positive] = z / (1 + z)
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class LstmHead:
+    """LSTM + softmax. With `per_timestep` the model's clip output is the mean of the
+    per-step softmax over the window (as Keras's per-step outputs are averaged at test time);
+    otherwise it is the softmax of the last step."""
+    classes: tuple[str, ...]
+    kernel: np.ndarray            # [F, 4U]
+    recurrent_kernel: np.ndarray  # [U, 4U]
+    bias: np.ndarray              # [4U]
+    dense_kernel: np.ndarray      # [U, C]
+    dense_bias: np.ndarray        # [C]
+    per_timestep: bool = False
+    kind = "lstm"
+
+    @property
+    def units(self) -> int:
+        return self.recurrent_kernel.shape[0]
+
+    @property
+    def feature_size(self) -> int:
+        return self.kernel.shape[0]
+
+    def zero_state(self, count: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((count, self.units), np.float32), np.zeros((count, self.units), np.float32)
+
+    def input_projection(self, x: np.ndarray) -> np.ndarray:
+        """x·W + b, [N, F] -> [N, 4U]: the part of a step that depends on the frame alone."""
+        return x @ self.kernel + self.bias
+
+    def recurrent_step(self, xw: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One step from a precomputed projection; xw [4U] or [1, 4U] is shared by all states."""
+        z = xw + h @ self.recurrent_kernel
+        i, f, g, o = np.split(z, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        return sigmoid(o) * np.tanh(c), c
+
+    def step(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.recurrent_step(self.input_projection(x), h, c)
+
+    def probabilities(self, h: np.ndarray) -> np.ndarray:
+        """Softmax of one step's output, [N, U] -> [N, C]."""
+        return softmax(h @ self.dense_kernel + self.dense_bias)
+
+    def clip_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """What the Keras model outputs for whole clips: [B, T, F] features -> [B, C]."""
+        features = np.asarray(features, np.float32)
+        h, c = self.zero_state(len(features))
+        projected = self.input_projection(features)
+        steps = []
+        for t in range(features.shape[1]):
+            h, c = self.recurrent_step(projected[:, t], h, c)
+            if self.per_timestep:
+                steps.append(self.probabilities(h))
+        return np.mean(steps, axis=0) if self.per_timestep else self.probabilities(h)
+
+
+@dataclass(frozen=True)
+class FrameHead:
+    """The single-frame baseline: a softmax per frame, averaged over the clip. No state."""
+    classes: tuple[str, ...]
+    dense_kernel: np.ndarray      # [F, C]
+    dense_bias: np.ndarray        # [C]
+    kind = "single_frame"
+    per_timestep = True
+
+    @property
+    def feature_size(self) -> int:
+        return self.dense_kernel.shape[0]
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return softmax(features @ self.dense_kernel + self.dense_bias)
+
+    def clip_probabilities(self, features: np.ndarray) -> np.ndarray:
+        return self.probabilities(np.asarray(features, np.float32)).mean(axis=1)
+
+
+Head = LstmHead | FrameHead
+
+
+def save_head(path: str | Path, head: Head) -> Path:
+    arrays = {name: getattr(head, name) for name in ("kernel", "recurrent_kernel", "bias") if hasattr(head, name)}
+    np.savez(path, kind=np.array(head.kind), classes=np.array(head.classes), per_timestep=np.array(head.per_timestep),
+             dense_kernel=head.dense_kernel, dense_bias=head.dense_bias, **arrays)
+    return Path(path)
+
+
+def load_head(path: str | Path) -> Head:
+    """Read head.npz; a missing or damaged file is one LrcnError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LrcnError(f"bundle has no {path.name}: {path.parent} (run `lrcn export {path.parent}`)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        kind, classes = str(arrays["kind"]), tuple(str(c) for c in arrays["classes"])
+        dense = {k: arrays[k].astype(np.float32) for k in ("dense_kernel", "dense_bias")}
+        if kind == "single_frame":
+            return FrameHead(classes, **dense)
+        lstm = {k: arrays[k].astype(np.float32) for k in ("kernel", "recurrent_kernel", "bias")}
+        head = LstmHead(classes, **lstm, **dense, per_timestep=bool(arrays["per_timestep"]))
+    except (KeyError, ValueError, OSError) as err:
+        raise LrcnError(f"{path}: not a head file ({err})") from None
+    units = head.units
+    if head.kernel.shape[1] != 4 * units or head.bias.shape != (4 * units,) or head.dense_kernel.shape[0] != units:
+        raise LrcnError(f"{path}: LSTM weight shapes disagree ({head.kernel.shape}, {head.recurrent_kernel.shape}, "
+                        f"{head.dense_kernel.shape})")
+    return head

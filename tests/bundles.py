@@ -1,0 +1,46 @@
+"""Small real bundles for the export and backend tests: untrained weights, real layers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import SHARED
+
+WEIZMANN_VIDEO = SHARED / "data" / "weizmann4" / "bend" / "s0_bend.avi"
+
+
+def make_bundle(directory: Path, spec, frames: np.ndarray | None = None, seed: int = 0) -> Path:
+    """Build the spec's model and save it as a bundle (model.keras + meta.json). With frames,
+    a CNN trained from scratch gets LSUV scaling first, so its features vary between frames
+    as a trained model's do (Keras's initialisation leaves them nearly constant)."""
+    import keras
+
+    from models.architectures import build_model, scale_to_unit_variance, split_model
+    from models.clips import preprocess
+    from models.train import save_bundle
+    from stream.bundle import BundleMeta
+
+    keras.utils.set_random_seed(seed)
+    model = build_model(spec)
+    encoder, _ = split_model(model, spec)
+    if frames is not None and spec.backbone != "mobilenet_v2":
+        scale_to_unit_variance(encoder, preprocess(frames, *spec.preprocessing))
+    save_bundle(model, BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1])), Path(directory))
+    return Path(directory)
+
+
+def real_video(tmp_dir: Path) -> Path:
+    """A Weizmann video when ../shared is present, else a synthetic one written to disk."""
+    if WEIZMANN_VIDEO.is_file():
+        return WEIZMANN_VIDEO
+    from models import synth
+
+    paths = synth.write_dataset(tmp_dir / "synth", videos_per_class=1, n_frames=24, size=64, seed=3, groups=1)
+    return Path(paths[0])
+
+
+def frames_of(video: Path, spec) -> np.ndarray:
+    from stream.video import read_frames
+
+    return read_frames(video, spec.input_size, spec.fps)
