@@ -204,6 +204,28 @@ def cmd_demo(args) -> None:
     run_demo(Path(args.workdir), quick=args.quick)
 
 
+def cmd_export(args) -> None:
+    require_tensorflow()
+    from models.export import describe, export_from_paths
+
+    report = export_from_paths(args.bundle, args.video, int8=args.int8, calibration=args.calibration,
+                               tolerance=args.tolerance)
+    print(f"exported {args.bundle}: {describe(report)}")
+
+
+def cmd_engine_build(args) -> None:
+    from stream.tensorrt_engine import ensure_engine
+
+    path = ensure_engine(args.bundle, args.precision, args.max_batch, args.calibration, rebuild=args.rebuild)
+    print(f"engine: {path}")
+
+
+def cmd_doctor(args) -> None:
+    from tools.doctor import doctor_lines
+
+    print("\n".join(doctor_lines()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrcn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -245,6 +267,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-cache", action="store_true")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(run=cmd_evaluate)
+
+    export = commands.add_parser("export", help="add encoder.onnx, head.npz and model.onnx to a bundle, checked "
+                                                "against Keras on real frames")
+    export.add_argument("bundle")
+    export.add_argument("--video", help="video file or folder for the check (default: the bundle's training data)")
+    export.add_argument("--int8", action="store_true", help="also write encoder.int8.onnx (ONNX Runtime static INT8)")
+    export.add_argument("--calibration", help="video file or folder for INT8 calibration (default: --video)")
+    export.add_argument("--tolerance", type=float, default=1e-4)
+    export.set_defaults(run=cmd_export)
+
+    engine = commands.add_parser("engine", help="TensorRT engines for a bundle (run on the target GPU box)")
+    engine_commands = engine.add_subparsers(dest="engine_command", required=True)
+    build = engine_commands.add_parser("build", help="build (or find cached) an engine from encoder.onnx")
+    build.add_argument("bundle")
+    build.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    build.add_argument("--max-batch", type=int, default=16, help="largest batch the engine takes (default 16)")
+    build.add_argument("--calibration", help="video file or folder of real frames for INT8 calibration")
+    build.add_argument("--rebuild", action="store_true", help="build even when the cache has this engine")
+    build.set_defaults(run=cmd_engine_build)
+
+    doctor = commands.add_parser("doctor", help="inference backends on this machine, and why any is missing")
+    doctor.set_defaults(run=cmd_doctor)
     return parser
 
 
