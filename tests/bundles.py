@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import SHARED
 
@@ -44,3 +45,23 @@ def frames_of(video: Path, spec) -> np.ndarray:
     from stream.video import read_frames
 
     return read_frames(video, spec.input_size, spec.fps)
+
+
+SEED_SPEC_ARGS = dict(classes=("bend", "jumping_jack", "wave_one_hand"), input_size=(64, 64), clip_length=4,
+                      lstm_units=16)
+
+
+@pytest.fixture(scope="session")
+def exported_seed(tmp_path_factory):
+    """(bundle, frames, video): a small seed LRCN exported with its INT8 encoder, shared by
+    the tests that only read it (copy it before breaking it)."""
+    pytest.importorskip("tensorflow")
+    from models.export import export_bundle
+    from stream.bundle import ModelSpec
+
+    spec = ModelSpec(**SEED_SPEC_ARGS)
+    video = real_video(tmp_path_factory.mktemp("video"))
+    frames = frames_of(video, spec)
+    bundle = make_bundle(tmp_path_factory.mktemp("seed") / "bundle", spec, frames[:16])
+    export_bundle(bundle, frames, calibration=frames)
+    return bundle, frames, video

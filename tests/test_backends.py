@@ -1,0 +1,176 @@
+"""Encoder backends, the engine cache, INT8, and one-line errors for broken bundles."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.encoders import OnnxRuntimeEncoder, open_encoder
+from stream.errors import LrcnError
+from stream.runtime_bundle import load_runtime_bundle
+from stream.tensorrt_engine import engine_key, require_tensorrt
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tensorrt_problem() -> str | None:
+    try:
+        require_tensorrt()
+    except LrcnError as err:
+        return str(err)
+    return None
+
+
+TENSORRT_PROBLEM = tensorrt_problem()
+needs_tensorrt = pytest.mark.skipif(TENSORRT_PROBLEM is not None, reason=f"{TENSORRT_PROBLEM}")
+
+
+def broken_copy(tmp_path, exported_seed):  # noqa: F811
+    bundle = tmp_path / "bundle"
+    shutil.copytree(exported_seed[0], bundle)
+    return bundle
+
+
+def edit_meta(bundle: Path, **model_fields):
+    meta = json.loads((bundle / "meta.json").read_text())
+    meta["model"].update(model_fields)
+    (bundle / "meta.json").write_text(json.dumps(meta))
+
+
+def assert_one_line(err: pytest.ExceptionInfo, *words):
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_engine_key_names_gpu_version_precision_batch_and_onnx_hash():
+    key = engine_key("NVIDIA GeForce RTX 4090", "10.3.0", "int8", "0123456789abcdef" * 4, 16)
+    assert key == "nvidia-geforce-rtx-4090_trt10.3.0_int8_b16_0123456789abcdef"
+    variants = {engine_key(*args) for args in [
+        ("Orin", "10.3.0", "fp16", "a" * 64, 16), ("Xavier", "10.3.0", "fp16", "a" * 64, 16),
+        ("Orin", "8.6.1", "fp16", "a" * 64, 16), ("Orin", "10.3.0", "int8", "a" * 64, 16),
+        ("Orin", "10.3.0", "fp16", "b" * 64, 16), ("Orin", "10.3.0", "fp16", "a" * 64, 8)]}
+    assert len(variants) == 6
+    with pytest.raises(LrcnError, match="precision"):
+        engine_key("Orin", "10.3.0", "int4", "a" * 64, 16)
+
+
+def test_onnxruntime_encoder_batches_equal_single_frames_and_takes_a_thread_count(exported_seed):  # noqa: F811
+    bundle, frames, _ = exported_seed
+    encoder = open_encoder(bundle, "onnxruntime", threads=1)
+    assert encoder.session.get_session_options().intra_op_num_threads == 1
+    assert "CPUExecutionProvider" in encoder.providers
+    batch = encoder.encode(frames[:8])
+    assert batch.shape == (8, encoder.feature_size) and batch.dtype == np.float32
+    single = np.concatenate([encoder.encode(frames[i:i + 1]) for i in range(8)])
+    np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-5)
+
+
+def test_encoder_rejects_frames_that_are_not_uint8_at_the_model_size(exported_seed):  # noqa: F811
+    encoder = open_encoder(exported_seed[0])
+    with pytest.raises(LrcnError) as err:
+        encoder.encode(exported_seed[1][:2].astype(np.float32))
+    assert_one_line(err, "uint8", "64")
+    with pytest.raises(LrcnError):
+        encoder.encode(np.zeros((2, 32, 32, 3), np.uint8))
+
+
+def test_int8_encoder_stays_close_to_fp32_on_real_frames(exported_seed):  # noqa: F811
+    bundle, frames, _ = exported_seed
+    fp32 = load_runtime_bundle(bundle)
+    int8 = load_runtime_bundle(bundle, backend="onnxruntime-int8")
+    a, b = fp32.encoder.encode(frames), int8.encoder.encode(frames)
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosine.min() > 0.99
+
+
+@pytest.mark.parametrize("breakage, words", [
+    ("no encoder.onnx", ["no encoder.onnx", "lrcn export"]),
+    ("no head.npz", ["no head.npz"]),
+    ("no meta.json", ["no meta.json"]),
+    ("garbage encoder.onnx", ["cannot load", "encoder.onnx"]),
+    ("wrong input size", ["72x72", "64x64"]),
+    ("other classes", ["classes", "run"]),
+    ("fewer classes", ["classes"]),
+    ("wrong head type", ["single_frame"]),
+])
+def test_broken_or_partial_bundle_is_one_line_error(tmp_path, exported_seed, breakage, words):  # noqa: F811
+    bundle = broken_copy(tmp_path, exported_seed)
+    if breakage.startswith("no "):
+        (bundle / breakage[3:]).unlink()
+    elif breakage == "garbage encoder.onnx":
+        (bundle / "encoder.onnx").write_bytes(b"not an onnx model")
+    elif breakage == "wrong input size":
+        edit_meta(bundle, input_size=[72, 72])
+    elif breakage == "other classes":
+        edit_meta(bundle, classes=["bend", "jumping_jack", "run"])
+    elif breakage == "fewer classes":
+        edit_meta(bundle, classes=["bend", "jumping_jack"])
+    else:
+        edit_meta(bundle, head="single_frame")
+    with pytest.raises(LrcnError) as err:
+        load_runtime_bundle(bundle)
+    assert_one_line(err, *words)
+
+
+def test_unknown_backend_and_missing_int8_are_one_line_errors(tmp_path, exported_seed):  # noqa: F811
+    with pytest.raises(LrcnError, match="unknown encoder backend"):
+        open_encoder(exported_seed[0], "openvino")
+    bundle = broken_copy(tmp_path, exported_seed)
+    (bundle / "encoder.int8.onnx").unlink()
+    with pytest.raises(LrcnError, match="--int8"):
+        open_encoder(bundle, "onnxruntime-int8")
+
+
+def lrcn(*args):
+    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, check=False)
+
+
+def test_cli_engine_build_and_export_errors_are_one_line(tmp_path, exported_seed):  # noqa: F811
+    bundle = broken_copy(tmp_path, exported_seed)
+    (bundle / "encoder.onnx").unlink()
+    for result in (lrcn("engine", "build", bundle), lrcn("export", tmp_path / "missing")):
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len([line for line in result.stderr.splitlines() if line.startswith("lrcn: error:")]) == 1
+
+
+@pytest.mark.skipif(TENSORRT_PROBLEM is None, reason="TensorRT is usable here")
+def test_tensorrt_backend_says_why_it_is_unavailable(exported_seed):  # noqa: F811
+    with pytest.raises(LrcnError) as err:
+        open_encoder(exported_seed[0], "tensorrt")
+    assert_one_line(err)
+    assert "TensorRT" in str(err.value) or "GPU" in str(err.value)
+
+
+def test_doctor_lists_backends_and_reasons():
+    result = lrcn("doctor")
+    assert result.returncode == 0, result.stderr
+    assert "onnxruntime" in result.stdout and "CPUExecutionProvider" in result.stdout
+    assert "TensorRT" in result.stdout and "GPU" in result.stdout
+    if TENSORRT_PROBLEM:
+        assert "backend tensorrt: not usable here" in result.stdout
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("precision, tolerance", [("fp16", 2e-2), ("int8", 0.2)])
+def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path, exported_seed, precision, tolerance):  # noqa: F811
+    from stream.tensorrt_engine import TensorRtEncoder, ensure_engine
+
+    bundle, frames, video = exported_seed
+    bundle = broken_copy(tmp_path, exported_seed)
+    path = ensure_engine(bundle, precision, max_batch=8, calibration=video)
+    built = path.stat().st_mtime_ns
+    assert ensure_engine(bundle, precision, max_batch=8, calibration=video) == path
+    assert path.stat().st_mtime_ns == built  # reloaded, not rebuilt
+    engine = TensorRtEncoder(path, bundle / "encoder.onnx")
+    reference = OnnxRuntimeEncoder(bundle / "encoder.onnx").encode(frames[:11])
+    got = engine.encode(frames[:11])  # 11 > max batch: split in two calls
+    scale = np.abs(reference).max()
+    assert np.abs(got - reference).max() / scale < tolerance
