@@ -16,8 +16,11 @@ from stream.video import read_frames
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 
 
-def video_files(source: str | Path) -> list[Path]:
-    """A video file, or every video under a folder (sorted, so calibration is repeatable)."""
+def video_files(source: str | Path | list[Path]) -> list[Path]:
+    """A video file, a list of them, or every video under a folder (sorted, so calibration
+    is repeatable)."""
+    if isinstance(source, list | tuple):
+        return sorted(Path(p) for p in source)
     source = Path(source)
     if source.is_file():
         return [source]
@@ -29,7 +32,7 @@ def video_files(source: str | Path) -> list[Path]:
     return files
 
 
-def calibration_frames(source: str | Path, size: tuple[int, int], fps: float, count: int = 256) -> np.ndarray:
+def calibration_frames(source: str | Path | list[Path], size: tuple[int, int], fps: float, count: int = 256) -> np.ndarray:
     """Up to `count` frames [N, H, W, 3] uint8, spread evenly over the videos at `source`
     and over each video's length, on the model's sampling grid."""
     files = video_files(source)

@@ -174,3 +174,55 @@ def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path, exporte
     got = engine.encode(frames[:11])  # 11 > max batch: split in two calls
     scale = np.abs(reference).max()
     assert np.abs(got - reference).max() / scale < tolerance
+
+
+def write_disk_videos(root: Path, classes=3, per_class=6, frames=16, size=64) -> None:
+    """Synthetic videos a small CNN learns in seconds: class k is a bright disk in the k-th
+    column, jittering over a random-coloured noisy background. Written as MJPG files."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for k in range(classes):
+        (root / f"disk{k}").mkdir(parents=True)
+        for v in range(per_class):
+            writer = cv2.VideoWriter(str(root / f"disk{k}" / f"v_disk{k}_g{v % 3 + 1:02d}_c{v:02d}.avi"),
+                                     cv2.VideoWriter_fourcc(*"MJPG"), 10, (size, size))
+            background = rng.integers(0, 160, 3)
+            for _ in range(frames):
+                image = np.clip(background + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+                centre = (int((k + 0.5) * size / classes + rng.integers(-3, 4)), int(size / 2 + rng.integers(-8, 9)))
+                cv2.circle(image, centre, size // 8, (255, 255, 255), -1)
+                writer.write(image)
+            writer.release()
+
+
+@pytest.mark.slow
+def test_int8_accuracy_delta_on_synthetic_data(tmp_path):
+    """Train a small LRCN, export it with an INT8 encoder calibrated on the training videos,
+    and score both encoders on held-out videos through the same head."""
+    pytest.importorskip("tensorflow")
+    from models.data import discover, split_by_groups
+    from models.export import export_bundle
+    from models.train import TrainConfig, train
+    from stream.bundle import ModelSpec
+    from stream.quantize import calibration_frames
+    from stream.video import read_frames
+    from tools.int8_accuracy import score
+
+    write_disk_videos(tmp_path / "data")
+    dataset = discover(tmp_path / "data")
+    train_videos, test_videos = split_by_groups(list(dataset.videos), ["03"])
+    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(64, 64), clip_length=4, fps=10,
+                     lstm_units=16, feature_dropout=0.2, lstm_dropout=0.0)
+    config = TrainConfig(epochs=8, batch_size=8, learning_rate=3e-3, patience=8, clips_per_video=4, augment=False,
+                         cache_dir=None, progress=False)
+    train(spec, train_videos, [], tmp_path / "bundle", config)
+    calibration = calibration_frames([v.path for v in train_videos], spec.input_size, spec.fps)
+    export_bundle(tmp_path / "bundle", read_frames(test_videos[0].path, spec.input_size, spec.fps),
+                  calibration=calibration)
+    labelled = [(v.path, dataset.classes[v.label]) for v in test_videos]
+    fp32 = score(load_runtime_bundle(tmp_path / "bundle"), labelled)
+    int8 = score(load_runtime_bundle(tmp_path / "bundle", "onnxruntime-int8"), labelled)
+    assert fp32["video_correct"] >= fp32["videos"] - 1, fp32  # the measurement means something
+    assert abs(int8["clip_correct"] - fp32["clip_correct"]) <= 0.05 * fp32["clips"], (fp32, int8)
+    assert abs(int8["video_correct"] - fp32["video_correct"]) <= 1, (fp32, int8)

@@ -1,0 +1,145 @@
+"""Per-frame encoder latency on every backend here, against Keras; prints a table, writes JSON.
+
+    python -m tools.bench_encoders BUNDLE --out bench.json [--repeats 100] [--threads 2]
+
+The bundle must be exported (`lrcn export BUNDLE --int8` for the INT8 row). Frames are
+real when --video is given, else random pixels (latency does not depend on content).
+Rows: ONNX Runtime fp32 and INT8, TensorRT where usable, Keras eager `model(x)` and a
+tf.function over the same Keras encoder (with the same uint8 -> float normalisation), each
+at batch 1 and 8; then the head step and the naive full-clip model.onnx.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stream.bundle import read_meta
+from stream.encoders import INT8_ENCODER_FILE, open_encoder
+from stream.errors import LrcnError
+from stream.head import HEAD_FILE, load_head
+
+BATCHES = (1, 8)
+
+
+def median_ms(call, repeats: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def keras_encoders(bundle: Path, spec):
+    """(eager call, tf.function) over the Keras encoder, both taking uint8 frames."""
+    import tensorflow as tf
+
+    from models.architectures import split_model
+    from models.experiment import load_bundle
+
+    model, _ = load_bundle(bundle)
+    encoder, _ = split_model(model, spec)
+    scale, offset = spec.preprocessing
+
+    def eager(frames):
+        return encoder(tf.cast(frames, tf.float32) * scale + offset, training=False).numpy()
+
+    graph = tf.function(lambda frames: encoder(tf.cast(frames, tf.float32) * scale + offset, training=False),
+                        input_signature=[tf.TensorSpec((None, *spec.input_size, 3), tf.uint8)])
+    return eager, lambda frames: graph(frames).numpy()
+
+
+def head_timings(head, feature_size: int, repeats: int) -> dict:
+    if head.kind != "lstm":
+        return {}
+    features = np.random.default_rng(1).standard_normal((1, feature_size)).astype(np.float32)
+    h, c = head.zero_state(1)
+    hk, ck = head.zero_state(8)
+    return {"head step, numpy, 1 state (ms)": round(median_ms(lambda: head.step(features, h, c), repeats), 4),
+            "head step, numpy, 8 states sharing x.W (ms)": round(median_ms(
+                lambda: head.recurrent_step(head.input_projection(features), hk, ck), repeats), 4)}
+
+
+def bench(bundle: Path, repeats: int, threads: int | None, video: str | None, keras: bool = True) -> dict:
+    meta = read_meta(bundle)
+    spec = meta.spec
+    if video:
+        from stream.video import read_frames
+
+        frames = read_frames(video, spec.input_size, spec.fps)
+        frames = frames[np.arange(max(BATCHES)) % len(frames)]
+    else:
+        frames = np.random.default_rng(0).integers(0, 256, (max(BATCHES), *spec.input_size, 3), dtype=np.uint8)
+    # The head first: ONNX Runtime's and TensorFlow's idle worker threads, once started,
+    # compete with NumPy's BLAS threads for the same cores and blur its figure.
+    extra = head_timings(load_head(bundle / HEAD_FILE), meta.feature_size, repeats)
+    encoders = {"onnxruntime fp32": open_encoder(bundle, "onnxruntime", threads=threads)}
+    if (bundle / INT8_ENCODER_FILE).is_file():
+        encoders["onnxruntime int8"] = open_encoder(bundle, "onnxruntime-int8", threads=threads)
+    try:
+        encoders["tensorrt fp16"] = open_encoder(bundle, "tensorrt", precision="fp16")
+    except LrcnError as err:
+        print(f"tensorrt: skipped ({err})", file=sys.stderr)
+    calls = {name: encoder.encode for name, encoder in encoders.items()}
+    if keras:
+        calls["keras model(x)"], calls["keras tf.function"] = keras_encoders(bundle, spec)
+    rows = []
+    for name, call in calls.items():
+        for batch in BATCHES:
+            x = np.ascontiguousarray(frames[:batch])
+            ms = median_ms(lambda call=call, x=x: call(x), repeats if "model(x)" not in name else max(10, repeats // 5))
+            rows.append({"backend": name, "batch": batch, "ms_per_call": round(ms, 3),
+                         "ms_per_frame": round(ms / batch, 3)})
+    if (bundle / "model.onnx").is_file():
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        clip = frames[np.arange(spec.clip_length) % len(frames)][None]
+        extra[f"naive: full {spec.clip_length}-frame model.onnx per new frame (ms)"] = round(median_ms(
+            lambda: session.run(None, {session.get_inputs()[0].name: clip}), max(10, repeats // 5)), 3)
+    return {"bundle": str(bundle), "backbone": spec.backbone, "input_size": list(spec.input_size),
+            "clip_length": spec.clip_length, "threads": threads, "repeats": repeats,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "rows": rows, "extra": extra}
+
+
+def table(result: dict) -> str:
+    lines = ["| backend | batch | ms per call | ms per frame |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r['backend']} | {r['batch']} | {r['ms_per_call']:.3f} | {r['ms_per_frame']:.3f} |"
+              for r in result["rows"]]
+    lines += [f"{name}: {value}" for name, value in result["extra"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--out", type=Path, help="JSON results")
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: one per core)")
+    parser.add_argument("--video", help="a video whose frames to encode")
+    parser.add_argument("--no-keras", action="store_true", help="skip the TensorFlow rows")
+    args = parser.parse_args(argv)
+    try:
+        result = bench(args.bundle, args.repeats, args.threads, args.video, keras=not args.no_keras)
+    except LrcnError as err:
+        print(f"lrcn: error: {err}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Accuracy of the INT8 encoder against fp32, on each bundle's own test videos.
+
+    python -m tools.int8_accuracy runs/weizmann_mnv2_lstm --work /tmp/int8 --out int8.json
+
+RUNS is one bundle or a cross-validation folder of fold bundles. Each bundle is copied
+(meta.json, model.keras) to --work, exported with an INT8 encoder calibrated on its
+training groups' videos only, then both encoders run the bundle's test groups through the
+same NumPy head: windows of T frames at stride T/2, video label from the windows' mean, as
+`lrcn evaluate` scores them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.clips import clip_indices, window_starts
+from stream.quantize import VIDEO_SUFFIXES, calibration_frames
+from stream.runtime_bundle import load_runtime_bundle
+from stream.video import read_frames
+
+
+def fold_bundles(runs: Path) -> list[Path]:
+    if (runs / "meta.json").is_file():
+        return [runs]
+    return sorted(p.parent for p in runs.glob("*/meta.json"))
+
+
+def labelled_videos(data: Path, pattern: str, groups: set[str]) -> list[tuple[Path, str]]:
+    """(video, class) for the videos of `groups`, the group read from the file name."""
+    found = []
+    for path in sorted(data.glob("*/*")):
+        match = re.search(pattern, path.name)
+        if path.suffix.lower() in VIDEO_SUFFIXES and match and match.group(1) in groups:
+            found.append((path, path.parent.name))
+    return found
+
+
+def score(bundle, videos: list[tuple[Path, str]]) -> dict:
+    spec = bundle.meta.spec
+    correct = clips = clip_hits = 0
+    for path, label in videos:
+        frames = read_frames(path, spec.input_size, spec.fps)
+        features = bundle.encoder.encode(frames)
+        starts = window_starts(len(features), spec.clip_length, max(1, spec.clip_length // 2))
+        windows = np.stack([features[clip_indices(len(features), spec.clip_length, s)] for s in starts])
+        probs = bundle.head.clip_probabilities(windows)
+        target = spec.classes.index(label)
+        correct += int(probs.mean(axis=0).argmax() == target)
+        clip_hits += int((probs.argmax(axis=1) == target).sum())
+        clips += len(probs)
+    return {"videos": len(videos), "video_correct": correct, "clips": clips, "clip_correct": clip_hits}
+
+
+def measure_fold(source: Path, work: Path) -> dict:
+    from models.export import export_bundle
+    from stream.bundle import read_meta
+
+    meta = read_meta(source)
+    training, spec = meta.training, meta.spec
+    data, pattern = Path(training["data"]), training["group_pattern"]
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("meta.json", "model.keras"):
+        shutil.copy2(source / name, work / name)
+    train_videos = labelled_videos(data, pattern, set(training["train_groups"]))
+    test_videos = labelled_videos(data, pattern, set(training["test_groups"]))
+    # Calibrate on the training groups alone: the test videos stay unseen.
+    calibration = calibration_frames([path for path, _ in train_videos], spec.input_size, spec.fps)
+    report = export_bundle(work, read_frames(test_videos[0][0], spec.input_size, spec.fps), calibration=calibration)
+    row = {"bundle": str(source), "test_groups": training["test_groups"], "export": report["int8"]}
+    for backend in ("onnxruntime", "onnxruntime-int8"):
+        row[backend] = score(load_runtime_bundle(work, backend), test_videos)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path)
+    parser.add_argument("--work", type=Path, required=True, help="where the exported copies go")
+    parser.add_argument("--out", type=Path, help="JSON report")
+    args = parser.parse_args(argv)
+    rows = []
+    for fold in fold_bundles(args.runs):
+        row = measure_fold(fold, args.work / fold.name)
+        rows.append(row)
+        print(f"{fold.name}: fp32 {row['onnxruntime']['video_correct']}/{row['onnxruntime']['videos']}, "
+              f"int8 {row['onnxruntime-int8']['video_correct']}/{row['onnxruntime-int8']['videos']} videos; "
+              f"feature cosine >= {row['export']['feature_cosine_min']:.4f}", flush=True)
+    totals = {b: {k: sum(r[b][k] for r in rows) for k in ("videos", "video_correct", "clips", "clip_correct")}
+              for b in ("onnxruntime", "onnxruntime-int8")}
+    for backend, t in totals.items():
+        print(f"{backend}: videos {t['video_correct']}/{t['videos']}, clips {t['clip_correct']}/{t['clips']}")
+    if args.out:
+        args.out.write_text(json.dumps({"folds": rows, "totals": totals}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
