@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from stream.errors import LrcnError
 
@@ -61,6 +62,8 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
     """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference."""
     if latency_ms is None:
         latency_ms = (publish_time - capture_time) * 1000.0
+    if not 0 <= window[0] <= window[1]:
+        raise MessageError(f"window must be [first, last] frame indices with first <= last, got {list(window)}")
     payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "frame_index": frame_index,
                "window": [int(window[0]), int(window[1])], "label": label, "score": _prob(score),
                "top_k": [[str(name), _prob(p)] for name, p in top_k],

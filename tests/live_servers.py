@@ -95,7 +95,7 @@ def gstreamer_rtsp_missing() -> str | None:
     """Why the RTSP server cannot run here, or None when it can."""
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} not found"
-    probe = subprocess.run([SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--check"], capture_output=True, text=True,
+    probe = subprocess.run([SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--check"], check=False, capture_output=True, text=True,
                            timeout=30)
     if probe.returncode != 0:
         return ("GStreamer RTSP server not installed (apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi "

@@ -2,14 +2,20 @@ import json
 
 import pytest
 
-from stream.messages import (SCHEMA_VERSION, MessageError, decode, encode_heartbeat, encode_prediction,
-                             encode_status)
+from stream.messages import (
+    SCHEMA_VERSION,
+    MessageError,
+    decode,
+    encode_heartbeat,
+    encode_prediction,
+    encode_status,
+)
 
 
 def prediction(**overrides):
-    fields = dict(seq=3, frame_index=41, window=(26, 41), label="wave", score=0.875,
-                  top_k=[("wave", 0.875), ("walk", 0.1)], capture_time=1_700_000_000.25,
-                  publish_time=1_700_000_000.27)
+    fields = {"seq": 3, "frame_index": 41, "window": (26, 41), "label": "wave", "score": 0.875,
+              "top_k": [("wave", 0.875), ("walk", 0.1)], "capture_time": 1_700_000_000.25,
+              "publish_time": 1_700_000_000.27}
     fields.update(overrides)
     return encode_prediction("cam-0", **fields)
 

@@ -50,6 +50,26 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-pattern", help="regex with one group naming the group (actor, subject) of a file, "
                         "or a preset: ucf101, weizmann, ps7 (default: detected)")
@@ -226,6 +246,30 @@ def cmd_doctor(args) -> None:
     print("\n".join(doctor_lines()))
 
 
+def cmd_keys(args) -> None:
+    from stream.keys import make_keys
+
+    for path in make_keys(args.dir, client=args.client):
+        print(path)
+
+
+def cmd_proxy(args) -> None:
+    from stream.publisher import run_proxy
+
+    def announce(proxy) -> None:
+        print(f"proxy: publishers -> {proxy.xsub_endpoint}, subscribers -> {proxy.xpub_endpoint}", flush=True)
+
+    run_proxy(args.xsub, args.xpub, duration_s=args.duration, ready=announce)
+
+
+def cmd_watch(args) -> None:
+    from stream.keys import load_client_keys
+    from tools.watch import watch
+
+    curve = load_client_keys(args.curve_keys, args.client) if args.curve_keys else None
+    watch(args.endpoint, topics=args.topic or [""], count=args.count, duration_s=args.duration, curve=curve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrcn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="inference backends on this machine, and why any is missing")
     doctor.set_defaults(run=cmd_doctor)
+
+    keys = commands.add_parser("keys", help="CURVE key pairs: a server pair (if absent) and an authorized client pair")
+    keys.add_argument("dir")
+    keys.add_argument("--client", default="client", help="name of the client pair (default client)")
+    keys.set_defaults(run=cmd_keys)
+
+    proxy = commands.add_parser("proxy", help="ZeroMQ XSUB/XPUB forwarder: many publishers in, many subscribers out")
+    proxy.add_argument("--xsub", required=True, help="endpoint publishers connect to, e.g. tcp://127.0.0.1:5557")
+    proxy.add_argument("--xpub", required=True, help="endpoint subscribers connect to, e.g. tcp://127.0.0.1:5558")
+    proxy.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    proxy.set_defaults(run=cmd_proxy)
+
+    watch = commands.add_parser("watch", help="subscribe and show each stream's label, score, latency and status")
+    watch.add_argument("endpoint", help="publisher or proxy endpoint, e.g. tcp://127.0.0.1:5556")
+    watch.add_argument("--topic", action="append", help="topic prefix to receive, repeatable (default: all)")
+    watch.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
+    watch.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
+    watch.add_argument("--curve-keys", metavar="DIR", help="key folder from `lrcn keys` (CURVE publisher)")
+    watch.add_argument("--client", default="client", help="client pair in --curve-keys (default client)")
+    watch.set_defaults(run=cmd_watch)
     return parser
 
 

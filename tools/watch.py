@@ -78,8 +78,9 @@ def message_line(message: Message) -> str:
 
 
 def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: float | None = None,
-          curve=None, out: TextIO = sys.stdout, interactive: bool | None = None) -> int:
+          curve=None, out: TextIO | None = None, interactive: bool | None = None) -> int:
     """Receive until `count` messages or `duration_s` seconds; return the number received."""
+    out = out or sys.stdout
     interactive = out.isatty() if interactive is None else interactive
     rows: dict[str, StreamRow] = {}
     received, malformed, drawn_lines = 0, 0, 0
