@@ -18,7 +18,7 @@ import socket as _socket
 import threading
 import time
 from collections import defaultdict
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -98,7 +98,7 @@ class Publisher:
             self._authenticator.stop()
         self._context.term()
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -161,7 +161,7 @@ class Subscriber:
             self._socket.close(linger=0)
             self._context.term()
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -206,7 +206,7 @@ class Proxy:
         self.xpub_endpoint = self._backend.last_endpoint.decode()
         self._thread = threading.Thread(target=self._run, name="zmq-proxy", daemon=True)
 
-    def start(self) -> "Proxy":
+    def start(self) -> Proxy:
         self._thread.start()
         return self
 
@@ -216,7 +216,7 @@ class Proxy:
             self._thread.join(2.0)
         self._close_sockets()
 
-    def __enter__(self) -> "Proxy":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:

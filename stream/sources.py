@@ -21,9 +21,9 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import cv2
@@ -170,7 +170,7 @@ class Source:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
 
-    def start(self) -> "Source":
+    def start(self) -> Source:
         self._thread.start()
         return self
 
@@ -211,7 +211,7 @@ class Source:
         if self.on_status is not None:
             try:
                 self.on_status(event)
-            except Exception:  # a consumer's bug must not kill capture
+            except Exception:  # noqa: BLE001 - a consumer's bug must not kill capture
                 self.callback_errors += 1
 
     def _run(self) -> None:
