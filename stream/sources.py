@@ -196,8 +196,11 @@ class Source:
                 return events
 
     def stats(self) -> dict:
+        """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
+        ring = self.ring.stats()
         return {"state": self.state, "frames": self.frames, "segment": self.segment, "reconnects": self.reconnects,
-                "status_dropped": self.status_dropped, **{f"ring_{k}": v for k, v in self.ring.stats().items()}}
+                "dropped": ring["dropped"], "status_dropped": self.status_dropped,
+                **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"}}
 
     # -- capture thread ----------------------------------------------------------------------
 

@@ -1,3 +1,5 @@
+import io
+import re
 import subprocess
 import sys
 import threading
@@ -12,7 +14,7 @@ from stream.keys import ClientKeys, load_client_keys, load_server_keys, make_key
 from stream.messages import PRED
 from stream.publisher import Proxy, Publisher, Subscriber
 from tools.cli import main
-from tools.watch import StreamRow, render_table
+from tools.watch import StreamRow, render_table, watch
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -242,3 +244,14 @@ def test_cli_bad_input_is_one_line_on_stderr_and_exit_2(argv, complaint):
     assert result.returncode == 2
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_watch_on_a_terminal_redraws_one_table_in_place():
+    out = io.StringIO()
+    with Publisher(ANY_PORT) as publisher, Ticker(lambda: (publish(publisher, "cam0"), publisher.heartbeat(["cam0"]))):
+        assert watch(publisher.endpoint, count=6, out=out, interactive=True) == 6
+    text = out.getvalue()
+    tables = text.count("stream ")
+    assert text.startswith("stream ") and "cam0" in text and "last heartbeat" in text
+    moves = re.findall(r"\x1b\[(\d+)F\x1b\[J", text)
+    assert len(moves) == tables - 1, "each redraw first moves up over the previous table"
