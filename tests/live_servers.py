@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,13 +69,17 @@ def stop_process(process: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def served(command: list[str], port: int):
     """Run a server command until the block ends; waits until it listens on `port`."""
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        wait_listening(port, process)
-        yield process
-    finally:
-        stop_process(process)
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            try:
+                wait_listening(port, process)
+            except RuntimeError as err:
+                log.seek(0)
+                raise RuntimeError(f"{err}; {command[0]} said: {log.read()[-2000:]}") from None
+            yield process
+        finally:
+            stop_process(process)
 
 
 def ffmpeg_tcp_ts(video: Path, port: int) -> list[str]:
