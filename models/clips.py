@@ -94,6 +94,12 @@ def window_starts(n_frames: int, clip_length: int, stride: int) -> list[int]:
     return starts
 
 
+def video_windows(features: np.ndarray, clip_length: int, stride: int) -> np.ndarray:
+    """Every window of a video's per-frame rows, [windows, clip_length, ...], as evaluation scores them."""
+    starts = window_starts(len(features), clip_length, stride)
+    return np.stack([features[clip_indices(len(features), clip_length, s)] for s in starts])
+
+
 def augment_clip(clip: np.ndarray, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
     """One random crop (80-100% of the side, resized back), optional mirror and brightness/contrast
     change, the same for every frame of the clip so motion stays intact."""

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 from stream.errors import LrcnError
+from stream.video import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 # Dict order is the auto-detection order: most specific first, so no preset claims another's names
 # (`_g(\d+)_` never matches `s0_bend.avi` or `PS7A1P1T1.avi`; `s(\d+)_` is case-sensitive, so not `PS7`).
 GROUP_PATTERNS = {"ucf101": r"_g(\d+)_", "weizmann": r"s(\d+)_", "ps7": r"P(\d)"}

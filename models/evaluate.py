@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from models.architectures import split_model
-from models.clips import clip_indices, window_starts
+from models.clips import video_windows
 from models.data import Video
 from models.features import encode_frames
 from stream.bundle import ModelSpec
@@ -19,9 +19,7 @@ from stream.bundle import ModelSpec
 
 def window_probabilities(head, spec: ModelSpec, features: np.ndarray, stride: int) -> np.ndarray:
     """Class probabilities of every window of a video's features: [windows, classes]."""
-    starts = window_starts(len(features), spec.clip_length, stride)
-    windows = np.stack([features[clip_indices(len(features), spec.clip_length, s)] for s in starts])
-    probs = np.asarray(head(windows, training=False))
+    probs = np.asarray(head(video_windows(features, spec.clip_length, stride), training=False))
     return probs.mean(axis=1) if spec.outputs_every_step else probs
 
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import LrcnError
-from stream.video import read_frames
-
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+from stream.video import VIDEO_EXTENSIONS, read_frames
 
 
 def video_files(source: str | Path | list[Path]) -> list[Path]:
@@ -26,7 +24,7 @@ def video_files(source: str | Path | list[Path]) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise LrcnError(f"no video file or folder at {source}")
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
     if not files:
         raise LrcnError(f"no video files under {source}")
     return files

@@ -10,6 +10,8 @@ import numpy as np
 from stream.errors import LrcnError
 from stream.sampling import on_grid
 
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+
 # Files whose container does not state a frame rate are read as if shot at this rate.
 FALLBACK_FPS = 25.0
 

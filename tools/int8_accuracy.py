@@ -17,12 +17,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 
-from models.clips import clip_indices, window_starts
-from stream.quantize import VIDEO_SUFFIXES, calibration_frames
+from models.clips import video_windows
+from stream.quantize import calibration_frames
 from stream.runtime_bundle import load_runtime_bundle
-from stream.video import read_frames
+from stream.video import VIDEO_EXTENSIONS, read_frames
 
 
 def fold_bundles(runs: Path) -> list[Path]:
@@ -36,7 +35,7 @@ def labelled_videos(data: Path, pattern: str, groups: set[str]) -> list[tuple[Pa
     found = []
     for path in sorted(data.glob("*/*")):
         match = re.search(pattern, path.name)
-        if path.suffix.lower() in VIDEO_SUFFIXES and match and match.group(1) in groups:
+        if path.suffix.lower() in VIDEO_EXTENSIONS and match and match.group(1) in groups:
             found.append((path, path.parent.name))
     return found
 
@@ -47,9 +46,7 @@ def score(bundle, videos: list[tuple[Path, str]]) -> dict:
     for path, label in videos:
         frames = read_frames(path, spec.input_size, spec.fps)
         features = bundle.encoder.encode(frames)
-        starts = window_starts(len(features), spec.clip_length, max(1, spec.clip_length // 2))
-        windows = np.stack([features[clip_indices(len(features), spec.clip_length, s)] for s in starts])
-        probs = bundle.head.clip_probabilities(windows)
+        probs = bundle.head.clip_probabilities(video_windows(features, spec.clip_length, max(1, spec.clip_length // 2)))
         target = spec.classes.index(label)
         correct += int(probs.mean(axis=0).argmax() == target)
         clip_hits += int((probs.argmax(axis=1) == target).sum())
