@@ -1,0 +1,183 @@
+"""The scheduler: sample each stream on its grid, encode all due frames of all streams in one
+batch, then step each stream's head in capture order.
+
+No threads and no sockets: the pipeline calls `process` from its inference thread with the
+frames it read from the rings; `lrcn annotate` calls it with frames read from a file.
+
+A file is sampled on its own timeline (frame index / the file's fps, set with
+`set_media_fps`), the rule training's `read_frames` uses, so a served file is cut into the
+same windows as offline; a live source by capture time.
+
+>>> scheduler = Scheduler(bundle.head, 16, bundle.encoder, [StreamPlan("cam0", fps=10)])   # doctest: +SKIP
+>>> step = scheduler.process({"cam0": ring.read_new()})                                    # doctest: +SKIP
+>>> [(p.window, p.label) for p in step.predictions]                                         # doctest: +SKIP
+[((0, 37), 'wave')]
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.encoders import Encoder
+from stream.errors import LrcnError
+from stream.head import Head
+from stream.ring import Frame
+from stream.sampling import on_grid
+from stream.smoothing import SmootherState, Smoothing, smooth
+from stream.windows import WindowConfig, WindowState, frame_inputs, initial_state, step
+
+DEFAULT_ENCODER = "default"
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    id: str
+    fps: float                                  # the sampling rate: the model's unless overridden
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    smoothing: Smoothing | None = None
+    encoder: str = DEFAULT_ENCODER              # key into the scheduler's encoders
+
+
+@dataclass(frozen=True)
+class Prediction:
+    stream: str
+    frame_index: int              # the window's last frame
+    window: tuple[int, int]       # (first, last) frame indices
+    captured_at: float            # the last frame's capture time, time.monotonic()
+    probabilities: np.ndarray     # [C] raw, as the model gives them
+    label: str                    # published label: smoothed, if the stream smooths
+    score: float
+
+    def top_k(self, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities, kind="stable")[:k]
+        return [(classes[i], float(self.probabilities[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    predictions: list[Prediction]
+    encoded: list[tuple[str, int]]      # (stream, frame index) of every frame encoded, in batch order
+    batch_sizes: list[int]              # one per encoder call
+
+
+@dataclass
+class _Track:
+    """What the scheduler holds for one stream between calls."""
+    plan: StreamPlan
+    state: WindowState
+    smoother: SmootherState = field(default_factory=SmootherState)
+    media_fps: float | None = None
+    next_due: float | None = None
+    grid_segment: int | None = None     # the segment the sampling grid belongs to
+    segment: int | None = None          # the segment the head state belongs to
+    last_encoded: int = -1
+    seen: int = 0          # frames offered
+    encoded: int = 0       # frames sampled and encoded
+    repeats: int = 0       # frames offered again after a later one was encoded (must stay 0)
+    predictions: int = 0
+    resets: int = 0
+
+
+class Scheduler:
+    def __init__(self, head: Head, clip_length: int, encoders: Encoder | Mapping[str, Encoder],
+                 streams: Sequence[StreamPlan] = (), max_batch: int = 32):
+        self.head = head
+        self.clip_length = clip_length
+        self.encoders = dict(encoders) if isinstance(encoders, Mapping) else {DEFAULT_ENCODER: encoders}
+        self.max_batch = max_batch
+        self.encoder_calls = 0
+        self.batch_histogram: Counter[int] = Counter()
+        self._tracks: dict[str, _Track] = {}
+        for plan in streams:
+            self.add_stream(plan)
+
+    def add_stream(self, plan: StreamPlan) -> None:
+        if plan.id in self._tracks:
+            raise LrcnError(f"stream id {plan.id!r} is used twice")
+        if plan.encoder not in self.encoders:
+            raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
+        if not plan.fps > 0:
+            raise LrcnError(f"stream {plan.id!r}: sampling fps must be positive, got {plan.fps}")
+        self._tracks[plan.id] = _Track(plan, initial_state(self.head, self.clip_length, plan.windows))
+
+    @property
+    def stream_ids(self) -> list[str]:
+        return list(self._tracks)
+
+    def set_media_fps(self, stream: str, fps: float | None) -> None:
+        """Sample `stream` by frame index / fps (a file) instead of capture time (None)."""
+        self._tracks[stream].media_fps = fps
+
+    def reset(self, stream: str) -> None:
+        """Forget the stream's open windows, smoothing and sampling grid: a gap in the source."""
+        track = self._tracks[stream]
+        self._reset_head(track)
+        track.next_due = None
+
+    def _reset_head(self, track: _Track) -> None:
+        track.state = initial_state(self.head, self.clip_length, track.plan.windows)
+        track.smoother = SmootherState()
+        track.resets += 1
+
+    def process(self, frames: Mapping[str, Sequence[Frame]]) -> StepResult:
+        """Sample, encode (once per sampled frame, batched over streams) and step; frames of each
+        stream must come oldest first."""
+        due = [(track, frame) for name, batch in frames.items() for frame in batch
+               if self._sampled(track := self._tracks[name], frame)]
+        if not due:
+            return StepResult([], [], [])
+        features, sizes = self._encode(due)
+        inputs = frame_inputs(self.head, features)
+        predictions = []
+        for (track, frame), frame_input in zip(due, inputs):
+            if track.segment is not None and frame.segment != track.segment:
+                self._reset_head(track)
+            track.segment = frame.segment
+            track.state, window = step(self.head, self.clip_length, track.plan.windows, track.state, frame_input,
+                                       frame.index)
+            if window is not None:
+                track.smoother, label, score = smooth(track.plan.smoothing, track.smoother, window.probabilities)
+                track.predictions += 1
+                predictions.append(Prediction(track.plan.id, frame.index, (window.first, window.last),
+                                              frame.captured_at, window.probabilities, self.head.classes[label],
+                                              score))
+        return StepResult(predictions, [(t.plan.id, f.index) for t, f in due], sizes)
+
+    def stats(self) -> dict:
+        streams = {name: {"seen": t.seen, "encoded": t.encoded, "repeats": t.repeats, "predictions": t.predictions,
+                          "resets": t.resets} for name, t in self._tracks.items()}
+        return {"streams": streams, "encoded": sum(s["encoded"] for s in streams.values()),
+                "encoder_calls": self.encoder_calls, "batch_sizes": dict(sorted(self.batch_histogram.items()))}
+
+    def _sampled(self, track: _Track, frame: Frame) -> bool:
+        track.seen += 1
+        if frame.index <= track.last_encoded:
+            track.repeats += 1
+            return False
+        if frame.segment != track.grid_segment:
+            track.next_due, track.grid_segment = None, frame.segment  # a new segment starts a new grid
+        t = frame.index / track.media_fps if track.media_fps else frame.captured_at
+        keep, track.next_due = on_grid(t, track.next_due, 1.0 / track.plan.fps)
+        if keep:
+            track.last_encoded = frame.index
+            track.encoded += 1
+        return keep
+
+    def _encode(self, due: list[tuple[_Track, Frame]]) -> tuple[np.ndarray, list[int]]:
+        """Features for every due frame, in order: one encoder call per encoder (split at max_batch)."""
+        features: list[np.ndarray | None] = [None] * len(due)
+        sizes = []
+        for key, encoder in self.encoders.items():
+            positions = [i for i, (track, _) in enumerate(due) if track.plan.encoder == key]
+            for start in range(0, len(positions), self.max_batch):
+                chunk = positions[start:start + self.max_batch]
+                encoded = encoder.encode(np.stack([due[i][1].image for i in chunk]))
+                self.encoder_calls += 1
+                self.batch_histogram[len(chunk)] += 1
+                sizes.append(len(chunk))
+                for i, row in zip(chunk, encoded):
+                    features[i] = row
+        return np.stack(features), sizes

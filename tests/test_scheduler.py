@@ -1,0 +1,144 @@
+"""The scheduler with a real exported encoder on real video: sampling, encode-once batching,
+per-stream state, and exact-window parity with the offline model."""
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.ring import Frame
+from stream.runtime_bundle import load_runtime_bundle
+from stream.sampling import grid_indices
+from stream.scheduler import Scheduler, StreamPlan
+from stream.smoothing import parse_smoothing
+from stream.video import read_frames, video_fps
+from stream.windows import EXACT, WindowConfig
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def file_frames(video, size) -> tuple[list[Frame], float]:
+    """Every frame of a file as the capture thread would stamp it, and the file's fps."""
+    capture = cv2.VideoCapture(str(video))
+    fps = video_fps(capture)
+    capture.release()
+    images = read_frames(video, size)
+    return [Frame(image, i, captured_at=100.0 + i / fps) for i, image in enumerate(images)], fps
+
+
+def offline(bundle, frames: list[Frame], fps: float, hop: int = 1) -> dict[tuple[int, int], np.ndarray]:
+    """The offline model on every window of a stream's sampled frames: {(first, last) frame index: probabilities}."""
+    spec = bundle.meta.spec
+    sampled = [frames[i] for i in grid_indices([f.index / fps for f in frames], spec.fps)]
+    T = spec.clip_length
+    return {(sampled[s].index, sampled[s + T - 1].index):
+            bundle.clip_probabilities(np.stack([f.image for f in sampled[s:s + T]]))
+            for s in range(0, len(sampled) - T + 1, hop)}
+
+
+def feed(scheduler, frames_by_stream, chunk=7):
+    """Offer each stream's frames in chunks, interleaved across streams, as ring reads do."""
+    predictions, encoded, sizes = [], [], []
+    longest = max(len(f) for f in frames_by_stream.values())
+    for start in range(0, longest, chunk):
+        result = scheduler.process({name: frames[start:start + chunk] for name, frames in frames_by_stream.items()})
+        predictions += result.predictions
+        encoded += result.encoded
+        sizes += result.batch_sizes
+    return predictions, encoded, sizes
+
+
+@pytest.mark.parametrize("hop", [1, 3])
+def test_every_prediction_on_a_real_video_equals_the_offline_model_on_its_window(exported_seed, hop):  # noqa: F811
+    bundle_dir, _, video = exported_seed
+    bundle = load_runtime_bundle(bundle_dir)
+    spec = bundle.meta.spec
+    frames, fps = file_frames(video, spec.input_size)
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder,
+                          [StreamPlan("cam", spec.fps, WindowConfig(EXACT, hop=hop))])
+    scheduler.set_media_fps("cam", fps)
+    predictions, _, _ = feed(scheduler, {"cam": frames})
+    expected = offline(bundle, frames, fps, hop)
+    assert len(frames) > 2 * len(expected), "a file faster than the model's rate, so sampling matters"
+    assert [p.window for p in predictions] == list(expected)
+    for p in predictions:
+        np.testing.assert_allclose(p.probabilities, expected[p.window], atol=1e-4)
+        assert p.label == spec.classes[int(np.argmax(p.probabilities))]
+
+
+def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(exported_seed):  # noqa: F811
+    bundle_dir, _, video = exported_seed
+    bundle = load_runtime_bundle(bundle_dir)
+    spec = bundle.meta.spec
+    frames, fps = file_frames(video, spec.input_size)
+    names = ("a", "b", "c")
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [StreamPlan(n, spec.fps) for n in names])
+    for name in names:
+        scheduler.set_media_fps(name, fps)
+    offered = {"a": frames, "b": frames[5:], "c": frames[:20]}
+    # Offering a chunk twice (a reader that re-reads) must not encode anything twice.
+    _, encoded, sizes = feed(scheduler, offered)
+    again, encoded_again, _ = feed(scheduler, {"a": frames[:30]})
+    assert again == [] and encoded_again == []
+    assert len(encoded) == len(set(encoded)), "no (stream, frame) encoded twice"
+    stats = scheduler.stats()
+    for name, stream_frames in offered.items():
+        media_times = [f.index / fps for f in stream_frames]
+        sampled = [stream_frames[i].index for i in grid_indices(media_times, spec.fps)]
+        assert [i for n, i in encoded if n == name] == sampled
+        assert stats["streams"][name]["encoded"] == len(sampled)
+    assert stats["streams"]["a"]["repeats"] == 30
+    assert stats["encoded"] == len(encoded) == sum(sizes)
+    assert stats["encoder_calls"] == len(sizes) == len(range(0, len(frames), 7)), "one encoder call per process()"
+    assert max(sizes) > 1 and sum(k * v for k, v in stats["batch_sizes"].items()) == len(encoded)
+
+
+def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_seed):  # noqa: F811
+    bundle_dir, _, video = exported_seed
+    bundle = load_runtime_bundle(bundle_dir)
+    spec = bundle.meta.spec
+    frames, fps = file_frames(video, spec.input_size)
+    reversed_frames = [Frame(f.image, i, f.captured_at) for i, f in enumerate(reversed(frames))]
+    # The second stream reconnects after frame 30: a new segment, frames counted on.
+    split = [Frame(f.image, f.index, f.captured_at, segment=int(f.index >= 30)) for f in frames]
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder,
+                          [StreamPlan(n, spec.fps) for n in ("forward", "backward", "split")], max_batch=4)
+    for name in ("forward", "backward", "split"):
+        scheduler.set_media_fps(name, fps)
+    predictions, _, sizes = feed(scheduler, {"forward": frames, "backward": reversed_frames, "split": split})
+    assert max(sizes) <= 4
+    by_stream = {n: {p.window: p.probabilities for p in predictions if p.stream == n}
+                 for n in ("forward", "backward", "split")}
+    for name, stream_frames in (("forward", frames), ("backward", reversed_frames)):
+        expected = offline(bundle, stream_frames, fps)
+        assert list(by_stream[name]) == list(expected)
+        for window, probabilities in by_stream[name].items():
+            np.testing.assert_allclose(probabilities, expected[window], atol=1e-4)
+    assert all(last < 30 or first >= 30 for first, last in by_stream["split"]), "no window spans the gap"
+    assert scheduler.stats()["streams"]["split"]["resets"] == 1
+    after_gap = {w: p for w, p in by_stream["split"].items() if w[0] >= 30}
+    assert min(after_gap)[0] == 30, "the grid restarts at the new segment's first frame"
+
+
+def test_smoothing_changes_the_published_label_never_the_raw_probabilities(exported_seed):  # noqa: F811
+    bundle_dir, _, video = exported_seed
+    bundle = load_runtime_bundle(bundle_dir)
+    spec = bundle.meta.spec
+    frames, fps = file_frames(video, spec.input_size)
+    plans = [StreamPlan("raw", spec.fps), StreamPlan("ema", spec.fps, smoothing=parse_smoothing("ema:0.2")),
+             StreamPlan("hys", spec.fps, smoothing=parse_smoothing("hysteresis:4"))]
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, plans)
+    for plan in plans:
+        scheduler.set_media_fps(plan.id, fps)
+    predictions, _, _ = feed(scheduler, {p.id: frames for p in plans})
+    by_stream = {p.id: [q for q in predictions if q.stream == p.id] for p in plans}
+    for name in ("ema", "hys"):
+        assert [q.window for q in by_stream[name]] == [q.window for q in by_stream["raw"]]
+        for smoothed, raw in zip(by_stream[name], by_stream["raw"]):
+            # Equal up to float rounding: the streams' frames share batches in other orders.
+            np.testing.assert_allclose(smoothed.probabilities, raw.probabilities, atol=1e-6)
+    switches = {n: sum(a.label != b.label for a, b in itertools.pairwise(by_stream[n])) for n in by_stream}
+    assert switches["hys"] <= switches["raw"]
+    hys = by_stream["hys"]
+    assert hys[0].top_k(spec.classes, 2)[0][1] == pytest.approx(float(hys[0].probabilities.max()))
