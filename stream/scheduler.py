@@ -111,11 +111,15 @@ class Scheduler:
         """Sample `stream` by frame index / fps (a file) instead of capture time (None)."""
         self._tracks[stream].media_fps = fps
 
-    def reset(self, stream: str) -> None:
-        """Forget the stream's open windows, smoothing and sampling grid: a gap in the source."""
+    def reset(self, stream: str, segment: int | None = None) -> None:
+        """Forget the stream's open windows, smoothing and sampling grid: a gap in the source.
+        With `segment`, only if the head still holds that segment's frames (a status event about
+        a segment the frames have already left behind changes nothing)."""
         track = self._tracks[stream]
+        if segment is not None and track.segment != segment:
+            return
         self._reset_head(track)
-        track.next_due = None
+        track.segment, track.next_due = None, None
 
     def _reset_head(self, track: _Track) -> None:
         track.state = initial_state(self.head, self.clip_length, track.plan.windows)

@@ -1,0 +1,64 @@
+"""Bounded statistics for a process that runs for months: a latency reservoir and rate meters.
+
+>>> latencies = Reservoir(capacity=1000)
+>>> for ms in range(1, 101):
+...     latencies.add(ms)
+>>> latencies.percentiles()
+{'p50': 50.5, 'p95': 95.05, 'p99': 99.01, 'count': 100}
+"""
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+
+
+class Reservoir:
+    """A uniform sample of at most `capacity` values out of all ever added (Vitter's algorithm R),
+    so percentiles cover the whole run in fixed memory."""
+
+    def __init__(self, capacity: int = 2048, seed: int = 0):
+        self.capacity = capacity
+        self.count = 0
+        self._values: list[float] = []
+        self._random = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        if len(self._values) < self.capacity:
+            self._values.append(value)
+            return
+        slot = self._random.randrange(self.count)
+        if slot < self.capacity:
+            self._values[slot] = value
+
+    def percentiles(self, digits: int = 3) -> dict:
+        if not self._values:
+            return {"p50": None, "p95": None, "p99": None, "count": 0}
+        p50, p95, p99 = np.percentile(self._values, [50, 95, 99])
+        return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "p99": round(float(p99), digits),
+                "count": self.count}
+
+
+class RateMeter:
+    """Events per second, over the whole run and since the last `recent()` call."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self.started = clock()
+        self.count = 0
+        self._mark_time, self._mark_count = self.started, 0
+
+    def add(self, n: int = 1) -> None:
+        self.count += n
+
+    def overall(self) -> float:
+        elapsed = self._clock() - self.started
+        return round(self.count / elapsed, 2) if elapsed > 0 else 0.0
+
+    def recent(self) -> float:
+        now = self._clock()
+        elapsed, events = now - self._mark_time, self.count - self._mark_count
+        self._mark_time, self._mark_count = now, self.count
+        return round(events / elapsed, 2) if elapsed > 0 else 0.0
