@@ -41,7 +41,7 @@ from stream.stats import RateMeter, Reservoir
 from stream.windows import EXACT, WindowConfig
 
 # A status event after which the stream's open windows can never complete.
-GAP_STATES = (LOST, RECONNECTING, *FINAL_STATES)
+GAP_STATES = (LOST, RECONNECTING)
 
 
 @dataclass(frozen=True)

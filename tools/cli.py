@@ -270,6 +270,37 @@ def cmd_watch(args) -> None:
     watch(args.endpoint, topics=args.topic or [""], count=args.count, duration_s=args.duration, curve=curve)
 
 
+def cmd_serve(args) -> None:
+    from tools.serve import serve
+
+    serve(args)
+
+
+def cmd_annotate(args) -> None:
+    from tools.annotate import annotate
+
+    result = annotate(args.bundle, args.video, args.out, mode=args.mode, hop=args.hop, reset_every=args.reset_every,
+                      smooth=args.smooth, fps=args.fps, backend=args.backend or "onnxruntime", threads=args.threads)
+    print(f"wrote {result['out']}: {result['frames']} frames, {result['predictions']} predictions")
+
+
+def add_head_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a stream is sampled and windowed, and its label smoothed (serve and annotate)."""
+    head = parser.add_argument_group("head")
+    head.add_argument("--fps", type=positive_float, help="sampling rate (default: the model's)")
+    head.add_argument("--mode", choices=("exact", "continuous"), default="exact",
+                      help="exact: every prediction is the model on one T-frame window; continuous: one LSTM "
+                           "state, reset at gaps and every --reset-every frames")
+    head.add_argument("--hop", type=positive_int, default=1,
+                      help="frames between window starts (exact) or between predictions (continuous)")
+    head.add_argument("--reset-every", type=positive_int, metavar="N", help="continuous: restart the state every N frames")
+    head.add_argument("--smooth", metavar="ema:ALPHA|hysteresis:M[:MARGIN]",
+                      help="smooth the published label (the raw probabilities are published unchanged)")
+    head.add_argument("--backend", choices=("onnxruntime", "onnxruntime-int8", "tensorrt"),
+                      help="encoder backend (default onnxruntime)")
+    head.add_argument("--threads", type=positive_int, help="encoder threads (default: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrcn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -344,6 +375,37 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--xpub", required=True, help="endpoint subscribers connect to, e.g. tcp://127.0.0.1:5558")
     proxy.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     proxy.set_defaults(run=cmd_proxy)
+
+    serve = commands.add_parser("serve", help="run a bundle on live sources and publish predictions over ZeroMQ")
+    serve.add_argument("bundle")
+    serve.add_argument("sources", nargs="*", metavar="SOURCE",
+                       help="camera index, video file, rtsp/http/tcp/udp URL, or synth:[SECONDS[:SEED]]")
+    serve.add_argument("--name", action="append", help="stream id of the next SOURCE, in order (repeatable)")
+    serve.add_argument("--config", metavar="TOML", help="deployment file: [[stream]] tables and settings")
+    add_head_arguments(serve)
+    serve.add_argument("--endpoint", help="where to bind the publisher (default tcp://127.0.0.1:5556)")
+    serve.add_argument("--curve-keys", metavar="DIR", help="encrypt with DIR/server.key_secret and admit only the "
+                                                           "clients in DIR/authorized_clients (`lrcn keys DIR`)")
+    pace = serve.add_mutually_exclusive_group()
+    pace.add_argument("--pace", dest="pace", action="store_true", default=True,
+                      help="files: deliver frames at the file's rate, like a camera (default)")
+    pace.add_argument("--no-pace", dest="pace", action="store_false", help="files: as fast as they decode")
+    serve.add_argument("--loop", action="store_true", help="files: start again at the end")
+    serve.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
+    serve.add_argument("--open-timeout", type=positive_float, default=8.0, metavar="S")
+    serve.add_argument("--read-timeout", type=positive_float, default=5.0, metavar="S")
+    serve.add_argument("--max-attempts", type=int, default=5, metavar="N",
+                       help="failed connection attempts in a row before a stream gives up (0: never)")
+    serve.add_argument("--stats-interval", type=positive_float, metavar="S", help="seconds between stats (default 5)")
+    serve.add_argument("--stats-json", metavar="PATH", help="also write the final stats here")
+    serve.set_defaults(run=cmd_serve, top_k=None, max_batch=None)
+
+    annotate = commands.add_parser("annotate", help="write a copy of a video with the prediction drawn on each frame")
+    annotate.add_argument("bundle")
+    annotate.add_argument("video")
+    annotate.add_argument("-o", "--out", required=True, help="output video (.mp4, .avi, .mkv)")
+    add_head_arguments(annotate)
+    annotate.set_defaults(run=cmd_annotate)
 
     watch = commands.add_parser("watch", help="subscribe and show each stream's label, score, latency and status")
     watch.add_argument("endpoint", help="publisher or proxy endpoint, e.g. tcp://127.0.0.1:5556")

@@ -1,0 +1,119 @@
+"""A deployment file: the streams one recognizer serves, and its settings, in TOML.
+
+    endpoint = "tcp://0.0.0.0:5556"      # optional settings, each also a `lrcn serve` flag
+    backend = "onnxruntime-int8"
+
+    [[stream]]
+    id = "door"
+    source = "rtsp://10.0.0.5:8554/live"
+    mode = "exact"
+    hop = 4
+    smooth = "hysteresis:3"
+
+    [[stream]]
+    source = "replay.mp4"
+    loop = true
+
+Any mistake (bad TOML, an unknown key, a value of the wrong type) is one LrcnError line that
+names the file and, where it can be found, the line.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from stream.errors import LrcnError
+from stream.pipeline import StreamConfig
+from stream.smoothing import parse_smoothing
+from stream.windows import WindowConfig
+
+_NUMBER = (int, float)
+# Expected type of each key; the stream keys are StreamConfig's fields.
+SETTING_TYPES = {"endpoint": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
+                 "stats_interval_s": _NUMBER, "max_batch": int}
+STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "mode": str, "hop": int, "reset_every": int,
+                "smooth": str, "backend": str, "pace": bool, "loop": bool}
+assert set(STREAM_TYPES) == {f.name for f in fields(StreamConfig)}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    path: Path
+    settings: dict          # top-level keys of SETTING_TYPES that the file sets
+    streams: list[StreamConfig]
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise LrcnError("reading a deployment file needs Python 3.11+ or `pip install tomli`") from None
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise LrcnError(f"cannot read deployment file {path}: {err}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise LrcnError(f"{path}: not valid TOML: {err}") from None
+    return parse_deployment(data, path, text)
+
+
+def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
+    def fail(message: str, key: str | None = None, table: int | None = None) -> LrcnError:
+        line = _line_of(text, key, table) if key else None
+        return LrcnError(f"{path}{f':{line}' if line else ''}: {message}")
+
+    settings = {k: v for k, v in data.items() if k != "stream"}
+    _check(settings, SETTING_TYPES, "", fail)
+    tables = data.get("stream", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise fail("'stream' must be [[stream]] tables", "stream")
+    streams = []
+    for number, table in enumerate(tables):
+        where = f" in [[stream]] #{number + 1}"
+        _check(table, STREAM_TYPES, where, lambda m, k=None, n=number: fail(m, k, n))
+        if "source" not in table:
+            raise fail(f"missing key 'source'{where}")
+        config = StreamConfig(**table)
+        try:
+            WindowConfig(config.mode, config.hop, config.reset_every)
+            parse_smoothing(config.smooth)
+            if config.fps is not None and config.fps <= 0:
+                raise LrcnError(f"fps must be positive, got {config.fps}")
+        except LrcnError as err:
+            raise fail(f"{err}{where}") from None
+        streams.append(config)
+    if not streams:
+        raise fail("no [[stream]] tables: nothing to serve")
+    return Deployment(path, settings, streams)
+
+
+def _check(table: dict, types: dict, where: str, fail) -> None:
+    for key, value in table.items():
+        if key not in types:
+            raise fail(f"unknown key {key!r}{where} (known: {', '.join(types)})", key)
+        expected = types[key]
+        wrong_bool = isinstance(value, bool) and expected is not bool
+        if wrong_bool or not isinstance(value, expected):
+            name = {str: "a string", int: "an integer", bool: "true or false"}.get(expected, "a number")
+            raise fail(f"{key!r}{where} must be {name}, got {value!r}", key)
+
+
+def _line_of(text: str, key: str, table: int | None) -> int | None:
+    """1-based line of `key = ...` at the top level (table None) or in the table-th [[stream]]."""
+    section, seen_tables = -1, -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            seen_tables += stripped.startswith("[[stream]]")
+            section = seen_tables if stripped.startswith("[[stream]]") else -2
+            continue
+        if (section == -1 if table is None else section == table) and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None

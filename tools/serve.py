@@ -1,0 +1,120 @@
+"""`lrcn serve`: streams from flags and/or a deployment file, run by stream.pipeline until the
+sources end, --duration passes, or SIGINT/SIGTERM; then the final stats."""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from stream.deploy import load_deployment
+from stream.errors import LrcnError
+from stream.keys import load_server_keys
+from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from stream.runtime_bundle import load_runtime_bundle
+from stream.sources import SourceOptions
+
+SYNTH_PREFIX = "synth:"
+
+
+def synthetic_source(uri: str, size: tuple[int, int], folder: Path) -> str:
+    """`synth:[SECONDS[:SEED]]` -> a continuous synthetic video (models.synth) written into `folder`,
+    with its per-frame labels beside it."""
+    from models import synth
+
+    try:
+        parts = [p for p in uri[len(SYNTH_PREFIX):].split(":") if p]
+        seconds = float(parts[0]) if parts else 60.0
+        seed = int(parts[1]) if len(parts) > 1 else 0
+        if len(parts) > 2 or seconds <= 0:
+            raise ValueError
+    except ValueError:
+        raise LrcnError(f"synthetic source must be synth:[SECONDS[:SEED]], got {uri!r}") from None
+    video, labels = synth.write_continuous(folder / f"synth-{seed}.avi", duration_s=seconds, size=max(size), seed=seed)
+    print(f"lrcn: {uri} is {video} (labels: {labels})", file=sys.stderr)
+    return str(video)
+
+
+def streams_from_args(args, settings: dict) -> list[StreamConfig]:
+    names = args.name or []
+    if len(names) > len(args.sources):
+        raise LrcnError(f"{len(names)} --name for {len(args.sources)} sources")
+    flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, mode=args.mode,
+                                 hop=args.hop, reset_every=args.reset_every, smooth=args.smooth, pace=args.pace,
+                                 loop=args.loop) for i, source in enumerate(args.sources)]
+    return list(settings.get("streams", [])) + flag_streams
+
+
+def options_from_args(args, settings: dict) -> PipelineOptions:
+    """Flags win over the deployment file's settings, which win over the defaults."""
+    def pick(flag: str, key: str | None = None, default=None):
+        value = getattr(args, flag)
+        return value if value is not None else settings.get(key or flag, default)
+
+    curve_keys = pick("curve_keys")
+    attempts = args.max_attempts
+    source = SourceOptions(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
+                           max_attempts=None if attempts == 0 else attempts)
+    return PipelineOptions(endpoint=pick("endpoint", default=PipelineOptions.endpoint),
+                           backend=pick("backend", default=PipelineOptions.backend), threads=pick("threads"),
+                           curve=load_server_keys(curve_keys) if curve_keys else None,
+                           top_k=pick("top_k", default=PipelineOptions.top_k),
+                           max_batch=pick("max_batch", default=PipelineOptions.max_batch),
+                           stats_interval_s=pick("stats_interval", "stats_interval_s",
+                                                 PipelineOptions.stats_interval_s), source=source)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event):
+    """SIGINT and SIGTERM set `stop` instead of raising, so the pipeline drains and says goodbye."""
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def summary_lines(stats: dict) -> list[str]:
+    lines = [(f"lrcn: served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in "
+             f"{stats['encoder_calls']} calls, batch sizes {stats['batch_sizes']}, "
+             f"{stats['publisher']['sent']} messages sent, {stats['publisher']['shed']} shed")]
+    for name, s in stats["streams"].items():
+        latency = "-" if s["latency_p50_ms"] is None else \
+            f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
+        lines.append(f"  {name}: {s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} "
+                     f"encoded, {s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the "
+                     f"ring and {s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, "
+                     f"{s['resets']} resets, latency p50/p95/p99 {latency}")
+    return lines
+
+
+def serve(args) -> dict:
+    deployment = load_deployment(args.config) if args.config else None
+    settings = dict(deployment.settings) if deployment else {}
+    if deployment:
+        settings["streams"] = deployment.streams
+    if not args.sources and not deployment:
+        raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
+    options = options_from_args(args, settings)
+    bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
+    with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
+        streams = [replace(s, source=synthetic_source(s.source, bundle.meta.spec.input_size, Path(scratch)))
+                   if s.source.startswith(SYNTH_PREFIX) else s for s in streams_from_args(args, settings)]
+        pipeline = Pipeline(bundle, streams, options)
+        print(f"lrcn: serving {', '.join(pipeline.sources)} on {pipeline.endpoint} "
+              f"(Ctrl-C stops)", file=sys.stderr, flush=True)
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            stats = pipeline.run(duration_s=args.duration, stop=stop)
+    print("\n".join(summary_lines(stats)), file=sys.stderr)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(stats, indent=1))
+    failure = pipeline.failure()
+    if failure:
+        raise LrcnError(failure)
+    return stats
