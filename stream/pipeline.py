@@ -42,6 +42,7 @@ from stream.windows import EXACT, WindowConfig
 
 # A status event after which the stream's open windows can never complete.
 GAP_STATES = (LOST, RECONNECTING)
+DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class _Counters:
     predictions_out: RateMeter = field(default_factory=RateMeter)
     latency_ms: Reservoir = field(default_factory=Reservoir)
     publisher_dropped: int = 0
+    shutdown_dropped: int = 0          # frames still in the ring when the stop deadline came
     last_reason: str = ""
 
 
@@ -115,6 +117,7 @@ class Pipeline:
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._started_at: float | None = None
+        self._drain_deadline: float | None = None
 
     # -- control (any thread) ----------------------------------------------------------------
 
@@ -140,17 +143,20 @@ class Pipeline:
         return self.stop()
 
     def stop(self, timeout_s: float = 2.0) -> dict:
-        """Stop the sources, drain the rings, publish a final status per stream, close the socket;
-        within `timeout_s` unless a source sits inside a blocking open. Returns the final stats."""
+        """Stop the sources, drain the rings, publish a final status per stream, close the socket,
+        all within `timeout_s` (what the rings still hold at the deadline is counted, not encoded).
+        Returns the final stats."""
         deadline = time.monotonic() + timeout_s
         for source in self.sources.values():
             source.stop(timeout_s=0)  # ask them all first, then wait
         for source in self.sources.values():
-            source.stop(timeout_s=max(0.0, deadline - 0.7 - time.monotonic()))
+            source.stop(timeout_s=max(0.0, deadline - 1.0 - time.monotonic()))
+        self._drain_deadline = deadline - 0.6
         self._stopping.set()
         if self._thread.is_alive():
-            self._thread.join(max(0.0, deadline - 0.5 - time.monotonic()))
-        self.publisher.close(linger_s=max(0.0, min(0.5, deadline - time.monotonic())))
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        elif self._started_at is None:
+            self.publisher.close(linger_s=0)  # never started: the inference thread will not close it
         if self.error is not None:
             raise LrcnError(f"inference stopped: {type(self.error).__name__}: {self.error}") from self.error
         return self.stats()
@@ -189,14 +195,18 @@ class Pipeline:
                     next_stats = now + self.options.stats_interval_s
                 if self._all_ended():
                     break
-            self._cycle()  # what the rings still hold after the sources stopped
+            self._cycle(self._drain_deadline)  # what the rings still hold after the sources stopped
             self._publish_stats("final")
         except Exception as err:  # noqa: BLE001 - reported by stop(); the thread must end cleanly
             self.error = err
         finally:
+            # The socket is closed by the thread that uses it, never under its feet.
+            self.publisher.close(linger_s=0.3)
             self._finished.set()
 
-    def _cycle(self) -> None:
+    def _cycle(self, deadline: float | None = None) -> None:
+        """Read what the sources wrote and publish what it gives; with a deadline (at shutdown),
+        in slices, leaving what is left at the deadline unencoded (counted as shutdown_dropped)."""
         # Events first: every frame a source wrote before an event is then in its ring.
         events = {name: source.poll_status() for name, source in self.sources.items()}
         frames = {}
@@ -205,8 +215,16 @@ class Pipeline:
                 self.scheduler.set_media_fps(name, source.fps)
             self._counters[name].frames_in.count = source.frames
             frames[name] = source.ring.read_new()
-        for prediction in self.scheduler.process(frames).predictions:
-            self._publish(prediction)
+        slice_size = len(max(frames.values(), key=len)) if deadline is None else DRAIN_SLICE
+        while any(frames.values()):
+            if deadline is not None and time.monotonic() > deadline:
+                for name, left in frames.items():
+                    self._counters[name].shutdown_dropped += len(left)
+                break
+            batch = {name: queued[:slice_size] for name, queued in frames.items()}
+            frames = {name: queued[slice_size:] for name, queued in frames.items()}
+            for prediction in self.scheduler.process(batch).predictions:
+                self._publish(prediction)
         for name, stream_events in events.items():
             for event in stream_events:
                 if event.state in GAP_STATES:
@@ -241,7 +259,7 @@ class Pipeline:
         batches = scheduled["batch_sizes"]
         return {**source.stats(), **scheduled["streams"][name],
                 "fps_in": rate(counters.frames_in), "fps_out": rate(counters.predictions_out),
-                "publisher_dropped": counters.publisher_dropped,
+                "publisher_dropped": counters.publisher_dropped, "shutdown_dropped": counters.shutdown_dropped,
                 "latency_p50_ms": latency["p50"], "latency_p95_ms": latency["p95"], "latency_p99_ms": latency["p99"],
                 "batch_mean": round(sum(k * v for k, v in batches.items()) / max(1, sum(batches.values())), 2),
                 "batch_sizes": {str(k): v for k, v in batches.items()}}

@@ -39,13 +39,14 @@ def write_video(path: Path, n_frames: int, fps: float = 25.0, size=(96, 128), fo
 
 
 def is_listening(port: int) -> bool:
-    """Whether something listens on the TCP port, read from /proc so no connection is made
-    (ffmpeg's `listen=1` servers take exactly one client)."""
+    """Whether something listens on the TCP port, or has already taken a client on it, read from
+    /proc so no connection is made (ffmpeg's `listen=1` servers take exactly one client and stop
+    listening once a reconnecting client got there first)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as lines:
             for line in lines.readlines()[1:]:
                 local_address, state = line.split()[1], line.split()[3]
-                if local_address.endswith(f":{port:04X}") and state == "0A":  # 0A: LISTEN
+                if local_address.endswith(f":{port:04X}") and state in ("0A", "01"):  # LISTEN, ESTABLISHED
                     return True
     return False
 

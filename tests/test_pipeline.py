@@ -1,0 +1,240 @@
+"""The whole pipeline with real parts: an exported bundle, real video files and ffmpeg/GStreamer
+servers on 127.0.0.1, real ZeroMQ subscribers."""
+import time
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+
+from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from stream.publisher import Subscriber
+from stream.runtime_bundle import load_runtime_bundle
+from stream.sampling import grid_indices
+from stream.sources import SourceOptions
+from stream.video import read_frames, video_fps
+from tests.bundles import WEIZMANN_VIDEO, exported_seed  # noqa: F401  (a fixture)
+from tests.live_servers import (
+    FFMPEG,
+    ffmpeg_http_mjpeg,
+    ffmpeg_tcp_ts,
+    free_port,
+    gstreamer_rtsp_missing,
+    rtsp_server,
+    served,
+    write_video,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+ANY_PORT = "tcp://127.0.0.1:*"
+LIVE = SourceOptions(backoff_initial_s=0.2, backoff_max_s=1.0, max_attempts=None, open_timeout_s=5.0,
+                     read_timeout_s=3.0)
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+
+
+class Inbox:
+    """A subscriber and everything it has received."""
+
+    def __init__(self, endpoint: str, topics=("",)):
+        self.subscriber = Subscriber(endpoint, topics)
+        self.messages = []
+
+    def until(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                return False
+            message = self.subscriber.receive(timeout_s=0.05)
+            if message is not None:
+                self.messages.append(message)
+        return True
+
+    def drain(self, quiet_s: float = 0.3) -> None:
+        while (message := self.subscriber.receive(timeout_s=quiet_s)) is not None:
+            self.messages.append(message)
+
+    def predictions(self, stream=None):
+        return [m.payload for m in self.messages if m.kind == "pred" and stream in (None, m.stream)]
+
+    def statuses(self, stream=None):
+        return [m.payload for m in self.messages if m.kind == "status" and stream in (None, m.stream)]
+
+    def close(self):
+        self.subscriber.close()
+
+
+def offline_windows(bundle, video, hop: int = 1) -> dict:
+    """{(first, last) source frame index: probabilities} of the offline model on the file's sampled frames."""
+    spec = bundle.meta.spec
+    frames = read_frames(video, spec.input_size, spec.fps)
+    capture = cv2.VideoCapture(str(video))
+    count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), video_fps(capture)
+    capture.release()
+    sampled = grid_indices([i / fps for i in range(count)], spec.fps)[:len(frames)]
+    T = spec.clip_length
+    return {(sampled[s], sampled[s + T - 1]): bundle.clip_probabilities(frames[s:s + T])
+            for s in range(0, len(frames) - T + 1, hop)}
+
+
+def different_videos(tmp_path, count: int = 4) -> list:
+    """One video per class: Weizmann's when ../shared is present, else synthetic ones."""
+    if WEIZMANN_VIDEO.is_file():
+        root = WEIZMANN_VIDEO.parents[1]
+        return [min((root / c).glob("*.avi")) for c in sorted(p.name for p in root.iterdir())][:count]
+    from models import synth
+
+    paths = synth.write_dataset(tmp_path / "synth", videos_per_class=1, n_frames=40, size=64, seed=5, groups=1)
+    return [paths[i] for i in range(count)]
+
+
+def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(exported_seed, tmp_path):  # noqa: F811
+    from models.synth import write_continuous
+
+    bundle_dir, _, _ = exported_seed
+    bundle = load_runtime_bundle(bundle_dir)
+    videos = different_videos(tmp_path)
+    synthetic, _ = write_continuous(tmp_path / "live.avi", duration_s=2.4, size=64, seed=2, min_segment_s=1.0,
+                                    max_segment_s=1.4)
+    videos.append(synthetic)
+    configs = [StreamConfig(str(v), id=f"s{i}", hop=1 + i % 2) for i, v in enumerate(videos)]
+    pipeline = Pipeline(bundle, configs, PipelineOptions(endpoint=ANY_PORT, stats_interval_s=0.5))
+    inbox = Inbox(pipeline.endpoint)
+    try:
+        time.sleep(0.2)  # let the subscription reach the publisher
+        stats = pipeline.run(duration_s=30)
+        inbox.drain()
+    finally:
+        inbox.close()
+    assert pipeline.wait(0), "the pipeline ends by itself when its files end"
+    assert len({m.stream for m in inbox.messages if m.stream}) == len(videos)
+    for config, video in zip(configs, videos):
+        expected = offline_windows(bundle, video, config.hop)
+        received = inbox.predictions(config.id)
+        assert [tuple(p["window"]) for p in received] == list(expected), config.id
+        for p in received:
+            got = np.array([p["probabilities"][c] for c in bundle.classes])
+            np.testing.assert_allclose(got, expected[tuple(p["window"])], atol=1e-4)
+        assert stats["streams"][config.id]["dropped"] == 0
+        assert stats["streams"][config.id]["encoded"] == len(read_frames(video, bundle.meta.spec.input_size,
+                                                                           bundle.meta.spec.fps))
+    firsts = [tuple(inbox.predictions(c.id)[0]["probabilities"].values()) for c in configs]
+    assert len(set(firsts)) == len(configs), "the videos differ enough that mixed states would show"
+    periodic = [s for s in inbox.statuses() if s["stats"].get("report") == "periodic"]
+    assert periodic and {"fps_in", "fps_out", "latency_p95_ms", "dropped", "batch_sizes"} <= set(periodic[0]["stats"])
+    finals = [s for s in inbox.statuses() if s["stats"].get("report") == "final"]
+    assert sorted(s["stream"] for s in finals) == sorted(c.id for c in configs)
+    assert all(s["state"] == "ended" for s in finals)
+    assert stats["encoded"] == sum(int(k) * v for k, v in stats["batch_sizes"].items())
+    assert stats["streams"]["s0"]["latency_p99_ms"] >= stats["streams"]["s0"]["latency_p50_ms"] > 0
+
+
+def test_stop_drains_publishes_a_final_status_per_stream_and_closes_within_two_seconds(exported_seed, tmp_path):  # noqa: F811
+    bundle_dir, _, video = exported_seed
+    configs = [StreamConfig(str(video), id=name, loop=True) for name in ("one", "two")]
+    pipeline = Pipeline(bundle_dir, configs, PipelineOptions(endpoint=ANY_PORT, heartbeat_interval_s=0.2))
+    inbox = Inbox(pipeline.endpoint)
+    try:
+        time.sleep(0.2)
+        pipeline.start()
+        assert inbox.until(lambda box: len(box.predictions("two")) >= 3, 20)
+        started = time.monotonic()
+        stats = pipeline.stop()
+        took = time.monotonic() - started
+        inbox.drain()
+    finally:
+        inbox.close()
+    assert took < 2.0
+    assert any(m.kind == "heartbeat" and m.payload["streams"] == ["one", "two"] for m in inbox.messages)
+    for name in ("one", "two"):
+        final = inbox.statuses(name)[-1]
+        assert (final["state"], final["stats"]["report"]) == ("stopped", "final")
+        assert final["stats"]["predictions"] == stats["streams"][name]["predictions"]
+        assert stats["streams"][name]["ring_pending"] == 0, "stop drains the ring"
+
+
+def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_seed, tmp_path):  # noqa: F811
+    """At full speed, with a connected subscriber that never reads, the reading one gets every
+    prediction and the publisher never refuses a send. (That the stalled one's queue is bounded
+    and shed at its high-water mark is shown with 12 MB in test_publisher.)"""
+    bundle_dir, _, video = exported_seed
+    configs = [StreamConfig(str(video), id=f"s{i}", pace=False, loop=True) for i in range(3)]
+    options = PipelineOptions(endpoint=ANY_PORT, source=SourceOptions(ring_capacity=1024))
+    pipeline = Pipeline(bundle_dir, configs, options)
+    context = zmq.Context()
+    stalled = context.socket(zmq.SUB)
+    stalled.rcvbuf, stalled.rcvhwm = 2048, 10   # tiny buffers, never read
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(pipeline.endpoint)
+    inbox = Inbox(pipeline.endpoint, topics=["pred/"])
+    try:
+        time.sleep(0.3)
+        pipeline.start()
+        inbox.until(lambda box: False, 4.0)
+        stats = pipeline.stop()
+        inbox.drain()
+    finally:
+        inbox.close()
+        stalled.close(linger=0)
+        context.term()
+    published = sum(s["predictions"] for s in stats["streams"].values())
+    assert published > 300
+    assert len(inbox.predictions()) == published and sum(inbox.subscriber.missed.values()) == 0, \
+        "the reading subscriber gets every prediction"
+    assert stats["publisher"]["shed"] == 0 and all(s["publisher_dropped"] == 0 for s in stats["streams"].values())
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("serve, url", [(ffmpeg_tcp_ts, "tcp://127.0.0.1:{port}"),
+                                        (ffmpeg_http_mjpeg, "http://127.0.0.1:{port}/s.mjpg")],
+                         ids=["tcp-mpegts", "http-mjpeg"])
+def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at_the_gap(exported_seed, tmp_path,  # noqa: F811
+                                                                                         serve, url):
+    bundle_dir, _, _ = exported_seed
+    video = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
+    port = free_port()
+    pipeline = Pipeline(bundle_dir, [StreamConfig(url.format(port=port), id="cam")],
+                        PipelineOptions(endpoint=ANY_PORT, source=LIVE))
+    inbox = Inbox(pipeline.endpoint)
+    states = lambda: [s["state"] for s in inbox.statuses() if "report" not in s["stats"]]
+    try:
+        with served(serve(video, port), port):
+            pipeline.start()
+            assert inbox.until(lambda box: len(box.predictions()) >= 3, 20), states()
+        assert inbox.until(lambda box: "reconnecting" in states(), 15), states()
+        before = len(inbox.predictions())
+        with served(serve(video, port), port):
+            assert inbox.until(lambda box: len(box.predictions()) >= before + 3, 20), states()
+        stats = pipeline.stop()
+        inbox.drain()
+    finally:
+        pipeline.stop()
+        inbox.close()
+    assert states()[:5] == ["connecting", "connected", "lost", "reconnecting", "connected"]
+    reconnected = [s for s in inbox.statuses() if s["state"] == "connected"][1]
+    first_new_frame = reconnected["stats"]["frames"]
+    assert reconnected["stats"]["segment"] == 1
+    windows = [tuple(p["window"]) for p in inbox.predictions()]
+    assert not any(first < first_new_frame <= last for first, last in windows), "no window spans the gap"
+    assert any(first >= first_new_frame for first, _ in windows), "predictions resumed after the gap"
+    assert stats["streams"]["cam"]["reconnects"] == 1 and stats["streams"]["cam"]["resets"] >= 1
+
+
+@pytest.mark.slow
+def test_an_rtsp_stream_from_a_gstreamer_server_is_predicted(exported_seed, tmp_path):  # noqa: F811
+    missing = gstreamer_rtsp_missing()
+    if missing:
+        pytest.skip(missing)
+    bundle_dir, _, _ = exported_seed
+    video = write_video(tmp_path / "clip.mp4", n_frames=150, fourcc="mp4v")
+    port = free_port()
+    with served(rtsp_server(video, port), port):
+        pipeline = Pipeline(bundle_dir, [StreamConfig(f"rtsp://127.0.0.1:{port}/live", id="rtsp")],
+                            PipelineOptions(endpoint=ANY_PORT, source=LIVE))
+        inbox = Inbox(pipeline.endpoint, topics=["pred/"])
+        try:
+            pipeline.start()
+            assert inbox.until(lambda box: len(box.predictions()) >= 5, 30), pipeline.stats()
+        finally:
+            pipeline.stop()
+            inbox.close()
