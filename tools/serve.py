@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
+
+import cv2
 
 from stream.deploy import load_deployment
 from stream.errors import LrcnError
@@ -93,7 +96,15 @@ def summary_lines(stats: dict) -> list[str]:
     return lines
 
 
+def quiet_video_libraries() -> None:
+    """FFmpeg and OpenCV print their own lines for every failed connection attempt; the status
+    events already say what happened, once, so stderr keeps one line per problem."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")   # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def serve(args) -> dict:
+    quiet_video_libraries()
     deployment = load_deployment(args.config) if args.config else None
     settings = dict(deployment.settings) if deployment else {}
     if deployment:
@@ -106,15 +117,14 @@ def serve(args) -> dict:
         streams = [replace(s, source=synthetic_source(s.source, bundle.meta.spec.input_size, Path(scratch)))
                    if s.source.startswith(SYNTH_PREFIX) else s for s in streams_from_args(args, settings)]
         pipeline = Pipeline(bundle, streams, options)
-        print(f"lrcn: serving {', '.join(pipeline.sources)} on {pipeline.endpoint} "
-              f"(Ctrl-C stops)", file=sys.stderr, flush=True)
+        print(f"lrcn: serving {', '.join(pipeline.sources)} on {pipeline.endpoint} (Ctrl-C stops)", flush=True)
         stop = threading.Event()
         with stop_on_signals(stop):
             stats = pipeline.run(duration_s=args.duration, stop=stop)
-    print("\n".join(summary_lines(stats)), file=sys.stderr)
-    if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(stats, indent=1))
     failure = pipeline.failure()
     if failure:
         raise LrcnError(failure)
+    print("\n".join(summary_lines(stats)), file=sys.stderr)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(stats, indent=1))
     return stats

@@ -1,0 +1,171 @@
+"""`lrcn serve` and `lrcn annotate` through the real command line: a real bundle, real videos,
+a real subscriber, signals, and one-line errors for bad input."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.publisher import Subscriber
+from stream.runtime_bundle import load_runtime_bundle
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.live_servers import free_port
+from tests.test_pipeline import offline_windows
+from tools.cli import main
+
+pytestmark = pytest.mark.timeout(90)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lrcn(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def receive_until(subscriber, predicate, timeout_s):
+    messages, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not predicate(messages):
+        message = subscriber.receive(timeout_s=0.1)
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+def test_serve_publishes_predictions_and_sigterm_stops_it_within_two_seconds_with_final_stats(exported_seed):  # noqa: F811
+    bundle, _, video = exported_seed
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    process = lrcn("serve", bundle, video, "--name", "cam", "--loop", "--endpoint", endpoint, "--smooth", "ema:0.5")
+    try:
+        with Subscriber(endpoint) as subscriber:
+            messages = receive_until(subscriber, lambda ms: sum(m.kind == "pred" for m in ms) >= 5, 30)
+            assert sum(m.kind == "pred" for m in messages) >= 5, process.stderr.read() if process.poll() else ""
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=10)
+            took = time.monotonic() - signalled
+            messages += receive_until(subscriber, lambda ms: False, 0.5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert took < 2.0
+    assert out.startswith(f"lrcn: serving cam on {endpoint}")
+    assert "lrcn: served" in err and "cam: stopped" in err and "latency p50/p95/p99" in err
+    prediction = next(m.payload for m in messages if m.kind == "pred")
+    assert set(prediction["probabilities"]) == set(load_runtime_bundle(bundle).classes)
+    final = [m.payload for m in messages if m.kind == "status" and m.payload["stats"].get("report") == "final"]
+    assert final and final[-1]["state"] == "stopped"
+
+
+def test_serve_from_a_deployment_file_runs_each_stream_with_its_settings(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, video = exported_seed
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = tmp_path / "deploy.toml"
+    config.write_text(f'endpoint = "{endpoint}"\nstats_interval_s = 0.5\n\n'
+                      f'[[stream]]\nid = "left"\nsource = "{video}"\n\n'
+                      f'[[stream]]\nid = "right"\nsource = "{video}"\nhop = 2\nsmooth = "hysteresis:2"\n')
+    stats_json = tmp_path / "stats.json"
+    with Subscriber(endpoint, topics=["pred/"]) as subscriber:
+        process = lrcn("serve", bundle, "--config", config, "--stats-json", stats_json, "--duration", "20")
+        try:
+            messages = receive_until(subscriber, lambda ms: False, 1.0)
+            _, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        messages += receive_until(subscriber, lambda ms: False, 0.3)
+    assert process.returncode == 0, err
+    stats = json.loads(stats_json.read_text())
+    left, right = stats["streams"]["left"], stats["streams"]["right"]
+    assert left["state"] == right["state"] == "ended", "files end and so does serve"
+    assert left["encoded"] == right["encoded"] > 0
+    assert right["predictions"] == (left["predictions"] + 1) // 2, "hop 2: a window every second sampled frame"
+
+
+def test_serve_a_synthetic_stream(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, _ = exported_seed
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    stats_json = tmp_path / "stats.json"
+    process = lrcn("serve", bundle, "synth:2:7", "--endpoint", endpoint, "--stats-json", stats_json)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "synth:2:7 is " in err and ".labels.json" in err
+    assert json.loads(stats_json.read_text())["streams"]["synth-7"]["predictions"] > 5
+
+
+def test_annotate_draws_the_exact_window_prediction_on_every_frame(exported_seed, tmp_path, capsys):  # noqa: F811
+    bundle, _, video = exported_seed
+    out = tmp_path / "annotated.mp4"
+    assert main(["annotate", str(bundle), str(video), "-o", str(out)]) == 0
+    runtime = load_runtime_bundle(bundle)
+    expected = len(offline_windows(runtime, video))
+    assert capsys.readouterr().out.strip().endswith(f"frames, {expected} predictions")
+    original, annotated = cv2.VideoCapture(str(video)), cv2.VideoCapture(str(out))
+    try:
+        count = int(original.get(cv2.CAP_PROP_FRAME_COUNT))
+        assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == count
+        for _ in range(count - 1):
+            ok_a, a = original.read()
+            ok_b, b = annotated.read()
+        assert ok_a and ok_b and a.shape == b.shape
+        corner = (slice(0, a.shape[0] // 8), slice(0, a.shape[1] // 2))
+        assert np.abs(a[corner].astype(int) - b[corner].astype(int)).mean() > 20, "the label box is drawn"
+    finally:
+        original.release()
+        annotated.release()
+
+
+@pytest.fixture
+def bad_inputs(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, video = exported_seed
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    (broken / "encoder.onnx").write_bytes(b"not an onnx file")
+    corrupt = tmp_path / "corrupt.avi"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    malformed = tmp_path / "malformed.toml"
+    malformed.write_text('[[stream]]\nsource = "a.avi\n')
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text(f'[[stream]]\nsource = "{video}"\nfsp = 5\n')
+    return {"bundle": str(bundle), "video": str(video), "broken": str(broken), "corrupt": str(corrupt),
+            "malformed": str(malformed), "unknown": str(unknown), "missing": str(tmp_path / "missing.avi"),
+            "url": f"tcp://127.0.0.1:{free_port()}", "out": str(tmp_path / "out.mp4")}
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["serve", "{missing}", "{video}"], "model bundle not found: {missing}"),
+    (["serve", "{broken}", "{video}"], "cannot load"),
+    (["serve", "{bundle}", "{missing}"], "video not found: {missing}"),
+    (["serve", "{bundle}", "{corrupt}"], "{corrupt}"),
+    (["serve", "{bundle}", "{url}", "--max-attempts", "2", "--open-timeout", "1"],
+     "failed: cannot open source: {url}; gave up after 2 attempts"),
+    (["serve", "{bundle}", "--config", "{malformed}"], "{malformed}: not valid TOML"),
+    (["serve", "{bundle}", "--config", "{unknown}"], "{unknown}:3: unknown key 'fsp' in [[stream]] #1"),
+    (["serve", "{bundle}"], "nothing to serve"),
+    (["serve", "{bundle}", "{video}", "--smooth", "median:3"], "smoothing must be"),
+    (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
+    (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
+    (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
+], ids=["missing-bundle", "broken-bundle", "missing-file", "corrupt-file", "unreachable-url", "malformed-toml",
+        "unknown-toml-key", "no-source", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
+    argv = [a.format(**bad_inputs) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrcn: error: ") and err.count("\n") == 1, err
+    assert complaint.format(**bad_inputs) in err
+
+
+def test_a_bad_input_from_the_real_command_line_has_no_traceback(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "tools.cli", "serve", str(tmp_path), "x.avi"], cwd=ROOT, check=False,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
