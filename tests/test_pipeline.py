@@ -2,7 +2,6 @@
 servers on 127.0.0.1, real ZeroMQ subscribers."""
 import time
 
-import cv2
 import numpy as np
 import pytest
 import zmq
@@ -10,9 +9,8 @@ import zmq
 from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from stream.publisher import Subscriber
 from stream.runtime_bundle import load_runtime_bundle
-from stream.sampling import grid_indices
 from stream.sources import SourceOptions
-from stream.video import read_frames, video_fps
+from stream.video import read_frames
 from tests.bundles import WEIZMANN_VIDEO, exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import (
     FFMPEG,
@@ -24,6 +22,7 @@ from tests.live_servers import (
     served,
     write_video,
 )
+from tests.test_scheduler import file_frames, offline
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -66,15 +65,8 @@ class Inbox:
 
 def offline_windows(bundle, video, hop: int = 1) -> dict:
     """{(first, last) source frame index: probabilities} of the offline model on the file's sampled frames."""
-    spec = bundle.meta.spec
-    frames = read_frames(video, spec.input_size, spec.fps)
-    capture = cv2.VideoCapture(str(video))
-    count, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), video_fps(capture)
-    capture.release()
-    sampled = grid_indices([i / fps for i in range(count)], spec.fps)[:len(frames)]
-    T = spec.clip_length
-    return {(sampled[s], sampled[s + T - 1]): bundle.clip_probabilities(frames[s:s + T])
-            for s in range(0, len(frames) - T + 1, hop)}
+    frames, fps = file_frames(video, bundle.meta.spec.input_size)
+    return offline(bundle, frames, fps, hop)
 
 
 def different_videos(tmp_path, count: int = 4) -> list:
