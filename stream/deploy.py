@@ -31,7 +31,7 @@ from stream.windows import WindowConfig
 _NUMBER = (int, float)
 # Expected type of each key; the stream keys are StreamConfig's fields.
 SETTING_TYPES = {"endpoint": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
-                 "stats_interval_s": _NUMBER, "max_batch": int}
+                 "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER}
 STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "mode": str, "hop": int, "reset_every": int,
                 "smooth": str, "backend": str, "pace": bool, "loop": bool}
 assert set(STREAM_TYPES) == {f.name for f in fields(StreamConfig)}

@@ -70,6 +70,9 @@ class PipelineOptions:
     hwm: int = 1000
     stats_interval_s: float = 5.0
     heartbeat_interval_s: float = 1.0
+    # After a frame arrives, wait this long for other streams' frames so they share one encoder
+    # call: throughput for a GPU, at up to this much latency. 0: encode what is there at once.
+    gather_s: float = 0.0
     source: SourceOptions = field(default_factory=SourceOptions)
 
 
@@ -183,7 +186,8 @@ class Pipeline:
             next_stats = time.monotonic() + self.options.stats_interval_s
             next_heartbeat = time.monotonic()
             while not self._stopping.is_set():
-                self._new_frame.wait(0.05)
+                if self._new_frame.wait(0.05) and self.options.gather_s > 0:
+                    self._stopping.wait(self.options.gather_s)
                 self._new_frame.clear()
                 self._cycle()
                 now = time.monotonic()

@@ -90,7 +90,7 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
                                     max_segment_s=1.4)
     videos.append(synthetic)
     configs = [StreamConfig(str(v), id=f"s{i}", hop=1 + i % 2) for i, v in enumerate(videos)]
-    pipeline = Pipeline(bundle, configs, PipelineOptions(endpoint=ANY_PORT, stats_interval_s=0.5))
+    pipeline = Pipeline(bundle, configs, PipelineOptions(endpoint=ANY_PORT, stats_interval_s=0.5, gather_s=0.03))
     inbox = Inbox(pipeline.endpoint)
     try:
         time.sleep(0.2)  # let the subscription reach the publisher
@@ -118,6 +118,7 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
     assert sorted(s["stream"] for s in finals) == sorted(c.id for c in configs)
     assert all(s["state"] == "ended" for s in finals)
     assert stats["encoded"] == sum(int(k) * v for k, v in stats["batch_sizes"].items())
+    assert max(stats["batch_sizes"]) > 1, "gathering puts several streams' frames in one encoder call"
     assert stats["streams"]["s0"]["latency_p99_ms"] >= stats["streams"]["s0"]["latency_p50_ms"] > 0
 
 

@@ -396,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--read-timeout", type=positive_float, default=5.0, metavar="S")
     serve.add_argument("--max-attempts", type=int, default=5, metavar="N",
                        help="failed connection attempts in a row before a stream gives up (0: never)")
+    serve.add_argument("--gather-ms", type=float, metavar="MS",
+                       help="wait up to MS after a frame for other streams' frames, to batch them (default 0)")
     serve.add_argument("--stats-interval", type=positive_float, metavar="S", help="seconds between stats (default 5)")
     serve.add_argument("--stats-json", metavar="PATH", help="also write the final stats here")
     serve.set_defaults(run=cmd_serve, top_k=None, max_batch=None)

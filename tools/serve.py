@@ -68,7 +68,8 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            top_k=pick("top_k", default=PipelineOptions.top_k),
                            max_batch=pick("max_batch", default=PipelineOptions.max_batch),
                            stats_interval_s=pick("stats_interval", "stats_interval_s",
-                                                 PipelineOptions.stats_interval_s), source=source)
+                                                 PipelineOptions.stats_interval_s),
+                           gather_s=pick("gather_ms", default=0.0) / 1000.0, source=source)
 
 
 @contextlib.contextmanager
