@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from stream.keys import load_client_keys, make_keys
 from stream.publisher import Subscriber
 from stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
@@ -71,7 +72,8 @@ def test_serve_from_a_deployment_file_runs_each_stream_with_its_settings(exporte
     config = tmp_path / "deploy.toml"
     config.write_text(f'endpoint = "{endpoint}"\nstats_interval_s = 0.5\n\n'
                       f'[[stream]]\nid = "left"\nsource = "{video}"\n\n'
-                      f'[[stream]]\nid = "right"\nsource = "{video}"\nhop = 2\nsmooth = "hysteresis:2"\n')
+                      f'[[stream]]\nid = "right"\nsource = "{video}"\nhop = 2\nsmooth = "hysteresis:2"\n'
+                      'backend = "onnxruntime-int8"\n')
     stats_json = tmp_path / "stats.json"
     with Subscriber(endpoint, topics=["pred/"]) as subscriber:
         process = lrcn("serve", bundle, "--config", config, "--stats-json", stats_json, "--duration", "20")
@@ -89,6 +91,23 @@ def test_serve_from_a_deployment_file_runs_each_stream_with_its_settings(exporte
     assert left["state"] == right["state"] == "ended", "files end and so does serve"
     assert left["encoded"] == right["encoded"] > 0
     assert right["predictions"] == (left["predictions"] + 1) // 2, "hop 2: a window every second sampled frame"
+    assert {m.stream for m in messages} == {"left", "right"}, "the INT8 stream predicts beside the fp32 one"
+
+
+def test_serve_with_curve_keys_reaches_an_authorized_subscriber_only(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, video = exported_seed
+    make_keys(tmp_path / "keys")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    process = lrcn("serve", bundle, video, "--loop", "--endpoint", endpoint, "--curve-keys", tmp_path / "keys")
+    try:
+        with Subscriber(endpoint, curve=load_client_keys(tmp_path / "keys")) as allowed, \
+                Subscriber(endpoint) as plaintext:
+            assert receive_until(allowed, lambda ms: any(m.kind == "pred" for m in ms), 30)
+            assert receive_until(plaintext, lambda ms: False, 1.0) == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
 
 
 def test_serve_a_synthetic_stream(exported_seed, tmp_path):  # noqa: F811
