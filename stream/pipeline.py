@@ -66,7 +66,7 @@ class PipelineOptions:
     threads: int | None = None
     curve: ServerKeys | None = None
     top_k: int = 3
-    max_batch: int = 32
+    max_batch: int = 16               # largest encoder call; a TensorRT engine's profile (as `lrcn engine build`)
     hwm: int = 1000
     stats_interval_s: float = 5.0
     heartbeat_interval_s: float = 1.0
@@ -170,7 +170,8 @@ class Pipeline:
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
                 "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
-                "publisher": self.publisher.stats(), "streams": {name: self._stream_stats(name) for name in self.sources}}
+                "publisher": self.publisher.stats(),
+                "streams": {name: self._stream_stats(name) for name in self.sources}}
 
     def failure(self) -> str | None:
         """Why no stream ever produced a frame, when every one of them failed; None otherwise."""

@@ -83,7 +83,7 @@ class _Track:
 
 class Scheduler:
     def __init__(self, head: Head, clip_length: int, encoders: Encoder | Mapping[str, Encoder],
-                 streams: Sequence[StreamPlan] = (), max_batch: int = 32):
+                 streams: Sequence[StreamPlan] = (), max_batch: int = 16):
         self.head = head
         self.clip_length = clip_length
         self.encoders = dict(encoders) if isinstance(encoders, Mapping) else {DEFAULT_ENCODER: encoders}
@@ -151,10 +151,12 @@ class Scheduler:
         return StepResult(predictions, [(t.plan.id, f.index) for t, f in due], sizes)
 
     def stats(self) -> dict:
+        histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts
         streams = {name: {"seen": t.seen, "encoded": t.encoded, "repeats": t.repeats, "predictions": t.predictions,
                           "resets": t.resets} for name, t in self._tracks.items()}
         return {"streams": streams, "encoded": sum(s["encoded"] for s in streams.values()),
-                "encoder_calls": self.encoder_calls, "batch_sizes": dict(sorted(self.batch_histogram.items()))}
+                "encoder_calls": self.encoder_calls,
+                "batch_sizes": dict(sorted(histogram.items()))}
 
     def _sampled(self, track: _Track, frame: Frame) -> bool:
         track.seen += 1
