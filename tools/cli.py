@@ -284,6 +284,12 @@ def cmd_annotate(args) -> None:
     print(f"wrote {result['out']}: {result['frames']} frames, {result['predictions']} predictions")
 
 
+def cmd_stream_accuracy(args) -> None:
+    from tools.streaming_accuracy import run
+
+    run(args)
+
+
 def add_head_arguments(parser: argparse.ArgumentParser) -> None:
     """How a stream is sampled and windowed, and its label smoothed (serve and annotate)."""
     head = parser.add_argument_group("head")
@@ -408,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("-o", "--out", required=True, help="output video (.mp4, .avi, .mkv)")
     add_head_arguments(annotate)
     annotate.set_defaults(run=cmd_annotate)
+
+    accuracy = commands.add_parser("stream-accuracy", help="per-frame accuracy and change delay of every head mode on "
+                                                           "held-out test videos joined, served by ffmpeg, run through serve")
+    from tools.streaming_accuracy import add_arguments as add_stream_accuracy_arguments
+
+    add_stream_accuracy_arguments(accuracy)
+    accuracy.set_defaults(run=cmd_stream_accuracy)
 
     watch = commands.add_parser("watch", help="subscribe and show each stream's label, score, latency and status")
     watch.add_argument("endpoint", help="publisher or proxy endpoint, e.g. tcp://127.0.0.1:5556")

@@ -1,0 +1,489 @@
+"""Streaming accuracy: held-out test videos of different classes joined into one long video,
+served live by ffmpeg on 127.0.0.1, run through `lrcn serve` and scored frame by frame.
+
+    lrcn stream-accuracy runs/sa/weizmann4 ../shared/data/weizmann4 --test-groups 6,7,8 --out weizmann4.json
+
+Every head mode runs at once in one `lrcn serve` process (a deployment file with one stream per
+mode, each stream its own ffmpeg server of the same video), and a real Subscriber records the
+predictions. A bundle that does not exist yet is first trained on the training groups only
+(`lrcn train`, frozen MobileNetV2 at 112x112, cached features) and exported; a bundle that
+trained or validated on any group of the test videos is refused.
+
+Scoring, as pure functions over the per-frame ground truth (the sidecar format of
+models.synth.write_continuous: fps, classes, segments, labels):
+- a prediction is shown from the frame it was published at (its frame_index plus its latency
+  in frames) until the next prediction replaces it;
+- accuracy counts every frame from the one that completes the first T-frame window on the
+  model's sampling grid to the end of the stream; a frame with no label yet counts as wrong;
+- the delay of an action change at frame c to class y is the first frame f >= c whose shown
+  label is y, minus c; a change whose segment ends before the label gets there is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from stream.errors import LrcnError
+from stream.sampling import grid_indices
+
+# The cheap training recipe (README, Results): frozen ImageNet MobileNetV2, features cached.
+TRAIN_RECIPE = ("--backbone", "mobilenet_v2", "--size", "112", "--lr", "1e-3", "--epochs", "40", "--patience", "10",
+                "--no-refit", "--quiet")
+
+
+@dataclass(frozen=True)
+class HeadMode:
+    name: str                      # also the stream id
+    mode: str = "exact"
+    hop: int = 1
+    reset_every: int | None = None
+    smooth: str | None = None
+
+
+def head_modes(clip_length: int) -> list[HeadMode]:
+    """The head modes measured: exact windows (hop 1 and 4), continuous with and without a reset
+    every T frames, and exact hop 1 with each kind of label smoothing."""
+    return [HeadMode("exact-hop1"), HeadMode("exact-hop4", hop=4),
+            HeadMode(f"continuous-reset{clip_length}", "continuous", reset_every=clip_length),
+            HeadMode("continuous", "continuous"),
+            HeadMode("exact-hop1-ema0.3", smooth="ema:0.3"), HeadMode("exact-hop1-hyst3", smooth="hysteresis:3")]
+
+
+# -- scoring (pure) ----------------------------------------------------------------------------
+
+def first_full_window(n_frames: int, media_fps: float, model_fps: float, clip_length: int) -> int:
+    """The frame that completes the first T-frame window on the model's sampling grid.
+
+    >>> first_full_window(100, 25.0, 10.0, 4)    # sampled frames 0, 3, 5, 8
+    8
+    """
+    sampled = grid_indices((i / media_fps for i in range(n_frames)), model_fps)
+    if len(sampled) < clip_length:
+        raise LrcnError(f"the stream is too short: {n_frames} frames hold {len(sampled)} sampled frames, "
+                        f"the model needs {clip_length}")
+    return sampled[clip_length - 1]
+
+
+def shown_from(frame_index: int, latency_ms: float, media_fps: float) -> int:
+    """The frame during which a prediction about `frame_index` became visible to a subscriber."""
+    return frame_index + int(max(0.0, latency_ms) / 1000.0 * media_fps)
+
+
+def shown_labels(predictions: Iterable[tuple[int, str]], n_frames: int) -> list[str | None]:
+    """The label a subscriber shows at each frame: each (shown-from frame, label) holds until the
+    next one; None before the first.
+
+    >>> shown_labels([(2, "a"), (4, "b")], 6)
+    [None, None, 'a', 'a', 'b', 'b']
+    """
+    ordered = sorted(predictions, key=lambda p: p[0])   # stable: publish order within a frame
+    shown: list[str | None] = []
+    current, j = None, 0
+    for frame in range(n_frames):
+        while j < len(ordered) and ordered[j][0] <= frame:
+            current, j = ordered[j][1], j + 1
+        shown.append(current)
+    return shown
+
+
+def frame_accuracy(truth: Sequence[str], shown: Sequence[str | None], start: int) -> dict:
+    """Accuracy over frames start..end; a frame with no label counts as wrong.
+
+    >>> frame_accuracy(["a", "a", "b", "b"], [None, "a", "a", "b"], start=1)
+    {'frames': 3, 'correct': 2, 'accuracy': 0.6667}
+    """
+    if len(truth) != len(shown):
+        raise ValueError(f"{len(truth)} true labels but {len(shown)} shown")
+    frames = max(0, len(truth) - start)
+    correct = sum(t == s for t, s in zip(truth[start:], shown[start:]))
+    return {"frames": frames, "correct": correct, "accuracy": round(correct / frames, 4) if frames else None}
+
+
+def change_delays(truth: Sequence[str], shown: Sequence[str | None], media_fps: float, start: int = 0) -> list[dict]:
+    """For each change of the true label at a frame >= start: how many frames until the shown label
+    is the new class (None: not before the next change or the end).
+
+    >>> change_delays(["a", "a", "b", "b", "b", "c"], ["a", "a", "a", "b", "b", "b"], 25.0)
+    [{'frame': 2, 'from': 'a', 'to': 'b', 'delay_frames': 1, 'delay_s': 0.04}, \
+{'frame': 5, 'from': 'b', 'to': 'c', 'delay_frames': None, 'delay_s': None}]
+    """
+    changes = [c for c in range(max(1, start), len(truth)) if truth[c] != truth[c - 1]]
+    rows = []
+    for k, change in enumerate(changes):
+        end = changes[k + 1] if k + 1 < len(changes) else len(truth)
+        hit = next((f for f in range(change, end) if shown[f] == truth[change]), None)
+        delay = None if hit is None else hit - change
+        rows.append({"frame": change, "from": truth[change - 1], "to": truth[change], "delay_frames": delay,
+                     "delay_s": None if delay is None else round(delay / media_fps, 3)})
+    return rows
+
+
+def summarise_delays(rows: Sequence[dict]) -> dict:
+    """Median, mean and max delay (s and frames) over the changes the label reached, and how many it missed.
+
+    >>> summarise_delays([{"delay_frames": 10, "delay_s": 0.4}, {"delay_frames": None, "delay_s": None}])
+    {'changes': 2, 'reached': 1, 'missed': 1, 'median_s': 0.4, 'mean_s': 0.4, 'max_s': 0.4, 'median_frames': 10}
+    """
+    reached = [r for r in rows if r["delay_frames"] is not None]
+    seconds = [r["delay_s"] for r in reached]
+    return {"changes": len(rows), "reached": len(reached), "missed": len(rows) - len(reached),
+            "median_s": round(statistics.median(seconds), 3) if seconds else None,
+            "mean_s": round(statistics.fmean(seconds), 3) if seconds else None,
+            "max_s": max(seconds) if seconds else None,
+            "median_frames": statistics.median([r["delay_frames"] for r in reached]) if reached else None}
+
+
+def score_stream(truth: Sequence[str], predictions: Sequence[dict], media_fps: float, start: int) -> dict:
+    """Accuracy and change delays of one stream's received `pred` payloads against the truth."""
+    shown = shown_labels([(shown_from(p["frame_index"], p["latency_ms"], media_fps), p["label"])
+                          for p in predictions], len(truth))
+    delays = change_delays(truth, shown, media_fps, start)
+    return {**frame_accuracy(truth, shown, start), "delay": summarise_delays(delays), "changes": delays}
+
+
+# -- the joined stream -------------------------------------------------------------------------
+
+def order_videos(videos: Sequence, class_names: Sequence[str], count: int | None, seed: int = 0) -> list:
+    """Up to `count` videos in rounds of one per class (classes shuffled each round), never two of a
+    class in a row; within a class, groups are taken in turn so a round spreads over groups."""
+    rng = random.Random(seed)
+    by_class: dict[int, list] = {}
+    for video in sorted(videos, key=lambda v: (v.label, v.group, str(v.path))):
+        by_class.setdefault(video.label, []).append(video)
+    for label, queue in by_class.items():   # round robin over groups: g01 c01, g02 c01, ..., g01 c02, ...
+        per_group: dict[str, list] = {}
+        for video in queue:
+            per_group.setdefault(video.group, []).append(video)
+        lanes = list(per_group.values())
+        by_class[label] = [lane[i] for i in range(max(map(len, lanes))) for lane in lanes if i < len(lane)]
+    if len(by_class) < 2:
+        raise LrcnError(f"the test videos hold {len(by_class)} class(es); a stream whose action changes needs two")
+    chosen: list = []
+    limit = count if count is not None else len(videos)
+    while len(chosen) < limit and any(by_class.values()):
+        labels = [label for label, queue in by_class.items() if queue]
+        rng.shuffle(labels)
+        if chosen and labels[0] == chosen[-1].label:
+            labels.append(labels.pop(0))
+        for label in labels:
+            if len(chosen) < limit and not (chosen and chosen[-1].label == label):
+                chosen.append(by_class[label].pop(0))
+    return chosen
+
+
+def ffmpeg(*args: str, timeout_s: float = 300) -> str:
+    from tools.ffmpeg_server import FFMPEG
+
+    if FFMPEG is None:
+        raise LrcnError("ffmpeg not found (apt-get install ffmpeg)")
+    done = subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", *args], capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise LrcnError(f"ffmpeg failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return done.stdout
+
+
+def count_frames(video: Path) -> int:
+    """Frames in a video by counting its packets (every MJPEG packet is a frame), without decoding."""
+    done = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
+                           "stream=nb_read_packets", "-of", "csv=p=0", str(video)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    try:
+        return int(done.stdout.strip().split(",")[0])
+    except ValueError:
+        raise LrcnError(f"ffprobe cannot count the frames of {video}: {done.stderr.strip()[-200:]}") from None
+
+
+def frame_size(video: Path) -> tuple[int, int]:
+    """(width, height) of a video's frames."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    try:
+        size = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+    if min(size) <= 0:
+        raise LrcnError(f"cannot read the frame size of {video}")
+    return size
+
+
+def join_videos(items: Sequence[tuple[Path, str]], out: Path, size: tuple[int, int], fps: float) -> tuple[Path, Path]:
+    """Re-encode each (video, label) to one size and rate, join them into `out` (.avi, MJPEG), and
+    write the per-frame labels beside it (models.synth's sidecar: fps, classes, segments, labels).
+    Returns (video, sidecar)."""
+    from models.synth import sidecar_path
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts_dir = out.parent / f"{out.stem}.parts"
+    parts_dir.mkdir(exist_ok=True)
+    segments, start, listing = [], 0, []
+    for number, (video, label) in enumerate(items):
+        part = parts_dir / f"{number:03d}.avi"
+        ffmpeg("-i", str(video), "-an", "-vf", f"fps={fps},scale={size[0]}:{size[1]}:flags=area", "-c:v", "mjpeg",
+               "-q:v", "2", "-pix_fmt", "yuvj420p", str(part))
+        frames = count_frames(part)
+        segments.append({"label": label, "start_frame": start, "end_frame": start + frames, "video": video.name})
+        listing.append(f"file '{part.resolve()}'")
+        start += frames
+    (parts_dir / "list.txt").write_text("\n".join(listing) + "\n")
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(parts_dir / "list.txt"), "-c", "copy", str(out))
+    if count_frames(out) != start:
+        raise LrcnError(f"joined {out} has {count_frames(out)} frames, its parts {start}")
+    sidecar = sidecar_path(out)
+    classes = sorted({s["label"] for s in segments})
+    sidecar.write_text(json.dumps({"fps": float(fps), "classes": classes, "segments": segments,
+                                   "labels": [s["label"] for s in segments
+                                              for _ in range(s["end_frame"] - s["start_frame"])]}))
+    return out, sidecar
+
+
+# -- serving and recording ---------------------------------------------------------------------
+
+def deployment_toml(modes: Sequence[HeadMode], ports: Sequence[int]) -> str:
+    lines = []
+    for mode, port in zip(modes, ports):
+        lines += ["[[stream]]", f'id = "{mode.name}"', f'source = "tcp://127.0.0.1:{port}"', f'mode = "{mode.mode}"',
+                  f"hop = {mode.hop}"]
+        lines += [f"reset_every = {mode.reset_every}"] if mode.reset_every else []
+        lines += [f'smooth = "{mode.smooth}"'] if mode.smooth else []
+        lines.append("")
+    return "\n".join(lines)
+
+
+def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], seconds: float, work: Path) -> dict:
+    """Serve `video` once per mode with ffmpeg (TCP MPEG-TS on 127.0.0.1), run `lrcn serve` on all
+    of them, and record every message a Subscriber receives until serve exits (bounded by the
+    stream's length plus a margin). Returns {"predictions": {mode: [payload...]}, "stats": serve's
+    final stats, "missed": seq gaps per topic, "status": {mode: [states]}}."""
+    from stream.publisher import Subscriber
+    from tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, served
+
+    work.mkdir(parents=True, exist_ok=True)
+    ports = [free_port() for _ in modes]
+    config, stats_path = work / "deployment.toml", work / "serve-stats.json"
+    config.write_text(deployment_toml(modes, ports))
+    stats_path.unlink(missing_ok=True)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    predictions: dict[str, list[dict]] = {m.name: [] for m in modes}
+    states: dict[str, list[str]] = {m.name: [] for m in modes}
+    limit_s = seconds + 60.0
+    with contextlib.ExitStack() as stack:
+        for port in ports:
+            stack.enter_context(served(ffmpeg_tcp_ts(video, port, loop=False), port))
+        subscriber = stack.enter_context(Subscriber(endpoint, topics=["pred/", "status/"]))
+        log = stack.enter_context(open(work / "serve.log", "w+"))
+        command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), "--config", str(config), "--endpoint",
+                   endpoint, "--max-attempts", "1", "--duration", f"{limit_s:.0f}", "--stats-json", str(stats_path)]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + limit_s + 30.0
+        try:
+            drain_until = None
+            while drain_until is None or time.monotonic() < drain_until:
+                message = subscriber.receive(timeout_s=0.1)
+                if message is not None and message.stream in predictions:
+                    if message.kind == "pred":
+                        predictions[message.stream].append(message.payload)
+                    else:
+                        states[message.stream].append(message.payload["state"])
+                if drain_until is None and process.poll() is not None:
+                    drain_until = time.monotonic() + 0.5
+                if time.monotonic() > deadline:
+                    raise LrcnError(f"lrcn serve did not finish within {limit_s + 30:.0f} s (log: {work / 'serve.log'})")
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+        missed = dict(subscriber.missed)
+    if process.returncode != 0 or not stats_path.is_file():
+        log_tail = (work / "serve.log").read_text().strip().splitlines()[-1:] or ["?"]
+        raise LrcnError(f"lrcn serve failed ({process.returncode}): {log_tail[0]}")
+    return {"predictions": predictions, "stats": json.loads(stats_path.read_text()), "missed": missed,
+            "status": states}
+
+
+def measure(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMode] | None, work: Path) -> dict:
+    """Serve the labelled `video` through `lrcn serve` in every head mode and score each stream."""
+    from models.synth import read_labels
+    from stream.bundle import read_meta
+
+    spec = read_meta(bundle).spec
+    record = read_labels(labels_path)
+    truth, media_fps = record["labels"], float(record["fps"])
+    unknown = sorted(set(truth) - set(spec.classes))
+    if unknown:
+        raise LrcnError(f"labels {', '.join(unknown)} are not classes of the bundle ({', '.join(spec.classes)})")
+    modes = list(modes or head_modes(spec.clip_length))
+    start = first_full_window(len(truth), media_fps, spec.fps, spec.clip_length)
+    run = serve_and_record(bundle, video, modes, len(truth) / media_fps, work)
+    results = {}
+    for mode in modes:
+        payloads = run["predictions"][mode.name]
+        stream_stats = run["stats"]["streams"].get(mode.name, {})
+        results[mode.name] = {
+            "head": asdict(mode), **score_stream(truth, payloads, media_fps, start),
+            "predictions": len(payloads), "first_seq": payloads[0]["seq"] if payloads else None,
+            "missed_messages": run["missed"].get(f"pred/{mode.name}", 0),
+            "frames_received": stream_stats.get("frames"), "encoded": stream_stats.get("encoded"),
+            "dropped": stream_stats.get("dropped"), "publisher_dropped": stream_stats.get("publisher_dropped"),
+            "latency_p50_ms": stream_stats.get("latency_p50_ms"), "latency_p99_ms": stream_stats.get("latency_p99_ms"),
+            "states": run["status"][mode.name]}
+    return {"bundle": str(bundle), "video": str(video), "labels": str(labels_path), "frames": len(truth),
+            "fps": media_fps, "seconds": round(len(truth) / media_fps, 2), "clip_length": spec.clip_length,
+            "model_fps": spec.fps, "scored_from_frame": start, "segments": len(record["segments"]),
+            "changes": sum(a != b for a, b in itertools.pairwise(truth)),
+            "modes": results}
+
+
+# -- training, the held-out check, the command ------------------------------------------------
+
+def lrcn(*args: str) -> None:
+    """Run an `lrcn` command in a child process (TensorFlow stays out of this one)."""
+    done = subprocess.run([sys.executable, "-m", "tools.cli", *args], check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LrcnError(f"lrcn {args[0]} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    print(done.stdout.strip(), file=sys.stderr)
+
+
+def split_flags(args) -> list[str]:
+    if args.split_lists:
+        return ["--split-lists", *args.split_lists]
+    return ["--test-groups", args.test_groups]
+
+
+def ensure_bundle(args) -> Path:
+    """The bundle, trained on the training groups and exported first if it is not there yet."""
+    bundle = Path(args.bundle)
+    if not (bundle / "meta.json").is_file():
+        if not args.weights:
+            raise LrcnError(f"no bundle at {bundle}: give --weights (MobileNetV2 .weights.h5 or 'imagenet') to train one")
+        print(f"lrcn: training {bundle} on the training groups of {args.data}", file=sys.stderr)
+        group = ["--group-pattern", args.group_pattern] if args.group_pattern else []
+        lrcn("train", str(args.data), *split_flags(args), *group, "--out", str(bundle), *TRAIN_RECIPE,
+             "--weights", args.weights)
+    if not (bundle / "encoder.onnx").is_file():
+        lrcn("export", str(bundle))
+    return bundle
+
+
+def check_held_out(meta, test_videos: Sequence, data: Path) -> None:
+    """Refuse a bundle that trained or validated on a group of the test videos, or whose training
+    groups are not recorded."""
+    training = meta.training
+    used = set(training.get("train_groups", [])) | set(training.get("val_groups", []))
+    if not used:
+        raise LrcnError("the bundle does not record its training groups, so the test videos cannot be shown "
+                        "to be held out")
+    if training.get("data") and Path(training["data"]).resolve() != data.resolve():
+        raise LrcnError(f"the bundle was trained on {training['data']}, not {data}")
+    overlap = sorted(used & {v.group for v in test_videos})
+    if overlap:
+        raise LrcnError(f"the bundle trained on group(s) {', '.join(overlap)} of the test videos")
+
+
+def parse_modes(text: str | None, clip_length: int) -> list[HeadMode] | None:
+    if not text:
+        return None
+    known = {m.name: m for m in head_modes(clip_length)}
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise LrcnError(f"unknown head mode(s) {', '.join(unknown) or text!r} (known: {', '.join(known)})")
+    return [known[n] for n in names]
+
+
+def table_lines(result: dict) -> list[str]:
+    lines = [(f"{result['test_videos']} test videos, {result['frames']} frames ({result['seconds']} s at "
+             f"{result['fps']:g} fps), {result['changes']} action changes; accuracy from frame "
+             f"{result['scored_from_frame']}"),
+             (f"{'head mode':<22} {'accuracy':>17} {'delay median':>13} {'mean':>7} {'max':>7} {'missed':>7} "
+             f"{'preds':>6} {'p50 ms':>7} {'drops':>6} {'frames in':>9}")]
+    fmt = lambda v, unit="s": "-" if v is None else f"{v:.2f} {unit}"
+    for name, row in result["modes"].items():
+        delay = row["delay"]
+        lines.append(f"{name:<22} {row['correct']:>5}/{row['frames']:<5} {row['accuracy'] or 0:>5.3f} "
+                     f"{fmt(delay['median_s']):>13} {fmt(delay['mean_s']):>7} {fmt(delay['max_s']):>7} "
+                     f"{delay['missed']:>3}/{delay['changes']:<3} {row['predictions']:>6} "
+                     f"{row['latency_p50_ms'] if row['latency_p50_ms'] is not None else '-':>7} "
+                     f"{(row['dropped'] or 0) + (row['publisher_dropped'] or 0) + row['missed_messages']:>6} "
+                     f"{row['frames_received'] if row['frames_received'] is not None else '-':>9}")
+    return lines
+
+
+def run(args) -> dict:
+    from models.data import discover
+    from stream.bundle import read_meta
+    from tools.cli import choose_split
+
+    data = Path(args.data)
+    dataset = discover(data, args.group_pattern)
+    _, test_videos = choose_split(dataset, args)
+    if not test_videos:
+        raise LrcnError("no test videos: the split holds none")
+    bundle = ensure_bundle(args)
+    meta = read_meta(bundle)
+    check_held_out(meta, test_videos, data)
+    modes = parse_modes(args.modes, meta.spec.clip_length)
+    chosen = order_videos(test_videos, dataset.classes, args.videos, args.seed)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="lrcn-stream-accuracy-"))
+    size = args.size or frame_size(chosen[0].path)
+    print(f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
+          file=sys.stderr)
+    video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
+                                args.fps)
+    result = measure(bundle, video, labels, modes, work / "serve")
+    result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
+              "videos": [v.path.name for v in chosen],
+              **result}
+    print("\n".join(table_lines(result)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"lrcn: wrote {args.out}", file=sys.stderr)
+    return result
+
+
+def parse_wh(text: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240), width x height as ffmpeg's scale takes it."""
+    try:
+        width, height = (int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+    if min(width, height) < 16:
+        raise argparse.ArgumentTypeError(f"size must be at least 16x16, got {text!r}")
+    return width, height
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tools.cli import positive_float, positive_int
+
+    parser.add_argument("bundle", help="bundle trained on the training groups (trained and exported here if absent)")
+    parser.add_argument("data", help="DATA/<class>/<video> holding the test videos")
+    split = parser.add_mutually_exclusive_group(required=True)
+    split.add_argument("--split-lists", nargs=2, metavar=("TRAIN", "TEST"), help="UCF101-style list files")
+    split.add_argument("--test-groups", help="comma-separated group ids held out for testing")
+    parser.add_argument("--group-pattern", help="regex or preset naming each file's group (default: detected)")
+    parser.add_argument("--videos", type=positive_int, metavar="N", help="join at most N test videos (default all)")
+    parser.add_argument("--size", type=parse_wh, metavar="WxH", help="joined frame size (default: the first video's)")
+    parser.add_argument("--fps", type=positive_float, default=25.0, help="joined frame rate (default 25)")
+    parser.add_argument("--modes", help="comma-separated head modes (default all: exact-hop1, exact-hop4, "
+                                        "continuous-resetT, continuous, exact-hop1-ema0.3, exact-hop1-hyst3)")
+    parser.add_argument("--weights", help="MobileNetV2 weights, to train a bundle that is not there yet")
+    parser.add_argument("--work", help="folder for the joined video and serve's files (default: a temporary one)")
+    parser.add_argument("--out", help="write the results here as JSON")
+    parser.add_argument("--seed", type=int, default=0, help="order of the joined videos")
