@@ -296,7 +296,7 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
                 if message is not None and message.stream in predictions:
                     if message.kind == "pred":
                         predictions[message.stream].append(message.payload)
-                    else:
+                    elif message.payload["state"] not in states[message.stream][-1:]:   # changes, not periodic stats
                         states[message.stream].append(message.payload["state"])
                 if drain_until is None and process.poll() is not None:
                     drain_until = time.monotonic() + 0.5
@@ -343,7 +343,8 @@ def measure(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMo
             "frames_received": stream_stats.get("frames"), "encoded": stream_stats.get("encoded"),
             "dropped": stream_stats.get("dropped"), "publisher_dropped": stream_stats.get("publisher_dropped"),
             "latency_p50_ms": stream_stats.get("latency_p50_ms"), "latency_p99_ms": stream_stats.get("latency_p99_ms"),
-            "states": run["status"][mode.name]}
+            "states": run["status"][mode.name],
+            "published": [[p["frame_index"], p["latency_ms"], p["label"]] for p in payloads]}
     return {"bundle": str(bundle), "video": str(video), "labels": str(labels_path), "frames": len(truth),
             "fps": media_fps, "seconds": round(len(truth) / media_fps, 2), "clip_length": spec.clip_length,
             "model_fps": spec.fps, "scored_from_frame": start, "segments": len(record["segments"]),

@@ -1,0 +1,226 @@
+"""Streaming accuracy: the scoring on hand-made sequences, the joined stream and its labels, and
+one short run of the whole path (ffmpeg on 127.0.0.1 -> lrcn serve -> Subscriber) on the
+synthetic continuous stream with a small untrained bundle."""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.deploy import load_deployment
+from stream.errors import LrcnError
+from tests.live_servers import FFMPEG
+from tools.streaming_accuracy import (
+    HeadMode,
+    change_delays,
+    check_held_out,
+    deployment_toml,
+    first_full_window,
+    frame_accuracy,
+    head_modes,
+    join_videos,
+    measure,
+    order_videos,
+    score_stream,
+    shown_from,
+    shown_labels,
+    summarise_delays,
+)
+
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+
+
+def test_first_full_window_is_the_t_th_frame_on_the_sampling_grid():
+    # 25 fps sampled at 10 fps keeps frames 0, 3, 5, 8, 10, 13, ... (every 0.1 s, the nearest at or after)
+    assert first_full_window(100, 25.0, 10.0, 4) == 8
+    assert first_full_window(100, 25.0, 10.0, 16) == 38
+    assert first_full_window(100, 10.0, 10.0, 16) == 15
+    with pytest.raises(LrcnError, match="too short"):
+        first_full_window(30, 25.0, 10.0, 16)
+
+
+def test_a_label_is_shown_from_its_publication_until_the_next_one():
+    assert shown_labels([], 3) == [None, None, None]
+    assert shown_labels([(5, "b"), (2, "a")], 7) == [None, None, "a", "a", "a", "b", "b"]
+    assert shown_labels([(1, "a"), (1, "b")], 3) == [None, "b", "b"]     # same frame: the later one wins
+    assert shown_from(10, 3.0, 25.0) == 10          # 3 ms: still during frame 10
+    assert shown_from(10, 85.0, 25.0) == 12         # 85 ms: two 40 ms frames later
+
+
+def test_accuracy_counts_exactly_the_frames_from_the_first_full_window_on():
+    truth = ["a"] * 6 + ["b"] * 6
+    shown = [None] * 4 + ["a"] * 4 + ["b"] * 4       # wrong on frames 6 and 7 only, unlabelled before 4
+    assert frame_accuracy(truth, shown, start=4) == {"frames": 8, "correct": 6, "accuracy": 0.75}
+    assert frame_accuracy(truth, shown, start=0)["correct"] == 6      # frames 0-3 have no label: wrong
+    assert frame_accuracy(truth, shown, start=0)["frames"] == 12
+    assert frame_accuracy(truth, shown, start=12) == {"frames": 0, "correct": 0, "accuracy": None}
+
+
+def test_delay_is_frames_from_the_change_to_the_new_label_and_misses_are_counted():
+    truth = ["a"] * 5 + ["b"] * 5 + ["c"] * 5 + ["a"] * 5
+    shown = ["a"] * 8 + ["b"] * 7 + ["c"] * 5        # b after 3 frames; c only after its segment; a never
+    rows = change_delays(truth, shown, media_fps=25.0)
+    assert [(r["frame"], r["from"], r["to"], r["delay_frames"]) for r in rows] == \
+        [(5, "a", "b", 3), (10, "b", "c", None), (15, "c", "a", None)]
+    assert rows[0]["delay_s"] == pytest.approx(0.12)
+    # Changes before the first full window are not scored; a label that is already right costs 0.
+    assert [r["frame"] for r in change_delays(truth, shown, 25.0, start=6)] == [10, 15]
+    assert change_delays(["a", "b"], ["b", "b"], 25.0)[0]["delay_frames"] == 0
+    summary = summarise_delays(rows)
+    assert summary == {"changes": 3, "reached": 1, "missed": 2, "median_s": 0.12, "mean_s": 0.12, "max_s": 0.12,
+                       "median_frames": 3}
+    assert summarise_delays([])["median_s"] is None
+
+
+def test_score_stream_maps_payloads_to_frames_through_frame_index_and_latency():
+    truth = ["a"] * 10 + ["b"] * 10
+    payloads = [{"frame_index": 4, "latency_ms": 2.0, "label": "a"},
+                {"frame_index": 11, "latency_ms": 2.0, "label": "a"},
+                {"frame_index": 13, "latency_ms": 45.0, "label": "b"}]    # shown from frame 14
+    result = score_stream(truth, payloads, 25.0, start=4)
+    assert (result["frames"], result["correct"]) == (16, 6 + 6)          # frames 4-9 right, 10-13 wrong, 14-19 right
+    assert result["changes"][0]["delay_frames"] == 4
+    assert result["delay"]["median_s"] == pytest.approx(0.16)
+
+
+@dataclass(frozen=True)
+class FakeVideo:
+    path: Path
+    label: int
+    group: str
+
+
+def test_order_videos_never_repeats_a_class_and_spreads_over_groups():
+    videos = [FakeVideo(Path(f"v{c}_g{g}_{k}.avi"), c, f"{g:02d}") for c in range(3) for g in range(1, 4) for k in (1, 2)]
+    ordered = order_videos(videos, ["x", "y", "z"], count=None, seed=3)
+    assert sorted(v.path for v in ordered) == sorted(v.path for v in videos)
+    assert all(a.label != b.label for a, b in itertools.pairwise(ordered))
+    first_round = ordered[:3]
+    assert {v.label for v in first_round} == {0, 1, 2} and {v.group for v in first_round} == {"01"}
+    assert [v.group for v in ordered if v.label == 0][:3] == ["01", "02", "03"]   # groups in turn
+    assert len(order_videos(videos, ["x", "y", "z"], count=5)) == 5
+    with pytest.raises(LrcnError, match="two"):
+        order_videos(videos[:6], ["x"], count=None)
+
+
+def test_deployment_file_gives_each_head_mode_its_own_stream(tmp_path):
+    modes = head_modes(16)
+    path = tmp_path / "deploy.toml"
+    path.write_text(deployment_toml(modes, range(7000, 7000 + len(modes))))
+    streams = load_deployment(path).streams
+    assert [(s.id, s.source, s.mode, s.hop, s.reset_every, s.smooth) for s in streams] == [
+        ("exact-hop1", "tcp://127.0.0.1:7000", "exact", 1, None, None),
+        ("exact-hop4", "tcp://127.0.0.1:7001", "exact", 4, None, None),
+        ("continuous-reset16", "tcp://127.0.0.1:7002", "continuous", 1, 16, None),
+        ("continuous", "tcp://127.0.0.1:7003", "continuous", 1, None, None),
+        ("exact-hop1-ema0.3", "tcp://127.0.0.1:7004", "exact", 1, None, "ema:0.3"),
+        ("exact-hop1-hyst3", "tcp://127.0.0.1:7005", "exact", 1, None, "hysteresis:3")]
+
+
+def test_a_bundle_that_saw_a_test_group_is_refused(tmp_path):
+    @dataclass
+    class Meta:
+        training: dict
+
+    test = [FakeVideo(tmp_path / "a.avi", 0, "07")]
+    check_held_out(Meta({"train_groups": ["08", "09"], "val_groups": ["10"], "data": str(tmp_path)}), test, tmp_path)
+    with pytest.raises(LrcnError, match="group"):
+        check_held_out(Meta({"train_groups": ["08"], "val_groups": ["07"]}), test, tmp_path)
+    with pytest.raises(LrcnError, match="does not record"):
+        check_held_out(Meta({}), test, tmp_path)
+    with pytest.raises(LrcnError, match="trained on"):
+        check_held_out(Meta({"train_groups": ["08"], "data": str(tmp_path / "other")}), test, tmp_path)
+
+
+def write_clip(path: Path, n_frames: int, fps: float, size: tuple[int, int], level: int) -> Path:
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for _ in range(n_frames):
+        writer.write(np.full((height, width, 3), level, np.uint8))
+    writer.release()
+    return path
+
+
+@needs_ffmpeg
+def test_joined_video_has_one_label_per_frame_at_one_size_and_rate(tmp_path):
+    from models.synth import read_labels
+
+    clips = [(write_clip(tmp_path / "a.avi", 50, 25.0, (64, 48), 30), "a"),     # 2.0 s
+             (write_clip(tmp_path / "b.avi", 60, 30.0, (80, 60), 200), "b"),    # 2.0 s at 30 fps
+             (write_clip(tmp_path / "c.avi", 25, 25.0, (64, 48), 120), "a")]
+    video, sidecar = join_videos(clips, tmp_path / "out" / "stream.avi", (64, 48), 25.0)
+    record = read_labels(sidecar)
+    assert record["fps"] == 25.0 and record["classes"] == ["a", "b"]
+    assert [(s["label"], s["start_frame"], s["end_frame"]) for s in record["segments"]] == \
+        [("a", 0, 50), ("b", 50, 100), ("a", 100, 125)]
+    capture = cv2.VideoCapture(str(video))
+    levels = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        assert frame.shape == (48, 64, 3)
+        levels.append(int(frame.mean()))
+    capture.release()
+    assert len(levels) == len(record["labels"]) == 125
+    # Each frame's content is the clip its label says.
+    expected = {0: 30, 49: 30, 50: 200, 99: 200, 100: 120, 124: 120}
+    assert all(abs(levels[i] - level) <= 3 for i, level in expected.items()), levels
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_synthetic_stream_through_ffmpeg_and_serve_is_scored_frame_by_frame(tmp_path):
+    """The whole path with a small untrained bundle: what the subscriber got is scored over exactly
+    the frames after the first full window, and the tool's figures agree with a plain recount."""
+    pytest.importorskip("tensorflow")
+    from models import synth
+    from models.export import export_bundle
+    from stream.bundle import ModelSpec
+    from tests.bundles import frames_of, make_bundle
+
+    video, sidecar = synth.write_continuous(tmp_path / "stream.avi", duration_s=7.0, size=64, seed=5,
+                                            min_segment_s=2.0, max_segment_s=3.0)
+    record = synth.read_labels(sidecar)
+    truth = record["labels"]
+    spec = ModelSpec(classes=tuple(record["classes"]), input_size=(64, 64), clip_length=4, lstm_units=16)
+    frames = frames_of(video, spec)
+    bundle = make_bundle(tmp_path / "bundle", spec, frames[:16])
+    export_bundle(bundle, frames[:16])
+
+    modes = [HeadMode("exact-hop1"), HeadMode("continuous", "continuous")]
+    result = measure(bundle, video, sidecar, modes, tmp_path / "serve")
+
+    start = 8   # the 4th frame on the 10 fps grid of a 25 fps file: 0, 3, 5, 8
+    assert result["scored_from_frame"] == start and result["frames"] == len(truth) == 175
+    changes = [c for c in range(start, len(truth)) if truth[c] != truth[c - 1]]
+    assert result["changes"] == len(record["segments"]) - 1 >= 1
+    for name, row in result["modes"].items():
+        assert row["frames_received"] == len(truth), name          # every frame arrived, none twice
+        assert row["first_seq"] == 0 and row["missed_messages"] == 0 and row["dropped"] == 0, name
+        assert row["states"][0] in ("connecting", "connected") and row["states"][-1] == "failed", row["states"]
+        published = row["published"]
+        indices = [p[0] for p in published]
+        assert indices == sorted(set(indices)) and indices[-1] < len(truth), name
+        expected_predictions = row["encoded"] - (3 if name == "exact-hop1" else 0)
+        assert row["predictions"] == len(published) == expected_predictions, name
+        if name == "exact-hop1":
+            assert indices[0] >= start - 1      # no window is full before the grid's 4th frame
+        # A plain recount: the label at each frame is the last one published at or before it.
+        shown = []
+        for f in range(len(truth)):
+            before = [p[2] for p in published if p[0] + int(p[1] / 40.0) <= f]
+            shown.append(before[-1] if before else None)
+        correct = sum(shown[f] == truth[f] for f in range(start, len(truth)))
+        assert (row["frames"], row["correct"]) == (len(truth) - start, correct), name
+        assert [c["frame"] for c in row["changes"]] == changes
+        for change in row["changes"]:
+            segment_end = next((c for c in changes if c > change["frame"]), len(truth))
+            hits = [f for f in range(change["frame"], segment_end) if shown[f] == change["to"]]
+            assert change["delay_frames"] == (hits[0] - change["frame"] if hits else None)
+    json.dumps(result)   # what --out writes
