@@ -27,6 +27,7 @@ from tools.streaming_accuracy import (
     measure,
     order_videos,
     score_stream,
+    segment_rows,
     shown_from,
     shown_labels,
     summarise_delays,
@@ -86,6 +87,11 @@ def test_score_stream_maps_payloads_to_frames_through_frame_index_and_latency():
     assert (result["frames"], result["correct"]) == (16, 6 + 6)          # frames 4-9 right, 10-13 wrong, 14-19 right
     assert result["changes"][0]["delay_frames"] == 4
     assert result["delay"]["median_s"] == pytest.approx(0.16)
+    segments = [{"label": "a", "start_frame": 0, "end_frame": 10, "video": "a.avi"},
+                {"label": "b", "start_frame": 10, "end_frame": 20, "video": "b.avi"}]
+    assert segment_rows(segments, result["shown"], start=4) == [
+        {"video": "a.avi", "label": "a", "frames": 6, "correct": 6, "most_shown": "a"},
+        {"video": "b.avi", "label": "b", "frames": 10, "correct": 6, "most_shown": "b"}]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -150,7 +151,24 @@ def score_stream(truth: Sequence[str], predictions: Sequence[dict], media_fps: f
     shown = shown_labels([(shown_from(p["frame_index"], p["latency_ms"], media_fps), p["label"])
                           for p in predictions], len(truth))
     delays = change_delays(truth, shown, media_fps, start)
-    return {**frame_accuracy(truth, shown, start), "delay": summarise_delays(delays), "changes": delays}
+    return {**frame_accuracy(truth, shown, start), "delay": summarise_delays(delays), "changes": delays,
+            "shown": shown}
+
+
+def segment_rows(segments: Sequence[dict], shown: Sequence[str | None], start: int) -> list[dict]:
+    """Per joined video: frames scored, how many showed its label, and the label shown most.
+
+    >>> segment_rows([{"label": "a", "start_frame": 0, "end_frame": 4, "video": "x.avi"}], ["b", "a", "a", "b"], 1)
+    [{'video': 'x.avi', 'label': 'a', 'frames': 3, 'correct': 2, 'most_shown': 'a'}]
+    """
+    rows = []
+    for segment in segments:
+        labels = list(shown[max(start, segment["start_frame"]):segment["end_frame"]])
+        counts = Counter(label for label in labels if label is not None)
+        rows.append({"video": segment.get("video"), "label": segment["label"], "frames": len(labels),
+                     "correct": labels.count(segment["label"]),
+                     "most_shown": counts.most_common(1)[0][0] if counts else None})
+    return rows
 
 
 # -- the joined stream -------------------------------------------------------------------------
@@ -336,8 +354,10 @@ def measure(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMo
     for mode in modes:
         payloads = run["predictions"][mode.name]
         stream_stats = run["stats"]["streams"].get(mode.name, {})
+        scores = score_stream(truth, payloads, media_fps, start)
+        shown = scores.pop("shown")
         results[mode.name] = {
-            "head": asdict(mode), **score_stream(truth, payloads, media_fps, start),
+            "head": asdict(mode), **scores, "segments": segment_rows(record["segments"], shown, start),
             "predictions": len(payloads), "first_seq": payloads[0]["seq"] if payloads else None,
             "missed_messages": run["missed"].get(f"pred/{mode.name}", 0),
             "frames_received": stream_stats.get("frames"), "encoded": stream_stats.get("encoded"),
@@ -437,6 +457,8 @@ def run(args) -> dict:
     _, test_videos = choose_split(dataset, args)
     if not test_videos:
         raise LrcnError("no test videos: the split holds none")
+    existing = (Path(args.bundle) / "meta.json").is_file()
+    parse_modes(args.modes, read_meta(args.bundle).spec.clip_length if existing else 16)  # before any training
     bundle = ensure_bundle(args)
     meta = read_meta(bundle)
     check_held_out(meta, test_videos, data)
