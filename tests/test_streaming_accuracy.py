@@ -72,9 +72,13 @@ def test_delay_is_frames_from_the_change_to_the_new_label_and_misses_are_counted
     # Changes before the first full window are not scored; a label that is already right costs 0.
     assert [r["frame"] for r in change_delays(truth, shown, 25.0, start=6)] == [10, 15]
     assert change_delays(["a", "b"], ["b", "b"], 25.0)[0]["delay_frames"] == 0
+    # A label that flickers reaches the new class early but settles only when it stops flickering.
+    flicker = change_delays(["a"] * 4 + ["b"] * 8, ["a"] * 5 + ["b", "a", "b", "a"] + ["b"] * 3, 25.0)[0]
+    assert (flicker["delay_frames"], flicker["settle_frames"]) == (1, 5)
+    assert change_delays(["a", "b", "b"], ["a", "b", "a"], 25.0)[0]["settle_frames"] is None   # wrong at the end
     summary = summarise_delays(rows)
     assert summary == {"changes": 3, "reached": 1, "missed": 2, "median_s": 0.12, "mean_s": 0.12, "max_s": 0.12,
-                       "median_frames": 3}
+                       "median_frames": 3, "settled": 1, "settle_median_s": 0.12}
     assert summarise_delays([])["median_s"] is None
 
 
@@ -229,4 +233,7 @@ def test_synthetic_stream_through_ffmpeg_and_serve_is_scored_frame_by_frame(tmp_
             segment_end = next((c for c in changes if c > change["frame"]), len(truth))
             hits = [f for f in range(change["frame"], segment_end) if shown[f] == change["to"]]
             assert change["delay_frames"] == (hits[0] - change["frame"] if hits else None)
+            stays = [f for f in range(change["frame"], segment_end)
+                     if all(shown[g] == change["to"] for g in range(f, segment_end))]
+            assert change["settle_frames"] == (stays[0] - change["frame"] if stays else None)
     json.dumps(result)   # what --out writes

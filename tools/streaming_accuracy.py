@@ -16,7 +16,8 @@ models.synth.write_continuous: fps, classes, segments, labels):
 - accuracy counts every frame from the one that completes the first T-frame window on the
   model's sampling grid to the end of the stream; a frame with no label yet counts as wrong;
 - the delay of an action change at frame c to class y is the first frame f >= c whose shown
-  label is y, minus c; a change whose segment ends before the label gets there is missed.
+  label is y, minus c; a change whose segment ends before the label gets there is missed; the
+  time to settle is from c to the frame from which the label stays y to the segment's end.
 """
 from __future__ import annotations
 
@@ -114,36 +115,48 @@ def frame_accuracy(truth: Sequence[str], shown: Sequence[str | None], start: int
 
 def change_delays(truth: Sequence[str], shown: Sequence[str | None], media_fps: float, start: int = 0) -> list[dict]:
     """For each change of the true label at a frame >= start: how many frames until the shown label
-    is the new class (None: not before the next change or the end).
+    is the new class (`delay`), and until it is the new class for good, to the segment's end
+    (`settle`); None: not before the next change or the end.
 
-    >>> change_delays(["a", "a", "b", "b", "b", "c"], ["a", "a", "a", "b", "b", "b"], 25.0)
-    [{'frame': 2, 'from': 'a', 'to': 'b', 'delay_frames': 1, 'delay_s': 0.04}, \
-{'frame': 5, 'from': 'b', 'to': 'c', 'delay_frames': None, 'delay_s': None}]
+    >>> change_delays(["a", "a", "b", "b", "b", "b", "c"], ["a", "a", "a", "b", "a", "b", "b"], 25.0)
+    [{'frame': 2, 'from': 'a', 'to': 'b', 'delay_frames': 1, 'delay_s': 0.04, 'settle_frames': 3, 'settle_s': 0.12}, \
+{'frame': 6, 'from': 'b', 'to': 'c', 'delay_frames': None, 'delay_s': None, 'settle_frames': None, 'settle_s': None}]
     """
     changes = [c for c in range(max(1, start), len(truth)) if truth[c] != truth[c - 1]]
+    seconds = lambda frames: None if frames is None else round(frames / media_fps, 3)
     rows = []
     for k, change in enumerate(changes):
         end = changes[k + 1] if k + 1 < len(changes) else len(truth)
-        hit = next((f for f in range(change, end) if shown[f] == truth[change]), None)
+        target = truth[change]
+        hit = next((f for f in range(change, end) if shown[f] == target), None)
         delay = None if hit is None else hit - change
-        rows.append({"frame": change, "from": truth[change - 1], "to": truth[change], "delay_frames": delay,
-                     "delay_s": None if delay is None else round(delay / media_fps, 3)})
+        settled = end
+        while settled > change and shown[settled - 1] == target:
+            settled -= 1
+        settle = None if settled == end else settled - change
+        rows.append({"frame": change, "from": truth[change - 1], "to": target, "delay_frames": delay,
+                     "delay_s": seconds(delay), "settle_frames": settle, "settle_s": seconds(settle)})
     return rows
 
 
 def summarise_delays(rows: Sequence[dict]) -> dict:
-    """Median, mean and max delay (s and frames) over the changes the label reached, and how many it missed.
+    """Median, mean and max delay (s and frames) over the changes the label reached, how many it
+    missed, and the median time to settle over the changes where it settled.
 
-    >>> summarise_delays([{"delay_frames": 10, "delay_s": 0.4}, {"delay_frames": None, "delay_s": None}])
-    {'changes': 2, 'reached': 1, 'missed': 1, 'median_s': 0.4, 'mean_s': 0.4, 'max_s': 0.4, 'median_frames': 10}
+    >>> summarise_delays([{"delay_frames": 10, "delay_s": 0.4, "settle_frames": 20, "settle_s": 0.8},
+    ...                   {"delay_frames": None, "delay_s": None, "settle_frames": None, "settle_s": None}])
+    {'changes': 2, 'reached': 1, 'missed': 1, 'median_s': 0.4, 'mean_s': 0.4, 'max_s': 0.4, 'median_frames': 10, \
+'settled': 1, 'settle_median_s': 0.8}
     """
     reached = [r for r in rows if r["delay_frames"] is not None]
     seconds = [r["delay_s"] for r in reached]
+    settle = [r["settle_s"] for r in rows if r["settle_s"] is not None]
     return {"changes": len(rows), "reached": len(reached), "missed": len(rows) - len(reached),
             "median_s": round(statistics.median(seconds), 3) if seconds else None,
             "mean_s": round(statistics.fmean(seconds), 3) if seconds else None,
             "max_s": max(seconds) if seconds else None,
-            "median_frames": statistics.median([r["delay_frames"] for r in reached]) if reached else None}
+            "median_frames": statistics.median([r["delay_frames"] for r in reached]) if reached else None,
+            "settled": len(settle), "settle_median_s": round(statistics.median(settle), 3) if settle else None}
 
 
 def score_stream(truth: Sequence[str], predictions: Sequence[dict], media_fps: float, start: int) -> dict:
@@ -434,13 +447,15 @@ def table_lines(result: dict) -> list[str]:
              f"{result['fps']:g} fps), {result['changes']} action changes; accuracy from frame "
              f"{result['scored_from_frame']}"),
              (f"{'head mode':<22} {'accuracy':>17} {'delay median':>13} {'mean':>7} {'max':>7} {'missed':>7} "
+              f"{'settle':>7} "
              f"{'preds':>6} {'p50 ms':>7} {'drops':>6} {'frames in':>9}")]
     fmt = lambda v, unit="s": "-" if v is None else f"{v:.2f} {unit}"
     for name, row in result["modes"].items():
         delay = row["delay"]
         lines.append(f"{name:<22} {row['correct']:>5}/{row['frames']:<5} {row['accuracy'] or 0:>5.3f} "
                      f"{fmt(delay['median_s']):>13} {fmt(delay['mean_s']):>7} {fmt(delay['max_s']):>7} "
-                     f"{delay['missed']:>3}/{delay['changes']:<3} {row['predictions']:>6} "
+                     f"{delay['missed']:>3}/{delay['changes']:<3} {fmt(delay['settle_median_s']):>7} "
+                     f"{row['predictions']:>6} "
                      f"{row['latency_p50_ms'] if row['latency_p50_ms'] is not None else '-':>7} "
                      f"{(row['dropped'] or 0) + (row['publisher_dropped'] or 0) + row['missed_messages']:>6} "
                      f"{row['frames_received'] if row['frames_received'] is not None else '-':>9}")
