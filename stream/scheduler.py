@@ -23,7 +23,7 @@ import numpy as np
 
 from stream.encoders import Encoder
 from stream.errors import LrcnError
-from stream.head import Head
+from stream.head import Head, limit_blas_threads
 from stream.ring import Frame
 from stream.sampling import on_grid
 from stream.smoothing import SmootherState, Smoothing, smooth
@@ -84,6 +84,7 @@ class _Track:
 class Scheduler:
     def __init__(self, head: Head, clip_length: int, encoders: Encoder | Mapping[str, Encoder],
                  streams: Sequence[StreamPlan] = (), max_batch: int = 16):
+        limit_blas_threads(1)
         self.head = head
         self.clip_length = clip_length
         self.encoders = dict(encoders) if isinstance(encoders, Mapping) else {DEFAULT_ENCODER: encoders}

@@ -2,7 +2,8 @@
 
 A source is a camera index ("0"), a video file (paced in real time by its frame rate, or as
 fast as it decodes; optionally looped), or a network URL (rtsp, http(s), udp, tcp, rtmp).
-A synthetic continuous stream (`lrcn synth --continuous`) is just a file.
+A synthetic continuous stream (`lrcn synth --continuous`) is just a file. `pattern:[FPS[:SECONDS]]`
+is a generated stream held in memory (no decoding, no I/O), for benchmarks and soak tests.
 
 Live sources reconnect with exponential backoff when a read fails, the stream ends or stalls
 past the read timeout. Every state change is a StatusEvent: kept in a small bounded deque
@@ -27,6 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import cv2
+import numpy as np
 
 from stream.errors import LrcnError
 from stream.ring import FrameRing
@@ -38,6 +40,7 @@ STATES = (CONNECTING, CONNECTED, LOST, RECONNECTING, ENDED, FAILED, STOPPED)
 FINAL_STATES = (ENDED, FAILED, STOPPED)
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+PATTERN_PREFIX = "pattern:"
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,15 @@ class SourceOptions:
 
 
 def source_kind(uri: str) -> str:
-    """'camera', 'url' or 'file'.
+    """'camera', 'url', 'pattern' or 'file'.
 
-    >>> source_kind("0"), source_kind("rtsp://cam/live"), source_kind("clip.avi")
-    ('camera', 'url', 'file')
+    >>> source_kind("0"), source_kind("rtsp://cam/live"), source_kind("pattern:25"), source_kind("clip.avi")
+    ('camera', 'url', 'pattern', 'file')
     """
     if uri.isdigit():
         return "camera"
+    if uri.startswith(PATTERN_PREFIX):
+        return "pattern"
     scheme = urlsplit(uri).scheme.lower()
     if scheme in URL_SCHEMES:
         return "url"
@@ -90,6 +95,8 @@ def stream_name(uri: str) -> str:
     kind = source_kind(uri)
     if kind == "camera":
         text = f"camera{uri}"
+    elif kind == "pattern":
+        text = "pattern"
     elif kind == "url":
         parts = urlsplit(uri)
         text = "-".join(str(part) for part in (parts.hostname, parts.port, parts.path.strip("/")) if part)
@@ -307,12 +314,72 @@ class Source:
         return f"{width}x{height} at {fps:.1f} fps" if fps and fps < 1000 else f"{width}x{height}"
 
 
+def parse_pattern(uri: str) -> tuple[float, float | None]:
+    """`pattern:[FPS[:SECONDS]]` -> (fps, seconds or None for endless); default 25 fps.
+
+    >>> parse_pattern("pattern:"), parse_pattern("pattern:30"), parse_pattern("pattern:30:2.5")
+    ((25.0, None), (30.0, None), (30.0, 2.5))
+    """
+    try:
+        parts = [float(p) for p in uri[len(PATTERN_PREFIX):].split(":") if p]
+        fps = parts[0] if parts else 25.0
+        seconds = parts[1] if len(parts) > 1 else None
+        if len(parts) > 2 or not 0 < fps <= 10000 or (seconds is not None and not seconds > 0):
+            raise ValueError
+    except ValueError:
+        raise LrcnError(f"pattern source must be pattern:[FPS[:SECONDS]], got {uri!r}") from None
+    return fps, seconds
+
+
+def pattern_frames(size: tuple[int, int], count: int = 50) -> np.ndarray:
+    """`count` RGB frames of a bright square crossing a gradient, [count, H, W, 3] uint8."""
+    height, width = size
+    frames = np.empty((count, height, width, 3), np.uint8)
+    frames[...] = (np.arange(width, dtype=np.uint16) * 255 // max(1, width - 1)).astype(np.uint8)[None, None, :, None]
+    side = max(4, min(size) // 5)
+    for i, frame in enumerate(frames):
+        x = (i * max(1, (width - side) // count)) % max(1, width - side)
+        frame[height // 3:height // 3 + side, x:x + side] = (255, 220, 40)
+    return frames
+
+
+class PatternSource(Source):
+    """A generated live stream: frames from memory at a steady rate, stamped like a camera's.
+    Capture costs nothing, so what a benchmark measures is the pipeline alone."""
+
+    def _run(self) -> None:
+        fps, seconds = parse_pattern(self.uri)
+        frames = pattern_frames(self.size)
+        self.fps = fps
+        if self._stopping.is_set():
+            self._emit(STOPPED)
+            return
+        self._emit(CONNECTING, self.uri)
+        self.segment = 0
+        self._emit(CONNECTED, f"{self.size[1]}x{self.size[0]} pattern at {fps:g} fps")
+        period = 1.0 / fps
+        next_due = time.monotonic()
+        end = None if seconds is None else next_due + seconds
+        while not self._stopping.wait(max(0.0, next_due - time.monotonic())):
+            now = time.monotonic()
+            if end is not None and now >= end:
+                self._emit(ENDED, f"end of pattern after {self.frames} frames")
+                return
+            self.ring.write(frames[self.frames % len(frames)], self.frames, now, self.segment)
+            self.frames += 1
+            next_due = max(next_due, now - period) + period  # late by more than a frame: no burst
+        self._emit(STOPPED)
+
+
 def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
                 options: SourceOptions = SourceOptions(), ring: FrameRing | None = None,
                 on_status: Callable[[StatusEvent], None] | None = None, start: bool = True) -> Source:
     """Check what can be checked up front (a local file exists and decodes, the URL scheme is known)
     and raise LrcnError with one line if not; then return the Source, started unless start=False."""
-    if source_kind(uri) == "file":
+    kind = source_kind(uri)
+    if kind == "file":
         probe_file(uri)
-    source = Source(uri, size, name=name, options=options, ring=ring, on_status=on_status)
+    elif kind == "pattern":
+        parse_pattern(uri)
+    source = (PatternSource if kind == "pattern" else Source)(uri, size, name=name, options=options, ring=ring, on_status=on_status)
     return source.start() if start else source

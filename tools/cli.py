@@ -290,6 +290,24 @@ def cmd_stream_accuracy(args) -> None:
     run(args)
 
 
+def cmd_bench(args) -> None:
+    from tools.bench import bench
+
+    bench(args)
+
+
+def cmd_soak(args) -> None:
+    from tools.soak import run
+
+    run(args)
+
+
+def cmd_faults(args) -> None:
+    from tools.faults import run
+
+    run(args)
+
+
 def add_head_arguments(parser: argparse.ArgumentParser) -> None:
     """How a stream is sampled and windowed, and its label smoothed (serve and annotate)."""
     head = parser.add_argument_group("head")
@@ -421,6 +439,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stream_accuracy_arguments(accuracy)
     accuracy.set_defaults(run=cmd_stream_accuracy)
+
+    from tools import bench, faults, soak
+
+    bench_parser = commands.add_parser("bench", help="per-frame cost against the naive window, latency, capacity, "
+                                                     "start-up: a table, bench.json and PNGs")
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(run=cmd_bench)
+    soak_parser = commands.add_parser("soak", help="four ffmpeg-served streams through lrcn serve for a set time: "
+                                                   "RSS, threads, drops, latency drift")
+    soak.add_arguments(soak_parser)
+    soak_parser.set_defaults(run=cmd_soak)
+    faults_parser = commands.add_parser("faults", help="kill and restart stream servers, stall a subscriber, feed "
+                                                       "a corrupt file, during one serve run; checks recovery")
+    faults.add_arguments(faults_parser)
+    faults_parser.set_defaults(run=cmd_faults)
 
     watch = commands.add_parser("watch", help="subscribe and show each stream's label, score, latency and status")
     watch.add_argument("endpoint", help="publisher or proxy endpoint, e.g. tcp://127.0.0.1:5556")

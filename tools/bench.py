@@ -1,0 +1,631 @@
+"""`lrcn bench BUNDLE`: what streaming costs, measured in one run on one backend and machine.
+
+    lrcn bench --seed-model --out bench-results          # build the seed 112x112 T=16 bundle, then measure
+    lrcn bench bundles/mine --out bench-results --quick  # any exported bundle; --quick for a smoke run
+
+Sections (each comparison is made within the same run, so machine load moves both sides):
+
+- cost: ms per new frame of the naive sliding window (the full T-frame model.onnx re-run on
+  every frame), of exact-window encode-once and of continuous mode (the real Scheduler, one
+  frame per call), their ratios, the bare encoder and head, and INT8 against fp32;
+- latency: capture-to-publish and capture-to-receive through the real Pipeline, ZeroMQ and a
+  Subscriber, one generated 25 fps stream;
+- capacity: the most concurrent 25 fps streams held with zero ring drops and p99 latency under
+  one frame interval, with in-memory (`pattern:`) sources and with real decoded video files
+  (paced, looped), against the bare batched-encoder throughput measured in the same run;
+- startup: process start to first prediction and resident memory, this runtime against one
+  that loads the Keras model (each in its own subprocess).
+
+Prints a table, writes bench.json, latency.png and capacity.png into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import LrcnError
+
+FRAME_RATE = 25.0                # stream rate in the latency and capacity runs; every frame is sampled
+SEED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101_9" / "ApplyEyeMakeup" / \
+    "v_ApplyEyeMakeup_g01_c01.avi"
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+def percentiles(values) -> dict:
+    if not len(values):
+        return {"p50": None, "p95": None, "p99": None, "count": 0}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
+            "count": len(values)}
+
+
+def rss_mb(pid: str | int = "self") -> float:
+    """Resident memory of a process from /proc, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def thread_count(pid: str | int = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return -1
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    import onnxruntime
+
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}
+
+
+# -- the seed bundle ---------------------------------------------------------------------------
+
+def build_seed_bundle(out: Path, video: Path | None = None) -> Path:
+    """The seed LRCN (112x112, T=16, LSTM 512) with untrained weights, exported with its INT8
+    encoder: for speed only (untrained weights cost exactly what trained ones do)."""
+    from tools.cli import require_tensorflow
+
+    require_tensorflow()
+    import keras
+
+    from models.architectures import build_model, split_model
+    from models.export import export_bundle
+    from models.train import save_bundle
+    from stream.bundle import BundleMeta, ModelSpec
+    from stream.sources import pattern_frames
+    from stream.video import read_frames
+
+    spec = ModelSpec(classes=("class0", "class1", "class2", "class3"), input_size=(112, 112), clip_length=16,
+                     lstm_units=512)
+    keras.utils.set_random_seed(0)
+    model = build_model(spec)
+    encoder, _ = split_model(model, spec)
+    save_bundle(model, BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1])), out)
+    video = video or (SEED_VIDEO if SEED_VIDEO.is_file() else None)
+    frames = read_frames(video, spec.input_size, spec.fps) if video else pattern_frames(spec.input_size, 64)
+    export_bundle(out, frames[:32], calibration=frames[:64])
+    return out
+
+
+def default_video(folder: Path) -> Path:
+    """A real 25 fps 320x240 MPEG-4 video when ../shared has one, else one written here."""
+    if SEED_VIDEO.is_file():
+        return SEED_VIDEO
+    import cv2
+
+    from stream.sources import pattern_frames
+
+    path = folder / "bench-video.avi"
+    if not path.is_file():
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), FRAME_RATE, (320, 240))
+        for frame in pattern_frames((240, 320), 150):
+            writer.write(frame[..., ::-1])
+        writer.release()
+    return path
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+def interleaved(calls: dict, rounds: int, warmup: int = 5) -> dict:
+    """Each call once per round, round after round, so load from other processes falls on all
+    of them alike; median wall ms and mean process CPU ms per call."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    walls = {name: [] for name in calls}
+    cpus = {name: 0.0 for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            cpu, start = time.process_time(), time.perf_counter()
+            call()
+            walls[name].append(time.perf_counter() - start)
+            cpus[name] += time.process_time() - cpu
+    return {name: {"ms": round(float(np.median(walls[name]) * 1e3), 4), "cpu_ms": round(cpus[name] * 1e3 / rounds, 4)}
+            for name in calls}
+
+
+def cost_section(bundle, repeats: int, threads: int | None) -> dict:
+    """ms per new frame: naive model.onnx, exact and continuous through the Scheduler, parts apart."""
+    import onnxruntime
+
+    from stream.encoders import INT8_ENCODER_FILE, open_encoder
+    from stream.ring import Frame
+    from stream.scheduler import Scheduler, StreamPlan
+    from stream.sources import pattern_frames
+    from stream.windows import (
+        CONTINUOUS,
+        EXACT,
+        WindowConfig,
+        frame_inputs,
+        initial_state,
+        step,
+    )
+
+    spec = bundle.meta.spec
+    clip_length = spec.clip_length
+    frames = pattern_frames(spec.input_size, 50)
+    model_path = bundle.path / "model.onnx"
+    if not model_path.is_file():
+        raise LrcnError(f"bundle {bundle.path} has no model.onnx, the naive baseline (run `lrcn export`)")
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the runtime's encoder
+    session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    clip = frames[np.arange(clip_length)][None]
+    name = session.get_inputs()[0].name
+    calls = {"naive": lambda: session.run(None, {name: clip})}
+    schedulers = {}
+
+    def scheduled(mode: str):
+        scheduler = Scheduler(bundle.head, clip_length, bundle.encoder,
+                              [StreamPlan("s", FRAME_RATE, WindowConfig(mode, 1))])
+        count = [0]
+        schedulers[mode] = (scheduler, count)
+
+        def one():
+            i = count[0]
+            scheduler.process({"s": [Frame(frames[i % len(frames)], i, i / FRAME_RATE)]})
+            count[0] += 1
+        return one
+
+    calls["exact"] = scheduled(EXACT)
+    calls["continuous"] = scheduled(CONTINUOUS)
+    one = frames[:1]
+    calls["encoder_b1"] = lambda: bundle.encoder.encode(one)
+    features = bundle.encoder.encode(one)
+    for mode in (EXACT, CONTINUOUS):
+        config = WindowConfig(mode, 1)
+        state = [initial_state(bundle.head, clip_length, config)]
+
+        def head_step(config=config, state=state):
+            state[0], _ = step(bundle.head, clip_length, config, state[0], frame_inputs(bundle.head, features)[0], 0)
+        calls[f"head_{mode}"] = head_step
+    if (bundle.path / INT8_ENCODER_FILE).is_file():
+        int8 = open_encoder(bundle.path, "onnxruntime-int8", threads=threads)
+        batch = frames[:16]
+        calls["encoder_b16"] = lambda: bundle.encoder.encode(batch)
+        calls["int8_b1"] = lambda: int8.encode(one)
+        calls["int8_b16"] = lambda: int8.encode(batch)
+    result = interleaved(calls, repeats, warmup=clip_length + 2)
+    for mode, (scheduler, count) in schedulers.items():
+        stats = scheduler.stats()
+        assert stats["encoded"] == count[0], "every frame must be encoded exactly once"
+        result[mode]["predictions"] = stats["streams"]["s"]["predictions"]
+    for key in ("exact", "continuous"):
+        bare = result["encoder_b1"]["ms"] + result[f"head_{key}"]["ms"]
+        result[f"{key}_vs_bare"] = round(result[key]["ms"] / bare, 3)
+        result[f"naive_over_{key}"] = round(result["naive"]["ms"] / result[key]["ms"], 2)
+    if "int8_b1" in result:
+        result["int8_speedup_b1"] = round(result["encoder_b1"]["ms"] / result["int8_b1"]["ms"], 2)
+        result["int8_speedup_b16"] = round(result["encoder_b16"]["ms"] / result["int8_b16"]["ms"], 2)
+    return result
+
+
+def encoder_throughput(bundle, max_batch: int, seconds: float = 3.0) -> dict:
+    """Bare batched-encoder throughput: back-to-back calls of max_batch frames, frames/s."""
+    from stream.sources import pattern_frames
+
+    batch = pattern_frames(bundle.meta.spec.input_size, max_batch)
+    for _ in range(3):
+        bundle.encoder.encode(batch)
+    calls, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        bundle.encoder.encode(batch)
+        calls += 1
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"batch": max_batch, "frames_per_s": round(calls * max_batch / wall, 1),
+            "cpu_ms_per_frame": round(cpu * 1e3 / (calls * max_batch), 4)}
+
+
+class Collector:
+    """A real subscriber in a thread: every message, with its receive time."""
+
+    def __init__(self, endpoint: str, topics=("",)):
+        from stream.publisher import Subscriber
+
+        self.subscriber = Subscriber(endpoint, topics)
+        self.messages: list[tuple[float, object]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self.subscriber.receive(0.05)
+            if message is not None:
+                self.messages.append((time.time(), message))
+
+    def close(self) -> list[tuple[float, object]]:
+        self._stop.set()
+        self._thread.join(2.0)
+        self.subscriber.close()
+        return self.messages
+
+
+def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float = 1.0, options=None,
+                **stream_args) -> dict:
+    """Serve `sources` for `seconds` through the real Pipeline with a real subscriber; latency
+    figures from the predictions published after the first `warmup_s`."""
+    from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+
+    options = options or PipelineOptions(endpoint="tcp://127.0.0.1:*", stats_interval_s=3600)
+    streams = [StreamConfig(source, id=f"s{i}", fps=FRAME_RATE, **stream_args) for i, source in enumerate(sources)]
+    pipeline = Pipeline(bundle, streams, options)
+    collector = Collector(pipeline.endpoint, ("pred/",))
+    time.sleep(0.3)  # let the subscription reach the publisher before the first frame
+    cpu = time.process_time()
+    counted_from = time.time() + warmup_s
+    stats = pipeline.run(duration_s=seconds + warmup_s)
+    cpu = time.process_time() - cpu
+    received = [(at, m) for at, m in collector.close() if m.payload["publish_time"] >= counted_from]
+    publish = [m.payload["latency_ms"] for _, m in received]
+    streams_stats = stats["streams"].values()
+    result = {"streams": len(sources), "seconds": stats["elapsed_s"], "encoded": stats["encoded"],
+              "frames_per_s": round(stats["encoded"] / max(1e-9, stats["elapsed_s"]), 1),
+              "cpu_ms_per_frame": round(cpu * 1e3 / max(1, stats["encoded"]), 4),
+              "dropped": sum(s["dropped"] for s in streams_stats),
+              "publisher_dropped": sum(s["publisher_dropped"] for s in streams_stats),
+              "p50_ms": percentiles(publish)["p50"], "p99_ms": percentiles(publish)["p99"],
+              "batch_mean": round(sum(int(k) * v for k, v in stats["batch_sizes"].items())
+                                  / max(1, sum(stats["batch_sizes"].values())), 2),
+              "received": len(received), "load": load_average(),
+              "publish_latency_ms": publish,
+              "receive_latency_ms": [round((at - m.payload["capture_time"]) * 1e3, 3) for at, m in received]}
+    return result
+
+
+def latency_section(bundle, seconds: float) -> dict:
+    run = run_streams(bundle, [f"pattern:{FRAME_RATE:g}"], seconds)
+    publish, receive = run.pop("publish_latency_ms"), run.pop("receive_latency_ms")
+    return {**run, "capture_to_publish_ms": percentiles(publish), "capture_to_receive_ms": percentiles(receive),
+            "histogram_ms": {"publish": publish, "receive": receive}}
+
+
+def holds(run: dict, interval_ms: float) -> bool:
+    return run["dropped"] == 0 and run["p99_ms"] is not None and run["p99_ms"] < interval_ms
+
+
+def capacity_section(bundle, source: str, seconds: float, max_streams: int, log) -> dict:
+    """Double the stream count until a run fails, then bisect: the most streams that hold."""
+    interval_ms = 1000.0 / FRAME_RATE
+    is_file = source != "pattern"
+    runs: dict[int, dict] = {}
+
+    def trial(n: int) -> bool:
+        sources = [source] * n if is_file else [f"pattern:{FRAME_RATE:g}"] * n
+        run = run_streams(bundle, sources, seconds, pace=True, loop=True)
+        if not holds(run, interval_ms):   # one retry: a single stall of a shared machine is not a verdict
+            again = run_streams(bundle, sources, seconds, pace=True, loop=True)
+            run = again if holds(again, interval_ms) or (again["p99_ms"] or 1e9) < (run["p99_ms"] or 1e9) else run
+        del run["publish_latency_ms"], run["receive_latency_ms"]
+        runs[n] = run
+        log(f"  {('file' if is_file else 'memory'):>6} {n:3d} streams: {run['frames_per_s']:7.1f} frames/s, "
+            f"p99 {run['p99_ms']} ms, dropped {run['dropped']}, batch mean {run['batch_mean']}, "
+            f"cpu {run['cpu_ms_per_frame']} ms/frame, load {run['load'][0]}")
+        return holds(run, interval_ms)
+
+    good, bad, n = 0, None, 1
+    while n <= max_streams:
+        if not trial(n):
+            bad = n
+            break
+        good, n = n, n * 2
+    if bad is not None:
+        while bad - good > 1 and len(runs) < 12:
+            middle = (good + bad) // 2
+            if trial(middle):
+                good = middle
+            else:
+                bad = middle
+    best = runs.get(good)
+    return {"source": "pattern (in memory)" if not is_file else str(source), "interval_ms": interval_ms,
+            "max_streams": good, "first_failing": bad, "frames_per_s": best["frames_per_s"] if best else 0.0,
+            "runs": [runs[k] for k in sorted(runs)]}
+
+
+CHILD_RUNTIME = "runtime"
+CHILD_KERAS = "keras"
+
+
+def child_main(kind: str, bundle_dir: str, started_at: float) -> None:
+    """Runs in a fresh interpreter: load, then the first prediction of a full window; prints JSON."""
+    if kind == CHILD_RUNTIME:
+        from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+        from stream.publisher import Subscriber
+        from stream.runtime_bundle import load_runtime_bundle
+
+        bundle = load_runtime_bundle(bundle_dir)
+        loaded = time.time() - started_at
+        # A fast generated stream, so the first window fills in T/400 s rather than T/25 s.
+        pipeline = Pipeline(bundle, [StreamConfig("pattern:400", id="s", fps=400)],
+                            PipelineOptions(endpoint="tcp://127.0.0.1:*"))
+        subscriber = Subscriber(pipeline.endpoint, ["pred/"])
+        time.sleep(0.2)
+        pipeline.start()
+        message = subscriber.receive(30.0)
+        first = time.time() - started_at
+        memory = rss_mb()
+        pipeline.stop()
+        subscriber.close()
+        if message is None:
+            raise SystemExit("no prediction within 30 s")
+    else:
+        from tools.cli import require_tensorflow
+
+        require_tensorflow()
+        from models.experiment import load_bundle
+        from stream.sources import pattern_frames
+
+        model, meta = load_bundle(Path(bundle_dir))
+        loaded = time.time() - started_at
+        spec = meta.spec
+        scale, offset = spec.preprocessing
+        clip = pattern_frames(spec.input_size, spec.clip_length)[None].astype(np.float32) * scale + offset
+        np.asarray(model(clip, training=False))
+        first = time.time() - started_at
+        memory = rss_mb()
+    print(json.dumps({"loaded_s": round(loaded, 3), "first_prediction_s": round(first, 3), "rss_mb": memory}))
+
+
+def startup_section(bundle_dir: Path) -> dict:
+    result = {}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for kind in (CHILD_RUNTIME, CHILD_KERAS):
+        started = time.time()
+        done = subprocess.run([sys.executable, "-m", "tools.bench", "--child", kind, str(bundle_dir), str(started)],
+                              capture_output=True, text=True, timeout=300, env=env, check=False,
+                              cwd=Path(__file__).resolve().parents[1])
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            result[kind] = {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+        else:
+            result[kind] = json.loads(lines[-1])
+    runtime, keras = result[CHILD_RUNTIME], result[CHILD_KERAS]
+    if "error" not in runtime and "error" not in keras:
+        result["keras_over_runtime_first_prediction"] = round(keras["first_prediction_s"]
+                                                              / runtime["first_prediction_s"], 2)
+        result["keras_over_runtime_rss"] = round(keras["rss_mb"] / runtime["rss_mb"], 2)
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+TARGETS = {
+    "exact encode-once at least 14x cheaper per frame than naive": ("cost", "naive_over_exact", ">=", 14.0),
+    "pipeline CPU per frame at most 1.2x bare encoder + head": ("pipeline", "cpu_over_bare", "<=", 1.2),
+    "capture-to-publish p99 under 10 ms, one stream": ("latency", "p99", "<", 10.0),
+    "aggregate capacity at least 90% of bare batched encoder": ("aggregate", "fraction", ">=", 0.9),
+    "INT8 encoder at least 2x fp32 (batch 1)": ("cost", "int8_speedup_b1", ">=", 2.0),
+}
+
+
+def check_targets(result: dict) -> dict:
+    values = {
+        "cost": result.get("cost", {}),
+        "pipeline": result.get("pipeline", {}),
+        "latency": {"p99": result.get("latency", {}).get("capture_to_publish_ms", {}).get("p99")},
+        "aggregate": result.get("aggregate", {}),
+    }
+    checked = {}
+    for name, (section, key, op, target) in TARGETS.items():
+        value = values[section].get(key)
+        met = None if value is None else {">=": value >= target, "<=": value <= target, "<": value < target}[op]
+        checked[name] = {"value": value, "target": f"{op} {target}", "met": met}
+    return checked
+
+
+def table(result: dict) -> str:
+    lines = [(f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, load {result['load_before']} "
+              f"-> {result['load_after']}"), f"bundle: {result['bundle']} ({result['model']})", ""]
+    cost = result.get("cost")
+    if cost:
+        lines += ["| per new frame | ms (median) | CPU ms | naive / this |", "| --- | --- | --- | --- |"]
+        for key, label in (("naive", f"naive: full {result['clip_length']}-frame model.onnx"),
+                           ("exact", "exact window, encode once (hop 1)"), ("continuous", "continuous"),
+                           ("encoder_b1", "  encoder alone, batch 1"), ("head_exact", "  exact head alone (16 states)"),
+                           ("head_continuous", "  continuous head alone"), ("encoder_b16", "  encoder, batch 16, per call"),
+                           ("int8_b1", "  INT8 encoder, batch 1"), ("int8_b16", "  INT8 encoder, batch 16, per call")):
+            if key in cost:
+                ratio = f"{cost['naive']['ms'] / cost[key]['ms']:.1f}x" if key in ("exact", "continuous") else ""
+                lines.append(f"| {label} | {cost[key]['ms']:.3f} | {cost[key]['cpu_ms']:.3f} | {ratio} |")
+        lines.append("")
+    latency = result.get("latency")
+    if latency:
+        p, r = latency["capture_to_publish_ms"], latency["capture_to_receive_ms"]
+        lines += [(f"latency, one {FRAME_RATE:g} fps stream, {latency['seconds']:.0f} s, {p['count']} predictions: "
+                   f"capture->publish p50/p95/p99 {p['p50']}/{p['p95']}/{p['p99']} ms; capture->subscriber "
+                   f"{r['p50']}/{r['p95']}/{r['p99']} ms; dropped {latency['dropped']}"), ""]
+    for key in ("capacity_memory", "capacity_file"):
+        capacity = result.get(key)
+        if capacity:
+            lines.append(f"capacity ({capacity['source']}): {capacity['max_streams']} streams at {FRAME_RATE:g} fps "
+                         f"(first failing: {capacity['first_failing']}), {capacity['frames_per_s']} frames/s")
+    if "throughput" in result:
+        lines.append(f"bare batched encoder: {result['throughput']['frames_per_s']} frames/s at batch "
+                     f"{result['throughput']['batch']}")
+    startup = result.get("startup")
+    if startup:
+        lines.append("")
+        for kind in (CHILD_RUNTIME, CHILD_KERAS):
+            s = startup[kind]
+            figures = s["error"] if "error" in s else \
+                f"loaded {s['loaded_s']} s, first prediction {s['first_prediction_s']} s, RSS {s['rss_mb']} MiB"
+            lines.append(f"startup {kind}: {figures}")
+    lines += ["", "| target | value | met |", "| --- | --- | --- |"]
+    for name, check in result["targets"].items():
+        met = "n/a" if check["met"] is None else ("yes" if check["met"] else "NO")
+        lines.append(f"| {name} ({check['target']}) | {check['value']} | {met} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict, out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("lrcn: matplotlib not installed, no plots (pip install matplotlib)", file=sys.stderr)
+        return []
+    written = []
+    latency = result.get("latency")
+    if latency:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        data = latency["histogram_ms"]
+        top = max(max(data["receive"], default=1), 1)
+        bins = np.linspace(0, min(top, 40), 60)
+        ax.hist(data["publish"], bins=bins, alpha=0.6, label="capture -> publish")
+        ax.hist(data["receive"], bins=bins, alpha=0.6, label="capture -> subscriber")
+        for q, style in (("p50", ":"), ("p99", "--")):
+            ax.axvline(latency["capture_to_publish_ms"][q], color="k", linestyle=style, linewidth=1,
+                       label=f"publish {q} {latency['capture_to_publish_ms'][q]} ms")
+        ax.set_xlabel("ms")
+        ax.set_ylabel("predictions")
+        ax.set_title(f"Latency, one {FRAME_RATE:g} fps stream ({result['model']})", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "latency.png", dpi=90)
+        plt.close(fig)
+        written.append(str(out / "latency.png"))
+    capacities = [result[k] for k in ("capacity_memory", "capacity_file") if k in result]
+    if capacities:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+        for capacity, marker in zip(capacities, "os"):
+            runs = capacity["runs"]
+            name = "in memory" if capacity["source"].startswith("pattern") else "video files"
+            n = [r["streams"] for r in runs]
+            left.plot(n, [r["p99_ms"] for r in runs], marker=marker, linestyle="", label=name)
+            right.plot(n, [r["frames_per_s"] for r in runs], marker=marker, linestyle="", label=name)
+        left.axhline(1000.0 / FRAME_RATE, color="r", linestyle="--", linewidth=1, label="one frame interval")
+        left.set_yscale("log")
+        left.set_xlabel(f"concurrent {FRAME_RATE:g} fps streams")
+        left.set_ylabel("p99 capture->publish, ms")
+        left.legend(fontsize=7)
+        if "throughput" in result:
+            right.axhline(result["throughput"]["frames_per_s"], color="k", linestyle=":", linewidth=1,
+                          label="bare batched encoder")
+        right.set_xlabel(f"concurrent {FRAME_RATE:g} fps streams")
+        right.set_ylabel("frames encoded / s")
+        right.legend(fontsize=7)
+        fig.suptitle(f"Capacity ({result['model']})", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / "capacity.png", dpi=90)
+        plt.close(fig)
+        written.append(str(out / "capacity.png"))
+    return written
+
+
+# -- entry -------------------------------------------------------------------------------------
+
+def bench(args) -> dict:
+    from stream.runtime_bundle import load_runtime_bundle
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle_dir = Path(args.bundle) if args.bundle else out / "seed-112"
+    if args.seed_model and not (bundle_dir / "encoder.onnx").is_file():
+        print(f"lrcn: building the seed bundle (112x112, T=16, LSTM 512, untrained) in {bundle_dir}", file=sys.stderr)
+        build_seed_bundle(bundle_dir)
+    elif not args.bundle:
+        raise LrcnError("give a BUNDLE, or --seed-model to build the seed one")
+    quick = args.quick
+    repeats = 20 if quick else 100
+    seconds = args.seconds or (3.0 if quick else 8.0)
+    bundle = load_runtime_bundle(bundle_dir, args.backend, threads=args.threads)
+    spec = bundle.meta.spec
+    log = (lambda line: print(line, file=sys.stderr, flush=True))
+    result = {"bundle": str(bundle_dir), "backend": args.backend, "threads": args.threads,
+              "model": f"{spec.backbone} {spec.input_size[0]}x{spec.input_size[1]}, T={spec.clip_length}, "
+                       f"{spec.head} {getattr(bundle.head, 'units', '')}".strip(),
+              "clip_length": spec.clip_length, "frame_rate": FRAME_RATE, "machine": machine(),
+              "load_before": load_average()}
+    log("lrcn bench: per-frame cost")
+    result["cost"] = cost_section(bundle, repeats, args.threads)
+    log("lrcn bench: bare batched encoder throughput")
+    result["throughput"] = encoder_throughput(bundle, 16, 1.0 if quick else 3.0)
+    log("lrcn bench: latency, one stream")
+    result["latency"] = latency_section(bundle, args.latency_seconds or (3.0 if quick else 20.0))
+    cost = result["cost"]
+    bare_cpu = cost["encoder_b1"]["cpu_ms"] + cost["head_exact"]["cpu_ms"]
+    result["pipeline"] = {"cpu_ms_per_frame": result["latency"]["cpu_ms_per_frame"], "bare_cpu_ms_per_frame": bare_cpu,
+                          "cpu_over_bare": round(result["latency"]["cpu_ms_per_frame"] / bare_cpu, 3)}
+    if not args.no_capacity:
+        log("lrcn bench: capacity, in-memory streams")
+        result["capacity_memory"] = capacity_section(bundle, "pattern", seconds, args.max_streams, log)
+        video = Path(args.video) if args.video else default_video(out)
+        if not video.is_file():
+            raise LrcnError(f"video not found: {video}")
+        log(f"lrcn bench: capacity, video files ({video.name})")
+        result["capacity_file"] = capacity_section(bundle, str(video), seconds, args.max_streams, log)
+        best = result["capacity_memory"]["frames_per_s"]
+        result["aggregate"] = {"frames_per_s": best, "bare_frames_per_s": result["throughput"]["frames_per_s"],
+                               "fraction": round(best / result["throughput"]["frames_per_s"], 3)}
+    if not args.no_startup:
+        log("lrcn bench: start-up, this runtime against Keras (subprocesses)")
+        result["startup"] = startup_section(bundle_dir)
+    result["load_after"] = load_average()
+    result["targets"] = check_targets(result)
+    print(table(result))
+    result["plots"] = plot(result, out)
+    (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+    log(f"lrcn bench: wrote {out / 'bench.json'} and {', '.join(result['plots']) or 'no plots'}")
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", nargs="?", help="exported bundle (with --seed-model: where to build it, "
+                                                  "default OUT/seed-112)")
+    parser.add_argument("--seed-model", action="store_true",
+                        help="build the seed LRCN (112x112, T=16, LSTM 512, untrained) first if absent (needs TensorFlow)")
+    parser.add_argument("--out", default="bench-results", help="folder for bench.json and the PNGs")
+    parser.add_argument("--backend", choices=("onnxruntime", "onnxruntime-int8", "tensorrt"), default="onnxruntime")
+    parser.add_argument("--threads", type=int, help="encoder threads (default: one per core)")
+    parser.add_argument("--video", help="video file for the file-source capacity runs (default: a UCF101 clip "
+                                        "from ../shared, else a generated one)")
+    parser.add_argument("--seconds", type=float, help="length of each capacity run (default 8, --quick 3)")
+    parser.add_argument("--latency-seconds", type=float, help="length of the latency run (default 20, --quick 3)")
+    parser.add_argument("--max-streams", type=int, default=128, help="stop the capacity search here")
+    parser.add_argument("--no-capacity", action="store_true")
+    parser.add_argument("--no-startup", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter runs: a smoke test")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child_main(argv[1], argv[2], float(argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(prog="lrcn bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        bench(args)
+    except LrcnError as err:
+        print(f"lrcn: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
