@@ -1,20 +1,26 @@
 """Synthetic action videos in which one frame says nothing about the class; only motion does.
 
-Every clip shows one solid, rotation-asymmetric shape over a static random background. Each
-clip draws a path for the shape's horizontal position, angle and size, and the class decides
-which of them is traversed over time and in which direction; a parameter that does not move
-rests at a uniformly drawn point of its own path. So the visible state of any one frame has
-the same distribution in every class, and the classes differ only in how it changes:
+Every clip shows one bright solid shape over a dark, static, random textured background.
+Each clip draws a path for the shape's horizontal position, vertical position and size, and
+the class decides which of them is traversed over time and in which direction; a parameter
+that does not move rests at a uniformly drawn point of its own path. So the visible state of
+any one frame has the same distribution in every class, and the classes differ only in how
+it changes:
 
 - still: nothing moves;
-- move_left / move_right: the position path, one way or the other (the frame wraps around
-  horizontally, so positions are uniform whatever the direction);
-- rotate_cw / rotate_ccw: the angle path, clockwise or anticlockwise on screen;
+- move_left / move_right: the horizontal path, one way or the other;
+- move_up / move_down: the vertical path, one way or the other (the frame wraps around both
+  ways, so positions are uniform whatever the direction);
 - grow / shrink: the size path (logarithmic), up or down.
 
-A slow vertical drift, per-frame jitter and pixel noise apply to every class alike.
+Per-frame jitter and pixel noise apply to every class alike. Colours are random, but the
+shape is always brighter than its background: with both polarities, a small CNN trained from
+scratch for minutes does not find the shape at all (measured: chance accuracy after 12
+epochs of fresh clips, against 99% with a bright shape). Turning clockwise or anticlockwise
+was a pair of classes too; a small CNN did not separate them in minutes, so they gave way to
+vertical motion.
 
->>> frames = render_clip("rotate_cw", n_frames=48, size=64, rng=np.random.default_rng(0))
+>>> frames = render_clip("move_up", n_frames=48, size=64, rng=np.random.default_rng(0))
 >>> frames.shape, frames.dtype
 ((48, 64, 64, 3), dtype('uint8'))
 """
@@ -29,31 +35,32 @@ import numpy as np
 
 from stream.errors import LrcnError
 
-CLASSES: tuple[str, ...] = ("still", "move_left", "move_right", "rotate_cw", "rotate_ccw", "grow", "shrink")
+CLASSES: tuple[str, ...] = ("still", "move_left", "move_right", "move_up", "move_down", "grow", "shrink")
 
-# Which path each class traverses, and which way; None: nothing but the shared drift.
+# Which path each class traverses, and which way; None: nothing moves but the jitter.
 MOTION: dict[str, tuple[str, int] | None] = {
     "still": None,
     "move_left": ("x", -1),
     "move_right": ("x", +1),
-    "rotate_cw": ("angle", +1),
-    "rotate_ccw": ("angle", -1),
+    "move_up": ("y", -1),
+    "move_down": ("y", +1),
     "grow": ("log_radius", +1),
     "shrink": ("log_radius", -1),
 }
 
 # Speeds per second; lengths are for a 64-pixel frame and scale with the size. At 25 fps
-# sampled at 10 fps a shift is 3-6 px per sampled frame, a turn 12-24 degrees: plain enough
-# for a small CNN trained from scratch in minutes.
+# sampled at 10 fps a shift is 3-6 px per sampled frame: plain enough for a small CNN
+# trained from scratch in minutes.
 SHIFT_PX_PER_S = (30.0, 60.0)
-DRIFT_PX_PER_S = (0.0, 3.0)
-TURN_DEG_PER_S = (120.0, 240.0)
 GROW_LOG_PER_S = (0.6, 1.0)
 RADIUS_FRACTION = (0.10, 0.30)
 JITTER_PX, JITTER_DEG, JITTER_LOG = 0.25, 0.4, 0.01
 NOISE_SIGMA = (1.5, 5.0)
-# Minimum RGB distance between the shape's colour and the background's gradient, so the
-# shape is always visible; texture and noise stay well inside this margin.
+# The background's colours stay below BACKGROUND_MAX and the shape's mean channel above
+# SHAPE_MIN_MEAN; the shape is also at least MIN_CONTRAST (RGB distance) from the
+# background's gradient, so texture and noise stay well inside the margin.
+BACKGROUND_MAX = 100.0
+SHAPE_MIN_MEAN = 160.0
 MIN_CONTRAST = 130.0
 
 
@@ -88,8 +95,8 @@ class Scene:
     colour: np.ndarray  # (3,) float32 RGB
     outline: np.ndarray  # [V, 2] unit polygon, centroid at 0, farthest vertex at distance 1
     x: Path1D  # pixels, wraps around the frame's width
-    y: Path1D  # pixels, drifts the same way in every class
-    angle: Path1D  # radians, clockwise on screen as it grows
+    y: Path1D  # pixels, wraps around the frame's height
+    angle: float  # radians, clockwise on screen; the shape does not turn
     log_radius: Path1D  # log pixels
     jitter: np.ndarray  # [n_frames, 4] added to (x, y, angle, log_radius)
     noise_sigma: float
@@ -111,7 +118,6 @@ def _notched_ellipse() -> np.ndarray:
     return np.concatenate([[[0.1, 0.0]], np.stack([np.cos(angles), 0.7 * np.sin(angles)], axis=1)])
 
 
-# None of these looks the same after any turn short of 360 degrees, so rotation is visible.
 SHAPES: dict[str, np.ndarray] = {
     "triangle": _normalised([(0.0, -1.0), (0.55, 0.7), (-0.55, 0.7)]),
     "arrow": _normalised([(1.0, 0.0), (0.2, 0.6), (0.2, 0.25), (-0.9, 0.25), (-0.9, -0.25), (0.2, -0.25),
@@ -122,18 +128,18 @@ SHAPES: dict[str, np.ndarray] = {
 
 
 def draw_background(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random colour gradient with blotchy texture and grain; returns (image, gradient end colours).
+    """A dark random colour gradient with blotchy texture and grain; returns (image, gradient end colours).
 
     >>> image, ends = draw_background(32, np.random.default_rng(0))
     >>> image.shape, ends.shape
     ((32, 32, 3), (2, 3))
     """
-    ends = rng.uniform(0, 255, (2, 3))
+    ends = rng.uniform(0, BACKGROUND_MAX, (2, 3))
     direction = rng.uniform(0, 2 * np.pi)
     grid = (np.arange(size) + 0.5) / size - 0.5
     ramp = np.cos(direction) * grid[None, :] + np.sin(direction) * grid[:, None]
     ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)
-    image = ends[0] + (ends[1] - ends[0]) * ramp[..., None]
+    image = ends[0] + (ends[1] - ends[0]) * ramp[..., None]  # within BACKGROUND_MAX but for the texture
     cells = int(rng.integers(3, 9))
     blotches = cv2.resize(rng.standard_normal((cells, cells, 3)).astype(np.float32), (size, size),
                           interpolation=cv2.INTER_CUBIC)
@@ -153,10 +159,10 @@ def distance_to_segment(points: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 def pick_colour(ends: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random colour at least MIN_CONTRAST from the background's gradient (the farthest found if none is)."""
-    candidates = rng.uniform(0, 255, (32, 3))
+    """A random bright colour at least MIN_CONTRAST from the background's gradient (the farthest found if none is)."""
+    candidates = rng.uniform(0, 255, (64, 3))
     distances = distance_to_segment(candidates, ends)
-    good = np.flatnonzero(distances >= MIN_CONTRAST)
+    good = np.flatnonzero((distances >= MIN_CONTRAST) & (candidates.mean(axis=1) >= SHAPE_MIN_MEAN))
     if good.size:
         return candidates[good[0]].astype(np.float32)
     corners = np.array([[r, g, b] for r in (0, 255) for g in (0, 255) for b in (0, 255)], dtype=np.float64)
@@ -187,11 +193,9 @@ def draw_scene(n_frames: int, size: int, rng: np.random.Generator, fps: float = 
     stretch = rng.uniform(0.75, 1.3)
     outline = _normalised(base * [stretch, 1 / stretch])
 
-    x = Path1D(rng.uniform(0, size), rng.uniform(*SHIFT_PX_PER_S) * unit * duration, _rest(n_frames, rng))
-    drift = min(rng.uniform(*DRIFT_PX_PER_S) * unit * duration, 0.2 * size) * rng.choice([-1.0, 1.0])
-    y = Path1D(rng.uniform(0.3, 0.7) * size, drift, 0.0)
-    angle = Path1D(rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(*TURN_DEG_PER_S)) * duration,
-                   _rest(n_frames, rng))
+    x, y = (Path1D(rng.uniform(0, size), rng.uniform(*SHIFT_PX_PER_S) * unit * duration, _rest(n_frames, rng))
+            for _ in range(2))
+    angle = float(rng.uniform(0, 2 * np.pi))
     low, high = np.log(np.array(RADIUS_FRACTION) * size)
     # Long clips grow more slowly rather than leave the size range, which both directions share.
     extent = min(rng.uniform(*GROW_LOG_PER_S) * duration, high - low)
@@ -217,9 +221,9 @@ def poses(scene: Scene, action: str) -> np.ndarray:
     def values(name: str) -> np.ndarray:
         return getattr(scene, name).values(n, direction if name == moving else 0)
 
-    state = np.stack([values("x"), scene.y.values(n, 1), values("angle"), values("log_radius")], axis=1)
+    state = np.stack([values("x"), values("y"), np.full(n, scene.angle), values("log_radius")], axis=1)
     state = state + scene.jitter
-    state[:, 0] %= scene.size
+    state[:, :2] %= scene.size
     state[:, 3] = np.exp(state[:, 3])
     return state
 
@@ -240,11 +244,12 @@ def polygons(outline: np.ndarray, state: np.ndarray) -> np.ndarray:
 
 
 def coverage(vertices: np.ndarray, size: int) -> np.ndarray:
-    """Anti-aliased coverage of each frame's polygon, wrapped around horizontally, [n, size, size] in [0, 1]."""
+    """Anti-aliased coverage of each frame's polygon, wrapped around both ways, [n, size, size] in [0, 1]."""
     shift = 4  # sub-pixel vertex positions, so slow motion is smooth rather than stepped
     masks = np.zeros((len(vertices), size, size), dtype=np.uint8)
     for mask, polygon in zip(masks, vertices):
-        copies = [np.round((polygon + [dx, 0.0]) * (1 << shift)).astype(np.int32) for dx in (-size, 0, size)]
+        copies = [np.round((polygon + [dx, dy]) * (1 << shift)).astype(np.int32)
+                  for dx in (-size, 0, size) for dy in (-size, 0, size)]
         cv2.fillPoly(mask, copies, 255, lineType=cv2.LINE_AA, shift=shift)
     return masks.astype(np.float32) / 255
 

@@ -56,33 +56,25 @@ def log_area(masks: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(masks.sum(axis=(1, 2)), 1))
 
 
+def centroid_y(masks: np.ndarray) -> np.ndarray:
+    """Vertical centre of each mask in pixels (row index), a circular mean since the frame wraps."""
+    return centroid_x(masks.transpose(0, 2, 1))
+
+
 def net_shift(masks: np.ndarray) -> float:
     """Horizontal displacement from first to last frame, summed frame to frame across the wrap."""
     return float(wrapped(np.diff(centroid_x(masks)), masks.shape[2]).sum())
+
+
+def net_rise(masks: np.ndarray) -> float:
+    """Vertical displacement from first to last frame (positive: down the screen), across the wrap."""
+    return net_shift(masks.transpose(0, 2, 1))
 
 
 def growth(masks: np.ndarray) -> float:
     """log(area at the end / area at the start), each averaged over three frames."""
     area = log_area(masks)
     return float(area[-3:].mean() - area[:3].mean())
-
-
-def turn_votes(masks: np.ndarray, lag: int = 4, step_deg: float = 12.0) -> float:
-    """+1 when every frame is matched by the one `lag` later turned clockwise, -1 anticlockwise."""
-    width = masks.shape[2]
-    # Bring the shape to the middle so a wrapped shape is whole before turning it.
-    middle = [np.roll(m, width // 2 - int(round(x)), axis=1).astype(np.float32)
-              for m, x in zip(masks, centroid_x(masks))]
-    votes = []
-    for before, after in zip(middle, middle[lag:]):
-        centres = [np.array([m["m10"], m["m01"]]) / m["m00"] for m in map(cv2.moments, (before, after))]
-        errors = []
-        for angle in (step_deg, -step_deg):  # OpenCV's positive angle is anticlockwise on screen
-            matrix = cv2.getRotationMatrix2D(tuple(centres[0]), angle, 1.0)
-            matrix[:, 2] += centres[1] - centres[0]
-            errors.append(np.abs(cv2.warpAffine(before, matrix, before.shape[::-1]) - after).sum())
-        votes.append(np.sign(errors[0] - errors[1]))
-    return float(np.mean(votes))
 
 
 def kolmogorov_smirnov_uniform(samples: np.ndarray, width: float) -> float:
@@ -94,23 +86,24 @@ def kolmogorov_smirnov_uniform(samples: np.ndarray, width: float) -> float:
 
 @pytest.fixture(scope="module")
 def per_class():
-    """Per-frame centroid x and log area of 100 independently drawn clips of every class."""
+    """Per-frame centroid x, log area and centroid y of 100 independently drawn clips of every class."""
     stats = {}
     for index, action in enumerate(synth.CLASSES):
         clips = [rendered(action, 10_000 * index + seed) for seed in range(100)]
         masks = [shape_masks(frames, scene.background) for frames, scene in clips]
-        stats[action] = (np.array([centroid_x(m) for m in masks]), np.array([log_area(m) for m in masks]))
+        stats[action] = (np.array([centroid_x(m) for m in masks]), np.array([log_area(m) for m in masks]),
+                         np.array([centroid_y(m) for m in masks]))
     return stats
 
 
 def test_classes_are_the_agreed_tuple():
-    assert synth.CLASSES == ("still", "move_left", "move_right", "rotate_cw", "rotate_ccw", "grow", "shrink")
+    assert synth.CLASSES == ("still", "move_left", "move_right", "move_up", "move_down", "grow", "shrink")
 
 
 def test_render_clip_shape_and_determinism():
-    first = synth.render_clip("rotate_cw", 10, 32, np.random.default_rng(7))
-    again = synth.render_clip("rotate_cw", 10, 32, np.random.default_rng(7))
-    other = synth.render_clip("rotate_cw", 10, 32, np.random.default_rng(8))
+    first = synth.render_clip("move_up", 10, 32, np.random.default_rng(7))
+    again = synth.render_clip("move_up", 10, 32, np.random.default_rng(7))
+    other = synth.render_clip("move_up", 10, 32, np.random.default_rng(8))
     assert first.shape == (10, 32, 32, 3) and first.dtype == np.uint8
     np.testing.assert_array_equal(first, again)
     assert np.abs(first.astype(int) - other).mean() > 10
@@ -176,16 +169,17 @@ def test_the_mask_finds_the_shape():
 def test_one_frame_positions_are_the_same_for_every_class(per_class):
     # Positions wrap, so the shape is anywhere with equal chance, in the first frame too: a
     # move_left that tended to start on the left (or end there) would move these means.
-    for action, (x, _) in per_class.items():
+    for action, (x, _, y) in per_class.items():
         for frame in (0, N_FRAMES // 2, -1):
-            # 100 clips: the mean of a uniform position is SIZE / 2 give or take 1.4 px.
-            assert x[:, frame].mean() == pytest.approx(SIZE / 2, abs=6.0), (action, frame)
-            assert kolmogorov_smirnov_uniform(x[:, frame], SIZE) < 0.25, (action, frame)
+            for position in (x, y):
+                # 100 clips: the mean of a uniform position is SIZE / 2 give or take 1.4 px.
+                assert position[:, frame].mean() == pytest.approx(SIZE / 2, abs=6.0), (action, frame)
+                assert kolmogorov_smirnov_uniform(position[:, frame], SIZE) < 0.25, (action, frame)
 
 
 def test_one_frame_sizes_are_the_same_for_every_class(per_class):
-    pooled = np.concatenate([area.ravel() for _, area in per_class.values()])
-    for action, (_, area) in per_class.items():
+    pooled = np.concatenate([area.ravel() for _, area, _ in per_class.values()])
+    for action, (_, area, _) in per_class.items():
         assert area.mean() == pytest.approx(pooled.mean(), abs=0.25), action
         np.testing.assert_allclose(np.quantile(area, [0.1, 0.5, 0.9]), np.quantile(pooled, [0.1, 0.5, 0.9]),
                                    atol=0.3, err_msg=action)
@@ -200,24 +194,28 @@ def test_opposite_motions_visit_the_same_states_for_the_same_scene():
         (left, scene), (right, _) = rendered("move_left", seed), rendered("move_right", seed)
         centres = [circular_mean(centroid_x(shape_masks(f, scene.background))) for f in (left, right)]
         assert abs(wrapped(centres[0] - centres[1])) < 1.0, seed
+        (up, scene), (down, _) = rendered("move_up", seed), rendered("move_down", seed)
+        centres = [circular_mean(centroid_y(shape_masks(f, scene.background))) for f in (up, down)]
+        assert abs(wrapped(centres[0] - centres[1])) < 1.0, seed
         (grow, scene), (shrink, _) = rendered("grow", seed), rendered("shrink", seed)
         areas = [np.sort(log_area(shape_masks(f, scene.background))) for f in (grow, shrink)]
-        assert np.abs(areas[0] - areas[1]).mean() < 0.05, seed
+        assert np.abs(areas[0] - areas[1]).mean() < 0.08, seed  # jitter and anti-aliasing: ~8% area
 
 
 def test_motion_separates_the_classes():
     unit = SIZE / 64
     for seed in range(30):
-        shifts = {a: net_shift(shape_masks(*_frames_and_background(a, seed))) for a in ("move_left", "move_right")}
-        # At least 1 px per frame sampled at 10 fps from 25 fps, at 64 px.
-        assert shifts["move_left"] < -0.4 * unit * (N_FRAMES - 1), seed
-        assert shifts["move_right"] > 0.4 * unit * (N_FRAMES - 1), seed
+        masks = {a: shape_masks(*_frames_and_background(a, seed)) for a in synth.CLASSES}
+        # At least 1 px per frame sampled at 10 fps from 25 fps, at 64 px, and nothing sideways.
+        least = 0.4 * unit * (N_FRAMES - 1)
+        assert net_shift(masks["move_left"]) < -least and abs(net_rise(masks["move_left"])) < 2.0, seed
+        assert net_shift(masks["move_right"]) > least and abs(net_rise(masks["move_right"])) < 2.0, seed
+        assert net_rise(masks["move_up"]) < -least and abs(net_shift(masks["move_up"])) < 2.0, seed
+        assert net_rise(masks["move_down"]) > least and abs(net_shift(masks["move_down"])) < 2.0, seed
         assert growth(shape_masks(*_frames_and_background("grow", seed))) > 0.25, seed
         assert growth(shape_masks(*_frames_and_background("shrink", seed))) < -0.25, seed
-        assert turn_votes(shape_masks(*_frames_and_background("rotate_cw", seed))) > 0.8, seed
-        assert turn_votes(shape_masks(*_frames_and_background("rotate_ccw", seed))) < -0.8, seed
-        still = shape_masks(*_frames_and_background("still", seed))
-        assert abs(net_shift(still)) < 2.0 and abs(growth(still)) < 0.2 and abs(turn_votes(still)) < 0.6, seed
+        still = masks["still"]
+        assert abs(net_shift(still)) < 2.0 and abs(net_rise(still)) < 2.0 and abs(growth(still)) < 0.2, seed
 
 
 def _frames_and_background(action, seed):

@@ -102,6 +102,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--lr", type=float, default=1e-4)
     fit.add_argument("--patience", type=int, default=8, help="early stopping, epochs without a better val loss")
     fit.add_argument("--clips-per-video", type=int, default=8, help="random clips per video per epoch")
+    fit.add_argument("--synthetic-clips", type=int, default=0, metavar="N",
+                     help="train on N freshly rendered synthetic clips per epoch (classes of `lrcn synth`); "
+                          "DATA's videos then only validate and test")
     fit.add_argument("--no-augment", action="store_true")
     fit.add_argument("--no-flip", action="store_true", help="no mirroring (for direction-sensitive classes)")
     fit.add_argument("--seed", type=int, default=0)
@@ -132,7 +135,7 @@ def config_from_args(args) -> "TrainConfig":
     from models.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-                       clips_per_video=args.clips_per_video, augment=not args.no_augment, flip=not args.no_flip,
+                       clips_per_video=args.clips_per_video, synthetic_clips=args.synthetic_clips, augment=not args.no_augment, flip=not args.no_flip,
                        seed=args.seed, refit=not args.no_refit, cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
                        progress=not args.quiet)
 
