@@ -237,3 +237,56 @@ def test_synthetic_stream_through_ffmpeg_and_serve_is_scored_frame_by_frame(tmp_
                      if all(shown[g] == change["to"] for g in range(f, segment_end))]
             assert change["settle_frames"] == (stays[0] - change["frame"] if stays else None)
     json.dumps(result)   # what --out writes
+
+
+def test_offline_agreement_counts_videos_whose_most_shown_label_is_the_offline_prediction(tmp_path):
+    from tools.streaming_accuracy import compare_offline
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"predictions": [{"video": "/d/a/x.avi", "label": "a", "predicted": "a"},
+                                                  {"video": "/d/b/y.avi", "label": "b", "predicted": "a"}]}))
+    segments = [{"video": "x.avi", "label": "a", "most_shown": "a"}, {"video": "y.avi", "label": "b", "most_shown": "b"},
+                {"video": "z.avi", "label": "b", "most_shown": "b"}]
+    result = {"modes": {"exact-hop1": {"segments": segments}}}
+    compare_offline(result, report)
+    assert result["modes"]["exact-hop1"]["offline"] == {"videos": 2, "agree": 1, "offline_correct": 1}
+    compare_offline(result, tmp_path / "absent.json")      # no report: nothing to compare, no error
+
+
+@pytest.fixture
+def weizmann_like(tmp_path):
+    """DATA/<class>/sS_<class>.avi for two classes and subjects 0-2, and a bundle's meta.json alone,
+    trained on subjects 0 and 1."""
+    from stream.bundle import BundleMeta, ModelSpec, write_meta
+
+    data = tmp_path / "data"
+    for name in ("bend", "wave"):
+        (data / name).mkdir(parents=True)
+        for subject in range(3):
+            write_clip(data / name / f"s{subject}_{name}.avi", 10, 25.0, (32, 32), 50 * subject)
+    bundle = tmp_path / "bundle"
+    write_meta(bundle, BundleMeta(spec=ModelSpec(classes=("bend", "wave")), feature_size=8,
+                                  training={"data": str(data), "train_groups": ["0"], "val_groups": ["1"]}))
+    return data, bundle
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--test-groups", "1"], "the bundle trained on group(s) 1 of the test videos"),
+    (["--test-groups", "2", "--modes", "exact-hop1,sideways"], "unknown head mode(s) sideways"),
+    (["--test-groups", "9"], "no videos in group(s) 9"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys, arguments, message):
+    from tools.cli import main
+
+    data, bundle = weizmann_like
+    assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_missing_bundle_needs_weights_to_be_trained(weizmann_like, capsys, tmp_path):
+    from tools.cli import main
+
+    data, _ = weizmann_like
+    assert main(["stream-accuracy", str(tmp_path / "none"), str(data), "--test-groups", "2"]) == 2
+    assert "give --weights" in capsys.readouterr().err

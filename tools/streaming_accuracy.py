@@ -438,8 +438,21 @@ def parse_modes(text: str | None, clip_length: int) -> list[HeadMode] | None:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise LrcnError(f"unknown head mode(s) {', '.join(unknown) or text!r} (known: {', '.join(known)})")
+        raise LrcnError(f"unknown head mode(s) {', '.join(unknown) or repr(text)} (known: {', '.join(known)})")
     return [known[n] for n in names]
+
+
+def compare_offline(result: dict, report_path: Path) -> None:
+    """Where the bundle's offline evaluation (`lrcn train`/`evaluate` report.json) predicted the same
+    videos: per mode, in how many joined videos the label shown most equals the offline prediction."""
+    if not report_path.is_file():
+        return
+    offline = {Path(p["video"]).name: p["predicted"] for p in json.loads(report_path.read_text())["predictions"]}
+    for row in result["modes"].values():
+        pairs = [(s["most_shown"], offline[s["video"]]) for s in row["segments"] if s["video"] in offline]
+        row["offline"] = {"videos": len(pairs), "agree": sum(a == b for a, b in pairs),
+                          "offline_correct": sum(s["label"] == offline[s["video"]] for s in row["segments"]
+                                                 if s["video"] in offline)}
 
 
 def table_lines(result: dict) -> list[str]:
@@ -450,6 +463,11 @@ def table_lines(result: dict) -> list[str]:
               f"{'settle':>7} "
              f"{'preds':>6} {'p50 ms':>7} {'drops':>6} {'frames in':>9}")]
     fmt = lambda v, unit="s": "-" if v is None else f"{v:.2f} {unit}"
+    offline = next(iter(result["modes"].values())).get("offline")
+    if offline:
+        lines.insert(1, f"offline evaluation (report.json): {offline['offline_correct']}/{offline['videos']} of these "
+                        f"videos right; videos whose most shown label is the offline prediction: "
+                        + ", ".join(f"{n} {r['offline']['agree']}" for n, r in result["modes"].items()))
     for name, row in result["modes"].items():
         delay = row["delay"]
         lines.append(f"{name:<22} {row['correct']:>5}/{row['frames']:<5} {row['accuracy'] or 0:>5.3f} "
@@ -472,8 +490,11 @@ def run(args) -> dict:
     _, test_videos = choose_split(dataset, args)
     if not test_videos:
         raise LrcnError("no test videos: the split holds none")
-    existing = (Path(args.bundle) / "meta.json").is_file()
-    parse_modes(args.modes, read_meta(args.bundle).spec.clip_length if existing else 16)  # before any training
+    if (Path(args.bundle) / "meta.json").is_file():   # fail before any export
+        check_held_out(read_meta(args.bundle), test_videos, data)
+        parse_modes(args.modes, read_meta(args.bundle).spec.clip_length)
+    else:                                             # or training
+        parse_modes(args.modes, 16)
     bundle = ensure_bundle(args)
     meta = read_meta(bundle)
     check_held_out(meta, test_videos, data)
@@ -486,6 +507,7 @@ def run(args) -> dict:
     video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
                                 args.fps)
     result = measure(bundle, video, labels, modes, work / "serve")
+    compare_offline(result, bundle / "evaluation" / "report.json")
     result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
               "videos": [v.path.name for v in chosen],
               **result}
