@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -345,7 +346,9 @@ def pattern_frames(size: tuple[int, int], count: int = 50) -> np.ndarray:
 
 class PatternSource(Source):
     """A generated live stream: frames from memory at a steady rate, stamped like a camera's.
-    Capture costs nothing, so what a benchmark measures is the pipeline alone."""
+    Capture costs nothing, so what a benchmark measures is the pipeline alone. Each stream
+    starts at its own phase within the first frame interval (from its name), as independent
+    cameras do, rather than all streams delivering at the same instant."""
 
     def _run(self) -> None:
         fps, seconds = parse_pattern(self.uri)
@@ -358,7 +361,7 @@ class PatternSource(Source):
         self.segment = 0
         self._emit(CONNECTED, f"{self.size[1]}x{self.size[0]} pattern at {fps:g} fps")
         period = 1.0 / fps
-        next_due = time.monotonic()
+        next_due = time.monotonic() + period * (zlib.crc32(self.name.encode()) % 1000) / 1000
         end = None if seconds is None else next_due + seconds
         while not self._stopping.wait(max(0.0, next_due - time.monotonic())):
             now = time.monotonic()

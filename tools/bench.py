@@ -222,20 +222,61 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     return result
 
 
-def encoder_throughput(bundle, max_batch: int, seconds: float = 3.0) -> dict:
-    """Bare batched-encoder throughput: back-to-back calls of max_batch frames, frames/s."""
+def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
+    """Bare throughput, frames/s, at each batch size up to max_batch (interleaved rounds):
+    the encoder alone, and the encoder plus the exact-window head of one stream per frame
+    (the Scheduler fed batches back to back: the pipeline's compute without its threads,
+    rings and sockets). `best` is the fastest batch size of each."""
+    from stream.ring import Frame
+    from stream.scheduler import Scheduler, StreamPlan
     from stream.sources import pattern_frames
+    from stream.windows import EXACT, WindowConfig
 
-    batch = pattern_frames(bundle.meta.spec.input_size, max_batch)
-    for _ in range(3):
-        bundle.encoder.encode(batch)
-    calls, start, cpu = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < seconds:
-        bundle.encoder.encode(batch)
-        calls += 1
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"batch": max_batch, "frames_per_s": round(calls * max_batch / wall, 1),
-            "cpu_ms_per_frame": round(cpu * 1e3 / (calls * max_batch), 4)}
+    sizes = [b for b in (1, 2, 4, 8, 16, 32) if b <= max_batch]
+    frames = pattern_frames(bundle.meta.spec.input_size, max(sizes))
+    calls = {}
+    for size in sizes:
+        batch = np.ascontiguousarray(frames[:size])
+        calls[f"encoder_b{size}"] = lambda batch=batch: bundle.encoder.encode(batch)
+        scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
+                              [StreamPlan(f"s{i}", FRAME_RATE, WindowConfig(EXACT, 1)) for i in range(size)], max_batch)
+        count = [0]
+
+        def step_all(scheduler=scheduler, size=size, count=count):
+            i = count[0]
+            scheduler.process({f"s{k}": [Frame(frames[k], i, i / FRAME_RATE)] for k in range(size)})
+            count[0] += 1
+        calls[f"compute_b{size}"] = step_all
+    timings = interleaved(calls, rounds, warmup=3)
+    result = {}
+    for kind in ("encoder", "compute"):
+        rates = {size: round(size * 1e3 / timings[f"{kind}_b{size}"]["ms"], 1) for size in sizes}
+        best = max(rates, key=rates.get)
+        result[kind] = {"frames_per_s": rates, "best_batch": best, "best_frames_per_s": rates[best]}
+    return result
+
+
+def paced_compute_cpu(bundle, frames_count: int) -> float:
+    """CPU ms per frame of the Scheduler alone (encoder + exact head) fed one frame every
+    1/FRAME_RATE s, the cadence a live stream has: what the pipeline computes, without it."""
+    from stream.ring import Frame
+    from stream.scheduler import Scheduler, StreamPlan
+    from stream.sources import pattern_frames
+    from stream.windows import EXACT, WindowConfig
+
+    frames = pattern_frames(bundle.meta.spec.input_size, 50)
+    scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
+                          [StreamPlan("s", FRAME_RATE, WindowConfig(EXACT, 1))])
+    cpu = 0.0
+    next_due = time.monotonic()
+    for i in range(frames_count):
+        time.sleep(max(0.0, next_due - time.monotonic()))
+        next_due += 1.0 / FRAME_RATE
+        start = time.process_time()
+        scheduler.process({"s": [Frame(frames[i % len(frames)], i, i / FRAME_RATE)]})
+        if i >= 20:
+            cpu += time.process_time() - start
+    return round(cpu * 1e3 / max(1, frames_count - 20), 4)
 
 
 class Collector:
@@ -246,15 +287,18 @@ class Collector:
 
         self.subscriber = Subscriber(endpoint, topics)
         self.messages: list[tuple[float, object]] = []
+        self.cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        start = time.thread_time()
         while not self._stop.is_set():
             message = self.subscriber.receive(0.05)
             if message is not None:
                 self.messages.append((time.time(), message))
+        self.cpu_s = time.thread_time() - start   # the subscriber's own CPU, not the pipeline's
 
     def close(self) -> list[tuple[float, object]]:
         self._stop.set()
@@ -279,6 +323,7 @@ def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float =
     stats = pipeline.run(duration_s=seconds + warmup_s)
     cpu = time.process_time() - cpu
     received = [(at, m) for at, m in collector.close() if m.payload["publish_time"] >= counted_from]
+    cpu -= collector.cpu_s
     publish = [m.payload["latency_ms"] for _, m in received]
     streams_stats = stats["streams"].values()
     result = {"streams": len(sources), "seconds": stats["elapsed_s"], "encoded": stats["encoded"],
@@ -306,7 +351,7 @@ def holds(run: dict, interval_ms: float) -> bool:
     return run["dropped"] == 0 and run["p99_ms"] is not None and run["p99_ms"] < interval_ms
 
 
-def capacity_section(bundle, source: str, seconds: float, max_streams: int, log) -> dict:
+def capacity_section(bundle, source: str, seconds: float, max_streams: int, log, **stream_args) -> dict:
     """Double the stream count until a run fails, then bisect: the most streams that hold."""
     interval_ms = 1000.0 / FRAME_RATE
     is_file = source != "pattern"
@@ -314,9 +359,9 @@ def capacity_section(bundle, source: str, seconds: float, max_streams: int, log)
 
     def trial(n: int) -> bool:
         sources = [source] * n if is_file else [f"pattern:{FRAME_RATE:g}"] * n
-        run = run_streams(bundle, sources, seconds, pace=True, loop=True)
+        run = run_streams(bundle, sources, seconds, pace=True, loop=True, **stream_args)
         if not holds(run, interval_ms):   # one retry: a single stall of a shared machine is not a verdict
-            again = run_streams(bundle, sources, seconds, pace=True, loop=True)
+            again = run_streams(bundle, sources, seconds, pace=True, loop=True, **stream_args)
             run = again if holds(again, interval_ms) or (again["p99_ms"] or 1e9) < (run["p99_ms"] or 1e9) else run
         del run["publish_latency_ms"], run["receive_latency_ms"]
         runs[n] = run
@@ -459,11 +504,25 @@ def table(result: dict) -> str:
     for key in ("capacity_memory", "capacity_file"):
         capacity = result.get(key)
         if capacity:
-            lines.append(f"capacity ({capacity['source']}): {capacity['max_streams']} streams at {FRAME_RATE:g} fps "
+            head = result.get("capacity_head", {})
+            lines.append(f"capacity ({capacity['source']}, {head.get('mode')} hop {head.get('hop')}): "
+                         f"{capacity['max_streams']} streams at {FRAME_RATE:g} fps "
                          f"(first failing: {capacity['first_failing']}), {capacity['frames_per_s']} frames/s")
     if "throughput" in result:
-        lines.append(f"bare batched encoder: {result['throughput']['frames_per_s']} frames/s at batch "
-                     f"{result['throughput']['batch']}")
+        for kind, label in (("encoder", "bare encoder"), ("compute", "bare encoder + exact head (Scheduler)")):
+            t = result["throughput"][kind]
+            lines.append(f"{label}, frames/s by batch: {t['frames_per_s']} (best {t['best_frames_per_s']} at "
+                         f"batch {t['best_batch']})")
+    if "aggregate" in result:
+        a = result["aggregate"]
+        lines.append(f"aggregate at capacity {a['frames_per_s']} frames/s = {a['fraction']:.0%} of the bare encoder, "
+                     f"{a['fraction_of_bare_compute']:.0%} of bare encoder + head; sustained without drops (latency "
+                     f"aside) {a['sustained_without_drops_frames_per_s']} frames/s = {a['sustained_fraction']:.0%}")
+    if "pipeline" in result:
+        p = result["pipeline"]
+        lines.append(f"pipeline CPU per frame, one stream: {p['cpu_ms_per_frame']} ms; bare encoder + head in a hot "
+                     f"loop {p['bare_cpu_ms_per_frame']:.3f} ms ({p['cpu_over_bare']}x); the same compute paced at "
+                     f"{FRAME_RATE:g} fps {p['paced_compute_cpu_ms_per_frame']} ms ({p['cpu_over_paced_compute']}x)")
     startup = result.get("startup")
     if startup:
         lines.append("")
@@ -523,8 +582,10 @@ def plot(result: dict, out: Path) -> list[str]:
         left.set_ylabel("p99 capture->publish, ms")
         left.legend(fontsize=7)
         if "throughput" in result:
-            right.axhline(result["throughput"]["frames_per_s"], color="k", linestyle=":", linewidth=1,
-                          label="bare batched encoder")
+            right.axhline(result["throughput"]["encoder"]["best_frames_per_s"], color="k", linestyle=":", linewidth=1,
+                          label="bare encoder (best batch)")
+            right.axhline(result["throughput"]["compute"]["best_frames_per_s"], color="g", linestyle="-.",
+                          linewidth=1, label="bare encoder + head")
         right.set_xlabel(f"concurrent {FRAME_RATE:g} fps streams")
         right.set_ylabel("frames encoded / s")
         right.legend(fontsize=7)
@@ -541,6 +602,8 @@ def plot(result: dict, out: Path) -> list[str]:
 def bench(args) -> dict:
     from stream.runtime_bundle import load_runtime_bundle
 
+    if args.max_streams < 1 or args.hop < 1 or (args.seconds is not None and args.seconds <= 0):
+        raise LrcnError("--max-streams and --hop must be >= 1, --seconds positive")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bundle_dir = Path(args.bundle) if args.bundle else out / "seed-112"
@@ -562,25 +625,35 @@ def bench(args) -> dict:
               "load_before": load_average()}
     log("lrcn bench: per-frame cost")
     result["cost"] = cost_section(bundle, repeats, args.threads)
-    log("lrcn bench: bare batched encoder throughput")
-    result["throughput"] = encoder_throughput(bundle, 16, 1.0 if quick else 3.0)
+    log("lrcn bench: bare throughput at each batch size")
+    result["throughput"] = throughput_section(bundle, 16, 5 if quick else 30)
     log("lrcn bench: latency, one stream")
     result["latency"] = latency_section(bundle, args.latency_seconds or (3.0 if quick else 20.0))
     cost = result["cost"]
     bare_cpu = cost["encoder_b1"]["cpu_ms"] + cost["head_exact"]["cpu_ms"]
-    result["pipeline"] = {"cpu_ms_per_frame": result["latency"]["cpu_ms_per_frame"], "bare_cpu_ms_per_frame": bare_cpu,
-                          "cpu_over_bare": round(result["latency"]["cpu_ms_per_frame"] / bare_cpu, 3)}
+    paced = paced_compute_cpu(bundle, 60 if quick else 300)
+    pipeline_cpu = result["latency"]["cpu_ms_per_frame"]
+    result["pipeline"] = {"cpu_ms_per_frame": pipeline_cpu, "bare_cpu_ms_per_frame": bare_cpu,
+                          "cpu_over_bare": round(pipeline_cpu / bare_cpu, 3), "paced_compute_cpu_ms_per_frame": paced,
+                          "cpu_over_paced_compute": round(pipeline_cpu / paced, 3)}
     if not args.no_capacity:
         log("lrcn bench: capacity, in-memory streams")
-        result["capacity_memory"] = capacity_section(bundle, "pattern", seconds, args.max_streams, log)
+        head = {"mode": args.mode, "hop": args.hop}
+        result["capacity_head"] = head
+        result["capacity_memory"] = capacity_section(bundle, "pattern", seconds, args.max_streams, log, **head)
         video = Path(args.video) if args.video else default_video(out)
         if not video.is_file():
             raise LrcnError(f"video not found: {video}")
         log(f"lrcn bench: capacity, video files ({video.name})")
-        result["capacity_file"] = capacity_section(bundle, str(video), seconds, args.max_streams, log)
+        result["capacity_file"] = capacity_section(bundle, str(video), seconds, args.max_streams, log, **head)
         best = result["capacity_memory"]["frames_per_s"]
-        result["aggregate"] = {"frames_per_s": best, "bare_frames_per_s": result["throughput"]["frames_per_s"],
-                               "fraction": round(best / result["throughput"]["frames_per_s"], 3)}
+        encoder, compute = result["throughput"]["encoder"], result["throughput"]["compute"]
+        sustained = max((r["frames_per_s"] for r in result["capacity_memory"]["runs"] if r["dropped"] == 0), default=0)
+        result["aggregate"] = {"frames_per_s": best, "bare_frames_per_s": encoder["best_frames_per_s"],
+                               "fraction": round(best / encoder["best_frames_per_s"], 3),
+                               "fraction_of_bare_compute": round(best / compute["best_frames_per_s"], 3),
+                               "sustained_without_drops_frames_per_s": sustained,
+                               "sustained_fraction": round(sustained / encoder["best_frames_per_s"], 3)}
     if not args.no_startup:
         log("lrcn bench: start-up, this runtime against Keras (subprocesses)")
         result["startup"] = startup_section(bundle_dir)
@@ -606,6 +679,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="length of each capacity run (default 8, --quick 3)")
     parser.add_argument("--latency-seconds", type=float, help="length of the latency run (default 20, --quick 3)")
     parser.add_argument("--max-streams", type=int, default=128, help="stop the capacity search here")
+    parser.add_argument("--mode", choices=("exact", "continuous"), default="exact", help="head mode of the capacity runs")
+    parser.add_argument("--hop", type=int, default=1, help="hop of the capacity runs (default 1)")
     parser.add_argument("--no-capacity", action="store_true")
     parser.add_argument("--no-startup", action="store_true")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter runs: a smoke test")
