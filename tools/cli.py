@@ -96,6 +96,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--clip-length", type=int, default=16)
     model.add_argument("--fps", type=float, default=10.0, help="sampling rate the model sees (default 10)")
     model.add_argument("--lstm-units", type=int, default=512)
+    model.add_argument("--dropout", type=float, nargs=2, default=(0.7, 0.5), metavar=("FEATURES", "LSTM"),
+                       help="dropout on the per-frame features and inside the LSTM (default: the seed's 0.7 0.5)")
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=30)
     fit.add_argument("--batch-size", type=int, default=8)
@@ -127,7 +129,7 @@ def spec_from_args(args, classes) -> "ModelSpec":
     return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
                      clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
                      per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable,
-                     pooling=args.pooling)
+                     pooling=args.pooling, feature_dropout=args.dropout[0], lstm_dropout=args.dropout[1])
 
 
 def config_from_args(args) -> "TrainConfig":
