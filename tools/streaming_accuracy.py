@@ -460,7 +460,7 @@ def table_lines(result: dict) -> list[str]:
              f"{result['fps']:g} fps), {result['changes']} action changes; accuracy from frame "
              f"{result['scored_from_frame']}"),
              (f"{'head mode':<22} {'accuracy':>17} {'delay median':>13} {'mean':>7} {'max':>7} {'missed':>7} "
-              f"{'settle':>7} "
+              f"{'settle (n)':>12} "
              f"{'preds':>6} {'p50 ms':>7} {'drops':>6} {'frames in':>9}")]
     fmt = lambda v, unit="s": "-" if v is None else f"{v:.2f} {unit}"
     offline = next(iter(result["modes"].values())).get("offline")
@@ -470,9 +470,10 @@ def table_lines(result: dict) -> list[str]:
                         + ", ".join(f"{n} {r['offline']['agree']}" for n, r in result["modes"].items()))
     for name, row in result["modes"].items():
         delay = row["delay"]
+        settle = f"{fmt(delay['settle_median_s'])} ({delay['settled']})"
         lines.append(f"{name:<22} {row['correct']:>5}/{row['frames']:<5} {row['accuracy'] or 0:>5.3f} "
                      f"{fmt(delay['median_s']):>13} {fmt(delay['mean_s']):>7} {fmt(delay['max_s']):>7} "
-                     f"{delay['missed']:>3}/{delay['changes']:<3} {fmt(delay['settle_median_s']):>7} "
+                     f"{delay['missed']:>3}/{delay['changes']:<3} {settle:>12} "
                      f"{row['predictions']:>6} "
                      f"{row['latency_p50_ms'] if row['latency_p50_ms'] is not None else '-':>7} "
                      f"{(row['dropped'] or 0) + (row['publisher_dropped'] or 0) + row['missed_messages']:>6} "
