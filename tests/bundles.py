@@ -37,7 +37,8 @@ def real_video(tmp_dir: Path) -> Path:
         return WEIZMANN_VIDEO
     from models import synth
 
-    paths = synth.write_dataset(tmp_dir / "synth", videos_per_class=1, n_frames=24, size=64, seed=3, groups=1)
+    # 60 frames: the scheduler tests cut the video at frame 30 and re-offer its first 30.
+    paths = synth.write_dataset(tmp_dir / "synth", videos_per_class=1, n_frames=60, size=64, seed=3, groups=1)
     return Path(paths[0])
 
 
