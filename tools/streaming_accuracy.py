@@ -501,13 +501,15 @@ def run(args) -> dict:
     check_held_out(meta, test_videos, data)
     modes = parse_modes(args.modes, meta.spec.clip_length)
     chosen = order_videos(test_videos, dataset.classes, args.videos, args.seed)
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="lrcn-stream-accuracy-"))
-    size = args.size or frame_size(chosen[0].path)
-    print(f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
-          file=sys.stderr)
-    video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
-                                args.fps)
-    result = measure(bundle, video, labels, modes, work / "serve")
+    with contextlib.ExitStack() as stack:   # no --work: a temporary folder, removed at the end
+        work = Path(args.work) if args.work else \
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrcn-stream-accuracy-")))
+        size = args.size or frame_size(chosen[0].path)
+        print(f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
+              file=sys.stderr)
+        video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
+                                    args.fps)
+        result = measure(bundle, video, labels, modes, work / "serve")
     compare_offline(result, bundle / "evaluation" / "report.json")
     result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
               "videos": [v.path.name for v in chosen],
@@ -545,6 +547,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", help="comma-separated head modes (default all: exact-hop1, exact-hop4, "
                                         "continuous-resetT, continuous, exact-hop1-ema0.3, exact-hop1-hyst3)")
     parser.add_argument("--weights", help="MobileNetV2 weights, to train a bundle that is not there yet")
-    parser.add_argument("--work", help="folder for the joined video and serve's files (default: a temporary one)")
+    parser.add_argument("--work", help="keep the joined video, its labels and serve's files here (default: a "
+                                       "temporary folder, removed)")
     parser.add_argument("--out", help="write the results here as JSON")
     parser.add_argument("--seed", type=int, default=0, help="order of the joined videos")
