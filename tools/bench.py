@@ -687,19 +687,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m tools.bench ...` is `lrcn bench ...`; `--child` runs one start-up measurement."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         child_main(argv[1], argv[2], float(argv[3]))
         return 0
-    parser = argparse.ArgumentParser(prog="lrcn bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        bench(args)
-    except LrcnError as err:
-        print(f"lrcn: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    from tools.cli import main as lrcn
+
+    return lrcn(["bench", *argv])
 
 
 if __name__ == "__main__":

@@ -241,14 +241,10 @@ def run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lrcn faults", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        run(parser.parse_args(argv))
-    except LrcnError as err:
-        print(f"lrcn: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """`python -m tools.faults ...` is `lrcn faults ...`."""
+    from tools.cli import main as lrcn
+
+    return lrcn(["faults", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -171,8 +171,9 @@ def soak(args) -> dict:
         next_sample = started + args.interval
         while serve.poll() is None and time.monotonic() < started + args.duration + 20:
             time.sleep(max(0.0, min(0.2, next_sample - time.monotonic())))
-            for server in servers:   # a server that exits (it should not) is started again and counted
-                if not server.alive and serve.poll() is None:
+            serving = serve.poll() is None and time.monotonic() < started + args.duration - 1.0
+            for server in servers:   # a server that exits mid-run (none should) is started again and counted
+                if not server.alive and serving:
                     server.start()
                     restarts += 1
             if time.monotonic() < next_sample or serve.poll() is not None:
@@ -301,14 +302,10 @@ def run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lrcn soak", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        run(parser.parse_args(argv))
-    except LrcnError as err:
-        print(f"lrcn: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """`python -m tools.soak ...` is `lrcn soak ...`."""
+    from tools.cli import main as lrcn
+
+    return lrcn(["soak", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
