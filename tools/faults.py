@@ -27,7 +27,7 @@ import numpy as np
 
 from stream.errors import LrcnError
 from tools.ffmpeg_server import free_port
-from tools.soak import Monitor, StreamServer, default_video, start_serve
+from tools.soak import Monitor, StreamServer, checked_inputs, start_serve
 
 GAP_STATES = ("lost", "reconnecting")
 CYCLE_TIMEOUT_S = 40.0
@@ -110,13 +110,7 @@ def stall_subscriber(endpoint: str, stall_s: float, result: dict) -> None:
 
 
 def faults(args) -> dict:
-    bundle, out = Path(args.bundle), Path(args.out)
-    if not (bundle / "meta.json").is_file():
-        raise LrcnError(f"not a bundle: {bundle}")
-    out.mkdir(parents=True, exist_ok=True)
-    video = Path(args.video) if args.video else default_video(out)
-    if not video.is_file():
-        raise LrcnError(f"video not found: {video}")
+    bundle, out, video = checked_inputs(args)
     corrupt = corrupt_copy(video, out / f"corrupt{video.suffix}")
     servers = [StreamServer(video) for _ in range(args.streams)]
     names = [f"cam{i}" for i in range(len(servers))]

@@ -148,7 +148,8 @@ def default_video(out: Path) -> Path:
     return bench_video(out)
 
 
-def soak(args) -> dict:
+def checked_inputs(args) -> tuple[Path, Path, Path]:
+    """(bundle, out folder, video to serve) from the soak's and the fault run's arguments."""
     bundle, out = Path(args.bundle), Path(args.out)
     if not (bundle / "meta.json").is_file():
         raise LrcnError(f"not a bundle: {bundle}")
@@ -156,6 +157,11 @@ def soak(args) -> dict:
     video = Path(args.video) if args.video else default_video(out)
     if not video.is_file():
         raise LrcnError(f"video not found: {video}")
+    return bundle, out, video
+
+
+def soak(args) -> dict:
+    bundle, out, video = checked_inputs(args)
     servers = [StreamServer(video) for _ in range(args.streams)]
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     samples, restarts = [], 0
