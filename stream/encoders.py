@@ -46,6 +46,21 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+def session_options(threads: int | None = None):
+    """ONNX Runtime options for this runtime: quiet, `threads` intra-op threads, and no spinning."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Idle intra-op threads would spin between calls, taking the cores the head, the capture
+    # threads and other processes need (profiled: 15 -> 5 CPU ms per frame for one stream).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntimeEncoder:
     """encoder.onnx (or its INT8 twin) in an ONNX Runtime session.
 
@@ -60,14 +75,7 @@ class OnnxRuntimeEncoder:
         path = Path(onnx_path)
         if not path.is_file():
             raise LrcnError(f"encoder model not found: {path}")
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # Idle intra-op threads would spin between calls, taking the cores the head, the capture
-        # threads and other processes need (profiled: 15 -> 5 CPU ms per frame for one stream).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threads)
         available = available_providers()
         wanted = providers or [p for p in PREFERRED_PROVIDERS if p in available]
         try:

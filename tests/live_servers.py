@@ -3,7 +3,6 @@ HTTP MJPEG) and a GStreamer RTSP server, each started as a subprocess and always
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ from tools.ffmpeg_server import (  # noqa: F401 - the tests import them from her
     served,
     stop_process,
     wait_listening,
+    wait_until,
 )
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -59,11 +59,4 @@ def gstreamer_rtsp_missing() -> str | None:
     return None
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 

@@ -147,7 +147,7 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     """ms per new frame: naive model.onnx, exact and continuous through the Scheduler, parts apart."""
     import onnxruntime
 
-    from stream.encoders import INT8_ENCODER_FILE, open_encoder
+    from stream.encoders import INT8_ENCODER_FILE, open_encoder, session_options
     from stream.ring import Frame
     from stream.scheduler import Scheduler, StreamPlan
     from stream.sources import pattern_frames
@@ -166,12 +166,8 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     model_path = bundle.path / "model.onnx"
     if not model_path.is_file():
         raise LrcnError(f"bundle {bundle.path} has no model.onnx, the naive baseline (run `lrcn export`)")
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the runtime's encoder
-    session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(model_path), session_options(threads),  # as the runtime's encoder
+                                           providers=["CPUExecutionProvider"])
     clip = frames[np.arange(clip_length)][None]
     name = session.get_inputs()[0].name
     calls = {"naive": lambda: session.run(None, {name: clip})}

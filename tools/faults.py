@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import LrcnError
-from tools.ffmpeg_server import free_port
-from tools.soak import Monitor, StreamServer, checked_inputs, start_serve
+from tools.ffmpeg_server import free_port, wait_until
+from tools.soak import Monitor, StreamServer, checked_inputs, start_serve, tear_down
 
 GAP_STATES = ("lost", "reconnecting")
 CYCLE_TIMEOUT_S = 40.0
@@ -43,15 +43,6 @@ def corrupt_copy(video: Path, out: Path, chunks: int = 12, chunk_bytes: int = 20
         data[offset:offset + chunk_bytes] = rng.integers(0, 256, chunk_bytes, dtype=np.uint8).tobytes()
     out.write_bytes(bytes(data))
     return out
-
-
-def wait_for(predicate, timeout_s: float, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
 
 
 def kill_cycles(server: StreamServer, stream: str, monitor: Monitor, kills: int, down_s: float, cycles: list) -> None:
@@ -77,7 +68,7 @@ def kill_cycles(server: StreamServer, stream: str, monitor: Monitor, kills: int,
                              None)
             last = monitor.last_prediction.get(stream)
             return gap is not None and connected is not None and last is not None and last[0] > connected["t"]
-        ok = wait_for(resumed, CYCLE_TIMEOUT_S)
+        ok = wait_until(resumed, CYCLE_TIMEOUT_S, 0.05)
         events = monitor.events_since(stream, killed_at)
         record.update({"resumed": ok, "events": [e["state"] for e in events],
                        "gap_event": any(e["state"] in GAP_STATES for e in events),
@@ -127,7 +118,7 @@ def faults(args) -> dict:
             server.start()
         serve = start_serve(bundle, [s.url for s in servers] + [str(corrupt)], names + ["corrupt"], endpoint,
                             args.timeout, out / "serve-stats.json", ["--loop"])
-        if not wait_for(lambda: all(n in monitor.predictions for n in names + ["corrupt"]), 60.0):
+        if not wait_until(lambda: all(n in monitor.predictions for n in names + ["corrupt"]), 60.0, 0.05):
             raise LrcnError(f"no predictions from {sorted(set(names + ['corrupt']) - set(monitor.predictions))} "
                             f"within 60 s of starting serve")
         result["first_predictions_s"] = round(time.monotonic() - started, 1)
@@ -154,12 +145,7 @@ def faults(args) -> dict:
         result.update({"serve_alive_until_stop": alive_before_stop, "serve_exit": code,
                        "stop_s": round(time.monotonic() - stop_at, 2)})
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.kill()
-            serve.wait(10)
-        for server in servers:
-            server.kill()
-        monitor.close()
+        tear_down(serve, servers, monitor)
     stats_path = out / "serve-stats.json"
     final = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     result.update({"elapsed_s": round(time.monotonic() - started, 1), "cycles": cycles, "stalled_subscriber": stall,

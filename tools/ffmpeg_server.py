@@ -69,6 +69,16 @@ def served(command: list[str], port: int):
             stop_process(process)
 
 
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
+    """Poll `predicate` until it holds or `timeout_s` passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
+
+
 def ffmpeg_tcp_ts(video: Path, port: int, loop: bool = True) -> list[str]:
     """Serve `video` in real time (-re) as MPEG-TS to the first client of tcp://127.0.0.1:PORT;
     ffmpeg waits for that client before it reads the first frame, so the client sees frame 0 first."""

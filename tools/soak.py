@@ -148,6 +148,16 @@ def default_video(out: Path) -> Path:
     return bench_video(out)
 
 
+def tear_down(serve: subprocess.Popen | None, servers: list, monitor) -> None:
+    """Whatever happened: kill a serve that is still up, every stream server, and the subscriber."""
+    if serve is not None and serve.poll() is None:
+        serve.kill()
+        serve.wait(10)
+    for server in servers:
+        server.kill()
+    monitor.close()
+
+
 def checked_inputs(args) -> tuple[Path, Path, Path]:
     """(bundle, out folder, video to serve) from the soak's and the fault run's arguments."""
     bundle, out = Path(args.bundle), Path(args.out)
@@ -208,12 +218,7 @@ def soak(args) -> dict:
         except subprocess.TimeoutExpired:
             code = None
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.kill()
-            serve.wait(10)
-        for server in servers:
-            server.kill()
-        monitor.close()
+        tear_down(serve, servers, monitor)
     result = summarise(samples, code, restarts, args, video, monitor)
     (out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
     result["plot"] = plot(result, out / "soak.png")
