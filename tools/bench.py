@@ -601,7 +601,6 @@ def bench(args) -> dict:
     if args.max_streams < 1 or args.hop < 1 or (args.seconds is not None and args.seconds <= 0):
         raise LrcnError("--max-streams and --hop must be >= 1, --seconds positive")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     bundle_dir = Path(args.bundle) if args.bundle else out / "seed-112"
     if args.seed_model and not (bundle_dir / "encoder.onnx").is_file():
         print(f"lrcn: building the seed bundle (112x112, T=16, LSTM 512, untrained) in {bundle_dir}", file=sys.stderr)
@@ -612,6 +611,7 @@ def bench(args) -> dict:
     repeats = 20 if quick else 100
     seconds = args.seconds or (3.0 if quick else 8.0)
     bundle = load_runtime_bundle(bundle_dir, args.backend, threads=args.threads)
+    out.mkdir(parents=True, exist_ok=True)  # only once there is something to measure: a bad call leaves nothing
     spec = bundle.meta.spec
     log = (lambda line: print(line, file=sys.stderr, flush=True))
     result = {"bundle": str(bundle_dir), "backend": args.backend, "threads": args.threads,
