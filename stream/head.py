@@ -76,14 +76,25 @@ class LstmHead:
         return x @ self.kernel + self.bias
 
     def recurrent_step(self, xw: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One step from a precomputed projection; xw [4U] or [1, 4U] is shared by all states."""
-        z = xw + h @ self.recurrent_kernel
-        # All four gates in one tanh: sigmoid(x) = (1 + tanh(x / 2)) / 2 for i, f, o; tanh for g.
-        t = np.tanh(z * self._gate_scale)
+        """One step from a precomputed projection. h, c [..., U]: any leading axes, all in one
+        matmul; xw [..., 4U] broadcasts against them, so one frame's projection serves many states."""
         u = self.units
+        z = (h.reshape(-1, u) @ self.recurrent_kernel).reshape(*h.shape[:-1], 4 * u)
+        z += xw
+        # All four gates in one tanh: sigmoid(x) = (1 + tanh(x / 2)) / 2 for i, f, o; tanh for g.
+        # In place: at 16 states per stream the temporaries cost as much as the gate arithmetic.
+        z *= self._gate_scale
+        t = np.tanh(z, out=z)
         i, f, g, o = (t[..., k * u:(k + 1) * u] for k in range(4))
-        c = (0.5 + 0.5 * f) * c + (0.5 + 0.5 * i) * g
-        return (0.5 + 0.5 * o) * np.tanh(c), c
+        for gate in (i, f, o):
+            gate *= 0.5
+            gate += 0.5
+        c = f * c
+        i *= g
+        c += i
+        h = np.tanh(c)
+        h *= o
+        return h, c
 
     @cached_property
     def _gate_scale(self) -> np.ndarray:
@@ -94,8 +105,9 @@ class LstmHead:
         return self.recurrent_step(self.input_projection(x), h, c)
 
     def probabilities(self, h: np.ndarray) -> np.ndarray:
-        """Softmax of one step's output, [N, U] -> [N, C]."""
-        return softmax(h @ self.dense_kernel + self.dense_bias)
+        """Softmax of one step's output, [..., U] -> [..., C]."""
+        logits = h.reshape(-1, self.units) @ self.dense_kernel + self.dense_bias
+        return softmax(logits).reshape(*h.shape[:-1], len(self.classes))
 
     def clip_probabilities(self, features: np.ndarray) -> np.ndarray:
         """What the Keras model outputs for whole clips: [B, T, F] features -> [B, C]."""

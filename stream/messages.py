@@ -22,7 +22,6 @@ messages were shed on the way; a smaller number than before means the publisher 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,15 +61,17 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
     """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference."""
     if latency_ms is None:
         latency_ms = (publish_time - capture_time) * 1000.0
-    if not 0 <= window[0] <= window[1]:
+    first, last = int(window[0]), int(window[1])
+    if not 0 <= first <= last:
         raise MessageError(f"window must be [first, last] frame indices with first <= last, got {list(window)}")
+    # Built inline rather than value by value: this runs for every prediction of every stream.
     payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "frame_index": frame_index,
-               "window": [int(window[0]), int(window[1])], "label": label, "score": _prob(score),
-               "top_k": [[str(name), _prob(p)] for name, p in top_k],
+               "window": [first, last], "label": label, "score": round(float(score), 6),
+               "top_k": [[str(name), round(float(p), 6)] for name, p in top_k],
                "capture_time": round(capture_time, 6), "publish_time": round(publish_time, 6),
                "latency_ms": round(latency_ms, 3)}
     if probabilities is not None:
-        payload["probabilities"] = {str(name): _prob(p) for name, p in probabilities.items()}
+        payload["probabilities"] = {str(name): round(float(p), 6) for name, p in probabilities.items()}
     return _frames(pred_topic(stream), payload)
 
 
@@ -147,12 +148,9 @@ def _checked_stream(stream: str) -> str:
     return stream
 
 
-def _prob(value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise MessageError(f"score must be finite, got {value}")
-    return round(value, 6)
-
-
 def _frames(topic: str, payload: dict) -> list[bytes]:
-    return [topic.encode("utf-8"), json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")]
+    try:
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # what allow_nan refuses: a NaN or infinite score or probability
+        raise MessageError(f"{topic}: scores and probabilities must be finite") from None
+    return [topic.encode("utf-8"), text.encode("utf-8")]

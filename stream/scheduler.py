@@ -1,5 +1,6 @@
 """The scheduler: sample each stream on its grid, encode all due frames of all streams in one
-batch, then step each stream's head in capture order.
+batch, then step the heads of all streams at once (one `step_streams` per window config; a
+stream with several due frames is stepped in capture order, one frame per round).
 
 No threads and no sockets: the pipeline calls `process` from its inference thread with the
 frames it read from the rings; `lrcn annotate` calls it with frames read from a file.
@@ -27,7 +28,13 @@ from stream.head import Head, limit_blas_threads
 from stream.ring import Frame
 from stream.sampling import on_grid
 from stream.smoothing import SmootherState, Smoothing, smooth
-from stream.windows import WindowConfig, WindowState, frame_inputs, initial_state, step
+from stream.windows import (
+    WindowConfig,
+    WindowState,
+    frame_inputs,
+    initial_state,
+    step_streams,
+)
 
 DEFAULT_ENCODER = "default"
 
@@ -137,19 +144,37 @@ class Scheduler:
         features, sizes = self._encode(due)
         inputs = frame_inputs(self.head, features)
         predictions = []
-        for (track, frame), frame_input in zip(due, inputs):
-            if track.segment is not None and frame.segment != track.segment:
-                self._reset_head(track)
-            track.segment = frame.segment
-            track.state, window = step(self.head, self.clip_length, track.plan.windows, track.state, frame_input,
-                                       frame.index)
-            if window is not None:
-                track.smoother, label, score = smooth(track.plan.smoothing, track.smoother, window.probabilities)
-                track.predictions += 1
-                predictions.append(Prediction(track.plan.id, frame.index, (window.first, window.last),
-                                              frame.captured_at, window.probabilities, self.head.classes[label],
-                                              score))
-        return StepResult(predictions, [(t.plan.id, f.index) for t, f in due], sizes)
+        for position, track, frame, window in self._step(due, inputs):
+            track.smoother, label, score = smooth(track.plan.smoothing, track.smoother, window.probabilities)
+            track.predictions += 1
+            predictions.append((position, Prediction(track.plan.id, frame.index, (window.first, window.last),
+                                                     frame.captured_at, window.probabilities,
+                                                     self.head.classes[label], score)))
+        predictions.sort(key=lambda item: item[0])  # in `due` order, as if each frame were stepped alone
+        return StepResult([p for _, p in predictions], [(t.plan.id, f.index) for t, f in due], sizes)
+
+    def _step(self, due: list[tuple[_Track, Frame]], inputs: np.ndarray):
+        """Step every due frame's stream, all streams of one window config at once: round r steps
+        each stream's r-th due frame. Yields (position in `due`, track, frame, window) per window."""
+        rounds: dict[tuple[int, WindowConfig], list[int]] = {}
+        taken: Counter[str] = Counter()
+        for position, (track, _) in enumerate(due):
+            rounds.setdefault((taken[track.plan.id], track.plan.windows), []).append(position)
+            taken[track.plan.id] += 1
+        for (_, config), positions in sorted(rounds.items(), key=lambda item: item[0][0]):
+            tracks = []
+            for position in positions:
+                track, frame = due[position]
+                if track.segment is not None and frame.segment != track.segment:
+                    self._reset_head(track)
+                track.segment = frame.segment
+                tracks.append(track)
+            states, windows = step_streams(self.head, self.clip_length, config, [t.state for t in tracks],
+                                           inputs[positions], [due[p][1].index for p in positions])
+            for position, track, state, window in zip(positions, tracks, states, windows):
+                track.state = state
+                if window is not None:
+                    yield position, track, due[position][1], window
 
     def stats(self) -> dict:
         histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts

@@ -1,24 +1,30 @@
 """Per-stream head state: which windows of frames are open, and when one emits a prediction.
 
 Pure functions over plain data. The scheduler computes each frame's `frame_inputs` once
-(x·W + b for an LSTM head, the frame's softmax for a single-frame head) and then calls
-`step` for every stream, in capture order; `initial_state` is also the reset at a gap.
+(x·W + b for an LSTM head, the frame's softmax for a single-frame head), then advances every
+stream that has a frame due with one `step_streams` call per window config: the states of
+all those streams are stacked, so their recurrent products are one matmul and their gates
+one set of array operations, however many streams there are. `step` is the same for one
+stream; `initial_state` is also the reset at a gap.
 
-Exact-window mode keeps K = ceil(T / hop) LSTM states whose windows start `hop` frames
-apart. All of them share the frame's input projection; their recurrent products are one
-[K, U] x [U, 4U] matmul. The state whose window reaches T frames emits what the offline
-model gives for exactly those frames, then waits for its next start. Continuous mode keeps
-one state, emits every `hop` frames and restarts every `reset_every` frames (never if None).
+Exact-window mode keeps K = ceil(T / hop) LSTM states per stream whose windows start `hop`
+frames apart. All of them share the frame's input projection; the recurrent products of S
+streams are one [S·K, U] x [U, 4U] matmul. The state whose window reaches T frames emits what
+the offline model gives for exactly those frames, then waits for its next start. Continuous
+mode keeps one state, emits every `hop` frames and restarts every `reset_every` frames (never
+if None).
 
 >>> config = WindowConfig(mode=EXACT, hop=2)
 >>> state = initial_state(head, clip_length=16, config=config)                      # doctest: +SKIP
 >>> state, window = step(head, 16, config, state, frame_inputs(head, x)[0], index=41)  # doctest: +SKIP
 >>> window.probabilities if window else None                                         # doctest: +SKIP
+>>> states, windows = step_streams(head, 16, config, [state_a, state_b], frame_inputs(head, xs), [41, 7])  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,7 +52,7 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class WindowState:
-    """K slots of one stream. Idle slots have steps == -1."""
+    """K slots of one stream. Idle slots have steps == -1 (and zero h, c, prob_sum)."""
     h: np.ndarray          # [K, U] LSTM output (U = 0 for a single-frame head)
     c: np.ndarray          # [K, U] LSTM cell
     steps: np.ndarray      # [K] frames in each slot's window so far
@@ -99,63 +105,112 @@ def frame_inputs(head: Head, features: np.ndarray) -> np.ndarray:
 def step(head: Head, clip_length: int, config: WindowConfig, state: WindowState, frame_input: np.ndarray,
          index: int) -> tuple[WindowState, Window | None]:
     """Advance one stream by one sampled frame; return the new state and the window it completed, if any."""
+    (state,), (window,) = step_streams(head, clip_length, config, [state], frame_input[None], [index])
+    return state, window
+
+
+def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Sequence[WindowState],
+                 frame_inputs: np.ndarray, indices: Sequence[int]) -> tuple[list[WindowState], list[Window | None]]:
+    """Advance S streams of one config by one sampled frame each (`frame_inputs[s]` and
+    `indices[s]` are stream s's); the new states and the window each completed, if any.
+    The given states are left as they were."""
+    s = _stack(states)
+    rows = np.arange(len(states))
     if config.mode == EXACT:
-        return _step_exact(head, clip_length, config, state, frame_input, index)
-    return _step_continuous(head, clip_length, config, state, frame_input, index)
+        opening = s.frames % config.hop == 0
+        slots = (s.frames // config.hop) % s.steps.shape[1]
+    else:
+        opening = s.frames == 0
+        if config.reset_every is not None:
+            opening |= s.frames >= config.reset_every
+        s.frames[opening] = 0
+        slots = np.zeros(len(states), np.int64)
+    opened = rows[opening], slots[opening]
+    for array in (s.h, s.c, s.steps, s.prob_sum):
+        array[opened] = 0
+    s.first[opened] = np.asarray(indices, np.int64)[opening]
+    _advance(head, s, frame_inputs)
+    if config.mode == EXACT:
+        windows = _completed(head, clip_length, s, indices)
+    else:
+        windows = _continuous_outputs(head, clip_length, config, s, frame_inputs, indices)
+    return [WindowState(s.h[i], s.c[i], s.steps[i], s.first[i], s.prob_sum[i], s.recent[i], int(s.frames[i]))
+            for i in rows], windows
 
 
-def _advance(head: Head, state: WindowState, frame_input: np.ndarray, active: np.ndarray) -> WindowState:
-    """One step of every active slot, sharing the frame's input."""
-    h, c, prob_sum = state.h, state.c, state.prob_sum
+@dataclass
+class _Stacked:
+    """The states of S streams as arrays with a leading stream axis: fresh copies, free to change."""
+    h: np.ndarray          # [S, K, U]
+    c: np.ndarray
+    steps: np.ndarray      # [S, K]
+    first: np.ndarray
+    prob_sum: np.ndarray   # [S, K, C]
+    recent: np.ndarray     # [S, T, C]
+    frames: np.ndarray     # [S]
+
+
+def _stack(states: Sequence[WindowState]) -> _Stacked:
+    stacked = lambda name: np.array([getattr(state, name) for state in states])  # a copy; faster than np.stack
+    return _Stacked(stacked("h"), stacked("c"), stacked("steps"), stacked("first"), stacked("prob_sum"),
+                    stacked("recent"), np.array([state.frames for state in states], np.int64))
+
+
+def _advance(head: Head, s: _Stacked, frame_inputs: np.ndarray) -> None:
+    """One step of every open slot of every stream; each stream's frame input is shared by its slots."""
+    active = s.steps >= 0
+    every = active.all()
     if isinstance(head, FrameHead):
-        step_probabilities = frame_input[None]
+        step_probabilities = frame_inputs[:, None, :]
     else:
-        h, c = h.copy(), c.copy()
-        h[active], c[active] = head.recurrent_step(frame_input[None], h[active], c[active])
-        step_probabilities = head.probabilities(h[active]) if head.per_timestep else None
+        h, c = head.recurrent_step(frame_inputs[:, None, :], s.h, s.c)
+        if not every:  # idle slots stay zero
+            h, c = np.where(active[..., None], h, 0), np.where(active[..., None], c, 0)
+        s.h, s.c = h, c
+        step_probabilities = head.probabilities(h) if head.per_timestep else None
     if step_probabilities is not None:
-        prob_sum = prob_sum.copy()
-        prob_sum[active] += step_probabilities
-    return replace(state, h=h, c=c, prob_sum=prob_sum, steps=np.where(active, state.steps + 1, state.steps),
-                   frames=state.frames + 1)
+        s.prob_sum += step_probabilities if every else np.where(active[..., None], step_probabilities, 0)
+    s.steps[active] += 1
+    s.frames += 1
 
 
-def _open_slot(state: WindowState, slot: int, index: int) -> WindowState:
-    h, c, prob_sum, steps, first = (a.copy() for a in (state.h, state.c, state.prob_sum, state.steps, state.first))
-    h[slot], c[slot], prob_sum[slot], steps[slot], first[slot] = 0, 0, 0, 0, index
-    return replace(state, h=h, c=c, prob_sum=prob_sum, steps=steps, first=first)
-
-
-def _step_exact(head, clip_length, config, state, frame_input, index):
-    if state.frames % config.hop == 0:
-        state = _open_slot(state, (state.frames // config.hop) % len(state.steps), index)
-    state = _advance(head, state, frame_input, state.steps >= 0)
-    (done,) = np.nonzero(state.steps == clip_length)
-    if len(done) == 0:
-        return state, None
-    slot = int(done[0])  # windows start hop frames apart, so at most one completes per frame
+def _completed(head: Head, clip_length: int, s: _Stacked, indices: Sequence[int]) -> list[Window | None]:
+    """Exact mode: the window each stream completed on this frame (windows start hop frames apart, so at
+    most one per stream), and those slots made idle."""
+    windows: list[Window | None] = [None] * len(indices)
+    rows, slots = np.nonzero(s.steps == clip_length)
+    if len(rows) == 0:
+        return windows
     if averages_steps(head):
-        probabilities = state.prob_sum[slot] / clip_length
+        probabilities = s.prob_sum[rows, slots] / clip_length
     else:
-        probabilities = head.probabilities(state.h[slot:slot + 1])[0]
-    steps = state.steps.copy()
-    steps[slot] = -1
-    window = Window(np.asarray(probabilities, np.float32), int(state.first[slot]), index)
-    return replace(state, steps=steps), window
+        probabilities = head.probabilities(s.h[rows, slots])
+    probabilities = probabilities.astype(np.float32)
+    for row, slot, p in zip(rows.tolist(), slots.tolist(), probabilities):
+        windows[row] = Window(p, int(s.first[row, slot]), int(indices[row]))
+    for array in (s.h, s.c, s.prob_sum):
+        array[rows, slots] = 0
+    s.steps[rows, slots] = -1
+    return windows
 
 
-def _step_continuous(head, clip_length, config, state, frame_input, index):
-    if state.frames == 0 or (config.reset_every is not None and state.frames >= config.reset_every):
-        state = _open_slot(replace(state, frames=0), 0, index)
-    state = _advance(head, state, frame_input, np.ones(1, bool))
+def _continuous_outputs(head: Head, clip_length: int, config: WindowConfig, s: _Stacked, frame_inputs: np.ndarray,
+                        indices: Sequence[int]) -> list[Window | None]:
+    """Continuous mode: a window from each stream whose frame count reaches a multiple of hop."""
     if isinstance(head, FrameHead):
         # Stateless: the mean softmax of the last T frames, as the offline model averages a clip.
-        recent = state.recent.copy()
-        recent[(state.frames - 1) % clip_length] = frame_input
-        state = replace(state, recent=recent)
-        probabilities = recent[:min(state.frames, clip_length)].mean(axis=0)
+        s.recent[np.arange(len(indices)), (s.frames - 1) % clip_length] = frame_inputs
+    (rows,) = np.nonzero(s.frames % config.hop == 0)
+    windows: list[Window | None] = [None] * len(indices)
+    if len(rows) == 0:
+        return windows
+    if isinstance(head, FrameHead):
+        filled = np.minimum(s.frames[rows], clip_length)
+        kept = np.arange(clip_length) < filled[:, None]
+        probabilities = (s.recent[rows] * kept[..., None]).sum(axis=1) / filled[:, None]
     else:
-        probabilities = head.probabilities(state.h)[0]
-    if state.frames % config.hop != 0:
-        return state, None
-    return state, Window(np.asarray(probabilities, np.float32), int(state.first[0]), index)
+        probabilities = head.probabilities(s.h[rows, 0])
+    probabilities = probabilities.astype(np.float32)
+    for row, p in zip(rows.tolist(), probabilities):
+        windows[row] = Window(p, int(s.first[row, 0]), int(indices[row]))
+    return windows

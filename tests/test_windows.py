@@ -13,6 +13,7 @@ from stream.windows import (
     initial_state,
     slot_count,
     step,
+    step_streams,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -110,6 +111,38 @@ def test_step_does_not_change_the_state_it_was_given():
     after, _ = step(head, T, config, before, x, 0)
     assert after is not before and after.frames == 1
     assert all(np.array_equal(getattr(before, k), v) for k, v in copies.items())
+
+
+@pytest.mark.parametrize("name", HEADS)
+@pytest.mark.parametrize("config", [WindowConfig(EXACT, hop=1), WindowConfig(EXACT, hop=4), WindowConfig(EXACT, hop=T + 2),
+                                    WindowConfig(CONTINUOUS, hop=2, reset_every=5), WindowConfig(CONTINUOUS)],
+                         ids=["exact1", "exact4", "exact-sparse", "continuous-reset", "continuous"])
+def test_stepping_streams_together_gives_what_each_gives_alone(name, config):
+    """Streams at different phases (one joins late, one is reset midway) stepped in one call
+    emit exactly the windows they emit stepped one by one."""
+    head = HEADS[name]
+    rng = np.random.default_rng(6)
+    features = {s: rng.normal(0, 1, (30, F)).astype(np.float32) for s in "abc"}
+    starts = {"a": 0, "b": 0, "c": 7}
+    alone = {s: run(head, config, features[s][starts[s]:], range(starts[s], 30)) for s in "ab"}
+    alone["c"] = run(head, config, features["c"][7:12], range(7, 12)) + \
+        run(head, config, features["c"][12:], range(12, 30))
+    states = {s: initial_state(head, T, config) for s in "abc"}
+    together = {s: [] for s in "abc"}
+    for i in range(30):
+        names = [s for s in "abc" if i >= starts[s]]
+        if i == 12:
+            states["c"] = initial_state(head, T, config)   # a gap in c
+        inputs = frame_inputs(head, np.stack([features[s][i] for s in names]))
+        new, windows = step_streams(head, T, config, [states[s] for s in names], inputs, [i] * len(names))
+        for s, state, window in zip(names, new, windows):
+            states[s] = state
+            if window is not None:
+                together[s].append(window)
+    for s in "abc":
+        assert [(w.first, w.last) for w in together[s]] == [(w.first, w.last) for w in alone[s]] != []
+        np.testing.assert_allclose([w.probabilities for w in together[s]], [w.probabilities for w in alone[s]],
+                                   atol=1e-6)
 
 
 def test_bad_window_settings_are_one_line_errors():
