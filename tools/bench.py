@@ -220,32 +220,38 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
 
 def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
     """Bare throughput, frames/s, at each batch size up to max_batch (interleaved rounds):
-    the encoder alone, and the encoder plus the exact-window head of one stream per frame
-    (the Scheduler fed batches back to back: the pipeline's compute without its threads,
-    rings and sockets). `best` is the fastest batch size of each."""
+    the encoder alone, and the encoder plus the head of one stream per frame, exact window
+    (`compute`) and continuous (`compute_continuous`): the Scheduler fed batches back to back,
+    the pipeline's compute without its threads, rings and sockets. `best` is the fastest batch
+    size of each."""
     from stream.ring import Frame
     from stream.scheduler import Scheduler, StreamPlan
     from stream.sources import pattern_frames
-    from stream.windows import EXACT, WindowConfig
+    from stream.windows import CONTINUOUS, EXACT, WindowConfig
 
     sizes = [b for b in (1, 2, 4, 8, 16, 32) if b <= max_batch]
     frames = pattern_frames(bundle.meta.spec.input_size, max(sizes))
     calls = {}
+    kinds = {"encoder": None, "compute": EXACT, "compute_continuous": CONTINUOUS}
     for size in sizes:
         batch = np.ascontiguousarray(frames[:size])
         calls[f"encoder_b{size}"] = lambda batch=batch: bundle.encoder.encode(batch)
-        scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
-                              [StreamPlan(f"s{i}", FRAME_RATE, WindowConfig(EXACT, 1)) for i in range(size)], max_batch)
-        count = [0]
+        for kind, mode in kinds.items():
+            if mode is None:
+                continue
+            scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
+                                  [StreamPlan(f"s{i}", FRAME_RATE, WindowConfig(mode, 1)) for i in range(size)],
+                                  max_batch)
+            count = [0]
 
-        def step_all(scheduler=scheduler, size=size, count=count):
-            i = count[0]
-            scheduler.process({f"s{k}": [Frame(frames[k], i, i / FRAME_RATE)] for k in range(size)})
-            count[0] += 1
-        calls[f"compute_b{size}"] = step_all
+            def step_all(scheduler=scheduler, size=size, count=count):
+                i = count[0]
+                scheduler.process({f"s{k}": [Frame(frames[k], i, i / FRAME_RATE)] for k in range(size)})
+                count[0] += 1
+            calls[f"{kind}_b{size}"] = step_all
     timings = interleaved(calls, rounds, warmup=3)
     result = {}
-    for kind in ("encoder", "compute"):
+    for kind in kinds:
         rates = {size: round(size * 1e3 / timings[f"{kind}_b{size}"]["ms"], 1) for size in sizes}
         best = max(rates, key=rates.get)
         result[kind] = {"frames_per_s": rates, "best_batch": best, "best_frames_per_s": rates[best]}
@@ -283,18 +289,20 @@ class Collector:
 
         self.subscriber = Subscriber(endpoint, topics)
         self.messages: list[tuple[float, object]] = []
-        self.cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
         self._thread.start()
+        self._clock = time.pthread_getcpuclockid(self._thread.ident)
+
+    def cpu_s(self) -> float:
+        """The subscriber thread's CPU so far: not the pipeline's, so subtracted from the process's."""
+        return time.clock_gettime(self._clock)
 
     def _run(self) -> None:
-        start = time.thread_time()
         while not self._stop.is_set():
             message = self.subscriber.receive(0.05)
             if message is not None:
                 self.messages.append((time.time(), message))
-        self.cpu_s = time.thread_time() - start   # the subscriber's own CPU, not the pipeline's
 
     def close(self) -> list[tuple[float, object]]:
         self._stop.set()
@@ -305,8 +313,9 @@ class Collector:
 
 def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float = 1.0, options=None,
                 **stream_args) -> dict:
-    """Serve `sources` for `seconds` through the real Pipeline with a real subscriber; latency
-    figures from the predictions published after the first `warmup_s`."""
+    """Serve `sources` for `warmup_s` + `seconds` through the real Pipeline with a real subscriber.
+    Rates, CPU and latency cover the `seconds` after the warm-up only: the steady state, without
+    start-up (threads, sockets, first calls) and shut-down (joins, drain, final stats)."""
     from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 
     options = options or PipelineOptions(endpoint="tcp://127.0.0.1:*", stats_interval_s=3600)
@@ -314,17 +323,25 @@ def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float =
     pipeline = Pipeline(bundle, streams, options)
     collector = Collector(pipeline.endpoint, ("pred/",))
     time.sleep(0.3)  # let the subscription reach the publisher before the first frame
-    cpu = time.process_time()
-    counted_from = time.time() + warmup_s
-    stats = pipeline.run(duration_s=seconds + warmup_s)
-    cpu = time.process_time() - cpu
-    received = [(at, m) for at, m in collector.close() if m.payload["publish_time"] >= counted_from]
-    cpu -= collector.cpu_s
+    whole_cpu = time.process_time()
+    pipeline.start()
+    pipeline.wait(warmup_s)
+
+    def snapshot():
+        return time.monotonic(), time.time(), time.process_time() - collector.cpu_s(), pipeline.stats()["encoded"]
+    start = snapshot()
+    pipeline.wait(seconds)
+    end = snapshot()
+    stats = pipeline.stop()
+    whole_cpu = time.process_time() - whole_cpu - collector.cpu_s()
+    received = [(at, m) for at, m in collector.close() if start[1] <= m.payload["publish_time"] <= end[1]]
+    elapsed, cpu, encoded = end[0] - start[0], end[2] - start[2], end[3] - start[3]
     publish = [m.payload["latency_ms"] for _, m in received]
     streams_stats = stats["streams"].values()
-    result = {"streams": len(sources), "seconds": stats["elapsed_s"], "encoded": stats["encoded"],
-              "frames_per_s": round(stats["encoded"] / max(1e-9, stats["elapsed_s"]), 1),
-              "cpu_ms_per_frame": round(cpu * 1e3 / max(1, stats["encoded"]), 4),
+    result = {"streams": len(sources), "seconds": round(elapsed, 3), "encoded": encoded,
+              "frames_per_s": round(encoded / max(1e-9, elapsed), 1),
+              "cpu_ms_per_frame": round(cpu * 1e3 / max(1, encoded), 4),
+              "cpu_ms_per_frame_whole_run": round(whole_cpu * 1e3 / max(1, stats["encoded"]), 4),
               "dropped": sum(s["dropped"] for s in streams_stats),
               "publisher_dropped": sum(s["publisher_dropped"] for s in streams_stats),
               "p50_ms": percentiles(publish)["p50"], "p99_ms": percentiles(publish)["p99"],
@@ -505,7 +522,10 @@ def table(result: dict) -> str:
                          f"{capacity['max_streams']} streams at {FRAME_RATE:g} fps "
                          f"(first failing: {capacity['first_failing']}), {capacity['frames_per_s']} frames/s")
     if "throughput" in result:
-        for kind, label in (("encoder", "bare encoder"), ("compute", "bare encoder + exact head (Scheduler)")):
+        for kind, label in (("encoder", "bare encoder"), ("compute", "bare encoder + exact head (Scheduler)"),
+                            ("compute_continuous", "bare encoder + continuous head (Scheduler)")):
+            if kind not in result["throughput"]:
+                continue
             t = result["throughput"][kind]
             lines.append(f"{label}, frames/s by batch: {t['frames_per_s']} (best {t['best_frames_per_s']} at "
                          f"batch {t['best_batch']})")
@@ -518,7 +538,9 @@ def table(result: dict) -> str:
         p = result["pipeline"]
         lines.append(f"pipeline CPU per frame, one stream: {p['cpu_ms_per_frame']} ms; bare encoder + head in a hot "
                      f"loop {p['bare_cpu_ms_per_frame']:.3f} ms ({p['cpu_over_bare']}x); the same compute paced at "
-                     f"{FRAME_RATE:g} fps {p['paced_compute_cpu_ms_per_frame']} ms ({p['cpu_over_paced_compute']}x)")
+                     f"{FRAME_RATE:g} fps {p['paced_compute_cpu_ms_per_frame']} ms ({p['cpu_over_paced_compute']}x); "
+                     f"over the whole run, start-up and shut-down included, {p['cpu_ms_per_frame_whole_run']} ms "
+                     f"({p['whole_run_over_bare']}x)")
     startup = result.get("startup")
     if startup:
         lines.append("")
@@ -580,8 +602,10 @@ def plot(result: dict, out: Path) -> list[str]:
         if "throughput" in result:
             right.axhline(result["throughput"]["encoder"]["best_frames_per_s"], color="k", linestyle=":", linewidth=1,
                           label="bare encoder (best batch)")
-            right.axhline(result["throughput"]["compute"]["best_frames_per_s"], color="g", linestyle="-.",
-                          linewidth=1, label="bare encoder + head")
+            mode = result.get("capacity_head", {}).get("mode", "exact")
+            compute = result["throughput"]["compute" if mode == "exact" else "compute_continuous"]
+            right.axhline(compute["best_frames_per_s"], color="g", linestyle="-.", linewidth=1,
+                          label=f"bare encoder + {mode} head")
         right.set_xlabel(f"concurrent {FRAME_RATE:g} fps streams")
         right.set_ylabel("frames encoded / s")
         right.legend(fontsize=7)
@@ -631,7 +655,10 @@ def bench(args) -> dict:
     pipeline_cpu = result["latency"]["cpu_ms_per_frame"]
     result["pipeline"] = {"cpu_ms_per_frame": pipeline_cpu, "bare_cpu_ms_per_frame": bare_cpu,
                           "cpu_over_bare": round(pipeline_cpu / bare_cpu, 3), "paced_compute_cpu_ms_per_frame": paced,
-                          "cpu_over_paced_compute": round(pipeline_cpu / paced, 3)}
+                          "cpu_over_paced_compute": round(pipeline_cpu / paced, 3),
+                          # as measured before the steady-state window: start-up and shut-down included
+                          "cpu_ms_per_frame_whole_run": result["latency"]["cpu_ms_per_frame_whole_run"],
+                          "whole_run_over_bare": round(result["latency"]["cpu_ms_per_frame_whole_run"] / bare_cpu, 3)}
     if not args.no_capacity:
         log("lrcn bench: capacity, in-memory streams")
         head = {"mode": args.mode, "hop": args.hop}
@@ -643,7 +670,8 @@ def bench(args) -> dict:
         log(f"lrcn bench: capacity, video files ({video.name})")
         result["capacity_file"] = capacity_section(bundle, str(video), seconds, args.max_streams, log, **head)
         best = result["capacity_memory"]["frames_per_s"]
-        encoder, compute = result["throughput"]["encoder"], result["throughput"]["compute"]
+        encoder = result["throughput"]["encoder"]
+        compute = result["throughput"]["compute" if args.mode == "exact" else "compute_continuous"]
         sustained = max((r["frames_per_s"] for r in result["capacity_memory"]["runs"] if r["dropped"] == 0), default=0)
         result["aggregate"] = {"frames_per_s": best, "bare_frames_per_s": encoder["best_frames_per_s"],
                                "fraction": round(best / encoder["best_frames_per_s"], 3),
