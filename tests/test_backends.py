@@ -89,6 +89,89 @@ def test_int8_encoder_stays_close_to_fp32_on_real_frames(exported_seed):  # noqa
     assert cosine.min() > 0.99
 
 
+def first_conv_encoder(kernel: int, pads: list[int], scale: float, offset: float, size: int = 16):
+    """An encoder.onnx as models/export.py writes it: uint8 NHWC frames, Cast, Mul, Add, Transpose
+    to NCHW, a stride-2 Conv + Relu, back to NHWC, and Keras's Flatten as tf2onnx writes it
+    (a Reshape to a shape computed from the input's)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(kernel)
+    constants = {
+        "scale": np.array(scale, np.float32), "offset": np.array(offset, np.float32),
+        "w": rng.normal(0, 0.2, (16, 3, kernel, kernel)).astype(np.float32),
+        "b": rng.normal(0, 0.1, 16).astype(np.float32),
+        "starts": np.array([0], np.int64), "ends": np.array([1], np.int64), "features": np.array([-1], np.int64),
+    }
+    nodes = [
+        helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "offset"], ["pixels"]),
+        helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w", "b"], ["conv"], strides=[2, 2], pads=pads,
+                         kernel_shape=[kernel, kernel]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("Transpose", ["relu"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Shape", ["nhwc"], ["shape"]),
+        helper.make_node("Slice", ["shape", "starts", "ends"], ["batch"]),
+        helper.make_node("Concat", ["batch", "features"], ["flat_shape"], axis=0),
+        helper.make_node("Reshape", ["nhwc", "flat_shape"], ["features_out"]),
+    ]
+    frames = helper.make_tensor_value_info("frames", TensorProto.UINT8, ["N", size, size, 3])
+    features = helper.make_tensor_value_info("features_out", TensorProto.FLOAT, ["N", (size // 2) ** 2 * 16])
+    graph = helper.make_graph(nodes, "encoder", [frames], [features],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("kernel, pads, offset", [
+    (7, [2, 2, 3, 3], 0.0),   # the seed's first conv ("same", 7x7/2)
+    (5, [1, 1, 2, 2], 0.0),   # odd padding before: the kernel shifts by one tap
+    (3, [0, 0, 1, 1], -1.0),  # MobileNetV2's, with its [-1, 1] normalisation (no scale folding)
+    (3, [1, 1, 1, 1], 0.0),
+])
+def test_int8_graph_preparation_keeps_the_fp32_output(tmp_path, kernel, pads, offset):
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime
+
+    from stream.quantize import prepare_for_int8
+
+    model = first_conv_encoder(kernel, pads, 1 / 255 if offset == 0 else 1 / 127.5, offset)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+
+    def run(model):
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"frames": frames})[0]
+
+    expected = run(model)
+    pixels = prepare_for_int8(model)
+    onnx.checker.check_model(model)
+    np.testing.assert_allclose(run(model), expected, rtol=1e-5, atol=1e-5)
+    ops = [node.op_type for node in model.graph.node]
+    (conv,) = [node for node in model.graph.node if node.op_type == "Conv"]
+    assert [list(a.ints) for a in conv.attribute if a.name == "strides"] == [[1, 1]]  # space-to-depth
+    assert "Flatten" in ops and "Shape" not in ops
+    assert (pixels is not None) == (offset == 0) and ("Mul" in ops) == (offset != 0)
+
+
+def test_int8_encoder_takes_the_uint8_frames_straight_into_the_first_conv(tmp_path):
+    onnx = pytest.importorskip("onnx")
+
+    from stream.quantize import quantize_int8
+
+    onnx.save(first_conv_encoder(7, [2, 2, 3, 3], 1 / 255, 0.0), str(tmp_path / "encoder.onnx"))
+    frames = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+    quantize_int8(tmp_path / "encoder.onnx", tmp_path / "encoder.int8.onnx", frames)
+    graph = onnx.load(str(tmp_path / "encoder.int8.onnx")).graph
+    ops = [node.op_type for node in graph.node]
+    assert "Cast" not in ops and "Mul" not in ops, ops
+    # The first QuantizeLinear is after the first Conv: its input arrives quantised already.
+    assert ops.index("Conv") < ops.index("QuantizeLinear"), ops
+    fp32 = OnnxRuntimeEncoder(tmp_path / "encoder.onnx").session.run(None, {"frames": frames})[0]
+    int8 = OnnxRuntimeEncoder(tmp_path / "encoder.int8.onnx").encode(frames)
+    cosine = (fp32 * int8).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1))
+    assert cosine.min() > 0.99
+
+
 @pytest.mark.parametrize("breakage, words", [
     ("no encoder.onnx", ["no encoder.onnx", "lrcn export"]),
     ("no head.npz", ["no head.npz"]),

@@ -6,7 +6,8 @@ RUNS is one bundle or a cross-validation folder of fold bundles. Each bundle is 
 (meta.json, model.keras) to --work, exported with an INT8 encoder calibrated on its
 training groups' videos only, then both encoders run the bundle's test groups through the
 same NumPy head: windows of T frames at stride T/2, video label from the windows' mean, as
-`lrcn evaluate` scores them.
+`lrcn evaluate` scores them. Agreement: the share of clips and videos where INT8 predicts the
+class fp32 predicts, right or wrong.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 
 from models.clips import video_windows
 from stream.quantize import calibration_frames
@@ -41,17 +43,28 @@ def labelled_videos(data: Path, pattern: str, groups: set[str]) -> list[tuple[Pa
 
 
 def score(bundle, videos: list[tuple[Path, str]]) -> dict:
+    """Counts, and the predicted classes (`clip_predictions`, `video_predictions`) for agreement."""
     spec = bundle.meta.spec
-    correct = clips = clip_hits = 0
+    clip_predictions, clip_targets, video_predictions, video_targets = [], [], [], []
     for path, label in videos:
         frames = read_frames(path, spec.input_size, spec.fps)
         features = bundle.encoder.encode(frames)
         probs = bundle.head.clip_probabilities(video_windows(features, spec.clip_length, max(1, spec.clip_length // 2)))
         target = spec.classes.index(label)
-        correct += int(probs.mean(axis=0).argmax() == target)
-        clip_hits += int((probs.argmax(axis=1) == target).sum())
-        clips += len(probs)
-    return {"videos": len(videos), "video_correct": correct, "clips": clips, "clip_correct": clip_hits}
+        video_predictions.append(int(probs.mean(axis=0).argmax()))
+        video_targets.append(target)
+        clip_predictions += probs.argmax(axis=1).tolist()
+        clip_targets += [target] * len(probs)
+    return {"videos": len(videos), "video_correct": int(np.sum(np.equal(video_predictions, video_targets))),
+            "clips": len(clip_predictions), "clip_correct": int(np.sum(np.equal(clip_predictions, clip_targets))),
+            "clip_predictions": clip_predictions, "video_predictions": video_predictions}
+
+
+def agreement(a: dict, b: dict) -> dict:
+    """How many clips and videos two scorings predict alike (popping their predictions)."""
+    clips = [x == y for x, y in zip(a.pop("clip_predictions"), b.pop("clip_predictions"))]
+    videos = [x == y for x, y in zip(a.pop("video_predictions"), b.pop("video_predictions"))]
+    return {"clips": len(clips), "clips_agree": sum(clips), "videos": len(videos), "videos_agree": sum(videos)}
 
 
 def measure_fold(source: Path, work: Path) -> dict:
@@ -72,6 +85,7 @@ def measure_fold(source: Path, work: Path) -> dict:
     row = {"bundle": str(source), "test_groups": training["test_groups"], "export": report["int8"]}
     for backend in ("onnxruntime", "onnxruntime-int8"):
         row[backend] = score(load_runtime_bundle(work, backend), test_videos)
+    row["agreement"] = agreement(row["onnxruntime"], row["onnxruntime-int8"])
     return row
 
 
@@ -87,11 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{fold.name}: fp32 {row['onnxruntime']['video_correct']}/{row['onnxruntime']['videos']}, "
               f"int8 {row['onnxruntime-int8']['video_correct']}/{row['onnxruntime-int8']['videos']} videos; "
+              f"agreement {row['agreement']['videos_agree']}/{row['agreement']['videos']} videos, "
+              f"{row['agreement']['clips_agree']}/{row['agreement']['clips']} clips; "
               f"feature cosine >= {row['export']['feature_cosine_min']:.4f}", flush=True)
     totals = {b: {k: sum(r[b][k] for r in rows) for k in ("videos", "video_correct", "clips", "clip_correct")}
               for b in ("onnxruntime", "onnxruntime-int8")}
-    for backend, t in totals.items():
+    totals["agreement"] = {k: sum(r["agreement"][k] for r in rows) for k in rows[0]["agreement"]}
+    for backend in ("onnxruntime", "onnxruntime-int8"):
+        t = totals[backend]
         print(f"{backend}: videos {t['video_correct']}/{t['videos']}, clips {t['clip_correct']}/{t['clips']}")
+    a = totals["agreement"]
+    print(f"int8 agrees with fp32: videos {a['videos_agree']}/{a['videos']}, clips {a['clips_agree']}/{a['clips']}")
     if args.out:
         args.out.write_text(json.dumps({"folds": rows, "totals": totals}, indent=2) + "\n")
     return 0
