@@ -34,6 +34,13 @@ run weizmann_seed        "$data/weizmann4" --cv --size 64 --epochs 15 --clips-pe
 # ps7, leave-one-person-out (3 folds, 9 test videos each).
 run ps7_mnv2_lstm        "$data/ps7" --cv "${mnv2[@]}"
 run ps7_mnv2_single      "$data/ps7" --cv "${mnv2[@]}" --head single_frame
+# The same at 112x112, the size the pre-project floor used (the person fills more of a smaller frame
+# for the backbone's receptive field); three seeds for the spread.
+mnv2_112=(--backbone mobilenet_v2 --weights "$weights" --size 112 --lr 1e-3 --epochs 40 --patience 10)
+for seed in 0 1 2; do
+  run ps7_mnv2_lstm_112_s$seed "$data/ps7" --cv "${mnv2_112[@]}" --seed $seed
+done
+run ps7_mnv2_single_112  "$data/ps7" --cv "${mnv2_112[@]}" --head single_frame
 run ps7_seed             "$data/ps7" --cv --size 112 --epochs 12 --clips-per-video 8 --patience 4 --no-refit
 
 # Synthetic motion-only actions (7 classes): trained on 1,400 freshly rendered clips per epoch,
