@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.head import softmax
+
 POOLINGS = {
     "mean": lambda f: f.mean(0),
     "max": lambda f: f.max(0),
@@ -27,9 +29,7 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, l2: float, steps: in
     z = (x - mean) / scale
     weights, bias, target = np.zeros((x.shape[1], classes)), np.zeros(classes), np.eye(classes)[y]
     for _ in range(steps):
-        logits = z @ weights + bias
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        grad = (p / p.sum(1, keepdims=True) - target) / len(y)
+        grad = (softmax(z @ weights + bias) - target) / len(y)
         weights -= rate * (z.T @ grad + l2 * weights)
         bias -= rate * grad.sum(0)
     return lambda q: (((q - mean) / scale) @ weights + bias).argmax(1)
