@@ -1,7 +1,8 @@
 """Per-stream head state: which windows of frames are open, and when one emits a prediction.
 
 Pure functions over plain data. The scheduler computes each frame's `frame_inputs` once
-(x·W + b for an LSTM head, the frame's softmax for a single-frame head), then advances every
+(x·W + b for an LSTM head, the frame's softmax for a single-frame head, the features
+themselves for a pooling head), then advances every
 stream that has a frame due with one `step_streams` call per window config: the states of
 all those streams are stacked, so their recurrent products are one matmul and their gates
 one set of array operations, however many streams there are. `step` is the same for one
@@ -13,6 +14,11 @@ streams are one [S·K, U] x [U, 4U] matmul. The state whose window reaches T fra
 the offline model gives for exactly those frames, then waits for its next start. Continuous
 mode keeps one state, emits every `hop` frames and restarts every `reset_every` frames (never
 if None).
+
+The stateless heads (single-frame, pooling) keep instead a ring of their last T frame inputs
+(with those frames' indices). An exact window of a pooling head is the model on that ring when
+a slot, which then only counts frames, reaches T; in continuous mode both heads give the model
+on the last min(frames since the restart, T) frames, and report those frames as the window.
 
 >>> config = WindowConfig(mode=EXACT, hop=2)
 >>> state = initial_state(head, clip_length=16, config=config)                      # doctest: +SKIP
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stream.errors import LrcnError
-from stream.head import FrameHead, Head
+from stream.head import FrameHead, Head, LstmHead, PoolHead
 
 EXACT, CONTINUOUS = "exact", "continuous"
 MODES = (EXACT, CONTINUOUS)
@@ -53,12 +59,14 @@ class WindowConfig:
 @dataclass(frozen=True)
 class WindowState:
     """K slots of one stream. Idle slots have steps == -1 (and zero h, c, prob_sum)."""
-    h: np.ndarray          # [K, U] LSTM output (U = 0 for a single-frame head)
+    h: np.ndarray          # [K, U] LSTM output (U = 0 for the stateless heads)
     c: np.ndarray          # [K, U] LSTM cell
     steps: np.ndarray      # [K] frames in each slot's window so far
     first: np.ndarray      # [K] frame index of each slot's first frame
     prob_sum: np.ndarray   # [K, C] running sum of per-step softmax, for heads that average over steps
-    recent: np.ndarray     # [T, C] last T frame softmaxes: a single-frame head in continuous mode
+    recent: np.ndarray     # stateless heads: the last T frame inputs, the n-th since the reset at n % T ([T, C] softmaxes
+                           # of a single-frame head, [T, F] features of a pooling head; unused by an LSTM)
+    recent_index: np.ndarray  # [T] the frame indices of those frames
     frames: int = 0        # frames stepped since the last reset
 
 
@@ -86,19 +94,27 @@ def averages_steps(head: Head) -> bool:
 
 def initial_state(head: Head, clip_length: int, config: WindowConfig) -> WindowState:
     slots = slot_count(clip_length, config)
-    units = 0 if isinstance(head, FrameHead) else head.units
+    units = head.units if isinstance(head, LstmHead) else 0
     classes = len(head.classes)
+    if isinstance(head, PoolHead):
+        recent = np.zeros((clip_length, head.feature_size), np.float32)
+    else:
+        recent = np.zeros((clip_length, classes if isinstance(head, FrameHead) else 0))
     return WindowState(h=np.zeros((slots, units), np.float32), c=np.zeros((slots, units), np.float32),
                        steps=np.full(slots, -1, np.int64), first=np.zeros(slots, np.int64),
-                       prob_sum=np.zeros((slots, classes), np.float64), recent=np.zeros((clip_length, classes)))
+                       prob_sum=np.zeros((slots, classes), np.float64), recent=recent,
+                       recent_index=np.zeros(clip_length, np.int64))
 
 
 def frame_inputs(head: Head, features: np.ndarray) -> np.ndarray:
     """The part of a step that depends on the frame alone, for a batch of frames [N, F]:
-    x·W + b [N, 4U] for an LSTM head, the frame's softmax [N, C] for a single-frame head."""
+    x·W + b [N, 4U] for an LSTM head, the frame's softmax [N, C] for a single-frame head, the
+    features [N, F] themselves for a pooling head (its pooling needs the whole window)."""
     features = np.asarray(features, np.float32)
     if isinstance(head, FrameHead):
         return head.probabilities(features)
+    if isinstance(head, PoolHead):
+        return features
     return head.input_projection(features)
 
 
@@ -130,12 +146,16 @@ def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Seq
         array[opened] = 0
     s.first[opened] = np.asarray(indices, np.int64)[opening]
     _advance(head, s, frame_inputs)
+    if not isinstance(head, LstmHead):
+        position = (s.frames - 1) % clip_length
+        s.recent[rows, position] = frame_inputs
+        s.recent_index[rows, position] = indices
     if config.mode == EXACT:
         windows = _completed(head, clip_length, s, indices)
     else:
-        windows = _continuous_outputs(head, clip_length, config, s, frame_inputs, indices)
-    return [WindowState(s.h[i], s.c[i], s.steps[i], s.first[i], s.prob_sum[i], s.recent[i], int(s.frames[i]))
-            for i in rows], windows
+        windows = _continuous_outputs(head, clip_length, config, s, indices)
+    return [WindowState(s.h[i], s.c[i], s.steps[i], s.first[i], s.prob_sum[i], s.recent[i], s.recent_index[i],
+                        int(s.frames[i])) for i in rows], windows
 
 
 @dataclass
@@ -146,14 +166,15 @@ class _Stacked:
     steps: np.ndarray      # [S, K]
     first: np.ndarray
     prob_sum: np.ndarray   # [S, K, C]
-    recent: np.ndarray     # [S, T, C]
+    recent: np.ndarray     # [S, T, C] or [S, T, F]
+    recent_index: np.ndarray  # [S, T]
     frames: np.ndarray     # [S]
 
 
 def _stack(states: Sequence[WindowState]) -> _Stacked:
     stacked = lambda name: np.array([getattr(state, name) for state in states])  # a copy; faster than np.stack
     return _Stacked(stacked("h"), stacked("c"), stacked("steps"), stacked("first"), stacked("prob_sum"),
-                    stacked("recent"), np.array([state.frames for state in states], np.int64))
+                    stacked("recent"), stacked("recent_index"), np.array([state.frames for state in states], np.int64))
 
 
 def _advance(head: Head, s: _Stacked, frame_inputs: np.ndarray) -> None:
@@ -162,6 +183,8 @@ def _advance(head: Head, s: _Stacked, frame_inputs: np.ndarray) -> None:
     every = active.all()
     if isinstance(head, FrameHead):
         step_probabilities = frame_inputs[:, None, :]
+    elif isinstance(head, PoolHead):
+        step_probabilities = None  # its slots only count frames; the ring holds what it pools
     else:
         h, c = head.recurrent_step(frame_inputs[:, None, :], s.h, s.c)
         if not every:  # idle slots stay zero
@@ -181,7 +204,9 @@ def _completed(head: Head, clip_length: int, s: _Stacked, indices: Sequence[int]
     rows, slots = np.nonzero(s.steps == clip_length)
     if len(rows) == 0:
         return windows
-    if averages_steps(head):
+    if isinstance(head, PoolHead):
+        probabilities = head.window_probabilities(_oldest_first(s, rows, clip_length))
+    elif averages_steps(head):
         probabilities = s.prob_sum[rows, slots] / clip_length
     else:
         probabilities = head.probabilities(s.h[rows, slots])
@@ -194,23 +219,36 @@ def _completed(head: Head, clip_length: int, s: _Stacked, indices: Sequence[int]
     return windows
 
 
-def _continuous_outputs(head: Head, clip_length: int, config: WindowConfig, s: _Stacked, frame_inputs: np.ndarray,
+def _oldest_first(s: _Stacked, rows: np.ndarray, clip_length: int, field: str = "recent") -> np.ndarray:
+    """The rings of streams `rows` ([R, T, ...]) in frame order: the min(frames, T) frames since the
+    reset first, oldest first (the order the offline model sees them in), then any unfilled places."""
+    start = np.maximum(s.frames[rows] - clip_length, 0) % clip_length
+    order = (start[:, None] + np.arange(clip_length)) % clip_length
+    return getattr(s, field)[rows[:, None], order]
+
+
+def _continuous_outputs(head: Head, clip_length: int, config: WindowConfig, s: _Stacked,
                         indices: Sequence[int]) -> list[Window | None]:
     """Continuous mode: a window from each stream whose frame count reaches a multiple of hop."""
-    if isinstance(head, FrameHead):
-        # Stateless: the mean softmax of the last T frames, as the offline model averages a clip.
-        s.recent[np.arange(len(indices)), (s.frames - 1) % clip_length] = frame_inputs
     (rows,) = np.nonzero(s.frames % config.hop == 0)
     windows: list[Window | None] = [None] * len(indices)
     if len(rows) == 0:
         return windows
-    if isinstance(head, FrameHead):
-        filled = np.minimum(s.frames[rows], clip_length)
-        kept = np.arange(clip_length) < filled[:, None]
-        probabilities = (s.recent[rows] * kept[..., None]).sum(axis=1) / filled[:, None]
-    else:
+    if isinstance(head, LstmHead):
         probabilities = head.probabilities(s.h[rows, 0])
+        firsts = s.first[rows, 0]
+    else:
+        # Stateless: the model on the last min(frames, T) frames (a single-frame head's mean
+        # softmax, as the offline model averages a clip; a pooling head's pooled softmax).
+        filled = np.minimum(s.frames[rows], clip_length)
+        recent = _oldest_first(s, rows, clip_length)
+        if isinstance(head, PoolHead):
+            probabilities = head.window_probabilities(recent, counts=filled)
+        else:
+            kept = np.arange(clip_length) < filled[:, None]
+            probabilities = (recent * kept[..., None]).sum(axis=1) / filled[:, None]
+        firsts = _oldest_first(s, rows, clip_length, "recent_index")[:, 0]
     probabilities = probabilities.astype(np.float32)
-    for row, p in zip(rows.tolist(), probabilities):
-        windows[row] = Window(p, int(s.first[row, 0]), int(indices[row]))
+    for row, first, p in zip(rows.tolist(), firsts.tolist(), probabilities):
+        windows[row] = Window(p, int(first), int(indices[row]))
     return windows

@@ -142,3 +142,50 @@ def test_smoothing_changes_the_published_label_never_the_raw_probabilities(expor
     assert switches["hys"] <= switches["raw"]
     hys = by_stream["hys"]
     assert hys[0].top_k(spec.classes, 2)[0][1] == pytest.approx(float(hys[0].probabilities.max()))
+
+
+class PixelEncoder:
+    """A stand-in encoder without TensorFlow: a fixed random projection of each frame's pixels."""
+    name, input_size, feature_size = "pixels", (4, 4), 6
+
+    def __init__(self):
+        self.weights = np.random.default_rng(11).normal(0, 0.05, (4 * 4 * 3, self.feature_size)).astype(np.float32)
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        return (frames.reshape(len(frames), -1).astype(np.float32) / 255) @ self.weights
+
+
+def random_head(kind: str):
+    from stream.head import FrameHead, LstmHead, PoolHead
+
+    rng = np.random.default_rng(12)
+    w = lambda *shape: rng.normal(0, 0.8, shape).astype(np.float32)
+    classes, F = ("a", "b", "c", "d"), PixelEncoder.feature_size
+    if kind == "pool":
+        return PoolHead(classes, w(2 * F, 4), w(4))
+    if kind == "single_frame":
+        return FrameHead(classes, w(F, 4), w(4))
+    return LstmHead(classes, w(F, 20), w(5, 20), w(20), w(5, 4), w(4))
+
+
+@pytest.mark.parametrize("kind", ["pool", "single_frame", "lstm"])
+@pytest.mark.parametrize("hop", [1, 3])
+def test_scheduler_windows_of_any_head_equal_the_offline_head_on_the_sampled_frames(kind, hop):
+    """A 25 fps file sampled at 10 fps, with a gap (new segment) at frame 60: every prediction is
+    the offline head on the encoder features of exactly its window's sampled frames."""
+    head, encoder, T = random_head(kind), PixelEncoder(), 5
+    images = np.random.default_rng(13).integers(0, 256, (120, 4, 4, 3), dtype=np.uint8)
+    frames = [Frame(image, i, 100.0 + i / 25, segment=int(i >= 60)) for i, image in enumerate(images)]
+    scheduler = Scheduler(head, T, encoder, [StreamPlan("cam", 10.0, WindowConfig(EXACT, hop=hop))])
+    scheduler.set_media_fps("cam", 25.0)
+    predictions, _, _ = feed(scheduler, {"cam": frames})
+    expected = {}
+    for part in (frames[:60], frames[60:]):
+        sampled = [part[i] for i in grid_indices([f.index / 25 for f in part], 10.0)]
+        features = encoder.encode(np.stack([f.image for f in sampled]))
+        for s in range(0, len(sampled) - T + 1, hop):
+            expected[(sampled[s].index, sampled[s + T - 1].index)] = head.clip_probabilities(features[None, s:s + T])[0]
+    assert len(expected) > 8
+    assert [p.window for p in predictions] == list(expected)
+    for p in predictions:
+        np.testing.assert_allclose(p.probabilities, expected[p.window], atol=1e-6)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stream.errors import LrcnError
-from stream.head import FrameHead, LstmHead
+from stream.head import FrameHead, LstmHead, PoolHead
 from stream.smoothing import SmootherState, parse_smoothing, smooth
 from stream.windows import (
     CONTINUOUS,
@@ -34,7 +34,13 @@ def frame_head(seed=0) -> FrameHead:
     return FrameHead(CLASSES, rng.normal(0, 0.6, (F, 4)).astype(np.float32), rng.normal(0, 0.6, 4).astype(np.float32))
 
 
-HEADS = {"lstm": lstm_head(), "lstm-per-timestep": lstm_head(per_timestep=True), "single-frame": frame_head()}
+def pool_head(seed=0) -> PoolHead:
+    rng = np.random.default_rng(seed)
+    return PoolHead(CLASSES, rng.normal(0, 0.6, (2 * F, 4)).astype(np.float32), rng.normal(0, 0.6, 4).astype(np.float32))
+
+
+HEADS = {"lstm": lstm_head(), "lstm-per-timestep": lstm_head(per_timestep=True), "single-frame": frame_head(),
+         "pool": pool_head()}
 
 
 def run(head, config, features, indices=None):
@@ -49,7 +55,7 @@ def run(head, config, features, indices=None):
 
 
 @pytest.mark.parametrize("name", HEADS)
-@pytest.mark.parametrize("hop", [1, 2, 4, T, T + 3])
+@pytest.mark.parametrize("hop", [1, 2, 3, 4, T, T + 3])
 def test_every_exact_window_equals_the_offline_model_on_the_same_frames(name, hop):
     head = HEADS[name]
     features = np.random.default_rng(1).normal(0, 1, (40, F)).astype(np.float32)
@@ -98,9 +104,55 @@ def test_a_single_frame_head_in_continuous_mode_averages_the_last_t_frames():
     head = HEADS["single-frame"]
     features = np.random.default_rng(5).normal(0, 1, (15, F)).astype(np.float32)
     windows = run(head, WindowConfig(CONTINUOUS), features)
+    assert [(w.first, w.last) for w in windows] == [(max(0, i - T + 1), i) for i in range(15)]
     for w in windows:
         recent = features[max(0, w.last - T + 1):w.last + 1]
         np.testing.assert_allclose(w.probabilities, head.probabilities(recent).mean(axis=0), atol=1e-6)
+
+
+def test_pool_head_frame_inputs_are_the_features_themselves():
+    features = np.random.default_rng(7).normal(0, 1, (3, F))
+    inputs = frame_inputs(HEADS["pool"], features)
+    assert inputs.dtype == np.float32 and inputs.shape == (3, F)
+    np.testing.assert_array_equal(inputs, features.astype(np.float32))
+
+
+@pytest.mark.parametrize("hop", [1, 3])
+def test_every_exact_pool_window_is_the_pooled_model_on_exactly_its_frames(hop):
+    head = HEADS["pool"]
+    # Sampled frame indices with uneven gaps: windows must name source frames, not step counts.
+    features = np.random.default_rng(8).normal(0, 1, (25, F)).astype(np.float32)
+    indices = np.cumsum(np.random.default_rng(9).integers(1, 4, 25)) + 100
+    windows = run(head, WindowConfig(EXACT, hop=hop), features, indices.tolist())
+    starts = list(range(0, 25 - T + 1, hop))
+    assert len(starts) > 3
+    assert [(w.first, w.last) for w in windows] == [(indices[s], indices[s + T - 1]) for s in starts]
+    for s, w in zip(starts, windows):
+        np.testing.assert_allclose(w.probabilities, head.clip_probabilities(features[None, s:s + T])[0], atol=1e-6)
+    # The ring order matters to nothing but rounding; a window of other frames must differ.
+    assert not np.allclose(windows[0].probabilities, windows[1].probabilities, atol=1e-3)
+
+
+@pytest.mark.parametrize("hop, reset_every", [(1, None), (2, None), (1, 4), (3, 9)])
+def test_pool_head_in_continuous_mode_pools_the_last_t_frames_since_the_restart(hop, reset_every):
+    head = HEADS["pool"]
+    features = np.random.default_rng(10).normal(0, 1, (26, F)).astype(np.float32)
+    windows = run(head, WindowConfig(CONTINUOUS, hop=hop, reset_every=reset_every), features)
+    period = reset_every or len(features)
+    expected = []
+    for i in range(len(features)):
+        restart = i // period * period
+        since = i - restart + 1
+        if since % hop == 0:
+            expected.append((max(restart, i - T + 1), i))
+    assert [(w.first, w.last) for w in windows] == expected
+    for w in windows:
+        pooled = head.clip_probabilities(features[None, w.first:w.last + 1])[0]
+        np.testing.assert_allclose(w.probabilities, pooled, atol=1e-6)
+    if reset_every and reset_every < T:
+        # Right after a restart the window is the new frames alone, not the last T.
+        w = next(w for w in windows if w.first == reset_every)
+        assert w.last - w.first + 1 < T
 
 
 def test_step_does_not_change_the_state_it_was_given():
