@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import layers
 
 from stream.bundle import ModelSpec
@@ -97,9 +98,44 @@ def frame_layers(spec: ModelSpec) -> list[layers.Layer]:
     return [mobilenet_v2(spec)] + ([layers.Flatten()] if spec.pooling == "flatten" else [])
 
 
+@keras.saving.register_keras_serializable(package="lrcn")
+class TemporalPooling(layers.Layer):
+    """[B, T, F] -> [B, 2F]: each feature's mean and maximum over the window, standardised with
+    fixed statistics of the training windows (`set_statistics`; identity until then).
+
+    The statistics are weights rather than a Normalization layer so that they travel with
+    the model (and with `copy_head_weights`) and export folds them into the softmax layer.
+    """
+
+    def build(self, input_shape):
+        size = 2 * int(input_shape[-1])
+        self.center = self.add_weight(shape=(size,), initializer="zeros", trainable=False, name="center")
+        self.inverse_scale = self.add_weight(shape=(size,), initializer="ones", trainable=False, name="inverse_scale")
+
+    @staticmethod
+    def pool(windows):
+        return keras.ops.concatenate([keras.ops.mean(windows, axis=1), keras.ops.max(windows, axis=1)], axis=-1)
+
+    def call(self, inputs):
+        return (self.pool(inputs) - self.center) * self.inverse_scale
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def set_statistics(self, pooled: np.ndarray) -> None:
+        """Standardise with these pooled vectors [N, 2F] (`pool` of real training windows)."""
+        self.center.assign(pooled.mean(axis=0))
+        # A feature that never varies (a dead ReLU) gets scale 1, not a division by zero.
+        self.inverse_scale.assign(1.0 / np.maximum(pooled.std(axis=0), 1e-3))
+
+
 def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:
-    """Dropout, then LSTM + softmax (last step or every step), or per-frame softmax alone."""
-    softmax = layers.Dense(spec.num_classes, activation="softmax")
+    """Dropout, then LSTM + softmax (last step or every step), or per-frame softmax alone;
+    or, for the pooling head, standardised mean and max over time, dropout, softmax."""
+    regularizer = keras.regularizers.l2(spec.l2) if spec.l2 else None
+    softmax = layers.Dense(spec.num_classes, activation="softmax", kernel_regularizer=regularizer)
+    if spec.head == "pool":
+        return [TemporalPooling(), layers.Dropout(spec.feature_dropout), softmax]
     if spec.head == "single_frame":
         return [layers.Dropout(spec.feature_dropout), layers.TimeDistributed(softmax)]
     lstm = layers.LSTM(spec.lstm_units, dropout=spec.lstm_dropout, return_sequences=spec.per_timestep)

@@ -6,6 +6,8 @@ out of the training groups; the test groups are touched only by the final evalua
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,18 +51,23 @@ def evaluate_model(model, spec: ModelSpec, videos: list[Video], config: TrainCon
 
 
 def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list[Video], out_dir: Path,
-                   config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> dict:
+                   config: TrainConfig, resume: bool = False, provenance: dict | None = None,
+                   l2_choices: Sequence[float] = ()) -> dict:
     """Train on train_videos and test on test_videos; returns the test report ({} without tests).
 
-    The number of epochs is chosen on a group-disjoint validation split of the training
-    groups (out_dir/selection). With config.refit the final model then trains on every
-    training group for that many epochs: with three persons, say, the selection run learns
-    from one person and the final model from two.
+    The number of epochs, and the L2 penalty when several `l2_choices` are given, are chosen
+    on a group-disjoint validation split of the training groups (out_dir/selection). With
+    config.refit the final model then trains on every training group for that many epochs:
+    with three persons, say, the selection run learns from one person and the final model
+    from two.
     """
     fit_videos, val_videos = group_holdout(train_videos, VAL_FRACTION, config.seed)
     groups = lambda videos: sorted({v.group for v in videos})
     provenance = (provenance or {}) | {"train_groups": groups(train_videos), "val_groups": groups(val_videos),
                                        "test_groups": groups(test_videos)}
+    if len(l2_choices) > 1 and val_videos:
+        spec, provenance["l2_selection"] = choose_l2(spec, l2_choices, fit_videos, val_videos, out_dir, config,
+                                                     provenance | {"train_groups": groups(fit_videos)})
     if config.refit and val_videos:
         _, chosen = train(spec, fit_videos, val_videos, out_dir / "selection", config, resume,
                           provenance | {"train_groups": groups(fit_videos)})
@@ -78,15 +85,34 @@ def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list
     return result
 
 
+def choose_l2(spec: ModelSpec, choices: Sequence[float], fit_videos: list[Video], val_videos: list[Video],
+              out_dir: Path, config: TrainConfig, provenance: dict) -> tuple[ModelSpec, dict]:
+    """The spec with the L2 penalty whose model does best on the validation videos: video
+    accuracy, then clip accuracy, then the larger penalty (the simpler model) on a tie.
+    Validation accuracy, not loss: Keras's validation loss includes the penalty itself."""
+    scores = {}
+    for l2 in choices:
+        candidate = replace(spec, l2=l2)
+        model, _ = train(candidate, fit_videos, val_videos, out_dir / "selection" / f"l2-{l2:g}", config, False,
+                         provenance)
+        result = evaluate_model(model, candidate, val_videos, config, None)
+        scores[l2] = (result["video_accuracy"], result["clip_accuracy"], l2)
+    best = max(scores, key=scores.get)
+    print(f"lrcn: l2 {best:g} chosen on validation groups "
+          f"({', '.join(f'{l2:g}: {v:.3f}/{c:.3f}' for l2, (v, c, _) in scores.items())} video/clip accuracy)",
+          file=sys.stderr)
+    return replace(spec, l2=best), {"chosen": best, "validation": {f"{l2:g}": list(score[:2]) for l2, score in scores.items()}}
+
+
 def cross_validate(spec: ModelSpec, dataset: Dataset, out_dir: Path, config: TrainConfig,
-                   provenance: dict | None = None) -> dict:
+                   provenance: dict | None = None, l2_choices: Sequence[float] = ()) -> dict:
     """Leave-one-group-out: one bundle per fold under out_dir, and out_dir/cv_report.json."""
     folds: list[Fold] = leave_one_group_out(list(dataset.videos))
     rows = []
     for fold in folds:
         fold_dir = out_dir / f"fold-{fold.name.replace('=', '-')}"
         result = train_and_test(spec, list(fold.train), list(fold.test), fold_dir, config,
-                                provenance=provenance)
+                                provenance=provenance, l2_choices=l2_choices)
         rows.append({"fold": fold.name, "test_videos": result["videos"], "correct": result["video_correct"],
                      "video_accuracy": result["video_accuracy"], "clip_accuracy": result["clip_accuracy"]})
         print(f"{fold.name}: {result['video_correct']}/{result['videos']} videos "

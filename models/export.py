@@ -28,7 +28,7 @@ from models.experiment import load_bundle
 from stream.bundle import BundleMeta
 from stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, OnnxRuntimeEncoder
 from stream.errors import LrcnError
-from stream.head import HEAD_FILE, FrameHead, Head, LstmHead, save_head
+from stream.head import HEAD_FILE, FrameHead, Head, LstmHead, PoolHead, save_head
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export.json"
@@ -89,6 +89,13 @@ def head_from_keras(head_model, meta: BundleMeta) -> Head:
     dense_kernel, dense_bias = dense.get_weights()
     if spec.head == "single_frame":
         return FrameHead(spec.classes, dense_kernel, dense_bias)
+    if spec.head == "pool":
+        # (pooled - center) * inverse_scale @ W + b  ==  pooled @ (inverse_scale * W) + (b - (center * inverse_scale) @ W)
+        (pooling,) = [layer for layer in head_model.layers if type(layer).__name__ == "TemporalPooling"]
+        center, inverse_scale = (np.asarray(w, np.float64) for w in pooling.get_weights())
+        kernel = np.asarray(dense_kernel, np.float64)
+        return PoolHead(spec.classes, (inverse_scale[:, None] * kernel).astype(np.float32),
+                        (dense_bias - (center * inverse_scale) @ kernel).astype(np.float32))
     (lstm,) = [layer for layer in head_model.layers if isinstance(layer, layers.LSTM)]
     if (lstm.activation.__name__, lstm.recurrent_activation.__name__) != ("tanh", "sigmoid") or not lstm.use_bias:
         raise LrcnError(f"LSTM {lstm.name}: only tanh/sigmoid with bias is exported")

@@ -21,8 +21,8 @@ import numpy as np
 
 import keras
 
-from models.architectures import build_head, build_model, copy_head_weights, scale_to_unit_variance, \
-    split_model
+from models.architectures import TemporalPooling, build_head, build_model, copy_head_weights, \
+    scale_to_unit_variance, split_model
 from models import synth
 from models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
     random_start, window_starts
@@ -191,6 +191,20 @@ def sample_frames(batches, spec: ModelSpec, count: int = 64) -> np.ndarray:
     return np.concatenate(frames)[:count]
 
 
+def standardise_pooling(model, batches, encoder=None, max_batches: int = 64) -> None:
+    """Fix the pooling head's standardisation from the first training batches' windows
+    (through `encoder` when the batches hold pixels)."""
+    (pooling,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
+    pooled = []
+    for index in range(min(len(batches), max_batches)):
+        clips = batches[index][0]
+        if encoder is not None:
+            frames = clips.reshape(-1, *clips.shape[2:])
+            clips = np.asarray(encoder(frames, training=False)).reshape(*clips.shape[:2], -1)
+        pooled.append(np.asarray(TemporalPooling.pool(clips)))
+    pooling.set_statistics(np.concatenate(pooled))
+
+
 def compile_model(model, config: TrainConfig, steps: int):
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
@@ -230,6 +244,8 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
     else:
         if spec.backbone == "seed":  # the small CNN learns faster from Keras's own initialisation
             scale_to_unit_variance(encoder, sample_frames(batches, spec))
+        if spec.head == "pool":
+            standardise_pooling(fitted, batches, None if head_only else encoder)
         compile_model(fitted, config, config.epochs * len(batches))
         history_csv.unlink(missing_ok=True)
     callbacks = [

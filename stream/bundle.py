@@ -19,7 +19,7 @@ from stream.errors import LrcnError
 
 FORMAT_VERSION = 1
 BACKBONES = ("seed", "small", "mobilenet_v2")
-HEADS = ("lstm", "single_frame")
+HEADS = ("lstm", "single_frame", "pool")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ModelSpec:
     per_timestep: bool = False
     feature_dropout: float = 0.7
     lstm_dropout: float = 0.5
+    l2: float = 0.0                   # L2 penalty on the softmax layer's kernel
     backbone_weights: str | None = None
     # mobilenet_v2 only: "avg" pools each frame to one vector; "flatten" keeps the spatial
     # map, so where things are (and so left/right motion) reaches the LSTM.
@@ -60,6 +61,10 @@ class ModelSpec:
             problems.append(f"pooling {self.pooling!r} is not avg or flatten")
         if min(self.input_size) < 32:
             problems.append(f"input size {self.input_size} is below 32 pixels")
+        if self.per_timestep and self.head != "lstm":
+            problems.append(f"per-timestep training needs the lstm head, not {self.head!r}")
+        if not 0 <= self.l2 < 10:
+            problems.append(f"l2 {self.l2!r} is not in [0, 10)")
         if self.clip_length < 1 or self.fps <= 0:
             problems.append("clip length and fps must be positive")
         if problems:

@@ -142,7 +142,39 @@ class FrameHead:
         return self.probabilities(np.asarray(features, np.float32)).mean(axis=1)
 
 
-Head = LstmHead | FrameHead
+@dataclass(frozen=True)
+class PoolHead:
+    """Temporal pooling: the mean and the maximum of each feature over the window, then one
+    softmax layer (the feature-pooling alternative to an LSTM of Ng et al., "Beyond Short
+    Snippets", CVPR 2015). It ignores frame order, so it cannot tell motion directions apart,
+    but with few training people it generalises where an LSTM learns the people. The
+    standardisation the Keras model applies to the pooled vector is folded into the kernel."""
+    classes: tuple[str, ...]
+    dense_kernel: np.ndarray      # [2F, C]: rows 0..F-1 weigh the mean, F..2F-1 the maximum
+    dense_bias: np.ndarray        # [C]
+    kind = "pool"
+    per_timestep = False
+
+    @property
+    def feature_size(self) -> int:
+        return self.dense_kernel.shape[0] // 2
+
+    def window_probabilities(self, features: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """[B, T, F] features -> [B, C]. With `counts` [B], window b is its first counts[b] frames."""
+        features = np.asarray(features, np.float32)
+        if counts is None:
+            pooled = np.concatenate([features.mean(axis=1), features.max(axis=1)], axis=-1)
+        else:
+            kept = np.arange(features.shape[1])[None, :, None] < np.asarray(counts)[:, None, None]
+            mean = np.where(kept, features, 0).sum(axis=1) / np.asarray(counts, np.float32)[:, None]
+            pooled = np.concatenate([mean, np.where(kept, features, -np.inf).max(axis=1)], axis=-1)
+        return softmax(pooled @ self.dense_kernel + self.dense_bias)
+
+    def clip_probabilities(self, features: np.ndarray) -> np.ndarray:
+        return self.window_probabilities(features)
+
+
+Head = LstmHead | FrameHead | PoolHead
 
 
 def save_head(path: str | Path, head: Head) -> Path:
@@ -164,6 +196,10 @@ def load_head(path: str | Path) -> Head:
         dense = {k: arrays[k].astype(np.float32) for k in ("dense_kernel", "dense_bias")}
         if kind == "single_frame":
             return FrameHead(classes, **dense)
+        if kind == "pool":
+            if dense["dense_kernel"].shape[0] % 2:
+                raise ValueError(f"pooling kernel has {dense['dense_kernel'].shape[0]} rows, not 2 x features")
+            return PoolHead(classes, **dense)
         lstm = {k: arrays[k].astype(np.float32) for k in ("kernel", "recurrent_kernel", "bias")}
         head = LstmHead(classes, **lstm, **dense, per_timestep=bool(arrays["per_timestep"]))
     except (KeyError, ValueError, OSError) as err:

@@ -50,6 +50,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def parse_l2(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if any(not 0 <= value < 10 for value in values):
+        raise argparse.ArgumentTypeError(f"L2 penalties must be in [0, 10), got {text!r}")
+    return values
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -90,12 +100,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default: all for seed, 0 for mobilenet_v2)")
     model.add_argument("--pooling", choices=("avg", "flatten"), default="avg",
                        help="mobilenet_v2: pool each frame to a vector, or keep its spatial map")
-    model.add_argument("--head", choices=("lstm", "single_frame"), default="lstm")
+    model.add_argument("--head", choices=("lstm", "single_frame", "pool"), default="lstm",
+                       help="pool: mean and max of each feature over the window, then softmax (no LSTM)")
     model.add_argument("--per-timestep", action="store_true", help="a loss at every step, averaged at test time")
     model.add_argument("--size", type=parse_size, default=(112, 112), help="input N or HxW (default 112)")
     model.add_argument("--clip-length", type=int, default=16)
     model.add_argument("--fps", type=float, default=10.0, help="sampling rate the model sees (default 10)")
     model.add_argument("--lstm-units", type=int, default=512)
+    model.add_argument("--l2", type=parse_l2, default=(0.0,), metavar="L2[,L2...]",
+                       help="L2 penalty on the softmax layer's kernel; several (e.g. 0.001,0.01,0.1) are each "
+                            "trained on the validation split of the training groups and the best is kept")
     model.add_argument("--dropout", type=float, nargs=2, default=(0.7, 0.5), metavar=("FEATURES", "LSTM"),
                        help="dropout on the per-frame features and inside the LSTM (default: the seed's 0.7 0.5)")
     fit = parser.add_argument_group("training")
@@ -129,7 +143,8 @@ def spec_from_args(args, classes) -> "ModelSpec":
     return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
                      clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
                      per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable,
-                     pooling=args.pooling, feature_dropout=args.dropout[0], lstm_dropout=args.dropout[1])
+                     pooling=args.pooling, feature_dropout=args.dropout[0], lstm_dropout=args.dropout[1],
+                     l2=args.l2[0])
 
 
 def config_from_args(args) -> "TrainConfig":
@@ -176,13 +191,13 @@ def cmd_train(args) -> None:
     provenance = {"data": str(Path(args.data).resolve()), "group_pattern": dataset.group_pattern}
     out = Path(args.out)
     if args.cv:
-        summary = cross_validate(spec, dataset, out, config, provenance)
+        summary = cross_validate(spec, dataset, out, config, provenance, args.l2)
         print(f"cross-validation: {summary['correct']}/{summary['videos']} videos "
               f"= {summary['pooled_video_accuracy']:.3f} (mean over folds {summary['mean_fold_accuracy']:.3f}); "
               f"{out / 'cv_report.json'}")
         return
     train_videos, test_videos = choose_split(dataset, args)
-    result = train_and_test(spec, train_videos, test_videos, out, config, args.resume, provenance)
+    result = train_and_test(spec, train_videos, test_videos, out, config, args.resume, provenance, args.l2)
     print(f"bundle written to {out}")
     if result:
         print_result(result)
