@@ -24,6 +24,7 @@ SPECS = {
     "seed_per_timestep": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, lstm_units=16,
                                    per_timestep=True),
     "seed_single_frame": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, head="single_frame"),
+    "seed_pool": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, head="pool", l2=0.01),
 }
 
 
@@ -35,8 +36,39 @@ def video(tmp_path_factory):
 def exported(tmp_path_factory, video, spec):
     frames = frames_of(video, spec)
     bundle = make_bundle(tmp_path_factory.mktemp("bundle"), spec, frames[:16])
+    if spec.head == "pool":
+        set_pooling_statistics(bundle, frames)
     report = export_bundle(bundle, frames)
     return bundle, frames, report
+
+
+def set_pooling_statistics(bundle, frames, seed=0):
+    """Give the bundle's TemporalPooling statistics far from the identity (a fresh model has
+    center 0 and inverse_scale 1, which would leave export's folding of them unchecked): the
+    real windows' own statistics, shifted and rescaled per feature so that no feature keeps
+    center 0 or scale 1. Returns (center, inverse_scale)."""
+    from models.architectures import TemporalPooling, split_model
+    from models.experiment import load_bundle
+    from models.train import save_bundle
+
+    model, meta = load_bundle(bundle)
+    encoder, _ = split_model(model, meta.spec)
+    spec = meta.spec
+    clips = np.stack([frames[clip_indices(len(frames), spec.clip_length, s)]
+                      for s in window_starts(len(frames), spec.clip_length, 1)])
+    features = np.asarray(encoder(preprocess(clips.reshape(-1, *clips.shape[2:]), *spec.preprocessing),
+                                  training=False)).reshape(*clips.shape[:2], -1)
+    pooled = np.asarray(TemporalPooling.pool(features), np.float64)
+    rng = np.random.default_rng(seed)
+    spread = np.maximum(pooled.std(axis=0), 0.1) * rng.uniform(0.5, 2.0, pooled.shape[1])
+    pooled = pooled.mean(axis=0) + rng.normal(0, 0.5, pooled.shape[1]) * spread \
+        + rng.standard_normal(pooled.shape) * spread
+    (pooling,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
+    pooling.set_statistics(pooled.astype(np.float32))
+    center, inverse_scale = pooling.get_weights()
+    assert np.abs(center).min() > 0 and np.abs(inverse_scale - 1).max() > 0.1
+    save_bundle(model, meta, bundle)
+    return center, inverse_scale
 
 
 def keras_clip_probabilities(bundle, frames, spec):
@@ -160,3 +192,58 @@ def test_cli_export_prints_the_check_and_writes_int8(tmp_path_factory, video):
     assert (bundle / "encoder.int8.onnx").is_file()
     int8 = load_runtime_bundle(bundle, backend="onnxruntime-int8")
     assert int8.clip_probabilities(frames[:4]).shape == (3,)
+
+
+def test_numpy_pool_head_folds_the_standardisation_exactly():
+    """head_from_keras folds center/inverse_scale into the softmax layer: the NumPy head equals
+    Keras on features with large offsets, and a head that skipped the folding would not."""
+    from models.architectures import TemporalPooling, build_head
+    from models.export import head_from_keras
+    from stream.bundle import BundleMeta
+    from stream.head import PoolHead
+
+    import keras
+
+    spec = ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=6, head="pool", l2=0.1)
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(1)
+    head_model = build_head(spec, feature_size=5)
+    offsets, spreads = rng.normal(0, 4, 5), rng.uniform(0.2, 5, 5)
+    features = (rng.standard_normal((9, spec.clip_length, 5)) * spreads + offsets).astype(np.float32)
+    (pooling,) = [layer for layer in head_model.layers if isinstance(layer, TemporalPooling)]
+    pooling.set_statistics(np.asarray(TemporalPooling.pool(features)))
+    expected = head_model.predict(features, verbose=0)
+    assert expected.std(axis=0).max() > 0.05  # the windows are told apart, not all uniform
+
+    head = head_from_keras(head_model, BundleMeta(spec=spec, feature_size=5))
+    assert isinstance(head, PoolHead) and head.kind == "pool" and head.feature_size == 5
+    assert head.dense_kernel.shape == (10, 3) and head.dense_bias.shape == (3,)
+    np.testing.assert_allclose(head.clip_probabilities(features), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(head.window_probabilities(features, counts=np.full(9, spec.clip_length)),
+                               expected, atol=1e-5, rtol=0)
+    unfolded = PoolHead(spec.classes, *head_model.layers[-1].get_weights())
+    assert np.abs(unfolded.clip_probabilities(features) - expected).max() > 1e-2
+
+
+def test_pool_bundle_exports_with_its_statistics_folded(tmp_path_factory, video):
+    """Non-identity statistics, exported through export_bundle: head.npz loads back as a
+    pool head with the folded weights, and the runtime bundle equals Keras on real frames."""
+    from models.experiment import load_bundle
+    from models.export import head_from_keras
+    from models.architectures import split_model
+
+    spec = SPECS["seed_pool"]
+    bundle, frames, report = exported(tmp_path_factory, video, spec)
+    head = load_head(bundle / "head.npz")
+    assert head.kind == "pool" and head.classes == CLASSES and not head.per_timestep
+    model, meta = load_bundle(bundle)
+    _, head_model = split_model(model, spec)
+    center, inverse_scale = head_model.layers[0].get_weights()
+    assert np.abs(center).min() > 0 and np.abs(inverse_scale - 1).max() > 0.1  # the statistics survived saving
+    folded = head_from_keras(head_model, meta)
+    np.testing.assert_array_equal(head.dense_kernel, folded.dense_kernel)
+    np.testing.assert_array_equal(head.dense_bias, folded.dense_bias)
+    assert head.dense_kernel.shape == (2 * meta.feature_size, len(CLASSES))
+    runtime = assert_runtime_equals_keras(bundle, frames, spec)
+    assert runtime.head.kind == "pool"
+    assert report["check"]["encoder_head_probabilities_max_abs"] < 1e-4

@@ -197,3 +197,61 @@ def test_wrong_bundle_contents_are_one_line_errors(tmp_path):
     (tmp_path / "ok" / "model.keras").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(LrcnError, match="cannot load"):
         load_bundle(tmp_path / "ok")
+
+
+def test_cli_pool_head_chooses_l2_on_the_validation_groups(synthetic, tmp_path):
+    """`lrcn train --head pool --l2 A,B`: one model per penalty on the validation group, the
+    best recorded in meta.json and used for the bundle, whose pooling is standardised."""
+    data = tmp_path / "data"
+    for folder in synthetic.iterdir():
+        (data / folder.name).mkdir(parents=True)
+        for video in sorted(folder.glob("*_g0[123]_*")):
+            (data / folder.name / video.name).symlink_to(video)
+    out = tmp_path / "b"
+    run = lrcn("train", data, "--out", out, "--backbone", "small", "--size", "32", "--clip-length", "4",
+               "--fps", "5", "--head", "pool", "--l2", "0.001,0.5", "--epochs", "2", "--clips-per-video", "2",
+               "--test-groups", "03", "--no-refit", "--no-cache", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "chosen on validation groups" in run.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    selection = meta["training"]["l2_selection"]
+    assert selection["chosen"] in (0.001, 0.5)
+    assert set(selection["validation"]) == {"0.001", "0.5"}
+    for video_accuracy, clip_accuracy in selection["validation"].values():
+        assert 0 <= video_accuracy <= 1 and 0 <= clip_accuracy <= 1
+    # The rule: best video accuracy, then clip accuracy, then the larger penalty.
+    assert selection["chosen"] == max((0.001, 0.5), key=lambda l2: (*selection["validation"][f"{l2:g}"], l2))
+    assert meta["model"]["head"] == "pool" and meta["model"]["l2"] == selection["chosen"]
+    assert meta["training"]["val_groups"] and meta["training"]["test_groups"] == ["03"]
+    assert meta["metrics"]["test"]["videos"] == 21
+    for l2 in ("0.001", "0.5"):
+        assert (out / "selection" / f"l2-{l2}" / "model.keras").is_file(), l2
+    model, loaded = load_bundle(out)
+    from models.architectures import TemporalPooling
+
+    (pooling,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
+    center, inverse_scale = pooling.get_weights()
+    assert np.abs(center).max() > 0 and np.abs(inverse_scale - 1).max() > 0  # standardised from training clips
+    assert np.isclose(model.layers[-1].kernel_regularizer.get_config()["l2"], selection["chosen"])
+
+
+def assert_one_line_usage_error(result, *words):
+    """argparse's rejection: exit 2, its usage, then exactly one `lrcn train: error:` line."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and lines[0].startswith("lrcn train: error: argument --l2:"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "10", "nan", "0.1,", "", "0.01,-0.5"])
+def test_bad_l2_is_a_one_line_error(tmp_path, value):
+    assert_one_line_usage_error(lrcn("train", tmp_path, "--out", tmp_path / "o", "--head", "pool", f"--l2={value}"),
+                                repr(value))
+    assert not (tmp_path / "o").exists()
+
+
+def test_negative_l2_as_a_separate_argument_is_a_one_line_error(tmp_path):
+    assert_one_line_usage_error(lrcn("train", tmp_path, "--out", tmp_path / "o", "--l2", "-1"), "[0, 10)", "'-1'")
+    assert_one_line_usage_error(lrcn("train", tmp_path, "--out", tmp_path / "o", "--l2", "abc"), "numbers", "'abc'")
