@@ -125,8 +125,10 @@ class TemporalPooling(layers.Layer):
     def set_statistics(self, pooled: np.ndarray) -> None:
         """Standardise with these pooled vectors [N, 2F] (`pool` of real training windows)."""
         self.center.assign(pooled.mean(axis=0))
-        # A feature that never varies (a dead ReLU) gets scale 1, not a division by zero.
-        self.inverse_scale.assign(1.0 / np.maximum(pooled.std(axis=0), 1e-3))
+        # A feature that (almost) never varies, such as a dead ReLU, keeps scale 1: dividing by
+        # its tiny spread would multiply any later activation by a thousand.
+        spread = pooled.std(axis=0)
+        self.inverse_scale.assign(np.where(spread > 1e-3, 1.0 / np.maximum(spread, 1e-3), 1.0))
 
 
 def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:

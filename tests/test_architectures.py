@@ -248,8 +248,6 @@ def test_set_statistics_with_a_constant_feature_stays_finite():
     np.testing.assert_allclose(out[:, [1, 4]], 0, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="TemporalPooling.set_statistics says a feature that never varies gets "
-                   "scale 1, but it gets inverse_scale 1/1e-3 = 1000, so any later activation is amplified 1000x")
 def test_set_statistics_gives_a_constant_feature_scale_one():
     from models.architectures import TemporalPooling
 
