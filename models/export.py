@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.architectures import split_model
+from models.architectures import TemporalPooling, split_model
 from models.clips import clip_indices, preprocess
 from models.experiment import load_bundle
 from stream.bundle import BundleMeta
@@ -91,7 +91,7 @@ def head_from_keras(head_model, meta: BundleMeta) -> Head:
         return FrameHead(spec.classes, dense_kernel, dense_bias)
     if spec.head == "pool":
         # (pooled - center) * inverse_scale @ W + b  ==  pooled @ (inverse_scale * W) + (b - (center * inverse_scale) @ W)
-        (pooling,) = [layer for layer in head_model.layers if type(layer).__name__ == "TemporalPooling"]
+        (pooling,) = [layer for layer in head_model.layers if isinstance(layer, TemporalPooling)]
         center, inverse_scale = (np.asarray(w, np.float64) for w in pooling.get_weights())
         kernel = np.asarray(dense_kernel, np.float64)
         return PoolHead(spec.classes, (inverse_scale[:, None] * kernel).astype(np.float32),

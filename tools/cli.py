@@ -57,7 +57,7 @@ def parse_l2(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
     if any(not 0 <= value < 10 for value in values):
         raise argparse.ArgumentTypeError(f"L2 penalties must be in [0, 10), got {text!r}")
-    return values
+    return tuple(dict.fromkeys(values))  # a value given twice is trained once
 
 
 def positive_int(text: str) -> int:
