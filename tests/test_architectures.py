@@ -235,7 +235,7 @@ def test_set_statistics_standardises_the_pooled_windows():
     assert np.abs(raw.mean(axis=0)).max() > 1 and np.abs(raw.std(axis=0) - 1).max() > 1
 
 
-def test_set_statistics_with_a_constant_feature_stays_finite():
+def test_set_statistics_leaves_a_constant_feature_at_scale_one_and_finite():
     from models.architectures import TemporalPooling
 
     windows = random_windows(np.random.default_rng(1), 50, 4, 3)
@@ -243,21 +243,13 @@ def test_set_statistics_with_a_constant_feature_stays_finite():
     layer = TemporalPooling()
     layer.build(windows.shape)
     layer.set_statistics(np.asarray(TemporalPooling.pool(windows)))
+    _, inverse_scale = layer.get_weights()
+    np.testing.assert_allclose(inverse_scale[[1, 4]], 1.0)  # not 1 / (a tiny spread)
     out = np.asarray(layer(windows))
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out[:, [1, 4]], 0, atol=1e-6)
-
-
-def test_set_statistics_gives_a_constant_feature_scale_one():
-    from models.architectures import TemporalPooling
-
-    windows = random_windows(np.random.default_rng(1), 50, 4, 3)
-    windows[:, :, 1] = 0.0  # a dead ReLU
-    layer = TemporalPooling()
-    layer.build(windows.shape)
-    layer.set_statistics(np.asarray(TemporalPooling.pool(windows)))
-    _, inverse_scale = layer.get_weights()
-    np.testing.assert_allclose(inverse_scale[[1, 4]], 1.0)
+    windows[0, 0, 1] = 2.6  # a later activation moves the output by its own size, not a thousand times it
+    assert np.abs(np.asarray(layer(windows))[0, [1, 4]]).max() < 0.2
 
 
 def test_pool_model_saved_as_keras_loads_with_its_statistics(tmp_path):
