@@ -6,6 +6,7 @@ out of the training groups; the test groups are touched only by the final evalua
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -65,15 +66,21 @@ def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list
     groups = lambda videos: sorted({v.group for v in videos})
     provenance = (provenance or {}) | {"train_groups": groups(train_videos), "val_groups": groups(val_videos),
                                        "test_groups": groups(test_videos)}
+    selected = None  # the chosen L2's model, already trained on the validation split
     if len(l2_choices) > 1 and val_videos:
-        spec, provenance["l2_selection"] = choose_l2(spec, l2_choices, fit_videos, val_videos, out_dir, config,
-                                                     provenance | {"train_groups": groups(fit_videos)})
+        spec, selected, provenance["l2_selection"] = choose_l2(spec, l2_choices, fit_videos, val_videos, out_dir,
+                                                               config, provenance | {"train_groups": groups(fit_videos)})
     if config.refit and val_videos:
-        _, chosen = train(spec, fit_videos, val_videos, out_dir / "selection", config, resume,
-                          provenance | {"train_groups": groups(fit_videos)})
+        _, chosen = selected or train(spec, fit_videos, val_videos, out_dir / "selection", config, resume,
+                                      provenance | {"train_groups": groups(fit_videos)})
         epochs = chosen.training["best_epoch"] or config.epochs
         provenance["selection"] = {key: chosen.training[key] for key in ("best_epoch", "epochs_run", "seconds")}
         model, meta = train(spec, train_videos, [], out_dir, replace(config, epochs=epochs), False, provenance)
+    elif selected:  # without refit the chosen model is the result: copied, not trained again
+        shutil.copytree(l2_dir(out_dir, spec.l2), out_dir, dirs_exist_ok=True)
+        model, meta = selected
+        meta.training["l2_selection"] = provenance["l2_selection"]
+        write_meta(out_dir, meta)
     else:
         model, meta = train(spec, fit_videos, val_videos, out_dir, config, resume,
                             provenance | {"train_groups": groups(fit_videos)})
@@ -85,23 +92,28 @@ def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list
     return result
 
 
+def l2_dir(out_dir: Path, l2: float) -> Path:
+    return out_dir / "selection" / f"l2-{l2:g}"
+
+
 def choose_l2(spec: ModelSpec, choices: Sequence[float], fit_videos: list[Video], val_videos: list[Video],
-              out_dir: Path, config: TrainConfig, provenance: dict) -> tuple[ModelSpec, dict]:
-    """The spec with the L2 penalty whose model does best on the validation videos: video
-    accuracy, then clip accuracy, then the larger penalty (the simpler model) on a tie.
-    Validation accuracy, not loss: Keras's validation loss includes the penalty itself."""
-    scores = {}
+              out_dir: Path, config: TrainConfig, provenance: dict):
+    """(spec, (model, meta), record): the L2 penalty whose model does best on the validation
+    videos, by video accuracy, then clip accuracy, then the larger penalty (the simpler model)
+    on a tie, and that model. Validation accuracy, not loss: Keras's validation loss includes
+    the penalty itself."""
+    scores, trained = {}, {}
     for l2 in choices:
         candidate = replace(spec, l2=l2)
-        model, _ = train(candidate, fit_videos, val_videos, out_dir / "selection" / f"l2-{l2:g}", config, False,
-                         provenance)
-        result = evaluate_model(model, candidate, val_videos, config, None)
+        trained[l2] = train(candidate, fit_videos, val_videos, l2_dir(out_dir, l2), config, False, provenance)
+        result = evaluate_model(trained[l2][0], candidate, val_videos, config, None)
         scores[l2] = (result["video_accuracy"], result["clip_accuracy"], l2)
     best = max(scores, key=scores.get)
     print(f"lrcn: l2 {best:g} chosen on validation groups "
           f"({', '.join(f'{l2:g}: {v:.3f}/{c:.3f}' for l2, (v, c, _) in scores.items())} video/clip accuracy)",
           file=sys.stderr)
-    return replace(spec, l2=best), {"chosen": best, "validation": {f"{l2:g}": list(score[:2]) for l2, score in scores.items()}}
+    record = {"chosen": best, "validation": {f"{l2:g}": list(score[:2]) for l2, score in scores.items()}}
+    return replace(spec, l2=best), trained[best], record
 
 
 def cross_validate(spec: ModelSpec, dataset: Dataset, out_dir: Path, config: TrainConfig,
