@@ -44,6 +44,9 @@ run ucf_seed             "$data/ucf101_9" "${ucf_split[@]}" --size 112 --epochs 
 run weizmann_mnv2_lstm   "$data/weizmann4" --cv "${mnv2[@]}"
 run weizmann_mnv2_single "$data/weizmann4" --cv "${mnv2[@]}" --head single_frame
 run weizmann_mnv2_pool   "$data/weizmann4" --cv "${mnv2[@]}" "${pool[@]}"
+for seed in 1 2; do
+  run weizmann_mnv2_pool_s$seed "$data/weizmann4" --cv "${mnv2[@]}" "${pool[@]}" --seed $seed
+done
 run weizmann_seed        "$data/weizmann4" --cv --size 64 --epochs 15 --clips-per-video 8 --patience 5 --no-refit
 
 # ps7, leave-one-person-out (3 folds, 9 test videos each).
