@@ -64,8 +64,8 @@ class WindowState:
     steps: np.ndarray      # [K] frames in each slot's window so far
     first: np.ndarray      # [K] frame index of each slot's first frame
     prob_sum: np.ndarray   # [K, C] running sum of per-step softmax, for heads that average over steps
-    recent: np.ndarray     # stateless heads: the last T frame inputs, the n-th since the reset at n % T ([T, C] softmaxes
-                           # of a single-frame head, [T, F] features of a pooling head; unused by an LSTM)
+    recent: np.ndarray     # where `keeps_ring`: the last T frame inputs, the n-th since the reset at n % T ([T, C]
+                           # softmaxes of a single-frame head, [T, F] features of a pooling head); else [T, 0]
     recent_index: np.ndarray  # [T] the frame indices of those frames
     frames: int = 0        # frames stepped since the last reset
 
@@ -92,6 +92,12 @@ def averages_steps(head: Head) -> bool:
     return isinstance(head, FrameHead) or head.per_timestep
 
 
+def keeps_ring(head: Head, config: WindowConfig) -> bool:
+    """Whether a stream keeps its last T frame inputs: a pooling head pools them in every mode, a
+    single-frame head averages them in continuous mode (its exact windows sum in their slots)."""
+    return isinstance(head, PoolHead) or (isinstance(head, FrameHead) and config.mode == CONTINUOUS)
+
+
 def initial_state(head: Head, clip_length: int, config: WindowConfig) -> WindowState:
     slots = slot_count(clip_length, config)
     units = head.units if isinstance(head, LstmHead) else 0
@@ -99,7 +105,7 @@ def initial_state(head: Head, clip_length: int, config: WindowConfig) -> WindowS
     if isinstance(head, PoolHead):
         recent = np.zeros((clip_length, head.feature_size), np.float32)
     else:
-        recent = np.zeros((clip_length, classes if isinstance(head, FrameHead) else 0))
+        recent = np.zeros((clip_length, classes if keeps_ring(head, config) else 0))
     return WindowState(h=np.zeros((slots, units), np.float32), c=np.zeros((slots, units), np.float32),
                        steps=np.full(slots, -1, np.int64), first=np.zeros(slots, np.int64),
                        prob_sum=np.zeros((slots, classes), np.float64), recent=recent,
@@ -146,7 +152,7 @@ def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Seq
         array[opened] = 0
     s.first[opened] = np.asarray(indices, np.int64)[opening]
     _advance(head, s, frame_inputs)
-    if not isinstance(head, LstmHead):
+    if keeps_ring(head, config):
         position = (s.frames - 1) % clip_length
         s.recent[rows, position] = frame_inputs
         s.recent_index[rows, position] = indices
