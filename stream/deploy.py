@@ -2,10 +2,13 @@
 
     endpoint = "tcp://0.0.0.0:5556"      # optional settings, each also a `lrcn serve` flag
     backend = "onnxruntime-int8"
+    decoder = "auto"                     # every stream's default; a stream may set its own
+    backoff_max_s = 30
 
     [[stream]]
     id = "door"
     source = "rtsp://10.0.0.5:8554/live"
+    crop = [640, 0, 1280, 1080]          # x, y, width, height in source pixels
     mode = "exact"
     hop = 4
     smooth = "hysteresis:3"
@@ -26,14 +29,20 @@ from pathlib import Path
 from stream.errors import LrcnError
 from stream.pipeline import StreamConfig
 from stream.smoothing import parse_smoothing
+from stream.sources import SourceOptions, check_options
+from stream.sources.pyav import check_decoder
 from stream.windows import WindowConfig
 
 _NUMBER = (int, float)
 # Expected type of each key; the stream keys are StreamConfig's fields.
 SETTING_TYPES = {"endpoint": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
-                 "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER}
-STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "mode": str, "hop": int, "reset_every": int,
-                "smooth": str, "backend": str, "pace": bool, "loop": bool}
+                 "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER, "decoder": str,
+                 "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
+                 "backoff_max_s": _NUMBER, "max_attempts": int}
+STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "crop": list, "decoder": str, "mode": str, "hop": int,
+                "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool}
+# The settings that are capture settings for every stream (SourceOptions' fields).
+SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
 assert set(STREAM_TYPES) == {f.name for f in fields(StreamConfig)}
 
 
@@ -71,6 +80,12 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
 
     settings = {k: v for k, v in data.items() if k != "stream"}
     _check(settings, SETTING_TYPES, "", fail)
+    source_settings = {k: v for k, v in settings.items() if k in SOURCE_SETTINGS}
+    try:
+        check_options(SourceOptions(**source_settings))
+        check_decoder(settings.get("decoder", "cpu"))
+    except (LrcnError, TypeError) as err:
+        raise fail(str(err), next(iter(source_settings), None)) from None
     tables = data.get("stream", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise fail("'stream' must be [[stream]] tables", "stream")
@@ -80,12 +95,13 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         _check(table, STREAM_TYPES, where, lambda m, k=None, n=number: fail(m, k, n))
         if "source" not in table:
             raise fail(f"missing key 'source'{where}")
-        config = StreamConfig(**table)
+        config = StreamConfig(**{**table, "crop": tuple(table["crop"]) if "crop" in table else None})
         try:
             WindowConfig(config.mode, config.hop, config.reset_every)
             parse_smoothing(config.smooth)
-            if config.fps is not None and config.fps <= 0:
-                raise LrcnError(f"fps must be positive, got {config.fps}")
+            check_options(SourceOptions(fps=config.fps, crop=config.crop))
+            if config.decoder is not None:
+                check_decoder(config.decoder)
         except LrcnError as err:
             raise fail(f"{err}{where}") from None
         streams.append(config)

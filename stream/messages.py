@@ -57,8 +57,10 @@ def status_topic(stream: str) -> str:
 
 def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
                       top_k: Iterable[tuple[str, float]], capture_time: float, publish_time: float,
-                      latency_ms: float | None = None, probabilities: dict[str, float] | None = None) -> list[bytes]:
-    """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference."""
+                      latency_ms: float | None = None, probabilities: dict[str, float] | None = None,
+                      stream_time: float | None = None) -> list[bytes]:
+    """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference;
+    `stream_time` is the last frame's presentation time in its stream, in seconds."""
     if latency_ms is None:
         latency_ms = (publish_time - capture_time) * 1000.0
     first, last = int(window[0]), int(window[1])
@@ -70,6 +72,8 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
                "top_k": [[str(name), round(float(p), 6)] for name, p in top_k],
                "capture_time": round(capture_time, 6), "publish_time": round(publish_time, 6),
                "latency_ms": round(latency_ms, 3)}
+    if stream_time is not None:
+        payload["stream_time"] = round(float(stream_time), 6)
     if probabilities is not None:
         payload["probabilities"] = {str(name): round(float(p), 6) for name, p in probabilities.items()}
     return _frames(pred_topic(stream), payload)

@@ -23,33 +23,25 @@ from stream.encoders import open_encoder
 from stream.errors import LrcnError
 from stream.keys import ServerKeys
 from stream.publisher import DEFAULT_ENDPOINT, Publisher
-from stream.ring import FrameRing
 from stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from stream.scheduler import Prediction, Scheduler, StreamPlan
 from stream.smoothing import parse_smoothing
-from stream.sources import (
-    FAILED,
-    FINAL_STATES,
-    LOST,
-    RECONNECTING,
-    Source,
-    SourceOptions,
-    open_source,
-    stream_name,
-)
+from stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from stream.stats import RateMeter, Reservoir
 from stream.windows import EXACT, WindowConfig
 
 # A status event after which the stream's open windows can never complete.
-GAP_STATES = (LOST, RECONNECTING)
+GAP_STATES = (SourceState.LOST, SourceState.RECONNECTING)
 DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
 
 
 @dataclass(frozen=True)
 class StreamConfig:
-    source: str                       # camera index, file path or URL
+    source: str                       # camera index, file path, URL, pattern: or gst: pipeline
     id: str | None = None             # default: derived from the source
     fps: float | None = None          # sampling rate; default: the model's
+    crop: tuple[int, int, int, int] | None = None   # x, y, width, height in source pixels: what the model watches
+    decoder: str | None = None        # "cpu", "auto" or a hardware decoder; default: PipelineOptions.source
     mode: str = EXACT                 # "exact" or "continuous"
     hop: int = 1
     reset_every: int | None = None
@@ -102,16 +94,15 @@ class Pipeline:
             encoders[backend] = open_encoder(self.bundle.path, backend, threads=options.threads,
                                              max_batch=options.max_batch)
             check_parts(self.bundle.path, self.bundle.meta, encoders[backend], self.bundle.head)
-        plans = [StreamPlan(c.id, c.fps or spec.fps, WindowConfig(c.mode, c.hop, c.reset_every),
-                            parse_smoothing(c.smooth), c.backend or options.backend) for c in configs]
+        plans = [StreamPlan(c.id, WindowConfig(c.mode, c.hop, c.reset_every), parse_smoothing(c.smooth),
+                            c.backend or options.backend) for c in configs]
         self.scheduler = Scheduler(self.bundle.head, spec.clip_length, encoders, plans, options.max_batch)
         self._new_frame = threading.Event()
         self.sources: dict[str, Source] = {}
         for config in configs:
-            source_options = replace(options.source, pace=config.pace, loop=config.loop)
-            ring = FrameRing(source_options.ring_capacity, spec.input_size, self._new_frame)
             self.sources[config.id] = open_source(config.source, spec.input_size, name=config.id,
-                                                  options=source_options, ring=ring, start=False)
+                                                  options=source_options(config, options.source, spec.fps),
+                                                  new_frame=self._new_frame, start=False)
         self.publisher = Publisher(options.endpoint, hwm=options.hwm, curve=options.curve, linger_s=0.5)
         self.endpoint = self.publisher.endpoint
         self.error: BaseException | None = None
@@ -173,12 +164,10 @@ class Pipeline:
                 "publisher": self.publisher.stats(),
                 "streams": {name: self._stream_stats(name) for name in self.sources}}
 
-    def failure(self) -> str | None:
-        """Why no stream ever produced a frame, when every one of them failed; None otherwise."""
-        failed = [name for name, s in self.sources.items() if s.state == FAILED and s.frames == 0]
-        if failed and len(failed) == len(self.sources):
-            return f"stream {failed[0]} failed: {self._counters[failed[0]].last_reason}"
-        return None
+    def failed(self) -> dict[str, str]:
+        """{stream: why} for every stream that failed (gave up, or a fault retrying cannot fix)."""
+        return {name: self._counters[name].last_reason for name, source in self.sources.items()
+                if source.state is SourceState.FAILED}
 
     # -- inference thread --------------------------------------------------------------------
 
@@ -216,8 +205,6 @@ class Pipeline:
         events = {name: source.poll_status() for name, source in self.sources.items()}
         frames = {}
         for name, source in self.sources.items():
-            if source.kind == "file" and source.fps:
-                self.scheduler.set_media_fps(name, source.fps)
             self._counters[name].frames_in.count = source.frames
             frames[name] = source.ring.read_new()
         slice_size = len(max(frames.values(), key=len)) if deadline is None else DRAIN_SLICE
@@ -236,14 +223,14 @@ class Pipeline:
                     self.scheduler.reset(name, segment=event.segment)
                 self._counters[name].last_reason = event.reason
                 stats = {**self._stream_stats(name), "frames": event.frames, "segment": event.segment}
-                self.publisher.publish_status(name, event.state, event.reason, stats)
+                self.publisher.publish_status(name, event.state.value, event.reason, stats)
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
         sent = self.publisher.publish_prediction(
             prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=prediction.label,
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
-            captured_at=prediction.captured_at,
+            captured_at=prediction.captured_at, stream_time=prediction.pts,
             probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())))
         counters.latency_ms.add((time.monotonic() - prediction.captured_at) * 1000.0)
         counters.predictions_out.add()
@@ -253,7 +240,7 @@ class Pipeline:
     def _publish_stats(self, report: str) -> None:
         for name, source in self.sources.items():
             stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
-            self.publisher.publish_status(name, source.state, self._counters[name].last_reason, stats)
+            self.publisher.publish_status(name, stats["state"], self._counters[name].last_reason, stats)
 
     def _stream_stats(self, name: str, recent: bool = False) -> dict:
         """Counters of one stream; rates over the whole run, or since the last recent=True call."""
@@ -289,3 +276,9 @@ def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
         named.append(config)
     return named
 
+
+def source_options(config: StreamConfig, defaults: SourceOptions, model_fps: float) -> SourceOptions:
+    """A stream's capture settings: its own where it sets them, else the pipeline's."""
+    return replace(defaults, fps=config.fps or model_fps, pace=config.pace, loop=config.loop,
+                   crop=tuple(config.crop) if config.crop is not None else defaults.crop,
+                   decoder=config.decoder or defaults.decoder)

@@ -67,7 +67,7 @@ class Publisher:
 
     def publish_prediction(self, stream: str, *, frame_index: int, window: tuple[int, int], label: str,
                            score: float, top_k: Iterable[tuple[str, float]], captured_at: float,
-                           probabilities: dict[str, float] | None = None) -> bool:
+                           probabilities: dict[str, float] | None = None, stream_time: float | None = None) -> bool:
         """Send one prediction; `captured_at` is the frame's time.monotonic() capture stamp.
         False if the socket shed it."""
         now_wall, now_mono = time.time(), time.monotonic()
@@ -75,7 +75,7 @@ class Publisher:
         return self._send(messages.pred_topic(stream), lambda seq: messages.encode_prediction(
             stream, seq=seq, frame_index=frame_index, window=window, label=label, score=score, top_k=top_k,
             capture_time=now_wall - latency_s, publish_time=now_wall, latency_ms=latency_s * 1000.0,
-            probabilities=probabilities))
+            probabilities=probabilities, stream_time=stream_time))
 
     def publish_status(self, stream: str, state: str, reason: str = "", stats: dict | None = None) -> bool:
         return self._send(messages.status_topic(stream), lambda seq: messages.encode_status(

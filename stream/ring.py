@@ -1,8 +1,10 @@
 """FrameRing: a preallocated, fixed-capacity frame buffer between one writer and one reader.
 
-The writer (a source thread) never waits for the reader: when the ring is full it overwrites
-the oldest unread frame and counts it as dropped. The reader (the scheduler) takes every frame
-newer than the last one it read, copied out, so a later overwrite cannot change what it holds.
+A live ring's writer (a camera's capture thread) never waits for the reader: when the ring
+is full it overwrites the oldest unread frame and counts it as dropped. A lossless ring's
+writer (a file read as fast as it decodes) waits for room instead, so nothing is lost;
+`close()` releases it. The reader (the scheduler) takes every frame newer than the last one
+it read, copied out, so a later overwrite cannot change what it holds.
 
 Pixel copies happen outside the lock. Each write first *claims* its slot, then copies, then
 *commits*; a reader that copied a slot the writer claimed meanwhile throws that frame away and
@@ -29,13 +31,16 @@ class Frame:
     image: np.ndarray      # [H, W, 3] uint8 RGB at the model's input size
     index: int             # counts frames from the source, across reconnections
     captured_at: float     # time.monotonic() when the frame was captured
-    segment: int = 0       # bumps on every (re)connection or loop restart: frames of one segment are contiguous
+    segment: int = 0       # bumps on every (re)connection, loop restart or timestamp jump: no window spans two
+    pts: float = 0.0       # presentation time in the stream, seconds (the arrival time where a source has none)
 
 
 class FrameRing:
-    def __init__(self, capacity: int, size: tuple[int, int], new_frame: threading.Event | None = None):
+    def __init__(self, capacity: int, size: tuple[int, int], new_frame: threading.Event | None = None,
+                 lossless: bool = False):
         """`size` is (height, width); `new_frame`, if given, is set after every write, so one
-        scheduler thread can wait on a single event shared by many rings."""
+        scheduler thread can wait on a single event shared by many rings. A `lossless` ring's
+        writer waits for room instead of overwriting."""
         if capacity < 1:
             raise ValueError(f"ring capacity must be >= 1, got {capacity}")
         height, width = size
@@ -45,9 +50,13 @@ class FrameRing:
         self._indices = np.zeros(capacity, np.int64)
         self._times = np.zeros(capacity, np.float64)
         self._segments = np.zeros(capacity, np.int64)
+        self._pts = np.zeros(capacity, np.float64)
         self._lock = threading.Lock()
         self._frame_written = threading.Condition(self._lock)
+        self._frame_read = threading.Condition(self._lock)
         self._new_frame = new_frame
+        self.lossless = lossless
+        self._closed = False
         # Sequence numbers: writes claimed / committed so far, and the first not yet read.
         self._claimed = 0
         self._committed = 0
@@ -57,9 +66,14 @@ class FrameRing:
 
     # -- writer side -------------------------------------------------------------------------
 
-    def write(self, image: np.ndarray, index: int, captured_at: float, segment: int = 0) -> None:
-        """Store one frame, overwriting the oldest if the reader has fallen `capacity` behind."""
+    def write(self, image: np.ndarray, index: int, captured_at: float, segment: int = 0, pts: float = 0.0) -> bool:
+        """Store one frame. When the reader has fallen `capacity` behind, a live ring overwrites
+        the oldest; a lossless one waits for the reader. False (nothing stored) once closed."""
         with self._lock:
+            if self.lossless:
+                self._frame_read.wait_for(lambda: self._closed or self._claimed - self._next_unread < self.capacity)
+            if self._closed:
+                return False
             seq = self._claimed
             self._claimed += 1
             if seq - self._next_unread >= self.capacity:
@@ -70,11 +84,19 @@ class FrameRing:
         self._indices[slot] = index
         self._times[slot] = captured_at
         self._segments[slot] = segment
+        self._pts[slot] = pts
         with self._lock:
             self._committed = seq + 1
             self._frame_written.notify_all()
         if self._new_frame is not None:
             self._new_frame.set()
+        return True
+
+    def close(self) -> None:
+        """Refuse further writes and release a writer waiting for room; the reader still gets what is held."""
+        with self._lock:
+            self._closed = True
+            self._frame_read.notify_all()
 
     # -- reader side -------------------------------------------------------------------------
 
@@ -82,12 +104,15 @@ class FrameRing:
         """Every frame written since the last call, oldest first (at most `capacity`)."""
         with self._lock:
             first, end = self._next_unread, self._committed
-            self._next_unread = end
+            if not self.lossless:
+                self._next_unread = end
         frames = [self._copy(seq) for seq in range(first, end)]
         with self._lock:
+            self._next_unread = max(self._next_unread, end)  # a lossless writer gets the room once it is copied
             torn = max(0, min(end, self._claimed - self.capacity) - first)
             self._dropped += torn
             self._read += len(frames) - torn
+            self._frame_read.notify_all()
         return frames[torn:]
 
     def latest(self) -> Frame | None:
@@ -116,4 +141,5 @@ class FrameRing:
     def _copy(self, seq: int) -> Frame:
         slot = seq % self.capacity
         return Frame(image=self._images[slot].copy(), index=int(self._indices[slot]),
-                     captured_at=float(self._times[slot]), segment=int(self._segments[slot]))
+                     captured_at=float(self._times[slot]), segment=int(self._segments[slot]),
+                     pts=float(self._pts[slot]))

@@ -1,15 +1,14 @@
-"""The scheduler: sample each stream on its grid, encode all due frames of all streams in one
-batch, then step the heads of all streams at once (one `step_streams` per window config; a
-stream with several due frames is stepped in capture order, one frame per round).
+"""The scheduler: encode the new frames of all streams in one batch, then step the heads of all
+streams at once (one `step_streams` per window config; a stream with several new frames is
+stepped in capture order, one frame per round).
 
 No threads and no sockets: the pipeline calls `process` from its inference thread with the
-frames it read from the rings; `lrcn annotate` calls it with frames read from a file.
+frames it read from the rings; `lrcn annotate` calls it with the sampled frames of a file.
+Frames arrive already sampled on the model's grid (the capture threads sample them by
+presentation time, as training's `read_frames` does), so every frame offered is encoded once;
+a frame whose segment differs from the stream's last one resets the stream's head first.
 
-A file is sampled on its own timeline (frame index / the file's fps, set with
-`set_media_fps`), the rule training's `read_frames` uses, so a served file is cut into the
-same windows as offline; a live source by capture time.
-
->>> scheduler = Scheduler(bundle.head, 16, bundle.encoder, [StreamPlan("cam0", fps=10)])   # doctest: +SKIP
+>>> scheduler = Scheduler(bundle.head, 16, bundle.encoder, [StreamPlan("cam0")])          # doctest: +SKIP
 >>> step = scheduler.process({"cam0": ring.read_new()})                                    # doctest: +SKIP
 >>> [(p.window, p.label) for p in step.predictions]                                         # doctest: +SKIP
 [((0, 37), 'wave')]
@@ -26,7 +25,6 @@ from stream.encoders import Encoder
 from stream.errors import LrcnError
 from stream.head import Head, limit_blas_threads
 from stream.ring import Frame
-from stream.sampling import on_grid
 from stream.smoothing import SmootherState, Smoothing, smooth
 from stream.windows import (
     WindowConfig,
@@ -42,7 +40,6 @@ DEFAULT_ENCODER = "default"
 @dataclass(frozen=True)
 class StreamPlan:
     id: str
-    fps: float                                  # the sampling rate: the model's unless overridden
     windows: WindowConfig = field(default_factory=WindowConfig)
     smoothing: Smoothing | None = None
     encoder: str = DEFAULT_ENCODER              # key into the scheduler's encoders
@@ -54,6 +51,7 @@ class Prediction:
     frame_index: int              # the window's last frame
     window: tuple[int, int]       # (first, last) frame indices
     captured_at: float            # the last frame's capture time, time.monotonic()
+    pts: float                    # the last frame's presentation time in the stream, seconds
     probabilities: np.ndarray     # [C] raw, as the model gives them
     label: str                    # published label: smoothed, if the stream smooths
     score: float
@@ -76,13 +74,10 @@ class _Track:
     plan: StreamPlan
     state: WindowState
     smoother: SmootherState = field(default_factory=SmootherState)
-    media_fps: float | None = None
-    next_due: float | None = None
-    grid_segment: int | None = None     # the segment the sampling grid belongs to
     segment: int | None = None          # the segment the head state belongs to
     last_encoded: int = -1
     seen: int = 0          # frames offered
-    encoded: int = 0       # frames sampled and encoded
+    encoded: int = 0       # frames encoded
     repeats: int = 0       # frames offered again after a later one was encoded (must stay 0)
     predictions: int = 0
     resets: int = 0
@@ -107,27 +102,17 @@ class Scheduler:
             raise LrcnError(f"stream id {plan.id!r} is used twice")
         if plan.encoder not in self.encoders:
             raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
-        if not plan.fps > 0:
-            raise LrcnError(f"stream {plan.id!r}: sampling fps must be positive, got {plan.fps}")
         self._tracks[plan.id] = _Track(plan, initial_state(self.head, self.clip_length, plan.windows))
 
-    @property
-    def stream_ids(self) -> list[str]:
-        return list(self._tracks)
-
-    def set_media_fps(self, stream: str, fps: float | None) -> None:
-        """Sample `stream` by frame index / fps (a file) instead of capture time (None)."""
-        self._tracks[stream].media_fps = fps
-
     def reset(self, stream: str, segment: int | None = None) -> None:
-        """Forget the stream's open windows, smoothing and sampling grid: a gap in the source.
+        """Forget the stream's open windows and smoothing: a gap in the source.
         With `segment`, only if the head still holds that segment's frames (a status event about
         a segment the frames have already left behind changes nothing)."""
         track = self._tracks[stream]
         if segment is not None and track.segment != segment:
             return
         self._reset_head(track)
-        track.segment, track.next_due = None, None
+        track.segment = None
 
     def _reset_head(self, track: _Track) -> None:
         track.state = initial_state(self.head, self.clip_length, track.plan.windows)
@@ -135,10 +120,10 @@ class Scheduler:
         track.resets += 1
 
     def process(self, frames: Mapping[str, Sequence[Frame]]) -> StepResult:
-        """Sample, encode (once per sampled frame, batched over streams) and step; frames of each
-        stream must come oldest first."""
+        """Encode (once per frame, batched over streams) and step; frames of each stream must come
+        oldest first."""
         due = [(track, frame) for name, batch in frames.items() for frame in batch
-               if self._sampled(track := self._tracks[name], frame)]
+               if self._fresh(track := self._tracks[name], frame)]
         if not due:
             return StepResult([], [], [])
         features, sizes = self._encode(due)
@@ -148,7 +133,7 @@ class Scheduler:
             track.smoother, label, score = smooth(track.plan.smoothing, track.smoother, window.probabilities)
             track.predictions += 1
             predictions.append((position, Prediction(track.plan.id, frame.index, (window.first, window.last),
-                                                     frame.captured_at, window.probabilities,
+                                                     frame.captured_at, frame.pts, window.probabilities,
                                                      self.head.classes[label], score)))
         predictions.sort(key=lambda item: item[0])  # in `due` order, as if each frame were stepped alone
         return StepResult([p for _, p in predictions], [(t.plan.id, f.index) for t, f in due], sizes)
@@ -184,19 +169,15 @@ class Scheduler:
                 "encoder_calls": self.encoder_calls,
                 "batch_sizes": dict(sorted(histogram.items()))}
 
-    def _sampled(self, track: _Track, frame: Frame) -> bool:
+    def _fresh(self, track: _Track, frame: Frame) -> bool:
+        """False for a frame offered again after a later one was encoded (counted; must stay 0)."""
         track.seen += 1
         if frame.index <= track.last_encoded:
             track.repeats += 1
             return False
-        if frame.segment != track.grid_segment:
-            track.next_due, track.grid_segment = None, frame.segment  # a new segment starts a new grid
-        t = frame.index / track.media_fps if track.media_fps else frame.captured_at
-        keep, track.next_due = on_grid(t, track.next_due, 1.0 / track.plan.fps)
-        if keep:
-            track.last_encoded = frame.index
-            track.encoded += 1
-        return keep
+        track.last_encoded = frame.index
+        track.encoded += 1
+        return True
 
     def _encode(self, due: list[tuple[_Track, Frame]]) -> tuple[np.ndarray, list[int]]:
         """Features for every due frame, in order: one encoder call per encoder (split at max_batch)."""

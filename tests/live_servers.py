@@ -2,7 +2,10 @@
 HTTP MJPEG) and a GStreamer RTSP server, each started as a subprocess and always killed."""
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -60,3 +63,62 @@ def gstreamer_rtsp_missing() -> str | None:
 
 
 
+
+
+class BurstRelay:
+    """A TCP relay on 127.0.0.1 that holds what the upstream server sends and releases it in
+    bursts every `hold_s`, as a congested network or a camera's send buffer does: frames then
+    arrive in bunches, each bunch within milliseconds. Stops by itself at `close()`."""
+
+    def __init__(self, upstream_port: int, hold_s: float = 1.0):
+        self.upstream_port, self.hold_s = upstream_port, hold_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.bursts = 0
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            with client, socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5) as upstream:
+                upstream.settimeout(0.05)
+                held, release_at = bytearray(), time.monotonic() + self.hold_s
+                while not self._closed.is_set():
+                    try:
+                        chunk = upstream.recv(65536)
+                        if not chunk:
+                            break
+                        held += chunk
+                    except TimeoutError:
+                        pass
+                    if time.monotonic() >= release_at and held:
+                        client.sendall(held)
+                        held.clear()
+                        self.bursts += 1
+                        release_at = time.monotonic() + self.hold_s
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+def ts_with_timestamp_break(path: Path, kind: str, seconds: float = 3.0, fps: int = 25) -> tuple[Path, int]:
+    """An MPEG-TS file of two parts whose timestamps break between them: `reset` (the second part
+    starts again from zero, as a camera that restarted its encoder) or `jump` (it starts 100 s
+    later). Returns the file and the index of the second part's first frame."""
+    parts = []
+    for i, offset in enumerate((0, 0 if kind == "reset" else 100)):
+        part = path.with_name(f"{path.stem}-part{i}.ts")
+        subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size=128x96:rate={fps}", "-t", str(seconds), "-c:v", "mpeg2video", "-q:v", "5",
+                        "-g", "12", "-output_ts_offset", str(offset), "-f", "mpegts", str(part)], check=True, timeout=60)
+        parts.append(part)
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    return path, round(seconds * fps)

@@ -65,8 +65,8 @@ class Inbox:
 
 def offline_windows(bundle, video, hop: int = 1) -> dict:
     """{(first, last) source frame index: probabilities} of the offline model on the file's sampled frames."""
-    frames, fps = file_frames(video, bundle.meta.spec.input_size)
-    return offline(bundle, frames, fps, hop)
+    spec = bundle.meta.spec
+    return offline(bundle, file_frames(video, spec.input_size, spec.fps), hop)
 
 
 def different_videos(tmp_path, count: int = 4) -> list:

@@ -1,40 +1,40 @@
-"""The scheduler with a real exported encoder on real video: sampling, encode-once batching,
-per-stream state, and exact-window parity with the offline model."""
+"""The scheduler with a real exported encoder on real video: encode-once batching, per-stream
+state, segments, and exact-window parity with the offline model."""
 import itertools
 
-import cv2
 import numpy as np
 import pytest
 
 from stream.ring import Frame
 from stream.runtime_bundle import load_runtime_bundle
-from stream.sampling import grid_indices
+from stream.sampling import Sampler, grid_indices
 from stream.scheduler import Scheduler, StreamPlan
 from stream.smoothing import parse_smoothing
-from stream.video import read_frames, video_fps
+from stream.sources import SourceOptions, timeline
+from stream.sources.pyav import PyavCapture
 from stream.windows import EXACT, WindowConfig
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def file_frames(video, size) -> tuple[list[Frame], float]:
-    """Every frame of a file as the capture thread would stamp it, and the file's fps."""
-    capture = cv2.VideoCapture(str(video))
-    fps = video_fps(capture)
-    capture.release()
-    images = read_frames(video, size)
-    return [Frame(image, i, captured_at=100.0 + i / fps) for i, image in enumerate(images)], fps
+def file_frames(video, size, fps) -> list[Frame]:
+    """A file's frames on the model's grid, indexed and stamped as a capture thread writes them."""
+    capture = PyavCapture(str(video), size, SourceOptions(fps=fps))
+    try:
+        return [Frame(capture.to_rgb(frame), n, captured_at=100.0 + t, pts=t)
+                for n, (t, _, frame) in enumerate(timeline(capture, False, Sampler(fps, capture.fps)))
+                if frame is not None]
+    finally:
+        capture.close()
 
 
-def offline(bundle, frames: list[Frame], fps: float, hop: int = 1) -> dict[tuple[int, int], np.ndarray]:
+def offline(bundle, frames: list[Frame], hop: int = 1) -> dict[tuple[int, int], np.ndarray]:
     """The offline model on every window of a stream's sampled frames: {(first, last) frame index: probabilities}."""
-    spec = bundle.meta.spec
-    sampled = [frames[i] for i in grid_indices([f.index / fps for f in frames], spec.fps)]
-    T = spec.clip_length
-    return {(sampled[s].index, sampled[s + T - 1].index):
-            bundle.clip_probabilities(np.stack([f.image for f in sampled[s:s + T]]))
-            for s in range(0, len(sampled) - T + 1, hop)}
+    T = bundle.meta.spec.clip_length
+    return {(frames[s].index, frames[s + T - 1].index):
+            bundle.clip_probabilities(np.stack([f.image for f in frames[s:s + T]]))
+            for s in range(0, len(frames) - T + 1, hop)}
 
 
 def feed(scheduler, frames_by_stream, chunk=7):
@@ -54,13 +54,11 @@ def test_every_prediction_on_a_real_video_equals_the_offline_model_on_its_window
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
-    frames, fps = file_frames(video, spec.input_size)
-    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder,
-                          [StreamPlan("cam", spec.fps, WindowConfig(EXACT, hop=hop))])
-    scheduler.set_media_fps("cam", fps)
+    frames = file_frames(video, spec.input_size, spec.fps)
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [StreamPlan("cam", WindowConfig(EXACT, hop=hop))])
     predictions, _, _ = feed(scheduler, {"cam": frames})
-    expected = offline(bundle, frames, fps, hop)
-    assert len(frames) > 2 * len(expected), "a file faster than the model's rate, so sampling matters"
+    expected = offline(bundle, frames, hop)
+    assert frames[-1].index >= 2 * (len(frames) - 1), "a file faster than the model's rate, sampled on its grid"
     assert [p.window for p in predictions] == list(expected)
     for p in predictions:
         np.testing.assert_allclose(p.probabilities, expected[p.window], atol=1e-4)
@@ -71,26 +69,22 @@ def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
-    frames, fps = file_frames(video, spec.input_size)
+    frames = file_frames(video, spec.input_size, spec.fps)
     names = ("a", "b", "c")
-    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [StreamPlan(n, spec.fps) for n in names])
-    for name in names:
-        scheduler.set_media_fps(name, fps)
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [StreamPlan(n) for n in names])
     offered = {"a": frames, "b": frames[5:], "c": frames[:20]}
     # Offering a chunk twice (a reader that re-reads) must not encode anything twice.
-    _, encoded, sizes = feed(scheduler, offered)
-    again, encoded_again, _ = feed(scheduler, {"a": frames[:30]})
+    _, encoded, sizes = feed(scheduler, offered, chunk=5)   # 3 streams x 5 frames: one call within max_batch
+    again, encoded_again, _ = feed(scheduler, {"a": frames[:12]})
     assert again == [] and encoded_again == []
     assert len(encoded) == len(set(encoded)), "no (stream, frame) encoded twice"
     stats = scheduler.stats()
     for name, stream_frames in offered.items():
-        media_times = [f.index / fps for f in stream_frames]
-        sampled = [stream_frames[i].index for i in grid_indices(media_times, spec.fps)]
-        assert [i for n, i in encoded if n == name] == sampled
-        assert stats["streams"][name]["encoded"] == len(sampled)
-    assert stats["streams"]["a"]["repeats"] == 30
+        assert [i for n, i in encoded if n == name] == [f.index for f in stream_frames]
+        assert stats["streams"][name]["encoded"] == len(stream_frames)
+    assert stats["streams"]["a"]["repeats"] == 12
     assert stats["encoded"] == len(encoded) == sum(sizes)
-    assert stats["encoder_calls"] == len(sizes) == len(range(0, len(frames), 7)), "one encoder call per process()"
+    assert stats["encoder_calls"] == len(sizes) == len(range(0, len(frames), 5)), "one encoder call per process()"
     assert max(sizes) > 1 and sum(k * v for k, v in stats["batch_sizes"].items()) == len(encoded)
 
 
@@ -98,39 +92,35 @@ def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_se
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
-    frames, fps = file_frames(video, spec.input_size)
+    frames = file_frames(video, spec.input_size, spec.fps)
     reversed_frames = [Frame(f.image, i, f.captured_at) for i, f in enumerate(reversed(frames))]
-    # The second stream reconnects after frame 30: a new segment, frames counted on.
+    # The third stream reconnects after frame 30: a new segment, frames counted on.
     split = [Frame(f.image, f.index, f.captured_at, segment=int(f.index >= 30)) for f in frames]
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder,
-                          [StreamPlan(n, spec.fps) for n in ("forward", "backward", "split")], max_batch=4)
-    for name in ("forward", "backward", "split"):
-        scheduler.set_media_fps(name, fps)
+                          [StreamPlan(n) for n in ("forward", "backward", "split")], max_batch=4)
     predictions, _, sizes = feed(scheduler, {"forward": frames, "backward": reversed_frames, "split": split})
     assert max(sizes) <= 4
     by_stream = {n: {p.window: p.probabilities for p in predictions if p.stream == n}
                  for n in ("forward", "backward", "split")}
     for name, stream_frames in (("forward", frames), ("backward", reversed_frames)):
-        expected = offline(bundle, stream_frames, fps)
+        expected = offline(bundle, stream_frames)
         assert list(by_stream[name]) == list(expected)
         for window, probabilities in by_stream[name].items():
             np.testing.assert_allclose(probabilities, expected[window], atol=1e-4)
     assert all(last < 30 or first >= 30 for first, last in by_stream["split"]), "no window spans the gap"
     assert scheduler.stats()["streams"]["split"]["resets"] == 1
     after_gap = {w: p for w, p in by_stream["split"].items() if w[0] >= 30}
-    assert min(after_gap)[0] == 30, "the grid restarts at the new segment's first frame"
+    assert min(after_gap)[0] == min(f.index for f in split if f.segment == 1), "windows restart at the new segment"
 
 
 def test_smoothing_changes_the_published_label_never_the_raw_probabilities(exported_seed):  # noqa: F811
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
-    frames, fps = file_frames(video, spec.input_size)
-    plans = [StreamPlan("raw", spec.fps), StreamPlan("ema", spec.fps, smoothing=parse_smoothing("ema:0.2")),
-             StreamPlan("hys", spec.fps, smoothing=parse_smoothing("hysteresis:4"))]
+    frames = file_frames(video, spec.input_size, spec.fps)
+    plans = [StreamPlan("raw"), StreamPlan("ema", smoothing=parse_smoothing("ema:0.2")),
+             StreamPlan("hys", smoothing=parse_smoothing("hysteresis:4"))]
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, plans)
-    for plan in plans:
-        scheduler.set_media_fps(plan.id, fps)
     predictions, _, _ = feed(scheduler, {p.id: frames for p in plans})
     by_stream = {p.id: [q for q in predictions if q.stream == p.id] for p in plans}
     for name in ("ema", "hys"):
@@ -171,17 +161,17 @@ def random_head(kind: str):
 @pytest.mark.parametrize("kind", ["pool", "single_frame", "lstm"])
 @pytest.mark.parametrize("hop", [1, 3])
 def test_scheduler_windows_of_any_head_equal_the_offline_head_on_the_sampled_frames(kind, hop):
-    """A 25 fps file sampled at 10 fps, with a gap (new segment) at frame 60: every prediction is
-    the offline head on the encoder features of exactly its window's sampled frames."""
+    """A 25 fps stream sampled at 10 fps, with a gap (new segment) at frame 60: every prediction is
+    the offline head on the encoder features of exactly its window's frames."""
     head, encoder, T = random_head(kind), PixelEncoder(), 5
     images = np.random.default_rng(13).integers(0, 256, (120, 4, 4, 3), dtype=np.uint8)
-    frames = [Frame(image, i, 100.0 + i / 25, segment=int(i >= 60)) for i, image in enumerate(images)]
-    scheduler = Scheduler(head, T, encoder, [StreamPlan("cam", 10.0, WindowConfig(EXACT, hop=hop))])
-    scheduler.set_media_fps("cam", 25.0)
-    predictions, _, _ = feed(scheduler, {"cam": frames})
+    parts = [[Frame(images[i], i, 100.0 + i / 25, segment=segment, pts=i / 25) for i in range(start, start + 60)]
+             for segment, start in enumerate((0, 60))]
+    sampled_parts = [[part[i] for i in grid_indices([f.pts for f in part], 10.0)] for part in parts]
+    scheduler = Scheduler(head, T, encoder, [StreamPlan("cam", WindowConfig(EXACT, hop=hop))])
+    predictions, _, _ = feed(scheduler, {"cam": sampled_parts[0] + sampled_parts[1]})
     expected = {}
-    for part in (frames[:60], frames[60:]):
-        sampled = [part[i] for i in grid_indices([f.index / 25 for f in part], 10.0)]
+    for sampled in sampled_parts:
         features = encoder.encode(np.stack([f.image for f in sampled]))
         for s in range(0, len(sampled) - T + 1, hop):
             expected[(sampled[s].index, sampled[s + T - 1].index)] = head.clip_probabilities(features[None, s:s + T])[0]

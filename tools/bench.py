@@ -175,7 +175,7 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
 
     def scheduled(mode: str):
         scheduler = Scheduler(bundle.head, clip_length, bundle.encoder,
-                              [StreamPlan("s", FRAME_RATE, WindowConfig(mode, 1))])
+                              [StreamPlan("s", WindowConfig(mode, 1))])
         count = [0]
         schedulers[mode] = (scheduler, count)
 
@@ -240,7 +240,7 @@ def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
             if mode is None:
                 continue
             scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
-                                  [StreamPlan(f"s{i}", FRAME_RATE, WindowConfig(mode, 1)) for i in range(size)],
+                                  [StreamPlan(f"s{i}", WindowConfig(mode, 1)) for i in range(size)],
                                   max_batch)
             count = [0]
 
@@ -268,7 +268,7 @@ def paced_compute_cpu(bundle, frames_count: int) -> float:
 
     frames = pattern_frames(bundle.meta.spec.input_size, 50)
     scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
-                          [StreamPlan("s", FRAME_RATE, WindowConfig(EXACT, 1))])
+                          [StreamPlan("s", WindowConfig(EXACT, 1))])
     cpu = 0.0
     next_due = time.monotonic()
     for i in range(frames_count):

@@ -50,6 +50,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def parse_crop(text: str) -> tuple[int, int, int, int]:
+    try:
+        crop = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        crop = ()
+    if len(crop) != 4 or min(crop[:2]) < 0 or min(crop[2:]) < 1:
+        raise argparse.ArgumentTypeError(f"crop must be X,Y,W,H in whole source pixels (W, H >= 1), got {text!r}")
+    return crop
+
+
 def parse_l2(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(","))
@@ -290,10 +300,10 @@ def cmd_watch(args) -> None:
     watch(args.endpoint, topics=args.topic or [""], count=args.count, duration_s=args.duration, curve=curve)
 
 
-def cmd_serve(args) -> None:
+def cmd_serve(args) -> int:
     from tools.serve import serve
 
-    serve(args)
+    return serve(args)
 
 
 def cmd_annotate(args) -> None:
@@ -423,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a bundle on live sources and publish predictions over ZeroMQ")
     serve.add_argument("bundle")
     serve.add_argument("sources", nargs="*", metavar="SOURCE",
-                       help="camera index, video file, rtsp/http/tcp/udp URL, or synth:[SECONDS[:SEED]]")
+                       help="camera index or /dev/videoN, video file, rtsp/http/tcp/udp/rtmp/srt URL, "
+                            "gst:PIPELINE, pattern:[FPS[:SECONDS]], or synth:[SECONDS[:SEED]]")
     serve.add_argument("--name", action="append", help="stream id of the next SOURCE, in order (repeatable)")
     serve.add_argument("--config", metavar="TOML", help="deployment file: [[stream]] tables and settings")
     add_head_arguments(serve)
@@ -436,10 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--no-pace", dest="pace", action="store_false", help="files: as fast as they decode")
     serve.add_argument("--loop", action="store_true", help="files: start again at the end")
     serve.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
-    serve.add_argument("--open-timeout", type=positive_float, default=8.0, metavar="S")
-    serve.add_argument("--read-timeout", type=positive_float, default=5.0, metavar="S")
-    serve.add_argument("--max-attempts", type=int, default=5, metavar="N",
-                       help="failed connection attempts in a row before a stream gives up (0: never)")
+    capture = serve.add_argument_group("capture")
+    capture.add_argument("--crop", type=parse_crop, metavar="X,Y,W,H",
+                         help="the region of each SOURCE the model watches, in source pixels, before scaling")
+    capture.add_argument("--decoder", metavar="cpu|auto|NAME",
+                         help="video decoder: cpu (default), auto (this platform's hardware decoder, else cpu), "
+                              "or a hardware decoder `lrcn doctor` lists (cuda, vaapi, qsv, ...)")
+    capture.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    capture.add_argument("--open-timeout", type=positive_float, metavar="S", help="seconds to connect (default 8)")
+    capture.add_argument("--read-timeout", type=positive_float, metavar="S",
+                         help="seconds without a frame before a live source counts as lost (default 5)")
+    capture.add_argument("--backoff-max", type=positive_float, metavar="S",
+                         help="longest wait between reconnection attempts (default 10)")
+    capture.add_argument("--max-attempts", type=positive_int, metavar="N",
+                         help="give up on a live source after N failed connection attempts in a row "
+                              "(default: never; a camera is retried until stopped)")
     serve.add_argument("--gather-ms", type=float, metavar="MS",
                        help="wait up to MS after a frame for other streams' frames, to batch them (default 0)")
     serve.add_argument("--stats-interval", type=positive_float, metavar="S", help="seconds between stats (default 5)")
@@ -489,14 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except (LrcnError, OSError) as err:  # OSError: a path the user gave cannot be read or written
         print(f"lrcn: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lrcn: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """`lrcn serve`: streams from flags and/or a deployment file, run by stream.pipeline until the
-sources end, --duration passes, or SIGINT/SIGTERM; then the final stats."""
+sources end, --duration passes, or SIGINT/SIGTERM; then the final stats.
+
+Exit status: 0 when every stream ended or was stopped, 1 when any stream failed (gave up after
+--max-attempts, or met a fault that retrying cannot fix), 2 for bad usage or configuration."""
 from __future__ import annotations
 
 import contextlib
@@ -46,9 +49,9 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     names = args.name or []
     if len(names) > len(args.sources):
         raise LrcnError(f"{len(names)} --name for {len(args.sources)} sources")
-    flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, mode=args.mode,
-                                 hop=args.hop, reset_every=args.reset_every, smooth=args.smooth, pace=args.pace,
-                                 loop=args.loop) for i, source in enumerate(args.sources)]
+    flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
+                                 mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
+                                 pace=args.pace, loop=args.loop) for i, source in enumerate(args.sources)]
     return list(settings.get("streams", [])) + flag_streams
 
 
@@ -59,9 +62,13 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
         return value if value is not None else settings.get(key or flag, default)
 
     curve_keys = pick("curve_keys")
-    attempts = args.max_attempts
-    source = SourceOptions(open_timeout_s=args.open_timeout, read_timeout_s=args.read_timeout,
-                           max_attempts=None if attempts == 0 else attempts)
+    defaults = SourceOptions()
+    source = SourceOptions(open_timeout_s=pick("open_timeout", "open_timeout_s", defaults.open_timeout_s),
+                           read_timeout_s=pick("read_timeout", "read_timeout_s", defaults.read_timeout_s),
+                           backoff_max_s=pick("backoff_max", "backoff_max_s", defaults.backoff_max_s),
+                           max_attempts=pick("max_attempts", default=defaults.max_attempts),
+                           decoder=pick("decoder", default=defaults.decoder),
+                           rtsp_transport=pick("rtsp_transport", default=defaults.rtsp_transport))
     return PipelineOptions(endpoint=pick("endpoint", default=PipelineOptions.endpoint),
                            backend=pick("backend", default=PipelineOptions.backend), threads=pick("threads"),
                            curve=load_server_keys(curve_keys) if curve_keys else None,
@@ -104,7 +111,8 @@ def quiet_video_libraries() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-def serve(args) -> dict:
+def serve(args) -> int:
+    """Serve until done; the exit status (0, or 1 when a stream failed)."""
     quiet_video_libraries()
     deployment = load_deployment(args.config) if args.config else None
     settings = dict(deployment.settings) if deployment else {}
@@ -122,10 +130,10 @@ def serve(args) -> dict:
         stop = threading.Event()
         with stop_on_signals(stop):
             stats = pipeline.run(duration_s=args.duration, stop=stop)
-    failure = pipeline.failure()
-    if failure:
-        raise LrcnError(failure)
     print("\n".join(summary_lines(stats)), file=sys.stderr)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(stats, indent=1))
-    return stats
+    failed = pipeline.failed()
+    for name, reason in failed.items():
+        print(f"lrcn: stream {name} failed: {reason}", file=sys.stderr)
+    return 1 if failed else 0

@@ -136,7 +136,7 @@ def start_serve(bundle: Path, urls: list[str], names: list[str], endpoint: str, 
     command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), *urls]
     for name in names:
         command += ["--name", name]
-    command += ["--endpoint", endpoint, "--max-attempts", "0", "--read-timeout", "3", "--stats-interval", "2",
+    command += ["--endpoint", endpoint, "--read-timeout", "3", "--stats-interval", "2",
                 "--duration", str(duration_s), "--stats-json", str(stats_path), *extra]
     return subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=open(stats_path.with_suffix(".stderr"), "w"))

@@ -1,0 +1,27 @@
+"""Video sources: one supervised capture thread per stream, writing sampled, model-size RGB
+frames into a FrameRing.
+
+A source is a camera index ("0", /dev/video0), a video file, a network URL (rtsp, http(s),
+tcp, udp, rtmp, srt), `pattern:[FPS[:SECONDS]]` (generated in memory), or `gst:PIPELINE`
+(GStreamer, where a platform's hardware decoder lives there). The supervisor
+(`supervisor.py`) is written once; captures plug in by scheme (`capture.py`), one module each.
+"""
+from stream.sources import gstreamer, pattern, pyav  # noqa: F401 - each registers its schemes
+from stream.sources.capture import Capture, CaptureError, capture_class, register, scheme_of, schemes
+from stream.sources.pattern import parse_pattern, pattern_frames
+from stream.sources.supervisor import (
+    FINAL_STATES,
+    Source,
+    SourceOptions,
+    SourceState,
+    StatusEvent,
+    backoff_delay,
+    check_options,
+    open_source,
+    stream_name,
+    timeline,
+)
+
+__all__ = ["FINAL_STATES", "Capture", "CaptureError", "Source", "SourceOptions", "SourceState", "StatusEvent",
+           "backoff_delay", "capture_class", "check_options", "open_source", "parse_pattern", "pattern_frames",
+           "register", "scheme_of", "schemes", "stream_name", "timeline"]

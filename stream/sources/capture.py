@@ -1,0 +1,109 @@
+"""What a capture backend is, and the registry that finds one by a source's scheme.
+
+A capture is one connection to a source: it opens in its constructor, yields decoded frames
+with their presentation times, converts the frames it is asked for to RGB at the model size,
+and closes. Everything else (sampling, pacing, reconnecting, status, the ring) is the
+supervisor's, written once in `stream.sources.supervisor`. A new kind of source is one module
+with one `@register`ed Capture subclass:
+
+    @register
+    class MyCapture(Capture):
+        schemes = ("mine",)                    # mine://... sources come here
+        def __init__(self, uri, size, options, stopping): ...
+        def frames(self): yield pts, frame    # pts in seconds, or None
+        def to_rgb(self, frame): return image  # [H, W, 3] uint8
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from stream.errors import LrcnError
+
+if TYPE_CHECKING:
+    from stream.sources.supervisor import SourceOptions
+
+CAMERA, FILE = "camera", "file"
+
+
+class CaptureError(Exception):
+    """A connection could not be made or broke; `reason` is one line. `fatal` when trying again
+    cannot help (a crop outside the frame, a decoder this machine lacks): the stream fails."""
+
+    def __init__(self, reason: str, fatal: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.fatal = fatal
+
+
+class Capture:
+    """One open connection to a source (see the module docstring)."""
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+    description: str = ""          # one line for the `connected` status: size, codec, rate, decoder
+    fps: float | None = None       # the source's own frame rate, when it states one
+    timestamped: bool = True       # frames carry presentation times (else: timed by arrival or position)
+
+    @classmethod
+    def is_live(cls, uri: str) -> bool:
+        """Live sources come and go: they are retried forever and never paced. The others
+        (files, finite generated streams) end, can loop, and are paced or read losslessly."""
+        return True
+
+    @classmethod
+    def check(cls, uri: str, size: tuple[int, int], options: SourceOptions) -> None:
+        """Raise LrcnError with one line for what can be known wrong before any thread starts."""
+
+    def __init__(self, uri: str, size: tuple[int, int], options: SourceOptions,
+                 stopping: threading.Event | None = None):
+        raise NotImplementedError
+
+    def frames(self) -> Iterator[tuple[float | None, Any]]:
+        """(presentation time in seconds, or None where a frame has none, frame) in presentation
+        order, until the source ends; raises CaptureError when a read fails or times out."""
+        raise NotImplementedError
+
+    def to_rgb(self, frame: Any) -> np.ndarray:
+        """The frame cropped and scaled to the model size, [H, W, 3] uint8 RGB."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+_CAPTURES: dict[str, type[Capture]] = {}
+
+
+def register(cls: type[Capture]) -> type[Capture]:
+    for scheme in cls.schemes:
+        _CAPTURES[scheme] = cls
+    return cls
+
+
+def scheme_of(uri: str) -> str:
+    """The registry key of a source: its URL scheme, `camera` for an index or /dev/video*, else `file`.
+
+    >>> [scheme_of(u) for u in ("0", "/dev/video2", "RTSP://cam/live", "pattern:25", "clip.avi")]
+    ['camera', 'camera', 'rtsp', 'pattern', 'file']
+    """
+    if uri.isdigit() or uri.startswith("/dev/video"):
+        return CAMERA
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if scheme in _CAPTURES:
+        return scheme
+    if "://" in uri:
+        raise LrcnError(f"unsupported source URL scheme {scheme!r} in {uri!r} (known: "
+                        f"{', '.join(sorted(s for s in _CAPTURES if s not in (CAMERA, FILE)))}, "
+                        f"a file or a camera index)")
+    return FILE
+
+
+def capture_class(uri: str) -> type[Capture]:
+    return _CAPTURES[scheme_of(uri)]
+
+
+def schemes() -> list[str]:
+    return sorted(_CAPTURES)

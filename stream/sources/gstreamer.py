@@ -1,0 +1,1 @@
+"""`gst:` sources through GStreamer (placeholder until the backend lands)."""

@@ -1,0 +1,359 @@
+"""The supervisor: one capture thread per stream, written once for every kind of source.
+
+It opens a capture (the backend its scheme names), offers every decoded frame to the stream's
+sampler by presentation time, has only the sampled frames converted, and writes them into
+the stream's FrameRing. Around that it keeps the stream's state (`SourceState`), reconnects a
+live source with capped exponential backoff and jitter (forever, unless `max_attempts` says
+otherwise), paces a file like a camera or reads it losslessly, and reports every state change
+as a StatusEvent: kept in a small bounded deque (the oldest goes, and is counted, if nobody
+drains it) and handed to `on_status`, which runs in the capture thread and must return quickly.
+
+>>> source = open_source("clip.avi", size=(112, 112), options=SourceOptions(fps=10))   # doctest: +SKIP
+>>> source.ring.read_new()[0].image.shape                                              # doctest: +SKIP
+(112, 112, 3)
+>>> source.stop()                                                                      # doctest: +SKIP
+True
+"""
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from stream.errors import LrcnError
+from stream.ring import FrameRing
+from stream.sampling import Sampler
+from stream.sources.capture import CAMERA, FILE, Capture, CaptureError, capture_class, scheme_of
+
+
+class SourceState(str, Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    LOST = "lost"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+FINAL_STATES = frozenset({SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED})
+DECODERS_HELP = "cpu, auto, or a hardware decoder `lrcn doctor` lists"
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    stream: str
+    state: SourceState
+    reason: str            # one line; empty when there is nothing to add
+    wall_time: float       # time.time() when it happened
+    monotonic_time: float  # time.monotonic() when it happened
+    segment: int           # the source's segment counter at that moment
+    frames: int            # frames decoded so far
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    fps: float | None = None            # the sampling grid, in stream time; None: every frame
+    crop: tuple[int, int, int, int] | None = None   # x, y, width, height in source pixels, before scaling
+    decoder: str = "cpu"                # "cpu", "auto", or a hardware decoder (cuda, vaapi, qsv, ...)
+    rtsp_transport: str = "tcp"         # "tcp" or "udp"
+    pace: bool = True                   # files: deliver at the file's rate, like a camera
+    loop: bool = False                  # files: start again at the end instead of ending
+    ring_capacity: int = 64
+    open_timeout_s: float = 8.0
+    read_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    backoff_jitter: float = 0.2         # each wait is shortened by up to this fraction, at random
+    max_attempts: int | None = None     # failed (re)connection attempts in a row before 'failed'; None: never give up
+    status_capacity: int = 256
+
+
+def stream_name(uri: str) -> str:
+    """A topic-safe default stream id for a source.
+
+    >>> stream_name("0"), stream_name("rtsp://10.0.0.5:8554/live"), stream_name("/data/walk.avi")
+    ('camera0', '10.0.0.5-8554-live', 'walk')
+    """
+    scheme = scheme_of(uri)
+    if scheme == CAMERA:
+        text = f"camera{uri.removeprefix('/dev/video')}"
+    elif scheme == FILE:
+        text = Path(uri).stem
+    elif "://" in uri:
+        parts = urlsplit(uri)
+        text = "-".join(str(part) for part in (parts.hostname, parts.port, parts.path.strip("/")) if part)
+    else:
+        text = scheme
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "stream"
+
+
+def backoff_delay(failures: int, initial_s: float, max_s: float, jitter: float = 0.0,
+                  uniform: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before the next attempt after `failures` consecutive failed attempts:
+    doubling up to `max_s`, less a random fraction up to `jitter`, so cameras that dropped
+    together do not all call back at the same instant.
+
+    >>> [backoff_delay(n, 0.5, 3.0) for n in range(5)]
+    [0.5, 1.0, 2.0, 3.0, 3.0]
+    >>> backoff_delay(9, 0.5, 10.0, jitter=0.2, uniform=lambda: 1.0)
+    8.0
+    """
+    return min(max_s, initial_s * 2.0 ** failures) * (1.0 - jitter * uniform())
+
+
+def timeline(capture: Capture, live: bool, sampler: Sampler) -> Iterator[tuple[float, bool, Any]]:
+    """(stream time, a new segment starts here, the frame if it is on the grid else None) for every
+    frame the capture decodes. A source without timestamps is timed by arrival (live) or by
+    position at its stated rate (a file, as training reads it). In a timestamped stream, a frame
+    that lacks one follows its predecessor by a frame period, or is passed over if it comes first."""
+    period = 1.0 / (capture.fps or 25.0)
+    last = None
+    for n, (pts, frame) in enumerate(capture.frames()):
+        if not capture.timestamped:
+            t = time.monotonic() if live else n * period
+        elif pts is not None:
+            t = pts
+        elif last is not None:
+            t = last + period
+        else:
+            yield 0.0, False, None
+            continue
+        last = t
+        keep, jumped = sampler.offer(t)
+        yield t, jumped, frame if keep else None
+
+
+# How one connection ended.
+_NO_FRAME, _ENDED_AFTER_FRAMES, _FATAL, _STOP_REQUESTED = "no frame", "ended after frames", "fatal", "stop requested"
+
+
+class Source:
+    """One capture thread for one stream; sampled, model-size frames go to `self.ring`.
+
+    `live` sources (cameras, network streams) overwrite the ring's oldest frame when the
+    reader falls behind, counting the drop; a `lossless` source (a file read unpaced) waits
+    for room instead; a `paced` one (a file read like a camera) is live-like at its own rate.
+    """
+
+    def __init__(self, uri: str, size: tuple[int, int], *, name: str | None = None,
+                 options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
+                 on_status: Callable[[StatusEvent], None] | None = None):
+        self.uri = uri
+        self.capture_class = capture_class(uri)
+        self.live = self.capture_class.is_live(uri)
+        self.paced = not self.live and options.pace
+        self.lossless = not self.live and not options.pace
+        self.name = name or stream_name(uri)
+        self.size = size
+        self.options = options
+        self.ring = FrameRing(options.ring_capacity, size, new_frame, lossless=self.lossless)
+        self.on_status = on_status
+        self.state: SourceState | None = None
+        self.frames = 0           # frames decoded: the next frame's index
+        self.sampled = 0          # frames on the grid, written to the ring
+        self.segment = -1         # becomes 0 at the first frame
+        self.reconnects = 0
+        self.jumps = 0            # timestamp jumps or resets within a connection
+        self.status_dropped = 0
+        self.fps: float | None = None
+        self._events: deque[StatusEvent] = deque(maxlen=options.status_capacity)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+
+    def start(self) -> Source:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 1.0) -> bool:
+        """Ask the thread to stop, interrupting a blocked open or read, and wait up to
+        `timeout_s`; True once it has ended. Frames already in the ring stay readable."""
+        self._stopping.set()
+        self.ring.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def poll_status(self) -> list[StatusEvent]:
+        """Status events not yet taken, oldest first."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.popleft())
+            except IndexError:
+                return events
+
+    def stats(self) -> dict:
+        """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
+        ring = self.ring.stats()
+        return {"state": self.state.value if self.state else "created", "frames": self.frames,
+                "sampled": self.sampled, "segment": self.segment, "reconnects": self.reconnects,
+                "jumps": self.jumps, "dropped": ring["dropped"], "status_dropped": self.status_dropped,
+                **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"}}
+
+    # -- capture thread ----------------------------------------------------------------------
+
+    def _emit(self, state: SourceState, reason: str = "") -> None:
+        self.state = state
+        event = StatusEvent(stream=self.name, state=state, reason=reason, wall_time=time.time(),
+                            monotonic_time=time.monotonic(), segment=self.segment, frames=self.frames)
+        if len(self._events) == self._events.maxlen:
+            self.status_dropped += 1
+        self._events.append(event)
+        if self.on_status is not None:
+            try:
+                self.on_status(event)
+            except Exception:  # noqa: BLE001 - a consumer's bug must not kill capture
+                pass
+
+    def _run(self) -> None:
+        options = self.options
+        failures = 0       # consecutive attempts that produced no frame
+        looping = False    # reopening a file at its end: not a state change
+        if not self._stopping.is_set():
+            self._emit(SourceState.CONNECTING, self.uri)
+        while not self._stopping.is_set():
+            outcome, reason = self._connect(announce=not looping)
+            looping = False
+            if outcome == _STOP_REQUESTED:
+                break
+            if outcome == _FATAL:
+                self._emit(SourceState.FAILED, reason)
+                return
+            if outcome == _ENDED_AFTER_FRAMES:
+                failures = 0
+                if not self.live:
+                    if not options.loop:
+                        self._emit(SourceState.ENDED, reason)
+                        return
+                    looping = True
+                    continue
+                self._emit(SourceState.LOST, reason)
+            else:
+                failures += 1
+                if not self.live:
+                    self._emit(SourceState.FAILED, reason)
+                    return
+                if options.max_attempts is not None and failures >= options.max_attempts:
+                    self._emit(SourceState.FAILED, f"{reason}; gave up after {failures} attempt{'s' * (failures > 1)}")
+                    return
+            delay = backoff_delay(failures, options.backoff_initial_s, options.backoff_max_s, options.backoff_jitter)
+            self._emit(SourceState.RECONNECTING, f"attempt {failures + 1} in {delay:.1f} s: {reason}")
+            if self._stopping.wait(delay):
+                break
+        self._emit(SourceState.STOPPED)
+
+    def _connect(self, announce: bool) -> tuple[str, str]:
+        """Open one connection and read it until it ends; (outcome, one-line reason)."""
+        try:
+            capture = self.capture_class(self.uri, self.size, self.options, self._stopping)
+        except CaptureError as err:
+            if self._stopping.is_set():
+                return _STOP_REQUESTED, ""
+            return (_FATAL if err.fatal else _NO_FRAME), err.reason
+        try:
+            return self._read(capture, announce)
+        finally:
+            capture.close()
+
+    def _read(self, capture: Capture, announce: bool) -> tuple[str, str]:
+        self.fps = capture.fps
+        got_frame = False
+        schedule = None   # paced: (monotonic time, stream time) the schedule counts from
+        try:
+            for t, jumped, frame in timeline(capture, self.live, Sampler(self.options.fps, capture.fps)):
+                if self._stopping.is_set():
+                    return _STOP_REQUESTED, ""
+                arrived = time.monotonic()
+                if not got_frame:
+                    got_frame = True
+                    self.segment += 1
+                    if announce:
+                        if self.state is SourceState.RECONNECTING:
+                            self.reconnects += 1
+                        self._emit(SourceState.CONNECTED, capture.description)
+                elif jumped:
+                    self.segment += 1
+                    self.jumps += 1
+                    schedule = None
+                if frame is not None:
+                    image = capture.to_rgb(frame)
+                    if self.paced:
+                        schedule = self._wait_until_due(t, schedule)
+                        if schedule is None:
+                            return _STOP_REQUESTED, ""
+                        arrived = time.monotonic()
+                    if not self.ring.write(image, self.frames, arrived, self.segment, t):
+                        return _STOP_REQUESTED, ""
+                    self.sampled += 1
+                self.frames += 1
+        except CaptureError as err:
+            if self._stopping.is_set():
+                return _STOP_REQUESTED, ""
+            if err.fatal:
+                return _FATAL, err.reason
+            if got_frame:
+                return _ENDED_AFTER_FRAMES, f"{err.reason} after {self.frames} frames" if not self.live else err.reason
+            return _NO_FRAME, err.reason
+        if self._stopping.is_set():
+            return _STOP_REQUESTED, ""
+        if not got_frame:
+            return _NO_FRAME, f"no decodable frame in {'video' if not self.live else 'stream'}: {self.uri}"
+        return _ENDED_AFTER_FRAMES, "stream ended" if self.live else f"end of video after {self.frames} frames"
+
+    def _wait_until_due(self, t: float, schedule: tuple[float, float] | None) -> tuple[float, float] | None:
+        """Sleep until stream time `t` is due on the schedule; the schedule to keep, None if stopped.
+        A frame already late by more than a sampling period restarts the schedule at now, rather
+        than bursting to catch up."""
+        now = time.monotonic()
+        if schedule is None:
+            return now, t
+        due = schedule[0] + (t - schedule[1])
+        late_limit = 1.0 / self.options.fps if self.options.fps else 0.1
+        if now - due > late_limit:
+            return now, t
+        if self._stopping.wait(max(0.0, due - now)):
+            return None
+        return schedule
+
+
+def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
+                options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
+                on_status: Callable[[StatusEvent], None] | None = None, start: bool = True) -> Source:
+    """Check what can be checked up front (the scheme is known, a local file decodes, a crop fits
+    it, the decoder exists) and raise LrcnError with one line if not; then return the Source,
+    started unless start=False."""
+    check_options(options)
+    capture_class(uri).check(uri, size, options)
+    source = Source(uri, size, name=name, options=options, new_frame=new_frame, on_status=on_status)
+    return source.start() if start else source
+
+
+def check_options(options: SourceOptions) -> None:
+    if options.fps is not None and not options.fps > 0:
+        raise LrcnError(f"sampling fps must be positive, got {options.fps}")
+    if options.crop is not None:
+        crop = options.crop
+        if len(crop) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in crop) \
+                or min(crop[:2]) < 0 or min(crop[2:]) < 1:
+            raise LrcnError(f"crop must be [x, y, width, height] in whole source pixels, x, y >= 0 and "
+                            f"width, height >= 1, got {list(crop)}")
+    if options.rtsp_transport not in ("tcp", "udp"):
+        raise LrcnError(f"rtsp transport must be tcp or udp, got {options.rtsp_transport!r}")
+    if not options.backoff_max_s >= options.backoff_initial_s > 0:
+        raise LrcnError(f"backoff must satisfy 0 < initial <= max, got {options.backoff_initial_s} and "
+                        f"{options.backoff_max_s}")
+    if options.max_attempts is not None and options.max_attempts < 1:
+        raise LrcnError(f"max attempts must be a positive number, got {options.max_attempts}")
