@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from stream.errors import LrcnError
-from stream.video import read_frames
+from stream.video import DECODE_VERSION, read_frames
 
 DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream"
 
@@ -48,7 +48,7 @@ class FrameCache:
             return read_frames(path, self.size, self.fps)
         if not path.is_file():
             raise LrcnError(f"video not found: {path}")
-        file = self.directory / f"{cache_key(path, self.size, self.fps)}.npy"
+        file = self.directory / f"{cache_key(path, self.size, self.fps, DECODE_VERSION)}.npy"
         if file.exists():
             return np.load(file)
         frames = read_frames(path, self.size, self.fps)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from models.clips import cache_key, preprocess, save_npy
+from stream.video import DECODE_VERSION
 from stream.bundle import ModelSpec
 
 ENCODE_BATCH = 32
@@ -41,7 +42,7 @@ class FeatureCache:
     def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder):
         self.directory = Path(directory) / "features" if directory else None
         self.spec, self.encoder = spec, encoder
-        identity = (spec.backbone, spec.pooling, spec.input_size, spec.fps, weights_fingerprint(spec))
+        identity = (spec.backbone, spec.pooling, spec.input_size, spec.fps, weights_fingerprint(spec), DECODE_VERSION)
         self.identity = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
 
     def features(self, video_path: Path, frames: np.ndarray, view: str = "plain") -> np.ndarray:

@@ -96,14 +96,16 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         if "source" not in table:
             raise fail(f"missing key 'source'{where}")
         config = StreamConfig(**{**table, "crop": tuple(table["crop"]) if "crop" in table else None})
-        try:
-            WindowConfig(config.mode, config.hop, config.reset_every)
-            parse_smoothing(config.smooth)
-            check_options(SourceOptions(fps=config.fps, crop=config.crop))
-            if config.decoder is not None:
-                check_decoder(config.decoder)
-        except LrcnError as err:
-            raise fail(f"{err}{where}") from None
+        checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
+                  "smooth": lambda: parse_smoothing(config.smooth),
+                  "fps": lambda: check_options(SourceOptions(fps=config.fps)),
+                  "crop": lambda: check_options(SourceOptions(crop=config.crop)),
+                  "decoder": lambda: config.decoder is None or check_decoder(config.decoder)}
+        for key, check in checks.items():
+            try:
+                check()
+            except LrcnError as err:
+                raise fail(f"{err}{where}", key, number) from None
         streams.append(config)
     if not streams:
         raise fail("no [[stream]] tables: nothing to serve")

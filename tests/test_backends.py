@@ -239,6 +239,13 @@ def test_doctor_lists_backends_and_reasons():
     assert "TensorRT" in result.stdout and "GPU" in result.stdout
     if TENSORRT_PROBLEM:
         assert "backend tensorrt: not usable here" in result.stdout
+    from stream.sources.pyav import device_problem, hardware_decoders
+
+    assert "PyAV " in result.stdout and "decoder cpu always" in result.stdout
+    for kind in hardware_decoders():   # each hardware decoder, and whether it opens here
+        expected = "usable" if device_problem(kind) is None else f"not usable here ({device_problem(kind)})"
+        assert f"  {kind}: {expected}" in result.stdout
+    assert "GStreamer" in result.stdout
 
 
 @needs_tensorrt

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from stream.errors import LrcnError
-from stream.sources import ENDED, open_source, parse_pattern
+from stream.sources import SourceState, open_source, parse_pattern
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tools.cli import main as lrcn
 from tools.ffmpeg_server import FFMPEG
@@ -25,7 +25,7 @@ def test_a_pattern_source_is_a_paced_in_memory_stream_that_ends_after_its_second
     while source.running and time.monotonic() < deadline:
         time.sleep(0.02)
     frames = source.ring.read_new()
-    assert [e.state for e in events] == ["connecting", "connected", ENDED]
+    assert [e.state for e in events] == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
     assert 15 <= len(frames) <= 21 and frames[0].image.shape == (32, 48, 3)
     assert [f.index for f in frames] == list(range(len(frames)))
     gaps = [b.captured_at - a.captured_at for a, b in itertools.pairwise(frames)]

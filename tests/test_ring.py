@@ -100,3 +100,27 @@ def test_a_writer_thread_outrunning_a_reader_thread_loses_frames_but_never_tears
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError):
         FrameRing(capacity=0, size=SIZE)
+
+
+def test_a_lossless_ring_makes_its_writer_wait_for_room_and_close_releases_it():
+    ring = FrameRing(capacity=2, size=SIZE, lossless=True)
+    written = []
+
+    def writer():
+        for i in range(5):
+            if ring.write(image_of(i), i, float(i), pts=i / 10):
+                written.append(i)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive() and written == [0, 1], "the third write waits: nothing is overwritten"
+    first = ring.read_new()
+    thread.join(0.3)
+    assert [f.index for f in first] == [0, 1] and written == [0, 1, 2, 3]
+    assert [f.pts for f in first] == [0.0, 0.1]
+    ring.close()
+    thread.join(1.0)
+    assert not thread.is_alive() and written == [0, 1, 2, 3], "close() releases the writer; its frame is refused"
+    assert [f.index for f in ring.read_new()] == [2, 3], "what the ring held is still read after close()"
+    assert ring.stats()["dropped"] == 0

@@ -70,10 +70,10 @@ def test_serve_from_a_deployment_file_runs_each_stream_with_its_settings(exporte
     bundle, _, video = exported_seed
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = tmp_path / "deploy.toml"
-    config.write_text(f'endpoint = "{endpoint}"\nstats_interval_s = 0.5\n\n'
+    config.write_text(f'endpoint = "{endpoint}"\nstats_interval_s = 0.5\ndecoder = "auto"\nbackoff_max_s = 30\n\n'
                       f'[[stream]]\nid = "left"\nsource = "{video}"\n\n'
                       f'[[stream]]\nid = "right"\nsource = "{video}"\nhop = 2\nsmooth = "hysteresis:2"\n'
-                      'backend = "onnxruntime-int8"\n')
+                      'backend = "onnxruntime-int8"\ncrop = [0, 0, 32, 48]\ndecoder = "cpu"\n')
     stats_json = tmp_path / "stats.json"
     with Subscriber(endpoint, topics=["pred/"]) as subscriber:
         process = lrcn("serve", bundle, "--config", config, "--stats-json", stats_json, "--duration", "20")
@@ -155,8 +155,13 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     malformed.write_text('[[stream]]\nsource = "a.avi\n')
     unknown = tmp_path / "unknown.toml"
     unknown.write_text(f'[[stream]]\nsource = "{video}"\nfsp = 5\n')
+    bad_crop = tmp_path / "bad_crop.toml"
+    bad_crop.write_text(f'[[stream]]\nsource = "{video}"\ncrop = [0, 0, 10]\n')
+    bad_decoder = tmp_path / "bad_decoder.toml"
+    bad_decoder.write_text(f'decoder = "nvdec9"\n\n[[stream]]\nsource = "{video}"\n')
     return {"bundle": str(bundle), "video": str(video), "broken": str(broken), "corrupt": str(corrupt),
             "malformed": str(malformed), "unknown": str(unknown), "missing": str(tmp_path / "missing.avi"),
+            "bad_crop": str(bad_crop), "bad_decoder": str(bad_decoder),
             "url": f"tcp://127.0.0.1:{free_port()}", "out": str(tmp_path / "out.mp4")}
 
 
@@ -165,8 +170,10 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{broken}", "{video}"], "cannot load"),
     (["serve", "{bundle}", "{missing}"], "video not found: {missing}"),
     (["serve", "{bundle}", "{corrupt}"], "{corrupt}"),
-    (["serve", "{bundle}", "{url}", "--max-attempts", "2", "--open-timeout", "1"],
-     "failed: cannot open source: {url}; gave up after 2 attempts"),
+    (["serve", "{bundle}", "{video}", "--crop", "0,0,4000,10"], "crop [0, 0, 4000, 10] reaches outside the 64x64 frame"),
+    (["serve", "{bundle}", "{url}", "--decoder", "nvdec9"], "unknown decoder 'nvdec9'"),
+    (["serve", "{bundle}", "--config", "{bad_crop}"], "{bad_crop}:3: crop must be [x, y, width, height]"),
+    (["serve", "{bundle}", "--config", "{bad_decoder}"], "{bad_decoder}:1: unknown decoder 'nvdec9'"),
     (["serve", "{bundle}", "--config", "{malformed}"], "{malformed}: not valid TOML"),
     (["serve", "{bundle}", "--config", "{unknown}"], "{unknown}:3: unknown key 'fsp' in [[stream]] #1"),
     (["serve", "{bundle}"], "nothing to serve"),
@@ -174,7 +181,8 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
-], ids=["missing-bundle", "broken-bundle", "missing-file", "corrupt-file", "unreachable-url", "malformed-toml",
+], ids=["missing-bundle", "broken-bundle", "missing-file", "corrupt-file", "crop-outside", "bad-decoder",
+        "bad-crop-toml", "bad-decoder-toml", "malformed-toml",
         "unknown-toml-key", "no-source", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
     argv = [a.format(**bad_inputs) for a in argv]
@@ -182,6 +190,17 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, co
     err = capsys.readouterr().err
     assert err.startswith("lrcn: error: ") and err.count("\n") == 1, err
     assert complaint.format(**bad_inputs) in err
+
+
+def test_serve_exits_1_when_a_stream_fails_and_says_why_in_one_line(bad_inputs, capsys):
+    argv = ["serve", bad_inputs["bundle"], bad_inputs["video"], bad_inputs["url"], "--max-attempts", "2",
+            "--open-timeout", "1", "--name", "file", "--name", "cam"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if line.startswith("lrcn: stream ")]
+    assert failed == [f"lrcn: stream cam failed: cannot open source {bad_inputs['url']}: Connection refused; "
+                      "gave up after 2 attempts"], err
+    assert "file: ended" in err, "the file stream still ran to its end"
 
 
 def test_a_bad_input_from_the_real_command_line_has_no_traceback(tmp_path):

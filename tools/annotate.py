@@ -1,7 +1,7 @@
 """`lrcn annotate`: a copy of a video with the streaming prediction drawn on every frame.
 
-The frames go through the same scheduler and window code as `lrcn serve` (sampled on the
-file's timeline, encoded once, exact windows by default), read as fast as they decode.
+The frames go through the same capture, sampling grid, scheduler and window code as `lrcn serve`
+(encoded once, exact windows by default), read as fast as they decode.
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import numpy as np
 from stream.errors import LrcnError
 from stream.ring import Frame
 from stream.runtime_bundle import load_runtime_bundle
+from stream.sampling import Sampler
 from stream.scheduler import Prediction, Scheduler, StreamPlan
 from stream.smoothing import parse_smoothing
-from stream.sources import probe_file
-from stream.video import resize_rgb, video_fps
+from stream.sources import CaptureError, SourceOptions, open_source, stamped
+from stream.sources.pyav import PyavCapture
 from stream.windows import EXACT, WindowConfig
 
 CHUNK = 16  # frames read per scheduler call: batches the encoder without holding the video in memory
@@ -53,26 +54,32 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
     """Write `out`; return {"frames", "predictions", "out"}."""
     bundle = load_runtime_bundle(bundle_dir, backend, threads=threads)
     spec = bundle.meta.spec
-    probe_file(str(video))
-    plan = StreamPlan("video", fps or spec.fps, WindowConfig(mode, hop, reset_every), parse_smoothing(smooth))
+    options = SourceOptions(fps=fps or spec.fps, pace=False)
+    open_source(str(video), spec.input_size, options=options, start=False)   # one-line errors for a bad file
+    plan = StreamPlan("video", WindowConfig(mode, hop, reset_every), parse_smoothing(smooth))
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [plan])
-    capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-    file_fps = video_fps(capture)
-    scheduler.set_media_fps(plan.id, file_fps)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    capture = PyavCapture(str(video), spec.input_size, options)
     out = Path(out)
-    writer = open_writer(out, file_fps, size)
+    writer = None
     current, index, predictions = None, 0, 0
     try:
+        decoded, sampler = stamped(capture, live=False), Sampler(options.fps, capture.fps)
+        segment = 0
         while True:
-            chunk = []
-            while len(chunk) < CHUNK and (read := capture.read())[0]:
-                chunk.append(read[1])
+            chunk, sampled = [], []
+            for t, frame in decoded:
+                keep, jumped = sampler.offer(t) if t is not None else (False, False)
+                segment += jumped
+                if keep:
+                    sampled.append(Frame(capture.to_rgb(frame), index + len(chunk), t, segment, pts=t))
+                chunk.append(frame.to_ndarray(format="bgr24"))
+                if len(chunk) == CHUNK:
+                    break
             if not chunk:
                 break
-            frames = [Frame(resize_rgb(bgr, spec.input_size), index + i, (index + i) / file_fps)
-                      for i, bgr in enumerate(chunk)]
-            pending = scheduler.process({plan.id: frames}).predictions
+            if writer is None:
+                writer = open_writer(out, capture.fps or 25.0, (chunk[0].shape[1], chunk[0].shape[0]))
+            pending = scheduler.process({plan.id: sampled}).predictions
             predictions += len(pending)
             for i, bgr in enumerate(chunk):
                 while pending and pending[0].frame_index <= index + i:
@@ -80,7 +87,11 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
                 draw_prediction(bgr, current)
                 writer.write(bgr)
             index += len(chunk)
+    except CaptureError as err:   # a file that breaks part way: what was decoded before the break is written
+        if err.fatal:
+            raise LrcnError(f"{video}: {err.reason}") from None
     finally:
-        capture.release()
-        writer.release()
+        capture.close()
+        if writer is not None:
+            writer.release()
     return {"frames": index, "predictions": predictions, "out": str(out)}

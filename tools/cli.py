@@ -485,7 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tools import bench, faults, soak
 
     bench_parser = commands.add_parser("bench", help="per-frame cost against the naive window, latency, capacity, "
-                                                     "start-up: a table, bench.json and PNGs")
+                                                     "start-up: a table, bench.json and PNGs; `lrcn bench capture`: "
+                                                     "capture cost at HD, OpenCV against PyAV",
+                                       epilog="lrcn bench capture [--out DIR] [--quick] ...: what capture costs at HD "
+                                              "(see lrcn bench capture --help); a bundle folder named capture: ./capture")
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=cmd_bench)
     soak_parser = commands.add_parser("soak", help="four ffmpeg-served streams through lrcn serve for a set time: "
@@ -508,8 +511,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bench_capture_parser() -> argparse.ArgumentParser:
+    """`lrcn bench capture` has options of its own, so it parses apart from `lrcn bench [BUNDLE]`."""
+    from tools import bench_capture
+
+    parser = argparse.ArgumentParser(prog="lrcn bench capture", description=bench_capture.__doc__.splitlines()[0].split(": ", 1)[1])
+    bench_capture.add_arguments(parser)
+    parser.set_defaults(run=bench_capture.run)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["bench", "capture"]:
+        args = bench_capture_parser().parse_args(argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         status = args.run(args)
     except (LrcnError, OSError) as err:  # OSError: a path the user gave cannot be read or written

@@ -1,4 +1,4 @@
-"""`lrcn doctor`: which inference backends this machine has, and why a missing one is missing."""
+"""`lrcn doctor`: which decoders and inference backends this machine has, and why a missing one is missing."""
 from __future__ import annotations
 
 import importlib
@@ -59,9 +59,29 @@ def gpu_lines() -> list[str]:
     return lines
 
 
+def decoder_lines() -> list[str]:
+    """PyAV's FFmpeg and its hardware decoders (whether each opens here), then GStreamer's."""
+    problem = import_problem("av")
+    if problem:
+        return [f"PyAV: missing ({problem}); pip install av"]
+    import av
+
+    from stream.sources import gstreamer
+    from stream.sources.pyav import device_problem, hardware_decoders
+
+    lines = [f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info}): decoder cpu always; hardware decoders:"]
+    for kind in hardware_decoders():
+        problem = device_problem(kind)
+        lines.append(f"  {kind}: " + ("usable (--decoder " + kind + ")" if problem is None else f"not usable here ({problem})"))
+    if not hardware_decoders():
+        lines.append("  none in this PyAV build")
+    return lines + gstreamer.doctor_lines()
+
+
 def doctor_lines() -> list[str]:
     lines = [(f"python {platform.python_version()} on {platform.machine()}, numpy {version('numpy')}, "
               f"opencv {version('opencv-python-headless') or version('opencv-python')}")]
+    lines += decoder_lines()
     lines += onnxruntime_lines()
     lines += gpu_lines()
     tensorflow = version("tensorflow-cpu") or version("tensorflow")

@@ -18,10 +18,11 @@ from stream.sources.supervisor import (
     backoff_delay,
     check_options,
     open_source,
+    stamped,
     stream_name,
     timeline,
 )
 
 __all__ = ["FINAL_STATES", "Capture", "CaptureError", "Source", "SourceOptions", "SourceState", "StatusEvent",
            "backoff_delay", "capture_class", "check_options", "open_source", "parse_pattern", "pattern_frames",
-           "register", "scheme_of", "schemes", "stream_name", "timeline"]
+           "register", "scheme_of", "schemes", "stamped", "stream_name", "timeline"]

@@ -110,24 +110,30 @@ def backoff_delay(failures: int, initial_s: float, max_s: float, jitter: float =
     return min(max_s, initial_s * 2.0 ** failures) * (1.0 - jitter * uniform())
 
 
-def timeline(capture: Capture, live: bool, sampler: Sampler) -> Iterator[tuple[float, bool, Any]]:
-    """(stream time, a new segment starts here, the frame if it is on the grid else None) for every
-    frame the capture decodes. A source without timestamps is timed by arrival (live) or by
-    position at its stated rate (a file, as training reads it). In a timestamped stream, a frame
-    that lacks one follows its predecessor by a frame period, or is passed over if it comes first."""
+def stamped(capture: Capture, live: bool) -> Iterator[tuple[float | None, Any]]:
+    """(stream time, frame) for every frame the capture decodes. A source without timestamps is
+    timed by arrival (live) or by position at its stated rate (a file, as training reads it). In
+    a timestamped stream, a frame that lacks one follows its predecessor by a frame period, or
+    has no time (None) if it comes first."""
     period = 1.0 / (capture.fps or 25.0)
     last = None
     for n, (pts, frame) in enumerate(capture.frames()):
         if not capture.timestamped:
-            t = time.monotonic() if live else n * period
+            last = time.monotonic() if live else n * period
         elif pts is not None:
-            t = pts
+            last = pts
         elif last is not None:
-            t = last + period
-        else:
+            last += period
+        yield last, frame
+
+
+def timeline(capture: Capture, live: bool, sampler: Sampler) -> Iterator[tuple[float, bool, Any]]:
+    """(stream time, a new segment starts here, the frame if it is on the sampler's grid else None)
+    for every frame the capture decodes."""
+    for t, frame in stamped(capture, live):
+        if t is None:
             yield 0.0, False, None
             continue
-        last = t
         keep, jumped = sampler.offer(t)
         yield t, jumped, frame if keep else None
 
@@ -265,6 +271,9 @@ class Source:
             return (_FATAL if err.fatal else _NO_FRAME), err.reason
         try:
             return self._read(capture, announce)
+        except Exception as err:  # noqa: BLE001 - a backend's surprise must not kill the thread: retried like a read failure
+            reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            return (_ENDED_AFTER_FRAMES if self.state is SourceState.CONNECTED else _NO_FRAME), reason
         finally:
             capture.close()
 
