@@ -31,11 +31,12 @@ def test_quick_capture_bench_reports_every_path_source_ratio_and_target(tmp_path
         assert 0 < info["paths"]["b"]["converted"] < info["paths"]["b"]["frames"]   # only the 10 fps grid
         assert info["paths"]["c"]["converted"] == 0
         assert info["ratios"]["b_over_c"] > 0 and info["ratios"]["a_over_b"] > 0
+        assert info["ratios"]["b_over_c_same_run"] > 1, "(b) timed its own conversion inside the run"
     for sid, info in result["sources"].items():
         if "skipped" in info:
             assert info["skipped"]   # a reason, e.g. no libx265
     verdicts = {(check["target"], check["source"]): check["verdict"] for check in result["targets"]}
-    assert len(verdicts) == len(SOURCES) + sum(spec.a_over_b_target for spec in SOURCES)
+    assert len(verdicts) == 2 * len(SOURCES) + sum(spec.a_over_b_target for spec in SOURCES)   # (b)/(c) two ways
     assert all(verdicts[check] in ("PASS", "MISS") for check in verdicts if check[1] in measured)
     assert result["machine"]["cpu"] and result["machine"]["pyav"] and result["load_before"]
     assert (out / "capture.png").is_file()

@@ -358,3 +358,14 @@ def test_the_runtime_modules_import_no_tensorflow():
     code = ("import sys, stream.ring, stream.sources, stream.video, stream.messages, stream.publisher, stream.keys, "
             "tools.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_a_capture_thread_runs_nicer_than_the_threads_that_serve_every_stream():
+    source = open_source("pattern:25:2", SIZE, options=SourceOptions(capture_nice=5))
+    try:
+        assert wait_until(lambda: source.frames >= 1, 5)
+        capture_thread = source._thread.native_id
+        assert os.getpriority(os.PRIO_PROCESS, capture_thread) == os.getpriority(os.PRIO_PROCESS, 0) + 5
+    finally:
+        source.stop()

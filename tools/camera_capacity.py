@@ -15,7 +15,9 @@ A trial with N cameras:
 
 A trial holds when every stream connected, dropped no frame at the ring, kept its capture-to-publish
 p99 under 100 ms, and encoded about --fps frames a second: at least 90% of it both over the run
-(less a start allowance) and between its first and last prediction as the subscriber saw them.
+(less a start allowance) and between its first and last prediction as the subscriber saw them; and,
+where the messages carry `stream_time` (the new code), its stream clock slipped less than 1 s
+behind real time: a decoder falling behind shows there, not in capture-to-publish latency.
 The search stops at the first N that fails twice (one retry: the machine is shared); the capacity is
 the largest N below it. The source video and the bundle are built once into --work and kept.
 """
@@ -46,6 +48,7 @@ PRETRAINED = REPO.parent / "shared" / "pretrained" / "mobilenet_v2_1.0_imagenet_
 P99_LIMIT_MS = 100.0
 RATE_SHARE = 0.9          # of --fps, for "encoded about --fps frames a second"
 START_ALLOWANCE_S = 5.0   # connecting and the first key frame, not counted against the encoded rate
+BEHIND_LIMIT_S = 1.0      # how far the stream's clock may slip behind real time over a trial (where published)
 SAMPLE_S = 0.25           # CPU sampling interval
 STOP_GRACE_S = 90.0       # serve's start-up and shut-down beyond --duration before it is killed
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -251,6 +254,14 @@ class Listener(threading.Thread):
         seen["predictions"] += 1
         seen["first_s"] = seen["first_s"] or now
         seen["last_s"] = now
+        # Receive clock minus the stream's own clock: constant while capture keeps up with the
+        # camera, growing when decoding falls behind (which capture-to-publish latency cannot see,
+        # since a frame is stamped when it comes out of the decoder).
+        stream_time = payload.get("stream_time")
+        if isinstance(stream_time, (int, float)) and now - seen["first_s"] > START_ALLOWANCE_S:
+            lag = now - stream_time
+            seen["lag_range"] = [min(lag, seen.get("lag_range", [lag, lag])[0]),
+                                 max(lag, seen.get("lag_range", [lag, lag])[1])]
 
 
 @contextlib.contextmanager
@@ -261,7 +272,8 @@ def cameras(video: Path, count: int):
         yield [f"rtsp://127.0.0.1:{port}/cam{i}" for i in range(count)], server
 
 
-def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s: float, fps: float) -> dict:
+def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s: float, fps: float,
+              serve_args: tuple[str, ...] = ()) -> dict:
     """One trial of `count` cameras for `duration_s`: the figures of every stream, CPU shares and
     whether it holds (see `judge`)."""
     with tempfile.TemporaryDirectory(prefix="camera-capacity-") as scratch, cameras(video, count) as (urls, server):
@@ -270,7 +282,7 @@ def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s:
         names = [arg for i in range(count) for arg in ("--name", f"cam{i}")]
         command = [sys.executable, "-m", "tools.cli", "serve", str(bundle.resolve()), *urls, *names,
                    "--fps", f"{fps:g}", "--duration", f"{duration_s:g}", "--stats-json", str(stats_path),
-                   "--endpoint", endpoint]
+                   "--endpoint", endpoint, *serve_args]
         listener = Listener(endpoint)
         listener.start()
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -313,6 +325,8 @@ def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s:
                          "latency_p99_ms": s.get("latency_p99_ms"), "reconnects": s.get("reconnects"),
                          "fps_in": s.get("fps_in"), "predictions_received": heard.get("predictions", 0),
                          "messages_missed": heard.get("missed", 0),
+                         "behind_s": round(heard["lag_range"][1] - heard["lag_range"][0], 3)
+                         if "lag_range" in heard else None,
                          "received_fps": round((heard["predictions"] - 1) / span, 2) if span > 1.0 else None}
     elapsed = (stats or {}).get("elapsed_s")
     for figures in streams.values():
@@ -350,6 +364,8 @@ def judge(trial: dict, fps: float) -> tuple[bool, list[str]]:
             reasons.append(f"{name}: {s['encoded']} encoded, wanted {wanted:.0f}")
         if s["received_fps"] is None or s["received_fps"] < RATE_SHARE * fps:
             reasons.append(f"{name}: received {s['received_fps']} predictions/s")
+        if s["behind_s"] is not None and s["behind_s"] > BEHIND_LIMIT_S:
+            reasons.append(f"{name}: fell {s['behind_s']} s behind the camera")
     return not reasons, reasons
 
 
@@ -375,8 +391,8 @@ def wait_for_quiet(limit: float | None, longest_s: float, log) -> list[float]:
 
 
 def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cameras: int, first: int = 1,
-           source: Source = Source(), quiet_load: float | None = None, save=lambda result: None,
-           log=lambda line: None) -> dict:
+           source: Source = Source(), quiet_load: float | None = None, serve_args: tuple[str, ...] = (),
+           save=lambda result: None, log=lambda line: None) -> dict:
     """N = first, first+1, ... up to max_cameras until a trial fails twice in a row; the result as a
     dict, handed to `save` after every trial."""
     if duration_s + 15 > source.seconds:
@@ -391,6 +407,7 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
     log("camera capacity: bundle (built once, needs TensorFlow)")
     bundle = mobilenet_bundle(work, video)
     result = {"settings": {"duration_s": duration_s, "fps": fps, "max_cameras": max_cameras, "first": first,
+                           "serve_args": list(serve_args),
                            "p99_limit_ms": P99_LIMIT_MS, "rate_share": RATE_SHARE,
                            "start_allowance_s": START_ALLOWANCE_S},
               "code": code, "source": {"video": str(video.resolve()), "label": source.label,
@@ -404,7 +421,7 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
             load = wait_for_quiet(quiet_load, 900, log)
             log(f"camera capacity: {count} camera(s), try {attempt}, load {load}")
             trial = {"attempt": attempt, "load_before": load,
-                     **run_trial(checkout, bundle, video, count, duration_s, fps)}
+                     **run_trial(checkout, bundle, video, count, duration_s, fps, serve_args)}
             result["trials"].append(trial)
             log(trial_line(trial))
             save(result)
@@ -420,7 +437,8 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
 # -- output ------------------------------------------------------------------------------------
 
 def _figure(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    width = spec.split(".")[0]
+    return f"{'-':>{width}}" if value is None else format(value, spec)
 
 
 def trial_line(trial: dict) -> str:
@@ -429,11 +447,12 @@ def trial_line(trial: dict) -> str:
     rates = [s["encoded_fps"] for s in streams if s["encoded_fps"] is not None]
     received = [s["received_fps"] for s in streams if s["received_fps"] is not None]
     dropped = sum(s["dropped"] or 0 for s in streams)
+    behind = [s["behind_s"] for s in streams if s["behind_s"] is not None]
     verdict = "holds" if trial["holds"] else "FAILS: " + "; ".join(trial["reasons"][:3])
     return (f"{trial['cameras']:>3} {trial['attempt']:>3} {dropped:>7} {_figure(max(p99, default=None), '8.1f')} "
             f"{_figure(min(rates, default=None), '8.2f')} {_figure(min(received, default=None), '8.2f')} "
             f"{_figure(trial['serve_cores'], '7.2f')} {_figure(trial['server_cores'], '7.2f')} "
-            f"{_figure(trial['machine_cores'], '7.2f')}  {verdict}")
+            f"{_figure(trial['machine_cores'], '7.2f')} {_figure(max(behind, default=None), '7.2f')}  {verdict}")
 
 
 def table(result: dict) -> str:
@@ -441,7 +460,8 @@ def table(result: dict) -> str:
              f"{', with uncommitted changes' if result['code']['uncommitted_changes'] else ''}): "
              f"{result['source']['label']}, {result['settings']['duration_s']:g} s per trial, "
              f"sampled at {result['settings']['fps']:g} fps",
-             "  N try dropped  p99 max  enc/s min recv/s min   serve  server machine  (cores, steady state)",
+             "  N try dropped  p99 max  enc/s min recv/s min   serve  server machine  behind  (cores, steady "
+             "state; behind: s the stream clock slipped)",
              *(trial_line(t) for t in result["trials"]),
              f"capacity: {result['capacity']} camera(s) (0 dropped, p99 < {P99_LIMIT_MS:g} ms, "
              f">= {RATE_SHARE * result['settings']['fps']:g} frames/s each); {result['machine']['cpu']}, "
@@ -462,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-cameras", type=int, default=12, help="stop after this many (default 12)")
     parser.add_argument("--quiet-load", type=float, metavar="L",
                         help="before each trial, wait (up to 15 min) until the 1-minute load is below L")
+    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for `lrcn serve`, repeatable (e.g. --serve-arg=--threads=1)")
     args = parser.parse_args(argv)
     if not (0 < args.duration and 0 < args.fps and 1 <= args.first <= args.max_cameras):
         parser.error("need --duration > 0, --fps > 0 and 1 <= --first <= --max-cameras")
@@ -474,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = search(args.checkout, args.work, duration_s=args.duration, fps=args.fps,
-                        max_cameras=args.max_cameras, first=args.first, quiet_load=args.quiet_load, save=save,
+                        max_cameras=args.max_cameras, first=args.first, quiet_load=args.quiet_load,
+                        serve_args=tuple(args.serve_arg), save=save,
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     except LrcnError as err:
         print(f"camera capacity: {err}", file=sys.stderr)

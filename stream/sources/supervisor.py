@@ -16,8 +16,11 @@ True
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -75,6 +78,7 @@ class SourceOptions:
     backoff_jitter: float = 0.2         # each wait is shortened by up to this fraction, at random
     max_attempts: int | None = None     # failed (re)connection attempts in a row before 'failed'; None: never give up
     status_capacity: int = 256
+    capture_nice: int = 5               # Linux: the capture thread (and its decoder's threads) runs this much nicer
 
 
 def stream_name(uri: str) -> str:
@@ -225,6 +229,7 @@ class Source:
                 pass
 
     def _run(self) -> None:
+        lower_thread_priority(self.options.capture_nice)
         options = self.options
         failures = 0       # consecutive attempts that produced no frame
         looping = False    # reopening a file at its end: not a state change
@@ -336,6 +341,21 @@ class Source:
         if self._stopping.wait(max(0.0, due - now)):
             return None
         return schedule
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Make the calling thread (and the threads it starts, such as a decoder's) `nice` steps nicer.
+
+    The one inference thread serves every stream; each capture thread serves one and can fall a
+    little behind without loss (the network buffers, the ring holds). When more threads are
+    runnable than there are cores, Linux shares the cores evenly among them, so with a dozen HD
+    decoders the inference thread gets a dozenth of the machine and its latency grows long before
+    the cores are busy; nicer capture threads leave it the time it needs. Linux only: elsewhere
+    (and where the process may not lower it) priorities stay as they are."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
 
 def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
