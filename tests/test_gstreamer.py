@@ -299,3 +299,29 @@ def test_without_the_bindings_gst_sources_are_a_one_line_error_and_nothing_else_
     imports = subprocess.run([sys.executable, "-c", "import sys, stream.sources; print('gi' in sys.modules)"],
                              capture_output=True, text=True, timeout=60, check=True, cwd=ROOT)
     assert imports.stdout.strip() == "False", "importing stream.sources does not import GStreamer"
+
+
+@needs_gstreamer
+@needs_ffmpeg
+def test_an_srt_stream_is_read_through_gstreamer(tmp_path):
+    from gi.repository import Gst
+
+    if Gst.ElementFactory.find("srtsrc") is None:
+        pytest.skip("GStreamer's srtsrc is not installed (gstreamer1.0-plugins-bad)")
+    clip = h264_clip(tmp_path / "clip.mp4", seconds=4)
+    port = free_port()
+    server = subprocess.Popen([FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+                               "-c", "copy", "-f", "mpegts", f"srt://127.0.0.1:{port}?mode=listener"])
+    events = []
+    try:
+        assert wait_until(lambda: udp_bound(port), 10), "ffmpeg's SRT listener is up"
+        source = open_source(f"gst:srt://127.0.0.1:{port}", SIZE, options=LIVE, on_status=events.append)
+        try:
+            assert wait_until(lambda: source.frames >= 20, 20), (states(events), source.stats())
+        finally:
+            assert source.stop(timeout_s=1.0)
+    finally:
+        server.kill()
+        server.wait(10)
+    assert events[1].state == CONNECTED and "decoder avdec_h264" in events[1].reason
+    assert source.ring.read_new()[0].image.shape == (*SIZE, 3)

@@ -2,7 +2,6 @@
 127.0.0.1, a burst relay, timestamp breaks, crops, decoders, stops and outages."""
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -369,3 +368,51 @@ def test_a_capture_thread_runs_nicer_than_the_threads_that_serve_every_stream():
         assert os.getpriority(os.PRIO_PROCESS, capture_thread) == os.getpriority(os.PRIO_PROCESS, 0) + 5
     finally:
         source.stop()
+
+
+@needs_ffmpeg
+def test_a_udp_mpegts_stream_is_read_by_listening_on_its_port(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", n_frames=100, fourcc="mp4v")
+    port = free_port()
+    source = open_source(f"udp://127.0.0.1:{port}", SIZE, options=LIVE)
+    sender = subprocess.Popen([FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-i", str(video), "-c:v", "mpeg2video",
+                               "-q:v", "5", "-g", "10", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
+    try:
+        assert wait_until(lambda: source.frames >= 20, 20), source.stats()
+    finally:
+        sender.kill()
+        sender.wait(10)
+        assert source.stop(timeout_s=1.0)
+    assert source.reconnects == 0 and source.ring.read_new()[0].image.shape == (*SIZE, 3)
+
+
+@needs_ffmpeg
+def test_an_rtmp_stream_is_read_from_an_rtmp_server(tmp_path):
+    video = write_video(tmp_path / "clip.mp4", n_frames=100, fourcc="mp4v")
+    port = free_port()
+    server = [FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video), "-c:v",
+              "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10", "-f", "flv", "-listen", "1",
+              f"rtmp://127.0.0.1:{port}/live/cam"]
+    events = []
+    with served(server, port):
+        source = open_source(f"rtmp://127.0.0.1:{port}/live/cam", SIZE, options=LIVE, on_status=events.append)
+        try:
+            assert wait_until(lambda: source.frames >= 20, 20), source.stats()
+        finally:
+            assert source.stop(timeout_s=1.0)
+    assert events[1].state == CONNECTED and "h264" in events[1].reason
+
+
+def test_a_protocol_this_pyav_lacks_fails_the_stream_at_once_with_the_way_round():
+    import av
+
+    try:
+        av.open("srt://127.0.0.1:9", timeout=(1, 1))
+    except av.error.ProtocolNotFoundError:
+        pass
+    except av.FFmpegError:
+        pytest.skip("this PyAV's FFmpeg reads srt://")
+    events = []
+    run_to_end(Source("srt://127.0.0.1:9", SIZE, options=LIVE, on_status=events.append))
+    assert states(events) == [CONNECTING, FAILED], "retrying cannot add a protocol"
+    assert "cannot read srt://" in events[-1].reason and "gst:srt://127.0.0.1:9" in events[-1].reason

@@ -218,6 +218,11 @@ class PyavCapture(Capture):
                                      timeout=(options.open_timeout_s, options.read_timeout_s), hwaccel=hwaccel)
         except av.error.ExitError:
             raise CaptureError(f"no answer from {uri} within {options.open_timeout_s:g} s") from None
+        except av.error.ProtocolNotFoundError:
+            scheme = scheme_of(uri)
+            raise CaptureError(f"this PyAV's FFmpeg cannot read {scheme}:// (PyAV {av.__version__}, FFmpeg "
+                               f"{av.ffmpeg_version_info}); read it as gst:{uri} through GStreamer, or install a PyAV "
+                               f"built on an FFmpeg with {scheme}", fatal=True) from None
         except (av.FFmpegError, OSError) as err:
             what = "video" if scheme_of(uri) == FILE else "source"
             raise CaptureError(f"cannot open {what} {uri}: {_one_line(err)}") from None
