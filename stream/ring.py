@@ -12,7 +12,7 @@ counts it as dropped, so a torn frame is never returned (a seqlock, in effect).
 
 >>> ring = FrameRing(capacity=4, size=(2, 2))
 >>> for i in range(6):
-...     ring.write(np.full((2, 2, 3), i, np.uint8), index=i, captured_at=float(i))
+...     stored = ring.write(np.full((2, 2, 3), i, np.uint8), index=i, captured_at=float(i))
 >>> [f.index for f in ring.read_new()], ring.stats()["dropped"]
 ([2, 3, 4, 5], 2)
 """

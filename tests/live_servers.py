@@ -122,3 +122,19 @@ def ts_with_timestamp_break(path: Path, kind: str, seconds: float = 3.0, fps: in
         parts.append(part)
     path.write_bytes(b"".join(p.read_bytes() for p in parts))
     return path, round(seconds * fps)
+
+
+def states(events) -> list:
+    """Status event states with consecutive repeats folded: [a, b, b, c] -> [a, b, c]."""
+    folded = []
+    for event in events:
+        if not folded or folded[-1] != event.state:
+            folded.append(event.state)
+    return folded
+
+
+def run_to_end(source, timeout_s: float = 20.0):
+    """Start a source, wait for its thread to end, and return what its ring holds."""
+    source.start()
+    assert wait_until(lambda: not source.running, timeout_s)
+    return source.ring.read_new()

@@ -16,7 +16,17 @@ from stream.sources import Source, SourceOptions, SourceState, open_source
 from stream.sources.gstreamer import FORMATS, MISSING_BINDINGS, GstCapture, doctor_lines
 from stream.sampling import grid_indices
 from stream.video import read_frames
-from tests.live_servers import FFMPEG, free_port, gstreamer_rtsp_missing, rtsp_server, served, wait_until, write_video
+from tests.live_servers import (
+    FFMPEG,
+    free_port,
+    gstreamer_rtsp_missing,
+    rtsp_server,
+    run_to_end,
+    served,
+    states,
+    wait_until,
+    write_video,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,20 +55,6 @@ FAST = SourceOptions(pace=False, ring_capacity=1024)
 LIVE = SourceOptions(ring_capacity=1024, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=5.0,
                      read_timeout_s=3.0)
 CONNECTING, CONNECTED, LOST, RECONNECTING, ENDED, FAILED, STOPPED = SourceState
-
-
-def states(events) -> list:
-    folded = []
-    for event in events:
-        if not folded or folded[-1] != event.state:
-            folded.append(event.state)
-    return folded
-
-
-def run_to_end(source: Source, timeout_s: float = 20.0):
-    source.start()
-    assert wait_until(lambda: not source.running, timeout_s)
-    return source.ring.read_new()
 
 
 def h264_clip(path, size="320x240", seconds=2):

@@ -30,7 +30,9 @@ from tests.live_servers import (
     free_port,
     gstreamer_rtsp_missing,
     rtsp_server,
+    run_to_end,
     served,
+    states,
     ts_with_timestamp_break,
     wait_until,
     write_video,
@@ -44,21 +46,6 @@ LIVE = SourceOptions(ring_capacity=1024, backoff_initial_s=0.2, backoff_max_s=1.
                      read_timeout_s=3.0)
 CONNECTING, CONNECTED, LOST, RECONNECTING, ENDED, FAILED, STOPPED = SourceState
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
-
-
-def states(events) -> list[str]:
-    """Event states with consecutive repeats folded: [a, b, b, c] -> [a, b, c]."""
-    folded = []
-    for event in events:
-        if not folded or folded[-1] != event.state:
-            folded.append(event.state)
-    return folded
-
-
-def run_to_end(source: Source, timeout_s: float = 20.0):
-    source.start()
-    assert wait_until(lambda: not source.running, timeout_s)
-    return source.ring.read_new()
 
 
 def test_a_file_read_fast_gives_every_frame_once_in_order_resized_and_rgb(tmp_path):

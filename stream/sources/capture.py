@@ -73,6 +73,25 @@ class Capture:
     def close(self) -> None:
         pass
 
+    @classmethod
+    def check_first_frame(cls, uri: str, size: tuple[int, int], options: SourceOptions) -> None:
+        """Open the source and convert its first frame, raising LrcnError with one line if that
+        fails: for a file, damage or a crop outside the frame is then reported before any thread
+        starts."""
+        try:
+            capture = cls(uri, size, options)
+        except CaptureError as err:
+            raise LrcnError(err.reason if uri in err.reason else f"{uri}: {err.reason}") from None
+        try:
+            for _, frame in capture.frames():
+                capture.to_rgb(frame)
+                return
+            raise LrcnError(f"no decodable frame in video: {uri}")
+        except CaptureError as err:
+            raise LrcnError(f"{uri}: {err.reason}") from None
+        finally:
+            capture.close()
+
 
 _CAPTURES: dict[str, type[Capture]] = {}
 

@@ -36,8 +36,12 @@ posted on the bus become one-line CaptureErrors, end of stream ends `frames()`.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
+import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -98,6 +102,23 @@ def _gst() -> SimpleNamespace:
         raise LrcnError(f"{MISSING_BINDINGS} ({_one_line(err)})") from None
     Gst.init(None)
     return SimpleNamespace(Gst=Gst, GstVideo=GstVideo, GLib=GLib, gi=gi)
+
+
+def _prefer_gcc_unwinder() -> None:
+    """Put libgcc_s's stack unwinder first in the process's global symbol scope.
+
+    GObject introspection loads libgstreamer into the global scope, and with it libunwind, whose
+    `_Unwind_*` functions then win over libgcc_s's for libraries loaded later. libsrt (GStreamer's
+    srtsrc) throws a C++ exception when its socket is closed under it; unwound by libunwind
+    through libstdc++'s personality routine, that kills the process (seen with PyAV imported
+    first, at every stop of a gst:srt:// source). libgcc_s loaded globally first keeps C++
+    exceptions on the unwinder they were built for. Done at import, before anything loads gi."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libgcc_s.so.1", mode=os.RTLD_GLOBAL)
+
+
+_prefer_gcc_unwinder()
 
 
 def _elements(bin_):
@@ -289,22 +310,7 @@ class GstCapture(Capture):
         build_pipeline(uri, options.rtsp_transport)
         if cls.is_live(uri):
             return
-        # A file decodes its first frame now, as the PyAV capture checks one: damage or a crop
-        # outside the frame is reported before any thread starts.
-        try:
-            capture = cls(uri, size, options)
-        except CaptureError as err:
-            raise LrcnError(f"{uri}: {err.reason}") from None
-        try:
-            for _, frame in capture.frames():
-                capture.to_rgb(frame)
-                break
-            else:
-                raise LrcnError(f"no decodable frame in video: {uri}")
-        except CaptureError as err:
-            raise LrcnError(f"{uri}: {err.reason}") from None
-        finally:
-            capture.close()
+        cls.check_first_frame(uri, size, options)
 
     def __init__(self, uri, size, options, stopping=None):
         self.uri = uri

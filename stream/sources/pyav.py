@@ -191,20 +191,7 @@ class PyavCapture(Capture):
             return
         if not Path(uri).is_file():
             raise LrcnError(f"video not found: {uri}")
-        try:
-            capture = cls(uri, size, options)
-        except CaptureError as err:
-            raise LrcnError(err.reason) from None
-        try:
-            for _, frame in capture.frames():
-                capture.to_rgb(frame)
-                break
-            else:
-                raise LrcnError(f"no decodable frame in video: {uri}")
-        except CaptureError as err:
-            raise LrcnError(f"{uri}: {err.reason}") from None
-        finally:
-            capture.close()
+        cls.check_first_frame(uri, size, options)
 
     def __init__(self, uri, size, options, stopping=None):
         _stopping_of_thread.event = stopping
