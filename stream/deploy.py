@@ -80,12 +80,14 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
 
     settings = {k: v for k, v in data.items() if k != "stream"}
     _check(settings, SETTING_TYPES, "", fail)
-    source_settings = {k: v for k, v in settings.items() if k in SOURCE_SETTINGS}
-    try:
-        check_options(SourceOptions(**source_settings))
-        check_decoder(settings.get("decoder", "cpu"))
-    except (LrcnError, TypeError) as err:
-        raise fail(str(err), next(iter(source_settings), None)) from None
+    for key in SOURCE_SETTINGS:
+        if key in settings:
+            try:
+                check_options(SourceOptions(**{key: settings[key]}))
+                if key == "decoder":
+                    check_decoder(settings[key])
+            except LrcnError as err:
+                raise fail(str(err), key) from None
     tables = data.get("stream", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise fail("'stream' must be [[stream]] tables", "stream")
