@@ -138,3 +138,21 @@ def run_to_end(source, timeout_s: float = 20.0):
     source.start()
     assert wait_until(lambda: not source.running, timeout_s)
     return source.ring.read_new()
+
+
+def read_across_a_server_restart(source, server: list[str], port: int, frames: int, timeout_s: float = 15.0) -> None:
+    """Serve, start `source` and let it read `frames` frames; kill the server until the source is
+    reconnecting; serve again until it has reconnected once and read `frames` more; stop it while
+    the server still streams (within a second)."""
+    try:
+        with served(server, port):
+            source.start()
+            assert wait_until(lambda: source.frames >= frames, timeout_s), source.stats()
+        assert wait_until(lambda: source.state == "reconnecting", 10), source.stats()
+        before = source.frames
+        with served(server, port):
+            assert wait_until(lambda: source.reconnects == 1 and source.frames >= before + frames, timeout_s), \
+                source.stats()
+            assert source.stop(timeout_s=1.0), "stopped while the server still streams"
+    finally:
+        source.stop()

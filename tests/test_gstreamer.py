@@ -20,9 +20,9 @@ from tests.live_servers import (
     FFMPEG,
     free_port,
     gstreamer_rtsp_missing,
+    read_across_a_server_restart,
     rtsp_server,
     run_to_end,
-    served,
     states,
     wait_until,
     write_video,
@@ -252,18 +252,7 @@ def test_an_rtsp_stream_read_through_gstreamer_survives_its_server_restarting(tm
     assert GstCapture.is_live(uri)
     events = []
     source = Source(uri, SIZE, options=LIVE, on_status=events.append)
-    try:
-        with served(rtsp_server(video, port), port):
-            source.start()
-            assert wait_until(lambda: source.frames >= 20, 20), source.stats()
-        assert wait_until(lambda: RECONNECTING in states(events), 10), states(events)
-        frames_before_restart = source.frames
-        with served(rtsp_server(video, port), port):
-            assert wait_until(lambda: source.reconnects == 1 and source.frames >= frames_before_restart + 20, 20), \
-                states(events)
-            assert source.stop(timeout_s=1.0), "stopped while the server still streams"
-    finally:
-        source.stop()
+    read_across_a_server_restart(source, rtsp_server(video, port), port, frames=20, timeout_s=20)
     assert states(events) == [CONNECTING, CONNECTED, LOST, RECONNECTING, CONNECTED, STOPPED]
     assert re.fullmatch(r"128x96 \w+( at [\d.]+ fps)?, decoder (?!none)\S+ \(gstreamer\)", events[1].reason), \
         events[1].reason

@@ -28,6 +28,7 @@ from tests.live_servers import (
     ffmpeg_http_mjpeg,
     ffmpeg_tcp_ts,
     free_port,
+    read_across_a_server_restart,
     gstreamer_rtsp_missing,
     rtsp_server,
     run_to_end,
@@ -301,18 +302,7 @@ def test_a_live_stream_survives_its_server_restarting(tmp_path, serve, url):
     port = free_port()
     events = []
     source = Source(url.format(port=port), SIZE, options=LIVE, on_status=events.append)
-    try:
-        with served(serve(video, port), port):
-            source.start()
-            assert wait_until(lambda: source.frames >= 10, 15), states(events)
-        assert wait_until(lambda: RECONNECTING in states(events), 10), states(events)
-        frames_before_restart = source.frames
-        with served(serve(video, port), port):
-            assert wait_until(lambda: source.reconnects == 1 and source.frames >= frames_before_restart + 10, 15), \
-                states(events)
-            assert source.stop(timeout_s=1.0), "stopped while the server still streams"
-    finally:
-        source.stop()
+    read_across_a_server_restart(source, serve(video, port), port, frames=10)
     assert states(events)[:5] == [CONNECTING, CONNECTED, LOST, RECONNECTING, CONNECTED]
     assert states(events)[-1] == STOPPED
     assert source.reconnects == 1

@@ -16,7 +16,7 @@ from stream.runtime_bundle import load_runtime_bundle
 from stream.sampling import Sampler
 from stream.scheduler import Prediction, Scheduler, StreamPlan
 from stream.smoothing import parse_smoothing
-from stream.sources import CaptureError, SourceOptions, open_source, stamped
+from stream.sources import CaptureError, SourceOptions, check_source, stamped
 from stream.sources.pyav import PyavCapture
 from stream.windows import EXACT, WindowConfig
 
@@ -55,7 +55,7 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
     bundle = load_runtime_bundle(bundle_dir, backend, threads=threads)
     spec = bundle.meta.spec
     options = SourceOptions(fps=fps or spec.fps, pace=False)
-    open_source(str(video), spec.input_size, options=options, start=False)   # one-line errors for a bad file
+    check_source(str(video), spec.input_size, options)
     plan = StreamPlan("video", WindowConfig(mode, hop, reset_every), parse_smoothing(smooth))
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [plan])
     capture = PyavCapture(str(video), spec.input_size, options)

@@ -17,6 +17,7 @@ from stream.sources.supervisor import (
     StatusEvent,
     backoff_delay,
     check_options,
+    check_source,
     open_source,
     stamped,
     stream_name,
@@ -24,5 +25,5 @@ from stream.sources.supervisor import (
 )
 
 __all__ = ["FINAL_STATES", "Capture", "CaptureError", "Source", "SourceOptions", "SourceState", "StatusEvent",
-           "backoff_delay", "capture_class", "check_options", "open_source", "parse_pattern", "pattern_frames",
+           "backoff_delay", "capture_class", "check_options", "check_source", "open_source", "parse_pattern", "pattern_frames",
            "register", "scheme_of", "schemes", "stamped", "stream_name", "timeline"]

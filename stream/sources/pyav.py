@@ -197,7 +197,6 @@ class PyavCapture(Capture):
         _stopping_of_thread.event = stopping
         self.uri = uri
         self.options = options
-        self.bad_packets = 0
         url, input_format, ffmpeg_options = open_arguments(uri, options)
         hwaccel, kind, fallback_note = choose_hwaccel(options.decoder)
         try:
@@ -243,8 +242,7 @@ class PyavCapture(Capture):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
-                    self.bad_packets += 1   # a damaged packet (lost data): conceal it, keep reading
-                    continue
+                    continue   # a damaged packet (lost data): the decoder conceals it, reading goes on
                 for frame in decoded:
                     yield frame.time, frame
         except av.error.ExitError:

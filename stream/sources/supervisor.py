@@ -174,7 +174,6 @@ class Source:
         self.reconnects = 0
         self.jumps = 0            # timestamp jumps or resets within a connection
         self.status_dropped = 0
-        self.fps: float | None = None
         self._events: deque[StatusEvent] = deque(maxlen=options.status_capacity)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
@@ -283,7 +282,6 @@ class Source:
             capture.close()
 
     def _read(self, capture: Capture, announce: bool) -> tuple[str, str]:
-        self.fps = capture.fps
         got_frame = False
         schedule = None   # paced: (monotonic time, stream time) the schedule counts from
         try:
@@ -361,13 +359,17 @@ def lower_thread_priority(nice: int) -> None:
 def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
                 options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
                 on_status: Callable[[StatusEvent], None] | None = None, start: bool = True) -> Source:
-    """Check what can be checked up front (the scheme is known, a local file decodes, a crop fits
-    it, the decoder exists) and raise LrcnError with one line if not; then return the Source,
-    started unless start=False."""
-    check_options(options)
-    capture_class(uri).check(uri, size, options)
+    """`check_source`, then the Source, started unless start=False."""
+    check_source(uri, size, options)
     source = Source(uri, size, name=name, options=options, new_frame=new_frame, on_status=on_status)
     return source.start() if start else source
+
+
+def check_source(uri: str, size: tuple[int, int], options: SourceOptions = SourceOptions()) -> None:
+    """Check what can be checked up front (the scheme is known, a local file decodes, a crop fits
+    it, the decoder exists) and raise LrcnError with one line if not."""
+    check_options(options)
+    capture_class(uri).check(uri, size, options)
 
 
 def check_options(options: SourceOptions) -> None:
