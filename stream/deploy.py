@@ -1,6 +1,7 @@
 """A deployment file: the streams one recognizer serves, and its settings, in TOML.
 
     endpoint = "tcp://0.0.0.0:5556"      # optional settings, each also a `lrcn serve` flag
+    metrics = "127.0.0.1:9108"           # Prometheus /metrics, /healthz, /readyz and the status page
     backend = "onnxruntime-int8"
     decoder = "auto"                     # every stream's default; a stream may set its own
     backoff_max_s = 30
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from stream.errors import LrcnError
 from stream.pipeline import StreamConfig
+from stream.service import parse_address
 from stream.smoothing import parse_smoothing
 from stream.sources import SourceOptions, check_options
 from stream.sources.pyav import check_decoder
@@ -35,7 +37,7 @@ from stream.windows import WindowConfig
 
 _NUMBER = (int, float)
 # Expected type of each key; the stream keys are StreamConfig's fields.
-SETTING_TYPES = {"endpoint": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
+SETTING_TYPES = {"endpoint": str, "metrics": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
                  "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER, "decoder": str,
                  "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
                  "backoff_max_s": _NUMBER, "max_attempts": int}
@@ -80,6 +82,11 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
 
     settings = {k: v for k, v in data.items() if k != "stream"}
     _check(settings, SETTING_TYPES, "", fail)
+    if "metrics" in settings:
+        try:
+            parse_address(settings["metrics"])
+        except LrcnError as err:
+            raise fail(str(err), "metrics") from None
     for key in SOURCE_SETTINGS:
         if key in settings:
             try:

@@ -10,14 +10,25 @@ forwards each source's status events as `status/<stream>` messages, resets a str
 gap, publishes predictions, and every `stats_interval_s` a status with the stream's counters.
 When every source has ended, it drains and finishes by itself. `stop()` stops the sources,
 drains what the rings hold, publishes a final status per stream and closes the socket.
+
+`reconfigure(streams)` (a reload) starts added streams, stops removed ones with a final status,
+restarts changed ones, and leaves the rest alone: their head state, windows and `seq` go on as if
+nothing happened. The inference thread applies the change between two cycles, so it alone ever
+touches the scheduler; the dicts that other threads read (stats, the HTTP service) are replaced,
+never changed in place.
 """
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from stream.encoders import open_encoder
 from stream.errors import LrcnError
@@ -27,12 +38,17 @@ from stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundl
 from stream.scheduler import Prediction, Scheduler, StreamPlan
 from stream.smoothing import parse_smoothing
 from stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
-from stream.stats import RateMeter, Reservoir
+from stream.stats import Histogram, RateMeter, Reservoir
 from stream.windows import EXACT, WindowConfig
+
+log = logging.getLogger("lrcn.pipeline")
 
 # A status event after which the stream's open windows can never complete.
 GAP_STATES = (SourceState.LOST, SourceState.RECONNECTING)
 DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
+LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: logging.WARNING,
+              SourceState.FAILED: logging.ERROR}   # other states: info
+RECENT_EVENTS = 8  # status events kept per stream for the status page
 
 
 @dataclass(frozen=True)
@@ -70,13 +86,27 @@ class PipelineOptions:
 
 @dataclass
 class _Counters:
-    """What the inference thread counts per stream beyond the source and the scheduler."""
+    """What the inference thread counts and remembers per stream beyond the source and the scheduler."""
     frames_in: RateMeter = field(default_factory=RateMeter)
     predictions_out: RateMeter = field(default_factory=RateMeter)
     latency_ms: Reservoir = field(default_factory=Reservoir)
+    latency_s: Histogram = field(default_factory=Histogram)
     publisher_dropped: int = 0
     shutdown_dropped: int = 0          # frames still in the ring when the stop deadline came
+    dropped_logged: int = 0            # ring drops already reported in the log
     last_reason: str = ""
+    last_label: str | None = None
+    last_score: float | None = None
+    last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
+    recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A reload, prepared by `reconfigure` and applied by the inference thread."""
+    remove: list[str]
+    add: dict[str, tuple[StreamConfig, Source, StreamPlan]]
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Pipeline:
@@ -87,31 +117,50 @@ class Pipeline:
         self.options = options
         self.bundle = bundle if isinstance(bundle, RuntimeBundle) else \
             load_runtime_bundle(bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
-        spec = self.bundle.meta.spec
-        configs = _with_unique_ids(streams)
-        encoders = {options.backend: self.bundle.encoder}
-        for backend in {c.backend for c in configs} - {None, options.backend}:
-            encoders[backend] = open_encoder(self.bundle.path, backend, threads=options.threads,
-                                             max_batch=options.max_batch)
-            check_parts(self.bundle.path, self.bundle.meta, encoders[backend], self.bundle.head)
-        plans = [StreamPlan(c.id, WindowConfig(c.mode, c.hop, c.reset_every), parse_smoothing(c.smooth),
-                            c.backend or options.backend) for c in configs]
-        self.scheduler = Scheduler(self.bundle.head, spec.clip_length, encoders, plans, options.max_batch)
+        self.scheduler = Scheduler(self.bundle.head, self.bundle.meta.spec.clip_length,
+                                   {options.backend: self.bundle.encoder}, max_batch=options.max_batch)
         self._new_frame = threading.Event()
+        self.configs: dict[str, StreamConfig] = {}
         self.sources: dict[str, Source] = {}
-        for config in configs:
-            self.sources[config.id] = open_source(config.source, spec.input_size, name=config.id,
-                                                  options=source_options(config, options.source, spec.fps),
-                                                  new_frame=self._new_frame, start=False)
+        self._counters: dict[str, _Counters] = {}
+        for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
+            self._attach(config, source, plan)
         self.publisher = Publisher(options.endpoint, hwm=options.hwm, curve=options.curve, linger_s=0.5)
         self.endpoint = self.publisher.endpoint
         self.error: BaseException | None = None
-        self._counters = {name: _Counters() for name in self.sources}
+        self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
+        self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._started_at: float | None = None
         self._drain_deadline: float | None = None
+
+    def _prepare(self, configs: list[StreamConfig], defaults: SourceOptions) -> list[tuple[StreamConfig, Source, StreamPlan]]:
+        """Check each config and build its (unstarted) source and plan, opening any backend not yet
+        open; LrcnError on the first that cannot be served, with nothing started."""
+        spec = self.bundle.meta.spec
+        prepared = []
+        for config in configs:
+            backend = config.backend or self.options.backend
+            if backend not in self.scheduler.encoders:
+                encoder = open_encoder(self.bundle.path, backend, threads=self.options.threads,
+                                       max_batch=self.options.max_batch)
+                check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
+                self.scheduler.add_encoder(backend, encoder)
+            plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
+                              parse_smoothing(config.smooth), backend)
+            source = open_source(config.source, spec.input_size, name=config.id,
+                                 options=source_options(config, defaults, spec.fps),
+                                 new_frame=self._new_frame, start=False)
+            prepared.append((config, source, plan))
+        return prepared
+
+    def _attach(self, config: StreamConfig, source: Source, plan: StreamPlan) -> None:
+        self.scheduler.add_stream(plan)
+        self.configs = {**self.configs, config.id: config}
+        self._counters = {**self._counters, config.id: _Counters()}
+        self.sources = {**self.sources, config.id: source}
 
     # -- control (any thread) ----------------------------------------------------------------
 
@@ -157,12 +206,90 @@ class Pipeline:
 
     def stats(self) -> dict:
         """Per stream and overall counters; safe to call while running."""
+        streams = self._streams()       # first: the scheduler then has every stream named (see _apply_changes)
         scheduler = self.scheduler.stats()
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
                 "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
                 "publisher": self.publisher.stats(),
-                "streams": {name: self._stream_stats(name) for name in self.sources}}
+                "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler)
+                            for name, source, counters in streams}}
+
+    def _streams(self) -> list[tuple[str, Source, _Counters]]:
+        """(name, source, counters) of every stream, consistent for a reader in another thread while
+        a reload adds or removes streams: `sources` is read first (a stream leaves it first and
+        joins it last), and a stream already gone from the counters is left out."""
+        sources = self.sources
+        counters = self._counters
+        return [(name, source, counters[name]) for name, source in sources.items() if name in counters]
+
+    def reconfigure(self, streams: Sequence[StreamConfig], source: SourceOptions | None = None,
+                    timeout_s: float = 10.0) -> dict[str, list[str]]:
+        """Serve `streams` from now on (with `source` as the capture defaults, if given): start the
+        added, stop the removed (each with a final status), restart the changed, keep the rest
+        untouched. Raises LrcnError, changing nothing, if a new or changed stream cannot be served.
+        Returns the stream ids {"added", "removed", "restarted", "kept"}. Call it from one thread
+        at a time, never from the inference thread."""
+        configs = _with_unique_ids(streams)
+        defaults = source or self.options.source
+        wanted = {c.id: c for c in configs}
+        running, sources = self.configs, self.sources
+        changed = [name for name in running if name in wanted and (wanted[name], source_options(
+            wanted[name], defaults, self.bundle.meta.spec.fps)) != (running[name], sources[name].options)]
+        removed = [name for name in running if name not in wanted]
+        prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
+        self.options = replace(self.options, source=defaults)
+        for name in removed + changed:
+            self.sources[name].stop(timeout_s=0)
+        for name in removed + changed:
+            self.sources[name].stop(timeout_s=1.0)
+        change = _Change(removed + changed, {config.id: (config, src, plan) for config, src, plan in prepared})
+        self._changes.put(change)
+        if not self._thread.is_alive():
+            self._apply_changes()
+        elif not change.done.wait(timeout_s):
+            raise LrcnError(f"the inference thread did not take the new configuration within {timeout_s:g} s")
+        return {"added": [n for n in change.add if n not in running], "removed": removed, "restarted": changed,
+                "kept": [n for n in running if n in wanted and n not in changed]}
+
+    def health(self, max_age_s: float = 2.0) -> tuple[bool, str]:
+        """(alive, why): alive while the inference loop has turned within `max_age_s`."""
+        if self.last_tick is None:
+            return False, "the inference loop has not started"
+        age = time.monotonic() - self.last_tick
+        if self._finished.is_set():
+            return False, "the inference loop has finished"
+        return age <= max_age_s, f"the inference loop turned {age:.2f} s ago"
+
+    def readiness(self) -> dict[str, str]:
+        """{stream: why it is not ready}; empty when ready: every live stream connected, every file
+        stream connected or ended normally."""
+        not_ready = {}
+        for name, source, counters in self._streams():
+            ok = (SourceState.CONNECTED,) if source.live else (SourceState.CONNECTED, SourceState.ENDED)
+            if source.state not in ok:
+                state = source.state.value if source.state else "created"
+                not_ready[name] = state + (f": {counters.last_reason}" if counters.last_reason else "")
+        return not_ready
+
+    def overview(self) -> dict:
+        """What a person looking at the service wants per stream: state, label, rates, drops and recent events."""
+        streams = {}
+        for name, source, counters in self._streams():
+            stats = source.stats()
+            streams[name] = {"source": source.uri, "live": source.live, "state": stats["state"],
+                             "reason": counters.last_reason, "label": counters.last_label,
+                             "score": counters.last_score, "fps_in": counters.frames_in.overall(),
+                             "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
+                             "reconnects": stats["reconnects"], "predictions": counters.predictions_out.count,
+                             "events": [{"time": t, "state": state, "reason": reason}
+                                        for t, state, reason in list(counters.recent_events)]}
+        return streams
+
+    def latest_image(self, stream: str) -> np.ndarray | None:
+        """The newest sampled frame of `stream` (RGB, model size), or None."""
+        counters = self._counters.get(stream)
+        return None if counters is None else counters.last_image
 
     def failed(self) -> dict[str, str]:
         """{stream: why} for every stream that failed (gave up, or a fault retrying cannot fix)."""
@@ -176,9 +303,11 @@ class Pipeline:
             next_stats = time.monotonic() + self.options.stats_interval_s
             next_heartbeat = time.monotonic()
             while not self._stopping.is_set():
+                self.last_tick = time.monotonic()
                 if self._new_frame.wait(0.05) and self.options.gather_s > 0:
                     self._stopping.wait(self.options.gather_s)
                 self._new_frame.clear()
+                self._apply_changes()
                 self._cycle()
                 now = time.monotonic()
                 if now >= next_heartbeat:
@@ -189,24 +318,51 @@ class Pipeline:
                     next_stats = now + self.options.stats_interval_s
                 if self._all_ended():
                     break
+            self._apply_changes()
             self._cycle(self._drain_deadline)  # what the rings still hold after the sources stopped
             self._publish_stats("final")
         except Exception as err:  # noqa: BLE001 - reported by stop(); the thread must end cleanly
             self.error = err
+            log.exception("inference stopped")
         finally:
             # The socket is closed by the thread that uses it, never under its feet.
             self.publisher.close(linger_s=0.3)
             self._finished.set()
 
-    def _cycle(self, deadline: float | None = None) -> None:
-        """Read what the sources wrote and publish what it gives; with a deadline (at shutdown),
-        in slices, leaving what is left at the deadline unencoded (counted as shutdown_dropped)."""
+    def _apply_changes(self) -> None:
+        """Apply queued reloads (inference thread, or any thread before it starts)."""
+        while True:
+            try:
+                change = self._changes.get_nowait()
+            except queue.Empty:
+                return
+            for name in change.remove:   # already stopped: drain what they wrote, then forget them
+                self._cycle(time.monotonic() + 0.5, names=[name])
+                self._publish_stats("final", names=[name])
+                # Readers look a stream up in `sources` first, so it leaves that first (and is added to it last).
+                self.sources = {n: s for n, s in self.sources.items() if n != name}
+                self._counters = {n: c for n, c in self._counters.items() if n != name}
+                self.configs = {n: c for n, c in self.configs.items() if n != name}
+                self.scheduler.remove_stream(name)
+            for config, source, plan in change.add.values():
+                self._attach(config, source, plan)
+                if self._started_at is not None:
+                    source.start()
+            change.done.set()
+
+    def _cycle(self, deadline: float | None = None, names: Sequence[str] | None = None) -> None:
+        """Read what the sources (all, or those `names`) wrote and publish what it gives; with a
+        deadline (at shutdown), in slices, leaving what is left at the deadline unencoded (counted
+        as shutdown_dropped)."""
+        sources = {name: self.sources[name] for name in names} if names is not None else self.sources
         # Events first: every frame a source wrote before an event is then in its ring.
-        events = {name: source.poll_status() for name, source in self.sources.items()}
+        events = {name: source.poll_status() for name, source in sources.items()}
         frames = {}
-        for name, source in self.sources.items():
+        for name, source in sources.items():
             self._counters[name].frames_in.count = source.frames
             frames[name] = source.ring.read_new()
+            if frames[name]:
+                self._counters[name].last_image = frames[name][-1].image
         slice_size = len(max(frames.values(), key=len)) if deadline is None else DRAIN_SLICE
         while any(frames.values()):
             if deadline is not None and time.monotonic() > deadline:
@@ -218,10 +374,15 @@ class Pipeline:
             for prediction in self.scheduler.process(batch).predictions:
                 self._publish(prediction)
         for name, stream_events in events.items():
+            counters = self._counters[name]
             for event in stream_events:
                 if event.state in GAP_STATES:
                     self.scheduler.reset(name, segment=event.segment)
-                self._counters[name].last_reason = event.reason
+                counters.last_reason = event.reason
+                counters.recent_events.append((event.wall_time, event.state.value, event.reason))
+                log.log(LOG_LEVELS.get(event.state, logging.INFO), "%s%s", event.state.value,
+                        f": {event.reason}" if event.reason else "",
+                        extra={"stream": name, "state": event.state.value, "frames": event.frames})
                 stats = {**self._stream_stats(name), "frames": event.frames, "segment": event.segment}
                 self.publisher.publish_status(name, event.state.value, event.reason, stats)
 
@@ -232,20 +393,34 @@ class Pipeline:
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
             captured_at=prediction.captured_at, stream_time=prediction.pts,
             probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())))
-        counters.latency_ms.add((time.monotonic() - prediction.captured_at) * 1000.0)
+        latency_s = time.monotonic() - prediction.captured_at
+        counters.latency_ms.add(latency_s * 1000.0)
+        counters.latency_s.observe(latency_s)
+        counters.last_label, counters.last_score = prediction.label, prediction.score
         counters.predictions_out.add()
         if not sent:
             counters.publisher_dropped += 1
 
-    def _publish_stats(self, report: str) -> None:
-        for name, source in self.sources.items():
+    def _publish_stats(self, report: str, names: Sequence[str] | None = None) -> None:
+        for name in names if names is not None else list(self.sources):
+            counters = self._counters[name]
             stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
-            self.publisher.publish_status(name, stats["state"], self._counters[name].last_reason, stats)
+            self.publisher.publish_status(name, stats["state"], counters.last_reason, stats)
+            if stats["dropped"] > counters.dropped_logged:   # one line per burst, at most one per stats interval
+                log.warning("dropped %d frames at the ring (%d in all): inference is behind the camera",
+                            stats["dropped"] - counters.dropped_logged, stats["dropped"],
+                            extra={"stream": name, "dropped": stats["dropped"]})
+                counters.dropped_logged = stats["dropped"]
 
-    def _stream_stats(self, name: str, recent: bool = False) -> dict:
+    def latency_histograms(self) -> dict[str, Histogram]:
+        """Capture-to-publish latency per stream, in seconds."""
+        return {name: counters.latency_s for name, _, counters in self._streams()}
+
+    def _stream_stats(self, name: str, recent: bool = False, source: Source | None = None,
+                      counters: _Counters | None = None, scheduled: dict | None = None) -> dict:
         """Counters of one stream; rates over the whole run, or since the last recent=True call."""
-        source, counters = self.sources[name], self._counters[name]
-        scheduled = self.scheduler.stats()
+        source, counters = source or self.sources[name], counters or self._counters[name]
+        scheduled = scheduled or self.scheduler.stats()
         rate = (lambda meter: meter.recent()) if recent else (lambda meter: meter.overall())
         latency = counters.latency_ms.percentiles()
         batches = scheduled["batch_sizes"]

@@ -15,6 +15,7 @@ a frame whose segment differs from the stream's last one resets the stream's hea
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from stream.errors import LrcnError
 from stream.head import Head, limit_blas_threads
 from stream.ring import Frame
 from stream.smoothing import SmootherState, Smoothing, smooth
+from stream.stats import Histogram
 from stream.windows import (
     WindowConfig,
     WindowState,
@@ -93,6 +95,8 @@ class Scheduler:
         self.max_batch = max_batch
         self.encoder_calls = 0
         self.batch_histogram: Counter[int] = Counter()
+        self.encode_seconds = {key: Histogram() for key in self.encoders}   # per encoder call
+        # Replaced, never changed in place, so another thread may iterate it (stats) at any time.
         self._tracks: dict[str, _Track] = {}
         for plan in streams:
             self.add_stream(plan)
@@ -102,7 +106,15 @@ class Scheduler:
             raise LrcnError(f"stream id {plan.id!r} is used twice")
         if plan.encoder not in self.encoders:
             raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
-        self._tracks[plan.id] = _Track(plan, initial_state(self.head, self.clip_length, plan.windows))
+        self._tracks = {**self._tracks, plan.id: _Track(plan, initial_state(self.head, self.clip_length, plan.windows))}
+
+    def add_encoder(self, key: str, encoder: Encoder) -> None:
+        self.encoders = {**self.encoders, key: encoder}
+        self.encode_seconds = {**self.encode_seconds, key: Histogram()}
+
+    def remove_stream(self, stream: str) -> None:
+        """Forget a stream and its state (a stream removed or restarted by a reload)."""
+        self._tracks = {name: track for name, track in self._tracks.items() if name != stream}
 
     def reset(self, stream: str, segment: int | None = None) -> None:
         """Forget the stream's open windows and smoothing: a gap in the source.
@@ -187,7 +199,9 @@ class Scheduler:
             positions = [i for i, (track, _) in enumerate(due) if track.plan.encoder == key]
             for start in range(0, len(positions), self.max_batch):
                 chunk = positions[start:start + self.max_batch]
+                started = time.perf_counter()
                 encoded = encoder.encode(np.stack([due[i][1].image for i in chunk]))
+                self.encode_seconds[key].observe(time.perf_counter() - started)
                 self.encoder_calls += 1
                 self.batch_histogram[len(chunk)] += 1
                 sizes.append(len(chunk))

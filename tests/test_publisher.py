@@ -210,9 +210,9 @@ def test_the_watch_table_shows_each_stream_on_one_row():
                               state="connected", last_seen=9.0),
             "cam0": StreamRow(state="lost", reason="stream ended", last_seen=8.0)}
     lines = render_table(rows, now=10.0, heartbeat_age_s=0.5)
-    assert lines[0].split() == ["stream", "label", "score", "latency", "preds", "missed", "dropped", "seen", "status"]
-    assert lines[1].split() == ["cam0", "-", "-", "-", "0", "0", "-", "2.0s", "lost", "(stream", "ended)"]
-    assert lines[2].split() == ["cam1", "walk", "0.500", "12.0ms", "3", "1", "7", "1.0s", "connected"]
+    assert lines[0].split() == ["stream", "state", "label", "score", "latency", "preds", "gaps", "drops", "seen", "reason"]
+    assert lines[1].split() == ["cam0", "lost", "-", "-", "-", "0", "0", "-", "2.0s", "stream", "ended"]
+    assert lines[2].split() == ["cam1", "connected", "walk", "0.50", "12.0ms", "3", "1", "7", "1.0s"]
     assert lines[3] == "last heartbeat 0.5 s ago"
 
 

@@ -59,7 +59,7 @@ def test_serve_publishes_predictions_and_sigterm_stops_it_within_two_seconds_wit
     assert process.returncode == 0, err
     assert took < 2.0
     assert out.startswith(f"lrcn: serving cam on {endpoint}")
-    assert "lrcn: served" in err and "cam: stopped" in err and "latency p50/p95/p99" in err
+    assert "lrcn.serve served" in err and "[cam] stopped" in err and "latency p50/p95/p99" in err
     prediction = next(m.payload for m in messages if m.kind == "pred")
     assert set(prediction["probabilities"]) == set(load_runtime_bundle(bundle).classes)
     final = [m.payload for m in messages if m.kind == "status" and m.payload["stats"].get("report") == "final"]
@@ -197,10 +197,11 @@ def test_serve_exits_1_when_a_stream_fails_and_says_why_in_one_line(bad_inputs, 
             "--open-timeout", "1", "--name", "file", "--name", "cam"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    failed = [line for line in err.splitlines() if line.startswith("lrcn: stream ")]
-    assert failed == [f"lrcn: stream cam failed: cannot open source {bad_inputs['url']}: Connection refused; "
+    failed = [line.split(" error   lrcn.serve [cam] ", 1)[1] for line in err.splitlines() if " lrcn.serve [cam] " in line
+              and " error " in line]
+    assert failed == [f"stream cam failed: cannot open source {bad_inputs['url']}: Connection refused; "
                       "gave up after 2 attempts"], err
-    assert "file: ended" in err, "the file stream still ran to its end"
+    assert "[file] ended" in err, "the file stream still ran to its end"
 
 
 def test_a_bad_input_from_the_real_command_line_has_no_traceback(tmp_path):

@@ -20,21 +20,15 @@ if TYPE_CHECKING:  # the real imports wait for the commands that need them (Tens
 def require_tensorflow() -> None:
     """Import TensorFlow once, for the commands that train or evaluate.
 
-    Its C++ start-up lines are written to fd 2 before any log level applies, so they are
-    muted here; a missing TensorFlow becomes a one-line error.
+    Its C++ log lines are hidden unless --verbose (see tools/quiet.py); a missing TensorFlow
+    becomes a one-line error.
     """
-    import os
+    from tools.quiet import import_tensorflow
 
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import_tensorflow()
     except ImportError:
         raise LrcnError("this command needs TensorFlow: pip install 'lrcn-stream[train]'") from None
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -355,6 +349,18 @@ def add_head_arguments(parser: argparse.ArgumentParser) -> None:
     head.add_argument("--threads", type=positive_int, help="encoder threads (default: one per core)")
 
 
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command prints besides its results: its log lines, and libraries' noise."""
+    from stream.logs import FORMATS, LEVELS
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--log-level", choices=LEVELS, default="info", help="lowest level logged (default info)")
+    output.add_argument("--log-format", choices=FORMATS, default="text",
+                        help="text, or json: one object per line, for a log shipper (default text)")
+    output.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's C++ log lines and Python warnings (hidden by default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrcn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -466,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wait up to MS after a frame for other streams' frames, to batch them (default 0)")
     serve.add_argument("--stats-interval", type=positive_float, metavar="S", help="seconds between stats (default 5)")
     serve.add_argument("--stats-json", metavar="PATH", help="also write the final stats here")
+    serve.add_argument("--metrics", metavar="HOST:PORT",
+                       help="serve Prometheus /metrics, /healthz, /readyz and a status page at / on this address "
+                            "(PORT alone: loopback; default off)")
     serve.set_defaults(run=cmd_serve, top_k=None, max_batch=None)
 
     annotate = commands.add_parser("annotate", help="write a copy of a video with the prediction drawn on each frame")
@@ -508,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--curve-keys", metavar="DIR", help="key folder from `lrcn keys` (CURVE publisher)")
     watch.add_argument("--client", default="client", help="client pair in --curve-keys (default client)")
     watch.set_defaults(run=cmd_watch)
+    for command in commands.choices.values():
+        add_output_arguments(command)
     return parser
 
 
@@ -517,6 +528,7 @@ def bench_capture_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="lrcn bench capture", description=bench_capture.__doc__.splitlines()[0].split(": ", 1)[1])
     bench_capture.add_arguments(parser)
+    add_output_arguments(parser)
     parser.set_defaults(run=bench_capture.run)
     return parser
 
@@ -527,7 +539,12 @@ def main(argv: list[str] | None = None) -> int:
         args = bench_capture_parser().parse_args(argv[2:])
     else:
         args = build_parser().parse_args(argv)
+    from stream.logs import configure_logging
+    from tools.quiet import quiet_libraries
+
+    configure_logging(args.log_level, args.log_format)
     try:
+        quiet_libraries(verbose=args.verbose)
         status = args.run(args)
     except (LrcnError, OSError) as err:  # OSError: a path the user gave cannot be read or written
         print(f"lrcn: error: {err}", file=sys.stderr)

@@ -1,18 +1,25 @@
 """`lrcn serve`: streams from flags and/or a deployment file, run by stream.pipeline until the
 sources end, --duration passes, or SIGINT/SIGTERM; then the final stats.
 
+Signals: SIGTERM and SIGINT stop the sources, drain what was captured, publish a final status
+per stream and exit; SIGHUP re-reads the deployment file (--config) and applies it without a
+restart (Pipeline.reconfigure); a file with a mistake is refused, with one log line, and the
+running configuration stays. With --metrics (or `metrics =` in the file), one HTTP port serves
+/metrics, /healthz, /readyz and a status page (stream.service).
+
 Exit status: 0 when every stream ended or was stopped, 1 when any stream failed (gave up after
 --max-attempts, or met a fault that retrying cannot fix), 2 for bad usage or configuration."""
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
-import sys
 import tempfile
 import threading
-from dataclasses import replace
+import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import cv2
@@ -22,9 +29,11 @@ from stream.errors import LrcnError
 from stream.keys import load_server_keys
 from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from stream.runtime_bundle import load_runtime_bundle
+from stream.service import ServiceServer
 from stream.sources import SourceOptions
 
 SYNTH_PREFIX = "synth:"
+log = logging.getLogger("lrcn.serve")
 
 
 def synthetic_source(uri: str, size: tuple[int, int], folder: Path) -> str:
@@ -41,8 +50,24 @@ def synthetic_source(uri: str, size: tuple[int, int], folder: Path) -> str:
     except ValueError:
         raise LrcnError(f"synthetic source must be synth:[SECONDS[:SEED]], got {uri!r}") from None
     video, labels = synth.write_continuous(folder / f"synth-{seed}.avi", duration_s=seconds, size=max(size), seed=seed)
-    print(f"lrcn: {uri} is {video} (labels: {labels})", file=sys.stderr)
+    log.info("%s is %s (labels: %s)", uri, video, labels)
     return str(video)
+
+
+class SyntheticSources:
+    """Expands synth: sources into files in `folder`, once each: a reload that keeps a synth:
+    stream must not rewrite the file its running source reads."""
+
+    def __init__(self, size: tuple[int, int], folder: Path):
+        self.size, self.folder = size, folder
+        self._written: dict[str, str] = {}
+
+    def __call__(self, config: StreamConfig) -> StreamConfig:
+        if not config.source.startswith(SYNTH_PREFIX):
+            return config
+        if config.source not in self._written:
+            self._written[config.source] = synthetic_source(config.source, self.size, self.folder)
+        return replace(config, source=self._written[config.source])
 
 
 def streams_from_args(args, settings: dict) -> list[StreamConfig]:
@@ -79,29 +104,77 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            gather_s=pick("gather_ms", default=0.0) / 1000.0, source=source)
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event):
-    """SIGINT and SIGTERM set `stop` instead of raising, so the pipeline drains and says goodbye."""
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+class Signals:
+    """SIGINT and SIGTERM set `stop` (so the pipeline drains and says goodbye instead of dying
+    mid-frame), SIGHUP sets `reload`; the handlers only set flags, the main loop acts on them."""
+
+    def __init__(self):
+        self.stop, self.reload = threading.Event(), threading.Event()
+        self.stopped_by: str | None = None
+
+    def _on_stop(self, number, _frame) -> None:
+        self.stopped_by = signal.Signals(number).name
+        self.stop.set()
+
+    @contextlib.contextmanager
+    def handled(self):
+        handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop,
+                    signal.SIGHUP: lambda *_: self.reload.set()}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, metrics: str | None) -> None:
+    """Re-read --config and apply it; on any mistake, one error line and no change."""
+    if not args.config:
+        log.warning("SIGHUP: nothing to reload (serve was started without --config)")
+        return
     try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        deployment = load_deployment(args.config)
+        settings = {**deployment.settings, "streams": deployment.streams}
+        options = options_from_args(args, settings)
+        change = pipeline.reconfigure([expand(s) for s in streams_from_args(args, settings)], options.source)
+    except LrcnError as err:
+        log.error("reload refused, the running configuration stays: %s", err, extra={"config": args.config})
+        return
+    fixed = [f.name for f in fields(PipelineOptions) if f.name != "source"
+             and getattr(options, f.name) != getattr(pipeline.options, f.name)]
+    if (args.metrics or deployment.settings.get("metrics")) != metrics:
+        fixed.append("metrics")
+    if fixed:
+        log.warning("reload: %s changed in %s; %s at the next start", ", ".join(fixed), args.config,
+                    "it takes effect" if len(fixed) == 1 else "they take effect")
+    log.info("reloaded %s: %s", args.config, "; ".join(f"{what} {', '.join(names)}"
+                                                        for what, names in change.items() if names),
+             extra={"config": args.config, **change})
 
 
-def summary_lines(stats: dict) -> list[str]:
-    lines = [(f"lrcn: served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in "
-             f"{stats['encoder_calls']} calls, batch sizes {stats['batch_sizes']}, "
-             f"{stats['publisher']['sent']} messages sent, {stats['publisher']['shed']} shed")]
+def serve_until_done(pipeline: Pipeline, duration_s: float | None, signals: Signals, reload) -> None:
+    """Serve until the sources end, `duration_s` passes or a stop signal; reload on SIGHUP."""
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    while not pipeline.wait(0.05) and not signals.stop.is_set():
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        if signals.reload.is_set():
+            signals.reload.clear()
+            reload()
+
+
+def log_summary(stats: dict) -> None:
+    log.info(f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
+             f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
+             f"{stats['publisher']['shed']} shed")
     for name, s in stats["streams"].items():
         latency = "-" if s["latency_p50_ms"] is None else \
             f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
-        lines.append(f"  {name}: {s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} "
-                     f"encoded, {s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the "
-                     f"ring and {s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, "
-                     f"{s['resets']} resets, latency p50/p95/p99 {latency}")
-    return lines
+        log.info(f"{s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} encoded, "
+                 f"{s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the ring and "
+                 f"{s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, {s['resets']} resets, "
+                 f"latency p50/p95/p99 {latency}", extra={"stream": name})
 
 
 def quiet_video_libraries() -> None:
@@ -121,19 +194,37 @@ def serve(args) -> int:
     if not args.sources and not deployment:
         raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
     options = options_from_args(args, settings)
+    metrics = args.metrics or settings.get("metrics")
     bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
     with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
-        streams = [replace(s, source=synthetic_source(s.source, bundle.meta.spec.input_size, Path(scratch)))
-                   if s.source.startswith(SYNTH_PREFIX) else s for s in streams_from_args(args, settings)]
-        pipeline = Pipeline(bundle, streams, options)
-        print(f"lrcn: serving {', '.join(pipeline.sources)} on {pipeline.endpoint} (Ctrl-C stops)", flush=True)
-        stop = threading.Event()
-        with stop_on_signals(stop):
-            stats = pipeline.run(duration_s=args.duration, stop=stop)
-    print("\n".join(summary_lines(stats)), file=sys.stderr)
+        expand = SyntheticSources(bundle.meta.spec.input_size, Path(scratch))
+        pipeline = Pipeline(bundle, [expand(s) for s in streams_from_args(args, settings)], options)
+        try:
+            service = ServiceServer(pipeline, metrics) if metrics else None
+        except LrcnError:
+            pipeline.stop(timeout_s=0)
+            raise
+        if deployment:
+            log.info("loaded %s: %d streams", deployment.path, len(deployment.streams),
+                     extra={"config": str(deployment.path)})
+        print(f"lrcn: serving {', '.join(pipeline.sources)} on {pipeline.endpoint}"
+              f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)", flush=True)
+        with Signals().handled() as signals:
+            pipeline.start()
+            if service:
+                service.start()
+            try:
+                serve_until_done(pipeline, args.duration, signals,
+                                 lambda: reload_deployment(args, pipeline, expand, metrics))
+                log.info("stopping%s", f" ({signals.stopped_by})" if signals.stopped_by else "")
+                stats = pipeline.stop()
+            finally:
+                if service:
+                    service.stop()
+    log_summary(stats)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(stats, indent=1))
     failed = pipeline.failed()
     for name, reason in failed.items():
-        print(f"lrcn: stream {name} failed: {reason}", file=sys.stderr)
+        log.error("stream %s failed: %s", name, reason, extra={"stream": name})
     return 1 if failed else 0

@@ -1,13 +1,16 @@
 """`lrcn soak BUNDLE`: four ffmpeg-served live streams through `lrcn serve` for a set time.
 
     lrcn soak bundles/mine --duration 1800 --out soak-results     # the record: 30 minutes
+    lrcn soak bundles/mine --duration 1800 --scrape 1             # ... with /metrics scraped every second
     lrcn soak bundles/mine --duration 60 --interval 5             # a short run
 
 The runtime runs as its own process (`lrcn serve`, as deployed); this harness serves each
 stream with ffmpeg (TCP MPEG-TS on 127.0.0.1, restarting a server that exits), subscribes
 over ZeroMQ, and every --interval samples the serve process's resident memory and thread
 count from /proc, the drops its periodic status messages report, and the capture-to-publish
-latency of the predictions received in that interval. Writes soak.json and soak.png; exits
+latency of the predictions received in that interval. With --scrape S, serve opens its metrics
+port and a scraper GETs /metrics and /healthz every S seconds, counting failures and slow
+answers, as Prometheus and a liveness probe would. Writes soak.json and soak.png; exits
 non-zero if the serve process died or the run broke a limit (--max-rss-growth-mb, drops).
 """
 from __future__ import annotations
@@ -131,6 +134,55 @@ class Monitor:
         self.subscriber.close()
 
 
+class Scraper:
+    """GETs /metrics and /healthz every `interval_s` in a thread, as Prometheus and a probe would."""
+
+    def __init__(self, url: str, interval_s: float):
+        self.url, self.interval_s = url, interval_s
+        self.scrapes, self.failures, self.unhealthy = 0, 0, 0
+        self.times_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+        self._thread.start()
+
+    def _get(self, path: str) -> int:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            started = time.monotonic()
+            status = self._get("/metrics")
+            took_ms = (time.monotonic() - started) * 1000
+            health = self._get("/healthz")
+            if status == 200:
+                self.scrapes += 1
+                if len(self.times_ms) < 100_000:
+                    self.times_ms.append(took_ms)
+            elif status:     # 0: not up yet, or already gone
+                self.failures += 1
+            self.unhealthy += health == 503
+
+    def summary(self) -> dict:
+        times = self.times_ms or [float("nan")]
+        return {"scrapes": self.scrapes, "scrape_failures": self.failures, "healthz_503": self.unhealthy,
+                "scrape_ms_p50": round(float(np.percentile(times, 50)), 2),
+                "scrape_ms_p99": round(float(np.percentile(times, 99)), 2), "scrape_ms_max": round(max(times), 2)}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(6.0)
+
+
 def start_serve(bundle: Path, urls: list[str], names: list[str], endpoint: str, duration_s: float,
                 stats_path: Path, extra: list[str] = ()) -> subprocess.Popen:
     command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), *urls]
@@ -176,11 +228,15 @@ def soak(args) -> dict:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     samples, restarts = [], 0
     monitor = Monitor(endpoint)
-    serve = None
+    serve, scraper = None, None
     try:
         for server in servers:
             server.start()
         extra = ["--fps", str(args.fps)] if args.fps else []
+        if args.scrape:
+            metrics_port = free_port()
+            extra += ["--metrics", str(metrics_port)]
+            scraper = Scraper(f"http://127.0.0.1:{metrics_port}", args.scrape)
         serve = start_serve(bundle, [s.url for s in servers], [f"cam{i}" for i in range(len(servers))], endpoint,
                             args.duration, out / "serve-stats.json", extra)
         started = time.monotonic()
@@ -218,8 +274,12 @@ def soak(args) -> dict:
         except subprocess.TimeoutExpired:
             code = None
     finally:
+        if scraper is not None:
+            scraper.close()
         tear_down(serve, servers, monitor)
     result = summarise(samples, code, restarts, args, video, monitor)
+    if scraper is not None:
+        result["scrape"] = {"interval_s": args.scrape, **scraper.summary()}
     (out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
     result["plot"] = plot(result, out / "soak.png")
     return result
@@ -288,6 +348,10 @@ def verdict(result: dict, max_rss_growth_mb: float) -> list[str]:
         problems.append(f"RSS grew {result['rss_growth_mb']} MiB (limit {max_rss_growth_mb})")
     if result.get("dropped"):
         problems.append(f"{result['dropped']} frames dropped at the rings")
+    scrape = result.get("scrape")
+    if scrape and (scrape["scrape_failures"] or scrape["healthz_503"] or not scrape["scrapes"]):
+        problems.append(f"{scrape['scrapes']} scrapes, {scrape['scrape_failures']} failed, "
+                        f"{scrape['healthz_503']} unhealthy answers")
     return problems
 
 
@@ -300,6 +364,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", help="video each server plays in a loop (default: a UCF101 clip from ../shared)")
     parser.add_argument("--out", default="soak-results")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0)
+    parser.add_argument("--scrape", type=float, metavar="S",
+                        help="open serve's metrics port and GET /metrics and /healthz every S seconds")
 
 
 def run(args) -> None:

@@ -5,6 +5,7 @@ line, which suits logs and pipes.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -47,22 +48,31 @@ def apply(rows: dict[str, StreamRow], message: Message, missed: int, now: float)
             row.dropped = dropped
 
 
-def render_table(rows: dict[str, StreamRow], now: float, heartbeat_age_s: float | None = None) -> list[str]:
-    """The table as lines, streams sorted by name."""
-    header = f"{'stream':<20} {'label':<16} {'score':>6} {'latency':>9} {'preds':>7} {'missed':>6} " \
-             f"{'dropped':>7} {'seen':>6}  status"
+def render_table(rows: dict[str, StreamRow], now: float, heartbeat_age_s: float | None = None,
+                 width: int | None = None) -> list[str]:
+    """The table as lines, streams sorted by name, each cut to `width` characters (None: not cut)."""
+    # Narrow columns, the state early and its reason last: at 80 columns every number and the state show.
+    header = f"{'stream':<12} {'state':<12} {'label':<12} {'score':>5} {'latency':>7} {'preds':>6} {'gaps':>4} " \
+             f"{'drops':>5} {'seen':>5}  reason"
     lines = [header]
     for name in sorted(rows):
         row = rows[name]
-        score = "-" if row.score is None else f"{row.score:.3f}"
+        score = "-" if row.score is None else f"{row.score:.2f}"
         latency = "-" if row.latency_ms is None else f"{row.latency_ms:.1f}ms"
         dropped = "-" if row.dropped is None else str(row.dropped)
-        status = row.state + (f" ({row.reason})" if row.reason else "")
-        lines.append(f"{name[:20]:<20} {row.label[:16]:<16} {score:>6} {latency:>9} {row.predictions:>7} "
-                     f"{row.missed:>6} {dropped:>7} {now - row.last_seen:>5.1f}s  {status}")
+        lines.append(f"{name[:12]:<12} {row.state[:12]:<12} {row.label[:12]:<12} {score:>5} {latency:>7} "
+                     f"{row.predictions:>6} {row.missed:>4} {dropped:>5} {now - row.last_seen:>4.1f}s  {row.reason}")
     if heartbeat_age_s is not None:
         lines.append(f"last heartbeat {heartbeat_age_s:.1f} s ago")
-    return lines
+    return lines if width is None else [line[:width] for line in lines]
+
+
+def terminal_width(out: TextIO) -> int:
+    """`out`'s width in columns now, 80 when it has none (not a terminal, or no fileno)."""
+    try:
+        return os.get_terminal_size(out.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return 80
 
 
 def message_line(message: Message) -> str:
@@ -107,7 +117,10 @@ def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: flo
                 if not interactive:
                     print(message_line(message), file=out, flush=True)
             if interactive and (now >= next_draw or (count is not None and received >= count)):
-                lines = render_table(rows, now, None if last_heartbeat is None else now - last_heartbeat)
+                # Read each time, as the window may have been resized. A line wider than the terminal
+                # would wrap onto more screen lines than the cursor-up below counts, so each is cut.
+                lines = render_table(rows, now, None if last_heartbeat is None else now - last_heartbeat,
+                                     width=terminal_width(out))
                 # Move up over the previous table and clear to the end of the screen.
                 prefix = f"\x1b[{drawn_lines}F\x1b[J" if drawn_lines else ""
                 out.write(prefix + "\n".join(lines) + "\n")

@@ -1,0 +1,121 @@
+"""Prometheus metrics of a running pipeline, read at scrape time.
+
+Nothing is counted twice: a scrape turns the counters the pipeline keeps anyway (its `stats()`,
+the same numbers as the final stats line) and its fixed-bucket histograms into metric families,
+so serving metrics costs nothing between scrapes.
+
+>>> registry = pipeline_registry(pipeline)                                      # doctest: +SKIP
+>>> print(prometheus_client.generate_latest(registry).decode())                 # doctest: +SKIP
+lrcn_frames_decoded_total{stream="door"} 1523.0
+...
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from stream import __version__
+from stream.sources import SourceState
+from stream.stats import Histogram
+
+# (metric name without _total, help, key in a stream's stats)
+STREAM_COUNTERS = (
+    ("lrcn_frames_decoded", "Frames the capture decoded", "frames"),
+    ("lrcn_frames_sampled", "Frames on the model's sampling grid, written to the ring", "sampled"),
+    ("lrcn_frames_encoded", "Frames the encoder encoded", "encoded"),
+    ("lrcn_predictions", "Predictions made", "predictions"),
+    ("lrcn_ring_dropped_frames", "Sampled frames the ring overwrote before inference read them", "dropped"),
+    ("lrcn_publisher_dropped_predictions", "Predictions the publisher shed at its high-water mark",
+     "publisher_dropped"),
+    ("lrcn_reconnects", "Successful reconnections after a lost connection", "reconnects"),
+    ("lrcn_state_resets", "Head state resets (a gap in the stream)", "resets"),
+    ("lrcn_timestamp_jumps", "Timestamp jumps or resets within a connection", "jumps"),
+)
+STATES = tuple(member.value for member in SourceState)
+# Batch sizes are whole numbers up to the largest encoder call.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def histogram_family(name: str, documentation: str, label_names: list[str],
+                     series: Mapping[tuple[str, ...], Histogram]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=label_names)
+    for labels, histogram in series.items():
+        buckets = histogram.cumulative()
+        family.add_metric(list(labels), [(_bound(b), n) for b, n in buckets],
+                          sum_value=histogram.sum if buckets[-1][1] else 0.0)
+    return family
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(float(value))
+
+
+def batch_histogram(counts: Mapping[int, int]) -> Histogram:
+    """The scheduler's exact batch-size counts as a bucketed histogram."""
+    histogram = Histogram(BATCH_BUCKETS)
+    for size, n in counts.items():
+        for _ in range(n):
+            histogram.observe(size)
+    return histogram
+
+
+class PipelineCollector(Collector):
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+
+    def collect(self) -> Iterator:
+        pipeline = self.pipeline
+        spec = pipeline.bundle.meta.spec
+        info = InfoMetricFamily("lrcn_build", "What this recognizer runs")
+        info.add_metric([], {"version": __version__, "backend": pipeline.options.backend,
+                             "classes": ",".join(spec.classes), "input_size": "x".join(map(str, spec.input_size)),
+                             "clip_length": str(spec.clip_length), "fps": f"{spec.fps:g}"})
+        yield info
+
+        stats = pipeline.stats()
+        streams = stats["streams"]
+        state = GaugeMetricFamily("lrcn_stream_state", "1 for the stream's current state, 0 for the others",
+                                  labels=["stream", "state"])
+        for name, s in streams.items():
+            for candidate in STATES:
+                state.add_metric([name, candidate], float(s["state"] == candidate))
+        yield state
+        for metric, documentation, key in STREAM_COUNTERS:
+            family = CounterMetricFamily(metric, documentation, labels=["stream"])
+            for name, s in streams.items():
+                family.add_metric([name], s[key])
+            yield family
+        for metric, documentation, key in (("lrcn_messages_sent", "Messages the publisher sent", "sent"),
+                                           ("lrcn_messages_shed", "Messages the publisher shed at its high-water "
+                                                                  "mark", "shed")):
+            family = CounterMetricFamily(metric, documentation)
+            family.add_metric([], stats["publisher"][key])
+            yield family
+        calls = CounterMetricFamily("lrcn_encoder_calls", "Encoder calls")
+        calls.add_metric([], stats["encoder_calls"])
+        yield calls
+
+        yield histogram_family("lrcn_capture_to_publish_seconds", "From a frame's arrival to its prediction's send",
+                               ["stream"], {(name,): h for name, h in pipeline.latency_histograms().items()})
+        yield histogram_family("lrcn_encoder_call_seconds", "Time of one encoder call", ["encoder"],
+                               {(key,): h for key, h in pipeline.scheduler.encode_seconds.items()})
+        yield histogram_family("lrcn_encoder_batch_size", "Frames per encoder call", [],
+                               {(): batch_histogram(stats["batch_sizes"])})
+        tick = pipeline.last_tick
+        if tick is not None:
+            age = GaugeMetricFamily("lrcn_inference_loop_age_seconds", "Seconds since the inference loop last turned")
+            age.add_metric([], max(0.0, time.monotonic() - tick))
+            yield age
+
+
+def pipeline_registry(pipeline) -> CollectorRegistry:
+    """A registry of the pipeline's metrics and the process's own (CPU, memory, threads, Python)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(pipeline))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry

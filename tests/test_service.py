@@ -1,0 +1,253 @@
+"""The service surface with real parts: `lrcn serve` as a process with its HTTP port scraped by a
+real HTTP client and parsed by prometheus_client's parser, health endpoints of a running
+pipeline, SIGHUP reloads of a real deployment file, JSON logs."""
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from stream.publisher import Subscriber
+from stream.service import ServiceServer
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
+from tests.test_pipeline import LIVE
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[1]
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """{(sample name, sorted labels): value} of every sample /metrics serves."""
+    status, body = get(url + "/metrics")
+    assert status == 200
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
+
+
+def stream_value(samples: dict, name: str, stream: str) -> float:
+    return samples[(name, (("stream", stream),))]
+
+
+def lrcn(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def metrics_url(process: subprocess.Popen) -> str:
+    """The metrics URL from serve's first line of output."""
+    line = process.stdout.readline()
+    assert "metrics on " in line, line + (process.stderr.read() if process.poll() is not None else "")
+    return line.split("metrics on ", 1)[1].split("/metrics", 1)[0]
+
+
+def stop(process: subprocess.Popen) -> tuple[str, str]:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@needs_ffmpeg
+def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  # noqa: F811
+    """A camera that serves 3 s and goes away: once nothing moves, the scrape and the final stats
+    (the numbers of the summary line) must say the same."""
+    bundle, _, _ = exported_seed
+    video = write_video(tmp_path / "clip.mp4", n_frames=75, fourcc="mp4v")
+    port, metrics_port = free_port(), free_port()
+    stats_json = tmp_path / "stats.json"
+    process = None
+    try:
+        with served(ffmpeg_tcp_ts(video, port, loop=False), port):
+            process = lrcn("serve", bundle, f"tcp://127.0.0.1:{port}", "--name", "cam", "--metrics", metrics_port,
+                           "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--stats-json", stats_json,
+                           "--backoff-max", "0.5")
+            url = metrics_url(process)
+            assert url == f"http://127.0.0.1:{metrics_port}"
+            predictions = lambda: stream_value(scrape(url), "lrcn_predictions_total", "cam")   # noqa: E731
+            assert wait_until(lambda: predictions() > 0, 30)
+            state = lambda s: scrape(url)[("lrcn_stream_state", (("state", s), ("stream", "cam")))]  # noqa: E731
+            assert wait_until(lambda: state("reconnecting") == 1.0, 30), "the camera is gone and retried"
+        time.sleep(1.0)   # the inference thread takes the source's events within a cycle (50 ms)
+        samples = scrape(url)
+    finally:
+        _, err = stop(process) if process else ("", "")
+    assert process.returncode == 0, err
+    final = json.loads(stats_json.read_text())
+    cam = final["streams"]["cam"]
+    for metric, key in [("lrcn_frames_decoded_total", "frames"), ("lrcn_frames_sampled_total", "sampled"),
+                        ("lrcn_frames_encoded_total", "encoded"), ("lrcn_predictions_total", "predictions"),
+                        ("lrcn_ring_dropped_frames_total", "dropped"),
+                        ("lrcn_publisher_dropped_predictions_total", "publisher_dropped"),
+                        ("lrcn_reconnects_total", "reconnects"), ("lrcn_state_resets_total", "resets")]:
+        assert stream_value(samples, metric, "cam") == cam[key], metric
+    assert cam["frames"] > 50 and cam["predictions"] > 10
+    summary = next(line for line in err.splitlines() if "[cam] stopped, " in line)
+    assert f"{cam['frames']} frames in" in summary and f"{cam['predictions']} predictions" in summary
+    assert samples[("lrcn_capture_to_publish_seconds_count", (("stream", "cam"),))] == cam["predictions"]
+    assert samples[("lrcn_encoder_batch_size_count", ())] == final["encoder_calls"]
+    assert samples[("lrcn_encoder_call_seconds_count", (("encoder", "onnxruntime"),))] == final["encoder_calls"]
+    build = [labels for (name, labels) in samples if name == "lrcn_build_info"]
+    assert dict(build[0])["clip_length"] == "4" and dict(build[0])["classes"] == "bend,jumping_jack,wave_one_hand"
+    assert samples[("process_resident_memory_bytes", ())] > 0
+
+
+@needs_ffmpeg
+def test_healthz_fails_while_inference_is_blocked_and_readyz_while_a_camera_is_lost(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, video = exported_seed
+    clip = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
+    port = free_port()
+    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="file", loop=True),
+                                 StreamConfig(f"tcp://127.0.0.1:{port}", id="cam")],
+                        PipelineOptions(endpoint="tcp://127.0.0.1:*", source=LIVE))
+    service = ServiceServer(pipeline, "127.0.0.1:0").start()
+    try:
+        assert get(service.url + "/healthz")[0] == 503, "not started: not healthy"
+        with served(ffmpeg_tcp_ts(clip, port), port):
+            pipeline.start()
+            assert wait_until(lambda: get(service.url + "/readyz")[0] == 200, 20), get(service.url + "/readyz")
+            assert get(service.url + "/healthz")[0] == 200
+            # Block the inference thread where it really blocks: publishing, behind the publisher's lock.
+            with pipeline.publisher._lock:
+                assert wait_until(lambda: get(service.url + "/healthz")[0] == 503, 5)
+                status, body = get(service.url + "/healthz")
+                assert json.loads(body)["alive"] is False
+            assert wait_until(lambda: get(service.url + "/healthz")[0] == 200, 5), "healthy again once unblocked"
+        # The camera's server is gone.
+        assert wait_until(lambda: get(service.url + "/readyz")[0] == 503, 15)
+        not_ready = json.loads(get(service.url + "/readyz")[1])["not_ready"]
+        assert set(not_ready) == {"cam"} and not_ready["cam"].split(":")[0] in ("lost", "reconnecting")
+        assert get(service.url + "/healthz")[0] == 200, "a lost camera is not a sick process"
+        status, jpeg = get(service.url + "/frame/file.jpg")
+        assert status == 200 and jpeg[:2] == b"\xff\xd8"
+        assert get(service.url + "/frame/nope.jpg")[0] == 404
+    finally:
+        pipeline.stop()
+        service.stop()
+
+
+DEPLOYMENT = """
+metrics = "127.0.0.1:{metrics}"
+endpoint = "tcp://127.0.0.1:{endpoint}"
+{streams}
+"""
+
+
+def deployment(path: Path, metrics: int, endpoint: int, streams: dict[str, Path]) -> Path:
+    tables = "\n".join(f'[[stream]]\nid = "{name}"\nsource = "{video}"\nloop = true\n' for name, video in streams.items())
+    path.write_text(DEPLOYMENT.format(metrics=metrics, endpoint=endpoint, streams=tables))
+    return path
+
+
+class Collector(threading.Thread):
+    """A subscriber in a thread, keeping every message."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(daemon=True)
+        self.subscriber = Subscriber(endpoint)
+        self.messages = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            message = self.subscriber.receive(timeout_s=0.05)
+            if message is not None:
+                self.messages.append(message)
+
+    def predictions(self, stream: str) -> list[dict]:
+        return [m.payload for m in list(self.messages) if m.kind == "pred" and m.stream == stream]
+
+    def statuses(self, stream: str) -> list[dict]:
+        return [m.payload for m in list(self.messages) if m.kind == "status" and m.stream == stream]
+
+    def close(self) -> None:
+        self.done.set()
+        self.join(2)
+        self.subscriber.close()
+
+
+def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, video = exported_seed
+    metrics, endpoint = free_port(), free_port()
+    config = deployment(tmp_path / "cameras.toml", metrics, endpoint, {"keep": video, "drop": video})
+    process = lrcn("serve", bundle, "--config", config, "--log-format", "json")
+    collector = Collector(f"tcp://127.0.0.1:{endpoint}")
+    collector.start()
+    url = f"http://127.0.0.1:{metrics}"
+    try:
+        metrics_url(process)
+        assert wait_until(lambda: len(collector.predictions("keep")) >= 5 and len(collector.predictions("drop")) >= 5, 30)
+        deployment(config, metrics, endpoint, {"keep": video, "add": video})
+        process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: len(collector.predictions("add")) >= 5, 30), "the added stream runs"
+        assert wait_until(lambda: any(s["stats"].get("report") == "final" for s in collector.statuses("drop")), 5)
+        assert set(json.loads(get(url + "/api/streams")[1])["streams"]) == {"keep", "add"}
+
+        config.write_text(config.read_text() + '\n[[stream]]\nid = "broken"\nsorce = "x.avi"\n')
+        process.send_signal(signal.SIGHUP)
+        reloads = len(collector.predictions("keep"))
+        assert wait_until(lambda: len(collector.predictions("keep")) >= reloads + 10, 20), "still serving"
+        assert set(json.loads(get(url + "/api/streams")[1])["streams"]) == {"keep", "add"}, "nothing changed"
+        dropped_after = len(collector.predictions("drop"))
+        time.sleep(0.5)
+    finally:
+        _, err = stop(process)
+        collector.close()
+    assert process.returncode == 0, err
+    assert len(collector.predictions("drop")) == dropped_after, "the removed stream stays removed"
+
+    keep = collector.predictions("keep")
+    assert [p["seq"] for p in keep] == list(range(keep[0]["seq"], keep[0]["seq"] + len(keep))), "seq without a gap"
+    assert [p["frame_index"] for p in keep] == sorted(p["frame_index"] for p in keep)
+    drop_final = [s for s in collector.statuses("drop") if s["stats"].get("report") == "final"]
+    assert len(drop_final) == 1 and drop_final[0]["state"] == "stopped"
+
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]   # every line is one JSON object
+    reloaded = [r for r in records if r["message"].startswith("reloaded")]
+    assert len(reloaded) == 1 and reloaded[0]["added"] == ["add"] and reloaded[0]["removed"] == ["drop"]
+    assert reloaded[0]["kept"] == ["keep"] and reloaded[0]["restarted"] == []
+    refused = [r for r in records if r["message"].startswith("reload refused")]
+    assert len(refused) == 1 and refused[0]["level"] == "error" and "sorce" in refused[0]["message"]
+    states = lambda name: [r["state"] for r in records if r.get("stream") == name and "state" in r]  # noqa: E731
+    assert states("keep") == ["connecting", "connected", "stopped"], "the kept stream ran untouched until shutdown"
+    assert states("drop") == ["connecting", "connected", "stopped"] and states("add")[:2] == ["connecting", "connected"]
+
+
+def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_seed, tmp_path):  # noqa: F811
+    bundle, _, video = exported_seed
+    streams = [StreamConfig(str(video), id="a", loop=True), StreamConfig(str(video), id="b", loop=True)]
+    pipeline = Pipeline(bundle, streams, PipelineOptions(endpoint="tcp://127.0.0.1:*"))
+    try:
+        pipeline.start()
+        assert wait_until(lambda: all(s["predictions"] >= 3 for s in pipeline.stats()["streams"].values()), 30)
+        kept_source = pipeline.sources["a"]
+        change = pipeline.reconfigure([streams[0], StreamConfig(str(video), id="b", loop=True, hop=2)])
+        assert change == {"added": [], "removed": [], "restarted": ["b"], "kept": ["a"]}
+        assert pipeline.sources["a"] is kept_source and pipeline.sources["b"].running
+        assert wait_until(lambda: pipeline.stats()["streams"]["b"]["predictions"] >= 3, 30)
+        with pytest.raises(Exception, match="no-such-file"):
+            pipeline.reconfigure([streams[0], StreamConfig(str(tmp_path / "no-such-file.avi"), id="c")])
+        assert set(pipeline.sources) == {"a", "b"}, "a refused reload changes nothing"
+    finally:
+        pipeline.stop()

@@ -1,0 +1,170 @@
+"""What a Prometheus scrape every second costs a recognizer serving 8 streams.
+
+    python -m tools.bench_scrape BUNDLE [--streams 8] [--rounds 8] [--round-s 30] [--out docs/results]
+
+Two `lrcn serve` processes run side by side, each serving the same N looping video files
+paced like cameras, each with its metrics port open. The run is cut into rounds; in each round
+one process is scraped (GET /metrics every --interval seconds) and the other is not, the
+roles swapping every round. Each process's CPU time (utime + stime, from /proc) is summed
+over the rounds it was scraped and the rounds it was not, so each is compared with itself
+under the same load, in the same minutes: the noise of a shared machine hits both sides.
+The figure is the extra CPU while scraped, per process and their mean. Prints a table and
+writes scrape_overhead.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import LrcnError
+from tools.ffmpeg_server import free_port, stop_process
+
+REPO = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except OSError:
+        return 0, b""
+
+
+class Recognizer:
+    """One `lrcn serve` process with its metrics port."""
+
+    def __init__(self, bundle: Path, video: Path, streams: int, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), *[str(video)] * streams, "--loop",
+                   "--metrics", str(self.port), "--endpoint", f"tcp://127.0.0.1:{free_port()}"]
+        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=open(log, "w"))
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while get(self.url + "/readyz", 1.0)[0] != 200:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise LrcnError(f"serve on port {self.port} did not become ready (exit {self.process.poll()})")
+            time.sleep(0.2)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def run_rounds(recognizers: list[Recognizer], rounds: int, round_s: float, interval_s: float) -> dict:
+    cpu = {i: {"scraped": 0.0, "idle": 0.0, "scraped_s": 0.0, "idle_s": 0.0} for i in range(len(recognizers))}
+    scrape_ms, sizes, failures = [], [], 0
+    for number in range(rounds):
+        target = number % len(recognizers)
+        before = [r.cpu() for r in recognizers]
+        started = time.monotonic()
+        next_scrape = started
+        while (now := time.monotonic()) < started + round_s:
+            if now >= next_scrape:
+                status, body = get(recognizers[target].url + "/metrics")
+                took = time.monotonic() - now
+                if status == 200:
+                    scrape_ms.append(took * 1000)
+                    sizes.append(len(body))
+                else:
+                    failures += 1
+                next_scrape += interval_s
+            time.sleep(max(0.0, min(next_scrape, started + round_s) - time.monotonic()))
+        elapsed = time.monotonic() - started
+        for i, recognizer in enumerate(recognizers):
+            side = "scraped" if i == target else "idle"
+            cpu[i][side] += recognizer.cpu() - before[i]
+            cpu[i][f"{side}_s"] += elapsed
+        print(f"round {number + 1}/{rounds}: scraped serve #{target}; CPU "
+              + ", ".join(f"#{i} {recognizer.cpu() - before[i]:.2f} s" for i, recognizer in enumerate(recognizers)),
+              file=sys.stderr, flush=True)
+    per_process = []
+    for i, c in cpu.items():
+        scraped, idle = c["scraped"] / c["scraped_s"], c["idle"] / c["idle_s"]
+        per_process.append({"process": i, "cores_scraped": round(scraped, 4), "cores_not_scraped": round(idle, 4),
+                            "ratio": round(scraped / idle, 4)})
+    ratios = [p["ratio"] for p in per_process]
+    return {"per_process": per_process, "ratio": round(float(np.mean(ratios)), 4),
+            "extra_percent": round((float(np.mean(ratios)) - 1) * 100, 2),
+            "scrapes": len(scrape_ms), "scrape_failures": failures,
+            "scrape_ms_p50": round(float(np.percentile(scrape_ms, 50)), 2) if scrape_ms else None,
+            "scrape_ms_p99": round(float(np.percentile(scrape_ms, 99)), 2) if scrape_ms else None,
+            "metrics_bytes": int(np.median(sizes)) if sizes else None}
+
+
+def bench(args) -> dict:
+    from tools.bench import default_video, machine
+
+    bundle, out = Path(args.bundle), Path(args.out)
+    if not (bundle / "meta.json").is_file():
+        raise LrcnError(f"not a bundle: {bundle}")
+    out.mkdir(parents=True, exist_ok=True)
+    video = Path(args.video) if args.video else default_video(out)
+    recognizers = []
+    try:
+        for i in range(2):
+            recognizers.append(Recognizer(bundle, video, args.streams, out / f"scrape-serve-{i}.log"))
+        for recognizer in recognizers:
+            recognizer.wait_ready()
+        time.sleep(args.warmup_s)
+        result = run_rounds(recognizers, args.rounds, args.round_s, args.interval)
+    finally:
+        for recognizer in recognizers:
+            recognizer.stop()
+    return {"what": "CPU of lrcn serve with 8 streams, scraped every interval vs not, same run, roles swapped each "
+                    "round", "streams": args.streams, "video": str(video), "rounds": args.rounds,
+            "round_s": args.round_s, "interval_s": args.interval, "machine": machine(), **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_scrape", description=__doc__.splitlines()[0])
+    parser.add_argument("bundle")
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=8, help="rounds, an even number (default 8)")
+    parser.add_argument("--round-s", type=float, default=30.0, help="seconds per round (default 30)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
+    parser.add_argument("--warmup-s", type=float, default=10.0)
+    parser.add_argument("--video", help="video each stream plays in a loop (default: as lrcn bench)")
+    parser.add_argument("--out", default="bench-results")
+    args = parser.parse_args(argv)
+    if args.rounds < 2 or args.rounds % 2 or args.streams < 1:
+        print("bench_scrape: error: --rounds must be even and >= 2, --streams >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = bench(args)
+    except LrcnError as err:
+        print(f"bench_scrape: error: {err}", file=sys.stderr)
+        return 2
+    for p in result["per_process"]:
+        print(f"serve #{p['process']}: {p['cores_scraped']:.3f} cores scraped, {p['cores_not_scraped']:.3f} not: "
+              f"x{p['ratio']:.4f}")
+    print(f"scrape every {args.interval:g} s: {result['extra_percent']:+.2f}% CPU (target < 2%); "
+          f"{result['scrapes']} scrapes, p50 {result['scrape_ms_p50']} ms, p99 {result['scrape_ms_p99']} ms, "
+          f"{result['metrics_bytes']} bytes each, {result['scrape_failures']} failed")
+    path = Path(args.out) / "scrape_overhead.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
