@@ -58,8 +58,7 @@ def batch_histogram(counts: Mapping[int, int]) -> Histogram:
     """The scheduler's exact batch-size counts as a bucketed histogram."""
     histogram = Histogram(BATCH_BUCKETS)
     for size, n in counts.items():
-        for _ in range(n):
-            histogram.observe(size)
+        histogram.observe(size, times=n)
     return histogram
 
 
@@ -76,7 +75,7 @@ class PipelineCollector(Collector):
                              "clip_length": str(spec.clip_length), "fps": f"{spec.fps:g}"})
         yield info
 
-        stats = pipeline.stats()
+        stats = pipeline.stats(percentiles=False)
         streams = stats["streams"]
         state = GaugeMetricFamily("lrcn_stream_state", "1 for the stream's current state, 0 for the others",
                                   labels=["stream", "state"])
@@ -99,8 +98,10 @@ class PipelineCollector(Collector):
         calls.add_metric([], stats["encoder_calls"])
         yield calls
 
+        # One histogram for all streams: they share the inference thread, and per stream it would be
+        # most of a scrape's samples (each stream's percentiles are in its status messages).
         yield histogram_family("lrcn_capture_to_publish_seconds", "From a frame's arrival to its prediction's send",
-                               ["stream"], {(name,): h for name, h in pipeline.latency_histograms().items()})
+                               [], {(): pipeline.latency_s})
         yield histogram_family("lrcn_encoder_call_seconds", "Time of one encoder call", ["encoder"],
                                {(key,): h for key, h in pipeline.scheduler.encode_seconds.items()})
         yield histogram_family("lrcn_encoder_batch_size", "Frames per encoder call", [],

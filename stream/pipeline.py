@@ -90,7 +90,6 @@ class _Counters:
     frames_in: RateMeter = field(default_factory=RateMeter)
     predictions_out: RateMeter = field(default_factory=RateMeter)
     latency_ms: Reservoir = field(default_factory=Reservoir)
-    latency_s: Histogram = field(default_factory=Histogram)
     publisher_dropped: int = 0
     shutdown_dropped: int = 0          # frames still in the ring when the stop deadline came
     dropped_logged: int = 0            # ring drops already reported in the log
@@ -129,6 +128,7 @@ class Pipeline:
         self.endpoint = self.publisher.endpoint
         self.error: BaseException | None = None
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
+        self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
         self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._finished = threading.Event()
@@ -204,16 +204,17 @@ class Pipeline:
             raise LrcnError(f"inference stopped: {type(self.error).__name__}: {self.error}") from self.error
         return self.stats()
 
-    def stats(self) -> dict:
-        """Per stream and overall counters; safe to call while running."""
+    def stats(self, percentiles: bool = True) -> dict:
+        """Per stream and overall counters; safe to call while running. Without `percentiles`
+        (a metrics scrape, which has the latency histogram), no latency percentiles: cheaper."""
         streams = self._streams()       # first: the scheduler then has every stream named (see _apply_changes)
         scheduler = self.scheduler.stats()
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
                 "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
                 "publisher": self.publisher.stats(),
-                "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler)
-                            for name, source, counters in streams}}
+                "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
+                                                     percentiles=percentiles) for name, source, counters in streams}}
 
     def _streams(self) -> list[tuple[str, Source, _Counters]]:
         """(name, source, counters) of every stream, consistent for a reader in another thread while
@@ -395,7 +396,7 @@ class Pipeline:
             probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())))
         latency_s = time.monotonic() - prediction.captured_at
         counters.latency_ms.add(latency_s * 1000.0)
-        counters.latency_s.observe(latency_s)
+        self.latency_s.observe(latency_s)
         counters.last_label, counters.last_score = prediction.label, prediction.score
         counters.predictions_out.add()
         if not sent:
@@ -412,17 +413,14 @@ class Pipeline:
                             extra={"stream": name, "dropped": stats["dropped"]})
                 counters.dropped_logged = stats["dropped"]
 
-    def latency_histograms(self) -> dict[str, Histogram]:
-        """Capture-to-publish latency per stream, in seconds."""
-        return {name: counters.latency_s for name, _, counters in self._streams()}
-
     def _stream_stats(self, name: str, recent: bool = False, source: Source | None = None,
-                      counters: _Counters | None = None, scheduled: dict | None = None) -> dict:
+                      counters: _Counters | None = None, scheduled: dict | None = None,
+                      percentiles: bool = True) -> dict:
         """Counters of one stream; rates over the whole run, or since the last recent=True call."""
         source, counters = source or self.sources[name], counters or self._counters[name]
         scheduled = scheduled or self.scheduler.stats()
         rate = (lambda meter: meter.recent()) if recent else (lambda meter: meter.overall())
-        latency = counters.latency_ms.percentiles()
+        latency = counters.latency_ms.percentiles() if percentiles else dict.fromkeys(("p50", "p95", "p99"))
         batches = scheduled["batch_sizes"]
         return {**source.stats(), **scheduled["streams"][name],
                 "fps_in": rate(counters.frames_in), "fps_out": rate(counters.predictions_out),

@@ -141,14 +141,13 @@ def test_a_real_prometheus_scrapes_both_streams(exported_seed, tmp_path):  # noq
             assert [(s["metric"]["instance"], s["value"][1]) for s in up] == [(target, "1")]
             assert by_stream(prometheus_query(base, 'lrcn_stream_state{state="connected"}')) == dict.fromkeys(STREAMS,
                                                                                                                1.0)
-            counts = by_stream(prometheus_query(base, "lrcn_capture_to_publish_seconds_count"))
-            assert set(counts) == set(STREAMS) and min(counts.values()) > 0, counts
+            count = prometheus_query(base, "lrcn_capture_to_publish_seconds_count")
+            assert len(count) == 1 and float(count[0]["value"][1]) > 0, count
             # rate() needs two scrapes with predictions between them; then p99 is a real latency.
             quantile = "histogram_quantile(0.99, rate(lrcn_capture_to_publish_seconds_bucket[30s]))"
-            p99 = by_stream(poll(lambda: prometheus_query(base, quantile),
-                                 lambda r: len(by_stream(r)) == len(STREAMS)
-                                 and all(math.isfinite(v) for v in by_stream(r).values()), timeout_s=20))
-            assert set(p99) == set(STREAMS) and all(0 < v < 10 for v in p99.values()), p99
+            p99 = poll(lambda: prometheus_query(base, quantile),
+                       lambda r: len(r) == 1 and math.isfinite(float(r[0]["value"][1])), timeout_s=20)
+            assert 0 < float(p99[0]["value"][1]) < 10, p99
             info = prometheus_query(base, "lrcn_build_info")
             assert [s["metric"]["classes"] for s in info] == [",".join(load_runtime_bundle(bundle).classes)]
         finally:

@@ -8,12 +8,16 @@ one process is scraped (GET /metrics every --interval seconds) and the other is 
 roles swapping every round. Each process's CPU time (utime + stime, from /proc) is summed
 over the rounds it was scraped and the rounds it was not, so each is compared with itself
 under the same load, in the same minutes: the noise of a shared machine hits both sides.
-The figure is the extra CPU while scraped, per process and their mean. Prints a table and
+The figure is the extra CPU while scraped, per process and their mean. Where that effect is
+smaller than the machine's noise, a second figure measures it directly: each process in turn
+is scraped --burst times back to back; its CPU in that time, less what it spends at its own rate
+in the quiet seconds before and after, divided by the scrapes, is the server's CPU per scrape. Prints a table and
 writes scrape_overhead.json.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import subprocess
@@ -45,6 +49,22 @@ def get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+class Scraper:
+    """GET /metrics over one kept-alive HTTP connection, as Prometheus scrapes a target."""
+
+    def __init__(self, port: int):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+    def scrape(self) -> tuple[int, bytes]:
+        try:
+            self.connection.request("GET", "/metrics")
+            response = self.connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self.connection.close()   # the next request opens a new connection
+            return 0, b""
+
+
 class Recognizer:
     """One `lrcn serve` process with its metrics port."""
 
@@ -55,6 +75,7 @@ class Recognizer:
                    "--metrics", str(self.port), "--endpoint", f"tcp://127.0.0.1:{free_port()}"]
         self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=open(log, "w"))
+        self.scraper = Scraper(self.port)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -80,7 +101,7 @@ def run_rounds(recognizers: list[Recognizer], rounds: int, round_s: float, inter
         next_scrape = started
         while (now := time.monotonic()) < started + round_s:
             if now >= next_scrape:
-                status, body = get(recognizers[target].url + "/metrics")
+                status, body = recognizers[target].scraper.scrape()
                 took = time.monotonic() - now
                 if status == 200:
                     scrape_ms.append(took * 1000)
@@ -111,6 +132,27 @@ def run_rounds(recognizers: list[Recognizer], rounds: int, round_s: float, inter
             "metrics_bytes": int(np.median(sizes)) if sizes else None}
 
 
+def burst_cost(recognizers: list[Recognizer], scrapes: int, quiet_s: float = 6.0) -> dict:
+    """Server CPU per scrape: each process in turn is scraped `scrapes` times back to back; its CPU
+    in that time, less what it spends at its own rate in the quiet seconds before and after."""
+    def rate(recognizer: Recognizer) -> float:
+        cpu, started = recognizer.cpu(), time.monotonic()
+        time.sleep(quiet_s)
+        return (recognizer.cpu() - cpu) / (time.monotonic() - started)
+
+    per_scrape = []
+    for recognizer in recognizers:
+        before = rate(recognizer)
+        cpu, started = recognizer.cpu(), time.monotonic()
+        for _ in range(scrapes):
+            recognizer.scraper.scrape()
+        spent, took = recognizer.cpu() - cpu, time.monotonic() - started
+        after = rate(recognizer)
+        per_scrape.append((spent - (before + after) / 2 * took) / scrapes)
+    return {"burst_scrapes": scrapes, "cpu_ms_per_scrape": round(float(np.mean(per_scrape)) * 1000, 2),
+            "cpu_ms_per_scrape_each": [round(m * 1000, 2) for m in per_scrape]}
+
+
 def bench(args) -> dict:
     from tools.bench import default_video, machine
 
@@ -127,11 +169,14 @@ def bench(args) -> dict:
             recognizer.wait_ready()
         time.sleep(args.warmup_s)
         result = run_rounds(recognizers, args.rounds, args.round_s, args.interval)
+        result.update(burst_cost(recognizers, args.burst))
+        cores = float(np.mean([p["cores_not_scraped"] for p in result["per_process"]]))
+        result["direct_extra_percent"] = round(result["cpu_ms_per_scrape"] / 1000 / args.interval / cores * 100, 2)
     finally:
         for recognizer in recognizers:
             recognizer.stop()
     return {"what": "CPU of lrcn serve with 8 streams, scraped every interval vs not, same run, roles swapped each "
-                    "round", "streams": args.streams, "video": str(video), "rounds": args.rounds,
+                    "round", "bundle": str(bundle), "streams": args.streams, "video": str(video), "rounds": args.rounds,
             "round_s": args.round_s, "interval_s": args.interval, "machine": machine(), **result}
 
 
@@ -143,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-s", type=float, default=30.0, help="seconds per round (default 30)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
     parser.add_argument("--warmup-s", type=float, default=10.0)
+    parser.add_argument("--burst", type=int, default=300, help="back-to-back scrapes for the direct cost (default 300)")
     parser.add_argument("--video", help="video each stream plays in a loop (default: as lrcn bench)")
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args(argv)
@@ -160,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scrape every {args.interval:g} s: {result['extra_percent']:+.2f}% CPU (target < 2%); "
           f"{result['scrapes']} scrapes, p50 {result['scrape_ms_p50']} ms, p99 {result['scrape_ms_p99']} ms, "
           f"{result['metrics_bytes']} bytes each, {result['scrape_failures']} failed")
+    print(f"direct: {result['cpu_ms_per_scrape']} ms of server CPU per scrape ({result['cpu_ms_per_scrape_each']}), "
+          f"{result['direct_extra_percent']:+.2f}% of this load at one scrape every {args.interval:g} s")
     path = Path(args.out) / "scrape_overhead.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")

@@ -141,6 +141,7 @@ class Scraper:
         self.url, self.interval_s = url, interval_s
         self.scrapes, self.failures, self.unhealthy = 0, 0, 0
         self.times_ms: list[float] = []
+        self._interval_ms: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
         self._thread.start()
@@ -168,9 +169,15 @@ class Scraper:
                 self.scrapes += 1
                 if len(self.times_ms) < 100_000:
                     self.times_ms.append(took_ms)
+                self._interval_ms.append(took_ms)
             elif status:     # 0: not up yet, or already gone
                 self.failures += 1
             self.unhealthy += health == 503
+
+    def take_median_ms(self) -> float | None:
+        """The median scrape time since the last call: it must not grow as the process runs."""
+        taken, self._interval_ms = self._interval_ms, []
+        return round(float(np.median(taken)), 2) if taken else None
 
     def summary(self) -> dict:
         times = self.times_ms or [float("nan")]
@@ -265,6 +272,8 @@ def soak(args) -> dict:
                       "p50_ms": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
                       "p99_ms": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
                       "received": len(latencies)}
+            if scraper is not None:
+                sample["scrape_ms"] = scraper.take_median_ms()
             samples.append(sample)
             print(f"soak {sample['t_s']:7.1f} s: RSS {sample.get('rss_mb')} MiB, {sample.get('threads')} threads, "
                   f"{sample['received']} predictions, p50/p99 {sample['p50_ms']}/{sample['p99_ms']} ms, dropped "
@@ -280,6 +289,11 @@ def soak(args) -> dict:
     result = summarise(samples, code, restarts, args, video, monitor)
     if scraper is not None:
         result["scrape"] = {"interval_s": args.scrape, **scraper.summary()}
+        timed = [s["scrape_ms"] for s in samples if s.get("scrape_ms") is not None]
+        if len(timed) >= 4:   # the median scrape, first quarter of the run against the last
+            quarter = len(timed) // 4
+            result["scrape"]["ms_first"] = round(float(np.mean(timed[:quarter])), 2)
+            result["scrape"]["ms_last"] = round(float(np.mean(timed[-quarter:])), 2)
     (out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
     result["plot"] = plot(result, out / "soak.png")
     return result
