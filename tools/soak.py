@@ -345,7 +345,9 @@ def plot(result: dict, path: Path) -> str | None:
     axes[1, 0].plot(t, [s["p50_ms"] if s["p50_ms"] is not None else np.nan for s in samples], linewidth=1,
                     label="p50")
     axes[1, 0].legend(fontsize=7)
-    fig.suptitle(f"Soak: {result['streams']} ffmpeg-served streams, {result['duration_s'] / 60:.0f} min", fontsize=9)
+    scraped = f", /metrics scraped every {result['scrape']['interval_s']:g} s" if result.get("scrape") else ""
+    fig.suptitle(f"Soak: {result['streams']} ffmpeg-served streams, {result['duration_s'] / 60:.0f} min{scraped}",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
