@@ -13,6 +13,11 @@ monotonic clock, capture to publish, so a wall-clock step cannot distort it; `ca
 is `publish_time - latency_ms / 1000`. `seq` counts messages per topic from 0: a gap means
 messages were shed on the way; a smaller number than before means the publisher restarted.
 
+Newer versions only add: a reader accepts a `schema` above its own, ignores fields it does not
+know, and passes on a topic it does not know (an `event/<stream>` to a reader older than
+events) as a Message of that kind, checked only for being a JSON object, for the caller to use
+or skip.
+
 >>> frames = encode_prediction("cam0", seq=0, frame_index=41, window=(26, 41), label="wave", score=0.9,
 ...                            top_k=[("wave", 0.9), ("walk", 0.1)], capture_time=100.0, publish_time=100.02)
 >>> message = decode(frames)
@@ -33,6 +38,7 @@ SCHEMA_VERSION = 1
 PRED, STATUS, HEARTBEAT = "pred", "status", "heartbeat"
 HEARTBEAT_TOPIC = HEARTBEAT
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+TOPIC_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class MessageError(LrcnError):
@@ -42,9 +48,14 @@ class MessageError(LrcnError):
 @dataclass(frozen=True)
 class Message:
     topic: str
-    kind: str             # PRED, STATUS or HEARTBEAT
-    stream: str | None    # None for a heartbeat
+    kind: str             # PRED, STATUS, HEARTBEAT, or a kind this reader does not know
+    stream: str | None    # None for a heartbeat (and a topic without /<stream>)
     payload: dict
+
+    @property
+    def known(self) -> bool:
+        """Whether this reader knows the topic (else it is from a newer publisher: use it or skip it)."""
+        return self.kind in _FIELDS
 
 
 def pred_topic(stream: str) -> str:
@@ -116,19 +127,24 @@ def decode(frames: Sequence[bytes]) -> Message:
         payload = json.loads(bytes(frames[1]).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         raise MessageError(f"payload is not UTF-8 JSON: {err}") from None
-    kind, _, stream = topic.partition("/")
-    if kind not in _FIELDS or (kind == HEARTBEAT) != (stream == "") or (stream and not STREAM_ID.match(stream)):
-        raise MessageError(f"unknown topic {topic!r} (expected pred/<stream>, status/<stream> or heartbeat)")
+    kind, slash, stream = topic.partition("/")
+    known = kind in _FIELDS
+    if not TOPIC_KIND.match(kind) or (slash and not STREAM_ID.match(stream)) \
+            or (known and (kind == HEARTBEAT) != (stream == "")):
+        raise MessageError(f"malformed topic {topic!r} (expected pred/<stream>, status/<stream>, heartbeat, "
+                           f"or a newer kind[/<stream>])")
     if not isinstance(payload, dict):
         raise MessageError(f"{topic}: payload is not a JSON object")
+    if not known:   # a newer publisher's topic: passed on unchecked
+        return Message(topic=topic, kind=kind, stream=stream or None, payload=payload)
     for field, kinds in _FIELDS[kind].items():
         if field not in payload:
             raise MessageError(f"{topic}: missing field {field!r}")
         value = payload[field]
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise MessageError(f"{topic}: field {field!r} has the wrong type ({type(value).__name__})")
-    if payload["schema"] != SCHEMA_VERSION:
-        raise MessageError(f"{topic}: schema version {payload['schema']}, this reader knows {SCHEMA_VERSION}")
+    if payload["schema"] < SCHEMA_VERSION:
+        raise MessageError(f"{topic}: schema version {payload['schema']}, the first is {SCHEMA_VERSION}")
     if stream and payload["stream"] != stream:
         raise MessageError(f"{topic}: payload stream {payload['stream']!r} differs from the topic")
     if kind == PRED:

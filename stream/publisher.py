@@ -149,12 +149,15 @@ class Subscriber:
         self._poller.register(self._socket, zmq.POLLIN)
 
     def receive(self, timeout_s: float) -> messages.Message | None:
-        """The next message, or None after `timeout_s`; raises MessageError for a malformed one."""
+        """The next message, or None after `timeout_s`; raises MessageError for a malformed one.
+        A topic this reader does not know comes back too (`message.known` is False)."""
         if not self._poller.poll(max(0, int(timeout_s * 1000))):
             return None
         message = messages.decode(self._socket.recv_multipart())
         self.received += 1
-        seq, last = message.payload["seq"], self._last_seq.get(message.topic)
+        seq, last = message.payload.get("seq"), self._last_seq.get(message.topic)
+        if not isinstance(seq, int) or isinstance(seq, bool):   # a newer topic without one
+            return message
         if last is not None and seq > last + 1:
             self.missed[message.topic] += seq - last - 1
         self._last_seq[message.topic] = seq

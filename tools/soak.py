@@ -113,7 +113,7 @@ class Monitor:
                     else:
                         self.events.append({"t": now, "stream": message.stream, "state": payload["state"],
                                             "reason": payload["reason"]})
-                else:
+                elif message.kind == "heartbeat":
                     if self.last_heartbeat is not None:
                         self.max_heartbeat_gap_s = max(self.max_heartbeat_gap_s, now - self.last_heartbeat)
                     self.last_heartbeat = now

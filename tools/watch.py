@@ -32,7 +32,7 @@ class StreamRow:
 
 def apply(rows: dict[str, StreamRow], message: Message, missed: int, now: float) -> None:
     """Fold one message into the table; `missed` is the subscriber's gap count for its topic."""
-    if message.stream is None:
+    if message.stream is None or not message.known:   # a heartbeat, or a newer publisher's topic
         return
     row = rows.setdefault(message.stream, StreamRow())
     payload = message.payload
@@ -84,7 +84,9 @@ def message_line(message: Message) -> str:
     if message.kind == STATUS:
         reason = f" reason={p['reason']}" if p["reason"] else ""
         return f"status {message.stream} seq={p['seq']} state={p['state']}{reason}"
-    return f"heartbeat seq={p['seq']} node={p.get('node', '')} streams={','.join(p['streams'])}"
+    if message.kind == HEARTBEAT:
+        return f"heartbeat seq={p['seq']} node={p.get('node', '')} streams={','.join(p['streams'])}"
+    return f"{message.kind} {message.stream or '-'} seq={p.get('seq', '-')} (not known to this reader)"
 
 
 def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: float | None = None,
