@@ -1,6 +1,7 @@
 """A deployment file: the streams one recognizer serves, and its settings, in TOML.
 
     endpoint = "tcp://0.0.0.0:5556"      # optional settings, each also a `lrcn serve` flag
+                                         # (or connect = "tcp://proxy:5557": publish into an lrcn proxy)
     metrics = "127.0.0.1:9108"           # Prometheus /metrics, /healthz, /readyz and the status page
     backend = "onnxruntime-int8"
     decoder = "auto"                     # every stream's default; a stream may set its own
@@ -37,7 +38,7 @@ from stream.windows import WindowConfig
 
 _NUMBER = (int, float)
 # Expected type of each key; the stream keys are StreamConfig's fields.
-SETTING_TYPES = {"endpoint": str, "metrics": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
+SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
                  "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER, "decoder": str,
                  "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
                  "backoff_max_s": _NUMBER, "max_attempts": int}

@@ -70,6 +70,7 @@ class StreamConfig:
 @dataclass(frozen=True)
 class PipelineOptions:
     endpoint: str = DEFAULT_ENDPOINT
+    connect: bool = False             # connect to `endpoint` (a proxy's XSUB side) instead of binding it
     backend: str = "onnxruntime"
     threads: int | None = None
     curve: ServerKeys | None = None
@@ -124,7 +125,8 @@ class Pipeline:
         self._counters: dict[str, _Counters] = {}
         for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
             self._attach(config, source, plan)
-        self.publisher = Publisher(options.endpoint, hwm=options.hwm, curve=options.curve, linger_s=0.5)
+        self.publisher = Publisher(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
+                                   linger_s=0.5)
         self.endpoint = self.publisher.endpoint
         self.error: BaseException | None = None
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn

@@ -159,9 +159,14 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     bad_crop.write_text(f'[[stream]]\nsource = "{video}"\ncrop = [0, 0, 10]\n')
     bad_decoder = tmp_path / "bad_decoder.toml"
     bad_decoder.write_text(f'decoder = "nvdec9"\n\n[[stream]]\nsource = "{video}"\n')
+    both = tmp_path / "both.toml"
+    both.write_text(f'endpoint = "tcp://127.0.0.1:5556"\nconnect = "tcp://127.0.0.1:5557"\n\n[[stream]]\nsource = "{video}"\n')
+    bad_metrics = tmp_path / "bad_metrics.toml"
+    bad_metrics.write_text(f'metrics = "localhost:http"\n\n[[stream]]\nsource = "{video}"\n')
     return {"bundle": str(bundle), "video": str(video), "broken": str(broken), "corrupt": str(corrupt),
             "malformed": str(malformed), "unknown": str(unknown), "missing": str(tmp_path / "missing.avi"),
-            "bad_crop": str(bad_crop), "bad_decoder": str(bad_decoder),
+            "bad_crop": str(bad_crop), "bad_decoder": str(bad_decoder), "both": str(both),
+            "bad_metrics": str(bad_metrics),
             "url": f"tcp://127.0.0.1:{free_port()}", "out": str(tmp_path / "out.mp4")}
 
 
@@ -177,13 +182,16 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "--config", "{malformed}"], "{malformed}: not valid TOML"),
     (["serve", "{bundle}", "--config", "{unknown}"], "{unknown}:3: unknown key 'fsp' in [[stream]] #1"),
     (["serve", "{bundle}"], "nothing to serve"),
+    (["serve", "{bundle}", "--config", "{both}"], "sets both endpoint (bind) and connect"),
+    (["serve", "{bundle}", "--config", "{bad_metrics}"], "{bad_metrics}:1: metrics address must be HOST:PORT"),
+    (["serve", "{bundle}", "{video}", "--metrics", "1.2.3.4.5:99999"], "metrics address must be HOST:PORT"),
     (["serve", "{bundle}", "{video}", "--smooth", "median:3"], "smoothing must be"),
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
 ], ids=["missing-bundle", "broken-bundle", "missing-file", "corrupt-file", "crop-outside", "bad-decoder",
         "bad-crop-toml", "bad-decoder-toml", "malformed-toml",
-        "unknown-toml-key", "no-source", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
+        "unknown-toml-key", "no-source", "bind-and-connect", "bad-metrics-toml", "bad-metrics-flag", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
     argv = [a.format(**bad_inputs) for a in argv]
     assert main(argv) == 2
@@ -208,3 +216,38 @@ def test_a_bad_input_from_the_real_command_line_has_no_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "tools.cli", "serve", str(tmp_path), "x.avi"], cwd=ROOT, check=False,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
+
+
+def test_two_recognizers_connect_into_one_proxy_and_a_subscriber_gets_both(exported_seed):  # noqa: F811
+    bundle, _, video = exported_seed
+    xsub, xpub = free_port(), free_port()
+    proxy = lrcn("proxy", "--xsub", f"tcp://127.0.0.1:{xsub}", "--xpub", f"tcp://127.0.0.1:{xpub}", "--duration", 60)
+    recognizers = []
+    try:
+        assert proxy.stdout.readline().startswith("proxy: publishers -> "), proxy.stderr.read()
+        recognizers = [lrcn("serve", bundle, video, "--name", name, "--loop", "--connect", f"tcp://127.0.0.1:{xsub}")
+                       for name in ("north", "south")]
+        for recognizer in recognizers:
+            assert "into tcp://127.0.0.1:" in recognizer.stdout.readline()
+        with Subscriber(f"tcp://127.0.0.1:{xpub}") as subscriber:
+            def enough(messages):
+                return all(sum(m.kind == "pred" and m.stream == name for m in messages) >= 10 for name in ("north", "south"))
+            messages = receive_until(subscriber, enough, 40)
+            missed = dict(subscriber.missed)
+    finally:
+        for process in [*recognizers, proxy]:
+            process.send_signal(signal.SIGTERM)
+        for process in [*recognizers, proxy]:
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+    assert enough(messages)
+    for name in ("north", "south"):
+        seqs = [m.payload["seq"] for m in messages if m.kind == "pred" and m.stream == name]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{name}: seq contiguous through the proxy"
+        assert missed.get(f"pred/{name}", 0) == 0
+    nodes = {m.payload["node"]: tuple(m.payload["streams"]) for m in messages if m.kind == "heartbeat"}
+    assert sorted(nodes.values()) == [("north",), ("south",)] and len(nodes) == 2, nodes
+    assert all(process.returncode == 0 for process in recognizers)

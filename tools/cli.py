@@ -444,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", action="append", help="stream id of the next SOURCE, in order (repeatable)")
     serve.add_argument("--config", metavar="TOML", help="deployment file: [[stream]] tables and settings")
     add_head_arguments(serve)
-    serve.add_argument("--endpoint", help="where to bind the publisher (default tcp://127.0.0.1:5556)")
+    publish = serve.add_mutually_exclusive_group()
+    publish.add_argument("--endpoint", help="where to bind the publisher (default tcp://127.0.0.1:5556)")
+    publish.add_argument("--connect", metavar="ENDPOINT",
+                         help="connect the publisher to ENDPOINT instead of binding: an `lrcn proxy` --xsub "
+                              "endpoint, so that many recognizers publish into one place")
     serve.add_argument("--curve-keys", metavar="DIR", help="encrypt with DIR/server.key_secret and admit only the "
                                                            "clients in DIR/authorized_clients (`lrcn keys DIR`)")
     pace = serve.add_mutually_exclusive_group()

@@ -94,7 +94,13 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            max_attempts=pick("max_attempts", default=defaults.max_attempts),
                            decoder=pick("decoder", default=defaults.decoder),
                            rtsp_transport=pick("rtsp_transport", default=defaults.rtsp_transport))
-    return PipelineOptions(endpoint=pick("endpoint", default=PipelineOptions.endpoint),
+    if args.endpoint or args.connect:     # a flag replaces the file's choice, bind or connect
+        endpoint, connect = args.endpoint, args.connect
+    else:
+        endpoint, connect = settings.get("endpoint"), settings.get("connect")
+        if endpoint and connect:
+            raise LrcnError("the deployment file sets both endpoint (bind) and connect: keep one")
+    return PipelineOptions(endpoint=connect or endpoint or PipelineOptions.endpoint, connect=bool(connect),
                            backend=pick("backend", default=PipelineOptions.backend), threads=pick("threads"),
                            curve=load_server_keys(curve_keys) if curve_keys else None,
                            top_k=pick("top_k", default=PipelineOptions.top_k),
@@ -207,7 +213,8 @@ def serve(args) -> int:
         if deployment:
             log.info("loaded %s: %d streams", deployment.path, len(deployment.streams),
                      extra={"config": str(deployment.path)})
-        print(f"lrcn: serving {', '.join(pipeline.sources)} on {pipeline.endpoint}"
+        where = f"into {pipeline.endpoint}" if options.connect else f"on {pipeline.endpoint}"
+        print(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
               f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)", flush=True)
         with Signals().handled() as signals:
             pipeline.start()
