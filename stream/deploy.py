@@ -14,6 +14,7 @@
     mode = "exact"
     hop = 4
     smooth = "hysteresis:3"
+    events = { min_score = 0.6, min_duration_s = 1.0, cooldown_s = 5, ignore = ["background"] }
 
     [[stream]]
     source = "replay.mp4"
@@ -29,6 +30,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from stream.errors import LrcnError
+from stream.events import EventRules
 from stream.pipeline import StreamConfig
 from stream.service import parse_address
 from stream.smoothing import parse_smoothing
@@ -43,7 +45,11 @@ SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str
                  "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
                  "backoff_max_s": _NUMBER, "max_attempts": int}
 STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "crop": list, "decoder": str, "mode": str, "hop": int,
-                "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool}
+                "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool, "events": dict}
+# A stream's `events = { ... }` table: EventRules' fields.
+EVENT_TYPES = {"min_score": _NUMBER, "min_duration_s": _NUMBER, "cooldown_s": _NUMBER, "classes": list, "ignore": list,
+               "update_s": _NUMBER}
+assert set(EVENT_TYPES) == {f.name for f in fields(EventRules)}
 # The settings that are capture settings for every stream (SourceOptions' fields).
 SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
 assert set(STREAM_TYPES) == {f.name for f in fields(StreamConfig)}
@@ -105,7 +111,8 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         _check(table, STREAM_TYPES, where, lambda m, k=None, n=number: fail(m, k, n))
         if "source" not in table:
             raise fail(f"missing key 'source'{where}")
-        config = StreamConfig(**{**table, "crop": tuple(table["crop"]) if "crop" in table else None})
+        config = StreamConfig(**{**table, "crop": tuple(table["crop"]) if "crop" in table else None,
+                                 "events": _event_rules(table.get("events"), number, lambda m: fail(m, "events", number))})
         checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
                   "smooth": lambda: parse_smoothing(config.smooth),
                   "fps": lambda: check_options(SourceOptions(fps=config.fps)),
@@ -120,6 +127,21 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
     if not streams:
         raise fail("no [[stream]] tables: nothing to serve")
     return Deployment(path, settings, streams)
+
+
+def _event_rules(table: dict | None, number: int, fail) -> EventRules | None:
+    """A [[stream]]'s `events` table as EventRules; `fail(message)` makes the error to raise."""
+    if table is None:
+        return None
+    where = f" in the events of [[stream]] #{number + 1}"
+    _check(table, EVENT_TYPES, where, lambda message, key=None: fail(message))
+    for key in ("classes", "ignore"):
+        if not all(isinstance(name, str) for name in table.get(key, [])):
+            raise fail(f"events {key} must be a list of class names{where}")
+    try:
+        return EventRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
+    except LrcnError as err:
+        raise fail(f"events: {err}{where}") from None
 
 
 def _check(table: dict, types: dict, where: str, fail) -> None:

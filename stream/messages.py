@@ -5,6 +5,7 @@ SUB socket filters by prefix, the payload UTF-8 JSON. Topics:
 
     pred/<stream>     one prediction for one window of one stream
     status/<stream>   a source or pipeline state change, with counters
+    event/<stream>    an action's start, update or end (stream.events), for streams with event rules
     heartbeat         periodic, proves the publisher is alive when nothing else is sent
 
 Timestamps (`capture_time`, `publish_time`, `time`) are wall-clock seconds since the Unix
@@ -14,7 +15,7 @@ is `publish_time - latency_ms / 1000`. `seq` counts messages per topic from 0: a
 messages were shed on the way; a smaller number than before means the publisher restarted.
 
 Newer versions only add: a reader accepts a `schema` above its own, ignores fields it does not
-know, and passes on a topic it does not know (an `event/<stream>` to a reader older than
+know, and passes on a topic it does not know (as `event/<stream>` reaches a reader older than
 events) as a Message of that kind, checked only for being a JSON object, for the caller to use
 or skip.
 
@@ -35,7 +36,8 @@ from typing import Any
 from stream.errors import LrcnError
 
 SCHEMA_VERSION = 1
-PRED, STATUS, HEARTBEAT = "pred", "status", "heartbeat"
+PRED, STATUS, EVENT, HEARTBEAT = "pred", "status", "event", "heartbeat"
+EVENT_TYPES = ("start", "update", "end")
 HEARTBEAT_TOPIC = HEARTBEAT
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 TOPIC_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -64,6 +66,21 @@ def pred_topic(stream: str) -> str:
 
 def status_topic(stream: str) -> str:
     return f"{STATUS}/{_checked_stream(stream)}"
+
+
+def event_topic(stream: str) -> str:
+    return f"{EVENT}/{_checked_stream(stream)}"
+
+
+def encode_event(stream: str, *, seq: int, event: dict, publish_time: float) -> list[bytes]:
+    """[topic, payload] for one event of stream.events: `type`, `label`, where it started
+    (`start_frame`, `start_time` in stream seconds) and, for an update or end, where it is now
+    (`end_frame`, `end_time`, `duration_s`, `peak_score`, `mean_score`); `clip` when one was recorded."""
+    if event.get("type") not in EVENT_TYPES:
+        raise MessageError(f"event type must be one of {', '.join(EVENT_TYPES)}, got {event.get('type')!r}")
+    payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "time": round(publish_time, 6),
+               **{key: round(value, 6) if isinstance(value, float) else value for key, value in event.items()}}
+    return _frames(event_topic(stream), payload)
 
 
 def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
@@ -114,6 +131,8 @@ _FIELDS: dict[str, dict[str, Any]] = {
            "latency_ms": _NUMBER},
     STATUS: {"schema": int, "stream": str, "seq": int, "state": str, "reason": str, "time": _NUMBER,
              "stats": dict},
+    EVENT: {"schema": int, "stream": str, "seq": int, "time": _NUMBER, "type": str, "label": str,
+            "start_frame": int, "start_time": _NUMBER},
     HEARTBEAT: {"schema": int, "seq": int, "time": _NUMBER, "interval_s": _NUMBER, "streams": list},
 }
 
@@ -131,8 +150,8 @@ def decode(frames: Sequence[bytes]) -> Message:
     known = kind in _FIELDS
     if not TOPIC_KIND.match(kind) or (slash and not STREAM_ID.match(stream)) \
             or (known and (kind == HEARTBEAT) != (stream == "")):
-        raise MessageError(f"malformed topic {topic!r} (expected pred/<stream>, status/<stream>, heartbeat, "
-                           f"or a newer kind[/<stream>])")
+        raise MessageError(f"malformed topic {topic!r} (expected pred/<stream>, status/<stream>, event/<stream>, "
+                           f"heartbeat, or a newer kind[/<stream>])")
     if not isinstance(payload, dict):
         raise MessageError(f"{topic}: payload is not a JSON object")
     if not known:   # a newer publisher's topic: passed on unchecked

@@ -32,6 +32,7 @@ import numpy as np
 
 from stream.encoders import open_encoder
 from stream.errors import LrcnError
+from stream.events import EventRules, EventState, Observation, finish, published_label, step
 from stream.keys import ServerKeys
 from stream.publisher import DEFAULT_ENDPOINT, Publisher
 from stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
@@ -65,6 +66,7 @@ class StreamConfig:
     backend: str | None = None        # default: PipelineOptions.backend
     pace: bool = True                 # files: real time
     loop: bool = False                # files: start again at the end
+    events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class _Counters:
     last_score: float | None = None
     last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
     recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
+    events: EventState = field(default_factory=EventState)
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,11 @@ class Pipeline:
                                        max_batch=self.options.max_batch)
                 check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
                 self.scheduler.add_encoder(backend, encoder)
+            if config.events is not None:
+                unknown = sorted(set(config.events.classes + config.events.ignore) - set(self.bundle.classes))
+                if unknown:
+                    raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
+                                    f"(it has {', '.join(self.bundle.classes)})")
             plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
                               parse_smoothing(config.smooth), backend)
             source = open_source(config.source, spec.input_size, name=config.id,
@@ -381,6 +389,7 @@ class Pipeline:
             for event in stream_events:
                 if event.state in GAP_STATES:
                     self.scheduler.reset(name, segment=event.segment)
+                    self._end_events(name)
                 counters.last_reason = event.reason
                 counters.recent_events.append((event.wall_time, event.state.value, event.reason))
                 log.log(LOG_LEVELS.get(event.state, logging.INFO), "%s%s", event.state.value,
@@ -391,22 +400,47 @@ class Pipeline:
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
+        rules = self.configs[prediction.stream].events
+        label = published_label(rules, prediction.label, prediction.score)
         sent = self.publisher.publish_prediction(
-            prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=prediction.label,
+            prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=label,
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
             captured_at=prediction.captured_at, stream_time=prediction.pts,
             probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())))
         latency_s = time.monotonic() - prediction.captured_at
         counters.latency_ms.add(latency_s * 1000.0)
         self.latency_s.observe(latency_s)
-        counters.last_label, counters.last_score = prediction.label, prediction.score
+        counters.last_label, counters.last_score = label, prediction.score
         counters.predictions_out.add()
         if not sent:
             counters.publisher_dropped += 1
+        if rules is not None:
+            counters.events, events = step(rules, counters.events, Observation(
+                prediction.label, prediction.score, prediction.pts, prediction.frame_index))
+            for event in events:
+                self._publish_event(prediction.stream, event)
+
+    def _end_events(self, name: str) -> None:
+        """A gap or the end of the stream ends its open event at the last frame it was seen."""
+        counters = self._counters[name]
+        counters.events, events = finish(counters.events)
+        for event in events:
+            self._publish_event(name, event)
+
+    def _publish_event(self, name: str, event: dict) -> None:
+        self.publisher.publish_event(name, event)
+        what = f"{event['label']} from frame {event['start_frame']}" + \
+               (f" to {event['end_frame']} ({event['duration_s']:.1f} s, peak {event['peak_score']:.2f})"
+                if event["type"] == "end" else "")
+        self._counters[name].recent_events.append((time.time(), f"event {event['type']}", what))
+        log.info("event %s: %s", event["type"], what, extra={"stream": name, "event": event["type"],
+                                                             "label": event["label"]})
 
     def _publish_stats(self, report: str, names: Sequence[str] | None = None) -> None:
         for name in names if names is not None else list(self.sources):
             counters = self._counters[name]
+            if report == "final":
+                self._end_events(name)
             stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
             self.publisher.publish_status(name, stats["state"], counters.last_reason, stats)
             if stats["dropped"] > counters.dropped_logged:   # one line per burst, at most one per stats interval

@@ -81,6 +81,11 @@ class Publisher:
         return self._send(messages.status_topic(stream), lambda seq: messages.encode_status(
             stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()))
 
+    def publish_event(self, stream: str, event: dict) -> bool:
+        """Send one event of stream.events (a start, update or end)."""
+        return self._send(messages.event_topic(stream), lambda seq: messages.encode_event(
+            stream, seq=seq, event=event, publish_time=time.time()))
+
     def heartbeat(self, streams: Sequence[str] = (), interval_s: float = 1.0) -> bool:
         """Send a heartbeat; call it every `interval_s` (the value tells subscribers what to expect)."""
         return self._send(messages.HEARTBEAT_TOPIC, lambda seq: messages.encode_heartbeat(

@@ -258,18 +258,18 @@ def test_watch_on_a_terminal_redraws_one_table_in_place():
 
 
 def test_a_newer_publisher_s_schema_2_message_and_new_topics_reach_an_older_reader_and_watch(capsys):
-    """Forward compatibility: schema 2 with a field this reader does not know, an event/<stream>
-    topic and a topic without a stream, sent by hand over a real PUB socket."""
+    """Forward compatibility: schema 2 with a field this reader does not know, a track/<stream>
+    topic (a kind added later) and a topic without a stream, sent by hand over a real PUB socket."""
     import json
 
     newer_prediction = {"schema": 2, "stream": "cam0", "seq": 0, "frame_index": 9, "window": [0, 9], "label": "wave",
                         "score": 0.8, "top_k": [["wave", 0.8]], "capture_time": 1.0, "publish_time": 1.01,
                         "latency_ms": 10.0, "a_field_from_the_future": {"x": 1}}
-    event = {"schema": 2, "stream": "cam0", "seq": 0, "type": "start", "label": "wave"}
+    track = {"schema": 2, "stream": "cam0", "seq": 0, "boxes": [[1, 2, 3, 4]]}
     context = zmq.Context()
     socket = context.socket(zmq.PUB)
     endpoint = f"tcp://127.0.0.1:{socket.bind_to_random_port('tcp://127.0.0.1')}"
-    frames = [[b"pred/cam0", json.dumps(newer_prediction).encode()], [b"event/cam0", json.dumps(event).encode()],
+    frames = [[b"pred/cam0", json.dumps(newer_prediction).encode()], [b"track/cam0", json.dumps(track).encode()],
               [b"inventory", b'{"cameras": 3}']]
 
     def send():
@@ -285,21 +285,21 @@ def test_a_newer_publisher_s_schema_2_message_and_new_topics_reach_an_older_read
                 if message is not None:
                     received[message.topic] = message
             assert received["pred/cam0"].payload["a_field_from_the_future"] == {"x": 1} and received["pred/cam0"].known
-            assert received["event/cam0"].kind == "event" and received["event/cam0"].stream == "cam0"
-            assert not received["event/cam0"].known and received["inventory"].stream is None
+            assert received["track/cam0"].kind == "track" and received["track/cam0"].stream == "cam0"
+            assert not received["track/cam0"].known and received["inventory"].stream is None
             assert main(["watch", endpoint, "--count", "9"]) == 0
             rows = {}
             from tools.watch import apply
 
             for message in received.values():
                 apply(rows, message, 0, now=1.0)
-            assert rows["cam0"].label == "wave" and rows["cam0"].predictions == 1, "the event did not count as one"
+            assert rows["cam0"].label == "wave" and rows["cam0"].predictions == 1, "the track did not count as one"
     finally:
         socket.close(linger=0)
         context.term()
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert any(line.startswith("pred cam0 seq=0") for line in lines)
-    assert any(line.startswith("event cam0 seq=0 (not known to this reader)") for line in lines)
+    assert any(line.startswith("track cam0 seq=0 (not known to this reader)") for line in lines)
     assert any(line.startswith("inventory - seq=- ") for line in lines)
     assert "0 malformed" in captured.err

@@ -185,13 +185,16 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "--config", "{both}"], "sets both endpoint (bind) and connect"),
     (["serve", "{bundle}", "--config", "{bad_metrics}"], "{bad_metrics}:1: metrics address must be HOST:PORT"),
     (["serve", "{bundle}", "{video}", "--metrics", "1.2.3.4.5:99999"], "metrics address must be HOST:PORT"),
+    (["serve", "{bundle}", "{video}", "--watch-classes", "dance,bend"], "events name classes the model lacks: dance"),
+    (["serve", "{bundle}", "{video}", "--min-score", "2"], "min_score must be in [0, 1], got 2.0"),
     (["serve", "{bundle}", "{video}", "--smooth", "median:3"], "smoothing must be"),
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
 ], ids=["missing-bundle", "broken-bundle", "missing-file", "corrupt-file", "crop-outside", "bad-decoder",
         "bad-crop-toml", "bad-decoder-toml", "malformed-toml",
-        "unknown-toml-key", "no-source", "bind-and-connect", "bad-metrics-toml", "bad-metrics-flag", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
+        "unknown-toml-key", "no-source", "bind-and-connect", "bad-metrics-toml", "bad-metrics-flag", "unknown-event-class",
+        "bad-min-score", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
     argv = [a.format(**bad_inputs) for a in argv]
     assert main(argv) == 2

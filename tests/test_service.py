@@ -259,3 +259,43 @@ def test_the_batch_size_histogram_counts_each_size_without_replaying_every_call(
     histogram = batch_histogram({1: 5, 3: 2, 16: 10**9})   # a year of encoder calls is one addition per size
     assert histogram.cumulative()[:3] == [(1, 5), (2, 5), (4, 7)]
     assert histogram.count == 5 + 2 + 10**9 and histogram.sum == 5 + 6 + 16 * 10**9
+
+
+def test_events_follow_the_published_predictions_and_low_scores_are_unknown(exported_seed):  # noqa: F811
+    """Live events equal the rules applied to the predictions the subscriber received; with a
+    threshold above every score, every label is `unknown` and no event starts."""
+    from stream.events import EventRules, EventState, Observation, finish, step
+
+    bundle, _, video = exported_seed
+    rules = EventRules(min_score=0.0, min_duration_s=0.2)
+    strict = EventRules(min_score=0.999)
+    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=False, events=rules),
+                                 StreamConfig(str(video), id="strict", pace=False, events=strict)],
+                        PipelineOptions(endpoint="tcp://127.0.0.1:*"))
+    collector = Collector(pipeline.endpoint)
+    collector.start()
+    try:
+        time.sleep(0.5)   # the subscriber joins before anything is sent
+        pipeline.start()
+        assert pipeline.wait(60)
+        pipeline.stop()
+        time.sleep(0.5)
+    finally:
+        pipeline.stop()
+        collector.close()
+    predictions = collector.predictions("cam")
+    assert predictions and predictions[0]["seq"] == 0, "every prediction was received"
+    state, expected = EventState(), []
+    for p in predictions:
+        state, events = step(rules, state, Observation(p["label"], p["score"], p["stream_time"], p["frame_index"]))
+        expected += events
+    expected += finish(state)[1]
+    received = [m.payload for m in collector.messages if m.kind == "event" and m.stream == "cam"]
+    strip = lambda e: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()  # noqa: E731
+                       if k not in ("schema", "stream", "seq", "time")}
+    assert [strip(e) for e in received] == [strip(e) for e in expected] and expected
+    assert [e["seq"] for e in received] == list(range(len(received)))
+    assert {p["label"] for p in collector.predictions("strict")} == {"unknown"}
+    assert all(max(p["probabilities"].values()) == p["score"] for p in collector.predictions("strict")), \
+        "the probabilities are published unchanged"
+    assert not [m for m in collector.messages if m.kind == "event" and m.stream == "strict"]

@@ -472,6 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--max-attempts", type=positive_int, metavar="N",
                          help="give up on a live source after N failed connection attempts in a row "
                               "(default: never; a camera is retried until stopped)")
+    events = serve.add_argument_group("events", "turn each SOURCE's predictions into event/<stream> messages "
+                                                "(any of these flags turns them on)")
+    events.add_argument("--min-score", type=float, metavar="S",
+                        help="an action counts at this score or more; below it the published label is `unknown`")
+    events.add_argument("--min-duration", type=float, metavar="S", help="seconds an action must hold to start an event")
+    events.add_argument("--cooldown", type=float, metavar="S", help="seconds before an ended action may start again")
+    events.add_argument("--watch-classes", metavar="A,B", help="only these classes start events (default all)")
+    events.add_argument("--ignore-classes", metavar="A,B", help="these classes never start events (a background)")
+    events.add_argument("--event-updates", type=positive_float, metavar="S", help="an update every S s of an event")
     serve.add_argument("--gather-ms", type=float, metavar="MS",
                        help="wait up to MS after a frame for other streams' frames, to batch them (default 0)")
     serve.add_argument("--stats-interval", type=positive_float, metavar="S", help="seconds between stats (default 5)")

@@ -26,6 +26,7 @@ import cv2
 
 from stream.deploy import load_deployment
 from stream.errors import LrcnError
+from stream.events import EventRules
 from stream.keys import load_server_keys
 from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from stream.runtime_bundle import load_runtime_bundle
@@ -70,13 +71,27 @@ class SyntheticSources:
         return replace(config, source=self._written[config.source])
 
 
+def event_rules_from_args(args) -> EventRules | None:
+    """EventRules from the events flags, None when none is given."""
+    flags = {"min_score": args.min_score, "min_duration_s": args.min_duration, "cooldown_s": args.cooldown,
+             "classes": args.watch_classes, "ignore": args.ignore_classes, "update_s": args.event_updates}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return None
+    for key in ("classes", "ignore"):
+        if key in given:
+            given[key] = tuple(name.strip() for name in given[key].split(",") if name.strip())
+    return EventRules(**given)
+
+
 def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     names = args.name or []
     if len(names) > len(args.sources):
         raise LrcnError(f"{len(names)} --name for {len(args.sources)} sources")
+    events = event_rules_from_args(args)
     flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
-                                 pace=args.pace, loop=args.loop) for i, source in enumerate(args.sources)]
+                                 pace=args.pace, loop=args.loop, events=events) for i, source in enumerate(args.sources)]
     return list(settings.get("streams", [])) + flag_streams
 
 

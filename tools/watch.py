@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from stream.messages import HEARTBEAT, PRED, STATUS, Message, MessageError
+from stream.messages import EVENT, HEARTBEAT, PRED, STATUS, Message, MessageError
 from stream.publisher import Subscriber
 
 REDRAW_S = 0.25
@@ -32,7 +32,7 @@ class StreamRow:
 
 def apply(rows: dict[str, StreamRow], message: Message, missed: int, now: float) -> None:
     """Fold one message into the table; `missed` is the subscriber's gap count for its topic."""
-    if message.stream is None or not message.known:   # a heartbeat, or a newer publisher's topic
+    if message.kind not in (PRED, STATUS):   # a heartbeat, an event, or a newer publisher's topic
         return
     row = rows.setdefault(message.stream, StreamRow())
     payload = message.payload
@@ -86,6 +86,9 @@ def message_line(message: Message) -> str:
         return f"status {message.stream} seq={p['seq']} state={p['state']}{reason}"
     if message.kind == HEARTBEAT:
         return f"heartbeat seq={p['seq']} node={p.get('node', '')} streams={','.join(p['streams'])}"
+    if message.kind == EVENT:
+        return f"event {message.stream} seq={p['seq']} {p['type']} label={p['label']} start_frame={p['start_frame']}" \
+               + (f" end_frame={p['end_frame']} duration_s={p['duration_s']:.2f}" if "end_frame" in p else "")
     return f"{message.kind} {message.stream or '-'} seq={p.get('seq', '-')} (not known to this reader)"
 
 
