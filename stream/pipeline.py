@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -188,22 +188,26 @@ class Pipeline:
     def run(self, duration_s: float | None = None, stop: threading.Event | None = None) -> dict:
         """Start, serve until the sources end, `duration_s` passes or `stop` is set, then stop; the final stats."""
         self.start()
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        while not self._finished.is_set() and not (stop is not None and stop.is_set()):
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            self._finished.wait(0.05)
+        self.serve_until(duration_s, stop)
         return self.stop()
+
+    def serve_until(self, duration_s: float | None = None, stop: threading.Event | None = None,
+                    each_turn: Callable[[], None] | None = None) -> None:
+        """Return once every source has ended and been drained, `duration_s` has passed or `stop` is
+        set; meanwhile call `each_turn` (in this thread) every 50 ms."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self._finished.wait(0.05) and not (stop is not None and stop.is_set()):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if each_turn is not None:
+                each_turn()
 
     def stop(self, timeout_s: float = 2.0) -> dict:
         """Stop the sources, drain the rings, publish a final status per stream, close the socket,
         all within `timeout_s` (what the rings still hold at the deadline is counted, not encoded).
         Returns the final stats."""
         deadline = time.monotonic() + timeout_s
-        for source in self.sources.values():
-            source.stop(timeout_s=0)  # ask them all first, then wait
-        for source in self.sources.values():
-            source.stop(timeout_s=max(0.0, deadline - 1.0 - time.monotonic()))
+        self._stop_sources(list(self.sources), max(0.0, timeout_s - 1.0))
         self._drain_deadline = deadline - 0.6
         self._stopping.set()
         if self._thread.is_alive():
@@ -225,6 +229,15 @@ class Pipeline:
                 "publisher": self.publisher.stats(),
                 "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
                                                      percentiles=percentiles) for name, source, counters in streams}}
+
+    def _stop_sources(self, names: Sequence[str], wait_s: float) -> None:
+        """Ask every named source to stop at once, then wait up to `wait_s` in all for them to end."""
+        sources = [self.sources[name] for name in names]
+        for source in sources:
+            source.stop(timeout_s=0)
+        deadline = time.monotonic() + wait_s
+        for source in sources:
+            source.stop(timeout_s=max(0.0, deadline - time.monotonic()))
 
     def _streams(self) -> list[tuple[str, Source, _Counters]]:
         """(name, source, counters) of every stream, consistent for a reader in another thread while
@@ -250,10 +263,7 @@ class Pipeline:
         removed = [name for name in running if name not in wanted]
         prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
         self.options = replace(self.options, source=defaults)
-        for name in removed + changed:
-            self.sources[name].stop(timeout_s=0)
-        for name in removed + changed:
-            self.sources[name].stop(timeout_s=1.0)
+        self._stop_sources(removed + changed, 1.0)
         change = _Change(removed + changed, {config.id: (config, src, plan) for config, src, plan in prepared})
         self._changes.put(change)
         if not self._thread.is_alive():
@@ -331,7 +341,7 @@ class Pipeline:
                     break
             self._apply_changes()
             self._cycle(self._drain_deadline)  # what the rings still hold after the sources stopped
-            self._publish_stats("final")
+            self._publish_final(list(self.sources))
         except Exception as err:  # noqa: BLE001 - reported by stop(); the thread must end cleanly
             self.error = err
             log.exception("inference stopped")
@@ -349,7 +359,7 @@ class Pipeline:
                 return
             for name in change.remove:   # already stopped: drain what they wrote, then forget them
                 self._cycle(time.monotonic() + 0.5, names=[name])
-                self._publish_stats("final", names=[name])
+                self._publish_final([name])
                 # Readers look a stream up in `sources` first, so it leaves that first (and is added to it last).
                 self.sources = {n: s for n, s in self.sources.items() if n != name}
                 self._counters = {n: c for n, c in self._counters.items() if n != name}
@@ -436,11 +446,15 @@ class Pipeline:
         log.info("event %s: %s", event["type"], what, extra={"stream": name, "event": event["type"],
                                                              "label": event["label"]})
 
+    def _publish_final(self, names: Sequence[str]) -> None:
+        """A stream's last words: its open event ends, then its final status."""
+        for name in names:
+            self._end_events(name)
+        self._publish_stats("final", names)
+
     def _publish_stats(self, report: str, names: Sequence[str] | None = None) -> None:
         for name in names if names is not None else list(self.sources):
             counters = self._counters[name]
-            if report == "final":
-                self._end_events(name)
             stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
             self.publisher.publish_status(name, stats["state"], counters.last_reason, stats)
             if stats["dropped"] > counters.dropped_logged:   # one line per burst, at most one per stats interval

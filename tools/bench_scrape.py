@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,9 +43,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """(HTTP status, body); status 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
     except OSError:
         return 0, b""
 

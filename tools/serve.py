@@ -18,7 +18,6 @@ import os
 import signal
 import tempfile
 import threading
-import time
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -137,6 +136,12 @@ class Signals:
         self.stopped_by = signal.Signals(number).name
         self.stop.set()
 
+    def on_reload(self, reload) -> None:
+        """Call `reload` if SIGHUP came since the last call."""
+        if self.reload.is_set():
+            self.reload.clear()
+            reload()
+
     @contextlib.contextmanager
     def handled(self):
         handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop,
@@ -172,17 +177,6 @@ def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, metric
     log.info("reloaded %s: %s", args.config, "; ".join(f"{what} {', '.join(names)}"
                                                         for what, names in change.items() if names),
              extra={"config": args.config, **change})
-
-
-def serve_until_done(pipeline: Pipeline, duration_s: float | None, signals: Signals, reload) -> None:
-    """Serve until the sources end, `duration_s` passes or a stop signal; reload on SIGHUP."""
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    while not pipeline.wait(0.05) and not signals.stop.is_set():
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        if signals.reload.is_set():
-            signals.reload.clear()
-            reload()
 
 
 def log_summary(stats: dict) -> None:
@@ -236,8 +230,8 @@ def serve(args) -> int:
             if service:
                 service.start()
             try:
-                serve_until_done(pipeline, args.duration, signals,
-                                 lambda: reload_deployment(args, pipeline, expand, metrics))
+                pipeline.serve_until(args.duration, signals.stop,
+                                     lambda: signals.on_reload(lambda: reload_deployment(args, pipeline, expand, metrics)))
                 log.info("stopping%s", f" ({signals.stopped_by})" if signals.stopped_by else "")
                 stats = pipeline.stop()
             finally:

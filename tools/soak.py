@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import LrcnError
+from tools.bench_scrape import get
 from tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, is_listening, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,25 +147,12 @@ class Scraper:
         self._thread = threading.Thread(target=self._run, name="scraper", daemon=True)
         self._thread.start()
 
-    def _get(self, path: str) -> int:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as response:
-                response.read()
-                return response.status
-        except urllib.error.HTTPError as err:
-            return err.code
-        except OSError:
-            return 0
-
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             started = time.monotonic()
-            status = self._get("/metrics")
+            status, _ = get(self.url + "/metrics")
             took_ms = (time.monotonic() - started) * 1000
-            health = self._get("/healthz")
+            health, _ = get(self.url + "/healthz")
             if status == 200:
                 self.scrapes += 1
                 if len(self.times_ms) < 100_000:
