@@ -20,6 +20,10 @@
     source = "replay.mp4"
     loop = true
 
+    [[sink]]                             # more sinks beside ZeroMQ (stream.sinks): mqtt, jsonl, zeromq
+    type = "mqtt"
+    url = "mqtt://broker.lan:1883/lrcn"
+
 Any mistake (bad TOML, an unknown key, a value of the wrong type) is one LrcnError line that
 names the file and, where it can be found, the line.
 """
@@ -33,6 +37,7 @@ from stream.errors import LrcnError
 from stream.events import EventRules
 from stream.pipeline import StreamConfig
 from stream.service import parse_address
+from stream.sinks import sink_types
 from stream.smoothing import parse_smoothing
 from stream.sources import SourceOptions, check_options
 from stream.sources.pyav import check_decoder
@@ -83,12 +88,21 @@ def load_deployment(path: str | Path) -> Deployment:
 
 
 def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
-    def fail(message: str, key: str | None = None, table: int | None = None) -> LrcnError:
-        line = _line_of(text, key, table) if key else None
+    def fail(message: str, key: str | None = None, table: int | None = None, kind: str = "stream") -> LrcnError:
+        line = _line_of(text, key, table, kind) if key else None
         return LrcnError(f"{path}{f':{line}' if line else ''}: {message}")
 
-    settings = {k: v for k, v in data.items() if k != "stream"}
+    settings = {k: v for k, v in data.items() if k not in ("stream", "sink")}
     _check(settings, SETTING_TYPES, "", fail)
+    sinks = data.get("sink", [])
+    if not isinstance(sinks, list) or not all(isinstance(t, dict) for t in sinks):
+        raise fail("'sink' must be [[sink]] tables", "sink")
+    for number, table in enumerate(sinks):
+        if table.get("type") not in sink_types():
+            raise fail(f"[[sink]] #{number + 1}: unknown sink type {table.get('type')!r} "
+                       f"(known: {', '.join(sink_types())})", "type", number, "sink")
+    if sinks:
+        settings["sinks"] = sinks
     if "metrics" in settings:
         try:
             parse_address(settings["metrics"])
@@ -155,14 +169,15 @@ def _check(table: dict, types: dict, where: str, fail) -> None:
             raise fail(f"{key!r}{where} must be {name}, got {value!r}", key)
 
 
-def _line_of(text: str, key: str, table: int | None) -> int | None:
-    """1-based line of `key = ...` at the top level (table None) or in the table-th [[stream]]."""
+def _line_of(text: str, key: str, table: int | None, kind: str = "stream") -> int | None:
+    """1-based line of `key = ...` at the top level (table None) or in the table-th [[kind]]."""
+    header = f"[[{kind}]]"
     section, seen_tables = -1, -1
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("["):
-            seen_tables += stripped.startswith("[[stream]]")
-            section = seen_tables if stripped.startswith("[[stream]]") else -2
+            seen_tables += stripped.startswith(header)
+            section = seen_tables if stripped.startswith(header) else -2
             continue
         if (section == -1 if table is None else section == table) and re.match(rf"{re.escape(key)}\s*=", stripped):
             return number

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.errors import LrcnError
-
-SCHEMA_VERSION = 1
+from stream.message_schema import FIELDS, SCHEMA_VERSION
 PRED, STATUS, EVENT, HEARTBEAT = "pred", "status", "event", "heartbeat"
 EVENT_TYPES = ("start", "update", "end")
 HEARTBEAT_TOPIC = HEARTBEAT
@@ -123,18 +122,11 @@ def encode_heartbeat(*, seq: int, publish_time: float, interval_s: float, stream
     return _frames(HEARTBEAT_TOPIC, payload)
 
 
-# Required payload fields and their JSON types, per kind.
+# Required payload fields and their Python types, per kind (stream.message_schema lists them all).
 _NUMBER = (int, float)
-_FIELDS: dict[str, dict[str, Any]] = {
-    PRED: {"schema": int, "stream": str, "seq": int, "frame_index": int, "window": list, "label": str,
-           "score": _NUMBER, "top_k": list, "capture_time": _NUMBER, "publish_time": _NUMBER,
-           "latency_ms": _NUMBER},
-    STATUS: {"schema": int, "stream": str, "seq": int, "state": str, "reason": str, "time": _NUMBER,
-             "stats": dict},
-    EVENT: {"schema": int, "stream": str, "seq": int, "time": _NUMBER, "type": str, "label": str,
-            "start_frame": int, "start_time": _NUMBER},
-    HEARTBEAT: {"schema": int, "seq": int, "time": _NUMBER, "interval_s": _NUMBER, "streams": list},
-}
+_PYTHON_TYPES = {"integer": int, "number": _NUMBER, "string": str, "array": list, "object": dict}
+_FIELDS: dict[str, dict[str, Any]] = {kind: {f.name: _PYTHON_TYPES[f.type] for f in fields if f.required}
+                                      for kind, fields in FIELDS.items()}
 
 
 def decode(frames: Sequence[bytes]) -> Message:

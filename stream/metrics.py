@@ -29,7 +29,7 @@ STREAM_COUNTERS = (
     ("lrcn_frames_encoded", "Frames the encoder encoded", "encoded"),
     ("lrcn_predictions", "Predictions made", "predictions"),
     ("lrcn_ring_dropped_frames", "Sampled frames the ring overwrote before inference read them", "dropped"),
-    ("lrcn_publisher_dropped_predictions", "Predictions the publisher shed at its high-water mark",
+    ("lrcn_publisher_dropped_predictions", "Predictions a sink dropped (ZeroMQ high-water mark, a full queue)",
      "publisher_dropped"),
     ("lrcn_reconnects", "Successful reconnections after a lost connection", "reconnects"),
     ("lrcn_state_resets", "Head state resets (a gap in the stream)", "resets"),
@@ -88,12 +88,20 @@ class PipelineCollector(Collector):
             for name, s in streams.items():
                 family.add_metric([name], s[key])
             yield family
-        for metric, documentation, key in (("lrcn_messages_sent", "Messages the publisher sent", "sent"),
-                                           ("lrcn_messages_shed", "Messages the publisher shed at its high-water "
-                                                                  "mark", "shed")):
-            family = CounterMetricFamily(metric, documentation)
-            family.add_metric([], stats["publisher"][key])
+        sinks = stats["sinks"]
+        for metric, documentation, key in (("lrcn_messages_sent", "Messages a sink sent (or queued to send)", "sent"),
+                                           ("lrcn_messages_dropped", "Messages a sink dropped: a full queue or "
+                                                                     "buffer, a ZeroMQ high-water mark", "dropped")):
+            family = CounterMetricFamily(metric, documentation, labels=["sink"])
+            for name, counters in sinks.items():
+                family.add_metric([name], counters[key])
             yield family
+        connected = GaugeMetricFamily("lrcn_sink_connected", "1 while a sink with a connection (MQTT) has it",
+                                      labels=["sink"])
+        for name, counters in sinks.items():
+            if "connected" in counters:
+                connected.add_metric([name], float(counters["connected"]))
+        yield connected
         calls = CounterMetricFamily("lrcn_encoder_calls", "Encoder calls")
         calls.add_metric([], stats["encoder_calls"])
         yield calls

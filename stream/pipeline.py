@@ -1,15 +1,18 @@
-"""The running recognizer: capture threads -> rings -> one inference thread -> ZeroMQ.
+"""The running recognizer: capture threads -> rings -> one inference thread -> sinks.
 
     pipeline = Pipeline("bundles/mine", [StreamConfig("rtsp://10.0.0.5:8554/live", id="door"),
                                          StreamConfig("walk.avi", id="replay", loop=True)],
-                        PipelineOptions(endpoint="tcp://127.0.0.1:5556"))
+                        PipelineOptions(endpoint="tcp://127.0.0.1:5556",
+                                        sinks=({"type": "mqtt", "url": "mqtt://127.0.0.1/lrcn"},)))
     stats = pipeline.run(duration_s=60)       # or: pipeline.start(); ...; stats = pipeline.stop()
 
 The inference thread owns the scheduler (and so every head state): it reads the rings,
 forwards each source's status events as `status/<stream>` messages, resets a stream's head at a
 gap, publishes predictions, and every `stats_interval_s` a status with the stream's counters.
-When every source has ended, it drains and finishes by itself. `stop()` stops the sources,
-drains what the rings hold, publishes a final status per stream and closes the socket.
+Every message goes through one `Outbox` to every sink: the ZeroMQ socket of `endpoint` first,
+then the sinks of `PipelineOptions.sinks` ([[sink]] tables). When every source has ended, it
+drains and finishes by itself. `stop()` stops the sources, drains what the rings hold,
+publishes a final status per stream and closes the sinks.
 
 `reconfigure(streams)` (a reload) starts added streams, stops removed ones with a final status,
 restarts changed ones, and leaves the rest alone: their head state, windows and `seq` go on as if
@@ -34,7 +37,9 @@ from stream.encoders import open_encoder
 from stream.errors import LrcnError
 from stream.events import EventRules, EventState, Observation, finish, published_label, step
 from stream.keys import ServerKeys
-from stream.publisher import DEFAULT_ENDPOINT, Publisher
+from stream.outbox import Outbox, default_node
+from stream.sinks import Sink, open_sink
+from stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
 from stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from stream.scheduler import Prediction, Scheduler, StreamPlan
 from stream.smoothing import parse_smoothing
@@ -85,6 +90,7 @@ class PipelineOptions:
     # call: throughput for a GPU, at up to this much latency. 0: encode what is there at once.
     gather_s: float = 0.0
     source: SourceOptions = field(default_factory=SourceOptions)
+    sinks: tuple[dict, ...] = ()      # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
 
 
 @dataclass
@@ -128,9 +134,10 @@ class Pipeline:
         self._counters: dict[str, _Counters] = {}
         for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
             self._attach(config, source, plan)
-        self.publisher = Publisher(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
-                                   linger_s=0.5)
-        self.endpoint = self.publisher.endpoint
+        self.zeromq = ZeroMqSink(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
+                                 linger_s=0.5)
+        self.endpoint = self.zeromq.endpoint
+        self.outbox = Outbox(_open_sinks(self.zeromq, options.sinks))
         self.error: BaseException | None = None
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
         self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
@@ -213,7 +220,7 @@ class Pipeline:
         if self._thread.is_alive():
             self._thread.join(max(0.0, deadline - time.monotonic()))
         elif self._started_at is None:
-            self.publisher.close(linger_s=0)  # never started: the inference thread will not close it
+            self.outbox.close(timeout_s=0)  # never started: the inference thread will not close it
         if self.error is not None:
             raise LrcnError(f"inference stopped: {type(self.error).__name__}: {self.error}") from self.error
         return self.stats()
@@ -226,7 +233,7 @@ class Pipeline:
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
                 "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
-                "publisher": self.publisher.stats(),
+                "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed}, "sinks": self.outbox.stats(),
                 "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
                                                      percentiles=percentiles) for name, source, counters in streams}}
 
@@ -332,7 +339,7 @@ class Pipeline:
                 self._cycle()
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    self.publisher.heartbeat(list(self.sources), self.options.heartbeat_interval_s)
+                    self.outbox.heartbeat(list(self.sources), self.options.heartbeat_interval_s)
                     next_heartbeat = now + self.options.heartbeat_interval_s
                 if now >= next_stats:
                     self._publish_stats("periodic")
@@ -346,8 +353,8 @@ class Pipeline:
             self.error = err
             log.exception("inference stopped")
         finally:
-            # The socket is closed by the thread that uses it, never under its feet.
-            self.publisher.close(linger_s=0.3)
+            # The sinks are closed by the thread that uses them, never under its feet.
+            self.outbox.close(timeout_s=0.5)
             self._finished.set()
 
     def _apply_changes(self) -> None:
@@ -406,13 +413,13 @@ class Pipeline:
                         f": {event.reason}" if event.reason else "",
                         extra={"stream": name, "state": event.state.value, "frames": event.frames})
                 stats = {**self._stream_stats(name), "frames": event.frames, "segment": event.segment}
-                self.publisher.publish_status(name, event.state.value, event.reason, stats)
+                self.outbox.publish_status(name, event.state.value, event.reason, stats)
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
         rules = self.configs[prediction.stream].events
         label = published_label(rules, prediction.label, prediction.score)
-        sent = self.publisher.publish_prediction(
+        sent = self.outbox.publish_prediction(
             prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=label,
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
             captured_at=prediction.captured_at, stream_time=prediction.pts,
@@ -438,7 +445,7 @@ class Pipeline:
             self._publish_event(name, event)
 
     def _publish_event(self, name: str, event: dict) -> None:
-        self.publisher.publish_event(name, event)
+        self.outbox.publish_event(name, event)
         what = f"{event['label']} from frame {event['start_frame']}" + \
                (f" to {event['end_frame']} ({event['duration_s']:.1f} s, peak {event['peak_score']:.2f})"
                 if event["type"] == "end" else "")
@@ -456,7 +463,7 @@ class Pipeline:
         for name in names if names is not None else list(self.sources):
             counters = self._counters[name]
             stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
-            self.publisher.publish_status(name, stats["state"], counters.last_reason, stats)
+            self.outbox.publish_status(name, stats["state"], counters.last_reason, stats)
             if stats["dropped"] > counters.dropped_logged:   # one line per burst, at most one per stats interval
                 log.warning("dropped %d frames at the ring (%d in all): inference is behind the camera",
                             stats["dropped"] - counters.dropped_logged, stats["dropped"],
@@ -482,6 +489,22 @@ class Pipeline:
     def _all_ended(self) -> bool:
         return all(s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0
                    for s in self.sources.values())
+
+
+def _open_sinks(zeromq: ZeroMqSink, tables: Sequence[dict]) -> list[Sink]:
+    """ZeroMQ, then a sink per table; if one cannot be opened, the ones before it are closed."""
+    sinks: list[Sink] = [zeromq]
+    try:
+        for number, table in enumerate(tables, start=1):
+            try:
+                sinks.append(open_sink(table, node=default_node()))
+            except LrcnError as err:
+                raise LrcnError(f"sink #{number} ({table.get('type')}): {err}") from None
+    except BaseException:
+        for sink in sinks:
+            sink.close(0)
+        raise
+    return sinks
 
 
 def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:

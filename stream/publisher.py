@@ -1,9 +1,10 @@
 """ZeroMQ transport for schema v1 messages: Publisher (PUB), Subscriber (SUB) and an XSUB/XPUB Proxy.
 
-The publisher never blocks the pipeline: it sends with NOBLOCK behind a high-water mark. A PUB
-socket drops a slow subscriber's messages at that subscriber's high-water mark without telling
-the sender, so those losses show up where they can be seen: as `seq` gaps at the subscriber
-(`Subscriber.missed`). `Publisher.shed` counts what the socket itself refused (zmq.Again).
+The publisher never blocks the pipeline: it sends with NOBLOCK behind a high-water mark
+(`stream.sinks.zeromq`). A PUB socket drops a slow subscriber's messages at that subscriber's
+high-water mark without telling the sender, so those losses show up where they can be seen: as
+`seq` gaps at the subscriber (`Subscriber.missed`). `Publisher.shed` counts what the socket itself
+refused (zmq.Again).
 
 >>> publisher = Publisher("tcp://127.0.0.1:5556")                             # doctest: +SKIP
 >>> publisher.publish_prediction("cam0", frame_index=41, window=(26, 41), label="wave", score=0.9,
@@ -13,12 +14,10 @@ Message(topic='pred/cam0', kind='pred', stream='cam0', payload={...})
 """
 from __future__ import annotations
 
-import os
-import socket as _socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -26,104 +25,40 @@ from zmq.auth.thread import ThreadAuthenticator
 from stream import messages
 from stream.errors import LrcnError
 from stream.keys import ClientKeys, ServerKeys
+from stream.outbox import Outbox
+from stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
-_FIRST_FRAME = int(zmq.NOBLOCK | zmq.SNDMORE)  # combined once: an enum flag `|` per message costs more than the send
 
-
-class Publisher:
-    """Binds (or, for a proxy's XSUB side, connects) a PUB socket and sends schema v1 messages.
+class Publisher(Outbox):
+    """An outbox with one ZeroMQ sink that binds (or, for a proxy's XSUB side, connects) a PUB socket.
 
     Safe to call from several threads: sends are serialised by a lock held only for the send.
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
                  linger_s: float = 1.0, curve: ServerKeys | None = None, node: str | None = None):
-        self._context = zmq.Context()
-        self._authenticator = None
-        self._socket = self._context.socket(zmq.PUB)
-        self._socket.sndhwm = hwm
-        self._socket.linger = int(linger_s * 1000)
-        try:
-            if curve is not None:
-                self._authenticator = start_authenticator(self._context, curve)
-                self._socket.curve_secretkey = curve.secret
-                self._socket.curve_publickey = curve.public
-                self._socket.curve_server = True
-            if bind:
-                self._socket.bind(endpoint)
-            else:
-                self._socket.connect(endpoint)
-        except zmq.ZMQError as err:
-            self.close(linger_s=0)
-            raise LrcnError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {err}") from None
-        self.endpoint = self._socket.last_endpoint.decode() if bind else endpoint
-        self.node = node or f"{_socket.gethostname()}:{os.getpid()}"
-        self.sent = 0
-        self.shed = 0
-        self._seq: dict[str, int] = defaultdict(int)
-        self._lock = threading.Lock()
-        self._closed = False
+        self.zeromq = ZeroMqSink(endpoint, bind=bind, hwm=hwm, linger_s=linger_s, curve=curve)
+        super().__init__([self.zeromq], node)
+        self.endpoint = self.zeromq.endpoint
 
-    def publish_prediction(self, stream: str, *, frame_index: int, window: tuple[int, int], label: str,
-                           score: float, top_k: Iterable[tuple[str, float]], captured_at: float,
-                           probabilities: dict[str, float] | None = None, stream_time: float | None = None) -> bool:
-        """Send one prediction; `captured_at` is the frame's time.monotonic() capture stamp.
-        False if the socket shed it."""
-        now_wall, now_mono = time.time(), time.monotonic()
-        latency_s = max(0.0, now_mono - captured_at)
-        return self._send(messages.pred_topic(stream), lambda seq: messages.encode_prediction(
-            stream, seq=seq, frame_index=frame_index, window=window, label=label, score=score, top_k=top_k,
-            capture_time=now_wall - latency_s, publish_time=now_wall, latency_ms=latency_s * 1000.0,
-            probabilities=probabilities, stream_time=stream_time))
+    @property
+    def sent(self) -> int:
+        return self.zeromq.sent
 
-    def publish_status(self, stream: str, state: str, reason: str = "", stats: dict | None = None) -> bool:
-        return self._send(messages.status_topic(stream), lambda seq: messages.encode_status(
-            stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()))
-
-    def publish_event(self, stream: str, event: dict) -> bool:
-        """Send one event of stream.events (a start, update or end)."""
-        return self._send(messages.event_topic(stream), lambda seq: messages.encode_event(
-            stream, seq=seq, event=event, publish_time=time.time()))
-
-    def heartbeat(self, streams: Sequence[str] = (), interval_s: float = 1.0) -> bool:
-        """Send a heartbeat; call it every `interval_s` (the value tells subscribers what to expect)."""
-        return self._send(messages.HEARTBEAT_TOPIC, lambda seq: messages.encode_heartbeat(
-            seq=seq, publish_time=time.time(), interval_s=interval_s, streams=streams, node=self.node))
+    @property
+    def shed(self) -> int:
+        return self.zeromq.shed
 
     def stats(self) -> dict:
         return {"sent": self.sent, "shed": self.shed}
 
     def close(self, linger_s: float | None = None) -> None:
         """Close the socket, waiting up to `linger_s` (default: the constructor's) to flush queued messages."""
-        if getattr(self, "_closed", False):
-            return
-        self._closed = True
-        self._socket.close(linger=None if linger_s is None else int(linger_s * 1000))
-        if self._authenticator is not None:
-            self._authenticator.stop()
-        self._context.term()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _send(self, topic: str, encode) -> bool:
         with self._lock:
-            frames = encode(self._seq[topic])
-            self._seq[topic] += 1
-            try:
-                # Two plain sends are a quarter of send_multipart's cost, which checks and wraps each frame.
-                # A PUB socket queues the whole message or nothing, so Again can only come from the first.
-                self._socket.send(frames[0], _FIRST_FRAME)
-                self._socket.send(frames[1], zmq.NOBLOCK)
-            except zmq.Again:
-                self.shed += 1
-                return False
-            self.sent += 1
-            return True
+            if self._closed:
+                return
+            self._closed = True
+        self.zeromq.close(linger_s)
 
 
 class Subscriber:

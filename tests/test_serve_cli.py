@@ -163,7 +163,14 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     both.write_text(f'endpoint = "tcp://127.0.0.1:5556"\nconnect = "tcp://127.0.0.1:5557"\n\n[[stream]]\nsource = "{video}"\n')
     bad_metrics = tmp_path / "bad_metrics.toml"
     bad_metrics.write_text(f'metrics = "localhost:http"\n\n[[stream]]\nsource = "{video}"\n')
+    unknown_sink = tmp_path / "unknown_sink.toml"
+    unknown_sink.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "kafka"\n')
+    bad_sink_key = tmp_path / "bad_sink_key.toml"
+    bad_sink_key.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "jsonl"\nfile = "x.jsonl"\n')
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
     return {"bundle": str(bundle), "video": str(video), "broken": str(broken), "corrupt": str(corrupt),
+            "unknown_sink": str(unknown_sink), "bad_sink_key": str(bad_sink_key), "blocker": str(blocker),
             "malformed": str(malformed), "unknown": str(unknown), "missing": str(tmp_path / "missing.avi"),
             "bad_crop": str(bad_crop), "bad_decoder": str(bad_decoder), "both": str(both),
             "bad_metrics": str(bad_metrics),
@@ -188,13 +195,19 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "{video}", "--watch-classes", "dance,bend"], "events name classes the model lacks: dance"),
     (["serve", "{bundle}", "{video}", "--min-score", "2"], "min_score must be in [0, 1], got 2.0"),
     (["serve", "{bundle}", "{video}", "--smooth", "median:3"], "smoothing must be"),
+    (["serve", "{bundle}", "--config", "{unknown_sink}"], "{unknown_sink}:5: [[sink]] #1: unknown sink type 'kafka'"),
+    (["serve", "{bundle}", "--config", "{bad_sink_key}"], "sink #1 (jsonl): unknown key 'file' in a jsonl sink"),
+    (["serve", "{bundle}", "{video}", "--mqtt", "http://broker"], "sink #1 (mqtt): "),
+    (["serve", "{bundle}", "{video}", "--mqtt", "mqtt://"], "sink #1 (mqtt): "),
+    (["serve", "{bundle}", "{video}", "--jsonl", "{blocker}/out.jsonl"], "jsonl sink: cannot write {blocker}/out.jsonl"),
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
 ], ids=["missing-bundle", "broken-bundle", "missing-file", "corrupt-file", "crop-outside", "bad-decoder",
         "bad-crop-toml", "bad-decoder-toml", "malformed-toml",
         "unknown-toml-key", "no-source", "bind-and-connect", "bad-metrics-toml", "bad-metrics-flag", "unknown-event-class",
-        "bad-min-score", "bad-smoothing", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
+        "bad-min-score", "bad-smoothing", "unknown-sink-type", "bad-sink-key", "bad-mqtt-scheme", "mqtt-no-host",
+        "unwritable-jsonl", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
     argv = [a.format(**bad_inputs) for a in argv]
     assert main(argv) == 2

@@ -129,7 +129,7 @@ def test_healthz_fails_while_inference_is_blocked_and_readyz_while_a_camera_is_l
             assert wait_until(lambda: get(service.url + "/readyz")[0] == 200, 20), get(service.url + "/readyz")
             assert get(service.url + "/healthz")[0] == 200
             # Block the inference thread where it really blocks: publishing, behind the publisher's lock.
-            with pipeline.publisher._lock:
+            with pipeline.outbox._lock:
                 assert wait_until(lambda: get(service.url + "/healthz")[0] == 503, 5)
                 status, body = get(service.url + "/healthz")
                 assert json.loads(body)["alive"] is False

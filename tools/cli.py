@@ -449,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--connect", metavar="ENDPOINT",
                          help="connect the publisher to ENDPOINT instead of binding: an `lrcn proxy` --xsub "
                               "endpoint, so that many recognizers publish into one place")
+    serve.add_argument("--mqtt", action="append", metavar="URL",
+                       help="also publish to an MQTT broker: mqtt[s]://[USER:PASSWORD@]HOST[:PORT][/PREFIX] "
+                            "(topics PREFIX/<stream>/pred|status|event; repeatable; [[sink]] tables set more)")
+    serve.add_argument("--jsonl", action="append", metavar="PATH",
+                       help="also write every prediction, status and event to PATH, one JSON line each, "
+                            "rotated at 100 MB (repeatable)")
     serve.add_argument("--curve-keys", metavar="DIR", help="encrypt with DIR/server.key_secret and admit only the "
                                                            "clients in DIR/authorized_clients (`lrcn keys DIR`)")
     pace = serve.add_mutually_exclusive_group()

@@ -121,7 +121,14 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            max_batch=pick("max_batch", default=PipelineOptions.max_batch),
                            stats_interval_s=pick("stats_interval", "stats_interval_s",
                                                  PipelineOptions.stats_interval_s),
-                           gather_s=pick("gather_ms", default=0.0) / 1000.0, source=source)
+                           gather_s=pick("gather_ms", default=0.0) / 1000.0, source=source,
+                           sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
+
+
+def sink_tables_from_args(args) -> tuple[dict, ...]:
+    """The shorthand flags as [[sink]] tables, after the file's."""
+    return tuple([{"type": "mqtt", "url": url} for url in args.mqtt or []] +
+                 [{"type": "jsonl", "path": path} for path in args.jsonl or []])
 
 
 class Signals:
@@ -183,6 +190,9 @@ def log_summary(stats: dict) -> None:
     log.info(f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
              f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
              f"{stats['publisher']['shed']} shed")
+    for name, counters in stats["sinks"].items():
+        if name != "zeromq":
+            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()))
     for name, s in stats["streams"].items():
         latency = "-" if s["latency_p50_ms"] is None else \
             f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
@@ -223,6 +233,7 @@ def serve(args) -> int:
             log.info("loaded %s: %d streams", deployment.path, len(deployment.streams),
                      extra={"config": str(deployment.path)})
         where = f"into {pipeline.endpoint}" if options.connect else f"on {pipeline.endpoint}"
+        where += "".join(f", {sink.describe()}" for sink in pipeline.outbox.sinks[1:])
         print(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
               f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)", flush=True)
         with Signals().handled() as signals:

@@ -1,0 +1,118 @@
+"""Sinks: where the pipeline's messages go. ZeroMQ PUB is the default; MQTT and JSONL files beside it.
+
+Every message is numbered and encoded once (`stream.outbox.Outbox`), then handed to each sink as
+an `Outgoing`: the same schema v1 JSON, with the same `seq`, whatever the transport. A sink gets
+one call per message kind, `prediction`, `status`, `event` and `heartbeat`; each defaults to
+`send`, so a sink overrides only the kinds it treats differently (MQTT retains the status).
+
+A sink must never block the caller (the inference thread): it queues or drops, and counts what it
+dropped in `stats()`. A new kind of sink is one module with a `@register`ed class:
+
+    @register
+    class Webhook(Sink):
+        name = "webhook"                         # `type = "webhook"` in a [[sink]] table
+        @classmethod
+        def from_config(cls, options, *, node): ...   # the table's other keys; LrcnError if wrong
+        def send(self, message): ...             # True if taken, False if dropped
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from stream.errors import LrcnError
+
+# Modules that register the built-in sinks; imported when a sink is first looked up, so that a
+# deployment without MQTT or files never imports them.
+BUILT_IN = ("stream.sinks.zeromq", "stream.sinks.mqtt", "stream.sinks.jsonl")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One encoded message: `frames` are ZeroMQ's [topic, payload] (`stream.messages`)."""
+    kind: str              # messages.PRED, STATUS, EVENT or HEARTBEAT
+    stream: str | None     # None for a heartbeat
+    topic: str             # pred/<stream>, status/<stream>, event/<stream> or heartbeat
+    frames: tuple[bytes, bytes]
+
+    @property
+    def payload(self) -> bytes:
+        """The UTF-8 JSON object."""
+        return self.frames[1]
+
+
+class Sink:
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, options: Mapping, *, node: str) -> Sink:
+        """A sink from a [[sink]] table's keys (all but `type`); LrcnError naming a bad key."""
+        raise NotImplementedError
+
+    def send(self, message: Outgoing) -> bool:
+        """Queue or send one message without blocking; False if it was dropped."""
+        raise NotImplementedError
+
+    def prediction(self, message: Outgoing) -> bool:
+        return self.send(message)
+
+    def status(self, message: Outgoing) -> bool:
+        return self.send(message)
+
+    def event(self, message: Outgoing) -> bool:
+        return self.send(message)
+
+    def heartbeat(self, message: Outgoing) -> bool:
+        return self.send(message)
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Flush what is queued for up to `timeout_s`, then let go of the transport."""
+
+    def stats(self) -> dict:
+        """Plain counters, at least {"sent": n, "dropped": n}."""
+        return {}
+
+    def describe(self) -> str:
+        """Where it sends, for the log and the banner."""
+        return self.name
+
+
+SINKS: dict[str, type[Sink]] = {}
+
+
+def register(cls: type[Sink]) -> type[Sink]:
+    if not cls.name or cls.name in SINKS:
+        raise ValueError(f"sink {cls.__name__} needs a unique name, got {cls.name!r}")
+    SINKS[cls.name] = cls
+    return cls
+
+
+def sink_types() -> list[str]:
+    _load_built_in()
+    return sorted(SINKS)
+
+
+def open_sink(table: Mapping, *, node: str) -> Sink:
+    """A sink from a [[sink]] table: `type` picks the class, the other keys are its options."""
+    _load_built_in()
+    kind = table.get("type")
+    if kind not in SINKS:
+        raise LrcnError(f"unknown sink type {kind!r} (known: {', '.join(sorted(SINKS))})")
+    return SINKS[kind].from_config({k: v for k, v in table.items() if k != "type"}, node=node)
+
+
+def check_keys(options: Mapping, types: Mapping[str, type | tuple], sink: str) -> None:
+    """LrcnError for a key `types` does not name or a value of the wrong type."""
+    for key, value in options.items():
+        if key not in types:
+            raise LrcnError(f"unknown key {key!r} in a {sink} sink (known: {', '.join(types)})")
+        expected = types[key]
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+            raise LrcnError(f"{sink} sink: {key!r} has the wrong type ({type(value).__name__})")
+
+
+def _load_built_in() -> None:
+    for module in BUILT_IN:
+        importlib.import_module(module)

@@ -1,0 +1,143 @@
+"""The JSONL sink: every message as one line of a file, rotated by size.
+
+    [[sink]]
+    type = "jsonl"
+    path = "/var/lib/lrcn/messages.jsonl"
+    max_mb = 100          # rotate when the file would pass this size ...
+    keep = 5              # ... keeping messages.jsonl.1 (newest) to .5 (oldest)
+    kinds = ["pred", "status", "event"]   # the default; add "heartbeat" for those too
+
+A line is the message's schema v1 payload with its topic first, `{"topic":"pred/door",...}`,
+spliced from the encoded bytes rather than encoded again. The calling thread only puts the line
+on a bounded queue; a writer thread writes, flushes whenever the queue runs empty, and rotates.
+A full queue (a disk slower than the messages) drops the line and counts it; a failed write
+(disk full, file removed) is counted, kept as `problem`, and the writer carries on.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from stream import messages
+from stream.errors import LrcnError
+from stream.sinks import Outgoing, Sink, check_keys, register
+
+KINDS = (messages.PRED, messages.STATUS, messages.EVENT, messages.HEARTBEAT)
+OPTION_TYPES = {"path": str, "max_mb": (int, float), "keep": int, "kinds": list, "queue": int}
+_CLOSE = object()
+
+
+@register
+class JsonlSink(Sink):
+    name = "jsonl"
+
+    def __init__(self, path: str | Path, *, max_mb: float = 100.0, keep: int = 5,
+                 kinds: tuple[str, ...] = (messages.PRED, messages.STATUS, messages.EVENT), queue_size: int = 10_000):
+        if not max_mb > 0 or keep < 0 or queue_size < 1:
+            raise LrcnError(f"jsonl sink: max_mb must be > 0, keep >= 0 and queue >= 1, got {max_mb}, {keep}, {queue_size}")
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise LrcnError(f"jsonl sink: unknown kinds {', '.join(unknown)} (known: {', '.join(KINDS)})")
+        self.path = Path(path)
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.keep = keep
+        self.kinds = frozenset(kinds)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab")
+        except OSError as err:
+            raise LrcnError(f"jsonl sink: cannot write {self.path}: {err.strerror or err}") from None
+        self._size = self._file.tell()
+        self._queue: queue.Queue = queue.Queue(queue_size)
+        self.sent = self.dropped = self.failed = self.rotations = 0
+        self.problem: str | None = None
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_all, name=f"jsonl {self.path.name}", daemon=True)
+        self._writer.start()
+
+    @classmethod
+    def from_config(cls, options: Mapping, *, node: str) -> JsonlSink:
+        check_keys(options, OPTION_TYPES, cls.name)
+        if "path" not in options:
+            raise LrcnError("jsonl sink: missing key 'path' (the file to write)")
+        return cls(options["path"], max_mb=options.get("max_mb", 100.0), keep=options.get("keep", 5),
+                   kinds=tuple(options.get("kinds", (messages.PRED, messages.STATUS, messages.EVENT))),
+                   queue_size=options.get("queue", 10_000))
+
+    def send(self, message: Outgoing) -> bool:
+        if message.kind not in self.kinds:
+            return True
+        line = b'{"topic":"' + message.frames[0] + b'",' + message.payload[1:] + b"\n"
+        try:
+            self._queue.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def stats(self) -> dict:
+        return {"sent": self.sent, "dropped": self.dropped, "failed": self.failed, "rotations": self.rotations,
+                "queued": self._queue.qsize()}
+
+    def describe(self) -> str:
+        return f"jsonl {self.path}"
+
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Write what is queued (for up to `timeout_s`), then close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._queue.put(_CLOSE, timeout=max(timeout_s, 0.01))
+        except queue.Full:
+            pass
+        self._writer.join(timeout_s)
+
+    def _write_all(self) -> None:
+        while True:
+            line = self._queue.get()
+            if line is _CLOSE:
+                break
+            self._write(line)
+            if self._queue.empty():
+                self._flush()
+        self._flush()
+        self._file.close()
+
+    def _write(self, line: bytes) -> None:
+        try:
+            if self._file.closed:   # a rotation failed half-way: try again with a fresh file
+                self._file = open(self.path, "ab")
+                self._size = self._file.tell()
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._size += len(line)
+            self.sent += 1
+        except (OSError, ValueError) as err:
+            self.failed += 1
+            self.problem = f"cannot write {self.path}: {err.strerror or err}"
+
+    def _flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as err:
+            self.failed += 1
+            self.problem = f"cannot write {self.path}: {err.strerror or err}"
+
+    def _rotate(self) -> None:
+        """path -> path.1 -> ... -> path.<keep>, the oldest dropped; then a new, empty path."""
+        self._file.close()
+        for n in range(self.keep, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+            if newer.exists():
+                os.replace(newer, older)
+        if self.keep == 0:
+            self.path.unlink(missing_ok=True)
+        self._file = open(self.path, "ab")
+        self._size = 0
+        self.rotations += 1

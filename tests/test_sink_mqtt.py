@@ -1,0 +1,366 @@
+"""The MQTT sink against a real mosquitto on 127.0.0.1 with a real paho subscriber: topics and
+payloads, retained status and availability, the last will, a broker restart at qos 1, the
+buffer's bound, bad options, and TLS with a password."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from stream import messages
+from stream.errors import LrcnError
+from stream.outbox import Outbox
+from stream.sinks import SINKS, Outgoing, Sink
+from stream.sinks.mqtt import MqttSink
+from tools.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Subscriber:
+    """A paho subscriber to `<prefix>/#` at qos 1 that records (topic, payload, retain). With
+    `session` (a fixed client id) it keeps a persistent session and subscribes only when the broker
+    has none, so messages queued for it across a broker restart or while it is away arrive."""
+
+    def __init__(self, port: int, *, prefix: str = "lrcn", session: str | None = None, tls_ca: str | None = None,
+                 username: str | None = None, password: str | None = None):
+        self.received: list[tuple[str, bytes, bool]] = []
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session or "",
+                                  clean_session=session is None, protocol=mqtt.MQTTv311)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        if username:
+            self.client.username_pw_set(username, password)
+        if tls_ca:
+            self.client.tls_set(ca_certs=tls_ca)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.filter = f"{prefix}/#"
+        self.client.connect_async("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self.subscribed.wait(20), "the subscriber did not subscribe within 20 s"
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        if not reason.is_failure and not flags.session_present:
+            client.subscribe(self.filter, qos=1)
+        elif flags.session_present:
+            self.subscribed.set()
+
+    def _on_message(self, client, userdata, message):
+        with self._lock:
+            self.received.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def messages(self, topic: str | None = None) -> list[tuple[str, bytes, bool]]:
+        with self._lock:
+            return [m for m in self.received if topic is None or m[0] == topic]
+
+    def wait_for(self, predicate, timeout_s: float = 20.0) -> bool:
+        return wait_until(lambda: predicate(self.messages()), timeout_s, 0.02)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Recorder(Sink):
+    """What the outbox hands every sink: the ZeroMQ [topic, payload] frames to compare with."""
+    name = "recorder"
+
+    def __init__(self):
+        self.messages: list[Outgoing] = []
+
+    def send(self, message: Outgoing) -> bool:
+        self.messages.append(message)
+        return True
+
+
+def predict(outbox: Outbox, stream: str, i: int) -> bool:
+    return outbox.publish_prediction(stream, frame_index=i, window=(max(0, i - 15), i), label="wave", score=0.9,
+                                     top_k=[("wave", 0.9), ("walk", 0.1)], captured_at=time.monotonic())
+
+
+def seqs(subscriber: Subscriber, topic: str) -> list[int]:
+    return [json.loads(payload)["seq"] for _, payload, _ in subscriber.messages(topic)]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    broker = Broker(tmp_path / "broker").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.mark.timeout(90)
+def test_messages_topics_payloads_and_retained_state(broker):
+    sink = MqttSink.from_config({"url": f"mqtt://127.0.0.1:{broker.port}/lrcn", "client_id": "sink-t1"}, node="test")
+    subscribers = []
+    try:
+        assert SINKS["mqtt"] is MqttSink
+        assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+        live = Subscriber(broker.port)
+        subscribers.append(live)
+        assert live.wait_for(lambda got: ("lrcn/availability", b"online", True) in got), live.messages()
+        recorder = Recorder()
+        outbox = Outbox([recorder, sink], node="test")
+        for i in range(5):
+            assert predict(outbox, "cam0", i)
+        assert predict(outbox, "cam1", 0)
+        assert outbox.publish_status("cam0", "connecting", "opening rtsp://cam0")
+        assert outbox.publish_status("cam0", "connected", "1920x1080 h264 at 25.0 fps", {"frames": 3})
+        assert outbox.publish_event("cam0", {"type": "start", "label": "wave", "start_frame": 3, "start_time": 0.12})
+        assert outbox.heartbeat(["cam0", "cam1"], interval_s=1.0)
+        expected = [(f"lrcn/{m.stream}/{m.kind}" if m.stream else f"lrcn/{m.kind}", m.payload)
+                    for m in recorder.messages]
+        assert live.wait_for(lambda got: len(got) >= 1 + len(expected)), live.messages()
+        time.sleep(0.3)   # anything extra (a duplicate) would show up by now
+        data = [(topic, payload) for topic, payload, _ in live.messages() if topic != "lrcn/availability"]
+        assert sorted(data) == sorted(expected), "every message once, on its topic, byte for byte"
+        for (topic, payload), message in zip(expected, recorder.messages):
+            decoded = messages.decode([message.topic.encode(), payload])   # the ZeroMQ path's decode
+            assert decoded.payload == json.loads(payload) and decoded.kind in topic
+        for topic in {t for t, _ in expected}:
+            assert [p for t, p in data if t == topic] == [p for t, p in expected if t == topic], f"order on {topic}"
+        assert all(not retain for topic, _, retain in live.messages() if topic != "lrcn/availability")
+        assert sink.stats() == {"sent": len(expected), "dropped": 0, "buffered": 0, "connected": True, "connects": 1}
+
+        late = Subscriber(broker.port)   # a late subscriber sees the retained state, not the rest
+        subscribers.append(late)
+        assert late.wait_for(lambda got: len(got) >= 2), late.messages()
+        time.sleep(0.3)
+        last_status = [m for m in recorder.messages if m.kind == messages.STATUS][-1]
+        assert json.loads(last_status.payload)["state"] == "connected"
+        assert sorted(late.messages()) == sorted([("lrcn/availability", b"online", True),
+                                                  ("lrcn/cam0/status", last_status.payload, True)])
+        assert "mqtt://127.0.0.1" in sink.describe() and "prefix lrcn qos 1" in sink.describe()
+
+        started = time.monotonic()
+        outbox.close(timeout_s=3.0)
+        assert time.monotonic() - started < 4.0
+        assert live.wait_for(lambda got: ("lrcn/availability", b"offline", False) in got), live.messages()
+        after = Subscriber(broker.port)
+        subscribers.append(after)
+        assert after.wait_for(lambda got: ("lrcn/availability", b"offline", True) in got), after.messages()
+        assert sink.stats()["dropped"] == 0
+        sink.close()   # idempotent
+    finally:
+        sink.close(1.0)
+        for subscriber in subscribers:
+            subscriber.close()
+
+
+CHILD = """
+import sys, time
+from stream.sinks.mqtt import MqttSink
+sink = MqttSink.from_config({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 2,
+                             "client_id": "sink-will"}, node="child")
+deadline = time.monotonic() + 30
+while not sink.stats()["connected"] and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("connected" if sink.stats()["connected"] else "not connected", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_last_will_says_offline_when_the_sink_dies(broker):
+    subscriber = Subscriber(broker.port)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(broker.port)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "connected", child.stderr.read() if child.poll() is not None else ""
+        assert subscriber.wait_for(lambda got: ("lrcn/availability", b"online", False) in got), subscriber.messages()
+        child.kill()
+        child.wait(10)
+        assert subscriber.wait_for(lambda got: ("lrcn/availability", b"offline", False) in got, 30), \
+            subscriber.messages()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        subscriber.close()
+
+
+@pytest.mark.timeout(120)
+def test_broker_restart_loses_nothing_at_qos_1(tmp_path):
+    broker = Broker(tmp_path / "broker").start()
+    subscriber = Subscriber(broker.port, session="sub-restart")
+    sink = MqttSink.from_config({"host": "127.0.0.1", "port": broker.port, "qos": 1, "client_id": "sink-restart"},
+                                node="test")
+    outbox = Outbox([sink], node="test")
+    sent, stop = [0], threading.Event()
+
+    def publish():   # every 10 ms for 6 s, on a schedule so a slow machine does not stretch it
+        start = time.monotonic()
+        while time.monotonic() - start < 6.0 and not stop.is_set():
+            assert predict(outbox, "cam0", sent[0])
+            sent[0] += 1
+            time.sleep(max(0.0, start + sent[0] * 0.01 - time.monotonic()))
+
+    try:
+        assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        time.sleep(2.0)
+        broker.stop()
+        assert wait_until(lambda: not sink.stats()["connected"], 10), "the sink noticed the broker go"
+        time.sleep(1.5)
+        broker.start()
+        publisher.join(30)
+        assert not publisher.is_alive()
+        n = sent[0]
+        assert wait_until(lambda: len(set(seqs(subscriber, "lrcn/cam0/pred"))) >= n, 40), \
+            (n, sorted(set(range(n)) - set(seqs(subscriber, "lrcn/cam0/pred")))[:20], sink.stats())
+        got = seqs(subscriber, "lrcn/cam0/pred")
+        first_seen = list(dict.fromkeys(got))
+        duplicated = sorted(seq for seq in set(got) if got.count(seq) > 1)
+        print(f"\nbroker restart: {n} sent, {len(got)} received, duplicated seqs {duplicated}, stats {sink.stats()}")
+        assert first_seen == list(range(n)), "every seq, in order, after de-duplication"
+        stats = sink.stats()
+        assert stats["dropped"] == 0 and stats["connects"] >= 2, stats
+        outbox.close(3.0)
+        assert sink.stats()["sent"] == n and sink.stats()["dropped"] == 0, sink.stats()
+    finally:
+        stop.set()
+        sink.close(1.0)
+        subscriber.close()
+        broker.stop()
+
+
+@pytest.mark.timeout(120)
+def test_buffer_keeps_the_newest_while_the_broker_is_away(tmp_path):
+    bound, extra = 50, 7
+    broker = Broker(tmp_path / "broker").start()
+    subscriber = Subscriber(broker.port, session="sub-bound")   # a session that will queue for it
+    subscriber.close()
+    broker.stop()
+    sink = MqttSink.from_config({"host": "127.0.0.1", "port": broker.port, "buffer": bound, "client_id": "sink-bound"},
+                                node="test")
+    try:
+        outbox = Outbox([sink], node="test")
+        for i in range(bound + extra):
+            assert predict(outbox, "cam0", i)
+        stats = sink.stats()
+        assert (stats["dropped"], stats["buffered"], stats["sent"], stats["connected"]) == (extra, bound, 0, False)
+        broker.start()
+        assert wait_until(lambda: sink.stats()["connected"], 45), sink.stats()
+        subscriber = Subscriber(broker.port, session="sub-bound")
+        assert subscriber.wait_for(lambda got: len(got) >= bound + 1), subscriber.messages()
+        time.sleep(0.3)
+        assert seqs(subscriber, "lrcn/cam0/pred") == list(range(extra, extra + bound))
+        assert sink.stats() == {"sent": bound, "dropped": extra, "buffered": 0, "connected": True, "connects": 1}
+    finally:
+        sink.close(1.0)
+        subscriber.close()
+        broker.stop()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("options, says", [
+    ({"url": "http://127.0.0.1:1883"}, "scheme 'http' is not mqtt or mqtts"),
+    ({"url": "127.0.0.1:1883"}, "is not mqtt or mqtts"),
+    ({"url": "mqtt://"}, "no host"),
+    ({"url": "mqtt://:1883/lrcn"}, "no host"),
+    ({"url": "mqtt://127.0.0.1:port"}, "bad port"),
+    ({"url": "mqtt://127.0.0.1:99999"}, "bad port"),
+    ({"url": "mqtt://127.0.0.1/lrcn?x=1"}, "no ?query"),
+    ({"url": "mqtt://127.0.0.1", "host": "127.0.0.1"}, "either url or host"),
+    ({}, "needs url"),
+    ({"host": "127.0.0.1", "port": 0}, "port must be 1-65535"),
+    ({"host": "127.0.0.1", "qos": 3}, "qos must be 0, 1 or 2"),
+    ({"host": "127.0.0.1", "qos": True}, "'qos' has the wrong type"),
+    ({"host": "127.0.0.1", "buffer": 0}, "buffer must be at least 1"),
+    ({"host": "127.0.0.1", "keepalive_s": 0}, "keepalive_s must be at least 1"),
+    ({"host": "127.0.0.1", "prefix": "a/+/b"}, "bad topic prefix"),
+    ({"host": "127.0.0.1", "bogus": 1}, "unknown key 'bogus'"),
+    ({"host": "127.0.0.1", "password": "x"}, "a password needs a username"),
+    ({"host": "127.0.0.1", "tls": True, "ca_file": "/nonexistent/ca.pem"}, "ca_file '/nonexistent/ca.pem' does not"),
+    ({"url": "mqtts://127.0.0.1", "cert_file": "/nonexistent/c.pem"}, "cert_file '/nonexistent/c.pem' does not exist"),
+    ({"host": "127.0.0.1", "tls": True, "key_file": "/nonexistent/k.pem"}, "key_file needs cert_file"),
+    ({"host": "127.0.0.1", "ca_file": "/etc/hostname"}, "need tls"),
+])
+def test_bad_options_are_one_line_errors(options, says):
+    with pytest.raises(LrcnError) as err:
+        MqttSink.from_config(options, node="test")
+    assert says in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.timeout(30)
+def test_unreachable_broker_at_start_is_not_an_error():
+    port = free_port()
+    started = time.monotonic()
+    sink = MqttSink.from_url(f"mqtt://user:secret@127.0.0.1:{port}/site/lrcn", node="edge1:42")
+    try:
+        assert time.monotonic() - started < 1.0
+        assert sink.stats() == {"sent": 0, "dropped": 0, "buffered": 0, "connected": False, "connects": 0}
+        assert sink.describe() == f"mqtt://127.0.0.1:{port} prefix site/lrcn qos 1"   # never the password
+        assert Outbox([sink], node="test").publish_status("cam0", "connecting")
+        assert sink.stats()["buffered"] == 1
+    finally:
+        started = time.monotonic()
+        sink.close(0.5)
+        assert time.monotonic() - started < 1.5
+    assert sink.stats()["dropped"] == 1 and sink.stats()["buffered"] == 0   # never delivered
+
+
+def make_tls(folder: Path) -> dict:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and a password file for alice."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args):
+        subprocess.run(args, cwd=folder, check=True, capture_output=True, timeout=30)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=lrcn test CA")
+    run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    run(shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd", "-b", "-c", "passwd", "alice", "s3cret")
+    return {"ca": str(folder / "ca.crt"),
+            "extra": [f"cafile {folder / 'ca.crt'}", f"certfile {folder / 'server.crt'}",
+                      f"keyfile {folder / 'server.key'}", f"password_file {folder / 'passwd'}"]}
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(shutil.which("openssl") is None or (shutil.which("mosquitto_passwd") is None
+                    and not Path("/usr/bin/mosquitto_passwd").exists()), reason="needs openssl and mosquitto_passwd")
+def test_tls_with_a_password(tmp_path):
+    tls = make_tls(tmp_path / "tls")
+    broker = Broker(tmp_path / "broker", extra=tls["extra"], anonymous=False).start()
+    sinks, subscriber = [], None
+    try:
+        subscriber = Subscriber(broker.port, tls_ca=tls["ca"], username="alice", password="s3cret")
+        sink = MqttSink.from_config({"url": f"mqtts://alice:s3cret@127.0.0.1:{broker.port}/lrcn", "ca_file": tls["ca"],
+                                     "client_id": "sink-tls"}, node="test")
+        sinks.append(sink)
+        assert sink.describe() == f"mqtts://127.0.0.1:{broker.port} prefix lrcn qos 1"
+        assert wait_until(lambda: sink.stats()["connected"], 20), (sink.stats(), broker.log.read_text()[-2000:])
+        outbox = Outbox([sink], node="test")
+        for i in range(3):
+            assert predict(outbox, "cam0", i)
+        assert subscriber.wait_for(lambda got: len([m for m in got if m[0] == "lrcn/cam0/pred"]) == 3)
+        assert seqs(subscriber, "lrcn/cam0/pred") == [0, 1, 2]
+
+        wrong = MqttSink.from_config({"url": f"mqtts://alice:wrong@127.0.0.1:{broker.port}/other",
+                                      "ca_file": tls["ca"], "client_id": "sink-wrong"}, node="test")
+        sinks.append(wrong)
+        assert wait_until(lambda: "refused" in wrong.last_error, 20), wrong.last_error
+        assert predict(Outbox([wrong], node="test"), "cam0", 0)
+        assert wrong.stats() == {"sent": 0, "dropped": 0, "buffered": 1, "connected": False, "connects": 0}
+    finally:
+        for sink in sinks:
+            sink.close(1.0)
+        if subscriber is not None:
+            subscriber.close()
+        broker.stop()
