@@ -15,6 +15,7 @@
     hop = 4
     smooth = "hysteresis:3"
     events = { min_score = 0.6, min_duration_s = 1.0, cooldown_s = 5, ignore = ["background"] }
+    record = { dir = "/var/lib/lrcn/clips", pre_s = 5, post_s = 5, max_gb = 20 }   # an MP4 per event
 
     [[stream]]
     source = "replay.mp4"
@@ -33,6 +34,7 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from stream.clips import RecordRules, check_record_dir
 from stream.errors import LrcnError
 from stream.events import EventRules
 from stream.pipeline import StreamConfig
@@ -50,11 +52,15 @@ SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str
                  "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
                  "backoff_max_s": _NUMBER, "max_attempts": int}
 STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "crop": list, "decoder": str, "mode": str, "hop": int,
-                "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool, "events": dict}
+                "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool, "events": dict,
+                "record": dict}
 # A stream's `events = { ... }` table: EventRules' fields.
 EVENT_TYPES = {"min_score": _NUMBER, "min_duration_s": _NUMBER, "cooldown_s": _NUMBER, "classes": list, "ignore": list,
                "update_s": _NUMBER}
 assert set(EVENT_TYPES) == {f.name for f in fields(EventRules)}
+# A stream's `record = { ... }` table: RecordRules' fields.
+RECORD_TYPES = {"dir": str, "pre_s": _NUMBER, "post_s": _NUMBER, "max_gb": _NUMBER}
+assert set(RECORD_TYPES) == {f.name for f in fields(RecordRules)}
 # The settings that are capture settings for every stream (SourceOptions' fields).
 SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
 assert set(STREAM_TYPES) == {f.name for f in fields(StreamConfig)}
@@ -126,7 +132,8 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         if "source" not in table:
             raise fail(f"missing key 'source'{where}")
         config = StreamConfig(**{**table, "crop": tuple(table["crop"]) if "crop" in table else None,
-                                 "events": _event_rules(table.get("events"), number, lambda m: fail(m, "events", number))})
+                                 "events": _event_rules(table.get("events"), number, lambda m: fail(m, "events", number)),
+                                 "record": _record_rules(table.get("record"), number, lambda m: fail(m, "record", number))})
         checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
                   "smooth": lambda: parse_smoothing(config.smooth),
                   "fps": lambda: check_options(SourceOptions(fps=config.fps)),
@@ -156,6 +163,22 @@ def _event_rules(table: dict | None, number: int, fail) -> EventRules | None:
         return EventRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
     except LrcnError as err:
         raise fail(f"events: {err}{where}") from None
+
+
+def _record_rules(table: dict | None, number: int, fail) -> RecordRules | None:
+    """A [[stream]]'s `record` table as RecordRules, its dir made and checked writable."""
+    if table is None:
+        return None
+    where = f" in the record of [[stream]] #{number + 1}"
+    _check(table, RECORD_TYPES, where, lambda message, key=None: fail(message))
+    if "dir" not in table:
+        raise fail(f"missing key 'dir' (where clips go){where}")
+    try:
+        rules = RecordRules(**table)
+        check_record_dir(rules.dir)
+    except LrcnError as err:
+        raise fail(f"record: {err}{where}") from None
+    return rules
 
 
 def _check(table: dict, types: dict, where: str, fail) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream.clips import ClipRecorder, RecordRules
 from stream.encoders import open_encoder
 from stream.errors import LrcnError
 from stream.events import EventRules, EventState, Observation, finish, published_label, step
@@ -55,6 +56,7 @@ DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutd
 LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: logging.WARNING,
               SourceState.FAILED: logging.ERROR}   # other states: info
 RECENT_EVENTS = 8  # status events kept per stream for the status page
+RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class StreamConfig:
     pace: bool = True                 # files: real time
     loop: bool = False                # files: start again at the end
     events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
+    record: RecordRules | None = None # write an MP4 per event (needs events and a PyAV source)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class _Counters:
     last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
     recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
+    clip: str | None = None            # the clip of the open event
 
 
 @dataclass(frozen=True)
@@ -151,27 +155,49 @@ class Pipeline:
     def _prepare(self, configs: list[StreamConfig], defaults: SourceOptions) -> list[tuple[StreamConfig, Source, StreamPlan]]:
         """Check each config and build its (unstarted) source and plan, opening any backend not yet
         open; LrcnError on the first that cannot be served, with nothing started."""
-        spec = self.bundle.meta.spec
         prepared = []
-        for config in configs:
-            backend = config.backend or self.options.backend
-            if backend not in self.scheduler.encoders:
-                encoder = open_encoder(self.bundle.path, backend, threads=self.options.threads,
-                                       max_batch=self.options.max_batch)
-                check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
-                self.scheduler.add_encoder(backend, encoder)
-            if config.events is not None:
-                unknown = sorted(set(config.events.classes + config.events.ignore) - set(self.bundle.classes))
-                if unknown:
-                    raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
-                                    f"(it has {', '.join(self.bundle.classes)})")
-            plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
-                              parse_smoothing(config.smooth), backend)
-            source = open_source(config.source, spec.input_size, name=config.id,
-                                 options=source_options(config, defaults, spec.fps),
-                                 new_frame=self._new_frame, start=False)
-            prepared.append((config, source, plan))
+        try:
+            for config in configs:
+                prepared.append(self._prepare_one(config, defaults))
+        except BaseException:
+            for _, source, _ in prepared:
+                if source.recorder is not None:
+                    source.recorder.close(timeout_s=0)
+            raise
         return prepared
+
+    def _prepare_one(self, config: StreamConfig, defaults: SourceOptions) -> tuple[StreamConfig, Source, StreamPlan]:
+        """One stream's checked, unstarted source and plan (with its clip recorder, if it records)."""
+        spec = self.bundle.meta.spec
+        backend = config.backend or self.options.backend
+        if backend not in self.scheduler.encoders:
+            encoder = open_encoder(self.bundle.path, backend, threads=self.options.threads,
+                                   max_batch=self.options.max_batch)
+            check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
+            self.scheduler.add_encoder(backend, encoder)
+        if config.events is not None:
+            unknown = sorted(set(config.events.classes + config.events.ignore) - set(self.bundle.classes))
+            if unknown:
+                raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
+                                f"(it has {', '.join(self.bundle.classes)})")
+        if config.record is not None and config.events is None:
+            raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
+        plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
+                          parse_smoothing(config.smooth), backend)
+        options = source_options(config, defaults, spec.fps)
+        recorder = None
+        if config.record is not None:
+            # Event starts trail the newest packet by a window, the minimum duration and some latency.
+            lag_s = spec.clip_length / spec.fps + config.events.min_duration_s + RECORD_LATENCY_S
+            recorder = ClipRecorder(config.record, config.id, lag_s=lag_s)
+        try:
+            source = open_source(config.source, spec.input_size, name=config.id, options=options,
+                                 new_frame=self._new_frame, start=False, recorder=recorder)
+        except BaseException:
+            if recorder is not None:
+                recorder.close(timeout_s=0)
+            raise
+        return config, source, plan
 
     def _attach(self, config: StreamConfig, source: Source, plan: StreamPlan) -> None:
         self.scheduler.add_stream(plan)
@@ -414,6 +440,14 @@ class Pipeline:
                         extra={"stream": name, "state": event.state.value, "frames": event.frames})
                 stats = {**self._stream_stats(name), "frames": event.frames, "segment": event.segment}
                 self.outbox.publish_status(name, event.state.value, event.reason, stats)
+            recorder = sources[name].recorder
+            problem = recorder.take_problem() if recorder is not None else None
+            if problem:   # the stream goes on; its state stays, the reason says what went wrong
+                state = sources[name].state.value if sources[name].state else "connecting"
+                counters.last_reason = problem
+                counters.recent_events.append((time.time(), state, problem))
+                log.warning("%s", problem, extra={"stream": name, "state": state})
+                self.outbox.publish_status(name, state, problem, self._stream_stats(name))
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
@@ -445,6 +479,14 @@ class Pipeline:
             self._publish_event(name, event)
 
     def _publish_event(self, name: str, event: dict) -> None:
+        recorder, counters = self.sources[name].recorder, self._counters[name]
+        if recorder is not None and event["type"] == "start":
+            counters.clip = recorder.start(event["start_time"], event["label"])
+        if recorder is not None and event["type"] == "end":
+            recorder.end(event["end_time"])
+            if counters.clip is not None:
+                event = {**event, "clip": counters.clip}
+            counters.clip = None
         self.outbox.publish_event(name, event)
         what = f"{event['label']} from frame {event['start_frame']}" + \
                (f" to {event['end_frame']} ({event['duration_s']:.1f} s, peak {event['peak_score']:.2f})"
@@ -479,7 +521,8 @@ class Pipeline:
         rate = (lambda meter: meter.recent()) if recent else (lambda meter: meter.overall())
         latency = counters.latency_ms.percentiles() if percentiles else dict.fromkeys(("p50", "p95", "p99"))
         batches = scheduled["batch_sizes"]
-        return {**source.stats(), **scheduled["streams"][name],
+        clips = {"clips": source.recorder.stats()} if source.recorder is not None else {}
+        return {**source.stats(), **scheduled["streams"][name], **clips,
                 "fps_in": rate(counters.frames_in), "fps_out": rate(counters.predictions_out),
                 "publisher_dropped": counters.publisher_dropped, "shutdown_dropped": counters.shutdown_dropped,
                 "latency_p50_ms": latency["p50"], "latency_p95_ms": latency["p95"], "latency_p99_ms": latency["p99"],

@@ -167,10 +167,12 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     unknown_sink.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "kafka"\n')
     bad_sink_key = tmp_path / "bad_sink_key.toml"
     bad_sink_key.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "jsonl"\nfile = "x.jsonl"\n')
+    record_without_events = tmp_path / "record_without_events.toml"
+    record_without_events.write_text(f'[[stream]]\nsource = "{video}"\nrecord = {{ dir = "{tmp_path / "clips"}" }}\n')
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     return {"bundle": str(bundle), "video": str(video), "broken": str(broken), "corrupt": str(corrupt),
-            "unknown_sink": str(unknown_sink), "bad_sink_key": str(bad_sink_key), "blocker": str(blocker),
+            "unknown_sink": str(unknown_sink), "record_without_events": str(record_without_events), "bad_sink_key": str(bad_sink_key), "blocker": str(blocker),
             "malformed": str(malformed), "unknown": str(unknown), "missing": str(tmp_path / "missing.avi"),
             "bad_crop": str(bad_crop), "bad_decoder": str(bad_decoder), "both": str(both),
             "bad_metrics": str(bad_metrics),
@@ -200,6 +202,9 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "{video}", "--mqtt", "http://broker"], "sink #1 (mqtt): "),
     (["serve", "{bundle}", "{video}", "--mqtt", "mqtt://"], "sink #1 (mqtt): "),
     (["serve", "{bundle}", "{video}", "--jsonl", "{blocker}/out.jsonl"], "jsonl sink: cannot write {blocker}/out.jsonl"),
+    (["serve", "{bundle}", "{video}", "--record", "{blocker}/clips"], "record dir {blocker}/clips cannot be created"),
+    (["serve", "{bundle}", "--config", "{record_without_events}"], "record needs events (clips are cut per event)"),
+    (["serve", "{bundle}", "pattern:", "--record", "{out}"], "cannot record clips from pattern:"),
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
@@ -207,7 +212,7 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
         "bad-crop-toml", "bad-decoder-toml", "malformed-toml",
         "unknown-toml-key", "no-source", "bind-and-connect", "bad-metrics-toml", "bad-metrics-flag", "unknown-event-class",
         "bad-min-score", "bad-smoothing", "unknown-sink-type", "bad-sink-key", "bad-mqtt-scheme", "mqtt-no-host",
-        "unwritable-jsonl", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
+        "unwritable-jsonl", "unwritable-record-dir", "record-without-events", "record-pattern", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
     argv = [a.format(**bad_inputs) for a in argv]
     assert main(argv) == 2

@@ -487,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--watch-classes", metavar="A,B", help="only these classes start events (default all)")
     events.add_argument("--ignore-classes", metavar="A,B", help="these classes never start events (a background)")
     events.add_argument("--event-updates", type=positive_float, metavar="S", help="an update every S s of an event")
+    events.add_argument("--record", metavar="DIR", help="write an MP4 per event to DIR/<stream>/, remuxed from the "
+                                                        "camera's own packets (PyAV sources), with 10 GB kept at most")
+    events.add_argument("--pre-roll", type=float, default=5.0, metavar="S", help="seconds a clip keeps before its event (default 5)")
+    events.add_argument("--post-roll", type=float, default=5.0, metavar="S", help="seconds a clip keeps after its event (default 5)")
     serve.add_argument("--gather-ms", type=float, metavar="MS",
                        help="wait up to MS after a frame for other streams' frames, to batch them (default 0)")
     serve.add_argument("--stats-interval", type=positive_float, metavar="S", help="seconds between stats (default 5)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 
+from stream.clips import RecordRules, check_record_dir
 from stream.deploy import load_deployment
 from stream.errors import LrcnError
 from stream.events import EventRules
@@ -71,11 +72,11 @@ class SyntheticSources:
 
 
 def event_rules_from_args(args) -> EventRules | None:
-    """EventRules from the events flags, None when none is given."""
+    """EventRules from the events flags (--record alone asks for the defaults), None when none is given."""
     flags = {"min_score": args.min_score, "min_duration_s": args.min_duration, "cooldown_s": args.cooldown,
              "classes": args.watch_classes, "ignore": args.ignore_classes, "update_s": args.event_updates}
     given = {key: value for key, value in flags.items() if value is not None}
-    if not given:
+    if not given and not args.record:
         return None
     for key in ("classes", "ignore"):
         if key in given:
@@ -88,9 +89,13 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     if len(names) > len(args.sources):
         raise LrcnError(f"{len(names)} --name for {len(args.sources)} sources")
     events = event_rules_from_args(args)
+    record = RecordRules(args.record, pre_s=args.pre_roll, post_s=args.post_roll) if args.record else None
+    if record is not None:
+        check_record_dir(record.dir)
     flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
-                                 pace=args.pace, loop=args.loop, events=events) for i, source in enumerate(args.sources)]
+                                 pace=args.pace, loop=args.loop, events=events,
+                                 record=record) for i, source in enumerate(args.sources)]
     return list(settings.get("streams", [])) + flag_streams
 
 

@@ -16,7 +16,7 @@ with one `@register`ed Capture subclass:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -46,6 +46,11 @@ class Capture:
     description: str = ""          # one line for the `connected` status: size, codec, rate, decoder
     fps: float | None = None       # the source's own frame rate, when it states one
     timestamped: bool = True       # frames carry presentation times (else: timed by arrival or position)
+    # Clip recording (stream.clips): a capture that `records` demuxes compressed packets of its
+    # video `stream` (a PyAV stream) and hands each to `packet_tap` when one is set.
+    records: ClassVar[bool] = False
+    stream: Any = None
+    packet_tap: Callable[[Any], None] | None = None
 
     @classmethod
     def is_live(cls, uri: str) -> bool:

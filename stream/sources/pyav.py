@@ -179,6 +179,7 @@ def open_arguments(uri: str, options) -> tuple[str, str | None, dict[str, str]]:
 @register
 class PyavCapture(Capture):
     schemes = (FILE, CAMERA, "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "tcp", "udp", "srt")
+    records = True
 
     @classmethod
     def is_live(cls, uri: str) -> bool:
@@ -242,7 +243,9 @@ class PyavCapture(Capture):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
-                    continue   # a damaged packet (lost data): the decoder conceals it, reading goes on
+                    decoded = ()   # a damaged packet (lost data): the decoder conceals it, reading goes on
+                if self.packet_tap is not None and packet.size:   # size 0: the demuxer's final flush packet
+                    self.packet_tap(packet)   # once decoded: a recorder's writer may change its fields
                 for frame in decoded:
                     yield frame.time, frame
         except av.error.ExitError:

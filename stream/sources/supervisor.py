@@ -28,13 +28,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from stream.errors import LrcnError
 from stream.ring import FrameRing
 from stream.sampling import Sampler
 from stream.sources.capture import CAMERA, FILE, Capture, CaptureError, capture_class, scheme_of
+
+if TYPE_CHECKING:
+    from stream.clips import ClipRecorder
 
 
 class SourceState(str, Enum):
@@ -152,11 +155,13 @@ class Source:
     `live` sources (cameras, network streams) overwrite the ring's oldest frame when the
     reader falls behind, counting the drop; a `lossless` source (a file read unpaced) waits
     for room instead; a `paced` one (a file read like a camera) is live-like at its own rate.
+    A `recorder` (stream.clips.ClipRecorder) is fed every compressed video packet, told of each
+    connection (a file's loop included), and closed when the thread ends.
     """
 
     def __init__(self, uri: str, size: tuple[int, int], *, name: str | None = None,
                  options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
-                 on_status: Callable[[StatusEvent], None] | None = None):
+                 on_status: Callable[[StatusEvent], None] | None = None, recorder: ClipRecorder | None = None):
         self.uri = uri
         self.capture_class = capture_class(uri)
         self.live = self.capture_class.is_live(uri)
@@ -167,6 +172,9 @@ class Source:
         self.options = options
         self.ring = FrameRing(options.ring_capacity, size, new_frame, lossless=self.lossless)
         self.on_status = on_status
+        if recorder is not None and not self.capture_class.records:
+            raise LrcnError(f"cannot record clips from {uri}: only sources read through PyAV can")
+        self.recorder = recorder
         self.state: SourceState | None = None
         self.frames = 0           # frames decoded: the next frame's index
         self.sampled = 0          # frames on the grid, written to the ring
@@ -176,7 +184,7 @@ class Source:
         self.status_dropped = 0
         self._events: deque[StatusEvent] = deque(maxlen=options.status_capacity)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run_then_close_recorder, name=f"source-{self.name}", daemon=True)
 
     def start(self) -> Source:
         self._thread.start()
@@ -189,6 +197,8 @@ class Source:
         self.ring.close()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        elif self._thread.ident is None and self.recorder is not None:   # never started: no thread will close it
+            self.recorder.close(timeout_s=0)
         return not self._thread.is_alive()
 
     @property
@@ -226,6 +236,13 @@ class Source:
                 self.on_status(event)
             except Exception:  # noqa: BLE001 - a consumer's bug must not kill capture
                 pass
+
+    def _run_then_close_recorder(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.recorder is not None:
+                self.recorder.close(timeout_s=0.0)   # its writer finishes the last clip by itself
 
     def _run(self) -> None:
         lower_thread_priority(self.options.capture_nice)
@@ -274,11 +291,16 @@ class Source:
                 return _STOP_REQUESTED, ""
             return (_FATAL if err.fatal else _NO_FRAME), err.reason
         try:
+            if self.recorder is not None:
+                self.recorder.connected(capture.stream, timestamped=capture.timestamped)
+                capture.packet_tap = self.recorder.feed
             return self._read(capture, announce)
         except Exception as err:  # noqa: BLE001 - a backend's surprise must not kill the thread: retried like a read failure
             reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
             return (_ENDED_AFTER_FRAMES if self.state is SourceState.CONNECTED else _NO_FRAME), reason
         finally:
+            if self.recorder is not None:
+                self.recorder.disconnected()
             capture.close()
 
     def _read(self, capture: Capture, announce: bool) -> tuple[str, str]:
@@ -358,10 +380,12 @@ def lower_thread_priority(nice: int) -> None:
 
 def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
                 options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
-                on_status: Callable[[StatusEvent], None] | None = None, start: bool = True) -> Source:
+                on_status: Callable[[StatusEvent], None] | None = None, start: bool = True,
+                recorder: ClipRecorder | None = None) -> Source:
     """`check_source`, then the Source, started unless start=False."""
     check_source(uri, size, options)
-    source = Source(uri, size, name=name, options=options, new_frame=new_frame, on_status=on_status)
+    source = Source(uri, size, name=name, options=options, new_frame=new_frame, on_status=on_status,
+                    recorder=recorder)
     return source.start() if start else source
 
 

@@ -1,0 +1,528 @@
+"""Clip recording: one MP4 per event, remuxed from the source's compressed packets (no re-encode).
+
+A stream configured with `record = { dir = "...", pre_s = 5, post_s = 5, max_gb = 10 }` gets one
+`ClipRecorder`, used by three threads:
+
+- The capture thread (`stream.sources.supervisor.Source`) calls `connected(stream)` when a
+  connection opens (a reconnect or a file's next loop included), `feed(packet)` with every
+  demuxed video packet, and `disconnected()` when the connection ends. `feed` only appends to
+  the pre-roll and, while a clip is open, to the writer's queue; it never touches the disk.
+- The inference thread calls `start(event_time_s, label)` when an event starts, `end(event_time_s)`
+  when it ends, `take_problem()` to publish failures, and `close()` at stop.
+- A writer thread of the recorder's own muxes the queued packets into the clip, so a slow or
+  hung disk delays only clips, never capture or inference. Its queue is bounded by bytes: a
+  clip whose backlog grows past `WRITER_BACKLOG_BYTES` is given up, with a problem.
+
+Time. Everything is in stream seconds, the clock of the frame times the capture yields (PyAV
+`frame.time`, pts * time_base), so a packet's time is its pts in seconds and the recorder works
+the same whether the source is paced, read faster than real time, or bunched by the network.
+Sources without presentation times (frame-counted formats: AVI, raw H.264, MJPEG) are timed by
+position or arrival instead, which no packet carries: such a stream records nothing, and says so.
+
+Pre-roll. The recorder keeps the packets of the last `pre_s + lag_s` seconds of stream time, and
+always back to a keyframe at or before that horizon (a clip must start at a keyframe to decode).
+`lag_s` is how far an event's start may trail the newest packet when `start` is called: the
+model's window, `min_duration_s`, inference latency and, for a file read unpaced, the ring's
+length in stream time (capture runs that far ahead of inference). A clip starts at the last
+keyframe at or before `event_start - pre_s`, or at the oldest kept keyframe if the pre-roll no
+longer reaches back that far, or at the next keyframe if none is kept yet.
+
+End. `end(t)` lets the clip run until a packet whose decode time is at or after `t + post_s`;
+as decode times never exceed presentation times and only grow, every frame shown before that
+moment is in the clip, with all the frames it references (and, with B-frames, a frame or two
+after it). A new event that starts while a clip is still open (in its post-roll) extends that
+clip: `start` returns the same path and the clip runs until the later event's end + `post_s`;
+its name keeps the first event's label. A lost connection, a file's loop, a timestamp reset or
+jump, or `close()` ends the open clip at once with what it has.
+
+Files. A clip is `<dir>/<stream>/<stream>-<UTC YYYYmmddTHHMMSSZ>-<label>.mp4` (the wall time the
+event's first frame arrived), written as `<name>.mp4.part` and renamed when complete, so a reader
+never sees a half-written clip. Part files a crash left behind (untouched for `STALE_PART_S`) are
+removed when a recorder starts and whenever the quota is enforced. `dir` is made and checked when
+a recorder is constructed; after that the recorder creates only its stream's folder, so a record
+dir that goes away (an unmounted disk) fails clips rather than silently filling the disk beneath.
+
+Quota. After each clip, the `*.mp4` files under `dir` (every stream's: recorders may share a dir)
+are summed, and the oldest by modification time are deleted until the total is at most `max_gb`
+(10^9 bytes). The clip just written is never deleted: if it alone exceeds the quota it stays,
+with a problem saying so, as the newest evidence is worth the most. Files another recorder
+deletes meanwhile are skipped.
+
+Failures (a full disk, a removed or unwritable dir, a codec MP4 cannot hold) never leave this
+module as exceptions: the clip is dropped (its part file removed), counted as failed, and
+`problem` holds one line, "clip not written: ...", for the pipeline's status.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from stream.errors import LrcnError
+
+GB = 10 ** 9
+DEFAULT_LAG_S = 10.0
+WRITER_BACKLOG_BYTES = 128 * 2 ** 20   # per recorder: about 4 min of a 4 Mbit/s camera
+PREROLL_MAX_BYTES = 64 * 2 ** 20       # per recorder: a cap for sources with very long GOPs
+JUMP_FORWARD_S = 10.0                  # a longer step forward in decode time starts a new timeline
+JUMP_BACK_S = 1.0                      # so does a step back longer than this; shorter ones are nudged
+STALE_PART_S = 60.0                    # a part file untouched this long is a crash's leftover
+
+
+@dataclass(frozen=True)
+class RecordRules:
+    dir: Path
+    pre_s: float = 5.0
+    post_s: float = 5.0
+    max_gb: float = 10.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "dir", Path(self.dir))
+        for name in ("pre_s", "post_s"):
+            if not getattr(self, name) >= 0:
+                raise LrcnError(f"record {name} must be >= 0, got {getattr(self, name)}")
+        if not self.max_gb > 0:
+            raise LrcnError(f"record max_gb must be positive, got {self.max_gb}")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_gb * GB)
+
+
+def check_record_dir(path: str | os.PathLike) -> Path:
+    """Create the record dir if needed and prove it writable; raise LrcnError with one line if not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LrcnError(f"record dir {path} cannot be created: {_reason(err)}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise LrcnError(f"record dir {path} is not writable: {_reason(err)}") from None
+    return path
+
+
+def safe_label(label: str) -> str:
+    """A label as it may appear in a file name.
+
+    >>> safe_label("pick up/put down"), safe_label("..")
+    ('pick-up-put-down', 'event')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-.")[:64] or "event"
+
+
+class _Kept:
+    """A fed packet with what the threads need of it, read once in the capture thread: the
+    writer later changes the packet's own fields when it muxes it."""
+    __slots__ = ("packet", "seq", "pts", "dts", "duration", "t", "d", "key", "wall", "size")
+
+    def __init__(self, packet, seq, pts, dts, time_base: float):
+        self.packet, self.seq, self.pts, self.dts = packet, seq, pts, dts
+        self.duration = packet.duration
+        self.t, self.d = pts * time_base, dts * time_base   # presentation and decode time, seconds
+        self.key = packet.is_keyframe
+        self.wall = time.time()
+        self.size = packet.size
+
+
+class _Template:
+    """The connection's video stream as a template for clips: a copy of its codec parameters in
+    an output stream of our own, so clips can be opened after the connection closed."""
+
+    def __init__(self, stream):
+        self.time_base = Fraction(stream.time_base)
+        self.seconds = float(self.time_base)
+        self._holder = av.open(io.BytesIO(), "w", format="mp4")
+        self.stream = self._holder.add_stream_from_template(stream)
+
+
+class _Clip:
+    def __init__(self, path: Path, template: _Template):
+        self.path = path
+        self.template = template
+        self.until: float | None = None   # decode time it ends at; None while an event is open
+        self.keyed = False                # its first packet (a keyframe) is queued
+        self.failed: str | None = None
+
+
+class ClipRecorder:
+    """Clips of one stream (see the module docstring). `lag_s`: how far, in stream seconds, an
+    event's start time may trail the newest packet when `start` is called; the pre-roll keeps
+    `pre_s + lag_s`. Creates the record dir if needed; LrcnError (one line) if it cannot be
+    created or written."""
+
+    def __init__(self, rules: RecordRules, stream: str, lag_s: float = DEFAULT_LAG_S):
+        check_record_dir(rules.dir)
+        self.rules = rules
+        self.stream = safe_label(stream)
+        self.keep_s = rules.pre_s + lag_s
+        self.folder = rules.dir / self.stream
+        self._lock = threading.Lock()
+        self._kept: deque[_Kept] = deque()
+        self._keys: deque[_Kept] = deque()
+        self._kept_bytes = 0
+        self._seq = itertools.count()
+        self._template: _Template | None = None
+        self._unusable: str | None = None   # why this connection cannot record
+        self._newest_t: float | None = None
+        self._last_d: float | None = None
+        self._clip: _Clip | None = None
+        self._stamp, self._used = "", {}   # names given this second: base -> count
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued_bytes = 0
+        self._closed = False
+        self._problem: str | None = None
+        self._clips = self._failed = self._deleted = 0
+        self._writer = threading.Thread(target=self._write, name=f"clips-{self.stream}", daemon=True)
+        self._writer.start()
+
+    # -- capture thread ----------------------------------------------------------------------
+
+    def connected(self, stream, timestamped: bool = True) -> None:
+        """A new connection (or a file's next loop) with this PyAV video stream: the pre-roll
+        and any open clip belong to the previous one."""
+        if self._closed:
+            return
+        template, unusable = None, None
+        if not timestamped:
+            unusable = (f"clips need presentation times, and {stream.container.format.name} frames have none "
+                        f"(they are counted)")
+        else:
+            try:
+                template = _Template(stream)
+            except Exception as err:  # noqa: BLE001 - whatever it is, this connection cannot record
+                unusable = f"{stream.codec_context.name} cannot be put into MP4: {_reason(err)}"
+        with self._lock:
+            if self._closed:   # closed meanwhile
+                return
+            self._new_timeline()
+            self._template, self._unusable = template, unusable
+        if unusable:
+            self._report(f"clip not written: {unusable}")
+
+    def disconnected(self) -> None:
+        """The connection ended: finish the open clip with what it has."""
+        with self._lock:
+            self._new_timeline()
+            self._template = None
+
+    def feed(self, packet) -> None:
+        """A demuxed video packet, in decode order. Cheap, and never raises."""
+        if self._closed or not packet.size:
+            return
+        try:
+            with self._lock:
+                template = self._template
+                if template is None:
+                    return
+                pts, dts = packet.pts, packet.dts
+                if pts is None and dts is None:
+                    return
+                kept = _Kept(packet, next(self._seq), pts if pts is not None else dts,
+                             dts if dts is not None else pts, template.seconds)
+                if self._last_d is not None and not -JUMP_BACK_S <= kept.d - self._last_d <= JUMP_FORWARD_S:
+                    self._new_timeline()
+                self._last_d = kept.d
+                self._newest_t = kept.t if self._newest_t is None else max(self._newest_t, kept.t)
+                self._kept.append(kept)
+                self._kept_bytes += kept.size
+                if kept.key:
+                    self._keys.append(kept)
+                self._trim()
+                if self._clip is not None:
+                    self._offer(self._clip, kept)
+        except Exception as err:  # noqa: BLE001 - a recorder's bug must not stop capture
+            self._report(f"clip not written: recorder error {type(err).__name__}: {_reason(err)}")
+
+    # -- inference thread --------------------------------------------------------------------
+
+    def start(self, event_time_s: float, label: str) -> str | None:
+        """An event started at this stream time: the path its clip will have, or None when
+        nothing can be recorded now (not connected, closed, or a source without timestamps)."""
+        with self._lock:
+            if self._closed or self._template is None:
+                if self._unusable:
+                    self._problem = f"clip not written: {label} at {event_time_s:.1f} s: {self._unusable}"
+                return None
+            clip = self._clip
+            if clip is not None:
+                clip.until = None
+                return str(clip.path)
+            clip = self._clip = _Clip(self._name(label, event_time_s), self._template)
+            start = self._preroll_start(event_time_s - self.rules.pre_s)
+            if start is not None:
+                for kept in itertools.islice(self._kept, start.seq - self._kept[0].seq, None):
+                    self._offer(clip, kept)
+            return str(clip.path)
+
+    def end(self, event_time_s: float) -> None:
+        """The event ended at this stream time: the clip runs on for `post_s`."""
+        with self._lock:
+            clip = self._clip
+            if clip is None:
+                return
+            clip.until = event_time_s + self.rules.post_s
+            if self._last_d is not None and self._last_d >= clip.until:
+                self._finish(clip)
+
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Finish the open clip at once and stop the writer; wait up to `timeout_s` for it to
+        write what is queued. True once it has. Safe to call again (to wait longer)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._new_timeline()
+                self._template = None
+                self._queue.put(None)
+        self._writer.join(timeout_s)
+        return not self._writer.is_alive()
+
+    @property
+    def problem(self) -> str | None:
+        """The last failure, one line; kept until taken."""
+        return self._problem
+
+    def take_problem(self) -> str | None:
+        with self._lock:
+            problem, self._problem = self._problem, None
+        return problem
+
+    def stats(self) -> dict:
+        with self._lock:
+            preroll = self._newest_t - self._kept[0].t if self._kept and self._newest_t is not None else 0.0
+            return {"clips": self._clips, "failed": self._failed, "deleted": self._deleted,
+                    "recording": self._clip is not None, "preroll_s": round(preroll, 3)}
+
+    # -- under the lock ----------------------------------------------------------------------
+
+    def _new_timeline(self) -> None:
+        if self._clip is not None:
+            self._finish(self._clip)
+        self._kept.clear()
+        self._keys.clear()
+        self._kept_bytes = 0
+        self._newest_t = self._last_d = None
+
+    def _trim(self) -> None:
+        horizon = self._newest_t - self.keep_s
+        keys, kept = self._keys, self._kept
+        while len(keys) >= 2 and keys[1].t <= horizon:
+            keys.popleft()
+        while self._kept_bytes > PREROLL_MAX_BYTES and len(keys) >= 2:
+            keys.popleft()
+        if self._kept_bytes > PREROLL_MAX_BYTES:   # one keyframe in all that (intra refresh?): start over
+            kept.clear()
+            keys.clear()
+            self._kept_bytes = 0
+        # Nothing before the first kept keyframe can be decoded; with no keyframe yet, keep by time.
+        while kept and (kept[0].seq < keys[0].seq if keys else kept[0].t < horizon):
+            self._kept_bytes -= kept.popleft().size
+
+    def _preroll_start(self, from_t: float) -> _Kept | None:
+        for key in reversed(self._keys):
+            if key.t <= from_t:
+                return key
+        return self._keys[0] if self._keys else None
+
+    def _offer(self, clip: _Clip, kept: _Kept) -> None:
+        if clip.until is not None and kept.d >= clip.until:
+            self._finish(clip)
+            return
+        if not clip.keyed:
+            if not kept.key:
+                return
+            clip.keyed = True
+        if clip.failed:
+            return
+        if self._queued_bytes + kept.size > WRITER_BACKLOG_BYTES:
+            self._fail(clip, f"the disk is too slow: {self._queued_bytes / 2 ** 20:.0f} MB waiting to be written")
+            return
+        self._queued_bytes += kept.size
+        self._queue.put((clip, kept))
+
+    def _finish(self, clip: _Clip) -> None:
+        if self._clip is clip:
+            self._clip = None
+        self._queue.put((clip, None))
+
+    def _fail(self, clip: _Clip, reason: str) -> None:
+        if clip.failed is None:
+            clip.failed = reason
+            self._failed += 1
+            self._problem = f"clip not written: {clip.path.name}: {reason}"
+
+    def _report(self, problem: str) -> None:
+        with self._lock:
+            self._problem = problem
+
+    def _name(self, label: str, event_time_s: float) -> Path:
+        wall = next((k.wall for k in reversed(self._kept) if k.t <= event_time_s), time.time())
+        stamp = datetime.fromtimestamp(wall, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        base = f"{self.stream}-{stamp}-{safe_label(label)}"
+        # Only this recorder writes into its stream's folder, so the names it gave this second
+        # are all it must avoid.
+        if stamp != self._stamp:
+            self._stamp, self._used = stamp, {}
+        self._used[base] = self._used.get(base, 0) + 1
+        suffix = f"-{self._used[base]}" if self._used[base] > 1 else ""
+        return self.folder / f"{base}{suffix}.mp4"
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _write(self) -> None:
+        with contextlib.suppress(OSError):
+            for part in self.folder.glob("*.mp4.part"):
+                _remove_if_stale(part)
+        out: _Output | None = None   # the clip being written
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            clip, kept = item
+            if kept is not None:
+                with self._lock:
+                    self._queued_bytes -= kept.size
+            try:
+                if clip.failed:
+                    if out is not None:
+                        out.abandon()
+                        out = None
+                elif kept is not None:
+                    if out is None:
+                        if not self.rules.dir.is_dir():
+                            raise OSError(f"the record dir {self.rules.dir} is gone")
+                        self.folder.mkdir(exist_ok=True)
+                        out = _Output(clip, kept.pts)
+                    out.mux(kept)
+                elif out is None:
+                    with self._lock:
+                        self._fail(clip, "the stream ended before its first keyframe")
+                else:
+                    done, out = out, None
+                    done.finalise()
+                    with self._lock:
+                        self._clips += 1
+                    self._enforce_quota(clip.path)
+            except Exception as err:  # noqa: BLE001 - any failure costs this clip only
+                with self._lock:
+                    self._fail(clip, _reason(err))
+                if out is not None:
+                    out.abandon()
+                    out = None
+
+    def _enforce_quota(self, newest: Path) -> None:
+        clips, total = [], 0
+        for folder, _, names in os.walk(self.rules.dir):
+            for name in names:
+                if name.endswith(".mp4.part"):
+                    _remove_if_stale(Path(folder, name))
+                elif name.endswith(".mp4"):
+                    path = Path(folder, name)
+                    try:
+                        info = path.stat()
+                    except OSError:
+                        continue   # deleted meanwhile
+                    clips.append((info.st_mtime, path, info.st_size))
+                    total += info.st_size
+        deleted = 0
+        for _, path, size in sorted(clips):
+            if total <= self.rules.max_bytes:
+                break
+            if path == newest:
+                continue
+            try:
+                path.unlink()
+                deleted += 1
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                self._report(f"clip quota: cannot delete {path.name}: {_reason(err)}")
+                continue
+            total -= size
+        problem = None
+        if total > self.rules.max_bytes:
+            alone = all(path == newest for _, path, _ in clips if path.exists())
+            what = f"{newest.name} alone" if alone else f"{self.rules.dir} still"
+            problem = f"clip quota: {what} holds {total / GB:.3g} GB, over max_gb = {self.rules.max_gb:g}"
+        with self._lock:
+            self._deleted += deleted
+            self._problem = problem or self._problem
+
+
+class _Output:
+    """A clip being written: `<name>.mp4.part`, renamed to `<name>.mp4` by `finalise`."""
+
+    def __init__(self, clip: _Clip, origin_pts: int):
+        self.clip, self.origin = clip, origin_pts
+        self.part = _part(clip.path)
+        self.last_dts: int | None = None
+        self.container = av.open(str(self.part), "w", format="mp4")
+        try:
+            self.stream = self.container.add_stream_from_template(clip.template.stream)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def mux(self, kept: _Kept) -> None:
+        if kept.pts < self.origin:
+            return   # a leading frame of an open GOP: it references the GOP before the clip
+        pts, dts = kept.pts - self.origin, kept.dts - self.origin
+        if self.last_dts is not None and dts <= self.last_dts:   # MP4 needs decode times that strictly grow
+            dts = self.last_dts + 1
+            pts = max(pts, dts)
+        # The packet may be in the pre-roll of a later clip too: set every field muxing changes.
+        packet = kept.packet
+        packet.time_base = self.clip.template.time_base
+        packet.pts, packet.dts, packet.duration = pts, dts, kept.duration
+        packet.stream = self.stream
+        self.container.mux(packet)
+        self.last_dts = dts
+
+    def finalise(self) -> None:
+        try:
+            self.container.close()
+            os.replace(self.part, self.clip.path)
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        with contextlib.suppress(Exception):
+            self.container.close()
+        with contextlib.suppress(OSError):
+            self.part.unlink(missing_ok=True)
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _remove_if_stale(part: Path) -> None:
+    """Remove a part file nobody has written to for a while: a crash's leftover. A part being
+    written is younger (another recorder of the same stream may still finish one after a reload)."""
+    with contextlib.suppress(OSError):
+        if time.time() - part.stat().st_mtime > STALE_PART_S:
+            part.unlink()
+
+
+def _reason(err: BaseException) -> str:
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    filename = getattr(err, "filename", None)
+    if filename and getattr(err, "strerror", None):
+        text = f"{text}: {filename}"
+    return " ".join(str(text).split())

@@ -1,0 +1,379 @@
+"""Clip recording on real video: H.264 files with a 1 s GOP made by ffmpeg, demuxed directly or
+read by a real Source (a paced file, an ffmpeg-served MPEG-TS stream); clips are checked by
+decoding them with PyAV."""
+import gc
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from stream import clips
+from stream.clips import ClipRecorder, RecordRules, check_record_dir
+from stream.errors import LrcnError
+from stream.sources import Source, SourceOptions, SourceState
+from stream.sources.pyav import PyavCapture
+from tests.live_servers import FFMPEG, free_port, served, wait_until, write_video
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")]
+
+FPS = 25
+SIZE = (48, 64)
+
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory) -> Path:
+    """20 s of testsrc2 at 25 fps in H.264 with B-frames and a keyframe every second."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}",
+                    "-t", "20", "-c:v", "libx264", "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0",
+                    "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_h264(h264) -> Path:
+    """Its first 8 s."""
+    path = h264.with_name("short.mp4")
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-i", str(h264), "-t", "8", "-c", "copy", str(path)],
+                   check=True, timeout=30)
+    return path
+
+
+class Demux:
+    """A real demux of a file fed to a recorder in this thread, as far as asked."""
+
+    def __init__(self, path: Path, recorder: ClipRecorder):
+        self.container = av.open(str(path))
+        self.stream = self.container.streams.video[0]
+        self.packets = (p for p in self.container.demux(self.stream) if p.size)
+        self.recorder = recorder
+        self.t = None
+        recorder.connected(self.stream)
+
+    def to(self, t: float | None = None) -> None:
+        """Feed packets until one at stream time >= t has been fed (all of them if t is None)."""
+        for packet in self.packets:
+            self.recorder.feed(packet)
+            self.t = float(packet.pts * self.stream.time_base)
+            if t is not None and self.t >= t:
+                return
+
+    def close(self) -> None:
+        self.recorder.disconnected()
+        self.container.close()
+
+
+def decoded(path: Path) -> list:
+    with av.open(str(path)) as container:
+        return list(container.decode(video=0))
+
+
+def source_frame_at(path: Path, t: float) -> np.ndarray:
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if abs(frame.time - t) < 1e-6:
+                return frame.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {t}")
+
+
+def clip_seconds(frames: list) -> float:
+    return len(frames) / FPS
+
+
+def finished(recorder: ClipRecorder, clips: int, timeout_s: float = 15.0) -> bool:
+    return wait_until(lambda: recorder.stats()["clips"] + recorder.stats()["failed"] >= clips, timeout_s)
+
+
+def one_line(text: str | None) -> bool:
+    return bool(text) and "\n" not in text
+
+
+def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=2, post_s=2), "cam 1")
+    feeding = Demux(h264, recorder)
+
+    def feed_at_five_times_real_time():
+        started = time.monotonic()
+        for packet in feeding.packets:
+            recorder.feed(packet)
+            feeding.t = float(packet.pts * feeding.stream.time_base)
+            time.sleep(max(0.0, started + feeding.t / 5 - time.monotonic()))
+
+    feeder = threading.Thread(target=feed_at_five_times_real_time, daemon=True)
+    feeder.start()
+    assert wait_until(lambda: (feeding.t or 0) >= 9.0, 10)
+    path = recorder.start(8.0, "wave/hands")          # the inference thread: a second behind
+    assert recorder.stats()["recording"]
+    assert wait_until(lambda: feeding.t >= 12.0, 10)
+    recorder.end(11.0)
+    assert finished(recorder, 1)
+    assert recorder.stats()["clips"] == 1, recorder.problem
+    feeder.join(10)
+    feeding.close()
+    assert recorder.close()
+
+    path = Path(path)
+    assert path.parent == tmp_path / "clips" / "cam-1" and path.name.startswith("cam-1-")
+    assert path.name.endswith("-wave-hands.mp4") and path.is_file()
+    assert list(path.parent.iterdir()) == [path], "no .part left"
+    frames = decoded(path)
+    assert frames[0].key_frame
+    assert abs(clip_seconds(frames) - 7.0) <= 1.0, clip_seconds(frames)
+    # It starts at the keyframe at 6.0 (= 8.0 - pre_s) and runs to 13.0 (= 11.0 + post_s).
+    assert np.array_equal(frames[0].to_ndarray(format="rgb24"), source_frame_at(h264, 6.0))
+    assert frames[0].time == 0.0 and 12.9 <= 6.0 + frames[-1].time <= 13.3
+    assert recorder.stats() == {"clips": 1, "failed": 0, "deleted": 0, "recording": False, "preroll_s": 0.0}
+    assert recorder.take_problem() is None
+
+
+def test_a_paced_file_source_feeds_its_recorder_from_the_capture_thread(short_h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "file")
+    source = Source(str(short_h264), SIZE, options=SourceOptions(ring_capacity=512), recorder=recorder)
+    path = record_while_reading(source, recorder, start_after=2.0, end_after=3.0)
+    assert source.stop() and recorder.close()
+    frames = decoded(path)
+    assert frames[0].key_frame and abs(clip_seconds(frames) - 3.0) <= 1.0, clip_seconds(frames)
+    assert np.array_equal(frames[0].to_ndarray(format="rgb24"), source_frame_at(short_h264, 1.0))
+
+
+def test_a_live_mpeg_ts_stream_records_h264_into_mp4(short_h264, tmp_path):
+    port = free_port()
+    serve = [FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-i", str(short_h264), "-c", "copy", "-f", "mpegts",
+             f"tcp://127.0.0.1:{port}?listen=1"]
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "live")
+    source = Source(f"tcp://127.0.0.1:{port}", SIZE, options=SourceOptions(ring_capacity=512), recorder=recorder)
+    with served(serve, port):
+        path = record_while_reading(source, recorder, start_after=2.0, end_after=3.0)
+        assert source.stop() and recorder.close()
+    frames = decoded(path)
+    assert frames[0].key_frame and abs(clip_seconds(frames) - 3.0) <= 1.0, clip_seconds(frames)
+
+
+def record_while_reading(source: Source, recorder: ClipRecorder, start_after: float, end_after: float) -> Path:
+    """Start `source`; as its frames arrive, call start() and end() at `start_after` and
+    `end_after` seconds past its first frame, as the inference thread would (a little later);
+    wait for the clip; the clip's path."""
+    source.start()
+    first, path = None, None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not recorder.stats()["clips"]:
+        for frame in source.ring.read_new():
+            first = frame.pts if first is None else first
+            if path is None and frame.pts >= first + start_after + 0.3:
+                path = recorder.start(first + start_after, "walk")
+                assert path is not None
+            elif path is not None and recorder.stats()["recording"] and frame.pts >= first + end_after + 0.3:
+                recorder.end(first + end_after)
+        time.sleep(0.02)
+    assert recorder.stats()["clips"] == 1, (recorder.stats(), recorder.problem, source.stats())
+    assert source.state is SourceState.CONNECTED, "recording does not disturb the capture"
+    assert Path(path).is_file() and not Path(path + ".part").exists()
+    return Path(path)
+
+
+def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_path):
+    clip_bytes = 3 * h264.stat().st_size / 20     # a 3 s clip at the file's bit rate
+    rules = RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=2.5 * clip_bytes / 1e9)
+    recorder = ClipRecorder(rules, "cam")
+    leftover, in_progress = tmp_path / "clips" / "old" / "a.mp4.part", tmp_path / "clips" / "new" / "b.mp4.part"
+    for part in (leftover, in_progress):
+        part.parent.mkdir()
+        part.write_bytes(b"x" * 1000)
+    os.utime(leftover, (time.time() - 120, time.time() - 120))
+    feeding = Demux(h264, recorder)
+    paths = []
+    for start in (2.0, 7.0, 12.0):
+        feeding.to(start)
+        paths.append(Path(recorder.start(start, "run")))
+        feeding.to(start + 1.0)
+        recorder.end(start + 1.0)
+        feeding.to(start + 2.5)
+        assert finished(recorder, len(paths))
+    feeding.close()
+    assert recorder.close()
+    assert [p.exists() for p in paths] == [False, True, True]
+    assert not leftover.exists() and in_progress.exists(), "a crash's part files go, one being written stays"
+    assert recorder.stats()["clips"] == 3 and recorder.stats()["deleted"] == 1
+    assert sum(p.stat().st_size for p in paths[1:]) <= rules.max_bytes
+    assert recorder.take_problem() is None
+
+    tiny = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=1e-9), "other")
+    feeding = Demux(h264, tiny)
+    feeding.to(3.0)
+    alone = Path(tiny.start(2.0, "run"))
+    tiny.end(2.0)
+    feeding.to(4.0)
+    assert finished(tiny, 1) and tiny.close()
+    feeding.close()
+    assert alone.exists() and not any(p.exists() for p in paths), "the others go; the one just written stays"
+    problem = tiny.take_problem()
+    assert one_line(problem) and "alone" in problem and "max_gb" in problem, problem
+
+
+def test_a_record_dir_that_cannot_be_made_or_written_is_one_line_error(tmp_path):
+    (tmp_path / "afile").write_text("not a dir")
+    with pytest.raises(LrcnError, match="cannot be created") as err:
+        check_record_dir(tmp_path / "afile" / "clips")
+    assert "\n" not in str(err.value)
+    assert check_record_dir(tmp_path / "new" / "clips") == tmp_path / "new" / "clips"
+    assert RecordRules(str(tmp_path / "x")).dir == tmp_path / "x"
+    if os.geteuid() != 0:   # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(LrcnError, match="not writable"):
+            check_record_dir(locked)
+    for bad, field in [({"pre_s": -1}, "pre_s"), ({"post_s": -0.5}, "post_s"), ({"max_gb": 0}, "max_gb")]:
+        with pytest.raises(LrcnError, match=field):
+            RecordRules(tmp_path, **bad)
+
+
+def test_a_record_dir_removed_mid_clip_is_a_problem_and_the_feed_goes_on(h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
+    feeding = Demux(h264, recorder)
+    feeding.to(3.0)
+    path = Path(recorder.start(3.0, "fall"))
+    part = path.with_name(path.name + ".part")
+    assert wait_until(part.exists, 10)
+    shutil.rmtree(tmp_path / "clips")    # the part file is open: the rename at the end fails
+    recorder.end(4.0)
+    feeding.to(6.0)
+    assert finished(recorder, 1)
+    problem = recorder.take_problem()
+    assert one_line(problem) and problem.startswith("clip not written: ") and path.name in problem, problem
+    assert "No such file" in problem
+    assert recorder.take_problem() is None
+    assert recorder.stats()["failed"] == 1 and recorder.stats()["clips"] == 0
+    feeding.to(14.0)
+    assert recorder.stats()["preroll_s"] > 10, "the feed goes on"
+    assert recorder.start(13.0, "fall") is not None
+    feeding.to(16.0)
+    recorder.close()
+    feeding.close()
+    problem = recorder.take_problem()
+    assert one_line(problem) and "record dir" in problem and "is gone" in problem, problem
+    assert recorder.stats()["failed"] == 2
+
+
+def test_a_source_keeps_capturing_when_its_record_dir_goes(short_h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=0.5), "file")
+    source = Source(str(short_h264), SIZE, options=SourceOptions(ring_capacity=512), recorder=recorder)
+    source.start()
+    try:
+        assert wait_until(lambda: source.stats()["frames"] >= 30, 10)
+        (tmp_path / "clips").rmdir()
+        (tmp_path / "clips").write_text("a file where the dir was")
+        assert recorder.start(1.0, "sit") is not None
+        recorder.end(1.0)
+        assert wait_until(lambda: recorder.problem is not None, 10)
+        frames = source.stats()["frames"]
+        assert wait_until(lambda: source.stats()["frames"] >= frames + 25, 5), "capture goes on"
+        assert source.state is SourceState.CONNECTED
+        problem = recorder.take_problem()
+        assert one_line(problem) and "is gone" in problem, problem
+    finally:
+        source.stop()
+    assert recorder.close()
+
+
+def test_an_event_in_the_post_roll_extends_the_same_clip(h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
+    feeding = Demux(h264, recorder)
+    feeding.to(4.5)
+    first = recorder.start(4.0, "wave")
+    recorder.end(4.5)                      # the clip would run to 5.5
+    feeding.to(5.2)
+    assert recorder.stats()["recording"]
+    assert recorder.start(5.2, "point") == first
+    feeding.to(8.0)
+    assert recorder.stats()["recording"], "the later event is still open"
+    recorder.end(7.0)                      # now to 8.0
+    feeding.to(9.0)
+    assert finished(recorder, 1)
+    feeding.close()
+    assert recorder.close()
+    frames = decoded(Path(first))
+    assert recorder.stats()["clips"] == 1 and Path(first).name.endswith("-wave.mp4")
+    assert abs(clip_seconds(frames) - 5.0) <= 1.0, clip_seconds(frames)   # 3.0 to 8.0
+    assert list(Path(first).parent.iterdir()) == [Path(first)]
+
+
+def test_a_timestamp_reset_ends_the_open_clip_with_what_it_has(short_h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
+    feeding = Demux(short_h264, recorder)
+    feeding.to(5.0)
+    path = Path(recorder.start(4.0, "jump"))
+    feeding.to()                            # to 8.0: the event never ends
+    again = av.open(str(short_h264))        # the same packets again: times restart at 0, no new connection
+    for packet in again.demux(video=0):
+        if packet.size:
+            recorder.feed(packet)
+    assert finished(recorder, 1)
+    assert abs(clip_seconds(decoded(path)) - 5.0) <= 1.0       # 3.0 to 8.0
+    assert recorder.start(7.0, "loop") is not None
+    recorder.connected(again.streams.video[0])                  # a reconnect, or a file's next loop
+    assert finished(recorder, 2) and recorder.stats()["clips"] == 2 and not recorder.stats()["recording"]
+    assert recorder.close()
+    recorder.connected(again.streams.video[0])
+    assert recorder.start(1.0, "late") is None, "closed"
+    again.close()
+    feeding.close()
+
+
+def test_sources_without_timestamps_or_pyav_say_they_cannot_record(tmp_path):
+    avi = write_video(tmp_path / "clip.avi", n_frames=10)
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips"), "avi")
+    capture = PyavCapture(str(avi), SIZE, SourceOptions())
+    try:
+        assert not capture.timestamped
+        recorder.connected(capture.stream, timestamped=capture.timestamped)
+        for _ in capture.frames():
+            pass
+    finally:
+        capture.close()
+    assert recorder.start(0.1, "wave") is None
+    problem = recorder.take_problem()
+    assert one_line(problem) and "presentation times" in problem and "avi" in problem, problem
+    with pytest.raises(LrcnError, match="only sources read through PyAV"):
+        Source("pattern:25", SIZE, recorder=recorder)
+    assert recorder.close()
+
+
+def test_a_connection_that_ends_mid_clip_finishes_it_after_the_input_is_gone(h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
+    feeding = Demux(h264, recorder)
+    feeding.to(3.0)
+    path = Path(recorder.start(3.0, "lost"))
+    feeding.to(12.0)
+    feeding.close()          # the capture closes its container; queued packets outlive it
+    del feeding
+    gc.collect()
+    assert finished(recorder, 1) and recorder.close()
+    assert recorder.stats()["clips"] == 1, recorder.problem
+    assert abs(clip_seconds(decoded(path)) - 10.0) <= 1.0     # 2.0 to 12.0
+
+
+def test_a_disk_too_slow_for_the_stream_gives_up_the_clip_not_the_capture(h264, tmp_path, monkeypatch):
+    mux = clips._Output.mux
+    monkeypatch.setattr(clips._Output, "mux", lambda self, kept: time.sleep(0.02) or mux(self, kept))
+    monkeypatch.setattr(clips, "WRITER_BACKLOG_BYTES", 50_000)
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
+    feeding = Demux(h264, recorder)
+    feeding.to(3.0)
+    path = Path(recorder.start(3.0, "slow"))
+    started = time.monotonic()
+    feeding.to(10.0)                        # 7 s of packets, about 270 KB
+    assert time.monotonic() - started < 1.0, "feeding never waits for the disk"
+    recorder.end(8.0)
+    feeding.to(12.0)
+    assert finished(recorder, 1) and recorder.close()
+    feeding.close()
+    problem = recorder.take_problem()
+    assert one_line(problem) and "too slow" in problem and path.name in problem, problem
+    assert recorder.stats()["failed"] == 1
+    assert not [p for p in (tmp_path / "clips").rglob("*") if p.is_file()], "its part file is removed"

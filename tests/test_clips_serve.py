@@ -1,0 +1,97 @@
+"""Clips through `lrcn serve --record`: an event's end message names an MP4 that plays and spans
+pre-roll + event + post-roll within one GOP; a record dir that goes away mid-run becomes a status
+reason while the stream goes on. Real parts: an H.264 MP4 made by ffmpeg, the seed bundle, the
+JSONL sink as the recorder of messages, PyAV to play the clip."""
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
+
+ROOT = Path(__file__).resolve().parents[1]
+GOP_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def dark_bright_dark(tmp_path_factory) -> Path:
+    """4 s black, 6 s of ffmpeg's test pattern, 5 s black; H.264 with a keyframe every second. The
+    seed bundle calls black `bend` and the pattern `wave_one_hand`."""
+    path = tmp_path_factory.mktemp("video") / "dark-bright-dark.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=black:s=64x64:r=25:d=4",
+                    "-f", "lavfi", "-i", "testsrc2=s=64x64:r=25:d=6", "-f", "lavfi", "-i", "color=black:s=64x64:r=25:d=5",
+                    "-filter_complex", "[0][1][2]concat=n=3:v=1[v]", "-map", "[v]", "-c:v", "libx264", "-g", "25",
+                    "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
+    return path
+
+
+def serve(bundle, video, tmp_path, *extra, during=None) -> tuple[list[dict], str]:
+    """Run `lrcn serve` on the file to its end; (every JSONL message, stderr). `during(process)`
+    runs in a thread while it serves."""
+    jsonl = tmp_path / "messages.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", str(bundle), str(video), "--name", "cam",
+                                "--endpoint", "tcp://127.0.0.1:0", "--jsonl", str(jsonl), "--watch-classes",
+                                "wave_one_hand", "--min-score", "0", "--min-duration", "0.5", "--stats-interval", "0.5",
+                                *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    helper = threading.Thread(target=during, args=(process,), daemon=True) if during else None
+    if helper:
+        helper.start()
+    _, err = process.communicate(timeout=90)
+    assert process.returncode == 0, err
+    return [json.loads(line) for line in jsonl.read_text().splitlines()], err
+
+
+def played_seconds(path: Path) -> tuple[float, int, bool]:
+    """(duration from the first frame's time to the last frame's end, frames, first frame is a keyframe)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        period = 1 / float(stream.average_rate)
+        return frames[-1].time + period - frames[0].time, len(frames), frames[0].key_frame
+
+
+def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(exported_seed, dark_bright_dark, tmp_path):  # noqa: F811
+    bundle, _, _ = exported_seed
+    clips = tmp_path / "clips"
+    messages, err = serve(bundle, dark_bright_dark, tmp_path, "--record", clips, "--pre-roll", "1", "--post-roll", "1.5")
+    events = [m for m in messages if m["topic"] == "event/cam"]
+    assert [(e["type"], e["label"]) for e in events] == [("start", "wave_one_hand"), ("end", "wave_one_hand")], err
+    end = events[1]
+    assert 3.5 <= end["start_time"] <= 5.0 and 9.5 <= end["end_time"] <= 10.5, "the pattern runs from 4 s to 10 s"
+    clip = Path(end["clip"])
+    assert clip.parent == clips / "cam" and clip.is_file() and not list(clips.rglob("*.part"))
+    seconds, frames, starts_with_a_keyframe = played_seconds(clip)
+    expected = 1 + end["duration_s"] + 1.5
+    assert abs(seconds - expected) <= GOP_S, (seconds, expected)
+    assert starts_with_a_keyframe and frames >= (expected - GOP_S) * 25, "every frame of that span decodes"
+    final = [m for m in messages if m["topic"] == "status/cam" and m["stats"].get("report") == "final"][-1]
+    assert final["stats"]["clips"]["clips"] == 1 and final["stats"]["clips"]["failed"] == 0
+
+
+def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(exported_seed, dark_bright_dark, tmp_path):  # noqa: F811
+    bundle, _, _ = exported_seed
+    clips = tmp_path / "clips"
+
+    def remove_the_dir(process):
+        time.sleep(0.5)
+        while process.poll() is None and not (clips.is_dir() and any(clips.iterdir())):
+            time.sleep(0.05)   # the stream's folder exists once the recorder is connected
+        shutil.rmtree(clips)
+
+    messages, err = serve(bundle, dark_bright_dark, tmp_path, "--record", clips, during=remove_the_dir)
+    reasons = [m["reason"] for m in messages if m["topic"] == "status/cam" and m["reason"].startswith("clip not written")]
+    assert len(reasons) == 1 and "\n" not in reasons[0], err
+    assert "clip not written" in err
+    predictions = [m for m in messages if m["topic"] == "pred/cam"]
+    last_window_end = max(p["frame_index"] for p in predictions)
+    assert last_window_end >= 360, "predictions went on to the end of the 15 s file"
+    end = next(m for m in messages if m["topic"] == "event/cam" and m["type"] == "end")
+    assert "clip" not in end or not Path(end["clip"]).exists()
