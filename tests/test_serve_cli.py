@@ -151,31 +151,23 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (broken / "encoder.onnx").write_bytes(b"not an onnx file")
     corrupt = tmp_path / "corrupt.avi"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
-    malformed = tmp_path / "malformed.toml"
-    malformed.write_text('[[stream]]\nsource = "a.avi\n')
-    unknown = tmp_path / "unknown.toml"
-    unknown.write_text(f'[[stream]]\nsource = "{video}"\nfsp = 5\n')
-    bad_crop = tmp_path / "bad_crop.toml"
-    bad_crop.write_text(f'[[stream]]\nsource = "{video}"\ncrop = [0, 0, 10]\n')
-    bad_decoder = tmp_path / "bad_decoder.toml"
-    bad_decoder.write_text(f'decoder = "nvdec9"\n\n[[stream]]\nsource = "{video}"\n')
-    both = tmp_path / "both.toml"
-    both.write_text(f'endpoint = "tcp://127.0.0.1:5556"\nconnect = "tcp://127.0.0.1:5557"\n\n[[stream]]\nsource = "{video}"\n')
-    bad_metrics = tmp_path / "bad_metrics.toml"
-    bad_metrics.write_text(f'metrics = "localhost:http"\n\n[[stream]]\nsource = "{video}"\n')
-    unknown_sink = tmp_path / "unknown_sink.toml"
-    unknown_sink.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "kafka"\n')
-    bad_sink_key = tmp_path / "bad_sink_key.toml"
-    bad_sink_key.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "jsonl"\nfile = "x.jsonl"\n')
-    record_without_events = tmp_path / "record_without_events.toml"
-    record_without_events.write_text(f'[[stream]]\nsource = "{video}"\nrecord = {{ dir = "{tmp_path / "clips"}" }}\n')
+    stream = f'[[stream]]\nsource = "{video}"\n'
+    files = {"malformed": '[[stream]]\nsource = "a.avi\n',
+             "unknown": f"{stream}fsp = 5\n",
+             "bad_crop": f"{stream}crop = [0, 0, 10]\n",
+             "bad_decoder": f'decoder = "nvdec9"\n\n{stream}',
+             "both": f'endpoint = "tcp://127.0.0.1:5556"\nconnect = "tcp://127.0.0.1:5557"\n\n{stream}',
+             "bad_metrics": f'metrics = "localhost:http"\n\n{stream}',
+             "unknown_sink": f'{stream}\n[[sink]]\ntype = "kafka"\n',
+             "bad_sink_key": f'{stream}\n[[sink]]\ntype = "jsonl"\nfile = "x.jsonl"\n',
+             "record_without_events": f'{stream}record = {{ dir = "{tmp_path / "clips"}" }}\n'}
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     return {"bundle": str(bundle), "video": str(video), "broken": str(broken), "corrupt": str(corrupt),
-            "unknown_sink": str(unknown_sink), "record_without_events": str(record_without_events), "bad_sink_key": str(bad_sink_key), "blocker": str(blocker),
-            "malformed": str(malformed), "unknown": str(unknown), "missing": str(tmp_path / "missing.avi"),
-            "bad_crop": str(bad_crop), "bad_decoder": str(bad_decoder), "both": str(both),
-            "bad_metrics": str(bad_metrics),
+            **{name: str(tmp_path / f"{name}.toml") for name in files}, "blocker": str(blocker),
+            "missing": str(tmp_path / "missing.avi"),
             "url": f"tcp://127.0.0.1:{free_port()}", "out": str(tmp_path / "out.mp4")}
 
 

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tools.ffmpeg_server import free_port
+from tools.ffmpeg_server import free_port, wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 
@@ -22,15 +22,6 @@ def accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
 
 
 class Broker:
