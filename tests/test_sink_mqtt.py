@@ -19,6 +19,7 @@ from stream.errors import LrcnError
 from stream.outbox import Outbox
 from stream.sinks import SINKS, Outgoing, Sink
 from stream.sinks.mqtt import MqttSink
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tools.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)")
@@ -364,3 +365,27 @@ def test_tls_with_a_password(tmp_path):
         if subscriber is not None:
             subscriber.close()
         broker.stop()
+
+
+@pytest.mark.timeout(120)
+def test_lrcn_serve_with_mqtt_publishes_each_kind_under_the_url_prefix_and_says_offline_at_the_end(broker, exported_seed):  # noqa: F811
+    bundle, _, video = exported_seed
+    subscriber = Subscriber(broker.port, prefix="site/north")
+    try:
+        run = subprocess.run([sys.executable, "-m", "tools.cli", "serve", str(bundle), str(video), "--name", "cam",
+                              "--endpoint", "tcp://127.0.0.1:0", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/site/north",
+                              "--min-score", "0"], cwd=ROOT, capture_output=True, text=True, timeout=100)
+        assert run.returncode == 0, run.stderr
+        assert f"mqtt://127.0.0.1:{broker.port} prefix site/north qos 1" in run.stdout
+        assert subscriber.wait_for(lambda ms: ("site/north/availability", b"offline", False) in ms)
+    finally:
+        subscriber.close()
+    topics = {topic for topic, _, _ in subscriber.messages()}
+    assert topics == {"site/north/cam/pred", "site/north/cam/status", "site/north/cam/event", "site/north/heartbeat",
+                      "site/north/availability"}
+    for kind in ("pred", "status", "event"):
+        got = seqs(subscriber, f"site/north/cam/{kind}")
+        assert got == list(range(len(got))) and got, f"{kind}: every message, in order"
+    predictions = [json.loads(p) for _, p, _ in subscriber.messages("site/north/cam/pred")]
+    assert all(messages.decode([b"pred/cam", json.dumps(p).encode()]).payload == p for p in predictions)
+    assert "sink mqtt: sent" in run.stderr and "dropped 0" in run.stderr
