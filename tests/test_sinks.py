@@ -100,3 +100,22 @@ def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_ta
 
 def test_the_committed_schema_files_are_the_ones_the_code_makes():
     assert schemas.main(["--check"]) == 0, "run python -m tools.schemas"
+
+
+def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_never_notices(tmp_path):
+    import shutil
+
+    from stream.outbox import Outbox
+    from stream.sinks.jsonl import JsonlSink
+
+    folder = tmp_path / "logs"
+    sink = JsonlSink(folder / "messages.jsonl", max_mb=0.001, keep=1)
+    with Outbox([sink], node="test") as outbox:
+        assert all(outbox.publish_status("cam", "connected", f"line {n}") for n in range(3))
+        time.sleep(0.5)   # written
+        shutil.rmtree(folder)   # an unmounted disk: rotating and reopening now fail
+        assert all(outbox.publish_status("cam", "connected", "x" * 200) for _ in range(20))
+    stats = sink.stats()
+    assert stats["sent"] >= 3 and stats["failed"] >= 1 and stats["sent"] + stats["failed"] == 23, stats
+    assert sink.problem.startswith(f"cannot write {folder / 'messages.jsonl'}") and "\n" not in sink.problem
+    assert not sink._writer.is_alive(), "the writer wrote what it could and ended at close"
