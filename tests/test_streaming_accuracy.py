@@ -14,18 +14,26 @@ import pytest
 
 from stream.deploy import load_deployment
 from stream.errors import LrcnError
+from stream.events import EventRules
 from tests.live_servers import FFMPEG
 from tools.streaming_accuracy import (
     HeadMode,
     change_delays,
     check_held_out,
     deployment_toml,
+    event_sweep,
+    events_per_minute,
+    false_event_kind,
     first_full_window,
     frame_accuracy,
+    head_labels,
     head_modes,
     join_videos,
+    match_events,
     measure,
     order_videos,
+    replay_events,
+    score_events,
     score_stream,
     segment_rows,
     shown_from,
@@ -290,3 +298,134 @@ def test_a_missing_bundle_needs_weights_to_be_trained(weizmann_like, capsys, tmp
     data, _ = weizmann_like
     assert main(["stream-accuracy", str(tmp_path / "none"), str(data), "--test-groups", "2"]) == 2
     assert "give --weights" in capsys.readouterr().err
+
+
+# -- events --------------------------------------------------------------------------------------
+
+def seg(label, start, end):
+    return {"label": label, "start_frame": start, "end_frame": end}
+
+
+def ev(label, start, end):
+    return {"label": label, "start_frame": start, "end_frame": end}
+
+
+SEGMENTS = [seg("a", 0, 100), seg("b", 100, 200), seg("c", 200, 300)]
+
+
+def test_an_event_is_true_when_it_has_the_label_and_covers_half_of_the_segment():
+    # Inclusive event frames: 50..99 is exactly half of a's 100 frames; 51..99 is one short.
+    assert match_events(SEGMENTS, [ev("a", 50, 99)]) == [(0, 0, 0.5)]
+    assert match_events(SEGMENTS, [ev("a", 51, 99)]) == []
+    assert false_event_kind(SEGMENTS, ev("a", 51, 99)) == "short"
+    # Running past the segment's end does not count against it, nor for the next segment.
+    assert match_events(SEGMENTS, [ev("a", 40, 180)]) == [(0, 0, 0.6)]
+    # The right frames with the wrong label.
+    assert match_events(SEGMENTS, [ev("b", 0, 99)]) == []
+    assert false_event_kind(SEGMENTS, ev("b", 0, 99)) == "wrong_label"
+    assert false_event_kind(SEGMENTS, ev("z", 0, 99)) == "wrong_label"
+
+
+def test_two_events_on_one_segment_match_it_once_the_larger_first():
+    events = [ev("b", 105, 160), ev("b", 165, 199)]    # 56 and 35 frames: split by a dip
+    assert match_events(SEGMENTS, events) == [(1, 0, 0.56)]
+    assert false_event_kind(SEGMENTS, events[1]) == "short"
+    both_long = [ev("b", 100, 170), ev("b", 120, 199)]  # 71 and 80 frames: the second wins, the first is a duplicate
+    assert match_events(SEGMENTS, both_long) == [(1, 1, 0.8)]
+    assert false_event_kind(SEGMENTS, both_long[0]) == "duplicate"
+    score = score_events(SEGMENTS, both_long, seconds=12.0, media_fps=25.0)
+    assert (score["events"], score["true_positives"], score["precision"], score["recall"]) == (2, 1, 0.5, 0.3333)
+    assert score["false"] == {"duplicate": 1} and score["false_per_min"] == 5.0
+
+
+def test_one_event_never_matches_two_segments_and_same_label_segments_pair_by_overlap():
+    segments = [seg("a", 0, 50), seg("b", 50, 60), seg("a", 60, 110)]
+    # One long `a` over both a segments: it matches the one it covers more of, the other is missed.
+    assert match_events(segments, [ev("a", 20, 109)]) == [(2, 0, 1.0)]
+    # Two events, each mostly over one segment: each matches its own.
+    assert match_events(segments, [ev("a", 60, 109), ev("a", 0, 49)]) == [(0, 1, 1.0), (2, 0, 1.0)]
+
+
+def test_precision_recall_and_false_events_per_minute():
+    events = [ev("a", 20, 110), ev("c", 120, 150), ev("b", 130, 199), ev("c", 210, 260), ev("c", 280, 299)]
+    score = score_events(SEGMENTS, events, seconds=300 / 25.0, media_fps=25.0)
+    assert score["matched"] == [[0, 0, 0.8], [1, 2, 0.7], [2, 3, 0.51]]
+    assert (score["events"], score["true_positives"], score["segments"]) == (5, 3, 3)
+    assert (score["precision"], score["recall"]) == (0.6, 1.0)
+    assert score["false"] == {"short": 1, "wrong_label": 1}
+    assert score["false_events"] == 2 and score["false_per_min"] == 10.0     # 2 in 12 s
+    assert score["onset_median_s"] == pytest.approx(0.8)                      # 20, 30, 10 frames at 25 fps
+    nothing = score_events(SEGMENTS, [], seconds=12.0, media_fps=25.0)
+    assert (nothing["precision"], nothing["recall"], nothing["false_per_min"]) == (None, 0.0, 0.0)
+
+
+def test_segments_of_an_ignored_class_are_not_counted_nor_matched():
+    segments = [seg("background", 0, 100), seg("wave", 100, 200)]
+    events = [ev("wave", 120, 199)]
+    score = score_events(segments, events, 8.0, 25.0, ignore=("background",))
+    assert (score["segments"], score["true_positives"], score["recall"]) == (1, 1, 1.0)
+    assert match_events(segments, [ev("background", 0, 99)], ignore=("background",)) == []
+
+
+def test_events_per_minute_of_a_static_scene():
+    assert events_per_minute([], 120.0) == 0.0
+    assert events_per_minute([{}] * 3, 120.0) == 1.5
+    assert events_per_minute([{}], 0.0) is None
+
+
+def test_replayed_events_are_what_the_rules_make_of_the_predictions():
+    rules = EventRules(min_score=0.6, min_duration_s=0.3)
+    preds = ([(f, f / 10, "a", 0.9) for f in range(10)] + [(10, 1.0, "a", 0.5)]         # a dip below min_score
+             + [(f, f / 10, "a", 0.9) for f in range(11, 13)]                            # too short to start again
+             + [(f, f / 10, "b", 0.8) for f in range(13, 20)])                           # b, to the end
+    assert [(e["label"], e["start_frame"], e["end_frame"]) for e in replay_events(rules, preds)] == \
+        [("a", 0, 9), ("b", 13, 19)]
+    segments = [seg("a", 0, 12), seg("b", 12, 20)]
+    rows = event_sweep(preds, rules, lambda ends: score_events(segments, ends, 2.0, 10.0))
+    assert len(rows) == 15 and {(r["min_score"], r["min_duration_s"]) for r in rows} >= {(0.5, 0.0), (0.9, 1.0)}
+    by = {(r["min_score"], r["min_duration_s"]): r for r in rows}
+    assert by[(0.6, 0.0)]["events"] == 3 and by[(0.6, 0.0)]["true_positives"] == 2     # the a after the dip counts too
+    assert by[(0.5, 0.5)]["events"] == 2 and by[(0.5, 0.5)]["precision"] == 1.0       # no dip at 0.5
+    assert by[(0.9, 0.0)]["events"] == 2    # the b's at 0.8 never count
+
+
+def test_head_labels_recover_the_label_hidden_as_unknown():
+    classes = ["a", "b"]
+    payloads = [{"label": "a", "score": 0.9, "top_k": [["a", 0.9], ["b", 0.1]], "probabilities": {"a": 0.9, "b": 0.1}},
+                {"label": "unknown", "score": 0.55, "top_k": [["b", 0.55], ["a", 0.45]],
+                 "probabilities": {"a": 0.45, "b": 0.55}}]
+    assert head_labels(payloads, classes) == ["a", "b"]
+    # EMA 0.5: (0.9, 0.1) then (0.675, 0.325): the smoothed label is still a, whatever the top class.
+    assert head_labels(payloads, classes, "ema:0.5") == ["a", "a"]
+    assert head_labels(payloads[:1], classes, "ema:0.5") == ["a"]      # nothing hidden: as published
+
+
+def test_the_deployment_gives_every_stream_the_event_rules(tmp_path):
+    rules = EventRules(min_score=0.7, min_duration_s=1.0, cooldown_s=2.0, ignore=("wave",))
+    path = tmp_path / "deploy.toml"
+    path.write_text(deployment_toml(head_modes(16)[:2], [7000, 7001], rules))
+    assert [s.events for s in load_deployment(path).streams] == [rules, rules]
+    path.write_text(deployment_toml(head_modes(16)[:1], [7000]))
+    assert load_deployment(path).streams[0].events is None
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--test-groups", "2", "--ignore-classes", "jump"], "--ignore-classes names classes the bundle lacks: jump"),
+    (["--test-groups", "2", "--static", "10", "--no-events"], "--static counts events"),
+])
+def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, arguments, message):
+    from tools.cli import main
+
+    data, bundle = weizmann_like
+    assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_the_scoring_examples_in_the_docstrings_hold():
+    import doctest
+
+    import tools.streaming_accuracy
+
+    result = doctest.testmod(tools.streaming_accuracy)
+    assert result.attempted >= 15 and result.failed == 0, result
