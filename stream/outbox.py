@@ -100,5 +100,6 @@ class Outbox:
             message = Outgoing(kind, stream, topic, (frames[0], frames[1]))
             taken, method = True, SINK_METHOD[kind]
             for sink in self.sinks:
-                taken &= getattr(sink, method)(message)
+                if kind in sink.kinds:
+                    taken &= getattr(sink, method)(message)
             return taken

@@ -389,3 +389,23 @@ def test_lrcn_serve_with_mqtt_publishes_each_kind_under_the_url_prefix_and_says_
     predictions = [json.loads(p) for _, p, _ in subscriber.messages("site/north/cam/pred")]
     assert all(messages.decode([b"pred/cam", json.dumps(p).encode()]).payload == p for p in predictions)
     assert "sink mqtt: sent" in run.stderr and "dropped 0" in run.stderr
+
+
+def test_a_sink_takes_only_its_kinds(broker):
+    subscriber = Subscriber(broker.port)
+    sink = MqttSink("127.0.0.1", broker.port, kinds=["status", "event"])
+    try:
+        assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+        with Outbox([sink], node="test") as outbox:
+            for i in range(5):
+                predict(outbox, "cam0", i)
+            outbox.heartbeat(["cam0"])
+            outbox.publish_status("cam0", "connected", "ok")
+            outbox.publish_event("cam0", {"type": "start", "label": "wave", "start_frame": 3, "start_time": 0.1})
+        assert subscriber.wait_for(lambda ms: any(t == "lrcn/availability" and p == b"offline" for t, p, _ in ms))
+    finally:
+        subscriber.close()
+    assert {t for t, _, _ in subscriber.messages()} == {"lrcn/cam0/status", "lrcn/cam0/event", "lrcn/availability"}
+    assert sink.stats()["sent"] == 2
+    with pytest.raises(LrcnError, match="kinds must be some of pred, status, event, heartbeat"):
+        MqttSink.from_config({"host": "127.0.0.1", "kinds": ["preds"]}, node="test")

@@ -3,7 +3,8 @@
     python -m tools.bench_sinks BUNDLE [--streams 8] [--round-s 20] [--rounds 3] [--out docs/results]
 
 Two measurements, each alternating the sink sets round by round (ZeroMQ; ZeroMQ + MQTT at qos 1,
-and at qos 0; ZeroMQ + JSONL; all three) so that a shared machine's drift hits every set alike:
+at qos 0, and with status and events only; ZeroMQ + JSONL; all three) so that a shared
+machine's drift hits every set alike:
 
 - serving: a real Pipeline in this process serves N looping video files paced like cameras,
   through a real Mosquitto on 127.0.0.1 and a real file; the figure is the process's CPU
@@ -35,12 +36,14 @@ from stream.sinks.zeromq import ZeroMqSink
 from tools.ffmpeg_server import free_port
 from tools.mqtt_broker import Broker
 
-SETS = ("zeromq", "zeromq+mqtt", "zeromq+mqtt0", "zeromq+jsonl", "zeromq+mqtt+jsonl")   # mqtt0: at qos 0
+# mqtt0: at qos 0; mqttev: status and events only, no message per frame
+SETS = ("zeromq", "zeromq+mqtt", "zeromq+mqtt0", "zeromq+mqttev", "zeromq+jsonl", "zeromq+mqtt+jsonl")
 
 
 def sink_tables(name: str, broker_port: int, folder: Path) -> tuple[dict, ...]:
     tables = {"mqtt": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "buffer": 100_000},
               "mqtt0": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "buffer": 100_000, "qos": 0},
+              "mqttev": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "kinds": ["status", "event"]},
               "jsonl": {"type": "jsonl", "path": str(folder / f"{name}.jsonl"), "queue": 100_000}}
     return tuple(tables[part] for part in name.split("+")[1:])
 

@@ -4,6 +4,8 @@ Every message is numbered and encoded once (`stream.outbox.Outbox`), then handed
 an `Outgoing`: the same schema v1 JSON, with the same `seq`, whatever the transport. A sink gets
 one call per message kind, `prediction`, `status`, `event` and `heartbeat`; each defaults to
 `send`, so a sink overrides only the kinds it treats differently (MQTT retains the status).
+A sink takes only the kinds in its `kinds` (every sink's `kinds` option: a dashboard that wants
+events alone need not carry a message per frame).
 
 A sink must never block the caller (the inference thread): it queues or drops, and counts what it
 dropped in `stats()`. A new kind of sink is one module with a `@register`ed class:
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+from stream import messages
 from stream.errors import LrcnError
 
 # Modules that register the built-in sinks; imported when a sink is first looked up, so that a
@@ -43,8 +46,12 @@ class Outgoing:
         return self.frames[1]
 
 
+KINDS = (messages.PRED, messages.STATUS, messages.EVENT, messages.HEARTBEAT)
+
+
 class Sink:
     name: ClassVar[str] = ""
+    kinds: frozenset[str] = frozenset(KINDS)    # the kinds of message it takes
 
     @classmethod
     def from_config(cls, options: Mapping, *, node: str) -> Sink:
@@ -111,6 +118,14 @@ def check_keys(options: Mapping, types: Mapping[str, type | tuple], sink: str) -
         expected = types[key]
         if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
             raise LrcnError(f"{sink} sink: {key!r} has the wrong type ({type(value).__name__})")
+
+
+def check_kinds(kinds, sink: str) -> frozenset[str]:
+    """A `kinds` option as a set; LrcnError naming a kind that does not exist."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise LrcnError(f"{sink} sink: kinds must be some of {', '.join(KINDS)}, got {list(kinds)}")
+    return frozenset(kinds)
 
 
 def _load_built_in() -> None:

@@ -25,9 +25,7 @@ from pathlib import Path
 
 from stream import messages
 from stream.errors import LrcnError
-from stream.sinks import Outgoing, Sink, check_keys, register
-
-KINDS = (messages.PRED, messages.STATUS, messages.EVENT, messages.HEARTBEAT)
+from stream.sinks import Outgoing, Sink, check_keys, check_kinds, register
 WRITE_INTERVAL_S = 0.2   # how long a line may wait in memory before it is written
 OPTION_TYPES = {"path": str, "max_mb": (int, float), "keep": int, "kinds": list, "queue": int}
 
@@ -40,13 +38,10 @@ class JsonlSink(Sink):
                  kinds: tuple[str, ...] = (messages.PRED, messages.STATUS, messages.EVENT), queue_size: int = 10_000):
         if not max_mb > 0 or keep < 0 or queue_size < 1:
             raise LrcnError(f"jsonl sink: max_mb must be > 0, keep >= 0 and queue >= 1, got {max_mb}, {keep}, {queue_size}")
-        unknown = sorted(set(kinds) - set(KINDS))
-        if unknown:
-            raise LrcnError(f"jsonl sink: unknown kinds {', '.join(unknown)} (known: {', '.join(KINDS)})")
         self.path = Path(path)
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.keep = keep
-        self.kinds = frozenset(kinds)
+        self.kinds = check_kinds(kinds, self.name)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "ab")
@@ -72,8 +67,6 @@ class JsonlSink(Sink):
                    queue_size=options.get("queue", 10_000))
 
     def send(self, message: Outgoing) -> bool:
-        if message.kind not in self.kinds:
-            return True
         if len(self._backlog) >= self.queue_size:
             self.dropped += 1
             return False

@@ -15,7 +15,9 @@ Options (a [[sink]] table with `type = "mqtt"`, or `--mqtt URL`): `url`
 `buffer` (messages held while the broker is away, default 10000); `client_id` (default
 `lrcn-<node>`: give each sink its own when two share a broker and a node); `keepalive_s` (30);
 `username`, `password`; `tls` (implied by mqtts://), `ca_file` (default: the system's CAs),
-`cert_file`, `key_file` (a client certificate), `tls_insecure` (skip the hostname check).
+`cert_file`, `key_file` (a client certificate), `tls_insecure` (skip the hostname check);
+`kinds` (default all: ["pred", "status", "event", "heartbeat"]; ["status", "event"] spares the
+broker and this process a message per frame).
 
 Delivery. The sink never blocks the caller: paho connects and reconnects (1 s, doubling to 30 s)
 in its own thread, so a broker that is down at start is not an error. While not connected,
@@ -51,13 +53,13 @@ import paho.mqtt.client as mqtt
 from stream import messages
 from stream.errors import LrcnError
 from stream.outbox import default_node
-from stream.sinks import Outgoing, Sink, check_keys, register
+from stream.sinks import KINDS, Outgoing, Sink, check_keys, check_kinds, register
 
 log = logging.getLogger("lrcn.sinks.mqtt")
 
 OPTION_TYPES = {"url": str, "host": str, "port": int, "prefix": str, "qos": int, "retain_status": bool,
                 "buffer": int, "client_id": str, "keepalive_s": int, "username": str, "password": str,
-                "tls": bool, "ca_file": str, "cert_file": str, "key_file": str, "tls_insecure": bool}
+                "tls": bool, "ca_file": str, "cert_file": str, "key_file": str, "tls_insecure": bool, "kinds": list}
 SCHEMES = {"mqtt": False, "mqtts": True}   # scheme: TLS
 RECONNECT_MAX_S = 30
 
@@ -114,7 +116,7 @@ class MqttSink(Sink):
                  retain_status: bool = True, buffer: int = 10000, client_id: str | None = None,
                  keepalive_s: int = 30, username: str | None = None, password: str | None = None,
                  tls: bool = False, ca_file: str | None = None, cert_file: str | None = None,
-                 key_file: str | None = None, tls_insecure: bool = False):
+                 key_file: str | None = None, tls_insecure: bool = False, kinds=KINDS):
         if qos not in (0, 1, 2):
             raise LrcnError(f"mqtt sink: qos must be 0, 1 or 2, got {qos}")
         if buffer < 1:
@@ -130,6 +132,7 @@ class MqttSink(Sink):
             raise LrcnError("mqtt sink: key_file needs cert_file (the client certificate)")
         if not tls and (ca_file or cert_file or tls_insecure):
             raise LrcnError("mqtt sink: ca_file, cert_file, key_file and tls_insecure need tls (or mqtts://)")
+        self.kinds = check_kinds(kinds, self.name)
         self.host, self.port, self.prefix, self.qos = host, port, _check_prefix(prefix), qos
         self.retain_status, self.buffer, self.tls = retain_status, buffer, tls
         self.availability = f"{self.prefix}/availability"
