@@ -31,7 +31,10 @@ CALIBRATION_BATCH = 8
 
 
 def engine_key(gpu: str, tensorrt_version: str, precision: str, onnx_sha256: str, max_batch: int) -> str:
-    """>>> engine_key("NVIDIA Orin (nvgpu)", "10.3.0", "fp16", "ab" * 32, 8)
+    """The engine file's name: what makes an engine usable (GPU, TensorRT version, precision,
+    batch profile) and the ONNX file it was built from.
+
+    >>> engine_key("NVIDIA Orin (nvgpu)", "10.3.0", "fp16", "ab" * 32, 8)
     'nvidia-orin-nvgpu_trt10.3.0_fp16_b8_abababababababab'
     """
     if precision not in PRECISIONS:
