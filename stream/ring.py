@@ -52,7 +52,6 @@ class FrameRing:
         self._segments = np.zeros(capacity, np.int64)
         self._pts = np.zeros(capacity, np.float64)
         self._lock = threading.Lock()
-        self._frame_written = threading.Condition(self._lock)
         self._frame_read = threading.Condition(self._lock)
         self._new_frame = new_frame
         self.lossless = lossless
@@ -87,7 +86,6 @@ class FrameRing:
         self._pts[slot] = pts
         with self._lock:
             self._committed = seq + 1
-            self._frame_written.notify_all()
         if self._new_frame is not None:
             self._new_frame.set()
         return True
@@ -114,23 +112,6 @@ class FrameRing:
             self._read += len(frames) - torn
             self._frame_read.notify_all()
         return frames[torn:]
-
-    def latest(self) -> Frame | None:
-        """The newest frame, copied, without moving the read position; None before any write."""
-        while True:
-            with self._lock:
-                seq = self._committed - 1
-            if seq < 0:
-                return None
-            frame = self._copy(seq)
-            with self._lock:
-                if seq >= self._claimed - self.capacity:
-                    return frame
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until an unread frame exists or `timeout` passes; True if one exists."""
-        with self._frame_written:
-            return self._frame_written.wait_for(lambda: self._committed > self._next_unread, timeout)
 
     def stats(self) -> dict:
         """written = read + dropped + pending, always."""

@@ -16,6 +16,19 @@ import time
 import numpy as np
 
 
+def percentiles(values, digits: int = 3) -> dict:
+    """{"p50", "p95", "p99"} of `values`, rounded to `digits`, and their "count"; None each when empty.
+
+    >>> percentiles([1.0, 2.0, 3.0, 4.0], digits=2)
+    {'p50': 2.5, 'p95': 3.85, 'p99': 3.97, 'count': 4}
+    """
+    if not len(values):
+        return {"p50": None, "p95": None, "p99": None, "count": 0}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "p99": round(float(p99), digits),
+            "count": len(values)}
+
+
 class Reservoir:
     """A uniform sample of at most `capacity` values out of all ever added (Vitter's algorithm R),
     so percentiles cover the whole run in fixed memory."""
@@ -36,11 +49,8 @@ class Reservoir:
             self._values[slot] = value
 
     def percentiles(self, digits: int = 3) -> dict:
-        if not self._values:
-            return {"p50": None, "p95": None, "p99": None, "count": 0}
-        p50, p95, p99 = np.percentile(self._values, [50, 95, 99])
-        return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "p99": round(float(p99), digits),
-                "count": self.count}
+        """Of the sample; "count" is of every value ever added."""
+        return {**percentiles(self._values, digits), "count": self.count}
 
 
 class RateMeter:

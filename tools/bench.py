@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import LrcnError
+from stream.stats import percentiles
 
 FRAME_RATE = 25.0                # stream rate in the latency and capacity runs; every frame is sampled
 SEED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101_9" / "ApplyEyeMakeup" / \
@@ -41,27 +42,12 @@ SEED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101_9
 
 # -- measuring ---------------------------------------------------------------------------------
 
-def percentiles(values) -> dict:
-    if not len(values):
-        return {"p50": None, "p95": None, "p99": None, "count": 0}
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
-            "count": len(values)}
-
-
 def rss_mb(pid: str | int = "self") -> float:
     """Resident memory of a process from /proc, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
-
-
-def thread_count(pid: str | int = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return -1
 
 
 def load_average() -> list[float]:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import LrcnError
+from stream.stats import percentiles
 from tools.ffmpeg_server import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,8 +132,7 @@ def run_rounds(recognizers: list[Recognizer], rounds: int, round_s: float, inter
     return {"per_process": per_process, "ratio": round(float(np.mean(ratios)), 4),
             "extra_percent": round((float(np.mean(ratios)) - 1) * 100, 2),
             "scrapes": len(scrape_ms), "scrape_failures": failures,
-            "scrape_ms_p50": round(float(np.percentile(scrape_ms, 50)), 2) if scrape_ms else None,
-            "scrape_ms_p99": round(float(np.percentile(scrape_ms, 99)), 2) if scrape_ms else None,
+            "scrape_ms_p50": percentiles(scrape_ms, 2)["p50"], "scrape_ms_p99": percentiles(scrape_ms, 2)["p99"],
             "metrics_bytes": int(np.median(sizes)) if sizes else None}
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.bundle import ModelSpec
+from stream.stats import percentiles
 
 SIZE, CLIP_LENGTH, FPS = 32, 8, 10.0
 
@@ -66,10 +67,10 @@ def score_stream(predictions: list[dict], labels: list[str]) -> dict:
     right = [p["label"] == truth_at(labels, p["frame_index"]) for p in predictions]
     pure = [ok for p, ok in zip(predictions, right)
             if truth_at(labels, p["window"][0]) == truth_at(labels, p["window"][1])]
-    latencies = np.array([p["latency_ms"] for p in predictions]) if predictions else np.zeros(1)
+    latency = percentiles([p["latency_ms"] for p in predictions] or [0.0])
     return {"predictions": len(predictions), "accuracy": float(np.mean(right)) if right else 0.0,
             "within_one_action": len(pure), "accuracy_within_one_action": float(np.mean(pure)) if pure else 0.0,
-            "latency_ms_p50": float(np.percentile(latencies, 50)), "latency_ms_p99": float(np.percentile(latencies, 99))}
+            "latency_ms_p50": latency["p50"], "latency_ms_p99": latency["p99"]}
 
 
 def serve_and_watch(bundle: Path, workdir: Path, seconds: float) -> dict:

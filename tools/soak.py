@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import LrcnError
+from stream.stats import percentiles
 from tools.bench_scrape import get
 from tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, is_listening, stop_process
 
@@ -168,10 +169,10 @@ class Scraper:
         return round(float(np.median(taken)), 2) if taken else None
 
     def summary(self) -> dict:
-        times = self.times_ms or [float("nan")]
+        times = percentiles(self.times_ms, 2)
         return {"scrapes": self.scrapes, "scrape_failures": self.failures, "healthz_503": self.unhealthy,
-                "scrape_ms_p50": round(float(np.percentile(times, 50)), 2),
-                "scrape_ms_p99": round(float(np.percentile(times, 99)), 2), "scrape_ms_max": round(max(times), 2)}
+                "scrape_ms_p50": times["p50"], "scrape_ms_p99": times["p99"],
+                "scrape_ms_max": round(max(self.times_ms), 2) if self.times_ms else None}
 
     def close(self) -> None:
         self._stop.set()
@@ -257,8 +258,7 @@ def soak(args) -> dict:
                       "dropped": sum(s.get("dropped", 0) for s in stats.values()),
                       "publisher_dropped": sum(s.get("publisher_dropped", 0) for s in stats.values()),
                       "reconnects": sum(s.get("reconnects", 0) for s in stats.values()),
-                      "p50_ms": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
-                      "p99_ms": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
+                      "p50_ms": percentiles(latencies)["p50"], "p99_ms": percentiles(latencies)["p99"],
                       "received": len(latencies)}
             if scraper is not None:
                 sample["scrape_ms"] = scraper.take_median_ms()
