@@ -68,7 +68,7 @@ def machine() -> dict:
 def build_seed_bundle(out: Path, video: Path | None = None) -> Path:
     """The seed LRCN (112x112, T=16, LSTM 512) with untrained weights, exported with its INT8
     encoder: for speed only (untrained weights cost exactly what trained ones do)."""
-    from tools.cli import require_tensorflow
+    from tools.args import require_tensorflow
 
     require_tensorflow()
     import keras
@@ -415,7 +415,7 @@ def child_main(kind: str, bundle_dir: str, started_at: float) -> None:
         if message is None:
             raise SystemExit("no prediction within 30 s")
     else:
-        from tools.cli import require_tensorflow
+        from tools.args import require_tensorflow
 
         require_tensorflow()
         from models.experiment import load_bundle

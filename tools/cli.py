@@ -11,77 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stream.errors import LrcnError
+from tools.args import (choose_split, parse_crop, parse_l2, parse_size, positive_float, positive_int, print_result,
+                        require_tensorflow)
 
 if TYPE_CHECKING:  # the real imports wait for the commands that need them (TensorFlow)
     from models.train import TrainConfig
     from stream.bundle import ModelSpec
-
-
-def require_tensorflow() -> None:
-    """Import TensorFlow once, for the commands that train or evaluate.
-
-    Its C++ log lines are hidden unless --verbose (see tools/quiet.py); a missing TensorFlow
-    becomes a one-line error.
-    """
-    from tools.quiet import import_tensorflow
-
-    try:
-        import_tensorflow()
-    except ImportError:
-        raise LrcnError("this command needs TensorFlow: pip install 'lrcn-stream[train]'") from None
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'112' -> (112, 112); '120x160' -> (120, 160) as height x width."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 32:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW with sides >= 32, got {text!r}")
-    return parts[0], parts[1]
-
-
-def parse_crop(text: str) -> tuple[int, int, int, int]:
-    try:
-        crop = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        crop = ()
-    if len(crop) != 4 or min(crop[:2]) < 0 or min(crop[2:]) < 1:
-        raise argparse.ArgumentTypeError(f"crop must be X,Y,W,H in whole source pixels (W, H >= 1), got {text!r}")
-    return crop
-
-
-def parse_l2(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if any(not 0 <= value < 10 for value in values):
-        raise argparse.ArgumentTypeError(f"L2 penalties must be in [0, 10), got {text!r}")
-    return tuple(dict.fromkeys(values))  # a value given twice is trained once
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,29 +94,6 @@ def config_from_args(args) -> "TrainConfig":
                        clips_per_video=args.clips_per_video, synthetic_clips=args.synthetic_clips, augment=not args.no_augment, flip=not args.no_flip,
                        seed=args.seed, refit=not args.no_refit, cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
                        progress=not args.quiet)
-
-
-def choose_split(dataset, args):
-    """(train videos, test videos) from the split flags; no flag: all videos train."""
-    from models.data import official_split, split_by_groups
-
-    if getattr(args, "split_lists", None):
-        return official_split(dataset, *args.split_lists)
-    if getattr(args, "test_groups", None):
-        groups = [g.strip() for g in args.test_groups.split(",") if g.strip()]
-        unknown = sorted(set(groups) - {v.group for v in dataset.videos})
-        if unknown:
-            raise LrcnError(f"--test-groups: no videos in group(s) {', '.join(unknown)}")
-        return split_by_groups(list(dataset.videos), groups)
-    return list(dataset.videos), []
-
-
-def print_result(result: dict) -> None:
-    print(f"video accuracy {result['video_correct']}/{result['videos']} = {result['video_accuracy']:.3f}, "
-          f"clip accuracy {result['clip_accuracy']:.3f} over {result['clips']} clips")
-    for name, row in result["per_class"].items():
-        fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
-        print(f"  {name:<28} precision {fmt(row['precision'])}  recall {fmt(row['recall'])}  n={row['support']}")
 
 
 def cmd_train(args) -> None:

@@ -28,7 +28,7 @@ def train_small_lrcn(workdir: Path, quick: bool) -> tuple[Path, dict]:
     from models.data import discover, split_by_groups
     from models.experiment import train_and_test
     from models.train import TrainConfig
-    from tools.cli import print_result
+    from tools.args import print_result
 
     data = workdir / "synth"
     if not data.exists():

@@ -872,7 +872,7 @@ def gray_clip(out_dir: Path, seconds: float, fps: float, size: tuple[int, int]) 
 def run(args) -> dict:
     from models.data import discover
     from stream.bundle import read_meta
-    from tools.cli import choose_split
+    from tools.args import choose_split
 
     data = Path(args.data)
     dataset = discover(data, args.group_pattern)
@@ -967,7 +967,7 @@ def non_negative_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tools.cli import positive_float, positive_int
+    from tools.args import positive_float, positive_int
 
     parser.add_argument("bundle", help="bundle trained on the training groups (trained and exported here if absent)")
     parser.add_argument("data", help="DATA/<class>/<video> holding the test videos")
