@@ -54,11 +54,7 @@ class Publisher(Outbox):
 
     def close(self, linger_s: float | None = None) -> None:
         """Close the socket, waiting up to `linger_s` (default: the constructor's) to flush queued messages."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self.zeromq.close(linger_s)
+        super().close(self.zeromq.linger_s if linger_s is None else linger_s)
 
 
 class Subscriber:

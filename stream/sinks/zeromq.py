@@ -31,6 +31,7 @@ class ZeroMqSink(Sink):
         self._socket = self._context.socket(zmq.PUB)
         self._socket.sndhwm = hwm
         self._socket.linger = int(linger_s * 1000)
+        self.linger_s = linger_s
         self._closed = False
         try:
             if curve is not None:
