@@ -16,8 +16,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from stream.bundle import ModelSpec
-from stream.errors import LrcnError
+from lrcn.stream.bundle import ModelSpec
+from lrcn.stream.errors import LrcnError
 
 MOBILENET_FEATURES = 1280
 

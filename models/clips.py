@@ -9,8 +9,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.video import DECODE_VERSION, read_frames
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.video import DECODE_VERSION, read_frames
 
 DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream"
 

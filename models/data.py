@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from stream.errors import LrcnError
-from stream.video import VIDEO_EXTENSIONS
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.video import VIDEO_EXTENSIONS
 
 # Dict order is the auto-detection order: most specific first, so no preset claims another's names
 # (`_g(\d+)_` never matches `s0_bend.avi` or `PS7A1P1T1.avi`; `s(\d+)_` is case-sensitive, so not `PS7`).

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models.architectures import split_model
-from models.clips import video_windows
-from models.data import Video
-from models.features import encode_frames
-from stream.bundle import ModelSpec
+from lrcn.models.architectures import split_model
+from lrcn.models.clips import video_windows
+from lrcn.models.data import Video
+from lrcn.models.features import encode_frames
+from lrcn.stream.bundle import ModelSpec
 
 
 def window_probabilities(head, spec: ModelSpec, features: np.ndarray, stride: int) -> np.ndarray:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.clips import FrameCache, load_videos
-from models.data import Dataset, Fold, Video, group_holdout, leave_one_group_out
-from models.evaluate import predict_videos, report, save_report
-from models.features import FeatureCache
-from models.train import TrainConfig, train
-from stream.bundle import ModelSpec, read_meta, write_meta
-from stream.errors import LrcnError
+from lrcn.models.clips import FrameCache, load_videos
+from lrcn.models.data import Dataset, Fold, Video, group_holdout, leave_one_group_out
+from lrcn.models.evaluate import predict_videos, report, save_report
+from lrcn.models.features import FeatureCache
+from lrcn.models.train import TrainConfig, train
+from lrcn.stream.bundle import ModelSpec, read_meta, write_meta
+from lrcn.stream.errors import LrcnError
 
 VAL_FRACTION = 0.2
 
@@ -42,7 +42,7 @@ def evaluate_model(model, spec: ModelSpec, videos: list[Video], config: TrainCon
                                                              spec.input_size, spec.fps), config.progress)
     features = None
     if spec.frozen_backbone:
-        from models.architectures import split_model
+        from lrcn.models.architectures import split_model
         cache = FeatureCache(config.cache_dir, spec, split_model(model, spec)[0])
         features = cache.features
     result = report(videos, predict_videos(model, spec, frames, features=features), spec.classes)

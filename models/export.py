@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.architectures import TemporalPooling, split_model
-from models.clips import clip_indices, preprocess
-from models.experiment import load_bundle
-from stream.bundle import BundleMeta
-from stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, OnnxRuntimeEncoder
-from stream.errors import LrcnError
-from stream.head import HEAD_FILE, FrameHead, Head, LstmHead, PoolHead, save_head
+from lrcn.models.architectures import TemporalPooling, split_model
+from lrcn.models.clips import clip_indices, preprocess
+from lrcn.models.experiment import load_bundle
+from lrcn.stream.bundle import BundleMeta
+from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, OnnxRuntimeEncoder
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import HEAD_FILE, FrameHead, Head, LstmHead, PoolHead, save_head
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export.json"
@@ -167,7 +167,7 @@ def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float =
     save_head(bundle / HEAD_FILE, head)
     report = {"tolerance": tolerance, "opset": OPSET, "check": check_export(bundle, model, meta, frames, head)}
     if calibration is not None:
-        from stream.quantize import quantize_int8
+        from lrcn.stream.quantize import quantize_int8
 
         quantize_int8(bundle / ENCODER_FILE, bundle / INT8_ENCODER_FILE, calibration)
         report["int8"] = {"calibration_frames": len(calibration), **int8_check(bundle, frames, head, meta)}
@@ -201,9 +201,9 @@ def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, i
     """export_bundle with frames read from files: the check uses the first video at `video`
     (default: the data the bundle was trained on); INT8 calibrates on frames spread over
     the videos at `calibration` (default: `video`)."""
-    from stream.bundle import read_meta
-    from stream.quantize import calibration_frames, video_files
-    from stream.video import read_frames
+    from lrcn.stream.bundle import read_meta
+    from lrcn.stream.quantize import calibration_frames, video_files
+    from lrcn.stream.video import read_frames
 
     meta = read_meta(bundle_dir)
     spec, source = meta.spec, video or meta.training.get("data")

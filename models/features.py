@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.clips import cache_key, preprocess, save_npy
-from stream.video import DECODE_VERSION
-from stream.bundle import ModelSpec
+from lrcn.models.clips import cache_key, preprocess, save_npy
+from lrcn.stream.video import DECODE_VERSION
+from lrcn.stream.bundle import ModelSpec
 
 ENCODE_BATCH = 32
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 CLASSES: tuple[str, ...] = ("still", "move_left", "move_right", "move_up", "move_down", "grow", "shrink")
 

@@ -21,16 +21,16 @@ import numpy as np
 
 import keras
 
-from models.architectures import TemporalPooling, build_head, build_model, copy_head_weights, \
+from lrcn.models.architectures import TemporalPooling, build_head, build_model, copy_head_weights, \
     scale_to_unit_variance, split_model
-from models import synth
-from models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
+from lrcn.models import synth
+from lrcn.models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
     random_start, window_starts
-from models.data import Video
-from models.features import FeatureCache
-from stream.bundle import BundleMeta, ModelSpec, write_meta
-from stream.errors import LrcnError
-from stream.sampling import grid_indices
+from lrcn.models.data import Video
+from lrcn.models.features import FeatureCache
+from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sampling import grid_indices
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 FORMAT_VERSION = 1
 BACKBONES = ("seed", "small", "mobilenet_v2")

@@ -71,7 +71,7 @@ from pathlib import Path
 
 import av
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 GB = 10 ** 9
 DEFAULT_LAG_S = 10.0

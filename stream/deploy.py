@@ -34,16 +34,16 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from stream.clips import RecordRules, check_record_dir
-from stream.errors import LrcnError
-from stream.events import EventRules
-from stream.pipeline import StreamConfig
-from stream.service import parse_address
-from stream.sinks import sink_types
-from stream.smoothing import parse_smoothing
-from stream.sources import SourceOptions, check_options
-from stream.sources.pyav import check_decoder
-from stream.windows import WindowConfig
+from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import EventRules
+from lrcn.stream.pipeline import StreamConfig
+from lrcn.stream.service import parse_address
+from lrcn.stream.sinks import sink_types
+from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.sources import SourceOptions, check_options
+from lrcn.stream.sources.pyav import check_decoder
+from lrcn.stream.windows import WindowConfig
 
 _NUMBER = (int, float)
 # Expected type of each key; the stream keys are StreamConfig's fields.

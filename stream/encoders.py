@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 ENCODER_FILE = "encoder.onnx"
 INT8_ENCODER_FILE = "encoder.int8.onnx"
@@ -114,7 +114,7 @@ def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: 
             raise LrcnError(f"bundle has no {INT8_ENCODER_FILE}: {bundle} (run `lrcn export {bundle} --int8`)")
         return OnnxRuntimeEncoder(bundle / INT8_ENCODER_FILE, threads)
     if backend == "tensorrt":
-        from stream.tensorrt_engine import TensorRtEncoder
+        from lrcn.stream.tensorrt_engine import TensorRtEncoder
 
         return TensorRtEncoder.from_bundle(bundle, precision=precision, max_batch=max_batch)
     raise LrcnError(f"unknown encoder backend {backend!r}: one of {', '.join(BACKENDS)}")

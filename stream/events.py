@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 UNKNOWN = "unknown"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 HEAD_FILE = "head.npz"
 

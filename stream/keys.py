@@ -21,7 +21,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 SERVER = "server"
 AUTHORIZED = "authorized_clients"

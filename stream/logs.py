@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TextIO
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")

@@ -33,8 +33,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream.errors import LrcnError
-from stream.message_schema import FIELDS, SCHEMA_VERSION
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.message_schema import FIELDS, SCHEMA_VERSION
 PRED, STATUS, EVENT, HEARTBEAT = "pred", "status", "event", "heartbeat"
 EVENT_TYPES = ("start", "update", "end")
 HEARTBEAT_TOPIC = HEARTBEAT

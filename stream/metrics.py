@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
-from stream import __version__
-from stream.sources import SourceState
-from stream.stats import Histogram
+from lrcn.stream import __version__
+from lrcn.stream.sources import SourceState
+from lrcn.stream.stats import Histogram
 
 # (metric name without _total, help, key in a stream's stats)
 STREAM_COUNTERS = (

@@ -3,7 +3,7 @@
 `seq` counts per topic across all sinks, so the same message carries the same `seq` on ZeroMQ,
 MQTT and in a JSONL file, and a gap in any of them means that sink dropped something.
 
->>> from stream.sinks.jsonl import JsonlSink                                  # doctest: +SKIP
+>>> from lrcn.stream.sinks.jsonl import JsonlSink                                  # doctest: +SKIP
 >>> outbox = Outbox([JsonlSink("/var/log/lrcn/messages.jsonl")], node="edge1") # doctest: +SKIP
 >>> outbox.publish_status("door", "connected", "1920x1080 h264 at 25.0 fps")  # doctest: +SKIP
 True
@@ -17,8 +17,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from stream import messages
-from stream.sinks import Outgoing, Sink
+from lrcn.stream import messages
+from lrcn.stream.sinks import Outgoing, Sink
 
 
 # The Sink method that takes each kind of message.

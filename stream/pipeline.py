@@ -33,20 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.clips import ClipRecorder, RecordRules
-from stream.encoders import open_encoder
-from stream.errors import LrcnError
-from stream.events import EventRules, EventState, Observation, finish, published_label, step
-from stream.keys import ServerKeys
-from stream.outbox import Outbox, default_node
-from stream.sinks import Sink, open_sink
-from stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
-from stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
-from stream.scheduler import Prediction, Scheduler, StreamPlan
-from stream.smoothing import parse_smoothing
-from stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
-from stream.stats import Histogram, RateMeter, Reservoir
-from stream.windows import EXACT, WindowConfig
+from lrcn.stream.clips import ClipRecorder, RecordRules
+from lrcn.stream.encoders import open_encoder
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
+from lrcn.stream.keys import ServerKeys
+from lrcn.stream.outbox import Outbox, default_node
+from lrcn.stream.sinks import Sink, open_sink
+from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
+from lrcn.stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
+from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
+from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
+from lrcn.stream.stats import Histogram, RateMeter, Reservoir
+from lrcn.stream.windows import EXACT, WindowConfig
 
 log = logging.getLogger("lrcn.pipeline")
 

@@ -22,11 +22,11 @@ from collections.abc import Iterable
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from stream import messages
-from stream.errors import LrcnError
-from stream.keys import ClientKeys, ServerKeys
-from stream.outbox import Outbox
-from stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
+from lrcn.stream import messages
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.keys import ClientKeys, ServerKeys
+from lrcn.stream.outbox import Outbox
+from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
 
 
 class Publisher(Outbox):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.video import VIDEO_EXTENSIONS, read_frames
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.video import VIDEO_EXTENSIONS, read_frames
 
 
 def video_files(source: str | Path | list[Path]) -> list[Path]:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.bundle import BundleMeta, read_meta
-from stream.encoders import ENCODER_FILE, Encoder, open_encoder
-from stream.errors import LrcnError
-from stream.head import HEAD_FILE, Head, load_head
+from lrcn.stream.bundle import BundleMeta, read_meta
+from lrcn.stream.encoders import ENCODER_FILE, Encoder, open_encoder
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import HEAD_FILE, Head, load_head
 
 
 @dataclass

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.encoders import Encoder
-from stream.errors import LrcnError
-from stream.head import Head, limit_blas_threads
-from stream.ring import Frame
-from stream.smoothing import SmootherState, Smoothing, smooth
-from stream.stats import Histogram
-from stream.windows import (
+from lrcn.stream.encoders import Encoder
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import Head, limit_blas_threads
+from lrcn.stream.ring import Frame
+from lrcn.stream.smoothing import SmootherState, Smoothing, smooth
+from lrcn.stream.stats import Histogram
+from lrcn.stream.windows import (
     WindowConfig,
     WindowState,
     frame_inputs,

@@ -30,8 +30,8 @@ from urllib.parse import unquote, urlsplit
 import cv2
 from prometheus_client.exposition import choose_encoder
 
-from stream.errors import LrcnError
-from stream.metrics import pipeline_registry
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.metrics import pipeline_registry
 
 log = logging.getLogger("lrcn.service")
 STATUS_PAGE = Path(__file__).with_name("status_page.html")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 EMA, HYSTERESIS = "ema", "hysteresis"
 

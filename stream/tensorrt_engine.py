@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.bundle import read_meta
-from stream.encoders import ENCODER_FILE, check_frames
-from stream.errors import LrcnError
+from lrcn.stream.bundle import read_meta
+from lrcn.stream.encoders import ENCODER_FILE, check_frames
+from lrcn.stream.errors import LrcnError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_DIR = "engines"
@@ -136,7 +136,7 @@ def ensure_engine(bundle_dir: str | Path, precision: str = "fp16", max_batch: in
         return path
     frames = None
     if precision == "int8":
-        from stream.quantize import calibration_frames
+        from lrcn.stream.quantize import calibration_frames
 
         if calibration is None:
             raise LrcnError("an INT8 engine needs calibration frames: --calibration VIDEO_FOLDER")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.sampling import Sampler
-from stream.sources.capture import CaptureError
-from stream.sources.pyav import PyavCapture
-from stream.sources.supervisor import SourceOptions, timeline
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sampling import Sampler
+from lrcn.stream.sources.capture import CaptureError
+from lrcn.stream.sources.pyav import PyavCapture
+from lrcn.stream.sources.supervisor import SourceOptions, timeline
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.head import FrameHead, Head, LstmHead, PoolHead
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import FrameHead, Head, LstmHead, PoolHead
 
 EXACT, CONTINUOUS = "exact", "continuous"
 MODES = (EXACT, CONTINUOUS)

@@ -17,10 +17,10 @@ def make_bundle(directory: Path, spec, frames: np.ndarray | None = None, seed: i
     as a trained model's do (Keras's initialisation leaves them nearly constant)."""
     import keras
 
-    from models.architectures import build_model, scale_to_unit_variance, split_model
-    from models.clips import preprocess
-    from models.train import save_bundle
-    from stream.bundle import BundleMeta
+    from lrcn.models.architectures import build_model, scale_to_unit_variance, split_model
+    from lrcn.models.clips import preprocess
+    from lrcn.models.train import save_bundle
+    from lrcn.stream.bundle import BundleMeta
 
     keras.utils.set_random_seed(seed)
     model = build_model(spec)
@@ -35,7 +35,7 @@ def real_video(tmp_dir: Path) -> Path:
     """A Weizmann video when ../shared is present, else a synthetic one written to disk."""
     if WEIZMANN_VIDEO.is_file():
         return WEIZMANN_VIDEO
-    from models import synth
+    from lrcn.models import synth
 
     # 60 frames: the scheduler tests cut the video at frame 30 and re-offer its first 30.
     paths = synth.write_dataset(tmp_dir / "synth", videos_per_class=1, n_frames=60, size=64, seed=3, groups=1)
@@ -43,7 +43,7 @@ def real_video(tmp_dir: Path) -> Path:
 
 
 def frames_of(video: Path, spec) -> np.ndarray:
-    from stream.video import read_frames
+    from lrcn.stream.video import read_frames
 
     return read_frames(video, spec.input_size, spec.fps)
 
@@ -57,8 +57,8 @@ def exported_seed(tmp_path_factory):
     """(bundle, frames, video): a small seed LRCN exported with its INT8 encoder, shared by
     the tests that only read it (copy it before breaking it)."""
     pytest.importorskip("tensorflow")
-    from models.export import export_bundle
-    from stream.bundle import ModelSpec
+    from lrcn.models.export import export_bundle
+    from lrcn.stream.bundle import ModelSpec
 
     spec = ModelSpec(**SEED_SPEC_ARGS)
     video = real_video(tmp_path_factory.mktemp("video"))

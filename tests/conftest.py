@@ -8,6 +8,4 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PRETRAINED = SHARED / "pretrained" / "mobilenet_v2_1.0_imagenet_notop.weights.h5"
 needs_shared_data = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared/data not present")
-# Helper modules, not tests: --doctest-modules would import them, and rtsp_server needs GStreamer's bindings.
-collect_ignore = ["bundles.py", "live_servers.py", "rtsp_server.py"]
 needs_pretrained = pytest.mark.skipif(not PRETRAINED.is_file(), reason="../shared/pretrained weights not present")

@@ -7,9 +7,9 @@ import pytest
 keras = pytest.importorskip("keras")
 from keras import layers  # noqa: E402
 
-from models.architectures import build_head, build_model, feature_size, split_model  # noqa: E402
-from stream.bundle import BundleMeta, ModelSpec, read_meta, write_meta  # noqa: E402
-from stream.errors import LrcnError  # noqa: E402
+from lrcn.models.architectures import build_head, build_model, feature_size, split_model  # noqa: E402
+from lrcn.stream.bundle import BundleMeta, ModelSpec, read_meta, write_meta  # noqa: E402
+from lrcn.stream.errors import LrcnError  # noqa: E402
 from tests.conftest import PRETRAINED, needs_pretrained  # noqa: E402
 
 CLASSES = ("a", "b", "c", "d")
@@ -92,7 +92,7 @@ def test_small_backbone_keeps_a_spatial_map():
 
 
 def test_unit_variance_init_gives_features_that_differ_between_frames():
-    from models.architectures import scale_to_unit_variance
+    from lrcn.models.architectures import scale_to_unit_variance
 
     spec = ModelSpec(classes=CLASSES, input_size=(64, 64))
     keras.utils.set_random_seed(0)
@@ -171,7 +171,7 @@ POOL_SPEC = ModelSpec(classes=CLASSES, backbone="small", input_size=(32, 48), cl
 
 
 def pooling_layer(model):
-    from models.architectures import TemporalPooling
+    from lrcn.models.architectures import TemporalPooling
 
     (layer,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
     return layer
@@ -184,7 +184,7 @@ def random_windows(rng, batch, length, size):
 
 
 def test_pool_head_layers_and_shapes():
-    from models.architectures import TemporalPooling
+    from lrcn.models.architectures import TemporalPooling
 
     model = build_model(POOL_SPEC)
     features = feature_size(POOL_SPEC)
@@ -211,7 +211,7 @@ def test_pool_head_layers_and_shapes():
 
 
 def test_pool_layer_is_mean_then_max_over_time():
-    from models.architectures import TemporalPooling
+    from lrcn.models.architectures import TemporalPooling
 
     windows = random_windows(np.random.default_rng(3), 2, 5, 6)
     out = np.asarray(TemporalPooling()(windows))
@@ -219,7 +219,7 @@ def test_pool_layer_is_mean_then_max_over_time():
 
 
 def test_set_statistics_standardises_the_pooled_windows():
-    from models.architectures import TemporalPooling
+    from lrcn.models.architectures import TemporalPooling
 
     rng = np.random.default_rng(0)
     windows = random_windows(rng, 200, 6, 9)
@@ -236,7 +236,7 @@ def test_set_statistics_standardises_the_pooled_windows():
 
 
 def test_set_statistics_leaves_a_constant_feature_at_scale_one_and_finite():
-    from models.architectures import TemporalPooling
+    from lrcn.models.architectures import TemporalPooling
 
     windows = random_windows(np.random.default_rng(1), 50, 4, 3)
     windows[:, :, 1] = 2.5  # a dead unit
@@ -266,7 +266,7 @@ def test_pool_model_saved_as_keras_loads_with_its_statistics(tmp_path):
     model.save(tmp_path / "pool.keras")
     loaded = keras.models.load_model(tmp_path / "pool.keras", compile=False)
     loaded_pooling = pooling_layer(loaded)
-    assert type(loaded_pooling).__module__ == "models.architectures"
+    assert type(loaded_pooling).__module__ == "lrcn.models.architectures"
     for saved, restored in zip(pooling.get_weights(), loaded_pooling.get_weights()):
         np.testing.assert_array_equal(saved, restored)
     np.testing.assert_array_equal(np.asarray(loaded(clips, training=False)), expected)

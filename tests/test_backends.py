@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.encoders import OnnxRuntimeEncoder, open_encoder
-from stream.errors import LrcnError
-from stream.runtime_bundle import load_runtime_bundle
-from stream.tensorrt_engine import engine_key, require_tensorrt
+from lrcn.stream.encoders import OnnxRuntimeEncoder, open_encoder
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.tensorrt_engine import engine_key, require_tensorrt
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_int8_graph_preparation_keeps_the_fp32_output(tmp_path, kernel, pads, of
     onnx = pytest.importorskip("onnx")
     import onnxruntime
 
-    from stream.quantize import prepare_for_int8
+    from lrcn.stream.quantize import prepare_for_int8
 
     model = first_conv_encoder(kernel, pads, 1 / 255 if offset == 0 else 1 / 127.5, offset)
     frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
@@ -156,7 +156,7 @@ def test_int8_graph_preparation_keeps_the_fp32_output(tmp_path, kernel, pads, of
 def test_int8_encoder_takes_the_uint8_frames_straight_into_the_first_conv(tmp_path):
     onnx = pytest.importorskip("onnx")
 
-    from stream.quantize import quantize_int8
+    from lrcn.stream.quantize import quantize_int8
 
     onnx.save(first_conv_encoder(7, [2, 2, 3, 3], 1 / 255, 0.0), str(tmp_path / "encoder.onnx"))
     frames = np.random.default_rng(0).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
@@ -211,7 +211,7 @@ def test_unknown_backend_and_missing_int8_are_one_line_errors(tmp_path, exported
 
 
 def lrcn(*args):
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=300, check=False)
 
 
@@ -239,7 +239,7 @@ def test_doctor_lists_backends_and_reasons():
     assert "TensorRT" in result.stdout and "GPU" in result.stdout
     if TENSORRT_PROBLEM:
         assert "backend tensorrt: not usable here" in result.stdout
-    from stream.sources.pyav import device_problem, hardware_decoders
+    from lrcn.stream.sources.pyav import device_problem, hardware_decoders
 
     assert "PyAV " in result.stdout and "decoder cpu always" in result.stdout
     for kind in hardware_decoders():   # each hardware decoder, and whether it opens here
@@ -251,7 +251,7 @@ def test_doctor_lists_backends_and_reasons():
 @needs_tensorrt
 @pytest.mark.parametrize("precision, tolerance", [("fp16", 2e-2), ("int8", 0.2)])
 def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path, exported_seed, precision, tolerance):  # noqa: F811
-    from stream.tensorrt_engine import TensorRtEncoder, ensure_engine
+    from lrcn.stream.tensorrt_engine import TensorRtEncoder, ensure_engine
 
     bundle, frames, video = exported_seed
     bundle = broken_copy(tmp_path, exported_seed)
@@ -291,13 +291,13 @@ def test_int8_accuracy_delta_on_synthetic_data(tmp_path):
     """Train a small LRCN, export it with an INT8 encoder calibrated on the training videos,
     and score both encoders on held-out videos through the same head."""
     pytest.importorskip("tensorflow")
-    from models.data import discover, split_by_groups
-    from models.export import export_bundle
-    from models.train import TrainConfig, train
-    from stream.bundle import ModelSpec
-    from stream.quantize import calibration_frames
-    from stream.video import read_frames
-    from tools.int8_accuracy import score
+    from lrcn.models.data import discover, split_by_groups
+    from lrcn.models.export import export_bundle
+    from lrcn.models.train import TrainConfig, train
+    from lrcn.stream.bundle import ModelSpec
+    from lrcn.stream.quantize import calibration_frames
+    from lrcn.stream.video import read_frames
+    from lrcn.tools.int8_accuracy import score
 
     write_disk_videos(tmp_path / "data")
     dataset = discover(tmp_path / "data")

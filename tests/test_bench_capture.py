@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tools.bench_capture import PATHS, SOURCES
-from tools.cli import main as lrcn
-from tools.ffmpeg_server import FFMPEG
+from lrcn.tools.bench_capture import PATHS, SOURCES
+from lrcn.tools.cli import main as lrcn
+from lrcn.tools.ffmpeg_server import FFMPEG
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")

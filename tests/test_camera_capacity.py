@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from tests.bundles import exported_seed  # noqa: F401
-from tools.camera_capacity import REPO, Source, checkout_code, judge, rtsp_server_missing, run_trial, source_video
-from tools.ffmpeg_server import FFMPEG
+from lrcn.tools.camera_capacity import REPO, Source, checkout_code, judge, rtsp_server_missing, run_trial, source_video
+from lrcn.tools.ffmpeg_server import FFMPEG
 
 
 @pytest.mark.slow

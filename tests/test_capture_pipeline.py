@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from stream.runtime_bundle import load_runtime_bundle
-from stream.sources import SourceOptions
-from stream.video import read_frames
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.sources import SourceOptions
+from lrcn.stream.video import read_frames
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import (
     FFMPEG,
@@ -41,9 +41,9 @@ def serve_until_done(bundle, configs, options, limit_s=60):
 
 
 def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(exported_seed, tmp_path):  # noqa: F811
-    from models.evaluate import predict_videos
-    from models.experiment import load_bundle
-    from models.synth import write_continuous
+    from lrcn.models.evaluate import predict_videos
+    from lrcn.models.experiment import load_bundle
+    from lrcn.models.synth import write_continuous
 
     bundle_dir, _, _ = exported_seed
     bundle = load_runtime_bundle(bundle_dir)

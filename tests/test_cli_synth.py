@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lrcn(*args):
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
 
 
@@ -26,8 +26,8 @@ def test_synth_writes_a_dataset_and_a_continuous_stream_without_tensorflow(tmp_p
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     assert frames == len(labels["labels"]) == 12 * 25
-    probe = subprocess.run([sys.executable, "-c", "import sys, tools.cli, models.synth, models.data, stream.bundle, "
-                            "stream.video; print('tensorflow' in sys.modules)"],
+    probe = subprocess.run([sys.executable, "-c", "import sys, lrcn.tools.cli, lrcn.models.synth, lrcn.models.data, "
+                            "lrcn.stream.bundle, lrcn.stream.video; print('tensorflow' in sys.modules)"],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert probe.stdout.strip() == "False", probe.stderr
 

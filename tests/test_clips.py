@@ -13,11 +13,11 @@ import av
 import numpy as np
 import pytest
 
-from stream import clips
-from stream.clips import ClipRecorder, RecordRules, check_record_dir
-from stream.errors import LrcnError
-from stream.sources import Source, SourceOptions, SourceState
-from stream.sources.pyav import PyavCapture
+from lrcn.stream import clips
+from lrcn.stream.clips import ClipRecorder, RecordRules, check_record_dir
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources import Source, SourceOptions, SourceState
+from lrcn.stream.sources.pyav import PyavCapture
 from tests.live_servers import FFMPEG, free_port, served, wait_until, write_video
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")]

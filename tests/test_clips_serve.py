@@ -37,7 +37,7 @@ def serve(bundle, video, tmp_path, *extra, during=None) -> tuple[list[dict], str
     """Run `lrcn serve` on the file to its end; (every JSONL message, stderr). `during(process)`
     runs in a thread while it serves."""
     jsonl = tmp_path / "messages.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", str(bundle), str(video), "--name", "cam",
+    process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", "cam",
                                 "--endpoint", "tcp://127.0.0.1:0", "--jsonl", str(jsonl), "--watch-classes",
                                 "wave_one_hand", "--min-score", "0", "--min-duration", "0.5", "--stats-interval", "0.5",
                                 *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

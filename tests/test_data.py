@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from models.data import (GROUP_PATTERNS, Video, describe, discover, group_holdout, groups_of, leave_one_group_out,
+from lrcn.models.data import (GROUP_PATTERNS, Video, describe, discover, group_holdout, groups_of, leave_one_group_out,
                          official_split, read_split_list, split_by_groups)
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present")

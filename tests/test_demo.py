@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_demo_trains_exports_serves_and_scores(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "tools.cli", "demo", "--quick", "--workdir", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "demo", "--quick", "--workdir", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT, timeout=540,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert run.returncode == 0, run.stderr[-2000:]

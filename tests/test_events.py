@@ -2,8 +2,8 @@
 no longer shows the action, cooldown, watched and ignored classes, updates, the unknown label."""
 import pytest
 
-from stream.errors import LrcnError
-from stream.events import UNKNOWN, EventRules, EventState, Observation, finish, published_label, step
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import UNKNOWN, EventRules, EventState, Observation, finish, published_label, step
 
 
 def run(rules, sequence, period_s=0.1):

@@ -36,12 +36,12 @@ def demo_bundle(tmp_path_factory):
     streams, a third to two thirds of the segments got exactly one event; with 14 epochs, all but
     one of 10 streams (exact windows; all 10 with EMA 0.3)."""
     pytest.importorskip("tensorflow")
-    from models import synth
-    from models.data import discover, split_by_groups
-    from models.experiment import train_and_test
-    from models.train import TrainConfig
-    from stream.bundle import ModelSpec
-    from tools.demo import CLIP_LENGTH, FPS as MODEL_FPS, SIZE as MODEL_SIZE, export
+    from lrcn.models import synth
+    from lrcn.models.data import discover, split_by_groups
+    from lrcn.models.experiment import train_and_test
+    from lrcn.models.train import TrainConfig
+    from lrcn.stream.bundle import ModelSpec
+    from lrcn.tools.demo import CLIP_LENGTH, FPS as MODEL_FPS, SIZE as MODEL_SIZE, export
 
     work = tmp_path_factory.mktemp("demo")
     data = work / "synth"
@@ -60,7 +60,7 @@ def demo_bundle(tmp_path_factory):
 
 def write_segments(path: Path, labels, seconds: float, seed: int = 0) -> Path:
     """A video of one fresh scene per label, `seconds` each, and its sidecar (models.synth's format)."""
-    from models import synth
+    from lrcn.models import synth
 
     rng = np.random.default_rng(seed)
     n = round(seconds * FPS)
@@ -81,7 +81,7 @@ def write_segments(path: Path, labels, seconds: float, seed: int = 0) -> Path:
 
 def write_still(path: Path, seconds: float, seed: int = 1) -> Path:
     """One frame of a moving shape, held still for `seconds`, and a sidecar of one segment."""
-    from models import synth
+    from lrcn.models import synth
 
     frame = synth.render_clip("move_left", 25, SIZE, np.random.default_rng(seed), fps=FPS)[12]
     n = round(seconds * FPS)
@@ -100,8 +100,8 @@ RULES = dict(min_score=0.6, min_duration_s=0.8, ignore=("still",))   # the tool'
 
 
 def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(demo_bundle, tmp_path):
-    from stream.events import EventRules
-    from tools.streaming_accuracy import HeadMode, measure
+    from lrcn.stream.events import EventRules
+    from lrcn.tools.streaming_accuracy import HeadMode, measure
 
     video = tmp_path / "segments.avi"
     sidecar = write_segments(video, SEGMENTS, SEGMENT_S)
@@ -136,8 +136,8 @@ def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(dem
 
 
 def test_a_static_scene_gives_no_event(demo_bundle, tmp_path):
-    from stream.events import EventRules
-    from tools.streaming_accuracy import HeadMode, measure_static
+    from lrcn.stream.events import EventRules
+    from lrcn.tools.streaming_accuracy import HeadMode, measure_static
 
     video = tmp_path / "static.avi"
     sidecar = write_still(video, 8.0)

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from stream.errors import LrcnError
-from stream.sources import SourceState, open_source, parse_pattern
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources import SourceState, open_source, parse_pattern
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tools.cli import main as lrcn
-from tools.ffmpeg_server import FFMPEG
+from lrcn.tools.cli import main as lrcn
+from lrcn.tools.ffmpeg_server import FFMPEG
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
 

@@ -9,12 +9,12 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from models.clips import clip_indices, preprocess, window_starts
-from models.export import export_bundle
-from stream.bundle import ModelSpec
-from stream.errors import LrcnError
-from stream.head import load_head
-from stream.runtime_bundle import load_runtime_bundle
+from lrcn.models.clips import clip_indices, preprocess, window_starts
+from lrcn.models.export import export_bundle
+from lrcn.stream.bundle import ModelSpec
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import load_head
+from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import frames_of, make_bundle, real_video
 from tests.conftest import PRETRAINED, needs_pretrained
 
@@ -47,9 +47,9 @@ def set_pooling_statistics(bundle, frames, seed=0):
     center 0 and inverse_scale 1, which would leave export's folding of them unchecked): the
     real windows' own statistics, shifted and rescaled per feature so that no feature keeps
     center 0 or scale 1. Returns (center, inverse_scale)."""
-    from models.architectures import TemporalPooling, split_model
-    from models.experiment import load_bundle
-    from models.train import save_bundle
+    from lrcn.models.architectures import TemporalPooling, split_model
+    from lrcn.models.experiment import load_bundle
+    from lrcn.models.train import save_bundle
 
     model, meta = load_bundle(bundle)
     encoder, _ = split_model(model, meta.spec)
@@ -73,7 +73,7 @@ def set_pooling_statistics(bundle, frames, seed=0):
 
 def keras_clip_probabilities(bundle, frames, spec):
     """Keras predict on every window of the video (stride 2): [windows, classes]."""
-    from models.experiment import load_bundle
+    from lrcn.models.experiment import load_bundle
 
     model, _ = load_bundle(bundle)
     starts = window_starts(len(frames), spec.clip_length, 2)
@@ -131,7 +131,7 @@ def test_numpy_lstm_step_equals_keras_lstm_with_saturating_inputs(tmp_path_facto
     equals stepping each state on its own."""
     import keras
 
-    from models.architectures import build_head
+    from lrcn.models.architectures import build_head
 
     spec = ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=6, lstm_units=8)
     rng = np.random.default_rng(0)
@@ -142,8 +142,8 @@ def test_numpy_lstm_step_equals_keras_lstm_with_saturating_inputs(tmp_path_facto
     features = (rng.standard_normal((7, spec.clip_length, 5)) * 4).astype(np.float32)
     expected = head_model.predict(features, verbose=0)
 
-    from models.export import head_from_keras
-    from stream.bundle import BundleMeta
+    from lrcn.models.export import head_from_keras
+    from lrcn.stream.bundle import BundleMeta
 
     head = head_from_keras(head_model, BundleMeta(spec=spec, feature_size=5))
     np.testing.assert_allclose(head.clip_probabilities(features), expected, atol=1e-5, rtol=0)
@@ -185,7 +185,7 @@ def test_cli_export_prints_the_check_and_writes_int8(tmp_path_factory, video):
     spec = SPECS["seed_lstm"]
     frames = frames_of(video, spec)
     bundle = make_bundle(tmp_path_factory.mktemp("bundle"), spec, frames[:16])
-    result = subprocess.run([sys.executable, "-m", "tools.cli", "export", str(bundle), "--video", str(video),
+    result = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "export", str(bundle), "--video", str(video),
                              "--int8", "--calibration", str(video)], capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert "max |diff|" in result.stdout and "int8" in result.stdout
@@ -197,10 +197,10 @@ def test_cli_export_prints_the_check_and_writes_int8(tmp_path_factory, video):
 def test_numpy_pool_head_folds_the_standardisation_exactly():
     """head_from_keras folds center/inverse_scale into the softmax layer: the NumPy head equals
     Keras on features with large offsets, and a head that skipped the folding would not."""
-    from models.architectures import TemporalPooling, build_head
-    from models.export import head_from_keras
-    from stream.bundle import BundleMeta
-    from stream.head import PoolHead
+    from lrcn.models.architectures import TemporalPooling, build_head
+    from lrcn.models.export import head_from_keras
+    from lrcn.stream.bundle import BundleMeta
+    from lrcn.stream.head import PoolHead
 
     import keras
 
@@ -228,9 +228,9 @@ def test_numpy_pool_head_folds_the_standardisation_exactly():
 def test_pool_bundle_exports_with_its_statistics_folded(tmp_path_factory, video):
     """Non-identity statistics, exported through export_bundle: head.npz loads back as a
     pool head with the folded weights, and the runtime bundle equals Keras on real frames."""
-    from models.experiment import load_bundle
-    from models.export import head_from_keras
-    from models.architectures import split_model
+    from lrcn.models.experiment import load_bundle
+    from lrcn.models.export import head_from_keras
+    from lrcn.models.architectures import split_model
 
     spec = SPECS["seed_pool"]
     bundle, frames, report = exported(tmp_path_factory, video, spec)

@@ -11,11 +11,11 @@ import av
 import numpy as np
 import pytest
 
-from stream.errors import LrcnError
-from stream.sources import Source, SourceOptions, SourceState, open_source
-from stream.sources.gstreamer import FORMATS, MISSING_BINDINGS, GstCapture, doctor_lines
-from stream.sampling import grid_indices
-from stream.video import read_frames
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources import Source, SourceOptions, SourceState, open_source
+from lrcn.stream.sources.gstreamer import FORMATS, MISSING_BINDINGS, GstCapture, doctor_lines
+from lrcn.stream.sampling import grid_indices
+from lrcn.stream.video import read_frames
 from tests.live_servers import (
     FFMPEG,
     free_port,
@@ -271,8 +271,8 @@ def test_doctor_names_the_gstreamer_version_and_its_hardware_decoders():
 
 def test_without_the_bindings_gst_sources_are_a_one_line_error_and_nothing_else_needs_them():
     code = ("import sys; sys.modules['gi'] = None\n"        # as if PyGObject were not installed
-            "from stream.errors import LrcnError\n"
-            "from stream.sources import open_source, scheme_of\n"
+            "from lrcn.stream.errors import LrcnError\n"
+            "from lrcn.stream.sources import open_source, scheme_of\n"
             "assert scheme_of('gst:videotestsrc ! appsink') == 'gst'\n"
             "try:\n"
             "    open_source('gst:videotestsrc ! appsink', (48, 64))\n"

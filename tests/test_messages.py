@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from stream.messages import (
+from lrcn.stream.messages import (
     SCHEMA_VERSION,
     MessageError,
     decode,

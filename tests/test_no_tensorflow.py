@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 IMPORT_ALL = """
 import importlib, json, pkgutil, sys
-import stream
-names = [f"stream.{m.name}" for m in pkgutil.iter_modules(stream.__path__)]
+import lrcn.stream
+names = [f"lrcn.stream.{m.name}" for m in pkgutil.iter_modules(lrcn.stream.__path__)]
 for name in names:
     importlib.import_module(name)
 print(json.dumps({"modules": names, "loaded": sorted(m for m in sys.modules
-                  if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "models"))}))
+                  if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx") or m.startswith("lrcn.models"))}))
 """
 
 # A finder that makes TensorFlow (and what pulls it in) unimportable, as on an edge box.
@@ -25,15 +25,15 @@ BLOCK = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "models"):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx") or name.startswith("lrcn.models"):
             raise ImportError(f"{name} is blocked: the runtime must not need it")
 sys.meta_path.insert(0, Block())
 """
 
 RUN_BUNDLE = BLOCK + """
 import json, numpy as np
-from stream.runtime_bundle import load_runtime_bundle
-from stream.video import read_frames
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.video import read_frames
 bundle = load_runtime_bundle(sys.argv[1])
 frames = read_frames(sys.argv[2], bundle.meta.spec.input_size, bundle.meta.spec.fps)
 print(json.dumps(bundle.clip_probabilities(frames[:bundle.meta.spec.clip_length]).tolist()))
@@ -49,12 +49,12 @@ def python(code, *args):
 
 def test_importing_every_stream_module_leaves_tensorflow_out():
     found = python(IMPORT_ALL)
-    assert "stream.encoders" in found["modules"] and "stream.head" in found["modules"]
+    assert "lrcn.stream.encoders" in found["modules"] and "lrcn.stream.head" in found["modules"]
     assert found["loaded"] == []
 
 
 def test_an_exported_bundle_runs_with_tensorflow_unimportable(exported_seed):  # noqa: F811
-    from stream.runtime_bundle import load_runtime_bundle
+    from lrcn.stream.runtime_bundle import load_runtime_bundle
 
     bundle, frames, video = exported_seed
     probabilities = python(RUN_BUNDLE, bundle, video)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import zmq
 
-from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from stream.publisher import Subscriber
-from stream.runtime_bundle import load_runtime_bundle
-from stream.sources import SourceOptions
-from stream.video import read_frames
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.publisher import Subscriber
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.sources import SourceOptions
+from lrcn.stream.video import read_frames
 from tests.bundles import WEIZMANN_VIDEO, exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import (
     FFMPEG,
@@ -74,14 +74,14 @@ def different_videos(tmp_path, count: int = 4) -> list:
     if WEIZMANN_VIDEO.is_file():
         root = WEIZMANN_VIDEO.parents[1]
         return [min((root / c).glob("*.avi")) for c in sorted(p.name for p in root.iterdir())][:count]
-    from models import synth
+    from lrcn.models import synth
 
     paths = synth.write_dataset(tmp_path / "synth", videos_per_class=1, n_frames=40, size=64, seed=5, groups=1)
     return [paths[i] for i in range(count)]
 
 
 def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(exported_seed, tmp_path):  # noqa: F811
-    from models.synth import write_continuous
+    from lrcn.models.synth import write_continuous
 
     bundle_dir, _, _ = exported_seed
     bundle = load_runtime_bundle(bundle_dir)

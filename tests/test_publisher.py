@@ -9,12 +9,12 @@ import pytest
 import zmq
 import zmq.auth
 
-from stream.errors import LrcnError
-from stream.keys import ClientKeys, load_client_keys, load_server_keys, make_keys
-from stream.messages import PRED
-from stream.publisher import Proxy, Publisher, Subscriber
-from tools.cli import main
-from tools.watch import StreamRow, render_table, watch
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.keys import ClientKeys, load_client_keys, load_server_keys, make_keys
+from lrcn.stream.messages import PRED
+from lrcn.stream.publisher import Proxy, Publisher, Subscriber
+from lrcn.tools.cli import main
+from lrcn.tools.watch import StreamRow, render_table, watch
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -217,7 +217,7 @@ def test_the_watch_table_shows_each_stream_on_one_row():
 
 
 def test_cli_proxy_forwards_until_its_duration_ends(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "proxy", "--xsub", ANY_PORT, "--xpub", ANY_PORT,
+    process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "proxy", "--xsub", ANY_PORT, "--xpub", ANY_PORT,
                                 "--duration", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = process.stdout.readline()
@@ -240,7 +240,7 @@ def test_cli_proxy_forwards_until_its_duration_ends(tmp_path):
     (["proxy", "--xsub", "tcp://127.0.0.1:*", "--xpub", "bogus://x"], "lrcn: error: cannot bind bogus://x: "),
 ])
 def test_cli_bad_input_is_one_line_on_stderr_and_exit_2(argv, complaint):
-    result = subprocess.run([sys.executable, "-m", "tools.cli", *argv], check=False, capture_output=True, text=True, timeout=30)
+    result = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *argv], check=False, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -289,7 +289,7 @@ def test_a_newer_publisher_s_schema_2_message_and_new_topics_reach_an_older_read
             assert not received["track/cam0"].known and received["inventory"].stream is None
             assert main(["watch", endpoint, "--count", "9"]) == 0
             rows = {}
-            from tools.watch import apply
+            from lrcn.tools.watch import apply
 
             for message in received.values():
                 apply(rows, message, 0, now=1.0)

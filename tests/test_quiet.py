@@ -21,7 +21,7 @@ def lrcn(*args, tf_level=None):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     if tf_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = tf_level
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
 
 
@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     """(bundle, run): `lrcn train` without --verbose, though the user's environment asks TensorFlow for
     every C++ line (TF_CPP_MIN_LOG_LEVEL=0)."""
     pytest.importorskip("tensorflow")
-    from models import synth
+    from lrcn.models import synth
 
     base = tmp_path_factory.mktemp("quiet")
     synth.write_dataset(base / "data", videos_per_class=3, n_frames=24, size=64, groups=3)
@@ -76,7 +76,7 @@ def test_verbose_export_shows_tensorflow_lines(trained, tmp_path):
 
 FILTER_SCRIPT = r'''
 import os, sys
-from tools.quiet import filter_native_stderr, quiet_libraries
+from lrcn.tools.quiet import filter_native_stderr, quiet_libraries
 
 quiet_libraries()
 filter_native_stderr()

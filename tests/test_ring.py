@@ -3,7 +3,7 @@ import threading
 import numpy as np
 import pytest
 
-from stream.ring import FrameRing
+from lrcn.stream.ring import FrameRing
 
 SIZE = (24, 32)
 

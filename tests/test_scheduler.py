@@ -5,14 +5,14 @@ import itertools
 import numpy as np
 import pytest
 
-from stream.ring import Frame
-from stream.runtime_bundle import load_runtime_bundle
-from stream.sampling import Sampler, grid_indices
-from stream.scheduler import Scheduler, StreamPlan
-from stream.smoothing import parse_smoothing
-from stream.sources import SourceOptions, timeline
-from stream.sources.pyav import PyavCapture
-from stream.windows import EXACT, WindowConfig
+from lrcn.stream.ring import Frame
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.sampling import Sampler, grid_indices
+from lrcn.stream.scheduler import Scheduler, StreamPlan
+from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.sources import SourceOptions, timeline
+from lrcn.stream.sources.pyav import PyavCapture
+from lrcn.stream.windows import EXACT, WindowConfig
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(120)
@@ -146,7 +146,7 @@ class PixelEncoder:
 
 
 def random_head(kind: str):
-    from stream.head import FrameHead, LstmHead, PoolHead
+    from lrcn.stream.head import FrameHead, LstmHead, PoolHead
 
     rng = np.random.default_rng(12)
     w = lambda *shape: rng.normal(0, 0.8, shape).astype(np.float32)

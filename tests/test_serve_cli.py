@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.keys import load_client_keys, make_keys
-from stream.publisher import Subscriber
-from stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.keys import load_client_keys, make_keys
+from lrcn.stream.publisher import Subscriber
+from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
 from tests.test_pipeline import offline_windows
-from tools.cli import main
+from lrcn.tools.cli import main
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def lrcn(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -226,7 +226,7 @@ def test_serve_exits_1_when_a_stream_fails_and_says_why_in_one_line(bad_inputs, 
 
 
 def test_a_bad_input_from_the_real_command_line_has_no_traceback(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "tools.cli", "serve", str(tmp_path), "x.avi"], cwd=ROOT, check=False,
+    run = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "serve", str(tmp_path), "x.avi"], cwd=ROOT, check=False,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from stream.publisher import Subscriber
-from stream.service import ServiceServer
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.publisher import Subscriber
+from lrcn.stream.service import ServiceServer
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
 from tests.test_pipeline import LIVE
@@ -47,7 +47,7 @@ def stream_value(samples: dict, name: str, stream: str) -> float:
 
 
 def lrcn(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -254,7 +254,7 @@ def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_see
 
 
 def test_the_batch_size_histogram_counts_each_size_without_replaying_every_call():
-    from stream.metrics import batch_histogram
+    from lrcn.stream.metrics import batch_histogram
 
     histogram = batch_histogram({1: 5, 3: 2, 16: 10**9})   # a year of encoder calls is one addition per size
     assert histogram.cumulative()[:3] == [(1, 5), (2, 5), (4, 7)]
@@ -264,7 +264,7 @@ def test_the_batch_size_histogram_counts_each_size_without_replaying_every_call(
 def test_events_follow_the_published_predictions_and_low_scores_are_unknown(exported_seed):  # noqa: F811
     """Live events equal the rules applied to the predictions the subscriber received; with a
     threshold above every score, every label is `unknown` and no event starts."""
-    from stream.events import EventRules, EventState, Observation, finish, step
+    from lrcn.stream.events import EventRules, EventState, Observation, finish, step
 
     bundle, _, video = exported_seed
     rules = EventRules(min_score=0.0, min_duration_s=0.2)

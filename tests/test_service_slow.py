@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
 
@@ -82,7 +82,7 @@ def serving(bundle: Path, video: Path, tmp_path: Path):
     port = free_port()
     log = tmp_path / "serve.log"
     names = [arg for name in STREAMS for arg in ("--name", name)]
-    command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), *[str(video)] * len(STREAMS), *names,
+    command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), *[str(video)] * len(STREAMS), *names,
                "--loop", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--metrics", f"127.0.0.1:{port}"]
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -14,13 +14,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from stream import messages
-from stream.errors import LrcnError
-from stream.outbox import Outbox
-from stream.sinks import SINKS, Outgoing, Sink
-from stream.sinks.mqtt import MqttSink
+from lrcn.stream import messages
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.outbox import Outbox
+from lrcn.stream.sinks import SINKS, Outgoing, Sink
+from lrcn.stream.sinks.mqtt import MqttSink
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tools.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
+from lrcn.tools.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)")
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
 
 CHILD = """
 import sys, time
-from stream.sinks.mqtt import MqttSink
+from lrcn.stream.sinks.mqtt import MqttSink
 sink = MqttSink.from_config({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 2,
                              "client_id": "sink-will"}, node="child")
 deadline = time.monotonic() + 30
@@ -372,7 +372,7 @@ def test_lrcn_serve_with_mqtt_publishes_each_kind_under_the_url_prefix_and_says_
     bundle, _, video = exported_seed
     subscriber = Subscriber(broker.port, prefix="site/north")
     try:
-        run = subprocess.run([sys.executable, "-m", "tools.cli", "serve", str(bundle), str(video), "--name", "cam",
+        run = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", "cam",
                               "--endpoint", "tcp://127.0.0.1:0", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/site/north",
                               "--min-score", "0"], cwd=ROOT, capture_output=True, text=True, timeout=100)
         assert run.returncode == 0, run.stderr

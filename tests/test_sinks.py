@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from stream.publisher import Subscriber
+from lrcn.stream.publisher import Subscriber
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
-from tools import schemas
+from lrcn.tools import schemas
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,7 +29,7 @@ def validators() -> dict[str, jsonschema.Draft202012Validator]:
 def serve_to_the_end(bundle, video, endpoint, *extra) -> tuple[list, str]:
     """Run `lrcn serve` on a file until it ends, with a subscriber on every topic; (messages, stderr)."""
     with Subscriber(endpoint) as subscriber:
-        process = subprocess.Popen([sys.executable, "-m", "tools.cli", "serve", str(bundle), str(video), "--name", "cam",
+        process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", "cam",
                                     "--endpoint", endpoint, "--stats-interval", "0.5", *map(str, extra)],
                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         received, deadline = [], time.monotonic() + 90
@@ -87,7 +87,7 @@ def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_ta
     config.write_text(f'[[stream]]\nid = "cam"\nsource = "{video}"\n\n'
                       f'[[sink]]\ntype = "jsonl"\npath = "{path}"\nmax_mb = 0.001\nkeep = 3\nkinds = ["pred"]\n')
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    process = subprocess.run([sys.executable, "-m", "tools.cli", "serve", str(bundle), "--config", str(config),
+    process = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config),
                               "--endpoint", endpoint], cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert process.returncode == 0, process.stderr
     assert "sink jsonl: sent" in process.stderr and "rotations" in process.stderr
@@ -99,14 +99,14 @@ def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_ta
 
 
 def test_the_committed_schema_files_are_the_ones_the_code_makes():
-    assert schemas.main(["--check"]) == 0, "run python -m tools.schemas"
+    assert schemas.main(["--check"]) == 0, "run python -m lrcn.tools.schemas"
 
 
 def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_never_notices(tmp_path):
     import shutil
 
-    from stream.outbox import Outbox
-    from stream.sinks.jsonl import JsonlSink
+    from lrcn.stream.outbox import Outbox
+    from lrcn.stream.sinks.jsonl import JsonlSink
 
     folder = tmp_path / "logs"
     sink = JsonlSink(folder / "messages.jsonl", max_mb=0.001, keep=1)

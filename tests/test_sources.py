@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from models.synth import read_labels, write_continuous
-from stream.errors import LrcnError
-from stream.sources import (
+from lrcn.models.synth import read_labels, write_continuous
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources import (
     Source,
     SourceOptions,
     SourceState,
@@ -21,8 +21,8 @@ from stream.sources import (
     scheme_of,
     stream_name,
 )
-from stream.sources.pyav import device_problem, hardware_decoders
-from stream.video import read_frames
+from lrcn.stream.sources.pyav import device_problem, hardware_decoders
+from lrcn.stream.video import read_frames
 from tests.live_servers import (
     FFMPEG,
     ffmpeg_http_mjpeg,
@@ -331,8 +331,8 @@ def test_an_rtsp_stream_from_a_gstreamer_server_is_read_like_any_other(tmp_path)
 
 
 def test_the_runtime_modules_import_no_tensorflow():
-    code = ("import sys, stream.ring, stream.sources, stream.video, stream.messages, stream.publisher, stream.keys, "
-            "tools.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
+    code = ("import sys, lrcn.stream.ring, lrcn.stream.sources, lrcn.stream.video, lrcn.stream.messages, "
+            "lrcn.stream.publisher, lrcn.stream.keys, lrcn.tools.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
 
 

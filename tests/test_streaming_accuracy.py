@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.deploy import load_deployment
-from stream.errors import LrcnError
-from stream.events import EventRules
+from lrcn.stream.deploy import load_deployment
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import EventRules
 from tests.live_servers import FFMPEG
-from tools.streaming_accuracy import (
+from lrcn.tools.streaming_accuracy import (
     HeadMode,
     change_delays,
     check_held_out,
@@ -166,7 +166,7 @@ def write_clip(path: Path, n_frames: int, fps: float, size: tuple[int, int], lev
 
 @needs_ffmpeg
 def test_joined_video_has_one_label_per_frame_at_one_size_and_rate(tmp_path):
-    from models.synth import read_labels
+    from lrcn.models.synth import read_labels
 
     clips = [(write_clip(tmp_path / "a.avi", 50, 25.0, (64, 48), 30), "a"),     # 2.0 s
              (write_clip(tmp_path / "b.avi", 60, 30.0, (80, 60), 200), "b"),    # 2.0 s at 30 fps
@@ -197,9 +197,9 @@ def test_synthetic_stream_through_ffmpeg_and_serve_is_scored_frame_by_frame(tmp_
     """The whole path with a small untrained bundle: what the subscriber got is scored over exactly
     the frames after the first full window, and the tool's figures agree with a plain recount."""
     pytest.importorskip("tensorflow")
-    from models import synth
-    from models.export import export_bundle
-    from stream.bundle import ModelSpec
+    from lrcn.models import synth
+    from lrcn.models.export import export_bundle
+    from lrcn.stream.bundle import ModelSpec
     from tests.bundles import frames_of, make_bundle
 
     video, sidecar = synth.write_continuous(tmp_path / "stream.avi", duration_s=7.0, size=64, seed=5,
@@ -248,7 +248,7 @@ def test_synthetic_stream_through_ffmpeg_and_serve_is_scored_frame_by_frame(tmp_
 
 
 def test_offline_agreement_counts_videos_whose_most_shown_label_is_the_offline_prediction(tmp_path):
-    from tools.streaming_accuracy import compare_offline
+    from lrcn.tools.streaming_accuracy import compare_offline
 
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"predictions": [{"video": "/d/a/x.avi", "label": "a", "predicted": "a"},
@@ -265,7 +265,7 @@ def test_offline_agreement_counts_videos_whose_most_shown_label_is_the_offline_p
 def weizmann_like(tmp_path):
     """DATA/<class>/sS_<class>.avi for two classes and subjects 0-2, and a bundle's meta.json alone,
     trained on subjects 0 and 1."""
-    from stream.bundle import BundleMeta, ModelSpec, write_meta
+    from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
 
     data = tmp_path / "data"
     for name in ("bend", "wave"):
@@ -284,7 +284,7 @@ def weizmann_like(tmp_path):
     (["--test-groups", "9"], "no videos in group(s) 9"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys, arguments, message):
-    from tools.cli import main
+    from lrcn.tools.cli import main
 
     data, bundle = weizmann_like
     assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
@@ -293,7 +293,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys,
 
 
 def test_a_missing_bundle_needs_weights_to_be_trained(weizmann_like, capsys, tmp_path):
-    from tools.cli import main
+    from lrcn.tools.cli import main
 
     data, _ = weizmann_like
     assert main(["stream-accuracy", str(tmp_path / "none"), str(data), "--test-groups", "2"]) == 2
@@ -414,7 +414,7 @@ def test_the_deployment_gives_every_stream_the_event_rules(tmp_path):
     (["--test-groups", "2", "--static", "10", "--no-events"], "--static counts events"),
 ])
 def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, arguments, message):
-    from tools.cli import main
+    from lrcn.tools.cli import main
 
     data, bundle = weizmann_like
     assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
@@ -425,7 +425,7 @@ def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, a
 def test_the_scoring_examples_in_the_docstrings_hold():
     import doctest
 
-    import tools.streaming_accuracy
+    import lrcn.tools.streaming_accuracy
 
-    result = doctest.testmod(tools.streaming_accuracy)
+    result = doctest.testmod(lrcn.tools.streaming_accuracy)
     assert result.attempted >= 15 and result.failed == 0, result

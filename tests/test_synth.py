@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models import synth
-from stream.errors import LrcnError
+from lrcn.models import synth
+from lrcn.stream.errors import LrcnError
 
 N_FRAMES, SIZE = 24, 48
 GROUP = re.compile(r"_g(\d+)_")

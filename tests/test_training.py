@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from models import synth  # noqa: E402
-from models.data import discover, split_by_groups  # noqa: E402
-from models.experiment import load_bundle, train_and_test  # noqa: E402
-from models.train import TrainConfig, train  # noqa: E402
-from stream.bundle import ModelSpec  # noqa: E402
-from stream.errors import LrcnError  # noqa: E402
+from lrcn.models import synth  # noqa: E402
+from lrcn.models.data import discover, split_by_groups  # noqa: E402
+from lrcn.models.experiment import load_bundle, train_and_test  # noqa: E402
+from lrcn.models.train import TrainConfig, train  # noqa: E402
+from lrcn.stream.bundle import ModelSpec  # noqa: E402
+from lrcn.stream.errors import LrcnError  # noqa: E402
 from tests.conftest import PRETRAINED, SHARED, needs_pretrained, needs_shared_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def lrcn(*args, cwd=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=600)
 
 
@@ -178,9 +178,9 @@ def test_bad_input_gives_one_line_errors(synthetic, tmp_path):
 
 
 def test_wrong_bundle_contents_are_one_line_errors(tmp_path):
-    from models.architectures import build_model
-    from models.train import save_bundle
-    from stream.bundle import BundleMeta
+    from lrcn.models.architectures import build_model
+    from lrcn.models.train import save_bundle
+    from lrcn.stream.bundle import BundleMeta
 
     spec = ModelSpec(classes=("a", "b", "c"), input_size=(48, 48), clip_length=4, lstm_units=8)
     save_bundle(build_model(spec), BundleMeta(spec=spec, feature_size=256), tmp_path / "ok")
@@ -227,7 +227,7 @@ def test_cli_pool_head_chooses_l2_on_the_validation_groups(synthetic, tmp_path):
     for l2 in ("0.001", "0.5"):
         assert (out / "selection" / f"l2-{l2}" / "model.keras").is_file(), l2
     model, loaded = load_bundle(out)
-    from models.architectures import TemporalPooling
+    from lrcn.models.architectures import TemporalPooling
 
     (pooling,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
     center, inverse_scale = pooling.get_weights()

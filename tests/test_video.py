@@ -3,10 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
-from models.clips import FrameCache, clip_indices, load_videos, window_starts
-from stream.errors import LrcnError
-from stream.sampling import grid_indices, on_grid
-from stream.video import read_frames
+from lrcn.models.clips import FrameCache, clip_indices, load_videos, window_starts
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sampling import grid_indices, on_grid
+from lrcn.stream.video import read_frames
 from tests.conftest import SHARED, needs_shared_data
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.publisher import Publisher
-from tools.watch import StreamRow, render_table
+from lrcn.stream.publisher import Publisher
+from lrcn.tools.watch import StreamRow, render_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_REASON = "64x64 at 25.0 fps, via a long description of the source that no terminal this narrow fits"
@@ -53,7 +53,7 @@ def test_watch_redraws_in_place_in_an_80_column_terminal(tmp_path):
 
         thread = threading.Thread(target=publish, daemon=True)
         thread.start()
-        command = shlex.join([sys.executable, "-m", "tools.cli", "watch", publisher.endpoint, "--duration", "6"])
+        command = shlex.join([sys.executable, "-m", "lrcn.tools.cli", "watch", publisher.endpoint, "--duration", "6"])
         try:
             tmux(socket, "new-session", "-d", "-s", "watch", "-x", "80", "-y", "30", "-c", str(ROOT), command)
             # Keeps the pane (and an early error on it) readable should the command end before the capture.

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from stream.errors import LrcnError
-from stream.head import FrameHead, LstmHead, PoolHead
-from stream.smoothing import SmootherState, parse_smoothing, smooth
-from stream.windows import (
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import FrameHead, LstmHead, PoolHead
+from lrcn.stream.smoothing import SmootherState, parse_smoothing, smooth
+from lrcn.stream.windows import (
     CONTINUOUS,
     EXACT,
     WindowConfig,

@@ -10,15 +10,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.ring import Frame
-from stream.runtime_bundle import load_runtime_bundle
-from stream.sampling import Sampler
-from stream.scheduler import Prediction, Scheduler, StreamPlan
-from stream.smoothing import parse_smoothing
-from stream.sources import CaptureError, SourceOptions, check_source, stamped
-from stream.sources.pyav import PyavCapture
-from stream.windows import EXACT, WindowConfig
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.ring import Frame
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.sampling import Sampler
+from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
+from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.sources import CaptureError, SourceOptions, check_source, stamped
+from lrcn.stream.sources.pyav import PyavCapture
+from lrcn.stream.windows import EXACT, WindowConfig
 
 CHUNK = 16  # frames read per scheduler call: batches the encoder without holding the video in memory
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "VP80"}

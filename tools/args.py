@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 
 def require_tensorflow() -> None:
@@ -14,7 +14,7 @@ def require_tensorflow() -> None:
     Its C++ log lines are hidden unless --verbose (see tools/quiet.py); a missing TensorFlow
     becomes a one-line error.
     """
-    from tools.quiet import import_tensorflow
+    from lrcn.tools.quiet import import_tensorflow
 
     try:
         import_tensorflow()
@@ -77,7 +77,7 @@ def positive_float(text: str) -> float:
 
 def choose_split(dataset, args):
     """(train videos, test videos) from the split flags; no flag: all videos train."""
-    from models.data import official_split, split_by_groups
+    from lrcn.models.data import official_split, split_by_groups
 
     if getattr(args, "split_lists", None):
         return official_split(dataset, *args.split_lists)

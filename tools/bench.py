@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.stats import percentiles
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import percentiles
 
 FRAME_RATE = 25.0                # stream rate in the latency and capacity runs; every frame is sampled
 SEED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101_9" / "ApplyEyeMakeup" / \
@@ -68,17 +68,17 @@ def machine() -> dict:
 def build_seed_bundle(out: Path, video: Path | None = None) -> Path:
     """The seed LRCN (112x112, T=16, LSTM 512) with untrained weights, exported with its INT8
     encoder: for speed only (untrained weights cost exactly what trained ones do)."""
-    from tools.args import require_tensorflow
+    from lrcn.tools.args import require_tensorflow
 
     require_tensorflow()
     import keras
 
-    from models.architectures import build_model, split_model
-    from models.export import export_bundle
-    from models.train import save_bundle
-    from stream.bundle import BundleMeta, ModelSpec
-    from stream.sources import pattern_frames
-    from stream.video import read_frames
+    from lrcn.models.architectures import build_model, split_model
+    from lrcn.models.export import export_bundle
+    from lrcn.models.train import save_bundle
+    from lrcn.stream.bundle import BundleMeta, ModelSpec
+    from lrcn.stream.sources import pattern_frames
+    from lrcn.stream.video import read_frames
 
     spec = ModelSpec(classes=("class0", "class1", "class2", "class3"), input_size=(112, 112), clip_length=16,
                      lstm_units=512)
@@ -98,7 +98,7 @@ def default_video(folder: Path) -> Path:
         return SEED_VIDEO
     import cv2
 
-    from stream.sources import pattern_frames
+    from lrcn.stream.sources import pattern_frames
 
     path = folder / "bench-video.avi"
     if not path.is_file():
@@ -133,11 +133,11 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     """ms per new frame: naive model.onnx, exact and continuous through the Scheduler, parts apart."""
     import onnxruntime
 
-    from stream.encoders import INT8_ENCODER_FILE, open_encoder, session_options
-    from stream.ring import Frame
-    from stream.scheduler import Scheduler, StreamPlan
-    from stream.sources import pattern_frames
-    from stream.windows import (
+    from lrcn.stream.encoders import INT8_ENCODER_FILE, open_encoder, session_options
+    from lrcn.stream.ring import Frame
+    from lrcn.stream.scheduler import Scheduler, StreamPlan
+    from lrcn.stream.sources import pattern_frames
+    from lrcn.stream.windows import (
         CONTINUOUS,
         EXACT,
         WindowConfig,
@@ -210,10 +210,10 @@ def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
     (`compute`) and continuous (`compute_continuous`): the Scheduler fed batches back to back,
     the pipeline's compute without its threads, rings and sockets. `best` is the fastest batch
     size of each."""
-    from stream.ring import Frame
-    from stream.scheduler import Scheduler, StreamPlan
-    from stream.sources import pattern_frames
-    from stream.windows import CONTINUOUS, EXACT, WindowConfig
+    from lrcn.stream.ring import Frame
+    from lrcn.stream.scheduler import Scheduler, StreamPlan
+    from lrcn.stream.sources import pattern_frames
+    from lrcn.stream.windows import CONTINUOUS, EXACT, WindowConfig
 
     sizes = [b for b in (1, 2, 4, 8, 16, 32) if b <= max_batch]
     frames = pattern_frames(bundle.meta.spec.input_size, max(sizes))
@@ -247,10 +247,10 @@ def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
 def paced_compute_cpu(bundle, frames_count: int) -> float:
     """CPU ms per frame of the Scheduler alone (encoder + exact head) fed one frame every
     1/FRAME_RATE s, the cadence a live stream has: what the pipeline computes, without it."""
-    from stream.ring import Frame
-    from stream.scheduler import Scheduler, StreamPlan
-    from stream.sources import pattern_frames
-    from stream.windows import EXACT, WindowConfig
+    from lrcn.stream.ring import Frame
+    from lrcn.stream.scheduler import Scheduler, StreamPlan
+    from lrcn.stream.sources import pattern_frames
+    from lrcn.stream.windows import EXACT, WindowConfig
 
     frames = pattern_frames(bundle.meta.spec.input_size, 50)
     scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
@@ -271,7 +271,7 @@ class Collector:
     """A real subscriber in a thread: every message, with its receive time."""
 
     def __init__(self, endpoint: str, topics=("",)):
-        from stream.publisher import Subscriber
+        from lrcn.stream.publisher import Subscriber
 
         self.subscriber = Subscriber(endpoint, topics)
         self.messages: list[tuple[float, object]] = []
@@ -302,7 +302,7 @@ def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float =
     """Serve `sources` for `warmup_s` + `seconds` through the real Pipeline with a real subscriber.
     Rates, CPU and latency cover the `seconds` after the warm-up only: the steady state, without
     start-up (threads, sockets, first calls) and shut-down (joins, drain, final stats)."""
-    from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+    from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 
     options = options or PipelineOptions(endpoint="tcp://127.0.0.1:*", stats_interval_s=3600)
     streams = [StreamConfig(source, id=f"s{i}", fps=FRAME_RATE, **stream_args) for i, source in enumerate(sources)]
@@ -395,9 +395,9 @@ CHILD_KERAS = "keras"
 def child_main(kind: str, bundle_dir: str, started_at: float) -> None:
     """Runs in a fresh interpreter: load, then the first prediction of a full window; prints JSON."""
     if kind == CHILD_RUNTIME:
-        from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-        from stream.publisher import Subscriber
-        from stream.runtime_bundle import load_runtime_bundle
+        from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+        from lrcn.stream.publisher import Subscriber
+        from lrcn.stream.runtime_bundle import load_runtime_bundle
 
         bundle = load_runtime_bundle(bundle_dir)
         loaded = time.time() - started_at
@@ -415,11 +415,11 @@ def child_main(kind: str, bundle_dir: str, started_at: float) -> None:
         if message is None:
             raise SystemExit("no prediction within 30 s")
     else:
-        from tools.args import require_tensorflow
+        from lrcn.tools.args import require_tensorflow
 
         require_tensorflow()
-        from models.experiment import load_bundle
-        from stream.sources import pattern_frames
+        from lrcn.models.experiment import load_bundle
+        from lrcn.stream.sources import pattern_frames
 
         model, meta = load_bundle(Path(bundle_dir))
         loaded = time.time() - started_at
@@ -437,7 +437,7 @@ def startup_section(bundle_dir: Path) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for kind in (CHILD_RUNTIME, CHILD_KERAS):
         started = time.time()
-        done = subprocess.run([sys.executable, "-m", "tools.bench", "--child", kind, str(bundle_dir), str(started)],
+        done = subprocess.run([sys.executable, "-m", "lrcn.tools.bench", "--child", kind, str(bundle_dir), str(started)],
                               capture_output=True, text=True, timeout=300, env=env, check=False,
                               cwd=Path(__file__).resolve().parents[1])
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -606,7 +606,7 @@ def plot(result: dict, out: Path) -> list[str]:
 # -- entry -------------------------------------------------------------------------------------
 
 def bench(args) -> dict:
-    from stream.runtime_bundle import load_runtime_bundle
+    from lrcn.stream.runtime_bundle import load_runtime_bundle
 
     if args.max_streams < 1 or args.hop < 1 or (args.seconds is not None and args.seconds <= 0):
         raise LrcnError("--max-streams and --hop must be >= 1, --seconds positive")
@@ -697,12 +697,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tools.bench ...` is `lrcn bench ...`; `--child` runs one start-up measurement."""
+    """`python -m lrcn.tools.bench ...` is `lrcn bench ...`; `--child` runs one start-up measurement."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         child_main(argv[1], argv[2], float(argv[3]))
         return 0
-    from tools.cli import main as lrcn
+    from lrcn.tools.cli import main as lrcn
 
     return lrcn(["bench", *argv])
 

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 PATHS = {
     "a": "OpenCV read() + INTER_AREA resize + BGR->RGB, every frame (before)",
@@ -167,9 +167,9 @@ def opencv_every_frame(path: str, size: tuple[int, int], fps: float) -> dict:
 
 
 def pyav_sampled(path: str, size: tuple[int, int], fps: float) -> dict:
-    from stream.sampling import Sampler
-    from stream.sources.pyav import PyavCapture
-    from stream.sources.supervisor import SourceOptions, timeline
+    from lrcn.stream.sampling import Sampler
+    from lrcn.stream.sources.pyav import PyavCapture
+    from lrcn.stream.sources.supervisor import SourceOptions, timeline
 
     capture = PyavCapture(path, size, SourceOptions(fps=fps))
     try:
@@ -189,8 +189,8 @@ def pyav_sampled(path: str, size: tuple[int, int], fps: float) -> dict:
 
 
 def pyav_decode_only(path: str, size: tuple[int, int], fps: float) -> dict:
-    from stream.sources.pyav import PyavCapture
-    from stream.sources.supervisor import SourceOptions
+    from lrcn.stream.sources.pyav import PyavCapture
+    from lrcn.stream.sources.supervisor import SourceOptions
 
     capture = PyavCapture(path, size, SourceOptions(fps=fps))
     try:
@@ -209,8 +209,8 @@ def decoder_threads(path: str) -> dict:
     """How each library's decoder threads this file (CPU time counts every thread)."""
     import cv2
 
-    from stream.sources.pyav import PyavCapture
-    from stream.sources.supervisor import SourceOptions
+    from lrcn.stream.sources.pyav import PyavCapture
+    from lrcn.stream.sources.supervisor import SourceOptions
 
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     opencv = int(capture.get(cv2.CAP_PROP_N_THREADS))

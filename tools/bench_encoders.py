@@ -1,7 +1,7 @@
 """Per-frame encoder latency on every backend here, against Keras; prints a table, writes JSON.
 
-    python -m tools.bench_encoders BUNDLE --out bench.json [--repeats 100] [--threads 2] [--batches 1,16]
-    python -m tools.bench_encoders BUNDLE --no-keras --batches 1,16 --onnx other.int8.onnx   # compare recipes
+    python -m lrcn.tools.bench_encoders BUNDLE --out bench.json [--repeats 100] [--threads 2] [--batches 1,16]
+    python -m lrcn.tools.bench_encoders BUNDLE --no-keras --batches 1,16 --onnx other.int8.onnx   # compare recipes
 
 The bundle must be exported (`lrcn export BUNDLE --int8` for the INT8 row). Frames are
 real when --video is given, else random pixels (latency does not depend on content).
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.bundle import read_meta
-from stream.encoders import INT8_ENCODER_FILE, OnnxRuntimeEncoder, open_encoder
-from stream.errors import LrcnError
-from stream.head import HEAD_FILE, load_head
-from tools.bench import interleaved
+from lrcn.stream.bundle import read_meta
+from lrcn.stream.encoders import INT8_ENCODER_FILE, OnnxRuntimeEncoder, open_encoder
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.head import HEAD_FILE, load_head
+from lrcn.tools.bench import interleaved
 
 BATCHES = (1, 8)
 
@@ -47,8 +47,8 @@ def keras_encoders(bundle: Path, spec):
     """(eager call, tf.function) over the Keras encoder, both taking uint8 frames."""
     import tensorflow as tf
 
-    from models.architectures import split_model
-    from models.experiment import load_bundle
+    from lrcn.models.architectures import split_model
+    from lrcn.models.experiment import load_bundle
 
     model, _ = load_bundle(bundle)
     encoder, _ = split_model(model, spec)
@@ -78,7 +78,7 @@ def bench(bundle: Path, repeats: int, threads: int | None, video: str | None, ke
     meta = read_meta(bundle)
     spec = meta.spec
     if video:
-        from stream.video import read_frames
+        from lrcn.stream.video import read_frames
 
         frames = read_frames(video, spec.input_size, spec.fps)
         frames = frames[np.arange(max(batches)) % len(frames)]

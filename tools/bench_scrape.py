@@ -1,6 +1,6 @@
 """What a Prometheus scrape every second costs a recognizer serving 8 streams.
 
-    python -m tools.bench_scrape BUNDLE [--streams 8] [--rounds 8] [--round-s 30] [--out docs/results]
+    python -m lrcn.tools.bench_scrape BUNDLE [--streams 8] [--rounds 8] [--round-s 30] [--out docs/results]
 
 Two `lrcn serve` processes run side by side, each serving the same N looping video files
 paced like cameras, each with its metrics port open. The run is cut into rounds; in each round
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.stats import percentiles
-from tools.ffmpeg_server import free_port, stop_process
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import percentiles
+from lrcn.tools.ffmpeg_server import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -76,7 +76,7 @@ class Recognizer:
     def __init__(self, bundle: Path, video: Path, streams: int, log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), *[str(video)] * streams, "--loop",
+        command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), *[str(video)] * streams, "--loop",
                    "--metrics", str(self.port), "--endpoint", f"tcp://127.0.0.1:{free_port()}"]
         self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=open(log, "w"))
@@ -158,7 +158,7 @@ def burst_cost(recognizers: list[Recognizer], scrapes: int, quiet_s: float = 6.0
 
 
 def bench(args) -> dict:
-    from tools.bench import default_video, machine
+    from lrcn.tools.bench import default_video, machine
 
     bundle, out = Path(args.bundle), Path(args.out)
     if not (bundle / "meta.json").is_file():
@@ -185,7 +185,7 @@ def bench(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_scrape", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.bench_scrape", description=__doc__.splitlines()[0])
     parser.add_argument("bundle")
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=8, help="rounds, an even number (default 8)")

@@ -1,6 +1,6 @@
 """What an MQTT or JSONL sink costs beside ZeroMQ alone, in one run.
 
-    python -m tools.bench_sinks BUNDLE [--streams 8] [--round-s 20] [--rounds 3] [--out docs/results]
+    python -m lrcn.tools.bench_sinks BUNDLE [--streams 8] [--round-s 20] [--rounds 3] [--out docs/results]
 
 Two measurements, each alternating the sink sets round by round (ZeroMQ; ZeroMQ + MQTT at qos 1,
 at qos 0, and with status and events only; ZeroMQ + JSONL; all three) so that a shared
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.outbox import Outbox
-from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from stream.runtime_bundle import load_runtime_bundle
-from stream.sinks import open_sink
-from stream.sinks.zeromq import ZeroMqSink
-from tools.ffmpeg_server import free_port
-from tools.mqtt_broker import Broker
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.outbox import Outbox
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.sinks import open_sink
+from lrcn.stream.sinks.zeromq import ZeroMqSink
+from lrcn.tools.ffmpeg_server import free_port
+from lrcn.tools.mqtt_broker import Broker
 
 # mqtt0: at qos 0; mqttev: status and events only, no message per frame
 SETS = ("zeromq", "zeromq+mqtt", "zeromq+mqtt0", "zeromq+mqttev", "zeromq+jsonl", "zeromq+mqtt+jsonl")
@@ -79,7 +79,7 @@ def message_round(sinks: tuple[dict, ...], messages: int, classes: list[str]) ->
 
 
 def bench(args) -> dict:
-    from tools.bench import default_video, machine
+    from lrcn.tools.bench import default_video, machine
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ def bench(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench_sinks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.bench_sinks", description=__doc__.splitlines()[0])
     parser.add_argument("bundle")
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)

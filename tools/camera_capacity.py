@@ -1,15 +1,18 @@
 """How many 1080p30 H.264 RTSP cameras one box sustains: `lrcn serve` of a checkout, N = 1, 2, 3, ...
 
-    python -m tools.camera_capacity --checkout . --out docs/results/cameras_after.json
-    python -m tools.camera_capacity --checkout /tmp/lrcn-before --out docs/results/cameras_before.json
+    python -m lrcn.tools.camera_capacity --checkout . --out docs/results/cameras_after.json
+    python -m lrcn.tools.camera_capacity --checkout /tmp/lrcn-before --python /tmp/lrcn-before/.venv/bin/python \
+        --out docs/results/cameras_before.json
 
 A trial with N cameras:
 - one GStreamer RTSP server process (tools/rtsp_h264_server.py) serves the same 1080p30 H.264 file
   (IPPP, 6 Mbit/s, a noisy test pattern so the bitrate is real) as rtsp://127.0.0.1:PORT/cam0 ..
   camN-1, each client from the file's start in real time, without re-encoding; it runs on the same
   cores as the recognizer, so its CPU share is measured and reported beside the recognizer's;
-- `python -m tools.cli serve BUNDLE URL... --fps 10 --duration D --stats-json ...` runs with
-  cwd=CHECKOUT, so it runs that checkout's code (checked before the first trial), with a
+- `PYTHON -m lrcn.tools.cli serve BUNDLE URL... --fps 10 --duration D --stats-json ...` runs with
+  cwd=CHECKOUT and that checkout's code (checked before the first trial: since the `lrcn`
+  package, a checkout runs from a venv where it is installed with `pip install -e`, named by
+  --python; older checkouts ran `tools.cli` from their folder), with a
   MobileNetV2-112 bundle (T=16, LSTM head, untrained head weights: they cost what trained ones do);
 - a ZeroMQ subscriber in this process receives every message, so they are really sent.
 
@@ -41,8 +44,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.errors import LrcnError
-from tools.ffmpeg_server import FFMPEG, free_port, served, stop_process
+from lrcn.stream.errors import LrcnError
+from lrcn.tools.ffmpeg_server import FFMPEG, free_port, served, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_h264_server.py")
@@ -109,11 +112,11 @@ def mobilenet_bundle(folder: Path, video: Path, weights: Path = PRETRAINED) -> P
         raise LrcnError(f"MobileNetV2 ImageNet weights not found at {weights}")
     import keras
 
-    from models.architectures import build_model, split_model
-    from models.export import export_bundle
-    from models.train import save_bundle
-    from stream.bundle import BundleMeta, ModelSpec
-    from stream.video import read_frames
+    from lrcn.models.architectures import build_model, split_model
+    from lrcn.models.export import export_bundle
+    from lrcn.models.train import save_bundle
+    from lrcn.stream.bundle import BundleMeta, ModelSpec
+    from lrcn.stream.video import read_frames
 
     spec = ModelSpec(classes=("class0", "class1", "class2", "class3", "class4"), backbone="mobilenet_v2",
                      backbone_weights=str(weights), input_size=(112, 112), clip_length=16, fps=10.0)
@@ -146,24 +149,34 @@ def child_env() -> dict:
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def checkout_code(checkout: Path) -> dict:
-    """Which code `python -m tools.cli` runs from `checkout`: its files and git commit, checked to
-    lie inside it."""
-    probe = subprocess.run([sys.executable, "-c", "import stream, tools.cli; print(stream.__file__); "
-                            "print(tools.cli.__file__)"], cwd=checkout, env=child_env(), capture_output=True,
-                           text=True, check=False, timeout=120)
+def cli_module(checkout: Path) -> str:
+    """The command line's module in that checkout: `lrcn.tools.cli`, or `tools.cli` in checkouts
+    from before the `lrcn` package."""
+    pyproject = checkout / "pyproject.toml"
+    return "lrcn.tools.cli" if pyproject.is_file() and '"lrcn.tools"' in pyproject.read_text() else "tools.cli"
+
+
+def checkout_code(checkout: Path, python: str = sys.executable) -> dict:
+    """Which code `python -m <cli_module>` runs from `checkout`: its files and git commit, checked
+    to lie inside it."""
+    cli = cli_module(checkout)
+    package = cli.removesuffix(".tools.cli") + ".stream" if cli.startswith("lrcn.") else "stream"
+    probe = subprocess.run([python, "-c", f"import {package}, {cli}; print({package}.__file__); print({cli}.__file__)"],
+                           cwd=checkout, env=child_env(), capture_output=True, text=True, check=False, timeout=120)
     if probe.returncode != 0:
         raise LrcnError(f"cannot import the code in {checkout}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
     files = probe.stdout.split()
     outside = [f for f in files if not Path(f).resolve().is_relative_to(checkout.resolve())]
     if outside:
-        raise LrcnError(f"python -m tools.cli from {checkout} imports {outside[0]}, outside it")
+        raise LrcnError(f"{python} -m {cli} from {checkout} imports {outside[0]}, outside it "
+                        f"(install the checkout into a venv with `pip install -e` and name its python with --python)")
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False)
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    return {"checkout": str(checkout.resolve()), "stream_module": files[0], "commit": git("rev-parse", "HEAD"),
+    return {"checkout": str(checkout.resolve()), "python": python, "cli": cli, "stream_module": files[0],
+            "commit": git("rev-parse", "HEAD"),
             "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
@@ -276,14 +289,14 @@ def cameras(video: Path, count: int):
 
 
 def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s: float, fps: float,
-              serve_args: tuple[str, ...] = ()) -> dict:
+              serve_args: tuple[str, ...] = (), python: str = sys.executable) -> dict:
     """One trial of `count` cameras for `duration_s`: the figures of every stream, CPU shares and
     whether it holds (see `judge`)."""
     with tempfile.TemporaryDirectory(prefix="camera-capacity-") as scratch, cameras(video, count) as (urls, server):
         stats_path, log_path = Path(scratch) / "stats.json", Path(scratch) / "serve.log"
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         names = [arg for i in range(count) for arg in ("--name", f"cam{i}")]
-        command = [sys.executable, "-m", "tools.cli", "serve", str(bundle.resolve()), *urls, *names,
+        command = [python, "-m", cli_module(checkout), "serve", str(bundle.resolve()), *urls, *names,
                    "--fps", f"{fps:g}", "--duration", f"{duration_s:g}", "--stats-json", str(stats_path),
                    "--endpoint", endpoint, *serve_args]
         listener = Listener(endpoint)
@@ -409,7 +422,7 @@ def wait_for_quiet(limit: float | None, longest_s: float, log) -> list[float]:
 
 def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cameras: int, first: int = 1,
            source: Source = Source(), quiet_load: float | None = None, serve_args: tuple[str, ...] = (),
-           save=lambda result: None, log=lambda line: None) -> dict:
+           python: str = sys.executable, save=lambda result: None, log=lambda line: None) -> dict:
     """N = first, first+1, ... up to max_cameras until a trial fails twice in a row; the result as a
     dict, handed to `save` after every trial."""
     if duration_s + 15 > source.seconds:
@@ -418,7 +431,7 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
     missing = rtsp_server_missing()
     if missing:
         raise LrcnError(f"the GStreamer RTSP server cannot run: {missing}")
-    code = checkout_code(checkout)
+    code = checkout_code(checkout, python)
     log(f"camera capacity: {code['checkout']} runs {code['stream_module']} (commit {code['commit'][:9]})")
     video = source_video(work, source)
     log("camera capacity: bundle (built once, needs TensorFlow)")
@@ -438,7 +451,7 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
             load = wait_for_quiet(quiet_load, 900, log)
             log(f"camera capacity: {count} camera(s), try {attempt}, load {load}")
             trial = {"attempt": attempt, "load_before": load,
-                     **run_trial(checkout, bundle, video, count, duration_s, fps, serve_args)}
+                     **run_trial(checkout, bundle, video, count, duration_s, fps, serve_args, python)}
             result["trials"].append(trial)
             log(trial_line(trial))
             save(result)
@@ -488,8 +501,10 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.camera_capacity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.camera_capacity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkout", type=Path, default=REPO, help="tree whose `lrcn serve` runs (default: this one)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter of the venv where --checkout is installed (default: this one)")
     parser.add_argument("--out", type=Path, required=True, help="result JSON, rewritten after every trial")
     parser.add_argument("--work", type=Path, default=Path("bench-results/cameras"),
                         help="where the video and the bundle are built and kept")
@@ -514,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = search(args.checkout, args.work, duration_s=args.duration, fps=args.fps,
                         max_cameras=args.max_cameras, first=args.first, quiet_load=args.quiet_load,
-                        serve_args=tuple(args.serve_arg), save=save,
+                        serve_args=tuple(args.serve_arg), python=args.python, save=save,
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     except LrcnError as err:
         print(f"camera capacity: {err}", file=sys.stderr)

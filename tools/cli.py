@@ -10,13 +10,13 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from stream.errors import LrcnError
-from tools.args import (choose_split, parse_crop, parse_l2, parse_size, positive_float, positive_int, print_result,
+from lrcn.stream.errors import LrcnError
+from lrcn.tools.args import (choose_split, parse_crop, parse_l2, parse_size, positive_float, positive_int, print_result,
                         require_tensorflow)
 
 if TYPE_CHECKING:  # the real imports wait for the commands that need them (TensorFlow)
-    from models.train import TrainConfig
-    from stream.bundle import ModelSpec
+    from lrcn.models.train import TrainConfig
+    from lrcn.stream.bundle import ModelSpec
 
 
 def add_split_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +72,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args, classes) -> "ModelSpec":
-    from stream.bundle import ModelSpec
+    from lrcn.stream.bundle import ModelSpec
 
     if args.backbone != "mobilenet_v2" and args.weights:
         raise LrcnError("--weights applies to --backbone mobilenet_v2 only")
@@ -87,8 +87,8 @@ def spec_from_args(args, classes) -> "ModelSpec":
 
 
 def config_from_args(args) -> "TrainConfig":
-    from models.clips import DEFAULT_CACHE
-    from models.train import TrainConfig
+    from lrcn.models.clips import DEFAULT_CACHE
+    from lrcn.models.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                        clips_per_video=args.clips_per_video, synthetic_clips=args.synthetic_clips, augment=not args.no_augment, flip=not args.no_flip,
@@ -98,8 +98,8 @@ def config_from_args(args) -> "TrainConfig":
 
 def cmd_train(args) -> None:
     require_tensorflow()
-    from models.data import describe, discover
-    from models.experiment import cross_validate, train_and_test
+    from lrcn.models.data import describe, discover
+    from lrcn.models.experiment import cross_validate, train_and_test
 
     dataset = discover(args.data, args.group_pattern)
     print(f"lrcn: {describe(dataset)}", file=sys.stderr)
@@ -121,9 +121,9 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     require_tensorflow()
-    from models.data import discover, read_split_list
-    from models.experiment import evaluate_model, load_bundle, relabel
-    from models.train import TrainConfig
+    from lrcn.models.data import discover, read_split_list
+    from lrcn.models.experiment import evaluate_model, load_bundle, relabel
+    from lrcn.models.train import TrainConfig
 
     model, meta = load_bundle(args.bundle)
     dataset = discover(args.data, args.group_pattern)
@@ -141,7 +141,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_synth(args) -> None:
-    from models import synth
+    from lrcn.models import synth
 
     if args.continuous:
         video, labels = synth.write_continuous(Path(args.out), duration_s=args.continuous, size=args.size,
@@ -155,14 +155,14 @@ def cmd_synth(args) -> None:
 
 def cmd_demo(args) -> None:
     require_tensorflow()
-    from tools.demo import run_demo
+    from lrcn.tools.demo import run_demo
 
     run_demo(Path(args.workdir), quick=args.quick)
 
 
 def cmd_export(args) -> None:
     require_tensorflow()
-    from models.export import describe, export_from_paths
+    from lrcn.models.export import describe, export_from_paths
 
     report = export_from_paths(args.bundle, args.video, int8=args.int8, calibration=args.calibration,
                                tolerance=args.tolerance)
@@ -170,27 +170,27 @@ def cmd_export(args) -> None:
 
 
 def cmd_engine_build(args) -> None:
-    from stream.tensorrt_engine import ensure_engine
+    from lrcn.stream.tensorrt_engine import ensure_engine
 
     path = ensure_engine(args.bundle, args.precision, args.max_batch, args.calibration, rebuild=args.rebuild)
     print(f"engine: {path}")
 
 
 def cmd_doctor(args) -> None:
-    from tools.doctor import doctor_lines
+    from lrcn.tools.doctor import doctor_lines
 
     print("\n".join(doctor_lines()))
 
 
 def cmd_keys(args) -> None:
-    from stream.keys import make_keys
+    from lrcn.stream.keys import make_keys
 
     for path in make_keys(args.dir, client=args.client):
         print(path)
 
 
 def cmd_proxy(args) -> None:
-    from stream.publisher import run_proxy
+    from lrcn.stream.publisher import run_proxy
 
     def announce(proxy) -> None:
         print(f"proxy: publishers -> {proxy.xsub_endpoint}, subscribers -> {proxy.xpub_endpoint}", flush=True)
@@ -199,21 +199,21 @@ def cmd_proxy(args) -> None:
 
 
 def cmd_watch(args) -> None:
-    from stream.keys import load_client_keys
-    from tools.watch import watch
+    from lrcn.stream.keys import load_client_keys
+    from lrcn.tools.watch import watch
 
     curve = load_client_keys(args.curve_keys, args.client) if args.curve_keys else None
     watch(args.endpoint, topics=args.topic or [""], count=args.count, duration_s=args.duration, curve=curve)
 
 
 def cmd_serve(args) -> int:
-    from tools.serve import serve
+    from lrcn.tools.serve import serve
 
     return serve(args)
 
 
 def cmd_annotate(args) -> None:
-    from tools.annotate import annotate
+    from lrcn.tools.annotate import annotate
 
     result = annotate(args.bundle, args.video, args.out, mode=args.mode, hop=args.hop, reset_every=args.reset_every,
                       smooth=args.smooth, fps=args.fps, backend=args.backend or "onnxruntime", threads=args.threads)
@@ -221,25 +221,25 @@ def cmd_annotate(args) -> None:
 
 
 def cmd_stream_accuracy(args) -> None:
-    from tools.streaming_accuracy import run
+    from lrcn.tools.streaming_accuracy import run
 
     run(args)
 
 
 def cmd_bench(args) -> None:
-    from tools.bench import bench
+    from lrcn.tools.bench import bench
 
     bench(args)
 
 
 def cmd_soak(args) -> None:
-    from tools.soak import run
+    from lrcn.tools.soak import run
 
     run(args)
 
 
 def cmd_faults(args) -> None:
-    from tools.faults import run
+    from lrcn.tools.faults import run
 
     run(args)
 
@@ -263,7 +263,7 @@ def add_head_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """What every command prints besides its results: its log lines, and libraries' noise."""
-    from stream.logs import FORMATS, LEVELS
+    from lrcn.stream.logs import FORMATS, LEVELS
 
     output = parser.add_argument_group("output")
     output.add_argument("--log-level", choices=LEVELS, default="info", help="lowest level logged (default info)")
@@ -421,12 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     accuracy = commands.add_parser("stream-accuracy", help="per-frame accuracy and change delay of every head mode on "
                                                            "held-out test videos joined, served by ffmpeg, run through serve")
-    from tools.streaming_accuracy import add_arguments as add_stream_accuracy_arguments
+    from lrcn.tools.streaming_accuracy import add_arguments as add_stream_accuracy_arguments
 
     add_stream_accuracy_arguments(accuracy)
     accuracy.set_defaults(run=cmd_stream_accuracy)
 
-    from tools import bench, faults, soak
+    from lrcn.tools import bench, faults, soak
 
     bench_parser = commands.add_parser("bench", help="per-frame cost against the naive window, latency, capacity, "
                                                      "start-up: a table, bench.json and PNGs; `lrcn bench capture`: "
@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bench_capture_parser() -> argparse.ArgumentParser:
     """`lrcn bench capture` has options of its own, so it parses apart from `lrcn bench [BUNDLE]`."""
-    from tools import bench_capture
+    from lrcn.tools import bench_capture
 
     parser = argparse.ArgumentParser(prog="lrcn bench capture", description=bench_capture.__doc__.splitlines()[0].split(": ", 1)[1])
     bench_capture.add_arguments(parser)
@@ -474,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         args = bench_capture_parser().parse_args(argv[2:])
     else:
         args = build_parser().parse_args(argv)
-    from stream.logs import configure_logging
-    from tools.quiet import quiet_libraries
+    from lrcn.stream.logs import configure_logging
+    from lrcn.tools.quiet import quiet_libraries
 
     configure_logging(args.log_level, args.log_format)
     try:

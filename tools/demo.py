@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.bundle import ModelSpec
-from stream.stats import percentiles
+from lrcn.stream.bundle import ModelSpec
+from lrcn.stream.stats import percentiles
 
 SIZE, CLIP_LENGTH, FPS = 32, 8, 10.0
 
 
 def train_small_lrcn(workdir: Path, quick: bool) -> tuple[Path, dict]:
-    from models import synth
-    from models.data import discover, split_by_groups
-    from models.experiment import train_and_test
-    from models.train import TrainConfig
-    from tools.args import print_result
+    from lrcn.models import synth
+    from lrcn.models.data import discover, split_by_groups
+    from lrcn.models.experiment import train_and_test
+    from lrcn.models.train import TrainConfig
+    from lrcn.tools.args import print_result
 
     data = workdir / "synth"
     if not data.exists():
@@ -51,7 +51,7 @@ def train_small_lrcn(workdir: Path, quick: bool) -> tuple[Path, dict]:
 
 
 def export(bundle: Path, data: Path) -> None:
-    from models.export import describe, export_from_paths
+    from lrcn.models.export import describe, export_from_paths
 
     print(f"[2/3] exporting {bundle}", flush=True)
     print(f"  {describe(export_from_paths(bundle, data))}")
@@ -74,9 +74,9 @@ def score_stream(predictions: list[dict], labels: list[str]) -> dict:
 
 
 def serve_and_watch(bundle: Path, workdir: Path, seconds: float) -> dict:
-    from models import synth
-    from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-    from stream.publisher import Subscriber
+    from lrcn.models import synth
+    from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+    from lrcn.stream.publisher import Subscriber
 
     # Short segments: a long one grows or shrinks more slowly than any training clip (the size
     # range is fixed), which the model reads as still.

@@ -41,7 +41,7 @@ def onnxruntime_lines() -> list[str]:
 
 
 def gpu_lines() -> list[str]:
-    from stream.tensorrt_engine import gpu_name
+    from lrcn.stream.tensorrt_engine import gpu_name
 
     gpu = gpu_name()
     lines = [f"GPU: {gpu}" if gpu else "GPU: none (no nvidia-smi answer, not a Jetson)"]
@@ -66,8 +66,8 @@ def decoder_lines() -> list[str]:
         return [f"PyAV: missing ({problem}); pip install av"]
     import av
 
-    from stream.sources import gstreamer
-    from stream.sources.pyav import device_problem, hardware_decoders
+    from lrcn.stream.sources import gstreamer
+    from lrcn.stream.sources.pyav import device_problem, hardware_decoders
 
     lines = [f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info}): decoder cpu always; hardware decoders:"]
     for kind in hardware_decoders():

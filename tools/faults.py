@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from tools.ffmpeg_server import free_port, wait_until
-from tools.soak import Monitor, StreamServer, checked_inputs, start_serve, tear_down
+from lrcn.stream.errors import LrcnError
+from lrcn.tools.ffmpeg_server import free_port, wait_until
+from lrcn.tools.soak import Monitor, StreamServer, checked_inputs, start_serve, tear_down
 
 GAP_STATES = ("lost", "reconnecting")
 CYCLE_TIMEOUT_S = 40.0
@@ -84,7 +84,7 @@ def kill_cycles(server: StreamServer, stream: str, monitor: Monitor, kills: int,
 
 def stall_subscriber(endpoint: str, stall_s: float, result: dict) -> None:
     """Read for 2 s, stop reading for `stall_s`, then read again for up to 10 s."""
-    from stream.publisher import Subscriber
+    from lrcn.stream.publisher import Subscriber
 
     with Subscriber(endpoint, [""], hwm=100) as subscriber:
         deadline = time.monotonic() + 2.0
@@ -221,8 +221,8 @@ def run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tools.faults ...` is `lrcn faults ...`."""
-    from tools.cli import main as lrcn
+    """`python -m lrcn.tools.faults ...` is `lrcn faults ...`."""
+    from lrcn.tools.cli import main as lrcn
 
     return lrcn(["faults", *(sys.argv[1:] if argv is None else argv)])
 

@@ -5,7 +5,7 @@ cache `lrcn train` fills) are pooled over time (mean, max, or max of the change 
 first frames) and a softmax regression on standardised features is fitted to the training
 groups, mirrored views included. A diagnosis, not a model this project serves.
 
-    python -m tools.feature_probe ../shared/data/ps7 --weights W --size 112 --out probe.json
+    python -m lrcn.tools.feature_probe ../shared/data/ps7 --weights W --size 112 --out probe.json
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.head import softmax
+from lrcn.stream.head import softmax
 
 POOLINGS = {
     "mean": lambda f: f.mean(0),
@@ -61,11 +61,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    from models.architectures import build_model, split_model
-    from models.clips import DEFAULT_CACHE, FrameCache, load_videos
-    from models.data import discover
-    from models.features import FeatureCache
-    from stream.bundle import ModelSpec
+    from lrcn.models.architectures import build_model, split_model
+    from lrcn.models.clips import DEFAULT_CACHE, FrameCache, load_videos
+    from lrcn.models.data import discover
+    from lrcn.models.features import FeatureCache
+    from lrcn.stream.bundle import ModelSpec
 
     dataset = discover(Path(args.data))
     spec = ModelSpec(classes=tuple(dataset.classes), backbone="mobilenet_v2", input_size=(args.size, args.size),

@@ -1,6 +1,6 @@
 """Accuracy of the INT8 encoder against fp32, on each bundle's own test videos.
 
-    python -m tools.int8_accuracy runs/weizmann_mnv2_lstm --work /tmp/int8 --out int8.json
+    python -m lrcn.tools.int8_accuracy runs/weizmann_mnv2_lstm --work /tmp/int8 --out int8.json
 
 RUNS is one bundle or a cross-validation folder of fold bundles. Each bundle is copied
 (meta.json, model.keras) to --work, exported with an INT8 encoder calibrated on its
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.clips import video_windows
-from stream.quantize import calibration_frames
-from stream.runtime_bundle import load_runtime_bundle
-from stream.video import VIDEO_EXTENSIONS, read_frames
+from lrcn.models.clips import video_windows
+from lrcn.stream.quantize import calibration_frames
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.video import VIDEO_EXTENSIONS, read_frames
 
 
 def fold_bundles(runs: Path) -> list[Path]:
@@ -68,8 +68,8 @@ def agreement(a: dict, b: dict) -> dict:
 
 
 def measure_fold(source: Path, work: Path) -> dict:
-    from models.export import export_bundle
-    from stream.bundle import read_meta
+    from lrcn.models.export import export_bundle
+    from lrcn.stream.bundle import read_meta
 
     meta = read_meta(source)
     training, spec = meta.training, meta.spec

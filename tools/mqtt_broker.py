@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tools.ffmpeg_server import free_port, wait_until
+from lrcn.tools.ffmpeg_server import free_port, wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 

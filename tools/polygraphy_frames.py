@@ -7,8 +7,8 @@ is compared with ONNX Runtime on real pixels, not random ones.
 """
 import os
 
-from stream.bundle import read_meta
-from stream.video import read_frames
+from lrcn.stream.bundle import read_meta
+from lrcn.stream.video import read_frames
 
 BATCH = 8
 

@@ -1,5 +1,5 @@
 """Write the JSON Schema of every message kind to docs/schemas/<kind>.schema.json, from
-stream.message_schema (`python -m tools.schemas`; `--check` exits 1 if the files differ)."""
+stream.message_schema (`python -m lrcn.tools.schemas`; `--check` exits 1 if the files differ)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from stream.message_schema import FIELDS, json_schema
+from lrcn.stream.message_schema import FIELDS, json_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             args.dir.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
     if stale:
-        print(f"out of date (run python -m tools.schemas): {', '.join(stale)}", file=sys.stderr)
+        print(f"out of date (run python -m lrcn.tools.schemas): {', '.join(stale)}", file=sys.stderr)
         return 1
     return 0
 

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import cv2
 
-from stream.clips import RecordRules, check_record_dir
-from stream.deploy import load_deployment
-from stream.errors import LrcnError
-from stream.events import EventRules
-from stream.keys import load_server_keys
-from stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from stream.runtime_bundle import load_runtime_bundle
-from stream.service import ServiceServer
-from stream.sources import SourceOptions
+from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.deploy import load_deployment
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import EventRules
+from lrcn.stream.keys import load_server_keys
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.service import ServiceServer
+from lrcn.stream.sources import SourceOptions
 
 SYNTH_PREFIX = "synth:"
 log = logging.getLogger("lrcn.serve")
@@ -40,7 +40,7 @@ log = logging.getLogger("lrcn.serve")
 def synthetic_source(uri: str, size: tuple[int, int], folder: Path) -> str:
     """`synth:[SECONDS[:SEED]]` -> a continuous synthetic video (models.synth) written into `folder`,
     with its per-frame labels beside it."""
-    from models import synth
+    from lrcn.models import synth
 
     try:
         parts = [p for p in uri[len(SYNTH_PREFIX):].split(":") if p]

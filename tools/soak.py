@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.stats import percentiles
-from tools.bench_scrape import get
-from tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, is_listening, stop_process
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import percentiles
+from lrcn.tools.bench_scrape import get
+from lrcn.tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, is_listening, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ class Monitor:
     current interval (taken and cleared by `take_latencies`)."""
 
     def __init__(self, endpoint: str):
-        from stream.publisher import Subscriber
+        from lrcn.stream.publisher import Subscriber
 
         self.subscriber = Subscriber(endpoint, [""])
         self.predictions: dict[str, int] = defaultdict(int)
@@ -181,7 +181,7 @@ class Scraper:
 
 def start_serve(bundle: Path, urls: list[str], names: list[str], endpoint: str, duration_s: float,
                 stats_path: Path, extra: list[str] = ()) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), *urls]
+    command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), *urls]
     for name in names:
         command += ["--name", name]
     command += ["--endpoint", endpoint, "--read-timeout", "3", "--stats-interval", "2",
@@ -191,7 +191,7 @@ def start_serve(bundle: Path, urls: list[str], names: list[str], endpoint: str, 
 
 
 def default_video(out: Path) -> Path:
-    from tools.bench import default_video as bench_video
+    from lrcn.tools.bench import default_video as bench_video
 
     return bench_video(out)
 
@@ -383,8 +383,8 @@ def run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m tools.soak ...` is `lrcn soak ...`."""
-    from tools.cli import main as lrcn
+    """`python -m lrcn.tools.soak ...` is `lrcn soak ...`."""
+    from lrcn.tools.cli import main as lrcn
 
     return lrcn(["soak", *(sys.argv[1:] if argv is None else argv)])
 

@@ -54,9 +54,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stream.errors import LrcnError
-from stream.events import UNKNOWN, EventRules, EventState, Observation, finish, step
-from stream.sampling import grid_indices
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import UNKNOWN, EventRules, EventState, Observation, finish, step
+from lrcn.stream.sampling import grid_indices
 
 # The cheap training recipe (README, Results): frozen ImageNet MobileNetV2, features cached.
 TRAIN_RECIPE = ("--backbone", "mobilenet_v2", "--size", "112", "--lr", "1e-3", "--epochs", "40", "--patience", "10",
@@ -338,7 +338,7 @@ def head_labels(payloads: Sequence[dict], classes: Sequence[str], smoothing: str
         return [p["top_k"][0][0] if p["label"] == UNKNOWN else p["label"] for p in payloads]
     import numpy as np
 
-    from stream.smoothing import SmootherState, parse_smoothing, smooth
+    from lrcn.stream.smoothing import SmootherState, parse_smoothing, smooth
 
     config, state, labels = parse_smoothing(smoothing), SmootherState(), []
     for p in payloads:
@@ -414,7 +414,7 @@ def order_videos(videos: Sequence, class_names: Sequence[str], count: int | None
 
 
 def ffmpeg(*args: str, timeout_s: float = 300) -> str:
-    from tools.ffmpeg_server import FFMPEG
+    from lrcn.tools.ffmpeg_server import FFMPEG
 
     if FFMPEG is None:
         raise LrcnError("ffmpeg not found (apt-get install ffmpeg)")
@@ -454,7 +454,7 @@ def join_videos(items: Sequence[tuple[Path, str]], out: Path, size: tuple[int, i
     """Re-encode each (video, label) to one size and rate, join them into `out` (.avi, MJPEG), and
     write the per-frame labels beside it (models.synth's sidecar: fps, classes, segments, labels).
     Returns (video, sidecar)."""
-    from models.synth import sidecar_path
+    from lrcn.models.synth import sidecar_path
 
     out.parent.mkdir(parents=True, exist_ok=True)
     parts_dir = out.parent / f"{out.stem}.parts"
@@ -515,8 +515,8 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
     receives until serve exits (bounded by the stream's length plus a margin). Returns
     {"predictions": {mode: [payload...]}, "events": {mode: [event payload...]}, "stats": serve's
     final stats, "missed": seq gaps per topic, "status": {mode: [states]}}."""
-    from stream.publisher import Subscriber
-    from tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, served
+    from lrcn.stream.publisher import Subscriber
+    from lrcn.tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, served
 
     work.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in modes]
@@ -533,7 +533,7 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
             stack.enter_context(served(ffmpeg_tcp_ts(video, port, loop=False), port))
         subscriber = stack.enter_context(Subscriber(endpoint, topics=["pred/", "status/", "event/"]))
         log = stack.enter_context(open(work / "serve.log", "w+"))
-        command = [sys.executable, "-m", "tools.cli", "serve", str(bundle), "--config", str(config), "--endpoint",
+        command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config), "--endpoint",
                    endpoint, "--max-attempts", "1", "--duration", f"{limit_s:.0f}", "--stats-json", str(stats_path)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + limit_s + 30.0
@@ -578,8 +578,8 @@ def measure(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMo
 
     The accuracy is of the label the head gave, as without rules: a prediction published as
     `unknown` (below min_score) counts as its head label (`unknown` says how many were)."""
-    from models.synth import read_labels
-    from stream.bundle import read_meta
+    from lrcn.models.synth import read_labels
+    from lrcn.stream.bundle import read_meta
 
     spec = read_meta(bundle).spec
     record = read_labels(labels_path)
@@ -673,8 +673,8 @@ def measure_static(bundle: Path, video: Path, labels_path: Path, modes: Sequence
     the test stream and count the events each mode sends: every one is false. Also per mode: the
     share of predictions published as `unknown`, the head labels given, and the sweep of
     thresholds replayed over the same predictions."""
-    from models.synth import read_labels
-    from stream.bundle import read_meta
+    from lrcn.models.synth import read_labels
+    from lrcn.stream.bundle import read_meta
 
     spec = read_meta(bundle).spec
     record = read_labels(labels_path)
@@ -705,7 +705,7 @@ def measure_static(bundle: Path, video: Path, labels_path: Path, modes: Sequence
 
 def lrcn(*args: str) -> None:
     """Run an `lrcn` command in a child process (TensorFlow stays out of this one)."""
-    done = subprocess.run([sys.executable, "-m", "tools.cli", *args], check=False, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *args], check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise LrcnError(f"lrcn {args[0]} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     print(done.stdout.strip(), file=sys.stderr)
@@ -870,9 +870,9 @@ def gray_clip(out_dir: Path, seconds: float, fps: float, size: tuple[int, int]) 
 
 
 def run(args) -> dict:
-    from models.data import discover
-    from stream.bundle import read_meta
-    from tools.args import choose_split
+    from lrcn.models.data import discover
+    from lrcn.stream.bundle import read_meta
+    from lrcn.tools.args import choose_split
 
     data = Path(args.data)
     dataset = discover(data, args.group_pattern)
@@ -967,7 +967,7 @@ def non_negative_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tools.args import positive_float, positive_int
+    from lrcn.tools.args import positive_float, positive_int
 
     parser.add_argument("bundle", help="bundle trained on the training groups (trained and exported here if absent)")
     parser.add_argument("data", help="DATA/<class>/<video> holding the test videos")

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
-from stream.messages import EVENT, HEARTBEAT, PRED, STATUS, Message, MessageError
-from stream.publisher import Subscriber
+from lrcn.stream.messages import EVENT, HEARTBEAT, PRED, STATUS, Message, MessageError
+from lrcn.stream.publisher import Subscriber
 
 REDRAW_S = 0.25
 

@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from stream import messages
-from stream.errors import LrcnError
+from lrcn.stream import messages
+from lrcn.stream.errors import LrcnError
 
 # Modules that register the built-in sinks; imported when a sink is first looked up, so that a
 # deployment without MQTT or files never imports them.
-BUILT_IN = ("stream.sinks.zeromq", "stream.sinks.mqtt", "stream.sinks.jsonl")
+BUILT_IN = ("lrcn.stream.sinks.zeromq", "lrcn.stream.sinks.mqtt", "lrcn.stream.sinks.jsonl")
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from stream import messages
-from stream.errors import LrcnError
-from stream.sinks import Outgoing, Sink, check_keys, check_kinds, register
+from lrcn.stream import messages
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sinks import Outgoing, Sink, check_keys, check_kinds, register
 WRITE_INTERVAL_S = 0.2   # how long a line may wait in memory before it is written
 OPTION_TYPES = {"path": str, "max_mb": (int, float), "keep": int, "kinds": list, "queue": int}
 

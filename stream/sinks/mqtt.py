@@ -50,10 +50,10 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from stream import messages
-from stream.errors import LrcnError
-from stream.outbox import default_node
-from stream.sinks import KINDS, Outgoing, Sink, check_keys, check_kinds, register
+from lrcn.stream import messages
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.outbox import default_node
+from lrcn.stream.sinks import KINDS, Outgoing, Sink, check_keys, check_kinds, register
 
 log = logging.getLogger("lrcn.sinks.mqtt")
 

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 import zmq
 
-from stream.errors import LrcnError
-from stream.keys import ServerKeys, load_server_keys
-from stream.sinks import Outgoing, Sink, check_keys, register
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.keys import ServerKeys, load_server_keys
+from lrcn.stream.sinks import Outgoing, Sink, check_keys, register
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 _FIRST_FRAME = int(zmq.NOBLOCK | zmq.SNDMORE)  # combined once: an enum flag `|` per message costs more than the send
@@ -24,7 +24,7 @@ class ZeroMqSink(Sink):
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
                  linger_s: float = 1.0, curve: ServerKeys | None = None):
-        from stream.publisher import start_authenticator
+        from lrcn.stream.publisher import start_authenticator
 
         self._context = zmq.Context()
         self._authenticator = None

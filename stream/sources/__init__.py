@@ -6,10 +6,10 @@ tcp, udp, rtmp, srt), `pattern:[FPS[:SECONDS]]` (generated in memory), or `gst:P
 (GStreamer, where a platform's hardware decoder lives there). The supervisor
 (`supervisor.py`) is written once; captures plug in by scheme (`capture.py`), one module each.
 """
-from stream.sources import gstreamer, pattern, pyav  # noqa: F401 - each registers its schemes
-from stream.sources.capture import Capture, CaptureError, capture_class, register, scheme_of, schemes
-from stream.sources.pattern import parse_pattern, pattern_frames
-from stream.sources.supervisor import (
+from lrcn.stream.sources import gstreamer, pattern, pyav  # noqa: F401 - each registers its schemes
+from lrcn.stream.sources.capture import Capture, CaptureError, capture_class, register, scheme_of, schemes
+from lrcn.stream.sources.pattern import parse_pattern, pattern_frames
+from lrcn.stream.sources.supervisor import (
     FINAL_STATES,
     Source,
     SourceOptions,

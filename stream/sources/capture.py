@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from stream.errors import LrcnError
+from lrcn.stream.errors import LrcnError
 
 if TYPE_CHECKING:
-    from stream.sources.supervisor import SourceOptions
+    from lrcn.stream.sources.supervisor import SourceOptions
 
 CAMERA, FILE = "camera", "file"
 

@@ -51,9 +51,9 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.sources.capture import Capture, CaptureError, register
-from stream.sources.pyav import Scaler, crop_problem
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources.capture import Capture, CaptureError, register
+from lrcn.stream.sources.pyav import Scaler, crop_problem
 
 PREFIX = "gst:"
 MISSING_BINDINGS = ("gst: sources need GStreamer's Python bindings: pip install 'lrcn-stream[gst]' and Debian's "

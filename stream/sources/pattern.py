@@ -12,8 +12,8 @@ import random
 
 import numpy as np
 
-from stream.errors import LrcnError
-from stream.sources.capture import Capture, register
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources.capture import Capture, register
 
 PREFIX = "pattern:"
 

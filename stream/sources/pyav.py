@@ -29,8 +29,8 @@ import av.container.core
 import numpy as np
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
-from stream.errors import LrcnError
-from stream.sources.capture import CAMERA, FILE, Capture, CaptureError, register, scheme_of
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, register, scheme_of
 
 # The order `auto` tries hardware decoders in; a platform offers one or two of them.
 AUTO_PREFERENCE = ("cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "d3d12va", "dxva2", "vulkan")

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from stream.errors import LrcnError
-from stream.ring import FrameRing
-from stream.sampling import Sampler
-from stream.sources.capture import CAMERA, FILE, Capture, CaptureError, capture_class, scheme_of
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.ring import FrameRing
+from lrcn.stream.sampling import Sampler
+from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, capture_class, scheme_of
 
 if TYPE_CHECKING:
-    from stream.clips import ClipRecorder
+    from lrcn.stream.clips import ClipRecorder
 
 
 class SourceState(str, Enum):
