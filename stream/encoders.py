@@ -22,6 +22,11 @@ BACKENDS = ("onnxruntime", "onnxruntime-int8", "tensorrt")
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def backend_names() -> tuple[str, ...]:
+    """The backends `open_encoder` takes, for command-line choices and `lrcn doctor`."""
+    return BACKENDS
+
+
 class Encoder(Protocol):
     name: str
     input_size: tuple[int, int]
