@@ -18,6 +18,7 @@ from keras import layers
 
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.heads import head_type
 
 MOBILENET_FEATURES = 1280
 
@@ -132,17 +133,11 @@ class TemporalPooling(layers.Layer):
 
 
 def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:
-    """Dropout, then LSTM + softmax (last step or every step), or per-frame softmax alone;
-    or, for the pooling head, standardised mean and max over time, dropout, softmax."""
+    """The layers of the spec's head type (stream/heads/) over [B, T, F] features, ending in the
+    softmax layer, with the spec's L2 penalty on its kernel."""
     regularizer = keras.regularizers.l2(spec.l2) if spec.l2 else None
     softmax = layers.Dense(spec.num_classes, activation="softmax", kernel_regularizer=regularizer)
-    if spec.head == "pool":
-        return [TemporalPooling(), layers.Dropout(spec.feature_dropout), softmax]
-    if spec.head == "single_frame":
-        return [layers.Dropout(spec.feature_dropout), layers.TimeDistributed(softmax)]
-    lstm = layers.LSTM(spec.lstm_units, dropout=spec.lstm_dropout, return_sequences=spec.per_timestep)
-    return [layers.Dropout(spec.feature_dropout), lstm,
-            layers.TimeDistributed(softmax) if spec.per_timestep else softmax]
+    return head_type(spec.head).keras_layers(spec, softmax)
 
 
 def build_model(spec: ModelSpec) -> keras.Sequential:

@@ -3,7 +3,7 @@
 Adds to the bundle:
   encoder.onnx       per-frame CNN: uint8 RGB [N, H, W, 3] -> float32 features [N, F], the
                      normalisation inside the graph, dynamic batch
-  head.npz           LSTM and dense weights for the NumPy step (stream/head.py)
+  head.npz           the NumPy head's weights (stream/heads/)
   model.onnx         the whole T-frame model, uint8 [N, T, H, W, 3] -> probabilities (the
                      naive baseline that re-encodes every frame of every window)
   encoder.int8.onnx  with int8=True: ONNX Runtime static INT8, calibrated on real frames
@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lrcn.models.architectures import TemporalPooling, split_model
+from lrcn.models.architectures import split_model
 from lrcn.models.clips import clip_indices, preprocess
 from lrcn.models.experiment import load_bundle
 from lrcn.stream.bundle import BundleMeta
-from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, OnnxRuntimeEncoder
+from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE
+from lrcn.stream.encoders.onnxruntime import OnnxRuntimeEncoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.head import HEAD_FILE, FrameHead, Head, LstmHead, PoolHead, save_head
+from lrcn.stream.heads import HEAD_FILE, Head, head_type, save_head
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export.json"
@@ -81,26 +82,7 @@ def model_function(model, meta: BundleMeta):
 
 def head_from_keras(head_model, meta: BundleMeta) -> Head:
     """The NumPy head holding the Keras head's weights (Dropout is identity at inference)."""
-    from keras import layers
-
-    spec = meta.spec
-    dense = head_model.layers[-1]
-    dense = dense.layer if isinstance(dense, layers.TimeDistributed) else dense
-    dense_kernel, dense_bias = dense.get_weights()
-    if spec.head == "single_frame":
-        return FrameHead(spec.classes, dense_kernel, dense_bias)
-    if spec.head == "pool":
-        # (pooled - center) * inverse_scale @ W + b  ==  pooled @ (inverse_scale * W) + (b - (center * inverse_scale) @ W)
-        (pooling,) = [layer for layer in head_model.layers if isinstance(layer, TemporalPooling)]
-        center, inverse_scale = (np.asarray(w, np.float64) for w in pooling.get_weights())
-        kernel = np.asarray(dense_kernel, np.float64)
-        return PoolHead(spec.classes, (inverse_scale[:, None] * kernel).astype(np.float32),
-                        (dense_bias - (center * inverse_scale) @ kernel).astype(np.float32))
-    (lstm,) = [layer for layer in head_model.layers if isinstance(layer, layers.LSTM)]
-    if (lstm.activation.__name__, lstm.recurrent_activation.__name__) != ("tanh", "sigmoid") or not lstm.use_bias:
-        raise LrcnError(f"LSTM {lstm.name}: only tanh/sigmoid with bias is exported")
-    kernel, recurrent_kernel, bias = lstm.get_weights()
-    return LstmHead(spec.classes, kernel, recurrent_kernel, bias, dense_kernel, dense_bias, spec.per_timestep)
+    return head_type(meta.spec.head).from_keras(head_model, meta.spec)
 
 
 def file_hash(path: Path) -> str:

@@ -192,9 +192,13 @@ def sample_frames(batches, spec: ModelSpec, count: int = 64) -> np.ndarray:
 
 
 def standardise_pooling(model, batches, encoder=None, max_batches: int = 64) -> None:
-    """Fix the pooling head's standardisation from the first training batches' windows
-    (through `encoder` when the batches hold pixels)."""
-    (pooling,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
+    """Fix the standardisation of the model's temporal pooling, if it has one, from the first
+    training batches' windows (through `encoder` when the batches hold pixels). Asked of the
+    layers, not of the head's name, so a new head with pooling needs nothing here."""
+    poolings = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
+    if not poolings:
+        return
+    (pooling,) = poolings
     pooled = []
     for index in range(min(len(batches), max_batches)):
         clips = batches[index][0]
@@ -244,8 +248,7 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
     else:
         if spec.backbone == "seed":  # the small CNN learns faster from Keras's own initialisation
             scale_to_unit_variance(encoder, sample_frames(batches, spec))
-        if spec.head == "pool":
-            standardise_pooling(fitted, batches, None if head_only else encoder)
+        standardise_pooling(fitted, batches, None if head_only else encoder)
         compile_model(fitted, config, config.epochs * len(batches))
         history_csv.unlink(missing_ok=True)
     callbacks = [

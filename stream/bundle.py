@@ -6,7 +6,8 @@
       encoder.onnx   per-frame CNN, uint8 NHWC in (added by `lrcn export`)
       engines/       TensorRT engine cache
 
-This module reads and writes meta.json with the standard library alone.
+This module reads and writes meta.json with the standard library; the head types a ModelSpec
+accepts are `stream.heads`'s registry.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.heads import head_names, head_type
 
 FORMAT_VERSION = 1
 BACKBONES = ("seed", "small", "mobilenet_v2")
-HEADS = ("lstm", "single_frame", "pool")
+HEADS = tuple(head_names())   # the head types a ModelSpec accepts (those registered by now)
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,16 @@ class ModelSpec:
             problems.append("class names repeat")
         if self.backbone not in BACKBONES:
             problems.append(f"backbone {self.backbone!r} is not one of {', '.join(BACKBONES)}")
-        if self.head not in HEADS:
-            problems.append(f"head {self.head!r} is not one of {', '.join(HEADS)}")
+        heads = head_names()
+        if self.head not in heads:
+            problems.append(f"head {self.head!r} is not one of {', '.join(heads)}")
+        elif self.per_timestep and not head_type(self.head).per_timestep_variant:
+            variants = [name for name in heads if head_type(name).per_timestep_variant]
+            problems.append(f"per-timestep training needs the {' or '.join(variants)} head, not {self.head!r}")
         if self.pooling not in ("avg", "flatten"):
             problems.append(f"pooling {self.pooling!r} is not avg or flatten")
         if min(self.input_size) < 32:
             problems.append(f"input size {self.input_size} is below 32 pixels")
-        if self.per_timestep and self.head != "lstm":
-            problems.append(f"per-timestep training needs the lstm head, not {self.head!r}")
         if not 0 <= self.l2 < 10:
             problems.append(f"l2 {self.l2!r} is not in [0, 10)")
         if self.clip_length < 1 or self.fps <= 0:
@@ -83,7 +87,7 @@ class ModelSpec:
     @property
     def outputs_every_step(self) -> bool:
         """True when the model emits a prediction per frame, averaged at test time."""
-        return self.per_timestep or self.head == "single_frame"
+        return head_type(self.head).outputs_every_step(self)
 
     @property
     def preprocessing(self) -> tuple[float, float]:

@@ -16,7 +16,7 @@ import numpy as np
 from lrcn.stream.bundle import BundleMeta, read_meta
 from lrcn.stream.encoders import ENCODER_FILE, Encoder, open_encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.head import HEAD_FILE, Head, load_head
+from lrcn.stream.heads import HEAD_FILE, Head, load_head
 
 
 @dataclass
@@ -50,7 +50,7 @@ def check_parts(path: Path, meta: BundleMeta, encoder: Encoder, head: Head) -> N
                         f"({', '.join(spec.classes)})")
     if head.dense_bias.shape != (spec.num_classes,):
         raise LrcnError(f"{name}: {HEAD_FILE} has {head.dense_bias.shape[0]} outputs for {spec.num_classes} classes")
-    if head.kind != spec.head or (head.kind == "lstm" and head.per_timestep != spec.per_timestep):
+    if head.kind != spec.head or head.per_timestep != spec.outputs_every_step:
         raise LrcnError(f"{name}: {HEAD_FILE} is a {head.kind} head, meta.json says {spec.head}")
 
 

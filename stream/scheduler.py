@@ -24,7 +24,7 @@ import numpy as np
 
 from lrcn.stream.encoders import Encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.head import Head, limit_blas_threads
+from lrcn.stream.heads import Head, limit_blas_threads
 from lrcn.stream.ring import Frame
 from lrcn.stream.smoothing import SmootherState, Smoothing, smooth
 from lrcn.stream.stats import Histogram

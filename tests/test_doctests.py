@@ -1,5 +1,5 @@
 """The examples in the modules' docstrings run as tests, imported by their installed names
-(`lrcn.stream.head`, not `stream.head`), so each module is loaded once. models/ needs
+(`lrcn.stream.heads`, not `stream.heads`), so each module is loaded once. models/ needs
 TensorFlow, and a few tools need optional parts (GStreamer's bindings); those are skipped
 with the reason."""
 import doctest

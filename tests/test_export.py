@@ -13,7 +13,7 @@ from lrcn.models.clips import clip_indices, preprocess, window_starts
 from lrcn.models.export import export_bundle
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.head import load_head
+from lrcn.stream.heads import load_head
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import frames_of, make_bundle, real_video
 from tests.conftest import PRETRAINED, needs_pretrained
@@ -200,7 +200,7 @@ def test_numpy_pool_head_folds_the_standardisation_exactly():
     from lrcn.models.architectures import TemporalPooling, build_head
     from lrcn.models.export import head_from_keras
     from lrcn.stream.bundle import BundleMeta
-    from lrcn.stream.head import PoolHead
+    from lrcn.stream.heads.pool import PoolHead
 
     import keras
 

@@ -49,7 +49,7 @@ def python(code, *args):
 
 def test_importing_every_stream_module_leaves_tensorflow_out():
     found = python(IMPORT_ALL)
-    assert "lrcn.stream.encoders" in found["modules"] and "lrcn.stream.head" in found["modules"]
+    assert "lrcn.stream.encoders" in found["modules"] and "lrcn.stream.heads" in found["modules"]
     assert found["loaded"] == []
 
 

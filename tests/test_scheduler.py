@@ -146,7 +146,9 @@ class PixelEncoder:
 
 
 def random_head(kind: str):
-    from lrcn.stream.head import FrameHead, LstmHead, PoolHead
+    from lrcn.stream.heads.lstm import LstmHead
+    from lrcn.stream.heads.pool import PoolHead
+    from lrcn.stream.heads.single_frame import FrameHead
 
     rng = np.random.default_rng(12)
     w = lambda *shape: rng.normal(0, 0.8, shape).astype(np.float32)

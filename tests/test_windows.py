@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.head import FrameHead, LstmHead, PoolHead
+from lrcn.stream.heads.lstm import LstmHead
+from lrcn.stream.heads.pool import PoolHead
+from lrcn.stream.heads.single_frame import FrameHead
 from lrcn.stream.smoothing import SmootherState, parse_smoothing, smooth
 from lrcn.stream.windows import (
     CONTINUOUS,
@@ -70,7 +72,7 @@ def test_exact_windows_keep_ceil_t_over_hop_states():
     assert [slot_count(16, WindowConfig(EXACT, hop=h)) for h in (1, 3, 16, 40)] == [16, 6, 1, 1]
     assert slot_count(16, WindowConfig(CONTINUOUS, hop=3)) == 1
     state = initial_state(HEADS["lstm"], T, WindowConfig(EXACT, hop=4))
-    assert state.h.shape == (2, U) and list(state.steps) == [-1, -1]
+    assert state.head["h"].shape == (2, U) and list(state.steps) == [-1, -1]
 
 
 def test_windows_report_source_frame_indices_not_step_counts():

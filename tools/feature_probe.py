@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrcn.stream.head import softmax
+from lrcn.stream.heads import softmax
 
 POOLINGS = {
     "mean": lambda f: f.mean(0),
