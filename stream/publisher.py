@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
@@ -109,14 +108,6 @@ class Subscriber:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthenticator:
-    """Admit CURVE clients whose public key is in `keys.authorized_dir`, on any address."""
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
-    return authenticator
 
 
 class Proxy:

@@ -8,10 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrcn.stream.encoders import OnnxRuntimeEncoder, open_encoder
+from lrcn.stream.encoders import (
+    ENCODER_FILE,
+    backend_names,
+    check_frames,
+    open_encoder,
+    register,
+    unavailable_reason,
+)
+from lrcn.stream.encoders.onnxruntime import OnnxRuntimeEncoder
+from lrcn.stream.encoders.tensorrt import engine_key, require_tensorrt
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from lrcn.stream.tensorrt_engine import engine_key, require_tensorrt
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +209,46 @@ def test_broken_or_partial_bundle_is_one_line_error(tmp_path, exported_seed, bre
     assert_one_line(err, *words)
 
 
+class OneFrameAtATime:
+    """A backend as its own module would define one: encoder.onnx in ONNX Runtime, fed one frame per run."""
+
+    name = "one-frame-at-a-time"
+
+    def __init__(self, bundle: Path, threads: int | None):
+        self.session = OnnxRuntimeEncoder(bundle / ENCODER_FILE, threads)
+        self.input_size, self.feature_size = self.session.input_size, self.session.feature_size
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        frames = check_frames(frames, self.input_size)
+        features = [self.session.encode(frame[None]) for frame in frames]
+        return np.concatenate(features) if features else np.zeros((0, self.feature_size), np.float32)
+
+
+@register("test-one-frame-at-a-time")
+def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch) -> OneFrameAtATime:
+    return OneFrameAtATime(bundle, threads)
+
+
+def test_a_new_backend_is_one_registered_opener(exported_seed):  # noqa: F811
+    from lrcn.tools.doctor import backend_lines
+
+    bundle, frames, _ = exported_seed
+    names = backend_names()   # the built-in ones first, the default first
+    assert names[:3] == ("onnxruntime", "onnxruntime-int8", "tensorrt") and "test-one-frame-at-a-time" in names
+    encoder = open_encoder(bundle, "test-one-frame-at-a-time", threads=1)
+    assert encoder.name == "one-frame-at-a-time"
+    expected = open_encoder(bundle, "onnxruntime", threads=1).encode(frames[:6])
+    np.testing.assert_allclose(encoder.encode(frames[:6]), expected, rtol=1e-5, atol=1e-5)
+    loaded = load_runtime_bundle(bundle, backend="test-one-frame-at-a-time", threads=1)
+    assert isinstance(loaded.encoder, OneFrameAtATime)
+    np.testing.assert_allclose(loaded.clip_probabilities(frames[:4]),
+                               load_runtime_bundle(bundle).clip_probabilities(frames[:4]), atol=1e-6)
+    assert unavailable_reason("test-one-frame-at-a-time") is None
+    assert "backend test-one-frame-at-a-time: usable" in backend_lines()
+    with pytest.raises(ValueError, match="unique name"):
+        register("onnxruntime")(open_one_frame_at_a_time)
+
+
 def test_unknown_backend_and_missing_int8_are_one_line_errors(tmp_path, exported_seed):  # noqa: F811
     with pytest.raises(LrcnError, match="unknown encoder backend"):
         open_encoder(exported_seed[0], "openvino")
@@ -251,7 +299,7 @@ def test_doctor_lists_backends_and_reasons():
 @needs_tensorrt
 @pytest.mark.parametrize("precision, tolerance", [("fp16", 2e-2), ("int8", 0.2)])
 def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path, exported_seed, precision, tolerance):  # noqa: F811
-    from lrcn.stream.tensorrt_engine import TensorRtEncoder, ensure_engine
+    from lrcn.stream.encoders.tensorrt import TensorRtEncoder, ensure_engine
 
     bundle, frames, video = exported_seed
     bundle = broken_copy(tmp_path, exported_seed)

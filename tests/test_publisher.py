@@ -13,7 +13,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, load_client_keys, load_server_keys, make_keys
 from lrcn.stream.messages import PRED
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
-from lrcn.tools.cli import main
+from lrcn.tools.commands import main
 from lrcn.tools.watch import StreamRow, render_table, watch
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,6 +6,8 @@ import importlib.metadata
 import importlib.util
 import platform
 
+from lrcn.tools.commands import command
+
 
 def version(package: str) -> str | None:
     try:
@@ -41,7 +43,7 @@ def onnxruntime_lines() -> list[str]:
 
 
 def gpu_lines() -> list[str]:
-    from lrcn.stream.tensorrt_engine import gpu_name
+    from lrcn.stream.encoders.tensorrt import gpu_name
 
     gpu = gpu_name()
     lines = [f"GPU: {gpu}" if gpu else "GPU: none (no nvidia-smi answer, not a Jetson)"]
@@ -54,8 +56,17 @@ def gpu_lines() -> list[str]:
         lines.append(f"TensorRT {tensorrt.__version__}")
     polygraphy = version("polygraphy")
     lines.append(f"Polygraphy {polygraphy}" if polygraphy else "Polygraphy: missing (pip install polygraphy)")
-    usable = gpu and not trt_problem and polygraphy
-    lines.append("backend tensorrt: " + ("usable" if usable else "not usable here"))
+    return lines
+
+
+def backend_lines() -> list[str]:
+    """Each registered encoder backend, and why it cannot run here when it cannot (its module says)."""
+    from lrcn.stream.encoders import backend_names, unavailable_reason
+
+    lines = []
+    for name in backend_names():
+        problem = unavailable_reason(name)
+        lines.append(f"backend {name}: " + ("usable" if problem is None else f"not usable here ({problem})"))
     return lines
 
 
@@ -84,7 +95,13 @@ def doctor_lines() -> list[str]:
     lines += decoder_lines()
     lines += onnxruntime_lines()
     lines += gpu_lines()
+    lines += backend_lines()
     tensorflow = version("tensorflow-cpu") or version("tensorflow")
     lines.append(f"TensorFlow {tensorflow} (training and export only; the runtime does not import it)"
                  if tensorflow else "TensorFlow: not installed (needed to train and export, not to run a bundle)")
     return lines
+
+
+@command("doctor", help="inference backends on this machine, and why any is missing")
+def run(args) -> None:
+    print("\n".join(doctor_lines()))

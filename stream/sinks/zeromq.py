@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ServerKeys, load_server_keys
@@ -18,14 +19,20 @@ _FIRST_FRAME = int(zmq.NOBLOCK | zmq.SNDMORE)  # combined once: an enum flag `|`
 OPTION_TYPES = {"endpoint": str, "connect": bool, "hwm": int, "curve_keys": str}
 
 
+def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthenticator:
+    """Admit CURVE clients whose public key is in `keys.authorized_dir`, on any address."""
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
+    return authenticator
+
+
 @register
 class ZeroMqSink(Sink):
     name = "zeromq"
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
                  linger_s: float = 1.0, curve: ServerKeys | None = None):
-        from lrcn.stream.publisher import start_authenticator
-
         self._context = zmq.Context()
         self._authenticator = None
         self._socket = self._context.socket(zmq.PUB)

@@ -4,19 +4,19 @@ frames into a FrameRing.
 A source is a camera index ("0", /dev/video0), a video file, a network URL (rtsp, http(s),
 tcp, udp, rtmp, srt), `pattern:[FPS[:SECONDS]]` (generated in memory), or `gst:PIPELINE`
 (GStreamer, where a platform's hardware decoder lives there). The supervisor
-(`supervisor.py`) is written once; captures plug in by scheme (`capture.py`), one module each.
+(`supervisor.py`) is written once; captures plug in by scheme (`capture.py`), one module each;
+both read a stream's settings from `options.py`.
 """
 from lrcn.stream.sources import gstreamer, pattern, pyav  # noqa: F401 - each registers its schemes
 from lrcn.stream.sources.capture import Capture, CaptureError, capture_class, register, scheme_of, schemes
+from lrcn.stream.sources.options import SourceOptions, check_options
 from lrcn.stream.sources.pattern import parse_pattern, pattern_frames
 from lrcn.stream.sources.supervisor import (
     FINAL_STATES,
     Source,
-    SourceOptions,
     SourceState,
     StatusEvent,
     backoff_delay,
-    check_options,
     check_source,
     open_source,
     stamped,

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
-
-if TYPE_CHECKING:
-    from lrcn.stream.sources.supervisor import SourceOptions
+from lrcn.stream.sources.options import SourceOptions
 
 CAMERA, FILE = "camera", "file"
 

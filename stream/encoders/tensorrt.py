@@ -1,8 +1,8 @@
-"""TensorRT engines built from encoder.onnx, cached in the bundle, run through Polygraphy.
+"""The TensorRT backend: engines built from encoder.onnx, cached in the bundle, run through Polygraphy.
 
     path = ensure_engine("bundle", precision="int8", max_batch=16, calibration="videos/")
-    encoder = TensorRtEncoder(path)                  # or open_encoder(bundle, backend="tensorrt")
-    features = encoder.encode(frames)                # uint8 [N, H, W, 3] -> float32 [N, F]
+    encoder = TensorRtEncoder(path, "bundle/encoder.onnx")   # or open_encoder(bundle, backend="tensorrt")
+    features = encoder.encode(frames)                         # uint8 [N, H, W, 3] -> float32 [N, F]
 
 An engine only runs on the GPU model and TensorRT version it was built with, so the cache
 key names both, with the precision, the batch bound and the ONNX file's hash:
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.bundle import read_meta
-from lrcn.stream.encoders import ENCODER_FILE, check_frames
+from lrcn.stream.encoders import ENCODER_FILE, check_frames, register
 from lrcn.stream.errors import LrcnError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -76,6 +76,15 @@ def require_tensorrt():
     if gpu_name() is None:
         raise LrcnError("TensorRT is installed but no NVIDIA GPU was found (nvidia-smi and /proc/device-tree)")
     return tensorrt
+
+
+def availability() -> str | None:
+    """None where TensorRT, Polygraphy and an NVIDIA GPU are all here, else the first one missing."""
+    try:
+        require_tensorrt()
+    except LrcnError as err:
+        return str(err)
+    return None
 
 
 def onnx_input(onnx_path: Path) -> tuple[str, tuple[int, int]]:
@@ -136,7 +145,7 @@ def ensure_engine(bundle_dir: str | Path, precision: str = "fp16", max_batch: in
         return path
     frames = None
     if precision == "int8":
-        from lrcn.stream.quantize import calibration_frames
+        from lrcn.stream.quantize import calibration_frames  # reads video: loaded only to calibrate
 
         if calibration is None:
             raise LrcnError("an INT8 engine needs calibration frames: --calibration VIDEO_FOLDER")
@@ -180,3 +189,9 @@ class TensorRtEncoder:
 
     def close(self) -> None:
         self.runner.deactivate()
+
+
+@register("tensorrt")
+def open_tensorrt(bundle: Path, *, threads: int | None, precision: str, max_batch: int) -> TensorRtEncoder:
+    """The cached engine for this GPU (built on first use); threads are ONNX Runtime's, not used here."""
+    return TensorRtEncoder.from_bundle(bundle, precision=precision, max_batch=max_batch)

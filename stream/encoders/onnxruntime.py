@@ -1,48 +1,30 @@
-"""Per-frame encoder backends behind one interface: uint8 RGB frames in, float32 features out.
+"""The ONNX Runtime backends, the CPU default: `onnxruntime` runs encoder.onnx (fp32),
+`onnxruntime-int8` its INT8 twin encoder.int8.onnx (`lrcn export --int8`).
 
-    encoder = open_encoder("bundle", backend="onnxruntime")      # or "onnxruntime-int8", "tensorrt"
-    features = encoder.encode(frames)                            # [N, H, W, 3] uint8 -> [N, F] float32
-
-Normalisation is inside the exported graph, so callers feed raw pixels.
+    encoder = OnnxRuntimeEncoder("bundle/encoder.onnx", threads=2)
+    features = encoder.encode(frames)              # uint8 [N, H, W, 3] -> float32 [N, F]
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, check_frames, register
 from lrcn.stream.errors import LrcnError
 
-ENCODER_FILE = "encoder.onnx"
-INT8_ENCODER_FILE = "encoder.int8.onnx"
-BACKENDS = ("onnxruntime", "onnxruntime-int8", "tensorrt")
 # Execution providers tried in this order where onnxruntime has them; CPU always last.
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def backend_names() -> tuple[str, ...]:
-    """The backends `open_encoder` takes, for command-line choices and `lrcn doctor`."""
-    return BACKENDS
-
-
-class Encoder(Protocol):
-    name: str
-    input_size: tuple[int, int]
-    feature_size: int
-
-    def encode(self, frames: np.ndarray) -> np.ndarray:
-        """[N, H, W, 3] uint8 RGB -> [N, F] float32."""
-        ...
-
-
-def check_frames(frames: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (*input_size, 3):
-        raise LrcnError(f"encoder takes uint8 frames [N, {input_size[0]}, {input_size[1]}, 3], "
-                        f"got {frames.dtype} {list(frames.shape)}")
-    return np.ascontiguousarray(frames)
+def availability() -> str | None:
+    """None where onnxruntime imports, else why not (INT8 models run on any onnxruntime)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception as err:  # a broken native library raises OSError and friends, not only ImportError
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        return f"onnxruntime does not import ({type(err).__name__}: {first_line}); pip install onnxruntime"
+    return None
 
 
 def available_providers() -> list[str]:
@@ -102,24 +84,15 @@ class OnnxRuntimeEncoder:
         return self.session.run([self.output_name], {self.input_name: frames})[0]
 
 
-def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: int | None = None,
-                 precision: str = "fp16", max_batch: int = 16) -> Encoder:
-    """The bundle's encoder on a backend.
+@register("onnxruntime")
+def open_fp32(bundle: Path, *, threads: int | None, precision: str, max_batch: int) -> OnnxRuntimeEncoder:
+    """encoder.onnx as exported (precision and max_batch are TensorRT's; a session takes any batch)."""
+    return OnnxRuntimeEncoder(bundle / ENCODER_FILE, threads)
 
-    onnxruntime: encoder.onnx (fp32); onnxruntime-int8: encoder.int8.onnx (`lrcn export
-    --int8`); tensorrt: an engine from the bundle's engines/ cache, built on first use
-    (precision fp32, fp16 or int8; max_batch bounds the optimisation profile).
-    """
-    bundle = Path(bundle_dir)
-    threads = threads or int(os.environ.get("LRCN_THREADS", "0")) or None
-    if backend == "onnxruntime":
-        return OnnxRuntimeEncoder(bundle / ENCODER_FILE, threads)
-    if backend == "onnxruntime-int8":
-        if not (bundle / INT8_ENCODER_FILE).is_file():
-            raise LrcnError(f"bundle has no {INT8_ENCODER_FILE}: {bundle} (run `lrcn export {bundle} --int8`)")
-        return OnnxRuntimeEncoder(bundle / INT8_ENCODER_FILE, threads)
-    if backend == "tensorrt":
-        from lrcn.stream.tensorrt_engine import TensorRtEncoder
 
-        return TensorRtEncoder.from_bundle(bundle, precision=precision, max_batch=max_batch)
-    raise LrcnError(f"unknown encoder backend {backend!r}: one of {', '.join(BACKENDS)}")
+@register("onnxruntime-int8")
+def open_int8(bundle: Path, *, threads: int | None, precision: str, max_batch: int) -> OnnxRuntimeEncoder:
+    """encoder.int8.onnx, which `lrcn export --int8` writes beside encoder.onnx."""
+    if not (bundle / INT8_ENCODER_FILE).is_file():
+        raise LrcnError(f"bundle has no {INT8_ENCODER_FILE}: {bundle} (run `lrcn export {bundle} --int8`)")
+    return OnnxRuntimeEncoder(bundle / INT8_ENCODER_FILE, threads)

@@ -1,0 +1,116 @@
+"""Per-frame encoder backends behind one interface: uint8 RGB frames in, float32 features out.
+
+    encoder = open_encoder("bundle", backend="onnxruntime")      # or "onnxruntime-int8", "tensorrt"
+    features = encoder.encode(frames)                            # [N, H, W, 3] uint8 -> [N, F] float32
+
+Normalisation is inside the exported graph, so callers feed raw pixels.
+
+A backend is one module with a `@register`ed opener, and an `availability()` that says why it
+cannot run on this machine (None when it can; `lrcn doctor` prints it):
+
+    @register("openvino")
+    def open_openvino(bundle, *, threads, precision, max_batch) -> Encoder: ...
+
+    def availability() -> str | None: ...
+
+The built-in backends' modules (BUILT_IN) are imported by name when a backend is first looked
+up; they import this package for its shared pieces, never the other way round. TensorRT and
+Polygraphy themselves are imported only when a TensorRT engine is built or run.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from lrcn.stream.errors import LrcnError
+
+ENCODER_FILE = "encoder.onnx"
+INT8_ENCODER_FILE = "encoder.int8.onnx"
+# Modules that register the built-in backends, in the order `backend_names` lists them (the default first).
+BUILT_IN = ("lrcn.stream.encoders.onnxruntime", "lrcn.stream.encoders.tensorrt")
+
+
+class Encoder(Protocol):
+    name: str
+    input_size: tuple[int, int]
+    feature_size: int
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """[N, H, W, 3] uint8 RGB -> [N, F] float32."""
+        ...
+
+
+def check_frames(frames: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """The frames as one contiguous uint8 [N, H, W, 3] array at the model's size, or one LrcnError line."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (*input_size, 3):
+        raise LrcnError(f"encoder takes uint8 frames [N, {input_size[0]}, {input_size[1]}, 3], "
+                        f"got {frames.dtype} {list(frames.shape)}")
+    return np.ascontiguousarray(frames)
+
+
+# (bundle directory, *, threads, precision, max_batch) -> Encoder; a backend ignores what it has no use for.
+Opener = Callable[..., Encoder]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    open: Opener
+    module: str            # the module that registered it, whose availability() `lrcn doctor` asks
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(name: str) -> Callable[[Opener], Opener]:
+    """Decorator: `opener` opens a bundle's encoder on the backend called `name`."""
+    def add(opener: Opener) -> Opener:
+        if not name or name in _BACKENDS:
+            raise ValueError(f"encoder backend {opener.__name__} needs a unique name, got {name!r}")
+        _BACKENDS[name] = Backend(name, opener, opener.__module__)
+        return opener
+    return add
+
+
+def backend_names() -> tuple[str, ...]:
+    """The backends `open_encoder` takes, for command-line choices and `lrcn doctor`: the built-in
+    ones first, in BUILT_IN's order (the default first), then any other in the order registered."""
+    _load_built_in()
+    rank = {module: i for i, module in enumerate(BUILT_IN)}
+    return tuple(sorted(_BACKENDS, key=lambda name: rank.get(_BACKENDS[name].module, len(BUILT_IN))))
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """None when `backend` can run on this machine, else one line saying why not (from its
+    module's `availability()`; a module without one is taken as always available)."""
+    _load_built_in()
+    availability = getattr(importlib.import_module(_BACKENDS[backend].module), "availability", None)
+    return availability() if availability is not None else None
+
+
+def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: int | None = None,
+                 precision: str = "fp16", max_batch: int = 16) -> Encoder:
+    """The bundle's encoder on a backend.
+
+    onnxruntime: encoder.onnx (fp32); onnxruntime-int8: encoder.int8.onnx (`lrcn export
+    --int8`); tensorrt: an engine from the bundle's engines/ cache, built on first use
+    (precision fp32, fp16 or int8; max_batch bounds the optimisation profile). threads
+    defaults to $LRCN_THREADS, else the backend's own choice.
+    """
+    names = backend_names()
+    if backend not in names:
+        raise LrcnError(f"unknown encoder backend {backend!r}: one of {', '.join(names)}")
+    threads = threads or int(os.environ.get("LRCN_THREADS", "0")) or None
+    return _BACKENDS[backend].open(Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch)
+
+
+def _load_built_in() -> None:
+    for module in BUILT_IN:
+        importlib.import_module(module)
