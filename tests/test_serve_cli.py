@@ -18,7 +18,7 @@ from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
 from tests.test_pipeline import offline_windows
-from lrcn.tools.cli import main
+from lrcn.tools.commands import main
 
 pytestmark = pytest.mark.timeout(90)
 

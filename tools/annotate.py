@@ -5,6 +5,7 @@ The frames go through the same capture, sampling grid, scheduler and window code
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,8 @@ from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources import CaptureError, SourceOptions, check_source, stamped
 from lrcn.stream.sources.pyav import PyavCapture
 from lrcn.stream.windows import EXACT, WindowConfig
+from lrcn.tools.args import add_head_arguments
+from lrcn.tools.commands import command
 
 CHUNK = 16  # frames read per scheduler call: batches the encoder without holding the video in memory
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "VP80"}
@@ -95,3 +98,17 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
         if writer is not None:
             writer.release()
     return {"frames": index, "predictions": predictions, "out": str(out)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle")
+    parser.add_argument("video")
+    parser.add_argument("-o", "--out", required=True, help="output video (.mp4, .avi, .mkv)")
+    add_head_arguments(parser)
+
+
+@command("annotate", help="write a copy of a video with the prediction drawn on each frame", arguments=add_arguments)
+def run(args) -> None:
+    result = annotate(args.bundle, args.video, args.out, mode=args.mode, hop=args.hop, reset_every=args.reset_every,
+                      smooth=args.smooth, fps=args.fps, backend=args.backend or "onnxruntime", threads=args.threads)
+    print(f"wrote {result['out']}: {result['frames']} frames, {result['predictions']} predictions")

@@ -1,10 +1,11 @@
-"""What the commands share: argument types, the TensorFlow check, the split flags, a result's
-printout. A library for tools/cli.py and the tool modules, so that none of them imports the
-command line itself."""
+"""What the commands share: argument types, the head flags, the TensorFlow check, the split flags,
+a result's printout. A library for the command modules (tools/commands.py), so that none of them
+imports another to borrow its flags."""
 from __future__ import annotations
 
 import argparse
 
+from lrcn.stream.encoders import backend_names
 from lrcn.stream.errors import LrcnError
 
 
@@ -73,6 +74,22 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def add_head_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a stream is sampled and windowed, and its label smoothed (serve and annotate)."""
+    head = parser.add_argument_group("head")
+    head.add_argument("--fps", type=positive_float, help="sampling rate (default: the model's)")
+    head.add_argument("--mode", choices=("exact", "continuous"), default="exact",
+                      help="exact: every prediction is the model on one T-frame window; continuous: one LSTM "
+                           "state, reset at gaps and every --reset-every frames")
+    head.add_argument("--hop", type=positive_int, default=1,
+                      help="frames between window starts (exact) or between predictions (continuous)")
+    head.add_argument("--reset-every", type=positive_int, metavar="N", help="continuous: restart the state every N frames")
+    head.add_argument("--smooth", metavar="ema:ALPHA|hysteresis:M[:MARGIN]",
+                      help="smooth the published label (the raw probabilities are published unchanged)")
+    head.add_argument("--backend", choices=backend_names(), help="encoder backend (default onnxruntime)")
+    head.add_argument("--threads", type=positive_int, help="encoder threads (default: one per core)")
 
 
 def choose_split(dataset, args):

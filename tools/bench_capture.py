@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
+from lrcn.tools.commands import command
 
 PATHS = {
     "a": "OpenCV read() + INTER_AREA resize + BGR->RGB, every frame (before)",
@@ -434,6 +435,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=112, help="model input side in pixels (default 112)")
 
 
+# A two-word command: it parses apart from `lrcn bench [BUNDLE]` (tools/commands.py).
+@command("bench capture", arguments=add_arguments, description=__doc__.splitlines()[0].split(": ", 1)[1])
 def run(args) -> None:
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 10.0)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.stats import percentiles
+from lrcn.tools.args import print_result, require_tensorflow
+from lrcn.tools.commands import command
 
 SIZE, CLIP_LENGTH, FPS = 32, 8, 10.0
 
@@ -28,7 +31,6 @@ def train_small_lrcn(workdir: Path, quick: bool) -> tuple[Path, dict]:
     from lrcn.models.data import discover, split_by_groups
     from lrcn.models.experiment import train_and_test
     from lrcn.models.train import TrainConfig
-    from lrcn.tools.args import print_result
 
     data = workdir / "synth"
     if not data.exists():
@@ -123,3 +125,15 @@ def run_demo(workdir: Path, quick: bool = False, stream_seconds: float | None = 
     (workdir / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"bundle: {bundle}; report: {workdir / 'demo.json'}; done in {summary['seconds']:.0f} s")
     return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="lrcn-demo")
+    parser.add_argument("--quick", action="store_true", help="smallest run, for smoke tests")
+
+
+@command("demo", help="synthesise data, train a small LRCN, evaluate it (no camera, no network)",
+         arguments=add_arguments)
+def run(args) -> None:
+    require_tensorflow()
+    run_demo(Path(args.workdir), quick=args.quick)

@@ -5,14 +5,18 @@ line, which suits logs and pipes.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from lrcn.stream.keys import load_client_keys
 from lrcn.stream.messages import EVENT, HEARTBEAT, PRED, STATUS, Message, MessageError
 from lrcn.stream.publisher import Subscriber
+from lrcn.tools.args import positive_float, positive_int
+from lrcn.tools.commands import command
 
 REDRAW_S = 0.25
 
@@ -135,3 +139,18 @@ def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: flo
     print(f"lrcn: watched {received} messages from {endpoint}, {missed} missed (seq gaps), "
           f"{malformed} malformed", file=sys.stderr)
     return received
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("endpoint", help="publisher or proxy endpoint, e.g. tcp://127.0.0.1:5556")
+    parser.add_argument("--topic", action="append", help="topic prefix to receive, repeatable (default: all)")
+    parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
+    parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
+    parser.add_argument("--curve-keys", metavar="DIR", help="key folder from `lrcn keys` (CURVE publisher)")
+    parser.add_argument("--client", default="client", help="client pair in --curve-keys (default client)")
+
+
+@command("watch", help="subscribe and show each stream's label, score, latency and status", arguments=add_arguments)
+def run(args) -> None:
+    curve = load_client_keys(args.curve_keys, args.client) if args.curve_keys else None
+    watch(args.endpoint, topics=args.topic or [""], count=args.count, duration_s=args.duration, curve=curve)

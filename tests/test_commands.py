@@ -1,0 +1,103 @@
+"""The command registry (tools/commands.py): every built-in command answers --help through the real
+entry point, an unknown command is one line and exit 2, and a command registered from outside
+the built-in modules is parsed and run like the others."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrcn.stream.errors import LrcnError
+from lrcn.tools.commands import COMMANDS, Commands
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lrcn(*args, module="lrcn.tools.cli"):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("name", COMMANDS.names())
+def test_every_registered_command_answers_help(name):
+    run = lrcn(*name.split(), "--help")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"usage: lrcn {name} "), run.stdout
+    assert "--log-level" in run.stdout and "--verbose" in run.stdout, run.stdout   # every command has them
+
+
+def test_the_top_level_help_lists_the_one_word_commands_with_their_help():
+    run = lrcn("--help")
+    assert run.returncode == 0, run.stderr
+    for name in COMMANDS.names():
+        assert (" " in name) == (f"    {name} " not in run.stdout), name   # `bench capture` is bench's business
+    assert "serve               run a bundle on live sources" in run.stdout
+
+
+def test_an_unknown_command_is_one_line_and_exit_2():
+    run = lrcn("nosuch", "--flag")
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.startswith("lrcn: error: unknown command 'nosuch' (choose from demo, synth,"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+@pytest.mark.parametrize("module", ["lrcn.tools.bench", "lrcn.tools.soak", "lrcn.tools.faults"])
+def test_the_evidence_tools_run_as_modules_through_the_registry(module):
+    name = module.rpartition(".")[2]
+    run = lrcn("--help", module=module)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"usage: lrcn {name} "), run.stdout
+
+
+def greeter() -> Commands:
+    """A registry of its own, holding one command defined here, as a plug-in module would."""
+    commands = Commands(prog="lrcn")
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--fail", action="store_true")
+        parser.add_argument("--status", type=int, default=0)
+
+    @commands.command("greet", help="say hello to NAME", arguments=add_arguments)
+    def greet(args) -> int:
+        if args.fail:
+            raise LrcnError(f"cannot greet {args.name}")
+        print(f"hello, {args.name}")
+        return args.status
+
+    @commands.command("greet loudly", arguments=lambda parser: parser.add_argument("--times", type=int, default=1),
+                      description="shout, parsed apart from `greet NAME`")
+    def shout(args) -> None:
+        print("HELLO! " * args.times)
+
+    return commands
+
+
+def test_a_new_command_appears_in_the_parser_and_runs(capsys):
+    commands = greeter()
+    assert commands.names() == ["greet", "greet loudly"]
+    assert "say hello to NAME" in commands.parser().format_help()
+    assert commands.main(["greet", "world"]) == 0
+    assert capsys.readouterr().out == "hello, world\n"
+    assert commands.main(["greet", "world", "--status", "3"]) == 3          # an int returned is the exit status
+    assert commands.main(["greet", "loudly", "--times", "2"]) == 0           # two words: its own parser
+    assert capsys.readouterr().out == "hello, world\nHELLO! HELLO! \n"
+    with pytest.raises(SystemExit) as exit:
+        commands.main(["greet", "loudly", "--help"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: lrcn greet loudly [-h] [--times TIMES]")
+
+
+def test_a_new_command_ends_its_errors_as_one_line(capsys):
+    commands = greeter()
+    assert commands.main(["greet", "world", "--fail", "--log-format", "json"]) == 2
+    assert capsys.readouterr().err == "lrcn: error: cannot greet world\n"
+    assert commands.main(["wave"]) == 2
+    assert capsys.readouterr().err == "lrcn: error: unknown command 'wave' (choose from greet)\n"
+
+
+def test_a_name_is_registered_once():
+    commands = greeter()
+    with pytest.raises(ValueError, match="'greet' is registered twice"):
+        commands.command("greet", help="another")(lambda args: None)

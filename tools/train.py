@@ -1,0 +1,163 @@
+"""`lrcn train` and `lrcn evaluate`: an LRCN trained on DATA/<class>/<video> into a bundle, and a
+bundle's clip and video accuracy on labelled videos. TensorFlow is imported when they run."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lrcn.stream.bundle import HEADS, ModelSpec
+from lrcn.stream.errors import LrcnError
+from lrcn.tools.args import choose_split, parse_l2, parse_size, print_result, require_tensorflow
+from lrcn.tools.commands import command
+
+if TYPE_CHECKING:  # the real import waits for the commands that need it (TensorFlow)
+    from lrcn.models.train import TrainConfig
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group-pattern", help="regex with one group naming the group (actor, subject) of a file, "
+                        "or a preset: ucf101, weizmann, ps7 (default: detected)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--split-lists", nargs=2, metavar=("TRAIN", "TEST"), help="UCF101-style list files")
+    split.add_argument("--test-groups", help="comma-separated group ids held out for testing")
+    split.add_argument("--cv", action="store_true", help="leave-one-group-out cross-validation")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", choices=("seed", "small", "mobilenet_v2"), default="seed",
+                       help="seed: the user's LRCN CNN; small: a light CNN for small inputs; "
+                            "mobilenet_v2: ImageNet features")
+    model.add_argument("--weights", help="MobileNetV2 weights: a .weights.h5 path or 'imagenet'")
+    model.add_argument("--trainable-layers", type=int,
+                       help="backbone layers fine-tuned from the top: -1 all, 0 frozen "
+                            "(default: all for seed, 0 for mobilenet_v2)")
+    model.add_argument("--pooling", choices=("avg", "flatten"), default="avg",
+                       help="mobilenet_v2: pool each frame to a vector, or keep its spatial map")
+    model.add_argument("--head", choices=tuple(HEADS), default="lstm",
+                       help="pool: mean and max of each feature over the window, then softmax (no LSTM)")
+    model.add_argument("--per-timestep", action="store_true", help="a loss at every step, averaged at test time")
+    model.add_argument("--size", type=parse_size, default=(112, 112), help="input N or HxW (default 112)")
+    model.add_argument("--clip-length", type=int, default=16)
+    model.add_argument("--fps", type=float, default=10.0, help="sampling rate the model sees (default 10)")
+    model.add_argument("--lstm-units", type=int, default=512)
+    model.add_argument("--l2", type=parse_l2, default=(0.0,), metavar="L2[,L2...]",
+                       help="L2 penalty on the softmax layer's kernel; several (e.g. 0.001,0.01,0.1) are each "
+                            "trained on the validation split of the training groups and the best is kept")
+    model.add_argument("--dropout", type=float, nargs=2, default=(0.7, 0.5), metavar=("FEATURES", "LSTM"),
+                       help="dropout on the per-frame features and inside the LSTM (default: the seed's 0.7 0.5)")
+
+
+def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    fit = parser.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, default=30)
+    fit.add_argument("--batch-size", type=int, default=8)
+    fit.add_argument("--lr", type=float, default=1e-4)
+    fit.add_argument("--patience", type=int, default=8, help="early stopping, epochs without a better val loss")
+    fit.add_argument("--clips-per-video", type=int, default=8, help="random clips per video per epoch")
+    fit.add_argument("--synthetic-clips", type=int, default=0, metavar="N",
+                     help="train on N freshly rendered synthetic clips per epoch (classes of `lrcn synth`); "
+                          "DATA's videos then only validate and test")
+    fit.add_argument("--no-augment", action="store_true")
+    fit.add_argument("--no-flip", action="store_true", help="no mirroring (for direction-sensitive classes)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--no-refit", action="store_true",
+                     help="keep the model trained without its validation groups instead of retraining on all "
+                          "training groups for the chosen number of epochs")
+    fit.add_argument("--cache", help="decoded-frame and feature cache (default ~/.cache/lrcn-stream)")
+    fit.add_argument("--no-cache", action="store_true")
+    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data")
+    parser.add_argument("--out", required=True, help="bundle folder (with --cv: one bundle per fold inside)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.keras")
+    add_split_arguments(parser)
+    add_model_arguments(parser)
+    add_fit_arguments(parser)
+
+
+def spec_from_args(args, classes) -> ModelSpec:
+    if args.backbone != "mobilenet_v2" and args.weights:
+        raise LrcnError("--weights applies to --backbone mobilenet_v2 only")
+    trainable = args.trainable_layers
+    if trainable is None:
+        trainable = 0 if args.backbone == "mobilenet_v2" else -1
+    return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
+                     clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
+                     per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable,
+                     pooling=args.pooling, feature_dropout=args.dropout[0], lstm_dropout=args.dropout[1],
+                     l2=args.l2[0])
+
+
+def config_from_args(args) -> TrainConfig:
+    from lrcn.models.clips import DEFAULT_CACHE
+    from lrcn.models.train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+                       clips_per_video=args.clips_per_video, synthetic_clips=args.synthetic_clips,
+                       augment=not args.no_augment, flip=not args.no_flip, seed=args.seed, refit=not args.no_refit,
+                       cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
+                       progress=not args.quiet)
+
+
+@command("train", help="train an LRCN on DATA/<class>/<video> and write a bundle", arguments=add_train_arguments)
+def train(args) -> None:
+    require_tensorflow()
+    from lrcn.models.data import describe, discover
+    from lrcn.models.experiment import cross_validate, train_and_test
+
+    dataset = discover(args.data, args.group_pattern)
+    print(f"lrcn: {describe(dataset)}", file=sys.stderr)
+    spec, config = spec_from_args(args, dataset.classes), config_from_args(args)
+    provenance = {"data": str(Path(args.data).resolve()), "group_pattern": dataset.group_pattern}
+    out = Path(args.out)
+    if args.cv:
+        summary = cross_validate(spec, dataset, out, config, provenance, args.l2)
+        print(f"cross-validation: {summary['correct']}/{summary['videos']} videos "
+              f"= {summary['pooled_video_accuracy']:.3f} (mean over folds {summary['mean_fold_accuracy']:.3f}); "
+              f"{out / 'cv_report.json'}")
+        return
+    train_videos, test_videos = choose_split(dataset, args)
+    result = train_and_test(spec, train_videos, test_videos, out, config, args.resume, provenance, args.l2)
+    print(f"bundle written to {out}")
+    if result:
+        print_result(result)
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle")
+    parser.add_argument("data")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--split-list", help="a UCF101-style list of the videos to test")
+    group.add_argument("--test-groups", help="comma-separated group ids to test")
+    parser.add_argument("--group-pattern")
+    parser.add_argument("--out", help="report folder (default BUNDLE/evaluation)")
+    parser.add_argument("--cache")
+    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+
+
+@command("evaluate", help="clip and video accuracy of a bundle on labelled videos", arguments=add_evaluate_arguments)
+def evaluate(args) -> None:
+    require_tensorflow()
+    from lrcn.models.data import discover, read_split_list
+    from lrcn.models.experiment import evaluate_model, load_bundle, relabel
+    from lrcn.models.train import TrainConfig
+
+    model, meta = load_bundle(args.bundle)
+    dataset = discover(args.data, args.group_pattern)
+    if args.split_list:
+        videos = read_split_list(dataset, args.split_list)
+    else:
+        videos = choose_split(dataset, args)[1] if args.test_groups else list(dataset.videos)
+    videos = relabel(videos, dataset.classes, meta.spec.classes)
+    config = TrainConfig(cache_dir=None if args.no_cache else args.cache or TrainConfig.cache_dir,
+                         progress=not args.quiet)
+    out = Path(args.out) if args.out else Path(args.bundle) / "evaluation"
+    result = evaluate_model(model, meta.spec, videos, config, out)
+    print_result(result)
+    print(f"report: {out / 'report.json'}, confusion matrix: {out / 'confusion.png'}")
