@@ -15,20 +15,9 @@ def make_bundle(directory: Path, spec, frames: np.ndarray | None = None, seed: i
     """Build the spec's model and save it as a bundle (model.keras + meta.json). With frames,
     a CNN trained from scratch gets LSUV scaling first, so its features vary between frames
     as a trained model's do (Keras's initialisation leaves them nearly constant)."""
-    import keras
+    from lrcn.models.seed_bundle import untrained_bundle
 
-    from lrcn.models.architectures import build_model, scale_to_unit_variance, split_model
-    from lrcn.models.clips import preprocess
-    from lrcn.models.train import save_bundle
-    from lrcn.stream.bundle import BundleMeta
-
-    keras.utils.set_random_seed(seed)
-    model = build_model(spec)
-    encoder, _ = split_model(model, spec)
-    if frames is not None and spec.backbone != "mobilenet_v2":
-        scale_to_unit_variance(encoder, preprocess(frames, *spec.preprocessing))
-    save_bundle(model, BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1])), Path(directory))
-    return Path(directory)
+    return untrained_bundle(spec, Path(directory), frames, seed)
 
 
 def real_video(tmp_dir: Path) -> Path:

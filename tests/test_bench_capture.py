@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lrcn.tools.bench_capture import PATHS, SOURCES
-from lrcn.tools.cli import main as lrcn
+from lrcn.tools.commands import main as lrcn
 from lrcn.tools.ffmpeg_server import FFMPEG
 
 

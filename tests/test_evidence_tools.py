@@ -12,7 +12,7 @@ import pytest
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sources import SourceState, open_source, parse_pattern
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from lrcn.tools.cli import main as lrcn
+from lrcn.tools.commands import main as lrcn
 from lrcn.tools.ffmpeg_server import FFMPEG
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")

@@ -284,7 +284,7 @@ def weizmann_like(tmp_path):
     (["--test-groups", "9"], "no videos in group(s) 9"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys, arguments, message):
-    from lrcn.tools.cli import main
+    from lrcn.tools.commands import main
 
     data, bundle = weizmann_like
     assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
@@ -293,7 +293,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys,
 
 
 def test_a_missing_bundle_needs_weights_to_be_trained(weizmann_like, capsys, tmp_path):
-    from lrcn.tools.cli import main
+    from lrcn.tools.commands import main
 
     data, _ = weizmann_like
     assert main(["stream-accuracy", str(tmp_path / "none"), str(data), "--test-groups", "2"]) == 2
@@ -414,7 +414,7 @@ def test_the_deployment_gives_every_stream_the_event_rules(tmp_path):
     (["--test-groups", "2", "--static", "10", "--no-events"], "--static counts events"),
 ])
 def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, arguments, message):
-    from lrcn.tools.cli import main
+    from lrcn.tools.commands import main
 
     data, bundle = weizmann_like
     assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2

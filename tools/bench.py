@@ -16,17 +16,16 @@ Sections (each comparison is made within the same run, so machine load moves bot
 - startup: process start to first prediction and resident memory, this runtime against one
   that loads the Keras model (each in its own subprocess).
 
-Prints a table, writes bench.json, latency.png and capacity.png into --out.
+Prints a table (tools/bench_report.py), writes bench.json, latency.png and capacity.png
+(tools/plots.py) into --out.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,106 +33,24 @@ import numpy as np
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.stats import percentiles
+from lrcn.tools import commands
+from lrcn.tools.bench_report import check_targets, table
+from lrcn.tools.harness.procfs import load_average, machine_info, rss_mb
+from lrcn.tools.harness.recorder import Recorder
+from lrcn.tools.harness.scoring import interleaved
+from lrcn.tools.harness.servers import SHARED_VIDEO, default_video
 
 FRAME_RATE = 25.0                # stream rate in the latency and capacity runs; every frame is sampled
-SEED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "ucf101_9" / "ApplyEyeMakeup" / \
-    "v_ApplyEyeMakeup_g01_c01.avi"
-
-
-# -- measuring ---------------------------------------------------------------------------------
-
-def rss_mb(pid: str | int = "self") -> float:
-    """Resident memory of a process from /proc, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    import onnxruntime
-
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__, "platform": platform.platform()}
-
-
-# -- the seed bundle ---------------------------------------------------------------------------
-
-def build_seed_bundle(out: Path, video: Path | None = None) -> Path:
-    """The seed LRCN (112x112, T=16, LSTM 512) with untrained weights, exported with its INT8
-    encoder: for speed only (untrained weights cost exactly what trained ones do)."""
-    from lrcn.tools.args import require_tensorflow
-
-    require_tensorflow()
-    import keras
-
-    from lrcn.models.architectures import build_model, split_model
-    from lrcn.models.export import export_bundle
-    from lrcn.models.train import save_bundle
-    from lrcn.stream.bundle import BundleMeta, ModelSpec
-    from lrcn.stream.sources import pattern_frames
-    from lrcn.stream.video import read_frames
-
-    spec = ModelSpec(classes=("class0", "class1", "class2", "class3"), input_size=(112, 112), clip_length=16,
-                     lstm_units=512)
-    keras.utils.set_random_seed(0)
-    model = build_model(spec)
-    encoder, _ = split_model(model, spec)
-    save_bundle(model, BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1])), out)
-    video = video or (SEED_VIDEO if SEED_VIDEO.is_file() else None)
-    frames = read_frames(video, spec.input_size, spec.fps) if video else pattern_frames(spec.input_size, 64)
-    export_bundle(out, frames[:32], calibration=frames[:64])
-    return out
-
-
-def default_video(folder: Path) -> Path:
-    """A real 25 fps 320x240 MPEG-4 video when ../shared has one, else one written here."""
-    if SEED_VIDEO.is_file():
-        return SEED_VIDEO
-    import cv2
-
-    from lrcn.stream.sources import pattern_frames
-
-    path = folder / "bench-video.avi"
-    if not path.is_file():
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), FRAME_RATE, (320, 240))
-        for frame in pattern_frames((240, 320), 150):
-            writer.write(frame[..., ::-1])
-        writer.release()
-    return path
 
 
 # -- sections ----------------------------------------------------------------------------------
-
-def interleaved(calls: dict, rounds: int, warmup: int = 5) -> dict:
-    """Each call once per round, round after round, so load from other processes falls on all
-    of them alike; median wall ms and mean process CPU ms per call."""
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    walls = {name: [] for name in calls}
-    cpus = {name: 0.0 for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            cpu, start = time.process_time(), time.perf_counter()
-            call()
-            walls[name].append(time.perf_counter() - start)
-            cpus[name] += time.process_time() - cpu
-    return {name: {"ms": round(float(np.median(walls[name]) * 1e3), 4), "cpu_ms": round(cpus[name] * 1e3 / rounds, 4)}
-            for name in calls}
-
 
 def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     """ms per new frame: naive model.onnx, exact and continuous through the Scheduler, parts apart."""
     import onnxruntime
 
-    from lrcn.stream.encoders import INT8_ENCODER_FILE, open_encoder, session_options
+    from lrcn.stream.encoders import INT8_ENCODER_FILE, open_encoder
+    from lrcn.stream.encoders.onnxruntime import session_options
     from lrcn.stream.ring import Frame
     from lrcn.stream.scheduler import Scheduler, StreamPlan
     from lrcn.stream.sources import pattern_frames
@@ -267,36 +184,6 @@ def paced_compute_cpu(bundle, frames_count: int) -> float:
     return round(cpu * 1e3 / max(1, frames_count - 20), 4)
 
 
-class Collector:
-    """A real subscriber in a thread: every message, with its receive time."""
-
-    def __init__(self, endpoint: str, topics=("",)):
-        from lrcn.stream.publisher import Subscriber
-
-        self.subscriber = Subscriber(endpoint, topics)
-        self.messages: list[tuple[float, object]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
-        self._thread.start()
-        self._clock = time.pthread_getcpuclockid(self._thread.ident)
-
-    def cpu_s(self) -> float:
-        """The subscriber thread's CPU so far: not the pipeline's, so subtracted from the process's."""
-        return time.clock_gettime(self._clock)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            message = self.subscriber.receive(0.05)
-            if message is not None:
-                self.messages.append((time.time(), message))
-
-    def close(self) -> list[tuple[float, object]]:
-        self._stop.set()
-        self._thread.join(2.0)
-        self.subscriber.close()
-        return self.messages
-
-
 def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float = 1.0, options=None,
                 **stream_args) -> dict:
     """Serve `sources` for `warmup_s` + `seconds` through the real Pipeline with a real subscriber.
@@ -307,7 +194,7 @@ def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float =
     options = options or PipelineOptions(endpoint="tcp://127.0.0.1:*", stats_interval_s=3600)
     streams = [StreamConfig(source, id=f"s{i}", fps=FRAME_RATE, **stream_args) for i, source in enumerate(sources)]
     pipeline = Pipeline(bundle, streams, options)
-    collector = Collector(pipeline.endpoint, ("pred/",))
+    collector = Recorder(pipeline.endpoint, ("pred/",))
     time.sleep(0.3)  # let the subscription reach the publisher before the first frame
     whole_cpu = time.process_time()
     pipeline.start()
@@ -453,154 +340,15 @@ def startup_section(bundle_dir: Path) -> dict:
     return result
 
 
-# -- report ------------------------------------------------------------------------------------
-
-TARGETS = {
-    "exact encode-once at least 14x cheaper per frame than naive": ("cost", "naive_over_exact", ">=", 14.0),
-    "pipeline CPU per frame at most 1.2x bare encoder + head": ("pipeline", "cpu_over_bare", "<=", 1.2),
-    "capture-to-publish p99 under 10 ms, one stream": ("latency", "p99", "<", 10.0),
-    "aggregate capacity at least 90% of bare batched encoder": ("aggregate", "fraction", ">=", 0.9),
-    "INT8 encoder at least 2x fp32 (batch 1)": ("cost", "int8_speedup_b1", ">=", 2.0),
-}
-
-
-def check_targets(result: dict) -> dict:
-    values = {
-        "cost": result.get("cost", {}),
-        "pipeline": result.get("pipeline", {}),
-        "latency": {"p99": result.get("latency", {}).get("capture_to_publish_ms", {}).get("p99")},
-        "aggregate": result.get("aggregate", {}),
-    }
-    checked = {}
-    for name, (section, key, op, target) in TARGETS.items():
-        value = values[section].get(key)
-        met = None if value is None else {">=": value >= target, "<=": value <= target, "<": value < target}[op]
-        checked[name] = {"value": value, "target": f"{op} {target}", "met": met}
-    return checked
-
-
-def table(result: dict) -> str:
-    lines = [(f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, load {result['load_before']} "
-              f"-> {result['load_after']}"), f"bundle: {result['bundle']} ({result['model']})", ""]
-    cost = result.get("cost")
-    if cost:
-        lines += ["| per new frame | ms (median) | CPU ms | naive / this |", "| --- | --- | --- | --- |"]
-        for key, label in (("naive", f"naive: full {result['clip_length']}-frame model.onnx"),
-                           ("exact", "exact window, encode once (hop 1)"), ("continuous", "continuous"),
-                           ("encoder_b1", "  encoder alone, batch 1"), ("head_exact", "  exact head alone (16 states)"),
-                           ("head_continuous", "  continuous head alone"), ("encoder_b16", "  encoder, batch 16, per call"),
-                           ("int8_b1", "  INT8 encoder, batch 1"), ("int8_b16", "  INT8 encoder, batch 16, per call")):
-            if key in cost:
-                ratio = f"{cost['naive']['ms'] / cost[key]['ms']:.1f}x" if key in ("exact", "continuous") else ""
-                lines.append(f"| {label} | {cost[key]['ms']:.3f} | {cost[key]['cpu_ms']:.3f} | {ratio} |")
-        lines.append("")
-    latency = result.get("latency")
-    if latency:
-        p, r = latency["capture_to_publish_ms"], latency["capture_to_receive_ms"]
-        lines += [(f"latency, one {FRAME_RATE:g} fps stream, {latency['seconds']:.0f} s, {p['count']} predictions: "
-                   f"capture->publish p50/p95/p99 {p['p50']}/{p['p95']}/{p['p99']} ms; capture->subscriber "
-                   f"{r['p50']}/{r['p95']}/{r['p99']} ms; dropped {latency['dropped']}"), ""]
-    for key in ("capacity_memory", "capacity_file"):
-        capacity = result.get(key)
-        if capacity:
-            head = result.get("capacity_head", {})
-            lines.append(f"capacity ({capacity['source']}, {head.get('mode')} hop {head.get('hop')}): "
-                         f"{capacity['max_streams']} streams at {FRAME_RATE:g} fps "
-                         f"(first failing: {capacity['first_failing']}), {capacity['frames_per_s']} frames/s")
-    if "throughput" in result:
-        for kind, label in (("encoder", "bare encoder"), ("compute", "bare encoder + exact head (Scheduler)"),
-                            ("compute_continuous", "bare encoder + continuous head (Scheduler)")):
-            if kind not in result["throughput"]:
-                continue
-            t = result["throughput"][kind]
-            lines.append(f"{label}, frames/s by batch: {t['frames_per_s']} (best {t['best_frames_per_s']} at "
-                         f"batch {t['best_batch']})")
-    if "aggregate" in result:
-        a = result["aggregate"]
-        lines.append(f"aggregate at capacity {a['frames_per_s']} frames/s = {a['fraction']:.0%} of the bare encoder, "
-                     f"{a['fraction_of_bare_compute']:.0%} of bare encoder + head; sustained without drops (latency "
-                     f"aside) {a['sustained_without_drops_frames_per_s']} frames/s = {a['sustained_fraction']:.0%}")
-    if "pipeline" in result:
-        p = result["pipeline"]
-        lines.append(f"pipeline CPU per frame, one stream: {p['cpu_ms_per_frame']} ms; bare encoder + head in a hot "
-                     f"loop {p['bare_cpu_ms_per_frame']:.3f} ms ({p['cpu_over_bare']}x); the same compute paced at "
-                     f"{FRAME_RATE:g} fps {p['paced_compute_cpu_ms_per_frame']} ms ({p['cpu_over_paced_compute']}x); "
-                     f"over the whole run, start-up and shut-down included, {p['cpu_ms_per_frame_whole_run']} ms "
-                     f"({p['whole_run_over_bare']}x)")
-    startup = result.get("startup")
-    if startup:
-        lines.append("")
-        for kind in (CHILD_RUNTIME, CHILD_KERAS):
-            s = startup[kind]
-            figures = s["error"] if "error" in s else \
-                f"loaded {s['loaded_s']} s, first prediction {s['first_prediction_s']} s, RSS {s['rss_mb']} MiB"
-            lines.append(f"startup {kind}: {figures}")
-    lines += ["", "| target | value | met |", "| --- | --- | --- |"]
-    for name, check in result["targets"].items():
-        met = "n/a" if check["met"] is None else ("yes" if check["met"] else "NO")
-        lines.append(f"| {name} ({check['target']}) | {check['value']} | {met} |")
-    return "\n".join(lines)
-
-
 def plot(result: dict, out: Path) -> list[str]:
+    """latency.png and capacity.png (tools/plots.py): the files written, none without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from lrcn.tools import plots
     except ImportError:
         print("lrcn: matplotlib not installed, no plots (pip install matplotlib)", file=sys.stderr)
         return []
-    written = []
-    latency = result.get("latency")
-    if latency:
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        data = latency["histogram_ms"]
-        top = max(max(data["receive"], default=1), 1)
-        bins = np.linspace(0, min(top, 40), 60)
-        ax.hist(data["publish"], bins=bins, alpha=0.6, label="capture -> publish")
-        ax.hist(data["receive"], bins=bins, alpha=0.6, label="capture -> subscriber")
-        for q, style in (("p50", ":"), ("p99", "--")):
-            ax.axvline(latency["capture_to_publish_ms"][q], color="k", linestyle=style, linewidth=1,
-                       label=f"publish {q} {latency['capture_to_publish_ms'][q]} ms")
-        ax.set_xlabel("ms")
-        ax.set_ylabel("predictions")
-        ax.set_title(f"Latency, one {FRAME_RATE:g} fps stream ({result['model']})", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=90)
-        plt.close(fig)
-        written.append(str(out / "latency.png"))
-    capacities = [result[k] for k in ("capacity_memory", "capacity_file") if k in result]
-    if capacities:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
-        for capacity, marker in zip(capacities, "os"):
-            runs = capacity["runs"]
-            name = "in memory" if capacity["source"].startswith("pattern") else "video files"
-            n = [r["streams"] for r in runs]
-            left.plot(n, [r["p99_ms"] for r in runs], marker=marker, linestyle="", label=name)
-            right.plot(n, [r["frames_per_s"] for r in runs], marker=marker, linestyle="", label=name)
-        left.axhline(1000.0 / FRAME_RATE, color="r", linestyle="--", linewidth=1, label="one frame interval")
-        left.set_yscale("log")
-        left.set_xlabel(f"concurrent {FRAME_RATE:g} fps streams")
-        left.set_ylabel("p99 capture->publish, ms")
-        left.legend(fontsize=7)
-        if "throughput" in result:
-            right.axhline(result["throughput"]["encoder"]["best_frames_per_s"], color="k", linestyle=":", linewidth=1,
-                          label="bare encoder (best batch)")
-            mode = result.get("capacity_head", {}).get("mode", "exact")
-            compute = result["throughput"]["compute" if mode == "exact" else "compute_continuous"]
-            right.axhline(compute["best_frames_per_s"], color="g", linestyle="-.", linewidth=1,
-                          label=f"bare encoder + {mode} head")
-        right.set_xlabel(f"concurrent {FRAME_RATE:g} fps streams")
-        right.set_ylabel("frames encoded / s")
-        right.legend(fontsize=7)
-        fig.suptitle(f"Capacity ({result['model']})", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / "capacity.png", dpi=90)
-        plt.close(fig)
-        written.append(str(out / "capacity.png"))
-    return written
+    written = [plots.bench_latency(result, out / "latency.png"), plots.bench_capacity(result, out / "capacity.png")]
+    return [path for path in written if path]
 
 
 # -- entry -------------------------------------------------------------------------------------
@@ -614,7 +362,12 @@ def bench(args) -> dict:
     bundle_dir = Path(args.bundle) if args.bundle else out / "seed-112"
     if args.seed_model and not (bundle_dir / "encoder.onnx").is_file():
         print(f"lrcn: building the seed bundle (112x112, T=16, LSTM 512, untrained) in {bundle_dir}", file=sys.stderr)
-        build_seed_bundle(bundle_dir)
+        from lrcn.tools.args import require_tensorflow
+
+        require_tensorflow()
+        from lrcn.models.seed_bundle import build_seed_bundle
+
+        build_seed_bundle(bundle_dir, SHARED_VIDEO if SHARED_VIDEO.is_file() else None)
     elif not args.bundle:
         raise LrcnError("give a BUNDLE, or --seed-model to build the seed one")
     quick = args.quick
@@ -627,7 +380,7 @@ def bench(args) -> dict:
     result = {"bundle": str(bundle_dir), "backend": args.backend, "threads": args.threads,
               "model": f"{spec.backbone} {spec.input_size[0]}x{spec.input_size[1]}, T={spec.clip_length}, "
                        f"{spec.head} {getattr(bundle.head, 'units', '')}".strip(),
-              "clip_length": spec.clip_length, "frame_rate": FRAME_RATE, "machine": machine(),
+              "clip_length": spec.clip_length, "frame_rate": FRAME_RATE, "machine": machine_info(runtime=True),
               "load_before": load_average()}
     log("lrcn bench: per-frame cost")
     result["cost"] = cost_section(bundle, repeats, args.threads)
@@ -677,12 +430,14 @@ def bench(args) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lrcn.stream.encoders import backend_names
+
     parser.add_argument("bundle", nargs="?", help="exported bundle (with --seed-model: where to build it, "
                                                   "default OUT/seed-112)")
     parser.add_argument("--seed-model", action="store_true",
                         help="build the seed LRCN (112x112, T=16, LSTM 512, untrained) first if absent (needs TensorFlow)")
     parser.add_argument("--out", default="bench-results", help="folder for bench.json and the PNGs")
-    parser.add_argument("--backend", choices=("onnxruntime", "onnxruntime-int8", "tensorrt"), default="onnxruntime")
+    parser.add_argument("--backend", choices=backend_names(), default="onnxruntime")
     parser.add_argument("--threads", type=int, help="encoder threads (default: one per core)")
     parser.add_argument("--video", help="video file for the file-source capacity runs (default: a UCF101 clip "
                                         "from ../shared, else a generated one)")
@@ -696,15 +451,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter runs: a smoke test")
 
 
+@commands.command("bench", help="per-frame cost against the naive window, latency, capacity, start-up: a table, "
+                                "bench.json and PNGs; `lrcn bench capture`: capture cost at HD, OpenCV against PyAV",
+                  arguments=add_arguments,
+                  epilog="lrcn bench capture [--out DIR] [--quick] ...: what capture costs at HD (see lrcn bench "
+                         "capture --help); a bundle folder named capture: ./capture")
+def run(args) -> None:
+    bench(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m lrcn.tools.bench ...` is `lrcn bench ...`; `--child` runs one start-up measurement."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         child_main(argv[1], argv[2], float(argv[3]))
         return 0
-    from lrcn.tools.cli import main as lrcn
-
-    return lrcn(["bench", *argv])
+    return commands.main(["bench", *argv])
 
 
 if __name__ == "__main__":

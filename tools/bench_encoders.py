@@ -15,32 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from lrcn.stream.bundle import read_meta
-from lrcn.stream.encoders import INT8_ENCODER_FILE, OnnxRuntimeEncoder, open_encoder
+from lrcn.stream.encoders import INT8_ENCODER_FILE, open_encoder
+from lrcn.stream.encoders.onnxruntime import OnnxRuntimeEncoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.head import HEAD_FILE, load_head
-from lrcn.tools.bench import interleaved
+from lrcn.stream.heads import HEAD_FILE, load_head
+from lrcn.tools.harness.procfs import load_average
+from lrcn.tools.harness.scoring import interleaved, median_ms
 
 BATCHES = (1, 8)
-
-
-def median_ms(call, repeats: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 def keras_encoders(bundle: Path, spec):
@@ -129,7 +118,7 @@ def bench(bundle: Path, repeats: int, threads: int | None, video: str | None, ke
             lambda: session.run(None, {session.get_inputs()[0].name: clip}), max(10, repeats // 5)), 3)
     return {"bundle": str(bundle), "backbone": spec.backbone, "input_size": list(spec.input_size),
             "clip_length": spec.clip_length, "threads": threads, "repeats": repeats,
-            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "load_average": load_average(),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "rows": rows, "extra": extra}
 
 

@@ -16,15 +16,10 @@ writes scrape_overhead.json.
 """
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
-import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,26 +27,10 @@ import numpy as np
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.stats import percentiles
 from lrcn.tools.ffmpeg_server import free_port, stop_process
-
-REPO = Path(__file__).resolve().parents[1]
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
-    """(HTTP status, body); status 0 when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-    except OSError:
-        return 0, b""
+from lrcn.tools.harness.procfs import machine_info, process_cpu_s
+from lrcn.tools.harness.script import add_video_and_out, measure_and_save, rounds_parser
+from lrcn.tools.harness.scoring import extra_percent, mean
+from lrcn.tools.harness.servers import REPO, checked_inputs, http_get, serve_command
 
 
 class Scraper:
@@ -76,21 +55,25 @@ class Recognizer:
     def __init__(self, bundle: Path, video: Path, streams: int, log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), *[str(video)] * streams, "--loop",
-                   "--metrics", str(self.port), "--endpoint", f"tcp://127.0.0.1:{free_port()}"]
+        command = serve_command(bundle, *[video] * streams, "--loop", "--metrics", self.port,
+                                "--endpoint", f"tcp://127.0.0.1:{free_port()}")
         self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=open(log, "w"))
         self.scraper = Scraper(self.port)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while get(self.url + "/readyz", 1.0)[0] != 200:
+        while http_get(self.url + "/readyz", 1.0)[0] != 200:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise LrcnError(f"serve on port {self.port} did not become ready (exit {self.process.poll()})")
             time.sleep(0.2)
 
     def cpu(self) -> float:
-        return cpu_seconds(self.process.pid)
+        """The serve process's CPU seconds so far, all its threads."""
+        seconds = process_cpu_s(self.process.pid)
+        if seconds is None:
+            raise LrcnError(f"serve on port {self.port} exited ({self.process.poll()})")
+        return seconds
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -129,8 +112,8 @@ def run_rounds(recognizers: list[Recognizer], rounds: int, round_s: float, inter
         per_process.append({"process": i, "cores_scraped": round(scraped, 4), "cores_not_scraped": round(idle, 4),
                             "ratio": round(scraped / idle, 4)})
     ratios = [p["ratio"] for p in per_process]
-    return {"per_process": per_process, "ratio": round(float(np.mean(ratios)), 4),
-            "extra_percent": round((float(np.mean(ratios)) - 1) * 100, 2),
+    return {"per_process": per_process, "ratio": round(mean(ratios), 4),
+            "extra_percent": extra_percent(mean(ratios), 1.0),
             "scrapes": len(scrape_ms), "scrape_failures": failures,
             "scrape_ms_p50": percentiles(scrape_ms, 2)["p50"], "scrape_ms_p99": percentiles(scrape_ms, 2)["p99"],
             "metrics_bytes": int(np.median(sizes)) if sizes else None}
@@ -153,18 +136,12 @@ def burst_cost(recognizers: list[Recognizer], scrapes: int, quiet_s: float = 6.0
         spent, took = recognizer.cpu() - cpu, time.monotonic() - started
         after = rate(recognizer)
         per_scrape.append((spent - (before + after) / 2 * took) / scrapes)
-    return {"burst_scrapes": scrapes, "cpu_ms_per_scrape": round(float(np.mean(per_scrape)) * 1000, 2),
+    return {"burst_scrapes": scrapes, "cpu_ms_per_scrape": round(mean(per_scrape) * 1000, 2),
             "cpu_ms_per_scrape_each": [round(m * 1000, 2) for m in per_scrape]}
 
 
 def bench(args) -> dict:
-    from lrcn.tools.bench import default_video, machine
-
-    bundle, out = Path(args.bundle), Path(args.out)
-    if not (bundle / "meta.json").is_file():
-        raise LrcnError(f"not a bundle: {bundle}")
-    out.mkdir(parents=True, exist_ok=True)
-    video = Path(args.video) if args.video else default_video(out)
+    bundle, out, video = checked_inputs(args.bundle, args.out, args.video)
     recognizers = []
     try:
         for i in range(2):
@@ -174,48 +151,43 @@ def bench(args) -> dict:
         time.sleep(args.warmup_s)
         result = run_rounds(recognizers, args.rounds, args.round_s, args.interval)
         result.update(burst_cost(recognizers, args.burst))
-        cores = float(np.mean([p["cores_not_scraped"] for p in result["per_process"]]))
+        cores = mean(p["cores_not_scraped"] for p in result["per_process"])
         result["direct_extra_percent"] = round(result["cpu_ms_per_scrape"] / 1000 / args.interval / cores * 100, 2)
     finally:
         for recognizer in recognizers:
             recognizer.stop()
     return {"what": "CPU of lrcn serve with 8 streams, scraped every interval vs not, same run, roles swapped each "
                     "round", "bundle": str(bundle), "streams": args.streams, "video": str(video), "rounds": args.rounds,
-            "round_s": args.round_s, "interval_s": args.interval, "machine": machine(), **result}
+            "round_s": args.round_s, "interval_s": args.interval, "machine": machine_info(runtime=True), **result}
+
+
+def report(result: dict) -> str:
+    """Each process scraped against not, the extra CPU, and the direct cost per scrape."""
+    interval = result["interval_s"]
+    lines = [f"serve #{p['process']}: {p['cores_scraped']:.3f} cores scraped, {p['cores_not_scraped']:.3f} not: "
+             f"x{p['ratio']:.4f}" for p in result["per_process"]]
+    lines.append(f"scrape every {interval:g} s: {result['extra_percent']:+.2f}% CPU (target < 2%); "
+                 f"{result['scrapes']} scrapes, p50 {result['scrape_ms_p50']} ms, p99 {result['scrape_ms_p99']} ms, "
+                 f"{result['metrics_bytes']} bytes each, {result['scrape_failures']} failed")
+    lines.append(f"direct: {result['cpu_ms_per_scrape']} ms of server CPU per scrape "
+                 f"({result['cpu_ms_per_scrape_each']}), {result['direct_extra_percent']:+.2f}% of this load at one "
+                 f"scrape every {interval:g} s")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.bench_scrape", description=__doc__.splitlines()[0])
-    parser.add_argument("bundle")
-    parser.add_argument("--streams", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=8, help="rounds, an even number (default 8)")
-    parser.add_argument("--round-s", type=float, default=30.0, help="seconds per round (default 30)")
+    parser = rounds_parser("bench_scrape", __doc__.splitlines()[0], rounds=8,
+                           rounds_help="rounds, an even number (default 8)", round_s=30.0,
+                           round_s_help="seconds per round (default 30)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=300, help="back-to-back scrapes for the direct cost (default 300)")
-    parser.add_argument("--video", help="video each stream plays in a loop (default: as lrcn bench)")
-    parser.add_argument("--out", default="bench-results")
+    add_video_and_out(parser)
     args = parser.parse_args(argv)
     if args.rounds < 2 or args.rounds % 2 or args.streams < 1:
         print("bench_scrape: error: --rounds must be even and >= 2, --streams >= 1", file=sys.stderr)
         return 2
-    try:
-        result = bench(args)
-    except LrcnError as err:
-        print(f"bench_scrape: error: {err}", file=sys.stderr)
-        return 2
-    for p in result["per_process"]:
-        print(f"serve #{p['process']}: {p['cores_scraped']:.3f} cores scraped, {p['cores_not_scraped']:.3f} not: "
-              f"x{p['ratio']:.4f}")
-    print(f"scrape every {args.interval:g} s: {result['extra_percent']:+.2f}% CPU (target < 2%); "
-          f"{result['scrapes']} scrapes, p50 {result['scrape_ms_p50']} ms, p99 {result['scrape_ms_p99']} ms, "
-          f"{result['metrics_bytes']} bytes each, {result['scrape_failures']} failed")
-    print(f"direct: {result['cpu_ms_per_scrape']} ms of server CPU per scrape ({result['cpu_ms_per_scrape_each']}), "
-          f"{result['direct_extra_percent']:+.2f}% of this load at one scrape every {args.interval:g} s")
-    path = Path(args.out) / "scrape_overhead.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path}")
-    return 0
+    return measure_and_save("bench_scrape", lambda: bench(args), report, Path(args.out) / "scrape_overhead.json")
 
 
 if __name__ == "__main__":

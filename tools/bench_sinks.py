@@ -18,8 +18,6 @@ Prints a table and writes sink_cost.json.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,13 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lrcn.stream.errors import LrcnError
 from lrcn.stream.outbox import Outbox
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.sinks import open_sink
 from lrcn.stream.sinks.zeromq import ZeroMqSink
 from lrcn.tools.ffmpeg_server import free_port
+from lrcn.tools.harness.procfs import machine_info
+from lrcn.tools.harness.script import add_video_and_out, measure_and_save, rounds_parser
+from lrcn.tools.harness.scoring import extra_percent
+from lrcn.tools.harness.servers import default_video
 from lrcn.tools.mqtt_broker import Broker
 
 # mqtt0: at qos 0; mqttev: status and events only, no message per frame
@@ -79,8 +80,6 @@ def message_round(sinks: tuple[dict, ...], messages: int, classes: list[str]) ->
 
 
 def bench(args) -> dict:
-    from lrcn.tools.bench import default_video, machine
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bundle = load_runtime_bundle(args.bundle, "onnxruntime")
@@ -104,7 +103,7 @@ def bench(args) -> dict:
         message = float(np.median([r["cpu_us_per_message"] for r in per_message[name]]))
         results[name] = {
             "serving_cpu_ms_per_frame": round(frame, 4),
-            "serving_extra_percent": round((frame / base_frame - 1) * 100, 2),
+            "serving_extra_percent": extra_percent(frame, base_frame),
             "serving_cores": round(float(np.median([r["cores"] for r in serving[name]])), 3),
             "cpu_us_per_message": round(message, 2),
             "extra_us_per_message": round(message - base_message, 2),
@@ -114,32 +113,27 @@ def bench(args) -> dict:
             "rounds": {"serving": serving[name], "per_message": per_message[name]}}
     return {"what": "CPU of a Pipeline per frame and of an Outbox per message with each sink set, alternating rounds",
             "bundle": str(args.bundle), "streams": args.streams, "video": str(video), "round_s": args.round_s,
-            "rounds": args.rounds, "messages": args.messages, "machine": machine(), "sets": results}
+            "rounds": args.rounds, "messages": args.messages, "machine": machine_info(runtime=True), "sets": results}
+
+
+def report(result: dict) -> str:
+    """One row per sink set: CPU per frame serving and per message, and the extra over ZeroMQ alone."""
+    lines = [f"{'sinks':<20} {'ms CPU/frame':>12} {'vs zeromq':>10} {'us/message':>11} {'extra us':>9} "
+             f"{'% of frame':>10}"]
+    for name, r in result["sets"].items():
+        lines.append(f"{name:<20} {r['serving_cpu_ms_per_frame']:>12.3f} {r['serving_extra_percent']:>+9.2f}% "
+                     f"{r['cpu_us_per_message']:>11.1f} {r['extra_us_per_message']:>9.1f} "
+                     f"{r['extra_percent_of_frame']:>9.2f}%")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.bench_sinks", description=__doc__.splitlines()[0])
-    parser.add_argument("bundle")
-    parser.add_argument("--streams", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--round-s", type=float, default=20.0, help="seconds of serving per round and set (default 20)")
+    parser = rounds_parser("bench_sinks", __doc__.splitlines()[0], rounds=3, rounds_help=None, round_s=20.0,
+                           round_s_help="seconds of serving per round and set (default 20)")
     parser.add_argument("--messages", type=int, default=20_000, help="predictions per message round (default 20000)")
-    parser.add_argument("--video", help="video each stream plays in a loop (default: as lrcn bench)")
-    parser.add_argument("--out", default="bench-results")
+    add_video_and_out(parser)
     args = parser.parse_args(argv)
-    try:
-        result = bench(args)
-    except LrcnError as err:
-        print(f"bench_sinks: error: {err}", file=sys.stderr)
-        return 2
-    print(f"{'sinks':<20} {'ms CPU/frame':>12} {'vs zeromq':>10} {'us/message':>11} {'extra us':>9} {'% of frame':>10}")
-    for name, r in result["sets"].items():
-        print(f"{name:<20} {r['serving_cpu_ms_per_frame']:>12.3f} {r['serving_extra_percent']:>+9.2f}% "
-              f"{r['cpu_us_per_message']:>11.1f} {r['extra_us_per_message']:>9.1f} {r['extra_percent_of_frame']:>9.2f}%")
-    path = Path(args.out) / "sink_cost.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {path}")
-    return 0
+    return measure_and_save("bench_sinks", lambda: bench(args), report, Path(args.out) / "sink_cost.json")
 
 
 if __name__ == "__main__":

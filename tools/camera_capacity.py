@@ -29,12 +29,9 @@ the largest N below it. The source video and the bundle are built once into --wo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,10 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
-from lrcn.tools.ffmpeg_server import FFMPEG, free_port, served, stop_process
+from lrcn.tools.ffmpeg_server import FFMPEG, free_port, stop_process
+from lrcn.tools.harness.procfs import children_cpu_s, load_average, machine_busy_s, machine_info, process_cpu_s
+from lrcn.tools.harness.recorder import Recorder
+from lrcn.tools.harness.script import save
+from lrcn.tools.harness.servers import REPO, rtsp_cameras, rtsp_server_missing, serve_command
 
-REPO = Path(__file__).resolve().parents[1]
-SERVER_SCRIPT = Path(__file__).with_name("rtsp_h264_server.py")
 PRETRAINED = REPO.parent / "shared" / "pretrained" / "mobilenet_v2_1.0_imagenet_notop.weights.h5"
 
 P99_LIMIT_MS = 100.0
@@ -59,7 +58,6 @@ SLIP_LIMIT_S = 0.25       # how far a stream's clock may slip behind real time o
 SLIP_EDGE_S = 5.0         # the slip compares the lag over the first and the last this many seconds
 SAMPLE_S = 0.25           # CPU sampling interval
 STOP_GRACE_S = 90.0       # serve's start-up and shut-down beyond --duration before it is killed
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -110,22 +108,9 @@ def mobilenet_bundle(folder: Path, video: Path, weights: Path = PRETRAINED) -> P
         return bundle
     if not weights.is_file():
         raise LrcnError(f"MobileNetV2 ImageNet weights not found at {weights}")
-    import keras
+    from lrcn.models.seed_bundle import build_mobilenet_bundle
 
-    from lrcn.models.architectures import build_model, split_model
-    from lrcn.models.export import export_bundle
-    from lrcn.models.train import save_bundle
-    from lrcn.stream.bundle import BundleMeta, ModelSpec
-    from lrcn.stream.video import read_frames
-
-    spec = ModelSpec(classes=("class0", "class1", "class2", "class3", "class4"), backbone="mobilenet_v2",
-                     backbone_weights=str(weights), input_size=(112, 112), clip_length=16, fps=10.0)
-    keras.utils.set_random_seed(0)
-    model = build_model(spec)
-    encoder, _ = split_model(model, spec)
-    save_bundle(model, BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1])), bundle)
-    export_bundle(bundle, read_frames(video, spec.input_size, spec.fps)[:32])
-    return bundle
+    return build_mobilenet_bundle(bundle, video, weights)
 
 
 def bundle_info(bundle: Path) -> dict:
@@ -133,15 +118,6 @@ def bundle_info(bundle: Path) -> dict:
     model = meta["model"]
     return {"path": str(bundle.resolve()), "feature_size": meta["feature_size"],
             **{key: model[key] for key in ("backbone", "input_size", "clip_length", "fps", "head", "lstm_units")}}
-
-
-def rtsp_server_missing() -> str | None:
-    """Why the RTSP server cannot run here, or None when it can."""
-    probe = subprocess.run([sys.executable, str(SERVER_SCRIPT), "--check"], capture_output=True, text=True,
-                           check=False, timeout=60)
-    if probe.returncode == 0:
-        return None
-    return (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
 
 
 def child_env() -> dict:
@@ -182,21 +158,6 @@ def checkout_code(checkout: Path, python: str = sys.executable) -> dict:
 
 # -- measuring one trial -----------------------------------------------------------------------
 
-def process_cpu_s(pid: int) -> float | None:
-    """utime + stime of a live process, all its threads, in seconds; None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all cores spent busy since boot (everything but idle and iowait)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
-    return (sum(values) - values[3] - values[4]) / CLOCK_TICK
-
-
 class CpuSampler(threading.Thread):
     """Samples (time, serve CPU, server CPU, machine busy) every SAMPLE_S until stopped."""
 
@@ -224,50 +185,23 @@ class CpuSampler(threading.Thread):
                 "machine_cores": round((last[3] - first[3]) / span, 3)}
 
 
-class Listener(threading.Thread):
-    """A ZeroMQ subscriber that takes every message: per stream, predictions received, the first and
-    last arrival times, sequence gaps (messages the publisher shed), and the last status state."""
+class Listener(Recorder):
+    """Every message serve publishes, tallied per stream: predictions received, the first and last
+    arrival times, sequence gaps (messages the publisher shed), the last status state, and the
+    lag of the stream's own clock behind the receive clock."""
 
     def __init__(self, endpoint: str):
-        super().__init__(daemon=True)
-        import zmq
-
-        self._zmq = zmq
-        self.socket = zmq.Context.instance().socket(zmq.SUB)
-        self.socket.linger = 0
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self.socket.connect(endpoint)  # before serve binds: ZeroMQ connects when it can
         self.streams: dict[str, dict] = {}
-        self.stop = threading.Event()
+        # Subscribed before serve binds: ZeroMQ connects when it can.
+        super().__init__(endpoint, ("pred/", "status/"), clock=time.monotonic)
 
-    def run(self) -> None:
-        poller = self._zmq.Poller()
-        poller.register(self.socket, self._zmq.POLLIN)
-        try:
-            while not self.stop.is_set():
-                if poller.poll(100):
-                    self._take(self.socket.recv_multipart())
-        finally:
-            self.socket.close()
-
-    def _take(self, frames: list[bytes]) -> None:
-        now = time.monotonic()
-        kind, _, stream = frames[0].decode("utf-8", "replace").partition("/")
-        if kind not in ("pred", "status") or len(frames) != 2:
-            return
-        try:
-            payload = json.loads(frames[1])
-        except ValueError:
-            return
-        seen = self.streams.setdefault(stream, {"predictions": 0, "first_s": None, "last_s": None, "missed": 0,
-                                                "last_seq": {}, "state": None})
-        seq, last = payload.get("seq"), seen["last_seq"].get(kind)
-        if isinstance(seq, int):
-            if last is not None and seq > last + 1:
-                seen["missed"] += seq - last - 1
-            seen["last_seq"][kind] = seq
-        if kind == "status":
-            seen["state"] = payload.get("state")
+    def take(self, now: float, message) -> None:
+        seen = self.streams.setdefault(message.stream, {"predictions": 0, "first_s": None, "last_s": None,
+                                                        "missed": 0, "state": None})
+        missed = self.subscriber.missed
+        seen["missed"] = missed.get(f"pred/{message.stream}", 0) + missed.get(f"status/{message.stream}", 0)
+        if message.kind == "status":
+            seen["state"] = message.payload.get("state")
             return
         seen["predictions"] += 1
         seen["first_s"] = seen["first_s"] or now
@@ -275,33 +209,25 @@ class Listener(threading.Thread):
         # Receive clock minus the stream's own clock: constant while capture keeps up with the
         # camera, growing when decoding falls behind (which capture-to-publish latency cannot see,
         # since a frame is stamped when it comes out of the decoder).
-        stream_time = payload.get("stream_time")
+        stream_time = message.payload.get("stream_time")
         if isinstance(stream_time, (int, float)) and now - seen["first_s"] > START_ALLOWANCE_S:
             seen.setdefault("lags", []).append((now, now - stream_time))
-
-
-@contextlib.contextmanager
-def cameras(video: Path, count: int):
-    """(urls, server process) of `count` RTSP cameras serving `video`, killed when the block ends."""
-    port = free_port()
-    with served([sys.executable, str(SERVER_SCRIPT), str(video.resolve()), str(port), str(count)], port) as server:
-        yield [f"rtsp://127.0.0.1:{port}/cam{i}" for i in range(count)], server
 
 
 def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s: float, fps: float,
               serve_args: tuple[str, ...] = (), python: str = sys.executable) -> dict:
     """One trial of `count` cameras for `duration_s`: the figures of every stream, CPU shares and
     whether it holds (see `judge`)."""
-    with tempfile.TemporaryDirectory(prefix="camera-capacity-") as scratch, cameras(video, count) as (urls, server):
+    with tempfile.TemporaryDirectory(prefix="camera-capacity-") as scratch, \
+            rtsp_cameras(video, count) as (urls, server):
         stats_path, log_path = Path(scratch) / "stats.json", Path(scratch) / "serve.log"
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         names = [arg for i in range(count) for arg in ("--name", f"cam{i}")]
-        command = [python, "-m", cli_module(checkout), "serve", str(bundle.resolve()), *urls, *names,
-                   "--fps", f"{fps:g}", "--duration", f"{duration_s:g}", "--stats-json", str(stats_path),
-                   "--endpoint", endpoint, *serve_args]
+        command = serve_command(bundle.resolve(), *urls, *names, "--fps", f"{fps:g}", "--duration", f"{duration_s:g}",
+                                "--stats-json", stats_path, "--endpoint", endpoint, *serve_args,
+                                python=python, cli=cli_module(checkout))
         listener = Listener(endpoint)
-        listener.start()
-        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_before = children_cpu_s()
         started = time.monotonic()
         with open(log_path, "w") as log:
             serve = subprocess.Popen(command, cwd=checkout, env=child_env(), stdin=subprocess.DEVNULL, stdout=log,
@@ -317,12 +243,9 @@ def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s:
             sampler.stop.set()
             sampler.join()
             time.sleep(0.5)  # the last messages in flight
-            listener.stop.set()
-            listener.join()
+            listener.close()
         wall_s = time.monotonic() - started
-        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        serve_cpu_s = (children_after.ru_utime + children_after.ru_stime
-                       - children_before.ru_utime - children_before.ru_stime)
+        serve_cpu_s = children_cpu_s() - children_before
         stats = json.loads(stats_path.read_text()) if stats_path.is_file() else None
         log_tail = log_path.read_text(errors="replace").strip().splitlines()[-8:]
     seen = listener.streams
@@ -400,16 +323,6 @@ def judge(trial: dict, fps: float) -> tuple[bool, list[str]]:
 
 
 # -- the search --------------------------------------------------------------------------------
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine_info() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-
 
 def wait_for_quiet(limit: float | None, longest_s: float, log) -> list[float]:
     """The load average once its 1-minute figure is below `limit` (or after `longest_s`)."""
@@ -522,14 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.work.resolve().is_relative_to((REPO / "docs").resolve()):
         parser.error("--work must not be under docs/: it holds a large video and a bundle")
 
-    def save(result: dict) -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-
     try:
         result = search(args.checkout, args.work, duration_s=args.duration, fps=args.fps,
                         max_cameras=args.max_cameras, first=args.first, quiet_load=args.quiet_load,
-                        serve_args=tuple(args.serve_arg), python=args.python, save=save,
+                        serve_args=tuple(args.serve_arg), python=args.python,
+                        save=lambda result: save(result, args.out),
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     except LrcnError as err:
         print(f"camera capacity: {err}", file=sys.stderr)

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+from lrcn.tools import commands
 from lrcn.tools.ffmpeg_server import free_port, wait_until
-from lrcn.tools.soak import Monitor, StreamServer, checked_inputs, start_serve, tear_down
+from lrcn.tools.harness.recorder import Monitor
+from lrcn.tools.harness.servers import StreamServer, checked_inputs, start_serve, tear_down
 
 GAP_STATES = ("lost", "reconnecting")
 CYCLE_TIMEOUT_S = 40.0
@@ -101,7 +103,7 @@ def stall_subscriber(endpoint: str, stall_s: float, result: dict) -> None:
 
 
 def faults(args) -> dict:
-    bundle, out, video = checked_inputs(args)
+    bundle, out, video = checked_inputs(args.bundle, args.out, args.video)
     corrupt = corrupt_copy(video, out / f"corrupt{video.suffix}")
     servers = [StreamServer(video) for _ in range(args.streams)]
     names = [f"cam{i}" for i in range(len(servers))]
@@ -151,7 +153,7 @@ def faults(args) -> dict:
     result.update({"elapsed_s": round(time.monotonic() - started, 1), "cycles": cycles, "stalled_subscriber": stall,
                    "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3), "heartbeats": monitor.heartbeats,
                    "predictions": dict(monitor.predictions),
-                   "events": [{k: e[k] for k in ("stream", "state", "reason")} for e in monitor.events],
+                   "events": monitor.event_list(),
                    "final_stats": {name: {k: s.get(k) for k in ("state", "frames", "reconnects", "resets", "dropped",
                                                                 "publisher_dropped", "predictions")}
                                    for name, s in final.get("streams", {}).items()},
@@ -205,6 +207,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="fault-results")
 
 
+@commands.command("faults", help="kill and restart stream servers, stall a subscriber, feed a corrupt file, during "
+                                 "one serve run; checks recovery", arguments=add_arguments)
 def run(args) -> None:
     if args.streams < 1 or args.kills < 0 or args.stall < 0 or args.down < 0 or args.timeout < 30:
         raise LrcnError("--streams must be >= 1, --kills/--stall/--down >= 0, --timeout >= 30")
@@ -222,9 +226,7 @@ def run(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m lrcn.tools.faults ...` is `lrcn faults ...`."""
-    from lrcn.tools.cli import main as lrcn
-
-    return lrcn(["faults", *(sys.argv[1:] if argv is None else argv)])
+    return commands.main(["faults", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

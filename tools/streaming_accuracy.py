@@ -43,7 +43,6 @@ import contextlib
 import itertools
 import json
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from pathlib import Path
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import UNKNOWN, EventRules, EventState, Observation, finish, step
 from lrcn.stream.sampling import grid_indices
+from lrcn.tools.commands import command
 
 # The cheap training recipe (README, Results): frozen ImageNet MobileNetV2, features cached.
 TRAIN_RECIPE = ("--backbone", "mobilenet_v2", "--size", "112", "--lr", "1e-3", "--epochs", "40", "--patience", "10",
@@ -515,8 +515,9 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
     receives until serve exits (bounded by the stream's length plus a margin). Returns
     {"predictions": {mode: [payload...]}, "events": {mode: [event payload...]}, "stats": serve's
     final stats, "missed": seq gaps per topic, "status": {mode: [states]}}."""
-    from lrcn.stream.publisher import Subscriber
     from lrcn.tools.ffmpeg_server import ffmpeg_tcp_ts, free_port, served
+    from lrcn.tools.harness.recorder import Recorder
+    from lrcn.tools.harness.servers import serve_command, terminate
 
     work.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in modes]
@@ -531,36 +532,31 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
     with contextlib.ExitStack() as stack:
         for port in ports:
             stack.enter_context(served(ffmpeg_tcp_ts(video, port, loop=False), port))
-        subscriber = stack.enter_context(Subscriber(endpoint, topics=["pred/", "status/", "event/"]))
+        recorder = Recorder(endpoint, ("pred/", "status/", "event/"))
+        stack.callback(recorder.close)
         log = stack.enter_context(open(work / "serve.log", "w+"))
-        command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config), "--endpoint",
-                   endpoint, "--max-attempts", "1", "--duration", f"{limit_s:.0f}", "--stats-json", str(stats_path)]
+        command = serve_command(bundle, "--config", config, "--endpoint", endpoint, "--max-attempts", "1",
+                                "--duration", f"{limit_s:.0f}", "--stats-json", stats_path)
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + limit_s + 30.0
         try:
-            drain_until = None
-            while drain_until is None or time.monotonic() < drain_until:
-                message = subscriber.receive(timeout_s=0.1)
-                if message is not None and message.stream in predictions:
-                    if message.kind == "pred":
-                        predictions[message.stream].append(message.payload)
-                    elif message.kind == "event":
-                        event_messages[message.stream].append(message.payload)
-                    elif message.payload["state"] not in states[message.stream][-1:]:   # changes, not periodic stats
-                        states[message.stream].append(message.payload["state"])
-                if drain_until is None and process.poll() is not None:
-                    drain_until = time.monotonic() + 0.5
-                if time.monotonic() > deadline:
-                    raise LrcnError(f"lrcn serve did not finish within {limit_s + 30:.0f} s (log: {work / 'serve.log'})")
+            process.wait(timeout=limit_s + 30.0)
+        except subprocess.TimeoutExpired:
+            raise LrcnError(f"lrcn serve did not finish within {limit_s + 30:.0f} s "
+                            f"(log: {work / 'serve.log'})") from None
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
-        missed = dict(subscriber.missed)
+            terminate(process)
+        time.sleep(0.5)   # the last messages in flight
+        recorded = recorder.close()
+        missed = dict(recorder.subscriber.missed)
+    for _, message in recorded:
+        if message.stream not in predictions:
+            continue
+        if message.kind == "pred":
+            predictions[message.stream].append(message.payload)
+        elif message.kind == "event":
+            event_messages[message.stream].append(message.payload)
+        elif message.payload["state"] not in states[message.stream][-1:]:   # changes, not periodic stats
+            states[message.stream].append(message.payload["state"])
     # Exit status 1 is the plan: each stream gives up (--max-attempts 1) once ffmpeg has served the video.
     if process.returncode not in (0, 1) or not stats_path.is_file():
         log_tail = (work / "serve.log").read_text().strip().splitlines()[-1:] or ["?"]
@@ -869,58 +865,6 @@ def gray_clip(out_dir: Path, seconds: float, fps: float, size: tuple[int, int]) 
     return clip
 
 
-def run(args) -> dict:
-    from lrcn.models.data import discover
-    from lrcn.stream.bundle import read_meta
-    from lrcn.tools.args import choose_split
-
-    data = Path(args.data)
-    dataset = discover(data, args.group_pattern)
-    _, test_videos = choose_split(dataset, args)
-    if not test_videos:
-        raise LrcnError("no test videos: the split holds none")
-    if args.static and args.no_events:
-        raise LrcnError("--static counts events: it needs event rules (drop --no-events)")
-    if (Path(args.bundle) / "meta.json").is_file():   # fail before any export
-        check_held_out(read_meta(args.bundle), test_videos, data)
-        parse_modes(args.modes, read_meta(args.bundle).spec.clip_length)
-        event_rules(args, read_meta(args.bundle).spec.classes)
-    else:                                             # or training
-        parse_modes(args.modes, 16)
-    bundle = ensure_bundle(args)
-    meta = read_meta(bundle)
-    check_held_out(meta, test_videos, data)
-    modes = parse_modes(args.modes, meta.spec.clip_length)
-    chosen = order_videos(test_videos, dataset.classes, args.videos, args.seed)
-    with contextlib.ExitStack() as stack:   # no --work: a temporary folder, removed at the end
-        work = Path(args.work) if args.work else \
-            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrcn-stream-accuracy-")))
-        size = args.size or frame_size(chosen[0].path)
-        print(f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
-              file=sys.stderr)
-        video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
-                                    args.fps)
-        rules = event_rules(args, meta.spec.classes)
-        result = measure(bundle, video, labels, modes, work / "serve", rules)
-        static = None
-        if args.static:
-            static = static_scene(bundle, chosen, dataset.classes, work, args.static, args.fps, modes, rules, size)
-    compare_offline(result, bundle / "evaluation" / "report.json")
-    result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
-              "videos": [v.path.name for v in chosen],
-              **result, **({"static": static} if static else {})}
-    print("\n".join(table_lines(result)))
-    if rules is not None:
-        print("\n".join(event_table_lines(result)))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-        print(f"lrcn: wrote {args.out}", file=sys.stderr)
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary(result), indent=1) + "\n")
-        print(f"lrcn: wrote {args.summary}", file=sys.stderr)
-    return result
-
-
 # Per mode, what --summary leaves out: the per-prediction, per-change and per-video rows.
 BULKY = ("published", "changes", "segments")
 
@@ -1001,3 +945,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     events.add_argument("--static", type=positive_float, metavar="SECONDS",
                         help="also serve a scene where nothing happens for SECONDS (the middle frame of one test "
                              "video per class, held still, then a gray frame) and count its events")
+
+
+@command("stream-accuracy", help="per-frame accuracy and change delay of every head mode on held-out test videos "
+                                 "joined, served by ffmpeg, run through serve", arguments=add_arguments)
+def run(args) -> dict:
+    from lrcn.models.data import discover
+    from lrcn.stream.bundle import read_meta
+    from lrcn.tools.args import choose_split
+
+    data = Path(args.data)
+    dataset = discover(data, args.group_pattern)
+    _, test_videos = choose_split(dataset, args)
+    if not test_videos:
+        raise LrcnError("no test videos: the split holds none")
+    if args.static and args.no_events:
+        raise LrcnError("--static counts events: it needs event rules (drop --no-events)")
+    if (Path(args.bundle) / "meta.json").is_file():   # fail before any export
+        check_held_out(read_meta(args.bundle), test_videos, data)
+        parse_modes(args.modes, read_meta(args.bundle).spec.clip_length)
+        event_rules(args, read_meta(args.bundle).spec.classes)
+    else:                                             # or training
+        parse_modes(args.modes, 16)
+    bundle = ensure_bundle(args)
+    meta = read_meta(bundle)
+    check_held_out(meta, test_videos, data)
+    modes = parse_modes(args.modes, meta.spec.clip_length)
+    chosen = order_videos(test_videos, dataset.classes, args.videos, args.seed)
+    with contextlib.ExitStack() as stack:   # no --work: a temporary folder, removed at the end
+        work = Path(args.work) if args.work else \
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrcn-stream-accuracy-")))
+        size = args.size or frame_size(chosen[0].path)
+        print(f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
+              file=sys.stderr)
+        video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
+                                    args.fps)
+        rules = event_rules(args, meta.spec.classes)
+        result = measure(bundle, video, labels, modes, work / "serve", rules)
+        static = None
+        if args.static:
+            static = static_scene(bundle, chosen, dataset.classes, work, args.static, args.fps, modes, rules, size)
+    compare_offline(result, bundle / "evaluation" / "report.json")
+    result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
+              "videos": [v.path.name for v in chosen],
+              **result, **({"static": static} if static else {})}
+    print("\n".join(table_lines(result)))
+    if rules is not None:
+        print("\n".join(event_table_lines(result)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"lrcn: wrote {args.out}", file=sys.stderr)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps(summary(result), indent=1) + "\n")
+        print(f"lrcn: wrote {args.summary}", file=sys.stderr)
+    return result
