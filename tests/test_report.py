@@ -1,0 +1,104 @@
+"""`python -m lrcn.tools.report`: the committed tables equal what their JSON gives, and a changed
+JSON value changes its table (on a copy of the docs)."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrcn.tools import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def copy_docs(tmp_path: Path) -> Path:
+    """README.md, docs/*.md and docs/results/*.json under tmp_path, laid out as in the checkout."""
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    for page in (ROOT / "docs").glob("*.md"):
+        shutil.copy(page, tmp_path / "docs" / page.name)
+    for result in (ROOT / "docs" / "results").glob("*.json"):
+        shutil.copy(result, tmp_path / "docs" / "results" / result.name)
+    return tmp_path
+
+
+def marked_names(root: Path) -> set[str]:
+    return {m["name"] for page in report.documents(root) for m in report.MARKED.finditer(page.read_text())}
+
+
+def test_the_committed_docs_equal_what_their_json_gives():
+    check = subprocess.run([sys.executable, "-m", "lrcn.tools.report", "--check", "--root", str(ROOT)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, f"run `python -m lrcn.tools.report`:\n{check.stderr}"
+
+
+def test_every_marker_names_a_registered_table_and_every_table_is_placed():
+    assert marked_names(ROOT) == set(report.TABLES)
+
+
+def test_a_changed_json_value_changes_its_table_and_check_names_it(tmp_path, capsys):
+    root = copy_docs(tmp_path)
+    path = root / "docs" / "results" / "sink_cost.json"
+    result = json.loads(path.read_text())
+    result["sets"]["zeromq+jsonl"]["extra_us_per_message"] = 999.4
+    path.write_text(json.dumps(result))
+
+    assert report.main(["--check", "--root", str(root)]) == 1
+    assert capsys.readouterr().err.splitlines() == ["docs/messages.md: sink-cost differs from its JSON"]
+    before = (root / "docs" / "messages.md").read_text()
+
+    assert report.main(["--root", str(root)]) == 0
+    after = (root / "docs" / "messages.md").read_text()
+    assert "| JSONL | 999 us |" in after and "| JSONL | 29 us |" in before
+    assert report.main(["--check", "--root", str(root)]) == 0
+    assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
+
+
+def test_one_file_feeds_every_table_that_reads_it(tmp_path, capsys):
+    root = copy_docs(tmp_path)
+    path = root / "docs" / "results" / "events_ucf101_9.json"
+    result = json.loads(path.read_text())
+    result["modes"]["exact-hop1"]["accuracy"] = 0.123
+    result["modes"]["exact-hop1"]["events"]["precision"] = 0.5
+    path.write_text(json.dumps(result))
+    assert report.main(["--check", "--root", str(root)]) == 1
+    named = set(capsys.readouterr().err.splitlines())
+    assert named == {"README.md: headline differs from its JSON",
+                     "docs/results.md: stream-accuracy-ucf101_9 differs from its JSON",
+                     "docs/results.md: events-ucf101_9 differs from its JSON"}
+
+
+def test_a_table_without_its_json_names_the_command_that_writes_it(tmp_path):
+    rendered = report.render("bench-targets", tmp_path)
+    assert rendered.startswith("*Not generated yet: no `docs/results/bench.json`.")
+    assert report.TABLES["bench-targets"].command in rendered
+
+
+def test_a_table_renders_from_real_json():
+    sinks = report.render("sink-cost", ROOT / "docs" / "results")
+    header, rule, *rows = sinks.splitlines()
+    assert header.startswith("| sink |") and set(rule) <= set("|- ")
+    assert len(rows) == len(json.loads((ROOT / "docs/results/sink_cost.json").read_text())["sets"])
+
+
+def test_an_unknown_marker_is_an_error(tmp_path):
+    with pytest.raises(KeyError, match="no-such-table"):
+        report.rewrite("<!-- report:no-such-table -->\n<!-- /report -->\n", tmp_path)
+
+
+def test_registering_a_name_twice_is_refused():
+    with pytest.raises(ValueError, match="registered twice"):
+        report.table("sink-cost", "sink_cost.json", "cmd")(lambda run: "")
+
+
+def test_text_outside_the_markers_is_kept(tmp_path):
+    text = "before\n<!-- report:sink-cost -->\nold\n<!-- /report -->\nafter\n"
+    new, changed = report.rewrite(text, ROOT / "docs" / "results")
+    assert changed == ["sink-cost"]
+    assert new.startswith("before\n<!-- report:sink-cost -->\n| sink |")
+    assert new.endswith("\n<!-- /report -->\nafter\n")
+    assert re.search(r"\| JSONL \| \d+ us \|", new)

@@ -1,0 +1,537 @@
+"""The tables of README.md and docs/*.md, generated from result JSON under docs/results/.
+
+A table sits between markers in a document::
+
+    <!-- report:sink-cost -->
+    | sink | ... |
+    <!-- /report -->
+
+Each name is a small function registered with ``@table(name, sources, command)``: it reads
+its JSON file(s) and returns Markdown. ``python -m lrcn.tools.report`` rewrites every marked
+table in place; ``--check`` changes nothing, names each table that differs and exits 1.
+A table whose JSON is not committed yet renders as one line naming the command that writes it.
+
+>>> markdown_table(["a", "b"], [[1, "x"]])
+'| a | b |\\n| --- | --- |\\n| 1 | x |'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+MARKED = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One generated table: its JSON files (relative to docs/results/), the command that
+    writes them, and the function that turns their contents into Markdown."""
+
+    name: str
+    sources: tuple[str, ...]
+    command: str
+    render: Callable[..., str]
+
+
+TABLES: dict[str, Table] = {}
+
+
+def table(name: str, sources: str | tuple[str, ...], command: str):
+    """Register ``render(*documents) -> markdown`` as the generator of table ``name``."""
+    paths = (sources,) if isinstance(sources, str) else tuple(sources)
+
+    def register(render: Callable[..., str]) -> Callable[..., str]:
+        if name in TABLES:
+            raise ValueError(f"table {name!r} registered twice")
+        TABLES[name] = Table(name, paths, command, render)
+        return render
+
+    return register
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table, every cell through ``str``."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fixed(value: float | None, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals; ``-`` for a missing one.
+
+    >>> fixed(2.655), fixed(0.0, 1), fixed(None)
+    ('2.65', '0.0', '-')
+    """
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def thousands(value: int) -> str:
+    """``value`` with a comma between thousands.
+
+    >>> thousands(17978)
+    '17,978'
+    """
+    return f"{value:,}"
+
+
+HEAD_MODES = {
+    "exact-hop1": "exact, hop 1",
+    "exact-hop4": "exact, hop 4",
+    "continuous-reset16": "continuous, reset every 16",
+    "continuous": "continuous, no reset",
+    "exact-hop1-ema0.3": "exact, hop 1, EMA 0.3",
+    "exact-hop1-hyst3": "exact, hop 1, hysteresis 3",
+}
+
+
+def head_mode(key: str) -> str:
+    return HEAD_MODES.get(key, key)
+
+
+# ---------------------------------------------------------------- streaming accuracy and events
+
+STREAM_ACCURACY = (
+    "lrcn stream-accuracy runs/stream/{data} $D/{data} {split} --weights $W --static {still} "
+    "--out runs/stream/events_{data}.full.json --summary docs/results/events_{data}.json"
+)
+WEIZMANN4 = STREAM_ACCURACY.format(data="weizmann4", split="--test-groups 6,7,8", still=120)
+UCF101_9 = STREAM_ACCURACY.format(
+    data="ucf101_9", still=180,
+    split="--split-lists $D/ucf101_9/splits/trainlist01.txt $D/ucf101_9/splits/testlist01.txt")
+
+
+def stream_accuracy(run: dict) -> str:
+    rows = []
+    for key, mode in run["modes"].items():
+        delay = mode["delay"]
+        rows.append([
+            head_mode(key), f"{mode['correct']}/{mode['frames']} = {mode['accuracy']:.3f}",
+            f"{delay['median_s']:.2f} s", f"{delay['max_s']:.2f} s",
+            f"{delay['missed']}/{delay['changes']}",
+            f"{delay['settle_median_s']:.2f} s ({delay['settled']})",
+            f"{mode['offline']['agree']}/{mode['offline']['videos']}",
+            f"{mode['latency_p99_ms']:.0f} ms",
+        ])
+    header = ["head mode", "frames right", "delay median", "delay max", "missed",
+              "settle median (n)", "longest label = offline's", "latency p99"]
+    return markdown_table(header, rows)
+
+
+def events(run: dict) -> str:
+    still_modes = run.get("static", {}).get("modes", {})
+    rows = []
+    for key, mode in run["modes"].items():
+        found = mode["events"]
+        still = still_modes.get(key, {}).get("events", {}).get("per_min")
+        rows.append([
+            head_mode(key), f"{found['true_positives']}/{found['events']}",
+            fixed(found["precision"]), fixed(found["recall"]), fixed(found["false_per_min"], 1),
+            fixed(still, 1), "yes" if found["replay_matches"] else "**no**",
+        ])
+    header = ["head mode", "true / events", "precision", "recall", "false per min",
+              "events per min on stills", "= rules replayed"]
+    return markdown_table(header, rows)
+
+
+@table("stream-accuracy-weizmann4", "events_weizmann4.json", WEIZMANN4)
+def stream_accuracy_weizmann4(run: dict) -> str:
+    return stream_accuracy(run)
+
+
+@table("stream-accuracy-ucf101_9", "events_ucf101_9.json", UCF101_9)
+def stream_accuracy_ucf101_9(run: dict) -> str:
+    return stream_accuracy(run)
+
+
+@table("events-weizmann4", "events_weizmann4.json", WEIZMANN4)
+def events_weizmann4(run: dict) -> str:
+    return events(run)
+
+
+@table("events-ucf101_9", "events_ucf101_9.json", UCF101_9)
+def events_ucf101_9(run: dict) -> str:
+    return events(run)
+
+
+# ---------------------------------------------------------------- capture and cameras
+
+
+@table("capture-cost", "capture.json", "lrcn bench capture --out docs/results --repeats 11")
+def capture_cost(run: dict) -> str:
+    rows = []
+    for source in run["sources"].values():
+        paths, ratios = source["paths"], source["ratios"]
+        a_over_b = fixed(ratios["a_over_b"])
+        rows.append([
+            source["label"], *(fixed(paths[p]["cpu_ms_per_frame"]["median"]) for p in "abc"),
+            f"**{a_over_b}**" if source["a_over_b_target"] and ratios["a_over_b"] >= 2.5 else a_over_b,
+            fixed(ratios["b_over_c"], 3), fixed(ratios["b_over_c_same_run"], 3),
+        ])
+    header = ["source", "(a) OpenCV, ms/frame", "(b) PyAV sampled", "(c) decode only", "(a)/(b)",
+              "(b)/(c) across runs", "(b)/(c) in-run"]
+    return markdown_table(header, rows)
+
+
+def camera_trials(code: str, run: dict) -> list[list[object]]:
+    rows = []
+    for trial in run["trials"]:
+        streams = trial["streams"].values()
+        slips = [s["slip_s"] for s in streams if s.get("slip_s") is not None]
+        rows.append([
+            code, trial["cameras"], trial["attempt"], sum(s["dropped"] for s in streams),
+            f"{max(s['latency_p99_ms'] for s in streams):.0f}",
+            fixed(min(s["encoded_fps"] for s in streams)), fixed(trial["serve_cores"]),
+            fixed(max(slips)) if slips else "-", "holds" if trial["holds"] else "fails",
+        ])
+    return rows
+
+
+@table("cameras", ("cameras_before.json", "cameras_after.json"),
+       "python -m lrcn.tools.camera_capacity --out docs/results/cameras_after.json --duration 60 "
+       "--quiet-load 1.5 (and --checkout a worktree of 9b6c281 --out docs/results/cameras_before.json)")
+def cameras(before: dict, after: dict) -> str:
+    header = ["code", "cameras", "try", "ring drops", "p99 ms (worst stream)",
+              "encoded/s (slowest)", "serve cores", "clock slip s", ""]
+    rows = camera_trials("before", before) + camera_trials("after", after)
+    return markdown_table(header, rows) + (
+        f"\n\nCapacity: {before['capacity']} cameras before, **{after['capacity']}** after.")
+
+
+# ---------------------------------------------------------------- the service: scrapes, sinks, soak
+
+
+@table("scrape-overhead", ("scrape_overhead_demo.json", "scrape_overhead_seed.json"),
+       "python -m lrcn.tools.bench_scrape BUNDLE --out bench-results, then its scrape_overhead.json copied to "
+       "docs/results/scrape_overhead_demo.json (lrcn-demo/bundle) or _seed.json (bench-results/seed-112)")
+def scrape_overhead(*runs: dict) -> str:
+    rows = []
+    for run in runs:
+        each = ", ".join(f"{(p['ratio'] - 1) * 100:+.1f}%" for p in run["per_process"])
+        cores = sum(p["cores_not_scraped"] for p in run["per_process"]) / len(run["per_process"])
+        rows.append([
+            run["bundle"], f"{cores:.2f} cores", f"**{run['extra_percent']:+.2f}%** ({each})",
+            f"{run['cpu_ms_per_scrape']:.2f} ms", f"{run['direct_extra_percent']:+.2f}%",
+            f"{run['metrics_bytes'] / 1000:.1f} kB", f"{run['scrapes']} ({run['scrape_failures']} failed)",
+        ])
+    header = [f"bundle, {runs[0]['streams']} streams", "CPU, not scraped",
+              "extra CPU, 1 scrape/s, paired rounds (per process)", "server CPU per scrape",
+              "the same as a share of the load", "`/metrics` size", "scrapes"]
+    return markdown_table(header, rows)
+
+
+SINK_SETS = {
+    "zeromq+mqtt": "MQTT, qos 1",
+    "zeromq+mqtt0": "MQTT, qos 0",
+    "zeromq+mqttev": 'MQTT, `kinds = ["status", "event"]`',
+    "zeromq+jsonl": "JSONL",
+    "zeromq+mqtt+jsonl": "MQTT qos 1 and JSONL",
+}
+
+
+@table("sink-cost", "sink_cost.json",
+       "python -m lrcn.tools.bench_sinks bench-results/seed-112 --out docs/results")
+def sink_cost(run: dict) -> str:
+    base = run["sets"]["zeromq"]
+    rows = [["ZeroMQ alone (the baseline, JSON encoding included)",
+             f"{base['cpu_us_per_message']:.0f} us in all", f"{base['serving_cpu_ms_per_frame']:.1f} ms a frame"]]
+    for key, label in SINK_SETS.items():
+        if key in run["sets"]:
+            cost = run["sets"][key]
+            rows.append([label, f"{cost['extra_us_per_message']:.0f} us", f"{cost['extra_percent_of_frame']:.1f}%"])
+    return markdown_table(["sink", "extra CPU per message", "as a share of a frame"], rows)
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    low, high = min(values), max(values)
+    return fixed(low, digits) if round(low, digits) == round(high, digits) else f"{low:.{digits}f}-{high:.{digits}f}"
+
+
+@table("soak-scrape", "soak_scrape.json",
+       "lrcn soak bench-results/seed-112 --duration 1800 --interval 30 --scrape 1 --out soak-scrape")
+def soak_scrape(run: dict) -> str:
+    scrape, samples = run["scrape"], run["samples"]
+    predictions = sorted(set(run["predictions"].values()))
+    threads = (f"{run['threads_min']} at every sample" if run["threads_min"] == run["threads_max"]
+               else f"{run['threads_min']}-{run['threads_max']}")
+    rows = [
+        ["serve process", f"exit {run['serve_exit']}"],
+        ["predictions per stream", " / ".join(thousands(p) for p in predictions)],
+        ["ring drops; publisher drops; reconnects; ffmpeg restarts",
+         f"{run['dropped']}; {run['publisher_dropped']}; {max(s['reconnects'] for s in samples)}; {run['server_restarts']}"],
+        ["RSS of serve, first quarter -> last quarter",
+         f"{run['rss_first_mb']} -> {run['rss_last_mb']} MiB: **{run['rss_growth_mb']:+.1f} MiB**"],
+        ["threads of serve", threads],
+        ["scrapes; failed; `/healthz` answers other than 200",
+         f"{thousands(scrape['scrapes'])}; {scrape['scrape_failures']}; {scrape['healthz_503']}"],
+        ["time of one scrape, p50 / p99 / max",
+         f"{scrape['scrape_ms_p50']} / {scrape['scrape_ms_p99']} / {scrape['scrape_ms_max']} ms"],
+        ["median scrape, first quarter -> last quarter", f"{scrape['ms_first']} -> {scrape['ms_last']} ms"],
+        ["capture-to-publish per interval, p50 / p99",
+         f"{spread([s['p50_ms'] for s in samples])} / {spread([s['p99_ms'] for s in samples])} ms; "
+         f"p99 first quarter {run['p99_first_ms']} -> last {run['p99_last_ms']} ms"],
+        ["largest heartbeat gap", f"{run['max_heartbeat_gap_s']:.2f} s"],
+    ]
+    minutes = run["duration_s"] / 60
+    return markdown_table([f"over {minutes:.0f} minutes, {run['streams']} streams, scraped every "
+                           f"{scrape['interval_s']:g} s", "result"], rows)
+
+
+@table("soak-latency-compare", "soak_latency_compare.json",
+       "lrcn soak bench-results/seed-112 --duration 120 --interval 20 (one run per row, see the JSON's `command`)")
+def soak_latency_compare(run: dict) -> str:
+    rows = [[name, fixed(r["p50_ms_median_of_intervals"]), fixed(r["p99_ms_median_of_intervals"]),
+             fixed(r["rss_mb"], 1), r["threads"], r["dropped"], f"{r['duration_s']:.0f} s"]
+            for name, r in run["runs"].items()]
+    header = ["run", "p50 ms (median of intervals)", "p99 ms", "RSS MiB", "threads", "drops", "length"]
+    return markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------- lrcn bench (its JSON not kept yet)
+
+BENCH = "lrcn bench --seed-model --out bench-results && cp bench-results/bench.json docs/results/bench.json"
+BENCH_CONTINUOUS = ("lrcn bench bench-results/seed-112 --mode continuous --no-startup --out bench-results/continuous"
+                    " && cp bench-results/continuous/bench.json docs/results/bench_continuous.json")
+COST_ROWS = {
+    "naive": "**naive**: full T-frame `model.onnx` re-run",
+    "exact": "**exact window**, encode once",
+    "continuous": "**continuous** (1 state)",
+    "encoder_b1": "  encoder alone, batch 1",
+    "head_exact": "  exact head alone (x·W + b, T recurrent steps)",
+    "head_continuous": "  continuous head alone",
+    "int8_b1": "  INT8 encoder, batch 1",
+    "encoder_b16": "  fp32 encoder, batch 16 (per call)",
+    "int8_b16": "  INT8 encoder, batch 16 (per call)",
+}
+
+
+@table("bench-cost", "bench.json", BENCH)
+def bench_cost(run: dict) -> str:
+    cost = run["cost"]
+    ratios = {"exact": cost.get("naive_over_exact"), "continuous": cost.get("naive_over_continuous")}
+    rows = [[label, fixed(cost[key]["ms"]), fixed(cost[key]["cpu_ms"]),
+             f"**{ratios[key]}x**" if ratios.get(key) else ""]
+            for key, label in COST_ROWS.items() if key in cost]
+    table_text = markdown_table(["per new frame", "median ms", "CPU ms", "naive / this"], rows)
+    if "int8_speedup_b1" in cost:
+        table_text += (f"\n\nINT8 against fp32 encoder: {cost['int8_speedup_b1']}x at batch 1, "
+                       f"{cost['int8_speedup_b16']}x at batch 16. Model: {run['model']}.")
+    return table_text
+
+
+@table("bench-latency", "bench.json", BENCH)
+def bench_latency(run: dict) -> str:
+    latency, pipeline = run["latency"], run["pipeline"]
+    rows = [[label, fixed(part["p50"], 3), fixed(part["p95"], 3), fixed(part["p99"], 3), part["count"]]
+            for label, part in (("capture -> publish (the message's `latency_ms`)", latency["capture_to_publish_ms"]),
+                                ("capture -> received by the subscriber", latency["capture_to_receive_ms"]))]
+    return markdown_table([f"{latency['streams']} stream, {latency['frames_per_s']:g} frames/s", "p50 ms", "p95 ms",
+                           "p99 ms", "predictions"], rows) + (
+        f"\n\nRing drops {latency['dropped']}, publisher drops {latency['publisher_dropped']}. Process CPU per "
+        f"frame: **{pipeline['cpu_ms_per_frame']:.2f} ms**, {pipeline['cpu_over_bare']}x the encoder + head in a "
+        f"hot loop and {pipeline['cpu_over_paced_compute']}x the same calls paced without the pipeline.")
+
+
+def capacity_rows(run: dict, mode: str) -> list[list[object]]:
+    rows = []
+    bare = run["throughput"]["encoder"]["best_frames_per_s"]
+    compute = run["throughput"]["compute" if mode == "exact" else "compute_continuous"]["best_frames_per_s"]
+    for key, sources in (("capacity_memory", "in memory (`pattern:25`)"), ("capacity_file", "video files, decoded")):
+        if key in run:
+            capacity = run[key]
+            rows.append([f"{mode}, {sources}", f"**{capacity['max_streams']}**", capacity["first_failing"] or "-",
+                         fixed(capacity["frames_per_s"], 1), f"{capacity['frames_per_s'] / bare:.0%}",
+                         f"{capacity['frames_per_s'] / compute:.0%}"])
+    return rows
+
+
+@table("bench-capacity", ("bench.json", "bench_continuous.json"), f"{BENCH}; {BENCH_CONTINUOUS}")
+def bench_capacity(exact: dict, continuous: dict) -> str:
+    header = ["head mode, sources", "streams held", "first failing", "frames/s at capacity",
+              "% of bare encoder", "% of bare encoder + head"]
+    return markdown_table(header, capacity_rows(exact, "exact") + capacity_rows(continuous, "continuous"))
+
+
+@table("bench-capacity-runs", "bench.json", BENCH)
+def bench_capacity_runs(run: dict) -> str:
+    rows = []
+    for key, sources in (("capacity_memory", "memory"), ("capacity_file", "files")):
+        for r in run.get(key, {}).get("runs", []):
+            rows.append([sources, r["streams"], fixed(r["frames_per_s"], 1), fixed(r["p50_ms"], 3),
+                         fixed(r["p99_ms"], 3), r["dropped"], fixed(r["batch_mean"]), fixed(r["cpu_ms_per_frame"]),
+                         fixed(r["load"][0])])
+    header = ["sources", "streams", "frames/s", "p50 ms", "p99 ms", "ring drops", "batch mean",
+              "CPU ms/frame", "load"]
+    return markdown_table(header, rows)
+
+
+@table("bench-throughput", "bench.json", BENCH)
+def bench_throughput(run: dict) -> str:
+    parts = run["throughput"]
+    batches = list(parts["encoder"]["frames_per_s"])
+    labels = {"encoder": "encoder alone", "compute": "encoder + exact head",
+              "compute_continuous": "encoder + continuous head"}
+    rows = [[label, *(fixed(parts[key]["frames_per_s"][b], 1) for b in batches)]
+            for key, label in labels.items() if key in parts]
+    return markdown_table(["batch", *batches], rows)
+
+
+@table("bench-startup", "bench.json", BENCH)
+def bench_startup(run: dict) -> str:
+    startup = run["startup"]
+    rows = [["this runtime (ONNX Runtime + NumPy, no TensorFlow)", *(
+                fixed(startup["runtime"][k], 3) for k in ("loaded_s", "first_prediction_s")), startup["runtime"]["rss_mb"]],
+            ["Keras (`model.keras`)", *(fixed(startup["keras"][k], 3) for k in ("loaded_s", "first_prediction_s")),
+             startup["keras"]["rss_mb"]]]
+    return markdown_table(["", "loaded, s", "first prediction, s", "RSS, MiB"], rows) + (
+        f"\n\nKeras takes {startup['keras_over_runtime_first_prediction']}x as long to its first prediction "
+        f"and {startup['keras_over_runtime_rss']}x the memory.")
+
+
+@table("bench-targets", "bench.json", BENCH)
+def bench_targets(run: dict) -> str:
+    rows = [[f"{name} ({target['target']})", target["value"], "yes" if target["met"] else "**no**"]
+            for name, target in run["targets"].items()]
+    return markdown_table(["target", "measured", "met"], rows)
+
+
+@table("faults", "faults.json",
+       "lrcn faults bench-results/seed-112 --out fault-results && cp fault-results/faults.json docs/results/faults.json")
+def faults(run: dict) -> str:
+    cycles = run["cycles"]
+    recovered = sum(1 for c in cycles if c["resumed"] and c["gap_event"] and c["connected_event"])
+    waits = sorted(c["kill_to_prediction_s"] for c in cycles if c.get("kill_to_prediction_s") is not None)
+    stalled = run["stalled_subscriber"]
+    finals = run["final_stats"].values()
+    rows = [
+        ["kills recovered (a gap status, `connected` again, then predictions)", f"**{recovered} / {len(cycles)}**"],
+        ["kill to the stream's next prediction, median / max",
+         f"{waits[len(waits) // 2]:.1f} / {waits[-1]:.1f} s" if waits else "-"],
+        ["ring drops; publisher drops (every stream)",
+         f"{sum(s['dropped'] for s in finals)}; {sum(s['publisher_dropped'] for s in finals)}"],
+        ["largest gap between heartbeats", f"{run['max_heartbeat_gap_s']:.2f} s"],
+        [f"stalled subscriber ({run['stall_s']:g} s): before / after; seq gaps",
+         f"{stalled['received_before']} / {stalled['received_after']} messages; {stalled['missed_seq']} missed"],
+        ["corrupt file: predictions; still coming at the end",
+         f"{run['predictions'].get('corrupt', '-')}; {'yes' if run['corrupt_predictions_still_coming'] else 'no'}"],
+        ["serve stop after SIGTERM; exit status", f"{run['stop_s']:.2f} s; {run['serve_exit']}"],
+        ["problems found", len(run["problems"])],
+        ["whole run", f"{run['elapsed_s']:.0f} s"],
+    ]
+    return markdown_table(["check", "result"], rows)
+
+
+@table("demo", "demo.json", "lrcn demo && cp lrcn-demo/demo.json docs/results/demo.json")
+def demo(run: dict) -> str:
+    test, streaming = run["test"], run["streaming"]
+    rows = [[f"{run['seconds']:.0f} s", f"{test['video_correct']}/{test['videos']}",
+             streaming["predictions"], f"{streaming['accuracy']:.0%}",
+             f"{streaming['accuracy_within_one_action']:.0%} of {streaming['within_one_action']}",
+             f"{streaming['latency_ms_p50']:.1f} / {streaming['latency_ms_p99']:.1f} ms"]]
+    header = ["demo, start to end", "test videos right", "streaming predictions", "right, of all",
+              "right, windows showing one action", "latency p50 / p99"]
+    return markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------- the README's one table
+
+
+@table("headline", ("events_ucf101_9.json", "capture.json", "cameras_after.json", "scrape_overhead_seed.json",
+                    "sink_cost.json", "soak_scrape.json"),
+       "the commands of the tables it summarises (docs/results.md)")
+def headline(events_run: dict, capture: dict, cameras_after: dict, scrape: dict, sinks: dict, soak: dict) -> str:
+    exact = events_run["modes"]["exact-hop1"]
+    hd = capture["sources"]["1080p30-h264-ippp"]
+    mqtt = sinks["sets"]["zeromq+mqtt"]
+    rows = [
+        ["ucf101_9 test videos joined into one live stream, exact windows: frames labelled right; "
+         "event precision / recall", f"{exact['accuracy']:.1%}; {exact['events']['precision']:.2f} / "
+         f"{exact['events']['recall']:.2f}", "[results](docs/results.md#streaming-accuracy)"],
+        ["capture CPU per 1080p30 H.264 frame: OpenCV, every frame / PyAV, only sampled frames converted",
+         f"{hd['paths']['a']['cpu_ms_per_frame']['median']:.1f} / **{hd['paths']['b']['cpu_ms_per_frame']['median']:.1f} ms**",
+         "[performance](docs/PERFORMANCE.md#capture-at-hd-pyav-only-the-sampled-frames-converted-issue-13)"],
+        ["1080p30 RTSP cameras one 2-core box serves (10 fps sampling, 0 drops, p99 < 100 ms)",
+         f"**{cameras_after['capacity']}**", "[performance](docs/PERFORMANCE.md#capture-at-hd-pyav-only-the-sampled-frames-converted-issue-13)"],
+        ["extra CPU of a Prometheus scrape every second, 8 streams", f"{scrape['extra_percent']:+.2f}%",
+         "[service](docs/SERVICE.md#what-a-scrape-costs)"],
+        ["extra CPU per message of an MQTT sink (qos 1)", f"{mqtt['extra_us_per_message']:.0f} us",
+         "[messages](docs/messages.md#what-a-sink-costs)"],
+        [f"{soak['duration_s'] / 60:.0f}-minute soak, {soak['streams']} streams, scraped every second: "
+         "RSS growth; drops; failed scrapes",
+         f"{soak['rss_growth_mb']:+.1f} MiB; {soak['dropped']}; {soak['scrape']['scrape_failures']}",
+         "[reliability](docs/RELIABILITY.md#soak-with-the-service-port-issue-14)"],
+    ]
+    return markdown_table(["measured on a 2-core CPU, no GPU", "result", "more"], rows)
+
+
+# ---------------------------------------------------------------- rewriting the documents
+
+
+def render(name: str, results: Path) -> str:
+    """Table ``name`` from its JSON under ``results``, or a line saying how to produce it."""
+    spec = TABLES[name]
+    missing = [s for s in spec.sources if not (results / s).is_file()]
+    if missing:
+        return (f"*Not generated yet: no {', '.join(f'`docs/results/{m}`' for m in missing)}. "
+                f"`{spec.command}`, then `python -m lrcn.tools.report`.*")
+    documents = [json.loads((results / s).read_text()) for s in spec.sources]
+    return spec.render(*documents).rstrip("\n")
+
+
+def rewrite(text: str, results: Path) -> tuple[str, list[str]]:
+    """``text`` with every marked table regenerated, and the names of those that changed."""
+    changed: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise KeyError(f"unknown table {name!r} (known: {', '.join(sorted(TABLES))})")
+        body = render(name, results) + "\n"
+        if body != match["body"]:
+            changed.append(name)
+        return match[1] + body + match[4]
+
+    return MARKED.sub(replace, text), changed
+
+
+def documents(root: Path) -> list[Path]:
+    """README.md and docs/*.md under ``root``."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each table that differs")
+    parser.add_argument("--root", type=Path, default=REPOSITORY, help="the checkout (README.md, docs/)")
+    parser.add_argument("--list", action="store_true", help="print each table, its JSON and its command")
+    args = parser.parse_args(argv)
+    results = args.root / "docs" / "results"
+    if args.list:
+        for spec in TABLES.values():
+            state = "ok" if all((results / s).is_file() for s in spec.sources) else "JSON missing"
+            print(f"{spec.name}: {', '.join(spec.sources)} ({state})\n    {spec.command}")
+        return 0
+    stale = []
+    for path in documents(args.root):
+        text = path.read_text()
+        new, changed = rewrite(text, results)
+        stale += [f"{path.relative_to(args.root)}: {name}" for name in changed]
+        if changed and not args.check:
+            path.write_text(new)
+    verb = "differs from its JSON" if args.check else "rewritten"
+    for line in stale:
+        print(f"{line} {verb}", file=sys.stderr if args.check else sys.stdout)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
