@@ -61,7 +61,7 @@ class LastFrameHead(Head):
 def last_head():
     register(LastFrameHead)
     yield LastFrameHead(CLASSES, *weights(3, (F, 3), (3,)))
-    del HEAD_TYPES["last"]
+    HEAD_TYPES.remove("last")
 
 
 def weights(seed, *shapes):

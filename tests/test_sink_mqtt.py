@@ -106,7 +106,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
     sink = MqttSink.from_config({"url": f"mqtt://127.0.0.1:{broker.port}/lrcn", "client_id": "sink-t1"}, node="test")
     subscribers = []
     try:
-        assert SINKS["mqtt"] is MqttSink
+        assert SINKS.get("mqtt") is MqttSink
         assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
         live = Subscriber(broker.port)
         subscribers.append(live)

@@ -22,13 +22,13 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.registry import Registry
 
 ENCODER_FILE = "encoder.onnx"
 INT8_ENCODER_FILE = "encoder.int8.onnx"
@@ -59,39 +59,24 @@ def check_frames(frames: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
 Opener = Callable[..., Encoder]
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    open: Opener
-    module: str            # the module that registered it, whose availability() `lrcn doctor` asks
-
-
-_BACKENDS: dict[str, Backend] = {}
+BACKENDS: Registry[Opener] = Registry("encoder backend", BUILT_IN)
 
 
 def register(name: str) -> Callable[[Opener], Opener]:
     """Decorator: `opener` opens a bundle's encoder on the backend called `name`."""
-    def add(opener: Opener) -> Opener:
-        if not name or name in _BACKENDS:
-            raise ValueError(f"encoder backend {opener.__name__} needs a unique name, got {name!r}")
-        _BACKENDS[name] = Backend(name, opener, opener.__module__)
-        return opener
-    return add
+    return BACKENDS.register(name)
 
 
 def backend_names() -> tuple[str, ...]:
     """The backends `open_encoder` takes, for command-line choices and `lrcn doctor`: the built-in
     ones first, in BUILT_IN's order (the default first), then any other in the order registered."""
-    _load_built_in()
-    rank = {module: i for i, module in enumerate(BUILT_IN)}
-    return tuple(sorted(_BACKENDS, key=lambda name: rank.get(_BACKENDS[name].module, len(BUILT_IN))))
+    return tuple(BACKENDS.names())
 
 
 def unavailable_reason(backend: str) -> str | None:
     """None when `backend` can run on this machine, else one line saying why not (from its
     module's `availability()`; a module without one is taken as always available)."""
-    _load_built_in()
-    availability = getattr(importlib.import_module(_BACKENDS[backend].module), "availability", None)
+    availability = getattr(importlib.import_module(BACKENDS.module(backend)), "availability", None)
     return availability() if availability is not None else None
 
 
@@ -104,13 +89,6 @@ def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: 
     (precision fp32, fp16 or int8; max_batch bounds the optimisation profile). threads
     defaults to $LRCN_THREADS, else the backend's own choice.
     """
-    names = backend_names()
-    if backend not in names:
-        raise LrcnError(f"unknown encoder backend {backend!r}: one of {', '.join(names)}")
+    opener = BACKENDS.get(backend)
     threads = threads or int(os.environ.get("LRCN_THREADS", "0")) or None
-    return _BACKENDS[backend].open(Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch)
-
-
-def _load_built_in() -> None:
-    for module in BUILT_IN:
-        importlib.import_module(module)
+    return opener(Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch)

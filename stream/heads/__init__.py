@@ -21,7 +21,6 @@ that differs between head types, so `stream.windows` keeps only the slot and hop
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -29,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.registry import Registry
 
 HEAD_FILE = "head.npz"
 
@@ -112,27 +112,21 @@ class Head:
         raise NotImplementedError
 
 
-HEAD_TYPES: dict[str, type[Head]] = {}
+HEAD_TYPES: Registry[type[Head]] = Registry("head type", BUILT_IN)
 
 
 def register(cls: type[Head]) -> type[Head]:
-    if not cls.kind or cls.kind in HEAD_TYPES:
-        raise ValueError(f"head type {cls.__name__} needs a unique kind, got {cls.kind!r}")
-    HEAD_TYPES[cls.kind] = cls
-    return cls
+    """Class decorator: add a head type under its `kind`."""
+    return HEAD_TYPES.add(cls.kind, cls)
 
 
 def head_names() -> list[str]:
     """The registered head types, built-in ones first."""
-    _load_built_in()
-    return list(HEAD_TYPES)
+    return HEAD_TYPES.names()
 
 
 def head_type(kind: str) -> type[Head]:
-    _load_built_in()
-    if kind not in HEAD_TYPES:
-        raise LrcnError(f"unknown head type {kind!r} (known: {', '.join(HEAD_TYPES)})")
-    return HEAD_TYPES[kind]
+    return HEAD_TYPES.get(kind)
 
 
 def save_head(path: str | Path, head: Head) -> Path:
@@ -197,8 +191,3 @@ def softmax_weights(head_model) -> tuple[np.ndarray, np.ndarray]:
     layer = head_model.layers[-1]
     kernel, bias = getattr(layer, "layer", layer).get_weights()
     return kernel, bias
-
-
-def _load_built_in() -> None:
-    for module in BUILT_IN:
-        importlib.import_module(module)

@@ -19,13 +19,13 @@ dropped in `stats()`. A new kind of sink is one module with a `@register`ed clas
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.registry import Registry
 
 # Modules that register the built-in sinks; imported when a sink is first looked up, so that a
 # deployment without MQTT or files never imports them.
@@ -86,28 +86,22 @@ class Sink:
         return self.name
 
 
-SINKS: dict[str, type[Sink]] = {}
+SINKS: Registry[type[Sink]] = Registry("sink type", BUILT_IN)
 
 
 def register(cls: type[Sink]) -> type[Sink]:
-    if not cls.name or cls.name in SINKS:
-        raise ValueError(f"sink {cls.__name__} needs a unique name, got {cls.name!r}")
-    SINKS[cls.name] = cls
-    return cls
+    """Class decorator: add a sink type under its `name`."""
+    return SINKS.add(cls.name, cls)
 
 
 def sink_types() -> list[str]:
-    _load_built_in()
-    return sorted(SINKS)
+    return sorted(SINKS.names())
 
 
 def open_sink(table: Mapping, *, node: str) -> Sink:
     """A sink from a [[sink]] table: `type` picks the class, the other keys are its options."""
-    _load_built_in()
-    kind = table.get("type")
-    if kind not in SINKS:
-        raise LrcnError(f"unknown sink type {kind!r} (known: {', '.join(sorted(SINKS))})")
-    return SINKS[kind].from_config({k: v for k, v in table.items() if k != "type"}, node=node)
+    sink_type = SINKS.get(table.get("type"))
+    return sink_type.from_config({k: v for k, v in table.items() if k != "type"}, node=node)
 
 
 def check_keys(options: Mapping, types: Mapping[str, type | tuple], sink: str) -> None:
@@ -126,8 +120,3 @@ def check_kinds(kinds, sink: str) -> frozenset[str]:
     if unknown or not kinds:
         raise LrcnError(f"{sink} sink: kinds must be some of {', '.join(KINDS)}, got {list(kinds)}")
     return frozenset(kinds)
-
-
-def _load_built_in() -> None:
-    for module in BUILT_IN:
-        importlib.import_module(module)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.registry import Registry
 from lrcn.stream.sources.options import SourceOptions
 
 CAMERA, FILE = "camera", "file"
@@ -96,12 +97,14 @@ class Capture:
             capture.close()
 
 
-_CAPTURES: dict[str, type[Capture]] = {}
+# The package's __init__ imports the built-in capture modules, so nothing is loaded on demand.
+CAPTURES: Registry[type[Capture]] = Registry("source scheme", built_in=())
 
 
 def register(cls: type[Capture]) -> type[Capture]:
+    """Class decorator: the capture for each of its `schemes`."""
     for scheme in cls.schemes:
-        _CAPTURES[scheme] = cls
+        CAPTURES.add(scheme, cls)
     return cls
 
 
@@ -114,18 +117,18 @@ def scheme_of(uri: str) -> str:
     if uri.isdigit() or uri.startswith("/dev/video"):
         return CAMERA
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    if scheme in _CAPTURES:
+    if scheme in CAPTURES:
         return scheme
     if "://" in uri:
         raise LrcnError(f"unsupported source URL scheme {scheme!r} in {uri!r} (known: "
-                        f"{', '.join(sorted(s for s in _CAPTURES if s not in (CAMERA, FILE)))}, "
+                        f"{', '.join(sorted(s for s in CAPTURES.names() if s not in (CAMERA, FILE)))}, "
                         f"a file or a camera index)")
     return FILE
 
 
 def capture_class(uri: str) -> type[Capture]:
-    return _CAPTURES[scheme_of(uri)]
+    return CAPTURES.get(scheme_of(uri))
 
 
 def schemes() -> list[str]:
-    return sorted(_CAPTURES)
+    return sorted(CAPTURES.names())
