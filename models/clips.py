@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -23,9 +24,10 @@ def cache_key(path: Path, *parts) -> str:
 
 
 def save_npy(file: Path, array: np.ndarray) -> None:
-    """Write then rename, so an interrupted run never leaves a half-written cache entry."""
+    """Write then rename, so an interrupted run never leaves a half-written cache entry (and
+    workers sharing a cache folder never write into each other's temporary file)."""
     file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = file.with_suffix(".partial.npy")
+    temporary = file.with_suffix(f".{os.getpid()}.partial.npy")
     np.save(temporary, array)
     temporary.replace(file)
 
@@ -56,18 +58,60 @@ class FrameCache:
         return frames
 
 
-def load_videos(paths: Iterable[Path], cache: FrameCache, progress: bool = True) -> dict[Path, np.ndarray]:
-    """Decode (or load) every video; a video that cannot be read is named on stderr and skipped."""
+class Shard(Protocol):
+    """This process's place among the workers that share out the videos (lrcn.models.distribute)."""
+    worker: int
+    workers: int
+
+    def gather(self, item) -> list:
+        """Every worker's item, in worker order (a collective: all workers call it alike)."""
+
+
+class OneWorker:
+    worker, workers = 0, 1
+
+    @staticmethod
+    def gather(item) -> list:
+        return [item]
+
+
+def map_sharded(items: Sequence, compute: Callable, shard: Shard = OneWorker(), progress: bool = False,
+                desc: str = "") -> dict[int, np.ndarray]:
+    """{index: compute(items[index])} for every item, each worker computing items i where
+    i % workers == worker, then exchanging results a round at a time (one item per worker per
+    round, so no message holds more than one video). `compute` returning None leaves an item out.
+
+    >>> map_sharded(["a", "bb", "ccc"], lambda s: np.array(len(s)))
+    {0: array(1), 1: array(2), 2: array(3)}
+    """
     from tqdm import tqdm
 
+    results = {}
+    for start in tqdm(range(0, len(items), shard.workers), desc=desc, unit="round", leave=False,
+                      disable=not progress):
+        mine = start + shard.worker
+        shares = shard.gather(compute(items[mine]) if mine < len(items) else None)
+        for offset, value in enumerate(shares):
+            if value is not None and start + offset < len(items):
+                results[start + offset] = value
+    return results
+
+
+def load_videos(paths: Iterable[Path], cache: FrameCache, progress: bool = True,
+                shard: Shard = OneWorker()) -> dict[Path, np.ndarray]:
+    """Decode (or load) every video, each worker its share; a video that cannot be read is named
+    on stderr (by the worker that tried it) and skipped."""
     paths = list(paths)
-    frames = {}
-    for path in tqdm(paths, desc="decoding", unit="video", disable=not progress, leave=False):
+
+    def decode(path):
         try:
-            frames[path] = cache.frames(path)
+            return cache.frames(path)
         except LrcnError as err:
             print(f"lrcn: skipping {err}", file=sys.stderr)
-    return frames
+            return None
+
+    frames = map_sharded(paths, decode, shard, progress, "decoding")
+    return {paths[i]: frames[i] for i in sorted(frames)}
 
 
 def clip_indices(n_frames: int, clip_length: int, start: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrcn.models import distribute
 from lrcn.models.clips import FrameCache, load_videos
 from lrcn.models.data import Dataset, Fold, Video, group_holdout, leave_one_group_out
 from lrcn.models.evaluate import predict_videos, report, save_report
@@ -84,7 +85,7 @@ def train_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list
     else:
         model, meta = train(spec, fit_videos, val_videos, out_dir, config, resume,
                             provenance | {"train_groups": groups(fit_videos)})
-    if not test_videos:
+    if not test_videos or not distribute.current().is_chief:  # the chief alone tests the bundle it writes
         return {}
     result = evaluate_model(model, spec, test_videos, config, out_dir / "evaluation")
     meta.metrics = {"test": {k: result[k] for k in ("videos", "video_accuracy", "video_correct", "clip_accuracy")}}
@@ -125,6 +126,8 @@ def cross_validate(spec: ModelSpec, dataset: Dataset, out_dir: Path, config: Tra
         fold_dir = out_dir / f"fold-{fold.name.replace('=', '-')}"
         result = train_and_test(spec, list(fold.train), list(fold.test), fold_dir, config,
                                 provenance=provenance, l2_choices=l2_choices)
+        if not result:  # a worker other than the chief: it trained, the chief tests
+            continue
         rows.append({"fold": fold.name, "test_videos": result["videos"], "correct": result["video_correct"],
                      "video_accuracy": result["video_accuracy"], "clip_accuracy": result["clip_accuracy"]})
         print(f"{fold.name}: {result['video_correct']}/{result['videos']} videos "
@@ -132,7 +135,7 @@ def cross_validate(spec: ModelSpec, dataset: Dataset, out_dir: Path, config: Tra
     correct, total = sum(r["correct"] for r in rows), sum(r["test_videos"] for r in rows)
     summary = {"folds": rows, "correct": correct, "videos": total,
                "pooled_video_accuracy": round(correct / max(1, total), 4),
-               "mean_fold_accuracy": round(float(np.mean([r["video_accuracy"] for r in rows])), 4),
+               "mean_fold_accuracy": round(float(np.mean([r["video_accuracy"] for r in rows])), 4) if rows else None,
                "model": spec.to_json()}
     (out_dir / "cv_report.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

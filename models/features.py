@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
-from lrcn.models.clips import cache_key, preprocess, save_npy
+from lrcn.models.clips import OneWorker, Shard, cache_key, map_sharded, preprocess, save_npy
+from lrcn.stream.errors import LrcnError
 from lrcn.stream.video import DECODE_VERSION
 from lrcn.stream.bundle import ModelSpec
 
@@ -45,14 +48,52 @@ class FeatureCache:
         identity = (spec.backbone, spec.pooling, spec.input_size, spec.fps, weights_fingerprint(spec), DECODE_VERSION)
         self.identity = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
 
+    def file(self, video_path: Path, view: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / f"{cache_key(Path(video_path), self.identity, view)}.npy"
+
     def features(self, video_path: Path, frames: np.ndarray, view: str = "plain") -> np.ndarray:
-        file = None
-        if self.directory is not None:
-            file = self.directory / f"{cache_key(Path(video_path), self.identity, view)}.npy"
-            if file.exists():
-                return np.load(file)
+        file = self.file(video_path, view)
+        if file is not None and file.exists():
+            return np.load(file)
         pixels = frames[:, :, ::-1] if view == "mirror" else frames
         features = encode_frames(self.encoder, np.ascontiguousarray(pixels), self.spec)
         if file is not None:
             save_npy(file, features)
         return features
+
+    def cached(self, video_path: Path, view: str) -> np.ndarray | None:
+        file = self.file(video_path, view)
+        return np.load(file) if file is not None and file.exists() else None
+
+    def all_views(self, video_paths: Sequence[Path], frames_of: Callable[[Path], np.ndarray],
+                  views: Sequence[str], shard: Shard = OneWorker(), progress: bool = False) -> dict[Path, list]:
+        """{path: [features of each view]} for every readable video. Each worker encodes its
+        share (frames decoded only where a view is not cached yet), the shares are exchanged,
+        and each worker caches what the others encoded, so later runs and evaluation find it."""
+        paths = list(video_paths)
+
+        def encode(path):
+            try:
+                if not Path(path).is_file():
+                    raise LrcnError(f"video not found: {path}")
+                views_cached = [self.cached(path, view) for view in views]
+                if all(v is not None for v in views_cached):
+                    return np.stack(views_cached)
+                frames = frames_of(path)
+            except LrcnError as err:
+                print(f"lrcn: skipping {err}", file=sys.stderr)
+                return None
+            return np.stack([self.features(path, frames, view) for view in views])
+
+        shared = map_sharded(paths, encode, shard, progress, "encoding")
+        out = {}
+        for index in sorted(shared):
+            path = paths[index]
+            out[path] = list(shared[index])
+            for view, features in zip(views, out[path]):
+                file = self.file(path, view)
+                if file is not None and not file.exists():
+                    save_npy(file, features)
+        return out

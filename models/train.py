@@ -8,13 +8,14 @@ and only the temporal head trains on them: the same model, a fraction of the CNN
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,9 @@ import keras
 
 from lrcn.models.architectures import TemporalPooling, build_head, build_model, copy_head_weights, \
     scale_to_unit_variance, split_model
-from lrcn.models import synth
-from lrcn.models.clips import DEFAULT_CACHE, FrameCache, augment_clip, clip_indices, load_videos, preprocess, \
-    random_start, window_starts
+from lrcn.models import distribute, synth
+from lrcn.models.clips import DEFAULT_CACHE, FrameCache, OneWorker, Shard, augment_clip, clip_indices, load_videos, \
+    preprocess, random_start, window_starts
 from lrcn.models.data import Video
 from lrcn.models.features import FeatureCache
 from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
@@ -49,6 +50,9 @@ class TrainConfig:
     synthetic_clips: int = 0
     cache_dir: str | None = str(DEFAULT_CACHE)
     progress: bool = True
+    # tf.distribute: "none", "mirrored" (this machine's GPUs) or "multiworker" (TF_CONFIG's
+    # machines); batch_size is then per replica (lrcn.models.distribute).
+    distribute: str = "none"
 
 
 class ClipBatches(keras.utils.PyDataset):
@@ -148,38 +152,41 @@ class RenderedBatches(keras.utils.PyDataset):
         return preprocess(np.stack(clips), *self.spec.preprocessing), labels
 
 
-def prepare(spec, config, train_videos, val_videos, frame_cache, encoder):
-    """(model to fit, training batches, validation batches, trains_head_only)."""
+def prepare(spec, config, train_videos, val_videos, frame_cache, encoder, shard: Shard = OneWorker()):
+    """(model to fit, training batches, validation batches, trains_head_only). Videos are
+    decoded, and a frozen backbone's features encoded, by each worker of `shard` for its share."""
     rendered = config.synthetic_clips > 0
-    train_frames = {} if rendered else load_videos([v.path for v in train_videos], frame_cache, config.progress)
-    val_frames = load_videos([v.path for v in val_videos], frame_cache, config.progress)
-    if not train_frames and not rendered:
-        raise LrcnError("no readable training video")
     head_only = spec.frozen_backbone
     if rendered and head_only:
         raise LrcnError("synthetic clips train the whole model; a frozen backbone trains on video features")
-    if rendered:
-        val_items = [([val_frames[v.path]], v.label) for v in val_videos if v.path in val_frames]
-        return (None, RenderedBatches(spec, config),
-                ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None, False)
     if head_only:
         features = FeatureCache(config.cache_dir, spec, encoder)
         views = ("plain", "mirror") if config.flip and config.augment else ("plain",)
 
-        def items(videos, frames, view_names):
-            return [([features.features(v.path, frames[v.path], name) for name in view_names], v.label)
-                    for v in videos if v.path in frames]
+        def items(videos, view_names):
+            encoded = features.all_views([v.path for v in videos], frame_cache.frames, view_names, shard,
+                                         config.progress)
+            return [(encoded[v.path], v.label) for v in videos if v.path in encoded]
 
-        train_items = items(train_videos, train_frames, views)
-        val_items = items(val_videos, val_frames, ("plain",))
+        train_items = items(train_videos, views)
+        if not train_items:
+            raise LrcnError("no readable training video")
+        val_items = items(val_videos, ("plain",))
         model = build_head(spec, train_items[0][0][0].shape[-1])
-    else:
-        train_items = [([train_frames[v.path]], v.label) for v in train_videos if v.path in train_frames]
+        return (model, ClipBatches(train_items, spec, config, True, pixels=False),
+                ClipBatches(val_items, spec, config, False, pixels=False) if val_items else None, True)
+    train_frames = {} if rendered else load_videos([v.path for v in train_videos], frame_cache, config.progress, shard)
+    val_frames = load_videos([v.path for v in val_videos], frame_cache, config.progress, shard)
+    if not train_frames and not rendered:
+        raise LrcnError("no readable training video")
+    if rendered:
         val_items = [([val_frames[v.path]], v.label) for v in val_videos if v.path in val_frames]
-        model = None
-    return (model, ClipBatches(train_items, spec, config, True, pixels=not head_only),
-            ClipBatches(val_items, spec, config, False, pixels=not head_only) if val_items else None,
-            head_only)
+        return (None, RenderedBatches(spec, config),
+                ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None, False)
+    train_items = [([train_frames[v.path]], v.label) for v in train_videos if v.path in train_frames]
+    val_items = [([val_frames[v.path]], v.label) for v in val_videos if v.path in val_frames]
+    return (None, ClipBatches(train_items, spec, config, True, pixels=True),
+            ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None, False)
 
 
 def sample_frames(batches, spec: ModelSpec, count: int = 64) -> np.ndarray:
@@ -222,10 +229,17 @@ def best_so_far(history_csv: Path, monitor: str) -> float | None:
 
 def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], out_dir: str | Path,
           config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> tuple[keras.Model, BundleMeta]:
-    """Fit, keep the best epoch by validation loss, and write model.keras + meta.json to out_dir."""
+    """Fit, keep the best epoch by validation loss, and write model.keras + meta.json to out_dir.
+
+    Under config.distribute, a twin of the model with its variables under the strategy fits
+    with global batches of config.batch_size x replicas; every worker draws the same batches
+    (same seed) and each replica takes its part of each one. The bundle's model stays plain."""
     import tensorflow as tf
 
     started = time.time()
+    distribution = distribute.start(config.distribute)
+    scope = distribution.strategy.scope if distribution.strategy is not None else contextlib.nullcontext
+    global_config = replace(config, batch_size=config.batch_size * distribution.replicas)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     out_dir = Path(out_dir)
@@ -234,13 +248,17 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
     model = build_model(spec)
     encoder, _ = split_model(model, spec)
     frame_cache = FrameCache(Path(config.cache_dir) / "frames" if config.cache_dir else None, spec.input_size, spec.fps)
-    head, batches, val_batches, head_only = prepare(spec, config, train_videos, val_videos, frame_cache, encoder)
+    head, batches, val_batches, head_only = prepare(spec, global_config, train_videos, val_videos, frame_cache,
+                                                    encoder, distribution)
     fitted = head if head_only else model
     monitor = "val_loss" if val_batches is not None else "loss"
     last, best, history_csv = checkpoints / "last.keras", checkpoints / "best.keras", checkpoints / "history.csv"
     initial_epoch = 0
     if resume and last.exists():
-        fitted = keras.models.load_model(last)
+        with scope():
+            fitted = keras.models.load_model(last)
+        if distribution.strategy is not None:
+            distribute.build_for_fit(fitted, distribution, batches[0])
         state = json.loads((checkpoints / "state.json").read_text())
         initial_epoch = state["epoch"]
         batches.start_epoch(initial_epoch)
@@ -249,7 +267,12 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
         if spec.backbone == "seed":  # the small CNN learns faster from Keras's own initialisation
             scale_to_unit_variance(encoder, sample_frames(batches, spec))
         standardise_pooling(fitted, batches, None if head_only else encoder)
-        compile_model(fitted, config, config.epochs * len(batches))
+        steps = config.epochs * len(batches)
+        if distribution.strategy is None:
+            compile_model(fitted, config, steps)
+        else:
+            fitted = distribute.distributed_copy(fitted, distribution, lambda twin: compile_model(twin, config, steps),
+                                                 batches[0])
         history_csv.unlink(missing_ok=True)
     callbacks = [
         keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True,
@@ -260,12 +283,17 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
         keras.callbacks.CSVLogger(history_csv, append=True),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
     ]
-    if initial_epoch < config.epochs:
-        fitted.fit(batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=initial_epoch,
-                   callbacks=callbacks, verbose=1 if config.progress else 2)
-    fitted.load_weights(best if best.exists() else last)
+    # In the strategy's scope the metrics of an epoch are read across all replicas, so every
+    # worker's callbacks see the same figures and stop at the same epoch.
+    with scope():
+        if initial_epoch < config.epochs:
+            fitted.fit(batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=initial_epoch,
+                       callbacks=callbacks, verbose=1 if config.progress else 2)
+        fitted.load_weights(best if best.exists() else last)
     if head_only:
         copy_head_weights(fitted, model)
+    elif fitted is not model:
+        model.set_weights(fitted.get_weights())
     history = read_history(history_csv)
     meta = BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1]), training={
         "config": asdict(config) | {"cache_dir": None},
@@ -273,6 +301,9 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
         "head_only": head_only, "epochs_run": len(history.get("loss", [])),
         "best_epoch": int(np.argmin(history[monitor])) + 1 if history.get(monitor) else None,
         "seconds": round(time.time() - started, 1),
+        **({"distribute": {"strategy": distribution.name, "workers": distribution.workers,
+                           "replicas": distribution.replicas, "global_batch": global_config.batch_size}}
+           if distribution.strategy is not None else {}),
         "versions": {"keras": keras.__version__, "python": platform.python_version()},
         **(provenance or {}),
     })
