@@ -16,6 +16,7 @@
     smooth = "hysteresis:3"
     events = { min_score = 0.6, min_duration_s = 1.0, cooldown_s = 5, ignore = ["background"] }
     record = { dir = "/var/lib/lrcn/clips", pre_s = 5, post_s = 5, max_gb = 20 }   # an MP4 per event
+    novelty = "off"                      # the open-set guard: "off", a threshold, or (unset) the bundle's
 
     [[stream]]
     source = "replay.mp4"
@@ -37,6 +38,7 @@ from pathlib import Path
 from lrcn.stream.clips import RecordRules, check_record_dir
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
+from lrcn.stream.novelty import parse_novelty
 from lrcn.stream.pipeline import StreamConfig
 from lrcn.stream.service import parse_address
 from lrcn.stream.sinks import sink_types
@@ -53,7 +55,7 @@ SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str
                  "backoff_max_s": _NUMBER, "max_attempts": int}
 STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "crop": list, "decoder": str, "mode": str, "hop": int,
                 "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool, "events": dict,
-                "record": dict}
+                "record": dict, "novelty": (str, int, float)}
 # A stream's `events = { ... }` table: EventRules' fields.
 EVENT_TYPES = {"min_score": _NUMBER, "min_duration_s": _NUMBER, "cooldown_s": _NUMBER, "classes": list, "ignore": list,
                "update_s": _NUMBER}
@@ -138,7 +140,8 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
                   "smooth": lambda: parse_smoothing(config.smooth),
                   "fps": lambda: check_options(SourceOptions(fps=config.fps)),
                   "crop": lambda: check_options(SourceOptions(crop=config.crop)),
-                  "decoder": lambda: config.decoder is None or check_decoder(config.decoder)}
+                  "decoder": lambda: config.decoder is None or check_decoder(config.decoder),
+                  "novelty": lambda: parse_novelty(config.novelty)}
         for key, check in checks.items():
             try:
                 check()
@@ -188,7 +191,8 @@ def _check(table: dict, types: dict, where: str, fail) -> None:
         expected = types[key]
         wrong_bool = isinstance(value, bool) and expected is not bool
         if wrong_bool or not isinstance(value, expected):
-            name = {str: "a string", int: "an integer", bool: "true or false"}.get(expected, "a number")
+            name = {str: "a string", int: "an integer", bool: "true or false",
+                    STREAM_TYPES["novelty"]: '"off" or a number'}.get(expected, "a number")
             raise fail(f"{key!r}{where} must be {name}, got {value!r}", key)
 
 

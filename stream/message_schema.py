@@ -37,7 +37,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("frame_index", "integer", "index of the newest frame the prediction used, from the source's first frame"),
         Field("window", "array", "[first, last] frame indices the prediction covers",
               items={"type": "integer", "minimum": 0}, length=2),
-        Field("label", "string", "the top class, or `unknown` below the stream's min_score"),
+        Field("label", "string", "the top class, or `unknown` below the stream's min_score or when the window's "
+                                 "novelty is over the threshold"),
         Field("score", "number", "the top class's probability, 0..1"),
         Field("top_k", "array", "the best classes with their probabilities, highest first", items=_NUMBER_PAIR),
         Field("capture_time", "number", "when the newest frame was captured, s since the epoch (wall clock)"),
@@ -45,6 +46,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("latency_ms", "number", "capture to publish, ms, on the publisher's monotonic clock"),
         Field("stream_time", "number", "the newest frame's presentation time in its stream, s", required=False),
         Field("probabilities", "object", "every class's probability", required=False, values={"type": "number"}),
+        Field("novelty", "number", "the window's open-set score: how far its mean encoder features are from the "
+                                   "training windows (higher: less like them); only from bundles with novelty.npz",
+              required=False),
     ),
     "status": _HEAD + (
         Field("state", "string", "the stream's state: connecting, connected, lost, reconnecting, failed, ended, "

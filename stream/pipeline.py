@@ -38,6 +38,7 @@ from lrcn.stream.encoders import open_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
 from lrcn.stream.keys import ServerKeys
+from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
 from lrcn.stream.sinks import Sink, open_sink
 from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
@@ -74,6 +75,7 @@ class StreamConfig:
     pace: bool = True                 # files: real time
     loop: bool = False                # files: start again at the end
     events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
+    novelty: str | float | None = None  # open-set guard: None the bundle's threshold, "off", or a threshold
     record: RecordRules | None = None # write an MP4 per event (needs events and a PyAV source)
 
 
@@ -131,7 +133,8 @@ class Pipeline:
         self.bundle = bundle if isinstance(bundle, RuntimeBundle) else \
             load_runtime_bundle(bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
         self.scheduler = Scheduler(self.bundle.head, self.bundle.meta.spec.clip_length,
-                                   {options.backend: self.bundle.encoder}, max_batch=options.max_batch)
+                                   {options.backend: self.bundle.encoder}, max_batch=options.max_batch,
+                                   novelty=self.bundle.novelty)
         self._new_frame = threading.Event()
         self.configs: dict[str, StreamConfig] = {}
         self.sources: dict[str, Source] = {}
@@ -180,6 +183,7 @@ class Pipeline:
             if unknown:
                 raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
                                 f"(it has {', '.join(self.bundle.classes)})")
+        stream_threshold(config.novelty, self.bundle.novelty, config.id)   # a bad setting fails here
         if config.record is not None and config.events is None:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
         plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
@@ -451,13 +455,16 @@ class Pipeline:
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
-        rules = self.configs[prediction.stream].events
-        label = published_label(rules, prediction.label, prediction.score)
+        config = self.configs[prediction.stream]
+        rules, threshold = config.events, stream_threshold(config.novelty, self.bundle.novelty, config.id)
+        novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
+        label = published_label(rules, prediction.label, prediction.score, novel)
         sent = self.outbox.publish_prediction(
             prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=label,
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
             captured_at=prediction.captured_at, stream_time=prediction.pts,
-            probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())))
+            probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())),
+            novelty=prediction.novelty)
         latency_s = time.monotonic() - prediction.captured_at
         counters.latency_ms.add(latency_s * 1000.0)
         self.latency_s.observe(latency_s)
@@ -467,7 +474,7 @@ class Pipeline:
             counters.publisher_dropped += 1
         if rules is not None:
             counters.events, events = step(rules, counters.events, Observation(
-                prediction.label, prediction.score, prediction.pts, prediction.frame_index))
+                label, prediction.score, prediction.pts, prediction.frame_index))
             for event in events:
                 self._publish_event(prediction.stream, event)
 

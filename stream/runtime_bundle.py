@@ -1,4 +1,5 @@
-"""An exported bundle as the runtime sees it: meta.json, an encoder backend and the NumPy head.
+"""An exported bundle as the runtime sees it: meta.json, an encoder backend, the NumPy head and,
+when the bundle has one, its open-set guard (novelty.npz, stream.novelty).
 
 No TensorFlow: this is what an edge box loads.
 
@@ -17,6 +18,7 @@ from lrcn.stream.bundle import BundleMeta, read_meta
 from lrcn.stream.encoders import ENCODER_FILE, Encoder, open_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.heads import HEAD_FILE, Head, load_head
+from lrcn.stream.novelty import NoveltyModel, check_novelty, load_novelty
 
 
 @dataclass
@@ -25,6 +27,7 @@ class RuntimeBundle:
     meta: BundleMeta
     encoder: Encoder
     head: Head
+    novelty: NoveltyModel | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -63,6 +66,9 @@ def load_runtime_bundle(bundle_dir: str | Path, backend: str = "onnxruntime", th
     if not (path / ENCODER_FILE).is_file():
         raise LrcnError(f"bundle {path} has no {ENCODER_FILE} (run `lrcn export {path}`)")
     head = load_head(path / HEAD_FILE)
+    novelty = load_novelty(path)
+    if novelty is not None:
+        check_novelty(novelty, meta.spec.classes, meta.feature_size, path)
     encoder = open_encoder(path, backend, threads=threads, precision=precision, max_batch=max_batch)
     check_parts(path, meta, encoder, head)
-    return RuntimeBundle(path, meta, encoder, head)
+    return RuntimeBundle(path, meta, encoder, head, novelty)

@@ -8,6 +8,11 @@ Frames arrive already sampled on the model's grid (the capture threads sample th
 presentation time, as training's `read_frames` does), so every frame offered is encoded once;
 a frame whose segment differs from the stream's last one resets the stream's head first.
 
+With a novelty model (stream.novelty), each stream also keeps its last T frames' features in a
+ring, and every prediction carries the novelty score of the mean of the window's frames there
+(the last T frames since the last reset: what a T-frame window is, and at most T of a longer
+continuous one).
+
 >>> scheduler = Scheduler(bundle.head, 16, bundle.encoder, [StreamPlan("cam0")])          # doctest: +SKIP
 >>> step = scheduler.process({"cam0": ring.read_new()})                                    # doctest: +SKIP
 >>> [(p.window, p.label) for p in step.predictions]                                         # doctest: +SKIP
@@ -18,13 +23,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lrcn.stream.encoders import Encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.heads import Head, limit_blas_threads
+from lrcn.stream.novelty import NoveltyModel
 from lrcn.stream.ring import Frame
 from lrcn.stream.smoothing import SmootherState, Smoothing, smooth
 from lrcn.stream.stats import Histogram
@@ -57,6 +63,7 @@ class Prediction:
     probabilities: np.ndarray     # [C] raw, as the model gives them
     label: str                    # published label: smoothed, if the stream smooths
     score: float
+    novelty: float | None = None  # the window's novelty score, with a novelty model
 
     def top_k(self, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities, kind="stable")[:k]
@@ -70,6 +77,24 @@ class StepResult:
     batch_sizes: list[int]              # one per encoder call
 
 
+class FeatureRing:
+    """One stream's last `length` frame features, oldest overwritten; `mean()` of those since the last clear."""
+
+    def __init__(self, length: int, feature_size: int):
+        self.rows = np.zeros((length, feature_size), np.float32)
+        self.count = 0            # frames pushed since the last clear
+
+    def push(self, features: np.ndarray) -> None:
+        self.rows[self.count % len(self.rows)] = features
+        self.count += 1
+
+    def mean(self) -> np.ndarray:
+        return self.rows[:min(self.count, len(self.rows))].mean(0)
+
+    def clear(self) -> None:
+        self.count = 0
+
+
 @dataclass
 class _Track:
     """What the scheduler holds for one stream between calls."""
@@ -77,6 +102,7 @@ class _Track:
     state: WindowState
     smoother: SmootherState = field(default_factory=SmootherState)
     segment: int | None = None          # the segment the head state belongs to
+    features: FeatureRing | None = None  # with a novelty model: the last T frames' features
     last_encoded: int = -1
     seen: int = 0          # frames offered
     encoded: int = 0       # frames encoded
@@ -87,9 +113,10 @@ class _Track:
 
 class Scheduler:
     def __init__(self, head: Head, clip_length: int, encoders: Encoder | Mapping[str, Encoder],
-                 streams: Sequence[StreamPlan] = (), max_batch: int = 16):
+                 streams: Sequence[StreamPlan] = (), max_batch: int = 16, novelty: NoveltyModel | None = None):
         limit_blas_threads(1)
         self.head = head
+        self.novelty = novelty
         self.clip_length = clip_length
         self.encoders = dict(encoders) if isinstance(encoders, Mapping) else {DEFAULT_ENCODER: encoders}
         self.max_batch = max_batch
@@ -106,7 +133,9 @@ class Scheduler:
             raise LrcnError(f"stream id {plan.id!r} is used twice")
         if plan.encoder not in self.encoders:
             raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
-        self._tracks = {**self._tracks, plan.id: _Track(plan, initial_state(self.head, self.clip_length, plan.windows))}
+        ring = FeatureRing(self.clip_length, self.novelty.feature_size) if self.novelty is not None else None
+        self._tracks = {**self._tracks, plan.id: _Track(plan, initial_state(self.head, self.clip_length, plan.windows),
+                                                        features=ring)}
 
     def add_encoder(self, key: str, encoder: Encoder) -> None:
         self.encoders = {**self.encoders, key: encoder}
@@ -130,6 +159,8 @@ class Scheduler:
         track.state = initial_state(self.head, self.clip_length, track.plan.windows)
         track.smoother = SmootherState()
         track.resets += 1
+        if track.features is not None:
+            track.features.clear()
 
     def process(self, frames: Mapping[str, Sequence[Frame]]) -> StepResult:
         """Encode (once per frame, batched over streams) and step; frames of each stream must come
@@ -140,19 +171,24 @@ class Scheduler:
             return StepResult([], [], [])
         features, sizes = self._encode(due)
         inputs = frame_inputs(self.head, features)
-        predictions = []
-        for position, track, frame, window in self._step(due, inputs):
+        predictions, window_means = [], []
+        for position, track, frame, window, mean in self._step(due, inputs, features):
             track.smoother, label, score = smooth(track.plan.smoothing, track.smoother, window.probabilities)
             track.predictions += 1
+            window_means.append(mean)
             predictions.append((position, Prediction(track.plan.id, frame.index, (window.first, window.last),
                                                      frame.captured_at, frame.pts, window.probabilities,
                                                      self.head.classes[label], score)))
+        if self.novelty is not None and predictions:   # one matmul for every window of the call
+            scores = self.novelty.score(np.stack(window_means)).tolist()
+            predictions = [(position, replace(p, novelty=s)) for (position, p), s in zip(predictions, scores)]
         predictions.sort(key=lambda item: item[0])  # in `due` order, as if each frame were stepped alone
         return StepResult([p for _, p in predictions], [(t.plan.id, f.index) for t, f in due], sizes)
 
-    def _step(self, due: list[tuple[_Track, Frame]], inputs: np.ndarray):
+    def _step(self, due: list[tuple[_Track, Frame]], inputs: np.ndarray, features: np.ndarray):
         """Step every due frame's stream, all streams of one window config at once: round r steps
-        each stream's r-th due frame. Yields (position in `due`, track, frame, window) per window."""
+        each stream's r-th due frame. Yields (position in `due`, track, frame, window, mean window
+        features or None) per window."""
         rounds: dict[tuple[int, WindowConfig], list[int]] = {}
         taken: Counter[str] = Counter()
         for position, (track, _) in enumerate(due):
@@ -165,13 +201,16 @@ class Scheduler:
                 if track.segment is not None and frame.segment != track.segment:
                     self._reset_head(track)
                 track.segment = frame.segment
+                if track.features is not None:
+                    track.features.push(features[position])
                 tracks.append(track)
             states, windows = step_streams(self.head, self.clip_length, config, [t.state for t in tracks],
                                            inputs[positions], [due[p][1].index for p in positions])
             for position, track, state, window in zip(positions, tracks, states, windows):
                 track.state = state
                 if window is not None:
-                    yield position, track, due[position][1], window
+                    mean = track.features.mean() if track.features is not None else None
+                    yield position, track, due[position][1], window, mean
 
     def stats(self) -> dict:
         histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts
