@@ -101,7 +101,8 @@ RULES = dict(min_score=0.6, min_duration_s=0.8, ignore=("still",))   # the tool'
 
 def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(demo_bundle, tmp_path):
     from lrcn.stream.events import EventRules
-    from lrcn.tools.streaming_accuracy import HeadMode, measure
+    from lrcn.tools.stream_live import measure
+    from lrcn.tools.stream_scoring import HeadMode
 
     video = tmp_path / "segments.avi"
     sidecar = write_segments(video, SEGMENTS, SEGMENT_S)
@@ -137,7 +138,8 @@ def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(dem
 
 def test_a_static_scene_gives_no_event(demo_bundle, tmp_path):
     from lrcn.stream.events import EventRules
-    from lrcn.tools.streaming_accuracy import HeadMode, measure_static
+    from lrcn.tools.stream_live import measure_static
+    from lrcn.tools.stream_scoring import HeadMode
 
     video = tmp_path / "static.avi"
     sidecar = write_still(video, 8.0)

@@ -16,11 +16,11 @@ from lrcn.stream.deploy import load_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from tests.live_servers import FFMPEG
-from lrcn.tools.streaming_accuracy import (
+from lrcn.tools.joined_streams import join_videos, order_videos
+from lrcn.tools.stream_live import deployment_toml, measure
+from lrcn.tools.stream_scoring import (
     HeadMode,
     change_delays,
-    check_held_out,
-    deployment_toml,
     event_sweep,
     events_per_minute,
     false_event_kind,
@@ -28,10 +28,7 @@ from lrcn.tools.streaming_accuracy import (
     frame_accuracy,
     head_labels,
     head_modes,
-    join_videos,
     match_events,
-    measure,
-    order_videos,
     replay_events,
     score_events,
     score_stream,
@@ -40,6 +37,7 @@ from lrcn.tools.streaming_accuracy import (
     shown_labels,
     summarise_delays,
 )
+from lrcn.tools.streaming_accuracy import check_held_out
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
 
@@ -425,7 +423,39 @@ def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, a
 def test_the_scoring_examples_in_the_docstrings_hold():
     import doctest
 
-    import lrcn.tools.streaming_accuracy
+    import lrcn.tools.stream_scoring
 
-    result = doctest.testmod(lrcn.tools.streaming_accuracy)
+    result = doctest.testmod(lrcn.tools.stream_scoring)
     assert result.attempted >= 15 and result.failed == 0, result
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_the_offline_replay_publishes_what_the_live_run_publishes(tmp_path):
+    """`--offline` replays the runtime over the video's frames sampled on the model's grid; served
+    live through ffmpeg and `lrcn serve`, the same bundle publishes at the same frames, and its
+    scores are those of the replay's labels (the live stream is re-encoded, so the probabilities
+    may differ by the codec's rounding; the labels and frames must not)."""
+    pytest.importorskip("tensorflow")
+    from lrcn.models import synth
+    from lrcn.models.export import export_bundle
+    from lrcn.stream.bundle import ModelSpec
+    from lrcn.tools.stream_replay import replay
+    from tests.bundles import frames_of, make_bundle
+
+    video, sidecar = synth.write_continuous(tmp_path / "stream.avi", duration_s=6.0, size=64, seed=7,
+                                            min_segment_s=2.0, max_segment_s=3.0)
+    spec = ModelSpec(classes=tuple(synth.read_labels(sidecar)["classes"]), input_size=(64, 64), clip_length=4,
+                     lstm_units=16)
+    frames = frames_of(video, spec)
+    bundle = make_bundle(tmp_path / "bundle", spec, frames[:16])
+    export_bundle(bundle, frames[:16])
+    modes = [HeadMode("exact-hop1"), HeadMode("continuous", "continuous")]
+    offline = replay(bundle, video, sidecar, modes)
+    live = measure(bundle, video, sidecar, modes, tmp_path / "serve")
+    for name in ("exact-hop1", "continuous"):
+        replayed, served = offline["modes"][name], live["modes"][name]
+        assert [p[0] for p in replayed["published"]] == [p[0] for p in served["published"]], name
+        agree = np.mean([a[2] == b[2] for a, b in zip(replayed["published"], served["published"])])
+        assert agree >= 0.9, (name, agree)
+        assert replayed["frames"] == served["frames"] and offline["scored_from_frame"] == live["scored_from_frame"]

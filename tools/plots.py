@@ -96,3 +96,30 @@ def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return str(path)
+
+
+def accuracy_against_delay(results: dict[str, dict], path: Path) -> str | None:
+    """Frame accuracy against median switch delay on the joined held-out streams, one panel per data
+    set (`results`: name -> `stream_results.side_by_side`), every head mode of the
+    window-trained (open) and the stream-trained (filled) LSTM, one point per seed."""
+    if not results:
+        return None
+    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), squeeze=False)
+    modes = sorted({m for r in results.values() for s in r["seeds"] for m in s["window_trained"]["modes"]})
+    colours = dict(zip(modes, plt.get_cmap("tab10").colors))
+    for ax, (name, result) in zip(axes[0], results.items()):
+        for head, filled in (("window_trained", False), ("stream_trained", True)):
+            for mode in modes:
+                rows = [s[head]["modes"][mode] for s in result["seeds"] if mode in s[head]["modes"]]
+                points = [(r["delay_median_s"], r["accuracy"]) for r in rows if r["delay_median_s"] is not None]
+                if points:
+                    x, y = zip(*points)
+                    ax.scatter(x, y, s=40, marker="o" if filled else "s", color=colours[mode],
+                               facecolors=colours[mode] if filled else "none",
+                               label=f"{'stream' if filled else 'window'}-trained, {mode}")
+        ax.set_xlabel("median switch delay (s)")
+        ax.set_ylabel("frames labelled right")
+        ax.set_title(f"{name}: {len(result['seeds'])} seeds, offline replay", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, loc="lower left", ncol=1)
+    return _save(fig, path)

@@ -69,6 +69,10 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--cache", help="decoded-frame and feature cache (default ~/.cache/lrcn-stream)")
     fit.add_argument("--no-cache", action="store_true")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
+                     help="tf.distribute: mirrored, every GPU of this machine; multiworker, the machines of "
+                          "TF_CONFIG (every worker runs the same command, worker 0 writes the bundle). "
+                          "--batch-size is then per replica")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +82,35 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_split_arguments(parser)
     add_model_arguments(parser)
     add_fit_arguments(parser)
+    add_stream_arguments(parser)
+
+
+def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
+    stream = parser.add_argument_group("stream training", "the LSTM trained on training clips joined into long "
+                                                          "sequences, a target at every frame (docs/training.md)")
+    stream.add_argument("--stream-training", action="store_true",
+                        help="train the LSTM head on joined sequences with truncated backpropagation "
+                             "(frozen backbone; --batch-size sequences side by side)")
+    stream.add_argument("--background", metavar="CLASS", help="a class whose videos come between actions")
+    stream.add_argument("--ignore-margin", type=float, default=0.3, metavar="SECONDS",
+                        help="seconds after each change left out of the loss (default 0.3)")
+    stream.add_argument("--segment-seconds", type=float, nargs=2, default=(1.6, 8.0), metavar=("MIN", "MAX"),
+                        help="length of each joined segment (default 1.6 8)")
+    stream.add_argument("--sequence-seconds", type=float, nargs=2, default=(25.6, 51.2), metavar=("MIN", "MAX"),
+                        help="length of each sequence, from a zero state (default 25.6 51.2)")
+    stream.add_argument("--tbptt-steps", type=int, default=32, metavar="N",
+                        help="frames per truncated-backpropagation step (default 32)")
+
+
+def stream_config_from_args(args):
+    """The StreamConfig of the stream-training flags; a flag that cannot apply is one error line."""
+    from lrcn.models.stream_training import StreamConfig
+
+    if args.cv or len(args.l2) > 1 or args.resume or args.synthetic_clips or getattr(args, "distribute", "none") != "none":
+        raise LrcnError("--stream-training trains one model on one machine: not with --cv, several --l2, --resume, "
+                        "--synthetic-clips or --distribute")
+    return StreamConfig(segment_s=tuple(args.segment_seconds), sequence_s=tuple(args.sequence_seconds),
+                        ignore_margin_s=args.ignore_margin, background=args.background, chunk=args.tbptt_steps)
 
 
 def spec_from_args(args, classes) -> ModelSpec:
@@ -101,25 +134,44 @@ def config_from_args(args) -> TrainConfig:
                        clips_per_video=args.clips_per_video, synthetic_clips=args.synthetic_clips,
                        augment=not args.no_augment, flip=not args.no_flip, seed=args.seed, refit=not args.no_refit,
                        cache_dir=None if args.no_cache else (args.cache or str(DEFAULT_CACHE)),
-                       progress=not args.quiet)
+                       progress=not args.quiet, distribute=getattr(args, "distribute", "none"))
 
 
 @command("train", help="train an LRCN on DATA/<class>/<video> and write a bundle", arguments=add_train_arguments)
 def train(args) -> None:
     require_tensorflow()
+    from lrcn.models import distribute
     from lrcn.models.data import describe, discover
-    from lrcn.models.experiment import cross_validate, train_and_test
 
+    distribution = distribute.start(args.distribute)  # before any other TensorFlow op
     dataset = discover(args.data, args.group_pattern)
     print(f"lrcn: {describe(dataset)}", file=sys.stderr)
+    with distribute.output_dir(Path(args.out), distribution) as out:
+        train_into(args, dataset, out)
+
+
+def train_into(args, dataset, out: Path) -> None:
+    from lrcn.models.experiment import cross_validate, train_and_test
+
     spec, config = spec_from_args(args, dataset.classes), config_from_args(args)
     provenance = {"data": str(Path(args.data).resolve()), "group_pattern": dataset.group_pattern}
-    out = Path(args.out)
+    if args.stream_training:
+        from lrcn.models.stream_training import train_stream_and_test
+
+        stream = stream_config_from_args(args)
+        result = train_stream_and_test(spec, *choose_split(dataset, args), out, config, stream, provenance)
+        print(f"bundle written to {out}")
+        if result:
+            print_result(result)
+        return
+    if args.background:
+        raise LrcnError("--background applies to --stream-training only")
     if args.cv:
         summary = cross_validate(spec, dataset, out, config, provenance, args.l2)
-        print(f"cross-validation: {summary['correct']}/{summary['videos']} videos "
-              f"= {summary['pooled_video_accuracy']:.3f} (mean over folds {summary['mean_fold_accuracy']:.3f}); "
-              f"{out / 'cv_report.json'}")
+        if summary["videos"]:  # zero on a worker other than the chief: the chief tests
+            print(f"cross-validation: {summary['correct']}/{summary['videos']} videos "
+                  f"= {summary['pooled_video_accuracy']:.3f} (mean over folds {summary['mean_fold_accuracy']:.3f}); "
+                  f"{out / 'cv_report.json'}")
         return
     train_videos, test_videos = choose_split(dataset, args)
     result = train_and_test(spec, train_videos, test_videos, out, config, args.resume, provenance, args.l2)
