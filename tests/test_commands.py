@@ -2,6 +2,7 @@
 entry point, an unknown command is one line and exit 2, and a command registered from outside
 the built-in modules is parsed and run like the others."""
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,31 @@ def test_a_name_is_registered_once():
     commands = greeter()
     with pytest.raises(ValueError, match="'greet' is registered twice"):
         commands.command("greet", help="another")(lambda args: None)
+
+
+
+LOADED = """
+import json, sys
+from lrcn.tools.commands import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps([sorted({m.split(".")[0] for m in sys.modules} & {"av", "cv2", "zmq", "prometheus_client", "tensorflow", "keras"}),
+                  sorted(m for m in sys.modules if m.startswith("lrcn.tools.") and m.count(".") == 2)]))
+"""
+
+
+@pytest.mark.parametrize(("argv", "tools"), [
+    (["train", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.quiet", "lrcn.tools.train"]),
+    (["serve", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.quiet", "lrcn.tools.serve"]),
+    (["bench", "capture", "--help"], ["lrcn.tools.bench_capture", "lrcn.tools.commands", "lrcn.tools.quiet"]),
+])
+def test_a_command_imports_its_own_module_only(argv, tools):
+    """`lrcn serve` does not pay for the training code's imports nor `lrcn train` for PyAV,
+    OpenCV and ZeroMQ: the registry imports the one module that registers the command."""
+    done = subprocess.run([sys.executable, "-c", LOADED, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    heavy, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert heavy == [] and loaded == tools, (heavy, loaded)

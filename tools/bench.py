@@ -36,7 +36,6 @@ from lrcn.stream.stats import percentiles
 from lrcn.tools import commands
 from lrcn.tools.bench_report import check_targets, table
 from lrcn.tools.harness.procfs import load_average, machine_info, rss_mb
-from lrcn.tools.harness.recorder import Recorder
 from lrcn.tools.harness.scoring import interleaved
 from lrcn.tools.harness.servers import SHARED_VIDEO, default_video
 
@@ -190,6 +189,7 @@ def run_streams(bundle, sources: list[str], seconds: float, *, warmup_s: float =
     Rates, CPU and latency cover the `seconds` after the warm-up only: the steady state, without
     start-up (threads, sockets, first calls) and shut-down (joins, drain, final stats)."""
     from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+    from lrcn.tools.harness.recorder import Recorder   # ZeroMQ: not loaded for every command line
 
     options = options or PipelineOptions(endpoint="tcp://127.0.0.1:*", stats_interval_s=3600)
     streams = [StreamConfig(source, id=f"s{i}", fps=FRAME_RATE, **stream_args) for i, source in enumerate(sources)]

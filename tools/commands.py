@@ -1,7 +1,7 @@
 """The `lrcn` commands: a registry that each command's module adds itself to, and `main`, which runs one.
 
 A new command is one module (close neighbours such as train and evaluate may share one) that
-registers its entry function, named in BUILT_IN below:
+registers its entry function, and a line in BUILT_IN below naming its module:
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("dir")
@@ -31,19 +31,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.logs import FORMATS, LEVELS, configure_logging
 from lrcn.tools.quiet import quiet_libraries
 
-# Modules that register the built-in commands, imported by name when the parser is first built, in
-# the order `lrcn --help` lists their commands.
-BUILT_IN = ("lrcn.tools.demo", "lrcn.tools.synth", "lrcn.tools.train", "lrcn.tools.export", "lrcn.tools.doctor",
-            "lrcn.tools.keys", "lrcn.tools.proxy", "lrcn.tools.serve", "lrcn.tools.annotate",
-            "lrcn.tools.streaming_accuracy", "lrcn.tools.bench", "lrcn.tools.bench_capture", "lrcn.tools.soak",
-            "lrcn.tools.faults", "lrcn.tools.watch")
+# The module that registers each built-in command, in the order `lrcn --help` lists them. Running
+# one command imports its module only (`lrcn --help` imports them all), so PyAV, OpenCV and
+# ZeroMQ cost `lrcn train` nothing and the training code costs `lrcn serve` nothing.
+BUILT_IN = {"demo": "lrcn.tools.demo", "synth": "lrcn.tools.synth", "train": "lrcn.tools.train",
+            "evaluate": "lrcn.tools.train", "export": "lrcn.tools.export", "engine": "lrcn.tools.export",
+            "doctor": "lrcn.tools.doctor", "keys": "lrcn.tools.keys", "proxy": "lrcn.tools.proxy",
+            "serve": "lrcn.tools.serve", "annotate": "lrcn.tools.annotate",
+            "stream-accuracy": "lrcn.tools.streaming_accuracy", "bench": "lrcn.tools.bench",
+            "bench capture": "lrcn.tools.bench_capture", "soak": "lrcn.tools.soak", "faults": "lrcn.tools.faults",
+            "watch": "lrcn.tools.watch", "novelty": "lrcn.tools.novelty"}
 
 Run = Callable[[argparse.Namespace], object]
 AddArguments = Callable[[argparse.ArgumentParser], object]
@@ -69,10 +73,12 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class Commands:
-    """A command line made of registered commands; `built_in` names the modules that register them."""
+    """A command line made of registered commands; `built_in` maps each built-in command to the
+    module that registers it."""
 
-    def __init__(self, built_in: Iterable[str] = (), *, prog: str = "lrcn", description: str | None = None):
-        self.built_in = tuple(built_in)
+    def __init__(self, built_in: Mapping[str, str] | None = None, *, prog: str = "lrcn",
+                 description: str | None = None):
+        self.built_in = dict(built_in or {})
         self.prog = prog
         self.description = description
         self._commands: dict[str, Command] = {}
@@ -93,35 +99,36 @@ class Commands:
         self._load_built_in()
         return list(self._commands)
 
-    def parser(self) -> argparse.ArgumentParser:
-        """`lrcn` with every one-word command as a subparser."""
-        self._load_built_in()
+    def parser(self, only: str | None = None) -> argparse.ArgumentParser:
+        """`lrcn` with every one-word command as a subparser (or only the one named `only`)."""
+        self._load_built_in(only)
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
         subparsers = parser.add_subparsers(dest="command", required=True)
         for command in self._commands.values():
-            if " " not in command.name:
+            if " " not in command.name and only in (None, command.name):
                 self._fill(subparsers.add_parser(command.name, help=command.help, **command.parser_options), command)
         return parser
 
     def own_parser(self, name: str) -> argparse.ArgumentParser:
         """The parser of a two-word command, `lrcn bench capture`, which parses apart."""
-        self._load_built_in()
+        self._load_built_in(name)
         command = self._commands[name]
         return self._fill(argparse.ArgumentParser(prog=f"{self.prog} {name}", **command.parser_options), command)
 
     def main(self, argv: Iterable[str] | None = None) -> int:
         """Run the command `argv` names; its exit status."""
         argv = sys.argv[1:] if argv is None else list(argv)
-        self._load_built_in()
         two_words = " ".join(argv[:2])
+        self._load_built_in(two_words if two_words in self.built_in else argv[0] if argv else None)
         if len(argv) >= 2 and two_words in self._commands:
             args = self.own_parser(two_words).parse_args(argv[2:])
         elif argv and not argv[0].startswith("-") and argv[0] not in self._commands:
+            self._load_built_in()   # a command registered by no built-in module is still listed
             known = ", ".join(name for name in self._commands if " " not in name)
             print(f"{self.prog}: error: unknown command {argv[0]!r} (choose from {known})", file=sys.stderr)
             return 2
         else:
-            args = self.parser().parse_args(argv)
+            args = self.parser(argv[0] if argv and argv[0] in self._commands else None).parse_args(argv)
         configure_logging(args.log_level, args.log_format)
         try:
             quiet_libraries(verbose=args.verbose)
@@ -141,8 +148,9 @@ class Commands:
         parser.set_defaults(run=command.run)
         return parser
 
-    def _load_built_in(self) -> None:
-        for module in self.built_in:
+    def _load_built_in(self, only: str | None = None) -> None:
+        """Import the modules of the built-in commands: all of them, or the one of command `only`."""
+        for module in [self.built_in[only]] if only in self.built_in else dict.fromkeys(self.built_in.values()):
             importlib.import_module(module)
 
 

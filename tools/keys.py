@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from lrcn.stream.keys import make_keys
 from lrcn.tools.commands import command
 
 
@@ -15,5 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @command("keys", help="CURVE key pairs: a server pair (if absent) and an authorized client pair",
          arguments=add_arguments)
 def run(args) -> None:
+    from lrcn.stream.keys import make_keys   # here: ZeroMQ need not load for every command line
+
     for path in make_keys(args.dir, client=args.client):
         print(path)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from lrcn.stream.publisher import run_proxy
 from lrcn.tools.args import positive_float
 from lrcn.tools.commands import command
 
@@ -21,4 +20,6 @@ def announce(proxy) -> None:
 @command("proxy", help="ZeroMQ XSUB/XPUB forwarder: many publishers in, many subscribers out",
          arguments=add_arguments)
 def run(args) -> None:
+    from lrcn.stream.publisher import run_proxy   # here: ZeroMQ need not load for every command line
+
     run_proxy(args.xsub, args.xpub, duration_s=args.duration, ready=announce)

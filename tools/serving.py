@@ -1,0 +1,256 @@
+"""What `lrcn serve` does once its arguments are parsed (tools/serve.py holds the command and
+its arguments): the streams and options from flags and the deployment file, the pipeline
+and the service port run until the end, signals, reloads and the final stats."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import threading
+from dataclasses import fields, replace
+from pathlib import Path
+
+import cv2
+
+from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.deploy import load_deployment
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import EventRules
+from lrcn.stream.keys import load_server_keys
+from lrcn.stream.novelty import parse_novelty
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.service import ServiceServer
+from lrcn.stream.sources import SourceOptions
+
+SYNTH_PREFIX = "synth:"
+log = logging.getLogger("lrcn.serve")
+
+
+def synthetic_source(uri: str, size: tuple[int, int], folder: Path) -> str:
+    """`synth:[SECONDS[:SEED]]` -> a continuous synthetic video (models.synth) written into `folder`,
+    with its per-frame labels beside it."""
+    from lrcn.models import synth
+
+    try:
+        parts = [p for p in uri[len(SYNTH_PREFIX):].split(":") if p]
+        seconds = float(parts[0]) if parts else 60.0
+        seed = int(parts[1]) if len(parts) > 1 else 0
+        if len(parts) > 2 or seconds <= 0:
+            raise ValueError
+    except ValueError:
+        raise LrcnError(f"synthetic source must be synth:[SECONDS[:SEED]], got {uri!r}") from None
+    video, labels = synth.write_continuous(folder / f"synth-{seed}.avi", duration_s=seconds, size=max(size), seed=seed)
+    log.info("%s is %s (labels: %s)", uri, video, labels)
+    return str(video)
+
+
+class SyntheticSources:
+    """Expands synth: sources into files in `folder`, once each: a reload that keeps a synth:
+    stream must not rewrite the file its running source reads."""
+
+    def __init__(self, size: tuple[int, int], folder: Path):
+        self.size, self.folder = size, folder
+        self._written: dict[str, str] = {}
+
+    def __call__(self, config: StreamConfig) -> StreamConfig:
+        if not config.source.startswith(SYNTH_PREFIX):
+            return config
+        if config.source not in self._written:
+            self._written[config.source] = synthetic_source(config.source, self.size, self.folder)
+        return replace(config, source=self._written[config.source])
+
+
+def event_rules_from_args(args) -> EventRules | None:
+    """EventRules from the events flags (--record alone asks for the defaults), None when none is given."""
+    flags = {"min_score": args.min_score, "min_duration_s": args.min_duration, "cooldown_s": args.cooldown,
+             "classes": args.watch_classes, "ignore": args.ignore_classes, "update_s": args.event_updates}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given and not args.record:
+        return None
+    for key in ("classes", "ignore"):
+        if key in given:
+            given[key] = tuple(name.strip() for name in given[key].split(",") if name.strip())
+    return EventRules(**given)
+
+
+def streams_from_args(args, settings: dict) -> list[StreamConfig]:
+    names = args.name or []
+    if len(names) > len(args.sources):
+        raise LrcnError(f"{len(names)} --name for {len(args.sources)} sources")
+    events = event_rules_from_args(args)
+    novelty = parse_novelty(args.novelty)
+    record = RecordRules(args.record, pre_s=args.pre_roll, post_s=args.post_roll) if args.record else None
+    if record is not None:
+        check_record_dir(record.dir)
+    flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
+                                 mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
+                                 pace=args.pace, loop=args.loop, events=events, record=record,
+                                 novelty=novelty) for i, source in enumerate(args.sources)]
+    return list(settings.get("streams", [])) + flag_streams
+
+
+def options_from_args(args, settings: dict) -> PipelineOptions:
+    """Flags win over the deployment file's settings, which win over the defaults."""
+    def pick(flag: str, key: str | None = None, default=None):
+        value = getattr(args, flag)
+        return value if value is not None else settings.get(key or flag, default)
+
+    curve_keys = pick("curve_keys")
+    defaults = SourceOptions()
+    source = SourceOptions(open_timeout_s=pick("open_timeout", "open_timeout_s", defaults.open_timeout_s),
+                           read_timeout_s=pick("read_timeout", "read_timeout_s", defaults.read_timeout_s),
+                           backoff_max_s=pick("backoff_max", "backoff_max_s", defaults.backoff_max_s),
+                           max_attempts=pick("max_attempts", default=defaults.max_attempts),
+                           decoder=pick("decoder", default=defaults.decoder),
+                           rtsp_transport=pick("rtsp_transport", default=defaults.rtsp_transport))
+    if args.endpoint or args.connect:     # a flag replaces the file's choice, bind or connect
+        endpoint, connect = args.endpoint, args.connect
+    else:
+        endpoint, connect = settings.get("endpoint"), settings.get("connect")
+        if endpoint and connect:
+            raise LrcnError("the deployment file sets both endpoint (bind) and connect: keep one")
+    return PipelineOptions(endpoint=connect or endpoint or PipelineOptions.endpoint, connect=bool(connect),
+                           backend=pick("backend", default=PipelineOptions.backend), threads=pick("threads"),
+                           curve=load_server_keys(curve_keys) if curve_keys else None,
+                           top_k=pick("top_k", default=PipelineOptions.top_k),
+                           max_batch=pick("max_batch", default=PipelineOptions.max_batch),
+                           stats_interval_s=pick("stats_interval", "stats_interval_s",
+                                                 PipelineOptions.stats_interval_s),
+                           gather_s=pick("gather_ms", default=0.0) / 1000.0, source=source,
+                           sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
+
+
+def sink_tables_from_args(args) -> tuple[dict, ...]:
+    """The shorthand flags as [[sink]] tables, after the file's."""
+    return tuple([{"type": "mqtt", "url": url} for url in args.mqtt or []] +
+                 [{"type": "jsonl", "path": path} for path in args.jsonl or []])
+
+
+class Signals:
+    """SIGINT and SIGTERM set `stop` (so the pipeline drains and says goodbye instead of dying
+    mid-frame), SIGHUP sets `reload`; the handlers only set flags, the main loop acts on them."""
+
+    def __init__(self):
+        self.stop, self.reload = threading.Event(), threading.Event()
+        self.stopped_by: str | None = None
+
+    def _on_stop(self, number, _frame) -> None:
+        self.stopped_by = signal.Signals(number).name
+        self.stop.set()
+
+    def on_reload(self, reload) -> None:
+        """Call `reload` if SIGHUP came since the last call."""
+        if self.reload.is_set():
+            self.reload.clear()
+            reload()
+
+    @contextlib.contextmanager
+    def handled(self):
+        handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop,
+                    signal.SIGHUP: lambda *_: self.reload.set()}
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, metrics: str | None) -> None:
+    """Re-read --config and apply it; on any mistake, one error line and no change."""
+    if not args.config:
+        log.warning("SIGHUP: nothing to reload (serve was started without --config)")
+        return
+    try:
+        deployment = load_deployment(args.config)
+        settings = {**deployment.settings, "streams": deployment.streams}
+        options = options_from_args(args, settings)
+        change = pipeline.reconfigure([expand(s) for s in streams_from_args(args, settings)], options.source)
+    except LrcnError as err:
+        log.error("reload refused, the running configuration stays: %s", err, extra={"config": args.config})
+        return
+    fixed = [f.name for f in fields(PipelineOptions) if f.name != "source"
+             and getattr(options, f.name) != getattr(pipeline.options, f.name)]
+    if (args.metrics or deployment.settings.get("metrics")) != metrics:
+        fixed.append("metrics")
+    if fixed:
+        log.warning("reload: %s changed in %s; %s at the next start", ", ".join(fixed), args.config,
+                    "it takes effect" if len(fixed) == 1 else "they take effect")
+    log.info("reloaded %s: %s", args.config, "; ".join(f"{what} {', '.join(names)}"
+                                                        for what, names in change.items() if names),
+             extra={"config": args.config, **change})
+
+
+def log_summary(stats: dict) -> None:
+    log.info(f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
+             f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
+             f"{stats['publisher']['shed']} shed")
+    for name, counters in stats["sinks"].items():
+        if name != "zeromq":
+            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()))
+    for name, s in stats["streams"].items():
+        latency = "-" if s["latency_p50_ms"] is None else \
+            f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
+        log.info(f"{s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} encoded, "
+                 f"{s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the ring and "
+                 f"{s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, {s['resets']} resets, "
+                 f"latency p50/p95/p99 {latency}", extra={"stream": name})
+
+
+def quiet_video_libraries() -> None:
+    """FFmpeg and OpenCV print their own lines for every failed connection attempt; the status
+    events already say what happened, once, so stderr keeps one line per problem."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")   # AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def serve(args) -> int:
+    """Serve until done; the exit status (0, or 1 when a stream failed)."""
+    quiet_video_libraries()
+    deployment = load_deployment(args.config) if args.config else None
+    settings = dict(deployment.settings) if deployment else {}
+    if deployment:
+        settings["streams"] = deployment.streams
+    if not args.sources and not deployment:
+        raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
+    options = options_from_args(args, settings)
+    metrics = args.metrics or settings.get("metrics")
+    bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
+    with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
+        expand = SyntheticSources(bundle.meta.spec.input_size, Path(scratch))
+        pipeline = Pipeline(bundle, [expand(s) for s in streams_from_args(args, settings)], options)
+        try:
+            service = ServiceServer(pipeline, metrics) if metrics else None
+        except LrcnError:
+            pipeline.stop(timeout_s=0)
+            raise
+        if deployment:
+            log.info("loaded %s: %d streams", deployment.path, len(deployment.streams),
+                     extra={"config": str(deployment.path)})
+        where = f"into {pipeline.endpoint}" if options.connect else f"on {pipeline.endpoint}"
+        where += "".join(f", {sink.describe()}" for sink in pipeline.outbox.sinks[1:])
+        print(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
+              f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)", flush=True)
+        with Signals().handled() as signals:
+            pipeline.start()
+            if service:
+                service.start()
+            try:
+                pipeline.serve_until(args.duration, signals.stop,
+                                     lambda: signals.on_reload(lambda: reload_deployment(args, pipeline, expand, metrics)))
+                log.info("stopping%s", f" ({signals.stopped_by})" if signals.stopped_by else "")
+                stats = pipeline.stop()
+            finally:
+                if service:
+                    service.stop()
+    log_summary(stats)
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(stats, indent=1))
+    failed = pipeline.failed()
+    for name, reason in failed.items():
+        log.error("stream %s failed: %s", name, reason, extra={"stream": name})
+    return 1 if failed else 0
