@@ -102,3 +102,34 @@ def test_text_outside_the_markers_is_kept(tmp_path):
     assert new.startswith("before\n<!-- report:sink-cost -->\n| sink |")
     assert new.endswith("\n<!-- /report -->\nafter\n")
     assert re.search(r"\| JSONL \| \d+ us \|", new)
+
+
+def bench_runs() -> tuple[dict, dict]:
+    results = ROOT / "docs" / "results"
+    return tuple(json.loads((results / name).read_text()) for name in ("bench.json", "bench_continuous.json"))
+
+
+def test_the_bench_machine_table_names_the_machine_and_the_load_of_each_run():
+    text = report.render("bench-machine", ROOT / "docs" / "results")
+    for run in bench_runs():
+        row = (f"| {run['machine']['cpu']} | {run['machine']['cores']} | {report.load(run['load_before'])} | "
+               f"{report.load(run['load_after'])} |")
+        assert row in text
+        assert f"ONNX Runtime {run['machine']['onnxruntime']}" in text
+
+
+def test_the_capacity_note_on_in_memory_sources_appears_only_when_they_held_fewer_streams():
+    _, continuous = bench_runs()
+    memory = continuous["capacity_memory"]
+    failing = next(r for r in memory["runs"] if r["streams"] == memory["first_failing"])
+
+    fewer = json.loads(json.dumps(continuous))
+    fewer["capacity_file"]["max_streams"] = memory["max_streams"] + 1
+    note = report.fewer_in_memory(fewer, "continuous")
+    assert note.startswith(f"In continuous mode, in-memory sources held fewer streams than video files "
+                           f"({memory['max_streams']} against {memory['max_streams'] + 1})")
+    assert f"its {failing['streams']}-stream run failed on p99 alone ({failing['p99_ms']:.0f} ms" in note
+
+    as_many = json.loads(json.dumps(continuous))
+    as_many["capacity_file"]["max_streams"] = memory["max_streams"]
+    assert report.fewer_in_memory(as_many, "continuous") == ""

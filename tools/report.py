@@ -163,6 +163,33 @@ def events_ucf101_9(run: dict) -> str:
     return events(run)
 
 
+# ---------------------------------------------------------------- open set
+
+NOVELTY = ("lrcn novelty fit BUNDLE DATA SPLIT --seed S [--method mahalanobis --hop 1] for seeds 0-2, then "
+           "lrcn novelty measure BUNDLES --foreign $D/ucf101_9|weizmann4 --foreign $D/ps7 "
+           "--out docs/results/novelty_{weizmann4,ucf101_9}[_mahalanobis].json (docs/results.md, Open set)")
+
+
+@table("novelty", ("novelty_weizmann4.json", "novelty_weizmann4_mahalanobis.json", "novelty_ucf101_9.json",
+                   "novelty_ucf101_9_mahalanobis.json"), NOVELTY)
+def novelty(*runs: dict) -> str:
+    rows = []
+    for run in runs:
+        for result in run["bundles"]:
+            held_out = [f"{row['unknown_share']:.1%} of {row['windows']}"
+                        for row in result["datasets"].values() if row["role"] == "held-out"]
+            foreign = [f"{name}: **{row['unknown_share']:.1%}** of {row['windows']} (AUROC {row['auroc']:.3f}; "
+                       f"softmax top >= 0.9: {row['softmax_top_at_least_0.9']:.0%})"
+                       for name, row in result["datasets"].items() if row["role"] == "foreign"]
+            folds = result["fit"]["validation_folds"]
+            chosen_on = f"groups {','.join(folds[0])}" if len(folds) == 1 else f"{len(folds)} folds"
+            rows.append([next(iter(result["datasets"])), result["method"], f"{result['seed']}: {chosen_on}",
+                         fixed(result["threshold"], 3), "; ".join(held_out), "; ".join(foreign)])
+    header = ["trained on", "method", "seed: threshold from", "threshold",
+              "held-out windows labelled unknown (target <= 5%)", "foreign windows labelled unknown (target >= 90%)"]
+    return markdown_table(header, rows)
+
+
 # ---------------------------------------------------------------- capture and cameras
 
 
@@ -296,11 +323,38 @@ def soak_latency_compare(run: dict) -> str:
     return markdown_table(header, rows)
 
 
-# ---------------------------------------------------------------- lrcn bench (its JSON not kept yet)
+# ---------------------------------------------------------------- lrcn bench
 
 BENCH = "lrcn bench --seed-model --out bench-results && cp bench-results/bench.json docs/results/bench.json"
 BENCH_CONTINUOUS = ("lrcn bench bench-results/seed-112 --mode continuous --no-startup --out bench-results/continuous"
                     " && cp bench-results/continuous/bench.json docs/results/bench_continuous.json")
+
+
+def load(values: list[float]) -> str:
+    """Load averages as the machine printed them.
+
+    >>> load([1.28, 1.5, 2.79])
+    '1.28, 1.5, 2.79'
+    """
+    return ", ".join(f"{v:g}" for v in values)
+
+
+@table("bench-machine", ("bench.json", "bench_continuous.json"), f"{BENCH}; {BENCH_CONTINUOUS}")
+def bench_machine(exact: dict, continuous: dict) -> str:
+    runs = {"exact windows, the main run (`bench.json`)": exact,
+            "continuous, right after it (`bench_continuous.json`)": continuous}
+    rows = [[label, run["machine"]["cpu"], run["machine"]["cores"], load(run["load_before"]), load(run["load_after"])]
+            for label, run in runs.items()]
+    header = ["`lrcn bench` run", "CPU", "cores", "load average at the start (1, 5, 15 min)", "at the end"]
+    software = sorted({(m["platform"], m["python"], m["numpy"], m["onnxruntime"])
+                       for m in (run["machine"] for run in runs.values())})
+    threads = sorted({run["backend"] + (f", {run['threads']} threads" if run["threads"] else ", its default threads")
+                      for run in runs.values()})
+    lines = [f"{platform}; Python {python}, NumPy {numpy}, ONNX Runtime {onnxruntime}."
+             for platform, python, numpy, onnxruntime in software]
+    return markdown_table(header, rows) + "\n\n" + " ".join(lines) + f" Encoder: {'; '.join(threads)}."
+
+
 COST_ROWS = {
     "naive": "**naive**: full T-frame `model.onnx` re-run",
     "exact": "**exact window**, encode once",
@@ -337,8 +391,12 @@ def bench_latency(run: dict) -> str:
     return markdown_table([f"{latency['streams']} stream, {latency['frames_per_s']:g} frames/s", "p50 ms", "p95 ms",
                            "p99 ms", "predictions"], rows) + (
         f"\n\nRing drops {latency['dropped']}, publisher drops {latency['publisher_dropped']}. Process CPU per "
-        f"frame: **{pipeline['cpu_ms_per_frame']:.2f} ms**, {pipeline['cpu_over_bare']}x the encoder + head in a "
-        f"hot loop and {pipeline['cpu_over_paced_compute']}x the same calls paced without the pipeline.")
+        f"frame (the subscriber's own thread subtracted): **{pipeline['cpu_ms_per_frame']:.2f} ms**, against "
+        f"{pipeline['bare_cpu_ms_per_frame']:.2f} ms for the encoder + exact head in a hot loop "
+        f"({pipeline['cpu_over_bare']}x) and {pipeline['paced_compute_cpu_ms_per_frame']:.2f} ms for the same "
+        f"`Scheduler` calls paced at {latency['frames_per_s']:g} fps without the pipeline around them "
+        f"({pipeline['cpu_over_paced_compute']}x). Over the whole run, start-up and shut-down included: "
+        f"{pipeline['cpu_ms_per_frame_whole_run']:.2f} ms, {pipeline['whole_run_over_bare']}x.")
 
 
 def capacity_rows(run: dict, mode: str) -> list[list[object]]:
@@ -354,11 +412,44 @@ def capacity_rows(run: dict, mode: str) -> list[list[object]]:
     return rows
 
 
+def fewer_in_memory(run: dict, mode: str) -> str:
+    """A sentence when in-memory sources, the cheaper ones, held fewer streams than video files; else ''."""
+    memory, files = run.get("capacity_memory"), run.get("capacity_file")
+    if not (memory and files and memory["max_streams"] < files["max_streams"]):
+        return ""
+    runs = {r["streams"]: r for r in memory["runs"]}
+    held, failed = runs[memory["max_streams"]], runs.get(memory["first_failing"])
+    one_memory, one_file = runs.get(1), {r["streams"]: r for r in files["runs"]}.get(1)
+    cost = (f", though an in-memory stream costs less (one stream: {one_memory['cpu_ms_per_frame']:.2f} against "
+            f"{one_file['cpu_ms_per_frame']:.2f} CPU ms per frame)" if one_memory and one_file else "")
+    reason = "on p99 alone" if failed and failed["dropped"] == 0 else "on p99 or ring drops"
+    failing = (f": its {failed['streams']}-stream run failed {reason} ({failed['p99_ms']:.0f} ms, the lower of "
+               f"two tries; {failed['dropped']} ring drops, batch mean {failed['batch_mean']:g}), after "
+               f"{held['streams']} streams had held at p99 {held['p99_ms']:.1f} ms" if failed else "")
+    return (f"In {mode} mode, in-memory sources held fewer streams than video files ({memory['max_streams']} "
+            f"against {files['max_streams']}){cost}{failing}.")
+
+
+def own_baseline(run: dict) -> str:
+    """The continuous run's own bare throughput and one-stream CPU, which its rows are measured against."""
+    encoder, compute = run["throughput"]["encoder"], run["throughput"]["compute_continuous"]
+    pipeline = run["pipeline"]
+    return (f"The continuous run measured its own bare figures: encoder {encoder['best_frames_per_s']:.1f} frames/s "
+            f"at batch {encoder['best_batch']}, encoder + continuous head {compute['best_frames_per_s']:.1f} "
+            f"({compute['best_batch']} streams per call). One-stream CPU in that run (the same exact-window stream "
+            f"as the latency table's, measured again): "
+            f"{pipeline['cpu_ms_per_frame']:.2f} ms per frame, {pipeline['cpu_over_bare']}x the hot-loop compute "
+            f"({pipeline['bare_cpu_ms_per_frame']:.2f}), {pipeline['cpu_over_paced_compute']}x the paced compute "
+            f"({pipeline['paced_compute_cpu_ms_per_frame']:.2f}).")
+
+
 @table("bench-capacity", ("bench.json", "bench_continuous.json"), f"{BENCH}; {BENCH_CONTINUOUS}")
 def bench_capacity(exact: dict, continuous: dict) -> str:
     header = ["head mode, sources", "streams held", "first failing", "frames/s at capacity",
               "% of bare encoder", "% of bare encoder + head"]
-    return markdown_table(header, capacity_rows(exact, "exact") + capacity_rows(continuous, "continuous"))
+    notes = [own_baseline(continuous), fewer_in_memory(exact, "exact"), fewer_in_memory(continuous, "continuous")]
+    return markdown_table(header, capacity_rows(exact, "exact") + capacity_rows(continuous, "continuous")) + (
+        "\n\n" + " ".join(note for note in notes if note))
 
 
 @table("bench-capacity-runs", "bench.json", BENCH)
@@ -382,7 +473,17 @@ def bench_throughput(run: dict) -> str:
               "compute_continuous": "encoder + continuous head"}
     rows = [[label, *(fixed(parts[key]["frames_per_s"][b], 1) for b in batches)]
             for key, label in labels.items() if key in parts]
-    return markdown_table(["batch", *batches], rows)
+    if "aggregate" not in run:
+        return markdown_table(["batch", *batches], rows)
+    mode = run["capacity_head"]["mode"]
+    total, encoder = run["aggregate"], parts["encoder"]
+    compute = parts["compute" if mode == "exact" else "compute_continuous"]
+    return markdown_table(["batch", *batches], rows) + (
+        f"\n\nAggregate at capacity, {mode}: **{total['frames_per_s']:.1f} frames/s = {total['fraction']:.0%} of "
+        f"the bare encoder's best ({encoder['best_frames_per_s']:.1f} at batch {encoder['best_batch']})**, "
+        f"{total['fraction_of_bare_compute']:.0%} of the bare encoder + {mode} head's best "
+        f"({compute['best_frames_per_s']:.1f}). Sustained without a ring drop, latency aside: "
+        f"{total['sustained_without_drops_frames_per_s']:.1f} frames/s ({total['sustained_fraction']:.0%}).")
 
 
 @table("bench-startup", "bench.json", BENCH)
