@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from lrcn.tools.commands import main
 from tests.bundles import SEED_SPEC_ARGS, exported_seed  # noqa: F401  (a fixture)
 from tests.conftest import SHARED, needs_shared_data
 from tests.live_servers import free_port
+from tests.test_serve_cli import receive_until
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,15 +129,6 @@ def test_fit_refuses_the_bundles_test_groups(guarded, exported_seed, tmp_path, c
     assert main(["novelty", "fit", str(copy), str(data), "--no-cache"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lrcn: error: group(s) 04 are the bundle's test groups") and err.count("\n") == 1, err
-
-
-def receive_until(subscriber, predicate, timeout_s):
-    messages, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not predicate(messages):
-        message = subscriber.receive(timeout_s=0.1)
-        if message is not None:
-            messages.append(message)
-    return messages
 
 
 @pytest.mark.slow
