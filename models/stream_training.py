@@ -45,6 +45,7 @@ class StreamConfig:
     background: str | None = None                   # a class whose videos are background between actions
     background_share: float = 0.3                   # chance that a segment after an action is background
     chunk: int = 32                                 # frames per truncated-backpropagation step
+    init_from: str | None = None                    # a bundle whose LSTM and softmax weights to start from
 
     def __post_init__(self):
         if not self.ignore_margin_s >= 0:
@@ -189,6 +190,31 @@ def copy_into_clip_model(stream_head, model) -> None:
     model.layers[-1].set_weights(the(layers.Dense, stream_head).get_weights())
 
 
+def check_init_bundle(bundle_dir: str | Path, spec) -> None:
+    """An --init-from bundle must have this model's classes, backbone and LSTM; else one error line."""
+    from lrcn.stream.bundle import read_meta
+
+    theirs = read_meta(bundle_dir).spec
+    plain = lambda value: tuple(value) if isinstance(value, (list, tuple)) else value   # noqa: E731
+    for what in ("classes", "head", "lstm_units", "per_timestep", "backbone", "pooling"):
+        if plain(getattr(spec, what)) != plain(getattr(theirs, what)):
+            raise LrcnError(f"--init-from {bundle_dir}: its {what} ({getattr(theirs, what)}) differs from "
+                            f"this model's ({getattr(spec, what)})")
+
+
+def initial_weights(bundle_dir: str | Path, spec) -> tuple[list, list]:
+    """(LSTM weights, softmax weights) of an LSTM bundle that fits this model (check_init_bundle),
+    to fine-tune on streams."""
+    from keras import layers
+
+    from lrcn.models.experiment import load_bundle
+
+    check_init_bundle(bundle_dir, spec)
+    model, _ = load_bundle(bundle_dir)
+    (lstm,) = [layer for layer in model.layers if isinstance(layer, layers.LSTM)]
+    return lstm.get_weights(), model.layers[-1].get_weights()
+
+
 class StreamTrainer:
     """Truncated backpropagation over sequence batches, and the masked per-frame loss of held-out sequences."""
 
@@ -274,6 +300,13 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
     batches_per_epoch = max(1, math.ceil(frames_per_epoch / (config.batch_size * mean_frames)))
     steps = config.epochs * batches_per_epoch * math.ceil(mean_frames / stream.chunk)
     trainer = StreamTrainer(spec, feature_size, config.learning_rate, steps)
+    if stream.init_from:
+        from keras import layers
+
+        lstm_weights, dense_weights = initial_weights(stream.init_from, spec)
+        (lstm,) = [layer for layer in trainer.head.layers if isinstance(layer, layers.LSTM)]
+        lstm.set_weights(lstm_weights)
+        trainer.head.layers[-1].set_weights(dense_weights)
     validation = None
     if val_batches is not None and val_batches.items:
         val_views, val_labels = zip(*val_batches.items)
@@ -281,6 +314,10 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
         validation = sequence_batch(val_views, val_labels, config.batch_size, sequence_frames(stream, spec.fps, rng),
                                     spec.fps, stream, rng, background)
     history: dict[str, list[float]] = {}
+    initial = {}
+    if validation is not None:   # where training starts from, on the same sequences: the baseline to beat
+        loss_sum, right, weight = trainer.run(*validation, stream.chunk, train=False)
+        initial = {"val_loss": round(loss_sum / max(weight, 1), 5), "val_accuracy": round(right / max(weight, 1), 5)}
     best, best_loss, waited = None, math.inf, 0
     for epoch in range(config.epochs):
         rng = np.random.default_rng([config.seed, 11, epoch])
@@ -308,12 +345,14 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
     trainer.head.set_weights(best)
     copy_into_clip_model(trainer.head, model)
     monitor = "val_loss" if validation is not None else "loss"
+    best_epoch = int(np.argmin(history[monitor])) + 1
     meta = BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1]), training={
         "config": asdict(config) | {"cache_dir": None},
         "stream_training": asdict(stream) | {"batches_per_epoch": batches_per_epoch},
         "train_videos": len(train_views), "val_videos": len(val_batches.items) if val_batches else 0,
         "head_only": True, "epochs_run": len(history["loss"]),
-        "best_epoch": int(np.argmin(history[monitor])) + 1,
+        "best_epoch": best_epoch, "at_best_epoch": {key: values[best_epoch - 1] for key, values in history.items()},
+        "initial": initial,
         "seconds": round(time.time() - started, 1),
         "versions": {"keras": keras.__version__, "python": sys.version.split()[0]},
         **(provenance or {}),
@@ -333,6 +372,8 @@ def train_stream_and_test(spec, train_videos, test_videos, out_dir, config, stre
     from lrcn.stream.bundle import write_meta
 
     background_label(spec.classes, stream.background)   # a wrong name fails before any decoding
+    if stream.init_from:
+        check_init_bundle(stream.init_from, spec)           # so does a bundle that does not fit
     out_dir = Path(out_dir)
     fit_videos, val_videos = group_holdout(train_videos, VAL_FRACTION, config.seed)
     groups = lambda videos: sorted({v.group for v in videos})   # noqa: E731

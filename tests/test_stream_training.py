@@ -121,6 +121,7 @@ def synthetic(tmp_path_factory):
     (["--background", "nope"], "--background 'nope' is not a class of the data"),
     (["--ignore-margin", "-1"], "--ignore-margin must be >= 0 seconds"),
     (["--cv"], "not with --cv"),
+    (["--init-from", "no/such/bundle"], "model bundle not found: no/such/bundle"),
 ])
 def test_bad_stream_flags_are_one_line_and_exit_2(synthetic, tmp_path, capsys, flags, message):
     pytest.importorskip("tensorflow")
@@ -131,6 +132,15 @@ def test_bad_stream_flags_are_one_line_and_exit_2(synthetic, tmp_path, capsys, f
     err = capsys.readouterr().err
     assert status == 2 and err.count("lrcn: error:") == 1 and message in err, err
     assert "Traceback" not in err and not (tmp_path / "b" / "meta.json").exists()
+
+
+def test_init_from_without_stream_training_is_one_line_and_exit_2(synthetic, tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    from lrcn.tools.commands import main
+
+    status = main(["train", str(synthetic), "--out", str(tmp_path / "b"), "--init-from", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("lrcn: error:") == 1 and "apply to --stream-training only" in err, err
 
 
 @pytest.mark.slow
@@ -214,3 +224,15 @@ def test_a_stream_trained_model_exports_and_runs_continuously_without_resets(syn
     for window in windows:
         clip = features[window.first:window.last + 1][None]
         np.testing.assert_allclose(window.probabilities, head.clip_probabilities(clip)[0], atol=2e-5)
+
+    # --init-from: fine-tuning starts exactly where this bundle's chosen epoch ended (the same
+    # validation sequences score the same before the first step), and a bundle that does not fit is one line.
+    from dataclasses import replace
+    tuned = tmp_path / "tuned"
+    train_stream_and_test(spec, train_videos, [], tuned, replace(config, epochs=1), replace(stream, init_from=str(bundle)))
+    tuned_meta = read_meta(tuned)
+    assert tuned_meta.training["stream_training"]["init_from"] == str(bundle)
+    assert tuned_meta.training["initial"]["val_loss"] == pytest.approx(meta.training["at_best_epoch"]["val_loss"], abs=1e-4)
+    with pytest.raises(LrcnError, match=r"--init-from .*: its lstm_units \(24\) differs from this model's \(16\)$"):
+        train_stream_and_test(replace(spec, lstm_units=16), train_videos, [], tmp_path / "no", config,
+                              replace(stream, init_from=str(bundle)))

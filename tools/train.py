@@ -100,6 +100,9 @@ def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
                         help="length of each sequence, from a zero state (default 25.6 51.2)")
     stream.add_argument("--tbptt-steps", type=int, default=32, metavar="N",
                         help="frames per truncated-backpropagation step (default 32)")
+    stream.add_argument("--init-from", metavar="BUNDLE",
+                        help="start from this LSTM bundle's head weights (same classes and --lstm-units), "
+                             "e.g. a window-trained one, and fine-tune it on streams")
 
 
 def stream_config_from_args(args):
@@ -110,7 +113,8 @@ def stream_config_from_args(args):
         raise LrcnError("--stream-training trains one model on one machine: not with --cv, several --l2, --resume, "
                         "--synthetic-clips or --distribute")
     return StreamConfig(segment_s=tuple(args.segment_seconds), sequence_s=tuple(args.sequence_seconds),
-                        ignore_margin_s=args.ignore_margin, background=args.background, chunk=args.tbptt_steps)
+                        ignore_margin_s=args.ignore_margin, background=args.background, chunk=args.tbptt_steps,
+                        init_from=args.init_from)
 
 
 def spec_from_args(args, classes) -> ModelSpec:
@@ -164,8 +168,8 @@ def train_into(args, dataset, out: Path) -> None:
         if result:
             print_result(result)
         return
-    if args.background:
-        raise LrcnError("--background applies to --stream-training only")
+    if args.background or args.init_from:
+        raise LrcnError("--background and --init-from apply to --stream-training only")
     if args.cv:
         summary = cross_validate(spec, dataset, out, config, provenance, args.l2)
         if summary["videos"]:  # zero on a worker other than the chief: the chief tests
