@@ -183,7 +183,7 @@ LEARN = ["--backbone", "small", "--size", "32", "--clip-length", "8", "--fps", "
          "--test-groups", "02", "--no-refit", "--quiet"]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy   # three TensorFlow trainings, about 2.5 minutes: beyond CI's 20 minutes with the rest
 def test_two_workers_on_localhost_match_one_worker(synthetic, tmp_path):
     """Two `lrcn train --distribute multiworker` processes on 127.0.0.1 (CPU): the chief's
     bundle loads and tests within one video of a one-worker run (14 test videos), and the
