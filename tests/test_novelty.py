@@ -2,6 +2,7 @@
 encoder features of synthetic videos, served on real files, with bad inputs as one line."""
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -165,6 +166,19 @@ def test_serve_publishes_unknown_with_the_score_and_no_event_on_a_foreign_stream
     assert all(set(p["probabilities"]) == set(SEED_SPEC_ARGS["classes"]) for p in preds["foreign"])  # raw, unchanged
     starts = {m.stream for m in messages if m.kind == "event" and m.payload["type"] == "start"}
     assert "foreign" not in starts and {"unguarded", "own"} <= starts
+
+
+def test_annotate_draws_unknown_on_a_foreign_video_and_not_with_the_guard_off(guarded, tmp_path, capsys):
+    bundle, _, held_out, foreign = guarded
+    assert main(["annotate", str(bundle), str(foreign), "-o", str(tmp_path / "foreign.mp4")]) == 0
+    out = capsys.readouterr().out.strip()
+    predictions, unknown = re.search(r"(\d+) predictions \((\d+) unknown\)$", out).groups()
+    assert int(predictions) > 0 and int(unknown) == int(predictions), out
+    assert main(["annotate", str(bundle), str(held_out), "-o", str(tmp_path / "held_out.mp4")]) == 0
+    predictions, unknown = re.search(r"(\d+) predictions \((\d+) unknown\)$", capsys.readouterr().out.strip()).groups()
+    assert int(unknown) < int(predictions) / 2, "the held-out video of a known class keeps most of its labels"
+    assert main(["annotate", str(bundle), str(foreign), "-o", str(tmp_path / "off.mp4"), "--novelty", "off"]) == 0
+    assert capsys.readouterr().out.strip().endswith(" predictions"), "no guard, no unknown count"
 
 
 def test_the_score_is_the_offline_score_of_the_window(guarded):

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video")
     parser.add_argument("-o", "--out", required=True, help="output video (.mp4, .avi, .mkv)")
     add_head_arguments(parser)
+    parser.add_argument("--novelty", metavar="off|THRESHOLD",
+                        help="the open-set guard: a window whose novelty score is over the threshold is drawn as "
+                             "`unknown` (default: the bundle's novelty.npz threshold, if it has one)")
 
 
 @command("annotate", help="write a copy of a video with the prediction drawn on each frame", arguments=add_arguments)
@@ -21,5 +24,7 @@ def run(args) -> None:
     from lrcn.tools.annotate_video import annotate
 
     result = annotate(args.bundle, args.video, args.out, mode=args.mode, hop=args.hop, reset_every=args.reset_every,
-                      smooth=args.smooth, fps=args.fps, backend=args.backend or "onnxruntime", threads=args.threads)
-    print(f"wrote {result['out']}: {result['frames']} frames, {result['predictions']} predictions")
+                      smooth=args.smooth, fps=args.fps, backend=args.backend or "onnxruntime", threads=args.threads,
+                      novelty=args.novelty)
+    unknown = f" ({result['unknown']} unknown)" if result["guarded"] else ""
+    print(f"wrote {result['out']}: {result['frames']} frames, {result['predictions']} predictions{unknown}")

@@ -6,12 +6,15 @@ The frames go through the same capture, sampling grid, scheduler and window code
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import UNKNOWN
+from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.ring import Frame
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.sampling import Sampler
@@ -51,18 +54,22 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWrite
 
 def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_every: int | None = None,
              smooth: str | None = None, fps: float | None = None, backend: str = "onnxruntime",
-             threads: int | None = None) -> dict:
-    """Write `out`; return {"frames", "predictions", "out"}."""
+             threads: int | None = None, novelty: str | float | None = None) -> dict:
+    """Write `out`; return {"frames", "predictions", "unknown", "guarded", "out"}. With the bundle's
+    open-set guard (or a `novelty` threshold; "off" for none), a window scored over the threshold
+    is drawn as `unknown`, as `lrcn serve` publishes it."""
     bundle = load_runtime_bundle(bundle_dir, backend, threads=threads)
     spec = bundle.meta.spec
+    threshold = stream_threshold(novelty, bundle.novelty, "video")
     options = SourceOptions(fps=fps or spec.fps, pace=False)
     check_source(str(video), spec.input_size, options)
     plan = StreamPlan("video", WindowConfig(mode, hop, reset_every), parse_smoothing(smooth))
-    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [plan])
+    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [plan],
+                          novelty=bundle.novelty if threshold is not None else None)
     capture = PyavCapture(str(video), spec.input_size, options)
     out = Path(out)
     writer = None
-    current, index, predictions = None, 0, 0
+    current, index, predictions, unknown = None, 0, 0, 0
     try:
         decoded, sampler = stamped(capture, live=False), Sampler(options.fps, capture.fps)
         segment = 0
@@ -80,8 +87,9 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
                 break
             if writer is None:
                 writer = open_writer(out, capture.fps or 25.0, (chunk[0].shape[1], chunk[0].shape[0]))
-            pending = scheduler.process({plan.id: sampled}).predictions
+            pending = [guarded(p, threshold) for p in scheduler.process({plan.id: sampled}).predictions]
             predictions += len(pending)
+            unknown += sum(p.label == UNKNOWN for p in pending)
             for i, bgr in enumerate(chunk):
                 while pending and pending[0].frame_index <= index + i:
                     current = pending.pop(0)
@@ -95,4 +103,12 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
         capture.close()
         if writer is not None:
             writer.release()
-    return {"frames": index, "predictions": predictions, "out": str(out)}
+    return {"frames": index, "predictions": predictions, "unknown": unknown, "guarded": threshold is not None,
+            "out": str(out)}
+
+
+def guarded(prediction: Prediction, threshold: float | None) -> Prediction:
+    """The prediction as drawn: labelled `unknown` when its window's novelty is over the threshold."""
+    if threshold is None or prediction.novelty is None or prediction.novelty <= threshold:
+        return prediction
+    return replace(prediction, label=UNKNOWN)
