@@ -459,3 +459,31 @@ def test_the_offline_replay_publishes_what_the_live_run_publishes(tmp_path):
         agree = np.mean([a[2] == b[2] for a, b in zip(replayed["published"], served["published"])])
         assert agree >= 0.9, (name, agree)
         assert replayed["frames"] == served["frames"] and offline["scored_from_frame"] == live["scored_from_frame"]
+
+
+def test_a_seed_measured_later_joins_the_side_by_side_written_before(tmp_path):
+    """docs/results' ucf101_9 side-by-side (seeds 0 and 1, whose run files are gone) and one new run
+    of seed 2 give three seeds, the earlier two unchanged; a seed given twice is refused."""
+    from lrcn.tools.stream_results import write_side_by_side
+
+    earlier_path = Path(__file__).parents[1] / "docs" / "results" / "stream_training_ucf101_9.json"
+    earlier = json.loads(earlier_path.read_text())
+    mode = lambda accuracy, delay: {"correct": int(accuracy * 100), "frames": 100, "accuracy": accuracy,  # noqa: E731
+                                    "delay": {"median_s": delay, "mean_s": delay, "missed": 0, "changes": 10}}
+    modes = lambda continuous: {"exact-hop1": mode(0.7, 0.8), "continuous": mode(continuous, 0.3)}  # noqa: E731
+    run = {"bundle": "window-s2", "model_seed": 2, "offline_test": {"video_correct": 100}, "modes": modes(0.6),
+           "compared": {"stream-s2": {"bundle": "stream-s2", "stream_trained": True,
+                                      "offline_test": {"video_correct": 99}, "modes": modes(0.8)}}}
+    (tmp_path / "s2.json").write_text(json.dumps(run))
+    merged = write_side_by_side(tmp_path / "out.json", [earlier_path, tmp_path / "s2.json"])
+    assert [seed["seed"] for seed in merged["seeds"]] == [0, 1, 2]
+    assert merged["seeds"][:2] == earlier["seeds"]
+    assert merged["seeds"][2]["targets"] == {"accuracy_points_over_best_window_mode": 10.0,
+                                             "best_window_mode": "exact-hop1", "delay_ratio_to_exact_hop1": 0.375,
+                                             "offline_videos_lost": 1}
+    assert merged["runs"] == earlier["runs"] + [str(tmp_path / "s2.json")]
+    assert json.loads((tmp_path / "out.json").read_text()) == merged
+    run["model_seed"] = 1
+    (tmp_path / "s1.json").write_text(json.dumps(run))
+    with pytest.raises(LrcnError, match="a seed is given twice"):
+        write_side_by_side(tmp_path / "again.json", [earlier_path, tmp_path / "s1.json"])

@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from lrcn.stream.errors import LrcnError
+
 
 def table_lines(result: dict) -> list[str]:
     lines = [(f"{result['test_videos']} test videos, {result['frames']} frames ({result['seconds']} s at "
@@ -131,8 +133,17 @@ def side_by_side(runs: Sequence[dict]) -> dict:
 def write_side_by_side(out: Path, runs: Sequence[Path], plot: Path | None = None) -> dict:
     """`side_by_side` of the per-seed run JSONs (`lrcn stream-accuracy ... --also STREAM_BUNDLE
     --summary RUN.json`) written to `out`; with `plot`, the accuracy-against-delay figure of every
-    stream_training_*.json beside `out`."""
-    result = {"runs": [str(p) for p in runs], **side_by_side([json.loads(Path(p).read_text()) for p in runs])}
+    stream_training_*.json beside `out`. A side-by-side written earlier may be given among the
+    runs: its seeds are kept as they are, so a seed measured later joins those measured before."""
+    loaded = [json.loads(Path(p).read_text()) for p in runs]
+    earlier = [run for run in loaded if "seeds" in run]
+    fresh = side_by_side([run for run in loaded if "seeds" not in run])
+    seeds = sorted([seed for run in earlier for seed in run["seeds"]] + fresh["seeds"], key=lambda seed: seed["seed"])
+    if len({seed["seed"] for seed in seeds}) < len(seeds):
+        raise LrcnError(f"{out}: a seed is given twice ({', '.join(str(seed['seed']) for seed in seeds)})")
+    result = {"runs": [name for run in earlier for name in run["runs"]] + [str(p) for p, run in zip(runs, loaded)
+                                                                           if "seeds" not in run],
+              "seeds": seeds, "targets": fresh["targets"]}
     out.write_text(json.dumps(result, indent=1) + "\n")
     if plot is not None:
         from lrcn.tools.plots import accuracy_against_delay
