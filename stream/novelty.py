@@ -2,13 +2,16 @@
 
 A softmax always names one of its classes, however foreign the scene. The novelty score of a
 window compares its mean-pooled encoder features (the mean over its frames of what the
-bundle's encoder gives per frame) with the training windows'. Two methods (METHODS):
+bundle's encoder gives per frame) with the training windows'. Three methods (METHODS):
 
-- `knn` (the default): the cosine distance to the k-th nearest training window after centring
-  on the training mean (Sun et al., ICML 2022). No assumption on how features are distributed;
-  on UCF101 footage, whose classes spread far, it separates foreign scenes much better than:
+- `knn`: the cosine distance to the k-th nearest training window after centring on the
+  training mean (Sun et al., ICML 2022). No assumption on how features are distributed; on
+  UCF101 footage, whose classes spread far, it separates foreign scenes much better than:
 - `mahalanobis`: the distance to the nearest class mean under one shared, Ledoit-Wolf-shrunk
-  covariance (Lee et al., NeurIPS 2018).
+  covariance (Lee et al., NeurIPS 2018), which is the better one on a small, uniform set
+  (weizmann4), where knn's threshold comes out loose.
+- `combined` (the default): the larger of the two, each on the scale of its own validation
+  scores, so that a window far from the training windows by either measure is foreign.
 
 The threshold is a quantile of the scores of held-out validation windows: the share `target`
 of those are over it. Everything is fitted from the bundle's own runtime encoder, so any
@@ -19,7 +22,9 @@ novelty.npz. A bundle without one has no guard.
 >>> a, b, foreign = np.eye(8)[0] * 4, np.eye(8)[1] * 4, np.eye(8)[6] * 4
 >>> windows = np.concatenate([rng.normal(0, 1, (200, 8)) + a, rng.normal(0, 1, (200, 8)) + b])
 >>> model = fit_novelty(windows, np.repeat([0, 1], 200), ("a", "b"), clip_length=16)
->>> model = with_threshold(model, model.score(rng.normal(0, 1, (500, 8)) + a), target=0.05)
+>>> validation = rng.normal(0, 1, (500, 8)) + a
+>>> model = model.calibrated(model.part_scores(validation), target=0.05)
+>>> model = with_threshold(model, model.score(validation), target=0.05)
 >>> bool(model.score(a[None])[0] < model.threshold < model.score(foreign[None])[0])
 True
 """
@@ -54,7 +59,21 @@ class NoveltyModel:
 
     def score(self, window_features: np.ndarray) -> np.ndarray:
         """[N, F] mean window features -> [N] novelty scores (higher: less like the training windows)."""
-        return METHODS[self.method].score(self.arrays, np.asarray(window_features, np.float32))
+        return self.combine(self.part_scores(window_features))
+
+    def part_scores(self, window_features: np.ndarray) -> np.ndarray:
+        """[N, F] -> [N, P]: the raw score of each of the method's P parts (one for a plain method)."""
+        return METHODS[self.method].part_scores(self.arrays, np.asarray(window_features, np.float32))
+
+    def combine(self, part_scores: np.ndarray) -> np.ndarray:
+        """[N, P] part scores -> [N] novelty scores."""
+        return METHODS[self.method].combine(self.arrays, np.asarray(part_scores, np.float64))
+
+    def calibrated(self, validation_part_scores: np.ndarray, target: float) -> "NoveltyModel":
+        """The model with its parts put on one scale by their scores on validation windows."""
+        check_target(target)
+        arrays = METHODS[self.method].calibrate(self.arrays, np.asarray(validation_part_scores, np.float64), target)
+        return replace(self, arrays=arrays)
 
     def summary(self) -> dict:
         """What meta.json records about the guard."""
@@ -63,24 +82,40 @@ class NoveltyModel:
                 "target": self.target, "clip_length": self.clip_length, **details}
 
 
-class NearestNeighbours:
+class Method:
+    """A plain method is one part: its score is its only part's. Subclasses give fit, score,
+    feature_size and describe; a method of several parts (Combined) also its own part_scores,
+    combine and calibrate."""
+
+    @classmethod
+    def part_scores(cls, arrays: dict, x: np.ndarray) -> np.ndarray:
+        return cls.score(arrays, x)[:, None]
+
+    @staticmethod
+    def combine(arrays: dict, part_scores: np.ndarray) -> np.ndarray:
+        return part_scores[:, 0]
+
+    @staticmethod
+    def calibrate(arrays: dict, validation_part_scores: np.ndarray, target: float) -> dict:
+        return arrays
+
+
+class NearestNeighbours(Method):
     """Cosine distance to the k-th nearest training window, after centring on the training mean
     (Sun, Ming, Zhu, Li, "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022:
     normalised features, k-th neighbour distance, no assumption on their distribution). The
-    bank holds every training window given, in float16."""
+    bank holds every training window given (float16 in the file)."""
     k = 5
 
     @staticmethod
     def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> dict:
         center = x.mean(0)
-        return {"center": center.astype(np.float32), "bank": _unit(x - center).astype(np.float16),
+        return {"center": center.astype(np.float32), "bank": _unit(x - center).astype(np.float32),
                 "k": np.array(min(NearestNeighbours.k, len(x)))}
 
     @staticmethod
     def score(arrays: dict, x: np.ndarray) -> np.ndarray:
         bank, k = arrays["bank"], int(arrays["k"])
-        if bank.dtype != np.float32:   # once per model: float16 is for the file only
-            arrays["bank"] = bank = bank.astype(np.float32)
         queries, scores = _unit(x - arrays["center"]), []
         for start in range(0, len(queries), 1024):
             similarity = queries[start:start + 1024] @ bank.T
@@ -97,7 +132,7 @@ class NearestNeighbours:
         return {"k": int(arrays["k"]), "bank_windows": int(arrays["bank"].shape[0])}
 
 
-class Mahalanobis:
+class Mahalanobis(Method):
     """Mahalanobis distance to the nearest class mean with one covariance shared by all classes
     (Lee, Lee, Lee, Shin, "A Simple Unified Framework for Detecting Out-of-Distribution Samples
     and Adversarial Attacks", NeurIPS 2018), shrunk towards a scaled identity by the Ledoit-Wolf
@@ -130,8 +165,58 @@ class Mahalanobis:
         return {"shrinkage": round(float(arrays["shrinkage"]), 6)}
 
 
-METHODS = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis}
-DEFAULT_METHOD = "knn"
+class Combined:
+    """The larger of the knn and Mahalanobis scores, each first put on one scale by its own scores
+    on validation windows: their median maps to 0 and the quantile that the share `target` of them
+    exceed maps to 1. The two fail on different training sets (results.md, Open set): Mahalanobis
+    where the classes spread far (UCF101), knn's threshold where there are few groups to validate
+    on (weizmann4's six subjects); a window far from the training windows by either measure is
+    foreign. Until calibrated, both scales are 1."""
+    PARTS = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis}
+
+    @staticmethod
+    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> dict:
+        arrays = {f"{name}__{key}": value for name, part in Combined.PARTS.items()
+                  for key, value in part.fit(x, labels, classes).items()}
+        return {**arrays, "offset": np.zeros(len(Combined.PARTS)), "scale": np.ones(len(Combined.PARTS))}
+
+    @staticmethod
+    def part_scores(arrays: dict, x: np.ndarray) -> np.ndarray:
+        return np.stack([part.score(Combined._part(arrays, name), x) for name, part in Combined.PARTS.items()], axis=1)
+
+    @staticmethod
+    def combine(arrays: dict, part_scores: np.ndarray) -> np.ndarray:
+        return ((part_scores - arrays["offset"]) / arrays["scale"]).max(axis=1)
+
+    @staticmethod
+    def calibrate(arrays: dict, validation_part_scores: np.ndarray, target: float) -> dict:
+        median = np.median(validation_part_scores, axis=0)
+        high = np.quantile(validation_part_scores, 1 - target, axis=0)
+        return {**arrays, "offset": median, "scale": np.maximum(high - median, 1e-12)}
+
+    @staticmethod
+    def score(arrays: dict, x: np.ndarray) -> np.ndarray:
+        return Combined.combine(arrays, Combined.part_scores(arrays, x))
+
+    @staticmethod
+    def feature_size(arrays: dict) -> int:
+        return NearestNeighbours.feature_size(Combined._part(arrays, "knn"))
+
+    @staticmethod
+    def describe(arrays: dict) -> dict:
+        return {**{name: part.describe(Combined._part(arrays, name)) for name, part in Combined.PARTS.items()},
+                "offset": [round(float(v), 6) for v in arrays["offset"]],
+                "scale": [round(float(v), 6) for v in arrays["scale"]]}
+
+    @staticmethod
+    def _part(arrays: dict, name: str) -> dict:
+        prefix = f"{name}__"
+        return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
+METHODS = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis, "combined": Combined}
+DEFAULT_METHOD = "combined"
+HALF_IN_FILE = ("bank",)   # arrays stored in float16: the knn bank is the bulk of the file
 
 
 def window_means(features: np.ndarray, clip_length: int, hop: int = 1) -> np.ndarray:
@@ -177,11 +262,15 @@ def fit_novelty(window_features: np.ndarray, labels: np.ndarray, classes: tuple[
 def with_threshold(model: NoveltyModel, validation_scores: np.ndarray, target: float = DEFAULT_TARGET) -> NoveltyModel:
     """The model with the threshold over which the share `target` of validation scores lie."""
     scores = np.asarray(validation_scores, np.float64)
-    if not 0 < target < 1:
-        raise LrcnError(f"novelty target must be between 0 and 1, got {target}")
+    check_target(target)
     if len(scores) == 0:
         raise LrcnError("novelty: no validation window to choose a threshold on")
     return replace(model, threshold=float(np.quantile(scores, 1 - target, method="higher")), target=target)
+
+
+def check_target(target: float) -> None:
+    if not 0 < target < 1:
+        raise LrcnError(f"novelty target must be between 0 and 1, got {target}")
 
 
 def save_novelty(model: NoveltyModel, bundle_dir: str | Path) -> Path:
@@ -190,7 +279,8 @@ def save_novelty(model: NoveltyModel, bundle_dir: str | Path) -> Path:
               "clip_length": np.array(model.clip_length),
               "threshold": np.array(np.nan if model.threshold is None else model.threshold),
               "target": np.array(np.nan if model.target is None else model.target)}
-    np.savez(path, **fields, **{f"array_{name}": array for name, array in model.arrays.items()})
+    np.savez(path, **fields, **{f"array_{name}": array.astype(np.float16) if name.split("__")[-1] in HALF_IN_FILE
+                                else array for name, array in model.arrays.items()})
     return path
 
 
@@ -203,7 +293,8 @@ def load_novelty(bundle_dir: str | Path) -> NoveltyModel | None:
         with np.load(path, allow_pickle=False) as data:
             method = str(data["method"])
             model = NoveltyModel(method, tuple(str(c) for c in data["classes"]),
-                                 {name[len("array_"):]: data[name] for name in data.files if name.startswith("array_")},
+                                 {name[len("array_"):]: _in_memory(data[name]) for name in data.files
+                                  if name.startswith("array_")},
                                  int(data["clip_length"]), _optional(data["threshold"]), _optional(data["target"]))
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as err:
         raise LrcnError(f"{path}: not a novelty file ({type(err).__name__}: {err})") from None
@@ -259,6 +350,10 @@ def stream_threshold(setting: str | float | None, model: NoveltyModel | None, st
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _in_memory(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
 def _optional(value: np.ndarray) -> float | None:

@@ -462,8 +462,8 @@ def test_the_offline_replay_publishes_what_the_live_run_publishes(tmp_path):
 
 
 def test_a_seed_measured_later_joins_the_side_by_side_written_before(tmp_path):
-    """docs/results' ucf101_9 side-by-side (seeds 0 and 1, whose run files are gone) and one new run
-    of seed 2 give three seeds, the earlier two unchanged; a seed given twice is refused."""
+    """docs/results' ucf101_9 side-by-side (seeds 0 and 1 there have no run files any more) and a
+    run of one more seed give every seed, the earlier ones unchanged; a seed given twice is refused."""
     from lrcn.tools.stream_results import write_side_by_side
 
     earlier_path = Path(__file__).parents[1] / "docs" / "results" / "stream_training_ucf101_9.json"
@@ -471,17 +471,18 @@ def test_a_seed_measured_later_joins_the_side_by_side_written_before(tmp_path):
     mode = lambda accuracy, delay: {"correct": int(accuracy * 100), "frames": 100, "accuracy": accuracy,  # noqa: E731
                                     "delay": {"median_s": delay, "mean_s": delay, "missed": 0, "changes": 10}}
     modes = lambda continuous: {"exact-hop1": mode(0.7, 0.8), "continuous": mode(continuous, 0.3)}  # noqa: E731
-    run = {"bundle": "window-s2", "model_seed": 2, "offline_test": {"video_correct": 100}, "modes": modes(0.6),
-           "compared": {"stream-s2": {"bundle": "stream-s2", "stream_trained": True,
+    new_seed = max(seed["seed"] for seed in earlier["seeds"]) + 1
+    run = {"bundle": "window-new", "model_seed": new_seed, "offline_test": {"video_correct": 100}, "modes": modes(0.6),
+           "compared": {"stream-new": {"bundle": "stream-new", "stream_trained": True,
                                       "offline_test": {"video_correct": 99}, "modes": modes(0.8)}}}
-    (tmp_path / "s2.json").write_text(json.dumps(run))
-    merged = write_side_by_side(tmp_path / "out.json", [earlier_path, tmp_path / "s2.json"])
-    assert [seed["seed"] for seed in merged["seeds"]] == [0, 1, 2]
-    assert merged["seeds"][:2] == earlier["seeds"]
-    assert merged["seeds"][2]["targets"] == {"accuracy_points_over_best_window_mode": 10.0,
+    (tmp_path / "new.json").write_text(json.dumps(run))
+    merged = write_side_by_side(tmp_path / "out.json", [earlier_path, tmp_path / "new.json"])
+    assert [seed["seed"] for seed in merged["seeds"]] == [seed["seed"] for seed in earlier["seeds"]] + [new_seed]
+    assert merged["seeds"][:-1] == earlier["seeds"]
+    assert merged["seeds"][-1]["targets"] == {"accuracy_points_over_best_window_mode": 10.0,
                                              "best_window_mode": "exact-hop1", "delay_ratio_to_exact_hop1": 0.375,
                                              "offline_videos_lost": 1}
-    assert merged["runs"] == earlier["runs"] + [str(tmp_path / "s2.json")]
+    assert merged["runs"] == earlier["runs"] + [str(tmp_path / "new.json")]
     assert json.loads((tmp_path / "out.json").read_text()) == merged
     run["model_seed"] = 1
     (tmp_path / "s1.json").write_text(json.dumps(run))

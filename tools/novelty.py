@@ -20,7 +20,9 @@ the rest. It writes novelty.npz and records it in meta.json's metrics.
 measure: for each bundle, the share of its held-out test windows (its recorded test groups of
 its recorded data, or the split flags) labelled `unknown`, and the share of every window of each
 --foreign dataset labelled so, with the threshold-free AUROC of the score (foreign against
-held-out); a table, and the JSON with --out.
+held-out) and the share over the test windows' own quantile (the threshold that puts exactly the
+target share of them over it: what the score could do with a perfect threshold rule); a table,
+and the JSON with --out.
 """
 from __future__ import annotations
 
@@ -171,15 +173,17 @@ def fit(args) -> None:
     x, owners, _ = windows_of(features, train_videos, args.hop)
     labels = np.array([train_videos[i].label for i in owners])
     groups = np.array([train_videos[i].group for i in owners])
-    validation = []
+    parts = []   # the raw score of each of the method's parts, per validation window
     for held in folds:
         out = np.isin(groups, sorted(held))
-        validation.append(fit_novelty(x[~out], labels[~out], spec.classes, spec.clip_length, args.method)
-                          .score(x[out]))
-    validation = np.concatenate(validation)
+        parts.append(fit_novelty(x[~out], labels[~out], spec.classes, spec.clip_length, args.method)
+                     .part_scores(x[out]))
+    parts = np.concatenate(parts)
     fitted = ~np.isin(groups, sorted(folds[0])) if args.val_groups else np.ones(len(x), bool)
-    model = with_threshold(fit_novelty(x[fitted], labels[fitted], spec.classes, spec.clip_length, args.method),
-                           validation, args.target)
+    model = (fit_novelty(x[fitted], labels[fitted], spec.classes, spec.clip_length, args.method)
+             .calibrated(parts, args.target))
+    validation = model.combine(parts)
+    model = with_threshold(model, validation, args.target)
     path = save_novelty(model, args.bundle)
     meta.metrics["novelty"] = {**model.summary(), "data": str(dataset.root.resolve()),
                                "fit_groups": sorted(set(groups[fitted])), "validation_folds": [sorted(f) for f in folds],
@@ -214,12 +218,16 @@ def measure_bundle(bundle: str, foreign: list[str], args, cache: Path | None) ->
     head = load_head(Path(bundle) / HEAD_FILE)
     rows[dataset.root.name] = {**_row(inside_scores, model.threshold, len(test_videos), held_out=True),
                                **_softmax(top_scores(features, head, test_videos))}
+    # Where the target share of these very test windows is over: the most any threshold chosen
+    # without the test windows could catch of the foreign ones, at the target.
+    oracle = float(np.quantile(inside_scores, 1 - model.target))
     for folder in foreign:
         videos = list(discover(folder).videos)
         outside, _, _ = windows_of(features, videos, args.hop)
         scores = model.score(outside)
         rows[Path(folder).name] = {**_row(scores, model.threshold, len(videos), held_out=False),
                                    "auroc": round(auroc(inside_scores, scores), 4),
+                                   "unknown_share_at_test_quantile": round(float((scores > oracle).mean()), 4),
                                    **_softmax(top_scores(features, head, videos))}
     fitted = features.meta.metrics.get("novelty", {})
     seed = fitted.get("seed") if fitted.get("seed") is not None else recorded.get("config", {}).get("seed")
