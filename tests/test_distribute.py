@@ -2,7 +2,6 @@
 workers, mirrored training on this CPU, and two real workers on 127.0.0.1 against one."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -165,16 +164,6 @@ def test_mirrored_on_this_cpu_trains_and_gives_the_same_bundle_form(synthetic, t
     assert model(np.zeros((1, 4, 32, 32, 3), np.float32)).shape == (1, len(synth.CLASSES))
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 # Freshly rendered clips (the recipe of test_training's motion test, shortened), no dropout:
 # two workers with per-replica batch 8 see the same global batches of 16 as one worker, from
 # the same initial weights, so they should reach the same model up to float rounding.
@@ -185,31 +174,15 @@ LEARN = ["--backbone", "small", "--size", "32", "--clip-length", "8", "--fps", "
 
 @pytest.mark.heavy   # three TensorFlow trainings, about 2.5 minutes: beyond CI's 20 minutes with the rest
 def test_two_workers_on_localhost_match_one_worker(synthetic, tmp_path):
-    """Two `lrcn train --distribute multiworker` processes on 127.0.0.1 (CPU): the chief's
-    bundle loads and tests within one video of a one-worker run (14 test videos), and the
-    other worker leaves nothing behind."""
-    one = lrcn("train", synthetic, "--out", tmp_path / "one", *LEARN, "--batch-size", "16",
-               "--cache", tmp_path / "cache1")
-    assert one.returncode == 0, one.stderr
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        env = {**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "lrcn.tools.cli", "train", str(synthetic), "--out", str(tmp_path / "two"),
-             *LEARN, "--batch-size", "8", "--cache", str(tmp_path / "cache2"), "--distribute", "multiworker"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outputs = [process.communicate(timeout=400) for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    for process, (_, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    assert "worker 1 of 2" in outputs[1][1] and "(chief)" in outputs[0][1]
+    """Two `lrcn train --distribute multiworker` processes on 127.0.0.1 (CPU), launched as
+    `python -m lrcn.tools.local_workers` launches them: the chief's bundle loads and tests within
+    one video of a one-worker run (14 test videos), and the other worker leaves nothing behind."""
     from lrcn.models.experiment import load_bundle
+    from lrcn.tools.local_workers import train
 
+    train(synthetic, tmp_path / "one", [*LEARN, "--batch-size", "16"], tmp_path / "cache1", workers=1)
+    _, errors = train(synthetic, tmp_path / "two", [*LEARN, "--batch-size", "8"], tmp_path / "cache2", workers=2)
+    assert "worker 1 of 2" in errors[1] and "(chief)" in errors[0]
     model, meta = load_bundle(tmp_path / "two")
     assert meta.training["distribute"] == {"strategy": "multiworker", "workers": 2, "replicas": 2,
                                            "global_batch": 16}
@@ -217,5 +190,5 @@ def test_two_workers_on_localhost_match_one_worker(synthetic, tmp_path):
     one_right, two_right = one_meta["metrics"]["test"]["video_correct"], meta.metrics["test"]["video_correct"]
     assert meta.metrics["test"]["videos"] == one_meta["metrics"]["test"]["videos"] == 14
     assert abs(two_right - one_right) <= 1, (one_right, two_right)
-    scratch = [line for line in outputs[1][1].splitlines() if "writes into" in line]
+    scratch = [line for line in errors[1].splitlines() if "writes into" in line]
     assert scratch and not Path(scratch[0].split("writes into ")[1].split(" (")[0]).exists()
