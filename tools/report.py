@@ -228,6 +228,21 @@ for _data in ("weizmann4", "ucf101_9"):
           STREAM_TRAINING.format(data=_data))(stream_training_targets)
 
 
+# ---------------------------------------------------------------- distributed training
+
+@table("distribute-weizmann4", "distribute_weizmann4.json",
+       "python -m lrcn.tools.local_workers $D/weizmann4 --work runs/workers --seeds 0 1 2 --batch-size 16 "
+       "--out docs/results/distribute_weizmann4.json -- TRAIN_FLAGS (docs/training.md)")
+def distribute_weizmann4(run: dict) -> str:
+    runs = [key for key in run["seeds"][0] if key != "seed"]
+    rows = [[seed["seed"]] + [f"{seed[key]['video_correct']}/{seed[key]['videos']} ({seed[key]['clip_accuracy']:.3f})"
+                              for key in runs] + [f"{seed[key]['seconds']:.0f} s" for key in runs]
+            for seed in run["seeds"]]
+    names = [key.replace("_", " ") for key in runs]
+    return markdown_table(["seed"] + [f"{name}: test videos right (clip accuracy)" for name in names]
+                          + [f"{name}: wall time" for name in names], rows)
+
+
 # ---------------------------------------------------------------- open set
 
 NOVELTY = ("lrcn novelty fit BUNDLE DATA SPLIT --seed S [--method mahalanobis|combined] for seeds 0-2, then "
