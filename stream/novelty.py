@@ -83,9 +83,9 @@ class NoveltyModel:
 
 
 class Method:
-    """A plain method is one part: its score is its only part's. Subclasses give fit, score,
-    feature_size and describe; a method of several parts (Combined) also its own part_scores,
-    combine and calibrate."""
+    """Every method gives fit, feature_size and describe. A plain method is one part and gives
+    score, which these defaults make its only part; a method of several parts (Combined) gives
+    its own part_scores, combine and calibrate instead."""
 
     @classmethod
     def part_scores(cls, arrays: dict, x: np.ndarray) -> np.ndarray:
@@ -193,10 +193,6 @@ class Combined:
         median = np.median(validation_part_scores, axis=0)
         high = np.quantile(validation_part_scores, 1 - target, axis=0)
         return {**arrays, "offset": median, "scale": np.maximum(high - median, 1e-12)}
-
-    @staticmethod
-    def score(arrays: dict, x: np.ndarray) -> np.ndarray:
-        return Combined.combine(arrays, Combined.part_scores(arrays, x))
 
     @staticmethod
     def feature_size(arrays: dict) -> int:

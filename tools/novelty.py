@@ -12,7 +12,8 @@ by the encoder file's hash.
 fit: only the training split is read (the split flags of `lrcn train`; a bundle's recorded test
 groups are refused). Its groups are shuffled by --seed and dealt into --folds folds; each fold is
 held out once, scored by the method fitted on the others, and the threshold is the score that
-the share --target of those held-out windows exceed. The fit served is on every training window
+the share --target of those held-out windows exceed (a method of several parts, `combined`,
+first puts its parts on one scale by those same out-of-fold scores). The fit served is on every training window
 (so slightly closer to new in-distribution windows than the folds were: the threshold errs
 towards fewer false `unknown`s). --val-groups instead holds out those groups only, and fits on
 the rest. It writes novelty.npz and records it in meta.json's metrics.
@@ -218,8 +219,8 @@ def measure_bundle(bundle: str, foreign: list[str], args, cache: Path | None) ->
     head = load_head(Path(bundle) / HEAD_FILE)
     rows[dataset.root.name] = {**_row(inside_scores, model.threshold, len(test_videos), held_out=True),
                                **_softmax(top_scores(features, head, test_videos))}
-    # Where the target share of these very test windows is over: the most any threshold chosen
-    # without the test windows could catch of the foreign ones, at the target.
+    # The threshold that puts exactly the target share of these very test windows over it: what
+    # the score catches of the foreign ones with a perfect threshold rule.
     oracle = float(np.quantile(inside_scores, 1 - model.target))
     for folder in foreign:
         videos = list(discover(folder).videos)
