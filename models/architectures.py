@@ -18,7 +18,8 @@ from keras import layers
 
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.heads import head_type
+from lrcn.stream.heads import Head, head_type
+from lrcn.stream.registry import Registry
 
 MOBILENET_FEATURES = 1280
 
@@ -132,12 +133,87 @@ class TemporalPooling(layers.Layer):
         self.inverse_scale.assign(np.where(spread > 1e-3, 1.0 / np.maximum(spread, 1e-3), 1.0))
 
 
+# -- the Keras side of each head type (its NumPy side, lrcn.stream.heads, imports no TensorFlow)
+
+class KerasHead:
+    """A head type's Keras layers over [B, T, F] features, ending in `softmax` (the Dense softmax
+    layer with the spec's L2 penalty), and the NumPy head (lrcn.stream.heads) holding the weights
+    of the trained layers (behind an Input; Dropout is identity at inference)."""
+
+    @staticmethod
+    def layers(spec: ModelSpec, softmax: layers.Layer) -> list[layers.Layer]:
+        raise NotImplementedError
+
+    @staticmethod
+    def export(head_model: keras.Model, spec: ModelSpec) -> Head:
+        raise NotImplementedError
+
+
+KERAS_HEADS: Registry[type[KerasHead]] = Registry("Keras head", built_in=())
+
+
+def softmax_weights(head_model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel, bias) of a Keras head's last layer, its softmax (wrapped in TimeDistributed or not)."""
+    layer = head_model.layers[-1]
+    kernel, bias = getattr(layer, "layer", layer).get_weights()
+    return kernel, bias
+
+
+@KERAS_HEADS.register("lstm")
+class LstmLayers(KerasHead):
+    @staticmethod
+    def layers(spec, softmax):
+        """Dropout, LSTM, then the softmax on the last step or (per-timestep) on every step."""
+        lstm = layers.LSTM(spec.lstm_units, dropout=spec.lstm_dropout, return_sequences=spec.per_timestep)
+        return [layers.Dropout(spec.feature_dropout), lstm,
+                layers.TimeDistributed(softmax) if spec.per_timestep else softmax]
+
+    @staticmethod
+    def export(head_model, spec):
+        (lstm,) = [layer for layer in head_model.layers if isinstance(layer, layers.LSTM)]
+        if (lstm.activation.__name__, lstm.recurrent_activation.__name__) != ("tanh", "sigmoid") or not lstm.use_bias:
+            raise LrcnError(f"LSTM {lstm.name}: only tanh/sigmoid with bias is exported")
+        kernel, recurrent_kernel, bias = lstm.get_weights()
+        return head_type(spec.head)(spec.classes, kernel, recurrent_kernel, bias, *softmax_weights(head_model),
+                                    spec.per_timestep)
+
+
+@KERAS_HEADS.register("single_frame")
+class FrameLayers(KerasHead):
+    @staticmethod
+    def layers(spec, softmax):
+        """Dropout, then the softmax on every frame."""
+        return [layers.Dropout(spec.feature_dropout), layers.TimeDistributed(softmax)]
+
+    @staticmethod
+    def export(head_model, spec):
+        return head_type(spec.head)(spec.classes, *softmax_weights(head_model))
+
+
+@KERAS_HEADS.register("pool")
+class PoolLayers(KerasHead):
+    @staticmethod
+    def layers(spec, softmax):
+        """Standardised mean and max over time, dropout, softmax."""
+        return [TemporalPooling(), layers.Dropout(spec.feature_dropout), softmax]
+
+    @staticmethod
+    def export(head_model, spec):
+        dense_kernel, dense_bias = softmax_weights(head_model)
+        # (pooled - center) * inverse_scale @ W + b  ==  pooled @ (inverse_scale * W) + (b - (center * inverse_scale) @ W)
+        (pooling,) = [layer for layer in head_model.layers if isinstance(layer, TemporalPooling)]
+        center, inverse_scale = (np.asarray(w, np.float64) for w in pooling.get_weights())
+        kernel = np.asarray(dense_kernel, np.float64)
+        return head_type(spec.head)(spec.classes, (inverse_scale[:, None] * kernel).astype(np.float32),
+                                    (dense_bias - (center * inverse_scale) @ kernel).astype(np.float32))
+
+
 def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:
-    """The layers of the spec's head type (stream/heads/) over [B, T, F] features, ending in the
-    softmax layer, with the spec's L2 penalty on its kernel."""
+    """The layers of the spec's head type over [B, T, F] features, ending in the softmax layer,
+    with the spec's L2 penalty on its kernel."""
     regularizer = keras.regularizers.l2(spec.l2) if spec.l2 else None
     softmax = layers.Dense(spec.num_classes, activation="softmax", kernel_regularizer=regularizer)
-    return head_type(spec.head).keras_layers(spec, softmax)
+    return KERAS_HEADS.get(spec.head).layers(spec, softmax)
 
 
 def build_model(spec: ModelSpec) -> keras.Sequential:

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lrcn.models.architectures import split_model
+from lrcn.models.architectures import KERAS_HEADS, split_model
 from lrcn.models.clips import clip_indices, preprocess
 from lrcn.models.experiment import load_bundle
 from lrcn.stream.bundle import BundleMeta
 from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE
 from lrcn.stream.encoders.onnxruntime import OnnxRuntimeEncoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.heads import HEAD_FILE, Head, head_type, save_head
+from lrcn.stream.heads import HEAD_FILE, Head, save_head
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export.json"
@@ -82,7 +82,7 @@ def model_function(model, meta: BundleMeta):
 
 def head_from_keras(head_model, meta: BundleMeta) -> Head:
     """The NumPy head holding the Keras head's weights (Dropout is identity at inference)."""
-    return head_type(meta.spec.head).from_keras(head_model, meta.spec)
+    return KERAS_HEADS.get(meta.spec.head).export(head_model, meta.spec)
 
 
 def file_hash(path: Path) -> str:

@@ -10,8 +10,9 @@ that differs between head types, so `stream.windows` keeps only the slot and hop
   one step of it, and the probabilities of a completed window or of the running one;
 - `clip_probabilities`: the offline model on whole clips, which the windows must equal;
 - `arrays` / `from_arrays`: its arrays in head.npz;
-- `keras_layers` / `from_keras`: its layers for training and its export from the trained Keras
-  head. They import Keras inside the function: the runtime never imports TensorFlow.
+
+Its Keras side (the layers that train it, and this head exported from them) is in
+`lrcn.models.architectures` (KERAS_HEADS, by the same name): stream/ imports no TensorFlow.
 
 >>> head = load_head("bundle/head.npz")                      # doctest: +SKIP
 >>> head.clip_probabilities(features[None, :16]).shape        # doctest: +SKIP
@@ -99,18 +100,6 @@ class Head:
         """Whether the Keras model of this ModelSpec outputs [B, T, C], averaged over T at test time."""
         return cls.per_timestep
 
-    @classmethod
-    def keras_layers(cls, spec, softmax) -> list:
-        """The Keras layers over [B, T, F] features for this ModelSpec, ending in `softmax`
-        (the Dense softmax layer, built by models.architectures with the spec's L2 penalty)."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_keras(cls, head_model, spec) -> Head:
-        """The NumPy head holding the weights of a trained Keras head (`keras_layers` behind an
-        Input; Dropout is identity at inference)."""
-        raise NotImplementedError
-
 
 HEAD_TYPES: Registry[type[Head]] = Registry("head type", BUILT_IN)
 
@@ -184,10 +173,3 @@ def push_recent(recent: np.ndarray, frame_inputs: np.ndarray) -> np.ndarray:
 def latest(recent: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """[R, T] mask of the last counts[r] places of each ring."""
     return np.arange(recent.shape[1]) >= recent.shape[1] - np.asarray(counts)[:, None]
-
-
-def softmax_weights(head_model) -> tuple[np.ndarray, np.ndarray]:
-    """(kernel, bias) of a Keras head's last layer, its softmax (wrapped in TimeDistributed or not)."""
-    layer = head_model.layers[-1]
-    kernel, bias = getattr(layer, "layer", layer).get_weights()
-    return kernel, bias

@@ -20,8 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from lrcn.stream.errors import LrcnError
-from lrcn.stream.heads import Head, State, register, softmax, softmax_weights
+from lrcn.stream.heads import Head, State, register, softmax
 
 
 @register
@@ -158,22 +157,3 @@ class LstmHead(Head):
     @classmethod
     def outputs_every_step(cls, spec) -> bool:
         return spec.per_timestep
-
-    @classmethod
-    def keras_layers(cls, spec, softmax) -> list:
-        """Dropout, LSTM, then the softmax on the last step or (per-timestep) on every step."""
-        from keras import layers
-
-        lstm = layers.LSTM(spec.lstm_units, dropout=spec.lstm_dropout, return_sequences=spec.per_timestep)
-        return [layers.Dropout(spec.feature_dropout), lstm,
-                layers.TimeDistributed(softmax) if spec.per_timestep else softmax]
-
-    @classmethod
-    def from_keras(cls, head_model, spec) -> LstmHead:
-        from keras import layers
-
-        (lstm,) = [layer for layer in head_model.layers if isinstance(layer, layers.LSTM)]
-        if (lstm.activation.__name__, lstm.recurrent_activation.__name__) != ("tanh", "sigmoid") or not lstm.use_bias:
-            raise LrcnError(f"LSTM {lstm.name}: only tanh/sigmoid with bias is exported")
-        kernel, recurrent_kernel, bias = lstm.get_weights()
-        return cls(spec.classes, kernel, recurrent_kernel, bias, *softmax_weights(head_model), spec.per_timestep)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrcn.stream.heads import Head, State, latest, push_recent, register, softmax, softmax_weights
+from lrcn.stream.heads import Head, State, latest, push_recent, register, softmax
 
 
 @register
@@ -71,24 +71,3 @@ class PoolHead(Head):
         if kernel.shape[0] % 2:
             raise ValueError(f"pooling kernel has {kernel.shape[0]} rows, not 2 x features")
         return cls(classes, kernel, arrays["dense_bias"].astype(np.float32))
-
-    @classmethod
-    def keras_layers(cls, spec, softmax) -> list:
-        """Standardised mean and max over time, dropout, softmax."""
-        from keras import layers
-
-        from lrcn.models.architectures import TemporalPooling
-
-        return [TemporalPooling(), layers.Dropout(spec.feature_dropout), softmax]
-
-    @classmethod
-    def from_keras(cls, head_model, spec) -> PoolHead:
-        from lrcn.models.architectures import TemporalPooling
-
-        dense_kernel, dense_bias = softmax_weights(head_model)
-        # (pooled - center) * inverse_scale @ W + b  ==  pooled @ (inverse_scale * W) + (b - (center * inverse_scale) @ W)
-        (pooling,) = [layer for layer in head_model.layers if isinstance(layer, TemporalPooling)]
-        center, inverse_scale = (np.asarray(w, np.float64) for w in pooling.get_weights())
-        kernel = np.asarray(dense_kernel, np.float64)
-        return cls(spec.classes, (inverse_scale[:, None] * kernel).astype(np.float32),
-                   (dense_bias - (center * inverse_scale) @ kernel).astype(np.float32))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrcn.stream.heads import Head, State, latest, push_recent, register, softmax, softmax_weights
+from lrcn.stream.heads import Head, State, latest, push_recent, register, softmax
 
 
 @register
@@ -57,14 +57,3 @@ class FrameHead(Head):
     @classmethod
     def from_arrays(cls, classes: tuple[str, ...], arrays: Mapping[str, np.ndarray]) -> FrameHead:
         return cls(classes, arrays["dense_kernel"].astype(np.float32), arrays["dense_bias"].astype(np.float32))
-
-    @classmethod
-    def keras_layers(cls, spec, softmax) -> list:
-        """Dropout, then the softmax on every frame."""
-        from keras import layers
-
-        return [layers.Dropout(spec.feature_dropout), layers.TimeDistributed(softmax)]
-
-    @classmethod
-    def from_keras(cls, head_model, spec) -> FrameHead:
-        return cls(spec.classes, *softmax_weights(head_model))
