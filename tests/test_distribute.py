@@ -21,13 +21,6 @@ from tests.test_training import assert_one_line_error, lrcn  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    synth.write_dataset(root, videos_per_class=4, n_frames=24, size=32, seed=2, groups=2)
-    return root
-
-
 @pytest.mark.parametrize("text, words", [
     (None, ["needs TF_CONFIG"]),
     ("{not json", ["not JSON"]),
@@ -44,11 +37,11 @@ def test_bad_tf_config_is_one_line(text, words):
         assert word in str(err.value), str(err.value)
 
 
-def test_multiworker_without_or_with_broken_tf_config_is_a_one_line_error(synthetic, tmp_path):
+def test_multiworker_without_or_with_broken_tf_config_is_a_one_line_error(small_synthetic, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
     for tf_config, word in ((None, "needs TF_CONFIG"), ("[1, 2", "not JSON")):
         run_env = env | ({"TF_CONFIG": tf_config} if tf_config else {}) | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-        result = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "train", str(synthetic), "--out",
+        result = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "train", str(small_synthetic), "--out",
                                  str(tmp_path / "o"), "--distribute", "multiworker"], capture_output=True,
                                 text=True, cwd=ROOT, env=run_env, timeout=120)
         assert_one_line_error(result, word)
@@ -108,7 +101,7 @@ def test_each_worker_computes_its_share_and_ends_with_all():
         assert {i: list(v) for i, v in result.items()} == expected
 
 
-def test_features_are_encoded_by_shares_and_cached_by_every_worker(synthetic, tmp_path):
+def test_features_are_encoded_by_shares_and_cached_by_every_worker(small_synthetic, tmp_path):
     """A frozen backbone's features: each worker encodes its videos, gets the others', and
     caches them all, so that the features equal one worker's own encoding."""
     from lrcn.models.architectures import build_model, split_model
@@ -118,7 +111,7 @@ def test_features_are_encoded_by_shares_and_cached_by_every_worker(synthetic, tm
     spec = ModelSpec(classes=tuple(synth.CLASSES), backbone="small", input_size=(32, 32), clip_length=4, fps=5,
                      lstm_units=8, trainable_layers=0)
     encoder, _ = split_model(build_model(spec), spec)
-    videos = sorted(synthetic.glob("*/*.avi"))[:5]
+    videos = sorted(small_synthetic.glob("*/*.avi"))[:5]
     frames = FrameCache(None, spec.input_size, spec.fps)
     alone = FeatureCache(None, spec, encoder).all_views(videos, frames.frames, ("plain", "mirror"))
     decoded = {0: [], 1: []}
@@ -145,8 +138,8 @@ TINY = ["--backbone", "small", "--size", "32", "--clip-length", "4", "--fps", "5
 
 
 @pytest.mark.slow
-def test_mirrored_on_this_cpu_trains_and_gives_the_same_bundle_form(synthetic, tmp_path):
-    runs = {name: lrcn("train", synthetic, "--out", tmp_path / name, *TINY, *flags)
+def test_mirrored_on_this_cpu_trains_and_gives_the_same_bundle_form(small_synthetic, tmp_path):
+    runs = {name: lrcn("train", small_synthetic, "--out", tmp_path / name, *TINY, *flags)
             for name, flags in (("plain", []), ("mirrored", ["--distribute", "mirrored"]))}
     for run in runs.values():
         assert run.returncode == 0, run.stderr
@@ -173,15 +166,15 @@ LEARN = ["--backbone", "small", "--size", "32", "--clip-length", "8", "--fps", "
 
 
 @pytest.mark.heavy   # three TensorFlow trainings, about 2.5 minutes: beyond CI's 20 minutes with the rest
-def test_two_workers_on_localhost_match_one_worker(synthetic, tmp_path):
+def test_two_workers_on_localhost_match_one_worker(small_synthetic, tmp_path):
     """Two `lrcn train --distribute multiworker` processes on 127.0.0.1 (CPU), launched as
     `python -m lrcn.tools.local_workers` launches them: the chief's bundle loads and tests within
     one video of a one-worker run (14 test videos), and the other worker leaves nothing behind."""
     from lrcn.models.experiment import load_bundle
     from lrcn.tools.local_workers import train
 
-    train(synthetic, tmp_path / "one", [*LEARN, "--batch-size", "16"], tmp_path / "cache1", workers=1)
-    _, errors = train(synthetic, tmp_path / "two", [*LEARN, "--batch-size", "8"], tmp_path / "cache2", workers=2)
+    train(small_synthetic, tmp_path / "one", [*LEARN, "--batch-size", "16"], tmp_path / "cache1", workers=1)
+    _, errors = train(small_synthetic, tmp_path / "two", [*LEARN, "--batch-size", "8"], tmp_path / "cache2", workers=2)
     assert "worker 1 of 2" in errors[1] and "(chief)" in errors[0]
     model, meta = load_bundle(tmp_path / "two")
     assert meta.training["distribute"] == {"strategy": "multiworker", "workers": 2, "replicas": 2,

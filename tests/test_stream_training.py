@@ -108,43 +108,34 @@ def test_bad_settings_are_one_line_errors():
         plan_sequence([(10, 0, 1)], 20, 2, 5, np.random.default_rng(0), background=0)
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from lrcn.models import synth
-
-    root = tmp_path_factory.mktemp("synth")
-    synth.write_dataset(root, videos_per_class=4, n_frames=24, size=32, seed=4, groups=2)
-    return root
-
-
 @pytest.mark.parametrize("flags, message", [
     (["--background", "nope"], "--background 'nope' is not a class of the data"),
     (["--ignore-margin", "-1"], "--ignore-margin must be >= 0 seconds"),
     (["--cv"], "not with --cv"),
     (["--init-from", "no/such/bundle"], "model bundle not found: no/such/bundle"),
 ])
-def test_bad_stream_flags_are_one_line_and_exit_2(synthetic, tmp_path, capsys, flags, message):
+def test_bad_stream_flags_are_one_line_and_exit_2(small_synthetic, tmp_path, capsys, flags, message):
     pytest.importorskip("tensorflow")
     from lrcn.tools.commands import main
 
-    status = main(["train", str(synthetic), "--out", str(tmp_path / "b"), "--stream-training", "--backbone", "small",
-                   "--trainable-layers", "0", *flags])
+    status = main(["train", str(small_synthetic), "--out", str(tmp_path / "b"), "--stream-training",
+                   "--backbone", "small", "--trainable-layers", "0", *flags])
     err = capsys.readouterr().err
     assert status == 2 and err.count("lrcn: error:") == 1 and message in err, err
     assert "Traceback" not in err and not (tmp_path / "b" / "meta.json").exists()
 
 
-def test_init_from_without_stream_training_is_one_line_and_exit_2(synthetic, tmp_path, capsys):
+def test_init_from_without_stream_training_is_one_line_and_exit_2(small_synthetic, tmp_path, capsys):
     pytest.importorskip("tensorflow")
     from lrcn.tools.commands import main
 
-    status = main(["train", str(synthetic), "--out", str(tmp_path / "b"), "--init-from", str(tmp_path)])
+    status = main(["train", str(small_synthetic), "--out", str(tmp_path / "b"), "--init-from", str(tmp_path)])
     err = capsys.readouterr().err
     assert status == 2 and err.count("lrcn: error:") == 1 and "apply to --stream-training only" in err, err
 
 
 @pytest.mark.slow
-def test_a_stream_trained_model_exports_and_runs_continuously_without_resets(synthetic, tmp_path):
+def test_a_stream_trained_model_exports_and_runs_continuously_without_resets(small_synthetic, tmp_path):
     """A tiny LSTM on frozen (random) small-CNN features, stream-trained for a few epochs: the
     bundle is the usual one (meta says how it was trained), exports to the usual head.npz, and
     the runtime's continuous mode without resets gives at every frame what the trained
@@ -165,7 +156,7 @@ def test_a_stream_trained_model_exports_and_runs_continuously_without_resets(syn
     from lrcn.tools.stream_scoring import HeadMode
     from lrcn.stream.windows import WindowConfig, frame_inputs, initial_state, step
 
-    dataset = discover(synthetic)
+    dataset = discover(small_synthetic)
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["02"])
     spec = ModelSpec(classes=dataset.classes, backbone="small", trainable_layers=0, input_size=(32, 32),
                      clip_length=8, fps=10, lstm_units=24)
