@@ -451,8 +451,10 @@ class ClipRecorder:
             self.retention.clip_written(size)
             return None
         except Exception as err:  # noqa: BLE001 - any failure costs this clip only
+            reason = f"the media index {self.retention.index.path}: {err}" if isinstance(err, sqlite3.Error) \
+                else _reason(err)
             with self._lock:
-                self._fail(clip, _reason(err))
+                self._fail(clip, reason)
             if out is not None:
                 out.abandon()
             if retention.out_of_space(err):

@@ -128,6 +128,9 @@ class MediaIndex:
                                 f"{SCHEMA_VERSION}): upgrade, or record into another dir")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # A small WAL: a record dir may be a small card, and a full one must not grow it.
+            self._db.execute("PRAGMA wal_autocheckpoint=100")
+            self._db.execute("PRAGMA journal_size_limit=1000000")
             self._db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except sqlite3.Error as err:
             raise LrcnError(f"the media index {self.path} cannot be opened: {err}") from None

@@ -12,7 +12,7 @@ It looks at nothing but the index: a file the index does not name (someone else'
   indexed files exceed `max_gb` or the filesystem has less than `min_free_gb` free.
 
 Passes run every `INTERVAL_S`, at once when a clip fails for lack of space (that pass also frees
-a clip's worth beyond `min_free_gb`, so a full disk clears itself even with `min_free_gb = 0`),
+two clips' worth beyond what is free, so a full disk clears itself even with `min_free_gb = 0`),
 and when a finished clip takes the index past `max_gb`. Recorders sharing a dir share its
 retention, with the strictest of their limits. Every deletion is an info line, every failure a
 warning, and a limit that cannot be met a warning and a status reason (`clip retention: ...`)
@@ -150,8 +150,9 @@ class Retention:
         free = shutil.disk_usage(self.dir).free
         configured = limits
         if short_of_space and finished:
-            # The limit was not enough to keep a clip from failing: make room for one more.
-            wanted = free + max(entry.bytes for entry in finished)
+            # The limit was not enough to keep a clip from failing: make room for the next two
+            # (the next may be longer than any yet, and the index needs a little room too).
+            wanted = free + 2 * max(entry.bytes for entry in finished)
             limits = replace(limits, min_free_bytes=max(limits.min_free_bytes, wanted))
         plan = select_for_deletion(finished, limits, time.time(), free)
         gone = set()
