@@ -37,7 +37,8 @@ jump, or `close()` ends the open clip at once with what it has.
 
 Files. A clip is `<dir>/<stream>/<stream>-<UTC YYYYmmddTHHMMSSZ>-<label>.mp4` (the wall time the
 event's first frame arrived), written as `<name>.mp4.part` and renamed when complete, so a reader
-never sees a half-written clip; a name a file already has (someone else's) is never reused.
+never sees a half-written clip; a clip whose name a file already has (someone else's) is not
+written, and that file is left as it is.
 Before a clip's file is opened it gets a row in the record dir's media index (`lrcn.sqlite`,
 stream.media_index), marked finished with its size once renamed; an abandoned clip loses both
 its part file and its row. `dir` is made and checked when a recorder is constructed; after that
@@ -396,16 +397,14 @@ class ClipRecorder:
         wall = next((k.wall for k in reversed(self._kept) if k.t <= event_time_s), time.time())
         stamp = datetime.fromtimestamp(wall, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         base = f"{self.stream}-{stamp}-{safe_label(label)}"
-        # Besides the names it gave this second, a name a file already has (an earlier run's, or
-        # someone else's in a shared folder) is skipped: the rename at the end must replace nothing.
+        # Only this recorder writes into its stream's folder, so the names it gave this second are
+        # all it must avoid (no disk access here, on the inference thread: the writer refuses a
+        # name a file already has).
         if stamp != self._stamp:
             self._stamp, self._used = stamp, {}
-        while True:
-            self._used[base] = self._used.get(base, 0) + 1
-            suffix = f"-{self._used[base]}" if self._used[base] > 1 else ""
-            path = self.folder / f"{base}{suffix}.mp4"
-            if not (os.path.lexists(path) or os.path.lexists(_part(path))):
-                return path, wall
+        self._used[base] = self._used.get(base, 0) + 1
+        suffix = f"-{self._used[base]}" if self._used[base] > 1 else ""
+        return self.folder / f"{base}{suffix}.mp4", wall
 
     # -- writer thread -----------------------------------------------------------------------
 
@@ -438,7 +437,10 @@ class ClipRecorder:
                     if not self.rules.dir.is_dir():
                         raise OSError(f"the record dir {self.rules.dir} is gone")
                     self.folder.mkdir(exist_ok=True)
-                    out = _Output(clip, kept.pts, self.retention.index, self.stream)
+                    if os.path.lexists(clip.path) or os.path.lexists(_part(clip.path)):
+                        # Someone else's file, or one of an earlier run (a clock set back): not ours to replace.
+                        raise OSError(f"a file named {clip.path.name} is already there, and is left as it is")
+                    out = _Output(clip, kept.pts, self.retention.index, self.rules.dir, self.stream)
                 out.mux(kept)
                 return out
             if out is None:
@@ -465,13 +467,14 @@ class ClipRecorder:
 class _Output:
     """A clip being written: `<name>.mp4.part`, renamed to `<name>.mp4` by `finalise`."""
 
-    def __init__(self, clip: _Clip, origin_pts: int, index: MediaIndex, stream: str):
+    def __init__(self, clip: _Clip, origin_pts: int, index: MediaIndex, record_dir: Path, stream: str):
         self.clip, self.origin, self.index = clip, origin_pts, index
         self.part = _part(clip.path)
         self.last_dts: int | None = None
         self.container = None
         # Indexed before the file exists: a crash leaves a row that says what to clean up.
-        self.row: int | None = index.begin(clip.path, stream, "clip", clip.wall, retention.RUN)
+        relative = clip.path.relative_to(record_dir).as_posix()
+        self.row: int | None = index.begin(relative, stream, "clip", clip.wall, retention.RUN)
         try:
             self.container = av.open(str(self.part), "w", format="mp4")
             self.stream = self.container.add_stream_from_template(clip.template.stream)

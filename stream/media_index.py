@@ -135,12 +135,13 @@ class MediaIndex:
         except sqlite3.Error as err:
             raise LrcnError(f"the media index {self.path} cannot be opened: {err}") from None
 
-    def begin(self, path: Path, stream: str, kind: str, start_time: float, run: str) -> int:
-        """A file about to be written (as `<path>.part`): its row id."""
+    def begin(self, relative: str, stream: str, kind: str, start_time: float, run: str) -> int:
+        """A file about to be written (as `<path>.part`), its path relative to the record dir:
+        its row id."""
         with self._lock:
             return self._db.execute(
                 "INSERT INTO media (path, stream, kind, start_time, run) VALUES (?, ?, ?, ?, ?)",
-                (self.relative(path), stream, kind, start_time, run)).lastrowid
+                (relative, stream, kind, start_time, run)).lastrowid
 
     def finish(self, row: int, size: int) -> None:
         with self._lock:
@@ -157,17 +158,10 @@ class MediaIndex:
         return [Entry(path, stream, kind, size, start, bool(done), run, row)
                 for path, stream, kind, size, start, done, run, row in rows]
 
-    def listed(self, path: Path) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM media WHERE path = ?", (self.relative(path),)).fetchone() is not None
-
     def set_start_time(self, row: int, start_time: float) -> None:
         """For tests and tools that back-date an entry."""
         with self._lock:
             self._db.execute("UPDATE media SET start_time = ? WHERE id = ?", (start_time, row))
-
-    def relative(self, path: Path) -> str:
-        return Path(path).relative_to(self.dir).as_posix()
 
     def absolute(self, entry: Entry) -> Path:
         """Where an entry's file is; ValueError for a path that would leave the record dir (an

@@ -95,7 +95,7 @@ def test_an_index_written_by_a_newer_version_is_refused_not_rewritten(tmp_path):
     (tmp_path / "fresh").mkdir()
     index = MediaIndex(tmp_path / "fresh")
     assert index.path.name == INDEX_NAME and index.entries() == []
-    row = index.begin(tmp_path / "fresh" / "cam" / "x.mp4", "cam", "clip", 5.0, "run")
+    row = index.begin("cam/x.mp4", "cam", "clip", 5.0, "run")
     assert index.entries() == [Entry("cam/x.mp4", "cam", "clip", 0, 5.0, False, "run", row)]
     with pytest.raises(ValueError, match="not a path inside"):
         index.absolute(Entry("../../etc/passwd", "cam", "clip", 1, 0.0))
@@ -183,7 +183,7 @@ def test_files_of_an_earlier_run_are_tidied_and_foreign_parts_left_alone(h264, t
     renamed = record / "cam" / "cam-renamed-then-crashed.mp4"
     renamed.write_bytes(b"a whole clip")
     for path in (crashed, writing, renamed):
-        index.begin(path, "cam", "clip", time.time() - 60, "an-earlier-run")
+        index.begin(path.relative_to(record).as_posix(), "cam", "clip", time.time() - 60, "an-earlier-run")
     index.close()
     recorder = ClipRecorder(RecordRules(record, min_free_gb=0), "cam")
     assert wait_until(lambda: not (record / "cam" / "cam-crashed.mp4.part").exists(), 10)
@@ -273,3 +273,25 @@ def test_a_full_disk_clears_itself_once_own_clips_can_go(h264, tmp_path, tmpfs, 
     assert again.exists() and recorder.stats()["clips"] == 4, (recorder.stats(), recorder.problem)
     assert filler.stat().st_size == filler_size
     assert any("deleted cam/" in r.getMessage() for r in caplog.records)
+
+
+@needs_ffmpeg
+def test_a_clip_named_as_a_file_already_there_is_not_written_over_it(h264, tmp_path):
+    from datetime import datetime, timezone
+
+    record = tmp_path / "clips"
+    now = time.time()
+    stamps = [datetime.fromtimestamp(now + s, timezone.utc).strftime("%Y%m%dT%H%M%SZ") for s in range(-2, 10)]
+    theirs = {record / "cam" / f"cam-{stamp}-run{suffix}": b"theirs" for stamp in stamps for suffix in (".mp4", ".mp4.part")}
+    for path, data in theirs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    recorder = ClipRecorder(RecordRules(record, pre_s=1, post_s=1, min_free_gb=0), "cam")
+    feeding = Demux(h264, recorder)
+    path = record_one(recorder, feeding, 2.0)
+    feeding.close()
+    assert recorder.close()
+    problem = recorder.take_problem()
+    assert path in theirs and one_line(problem) and "already there" in problem, problem
+    assert all(p.read_bytes() == data for p, data in theirs.items())
+    assert MediaIndex(record).entries() == []
