@@ -75,6 +75,7 @@ class Retention:
         self._deleted: Counter[str] = Counter()        # per stream
         self._indexed_bytes = 0                        # of finished files, as of the last pass
         self._broken = (False, False)                  # (max_gb, min_free_gb) unmet at the last pass
+        self._failure: str | None = None               # why the last pass failed
         self._wake, self._short, self._stop = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"retention-{self.dir.name}", daemon=True)
         self._thread.start()
@@ -136,8 +137,13 @@ class Retention:
             self._short.clear()
             try:
                 self.run_once(short_of_space=short)
-            except Exception as err:  # noqa: BLE001 - a failed pass (a full disk, a locked index) is retried
-                log.warning("retention of %s: pass failed: %s: %s", self.dir, type(err).__name__, err)
+                failure = None
+            except Exception as err:  # noqa: BLE001 - a failed pass (a dir gone, a locked index) is retried
+                failure = f"clip retention of {self.dir}: a pass failed: {type(err).__name__}: {err}"
+                if failure != self._failure:   # once, not every pass
+                    log.warning("%s", failure)
+                    self._report(failure)
+            self._failure = failure
             self._wake.wait(self.interval_s)
 
     def run_once(self, short_of_space: bool = False) -> list[tuple[Entry, str]]:
@@ -178,7 +184,7 @@ class Retention:
                 if os.path.lexists(path):
                     finished.append(entry)
                 else:
-                    self.index.forget(entry.id)
+                    self._forget(entry)
                     log.info("%s is gone (removed by hand?): dropped from the index", entry.path,
                              extra={"stream": entry.stream})
             else:
@@ -189,7 +195,8 @@ class Retention:
         part = path.with_name(path.name + ".part")
         if os.path.lexists(path) and not os.path.lexists(part):
             # Renamed into place, but the row was not updated (a crash, or an index write that failed).
-            self.index.finish(entry.id, path.lstat().st_size)
+            with contextlib.suppress(sqlite3.Error):
+                self.index.finish(entry.id, path.lstat().st_size)
             return
         if entry.run == RUN:
             return   # being written by this process
@@ -204,7 +211,12 @@ class Retention:
             log.warning("cannot remove %s.part, left unfinished by an earlier run: %s", entry.path,
                         err.strerror or err, extra={"stream": entry.stream})
             return
-        self.index.forget(entry.id)
+        self._forget(entry)
+
+    def _forget(self, entry: Entry) -> None:
+        # On a full disk the index may not take the change; the file's absence says it next pass.
+        with contextlib.suppress(sqlite3.Error):
+            self.index.forget(entry.id)
 
     def _delete(self, entry: Entry, why: str) -> bool:
         path = self.index.absolute(entry)
@@ -222,8 +234,7 @@ class Retention:
                      extra={"stream": entry.stream, "reason": why})
             with self._lock:
                 self._deleted[entry.stream] += 1
-        with contextlib.suppress(sqlite3.Error):   # else the next pass drops it, the file being gone
-            self.index.forget(entry.id)
+        self._forget(entry)
         return True
 
     def _check_limits(self, left: list[Entry], limits: Limits, free: int) -> None:
