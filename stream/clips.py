@@ -59,8 +59,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import itertools
+import math
 import os
 import queue
 import re
