@@ -61,7 +61,8 @@ EVENT_TYPES = {"min_score": _NUMBER, "min_duration_s": _NUMBER, "cooldown_s": _N
                "update_s": _NUMBER}
 assert set(EVENT_TYPES) == {f.name for f in fields(EventRules)}
 # A stream's `record = { ... }` table: RecordRules' fields.
-RECORD_TYPES = {"dir": str, "pre_s": _NUMBER, "post_s": _NUMBER, "max_gb": _NUMBER}
+RECORD_TYPES = {"dir": str, "pre_s": _NUMBER, "post_s": _NUMBER, "max_gb": _NUMBER, "retain_days": _NUMBER,
+                "min_free_gb": _NUMBER}
 assert set(RECORD_TYPES) == {f.name for f in fields(RecordRules)}
 # The settings that are capture settings for every stream (SourceOptions' fields).
 SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
