@@ -335,7 +335,7 @@ class Pipeline:
         streams = {}
         for name, source, counters in self._streams():
             stats = source.stats()
-            streams[name] = {"source": source.uri, "live": source.live, "state": stats["state"],
+            streams[name] = {"source": source.display, "live": source.live, "state": stats["state"],
                              "reason": counters.last_reason, "label": counters.last_label,
                              "score": counters.last_score, "fps_in": counters.frames_in.overall(),
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
