@@ -374,6 +374,7 @@ class Pipeline:
                 if now >= next_stats:
                     self._publish_stats("periodic")
                     next_stats = now + self.options.stats_interval_s
+                self.outbox.report_failures(self.options.stats_interval_s, now)
                 if self._all_ended():
                     break
             self._apply_changes()
@@ -385,6 +386,7 @@ class Pipeline:
         finally:
             # The sinks are closed by the thread that uses them, never under its feet.
             self.outbox.close(timeout_s=0.5)
+            self.outbox.report_failures(0.0)   # what the last writes and the close met
             self._finished.set()
 
     def _apply_changes(self) -> None:
