@@ -21,7 +21,7 @@ import zmq
 
 from lrcn.stream.credentials import redact
 from lrcn.stream.logs import configure_logging
-from lrcn.stream.sources import Source
+from lrcn.stream.sources import Source, stream_name
 from lrcn.tools.mqtt_broker import MOSQUITTO, Broker
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
@@ -73,6 +73,7 @@ def test_a_source_shows_its_url_without_credentials_and_opens_it_with_them():
     source = Source("rtsp://admin:s3cret@127.0.0.1:1/live", (32, 32))
     assert source.uri == "rtsp://admin:s3cret@127.0.0.1:1/live" and source.display == "rtsp://***:***@127.0.0.1:1/live"
     assert source.name == "127.0.0.1-1-live"
+    assert stream_name("rtsp://admin:s3cret@cam:abc/live") == "cam-live", "a bad port: an id all the same, no password"
 
 
 def http_text(url: str) -> str:

@@ -112,6 +112,18 @@ def test_a_write_cut_short_is_truncated_to_the_last_whole_line(tmp_path):
         [f"{n} " for n in range(stuck["sent"])] + ["af"]
 
 
+def test_a_zeromq_send_that_fails_is_counted_not_raised():
+    from lrcn.stream.sinks.zeromq import ZeroMqSink
+
+    sink = ZeroMqSink("tcp://127.0.0.1:0")
+    outbox = Outbox([sink], node="test")
+    assert outbox.publish_status("cam", "connected")
+    sink.close(0)   # a socket gone under the caller's feet
+    assert not outbox.publish_status("cam", "connected")
+    stats = sink.stats()
+    assert (stats["sent"], stats["failed"]) == (1, 1) and stats["problem"].startswith("cannot send on tcp://127.0.0.1:")
+
+
 class Refusing(Sink):
     """A sink whose transport refuses everything."""
     name = "refusing"

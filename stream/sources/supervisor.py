@@ -79,7 +79,12 @@ def stream_name(uri: str) -> str:
         text = Path(uri).stem
     elif "://" in uri:
         parts = urlsplit(uri)
-        text = "-".join(str(part) for part in (parts.hostname, parts.port, parts.path.strip("/")) if part)
+        try:
+            port = parts.port
+        except ValueError:   # not a number: the capture's open says so; the id needs none
+            port = None
+        # Host, port and path only: never the user or password a URL may carry.
+        text = "-".join(str(part) for part in (parts.hostname, port, parts.path.strip("/")) if part)
     else:
         text = scheme
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "stream"
