@@ -11,7 +11,9 @@ A sink must never block the caller (the inference thread): it queues or drops, a
 dropped in `stats()`. What its transport refuses (a full disk, a lost connection, a socket error)
 it counts in `failed` and says why in `problem`, one line; it never raises at the caller, nor
 when it closes. The pipeline logs new failures at warning, at most once per stats interval per
-sink (`Outbox.report_failures`), and serves them as `lrcn_sink_failures_total{sink}`. A new kind of sink is one module with a `@register`ed class:
+sink (`Outbox.report_failures`), and serves them as `lrcn_sink_failures_total{sink}`.
+
+A new kind of sink is one module with a `@register`ed class:
 
     @register
     class Webhook(Sink):

@@ -35,8 +35,8 @@ messages sent after the sink noticed the loss are buffered.
 
 `stats()`: `sent` (taken by paho on a live connection, less what came back to be re-sent),
 `dropped`, `buffered`, `connected`, `connects`, `failed` (connection attempts refused or failed,
-connections lost, publishes paho refused with an error) and `problem` (the latest of those). On close, what is still unsent or unacknowledged
-moves to `dropped`.
+connections lost, publishes paho refused with an error) and `problem` (the latest of those).
+On close, what is still unsent or unacknowledged moves to `dropped`.
 """
 from __future__ import annotations
 
