@@ -173,3 +173,13 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
     assert "cannot open source rtsp://***:***@" in outputs["zeromq"] and "***" in err
     leaks = {name: secret for name, text in outputs.items() for secret in SECRETS if secret in text}
     assert not leaks, leaks
+
+
+def test_a_bad_source_with_a_password_is_a_one_line_error_without_it(exported_seed, capsys):  # noqa: F811
+    from lrcn.tools.commands import main
+
+    bundle, _, _ = exported_seed
+    assert main(["serve", str(bundle), "ftp://admin:s3cret@cams.example/x.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "unsupported source URL scheme 'ftp' in 'ftp://***:***@cams.example/x.mp4'" in err, err
+    assert "s3cret" not in err and "admin" not in err and len(err.strip().splitlines()) == 1
