@@ -335,7 +335,7 @@ class Pipeline:
         streams = {}
         for name, source, counters in self._streams():
             stats = source.stats()
-            streams[name] = {"source": source.uri, "live": source.live, "state": stats["state"],
+            streams[name] = {"source": source.display, "live": source.live, "state": stats["state"],
                              "reason": counters.last_reason, "label": counters.last_label,
                              "score": counters.last_score, "fps_in": counters.frames_in.overall(),
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
@@ -374,6 +374,7 @@ class Pipeline:
                 if now >= next_stats:
                     self._publish_stats("periodic")
                     next_stats = now + self.options.stats_interval_s
+                self.outbox.report_failures(self.options.stats_interval_s, now)
                 if self._all_ended():
                     break
             self._apply_changes()
@@ -385,6 +386,7 @@ class Pipeline:
         finally:
             # The sinks are closed by the thread that uses them, never under its feet.
             self.outbox.close(timeout_s=0.5)
+            self.outbox.report_failures(0.0)   # what the last writes and the close met
             self._finished.set()
 
     def _apply_changes(self) -> None:

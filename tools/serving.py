@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 
 from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.credentials import redact
 from lrcn.stream.deploy import load_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
@@ -190,8 +191,9 @@ def log_summary(stats: dict) -> None:
              f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
              f"{stats['publisher']['shed']} shed")
     for name, counters in stats["sinks"].items():
-        if name != "zeromq":
-            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()))
+        if name != "zeromq" or counters.get("failed"):
+            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()
+                                                    if key != "problem" or value))
     for name, s in stats["streams"].items():
         latency = "-" if s["latency_p50_ms"] is None else \
             f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
@@ -233,8 +235,8 @@ def serve(args) -> int:
                      extra={"config": str(deployment.path)})
         where = f"into {pipeline.endpoint}" if options.connect else f"on {pipeline.endpoint}"
         where += "".join(f", {sink.describe()}" for sink in pipeline.outbox.sinks[1:])
-        print(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
-              f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)", flush=True)
+        print(redact(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
+                     f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)"), flush=True)
         with Signals().handled() as signals:
             pipeline.start()
             if service:

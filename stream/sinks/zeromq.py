@@ -1,6 +1,7 @@
 """The ZeroMQ sink: a PUB socket that binds (subscribers connect to it) or connects (to an
 `lrcn proxy`'s XSUB side). It never blocks: it sends with NOBLOCK behind a high-water mark and
-counts what the socket refused as `shed`. A PUB socket also drops a slow subscriber's messages
+counts what the socket refused as `shed`; a send that fails otherwise (the socket or its context
+closed) is counted in `failed`. A PUB socket also drops a slow subscriber's messages
 at that subscriber's high-water mark without telling the sender; those show as `seq` gaps at
 the subscriber (`stream.publisher.Subscriber.missed`)."""
 from __future__ import annotations
@@ -55,8 +56,8 @@ class ZeroMqSink(Sink):
             raise LrcnError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {err}") from None
         self.bind = bind
         self.endpoint = self._socket.last_endpoint.decode() if bind else endpoint
-        self.sent = 0
-        self.shed = 0
+        self.sent = self.shed = self.failed = 0
+        self.problem = ""
 
     @classmethod
     def from_config(cls, options: Mapping, *, node: str) -> ZeroMqSink:
@@ -74,11 +75,16 @@ class ZeroMqSink(Sink):
         except zmq.Again:
             self.shed += 1
             return False
+        except zmq.ZMQError as err:   # a closed socket or context: counted, never raised at the caller
+            self.failed += 1
+            self.problem = f"cannot send on {self.endpoint}: {err}"
+            return False
         self.sent += 1
         return True
 
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.shed, "shed": self.shed}
+        return {"sent": self.sent, "dropped": self.shed, "shed": self.shed, "failed": self.failed,
+                "problem": self.problem}
 
     def describe(self) -> str:
         return f"zeromq {'on' if self.bind else 'into'} {self.endpoint}"
