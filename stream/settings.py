@@ -18,6 +18,7 @@ lrcn.stream.errors.LrcnError: stream id must be letters, digits, _ and -, 1 to 6
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -324,8 +325,61 @@ def convert(data: dict, section: type[_Section] = Settings, environ=os.environ):
 
 def check_values(values: dict, section: type[_Section] = Settings, name: Callable[[str], str] = flag):
     """Validate flags (a dict of the given ones) by the schema; LrcnError naming the flag."""
+    required = {f.name: "-" for f in msgspec.structs.fields(section) if f.required}   # source, dir: strings
     try:
-        return convert(values, section, environ=None)
+        convert({**required, **values}, section, environ=None)
     except _AtPath as err:
-        flag_name = name(err.path[0]) if err.path else "a flag"
-        raise LrcnError(f"{flag_name}: {err.message}") from None
+        key = next((p for p in err.path if isinstance(p, str)), "")
+        message = err.message.removeprefix(repr(key)).lstrip()
+        raise LrcnError(f"{name(key)} {message}" if key else message) from None
+
+
+# ---------------------------------------------------------------- the reference page (docs/settings.md)
+
+def _kind_and_range(spec: dict) -> tuple[str, str]:
+    """('number', '> 0, <= 3600') of a setting's JSON schema; null in a union is 'optional'."""
+    options = spec.get("anyOf", [spec])
+    kinds, ranges = [], []
+    for option in options:
+        if option.get("type") == "null":
+            continue
+        if "$ref" in option:
+            kinds.append("table")
+        elif "enum" in option:
+            kinds.append("string")
+            ranges.append(" or ".join(f"`{v}`" for v in option["enum"]))
+        elif option.get("type") == "array":
+            items = option.get("items") or {}
+            fixed = option.get("prefixItems")
+            ranges += ["x, y >= 0; width, height >= 1"] if fixed else []
+            kinds.append(f"list of {len(fixed)} integers" if fixed else
+                         f"list of {items.get('type', 'table')}s" if items.get("type") != "object" else "list of tables")
+        else:
+            kinds.append(option.get("type", "any"))
+        bounds = [f"{word} {_number(option[key])}" for key, word in (("exclusiveMinimum", ">"), ("minimum", ">="),
+                                                              ("exclusiveMaximum", "<"), ("maximum", "<="))
+                  if key in option]
+        if "pattern" in option:
+            bounds.append(STREAM_ID_RULE if option["pattern"] == STREAM_ID_PATTERN else f"`{option['pattern']}`")
+        if option.get("minLength"):
+            bounds.append("not empty")
+        ranges += [", ".join(bounds)] if bounds else []
+    optional = len(options) > len(kinds)
+    return " or ".join(kinds) + (" (optional)" if optional else ""), "; ".join(ranges)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def reference_rows(section: type[_Section], flag_of: Callable[[str], str | None]) -> list[list[str]]:
+    """One row per setting of `section`: name, its `lrcn serve` flag (`flag_of`), type, range, default, help."""
+    required = {f.name for f in msgspec.structs.fields(section) if f.required}
+    rows = []
+    for name, spec in properties(section).items():
+        kind, bounds = _kind_and_range(spec)
+        value = "required" if name in required else "-" if spec.get("default") in (None, []) else \
+            f"`{json.dumps(spec['default'])}`"
+        rows.append([f"`{name}`", f"`{flag_of(name)}`" if flag_of(name) else "-", kind, bounds or "-", value,
+                     spec.get("description", "").replace("|", "\\|")])
+    return rows
