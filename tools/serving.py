@@ -227,11 +227,12 @@ def serve(args) -> int:
     if not args.sources and not deployment:
         raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
     options = options_from_args(args, settings)
+    streams = streams_from_args(args, settings)   # every flag checked before the bundle loads
     metrics = args.metrics or settings.get("metrics")
     bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
     with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
         expand = SyntheticSources(bundle.meta.spec.input_size, Path(scratch))
-        pipeline = Pipeline(bundle, [expand(s) for s in streams_from_args(args, settings)], options)
+        pipeline = Pipeline(bundle, [expand(s) for s in streams], options)
         try:
             service = ServiceServer(pipeline, metrics) if metrics else None
         except LrcnError:
