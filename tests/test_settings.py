@@ -215,11 +215,11 @@ TABLE = st.dictionaries(st.sampled_from([k for k in KEYS if k not in ("password_
                         max_size=6)
 
 
-@hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 STREAM_TABLE = st.builds(lambda table, source: {**table, **source}, TABLE,
                          st.sampled_from([{}, {"source": "a.avi"}, {"source": "rtsp://u@h/x"}]))
 
 
+@hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(top=TABLE, streams=st.one_of(st.lists(STREAM_TABLE, max_size=3), VALUES), sinks=st.lists(TABLE, max_size=2))
 def test_any_dict_is_typed_settings_or_one_lrcn_error_line(top, streams, sinks):
     data = {**top, "stream": streams, "sink": sinks}
