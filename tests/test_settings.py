@@ -101,6 +101,20 @@ def test_a_bad_name_flag_is_one_line_and_exit_2(name, tmp_path, capsys):
     assert err.startswith("lrcn: error: --name: stream id must be") and err.count("\n") == 1, err
 
 
+def test_a_name_flag_that_repeats_a_file_id_in_another_case_is_refused(tmp_path, capsys):
+    (tmp_path / "d.toml").write_text('[[stream]]\nid = "cam"\nsource = "a.avi"\n')
+    assert main(["serve", str(tmp_path), "b.avi", "--config", str(tmp_path / "d.toml"), "--name", "CAM"]) == 2
+    assert capsys.readouterr().err == "lrcn: error: stream id 'CAM' is given as 'cam' (ids differing only in case " \
+                                      "share a folder)\n"
+
+
+def test_top_k_beyond_the_models_classes_is_refused_where_the_bundle_loads(exported_seed, capsys):  # noqa: F811
+    bundle, _, video = exported_seed
+    assert main(["serve", str(bundle), str(video), "--top-k", "999"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrcn: error: top_k must be 1 to the model's ") and err.endswith(" classes, got 999\n"), err
+
+
 @pytest.mark.parametrize("text", ['[[stream]]\nid = "cam"\nsource = "a.avi"\n\n[[stream]]\nid = "cam"\nsource = "b.avi"\n',
                                   '[[stream]]\nid = "cam"\nsource = "a.avi"\n\n[[stream]]\nid = "Cam"\nsource = "b.avi"\n'],
                          ids=["same", "case"])

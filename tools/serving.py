@@ -105,7 +105,9 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
                                  pace=args.pace, loop=args.loop, events=events, record=record,
                                  novelty=novelty) for i, source in enumerate(args.sources)]
-    return list(settings.get("streams", [])) + flag_streams
+    streams = list(settings.get("streams", [])) + flag_streams
+    schema.check_distinct_ids(s.id for s in streams if s.id is not None)   # the file's and --name's together
+    return streams
 
 
 def options_from_args(args, settings: dict) -> PipelineOptions:
