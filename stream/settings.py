@@ -176,13 +176,20 @@ def check_stream_id(text: str) -> str:
 
 
 def check_distinct_ids(ids: Iterable[str]) -> None:
-    """Ids that would share a folder or a topic on a case-insensitive filesystem or broker are refused."""
+    """Ids that would share a folder or a topic on a case-insensitive filesystem or broker are refused.
+
+    >>> check_distinct_ids(["cam", "door", "cam"])
+    Traceback (most recent call last):
+    ...
+    lrcn.stream.errors.LrcnError: stream id 'cam' is given twice
+    """
     seen: dict[str, str] = {}
     for name in ids:
-        other = seen.setdefault(name.casefold(), name)
-        if other is not name:
+        other = seen.get(name.casefold())
+        if other is not None:
             same = "twice" if other == name else f"as {other!r} (ids differing only in case share a folder)"
             raise LrcnError(f"stream id {name!r} is given {same}")
+        seen[name.casefold()] = name
 
 
 # ---------------------------------------------------------------- secrets from outside the file
@@ -190,19 +197,23 @@ def check_distinct_ids(ids: Iterable[str]) -> None:
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_environment(value, environ=os.environ, where: tuple = ()) -> Any:
+def expand_environment(value, environ=os.environ, path: tuple = ()) -> Any:
     """`value` with every `${NAME}` in its strings replaced by the environment variable NAME.
-    An unset variable is a _Missing error carrying the path; the message names the variable only."""
+    An unset variable is an _AtPath error at its key; the message names the variable, no value.
+
+    >>> expand_environment({"url": "rtsp://u:${PW}@h/x"}, {"PW": "s3cret"})
+    {'url': 'rtsp://u:s3cret@h/x'}
+    """
     if isinstance(value, str):
         def lookup(match: re.Match) -> str:
             if match[1] not in environ:
-                raise _AtPath(f"environment variable {match[1]} is not set", where)
+                raise _AtPath(f"environment variable {match[1]} is not set", path)
             return environ[match[1]]
         return ENV_REFERENCE.sub(lookup, value)
     if isinstance(value, dict):
-        return {k: expand_environment(v, environ, (*where, k)) for k, v in value.items()}
+        return {k: expand_environment(v, environ, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_environment(v, environ, (*where, i)) for i, v in enumerate(value)]
+        return [expand_environment(v, environ, (*path, i)) for i, v in enumerate(value)]
     return value
 
 
