@@ -115,8 +115,10 @@ class Settings(_Section):
     web_config: Annotated[str | None, _help(
         "an exporter-toolkit web-config YAML: TLS and basic auth of the metrics port")] = None
     allowed_hosts: Annotated[list[str] | None, _help(
-        "Host headers the metrics port answers (default: the bound address, localhost and this machine's names)")] = None
-    curve_keys: Annotated[str | None, _help("CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only its clients")] = None
+        "Host headers the metrics port answers "
+        "(default: the bound address, localhost and this machine's names)")] = None
+    curve_keys: Annotated[str | None, _help(
+        "CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only its clients")] = None
     backend: Annotated[str, _help("encoder backend")] = "onnxruntime"
     threads: Annotated[Annotated[int, Meta(ge=1, le=1024)] | None, _help(
         "encoder threads (default: one per core)")] = None
@@ -363,8 +365,8 @@ def _kind_and_range(spec: dict) -> tuple[str, str]:
             items = option.get("items") or {}
             fixed = option.get("prefixItems")
             ranges += ["x, y >= 0; width, height >= 1"] if fixed else []
-            kinds.append(f"list of {len(fixed)} integers" if fixed else
-                         f"list of {items.get('type', 'table')}s" if items.get("type") != "object" else "list of tables")
+            element = "table" if items.get("type") in (None, "object") else items["type"]
+            kinds.append(f"list of {len(fixed)} integers" if fixed else f"list of {element}s")
         else:
             kinds.append(option.get("type", "any"))
         bounds = [f"{word} {_number(option[key])}" for key, word in (("exclusiveMinimum", ">"), ("minimum", ">="),
