@@ -5,8 +5,9 @@ and `record` tables); `[[sink]]` tables are checked by their sink type (stream.s
 name is the file key, the field and, with dashes, the `lrcn serve` flag (tools/serve.py builds
 its flags' help and defaults from here), and docs/settings.md is generated from here.
 
-msgspec rather than pydantic: `import msgspec` costs ~17 ms (measured, `python -X importtime`)
-where pydantic v2 costs ~180 ms of model building, and every `lrcn` command builds serve's flags.
+msgspec rather than pydantic: `lrcn serve --help` builds its flags from this module, and
+`import msgspec` costs 11-17 ms (measured, `python -X importtime`); it has strict types,
+forbidden unknown keys and ranges beside the type.
 
 >>> check_stream_id("door-2")
 'door-2'
