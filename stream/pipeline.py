@@ -44,6 +44,7 @@ from lrcn.stream.sinks import Sink, open_sink
 from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
 from lrcn.stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
+from lrcn.stream.settings import check_distinct_ids, check_stream_id
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from lrcn.stream.stats import Histogram, RateMeter, Reservoir
@@ -132,6 +133,8 @@ class Pipeline:
         self.options = options
         self.bundle = bundle if isinstance(bundle, RuntimeBundle) else \
             load_runtime_bundle(bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
+        if not 1 <= options.top_k <= len(self.bundle.classes):
+            raise LrcnError(f"top_k must be 1 to the model's {len(self.bundle.classes)} classes, got {options.top_k}")
         self.scheduler = Scheduler(self.bundle.head, self.bundle.meta.spec.clip_length,
                                    {options.backend: self.bundle.encoder}, max_batch=options.max_batch,
                                    novelty=self.bundle.novelty)
@@ -560,16 +563,22 @@ def _open_sinks(zeromq: ZeroMqSink, tables: Sequence[dict]) -> list[Sink]:
 
 
 def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
-    """Give each stream without an id one derived from its source, numbered if it repeats."""
-    taken = {c.id for c in streams if c.id}
+    """Give each stream without an id one derived from its source, numbered if it repeats; LrcnError
+    for an id against the rule or ids that would share a folder or topic (stream.settings)."""
+    for config in streams:
+        if config.id is not None:
+            check_stream_id(config.id)
+    check_distinct_ids(c.id for c in streams if c.id is not None)
+    taken = {c.id.casefold() for c in streams if c.id}
     named = []
     for config in streams:
         if config.id is None:
             base = candidate = stream_name(config.source)
             n = 2
-            while candidate in taken:
-                candidate, n = f"{base}-{n}", n + 1
-            taken.add(candidate)
+            while candidate.casefold() in taken:
+                suffix = f"-{n}"
+                candidate, n = base[:64 - len(suffix)] + suffix, n + 1
+            taken.add(candidate.casefold())
             config = replace(config, id=candidate)
         named.append(config)
     return named

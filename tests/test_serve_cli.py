@@ -188,7 +188,7 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "--config", "{bad_metrics}"], "{bad_metrics}:1: metrics address must be HOST:PORT"),
     (["serve", "{bundle}", "{video}", "--metrics", "1.2.3.4.5:99999"], "metrics address must be HOST:PORT"),
     (["serve", "{bundle}", "{video}", "--watch-classes", "dance,bend"], "events name classes the model lacks: dance"),
-    (["serve", "{bundle}", "{video}", "--min-score", "2"], "min_score must be in [0, 1], got 2.0"),
+    (["serve", "{bundle}", "{video}", "--min-score", "2"], "--min-score must be a number <= 1.0, got 2.0"),
     (["serve", "{bundle}", "{video}", "--smooth", "median:3"], "smoothing must be"),
     (["serve", "{bundle}", "--config", "{unknown_sink}"], "{unknown_sink}:5: [[sink]] #1: unknown sink type 'kafka'"),
     (["serve", "{bundle}", "--config", "{bad_sink_key}"], "sink #1 (jsonl): unknown key 'file' in a jsonl sink"),

@@ -187,7 +187,7 @@ def test_source_descriptions_and_backoff_are_plain_functions():
     assert [scheme_of(u) for u in ("0", "/dev/video1", "rtsp://h/x", "HTTP://h/x", "udp://@:5000", "clip.mp4",
                                    "pattern:25", "gst:videotestsrc ! appsink")] == \
         ["camera", "camera", "rtsp", "http", "udp", "file", "pattern", "gst"]
-    assert stream_name("tcp://127.0.0.1:9000") == "127.0.0.1-9000"
+    assert stream_name("tcp://127.0.0.1:9000") == "127-0-0-1-9000"
     assert stream_name("/dev/video2") == "camera2"
     assert [backoff_delay(n, 0.2, 1.0) for n in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
     jittered = [backoff_delay(9, 0.5, 10.0, jitter=0.2) for _ in range(200)]

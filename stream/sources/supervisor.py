@@ -69,8 +69,8 @@ class StatusEvent:
 def stream_name(uri: str) -> str:
     """A topic-safe default stream id for a source.
 
-    >>> stream_name("0"), stream_name("rtsp://10.0.0.5:8554/live"), stream_name("/data/walk.avi")
-    ('camera0', '10.0.0.5-8554-live', 'walk')
+    >>> stream_name("0"), stream_name("rtsp://admin:pw@10.0.0.5:8554/live"), stream_name("/data/walk.v2.avi")
+    ('camera0', '10-0-0-5-8554-live', 'walk-v2')
     """
     scheme = scheme_of(uri)
     if scheme == CAMERA:
@@ -87,7 +87,9 @@ def stream_name(uri: str) -> str:
         text = "-".join(str(part) for part in (parts.hostname, port, parts.path.strip("/")) if part)
     else:
         text = scheme
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "stream"
+    # The stream id rule (stream.settings): letters, digits, _ and -, at most 64. Only the host,
+    # port and path of a URL, never its user or password.
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:64].rstrip("-") or "stream"
 
 
 def backoff_delay(failures: int, initial_s: float, max_s: float, jitter: float = 0.0,
