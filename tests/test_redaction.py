@@ -72,7 +72,7 @@ def test_no_log_line_carries_a_password_in_its_message_arguments_extra_fields_or
 def test_a_source_shows_its_url_without_credentials_and_opens_it_with_them():
     source = Source("rtsp://admin:s3cret@127.0.0.1:1/live", (32, 32))
     assert source.uri == "rtsp://admin:s3cret@127.0.0.1:1/live" and source.display == "rtsp://***:***@127.0.0.1:1/live"
-    assert source.name == "127.0.0.1-1-live"
+    assert source.name == "127-0-0-1-1-live"
     assert stream_name("rtsp://admin:s3cret@cam:abc/live") == "cam-live", "a bad port: an id all the same, no password"
 
 
