@@ -198,7 +198,7 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "{video}", "--record", "{blocker}/clips"], "record dir {blocker}/clips cannot be created"),
     (["serve", "{bundle}", "--config", "{record_without_events}"], "record needs events (clips are cut per event)"),
     (["serve", "{bundle}", "pattern:", "--record", "{out}"], "cannot record clips from pattern:"),
-    (["serve", "{bundle}", "--config", "{record_inf_quota}"], "record max_gb must be a finite number > 0, got inf"),
+    (["serve", "{bundle}", "--config", "{record_inf_quota}"], "'max_gb' in the record of [[stream]] #1 must be a number <= 1000000.0, got inf"),
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
