@@ -5,9 +5,10 @@ and reads request heads without blocking (a selector), and closes a connection t
 for `idle_timeout_s` or takes longer than `header_timeout_s` to send a head. Only a complete head
 goes to the fixed pool of worker threads, which build the answer (`respond`) and write it, so
 hundreds of idle or slow connections hold a descriptor each, never a thread, and the endpoints
-keep answering. At the connection limit or at the descriptor limit (EMFILE) the oldest idle
-connection is closed to make room; with none to close, accepting pauses (backing off up to 1 s)
-instead of spinning on a listener that stays readable.
+keep answering. At the connection limit or at the descriptor limit (EMFILE) the connection that
+has waited longest for its client is closed to make room (idle ones first); with none to close
+(every one is being answered), accepting pauses, backing off up to 1 s, instead of spinning on a
+listener that stays readable.
 
     respond(head: bytes | None, peer) -> (answer bytes, close the connection?)
         head: the request line and headers up to the blank line; None when they were too long.
@@ -45,7 +46,6 @@ class Connection:
     deadline: float
     handshaking: bool = False
     buffer: bytearray = field(default_factory=bytearray)
-    last_active: float = 0.0
     registered: bool = False      # in the selector (else a worker has it)
     closed: bool = False
 
@@ -132,7 +132,7 @@ class HttpServer:
 
     def _accept(self) -> None:
         for _ in range(ACCEPTS_PER_TURN):
-            if len(self._connections) >= self.max_connections and not self._evict_idle():
+            if len(self._connections) >= self.max_connections and not self._evict_waiting():
                 self._pause_accepting()
                 return
             try:
@@ -143,7 +143,7 @@ class HttpServer:
                 if err.errno in OUT_OF_DESCRIPTORS:
                     self._warn(f"out of file descriptors ({os.strerror(err.errno)}): closing idle connections "
                                f"and pausing new ones")
-                    if not self._evict_idle():
+                    if not self._evict_waiting():
                         self._pause_accepting()
                     return
                 continue       # ECONNABORTED and the like: that client gave up, the next may not
@@ -161,7 +161,7 @@ class HttpServer:
             sock.close()
             return
         conn = Connection(sock, peer, deadline=now + (self.header_timeout_s if self._tls else self.idle_timeout_s),
-                          handshaking=self._tls is not None, last_active=now)
+                          handshaking=self._tls is not None)
         self._connections.add(conn)
         self._selector.register(sock, selectors.EVENT_READ, conn)
         conn.registered = True
@@ -202,7 +202,6 @@ class HttpServer:
             conn.buffer += data
             if HEAD_END.search(conn.buffer) or len(conn.buffer) > MAX_HEAD_BYTES:
                 break
-        conn.last_active = time.monotonic()
         self._dispatch_if_complete(conn)
 
     def _dispatch_if_complete(self, conn: Connection) -> bool:
@@ -231,7 +230,6 @@ class HttpServer:
                 self._connections.discard(conn)
                 continue
             now = time.monotonic()
-            conn.last_active = now
             conn.deadline = now + (self.header_timeout_s if conn.buffer else self.idle_timeout_s)
             if self._dispatch_if_complete(conn):
                 continue
@@ -248,11 +246,13 @@ class HttpServer:
             self._accepting = True
             self._selector.register(self._listener, selectors.EVENT_READ, "listen")
 
-    def _evict_idle(self) -> bool:
-        idle = [c for c in self._connections if c.idle and c.registered]
-        if not idle:
+    def _evict_waiting(self) -> bool:
+        """Close the connection that has waited longest for its client: an idle one if any, else
+        one still sending its head (a well-behaved client sends it in one round trip)."""
+        waiting = [c for c in self._connections if c.registered]
+        if not waiting:
             return False
-        self._close(min(idle, key=lambda c: c.last_active))
+        self._close(min(waiting, key=lambda c: (not c.idle, c.deadline)))
         return True
 
     def _pause_accepting(self) -> None:

@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", metavar="HOST:PORT",
                         help="serve Prometheus /metrics, /healthz, /readyz and a status page at / on this address "
                              "(PORT alone: loopback; default off)")
+    parser.add_argument("--web-config", metavar="FILE",
+                        help="lock the --metrics port: TLS and basic auth from a Prometheus exporter-toolkit "
+                             "web-config file (tls_server_config, basic_auth_users; docs/SERVICE.md)")
+    parser.add_argument("--allowed-hosts", metavar="H[,H]",
+                        help="the Host names the --metrics port answers, against DNS rebinding (default: localhost, "
+                             "the bound address, this machine's names and any IP address; * for any)")
     parser.set_defaults(top_k=None, max_batch=None)   # deployment-file settings without a flag
 
 

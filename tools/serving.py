@@ -124,6 +124,15 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
 
 
+def service_options(args, settings: dict) -> dict:
+    """ServiceServer's web_config and allowed_hosts: flags win over the deployment file."""
+    hosts = args.allowed_hosts if args.allowed_hosts is not None else settings.get("allowed_hosts")
+    if isinstance(hosts, str):
+        hosts = [host.strip() for host in hosts.split(",") if host.strip()]
+    return {"web_config": args.web_config or settings.get("web_config"),
+            "allowed_hosts": None if hosts is None else list(hosts)}
+
+
 def sink_tables_from_args(args) -> tuple[dict, ...]:
     """The shorthand flags as [[sink]] tables, after the file's."""
     return tuple([{"type": "mqtt", "url": url} for url in args.mqtt or []] +
@@ -219,12 +228,14 @@ def serve(args) -> int:
         raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
     options = options_from_args(args, settings)
     metrics = args.metrics or settings.get("metrics")
+    if not metrics and any(service_options(args, settings).values()):
+        log.warning("web_config and allowed_hosts lock the --metrics port, and there is none")
     bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
     with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
         expand = SyntheticSources(bundle.meta.spec.input_size, Path(scratch))
         pipeline = Pipeline(bundle, [expand(s) for s in streams_from_args(args, settings)], options)
         try:
-            service = ServiceServer(pipeline, metrics) if metrics else None
+            service = ServiceServer(pipeline, metrics, **service_options(args, settings)) if metrics else None
         except LrcnError:
             pipeline.stop(timeout_s=0)
             raise
