@@ -282,7 +282,7 @@ class HttpServer:
         for conn in list(self._connections):
             if conn.registered:        # the others are a worker's, which closes them
                 self._close(conn)
-        for sock in (self._listener, self._wake_r):
+        for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
         self._selector.close()
 

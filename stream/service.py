@@ -63,7 +63,9 @@ class _Request(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"    # an unparsable request line still gets a status line
     server_version = "lrcn"
 
-    def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):  # noqa: not super's, which reads a socket
+    headers = None      # until the head parses
+
+    def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):  # noqa: D107 - not super's: no socket
         self.client_address, self.service = client_address, service
         self.rfile, self.wfile = io.BytesIO(head), io.BytesIO()
         self.close_connection = True
@@ -72,8 +74,6 @@ class _Request(BaseHTTPRequestHandler):
                                          or "Transfer-Encoding" in self.headers):
             self.close_connection = True     # its body is not read, so the connection cannot carry another request
         self.answer = self.wfile.getvalue()
-
-    headers = None
 
     def version_string(self) -> str:
         return self.server_version           # no Python version: it only helps an attacker

@@ -29,6 +29,7 @@ from tests.test_service import ROOT, metrics_url, stop
 
 pytestmark = pytest.mark.timeout(120)
 OPENSSL = shutil.which("openssl")
+PROMETHEUS = shutil.which("prometheus")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl not installed (apt-get install openssl)")
 PASSWORD = "correct horse"
 
@@ -441,3 +442,56 @@ def test_binding_beyond_loopback_without_a_password_is_a_warning(pipeline, caplo
         ServiceServer(pipeline, "127.0.0.1:0", web_config=config).stop()
         ServiceServer(pipeline, "127.0.0.1:0").stop()
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.slow
+@needs_openssl
+@pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus server on PATH (Debian: apt-get install prometheus)")
+def test_one_web_config_locks_prometheus_and_lrcn_and_prometheus_scrapes_through_it(pipeline, tls_files, tmp_path):
+    """The exporter-toolkit format, proven by its own reader: the same file (relative paths and
+    all) locks a real Prometheus's web port and lrcn's, and Prometheus scrapes lrcn over TLS with
+    the password."""
+    for name, path in tls_files.items():
+        shutil.copy(path, tmp_path / name)
+    config = web_config(tmp_path / "web.yml", tls={"cert_file": "server.crt", "key_file": "server.key"},
+                        users={"prometheus": bcrypt_hash(PASSWORD)})
+    (tmp_path / "password").write_text(PASSWORD)
+    trusted = ssl.create_default_context(cafile=tmp_path / "ca.crt")
+    with ServiceServer(pipeline, "127.0.0.1:0", web_config=config) as service:
+        (tmp_path / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n  - job_name: lrcn\n"
+            f"    scheme: https\n    tls_config: {{ca_file: {tmp_path / 'ca.crt'}}}\n"
+            f"    basic_auth: {{username: prometheus, password_file: {tmp_path / 'password'}}}\n"
+            f"    static_configs: [{{targets: ['{service.url.removeprefix('https://')}']}}]\n")
+        port = free_port()
+        base = f"https://127.0.0.1:{port}"
+        with open(tmp_path / "prometheus.log", "w") as out:
+            process = subprocess.Popen(
+                [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--web.config.file={config}",
+                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+                 "--log.level=warn"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        try:
+            def targets():
+                try:
+                    status, _, body = request(base, "/api/v1/targets", headers=basic("prometheus", PASSWORD),
+                                              context=trusted)
+                except OSError:
+                    return None
+                assert status in (200, 503), body      # 503: Prometheus is still starting
+                return json.loads(body)["data"]["activeTargets"] if status == 200 else None
+
+            assert wait_until(lambda: process.poll() is not None or
+                              [t["health"] for t in targets() or []] == ["up"], 45), \
+                (targets(), (tmp_path / "prometheus.log").read_text()[-2000:])
+            assert request(base, "/api/v1/targets", context=trusted)[0] == 401, "the file locks Prometheus too"
+            status, _, body = request(base, "/api/v1/query?query=lrcn_build_info", headers=basic("prometheus", PASSWORD),
+                                      context=trusted)
+            assert status == 200 and json.loads(body)["data"]["result"], body
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
