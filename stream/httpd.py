@@ -35,6 +35,7 @@ BACKLOG = 128
 MAX_HEAD_BYTES = 64 * 1024
 ACCEPTS_PER_TURN = 64
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+CLIENT_GAVE_UP = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT}
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 Respond = Callable[[bytes | None, tuple], tuple[bytes, bool]]
 
@@ -127,7 +128,8 @@ class HttpServer:
         if not self._accepting:
             soonest = min(soonest, self._resume_at - now)
         for conn in self._connections:
-            soonest = min(soonest, conn.deadline - now)
+            if conn.registered:       # a worker's connection has no deadline here
+                soonest = min(soonest, conn.deadline - now)
         return max(0.0, soonest)
 
     def _accept(self) -> None:
@@ -146,7 +148,11 @@ class HttpServer:
                     if not self._evict_waiting():
                         self._pause_accepting()
                     return
-                continue       # ECONNABORTED and the like: that client gave up, the next may not
+                if err.errno in CLIENT_GAVE_UP:
+                    continue
+                self._warn(f"accept failed: {os.strerror(err.errno or 0)}; pausing new connections")
+                self._pause_accepting()
+                return
             self._backoff_s = 0.0
             self._add(sock, peer)
 
@@ -186,6 +192,9 @@ class HttpServer:
         self._read(conn)
 
     def _read(self, conn: Connection) -> None:
+        # The end of the head is looked for in the new bytes only (and the 3 before them), so a
+        # client that sends its head a byte at a time costs linear time, not quadratic.
+        search_from = max(0, len(conn.buffer) - 3)
         while True:
             try:
                 data = conn.sock.recv(65536)
@@ -200,12 +209,12 @@ class HttpServer:
             if not conn.buffer:
                 conn.deadline = time.monotonic() + self.header_timeout_s
             conn.buffer += data
-            if HEAD_END.search(conn.buffer) or len(conn.buffer) > MAX_HEAD_BYTES:
+            if HEAD_END.search(conn.buffer, search_from) or len(conn.buffer) > MAX_HEAD_BYTES:
                 break
-        self._dispatch_if_complete(conn)
+        self._dispatch_if_complete(conn, search_from)
 
-    def _dispatch_if_complete(self, conn: Connection) -> bool:
-        end = HEAD_END.search(conn.buffer)
+    def _dispatch_if_complete(self, conn: Connection, search_from: int = 0) -> bool:
+        end = HEAD_END.search(conn.buffer, search_from)
         if end is None and len(conn.buffer) <= MAX_HEAD_BYTES:
             return False
         if conn.registered:

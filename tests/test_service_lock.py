@@ -495,3 +495,20 @@ def test_one_web_config_locks_prometheus_and_lrcn_and_prometheus_scrapes_through
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def test_pipelined_and_byte_by_byte_requests_are_answered_in_order(pipeline):
+    with ServiceServer(pipeline, "127.0.0.1:0") as service:
+        host, port = service.url.split("//")[1].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\nHEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            status, rest = read_answer(sock, "GET")
+            assert status == 404
+            second = rest
+            while b"\r\n\r\n" not in second:
+                second += sock.recv(65536)
+            assert second.startswith(b'{"error": "no page /nope"}HTTP/1.1 200 OK\r\n'), second   # HEAD: no body
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for byte in b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n":
+                sock.send(bytes([byte]))
+            assert read_answer(sock, "GET")[0] == 404
