@@ -141,6 +141,8 @@ class _Request(BaseHTTPRequestHandler):
     def end_headers(self) -> None:
         for name, value in self.service.extra_headers.items():
             self.send_header(name, value)
+        if self.request_version == "HTTP/1.0" and not self.close_connection:
+            self.send_header("Connection", "keep-alive")     # else an HTTP/1.0 client waits for the close
         super().end_headers()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the http.server interface
