@@ -19,6 +19,7 @@ Host and, with a web-config file (stream.webconfig), only over TLS and with a pa
 """
 from __future__ import annotations
 
+import functools
 import io
 import ipaddress
 import json
@@ -184,8 +185,15 @@ def is_loopback(host: str) -> bool:
 def default_allowed_hosts(bound_host: str) -> frozenset[str]:
     """The names a browser may call this port by: localhost, the bound name and the machine's own
     names (any IP address is allowed besides; see ServiceServer)."""
-    names = {"localhost", bound_host, socket.gethostname(), socket.getfqdn()}
+    names = {"localhost", bound_host, socket.gethostname()}
     return frozenset(split_host(f"[{n}]" if ":" in n else n) for n in names if n)
+
+
+@functools.lru_cache(maxsize=1)
+def fully_qualified_name() -> str:
+    """This machine's FQDN, looked up once, at the first Host that needs it: the look-up asks DNS,
+    which on a box without it can take seconds that start-up should not wait for."""
+    return split_host(socket.getfqdn())
 
 
 class ServiceServer:
@@ -212,10 +220,10 @@ class ServiceServer:
             raise LrcnError(f"cannot serve metrics on {address}: {err.strerror or err}") from None
         bound_host, bound_port = self._server.address
         if allowed_hosts is None:
-            self._names, self._any_ip = default_allowed_hosts(bound_host), True
+            self._names, self._default_hosts = default_allowed_hosts(bound_host), True
         else:
             self._names = frozenset(split_host(f"[{h}]" if ":" in h.strip("[]") else h) for h in allowed_hosts)
-            self._any_ip = False
+            self._default_hosts = False
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
         if not is_loopback(host) and self.auth is None:
@@ -230,7 +238,8 @@ class ServiceServer:
         if header is None:
             return version == "HTTP/1.0"       # HTTP/1.1 requires Host; a browser always sends it
         host = split_host(header)
-        return "*" in self._names or host in self._names or (self._any_ip and is_ip(host))
+        return ("*" in self._names or host in self._names
+                or self._default_hosts and (is_ip(host) or host == fully_qualified_name()))
 
     def _respond(self, head: bytes | None, peer: tuple) -> tuple[bytes, bool]:
         if head is None:

@@ -205,7 +205,7 @@ def test_only_known_host_names_are_answered(pipeline):
     with ServiceServer(pipeline, "127.0.0.1:0") as service:
         port = service.url.rsplit(":", 1)[1]
         for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "10.1.2.3:80", "LOCALHOST.",
-                     socket.gethostname()):
+                     socket.gethostname(), socket.getfqdn()):
             assert request(service.url, "/healthz", headers={"Host": host})[0] in (200, 503), host
         for host in ("attacker.example", f"attacker.example:{port}", "localhost.attacker.example", "127.0.0.1.nip.io"):
             status, _, body = request(service.url, "/api/streams", headers={"Host": host})
