@@ -512,3 +512,17 @@ def test_pipelined_and_byte_by_byte_requests_are_answered_in_order(pipeline):
             for byte in b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n":
                 sock.send(bytes([byte]))
             assert read_answer(sock, "GET")[0] == 404
+
+
+def test_flags_win_over_the_deployment_file_for_the_port_lock():
+    from argparse import Namespace
+
+    from lrcn.tools.serving import service_options
+
+    file = {"web_config": "/etc/lrcn/web.yml", "allowed_hosts": ["cam.example"]}
+    assert service_options(Namespace(web_config=None, allowed_hosts=None), file) == \
+        {"web_config": "/etc/lrcn/web.yml", "allowed_hosts": ["cam.example"]}
+    assert service_options(Namespace(web_config="mine.yml", allowed_hosts="a.example, b.example"), file) == \
+        {"web_config": "mine.yml", "allowed_hosts": ["a.example", "b.example"]}
+    assert service_options(Namespace(web_config=None, allowed_hosts=None), {}) == \
+        {"web_config": None, "allowed_hosts": None}
