@@ -245,7 +245,7 @@ def test_idle_and_slow_connections_are_closed_in_time_and_healthz_answers_throug
             assert request(service.url, "/healthz")[0] == 200
             waits.append(time.monotonic() - started)
             time.sleep(0.05)
-        deadline = opened + 2.0 + 2.0          # the timeout, and a turn of the loop and the test's own pace
+        deadline = opened + 2.0 + 3.0          # the timeout, and a turn of the loop and the test's own pace on a busy machine
         closed = 0
         for sock in idle:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -254,7 +254,7 @@ def test_idle_and_slow_connections_are_closed_in_time_and_healthz_answers_throug
             except (TimeoutError, ConnectionResetError):
                 pass
             sock.close()
-        assert closed == 300 and max(waits) < 0.5, (closed, max(waits))
+        assert closed == 300 and max(waits) < 1.0, (closed, max(waits))   # not a queue behind 300 connections
         assert request(service.url, "/healthz")[0] == 200
 
 
