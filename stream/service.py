@@ -66,7 +66,7 @@ class _Request(BaseHTTPRequestHandler):
 
     headers = None      # until the head parses
 
-    def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):  # noqa: D107 - not super's: no socket
+    def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):   # not super's: no socket here
         self.client_address, self.service = client_address, service
         self.rfile, self.wfile = io.BytesIO(head), io.BytesIO()
         self.close_connection = True
@@ -170,6 +170,16 @@ def split_host(header: str) -> str:
     return (host if colon and port.isdigit() else header).rstrip(".")
 
 
+def host_name(text: str) -> str:
+    """A configured host name or address as split_host gives it from a Host header.
+
+    >>> host_name("Cam.Example."), host_name("cam.example:9108"), host_name("::1"), host_name("[::1]")
+    ('cam.example', 'cam.example', '::1', '::1')
+    """
+    bare = text.strip().strip("[]")
+    return bare.lower() if is_ip(bare) else split_host(text)
+
+
 def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -186,7 +196,7 @@ def default_allowed_hosts(bound_host: str) -> frozenset[str]:
     """The names a browser may call this port by: localhost, the bound name and the machine's own
     names (any IP address is allowed besides; see ServiceServer)."""
     names = {"localhost", bound_host, socket.gethostname()}
-    return frozenset(split_host(f"[{n}]" if ":" in n else n) for n in names if n)
+    return frozenset(host_name(n) for n in names if n)
 
 
 @functools.lru_cache(maxsize=1)
@@ -222,7 +232,7 @@ class ServiceServer:
         if allowed_hosts is None:
             self._names, self._default_hosts = default_allowed_hosts(bound_host), True
         else:
-            self._names = frozenset(split_host(f"[{h}]" if ":" in h.strip("[]") else h) for h in allowed_hosts)
+            self._names = frozenset(host_name(h) for h in allowed_hosts)
             self._default_hosts = False
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"

@@ -211,7 +211,7 @@ def test_only_known_host_names_are_answered(pipeline):
         for host in ("attacker.example", f"attacker.example:{port}", "localhost.attacker.example", "127.0.0.1.nip.io"):
             status, _, body = request(service.url, "/api/streams", headers={"Host": host})
             assert status == 403 and b"file" not in body, host
-    with ServiceServer(pipeline, "127.0.0.1:0", allowed_hosts=["cam.example"]) as service:
+    with ServiceServer(pipeline, "127.0.0.1:0", allowed_hosts=["Cam.Example:9108"]) as service:
         assert request(service.url, "/healthz", headers={"Host": "cam.example:9108"})[0] in (200, 503)
         assert request(service.url, "/healthz", headers={"Host": "localhost"})[0] == 403
 
