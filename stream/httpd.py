@@ -70,7 +70,8 @@ class HttpServer:
         self._listener.setblocking(False)
         self.address = self._listener.getsockname()[:2]
         self._respond, self._tls = respond, tls
-        self.idle_timeout_s, self.header_timeout_s, self.write_timeout_s = idle_timeout_s, header_timeout_s, write_timeout_s
+        self.idle_timeout_s, self.header_timeout_s = idle_timeout_s, header_timeout_s
+        self.write_timeout_s = write_timeout_s
         self.max_connections = max_connections or default_max_connections()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()

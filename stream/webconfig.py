@@ -61,7 +61,8 @@ class TlsSettings:
     def context(self) -> ssl.SSLContext:
         """The server's SSLContext; a file that cannot be read or does not match is one LrcnError."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version, context.maximum_version = TLS_VERSIONS[self.min_version], TLS_VERSIONS[self.max_version]
+        context.minimum_version = TLS_VERSIONS[self.min_version]
+        context.maximum_version = TLS_VERSIONS[self.max_version]
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
         except (OSError, ssl.SSLError) as err:

@@ -152,7 +152,8 @@ def test_a_good_password_costs_one_bcrypt_then_is_remembered(pipeline, tmp_path)
 def test_client_certificates_from_the_configured_ca_are_required(pipeline, tls_files, tmp_path):
     config = web_config(tmp_path / "web.yml", tls={
         "cert_file": tls_files["server.crt"], "key_file": tls_files["server.key"],
-        "client_ca_file": tls_files["ca.crt"], "client_auth_type": "RequireAndVerifyClientCert", "min_version": "TLS13"})
+        "client_ca_file": tls_files["ca.crt"], "client_auth_type": "RequireAndVerifyClientCert",
+        "min_version": "TLS13"})
     with ServiceServer(pipeline, "127.0.0.1:0", web_config=config) as service:
         anonymous = ssl.create_default_context(cafile=tls_files["ca.crt"])
         with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -245,7 +246,7 @@ def test_idle_and_slow_connections_are_closed_in_time_and_healthz_answers_throug
             assert request(service.url, "/healthz")[0] == 200
             waits.append(time.monotonic() - started)
             time.sleep(0.05)
-        deadline = opened + 2.0 + 3.0          # the timeout, and a turn of the loop and the test's own pace on a busy machine
+        deadline = opened + 2.0 + 3.0      # the timeout, a turn of the loop, the test's own pace on a busy machine
         closed = 0
         for sock in idle:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -314,8 +315,8 @@ import logging, resource, sys, time
 from lrcn.stream.httpd import HttpServer
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
-server = HttpServer(("127.0.0.1", 0), lambda head, peer: (b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok", False),
-                    max_connections=1000).start()
+answer = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+server = HttpServer(("127.0.0.1", 0), lambda head, peer: (answer, False), max_connections=1000).start()
 print(server.address[1], flush=True)
 time.sleep(60)
 """
@@ -360,7 +361,8 @@ def test_a_bad_web_config_stops_serve_with_one_line(exported_seed, tmp_path):  #
     assert len(lines) == 1 and "basic_auth_users.alice must be a bcrypt hash" in lines[0] and "Traceback" not in err
 
 
-METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH", "get", "G\x00T", "", "GET GET"]
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH", "get", "G\x00T", "",
+           "GET GET"]
 PATHS = ["/", "/metrics", "/healthz", "/readyz", "/api/streams", "/frame/file.jpg", "/frame/../../etc/passwd.jpg",
          "/frame/%00.jpg", "/%ff%fe", "*", "http://evil.example/metrics", "//", "/?" + "a" * 5000, "", "/\x7f",
          "/frame/" + "é" * 50 + ".jpg", "/index.html#x"]
@@ -499,8 +501,8 @@ def test_one_web_config_locks_prometheus_and_lrcn_and_prometheus_scrapes_through
                               [t["health"] for t in targets() or []] == ["up"], 45), \
                 (targets(), (tmp_path / "prometheus.log").read_text()[-2000:])
             assert request(base, "/api/v1/targets", context=trusted)[0] == 401, "the file locks Prometheus too"
-            status, _, body = request(base, "/api/v1/query?query=lrcn_build_info", headers=basic("prometheus", PASSWORD),
-                                      context=trusted)
+            status, _, body = request(base, "/api/v1/query?query=lrcn_build_info",
+                                      headers=basic("prometheus", PASSWORD), context=trusted)
             assert status == 200 and json.loads(body)["data"]["result"], body
         finally:
             process.terminate()
