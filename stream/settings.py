@@ -114,10 +114,11 @@ class Settings(_Section):
     metrics: Annotated[str | None, _help(
         "HOST:PORT (PORT alone: loopback) of /metrics, /healthz, /readyz and the status page (default off)")] = None
     web_config: Annotated[str | None, _help(
-        "an exporter-toolkit web-config YAML: TLS and basic auth of the metrics port")] = None
+        "lock the metrics port: TLS and basic auth from a Prometheus exporter-toolkit web-config "
+        "file (tls_server_config, basic_auth_users; docs/SERVICE.md)")] = None
     allowed_hosts: Annotated[list[str] | None, _help(
-        "Host headers the metrics port answers "
-        "(default: the bound address, localhost and this machine's names)")] = None
+        "the Host names the metrics port answers, against DNS rebinding (default: localhost, "
+        "the bound address, this machine's names and any IP address; * for any)")] = None
     curve_keys: Annotated[str | None, _help(
         "CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only its clients")] = None
     backend: Annotated[str, _help("encoder backend")] = "onnxruntime"

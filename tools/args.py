@@ -88,6 +88,14 @@ def add_setting(group, section: type, name: str, *aliases: str, help: str | None
         group.add_argument(alias, dest=name, help=argparse.SUPPRESS, **kwargs)
 
 
+def host_list(text: str) -> list[str]:
+    """'a.lan, b.lan' -> ['a.lan', 'b.lan']: the --allowed-hosts flag, a list as the file's key is."""
+    hosts = [host.strip() for host in text.split(",") if host.strip()]
+    if not hosts:
+        raise argparse.ArgumentTypeError(f"expected host names separated by commas, got {text!r}")
+    return hosts
+
+
 def add_head_arguments(parser: argparse.ArgumentParser) -> None:
     """How a stream is sampled and windowed, and its label smoothed (serve and annotate)."""
     head = parser.add_argument_group("head")

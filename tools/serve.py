@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from lrcn.stream import settings as schema
-from lrcn.tools.args import add_head_arguments, add_setting, parse_crop, positive_float
+from lrcn.tools.args import add_head_arguments, add_setting, host_list, parse_crop, positive_float
 from lrcn.tools import hangups
 from lrcn.tools.commands import command
 
@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting(parser, top, "stats_interval_s", "--stats-interval", type=float, metavar="S")
     parser.add_argument("--stats-json", metavar="PATH", help="also write the final stats here")
     add_setting(parser, top, "metrics", metavar="HOST:PORT")
+    add_setting(parser, top, "web_config", metavar="FILE")
+    add_setting(parser, top, "allowed_hosts", type=host_list, metavar="H[,H]")
 
 
 @command("serve", help="run a bundle on live sources and publish predictions over ZeroMQ", arguments=add_arguments)

@@ -135,6 +135,13 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
 
 
+def service_options(args, settings: dict) -> dict:
+    """ServiceServer's web_config and allowed_hosts: flags win over the deployment file."""
+    hosts = args.allowed_hosts if args.allowed_hosts is not None else settings.get("allowed_hosts")
+    return {"web_config": args.web_config or settings.get("web_config"),
+            "allowed_hosts": None if hosts is None else list(hosts)}
+
+
 def sink_tables_from_args(args) -> tuple[dict, ...]:
     """The shorthand flags as [[sink]] tables, after the file's."""
     return tuple([{"type": "mqtt", "url": url} for url in args.mqtt or []] +
@@ -233,12 +240,14 @@ def serve(args) -> int:
     options = options_from_args(args, settings)
     streams = streams_from_args(args, settings)   # every flag checked before the bundle loads
     metrics = args.metrics or settings.get("metrics")
+    if not metrics and any(service_options(args, settings).values()):
+        log.warning("web_config and allowed_hosts lock the --metrics port, and there is none")
     bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
     with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
         expand = SyntheticSources(bundle.meta.spec.input_size, Path(scratch))
         pipeline = Pipeline(bundle, [expand(s) for s in streams], options)
         try:
-            service = ServiceServer(pipeline, metrics) if metrics else None
+            service = ServiceServer(pipeline, metrics, **service_options(args, settings)) if metrics else None
         except LrcnError:
             pipeline.stop(timeout_s=0)
             raise
