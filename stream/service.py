@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 from prometheus_client.exposition import choose_encoder
 
+from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.httpd import HttpServer
 from lrcn.stream.metrics import pipeline_registry
@@ -97,7 +98,7 @@ class _Request(BaseHTTPRequestHandler):
         except Exception as err:  # noqa: BLE001 - one bad request must not cost the scraper its connection
             log.exception("%s failed", path)
             self.wfile, self._headers_buffer = io.BytesIO(), []
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(err).__name__}: {err}"})
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": redact(f"{type(err).__name__}: {err}")})
 
     def _route(self, path: str) -> None:
         service = self.service

@@ -154,9 +154,10 @@ endpoint = "tcp://127.0.0.1:{endpoint}"
 """
 
 
-def deployment(path: Path, metrics: int, endpoint: int, streams: dict[str, Path]) -> Path:
+def deployment(path: Path, metrics: int, endpoint: int, streams: dict[str, Path], top: str = "") -> Path:
+    """`top`: more top-level settings, one per line."""
     tables = "\n".join(f'[[stream]]\nid = "{name}"\nsource = "{video}"\nloop = true\n' for name, video in streams.items())
-    path.write_text(DEPLOYMENT.format(metrics=metrics, endpoint=endpoint, streams=tables))
+    path.write_text(top + DEPLOYMENT.format(metrics=metrics, endpoint=endpoint, streams=tables))
     return path
 
 
@@ -198,7 +199,7 @@ def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(ex
     try:
         metrics_url(process)
         assert wait_until(lambda: len(collector.predictions("keep")) >= 5 and len(collector.predictions("drop")) >= 5, 30)
-        deployment(config, metrics, endpoint, {"keep": video, "add": video})
+        deployment(config, metrics, endpoint, {"keep": video, "add": video}, top='allowed_hosts = ["cam.example"]\n')
         process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: len(collector.predictions("add")) >= 5, 30), "the added stream runs"
         assert wait_until(lambda: any(s["stats"].get("report") == "final" for s in collector.statuses("drop")), 5)
@@ -227,6 +228,8 @@ def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(ex
     reloaded = [r for r in records if r["message"].startswith("reloaded")]
     assert len(reloaded) == 1 and reloaded[0]["added"] == ["add"] and reloaded[0]["removed"] == ["drop"]
     assert reloaded[0]["kept"] == ["keep"] and reloaded[0]["restarted"] == []
+    later = [r for r in records if r["message"].startswith("reload: ")]
+    assert len(later) == 1 and "allowed_hosts changed" in later[0]["message"], "the port's lock waits for a restart"
     refused = [r for r in records if r["message"].startswith("reload refused")]
     assert len(refused) == 1 and refused[0]["level"] == "error" and "sorce" in refused[0]["message"]
     states = lambda name: [r["state"] for r in records if r.get("stream") == name and "state" in r]  # noqa: E731

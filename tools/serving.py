@@ -179,8 +179,14 @@ class Signals:
                 signal.signal(sig, handler)
 
 
-def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, metrics: str | None) -> None:
-    """Re-read --config and apply it; on any mistake, one error line and no change."""
+def port_settings(args, settings: dict) -> dict:
+    """The HTTP port's address and lock, which only a restart changes."""
+    return {"metrics": args.metrics or settings.get("metrics"), **service_options(args, settings)}
+
+
+def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, port: dict) -> None:
+    """Re-read --config and apply it; on any mistake, one error line and no change. `port`: the
+    port_settings the service started with."""
     if not args.config:
         log.warning("SIGHUP: nothing to reload (serve was started without --config)")
         return
@@ -194,8 +200,8 @@ def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, metric
         return
     fixed = [f.name for f in fields(PipelineOptions) if f.name != "source"
              and getattr(options, f.name) != getattr(pipeline.options, f.name)]
-    if (args.metrics or deployment.settings.get("metrics")) != metrics:
-        fixed.append("metrics")
+    reloaded_port = port_settings(args, deployment.settings)
+    fixed += [name for name, value in reloaded_port.items() if value != port[name]]
     if fixed:
         log.warning("reload: %s changed in %s; %s at the next start", ", ".join(fixed), args.config,
                     "it takes effect" if len(fixed) == 1 else "they take effect")
@@ -239,7 +245,8 @@ def serve(args) -> int:
         raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
     options = options_from_args(args, settings)
     streams = streams_from_args(args, settings)   # every flag checked before the bundle loads
-    metrics = args.metrics or settings.get("metrics")
+    port = port_settings(args, settings)
+    metrics = port["metrics"]
     if not metrics and any(service_options(args, settings).values()):
         log.warning("web_config and allowed_hosts lock the --metrics port, and there is none")
     bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
@@ -264,7 +271,7 @@ def serve(args) -> int:
                 service.start()
             try:
                 pipeline.serve_until(args.duration, signals.stop,
-                                     lambda: signals.on_reload(lambda: reload_deployment(args, pipeline, expand, metrics)))
+                                     lambda: signals.on_reload(lambda: reload_deployment(args, pipeline, expand, port)))
                 log.info("stopping%s", f" ({signals.stopped_by})" if signals.stopped_by else "")
                 stats = pipeline.stop()
             finally:
