@@ -49,7 +49,8 @@ from lrcn.stream.windows import WindowConfig
 
 _NUMBER = (int, float)
 # Expected type of each key; the stream keys are StreamConfig's fields.
-SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str, "threads": int, "curve_keys": str, "top_k": int,
+SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str, "threads": int, "curve_keys": str, "curve_client": str,
+                 "top_k": int,
                  "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER, "decoder": str,
                  "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
                  "backoff_max_s": _NUMBER, "max_attempts": int}

@@ -37,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write every prediction, status and event to PATH, one JSON line each, "
                              "rotated at 100 MB (repeatable)")
     parser.add_argument("--curve-keys", metavar="DIR", help="encrypt with DIR/server.key_secret and admit only the "
-                                                            "clients in DIR/authorized_clients (`lrcn keys DIR`)")
+                                                            "clients in DIR/authorized_clients (`lrcn keys DIR`); "
+                                                            "with --connect, be a CURVE client of a proxy: "
+                                                            "DIR/server.key is the proxy's, DIR/<curve-client>.key_secret "
+                                                            "ours (`lrcn keys DIR --publisher`)")
+    parser.add_argument("--curve-client", metavar="NAME",
+                        help="with --connect and --curve-keys: the pair in DIR to publish with (default publisher)")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--pace", dest="pace", action="store_true", default=True,
                       help="files: deliver frames at the file's rate, like a camera (default)")
