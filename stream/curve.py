@@ -34,7 +34,7 @@ _POLL_MS = 200
 # Monitor events and what they mean for the watched socket.
 _FAILED = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake refused: this key is not authorized by the server",
            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed: the server does not speak CURVE, or not with this key",
-           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed: no answer to CURVE (a wrong server key?)"}
+           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed: the server closed it (no CURVE here, or a wrong server key)"}
 _SERVER_FAILED = "a client failed the handshake: no CURVE, or another server's key"
 _DOWN = {zmq.EVENT_DISCONNECTED: "disconnected", zmq.EVENT_CLOSED: "closed",
          zmq.EVENT_CONNECT_RETRIED: "reconnecting", zmq.EVENT_CONNECT_DELAYED: "connecting"}
