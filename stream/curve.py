@@ -32,9 +32,10 @@ log = logging.getLogger("lrcn.curve")
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"   # fixed by RFC 27: libzmq asks whoever binds it
 _POLL_MS = 200
 # Monitor events and what they mean for the watched socket.
-_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake refused: this key is not authorized by the server",
-           zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed: the server does not speak CURVE, or not with this key",
-           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed: the server closed it (no CURVE here, or a wrong server key)"}
+_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake refused: this key is not authorized by the server",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed: the server does not speak CURVE, or not with this key",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed: no CURVE here, or a wrong server key"}
 _SERVER_FAILED = "a client failed the handshake: no CURVE, or another server's key"
 _DOWN = {zmq.EVENT_DISCONNECTED: "disconnected", zmq.EVENT_CLOSED: "closed",
          zmq.EVENT_CONNECT_RETRIED: "reconnecting", zmq.EVENT_CONNECT_DELAYED: "connecting"}
@@ -128,11 +129,11 @@ class KeyGate:
             return [version, request_id, b"200", b"OK", key, b""]
         self.denied[name] += 1
         if self._warn.due():
-            log.warning("refused a %s handshake from %s: %s (%d refused in %s so far)", mechanism.decode(errors="replace"),
-                        address.decode(errors="replace"),
+            peer = address.decode(errors="replace")
+            log.warning("refused a %s handshake from %s: %s (%d refused in %s so far)",
+                        mechanism.decode(errors="replace"), peer,
                         f"key {key.decode()} is not in {self.folders.get(name)}" if key else "not CURVE",
-                        self.denied[name], name or "the default domain",
-                        extra={"zap_domain": name, "peer": address.decode(errors="replace")})
+                        self.denied[name], name or "the default domain", extra={"zap_domain": name, "peer": peer})
         return [version, request_id, b"400", b"key not authorized", b"", b""]
 
 

@@ -60,6 +60,8 @@ def make_keys(directory, client: str = "client", role: str = "client") -> list[P
     folder = Path(directory)
     if (folder / f"{client}.key").exists():
         raise LrcnError(f"keys for client {client!r} already exist in {folder}")
+    if role not in ROLES:
+        raise LrcnError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     listing = ROLES[role]
     (folder / AUTHORIZED).mkdir(parents=True, exist_ok=True)
     (folder / listing).mkdir(exist_ok=True)

@@ -4,7 +4,8 @@ The publisher never blocks the pipeline: it sends with NOBLOCK behind a high-wat
 (`stream.sinks.zeromq`). A PUB socket drops a slow subscriber's messages at that subscriber's
 high-water mark without telling the sender, so those losses show up where they can be seen: as
 `seq` gaps at the subscriber (`Subscriber.missed`). `Publisher.shed` counts what the socket itself
-refused (zmq.Again).
+refused (zmq.Again), `Publisher.undelivered` what a connecting one had no peer for (no proxy has
+accepted its handshake: `stream.curve`).
 
 >>> publisher = Publisher("tcp://127.0.0.1:5556")                             # doctest: +SKIP
 >>> publisher.publish_prediction("cam0", frame_index=41, window=(26, 41), label="wave", score=0.9,
@@ -175,7 +176,8 @@ class Proxy:
 
     def handshake_failures(self) -> dict[str, int]:
         """{side: failed handshakes}: keys refused (ZAP) and clients without CURVE or with another key."""
-        return {domain: self._gate.denied[domain] + watch.protocol_failures() for domain, watch in self._watches.items()}
+        return {domain: self._gate.denied[domain] + watch.protocol_failures()
+                for domain, watch in self._watches.items()}
 
     def authorized(self) -> dict[str, int]:
         """{side: how many keys it admits}; empty without CURVE."""

@@ -185,7 +185,8 @@ def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revok
 
 
 @pytest.mark.slow
-def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(exported_seed, keys, tmp_path):  # noqa: F811
+def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(
+        exported_seed, keys, tmp_path):  # noqa: F811
     bundle, _, video = exported_seed
     proxy, xsub, _ = start_proxy("--curve-keys", keys)
     stats_json = tmp_path / "stats.json"
