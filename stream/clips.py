@@ -37,16 +37,19 @@ jump, or `close()` ends the open clip at once with what it has.
 
 Files. A clip is `<dir>/<stream>/<stream>-<UTC YYYYmmddTHHMMSSZ>-<label>.mp4` (the wall time the
 event's first frame arrived), written as `<name>.mp4.part` and renamed when complete, so a reader
-never sees a half-written clip. Part files a crash left behind (untouched for `STALE_PART_S`) are
-removed when a recorder starts and whenever the quota is enforced. `dir` is made and checked when
-a recorder is constructed; after that the recorder creates only its stream's folder, so a record
-dir that goes away (an unmounted disk) fails clips rather than silently filling the disk beneath.
+never sees a half-written clip; a clip whose name a file already has (someone else's) is not
+written, and that file is left as it is.
+Before a clip's file is opened it gets a row in the record dir's media index (`lrcn.sqlite`,
+stream.media_index), marked finished with its size once renamed; an abandoned clip loses both
+its part file and its row. `dir` is made and checked when a recorder is constructed; after that
+the recorder creates only its stream's folder, so a record dir that goes away (an unmounted
+disk) fails clips rather than silently filling the disk beneath.
 
-Quota. After each clip, the `*.mp4` files under `dir` (every stream's: recorders may share a dir)
-are summed, and the oldest by modification time are deleted until the total is at most `max_gb`
-(10^9 bytes). The clip just written is never deleted: if it alone exceeds the quota it stays,
-with a problem saying so, as the newest evidence is worth the most. Files another recorder
-deletes meanwhile are skipped.
+Retention (stream.retention): one thread per record dir deletes indexed clips, oldest first,
+past `retain_days`, above `max_gb` (10^9 bytes) and while less than `min_free_gb` is free on the
+dir's filesystem, on a timer and at once when a clip fails for lack of space. It deletes only
+what the index lists: other files in the dir, `.part` files included, are never touched. The
+newest clip goes only by age; if it alone breaks a limit it stays, with a problem saying so.
 
 Failures (a full disk, a removed or unwritable dir, a codec MP4 cannot hold) never leave this
 module as exceptions: the clip is dropped (its part file removed), counted as failed, and
@@ -57,9 +60,11 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 import os
 import queue
 import re
+import sqlite3
 import tempfile
 import threading
 import time
@@ -71,7 +76,9 @@ from pathlib import Path
 
 import av
 
+from lrcn.stream import retention
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.media_index import MediaIndex
 
 GB = 10 ** 9
 DEFAULT_LAG_S = 10.0
@@ -79,27 +86,39 @@ WRITER_BACKLOG_BYTES = 128 * 2 ** 20   # per recorder: about 4 min of a 4 Mbit/s
 PREROLL_MAX_BYTES = 64 * 2 ** 20       # per recorder: a cap for sources with very long GOPs
 JUMP_FORWARD_S = 10.0                  # a longer step forward in decode time starts a new timeline
 JUMP_BACK_S = 1.0                      # so does a step back longer than this; shorter ones are nudged
-STALE_PART_S = 60.0                    # a part file untouched this long is a crash's leftover
+DEFAULT_MIN_FREE_GB = 1.0              # room for the OS and logs, and for minutes of clips from many cameras between passes
 
 
 @dataclass(frozen=True)
 class RecordRules:
+    """Where a stream's clips go and how much of them to keep: `max_gb` of clips in `dir`,
+    none older than `retain_days` (None: no age limit), and at least `min_free_gb` left free on
+    `dir`'s filesystem (retention deletes the oldest clips to keep it so)."""
     dir: Path
     pre_s: float = 5.0
     post_s: float = 5.0
     max_gb: float = 10.0
+    retain_days: float | None = None
+    min_free_gb: float = DEFAULT_MIN_FREE_GB
 
     def __post_init__(self):
         object.__setattr__(self, "dir", Path(self.dir))
-        for name in ("pre_s", "post_s"):
-            if not getattr(self, name) >= 0:
-                raise LrcnError(f"record {name} must be >= 0, got {getattr(self, name)}")
-        if not self.max_gb > 0:
-            raise LrcnError(f"record max_gb must be positive, got {self.max_gb}")
+        for name, lowest, strict in (("pre_s", 0, False), ("post_s", 0, False), ("max_gb", 0, True),
+                                     ("retain_days", 0, True), ("min_free_gb", 0, False)):
+            value = getattr(self, name)
+            if value is None and name == "retain_days":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < lowest or (strict and value == lowest):
+                raise LrcnError(f"record {name} must be a finite number {'>' if strict else '>='} {lowest}, got {value!r}")
 
     @property
     def max_bytes(self) -> int:
         return int(self.max_gb * GB)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return int(self.min_free_gb * GB)
 
 
 def check_record_dir(path: str | os.PathLike) -> Path:
@@ -152,8 +171,9 @@ class _Template:
 
 
 class _Clip:
-    def __init__(self, path: Path, template: _Template):
+    def __init__(self, path: Path, template: _Template, wall: float):
         self.path = path
+        self.wall = wall                  # Unix time of its event's first frame
         self.template = template
         self.until: float | None = None   # decode time it ends at; None while an event is open
         self.keyed = False                # its first packet (a keyframe) is queued
@@ -170,6 +190,7 @@ class ClipRecorder:
         check_record_dir(rules.dir)
         self.rules = rules
         self.stream = safe_label(stream)
+        self.retention, self._retention_token = retention.attach(rules, self.stream, self._report)
         self.keep_s = rules.pre_s + lag_s
         self.folder = rules.dir / self.stream
         self._lock = threading.Lock()
@@ -187,7 +208,7 @@ class ClipRecorder:
         self._queued_bytes = 0
         self._closed = False
         self._problem: str | None = None
-        self._clips = self._failed = self._deleted = 0
+        self._clips = self._failed = 0
         self._writer = threading.Thread(target=self._write, name=f"clips-{self.stream}", daemon=True)
         self._writer.start()
 
@@ -263,7 +284,8 @@ class ClipRecorder:
             if clip is not None:
                 clip.until = None
                 return str(clip.path)
-            clip = self._clip = _Clip(self._name(label, event_time_s), self._template)
+            path, wall = self._name(label, event_time_s)
+            clip = self._clip = _Clip(path, self._template, wall)
             start = self._preroll_start(event_time_s - self.rules.pre_s)
             if start is not None:
                 for kept in itertools.islice(self._kept, start.seq - self._kept[0].seq, None):
@@ -305,7 +327,7 @@ class ClipRecorder:
     def stats(self) -> dict:
         with self._lock:
             preroll = self._newest_t - self._kept[0].t if self._kept and self._newest_t is not None else 0.0
-            return {"clips": self._clips, "failed": self._failed, "deleted": self._deleted,
+            return {"clips": self._clips, "failed": self._failed, "deleted": self.retention.deleted(self.stream),
                     "recording": self._clip is not None, "preroll_s": round(preroll, 3)}
 
     # -- under the lock ----------------------------------------------------------------------
@@ -370,109 +392,91 @@ class ClipRecorder:
         with self._lock:
             self._problem = problem
 
-    def _name(self, label: str, event_time_s: float) -> Path:
+    def _name(self, label: str, event_time_s: float) -> tuple[Path, float]:
+        """A clip's path, and the wall time of its event's first frame."""
         wall = next((k.wall for k in reversed(self._kept) if k.t <= event_time_s), time.time())
         stamp = datetime.fromtimestamp(wall, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         base = f"{self.stream}-{stamp}-{safe_label(label)}"
-        # Only this recorder writes into its stream's folder, so the names it gave this second
-        # are all it must avoid.
+        # Only this recorder writes into its stream's folder, so the names it gave this second are
+        # all it must avoid (no disk access here, on the inference thread: the writer refuses a
+        # name a file already has).
         if stamp != self._stamp:
             self._stamp, self._used = stamp, {}
         self._used[base] = self._used.get(base, 0) + 1
         suffix = f"-{self._used[base]}" if self._used[base] > 1 else ""
-        return self.folder / f"{base}{suffix}.mp4"
+        return self.folder / f"{base}{suffix}.mp4", wall
 
     # -- writer thread -----------------------------------------------------------------------
 
     def _write(self) -> None:
-        with contextlib.suppress(OSError):
-            for part in self.folder.glob("*.mp4.part"):
-                _remove_if_stale(part)
         out: _Output | None = None   # the clip being written
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            clip, kept = item
-            if kept is not None:
-                with self._lock:
-                    self._queued_bytes -= kept.size
-            try:
-                if clip.failed:
-                    if out is not None:
-                        out.abandon()
-                        out = None
-                elif kept is not None:
-                    if out is None:
-                        if not self.rules.dir.is_dir():
-                            raise OSError(f"the record dir {self.rules.dir} is gone")
-                        self.folder.mkdir(exist_ok=True)
-                        out = _Output(clip, kept.pts)
-                    out.mux(kept)
-                elif out is None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                clip, kept = item
+                if kept is not None:
                     with self._lock:
-                        self._fail(clip, "the stream ended before its first keyframe")
-                else:
-                    done, out = out, None
-                    done.finalise()
-                    with self._lock:
-                        self._clips += 1
-                    self._enforce_quota(clip.path)
-            except Exception as err:  # noqa: BLE001 - any failure costs this clip only
-                with self._lock:
-                    self._fail(clip, _reason(err))
+                        self._queued_bytes -= kept.size
+                out = self._write_one(out, clip, kept)
+        finally:
+            if out is not None:
+                out.abandon()
+            self.retention.detach(self._retention_token)   # the last writer of a dir closes its index
+
+    def _write_one(self, out: _Output | None, clip: _Clip, kept: _Kept | None) -> _Output | None:
+        """One queued item: a packet of `clip` (None: its end); the clip being written after it."""
+        try:
+            if clip.failed:
                 if out is not None:
                     out.abandon()
-                    out = None
-
-    def _enforce_quota(self, newest: Path) -> None:
-        clips, total = [], 0
-        for folder, _, names in os.walk(self.rules.dir):
-            for name in names:
-                if name.endswith(".mp4.part"):
-                    _remove_if_stale(Path(folder, name))
-                elif name.endswith(".mp4"):
-                    path = Path(folder, name)
-                    try:
-                        info = path.stat()
-                    except OSError:
-                        continue   # deleted meanwhile
-                    clips.append((info.st_mtime, path, info.st_size))
-                    total += info.st_size
-        deleted = 0
-        for _, path, size in sorted(clips):
-            if total <= self.rules.max_bytes:
-                break
-            if path == newest:
-                continue
-            try:
-                path.unlink()
-                deleted += 1
-            except FileNotFoundError:
-                pass
-            except OSError as err:
-                self._report(f"clip quota: cannot delete {path.name}: {_reason(err)}")
-                continue
-            total -= size
-        problem = None
-        if total > self.rules.max_bytes:
-            alone = all(path == newest for _, path, _ in clips if path.exists())
-            what = f"{newest.name} alone" if alone else f"{self.rules.dir} still"
-            problem = f"clip quota: {what} holds {total / GB:.3g} GB, over max_gb = {self.rules.max_gb:g}"
-        with self._lock:
-            self._deleted += deleted
-            self._problem = problem or self._problem
+                return None
+            if kept is not None:
+                if out is None:
+                    if not self.rules.dir.is_dir():
+                        raise OSError(f"the record dir {self.rules.dir} is gone")
+                    self.folder.mkdir(exist_ok=True)
+                    if os.path.lexists(clip.path) or os.path.lexists(_part(clip.path)):
+                        # Someone else's file, or one of an earlier run (a clock set back): not ours to replace.
+                        raise OSError(f"a file named {clip.path.name} is already there, and is left as it is")
+                    out = _Output(clip, kept.pts, self.retention.index, self.rules.dir, self.stream)
+                out.mux(kept)
+                return out
+            if out is None:
+                with self._lock:
+                    self._fail(clip, "the stream ended before its first keyframe")
+                return None
+            size = out.finalise()
+            with self._lock:
+                self._clips += 1
+            self.retention.clip_written(size)
+            return None
+        except Exception as err:  # noqa: BLE001 - any failure costs this clip only
+            reason = f"the media index {self.retention.index.path}: {err}" if isinstance(err, sqlite3.Error) \
+                else _reason(err)
+            with self._lock:
+                self._fail(clip, reason)
+            if out is not None:
+                out.abandon()
+            if retention.out_of_space(err):
+                self.retention.wake(short_of_space=True)
+            return None
 
 
 class _Output:
     """A clip being written: `<name>.mp4.part`, renamed to `<name>.mp4` by `finalise`."""
 
-    def __init__(self, clip: _Clip, origin_pts: int):
-        self.clip, self.origin = clip, origin_pts
+    def __init__(self, clip: _Clip, origin_pts: int, index: MediaIndex, record_dir: Path, stream: str):
+        self.clip, self.origin, self.index = clip, origin_pts, index
         self.part = _part(clip.path)
         self.last_dts: int | None = None
-        self.container = av.open(str(self.part), "w", format="mp4")
+        self.container = None
+        # Indexed before the file exists: a crash leaves a row that says what to clean up.
+        relative = clip.path.relative_to(record_dir).as_posix()
+        self.row: int | None = index.begin(relative, stream, "clip", clip.wall, retention.RUN)
         try:
+            self.container = av.open(str(self.part), "w", format="mp4")
             self.stream = self.container.add_stream_from_template(clip.template.stream)
         except BaseException:
             self.abandon()
@@ -493,31 +497,36 @@ class _Output:
         self.container.mux(packet)
         self.last_dts = dts
 
-    def finalise(self) -> None:
+    def finalise(self) -> int:
+        """Close, rename into place and mark finished in the index: the clip's size."""
         try:
             self.container.close()
             os.replace(self.part, self.clip.path)
         except BaseException:
             self.abandon()
             raise
+        size = self.clip.path.stat().st_size
+        try:
+            self.index.finish(self.row, size)
+        except sqlite3.Error:
+            pass   # the row stays in progress; retention sees the finished file and marks it
+        self.row = None
+        return size
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
-            self.container.close()
+            if self.container is not None:
+                self.container.close()
         with contextlib.suppress(OSError):
             self.part.unlink(missing_ok=True)
+        if self.row is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.index.forget(self.row)
+            self.row = None
 
 
 def _part(path: Path) -> Path:
     return path.with_name(path.name + ".part")
-
-
-def _remove_if_stale(part: Path) -> None:
-    """Remove a part file nobody has written to for a while: a crash's leftover. A part being
-    written is younger (another recorder of the same stream may still finish one after a reload)."""
-    with contextlib.suppress(OSError):
-        if time.time() - part.stat().st_mtime > STALE_PART_S:
-            part.unlink()
 
 
 def _reason(err: BaseException) -> str:

@@ -26,8 +26,11 @@
     type = "mqtt"
     url = "mqtt://broker.lan:1883/lrcn"
 
-Any mistake (bad TOML, an unknown key, a value of the wrong type) is one LrcnError line that
-names the file and, where it can be found, the line.
+Every key, its type, range and default is declared once, in stream/settings.py (docs/settings.md
+lists them). Any string may use `${NAME}`, the environment variable NAME; a [[stream]]'s
+`password_file` gives its source URL's password. Any mistake (bad TOML, an unknown key, a value
+of the wrong type or out of range, an unset variable, a bad or repeated stream id) is one LrcnError
+line that names the file and, where it can be found, the line; nothing of the file is applied.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from lrcn.stream import settings as schema
 from lrcn.stream.clips import RecordRules, check_record_dir
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
@@ -47,32 +51,17 @@ from lrcn.stream.sources import SourceOptions, check_options
 from lrcn.stream.sources.pyav import check_decoder
 from lrcn.stream.windows import WindowConfig
 
-_NUMBER = (int, float)
-# Expected type of each key; the stream keys are StreamConfig's fields.
-SETTING_TYPES = {"endpoint": str, "connect": str, "metrics": str, "backend": str, "threads": int, "curve_keys": str, "curve_client": str,
-                 "top_k": int,
-                 "stats_interval_s": _NUMBER, "max_batch": int, "gather_ms": _NUMBER, "decoder": str,
-                 "rtsp_transport": str, "open_timeout_s": _NUMBER, "read_timeout_s": _NUMBER,
-                 "backoff_max_s": _NUMBER, "max_attempts": int}
-STREAM_TYPES = {"source": str, "id": str, "fps": _NUMBER, "crop": list, "decoder": str, "mode": str, "hop": int,
-                "reset_every": int, "smooth": str, "backend": str, "pace": bool, "loop": bool, "events": dict,
-                "record": dict, "novelty": (str, int, float)}
-# A stream's `events = { ... }` table: EventRules' fields.
-EVENT_TYPES = {"min_score": _NUMBER, "min_duration_s": _NUMBER, "cooldown_s": _NUMBER, "classes": list, "ignore": list,
-               "update_s": _NUMBER}
-assert set(EVENT_TYPES) == {f.name for f in fields(EventRules)}
-# A stream's `record = { ... }` table: RecordRules' fields.
-RECORD_TYPES = {"dir": str, "pre_s": _NUMBER, "post_s": _NUMBER, "max_gb": _NUMBER}
-assert set(RECORD_TYPES) == {f.name for f in fields(RecordRules)}
-# The settings that are capture settings for every stream (SourceOptions' fields).
-SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
-assert set(STREAM_TYPES) == {f.name for f in fields(StreamConfig)}
+SOURCE_SETTINGS = schema.SOURCE_SETTINGS
+# The schema's [[stream]] keys are StreamConfig's fields, and password_file, which folds into source.
+assert {f.name for f in fields(StreamConfig)} == set(schema.Stream.__struct_fields__) - {"password_file"}
+assert {f.name for f in fields(EventRules)} == set(schema.Events.__struct_fields__)
+assert {f.name for f in fields(RecordRules)} == set(schema.Record.__struct_fields__)
 
 
 @dataclass(frozen=True)
 class Deployment:
     path: Path
-    settings: dict          # top-level keys of SETTING_TYPES that the file sets
+    settings: dict          # the top-level settings the file sets (typed), and "sinks"
     streams: list[StreamConfig]
 
 
@@ -86,7 +75,7 @@ def load_deployment(path: str | Path) -> Deployment:
             raise LrcnError("reading a deployment file needs Python 3.11+ or `pip install tomli`") from None
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")   # -sig: a byte-order mark some editors write is not TOML
     except (OSError, UnicodeDecodeError) as err:
         raise LrcnError(f"cannot read deployment file {path}: {err}") from None
     try:
@@ -97,26 +86,26 @@ def load_deployment(path: str | Path) -> Deployment:
 
 
 def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
-    def fail(message: str, key: str | None = None, table: int | None = None, kind: str = "stream") -> LrcnError:
-        line = _line_of(text, key, table, kind) if key else None
+    def fail(message: str, at: tuple = ()) -> LrcnError:
+        line = _line_at(text, at) if at else None
         return LrcnError(f"{path}{f':{line}' if line else ''}: {message}")
 
-    settings = {k: v for k, v in data.items() if k not in ("stream", "sink")}
-    _check(settings, SETTING_TYPES, "", fail)
-    sinks = data.get("sink", [])
-    if not isinstance(sinks, list) or not all(isinstance(t, dict) for t in sinks):
-        raise fail("'sink' must be [[sink]] tables", "sink")
-    for number, table in enumerate(sinks):
+    try:
+        typed = schema.convert(data)
+    except schema._AtPath as err:
+        raise fail(err.message, err.path) from None
+    settings = {key: getattr(typed, key) for key in data if key not in schema.TABLES}
+    for number, table in enumerate(typed.sink):
         if table.get("type") not in sink_types():
             raise fail(f"[[sink]] #{number + 1}: unknown sink type {table.get('type')!r} "
-                       f"(known: {', '.join(sink_types())})", "type", number, "sink")
-    if sinks:
-        settings["sinks"] = sinks
-    if "metrics" in settings:
+                       f"(known: {', '.join(sink_types())})", ("sink", number, "type"))
+    if typed.sink:
+        settings["sinks"] = typed.sink
+    if typed.metrics is not None:
         try:
-            parse_address(settings["metrics"])
+            parse_address(typed.metrics)
         except LrcnError as err:
-            raise fail(str(err), "metrics") from None
+            raise fail(str(err), ("metrics",)) from None
     for key in SOURCE_SETTINGS:
         if key in settings:
             try:
@@ -124,77 +113,63 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
                 if key == "decoder":
                     check_decoder(settings[key])
             except LrcnError as err:
-                raise fail(str(err), key) from None
-    tables = data.get("stream", [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise fail("'stream' must be [[stream]] tables", "stream")
-    streams = []
-    for number, table in enumerate(tables):
-        where = f" in [[stream]] #{number + 1}"
-        _check(table, STREAM_TYPES, where, lambda m, k=None, n=number: fail(m, k, n))
-        if "source" not in table:
-            raise fail(f"missing key 'source'{where}")
-        config = StreamConfig(**{**table, "crop": tuple(table["crop"]) if "crop" in table else None,
-                                 "events": _event_rules(table.get("events"), number, lambda m: fail(m, "events", number)),
-                                 "record": _record_rules(table.get("record"), number, lambda m: fail(m, "record", number))})
-        checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
-                  "smooth": lambda: parse_smoothing(config.smooth),
-                  "fps": lambda: check_options(SourceOptions(fps=config.fps)),
-                  "crop": lambda: check_options(SourceOptions(crop=config.crop)),
-                  "decoder": lambda: config.decoder is None or check_decoder(config.decoder),
-                  "novelty": lambda: parse_novelty(config.novelty)}
-        for key, check in checks.items():
-            try:
-                check()
-            except LrcnError as err:
-                raise fail(f"{err}{where}", key, number) from None
-        streams.append(config)
+                raise fail(str(err), (key,)) from None
+    streams = [_stream_config(table, number, fail) for number, table in enumerate(typed.stream)]
     if not streams:
         raise fail("no [[stream]] tables: nothing to serve")
+    try:
+        schema.check_distinct_ids(s.id for s in streams if s.id is not None)
+    except LrcnError as err:
+        repeated = re.search(r"'(.*?)'", str(err))[1]
+        number = max(n for n, s in enumerate(streams) if s.id == repeated)
+        raise fail(str(err), ("stream", number, "id")) from None
     return Deployment(path, settings, streams)
 
 
-def _event_rules(table: dict | None, number: int, fail) -> EventRules | None:
-    """A [[stream]]'s `events` table as EventRules; `fail(message)` makes the error to raise."""
-    if table is None:
-        return None
-    where = f" in the events of [[stream]] #{number + 1}"
-    _check(table, EVENT_TYPES, where, lambda message, key=None: fail(message))
-    for key in ("classes", "ignore"):
-        if not all(isinstance(name, str) for name in table.get(key, [])):
-            raise fail(f"events {key} must be a list of class names{where}")
-    try:
-        return EventRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
-    except LrcnError as err:
-        raise fail(f"events: {err}{where}") from None
+def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
+    """A typed [[stream]] as a StreamConfig, after the checks that need more than the schema."""
+    where = f" in [[stream]] #{number + 1}"
+    at = lambda key=None: ("stream", number) + ((key,) if key else ())  # noqa: E731
+    source = table.source
+    if table.password_file is not None:
+        try:
+            source = schema.with_password(source, table.password_file)
+        except LrcnError as err:
+            raise fail(f"{err}{where}", at("password_file")) from None
+    events = table.events and EventRules(**{f.name: tuple(v) if isinstance(v := getattr(table.events, f.name), list)
+                                            else v for f in fields(EventRules)})
+    record = table.record and RecordRules(**{f.name: getattr(table.record, f.name) for f in fields(RecordRules)})
+    config = StreamConfig(source=source, **{name: getattr(table, name) for name in table.__struct_fields__
+                                            if name not in ("source", "password_file", "events", "record")},
+                          events=events, record=record)
+    checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
+              "smooth": lambda: parse_smoothing(config.smooth),
+              "decoder": lambda: config.decoder is None or check_decoder(config.decoder),
+              "novelty": lambda: parse_novelty(config.novelty),
+              "record": lambda: record is None or check_record_dir(record.dir)}
+    for key, check in checks.items():
+        try:
+            check()
+        except LrcnError as err:
+            raise fail(f"{'record: ' if key == 'record' else ''}{err}{where}", at(key)) from None
+    return config
 
 
-def _record_rules(table: dict | None, number: int, fail) -> RecordRules | None:
-    """A [[stream]]'s `record` table as RecordRules, its dir made and checked writable."""
-    if table is None:
-        return None
-    where = f" in the record of [[stream]] #{number + 1}"
-    _check(table, RECORD_TYPES, where, lambda message, key=None: fail(message))
-    if "dir" not in table:
-        raise fail(f"missing key 'dir' (where clips go){where}")
-    try:
-        rules = RecordRules(**table)
-        check_record_dir(rules.dir)
-    except LrcnError as err:
-        raise fail(f"record: {err}{where}") from None
-    return rules
+def _line_at(text: str, path: tuple) -> int | None:
+    """1-based line of the key at `path` (("metrics",), ("stream", 0, "hop"), ("stream", 0)): the
+    key's own line, else its table's."""
+    if path[0] in schema.TABLES and len(path) > 1 and isinstance(path[1], int):
+        keys = [p for p in path[2:] if isinstance(p, str)]
+        for key in keys[::-1]:
+            if (line := _line_of(text, key, path[1], path[0])) is not None:
+                return line
+        return _header_line(text, path[0], path[1])
+    return _line_of(text, str(path[0]), None)
 
 
-def _check(table: dict, types: dict, where: str, fail) -> None:
-    for key, value in table.items():
-        if key not in types:
-            raise fail(f"unknown key {key!r}{where} (known: {', '.join(types)})", key)
-        expected = types[key]
-        wrong_bool = isinstance(value, bool) and expected is not bool
-        if wrong_bool or not isinstance(value, expected):
-            name = {str: "a string", int: "an integer", bool: "true or false",
-                    STREAM_TYPES["novelty"]: '"off" or a number'}.get(expected, "a number")
-            raise fail(f"{key!r}{where} must be {name}, got {value!r}", key)
+def _header_line(text: str, kind: str, table: int) -> int | None:
+    headers = [n for n, line in enumerate(text.splitlines(), start=1) if line.strip().startswith(f"[[{kind}]]")]
+    return headers[table] if table < len(headers) else None
 
 
 def _line_of(text: str, key: str, table: int | None, kind: str = "stream") -> int | None:

@@ -1,7 +1,9 @@
 """Logging for the runtime: the standard library's `logging`, as text or one JSON object a line.
 
 Every module logs to a child of the `lrcn` logger and names the stream it speaks of in
-`extra={"stream": id}`, so a log shipper can filter by camera:
+`extra={"stream": id}`, so a log shipper can filter by camera. Both formats pass what they write
+through `stream.credentials.redact` (message, arguments, `extra=` fields and tracebacks), so a
+camera's password never reaches a log line, whoever logged it:
 
 >>> import io
 >>> out = io.StringIO()
@@ -19,6 +21,7 @@ import sys
 import time
 from typing import TextIO
 
+from lrcn.stream.credentials import redact, redact_value
 from lrcn.stream.errors import LrcnError
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -46,7 +49,7 @@ class TextFormatter(logging.Formatter):
                f"{f' [{stream}]' if stream else ''} {record.getMessage()}"
         if record.exc_info:
             line += " | " + " ".join(self.formatException(record.exc_info).split())
-        return line
+        return redact(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,7 +60,7 @@ class JsonFormatter(logging.Formatter):
                  "message": record.getMessage(), **_fields(record)}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps(redact_value(entry))
 
 
 def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:

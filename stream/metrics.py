@@ -89,13 +89,19 @@ class PipelineCollector(Collector):
                 family.add_metric([name], s[key])
             yield family
         sinks = stats["sinks"]
-        for metric, documentation, key in (("lrcn_messages_sent", "Messages a sink sent (or queued to send)", "sent"),
+        for metric, documentation, key in (("lrcn_messages_sent", "Messages a sink sent (a file: wrote)", "sent"),
                                            ("lrcn_messages_dropped", "Messages a sink dropped: a full queue or "
                                                                      "buffer, a ZeroMQ high-water mark", "dropped")):
             family = CounterMetricFamily(metric, documentation, labels=["sink"])
             for name, counters in sinks.items():
                 family.add_metric([name], counters[key])
             yield family
+        failures = CounterMetricFamily("lrcn_sink_failures", "Failures of a sink's transport: lines a full disk "
+                                       "refused, connections lost or refused, sends the transport refused",
+                                       labels=["sink"])
+        for name, counters in sinks.items():
+            failures.add_metric([name], counters.get("failed", 0))
+        yield failures
         connected = GaugeMetricFamily("lrcn_sink_connected", "1 while a sink with a connection (MQTT) has it",
                                       labels=["sink"])
         for name, counters in sinks.items():

@@ -10,6 +10,7 @@ True
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -18,8 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from lrcn.stream import messages
+from lrcn.stream.credentials import redact
 from lrcn.stream.sinks import Outgoing, Sink
 
+log = logging.getLogger("lrcn.sinks")
 
 # The Sink method that takes each kind of message.
 SINK_METHOD = {messages.PRED: "prediction", messages.STATUS: "status", messages.EVENT: "event",
@@ -39,6 +42,9 @@ class Outbox:
         self._seq: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._closed = False
+        self._names = self.names()
+        self._failures_logged = [0] * len(self.sinks)       # per sink: failures already in the log
+        self._next_failure_log = [0.0] * len(self.sinks)    # per sink: time.monotonic() it may log again
 
     def publish_prediction(self, stream: str, *, frame_index: int, window: tuple[int, int], label: str,
                            score: float, top_k: Iterable[tuple[str, float]], captured_at: float,
@@ -54,6 +60,8 @@ class Outbox:
             probabilities=probabilities, stream_time=stream_time, novelty=novelty))
 
     def publish_status(self, stream: str, state: str, reason: str = "", stats: dict | None = None) -> bool:
+        """Send one status; credentials in `reason` are redacted (stream.credentials)."""
+        reason = redact(reason)
         return self._hand_over(messages.STATUS, stream, lambda seq: messages.encode_status(
             stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()))
 
@@ -67,15 +75,33 @@ class Outbox:
         return self._hand_over(messages.HEARTBEAT, None, lambda seq: messages.encode_heartbeat(
             seq=seq, publish_time=time.time(), interval_s=interval_s, streams=streams, node=self.node))
 
-    def stats(self) -> dict:
-        """{sink name: its counters}; a name used twice is numbered (mqtt, mqtt-2)."""
-        named = {}
+    def names(self) -> list[str]:
+        """Each sink's name in stats and metrics; a name used twice is numbered (mqtt, mqtt-2)."""
+        named: list[str] = []
         for sink in self.sinks:
             name, n = sink.name, 2
             while name in named:
                 name, n = f"{sink.name}-{n}", n + 1
-            named[name] = sink.stats()
+            named.append(name)
         return named
+
+    def stats(self) -> dict:
+        """{sink name: its counters}."""
+        return {name: sink.stats() for name, sink in zip(self._names, self.sinks)}
+
+    def report_failures(self, interval_s: float, now: float | None = None) -> list[str]:
+        """Log each sink's new failures at warning, at most once per `interval_s` per sink (interval 0:
+        whatever is new, as at shutdown); the lines logged."""
+        now = time.monotonic() if now is None else now
+        lines = []
+        for i, (name, sink) in enumerate(zip(self._names, self.sinks)):
+            failed = sink.failed
+            if failed <= self._failures_logged[i] or (interval_s and now < self._next_failure_log[i]):
+                continue
+            lines.append(f"sink {name}: {failed - self._failures_logged[i]} failures ({failed} in all): {sink.problem}")
+            log.warning("%s", lines[-1], extra={"sink": name, "failed": failed})
+            self._failures_logged[i], self._next_failure_log[i] = failed, now + interval_s
+        return lines
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Close every sink, all within about `timeout_s`."""

@@ -44,6 +44,7 @@ from lrcn.stream.sinks import Sink, open_sink
 from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
 from lrcn.stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
+from lrcn.stream.settings import check_distinct_ids, check_stream_id
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from lrcn.stream.stats import Histogram, RateMeter, Reservoir
@@ -132,6 +133,8 @@ class Pipeline:
         self.options = options
         self.bundle = bundle if isinstance(bundle, RuntimeBundle) else \
             load_runtime_bundle(bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
+        if not 1 <= options.top_k <= len(self.bundle.classes):
+            raise LrcnError(f"top_k must be 1 to the model's {len(self.bundle.classes)} classes, got {options.top_k}")
         self.scheduler = Scheduler(self.bundle.head, self.bundle.meta.spec.clip_length,
                                    {options.backend: self.bundle.encoder}, max_batch=options.max_batch,
                                    novelty=self.bundle.novelty)
@@ -336,7 +339,7 @@ class Pipeline:
         streams = {}
         for name, source, counters in self._streams():
             stats = source.stats()
-            streams[name] = {"source": source.uri, "live": source.live, "state": stats["state"],
+            streams[name] = {"source": source.display, "live": source.live, "state": stats["state"],
                              "reason": counters.last_reason, "label": counters.last_label,
                              "score": counters.last_score, "fps_in": counters.frames_in.overall(),
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
@@ -375,6 +378,7 @@ class Pipeline:
                 if now >= next_stats:
                     self._publish_stats("periodic")
                     next_stats = now + self.options.stats_interval_s
+                self.outbox.report_failures(self.options.stats_interval_s, now)
                 if self._all_ended():
                     break
             self._apply_changes()
@@ -386,6 +390,7 @@ class Pipeline:
         finally:
             # The sinks are closed by the thread that uses them, never under its feet.
             self.outbox.close(timeout_s=0.5)
+            self.outbox.report_failures(0.0)   # what the last writes and the close met
             self._finished.set()
 
     def _apply_changes(self) -> None:
@@ -559,16 +564,22 @@ def _open_sinks(zeromq: ZeroMqSink, tables: Sequence[dict]) -> list[Sink]:
 
 
 def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
-    """Give each stream without an id one derived from its source, numbered if it repeats."""
-    taken = {c.id for c in streams if c.id}
+    """Give each stream without an id one derived from its source, numbered if it repeats; LrcnError
+    for an id against the rule or ids that would share a folder or topic (stream.settings)."""
+    for config in streams:
+        if config.id is not None:
+            check_stream_id(config.id)
+    check_distinct_ids(c.id for c in streams if c.id is not None)
+    taken = {c.id.casefold() for c in streams if c.id}
     named = []
     for config in streams:
         if config.id is None:
             base = candidate = stream_name(config.source)
             n = 2
-            while candidate in taken:
-                candidate, n = f"{base}-{n}", n + 1
-            taken.add(candidate)
+            while candidate.casefold() in taken:
+                suffix = f"-{n}"
+                candidate, n = base[:64 - len(suffix)] + suffix, n + 1
+            taken.add(candidate.casefold())
             config = replace(config, id=candidate)
         named.append(config)
     return named

@@ -16,6 +16,7 @@ import pytest
 from lrcn.stream import clips
 from lrcn.stream.clips import ClipRecorder, RecordRules, check_record_dir
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.media_index import INDEX_NAME, MediaIndex
 from lrcn.stream.sources import Source, SourceOptions, SourceState
 from lrcn.stream.sources.pyav import PyavCapture
 from tests.live_servers import FFMPEG, free_port, served, wait_until, write_video
@@ -179,41 +180,40 @@ def record_while_reading(source: Source, recorder: ClipRecorder, start_after: fl
 
 def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_path):
     clip_bytes = 3 * h264.stat().st_size / 20     # a 3 s clip at the file's bit rate
-    rules = RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=2.5 * clip_bytes / 1e9)
+    rules = RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=2.5 * clip_bytes / 1e9, min_free_gb=0)
     recorder = ClipRecorder(rules, "cam")
-    leftover, in_progress = tmp_path / "clips" / "old" / "a.mp4.part", tmp_path / "clips" / "new" / "b.mp4.part"
-    for part in (leftover, in_progress):
-        part.parent.mkdir()
-        part.write_bytes(b"x" * 1000)
-    os.utime(leftover, (time.time() - 120, time.time() - 120))
     feeding = Demux(h264, recorder)
-    paths = []
-    for start in (2.0, 7.0, 12.0):
-        feeding.to(start)
-        paths.append(Path(recorder.start(start, "run")))
-        feeding.to(start + 1.0)
-        recorder.end(start + 1.0)
-        feeding.to(start + 2.5)
-        assert finished(recorder, len(paths))
+    paths = [record_one(recorder, feeding, start) for start in (2.0, 7.0, 12.0)]
+    assert wait_until(lambda: recorder.stats()["deleted"] == 1, 10), "a clip past max_gb wakes retention"
     feeding.close()
     assert recorder.close()
     assert [p.exists() for p in paths] == [False, True, True]
-    assert not leftover.exists() and in_progress.exists(), "a crash's part files go, one being written stays"
-    assert recorder.stats()["clips"] == 3 and recorder.stats()["deleted"] == 1
+    assert recorder.stats()["clips"] == 3
     assert sum(p.stat().st_size for p in paths[1:]) <= rules.max_bytes
     assert recorder.take_problem() is None
 
-    tiny = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=1e-9), "other")
+    tiny = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=1e-9, min_free_gb=0), "other")
     feeding = Demux(h264, tiny)
-    feeding.to(3.0)
-    alone = Path(tiny.start(2.0, "run"))
-    tiny.end(2.0)
-    feeding.to(4.0)
-    assert finished(tiny, 1) and tiny.close()
+    alone = record_one(tiny, feeding, 2.0)
+    assert wait_until(lambda: not any(p.exists() for p in paths), 10), "the others go"
+    assert wait_until(lambda: tiny.problem is not None, 10)
+    assert tiny.close()
     feeding.close()
-    assert alone.exists() and not any(p.exists() for p in paths), "the others go; the one just written stays"
+    assert alone.exists(), "the one just written stays"
     problem = tiny.take_problem()
     assert one_line(problem) and "alone" in problem and "max_gb" in problem, problem
+
+
+def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0) -> Path:
+    """One event from `start` for `seconds`, fed until its clip is written; the clip's path."""
+    done = recorder.stats()["clips"] + recorder.stats()["failed"]
+    feeding.to(start)
+    path = Path(recorder.start(start, "run"))
+    feeding.to(start + seconds)
+    recorder.end(start + seconds)
+    feeding.to(start + seconds + recorder.rules.post_s + 0.5)
+    assert finished(recorder, done + 1)
+    return path
 
 
 def test_a_record_dir_that_cannot_be_made_or_written_is_one_line_error(tmp_path):
@@ -266,7 +266,7 @@ def test_a_source_keeps_capturing_when_its_record_dir_goes(short_h264, tmp_path)
     source.start()
     try:
         assert wait_until(lambda: source.stats()["frames"] >= 30, 10)
-        (tmp_path / "clips").rmdir()
+        shutil.rmtree(tmp_path / "clips")     # it holds only the media index
         (tmp_path / "clips").write_text("a file where the dir was")
         assert recorder.start(1.0, "sit") is not None
         recorder.end(1.0)
@@ -376,4 +376,6 @@ def test_a_disk_too_slow_for_the_stream_gives_up_the_clip_not_the_capture(h264, 
     problem = recorder.take_problem()
     assert one_line(problem) and "too slow" in problem and path.name in problem, problem
     assert recorder.stats()["failed"] == 1
-    assert not [p for p in (tmp_path / "clips").rglob("*") if p.is_file()], "its part file is removed"
+    left = [p for p in (tmp_path / "clips").rglob("*") if p.is_file() and not p.name.startswith(INDEX_NAME)]
+    assert not left, "its part file is removed"
+    assert not MediaIndex(tmp_path / "clips").entries(), "and its row in the index"

@@ -3,6 +3,7 @@ pre-roll + event + post-roll within one GOP; a record dir that goes away mid-run
 reason while the stream goes on. Real parts: an H.264 MP4 made by ffmpeg, the seed bundle, the
 JSONL sink as the recorder of messages, PyAV to play the clip."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import av
 import pytest
 
+from lrcn.stream.media_index import MediaIndex
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
@@ -61,13 +63,20 @@ def played_seconds(path: Path) -> tuple[float, int, bool]:
 def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(exported_seed, dark_bright_dark, tmp_path):  # noqa: F811
     bundle, _, _ = exported_seed
     clips = tmp_path / "clips"
+    foreign = [clips / "cam" / "mine.mp4", clips / "cam" / "mine.mp4.part", clips / "other.mp4"]   # a user's own files
+    for number, path in enumerate(foreign):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not ours")
+        os.utime(path, (time.time() - 10 ** 6 * number, time.time() - 10 ** 6 * number))
     messages, err = serve(bundle, dark_bright_dark, tmp_path, "--record", clips, "--pre-roll", "1", "--post-roll", "1.5")
     events = [m for m in messages if m["topic"] == "event/cam"]
     assert [(e["type"], e["label"]) for e in events] == [("start", "wave_one_hand"), ("end", "wave_one_hand")], err
     end = events[1]
     assert 3.5 <= end["start_time"] <= 5.0 and 9.5 <= end["end_time"] <= 10.5, "the pattern runs from 4 s to 10 s"
     clip = Path(end["clip"])
-    assert clip.parent == clips / "cam" and clip.is_file() and not list(clips.rglob("*.part"))
+    assert clip.parent == clips / "cam" and clip.is_file() and list(clips.rglob("*.part")) == [foreign[1]]
+    assert all(path.read_bytes() == b"not ours" for path in foreign), "retention leaves others' files alone"
+    assert [entry.path for entry in MediaIndex(clips).entries() if entry.finished] == [f"cam/{clip.name}"]
     seconds, frames, starts_with_a_keyframe = played_seconds(clip)
     expected = 1 + end["duration_s"] + 1.5
     assert abs(seconds - expected) <= GOP_S, (seconds, expected)

@@ -119,7 +119,8 @@ print(json.dumps([sorted({m.split(".")[0] for m in sys.modules} & {"av", "cv2", 
 
 @pytest.mark.parametrize(("argv", "tools"), [
     (["train", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.quiet", "lrcn.tools.train"]),
-    (["serve", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.quiet", "lrcn.tools.serve"]),
+    (["serve", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.hangups", "lrcn.tools.quiet",
+                           "lrcn.tools.serve"]),
     (["bench", "capture", "--help"], ["lrcn.tools.bench_capture", "lrcn.tools.commands", "lrcn.tools.quiet"]),
 ])
 def test_a_command_imports_its_own_module_only(argv, tools):

@@ -160,7 +160,8 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
              "bad_metrics": f'metrics = "localhost:http"\n\n{stream}',
              "unknown_sink": f'{stream}\n[[sink]]\ntype = "kafka"\n',
              "bad_sink_key": f'{stream}\n[[sink]]\ntype = "jsonl"\nfile = "x.jsonl"\n',
-             "record_without_events": f'{stream}record = {{ dir = "{tmp_path / "clips"}" }}\n'}
+             "record_without_events": f'{stream}record = {{ dir = "{tmp_path / "clips"}" }}\n',
+             "record_inf_quota": f'{stream}events = {{}}\nrecord = {{ dir = "{tmp_path / "clips"}", max_gb = inf }}\n'}
     for name, text in files.items():
         (tmp_path / f"{name}.toml").write_text(text)
     blocker = tmp_path / "a-file"
@@ -187,7 +188,7 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "--config", "{bad_metrics}"], "{bad_metrics}:1: metrics address must be HOST:PORT"),
     (["serve", "{bundle}", "{video}", "--metrics", "1.2.3.4.5:99999"], "metrics address must be HOST:PORT"),
     (["serve", "{bundle}", "{video}", "--watch-classes", "dance,bend"], "events name classes the model lacks: dance"),
-    (["serve", "{bundle}", "{video}", "--min-score", "2"], "min_score must be in [0, 1], got 2.0"),
+    (["serve", "{bundle}", "{video}", "--min-score", "2"], "--min-score must be a number <= 1.0, got 2.0"),
     (["serve", "{bundle}", "{video}", "--smooth", "median:3"], "smoothing must be"),
     (["serve", "{bundle}", "--config", "{unknown_sink}"], "{unknown_sink}:5: [[sink]] #1: unknown sink type 'kafka'"),
     (["serve", "{bundle}", "--config", "{bad_sink_key}"], "sink #1 (jsonl): unknown key 'file' in a jsonl sink"),
@@ -197,6 +198,7 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
     (["serve", "{bundle}", "{video}", "--record", "{blocker}/clips"], "record dir {blocker}/clips cannot be created"),
     (["serve", "{bundle}", "--config", "{record_without_events}"], "record needs events (clips are cut per event)"),
     (["serve", "{bundle}", "pattern:", "--record", "{out}"], "cannot record clips from pattern:"),
+    (["serve", "{bundle}", "--config", "{record_inf_quota}"], "'max_gb' in the record of [[stream]] #1 must be a number <= 1000000.0, got inf"),
     (["annotate", "{bundle}", "{missing}", "-o", "{out}"], "video not found"),
     (["annotate", "{bundle}", "{corrupt}", "-o", "{out}"], "{corrupt}"),
     (["annotate", "{bundle}", "{video}", "-o", "{missing}/x.mp4"], "cannot write video"),
@@ -204,7 +206,7 @@ def bad_inputs(exported_seed, tmp_path):  # noqa: F811
         "bad-crop-toml", "bad-decoder-toml", "malformed-toml",
         "unknown-toml-key", "no-source", "bind-and-connect", "bad-metrics-toml", "bad-metrics-flag", "unknown-event-class",
         "bad-min-score", "bad-smoothing", "unknown-sink-type", "bad-sink-key", "bad-mqtt-scheme", "mqtt-no-host",
-        "unwritable-jsonl", "unwritable-record-dir", "record-without-events", "record-pattern", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
+        "unwritable-jsonl", "unwritable-record-dir", "record-without-events", "record-pattern", "record-inf-quota", "annotate-missing", "annotate-corrupt", "annotate-unwritable"])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(bad_inputs, capsys, argv, complaint):
     argv = [a.format(**bad_inputs) for a in argv]
     assert main(argv) == 2

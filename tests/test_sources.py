@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -186,7 +187,7 @@ def test_source_descriptions_and_backoff_are_plain_functions():
     assert [scheme_of(u) for u in ("0", "/dev/video1", "rtsp://h/x", "HTTP://h/x", "udp://@:5000", "clip.mp4",
                                    "pattern:25", "gst:videotestsrc ! appsink")] == \
         ["camera", "camera", "rtsp", "http", "udp", "file", "pattern", "gst"]
-    assert stream_name("tcp://127.0.0.1:9000") == "127.0.0.1-9000"
+    assert stream_name("tcp://127.0.0.1:9000") == "127-0-0-1-9000"
     assert stream_name("/dev/video2") == "camera2"
     assert [backoff_delay(n, 0.2, 1.0) for n in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
     jittered = [backoff_delay(9, 0.5, 10.0, jitter=0.2) for _ in range(200)]
@@ -220,21 +221,58 @@ def test_the_model_sees_the_crop_cut_before_scaling(tmp_path):
 
 
 @needs_ffmpeg
-def test_a_crop_outside_the_frame_is_a_one_line_error_for_a_file_and_a_failed_status_for_a_camera(tmp_path):
-    video = quadrant_video(tmp_path / "quadrants.avi")
+def test_a_crop_outside_the_frame_is_a_one_line_error_for_a_file_and_a_retried_reason_for_a_camera(tmp_path):
+    """The crop is checked on every connect: a camera whose resolution changed between two
+    connections (two ffmpeg servers, one after the other, on one port) is retried with the reason,
+    never failed for good, and reconnects once the resolution fits again."""
+    video = quadrant_video(tmp_path / "quadrants.avi")                     # 160x120
+    smaller = write_video(tmp_path / "small.avi", n_frames=50, size=(96, 128))   # 128x96
     outside = SourceOptions(crop=(100, 0, 100, 50))
     with pytest.raises(LrcnError, match=r"crop \[100, 0, 100, 50\] reaches outside the 160x120 frame") as raised:
         open_source(str(video), SIZE, options=outside)
     assert "\n" not in str(raised.value)
-    port = free_port()
-    events = []
-    with served(ffmpeg_tcp_ts(video, port), port):
-        source = open_source(f"tcp://127.0.0.1:{port}", SIZE, options=outside, on_status=events.append)
-        assert wait_until(lambda: not source.running, 15)
-    assert states(events) == [CONNECTING, FAILED], "a crop cannot start fitting: no retry"
-    assert "reaches outside the 160x120 frame" in events[-1].reason
     with pytest.raises(LrcnError, match="crop must be"):
         open_source(str(video), SIZE, options=SourceOptions(crop=(0, 0, 0, 10)))
+
+    port = free_port()
+    events = []
+    options = replace(LIVE, crop=(0, 0, 140, 100))   # fits 160x120, not 128x96
+    source = open_source(f"tcp://127.0.0.1:{port}", SIZE, options=options, on_status=events.append, start=False)
+    try:
+        with served(ffmpeg_tcp_ts(video, port), port):
+            source.start()
+            assert wait_until(lambda: source.state == CONNECTED and source.frames >= 5, 15), events
+        with served(ffmpeg_tcp_ts(smaller, port), port):
+            assert wait_until(lambda: any("reaches outside the 128x96 frame" in e.reason for e in events), 15), events
+        refused = next(e for e in events if "reaches outside" in e.reason)
+        assert refused.state == RECONNECTING and refused.reason.startswith("attempt ") and "\n" not in refused.reason
+        assert source.running and FAILED not in states(events)
+        with served(ffmpeg_tcp_ts(video, port), port):
+            assert wait_until(lambda: source.reconnects == 1 and source.state == CONNECTED, 15), events
+    finally:
+        assert source.stop()
+    assert FAILED not in states(events)
+
+
+def test_a_directory_a_device_and_a_foreign_url_each_say_what_is_wrong(tmp_path):
+    for uri, says in ((str(tmp_path), f"{tmp_path} is a directory, not a video file"),
+                      ("/dev/null", "/dev/null is a character device, not a video file (a camera is N or /dev/videoN)"),
+                      ("javascript:alert(1)", "unsupported source URL scheme 'javascript' in 'javascript:alert(1)'"),
+                      ("file://cams.example.com/a.avi", "a file URL must name a file on this machine"),
+                      (f"file://{tmp_path}/missing.avi", "video not found: file://")):
+        with pytest.raises(LrcnError) as raised:
+            open_source(uri, SIZE)
+        assert says in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+
+
+def test_a_file_url_reads_the_file_it_names(tmp_path):
+    folder = tmp_path / "my clips"
+    folder.mkdir()
+    video = write_video(folder / "clip.avi", n_frames=12)
+    url = "file://" + str(video).replace(" ", "%20")
+    assert scheme_of(url) == "file" and stream_name(url) == "clip"
+    frames = run_to_end(open_source(url, SIZE, options=FAST, start=False))
+    assert [f.index for f in frames] == list(range(12))
 
 
 def test_decoder_auto_falls_back_to_the_cpu_and_says_why_in_the_connected_status(tmp_path):

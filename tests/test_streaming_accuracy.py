@@ -134,7 +134,7 @@ def test_deployment_file_gives_each_head_mode_its_own_stream(tmp_path):
         ("exact-hop4", "tcp://127.0.0.1:7001", "exact", 4, None, None),
         ("continuous-reset16", "tcp://127.0.0.1:7002", "continuous", 1, 16, None),
         ("continuous", "tcp://127.0.0.1:7003", "continuous", 1, None, None),
-        ("exact-hop1-ema0.3", "tcp://127.0.0.1:7004", "exact", 1, None, "ema:0.3"),
+        ("exact-hop1-ema0_3", "tcp://127.0.0.1:7004", "exact", 1, None, "ema:0.3"),
         ("exact-hop1-hyst3", "tcp://127.0.0.1:7005", "exact", 1, None, "hysteresis:3")]
 
 

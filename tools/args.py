@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from lrcn.stream import settings as schema
 from lrcn.stream.encoders import backend_names
 from lrcn.stream.errors import LrcnError
 
@@ -76,20 +77,36 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_setting(group, section: type, name: str, *aliases: str, help: str | None = None, **kwargs) -> None:
+    """The flag of setting `name` of a stream/settings.py section: `--` and its name with dashes,
+    dest `name`, help and default from the schema (the default shown, the value None until given,
+    so a deployment file's value can win over the default). `aliases`: older spellings, hidden."""
+    default = schema.default(section, name)
+    shown = "" if default in (None, [], "") or not isinstance(default, (int, float, str)) else f" (default {default})"
+    group.add_argument(schema.flag(name), dest=name, help=(help or schema.describe(section, name)) + shown, **kwargs)
+    for alias in aliases:
+        group.add_argument(alias, dest=name, help=argparse.SUPPRESS, **kwargs)
+
+
+def host_list(text: str) -> list[str]:
+    """'a.lan, b.lan' -> ['a.lan', 'b.lan']: the --allowed-hosts flag, a list as the file's key is."""
+    hosts = [host.strip() for host in text.split(",") if host.strip()]
+    if not hosts:
+        raise argparse.ArgumentTypeError(f"expected host names separated by commas, got {text!r}")
+    return hosts
+
+
 def add_head_arguments(parser: argparse.ArgumentParser) -> None:
     """How a stream is sampled and windowed, and its label smoothed (serve and annotate)."""
     head = parser.add_argument_group("head")
-    head.add_argument("--fps", type=positive_float, help="sampling rate (default: the model's)")
-    head.add_argument("--mode", choices=("exact", "continuous"), default="exact",
-                      help="exact: every prediction is the model on one T-frame window; continuous: one LSTM "
-                           "state, reset at gaps and every --reset-every frames")
-    head.add_argument("--hop", type=positive_int, default=1,
-                      help="frames between window starts (exact) or between predictions (continuous)")
-    head.add_argument("--reset-every", type=positive_int, metavar="N", help="continuous: restart the state every N frames")
-    head.add_argument("--smooth", metavar="ema:ALPHA|hysteresis:M[:MARGIN]",
-                      help="smooth the published label (the raw probabilities are published unchanged)")
-    head.add_argument("--backend", choices=backend_names(), help="encoder backend (default onnxruntime)")
-    head.add_argument("--threads", type=positive_int, help="encoder threads (default: one per core)")
+    stream = schema.Stream
+    add_setting(head, stream, "fps", type=positive_float)
+    add_setting(head, stream, "mode", choices=("exact", "continuous"), default=schema.default(stream, "mode"))
+    add_setting(head, stream, "hop", type=positive_int, default=schema.default(stream, "hop"))
+    add_setting(head, stream, "reset_every", type=positive_int, metavar="N")
+    add_setting(head, stream, "smooth", metavar="ema:ALPHA|hysteresis:M[:MARGIN]")
+    add_setting(head, schema.Settings, "backend", choices=backend_names())
+    add_setting(head, schema.Settings, "threads", type=positive_int)
 
 
 def choose_split(dataset, args):

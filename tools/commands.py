@@ -34,6 +34,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.logs import FORMATS, LEVELS, configure_logging
 from lrcn.tools.quiet import quiet_libraries
@@ -134,7 +135,7 @@ class Commands:
             quiet_libraries(verbose=args.verbose)
             status = args.run(args)
         except (LrcnError, OSError) as err:  # OSError: a path the user gave cannot be read or written
-            print(f"{self.prog}: error: {err}", file=sys.stderr)
+            print(f"{self.prog}: error: {redact(str(err))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"{self.prog}: interrupted", file=sys.stderr)

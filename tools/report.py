@@ -657,6 +657,32 @@ def headline(events_run: dict, capture: dict, cameras_after: dict, scrape: dict,
     return markdown_table(["measured on a 2-core CPU, no GPU", "result", "more"], rows)
 
 
+# ---------------------------------------------------------------- the settings reference (from the schema, no JSON)
+
+
+def settings_reference(section_name: str) -> str:
+    """Every setting of one section of stream/settings.py, with the `lrcn serve` flag it has."""
+    import argparse as _argparse
+
+    from lrcn.stream import settings as schema
+    from lrcn.tools.serve import add_arguments
+
+    parser = _argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {option for action in parser._actions if action.help is not _argparse.SUPPRESS
+             for option in action.option_strings}
+    on_command_line = {"source": "SOURCE", "id": "--name", "dir": "--record", **{name: schema.flag(name) for name in
+                                                               schema.SECTIONS[section_name].__struct_fields__
+                                                               if schema.flag(name) in flags}}
+    return markdown_table(["key", "flag", "type", "range", "default", "what it does"],
+                          schema.reference_rows(schema.SECTIONS[section_name], on_command_line.get))
+
+
+for _section in ("", "stream", "events", "record"):
+    table(f"settings{'-' + _section if _section else ''}", (), "the schema: stream/settings.py")(
+        lambda section=_section: settings_reference(section))
+
+
 # ---------------------------------------------------------------- rewriting the documents
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import cv2
 
+from lrcn.stream import settings as schema
 from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.credentials import redact
 from lrcn.stream.deploy import load_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
@@ -25,6 +27,7 @@ from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.service import ServiceServer
 from lrcn.stream.sources import SourceOptions
+from lrcn.tools import hangups
 
 SYNTH_PREFIX = "synth:"
 log = logging.getLogger("lrcn.serve")
@@ -64,49 +67,59 @@ class SyntheticSources:
         return replace(config, source=self._written[config.source])
 
 
+def given(args, section: type, names=None) -> dict:
+    """The flags of `section`'s settings given on the command line, checked by the schema."""
+    names = names or section.__struct_fields__
+    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    for key in ("classes", "ignore"):
+        if isinstance(values.get(key), str):
+            values[key] = [name.strip() for name in values[key].split(",") if name.strip()]
+    schema.check_values(values, section)
+    return values
+
+
 def event_rules_from_args(args) -> EventRules | None:
     """EventRules from the events flags (--record alone asks for the defaults), None when none is given."""
-    flags = {"min_score": args.min_score, "min_duration_s": args.min_duration, "cooldown_s": args.cooldown,
-             "classes": args.watch_classes, "ignore": args.ignore_classes, "update_s": args.event_updates}
-    given = {key: value for key, value in flags.items() if value is not None}
-    if not given and not args.record:
+    flags = given(args, schema.Events)
+    if not flags and not args.record:
         return None
-    for key in ("classes", "ignore"):
-        if key in given:
-            given[key] = tuple(name.strip() for name in given[key].split(",") if name.strip())
-    return EventRules(**given)
+    return EventRules(**{key: tuple(value) if isinstance(value, list) else value for key, value in flags.items()})
 
 
 def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     names = args.name or []
     if len(names) > len(args.sources):
         raise LrcnError(f"{len(names)} --name for {len(args.sources)} sources")
+    for name in names:
+        try:
+            schema.check_stream_id(name)
+        except LrcnError as err:
+            raise LrcnError(f"--name: {err}") from None
+    given(args, schema.Stream, ("fps", "mode", "hop", "reset_every"))
     events = event_rules_from_args(args)
     novelty = parse_novelty(args.novelty)
-    record = RecordRules(args.record, pre_s=args.pre_roll, post_s=args.post_roll) if args.record else None
-    if record is not None:
+    record = None
+    if args.record:
+        record = RecordRules(args.record, **given(args, schema.Record, ("pre_s", "post_s")))
         check_record_dir(record.dir)
     flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
                                  pace=args.pace, loop=args.loop, events=events, record=record,
                                  novelty=novelty) for i, source in enumerate(args.sources)]
-    return list(settings.get("streams", [])) + flag_streams
+    streams = list(settings.get("streams", [])) + flag_streams
+    schema.check_distinct_ids(s.id for s in streams if s.id is not None)   # the file's and --name's together
+    return streams
 
 
 def options_from_args(args, settings: dict) -> PipelineOptions:
-    """Flags win over the deployment file's settings, which win over the defaults."""
-    def pick(flag: str, key: str | None = None, default=None):
-        value = getattr(args, flag)
-        return value if value is not None else settings.get(key or flag, default)
+    """Flags win over the deployment file's settings, which win over the defaults (stream/settings.py)."""
+    flags = given(args, schema.Settings, [name for name in schema.Settings.__struct_fields__ if hasattr(args, name)])
+
+    def pick(name: str):
+        return flags[name] if name in flags else settings.get(name, schema.default(schema.Settings, name))
 
     curve_keys = pick("curve_keys")
-    defaults = SourceOptions()
-    source = SourceOptions(open_timeout_s=pick("open_timeout", "open_timeout_s", defaults.open_timeout_s),
-                           read_timeout_s=pick("read_timeout", "read_timeout_s", defaults.read_timeout_s),
-                           backoff_max_s=pick("backoff_max", "backoff_max_s", defaults.backoff_max_s),
-                           max_attempts=pick("max_attempts", default=defaults.max_attempts),
-                           decoder=pick("decoder", default=defaults.decoder),
-                           rtsp_transport=pick("rtsp_transport", default=defaults.rtsp_transport))
+    source = replace(SourceOptions(), **{name: pick(name) for name in schema.SOURCE_SETTINGS})
     if args.endpoint or args.connect:     # a flag replaces the file's choice, bind or connect
         endpoint, connect = args.endpoint, args.connect
     else:
@@ -114,16 +127,20 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
         if endpoint and connect:
             raise LrcnError("the deployment file sets both endpoint (bind) and connect: keep one")
     return PipelineOptions(endpoint=connect or endpoint or PipelineOptions.endpoint, connect=bool(connect),
-                           backend=pick("backend", default=PipelineOptions.backend), threads=pick("threads"),
-                           curve=None if not curve_keys else load_client_keys(curve_keys, pick("curve_client",
-                                                                                              default="publisher"))
+                           backend=pick("backend"), threads=pick("threads"),
+                           curve=None if not curve_keys else load_client_keys(curve_keys, pick("curve_client"))
                            if connect else load_server_keys(curve_keys),
-                           top_k=pick("top_k", default=PipelineOptions.top_k),
-                           max_batch=pick("max_batch", default=PipelineOptions.max_batch),
-                           stats_interval_s=pick("stats_interval", "stats_interval_s",
-                                                 PipelineOptions.stats_interval_s),
-                           gather_s=pick("gather_ms", default=0.0) / 1000.0, source=source,
+                           top_k=pick("top_k"), max_batch=pick("max_batch"),
+                           stats_interval_s=pick("stats_interval_s"),
+                           gather_s=pick("gather_ms") / 1000.0, source=source,
                            sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
+
+
+def service_options(args, settings: dict) -> dict:
+    """ServiceServer's web_config and allowed_hosts: flags win over the deployment file."""
+    hosts = args.allowed_hosts if args.allowed_hosts is not None else settings.get("allowed_hosts")
+    return {"web_config": args.web_config or settings.get("web_config"),
+            "allowed_hosts": None if hosts is None else list(hosts)}
 
 
 def sink_tables_from_args(args) -> tuple[dict, ...]:
@@ -134,26 +151,27 @@ def sink_tables_from_args(args) -> tuple[dict, ...]:
 
 class Signals:
     """SIGINT and SIGTERM set `stop` (so the pipeline drains and says goodbye instead of dying
-    mid-frame), SIGHUP sets `reload`; the handlers only set flags, the main loop acts on them."""
+    mid-frame), SIGHUP queues a reload (tools/hangups.py, from the first moment of `lrcn serve`);
+    the handlers only set flags, the main loop acts on them."""
 
     def __init__(self):
-        self.stop, self.reload = threading.Event(), threading.Event()
+        self.stop = threading.Event()
         self.stopped_by: str | None = None
 
     def _on_stop(self, number, _frame) -> None:
         self.stopped_by = signal.Signals(number).name
         self.stop.set()
 
-    def on_reload(self, reload) -> None:
+    @staticmethod
+    def on_reload(reload) -> None:
         """Call `reload` if SIGHUP came since the last call."""
-        if self.reload.is_set():
-            self.reload.clear()
+        if hangups.take():
             reload()
 
     @contextlib.contextmanager
     def handled(self):
-        handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop,
-                    signal.SIGHUP: lambda *_: self.reload.set()}
+        hangups.queue()
+        handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop}
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         try:
             yield self
@@ -208,10 +226,11 @@ def log_summary(stats: dict) -> None:
              f"{stats['publisher']['shed']} shed")
     if stats["publisher"].get("undelivered"):
         log.warning("%d messages not delivered: no proxy accepted the publisher (%s)",
-                    stats["publisher"]["undelivered"], stats["sinks"]["zeromq"].get("reason"))
+                    stats["publisher"]["undelivered"], stats["sinks"]["zeromq"].get("problem"))
     for name, counters in stats["sinks"].items():
-        if name != "zeromq":
-            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()))
+        if name != "zeromq" or counters.get("failed"):
+            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()
+                                                    if key != "problem" or value))
     for name, s in stats["streams"].items():
         latency = "-" if s["latency_p50_ms"] is None else \
             f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
@@ -238,13 +257,16 @@ def serve(args) -> int:
     if not args.sources and not deployment:
         raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
     options = options_from_args(args, settings)
+    streams = streams_from_args(args, settings)   # every flag checked before the bundle loads
     metrics = args.metrics or settings.get("metrics")
+    if not metrics and any(service_options(args, settings).values()):
+        log.warning("web_config and allowed_hosts lock the --metrics port, and there is none")
     bundle = load_runtime_bundle(args.bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
     with tempfile.TemporaryDirectory(prefix="lrcn-serve-") as scratch:
         expand = SyntheticSources(bundle.meta.spec.input_size, Path(scratch))
-        pipeline = Pipeline(bundle, [expand(s) for s in streams_from_args(args, settings)], options)
+        pipeline = Pipeline(bundle, [expand(s) for s in streams], options)
         try:
-            service = ServiceServer(pipeline, metrics) if metrics else None
+            service = ServiceServer(pipeline, metrics, **service_options(args, settings)) if metrics else None
         except LrcnError:
             pipeline.stop(timeout_s=0)
             raise
@@ -253,8 +275,8 @@ def serve(args) -> int:
                      extra={"config": str(deployment.path)})
         where = f"into {pipeline.endpoint}" if options.connect else f"on {pipeline.endpoint}"
         where += "".join(f", {sink.describe()}" for sink in pipeline.outbox.sinks[1:])
-        print(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
-              f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)", flush=True)
+        print(redact(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
+                     f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)"), flush=True)
         with Signals().handled() as signals:
             pipeline.start()
             if service:

@@ -46,10 +46,19 @@ def events_table(rules: EventRules) -> str:
     return "events = { " + ", ".join(items) + " }"
 
 
+def stream_id(mode_name: str) -> str:
+    """A head mode's stream id: the mode's name without dots, which a stream id may not hold.
+
+    >>> stream_id("exact-hop1-ema0.3")
+    'exact-hop1-ema0_3'
+    """
+    return mode_name.replace(".", "_")
+
+
 def deployment_toml(modes: Sequence[HeadMode], ports: Sequence[int], events: EventRules | None = None) -> str:
     lines = []
     for mode, port in zip(modes, ports):
-        lines += ["[[stream]]", f'id = "{mode.name}"', f'source = "tcp://127.0.0.1:{port}"', f'mode = "{mode.mode}"',
+        lines += ["[[stream]]", f'id = "{stream_id(mode.name)}"', f'source = "tcp://127.0.0.1:{port}"', f'mode = "{mode.mode}"',
                   f"hop = {mode.hop}"]
         lines += [f"reset_every = {mode.reset_every}"] if mode.reset_every else []
         lines += [f'smooth = "{mode.smooth}"'] if mode.smooth else []
@@ -98,20 +107,26 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
         time.sleep(0.5)   # the last messages in flight
         recorded = recorder.close()
         missed = dict(recorder.subscriber.missed)
+    names = {stream_id(m.name): m.name for m in modes}
     for _, message in recorded:
-        if message.stream not in predictions:
+        name = names.get(message.stream)
+        if name is None:
             continue
         if message.kind == "pred":
-            predictions[message.stream].append(message.payload)
+            predictions[name].append(message.payload)
         elif message.kind == "event":
-            event_messages[message.stream].append(message.payload)
-        elif message.payload["state"] not in states[message.stream][-1:]:   # changes, not periodic stats
-            states[message.stream].append(message.payload["state"])
+            event_messages[name].append(message.payload)
+        elif message.payload["state"] not in states[name][-1:]:   # changes, not periodic stats
+            states[name].append(message.payload["state"])
+    missed = {f"{kind}/{names.get(stream, stream)}": count
+              for topic, count in missed.items() for kind, _, stream in [topic.partition("/")]}
     # Exit status 1 is the plan: each stream gives up (--max-attempts 1) once ffmpeg has served the video.
     if process.returncode not in (0, 1) or not stats_path.is_file():
         log_tail = (work / "serve.log").read_text().strip().splitlines()[-1:] or ["?"]
         raise LrcnError(f"lrcn serve failed ({process.returncode}): {log_tail[0]}")
-    return {"predictions": predictions, "events": event_messages, "stats": json.loads(stats_path.read_text()),
+    stats = json.loads(stats_path.read_text())
+    stats["streams"] = {names.get(stream, stream): values for stream, values in stats["streams"].items()}
+    return {"predictions": predictions, "events": event_messages, "stats": stats,
             "missed": missed, "status": states}
 
 

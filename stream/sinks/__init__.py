@@ -8,7 +8,12 @@ A sink takes only the kinds in its `kinds` (every sink's `kinds` option: a dashb
 events alone need not carry a message per frame).
 
 A sink must never block the caller (the inference thread): it queues or drops, and counts what it
-dropped in `stats()`. A new kind of sink is one module with a `@register`ed class:
+dropped in `stats()`. What its transport refuses (a full disk, a lost connection, a socket error)
+it counts in `failed` and says why in `problem`, one line; it never raises at the caller, nor
+when it closes. The pipeline logs new failures at warning, at most once per stats interval per
+sink (`Outbox.report_failures`), and serves them as `lrcn_sink_failures_total{sink}`.
+
+A new kind of sink is one module with a `@register`ed class:
 
     @register
     class Webhook(Sink):
@@ -52,6 +57,8 @@ KINDS = (messages.PRED, messages.STATUS, messages.EVENT, messages.HEARTBEAT)
 class Sink:
     name: ClassVar[str] = ""
     kinds: frozenset[str] = frozenset(KINDS)    # the kinds of message it takes
+    failed: int = 0       # failures of its transport so far (see the module docstring)
+    problem: str = ""     # why the latest failure happened, one line; "" before any
 
     @classmethod
     def from_config(cls, options: Mapping, *, node: str) -> Sink:
@@ -78,7 +85,8 @@ class Sink:
         """Flush what is queued for up to `timeout_s`, then let go of the transport."""
 
     def stats(self) -> dict:
-        """Plain counters, at least {"sent": n, "dropped": n}."""
+        """Plain counters, at least {"sent": n, "dropped": n, "failed": n, "problem": why}. `sent`
+        counts only what the transport took: a message lost to a failure is in `failed`."""
         return {}
 
     def describe(self) -> str:

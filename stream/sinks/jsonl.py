@@ -9,14 +9,19 @@
 
 A line is the message's schema v1 payload with its topic first, `{"topic":"pred/door",...}`,
 spliced from the encoded bytes rather than encoded again. The calling thread only appends the
-line to a bounded backlog; a writer thread wakes every `WRITE_INTERVAL_S`, writes the backlog,
-flushes and rotates. Waking it per message instead would cost a thread switch per line: more
-than the line itself. A full backlog (a disk slower than the messages) drops the line and
-counts it; a failed write (disk full, file removed) is counted, kept as `problem`, and the
-writer carries on.
+line to a bounded backlog; a writer thread wakes every `WRITE_INTERVAL_S`, writes the backlog in
+one system call, and rotates. Waking it per message instead would cost a thread switch per line:
+more than the line itself. A full backlog (a disk slower than the messages) drops the line and
+counts it in `dropped`.
+
+Whole lines or nothing: a write that fails part-way (a full disk) is cut back to the end of the
+last line that was written whole, so a reader never meets half a line; each line lost that way is
+counted in `failed` (never in `sent`), its reason kept in `problem`, and the writer carries on:
+once there is room again, lines are written again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
@@ -42,17 +47,21 @@ class JsonlSink(Sink):
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.keep = keep
         self.kinds = check_kinds(kinds, self.name)
+        self._fd = -1
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")
+            self._open()
+            if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":   # cut short by a crash
+                self._size += os.write(self._fd, b"\n")
         except OSError as err:
+            if self._fd >= 0:
+                os.close(self._fd)
             raise LrcnError(f"jsonl sink: cannot write {self.path}: {err.strerror or err}") from None
-        self._size = self._file.tell()
         self.queue_size = queue_size
         self._backlog: deque[bytes] = deque()
         self._closing = threading.Event()
         self.sent = self.dropped = self.failed = self.rotations = 0
-        self.problem: str | None = None
+        self.problem = ""   # why the latest write failed
         self._closed = False
         self._writer = threading.Thread(target=self._write_all, name=f"jsonl {self.path.name}", daemon=True)
         self._writer.start()
@@ -75,7 +84,7 @@ class JsonlSink(Sink):
 
     def stats(self) -> dict:
         return {"sent": self.sent, "dropped": self.dropped, "failed": self.failed, "rotations": self.rotations,
-                "queued": len(self._backlog)}
+                "queued": len(self._backlog), "problem": self.problem}
 
     def describe(self) -> str:
         return f"jsonl {self.path}"
@@ -91,46 +100,99 @@ class JsonlSink(Sink):
     def _write_all(self) -> None:
         while True:
             closing = self._closing.wait(WRITE_INTERVAL_S)
+            lines = []
             while self._backlog:
-                self._write(self._backlog.popleft())
-            self._flush()
+                lines.append(self._backlog.popleft())
+            if lines:
+                self._write_lines(lines)
             if closing:
                 break
-        self._file.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = -1
 
-    def _write(self, line: bytes) -> None:
-        try:
-            if self._file.closed:   # a rotation failed half-way: try again with a fresh file
-                self._file = open(self.path, "ab")
-                self._size = self._file.tell()
-            if self._size and self._size + len(line) > self.max_bytes:
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """Write `lines`, rotating before a line that would pass `max_bytes`."""
+        batch, size = [], self._size
+        for line in lines:
+            if size and size + len(line) > self.max_bytes:
+                self._write_batch(batch)
+                batch = []
                 self._rotate()
-            self._file.write(line)
-            self._size += len(line)
-            self.sent += 1
-        except (OSError, ValueError) as err:
-            self.failed += 1
-            self.problem = f"cannot write {self.path}: {err.strerror or err}"
+                size = self._size
+            batch.append(line)
+            size += len(line)
+        self._write_batch(batch)
 
-    def _flush(self) -> None:
-        if self._file.closed:   # a failed rotation: the next line tries a fresh file
+    def _write_batch(self, lines: list[bytes]) -> None:
+        if not lines:
             return
+        data = b"".join(lines)
+        written, start = 0, self._size
         try:
-            self._file.flush()
+            if self._fd < 0:   # a rotation failed half-way: try a fresh file
+                self._open()
+            start = os.lseek(self._fd, 0, os.SEEK_END)   # the file may have been cut or rotated from outside
+            with memoryview(data) as view:
+                while written < len(data):
+                    written += os.write(self._fd, view[written:])
         except OSError as err:
-            self.failed += 1
-            self.problem = f"cannot write {self.path}: {err.strerror or err}"
+            whole, kept = _whole_lines(lines, written)
+            if kept < written:
+                self._cut(start + kept)
+            self._size = start + kept if self._fd >= 0 else 0
+            self.sent += whole
+            self._fail(len(lines) - whole, err)
+            return
+        self._size = start + written
+        self.sent += len(lines)
+
+    def _cut(self, length: int) -> None:
+        """Truncate the file back to `length`, the end of its last whole line."""
+        try:
+            os.ftruncate(self._fd, length)
+        except OSError as err:   # the next write starts on a line of its own, at least
+            self._fail(0, err)
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"\n")
+
+    def _fail(self, lines: int, err: OSError) -> None:
+        self.failed += lines
+        self.problem = f"cannot write {self.path}: {err.strerror or err}"
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._size = os.lseek(self._fd, 0, os.SEEK_END)
 
     def _rotate(self) -> None:
         """path -> path.1 -> ... -> path.<keep>, the oldest dropped; then a new, empty path."""
-        self._file.close()
-        for n in range(self.keep, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{n}")
-            newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
-            if newer.exists():
-                os.replace(newer, older)
-        if self.keep == 0:
-            self.path.unlink(missing_ok=True)
-        self._file = open(self.path, "ab")
-        self._size = 0
+        try:
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+            for n in range(self.keep, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                newer = self.path.with_name(f"{self.path.name}.{n - 1}") if n > 1 else self.path
+                if newer.exists():
+                    os.replace(newer, older)
+            if self.keep == 0:
+                self.path.unlink(missing_ok=True)
+            self._open()
+        except OSError as err:
+            self._fail(0, err)
+            return
         self.rotations += 1
+
+
+def _whole_lines(lines: list[bytes], written: int) -> tuple[int, int]:
+    """(how many of `lines` the first `written` bytes hold whole, and their length in bytes).
+
+    >>> _whole_lines([b"ab\\n", b"cde\\n", b"f\\n"], 6)
+    (1, 3)
+    """
+    whole = length = 0
+    for line in lines:
+        if length + len(line) > written:
+            break
+        whole, length = whole + 1, length + len(line)
+    return whole, length

@@ -34,8 +34,9 @@ what paho had written to, or queued for, a dying connection is lost without a co
 messages sent after the sink noticed the loss are buffered.
 
 `stats()`: `sent` (taken by paho on a live connection, less what came back to be re-sent),
-`dropped`, `buffered`, `connected`, `connects`. On close, what is still unsent or unacknowledged
-moves to `dropped`.
+`dropped`, `buffered`, `connected`, `connects`, `failed` (connection attempts refused or failed,
+connections lost, publishes paho refused with an error) and `problem` (the latest of those).
+On close, what is still unsent or unacknowledged moves to `dropped`.
 """
 from __future__ import annotations
 
@@ -136,7 +137,8 @@ class MqttSink(Sink):
         self.host, self.port, self.prefix, self.qos = host, port, _check_prefix(prefix), qos
         self.retain_status, self.buffer, self.tls = retain_status, buffer, tls
         self.availability = f"{self.prefix}/availability"
-        self.sent = self.dropped = self.connects = 0
+        self.sent = self.dropped = self.connects = self.failed = 0
+        self.problem = ""
         self._backlog: deque[tuple[str, bytes, bool]] = deque()
         self._lock = threading.Lock()   # orders send() against the flush on (re)connect
         self._connected = self._closed = False
@@ -205,6 +207,9 @@ class MqttSink(Sink):
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 self._hold([(self.topic(message), message.payload, retain)])
                 return True
+            if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:   # a full queue is shedding; anything else a failure
+                self.failed += 1
+                self.problem = f"publish to {self.host}:{self.port} refused: {mqtt.error_string(info.rc)}"
             self.dropped += 1
             return False
 
@@ -251,13 +256,16 @@ class MqttSink(Sink):
         self._note_error(f"cannot connect to {self.host}:{self.port}")
 
     def _note_error(self, error: str) -> None:
-        if error != self.last_error:   # once per new error, not once per retry
-            log.warning("mqtt: %s; buffering up to %d messages and retrying", error, self.buffer)
+        # Counted here, logged at warning by the pipeline (Outbox.report_failures), at most once a stats interval.
+        self.failed += 1
+        self.problem = f"{error}; buffering up to {self.buffer} messages and retrying"
+        if error != self.last_error:
+            log.info("mqtt: %s", self.problem)
         self.last_error = error
 
     def stats(self) -> dict:
         return {"sent": self.sent, "dropped": self.dropped, "buffered": len(self._backlog),
-                "connected": self._connected, "connects": self.connects}
+                "connected": self._connected, "connects": self.connects, "failed": self.failed, "problem": self.problem}
 
     def describe(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host   # an IPv6 address

@@ -1,6 +1,7 @@
 """The ZeroMQ sink: a PUB socket that binds (subscribers connect to it) or connects (to an
 `lrcn proxy`'s XSUB side). It never blocks: it sends with NOBLOCK behind a high-water mark and
-counts what the socket refused as `shed`. A PUB socket also drops a slow subscriber's messages
+counts what the socket refused as `shed`; a send that fails otherwise (the socket or its context
+closed) is counted in `failed`. A PUB socket also drops a slow subscriber's messages
 at that subscriber's high-water mark without telling the sender; those show as `seq` gaps at
 the subscriber (`stream.publisher.Subscriber.missed`).
 
@@ -42,7 +43,8 @@ class ZeroMqSink(Sink):
         self._socket.linger = int(linger_s * 1000)
         self.linger_s = linger_s
         self._closed = False
-        self.sent = self.shed = self.undelivered = 0
+        self.sent = self.shed = self.failed = self.undelivered = 0
+        self.problem = ""
         self._warn = RateLimit(warn_every_s, first_due=False)
         try:
             if isinstance(curve, ServerKeys):
@@ -88,6 +90,10 @@ class ZeroMqSink(Sink):
         except zmq.Again:
             self.shed += 1
             return False
+        except zmq.ZMQError as err:   # a closed socket or context: counted, never raised at the caller
+            self.failed += 1
+            self.problem = f"cannot send on {self.endpoint}: {err}"
+            return False
         self.sent += 1
         return True
 
@@ -111,10 +117,13 @@ class ZeroMqSink(Sink):
         return None if self._gate is None else self._gate.reload()
 
     def stats(self) -> dict:
+        stranded = not self.bind and not self._watch.up
         counters = {"sent": self.sent, "dropped": self.shed + self.undelivered, "shed": self.shed,
-                    "undelivered": self.undelivered, "handshake_failures": self.handshake_failures()}
+                    "failed": self.failed, "undelivered": self.undelivered,
+                    "problem": f"delivers nothing: {self._watch.reason}" if stranded else self.problem,
+                    "handshake_failures": self.handshake_failures()}
         if not self.bind:
-            counters.update(connected=self._watch.up, reason=self._watch.reason)
+            counters["connected"] = self._watch.up
         return counters
 
     def describe(self) -> str:

@@ -15,12 +15,15 @@ with one `@register`ed Capture subclass:
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.registry import Registry
 from lrcn.stream.sources.options import SourceOptions
@@ -29,10 +32,12 @@ CAMERA, FILE = "camera", "file"
 
 
 class CaptureError(Exception):
-    """A connection could not be made or broke; `reason` is one line. `fatal` when trying again
-    cannot help (a crop outside the frame, a decoder this machine lacks): the stream fails."""
+    """A connection could not be made or broke; `reason` is one line, credentials redacted.
+    `fatal` when trying again cannot help (a decoder this machine lacks): the stream fails. A crop
+    outside the frame is not fatal: a camera's resolution can change back."""
 
     def __init__(self, reason: str, fatal: bool = False):
+        reason = redact(reason)
         super().__init__(reason)
         self.reason = reason
         self.fatal = fatal
@@ -85,14 +90,15 @@ class Capture:
         try:
             capture = cls(uri, size, options)
         except CaptureError as err:
-            raise LrcnError(err.reason if uri in err.reason else f"{uri}: {err.reason}") from None
+            shown = redact(uri)
+            raise LrcnError(err.reason if shown in err.reason else f"{shown}: {err.reason}") from None
         try:
             for _, frame in capture.frames():
                 capture.to_rgb(frame)
                 return
-            raise LrcnError(f"no decodable frame in video: {uri}")
+            raise LrcnError(f"no decodable frame in video: {redact(uri)}")
         except CaptureError as err:
-            raise LrcnError(f"{uri}: {err.reason}") from None
+            raise LrcnError(f"{redact(uri)}: {err.reason}") from None
         finally:
             capture.close()
 
@@ -108,21 +114,27 @@ def register(cls: type[Capture]) -> type[Capture]:
     return cls
 
 
-def scheme_of(uri: str) -> str:
-    """The registry key of a source: its URL scheme, `camera` for an index or /dev/video*, else `file`.
+# A URL scheme (RFC 3986) of two or more characters: one letter is a Windows drive (C:).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
-    >>> [scheme_of(u) for u in ("0", "/dev/video2", "RTSP://cam/live", "pattern:25", "clip.avi")]
-    ['camera', 'camera', 'rtsp', 'pattern', 'file']
+
+def scheme_of(uri: str) -> str:
+    """The registry key of a source: its URL scheme, `camera` for an index or /dev/video*, else
+    `file` (a path, or a file: URL). `javascript:...` or `foo://...` is an error, not a missing file.
+
+    >>> [scheme_of(u) for u in ("0", "/dev/video2", "RTSP://cam/live", "pattern:25", "clip.avi", "file:///a.avi")]
+    ['camera', 'camera', 'rtsp', 'pattern', 'file', 'file']
     """
     if uri.isdigit() or uri.startswith("/dev/video"):
         return CAMERA
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    match = _SCHEME.match(uri)
+    scheme = match[1].lower() if match else ""
     if scheme in CAPTURES:
         return scheme
-    if "://" in uri:
-        raise LrcnError(f"unsupported source URL scheme {scheme!r} in {uri!r} (known: "
-                        f"{', '.join(sorted(s for s in CAPTURES.names() if s not in (CAMERA, FILE)))}, "
-                        f"a file or a camera index)")
+    if "://" in uri or (match and not Path(uri).exists()):   # a file may have a colon in its name
+        raise LrcnError(f"unsupported source URL scheme {scheme or uri.split(':', 1)[0]!r} in {redact(uri)!r} "
+                        f"(known: {', '.join(sorted(s for s in CAPTURES.names() if s not in (CAMERA, FILE)))}, "
+                        f"file://, a file or a camera index)")
     return FILE
 
 

@@ -347,8 +347,8 @@ class GstCapture(Capture):
     def _describe(self, sample) -> None:
         layout = self._layout_of(sample)
         problem = crop_problem(self.options.crop, layout.info.width, layout.info.height)
-        if problem:
-            raise CaptureError(problem, fatal=True)
+        if problem:   # retried: the source's resolution can change back
+            raise CaptureError(problem)
         self.fps = layout.fps
         decoders = [_factory_name(e) for e in _elements(self.pipeline) if _is_video_decoder(e.get_factory())]
         rate = f" at {self.fps:.1f} fps" if self.fps else ""

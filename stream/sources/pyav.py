@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import functools
 import itertools
+import stat
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import av
 import av.container.core
@@ -146,8 +148,8 @@ class Scaler:
 
     def _build(self, frame: av.VideoFrame) -> av.filter.Graph:
         problem = crop_problem(self.crop, frame.width, frame.height)
-        if problem:
-            raise CaptureError(problem, fatal=True)
+        if problem:   # the resolution changed: retried, it may change back
+            raise CaptureError(problem)
         height, width = self.size
         graph = av.filter.Graph()
         nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
@@ -164,9 +166,45 @@ class Scaler:
 
 # -- the capture -----------------------------------------------------------------------------
 
+NOT_A_FILE = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+              stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}
+
+
+def file_path(uri: str) -> str:
+    """The path a file source names: the source itself, or a file: URL's path (file:///srv/a.mp4,
+    percent-escapes decoded); LrcnError for a file URL on another host.
+
+    >>> file_path("clip.avi"), file_path("file:///srv/my%20clip.avi"), file_path("file://localhost/a.avi")
+    ('clip.avi', '/srv/my clip.avi', '/a.avi')
+    """
+    if not uri[:5].lower() == "file:":
+        return uri
+    parts = urlsplit(uri)
+    if parts.netloc not in ("", "localhost"):
+        raise LrcnError(f"{uri}: a file URL must name a file on this machine (file:///path), not on {parts.netloc!r}")
+    return unquote(parts.path)
+
+
+def check_file(uri: str) -> None:
+    """LrcnError saying what is wrong when a file source is not a readable regular file."""
+    path = Path(file_path(uri))
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise LrcnError(f"video not found: {uri}") from None
+    except OSError as err:
+        raise LrcnError(f"cannot read {uri}: {err.strerror or err}") from None
+    for test, kind in NOT_A_FILE.items():
+        if test(mode):
+            hint = " (a camera is N or /dev/videoN)" if kind.endswith("device") else ""
+            raise LrcnError(f"{uri} is {kind}, not a video file{hint}")
+
+
 def open_arguments(uri: str, options) -> tuple[str, str | None, dict[str, str]]:
     """(url, FFmpeg input format or None, FFmpeg options) for a source."""
     scheme = scheme_of(uri)
+    if scheme == FILE:
+        return file_path(uri), None, {}
     if scheme == CAMERA:
         return (f"/dev/video{uri}" if uri.isdigit() else uri), "v4l2", {}
     if scheme in ("rtsp", "rtsps"):
@@ -190,8 +228,7 @@ class PyavCapture(Capture):
         check_decoder(options.decoder)
         if cls.is_live(uri):
             return
-        if not Path(uri).is_file():
-            raise LrcnError(f"video not found: {uri}")
+        check_file(uri)
         cls.check_first_frame(uri, size, options)
 
     def __init__(self, uri, size, options, stopping=None):
@@ -219,8 +256,8 @@ class PyavCapture(Capture):
             if hwaccel is not None and options.decoder != "auto" and not context.is_hwaccel:
                 raise CaptureError(f"decoder {options.decoder} cannot decode {context.name} here", fatal=True)
             problem = crop_problem(options.crop, context.width, context.height) if context.width else None
-            if problem:
-                raise CaptureError(problem, fatal=True)
+            if problem:   # checked on every connect: a camera's resolution can change between connections
+                raise CaptureError(problem)
         except CaptureError:
             self.container.close()
             raise

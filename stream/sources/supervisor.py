@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.ring import FrameRing
 from lrcn.stream.sampling import Sampler
@@ -68,8 +69,8 @@ class StatusEvent:
 def stream_name(uri: str) -> str:
     """A topic-safe default stream id for a source.
 
-    >>> stream_name("0"), stream_name("rtsp://10.0.0.5:8554/live"), stream_name("/data/walk.avi")
-    ('camera0', '10.0.0.5-8554-live', 'walk')
+    >>> stream_name("0"), stream_name("rtsp://admin:pw@10.0.0.5:8554/live"), stream_name("/data/walk.v2.avi")
+    ('camera0', '10-0-0-5-8554-live', 'walk-v2')
     """
     scheme = scheme_of(uri)
     if scheme == CAMERA:
@@ -78,10 +79,17 @@ def stream_name(uri: str) -> str:
         text = Path(uri).stem
     elif "://" in uri:
         parts = urlsplit(uri)
-        text = "-".join(str(part) for part in (parts.hostname, parts.port, parts.path.strip("/")) if part)
+        try:
+            port = parts.port
+        except ValueError:   # not a number: the capture's open says so; the id needs none
+            port = None
+        # Host, port and path only: never the user or password a URL may carry.
+        text = "-".join(str(part) for part in (parts.hostname, port, parts.path.strip("/")) if part)
     else:
         text = scheme
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "stream"
+    # The stream id rule (stream.settings): letters, digits, _ and -, at most 64. Only the host,
+    # port and path of a URL, never its user or password.
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:64].rstrip("-") or "stream"
 
 
 def backoff_delay(failures: int, initial_s: float, max_s: float, jitter: float = 0.0,
@@ -143,7 +151,8 @@ class Source:
     def __init__(self, uri: str, size: tuple[int, int], *, name: str | None = None,
                  options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
                  on_status: Callable[[StatusEvent], None] | None = None, recorder: ClipRecorder | None = None):
-        self.uri = uri
+        self.uri = uri              # only the capture opens it: it may hold a password
+        self.display = redact(uri)  # what every other place shows
         self.capture_class = capture_class(uri)
         self.live = self.capture_class.is_live(uri)
         self.paced = not self.live and options.pace
@@ -154,7 +163,7 @@ class Source:
         self.ring = FrameRing(options.ring_capacity, size, new_frame, lossless=self.lossless)
         self.on_status = on_status
         if recorder is not None and not self.capture_class.records:
-            raise LrcnError(f"cannot record clips from {uri}: only sources read through PyAV can")
+            raise LrcnError(f"cannot record clips from {redact(uri)}: only sources read through PyAV can")
         self.recorder = recorder
         self.state: SourceState | None = None
         self.frames = 0           # frames decoded: the next frame's index
@@ -207,7 +216,8 @@ class Source:
 
     def _emit(self, state: SourceState, reason: str = "") -> None:
         self.state = state
-        event = StatusEvent(stream=self.name, state=state, reason=reason, wall_time=time.time(),
+        # Reasons go to logs and every sink; a backend's error text may quote the URL it opened.
+        event = StatusEvent(stream=self.name, state=state, reason=redact(reason), wall_time=time.time(),
                             monotonic_time=time.monotonic(), segment=self.segment, frames=self.frames)
         if len(self._events) == self._events.maxlen:
             self.status_dropped += 1
@@ -231,7 +241,7 @@ class Source:
         failures = 0       # consecutive attempts that produced no frame
         looping = False    # reopening a file at its end: not a state change
         if not self._stopping.is_set():
-            self._emit(SourceState.CONNECTING, self.uri)
+            self._emit(SourceState.CONNECTING, self.display)
         while not self._stopping.is_set():
             outcome, reason = self._connect(announce=not looping)
             looping = False
@@ -325,7 +335,7 @@ class Source:
         if self._stopping.is_set():
             return _STOP_REQUESTED, ""
         if not got_frame:
-            return _NO_FRAME, f"no decodable frame in {'video' if not self.live else 'stream'}: {self.uri}"
+            return _NO_FRAME, f"no decodable frame in {'video' if not self.live else 'stream'}: {self.display}"
         return _ENDED_AFTER_FRAMES, "stream ended" if self.live else f"end of video after {self.frames} frames"
 
     def _wait_until_due(self, t: float, schedule: tuple[float, float] | None) -> tuple[float, float] | None:

@@ -77,7 +77,7 @@ def start_serve(bundle: Path, urls: list[str], names: list[str], endpoint: str, 
     """`lrcn serve` of the named streams for `duration_s`, stats every 2 s and at the end into
     `stats_path`, its log beside it (.stderr)."""
     command = serve_command(bundle, *urls, *[arg for name in names for arg in ("--name", name)],
-                            "--endpoint", endpoint, "--read-timeout", "3", "--stats-interval", "2",
+                            "--endpoint", endpoint, "--read-timeout-s", "3", "--stats-interval-s", "2",
                             "--duration", str(duration_s), "--stats-json", str(stats_path), *extra)
     return subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=open(stats_path.with_suffix(".stderr"), "w"))
