@@ -139,11 +139,11 @@ def start_proxy(*args):
 
 
 def finish(*processes) -> list[str]:
-    """SIGTERM/SIGINT each, then their stderr."""
+    """SIGINT each in turn (a recognizer before its proxy, so its last messages have somewhere to
+    go), and their stderr."""
     errs = []
     for process in processes:
         process.send_signal(signal.SIGINT)
-    for process in processes:
         try:
             errs.append(process.communicate(timeout=15)[1])
         except subprocess.TimeoutExpired:
