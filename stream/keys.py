@@ -1,10 +1,15 @@
-"""CURVE key pairs for an encrypted publisher that admits only known subscribers.
+"""CURVE key pairs for an encrypted publisher (or proxy) that admits only known clients.
 
 Layout of a key folder (ZeroMQ certificate files, `zmq.auth.create_certificates`):
 
-    server.key, server.key_secret        the publisher's pair; give server.key to subscribers
-    <client>.key, <client>.key_secret    one pair per subscriber; give each its own
-    authorized_clients/<client>.key      the public keys the publisher accepts
+    server.key, server.key_secret        the publisher's (or proxy's) pair; give server.key to clients
+    <client>.key, <client>.key_secret    one pair per client; give each its own
+    authorized_clients/<client>.key      the subscribers admitted (`lrcn keys DIR --client NAME`)
+    authorized_publishers/<name>.key     the publishers an `lrcn proxy` admits on its XSUB side
+                                         (`lrcn keys DIR --publisher NAME`)
+
+Subscribers and publishers have a list each, so a key handed to a dashboard cannot publish fake
+events into a proxy. Removing a file from a list and sending SIGHUP revokes that key.
 
 >>> make_keys("keys")                        # doctest: +SKIP
 >>> publisher = Publisher(curve=load_server_keys("keys"))   # doctest: +SKIP
@@ -25,13 +30,16 @@ from lrcn.stream.errors import LrcnError
 
 SERVER = "server"
 AUTHORIZED = "authorized_clients"
+AUTHORIZED_PUBLISHERS = "authorized_publishers"
+ROLES = {"client": AUTHORIZED, "publisher": AUTHORIZED_PUBLISHERS}   # who a pair is for -> its list
 
 
 @dataclass(frozen=True)
 class ServerKeys:
     public: bytes
     secret: bytes
-    authorized_dir: Path     # public keys of the clients allowed in
+    authorized_dir: Path     # public keys of the clients (subscribers) allowed in
+    publishers_dir: Path | None = None   # a proxy's: public keys of the publishers allowed in
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,10 @@ class ClientKeys:
     server_public: bytes
 
 
-def make_keys(directory, client: str = "client") -> list[Path]:
-    """Create the server pair (unless present) and a new client pair, and authorize the client.
-    Returns the files written. Raises LrcnError if that client already exists."""
+def make_keys(directory, client: str = "client", role: str = "client") -> list[Path]:
+    """Create the server pair (unless present) and a new pair named `client`, and authorize it
+    as a subscriber (`role` "client") or as a publisher into a proxy ("publisher").
+    Returns the files written. Raises LrcnError if a pair of that name already exists."""
     if not zmq.has("curve"):
         raise LrcnError("this libzmq has no CURVE support")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", client) or client == SERVER:
@@ -51,14 +60,18 @@ def make_keys(directory, client: str = "client") -> list[Path]:
     folder = Path(directory)
     if (folder / f"{client}.key").exists():
         raise LrcnError(f"keys for client {client!r} already exist in {folder}")
+    if role not in ROLES:
+        raise LrcnError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    listing = ROLES[role]
     (folder / AUTHORIZED).mkdir(parents=True, exist_ok=True)
+    (folder / listing).mkdir(exist_ok=True)
     written = []
     names = [client] if (folder / f"{SERVER}.key_secret").exists() else [SERVER, client]
     for name in names:
         public, secret = zmq.auth.create_certificates(str(folder), name)
         os.chmod(secret, 0o600)
         written += [Path(public), Path(secret)]
-    authorized = folder / AUTHORIZED / f"{client}.key"
+    authorized = folder / listing / f"{client}.key"
     shutil.copyfile(folder / f"{client}.key", authorized)
     return written + [authorized]
 
@@ -70,7 +83,31 @@ def load_server_keys(directory) -> ServerKeys:
         raise LrcnError(f"no secret key in {folder / (SERVER + '.key_secret')}")
     if not (folder / AUTHORIZED).is_dir():
         raise LrcnError(f"no {AUTHORIZED}/ folder in {folder}: run `lrcn keys {folder}`")
-    return ServerKeys(public=public, secret=secret, authorized_dir=folder / AUTHORIZED)
+    return ServerKeys(public=public, secret=secret, authorized_dir=folder / AUTHORIZED,
+                      publishers_dir=folder / AUTHORIZED_PUBLISHERS)
+
+
+def load_proxy_keys(directory) -> ServerKeys:
+    """The server pair and both lists, which a CURVE proxy needs (an empty list admits no one)."""
+    keys = load_server_keys(directory)
+    if not keys.publishers_dir.is_dir():
+        raise LrcnError(f"no {AUTHORIZED_PUBLISHERS}/ folder in {directory}: run "
+                        f"`lrcn keys {directory} --publisher NAME` for each publisher")
+    return keys
+
+
+def read_authorized(folder: Path) -> frozenset[bytes]:
+    """The public keys (Z85 text, as in the files) in the certificate files of `folder`; LrcnError
+    naming a file that is not one."""
+    if not folder.is_dir():
+        raise LrcnError(f"no folder of authorized keys: {folder}")
+    keys = set()
+    for path in sorted(folder.glob("*.key")):
+        public, _ = _load(path)
+        if len(public) != 40:
+            raise LrcnError(f"not a CURVE public key: {path}")
+        keys.add(public)
+    return frozenset(keys)
 
 
 def load_client_keys(directory, client: str = "client") -> ClientKeys:

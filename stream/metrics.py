@@ -108,6 +108,13 @@ class PipelineCollector(Collector):
             if "connected" in counters:
                 connected.add_metric([name], float(counters["connected"]))
         yield connected
+        failures = CounterMetricFamily("lrcn_curve_handshake_failures", "Failed CURVE handshakes: keys not "
+                                       "authorized (refused through ZAP), or no CURVE or another server key",
+                                       labels=["sink"])
+        for name, counters in sinks.items():
+            if "handshake_failures" in counters:
+                failures.add_metric([name], counters["handshake_failures"])
+        yield failures
         calls = CounterMetricFamily("lrcn_encoder_calls", "Encoder calls")
         calls.add_metric([], stats["encoder_calls"])
         yield calls

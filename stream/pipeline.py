@@ -37,7 +37,7 @@ from lrcn.stream.clips import ClipRecorder, RecordRules
 from lrcn.stream.encoders import open_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
-from lrcn.stream.keys import ServerKeys
+from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
 from lrcn.stream.sinks import Sink, open_sink
@@ -86,7 +86,7 @@ class PipelineOptions:
     connect: bool = False             # connect to `endpoint` (a proxy's XSUB side) instead of binding it
     backend: str = "onnxruntime"
     threads: int | None = None
-    curve: ServerKeys | None = None
+    curve: ServerKeys | ClientKeys | None = None   # ClientKeys with `connect`: a CURVE client of a proxy
     top_k: int = 3
     max_batch: int = 16               # largest encoder call; a TensorRT engine's profile (as `lrcn engine build`)
     hwm: int = 1000
@@ -145,7 +145,7 @@ class Pipeline:
         for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
             self._attach(config, source, plan)
         self.zeromq = ZeroMqSink(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
-                                 linger_s=0.5)
+                                 linger_s=0.5, warn_every_s=options.stats_interval_s)
         self.endpoint = self.zeromq.endpoint
         self.outbox = Outbox(_open_sinks(self.zeromq, options.sinks))
         self.error: BaseException | None = None
@@ -266,7 +266,8 @@ class Pipeline:
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
                 "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
-                "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed}, "sinks": self.outbox.stats(),
+                "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed,
+                              "undelivered": self.zeromq.undelivered}, "sinks": self.outbox.stats(),
                 "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
                                                      percentiles=percentiles) for name, source, counters in streams}}
 

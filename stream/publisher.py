@@ -4,7 +4,8 @@ The publisher never blocks the pipeline: it sends with NOBLOCK behind a high-wat
 (`stream.sinks.zeromq`). A PUB socket drops a slow subscriber's messages at that subscriber's
 high-water mark without telling the sender, so those losses show up where they can be seen: as
 `seq` gaps at the subscriber (`Subscriber.missed`). `Publisher.shed` counts what the socket itself
-refused (zmq.Again).
+refused (zmq.Again), `Publisher.undelivered` what a connecting one had no peer for (no proxy has
+accepted its handshake: `stream.curve`).
 
 >>> publisher = Publisher("tcp://127.0.0.1:5556")                             # doctest: +SKIP
 >>> publisher.publish_prediction("cam0", frame_index=41, window=(26, 41), label="wave", score=0.9,
@@ -14,6 +15,7 @@ Message(topic='pred/cam0', kind='pred', stream='cam0', payload={...})
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -22,10 +24,14 @@ from collections.abc import Iterable
 import zmq
 
 from lrcn.stream import messages
+from lrcn.stream.curve import HandshakeWatch, KeyGate, secure_client, secure_server
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.outbox import Outbox
-from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
+from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, SUBSCRIBERS, ZeroMqSink
+
+log = logging.getLogger("lrcn.proxy")
+PUBLISHERS = "publishers"    # the ZAP domain of a proxy's XSUB side (SUBSCRIBERS: its XPUB side)
 
 
 class Publisher(Outbox):
@@ -35,7 +41,7 @@ class Publisher(Outbox):
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
-                 linger_s: float = 1.0, curve: ServerKeys | None = None, node: str | None = None):
+                 linger_s: float = 1.0, curve: ServerKeys | ClientKeys | None = None, node: str | None = None):
         self.zeromq = ZeroMqSink(endpoint, bind=bind, hwm=hwm, linger_s=linger_s, curve=curve)
         super().__init__([self.zeromq], node)
         self.endpoint = self.zeromq.endpoint
@@ -48,8 +54,13 @@ class Publisher(Outbox):
     def shed(self) -> int:
         return self.zeromq.shed
 
+    @property
+    def undelivered(self) -> int:
+        """Messages a connecting publisher had no peer for (no proxy accepted its handshake)."""
+        return self.zeromq.undelivered
+
     def stats(self) -> dict:
-        return {"sent": self.sent, "shed": self.shed}
+        return {"sent": self.sent, "shed": self.shed, "undelivered": self.undelivered}
 
     def close(self, linger_s: float | None = None) -> None:
         """Close the socket, waiting up to `linger_s` (default: the constructor's) to flush queued messages."""
@@ -67,9 +78,7 @@ class Subscriber:
         self._socket.linger = 0
         try:
             if curve is not None:
-                self._socket.curve_secretkey = curve.secret
-                self._socket.curve_publickey = curve.public
-                self._socket.curve_serverkey = curve.server_public
+                secure_client(self._socket, curve)
             for topic in topics:
                 self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
             self._socket.connect(endpoint)
@@ -113,24 +122,35 @@ class Subscriber:
 class Proxy:
     """An XSUB/XPUB forwarder: publishers connect to `xsub_endpoint`, subscribers to `xpub_endpoint`.
 
+    With `curve` (`keys.load_proxy_keys`), both sides are CURVE servers with the proxy's pair: the
+    XSUB side admits the keys in `authorized_publishers/`, the XPUB side those in
+    `authorized_clients/`; `reload_keys()` re-reads both lists and drops every connection of a
+    side that lost a key, so a revoked client is out at once (the others reconnect in ~0.1 s).
+
     >>> with Proxy("tcp://127.0.0.1:5557", "tcp://127.0.0.1:5558"):   # doctest: +SKIP
     ...     time.sleep(60)
     """
 
-    def __init__(self, xsub_endpoint: str, xpub_endpoint: str):
+    def __init__(self, xsub_endpoint: str, xpub_endpoint: str, *, curve: ServerKeys | None = None):
         self._context = zmq.Context()
         self._frontend = self._context.socket(zmq.XSUB)
         self._backend = self._context.socket(zmq.XPUB)
         self._control = self._context.socket(zmq.PAIR)
         self._stopper = self._context.socket(zmq.PAIR)
+        self._gate: KeyGate | None = None
+        self._watches: dict[str, HandshakeWatch] = {}
         control_endpoint = f"inproc://proxy-control-{id(self)}"
+        sides = ((PUBLISHERS, self._frontend, xsub_endpoint), (SUBSCRIBERS, self._backend, xpub_endpoint))
         try:
-            for sock, endpoint in ((self._frontend, xsub_endpoint), (self._backend, xpub_endpoint)):
+            if curve is not None:
+                self._gate = KeyGate(self._context, {PUBLISHERS: curve.publishers_dir,
+                                                     SUBSCRIBERS: curve.authorized_dir}).start()
+            for domain, sock, endpoint in sides:
                 sock.linger = 0
-                try:
-                    sock.bind(endpoint)
-                except zmq.ZMQError as err:
-                    raise LrcnError(f"cannot bind {endpoint}: {err}") from None
+                if curve is not None:
+                    secure_server(sock, curve, domain)
+                    self._watches[domain] = HandshakeWatch(sock, f"proxy {domain} side", server=True)
+                _bind(sock, endpoint)
             self._control.bind(control_endpoint)
             self._stopper.connect(control_endpoint)
         except LrcnError:
@@ -138,16 +158,14 @@ class Proxy:
             raise
         self.xsub_endpoint = self._frontend.last_endpoint.decode()
         self.xpub_endpoint = self._backend.last_endpoint.decode()
-        self._thread = threading.Thread(target=self._run, name="zmq-proxy", daemon=True)
+        self._thread = self._forwarder()
 
     def start(self) -> Proxy:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._stopper.send(b"TERMINATE")
-            self._thread.join(2.0)
+        self._pause()
         self._close_sockets()
 
     def __enter__(self):
@@ -155,6 +173,44 @@ class Proxy:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def handshake_failures(self) -> dict[str, int]:
+        """{side: failed handshakes}: keys refused (ZAP) and clients without CURVE or with another key."""
+        return {domain: self._gate.denied[domain] + watch.protocol_failures()
+                for domain, watch in self._watches.items()}
+
+    def authorized(self) -> dict[str, int]:
+        """{side: how many keys it admits}; empty without CURVE."""
+        return {} if self._gate is None else self._gate.counts()
+
+    def reload_keys(self) -> dict[str, int]:
+        """Re-read both authorized lists (LrcnError, and no change, if one has a bad file) and drop
+        the connections of each side that lost a key. Returns {side: keys removed}. Call it from the
+        thread that started the proxy."""
+        if self._gate is None:
+            raise LrcnError("this proxy has no CURVE keys to reload")
+        removed = self._gate.reload()
+        endpoints = {PUBLISHERS: (self._frontend, self.xsub_endpoint), SUBSCRIBERS: (self._backend, self.xpub_endpoint)}
+        revoked = [endpoints[domain] for domain, n in removed.items() if n]
+        if revoked:
+            # ZeroMQ cannot close one peer's connection; unbinding closes all a side has (libzmq
+            # owns accepted connections under their listener), and all but the revoked come back.
+            self._pause()
+            for sock, endpoint in revoked:
+                sock.unbind(endpoint)
+                _bind(sock, endpoint)
+            self._thread = self._forwarder()
+            self._thread.start()
+        return removed
+
+    def _forwarder(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name="zmq-proxy", daemon=True)
+
+    def _pause(self) -> None:
+        """Stop forwarding; the sockets are then the caller's."""
+        if self._thread.is_alive():
+            self._stopper.send(b"TERMINATE")
+            self._thread.join(2.0)
 
     def _run(self) -> None:
         try:
@@ -165,16 +221,59 @@ class Proxy:
     def _close_sockets(self) -> None:
         for sock in (self._frontend, self._backend, self._control, self._stopper):
             sock.close(linger=0)
+        for watch in self._watches.values():
+            watch.stop()
+        if self._gate is not None:
+            self._gate.stop()
         self._context.term()
 
 
+def _bind(sock: zmq.Socket, endpoint: str, retry_s: float = 2.0) -> None:
+    """Bind, retrying briefly while a port just unbound is still being let go (libzmq closes a
+    listener in its I/O thread, after unbind returns)."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            sock.bind(endpoint)
+            return
+        except zmq.ZMQError as err:
+            if err.errno != zmq.EADDRINUSE or time.monotonic() > deadline or endpoint.endswith(":*"):
+                raise LrcnError(f"cannot bind {endpoint}: {err}") from None
+            time.sleep(0.02)
+
+
 def run_proxy(xsub_endpoint: str, xpub_endpoint: str, duration_s: float | None = None,
-              ready=None) -> None:
+              ready=None, curve: ServerKeys | None = None, reload: threading.Event | None = None) -> None:
     """Forward from `xsub_endpoint` to `xpub_endpoint` until `duration_s` passes (or forever) or
-    Ctrl-C; `ready(proxy)` is called once both sides are bound."""
-    with Proxy(xsub_endpoint, xpub_endpoint) as proxy:
+    Ctrl-C; `ready(proxy)` is called once both sides are bound. With `curve`, each time `reload`
+    is set (SIGHUP) the authorized keys are read again."""
+    with Proxy(xsub_endpoint, xpub_endpoint, curve=curve) as proxy:
+        if curve is not None:
+            log.info("CURVE on both sides: %s", _sides(proxy.authorized(), "keys authorized"))
         if ready is not None:
             ready(proxy)
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+        try:
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+                if reload is not None and reload.is_set():
+                    reload.clear()
+                    _reload(proxy)
+        finally:
+            if curve is not None:
+                log.info("failed handshakes: %s", _sides(proxy.handshake_failures(), ""))
+
+
+def _reload(proxy: Proxy) -> None:
+    try:
+        removed = proxy.reload_keys()
+    except LrcnError as err:
+        log.error("SIGHUP: keys not reloaded, the authorized lists stay as they were: %s", err)
+        return
+    log.info("SIGHUP: keys reloaded: %s; %s", _sides(proxy.authorized(), "keys authorized"),
+             "; ".join(f"{n} revoked on the {side} side, its connections dropped" for side, n in removed.items() if n)
+             or "none revoked")
+
+
+def _sides(counts: dict[str, int], what: str) -> str:
+    return ", ".join(f"{side} {n}{' ' + what if what else ''}" for side, n in counts.items())

@@ -120,7 +120,11 @@ class Settings(_Section):
         "the Host names the metrics port answers, against DNS rebinding (default: localhost, "
         "the bound address, this machine's names and any IP address; * for any)")] = None
     curve_keys: Annotated[str | None, _help(
-        "CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only its clients")] = None
+        "CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only the subscribers in DIR/authorized_clients; "
+        "with `connect`, be a CURVE client of an `lrcn proxy`: DIR holds the proxy's server.key and "
+        "our pair (`lrcn keys DIR --publisher`)")] = None
+    curve_client: Annotated[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+\Z")], _help(
+        "with `connect` and `curve_keys`: the pair in DIR to publish with")] = "publisher"
     backend: Annotated[str, _help("encoder backend")] = "onnxruntime"
     threads: Annotated[Annotated[int, Meta(ge=1, le=1024)] | None, _help(
         "encoder threads (default: one per core)")] = None

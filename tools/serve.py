@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write every prediction, status and event to PATH, one JSON line each, "
                              "rotated at 100 MB (repeatable)")
     add_setting(parser, top, "curve_keys", metavar="DIR")
+    add_setting(parser, top, "curve_client", metavar="NAME")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--pace", dest="pace", action="store_true", default=True,
                       help="files: deliver frames at the file's rate, like a camera (default)")

@@ -21,7 +21,7 @@ from lrcn.stream.credentials import redact
 from lrcn.stream.deploy import load_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
-from lrcn.stream.keys import load_server_keys
+from lrcn.stream.keys import load_client_keys, load_server_keys
 from lrcn.stream.novelty import parse_novelty
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.runtime_bundle import load_runtime_bundle
@@ -128,7 +128,8 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
             raise LrcnError("the deployment file sets both endpoint (bind) and connect: keep one")
     return PipelineOptions(endpoint=connect or endpoint or PipelineOptions.endpoint, connect=bool(connect),
                            backend=pick("backend"), threads=pick("threads"),
-                           curve=load_server_keys(curve_keys) if curve_keys else None,
+                           curve=None if not curve_keys else load_client_keys(curve_keys, pick("curve_client"))
+                           if connect else load_server_keys(curve_keys),
                            top_k=pick("top_k"), max_batch=pick("max_batch"),
                            stats_interval_s=pick("stats_interval_s"),
                            gather_s=pick("gather_ms") / 1000.0, source=source,
@@ -187,8 +188,10 @@ def port_settings(args, settings: dict) -> dict:
 def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, port: dict) -> None:
     """Re-read --config and apply it; on any mistake, one error line and no change. `port`: the
     port_settings the service started with."""
+    curve = reload_curve_keys(pipeline)
     if not args.config:
-        log.warning("SIGHUP: nothing to reload (serve was started without --config)")
+        if not curve:
+            log.warning("SIGHUP: nothing to reload (serve was started without --config or --curve-keys)")
         return
     try:
         deployment = load_deployment(args.config)
@@ -210,10 +213,26 @@ def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, port: 
              extra={"config": args.config, **change})
 
 
+def reload_curve_keys(pipeline: Pipeline) -> bool:
+    """Re-read the authorized subscribers of a CURVE publisher; False if it is not one."""
+    try:
+        removed = pipeline.zeromq.reload_keys()
+    except LrcnError as err:
+        log.error("SIGHUP: CURVE keys not reloaded, the authorized list stays as it was: %s", err)
+        return True
+    if removed is not None:
+        log.info("SIGHUP: CURVE keys reloaded, %d revoked (refused from their next handshake)",
+                 removed["subscribers"])
+    return removed is not None
+
+
 def log_summary(stats: dict) -> None:
     log.info(f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
              f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
              f"{stats['publisher']['shed']} shed")
+    if stats["publisher"].get("undelivered"):
+        log.warning("%d messages not delivered: no proxy accepted the publisher (%s)",
+                    stats["publisher"]["undelivered"], stats["sinks"]["zeromq"].get("problem"))
     for name, counters in stats["sinks"].items():
         if name != "zeromq" or counters.get("failed"):
             log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()

@@ -3,29 +3,28 @@
 counts what the socket refused as `shed`; a send that fails otherwise (the socket or its context
 closed) is counted in `failed`. A PUB socket also drops a slow subscriber's messages
 at that subscriber's high-water mark without telling the sender; those show as `seq` gaps at
-the subscriber (`stream.publisher.Subscriber.missed`)."""
+the subscriber (`stream.publisher.Subscriber.missed`).
+
+A connecting sink queues only to a peer that has completed its handshake (ZMQ_IMMEDIATE) and
+watches its socket's monitor (`stream.curve.HandshakeWatch`): while no proxy has accepted it (none
+listening, or a CURVE key it refuses), a message counts as `undelivered`, not `sent`, and a warning
+says why, at most once per `warn_every_s`."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
-
+from lrcn.stream.curve import HandshakeWatch, KeyGate, RateLimit, secure_client, secure_server
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.keys import ServerKeys, load_server_keys
+from lrcn.stream.keys import ClientKeys, ServerKeys, load_client_keys, load_server_keys
 from lrcn.stream.sinks import Outgoing, Sink, check_keys, register
 
+log = logging.getLogger("lrcn.sinks.zeromq")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 _FIRST_FRAME = int(zmq.NOBLOCK | zmq.SNDMORE)  # combined once: an enum flag `|` per message costs more than the send
-OPTION_TYPES = {"endpoint": str, "connect": bool, "hwm": int, "curve_keys": str}
-
-
-def start_authenticator(context: zmq.Context, keys: ServerKeys) -> ThreadAuthenticator:
-    """Admit CURVE clients whose public key is in `keys.authorized_dir`, on any address."""
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(keys.authorized_dir))
-    return authenticator
+OPTION_TYPES = {"endpoint": str, "connect": bool, "hwm": int, "curve_keys": str, "curve_client": str}
+SUBSCRIBERS = "subscribers"     # the ZAP domain of a publisher's subscribers
 
 
 @register
@@ -33,40 +32,56 @@ class ZeroMqSink(Sink):
     name = "zeromq"
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
-                 linger_s: float = 1.0, curve: ServerKeys | None = None):
+                 linger_s: float = 1.0, curve: ServerKeys | ClientKeys | None = None, warn_every_s: float = 5.0):
+        """`curve`: ServerKeys to bind as a CURVE server admitting `authorized_dir`'s subscribers;
+        ClientKeys to connect as a CURVE client (of a proxy's XSUB side)."""
         self._context = zmq.Context()
-        self._authenticator = None
+        self._gate: KeyGate | None = None
+        self._watch: HandshakeWatch | None = None
         self._socket = self._context.socket(zmq.PUB)
         self._socket.sndhwm = hwm
         self._socket.linger = int(linger_s * 1000)
         self.linger_s = linger_s
         self._closed = False
+        self.sent = self.shed = self.failed = self.undelivered = 0
+        self.problem = ""
+        self._warn = RateLimit(warn_every_s, first_due=False)
         try:
-            if curve is not None:
-                self._authenticator = start_authenticator(self._context, curve)
-                self._socket.curve_secretkey = curve.secret
-                self._socket.curve_publickey = curve.public
-                self._socket.curve_server = True
+            if isinstance(curve, ServerKeys):
+                self._gate = KeyGate(self._context, {SUBSCRIBERS: curve.authorized_dir}).start()
+                secure_server(self._socket, curve, SUBSCRIBERS)
+            elif isinstance(curve, ClientKeys):
+                secure_client(self._socket, curve)
             if bind:
+                if curve is not None:
+                    self._watch = HandshakeWatch(self._socket, f"zeromq on {endpoint}", server=True)
                 self._socket.bind(endpoint)
             else:
+                self._socket.immediate = True     # no queue for a peer that has not completed its handshake
+                self._watch = HandshakeWatch(self._socket, f"zeromq into {endpoint}")
                 self._socket.connect(endpoint)
         except zmq.ZMQError as err:
             self.close(0)
             raise LrcnError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {err}") from None
+        except LrcnError:
+            self.close(0)
+            raise
         self.bind = bind
         self.endpoint = self._socket.last_endpoint.decode() if bind else endpoint
-        self.sent = self.shed = self.failed = 0
-        self.problem = ""
 
     @classmethod
     def from_config(cls, options: Mapping, *, node: str) -> ZeroMqSink:
         check_keys(options, OPTION_TYPES, cls.name)
-        keys = options.get("curve_keys")
-        return cls(options.get("endpoint", DEFAULT_ENDPOINT), bind=not options.get("connect", False),
-                   hwm=options.get("hwm", 1000), curve=load_server_keys(keys) if keys else None)
+        keys, connect = options.get("curve_keys"), options.get("connect", False)
+        curve = None if not keys else \
+            load_client_keys(keys, options.get("curve_client", "publisher")) if connect else load_server_keys(keys)
+        return cls(options.get("endpoint", DEFAULT_ENDPOINT), bind=not connect, hwm=options.get("hwm", 1000),
+                   curve=curve)
 
     def send(self, message: Outgoing) -> bool:
+        if not self.bind and not self._watch.up:
+            self._undeliverable()
+            return False
         try:
             # Two plain sends are a quarter of send_multipart's cost, which checks and wraps each frame.
             # A PUB socket queues the whole message or nothing, so Again can only come from the first.
@@ -82,9 +97,34 @@ class ZeroMqSink(Sink):
         self.sent += 1
         return True
 
+    def _undeliverable(self) -> None:
+        self.undelivered += 1
+        if self._warn.due():
+            log.warning("zeromq into %s delivers nothing: %s; %d messages not delivered so far", self.endpoint,
+                        self._watch.reason, self.undelivered)
+
+    def handshake_failures(self) -> int:
+        """Failed CURVE (or ZMTP) handshakes: refused keys and protocol failures, either side."""
+        if self._watch is None:
+            return 0
+        if self.bind:
+            return self._gate.denied[SUBSCRIBERS] + self._watch.protocol_failures()
+        return sum(self._watch.failures.values())
+
+    def reload_keys(self) -> dict[str, int] | None:
+        """Re-read the authorized subscribers (a CURVE server); {domain: keys removed}, None if not
+        one. A revoked key is refused at its next handshake; a connection it has stays until then."""
+        return None if self._gate is None else self._gate.reload()
+
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.shed, "shed": self.shed, "failed": self.failed,
-                "problem": self.problem}
+        stranded = not self.bind and not self._watch.up
+        counters = {"sent": self.sent, "dropped": self.shed + self.undelivered, "shed": self.shed,
+                    "failed": self.failed, "undelivered": self.undelivered,
+                    "problem": f"delivers nothing: {self._watch.reason}" if stranded else self.problem,
+                    "handshake_failures": self.handshake_failures()}
+        if not self.bind:
+            counters["connected"] = self._watch.up
+        return counters
 
     def describe(self) -> str:
         return f"zeromq {'on' if self.bind else 'into'} {self.endpoint}"
@@ -95,6 +135,8 @@ class ZeroMqSink(Sink):
             return
         self._closed = True
         self._socket.close(linger=None if timeout_s is None else int(timeout_s * 1000))
-        if self._authenticator is not None:
-            self._authenticator.stop()
+        if self._watch is not None:
+            self._watch.stop()
+        if self._gate is not None:
+            self._gate.stop()
         self._context.term()
