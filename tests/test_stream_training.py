@@ -4,7 +4,6 @@ continuous mode without resets through the runtime."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from lrcn.tools.ffmpeg_server import free_port, wait_until
