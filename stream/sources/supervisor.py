@@ -170,6 +170,7 @@ class Source:
         self.state: SourceState | None = None
         self.frames = 0           # frames decoded: the next frame's index
         self.sampled = 0          # frames on the grid, written to the ring
+        self.flows = 0            # flow fields computed and written with their frame (a segment's first has none)
         self.segment = -1         # becomes 0 at the first frame
         self.reconnects = 0
         self.jumps = 0            # timestamp jumps or resets within a connection
@@ -210,7 +211,7 @@ class Source:
         """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
         ring = self.ring.stats()
         return {"state": self.state.value if self.state else "created", "frames": self.frames,
-                "sampled": self.sampled, "flows": self.motion.computed if self.motion else 0,
+                "sampled": self.sampled, "flows": self.flows,
                 "segment": self.segment, "reconnects": self.reconnects,
                 "jumps": self.jumps, "dropped": ring["dropped"], "status_dropped": self.status_dropped,
                 **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"}}
@@ -329,6 +330,7 @@ class Source:
                     if not self.ring.write(image, self.frames, arrived, self.segment, t, flow, motion):
                         return _STOP_REQUESTED, ""
                     self.sampled += 1
+                    self.flows += motion is not None
                 self.frames += 1
         except CaptureError as err:
             if self._stopping.is_set():
