@@ -123,23 +123,25 @@ def video_motion(frames: np.ndarray, segments: np.ndarray, method: str = DEFAULT
     return fields, levels
 
 
-def mean_motion(levels) -> float | None:
-    """The motion of a window: the mean of its frames' levels, segment starts (NaN or None) left
-    out, summed exactly so that the order a ring holds them in cannot change it; None if none is known.
+def window_level(levels) -> float | None:
+    """The motion of a window: the lower quartile of its frames' levels, segment starts (NaN or
+    None) left out; None if none is known. A quartile, not a mean: a still scene sent through an
+    inter-frame codec moves only in the pairs where a keyframe is re-coded, a few of a window,
+    which a mean counts and a quartile does not (docs/results.md#motion-and-idle).
 
-    >>> mean_motion([None, 0.5, 0.25]), mean_motion([float("nan")])
-    (0.375, None)
+    >>> window_level([None, 0.0, 0.0, 0.0, 0.9]), window_level([float("nan")])
+    (0.0, None)
     """
-    known = [float(v) for v in levels if v is not None and not math.isnan(v)]
-    return math.fsum(known) / len(known) if known else None
+    known = sorted(float(v) for v in levels if v is not None and not math.isnan(v))
+    return float(np.percentile(known, 25)) if known else None
 
 
 def window_motion(levels: np.ndarray, clip_length: int) -> np.ndarray:
-    """mean_motion of every exact window of `clip_length` frames (hop 1) within each segment of a
+    """window_level of every exact window of `clip_length` frames (hop 1) within each segment of a
     video's levels (a NaN starts a segment); a segment shorter than a window gives one of all its frames."""
     starts = [i for i, v in enumerate(levels) if math.isnan(v)] + [len(levels)]
     values = []
     for first, end in zip(starts, starts[1:]):
         last_ends = range(min(end, first + clip_length), end + 1)
-        values += [mean_motion(levels[max(first, e - clip_length):e]) for e in last_ends]
+        values += [window_level(levels[max(first, e - clip_length):e]) for e in last_ends]
     return np.array([np.nan if v is None else v for v in values])

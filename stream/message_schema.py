@@ -50,8 +50,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("novelty", "number", "the window's open-set score: how far its mean encoder features are from the "
                                    "training windows (higher: less like them); only from bundles with novelty.npz",
               required=False),
-        Field("motion", "number", "the window's motion: mean optical flow per sampled frame, pixels at the model's "
-                                  "input size; only from streams that compute flow (idle_motion on)", required=False),
+        Field("motion", "number", "the window's motion: the lower quartile of its frames' mean optical flow, pixels "
+                                  "at the model's input size; only from streams that compute flow (idle_motion on)",
+              required=False),
     ),
     "status": _HEAD + (
         Field("state", "string", "the stream's state: connecting, connected, lost, reconnecting, failed, ended, "

@@ -29,7 +29,7 @@ import numpy as np
 
 from lrcn.stream.encoders import Encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.flow import mean_motion
+from lrcn.stream.flow import window_level
 from lrcn.stream.heads import Head, limit_blas_threads
 from lrcn.stream.novelty import NoveltyModel
 from lrcn.stream.ring import Frame
@@ -65,7 +65,7 @@ class Prediction:
     label: str                    # published label: smoothed, if the stream smooths
     score: float
     novelty: float | None = None  # the window's novelty score, with a novelty model
-    motion: float | None = None   # the window's motion (stream.flow.mean_motion), for frames that carry flow
+    motion: float | None = None   # the window's motion (stream.flow.window_level), for frames that carry flow
 
     def top_k(self, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities, kind="stable")[:k]
@@ -183,7 +183,7 @@ class Scheduler:
             predictions.append((position, Prediction(track.plan.id, frame.index, (window.first, window.last),
                                                      frame.captured_at, frame.pts, window.probabilities,
                                                      self.head.classes[label], score,
-                                                     motion=mean_motion(track.motions))))
+                                                     motion=window_level(track.motions))))
         if self.novelty is not None and predictions:   # one matmul for every window of the call
             scores = self.novelty.score(np.stack(window_means)).tolist()
             predictions = [(position, replace(p, novelty=s)) for (position, p), s in zip(predictions, scores)]

@@ -105,8 +105,8 @@ class Stream(_Section):
     novelty: Annotated[str | float | None, _help(
         'the open-set guard: "off" or a threshold (default: the bundle\'s novelty.npz threshold)')] = None
     idle_motion: Annotated[Annotated[float, Meta(ge=0, le=100)], _help(
-        "publish `idle`, which starts no event, for a window whose motion (mean optical flow per sampled frame, "
-        "pixels at the model's input size) is below this; 0: off, and no flow is computed")] = 0.01
+        "publish `idle`, which starts no event, for a window whose motion (the lower quartile of its frames' mean "
+        "optical flow, pixels at the model's input size) is below this; 0: off, and no flow is computed")] = 0.005
 
 
 class Settings(_Section):

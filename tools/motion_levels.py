@@ -29,7 +29,7 @@ from lrcn.stream.flow import DEFAULT_METHOD, window_motion
 from lrcn.stream.video import read_motion
 from lrcn.tools.joined_streams import ffmpeg, gray_clip, still_clips
 
-THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2)
+THRESHOLDS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 STILL_SECONDS = 4.0
 
 
