@@ -156,9 +156,10 @@ def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_foota
     on_stats, on, on_events = serve(bundle, video)
     off_stats, off, off_events = serve(bundle, video, idle_motion=0.0)
     assert off_stats["flows"] == 0 and all("motion" not in p for p in off)
-    strip = lambda ps: [{k: v for k, v in p.items() if k not in ("motion", "publish_time", "capture_time",  # noqa: E731
-                                                                     "latency_ms")} for p in ps]
-    assert strip(on) == strip(off) and len(on) > 10
+    # Batches differ from run to run with the capture's timing, and so the encoder's last bits: 1e-4, as elsewhere.
+    assert [(p["window"], p["label"]) for p in on] == [(p["window"], p["label"]) for p in off] and len(on) > 10
+    np.testing.assert_allclose([list(p["probabilities"].values()) for p in on],
+                               [list(p["probabilities"].values()) for p in off], atol=1e-4)
     assert [(e["type"], e["label"], e["start_frame"]) for e in on_events] == \
         [(e["type"], e["label"], e["start_frame"]) for e in off_events]
     _, levels = read_motion(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)
