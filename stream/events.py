@@ -50,7 +50,8 @@ class EventRules:
             raise LrcnError(f"classes to watch and to ignore overlap: {', '.join(sorted(overlap))}")
 
     def watched(self, label: str, score: float) -> bool:
-        return label not in (UNKNOWN, IDLE) and score >= self.min_score and label not in self.ignore and (not self.classes or label in self.classes)
+        return label not in (UNKNOWN, IDLE) and score >= self.min_score and label not in self.ignore and \
+            (not self.classes or label in self.classes)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,8 @@ class MotionTracker:
         return encode_field(field, encoding_scale(size)), motion_level(field)
 
 
-def video_motion(frames: np.ndarray, segments: np.ndarray, method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray]:
+def video_motion(frames: np.ndarray, segments: np.ndarray,
+                 method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray]:
     """Fields [N, H, W, 2] uint8 and motion levels [N] float (NaN at a segment start) of a
     video's sampled frames, each from the one before it in the same segment."""
     tracker = MotionTracker(method)

@@ -136,7 +136,8 @@ def serve(bundle, video, **config):
 
 
 @needs_ffmpeg
-def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_motion_do(exported_seed, tmp_path):  # noqa: F811
+def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_motion_do(exported_seed,  # noqa: F811
+                                                                                     tmp_path):
     bundle = load_runtime_bundle(exported_seed[0])
     still = still_video(tmp_path)
     stats, predictions, events = serve(bundle, still)
@@ -150,7 +151,8 @@ def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_moti
     assert "idle" not in {p["label"] for p in predictions} and any(e["type"] == "start" for e in events)
 
 
-def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_footage(exported_seed, tmp_path):  # noqa: F811
+def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_footage(exported_seed,  # noqa: F811
+                                                                                   tmp_path):
     bundle = load_runtime_bundle(exported_seed[0])
     video = real_video(tmp_path)
     on_stats, on, on_events = serve(bundle, video)
