@@ -33,7 +33,7 @@ class Frame:
     captured_at: float     # time.monotonic() when the frame was captured
     segment: int = 0       # bumps on every (re)connection, loop restart or timestamp jump: no window spans two
     pts: float = 0.0       # presentation time in the stream, seconds (the arrival time where a source has none)
-    flow: np.ndarray | None = None   # [H, W, 2] uint8, from the previous sampled frame (stream.flow); None: not computed
+    flow: np.ndarray | None = None   # [H, W, 2] uint8, from the previous sampled frame (stream.flow); None: off
     motion: float | None = None      # its mean displacement, pixels; None without flow or at a segment start
 
 
