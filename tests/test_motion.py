@@ -167,3 +167,19 @@ def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_foota
     _, levels = read_motion(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)
     assert [p["motion"] for p in on] == [round(v, 4) for v in window_motion(levels, bundle.meta.spec.clip_length)], \
         "the published window motion is the offline path's"
+
+
+def test_the_frame_cache_keeps_a_videos_motion_as_the_offline_path_computes_it(tmp_path):
+    from lrcn.models.clips import FrameCache
+
+    video = real_video(tmp_path)
+    cache = FrameCache(tmp_path / "cache", SIZE, fps=10)
+    fields, levels = cache.motion(video)
+    kept = sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").iterdir())
+    assert kept == ["flow.npy", "motion.npy"]
+    again = cache.motion(video)
+    expected = read_motion(video, SIZE, 10)
+    for got in ((fields, levels), again):
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert len(fields) == len(cache.frames(video))
