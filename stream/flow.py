@@ -49,7 +49,7 @@ METHODS: dict[str, Callable[[], Flow]] = {
     "dis-medium": _dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM),
     "farneback": _farneback,
 }
-# The choice, by measurement (docs/results.md#motion): 0.15 ms a field at 112 px and 0.14 px
+# The choice, by measurement (docs/results.md#motion-and-idle): 0.15 ms a field at 112 px and 0.14 px
 # endpoint error, where DIS medium halves the error for 5x (at 224 px 11x) the cost and Farneback
 # costs 10-20x; a still is exactly 0 with DIS (Farneback: 0.0006 px).
 DEFAULT_METHOD = "dis-fast"
