@@ -221,6 +221,13 @@ def idle_weizmann4(off: dict, on: dict) -> str:
     return idle_gate(off, on)
 
 
+@table("idle-ucf101_9", ("idle_ucf101_9_off.json", "idle_ucf101_9_on.json"),
+       IDLE.format(data="ucf101_9", still=180,
+                   split="--split-lists $D/ucf101_9/splits/trainlist01.txt $D/ucf101_9/splits/testlist01.txt"))
+def idle_ucf101_9(off: dict, on: dict) -> str:
+    return idle_gate(off, on)
+
+
 # ---------------------------------------------------------------- stream training
 
 STREAM_TRAINING = ("lrcn stream-accuracy WINDOW_BUNDLE $D/{data} SPLIT --offline --also STREAM_BUNDLE --summary RUN.json "
