@@ -74,6 +74,15 @@ def encoding_scale(size: tuple[int, int]) -> float:
     return 896.0 / min(size)
 
 
+def flow_encoding(size: tuple[int, int], method: str = DEFAULT_METHOD) -> dict:
+    """What a flow encoder's bundle records, so the runtime's fields match the ones it learned from.
+
+    >>> flow_encoding((112, 112))
+    {'method': 'dis-fast', 'offset': 128, 'scale': 8.0}
+    """
+    return {"method": method, "offset": FLOW_OFFSET, "scale": encoding_scale(size)}
+
+
 def encode_field(field: np.ndarray, scale: float) -> np.ndarray:
     """Float field in pixels -> uint8 [H, W, 2], 128 + A * d, clipped."""
     return np.clip(np.rint(FLOW_OFFSET + scale * field), 0, 255).astype(np.uint8)
