@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.video import DECODE_VERSION, read_frames
+from lrcn.stream.flow import DEFAULT_METHOD, video_motion
+from lrcn.stream.video import DECODE_VERSION, read_frames, read_segments
 
 DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream"
 
@@ -56,6 +57,23 @@ class FrameCache:
         frames = read_frames(path, self.size, self.fps)
         save_npy(file, frames)
         return frames
+
+    def motion(self, video_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+        """The flow fields [N, H, W, 2] uint8 and motion levels [N] (NaN at a segment start) of
+        `frames(video_path)`, as a live stream of the file computes them (stream.flow), kept like frames."""
+        path = Path(video_path)
+        if self.directory is None:
+            return video_motion(*read_segments(path, self.size, self.fps))
+        if not path.is_file():
+            raise LrcnError(f"video not found: {path}")
+        key = cache_key(path, self.size, self.fps, DECODE_VERSION, DEFAULT_METHOD)
+        fields_file, levels_file = self.directory / f"{key}.flow.npy", self.directory / f"{key}.motion.npy"
+        if fields_file.exists() and levels_file.exists():
+            return np.load(fields_file), np.load(levels_file)
+        fields, levels = video_motion(*read_segments(path, self.size, self.fps))
+        save_npy(fields_file, fields)
+        save_npy(levels_file, levels)
+        return fields, levels
 
 
 class Shard(Protocol):

@@ -1,7 +1,8 @@
 """Events: a stream's predictions turned into actions with a start and an end. Pure functions.
 
 Per stream, `EventRules` say what counts: a label scored at least `min_score`, among `classes`
-(all, if empty), not in `ignore` and not `unknown` (the open-set guard's verdict), held for `min_duration_s` of stream time starts an event;
+(all, if empty), not in `ignore` and not `unknown` (the open-set guard's verdict) or `idle` (nothing
+moves: the stream's idle gate), held for `min_duration_s` of stream time starts an event;
 the first prediction that no longer shows it ends the event; the same label cannot start again
 until `cooldown_s` after its end. `step` takes the stream's `EventState` and one prediction and
 returns the new state and the events to send: dicts with `type` "start", "update" (every
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from lrcn.stream.errors import LrcnError
 
 UNKNOWN = "unknown"
+IDLE = "idle"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class EventRules:
             raise LrcnError(f"classes to watch and to ignore overlap: {', '.join(sorted(overlap))}")
 
     def watched(self, label: str, score: float) -> bool:
-        return label != UNKNOWN and score >= self.min_score and label not in self.ignore and (not self.classes or label in self.classes)
+        return label not in (UNKNOWN, IDLE) and score >= self.min_score and label not in self.ignore and \
+            (not self.classes or label in self.classes)
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,19 @@ class EventState:
     cooldown_until: dict[str, float] = field(default_factory=dict)   # label -> stream time
 
 
-def published_label(rules: EventRules | None, label: str, score: float, novel: bool = False) -> str:
-    """The label to publish: `unknown` below the threshold, or for a window the open-set guard
-    finds novel (stream.novelty); the probabilities stay as they are. An `unknown` never starts
-    or holds an event.
+def published_label(rules: EventRules | None, label: str, score: float, novel: bool = False,
+                    idle: bool = False) -> str:
+    """The label to publish: `idle` for a window where nothing moves (the stream's idle gate);
+    else `unknown` below the threshold, or for a window the open-set guard finds novel
+    (stream.novelty); the probabilities stay as they are. Neither starts or holds an event.
 
     >>> published_label(EventRules(min_score=0.6), "wave", 0.9), published_label(None, "wave", 0.9, novel=True)
     ('wave', 'unknown')
+    >>> published_label(None, "wave", 0.9, novel=True, idle=True)
+    'idle'
     """
+    if idle:
+        return IDLE
     return UNKNOWN if novel or (rules is not None and score < rules.min_score) else label
 
 

@@ -37,8 +37,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("frame_index", "integer", "index of the newest frame the prediction used, from the source's first frame"),
         Field("window", "array", "[first, last] frame indices the prediction covers",
               items={"type": "integer", "minimum": 0}, length=2),
-        Field("label", "string", "the top class, or `unknown` below the stream's min_score or when the window's "
-                                 "novelty is over the threshold"),
+        Field("label", "string", "the top class; `idle` when the window's motion is under the stream's idle_motion; "
+                                 "`unknown` below the stream's min_score or when the window's novelty is over the "
+                                 "threshold"),
         Field("score", "number", "the top class's probability, 0..1"),
         Field("top_k", "array", "the best classes with their probabilities, highest first", items=_NUMBER_PAIR),
         Field("capture_time", "number", "when the newest frame was captured, s since the epoch (wall clock)"),
@@ -48,6 +49,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("probabilities", "object", "every class's probability", required=False, values={"type": "number"}),
         Field("novelty", "number", "the window's open-set score: how far its mean encoder features are from the "
                                    "training windows (higher: less like them); only from bundles with novelty.npz",
+              required=False),
+        Field("motion", "number", "the window's motion: the lower quartile of its frames' mean optical flow, pixels "
+                                  "at the model's input size; only from streams that compute flow (idle_motion on)",
               required=False),
     ),
     "status": _HEAD + (

@@ -85,10 +85,11 @@ def encode_event(stream: str, *, seq: int, event: dict, publish_time: float) -> 
 def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
                       top_k: Iterable[tuple[str, float]], capture_time: float, publish_time: float,
                       latency_ms: float | None = None, probabilities: dict[str, float] | None = None,
-                      stream_time: float | None = None, novelty: float | None = None) -> list[bytes]:
+                      stream_time: float | None = None, novelty: float | None = None,
+                      motion: float | None = None) -> list[bytes]:
     """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference;
     `stream_time` is the last frame's presentation time in its stream, in seconds; `novelty` the
-    window's open-set score (stream.novelty)."""
+    window's open-set score (stream.novelty); `motion` its motion in pixels (stream.flow)."""
     if latency_ms is None:
         latency_ms = (publish_time - capture_time) * 1000.0
     first, last = int(window[0]), int(window[1])
@@ -104,6 +105,8 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
         payload["stream_time"] = round(float(stream_time), 6)
     if novelty is not None:
         payload["novelty"] = round(float(novelty), 4)
+    if motion is not None:
+        payload["motion"] = round(float(motion), 4)
     if probabilities is not None:
         payload["probabilities"] = {str(name): round(float(p), 6) for name, p in probabilities.items()}
     return _frames(pred_topic(stream), payload)

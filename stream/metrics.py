@@ -26,6 +26,7 @@ from lrcn.stream.stats import Histogram
 STREAM_COUNTERS = (
     ("lrcn_frames_decoded", "Frames the capture decoded", "frames"),
     ("lrcn_frames_sampled", "Frames on the model's sampling grid, written to the ring", "sampled"),
+    ("lrcn_flows_computed", "Optical flow fields computed, one per sampled frame but a segment's first", "flows"),
     ("lrcn_frames_encoded", "Frames the encoder encoded", "encoded"),
     ("lrcn_predictions", "Predictions made", "predictions"),
     ("lrcn_ring_dropped_frames", "Sampled frames the ring overwrote before inference read them", "dropped"),

@@ -49,7 +49,7 @@ class Outbox:
     def publish_prediction(self, stream: str, *, frame_index: int, window: tuple[int, int], label: str,
                            score: float, top_k: Iterable[tuple[str, float]], captured_at: float,
                            probabilities: dict[str, float] | None = None, stream_time: float | None = None,
-                           novelty: float | None = None) -> bool:
+                           novelty: float | None = None, motion: float | None = None) -> bool:
         """Send one prediction; `captured_at` is the frame's time.monotonic() capture stamp.
         False if any sink dropped it."""
         now_wall, now_mono = time.time(), time.monotonic()
@@ -57,7 +57,7 @@ class Outbox:
         return self._hand_over(messages.PRED, stream, lambda seq: messages.encode_prediction(
             stream, seq=seq, frame_index=frame_index, window=window, label=label, score=score, top_k=top_k,
             capture_time=now_wall - latency_s, publish_time=now_wall, latency_ms=latency_s * 1000.0,
-            probabilities=probabilities, stream_time=stream_time, novelty=novelty))
+            probabilities=probabilities, stream_time=stream_time, novelty=novelty, motion=motion))
 
     def publish_status(self, stream: str, state: str, reason: str = "", stats: dict | None = None) -> bool:
         """Send one status; credentials in `reason` are redacted (stream.credentials)."""

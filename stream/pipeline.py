@@ -44,7 +44,8 @@ from lrcn.stream.sinks import Sink, open_sink
 from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
 from lrcn.stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
-from lrcn.stream.settings import check_distinct_ids, check_stream_id
+from lrcn.stream.settings import Stream as StreamSettings
+from lrcn.stream.settings import check_distinct_ids, check_stream_id, default
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from lrcn.stream.stats import Histogram, RateMeter, Reservoir
@@ -78,6 +79,8 @@ class StreamConfig:
     events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
     novelty: str | float | None = None  # open-set guard: None the bundle's threshold, "off", or a threshold
     record: RecordRules | None = None # write an MP4 per event (needs events and a PyAV source)
+    # Publish `idle` for a window whose motion (stream.flow) is below this many pixels; 0: off, no flow computed.
+    idle_motion: float = default(StreamSettings, "idle_motion")
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,9 @@ class Pipeline:
                 raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
                                 f"(it has {', '.join(self.bundle.classes)})")
         stream_threshold(config.novelty, self.bundle.novelty, config.id)   # a bad setting fails here
+        if not 0 <= config.idle_motion < float("inf"):
+            raise LrcnError(f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), "
+                            f"got {config.idle_motion}")
         if config.record is not None and config.events is None:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
         plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
@@ -464,13 +470,14 @@ class Pipeline:
         config = self.configs[prediction.stream]
         rules, threshold = config.events, stream_threshold(config.novelty, self.bundle.novelty, config.id)
         novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
-        label = published_label(rules, prediction.label, prediction.score, novel)
+        idle = prediction.motion is not None and prediction.motion < config.idle_motion
+        label = published_label(rules, prediction.label, prediction.score, novel, idle)
         sent = self.outbox.publish_prediction(
             prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=label,
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
             captured_at=prediction.captured_at, stream_time=prediction.pts,
             probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())),
-            novelty=prediction.novelty)
+            novelty=prediction.novelty, motion=prediction.motion)
         latency_s = time.monotonic() - prediction.captured_at
         counters.latency_ms.add(latency_s * 1000.0)
         self.latency_s.observe(latency_s)
@@ -588,5 +595,6 @@ def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
 def source_options(config: StreamConfig, defaults: SourceOptions, model_fps: float) -> SourceOptions:
     """A stream's capture settings: its own where it sets them, else the pipeline's."""
     return replace(defaults, fps=config.fps or model_fps, pace=config.pace, loop=config.loop,
+                   flow=config.idle_motion > 0,   # a flow modality will ask for it too
                    crop=tuple(config.crop) if config.crop is not None else defaults.crop,
                    decoder=config.decoder or defaults.decoder)

@@ -33,14 +33,17 @@ class Frame:
     captured_at: float     # time.monotonic() when the frame was captured
     segment: int = 0       # bumps on every (re)connection, loop restart or timestamp jump: no window spans two
     pts: float = 0.0       # presentation time in the stream, seconds (the arrival time where a source has none)
+    flow: np.ndarray | None = None   # [H, W, 2] uint8, from the previous sampled frame (stream.flow); None: off
+    motion: float | None = None      # its mean displacement, pixels; None without flow or at a segment start
 
 
 class FrameRing:
     def __init__(self, capacity: int, size: tuple[int, int], new_frame: threading.Event | None = None,
-                 lossless: bool = False):
+                 lossless: bool = False, flow: bool = False):
         """`size` is (height, width); `new_frame`, if given, is set after every write, so one
         scheduler thread can wait on a single event shared by many rings. A `lossless` ring's
-        writer waits for room instead of overwriting."""
+        writer waits for room instead of overwriting. A `flow` ring also holds each frame's
+        flow field and motion level (stream.flow)."""
         if capacity < 1:
             raise ValueError(f"ring capacity must be >= 1, got {capacity}")
         height, width = size
@@ -51,6 +54,8 @@ class FrameRing:
         self._times = np.zeros(capacity, np.float64)
         self._segments = np.zeros(capacity, np.int64)
         self._pts = np.zeros(capacity, np.float64)
+        self._flows = np.zeros((capacity, height, width, 2), np.uint8) if flow else None
+        self._motion = np.full(capacity, np.nan, np.float64) if flow else None
         self._lock = threading.Lock()
         self._frame_read = threading.Condition(self._lock)
         self._new_frame = new_frame
@@ -65,7 +70,8 @@ class FrameRing:
 
     # -- writer side -------------------------------------------------------------------------
 
-    def write(self, image: np.ndarray, index: int, captured_at: float, segment: int = 0, pts: float = 0.0) -> bool:
+    def write(self, image: np.ndarray, index: int, captured_at: float, segment: int = 0, pts: float = 0.0,
+              flow: np.ndarray | None = None, motion: float | None = None) -> bool:
         """Store one frame. When the reader has fallen `capacity` behind, a live ring overwrites
         the oldest; a lossless one waits for the reader. False (nothing stored) once closed."""
         with self._lock:
@@ -84,6 +90,9 @@ class FrameRing:
         self._times[slot] = captured_at
         self._segments[slot] = segment
         self._pts[slot] = pts
+        if self._flows is not None:
+            self._flows[slot] = flow
+            self._motion[slot] = np.nan if motion is None else motion
         with self._lock:
             self._committed = seq + 1
         if self._new_frame is not None:
@@ -121,6 +130,10 @@ class FrameRing:
 
     def _copy(self, seq: int) -> Frame:
         slot = seq % self.capacity
+        flow = motion = None
+        if self._flows is not None:
+            flow, level = self._flows[slot].copy(), float(self._motion[slot])
+            motion = None if np.isnan(level) else level
         return Frame(image=self._images[slot].copy(), index=int(self._indices[slot]),
                      captured_at=float(self._times[slot]), segment=int(self._segments[slot]),
-                     pts=float(self._pts[slot]))
+                     pts=float(self._pts[slot]), flow=flow, motion=motion)

@@ -21,7 +21,7 @@ continuous one).
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from lrcn.stream.encoders import Encoder
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.flow import window_level
 from lrcn.stream.heads import Head, limit_blas_threads
 from lrcn.stream.novelty import NoveltyModel
 from lrcn.stream.ring import Frame
@@ -64,6 +65,7 @@ class Prediction:
     label: str                    # published label: smoothed, if the stream smooths
     score: float
     novelty: float | None = None  # the window's novelty score, with a novelty model
+    motion: float | None = None   # the window's motion (stream.flow.window_level), for frames that carry flow
 
     def top_k(self, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities, kind="stable")[:k]
@@ -103,6 +105,7 @@ class _Track:
     smoother: SmootherState = field(default_factory=SmootherState)
     segment: int | None = None          # the segment the head state belongs to
     features: FeatureRing | None = None  # with a novelty model: the last T frames' features
+    motions: deque = field(default_factory=deque)  # the last T frames' motion levels since the last reset
     last_encoded: int = -1
     seen: int = 0          # frames offered
     encoded: int = 0       # frames encoded
@@ -135,7 +138,7 @@ class Scheduler:
             raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
         ring = FeatureRing(self.clip_length, self.novelty.feature_size) if self.novelty is not None else None
         self._tracks = {**self._tracks, plan.id: _Track(plan, initial_state(self.head, self.clip_length, plan.windows),
-                                                        features=ring)}
+                                                        features=ring, motions=deque(maxlen=self.clip_length))}
 
     def add_encoder(self, key: str, encoder: Encoder) -> None:
         self.encoders = {**self.encoders, key: encoder}
@@ -159,6 +162,7 @@ class Scheduler:
         track.state = initial_state(self.head, self.clip_length, track.plan.windows)
         track.smoother = SmootherState()
         track.resets += 1
+        track.motions.clear()
         if track.features is not None:
             track.features.clear()
 
@@ -178,7 +182,8 @@ class Scheduler:
             window_means.append(mean)
             predictions.append((position, Prediction(track.plan.id, frame.index, (window.first, window.last),
                                                      frame.captured_at, frame.pts, window.probabilities,
-                                                     self.head.classes[label], score)))
+                                                     self.head.classes[label], score,
+                                                     motion=window_level(track.motions))))
         if self.novelty is not None and predictions:   # one matmul for every window of the call
             scores = self.novelty.score(np.stack(window_means)).tolist()
             predictions = [(position, replace(p, novelty=s)) for (position, p), s in zip(predictions, scores)]
@@ -201,6 +206,7 @@ class Scheduler:
                 if track.segment is not None and frame.segment != track.segment:
                     self._reset_head(track)
                 track.segment = frame.segment
+                track.motions.append(frame.motion)
                 if track.features is not None:
                     track.features.push(features[position])
                 tracks.append(track)

@@ -104,6 +104,9 @@ class Stream(_Section):
     record: Annotated[Record | None, _help("write an MP4 per event (needs events)")] = None
     novelty: Annotated[str | float | None, _help(
         'the open-set guard: "off" or a threshold (default: the bundle\'s novelty.npz threshold)')] = None
+    idle_motion: Annotated[Annotated[float, Meta(ge=0, le=100)], _help(
+        "publish `idle`, which starts no event, for a window whose motion (the lower quartile of its frames' mean "
+        "optical flow, pixels at the model's input size) is below this; 0: off, and no flow is computed")] = 0.005
 
 
 class Settings(_Section):

@@ -97,12 +97,12 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  
     final = json.loads(stats_json.read_text())
     cam = final["streams"]["cam"]
     for metric, key in [("lrcn_frames_decoded_total", "frames"), ("lrcn_frames_sampled_total", "sampled"),
-                        ("lrcn_frames_encoded_total", "encoded"), ("lrcn_predictions_total", "predictions"),
+                        ("lrcn_flows_computed_total", "flows"), ("lrcn_frames_encoded_total", "encoded"), ("lrcn_predictions_total", "predictions"),
                         ("lrcn_ring_dropped_frames_total", "dropped"),
                         ("lrcn_publisher_dropped_predictions_total", "publisher_dropped"),
                         ("lrcn_reconnects_total", "reconnects"), ("lrcn_state_resets_total", "resets")]:
         assert stream_value(samples, metric, "cam") == cam[key], metric
-    assert cam["frames"] > 50 and cam["predictions"] > 10
+    assert cam["frames"] > 50 and cam["predictions"] > 10 and 0 < cam["flows"] < cam["sampled"]
     summary = next(line for line in err.splitlines() if "[cam] stopped, " in line)
     assert f"{cam['frames']} frames in" in summary and f"{cam['predictions']} predictions" in summary
     assert samples[("lrcn_capture_to_publish_seconds_count", ())] == cam["predictions"]

@@ -163,6 +163,71 @@ def events_ucf101_9(run: dict) -> str:
     return events(run)
 
 
+# ---------------------------------------------------------------- motion
+
+@table("flow", "flow.json", "python -m lrcn.tools.bench_flow --video ../shared/data/ucf101_9/Basketball")
+def flow(run: dict) -> str:
+    """Per candidate optical flow and model size: ms per field, endpoint error on known shifts, a still's level."""
+    rows = [[f"**{row['method']}**" if row["method"] == run["chosen"] else row["method"], f"{row['size']} px",
+             fixed(row["ms"], 3), fixed(row["epe_mean"], 3), fixed(max(row["epe"].values()), 3),
+             fixed(row["still_level"], 5)] for row in run["rows"]]
+    return markdown_table(["method", "size", "ms per field", "endpoint error, mean (px)", "worst shift (px)",
+                           "still: motion (px)"], rows)
+
+
+MOTION_SETS = {"weizmann4": "weizmann4, subjects 6-8", "ucf101_9": "ucf101_9, testlist01", "ps7": "ps7, all",
+               "stills_mjpeg": "stills, MJPEG (as `--static` writes them)",
+               "stills_mpeg2": "the same stills, MPEG-2 q 5 GOP 10 (as the test server sends them)"}
+
+
+@table("motion-levels", "motion_levels.json", "python -m lrcn.tools.motion_levels ../shared/data "
+                                              "--out docs/results/motion_levels.json")
+def motion_levels(run: dict) -> str:
+    """Window motion per set: its distribution and the share of windows under each threshold."""
+    thresholds = [f"{t:g}" for t in run["thresholds"]]
+    rows = [[MOTION_SETS.get(name, name), row["videos"], row["windows"], fixed(row["p0"], 4), fixed(row["p1"], 4),
+             fixed(row["p50"], 3), *(fixed(row["gated_share"][t], 3) for t in thresholds)]
+            for name, row in run["sets"].items()]
+    return markdown_table(["videos", "n", "windows", "min (px)", "1st pct", "median",
+                           *(f"share < {t}" for t in thresholds)], rows)
+
+
+IDLE = ("lrcn stream-accuracy runs/stream/{data} $D/{data} {split} --static {still} [--idle-motion 0] "
+        "--summary docs/results/idle_{data}_on.json (_off.json with the gate off)")
+
+
+def idle_gate(off: dict, on: dict) -> str:
+    """Per head mode, the gate off and on: frames right, events on real footage and on stills."""
+    rows = []
+    for key, gated in on["modes"].items():
+        plain, still_on, still_off = off["modes"][key], on["static"]["modes"][key], off["static"]["modes"][key]
+        pair = lambda a, b: f"{a} / {b}"   # noqa: E731
+        rows.append([
+            head_mode(key), pair(fixed(plain["accuracy"], 3), fixed(gated["accuracy"], 3)),
+            pair(fixed(plain["events"]["precision"]), fixed(gated["events"]["precision"])),
+            pair(fixed(plain["events"]["recall"]), fixed(gated["events"]["recall"])),
+            pair(fixed(plain["events"]["false_per_min"], 1), fixed(gated["events"]["false_per_min"], 1)),
+            f"{gated.get('idle', 0)}/{gated['predictions']}",
+            pair(fixed(still_off["events"]["per_min"], 1), fixed(still_on["events"]["per_min"], 1)),
+            f"{still_on.get('idle', 0)}/{still_on['predictions']}",
+        ])
+    return markdown_table(["head mode", "frames right, off / on", "precision", "recall", "false per min",
+                           "idle on footage", "events per min on stills, off / on", "idle on stills"], rows)
+
+
+@table("idle-weizmann4", ("idle_weizmann4_off.json", "idle_weizmann4_on.json"),
+       IDLE.format(data="weizmann4", split="--test-groups 6,7,8", still=120))
+def idle_weizmann4(off: dict, on: dict) -> str:
+    return idle_gate(off, on)
+
+
+@table("idle-ucf101_9", ("idle_ucf101_9_off.json", "idle_ucf101_9_on.json"),
+       IDLE.format(data="ucf101_9", still=180,
+                   split="--split-lists $D/ucf101_9/splits/trainlist01.txt $D/ucf101_9/splits/testlist01.txt"))
+def idle_ucf101_9(off: dict, on: dict) -> str:
+    return idle_gate(off, on)
+
+
 # ---------------------------------------------------------------- stream training
 
 STREAM_TRAINING = ("lrcn stream-accuracy WINDOW_BUNDLE $D/{data} SPLIT --offline --also STREAM_BUNDLE --summary RUN.json "

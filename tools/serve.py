@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting(events, schema.Record, "pre_s", "--pre-roll", type=float, metavar="S")
     add_setting(events, schema.Record, "post_s", "--post-roll", type=float, metavar="S")
     add_setting(parser, schema.Stream, "novelty", metavar="off|THRESHOLD")
+    add_setting(parser, schema.Stream, "idle_motion", type=float, metavar="PX")
     add_setting(parser, top, "top_k", type=int, metavar="K")
     add_setting(parser, top, "max_batch", type=int, metavar="N")
     add_setting(parser, top, "gather_ms", type=float, metavar="MS")

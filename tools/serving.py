@@ -95,7 +95,8 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
             schema.check_stream_id(name)
         except LrcnError as err:
             raise LrcnError(f"--name: {err}") from None
-    given(args, schema.Stream, ("fps", "mode", "hop", "reset_every"))
+    given(args, schema.Stream, ("fps", "mode", "hop", "reset_every", "idle_motion"))
+    idle_motion = schema.default(schema.Stream, "idle_motion") if args.idle_motion is None else args.idle_motion
     events = event_rules_from_args(args)
     novelty = parse_novelty(args.novelty)
     record = None
@@ -105,7 +106,7 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
                                  pace=args.pace, loop=args.loop, events=events, record=record,
-                                 novelty=novelty) for i, source in enumerate(args.sources)]
+                                 novelty=novelty, idle_motion=idle_motion) for i, source in enumerate(args.sources)]
     streams = list(settings.get("streams", [])) + flag_streams
     schema.check_distinct_ids(s.id for s in streams if s.id is not None)   # the file's and --name's together
     return streams

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.events import UNKNOWN, EventRules
+from lrcn.stream.events import IDLE, UNKNOWN, EventRules
 from lrcn.tools.stream_scoring import (
     MIN_OVERLAP,
     HeadMode,
@@ -55,20 +55,23 @@ def stream_id(mode_name: str) -> str:
     return mode_name.replace(".", "_")
 
 
-def deployment_toml(modes: Sequence[HeadMode], ports: Sequence[int], events: EventRules | None = None) -> str:
+def deployment_toml(modes: Sequence[HeadMode], ports: Sequence[int], events: EventRules | None = None,
+                    idle_motion: float | None = None) -> str:
+    """Every mode a [[stream]]; `idle_motion` None: serve's default."""
     lines = []
     for mode, port in zip(modes, ports):
         lines += ["[[stream]]", f'id = "{stream_id(mode.name)}"', f'source = "tcp://127.0.0.1:{port}"', f'mode = "{mode.mode}"',
                   f"hop = {mode.hop}"]
         lines += [f"reset_every = {mode.reset_every}"] if mode.reset_every else []
         lines += [f'smooth = "{mode.smooth}"'] if mode.smooth else []
+        lines += [f"idle_motion = {float(idle_motion)!r}"] if idle_motion is not None else []
         lines += [events_table(events)] if events is not None else []
         lines.append("")
     return "\n".join(lines)
 
 
 def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], seconds: float, work: Path,
-                     events: EventRules | None = None) -> dict:
+                     events: EventRules | None = None, idle_motion: float | None = None) -> dict:
     """Serve `video` once per mode with ffmpeg (TCP MPEG-TS on 127.0.0.1), run `lrcn serve` on all
     of them (each stream with the event rules, if given), and record every message a Subscriber
     receives until serve exits (bounded by the stream's length plus a margin). Returns
@@ -81,7 +84,7 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
     work.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in modes]
     config, stats_path = work / "deployment.toml", work / "serve-stats.json"
-    config.write_text(deployment_toml(modes, ports, events))
+    config.write_text(deployment_toml(modes, ports, events, idle_motion))
     stats_path.unlink(missing_ok=True)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     predictions: dict[str, list[dict]] = {m.name: [] for m in modes}
@@ -131,14 +134,15 @@ def serve_and_record(bundle: Path, video: Path, modes: Sequence[HeadMode], secon
 
 
 def measure(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMode] | None, work: Path,
-            events: EventRules | None = None) -> dict:
+            events: EventRules | None = None, idle_motion: float | None = None) -> dict:
     """Serve the labelled `video` through `lrcn serve` in every head mode and score each stream;
     with event rules, each stream also turns its predictions into events, and they are scored
     against the video's segments (`events` per mode; `event_sweep`: other thresholds replayed
     over the same predictions).
 
     The accuracy is of the label the head gave, as without rules: a prediction published as
-    `unknown` (below min_score) counts as its head label (`unknown` says how many were)."""
+    `unknown` (below min_score) counts as its head label (`unknown` says how many were); one
+    published as `idle` (the stream's idle gate) counts as wrong (`idle` says how many were)."""
     from lrcn.models.synth import read_labels
     from lrcn.stream.bundle import read_meta
 
@@ -151,7 +155,7 @@ def measure(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMo
     modes = list(modes or head_modes(spec.clip_length))
     start = first_full_window(len(truth), media_fps, spec.fps, spec.clip_length)
     seconds = len(truth) / media_fps
-    run = serve_and_record(bundle, video, modes, seconds, work, events)
+    run = serve_and_record(bundle, video, modes, seconds, work, events, idle_motion)
     results = {}
     for mode in modes:
         payloads = run["predictions"][mode.name]
@@ -195,7 +199,7 @@ def event_results(run: dict, name: str, payloads: Sequence[dict], labels: Sequen
                    for p, label in zip(payloads, labels)]
     replayed = [event_fields(e) for e in replay_events(rules, predictions)]
     key = lambda e: (e["label"], e["start_frame"], e["end_frame"])   # noqa: E731
-    return {"unknown": sum(p["label"] == UNKNOWN for p in payloads),
+    return {"unknown": sum(p["label"] == UNKNOWN for p in payloads), "idle": sum(p["label"] == IDLE for p in payloads),
             "events": {**score(ends), "starts": sum(m["type"] == "start" for m in messages),
                        "missed_messages": run["missed"].get(f"event/{name}", 0),
                        "replay_matches": [key(e) for e in replayed] == [key(e) for e in ends],
@@ -205,7 +209,7 @@ def event_results(run: dict, name: str, payloads: Sequence[dict], labels: Sequen
 
 
 def measure_static(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMode] | None, work: Path,
-                   events: EventRules) -> dict:
+                   events: EventRules, idle_motion: float | None = None) -> dict:
     """Serve a scene where nothing happens (`video`, whose sidecar names its still segments) like
     the test stream and count the events each mode sends: every one is false. Also per mode: the
     share of predictions published as `unknown`, the head labels given, and the sweep of
@@ -218,7 +222,7 @@ def measure_static(bundle: Path, video: Path, labels_path: Path, modes: Sequence
     media_fps, frames = float(record["fps"]), len(record["labels"])
     seconds = frames / media_fps
     modes = list(modes or head_modes(spec.clip_length))
-    run = serve_and_record(bundle, video, modes, seconds, work, events)
+    run = serve_and_record(bundle, video, modes, seconds, work, events, idle_motion)
     count = lambda ends: {"events": len(ends), "per_min": events_per_minute(ends, seconds)}   # noqa: E731
     results = {}
     for mode in modes:

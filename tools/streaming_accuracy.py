@@ -39,6 +39,7 @@ from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
+from lrcn.stream.settings import Stream, default
 from lrcn.tools.commands import command
 from lrcn.tools.joined_streams import frame_size, gray_clip, join_videos, order_videos, still_clips
 from lrcn.tools.stream_live import measure, measure_static
@@ -135,7 +136,7 @@ def event_rules(args, classes: Sequence[str]) -> EventRules | None:
 
 
 def static_scene(bundle: Path, chosen: Sequence, class_names: Sequence[str], work: Path, seconds: float, fps: float,
-                 modes, rules: EventRules | None, size: tuple[int, int]) -> dict:
+                 modes, rules: EventRules | None, size: tuple[int, int], idle_motion: float | None = None) -> dict:
     """A scene where nothing happens: the middle frame of the first joined test video of each
     class, held still, then a uniform gray frame, each as long, together `seconds`, joined and
     served like the test stream."""
@@ -151,7 +152,7 @@ def static_scene(bundle: Path, chosen: Sequence, class_names: Sequence[str], wor
     print(f"lrcn: serving a static scene: {len(parts)} still frames and a gray one, {seconds:g} s in all",
           file=sys.stderr)
     video, labels = join_videos([(clip, "static") for clip in clips], work / "static.avi", size, fps)
-    result = measure_static(bundle, video, labels, modes, work / "static-serve", rules)
+    result = measure_static(bundle, video, labels, modes, work / "static-serve", rules, idle_motion)
     result["stills_from"] = [chosen[n].path.name for n in numbers] + ["gray"]
     return result
 
@@ -220,6 +221,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     events.add_argument("--ignore-classes", metavar="A,B", help="classes that never start events (a background); "
                                                               "their videos are not counted in the recall")
     events.add_argument("--no-events", action="store_true", help="serve without event rules (accuracy only)")
+    events.add_argument("--idle-motion", type=non_negative_float, metavar="PX",
+                        help="every stream's idle_motion (0: the gate off; default: serve's)")
     events.add_argument("--static", type=positive_float, metavar="SECONDS",
                         help="also serve a scene where nothing happens for SECONDS (the middle frame of one test "
                              "video per class, held still, then a gray frame) and count its events")
@@ -268,7 +271,7 @@ def run(args) -> dict:
         rules = None if args.offline else event_rules(args, meta.spec.classes)
         encoded: dict = {}   # --offline: one encoding per encoder, shared by the bundles
         score = lambda b, name: replay(b, video, labels, modes, encoded) if args.offline else \
-            measure(b, video, labels, modes, work / name, rules)   # noqa: E731
+            measure(b, video, labels, modes, work / name, rules, args.idle_motion)   # noqa: E731
         result = score(bundle, "serve")
         compared = {}
         for number, other in enumerate(also):
@@ -277,7 +280,8 @@ def run(args) -> dict:
             compared[str(other)] = score(other, f"serve-also{number}")
         static = None
         if args.static:
-            static = static_scene(bundle, chosen, dataset.classes, work, args.static, args.fps, modes, rules, size)
+            static = static_scene(bundle, chosen, dataset.classes, work, args.static, args.fps, modes, rules, size,
+                                  args.idle_motion)
     compare_offline(result, bundle / "evaluation" / "report.json")
     for other, row in compared.items():
         compare_offline(row, Path(other) / "evaluation" / "report.json")
@@ -286,6 +290,7 @@ def run(args) -> dict:
     result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
               "videos": [v.path.name for v in chosen], "stream_trained": "stream_training" in meta.training,
               "offline_test": meta.metrics.get("test"), "model_seed": meta.training.get("config", {}).get("seed"),
+              "idle_motion": default(Stream, "idle_motion") if args.idle_motion is None else args.idle_motion,
               **result, **({"static": static} if static else {}), **({"compared": compared} if compared else {})}
     print("\n".join(table_lines(result)))
     for other, row in compared.items():

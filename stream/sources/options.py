@@ -24,6 +24,7 @@ class SourceOptions:
     rtsp_transport: str = "tcp"         # "tcp" or "udp"
     pace: bool = True                   # files: deliver at the file's rate, like a camera
     loop: bool = False                  # files: start again at the end instead of ending
+    flow: bool = False                  # compute each sampled frame's optical flow (stream.flow); set by the pipeline
     ring_capacity: int = 64
     open_timeout_s: float = 8.0
     read_timeout_s: float = 5.0

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.flow import MotionTracker
 from lrcn.stream.ring import FrameRing
 from lrcn.stream.sampling import Sampler
 from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, capture_class, scheme_of
@@ -160,7 +161,8 @@ class Source:
         self.name = name or stream_name(uri)
         self.size = size
         self.options = options
-        self.ring = FrameRing(options.ring_capacity, size, new_frame, lossless=self.lossless)
+        self.ring = FrameRing(options.ring_capacity, size, new_frame, lossless=self.lossless, flow=options.flow)
+        self.motion = MotionTracker() if options.flow else None   # the capture thread's alone
         self.on_status = on_status
         if recorder is not None and not self.capture_class.records:
             raise LrcnError(f"cannot record clips from {redact(uri)}: only sources read through PyAV can")
@@ -168,6 +170,7 @@ class Source:
         self.state: SourceState | None = None
         self.frames = 0           # frames decoded: the next frame's index
         self.sampled = 0          # frames on the grid, written to the ring
+        self.flows = 0            # flow fields computed and written with their frame (a segment's first has none)
         self.segment = -1         # becomes 0 at the first frame
         self.reconnects = 0
         self.jumps = 0            # timestamp jumps or resets within a connection
@@ -208,7 +211,8 @@ class Source:
         """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
         ring = self.ring.stats()
         return {"state": self.state.value if self.state else "created", "frames": self.frames,
-                "sampled": self.sampled, "segment": self.segment, "reconnects": self.reconnects,
+                "sampled": self.sampled, "flows": self.flows,
+                "segment": self.segment, "reconnects": self.reconnects,
                 "jumps": self.jumps, "dropped": ring["dropped"], "status_dropped": self.status_dropped,
                 **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"}}
 
@@ -315,14 +319,18 @@ class Source:
                     schedule = None
                 if frame is not None:
                     image = capture.to_rgb(frame)
+                    flow = motion = None
+                    if self.motion is not None:
+                        flow, motion = self.motion.step(image, self.segment)
                     if self.paced:
                         schedule = self._wait_until_due(t, schedule)
                         if schedule is None:
                             return _STOP_REQUESTED, ""
                         arrived = time.monotonic()
-                    if not self.ring.write(image, self.frames, arrived, self.segment, t):
+                    if not self.ring.write(image, self.frames, arrived, self.segment, t, flow, motion):
                         return _STOP_REQUESTED, ""
                     self.sampled += 1
+                    self.flows += motion is not None
                 self.frames += 1
         except CaptureError as err:
             if self._stopping.is_set():
