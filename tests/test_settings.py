@@ -135,6 +135,9 @@ def test_ids_that_would_share_a_folder_are_refused_at_the_second(text, tmp_path)
     (["--read-timeout-s", "nan"], "--read-timeout-s must be a number > 0.0"),
     (["--pre-roll", "-1", "--record", "{clips}"], "--pre-s must be a number >= 0.0"),
     (["--cooldown", "inf"], "--cooldown-s must be a number <= 86400.0"),
+    (["--max-gb", "0", "--record", "{clips}"], "--max-gb must be a number > 0.0"),
+    (["--retain-days", "inf", "--record", "{clips}"], "--retain-days must be a number <= 36500.0"),
+    (["--min-free-gb", "-1", "--record", "{clips}"], "--min-free-gb must be a number >= 0.0"),
 ])
 def test_a_bad_flag_and_its_old_spelling_are_checked_by_the_same_schema(argv, complaint, tmp_path, capsys):
     argv = [a.replace("{clips}", str(tmp_path / "clips")) for a in argv]
@@ -159,6 +162,18 @@ def test_the_old_flag_spellings_still_set_the_one_name(tmp_path):
     help_text = build_parser("serve")._subparsers._group_actions[0].choices["serve"].format_help()
     assert "--pre-roll" not in help_text
     assert "--max-batch N         largest encoder call, in frames (default 16)" in help_text
+
+
+def test_the_retention_flags_reach_the_record_rules_of_each_source(tmp_path):
+    from lrcn.tools.commands import build_parser
+    from lrcn.tools.serving import streams_from_args
+
+    args = build_parser("serve").parse_args(["serve", "b", "a.avi", "--record", str(tmp_path), "--max-gb", "2.5",
+                                             "--retain-days", "7", "--min-free-gb", "0"])
+    record = streams_from_args(args, {})[0].record
+    assert (record.max_gb, record.retain_days, record.min_free_gb) == (2.5, 7.0, 0.0)
+    defaults = streams_from_args(build_parser("serve").parse_args(["serve", "b", "a.avi", "--record", str(tmp_path)]), {})
+    assert (defaults[0].record.max_gb, defaults[0].record.retain_days) == (schema.default(schema.Record, "max_gb"), None)
 
 
 def test_a_byte_order_mark_is_read_as_the_start_of_the_file(tmp_path):

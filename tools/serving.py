@@ -101,7 +101,7 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     novelty = parse_novelty(args.novelty)
     record = None
     if args.record:
-        record = RecordRules(args.record, **given(args, schema.Record, ("pre_s", "post_s")))
+        record = RecordRules(args.record, **given(args, schema.Record, ("pre_s", "post_s", "max_gb", "retain_days", "min_free_gb")))
         check_record_dir(record.dir)
     flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
