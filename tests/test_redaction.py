@@ -7,9 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import signal
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -24,6 +21,7 @@ from lrcn.stream.sources import Source, stream_name
 from lrcn.tools.mqtt_broker import MOSQUITTO, Broker
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
+from tests.test_service import lrcn, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 USER, RTSP_PASSWORD, TCP_PASSWORD, MQTT_PASSWORD = "camuser7", "Rtsp-s3cret%21", "Tcp-s3cret", "Mqtt-s3cret"
@@ -128,12 +126,11 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
     answers = {}
     try:
         with served(ffmpeg_tcp_ts(video, live), live):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "lrcn.tools.cli", "serve", "--log-format", log_format, str(bundle), rtsp, tcp,
-                 "--name", "door", "--endpoint", endpoint, "--metrics", f"127.0.0.1:{metrics}", "--jsonl", str(jsonl),
-                 "--mqtt", f"mqtt://{USER}:{MQTT_PASSWORD}@127.0.0.1:{broker.port}/lrcn", "--stats-json", str(stats_json),
-                 "--stats-interval", "0.5", "--backoff-max", "0.5", "--open-timeout", "2"],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            process = lrcn("serve", "--log-format", log_format, bundle, rtsp, tcp, "--name", "door", "--endpoint", endpoint,
+                           "--metrics", f"127.0.0.1:{metrics}", "--jsonl", jsonl,
+                           "--mqtt", f"mqtt://{USER}:{MQTT_PASSWORD}@127.0.0.1:{broker.port}/lrcn",
+                           "--stats-json", stats_json, "--stats-interval", "0.5", "--backoff-max", "0.5",
+                           "--open-timeout", "2")
             try:
                 base = f"http://127.0.0.1:{metrics}"
 
@@ -148,12 +145,8 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
                     process.poll() is None, process.stderr.read() if process.poll() is not None else "not enough served"
                 for page in ("/metrics", "/api/streams", "/readyz", "/healthz"):
                     answers[page] = http_text(base + page)
-                process.send_signal(signal.SIGTERM)
-                out, err = process.communicate(timeout=20)
             finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+                out, err = stop(process)
         assert wait_until(lambda: any(t.endswith("/status") for t, _, _ in mqtt_subscriber.messages()), 10)
     finally:
         zmq_subscriber.close()

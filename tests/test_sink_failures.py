@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +17,7 @@ from lrcn.stream.sinks import Sink
 from lrcn.stream.sinks.jsonl import JsonlSink
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port, wait_until
+from tests.test_service import lrcn, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,10 +53,8 @@ def test_a_jsonl_sink_on_a_full_disk_warns_counts_keeps_whole_lines_and_exits_cl
     with small_disk(tmp_path / "disk") as disk:
         path = disk / "messages.jsonl"
         port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", "cam", "--loop",
-             "--no-pace", "--endpoint", "tcp://127.0.0.1:0", "--metrics", f"127.0.0.1:{port}", "--jsonl", str(path),
-             "--stats-interval", "0.5"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = lrcn("serve", bundle, video, "--name", "cam", "--loop", "--no-pace", "--endpoint", "tcp://127.0.0.1:0",
+                       "--metrics", f"127.0.0.1:{port}", "--jsonl", path, "--stats-interval", "0.5")
         try:
             def failing() -> bool:
                 with contextlib.suppress(OSError):
@@ -66,12 +63,8 @@ def test_a_jsonl_sink_on_a_full_disk_warns_counts_keeps_whole_lines_and_exits_cl
             assert wait_until(failing, 60, 0.2), process.stderr.read() if process.poll() is not None else "no failures"
             time.sleep(1.5)   # a few more stats intervals of failing writes
             scraped = scrape(port)
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=20)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            out, err = stop(process)
         lines = path.read_bytes().split(b"\n")
 
     assert process.returncode == 0, err
