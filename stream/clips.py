@@ -60,7 +60,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import math
 import os
 import queue
 import re
@@ -79,6 +78,7 @@ import av
 from lrcn.stream import retention
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import MediaIndex
+from lrcn.stream.settings import Record, check_values, default
 
 GB = 10 ** 9
 DEFAULT_LAG_S = 10.0
@@ -86,7 +86,6 @@ WRITER_BACKLOG_BYTES = 128 * 2 ** 20   # per recorder: about 4 min of a 4 Mbit/s
 PREROLL_MAX_BYTES = 64 * 2 ** 20       # per recorder: a cap for sources with very long GOPs
 JUMP_FORWARD_S = 10.0                  # a longer step forward in decode time starts a new timeline
 JUMP_BACK_S = 1.0                      # so does a step back longer than this; shorter ones are nudged
-DEFAULT_MIN_FREE_GB = 1.0              # room for the OS and logs, and for minutes of clips from many cameras between passes
 
 
 @dataclass(frozen=True)
@@ -94,23 +93,18 @@ class RecordRules:
     """Where a stream's clips go and how much of them to keep: `max_gb` of clips in `dir`,
     none older than `retain_days` (None: no age limit), and at least `min_free_gb` left free on
     `dir`'s filesystem (retention deletes the oldest clips to keep it so)."""
+    # Defaults and ranges are the settings schema's `record` table (stream.settings), declared there once.
     dir: Path
-    pre_s: float = 5.0
-    post_s: float = 5.0
-    max_gb: float = 10.0
-    retain_days: float | None = None
-    min_free_gb: float = DEFAULT_MIN_FREE_GB
+    pre_s: float = default(Record, "pre_s")
+    post_s: float = default(Record, "post_s")
+    max_gb: float = default(Record, "max_gb")
+    retain_days: float | None = default(Record, "retain_days")
+    min_free_gb: float = default(Record, "min_free_gb")
 
     def __post_init__(self):
         object.__setattr__(self, "dir", Path(self.dir))
-        for name, lowest, strict in (("pre_s", 0, False), ("post_s", 0, False), ("max_gb", 0, True),
-                                     ("retain_days", 0, True), ("min_free_gb", 0, False)):
-            value = getattr(self, name)
-            if value is None and name == "retain_days":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < lowest or (strict and value == lowest):
-                raise LrcnError(f"record {name} must be a finite number {'>' if strict else '>='} {lowest}, got {value!r}")
+        check_values({name: getattr(self, name) for name in ("pre_s", "post_s", "max_gb", "retain_days", "min_free_gb")
+                      if getattr(self, name) is not None}, Record, name=lambda key: f"record {key}")
 
     @property
     def max_bytes(self) -> int:
