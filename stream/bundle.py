@@ -21,7 +21,8 @@ from lrcn.stream.heads import head_names, head_type
 
 FORMAT_VERSION = 1
 BACKBONES = ("seed", "small", "mobilenet_v2")
-HEADS = tuple(head_names())   # the head types a ModelSpec accepts (those registered by now)
+HEADS = tuple(head_names())
+FUSIONS = ("early", "late")   # the head types a ModelSpec accepts (those registered by now)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class ModelSpec:
     pooling: str = "avg"
     # Backbone layers left trainable, counted from the top: -1 all, 0 frozen.
     trainable_layers: int = -1
+    # What the encoders look at (stream.modalities), in the order their features are joined.
+    modalities: tuple[str, ...] = ("rgb",)
+    # With two or more modalities: "early" joins their features into one head; "late" gives each
+    # its own head and averages their probabilities with `fusion_weights` (one per modality).
+    fusion: str = "early"
+    fusion_weights: tuple[float, ...] | None = None
+    # The flow encoder's CNN (one of BACKBONES); None: the same as `backbone`.
+    flow_backbone: str | None = None
 
     def __post_init__(self):
         problems = []
@@ -71,10 +80,34 @@ class ModelSpec:
             problems.append(f"l2 {self.l2!r} is not in [0, 10)")
         if self.clip_length < 1 or self.fps <= 0:
             problems.append("clip length and fps must be positive")
+        problems += self._modality_problems()
         if problems:
             raise LrcnError("bad model spec: " + "; ".join(problems))
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+        if self.fusion_weights is not None:
+            object.__setattr__(self, "fusion_weights", tuple(float(w) for w in self.fusion_weights))
+
+    def _modality_problems(self) -> list[str]:
+        from lrcn.stream.modalities import modality_names
+
+        known, problems = modality_names(), []
+        unknown = [name for name in self.modalities if name not in known]
+        if unknown or not self.modalities:
+            problems.append(f"modalities {', '.join(unknown) or '(none)'}: each must be one of {', '.join(known)}")
+        elif len(set(self.modalities)) != len(self.modalities):
+            problems.append("modalities repeat")
+        if self.fusion not in FUSIONS:
+            problems.append(f"fusion {self.fusion!r} is not one of {', '.join(FUSIONS)}")
+        weights = self.fusion_weights
+        if weights is not None and (self.fusion != "late" or len(weights) != len(self.modalities)
+                                    or not all(0 <= w <= 1 for w in weights) or abs(sum(weights) - 1) > 1e-6):
+            problems.append(f"fusion weights {list(weights)} must be late fusion's, one per modality in [0, 1], "
+                            f"summing to 1")
+        if self.flow_backbone is not None and self.flow_backbone not in BACKBONES:
+            problems.append(f"flow backbone {self.flow_backbone!r} is not one of {', '.join(BACKBONES)}")
+        return problems
 
     @property
     def num_classes(self) -> int:
@@ -94,10 +127,19 @@ class ModelSpec:
         """(scale, offset): the network sees uint8 RGB * scale + offset."""
         return (1 / 255, 0.0) if self.backbone == "seed" else (1 / 127.5, -1.0)
 
+    @property
+    def two_stream(self) -> bool:
+        return len(self.modalities) > 1
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["classes"], data["input_size"] = list(self.classes), list(self.input_size)
-        return data
+        data["modalities"] = list(self.modalities)
+        if self.fusion_weights is not None:
+            data["fusion_weights"] = list(self.fusion_weights)
+        # An RGB-only spec is written as before the modalities existed, so an older runtime reads it.
+        defaults = {"modalities": ["rgb"], "fusion": "early", "fusion_weights": None, "flow_backbone": None}
+        return {key: value for key, value in data.items() if key not in defaults or defaults[key] != value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModelSpec":
@@ -114,10 +156,15 @@ class ModelSpec:
 @dataclass
 class BundleMeta:
     spec: ModelSpec
-    feature_size: int
+    feature_size: int             # of one frame, every modality's features joined
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # Each modality's share of feature_size, in spec.modalities order; None: one modality.
+    feature_sizes: dict[str, int] | None = None
+
+    def modality_feature_sizes(self) -> dict[str, int]:
+        return dict(self.feature_sizes) if self.feature_sizes else {self.spec.modalities[0]: self.feature_size}
 
     def to_json(self) -> dict[str, Any]:
         scale, offset = self.spec.preprocessing
@@ -126,6 +173,7 @@ class BundleMeta:
             "model": self.spec.to_json(),
             "preprocessing": {"color": "RGB", "dtype": "uint8", "scale": scale, "offset": offset},
             "feature_size": self.feature_size,
+            **({"feature_sizes": dict(self.feature_sizes)} if self.feature_sizes else {}),
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -155,7 +203,15 @@ def read_meta(bundle_dir: str | Path) -> BundleMeta:
     if version != FORMAT_VERSION:
         raise LrcnError(f"{path}: bundle format {version!r}, this lrcn-stream reads {FORMAT_VERSION}")
     try:
-        return BundleMeta(spec=ModelSpec.from_json(data["model"]), feature_size=int(data["feature_size"]),
-                          training=data.get("training", {}), metrics=data.get("metrics", {}))
-    except (KeyError, TypeError, ValueError) as err:
+        spec = ModelSpec.from_json(data["model"])
+        sizes = data.get("feature_sizes")
+        meta = BundleMeta(spec=spec, feature_size=int(data["feature_size"]),
+                          training=data.get("training", {}), metrics=data.get("metrics", {}),
+                          feature_sizes={str(k): int(v) for k, v in sizes.items()} if sizes else None)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise LrcnError(f"{path}: missing or bad field {err}") from None
+    sizes = meta.modality_feature_sizes()
+    if list(sizes) != list(spec.modalities) or sum(sizes.values()) != meta.feature_size:
+        raise LrcnError(f"{path}: feature_sizes {sizes} do not split feature_size {meta.feature_size} "
+                        f"over the modalities {', '.join(spec.modalities)}")
+    return meta
