@@ -225,7 +225,7 @@ class OneFrameAtATime:
 
 
 @register("test-one-frame-at-a-time")
-def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch) -> OneFrameAtATime:
+def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch, modality) -> OneFrameAtATime:
     return OneFrameAtATime(bundle, threads)
 
 

@@ -4,10 +4,11 @@
     lrcn novelty measure runs/stream/weizmann4 --foreign ../shared/data/ucf101_9 --foreign ../shared/data/ps7 \\
         --out docs/results/novelty_weizmann4.json
 
-Both run the bundle's own runtime encoder (no TensorFlow) over decoded videos, exactly as a live
-stream of them reaches it (stream.video.read_frames), and pool T-frame windows (fit: 4 frames
-apart; measure: every window, as exact hop-1 serving publishes). Per-frame features are cached
-by the encoder file's hash.
+Both run the bundle's own runtime encoders (no TensorFlow) over decoded videos, exactly as a live
+stream of them reaches it (stream.video.read_video_frames: the frames and, for a bundle that sees
+motion, their flow), and pool T-frame windows of the joined features (fit: 4 frames apart;
+measure: every window, as exact hop-1 serving publishes). Per-frame features are cached by the
+encoder files' hashes.
 
 fit: only the training split is read (the split flags of `lrcn train`; a bundle's recorded test
 groups are refused). Its groups are shuffled by --seed and dealt into --folds folds; each fold is
@@ -38,11 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.bundle import read_meta, write_meta
-from lrcn.stream.encoders import ENCODER_FILE, open_encoder
+from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.heads import HEAD_FILE, load_head
 from lrcn.stream.novelty import DEFAULT_METHOD, DEFAULT_TARGET, METHODS, fit_novelty, load_novelty, save_novelty, window_means, with_threshold
-from lrcn.stream.video import DECODE_VERSION, read_frames
+from lrcn.stream.modalities import modality
+from lrcn.stream.video import DECODE_VERSION, read_video_frames
 from lrcn.tools.args import choose_split
 from lrcn.tools.commands import command
 
@@ -53,13 +55,14 @@ DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream" / "novelty"
 # -- features --------------------------------------------------------------------------------
 
 class FrameFeatures:
-    """Per-frame features of videos through one bundle's runtime encoder, cached on disk by the
-    encoder file's hash and the video's path, size and time."""
+    """Per-frame joined features of videos through one bundle's runtime encoders, cached on disk
+    by the encoder files' hashes and the video's path, size and time."""
 
     def __init__(self, bundle: str | Path, cache: Path | None, threads: int | None = None):
         self.meta = read_meta(bundle)
-        self.encoder = open_encoder(bundle, threads=threads)
-        digest = hashlib.sha256((Path(bundle) / ENCODER_FILE).read_bytes()).hexdigest()[:16]
+        self.encoder = open_joint_encoder(bundle, self.meta.spec.modalities, threads=threads)
+        files = [Path(bundle) / modality(name).encoder_file for name in self.meta.spec.modalities]
+        digest = hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()[:16]
         self.cache = cache / digest if cache is not None else None
 
     def __call__(self, video: Path) -> np.ndarray:
@@ -70,8 +73,8 @@ class FrameFeatures:
         path = self.cache / f"{key}.npy" if self.cache is not None else None
         if path is not None and path.is_file():
             return np.load(path)
-        frames = read_frames(video, spec.input_size, spec.fps)
-        features = np.concatenate([self.encoder.encode(frames[i:i + 64]) for i in range(0, len(frames), 64)])
+        frames = read_video_frames(video, spec.input_size, spec.fps, flow=self.encoder.needs_flow)
+        features = np.concatenate([self.encoder.encode_frames(frames[i:i + 64]) for i in range(0, len(frames), 64)])
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, features)
