@@ -45,7 +45,7 @@ def rgb_graph(weights: np.ndarray, size=SIZE):
 def flow_graph(mix: np.ndarray = FLOW_MIX, size=SIZE, channels: int = 2):
     from onnx import TensorProto, helper
 
-    constants = {"offset": np.array(128, np.float32), "mix": mix}
+    constants = {"offset": np.array(128, np.float32), "mix": np.asarray(mix, np.float32)}
     nodes = [helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
              helper.make_node("Sub", ["x", "offset"], ["centred"]),
              helper.make_node("Abs", ["centred"], ["moved"]),
@@ -81,7 +81,7 @@ def lstm_head(features: int, classes=CLASSES, units: int = 6, seed: int = 0, per
                     weights(units, len(classes)), weights(len(classes)), per_timestep=per_timestep)
 
 
-def motion_head(classes=("wave", "idle"), strength: float = 4.0, threshold: float = 2.0) -> PoolHead:
+def motion_head(classes=("wave", "walk", "idle"), strength: float = 4.0, threshold: float = 2.0) -> PoolHead:
     """A pooling head over [rgb, flow] features that says `wave` when the window's mean flow
     features (mean |dx|, |dy| in encoded units) add up to more than threshold / strength, else
     `idle`: what a model trained with stills learns from the flow stream."""
@@ -90,6 +90,7 @@ def motion_head(classes=("wave", "idle"), strength: float = 4.0, threshold: floa
     kernel[[F_RGB, F_RGB + 1], classes.index("wave")] = strength
     bias = np.zeros(len(classes), np.float32)
     bias[classes.index("wave")] = -threshold
+    bias[classes.index("idle")] = 1.0
     return PoolHead(tuple(classes), kernel, bias)
 
 
