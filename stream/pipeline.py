@@ -271,7 +271,8 @@ class Pipeline:
         scheduler = self.scheduler.stats()
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
-                "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
+                "encoded_by_modality": scheduler["encoded_by_modality"], "encoder_calls": scheduler["encoder_calls"],
+                "batch_sizes": scheduler["batch_sizes"],
                 "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed,
                               "undelivered": self.zeromq.undelivered}, "sinks": self.outbox.stats(),
                 "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
