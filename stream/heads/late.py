@@ -4,8 +4,9 @@ softmax scores). It is a head like the others to `stream.windows` and the schedu
 inputs are the sub-heads' frame inputs side by side, its state their states under
 "<modality>." keys, so exact and continuous windows step all sub-heads together.
 
-head.npz: `modalities`, `feature_sizes`, `weights`, and each sub-head's arrays under
-"<modality>." (with "<modality>.kind" and "<modality>.per_timestep"); kind "late".
+head.npz (the layout models/export.py writes, CONTRACT23 "late head.npz layout"): kind "late",
+`head_kind` (the sub-heads' kind), `modalities`, `feature_sizes`, `weights`, the sub-heads'
+shared `per_timestep`, and each sub-head's arrays under "<modality>.<key>".
 
 >>> head = LateHead.fuse({"rgb": rgb_head, "flow": flow_head}, weights=(0.4, 0.6))   # doctest: +SKIP
 >>> head.clip_probabilities(np.concatenate([rgb_features, flow_features], -1)).shape  # doctest: +SKIP
@@ -119,26 +120,24 @@ class LateHead(Head):
     # head.npz
 
     def arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"modalities": np.array(self.modalities), "feature_sizes": np.array(self.feature_sizes),
-                  "weights": np.asarray(self.weights, np.float64)}
+        arrays = {"head_kind": np.array(self.sub_kind), "modalities": np.array(self.modalities),
+                  "feature_sizes": np.array(self.feature_sizes, np.int64), "weights": np.asarray(self.weights, np.float32)}
         for m, h in zip(self.modalities, self.heads):
-            arrays |= {f"{m}.kind": np.array(h.kind), f"{m}.per_timestep": np.array(h.per_timestep),
-                       **{f"{m}.{key}": array for key, array in h.arrays().items()}}
+            arrays |= {f"{m}.{key}": array for key, array in h.arrays().items()}
         return arrays
 
     @classmethod
     def from_arrays(cls, classes: tuple[str, ...], arrays: Mapping[str, np.ndarray]) -> LateHead:
         modalities = tuple(str(m) for m in arrays["modalities"])
         sizes = [int(s) for s in arrays["feature_sizes"]]
+        kind = str(arrays["head_kind"])
+        if head_type(kind).fuses:
+            raise ValueError(f"its heads are {kind} heads, which fuse heads themselves")
         heads = {}
         for m in modalities:
             prefix = f"{m}."
             sub = {key[len(prefix):]: array for key, array in arrays.items() if key.startswith(prefix)}
-            sub.setdefault("per_timestep", arrays.get("per_timestep", np.array(False)))
-            kind = str(sub.pop("kind"))
-            if kind == cls.kind:
-                raise ValueError(f"the {m} head is itself a late fusion")
-            heads[m] = head_type(kind).from_arrays(classes, sub)
+            heads[m] = head_type(kind).from_arrays(classes, {**sub, "per_timestep": arrays["per_timestep"]})
         found = [h.feature_size for h in heads.values()]
         if found != sizes:
             raise ValueError(f"sub-heads take {found} features, feature_sizes says {sizes}")

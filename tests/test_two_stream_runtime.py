@@ -25,7 +25,7 @@ from lrcn.tools.commands import main
 from tests.bundles import real_video
 from tests.live_servers import FFMPEG, ts_with_timestamp_break
 from tests.test_motion import serve, still_video
-from tests.two_stream import F_FLOW, F_RGB, SIZE, TinyTwoStream, flow_graph, lstm_head, motion_head, save_graph
+from tests.two_stream_bundle import F_FLOW, F_RGB, SIZE, TinyTwoStream, flow_graph, lstm_head, motion_head, save_graph
 
 pytestmark = pytest.mark.timeout(180)
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
