@@ -247,3 +247,69 @@ def test_annotate_stream_accuracy_offline_and_novelty_fit_take_a_two_stream_bund
     means = np.stack([offline(tiny, frames)[p.window[0]:p.window[1] + 1].mean(0) for p in predictions])
     np.testing.assert_allclose([p.novelty for p in predictions], runtime.novelty.score(means), rtol=1e-4, atol=1e-4)
     shutil.rmtree(data)
+
+
+# ---------------------------------------------------------------- a two-stream bundle made by Keras
+
+@pytest.fixture(scope="module")
+def keras_late(tmp_path_factory):
+    """A tiny late-fusion two-stream bundle trained and exported by models/ (TensorFlow), with the
+    data it was trained on; skipped without TensorFlow or the two-stream training."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+    two_stream = pytest.importorskip("lrcn.models.two_stream")
+    from lrcn.models import synth
+    from lrcn.models.data import discover, split_by_groups
+    from lrcn.models.export import export_from_paths
+    from lrcn.models.train import TrainConfig
+    from lrcn.stream.bundle import ModelSpec
+
+    root = tmp_path_factory.mktemp("keras_two_stream")
+    synth.write_dataset(root / "data", videos_per_class=3, n_frames=32, size=64, seed=2, groups=3)
+    dataset = discover(root / "data")
+    train_videos, test_videos = split_by_groups(list(dataset.videos), ["03"])
+    spec = ModelSpec(classes=(*dataset.classes, two_stream.IDLE), modalities=("rgb", "flow"), fusion="late",
+                     backbone="seed", trainable_layers=0, input_size=(64, 64), clip_length=4, lstm_units=16)
+    config = TrainConfig(epochs=3, batch_size=8, learning_rate=3e-3, patience=3, clips_per_video=2, refit=False,
+                         cache_dir=None, progress=False)
+    out = root / "bundle"
+    two_stream.train_joint_and_test(spec, train_videos, test_videos, out, config,
+                                    two_stream.JointOptions(fusions=("late",), stills=True), {"data": str(root / "data")})
+    export_from_paths(out, video=test_videos[0].path)
+    return out, root / "data", test_videos[0].path
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("pace", [False, True])
+def test_a_keras_made_two_stream_bundle_served_live_equals_its_keras_model(keras_late, pace):
+    from lrcn.models.experiment import load_bundle
+    from lrcn.models.modalities import model_inputs
+    from lrcn.stream.video import read_frames, read_motion
+
+    bundle_dir, _, video = keras_late
+    runtime = load_runtime_bundle(bundle_dir)
+    spec = runtime.meta.spec
+    assert runtime.head.kind == "late" and runtime.needs_flow and spec.classes[-1] == "idle"
+    stats, predictions, _ = serve(runtime, video, idle_motion=0.0, pace=pace)
+    frames, (fields, _) = read_frames(video, spec.input_size, spec.fps), read_motion(video, spec.input_size, spec.fps)
+    t = spec.clip_length
+    clips = {"rgb": np.stack([frames[i:i + t] for i in range(len(frames) - t + 1)]),
+             "flow": np.stack([fields[i:i + t] for i in range(len(frames) - t + 1)])}
+    model, _ = load_bundle(bundle_dir)
+    keras = np.asarray(model(model_inputs(spec, clips), training=False))
+    assert len(predictions) == len(keras) and stats["flows"] == len(frames) - 1
+    np.testing.assert_allclose([list(p["probabilities"].values()) for p in predictions], keras, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_keras_made_two_stream_bundle_goes_through_annotate_and_novelty_fit(keras_late, tmp_path):
+    bundle_dir, data, video = keras_late
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    assert main(["annotate", str(copy), str(video), "-o", str(tmp_path / "out.mp4")]) == 0
+    assert main(["novelty", "fit", str(copy), str(data), "--test-groups", "03", "--val-groups", "02",
+                 "--method", "mahalanobis", "--hop", "1", "--no-cache"]) == 0
+    runtime = load_runtime_bundle(copy)
+    assert runtime.novelty.feature_size == runtime.meta.feature_size == sum(runtime.meta.feature_sizes.values())
