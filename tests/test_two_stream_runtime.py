@@ -273,8 +273,8 @@ def keras_late(tmp_path_factory):
     config = TrainConfig(epochs=3, batch_size=8, learning_rate=3e-3, patience=3, clips_per_video=2, refit=False,
                          cache_dir=None, progress=False)
     out = root / "bundle"
-    two_stream.train_joint_and_test(spec, train_videos, test_videos, out, config,
-                                    two_stream.JointOptions(fusions=("late",), stills=True), {"data": str(root / "data")})
+    options = two_stream.JointOptions(fusions=("late",), stills=True)
+    two_stream.train_joint_and_test(spec, train_videos, test_videos, out, config, options, {"data": str(root / "data")})
     export_from_paths(out, video=test_videos[0].path)
     return out, root / "data", test_videos[0].path
 

@@ -30,7 +30,7 @@ CLASSES = ("bend", "wave", "walk")
 
 
 def rgb_graph(weights: np.ndarray, size=SIZE):
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     pixels = size[0] * size[1] * 3
     constants = {"scale": np.array(1 / 255, np.float32), "flat": np.array([-1, pixels], np.int64), "w": weights}
@@ -76,7 +76,9 @@ def save_graph(model, path: Path) -> Path:
 
 def lstm_head(features: int, classes=CLASSES, units: int = 6, seed: int = 0, per_timestep: bool = False) -> LstmHead:
     rng = np.random.default_rng(seed)
-    weights = lambda *shape: rng.standard_normal(shape).astype(np.float32) * 0.6
+
+    def weights(*shape):
+        return rng.standard_normal(shape).astype(np.float32) * 0.6
     return LstmHead(tuple(classes), weights(features, 4 * units), weights(units, 4 * units), weights(4 * units),
                     weights(units, len(classes)), weights(len(classes)), per_timestep=per_timestep)
 

@@ -126,7 +126,8 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
             tracker.step(images[turns[0] % len(images)], 0)
         calls["flow"] = flow
         for kind, encoder in bundle.encoder.encoders.items():
-            calls[f"encoder_{kind}_b1"] = lambda encoder=encoder, inputs=modality(kind).inputs(one): encoder.encode(inputs)
+            inputs = modality(kind).inputs(one)
+            calls[f"encoder_{kind}_b1"] = lambda encoder=encoder, inputs=inputs: encoder.encode(inputs)
     for mode in (EXACT, CONTINUOUS):
         config = WindowConfig(mode, 1)
         state = [initial_state(bundle.head, clip_length, config)]

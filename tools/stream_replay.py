@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sampling import grid_indices

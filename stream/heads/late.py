@@ -121,7 +121,8 @@ class LateHead(Head):
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"head_kind": np.array(self.sub_kind), "modalities": np.array(self.modalities),
-                  "feature_sizes": np.array(self.feature_sizes, np.int64), "weights": np.asarray(self.weights, np.float32)}
+                  "feature_sizes": np.array(self.feature_sizes, np.int64),
+                  "weights": np.asarray(self.weights, np.float32)}
         for m, h in zip(self.modalities, self.heads):
             arrays |= {f"{m}.{key}": array for key, array in h.arrays().items()}
         return arrays
