@@ -220,12 +220,13 @@ def test_a_two_stream_bundle_that_does_not_fit_is_one_line(tmp_path, breakage, w
 @pytest.mark.slow
 def test_annotate_stream_accuracy_offline_and_novelty_fit_take_a_two_stream_bundle(tmp_path, video):
     """With no new flags: annotate draws the served windows, the offline replay encodes the flow
-    too, and `lrcn novelty fit` fits over the joined features, which the scheduler then scores."""
+    too, and `lrcn novelty fit` fits over the joined features, which the scheduler then scores; the
+    bundle's `idle` class (trained with stills, in no data folder) gets still windows of its own."""
     from lrcn.models import synth
     from lrcn.tools.annotate_video import annotate
     from lrcn.tools.stream_replay import sampled_features
 
-    tiny = TinyTwoStream.write(tmp_path / "bundle", head=lstm_head(F_RGB + F_FLOW, classes=synth.CLASSES))
+    tiny = TinyTwoStream.write(tmp_path / "bundle", head=lstm_head(F_RGB + F_FLOW, classes=(*synth.CLASSES, "idle")))
     result = annotate(tiny.path, video, tmp_path / "out.mp4")
     frames = read_video_frames(video, SIZE, 10, flow=True)
     assert result["predictions"] == len(frames) - 3
@@ -242,6 +243,10 @@ def test_annotate_stream_accuracy_offline_and_novelty_fit_take_a_two_stream_bund
                  "--method", "mahalanobis", "--hop", "1", "--no-cache"]) == 0
     runtime = load_runtime_bundle(tiny.path)
     assert runtime.novelty is not None and runtime.novelty.feature_size == F_RGB + F_FLOW
+    assert runtime.novelty.classes[-1] == "idle"
+    trained = read_video_frames(sorted((data / "grow").glob("*_g01_*"))[0], SIZE, 10)
+    held = tiny.features(np.stack([trained[5].image]), np.full((1, *SIZE, 2), 128, np.uint8))   # T times one frame
+    assert runtime.novelty.score(held)[0] <= runtime.novelty.threshold, "a held training frame is a known still"
     scheduler = Scheduler(runtime.head, 4, runtime.encoder, [StreamPlan("s")], novelty=runtime.novelty)
     predictions = windows_of(scheduler, frames)
     means = np.stack([offline(tiny, frames)[p.window[0]:p.window[1] + 1].mean(0) for p in predictions])
