@@ -342,9 +342,16 @@ def child_main(kind: str, bundle_dir: str, started_at: float) -> None:
         model, meta = load_bundle(Path(bundle_dir))
         loaded = time.time() - started_at
         spec = meta.spec
-        scale, offset = spec.preprocessing
-        clip = pattern_frames(spec.input_size, spec.clip_length)[None].astype(np.float32) * scale + offset
-        np.asarray(model(clip, training=False))
+        frames = pattern_frames(spec.input_size, spec.clip_length)
+        if spec.modalities == ("rgb",):
+            scale, offset = spec.preprocessing
+            np.asarray(model(frames[None].astype(np.float32) * scale + offset, training=False))
+        else:   # a bundle of modalities takes each one's uint8 input, prepared by models.modalities
+            from lrcn.models.modalities import model_inputs
+            from lrcn.stream.flow import video_motion
+
+            fields, _ = video_motion(frames, np.zeros(len(frames), np.int64))
+            np.asarray(model(model_inputs(spec, {"rgb": frames[None], "flow": fields[None]}), training=False))
         first = time.time() - started_at
         memory = rss_mb()
     print(json.dumps({"loaded_s": round(loaded, 3), "first_prediction_s": round(first, 3), "rss_mb": memory}))
