@@ -98,13 +98,15 @@ def test_the_late_head_is_the_weighted_mean_of_its_heads_in_every_window_mode_an
 
 
 @needs_ffmpeg
-def test_served_live_a_two_stream_bundle_equals_its_offline_path_and_has_no_flow_across_a_segment_start(tmp_path):
-    """A file whose timestamps jump: two segments live (capture) and offline (read_video_frames)
-    alike; no window spans the jump, the jump's first frame has the zero field, and every published
+@pytest.mark.parametrize("pace", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_served_live_a_two_stream_bundle_equals_its_offline_path_and_has_no_flow_across_a_segment_start(tmp_path,
+                                                                                                       pace):
+    """A file whose timestamps jump, served paced (as a camera) and unpaced: two segments live
+    (capture) and offline (read_video_frames) alike; no window spans the jump, the jump's first frame has the zero field, and every published
     window is the NumPy model on the offline frames and fields."""
     video, boundary = ts_with_timestamp_break(tmp_path / "jump.ts", "jump", seconds=2.0)
     tiny = TinyTwoStream.write(tmp_path / "bundle", fusion="early")
-    stats, predictions, _ = serve(load_runtime_bundle(tiny.path), video, idle_motion=0.0)
+    stats, predictions, _ = serve(load_runtime_bundle(tiny.path), video, idle_motion=0.0, pace=pace)
     frames = read_video_frames(video, SIZE, 10, flow=True)
     starts = [f.index for f in frames if f.motion is None]
     assert len(starts) == 2 and all((f.flow == 128).all() for f in frames if f.motion is None)
@@ -260,6 +262,10 @@ def test_annotate_stream_accuracy_offline_and_novelty_fit_take_a_two_stream_bund
 def keras_late(tmp_path_factory):
     """A tiny late-fusion two-stream bundle trained and exported by models/ (TensorFlow), with the
     data it was trained on; skipped without TensorFlow or the two-stream training."""
+    from importlib.util import find_spec
+
+    if find_spec("lrcn.models.two_stream") is None:   # before TensorFlow's import, which takes seconds
+        pytest.skip("models/ has no two-stream training (lrcn.models.two_stream)")
     pytest.importorskip("tensorflow")
     pytest.importorskip("tf2onnx")
     two_stream = pytest.importorskip("lrcn.models.two_stream")
