@@ -72,6 +72,20 @@ def test_exact_windows_equal_the_encoders_and_head_in_numpy_and_each_frame_is_en
     assert stats["encoded_by_modality"] == {"rgb": len(frames), "flow": len(frames)}, "once per frame and modality"
 
 
+def test_a_flow_only_bundle_runs_on_its_flow_encoder_alone(tmp_path, video):
+    tiny = TinyTwoStream.write(tmp_path / "bundle", modalities=("flow",))
+    bundle = load_runtime_bundle(tiny.path)
+    assert bundle.needs_flow and not (tiny.path / "encoder.onnx").exists()
+    frames = read_video_frames(video, SIZE, 10, flow=True)
+    scheduler = Scheduler(bundle.head, 4, bundle.encoder, [StreamPlan("s")])
+    predictions = windows_of(scheduler, frames)
+    features = tiny.features(None, np.stack([f.flow for f in frames]), modalities=("flow",))
+    for p in predictions:
+        expected = tiny.head.clip_probabilities(features[None, p.window[0]:p.window[1] + 1])[0]
+        np.testing.assert_allclose(p.probabilities, expected, atol=1e-4)
+    assert scheduler.stats()["encoded_by_modality"] == {"flow": len(frames)} and len(predictions) == len(frames) - 3
+
+
 def test_the_late_head_is_the_weighted_mean_of_its_heads_in_every_window_mode_and_survives_its_file(tmp_path):
     rng = np.random.default_rng(3)
     for kind in ("lstm", "pool"):

@@ -108,7 +108,8 @@ class TinyTwoStream:
         directory.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         rgb_weights = (rng.standard_normal((SIZE[0] * SIZE[1] * 3, F_RGB)) * 0.05).astype(np.float32)
-        save_graph(rgb_graph(rgb_weights), directory / "encoder.onnx")
+        if "rgb" in modalities:
+            save_graph(rgb_graph(rgb_weights), directory / "encoder.onnx")
         if "flow" in modalities:
             save_graph(flow_graph(), directory / "encoder.flow.onnx")
         sizes = {"rgb": F_RGB, "flow": F_FLOW}
@@ -127,10 +128,11 @@ class TinyTwoStream:
         save_head(directory / HEAD_FILE, head)
         return cls(directory, rgb_weights, head)
 
-    def features(self, images: np.ndarray, fields: np.ndarray | None) -> np.ndarray:
-        """What the bundle's encoders give, in NumPy: [N, F_rgb (+ F_flow)]."""
-        rgb = np.tanh((np.asarray(images, np.float32) / 255).reshape(len(images), -1) @ self.rgb_weights)
-        if fields is None:
-            return rgb
-        moved = np.abs(np.asarray(fields, np.float32) - 128).mean(axis=(1, 2))
-        return np.concatenate([rgb, moved @ FLOW_MIX], axis=1)
+    def features(self, images: np.ndarray, fields: np.ndarray | None, modalities=("rgb", "flow")) -> np.ndarray:
+        """What the bundle's encoders give, in NumPy: [N, F_rgb + F_flow] (each of `modalities` present)."""
+        parts = []
+        if "rgb" in modalities:
+            parts.append(np.tanh((np.asarray(images, np.float32) / 255).reshape(len(images), -1) @ self.rgb_weights))
+        if "flow" in modalities and fields is not None:
+            parts.append(np.abs(np.asarray(fields, np.float32) - 128).mean(axis=(1, 2)) @ FLOW_MIX)
+        return np.concatenate(parts, axis=1)

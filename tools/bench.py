@@ -96,8 +96,9 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
         raise LrcnError(f"bundle {bundle.path} has no model.onnx, the naive baseline (run `lrcn export`)")
     session = onnxruntime.InferenceSession(str(model_path), session_options(threads),  # as the runtime's encoder
                                            providers=["CPUExecutionProvider"])
-    feed = {i.name: np.stack([getattr(f, modality(i.name).frame_field) for f in listed[:clip_length]])[None]
-            if len(session.get_inputs()) > 1 else frames[np.arange(clip_length)][None] for i in session.get_inputs()}
+    # model.onnx of a bundle of modalities names each input by its modality; an RGB one takes the frames.
+    feed = {i.name: np.stack([getattr(f, modality(i.name if i.name in spec.modalities else "rgb").frame_field)
+                              for f in listed[:clip_length]])[None] for i in session.get_inputs()}
     calls = {"naive": lambda: session.run(None, feed)}
     schedulers = {}
 
