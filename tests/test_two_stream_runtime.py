@@ -116,8 +116,9 @@ def test_the_late_head_is_the_weighted_mean_of_its_heads_in_every_window_mode_an
 def test_served_live_a_two_stream_bundle_equals_its_offline_path_and_has_no_flow_across_a_segment_start(tmp_path,
                                                                                                        pace):
     """A file whose timestamps jump, served paced (as a camera) and unpaced: two segments live
-    (capture) and offline (read_video_frames) alike; no window spans the jump, the jump's first frame has the zero field, and every published
-    window is the NumPy model on the offline frames and fields."""
+    (capture) and offline (read_video_frames) alike; no window spans the jump, the jump's first
+    frame has the zero field, and every published window is the NumPy model on the offline
+    frames and fields."""
     video, boundary = ts_with_timestamp_break(tmp_path / "jump.ts", "jump", seconds=2.0)
     tiny = TinyTwoStream.write(tmp_path / "bundle", fusion="early")
     stats, predictions, _ = serve(load_runtime_bundle(tiny.path), video, idle_motion=0.0, pace=pace)
