@@ -2,7 +2,7 @@
 
 Per stream, `EventRules` say what counts: a label scored at least `min_score`, among `classes`
 (all, if empty), not in `ignore` and not `unknown` (the open-set guard's verdict) or `idle` (nothing
-moves: the stream's idle gate), held for `min_duration_s` of stream time starts an event;
+moves: the stream's idle gate, or the model's own `idle` class), held for `min_duration_s` of stream time starts an event;
 the first prediction that no longer shows it ends the event; the same label cannot start again
 until `cooldown_s` after its end. `step` takes the stream's `EventState` and one prediction and
 returns the new state and the events to send: dicts with `type` "start", "update" (every
@@ -86,18 +86,24 @@ class EventState:
 
 def published_label(rules: EventRules | None, label: str, score: float, novel: bool = False,
                     idle: bool = False) -> str:
-    """The label to publish: `idle` for a window where nothing moves (the stream's idle gate);
-    else `unknown` below the threshold, or for a window the open-set guard finds novel
-    (stream.novelty); the probabilities stay as they are. Neither starts or holds an event.
+    """The label to publish: `idle` for a window where nothing moves (the stream's idle gate),
+    or that the model itself calls `idle` (a bundle trained with stills) at a score over the
+    threshold, open-set guard or not: a still is no action, foreign or known; else `unknown`
+    below the threshold, or for a window the open-set guard finds novel (stream.novelty); the
+    probabilities stay as they are. None of the three starts or holds an event.
 
     >>> published_label(EventRules(min_score=0.6), "wave", 0.9), published_label(None, "wave", 0.9, novel=True)
     ('wave', 'unknown')
-    >>> published_label(None, "wave", 0.9, novel=True, idle=True)
-    'idle'
+    >>> published_label(None, "wave", 0.9, novel=True, idle=True), published_label(None, "idle", 0.9, novel=True)
+    ('idle', 'idle')
+    >>> published_label(EventRules(min_score=0.6), "idle", 0.5)
+    'unknown'
     """
     if idle:
         return IDLE
-    return UNKNOWN if novel or (rules is not None and score < rules.min_score) else label
+    if rules is not None and score < rules.min_score:
+        return UNKNOWN
+    return label if label == IDLE or not novel else UNKNOWN
 
 
 def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[EventState, list[dict]]:

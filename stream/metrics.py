@@ -119,6 +119,12 @@ class PipelineCollector(Collector):
         calls = CounterMetricFamily("lrcn_encoder_calls", "Encoder calls")
         calls.add_metric([], stats["encoder_calls"])
         yield calls
+        encoded = CounterMetricFamily("lrcn_modality_frames_encoded", "Frames each modality's encoder encoded, "
+                                      "all streams (a two-stream bundle: rgb and flow, once per frame each)",
+                                      labels=["modality"])
+        for kind, count in stats["encoded_by_modality"].items():
+            encoded.add_metric([kind], count)
+        yield encoded
 
         # One histogram for all streams: they share the inference thread, and per stream it would be
         # most of a scrape's samples (each stream's percentiles are in its status messages).

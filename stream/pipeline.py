@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.clips import ClipRecorder, RecordRules
-from lrcn.stream.encoders import open_encoder
+from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
 from lrcn.stream.keys import ClientKeys, ServerKeys
@@ -180,8 +180,8 @@ class Pipeline:
         spec = self.bundle.meta.spec
         backend = config.backend or self.options.backend
         if backend not in self.scheduler.encoders:
-            encoder = open_encoder(self.bundle.path, backend, threads=self.options.threads,
-                                   max_batch=self.options.max_batch)
+            encoder = open_joint_encoder(self.bundle.path, spec.modalities, backend, threads=self.options.threads,
+                                         max_batch=self.options.max_batch)
             check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
             self.scheduler.add_encoder(backend, encoder)
         if config.events is not None:
@@ -197,7 +197,7 @@ class Pipeline:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
         plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
                           parse_smoothing(config.smooth), backend)
-        options = source_options(config, defaults, spec.fps)
+        options = source_options(config, defaults, spec.fps, self.bundle.needs_flow)
         recorder = None
         if config.record is not None:
             # Event starts trail the newest packet by a window, the minimum duration and some latency.
@@ -271,7 +271,8 @@ class Pipeline:
         scheduler = self.scheduler.stats()
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
-                "encoder_calls": scheduler["encoder_calls"], "batch_sizes": scheduler["batch_sizes"],
+                "encoded_by_modality": scheduler["encoded_by_modality"], "encoder_calls": scheduler["encoder_calls"],
+                "batch_sizes": scheduler["batch_sizes"],
                 "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed,
                               "undelivered": self.zeromq.undelivered}, "sinks": self.outbox.stats(),
                 "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
@@ -306,7 +307,8 @@ class Pipeline:
         wanted = {c.id: c for c in configs}
         running, sources = self.configs, self.sources
         changed = [name for name in running if name in wanted and (wanted[name], source_options(
-            wanted[name], defaults, self.bundle.meta.spec.fps)) != (running[name], sources[name].options)]
+            wanted[name], defaults, self.bundle.meta.spec.fps, self.bundle.needs_flow)) !=
+            (running[name], sources[name].options)]
         removed = [name for name in running if name not in wanted]
         prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
         self.options = replace(self.options, source=defaults)
@@ -592,9 +594,11 @@ def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
     return named
 
 
-def source_options(config: StreamConfig, defaults: SourceOptions, model_fps: float) -> SourceOptions:
-    """A stream's capture settings: its own where it sets them, else the pipeline's."""
+def source_options(config: StreamConfig, defaults: SourceOptions, model_fps: float,
+                   model_needs_flow: bool = False) -> SourceOptions:
+    """A stream's capture settings: its own where it sets them, else the pipeline's. Flow is
+    computed for the idle gate and for a bundle that sees motion."""
     return replace(defaults, fps=config.fps or model_fps, pace=config.pace, loop=config.loop,
-                   flow=config.idle_motion > 0,   # a flow modality will ask for it too
+                   flow=config.idle_motion > 0 or model_needs_flow,
                    crop=tuple(config.crop) if config.crop is not None else defaults.crop,
                    decoder=config.decoder or defaults.decoder)

@@ -7,6 +7,8 @@ frames it read from the rings; `lrcn annotate` calls it with the sampled frames 
 Frames arrive already sampled on the model's grid (the capture threads sample them by
 presentation time, as training's `read_frames` does), so every frame offered is encoded once;
 a frame whose segment differs from the stream's last one resets the stream's head first.
+A bundle of several modalities (RGB and flow) has one joined encoder (stream.encoders.joint):
+each due frame is encoded once per modality, in one batch per modality, its features joined.
 
 With a novelty model (stream.novelty), each stream also keeps its last T frames' features in a
 ring, and every prediction carries the novelty score of the mean of the window's frames there
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lrcn.stream.encoders import Encoder
+from lrcn.stream.encoders.joint import JointEncoder, as_joint
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.flow import window_level
 from lrcn.stream.heads import Head, limit_blas_threads
@@ -115,13 +118,17 @@ class _Track:
 
 
 class Scheduler:
-    def __init__(self, head: Head, clip_length: int, encoders: Encoder | Mapping[str, Encoder],
+    def __init__(self, head: Head, clip_length: int,
+                 encoders: Encoder | JointEncoder | Mapping[str, Encoder | JointEncoder],
                  streams: Sequence[StreamPlan] = (), max_batch: int = 16, novelty: NoveltyModel | None = None):
+        """`encoders`: one (a plain Encoder is taken as an RGB bundle's), or several by key
+        (StreamPlan.encoder names which a stream uses)."""
         limit_blas_threads(1)
         self.head = head
         self.novelty = novelty
         self.clip_length = clip_length
-        self.encoders = dict(encoders) if isinstance(encoders, Mapping) else {DEFAULT_ENCODER: encoders}
+        given = dict(encoders) if isinstance(encoders, Mapping) else {DEFAULT_ENCODER: encoders}
+        self.encoders = {key: as_joint(encoder) for key, encoder in given.items()}
         self.max_batch = max_batch
         self.encoder_calls = 0
         self.batch_histogram: Counter[int] = Counter()
@@ -140,8 +147,8 @@ class Scheduler:
         self._tracks = {**self._tracks, plan.id: _Track(plan, initial_state(self.head, self.clip_length, plan.windows),
                                                         features=ring, motions=deque(maxlen=self.clip_length))}
 
-    def add_encoder(self, key: str, encoder: Encoder) -> None:
-        self.encoders = {**self.encoders, key: encoder}
+    def add_encoder(self, key: str, encoder: Encoder | JointEncoder) -> None:
+        self.encoders = {**self.encoders, key: as_joint(encoder)}
         self.encode_seconds = {**self.encode_seconds, key: Histogram()}
 
     def remove_stream(self, stream: str) -> None:
@@ -222,8 +229,11 @@ class Scheduler:
         histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts
         streams = {name: {"seen": t.seen, "encoded": t.encoded, "repeats": t.repeats, "predictions": t.predictions,
                           "resets": t.resets} for name, t in self._tracks.items()}
+        by_modality: Counter[str] = Counter()
+        for encoder in list(self.encoders.values()):
+            by_modality.update(encoder.encoded)
         return {"streams": streams, "encoded": sum(s["encoded"] for s in streams.values()),
-                "encoder_calls": self.encoder_calls,
+                "encoded_by_modality": dict(by_modality), "encoder_calls": self.encoder_calls,
                 "batch_sizes": dict(sorted(histogram.items()))}
 
     def _fresh(self, track: _Track, frame: Frame) -> bool:
@@ -237,7 +247,8 @@ class Scheduler:
         return True
 
     def _encode(self, due: list[tuple[_Track, Frame]]) -> tuple[np.ndarray, list[int]]:
-        """Features for every due frame, in order: one encoder call per encoder (split at max_batch)."""
+        """Features for every due frame, in order: one (joined) encoder call per encoder, split at
+        max_batch; a joined encoder calls each modality's encoder once per call."""
         features: list[np.ndarray | None] = [None] * len(due)
         sizes = []
         for key, encoder in self.encoders.items():
@@ -245,7 +256,7 @@ class Scheduler:
             for start in range(0, len(positions), self.max_batch):
                 chunk = positions[start:start + self.max_batch]
                 started = time.perf_counter()
-                encoded = encoder.encode(np.stack([due[i][1].image for i in chunk]))
+                encoded = encoder.encode_frames([due[i][1] for i in chunk])
                 self.encode_seconds[key].observe(time.perf_counter() - started)
                 self.encoder_calls += 1
                 self.batch_histogram[len(chunk)] += 1

@@ -9,6 +9,7 @@ import numpy as np
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.flow import video_motion
+from lrcn.stream.ring import Frame
 from lrcn.stream.sampling import Sampler
 from lrcn.stream.sources.capture import CaptureError
 from lrcn.stream.sources.pyav import PyavCapture
@@ -38,6 +39,20 @@ def read_motion(path: str | Path, size: tuple[int, int], fps: float | None = Non
     video's first frame and any after a timestamp jump) of read_frames' frames, as a live stream
     of the file computes them."""
     return video_motion(*read_segments(path, size, fps, crop))
+
+
+def read_video_frames(path: str | Path, size: tuple[int, int], fps: float | None = None,
+                      crop: tuple[int, int, int, int] | None = None, flow: bool = False) -> list[Frame]:
+    """read_frames' frames as the capture hands them to the scheduler (stream.ring.Frame: index,
+    segment, pts on the 1/fps grid) and, with `flow`, each one's field and motion level as a
+    live stream of the file computes them: what every modality's encoder input is taken from."""
+    frames, segments = read_segments(path, size, fps, crop)
+    fields, levels = video_motion(frames, segments) if flow else (None, None)
+    step = 1 / fps if fps else 0.0
+    return [Frame(image, i, i * step, int(segment), pts=i * step,
+                  flow=None if fields is None else fields[i],
+                  motion=None if levels is None or np.isnan(levels[i]) else float(levels[i]))
+            for i, (image, segment) in enumerate(zip(frames, segments))]
 
 
 def read_segments(path: str | Path, size: tuple[int, int], fps: float | None = None,

@@ -225,7 +225,7 @@ class OneFrameAtATime:
 
 
 @register("test-one-frame-at-a-time")
-def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch) -> OneFrameAtATime:
+def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch, modality) -> OneFrameAtATime:
     return OneFrameAtATime(bundle, threads)
 
 
@@ -240,7 +240,7 @@ def test_a_new_backend_is_one_registered_opener(exported_seed):  # noqa: F811
     expected = open_encoder(bundle, "onnxruntime", threads=1).encode(frames[:6])
     np.testing.assert_allclose(encoder.encode(frames[:6]), expected, rtol=1e-5, atol=1e-5)
     loaded = load_runtime_bundle(bundle, backend="test-one-frame-at-a-time", threads=1)
-    assert isinstance(loaded.encoder, OneFrameAtATime)
+    assert isinstance(loaded.encoder.encoders["rgb"], OneFrameAtATime)   # the bundle's one modality
     np.testing.assert_allclose(loaded.clip_probabilities(frames[:4]),
                                load_runtime_bundle(bundle).clip_probabilities(frames[:4]), atol=1e-6)
     assert unavailable_reason("test-one-frame-at-a-time") is None

@@ -120,9 +120,9 @@ def still_video(tmp_path, seconds: float = 4.0):
     return still
 
 
-def serve(bundle, video, **config):
-    """The pipeline on `video` unpaced, events for any label (min_score 0); (stats, predictions, events)."""
-    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=False, events=EventRules(min_score=0.0),
+def serve(bundle, video, pace: bool = False, **config):
+    """The pipeline on `video` (unpaced by default), events for any label (min_score 0); (stats, predictions, events)."""
+    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=pace, events=EventRules(min_score=0.0),
                                               **config)], PipelineOptions(endpoint=ANY_PORT))
     inbox = Inbox(pipeline.endpoint)
     try:

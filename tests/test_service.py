@@ -107,6 +107,8 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  
     assert f"{cam['frames']} frames in" in summary and f"{cam['predictions']} predictions" in summary
     assert samples[("lrcn_capture_to_publish_seconds_count", ())] == cam["predictions"]
     assert samples[("lrcn_encoder_batch_size_count", ())] == final["encoder_calls"]
+    assert samples[("lrcn_modality_frames_encoded_total", (("modality", "rgb"),))] == final["encoded"] == \
+        final["encoded_by_modality"]["rgb"]
     assert samples[("lrcn_encoder_call_seconds_count", (("encoder", "onnxruntime"),))] == final["encoder_calls"]
     build = [labels for (name, labels) in samples if name == "lrcn_build_info"]
     assert dict(build[0])["clip_length"] == "4" and dict(build[0])["classes"] == "bend,jumping_jack,wave_one_hand"

@@ -1,8 +1,9 @@
 """A copy of a video with the streaming prediction drawn on every frame (`lrcn annotate`, whose
 command and arguments are in tools/annotate.py).
 
-The frames go through the same capture, sampling grid, scheduler and window code as `lrcn serve`
-(encoded once, exact windows by default), read as fast as they decode.
+The frames go through the same capture, sampling grid, flow (for a bundle that sees motion),
+scheduler and window code as `lrcn serve` (encoded once per modality, exact windows by
+default), read as fast as they decode.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import UNKNOWN
+from lrcn.stream.flow import MotionTracker
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.ring import Frame
 from lrcn.stream.runtime_bundle import load_runtime_bundle
@@ -66,6 +68,7 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
     plan = StreamPlan("video", WindowConfig(mode, hop, reset_every), parse_smoothing(smooth))
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [plan],
                           novelty=bundle.novelty if threshold is not None else None)
+    motion = MotionTracker() if bundle.needs_flow else None
     capture = PyavCapture(str(video), spec.input_size, options)
     out = Path(out)
     writer = None
@@ -79,7 +82,9 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
                 keep, jumped = sampler.offer(t) if t is not None else (False, False)
                 segment += jumped
                 if keep:
-                    sampled.append(Frame(capture.to_rgb(frame), index + len(chunk), t, segment, pts=t))
+                    image = capture.to_rgb(frame)
+                    flow, level = motion.step(image, segment) if motion is not None else (None, None)
+                    sampled.append(Frame(image, index + len(chunk), t, segment, pts=t, flow=flow, motion=level))
                 chunk.append(frame.to_ndarray(format="bgr24"))
                 if len(chunk) == CHUNK:
                     break

@@ -44,15 +44,40 @@ FRAME_RATE = 25.0                # stream rate in the latency and capacity runs;
 
 # -- sections ----------------------------------------------------------------------------------
 
+def bench_frames(bundle, count: int) -> list:
+    """`count` moving pattern frames as the capture hands them over (stream.ring.Frame), each with
+    its flow from the one before where the bundle sees motion; `at(frames, i)` numbers one."""
+    from lrcn.stream.flow import MotionTracker
+    from lrcn.stream.ring import Frame
+    from lrcn.stream.sources import pattern_frames
+
+    images = pattern_frames(bundle.meta.spec.input_size, count)
+    tracker = MotionTracker() if bundle.needs_flow else None
+    frames = []
+    for i, image in enumerate(images):
+        flow, level = tracker.step(image, 0) if tracker is not None else (None, None)
+        frames.append(Frame(image, i, i / FRAME_RATE, flow=flow, motion=level))
+    return frames
+
+
+def at(frames: list, i: int, position: int | None = None):
+    """Frame i of a stream fed `frames` round and round (or `frames[position]` every time),
+    numbered i and captured at i / FRAME_RATE."""
+    from lrcn.stream.ring import Frame
+
+    frame = frames[i % len(frames) if position is None else position]
+    return Frame(frame.image, i, i / FRAME_RATE, flow=frame.flow, motion=frame.motion)
+
+
 def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     """ms per new frame: naive model.onnx, exact and continuous through the Scheduler, parts apart."""
     import onnxruntime
 
-    from lrcn.stream.encoders import INT8_ENCODER_FILE, open_encoder
+    from lrcn.stream.encoders.joint import open_joint_encoder
     from lrcn.stream.encoders.onnxruntime import session_options
-    from lrcn.stream.ring import Frame
+    from lrcn.stream.flow import MotionTracker
+    from lrcn.stream.modalities import modality
     from lrcn.stream.scheduler import Scheduler, StreamPlan
-    from lrcn.stream.sources import pattern_frames
     from lrcn.stream.windows import (
         CONTINUOUS,
         EXACT,
@@ -64,15 +89,17 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
 
     spec = bundle.meta.spec
     clip_length = spec.clip_length
-    frames = pattern_frames(spec.input_size, 50)
+    listed = bench_frames(bundle, 50)
+    frames = np.stack([f.image for f in listed])
     model_path = bundle.path / "model.onnx"
     if not model_path.is_file():
         raise LrcnError(f"bundle {bundle.path} has no model.onnx, the naive baseline (run `lrcn export`)")
     session = onnxruntime.InferenceSession(str(model_path), session_options(threads),  # as the runtime's encoder
                                            providers=["CPUExecutionProvider"])
-    clip = frames[np.arange(clip_length)][None]
-    name = session.get_inputs()[0].name
-    calls = {"naive": lambda: session.run(None, {name: clip})}
+    # model.onnx of a bundle of modalities names each input by its modality; an RGB one takes the frames.
+    feed = {i.name: np.stack([getattr(f, modality(i.name if i.name in spec.modalities else "rgb").frame_field)
+                              for f in listed[:clip_length]])[None] for i in session.get_inputs()}
+    calls = {"naive": lambda: session.run(None, feed)}
     schedulers = {}
 
     def scheduled(mode: str):
@@ -83,15 +110,25 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
 
         def one():
             i = count[0]
-            scheduler.process({"s": [Frame(frames[i % len(frames)], i, i / FRAME_RATE)]})
+            scheduler.process({"s": [at(listed, i)]})
             count[0] += 1
         return one
 
     calls["exact"] = scheduled(EXACT)
     calls["continuous"] = scheduled(CONTINUOUS)
-    one = frames[:1]
-    calls["encoder_b1"] = lambda: bundle.encoder.encode(one)
-    features = bundle.encoder.encode(one)
+    one, batch = listed[:1], listed[:16]
+    calls["encoder_b1"] = lambda: bundle.encoder.encode_frames(one)
+    features = bundle.encoder.encode_frames(one)
+    if bundle.encoder.needs_flow:   # the parts of a two-stream frame: its flow, and each modality's encoder
+        tracker, images, turns = MotionTracker(), [f.image for f in listed], [0]
+
+        def flow():
+            turns[0] += 1
+            tracker.step(images[turns[0] % len(images)], 0)
+        calls["flow"] = flow
+        for kind, encoder in bundle.encoder.encoders.items():
+            inputs = modality(kind).inputs(one)
+            calls[f"encoder_{kind}_b1"] = lambda encoder=encoder, inputs=inputs: encoder.encode(inputs)
     for mode in (EXACT, CONTINUOUS):
         config = WindowConfig(mode, 1)
         state = [initial_state(bundle.head, clip_length, config)]
@@ -99,12 +136,11 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
         def head_step(config=config, state=state):
             state[0], _ = step(bundle.head, clip_length, config, state[0], frame_inputs(bundle.head, features)[0], 0)
         calls[f"head_{mode}"] = head_step
-    if (bundle.path / INT8_ENCODER_FILE).is_file():
-        int8 = open_encoder(bundle.path, "onnxruntime-int8", threads=threads)
-        batch = frames[:16]
-        calls["encoder_b16"] = lambda: bundle.encoder.encode(batch)
-        calls["int8_b1"] = lambda: int8.encode(one)
-        calls["int8_b16"] = lambda: int8.encode(batch)
+    if all((bundle.path / modality(kind).int8_file).is_file() for kind in spec.modalities):
+        int8 = open_joint_encoder(bundle.path, spec.modalities, "onnxruntime-int8", threads=threads)
+        calls["encoder_b16"] = lambda: bundle.encoder.encode_frames(batch)
+        calls["int8_b1"] = lambda: int8.encode_frames(one)
+        calls["int8_b16"] = lambda: int8.encode_frames(batch)
     result = interleaved(calls, repeats, warmup=clip_length + 2)
     for mode, (scheduler, count) in schedulers.items():
         stats = scheduler.stats()
@@ -126,18 +162,16 @@ def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
     (`compute`) and continuous (`compute_continuous`): the Scheduler fed batches back to back,
     the pipeline's compute without its threads, rings and sockets. `best` is the fastest batch
     size of each."""
-    from lrcn.stream.ring import Frame
     from lrcn.stream.scheduler import Scheduler, StreamPlan
-    from lrcn.stream.sources import pattern_frames
     from lrcn.stream.windows import CONTINUOUS, EXACT, WindowConfig
 
     sizes = [b for b in (1, 2, 4, 8, 16, 32) if b <= max_batch]
-    frames = pattern_frames(bundle.meta.spec.input_size, max(sizes))
+    frames = bench_frames(bundle, max(sizes) + 1)
     calls = {}
     kinds = {"encoder": None, "compute": EXACT, "compute_continuous": CONTINUOUS}
     for size in sizes:
-        batch = np.ascontiguousarray(frames[:size])
-        calls[f"encoder_b{size}"] = lambda batch=batch: bundle.encoder.encode(batch)
+        batch = frames[1:size + 1]     # frames with their flow (the first has none to give)
+        calls[f"encoder_b{size}"] = lambda batch=batch: bundle.encoder.encode_frames(batch)
         for kind, mode in kinds.items():
             if mode is None:
                 continue
@@ -148,7 +182,7 @@ def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
 
             def step_all(scheduler=scheduler, size=size, count=count):
                 i = count[0]
-                scheduler.process({f"s{k}": [Frame(frames[k], i, i / FRAME_RATE)] for k in range(size)})
+                scheduler.process({f"s{k}": [at(frames, i, k + 1)] for k in range(size)})
                 count[0] += 1
             calls[f"{kind}_b{size}"] = step_all
     timings = interleaved(calls, rounds, warmup=3)
@@ -163,12 +197,10 @@ def throughput_section(bundle, max_batch: int, rounds: int) -> dict:
 def paced_compute_cpu(bundle, frames_count: int) -> float:
     """CPU ms per frame of the Scheduler alone (encoder + exact head) fed one frame every
     1/FRAME_RATE s, the cadence a live stream has: what the pipeline computes, without it."""
-    from lrcn.stream.ring import Frame
     from lrcn.stream.scheduler import Scheduler, StreamPlan
-    from lrcn.stream.sources import pattern_frames
     from lrcn.stream.windows import EXACT, WindowConfig
 
-    frames = pattern_frames(bundle.meta.spec.input_size, 50)
+    frames = bench_frames(bundle, 50)
     scheduler = Scheduler(bundle.head, bundle.meta.spec.clip_length, bundle.encoder,
                           [StreamPlan("s", WindowConfig(EXACT, 1))])
     cpu = 0.0
@@ -177,7 +209,7 @@ def paced_compute_cpu(bundle, frames_count: int) -> float:
         time.sleep(max(0.0, next_due - time.monotonic()))
         next_due += 1.0 / FRAME_RATE
         start = time.process_time()
-        scheduler.process({"s": [Frame(frames[i % len(frames)], i, i / FRAME_RATE)]})
+        scheduler.process({"s": [at(frames, i)]})
         if i >= 20:
             cpu += time.process_time() - start
     return round(cpu * 1e3 / max(1, frames_count - 20), 4)
@@ -311,9 +343,16 @@ def child_main(kind: str, bundle_dir: str, started_at: float) -> None:
         model, meta = load_bundle(Path(bundle_dir))
         loaded = time.time() - started_at
         spec = meta.spec
-        scale, offset = spec.preprocessing
-        clip = pattern_frames(spec.input_size, spec.clip_length)[None].astype(np.float32) * scale + offset
-        np.asarray(model(clip, training=False))
+        frames = pattern_frames(spec.input_size, spec.clip_length)
+        if spec.modalities == ("rgb",):
+            scale, offset = spec.preprocessing
+            np.asarray(model(frames[None].astype(np.float32) * scale + offset, training=False))
+        else:   # a bundle of modalities takes each one's uint8 input, prepared by models.modalities
+            from lrcn.models.modalities import model_inputs
+            from lrcn.stream.flow import video_motion
+
+            fields, _ = video_motion(frames, np.zeros(len(frames), np.int64))
+            np.asarray(model(model_inputs(spec, {"rgb": frames[None], "flow": fields[None]}), training=False))
         first = time.time() - started_at
         memory = rss_mb()
     print(json.dumps({"loaded_s": round(loaded, 3), "first_prediction_s": round(first, 3), "rss_mb": memory}))

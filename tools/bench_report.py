@@ -39,7 +39,10 @@ def table(result: dict) -> str:
         lines += ["| per new frame | ms (median) | CPU ms | naive / this |", "| --- | --- | --- | --- |"]
         for key, label in (("naive", f"naive: full {result['clip_length']}-frame model.onnx"),
                            ("exact", "exact window, encode once (hop 1)"), ("continuous", "continuous"),
-                           ("encoder_b1", "  encoder alone, batch 1"), ("head_exact", "  exact head alone (16 states)"),
+                           ("encoder_b1", "  encoder alone, batch 1"),
+                           ("flow", "    optical flow of the frame (capture thread)"),
+                           ("encoder_rgb_b1", "    RGB encoder, batch 1"), ("encoder_flow_b1", "    flow encoder, batch 1"),
+                           ("head_exact", "  exact head alone (16 states)"),
                            ("head_continuous", "  continuous head alone"),
                            ("encoder_b16", "  encoder, batch 16, per call"),
                            ("int8_b1", "  INT8 encoder, batch 1"), ("int8_b16", "  INT8 encoder, batch 16, per call")):

@@ -30,7 +30,8 @@ def export(args) -> None:
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """`engine` has one subcommand so far, `build`."""
     subcommands = parser.add_subparsers(dest="engine_command", required=True)
-    build = subcommands.add_parser("build", help="build (or find cached) an engine from encoder.onnx")
+    build = subcommands.add_parser("build", help="build (or find cached) an engine from each encoder file "
+                                                  "(encoder.onnx; encoder.flow.onnx too for a two-stream bundle)")
     build.add_argument("bundle")
     build.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     build.add_argument("--max-batch", type=int, default=16, help="largest batch the engine takes (default 16)")
@@ -40,7 +41,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("engine", help="TensorRT engines for a bundle (run on the target GPU box)", arguments=add_engine_arguments)
 def engine_build(args) -> None:
+    from lrcn.stream.bundle import read_meta
     from lrcn.stream.encoders.tensorrt import ensure_engine
 
-    path = ensure_engine(args.bundle, args.precision, args.max_batch, args.calibration, rebuild=args.rebuild)
-    print(f"engine: {path}")
+    for modality in read_meta(args.bundle).spec.modalities:
+        path = ensure_engine(args.bundle, args.precision, args.max_batch, args.calibration, rebuild=args.rebuild,
+                             modality=modality)
+        print(f"engine: {path}")

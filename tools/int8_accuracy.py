@@ -47,8 +47,7 @@ def score(bundle, videos: list[tuple[Path, str]]) -> dict:
     spec = bundle.meta.spec
     clip_predictions, clip_targets, video_predictions, video_targets = [], [], [], []
     for path, label in videos:
-        frames = read_frames(path, spec.input_size, spec.fps)
-        features = bundle.encoder.encode(frames)
+        features = bundle.video_features(path)
         probs = bundle.head.clip_probabilities(video_windows(features, spec.clip_length, max(1, spec.clip_length // 2)))
         target = spec.classes.index(label)
         video_predictions.append(int(probs.mean(axis=0).argmax()))

@@ -4,10 +4,15 @@
     lrcn novelty measure runs/stream/weizmann4 --foreign ../shared/data/ucf101_9 --foreign ../shared/data/ps7 \\
         --out docs/results/novelty_weizmann4.json
 
-Both run the bundle's own runtime encoder (no TensorFlow) over decoded videos, exactly as a live
-stream of them reaches it (stream.video.read_frames), and pool T-frame windows (fit: 4 frames
-apart; measure: every window, as exact hop-1 serving publishes). Per-frame features are cached
-by the encoder file's hash.
+Both run the bundle's own runtime encoders (no TensorFlow) over decoded videos, exactly as a live
+stream of them reaches it (stream.video.read_video_frames: the frames and, for a bundle that sees
+motion, their flow), and pool T-frame windows of the joined features (fit: 4 frames apart;
+measure: every window, as exact hop-1 serving publishes). Per-frame features are cached by the
+encoder files' hashes.
+
+A bundle trained with stills has a class `idle` that no dataset folder holds: fit gives it the
+windows training gave it, held frames of the training videos (T times the same frame, so its
+flow is the zero field) and blank frames, about as many as an average class has (`still_windows`).
 
 fit: only the training split is read (the split flags of `lrcn train`; a bundle's recorded test
 groups are refused). Its groups are shuffled by --seed and dealt into --folds folds; each fold is
@@ -38,11 +43,13 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.bundle import read_meta, write_meta
-from lrcn.stream.encoders import ENCODER_FILE, open_encoder
+from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import IDLE
 from lrcn.stream.heads import HEAD_FILE, load_head
 from lrcn.stream.novelty import DEFAULT_METHOD, DEFAULT_TARGET, METHODS, fit_novelty, load_novelty, save_novelty, window_means, with_threshold
-from lrcn.stream.video import DECODE_VERSION, read_frames
+from lrcn.stream.modalities import modality
+from lrcn.stream.video import DECODE_VERSION, read_video_frames
 from lrcn.tools.args import choose_split
 from lrcn.tools.commands import command
 
@@ -53,13 +60,14 @@ DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream" / "novelty"
 # -- features --------------------------------------------------------------------------------
 
 class FrameFeatures:
-    """Per-frame features of videos through one bundle's runtime encoder, cached on disk by the
-    encoder file's hash and the video's path, size and time."""
+    """Per-frame joined features of videos through one bundle's runtime encoders, cached on disk
+    by the encoder files' hashes and the video's path, size and time."""
 
     def __init__(self, bundle: str | Path, cache: Path | None, threads: int | None = None):
         self.meta = read_meta(bundle)
-        self.encoder = open_encoder(bundle, threads=threads)
-        digest = hashlib.sha256((Path(bundle) / ENCODER_FILE).read_bytes()).hexdigest()[:16]
+        self.encoder = open_joint_encoder(bundle, self.meta.spec.modalities, threads=threads)
+        files = [Path(bundle) / modality(name).encoder_file for name in self.meta.spec.modalities]
+        digest = hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()[:16]
         self.cache = cache / digest if cache is not None else None
 
     def __call__(self, video: Path) -> np.ndarray:
@@ -70,8 +78,8 @@ class FrameFeatures:
         path = self.cache / f"{key}.npy" if self.cache is not None else None
         if path is not None and path.is_file():
             return np.load(path)
-        frames = read_frames(video, spec.input_size, spec.fps)
-        features = np.concatenate([self.encoder.encode(frames[i:i + 64]) for i in range(0, len(frames), 64)])
+        frames = read_video_frames(video, spec.input_size, spec.fps, flow=self.encoder.needs_flow)
+        features = np.concatenate([self.encoder.encode_frames(frames[i:i + 64]) for i in range(0, len(frames), 64)])
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, features)
@@ -118,6 +126,40 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
         tied = both == value
         ranks[tied] = ranks[tied].mean()
     return float((ranks[len(inside):].sum() - len(outside) * (len(outside) + 1) / 2) / (len(inside) * len(outside)))
+
+
+STILL_BLANK_SHARE = 0.25   # of the still windows, blank frames; the rest held frames (as training makes them)
+
+
+def still_windows(features: FrameFeatures, videos, count: int, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """`count` windows of nothing moving: a held frame of one of `videos` (its own features for
+    each modality that looks at the frame, the zero field's for each that looks at motion) or a
+    blank frame of a random colour; and the index into `videos` each held frame came from (-1 for
+    a blank one)."""
+    from lrcn.stream.flow import zero_field
+
+    spec, encoder = features.meta.spec, features.encoder
+    rng = np.random.default_rng(seed)
+    sizes = list(encoder.feature_sizes.values())
+    bounds = np.cumsum([0, *sizes])
+    zero = np.stack([zero_field(spec.input_size)])
+    moving = [i for i, name in enumerate(encoder.feature_sizes) if modality(name).needs_flow]
+    blank_count = int(round(count * STILL_BLANK_SHARE)) if count > 1 else 0
+    frames = [(number, row) for number, video in enumerate(videos) for row in features(video.path)]
+    picked = [frames[i] for i in np.linspace(0, len(frames) - 1, count - blank_count).astype(int)]
+    held = np.stack([row for _, row in picked]) if picked else np.zeros((0, bounds[-1]), np.float32)
+    colours = rng.integers(0, 256, (blank_count, 1, 1, 3), dtype=np.uint8)
+    blanks = np.broadcast_to(colours, (blank_count, *spec.input_size, 3)).copy()
+    inputs = {name: blanks if not modality(name).needs_flow else np.repeat(zero, blank_count, axis=0)
+              for name in encoder.feature_sizes}
+    blank = encoder.encode_inputs(inputs) if blank_count else np.zeros((0, bounds[-1]), np.float32)
+    if moving:
+        still_flow = encoder.encode_inputs({name: zero if modality(name).needs_flow else
+                                            np.zeros((1, *spec.input_size, 3), np.uint8)
+                                            for name in encoder.feature_sizes})[0]
+        for i in moving:
+            held[:, bounds[i]:bounds[i + 1]] = still_flow[bounds[i]:bounds[i + 1]]
+    return np.concatenate([held, blank]).astype(np.float32), [n for n, _ in picked] + [-1] * blank_count
 
 
 # -- the split -------------------------------------------------------------------------------
@@ -174,6 +216,15 @@ def fit(args) -> None:
     x, owners, _ = windows_of(features, train_videos, args.hop)
     labels = np.array([train_videos[i].label for i in owners])
     groups = np.array([train_videos[i].group for i in owners])
+    if IDLE in spec.classes and not (labels == spec.classes.index(IDLE)).any():   # trained with stills
+        count = len(x) // len(set(labels.tolist()))
+        stills, sources = still_windows(features, train_videos, count, args.seed)
+        train_groups = sorted(set(groups.tolist()))
+        still_groups = [train_videos[n].group if n >= 0 else train_groups[i % len(train_groups)]
+                        for i, n in enumerate(sources)]
+        x = np.concatenate([x, stills])
+        labels = np.concatenate([labels, np.full(len(stills), spec.classes.index(IDLE))])
+        groups = np.concatenate([groups, np.array(still_groups, groups.dtype)])
     parts = []   # the raw score of each of the method's parts, per validation window
     for held in folds:
         out = np.isin(groups, sorted(held))

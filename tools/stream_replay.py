@@ -1,6 +1,7 @@
 """The offline replay of `lrcn stream-accuracy --offline`: the same runtime without the real-time
 serving. The joined video's frames sampled on the model's grid are encoded by the bundle's
-encoder and stepped through lrcn.stream.windows in every head mode, then scored like a live run."""
+encoders (with their flow, for a bundle that sees motion) and stepped through
+lrcn.stream.windows in every head mode, then scored like a live run."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sampling import grid_indices
@@ -36,25 +36,26 @@ def replay_predictions(head, clip_length: int, mode: HeadMode, inputs, frame_ind
 
 
 def sampled_features(bundle: Path, video: Path, media_frames: int, media_fps: float, cache: dict) -> tuple:
-    """(features [N, F] of the video's frames sampled on the model's grid through the bundle's own
-    encoder, their frame indices in the video). Bundles whose encoder.onnx is the same file content
-    share one encoding (`cache`, keyed by its digest)."""
+    """(joined features [N, F] of the video's frames sampled on the model's grid through the
+    bundle's own encoders, with their flow for a bundle that sees motion; their frame indices in
+    the video). Bundles whose encoder files have the same content share one encoding (`cache`,
+    keyed by their digest)."""
     import hashlib
 
+    from lrcn.stream.modalities import modality
     from lrcn.stream.runtime_bundle import load_runtime_bundle
-    from lrcn.stream.video import read_frames
 
     runtime = load_runtime_bundle(bundle)
     spec = runtime.meta.spec
-    key = (hashlib.sha1((bundle / "encoder.onnx").read_bytes()).hexdigest(), spec.input_size, spec.fps)
+    files = b"".join((bundle / modality(name).encoder_file).read_bytes() for name in spec.modalities)
+    key = (hashlib.sha1(files).hexdigest(), spec.input_size, spec.fps)
     if key not in cache:
-        frames = read_frames(video, spec.input_size, spec.fps)
+        features = runtime.video_features(video)
         indices = grid_indices((i / media_fps for i in range(media_frames)), spec.fps)
-        if len(indices) != len(frames):
-            raise LrcnError(f"{video}: {len(frames)} frames decoded on the {spec.fps:g} fps grid, "
+        if len(indices) != len(features):
+            raise LrcnError(f"{video}: {len(features)} frames decoded on the {spec.fps:g} fps grid, "
                             f"{len(indices)} expected")
-        cache[key] = (np.concatenate([runtime.encoder.encode(frames[i:i + 64]) for i in range(0, len(frames), 64)]),
-                      indices)
+        cache[key] = (features, indices)
     return cache[key]
 
 

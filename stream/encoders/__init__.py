@@ -1,15 +1,18 @@
-"""Per-frame encoder backends behind one interface: uint8 RGB frames in, float32 features out.
+"""Per-frame encoder backends behind one interface: uint8 frames in, float32 features out.
 
     encoder = open_encoder("bundle", backend="onnxruntime")      # or "onnxruntime-int8", "tensorrt"
     features = encoder.encode(frames)                            # [N, H, W, 3] uint8 -> [N, F] float32
+    flow = open_encoder("bundle", modality="flow")                # encoder.flow.onnx: [N, H, W, 2] fields
 
+One encoder per modality (stream.modalities names its files and channels); a bundle's
+`JointEncoder` (stream.encoders.joint) runs them all and joins their features.
 Normalisation is inside the exported graph, so callers feed raw pixels.
 
 A backend is one module with a `@register`ed opener, and an `availability()` that says why it
 cannot run on this machine (None when it can; `lrcn doctor` prints it):
 
     @register("openvino")
-    def open_openvino(bundle, *, threads, precision, max_batch) -> Encoder: ...
+    def open_openvino(bundle, *, threads, precision, max_batch, modality) -> Encoder: ...
 
     def availability() -> str | None: ...
 
@@ -42,20 +45,21 @@ class Encoder(Protocol):
     feature_size: int
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
-        """[N, H, W, 3] uint8 RGB -> [N, F] float32."""
+        """[N, H, W, C] uint8 (C: its modality's channels) -> [N, F] float32."""
         ...
 
 
-def check_frames(frames: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """The frames as one contiguous uint8 [N, H, W, 3] array at the model's size, or one LrcnError line."""
+def check_frames(frames: np.ndarray, input_size: tuple[int, int], channels: int = 3) -> np.ndarray:
+    """The frames as one contiguous uint8 [N, H, W, channels] array at the model's size, or one LrcnError line."""
     frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (*input_size, 3):
-        raise LrcnError(f"encoder takes uint8 frames [N, {input_size[0]}, {input_size[1]}, 3], "
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (*input_size, channels):
+        raise LrcnError(f"encoder takes uint8 frames [N, {input_size[0]}, {input_size[1]}, {channels}], "
                         f"got {frames.dtype} {list(frames.shape)}")
     return np.ascontiguousarray(frames)
 
 
-# (bundle directory, *, threads, precision, max_batch) -> Encoder; a backend ignores what it has no use for.
+# (bundle directory, *, threads, precision, max_batch, modality) -> Encoder of that modality's file
+# (a stream.modalities.Modality); a backend ignores what it has no use for.
 Opener = Callable[..., Encoder]
 
 
@@ -81,14 +85,17 @@ def unavailable_reason(backend: str) -> str | None:
 
 
 def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: int | None = None,
-                 precision: str = "fp16", max_batch: int = 16) -> Encoder:
-    """The bundle's encoder on a backend.
+                 precision: str = "fp16", max_batch: int = 16, modality: str = "rgb") -> Encoder:
+    """The bundle's encoder of one modality on a backend.
 
-    onnxruntime: encoder.onnx (fp32); onnxruntime-int8: encoder.int8.onnx (`lrcn export
-    --int8`); tensorrt: an engine from the bundle's engines/ cache, built on first use
-    (precision fp32, fp16 or int8; max_batch bounds the optimisation profile). threads
-    defaults to $LRCN_THREADS, else the backend's own choice.
+    onnxruntime: the modality's fp32 file (encoder.onnx for rgb, encoder.flow.onnx for flow);
+    onnxruntime-int8: its INT8 twin (`lrcn export --int8`); tensorrt: an engine from the
+    bundle's engines/ cache, built on first use (precision fp32, fp16 or int8; max_batch bounds
+    the optimisation profile). threads defaults to $LRCN_THREADS, else the backend's own choice.
     """
+    from lrcn.stream.modalities import modality as find_modality
+
     opener = BACKENDS.get(backend)
     threads = threads or int(os.environ.get("LRCN_THREADS", "0")) or None
-    return opener(Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch)
+    return opener(Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch,
+                  modality=find_modality(modality))

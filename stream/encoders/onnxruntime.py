@@ -1,5 +1,5 @@
-"""The ONNX Runtime backends, the CPU default: `onnxruntime` runs encoder.onnx (fp32),
-`onnxruntime-int8` its INT8 twin encoder.int8.onnx (`lrcn export --int8`).
+"""The ONNX Runtime backends, the CPU default: `onnxruntime` runs a modality's fp32 encoder
+(encoder.onnx, encoder.flow.onnx), `onnxruntime-int8` its INT8 twin (`lrcn export --int8`).
 
     encoder = OnnxRuntimeEncoder("bundle/encoder.onnx", threads=2)
     features = encoder.encode(frames)              # uint8 [N, H, W, 3] -> float32 [N, F]
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE, check_frames, register
+from lrcn.stream.encoders import check_frames, register
 from lrcn.stream.errors import LrcnError
 
 # Execution providers tried in this order where onnxruntime has them; CPU always last.
@@ -49,14 +49,15 @@ def session_options(threads: int | None = None):
 
 
 class OnnxRuntimeEncoder:
-    """encoder.onnx (or its INT8 twin) in an ONNX Runtime session.
+    """An encoder file (or its INT8 twin) in an ONNX Runtime session, taking uint8 [N, H, W, channels].
 
     threads: intra-op threads (default: ONNX Runtime's choice, one per core).
     providers: execution providers in order of preference (default: TensorRT, CUDA where
     installed, then CPU).
     """
 
-    def __init__(self, onnx_path: str | Path, threads: int | None = None, providers: list[str] | None = None):
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, providers: list[str] | None = None,
+                 channels: int = 3):
         import onnxruntime
 
         path = Path(onnx_path)
@@ -70,29 +71,31 @@ class OnnxRuntimeEncoder:
         except Exception as err:  # onnxruntime raises its own untyped errors for bad files
             raise LrcnError(f"cannot load {path}: {str(err).splitlines()[0]}") from None
         (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
-        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or len(out.shape) != 2:
-            raise LrcnError(f"{path}: expected uint8 [N, H, W, 3] -> [N, F], got {inp.type} {inp.shape} -> {out.shape}")
+        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[3] != channels or len(out.shape) != 2:
+            raise LrcnError(f"{path}: expected uint8 [N, H, W, {channels}] -> [N, F], got {inp.type} {inp.shape} "
+                            f"-> {out.shape}")
         self.input_name, self.output_name = inp.name, out.name
         self.input_size = (int(inp.shape[1]), int(inp.shape[2]))
         self.feature_size = int(out.shape[1])
+        self.channels = channels
         self.path = path
         self.providers = self.session.get_providers()
         self.name = f"onnxruntime[{self.providers[0].replace('ExecutionProvider', '')}]"
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
-        frames = check_frames(frames, self.input_size)
+        frames = check_frames(frames, self.input_size, self.channels)
         return self.session.run([self.output_name], {self.input_name: frames})[0]
 
 
 @register("onnxruntime")
-def open_fp32(bundle: Path, *, threads: int | None, precision: str, max_batch: int) -> OnnxRuntimeEncoder:
-    """encoder.onnx as exported (precision and max_batch are TensorRT's; a session takes any batch)."""
-    return OnnxRuntimeEncoder(bundle / ENCODER_FILE, threads)
+def open_fp32(bundle: Path, *, threads: int | None, precision: str, max_batch: int, modality) -> OnnxRuntimeEncoder:
+    """The modality's encoder as exported (precision and max_batch are TensorRT's; a session takes any batch)."""
+    return OnnxRuntimeEncoder(bundle / modality.encoder_file, threads, channels=modality.channels)
 
 
 @register("onnxruntime-int8")
-def open_int8(bundle: Path, *, threads: int | None, precision: str, max_batch: int) -> OnnxRuntimeEncoder:
-    """encoder.int8.onnx, which `lrcn export --int8` writes beside encoder.onnx."""
-    if not (bundle / INT8_ENCODER_FILE).is_file():
-        raise LrcnError(f"bundle has no {INT8_ENCODER_FILE}: {bundle} (run `lrcn export {bundle} --int8`)")
-    return OnnxRuntimeEncoder(bundle / INT8_ENCODER_FILE, threads)
+def open_int8(bundle: Path, *, threads: int | None, precision: str, max_batch: int, modality) -> OnnxRuntimeEncoder:
+    """The modality's INT8 encoder, which `lrcn export --int8` writes beside the fp32 one."""
+    if not (bundle / modality.int8_file).is_file():
+        raise LrcnError(f"bundle has no {modality.int8_file}: {bundle} (run `lrcn export {bundle} --int8`)")
+    return OnnxRuntimeEncoder(bundle / modality.int8_file, threads, channels=modality.channels)

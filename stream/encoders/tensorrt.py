@@ -1,11 +1,13 @@
-"""The TensorRT backend: engines built from encoder.onnx, cached in the bundle, run through Polygraphy.
+"""The TensorRT backend: engines built from a modality's encoder file (encoder.onnx,
+encoder.flow.onnx), cached in the bundle, run through Polygraphy.
 
     path = ensure_engine("bundle", precision="int8", max_batch=16, calibration="videos/")
     encoder = TensorRtEncoder(path, "bundle/encoder.onnx")   # or open_encoder(bundle, backend="tensorrt")
     features = encoder.encode(frames)                         # uint8 [N, H, W, 3] -> float32 [N, F]
 
 An engine only runs on the GPU model and TensorRT version it was built with, so the cache
-key names both, with the precision, the batch bound and the ONNX file's hash:
+key names both, with the precision, the batch bound and the ONNX file's hash (so each
+modality's file has its own engine):
 bundle/engines/<gpu>_trt<version>_<precision>_b<max>_<onnx sha256>.engine.
 
 Polygraphy wraps the builder, the entropy calibrator and the device buffers, so there is no
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.bundle import read_meta
-from lrcn.stream.encoders import ENCODER_FILE, check_frames, register
+from lrcn.stream.encoders import check_frames, register
 from lrcn.stream.errors import LrcnError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -87,11 +89,12 @@ def availability() -> str | None:
     return None
 
 
-def onnx_input(onnx_path: Path) -> tuple[str, tuple[int, int]]:
+def onnx_input(onnx_path: Path) -> tuple[str, tuple[int, int], int]:
+    """(input name, (height, width), channels) of an encoder file."""
     import onnxruntime
 
     (inp,) = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs()
-    return inp.name, (int(inp.shape[1]), int(inp.shape[2]))
+    return inp.name, (int(inp.shape[1]), int(inp.shape[2])), int(inp.shape[3])
 
 
 def build_engine(onnx_path: Path, engine_path: Path, precision: str, max_batch: int,
@@ -107,9 +110,9 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, max_batch: 
         network_from_onnx_path,
     )
 
-    name, (height, width) = onnx_input(onnx_path)
-    profile = Profile().add(name, (1, height, width, 3), (max_batch, height, width, 3),
-                            (max_batch, height, width, 3))
+    name, (height, width), channels = onnx_input(onnx_path)
+    profile = Profile().add(name, (1, height, width, channels), (max_batch, height, width, channels),
+                            (max_batch, height, width, channels))
     calibrator = None
     if precision == "int8":
         if calibration is None or not len(calibration):
@@ -130,14 +133,16 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, max_batch: 
 
 
 def ensure_engine(bundle_dir: str | Path, precision: str = "fp16", max_batch: int = 16,
-                  calibration: str | Path | None = None, rebuild: bool = False) -> Path:
-    """The cached engine for this GPU, TensorRT version, precision, batch bound and
-    encoder.onnx; built (and calibrated on frames from the video file or folder
-    `calibration`, for INT8) when missing."""
-    bundle = Path(bundle_dir)
-    onnx_path = bundle / ENCODER_FILE
+                  calibration: str | Path | None = None, rebuild: bool = False, modality: str = "rgb") -> Path:
+    """The cached engine for this GPU, TensorRT version, precision, batch bound and the
+    modality's encoder file; built (and calibrated on that modality's inputs of the video file
+    or folder `calibration`, for INT8) when missing."""
+    from lrcn.stream.modalities import modality as find_modality
+
+    bundle, kind = Path(bundle_dir), find_modality(modality)
+    onnx_path = bundle / kind.encoder_file
     if not onnx_path.is_file():
-        raise LrcnError(f"bundle {bundle} has no {ENCODER_FILE} (run `lrcn export {bundle}`)")
+        raise LrcnError(f"bundle {bundle} has no {kind.encoder_file} (run `lrcn export {bundle}`)")
     tensorrt = require_tensorrt()
     key = engine_key(gpu_name() or "unknown", tensorrt.__version__, precision, sha256(onnx_path), max_batch)
     path = bundle / ENGINE_DIR / f"{key}.engine"
@@ -145,17 +150,32 @@ def ensure_engine(bundle_dir: str | Path, precision: str = "fp16", max_batch: in
         return path
     frames = None
     if precision == "int8":
-        from lrcn.stream.quantize import calibration_frames  # reads video: loaded only to calibrate
-
         if calibration is None:
             raise LrcnError("an INT8 engine needs calibration frames: --calibration VIDEO_FOLDER")
-        meta = read_meta(bundle)
-        frames = calibration_frames(calibration, meta.spec.input_size, meta.spec.fps)
+        frames = calibration_inputs(calibration, read_meta(bundle).spec, kind)
     build_engine(onnx_path, path, precision, max_batch, frames)
     path.with_suffix(".json").write_text(json.dumps(
         {"gpu": gpu_name(), "tensorrt": tensorrt.__version__, "precision": precision, "max_batch": max_batch,
          "onnx_sha256": sha256(onnx_path)}, indent=2) + "\n")
     return path
+
+
+def calibration_inputs(source: str | Path, spec, kind) -> np.ndarray:
+    """A modality's inputs of calibration video: the frames, or (flow) their fields, which are
+    computed over every sampled frame of a video so each field has its real previous frame."""
+    from lrcn.stream.quantize import calibration_frames, video_files  # reads video: loaded only to calibrate
+
+    if not kind.needs_flow:
+        return calibration_frames(source, spec.input_size, spec.fps)
+    from lrcn.stream.video import read_video_frames
+
+    files = video_files(source)
+    per_video = max(1, -(-256 // len(files)))
+    chosen = []
+    for path in files[:256]:
+        inputs = kind.inputs(read_video_frames(path, spec.input_size, spec.fps, flow=True))
+        chosen.append(inputs[np.linspace(0, len(inputs) - 1, min(per_video, len(inputs))).astype(int)])
+    return np.concatenate(chosen)[:256]
 
 
 class TensorRtEncoder:
@@ -165,7 +185,7 @@ class TensorRtEncoder:
         require_tensorrt()
         from polygraphy.backend.trt import TrtRunner, engine_from_bytes
 
-        self.input_name, self.input_size = onnx_input(Path(onnx_path))
+        self.input_name, self.input_size, self.channels = onnx_input(Path(onnx_path))
         engine = engine_from_bytes(Path(engine_path).read_bytes())
         self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self.output_name = next(engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
@@ -177,12 +197,15 @@ class TensorRtEncoder:
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, precision: str = "fp16", max_batch: int = 16,
-                    calibration: str | Path | None = None) -> TensorRtEncoder:
+                    calibration: str | Path | None = None, modality: str = "rgb") -> TensorRtEncoder:
+        from lrcn.stream.modalities import modality as find_modality
+
         bundle = Path(bundle_dir)
-        return cls(ensure_engine(bundle, precision, max_batch, calibration), bundle / ENCODER_FILE)
+        return cls(ensure_engine(bundle, precision, max_batch, calibration, modality=modality),
+                   bundle / find_modality(modality).encoder_file)
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
-        frames = check_frames(frames, self.input_size)
+        frames = check_frames(frames, self.input_size, self.channels)
         chunks = [self.runner.infer({self.input_name: frames[i:i + self.max_batch]})[self.output_name]
                   for i in range(0, len(frames), self.max_batch)]
         return np.concatenate(chunks).astype(np.float32, copy=False)
@@ -192,6 +215,7 @@ class TensorRtEncoder:
 
 
 @register("tensorrt")
-def open_tensorrt(bundle: Path, *, threads: int | None, precision: str, max_batch: int) -> TensorRtEncoder:
-    """The cached engine for this GPU (built on first use); threads are ONNX Runtime's, not used here."""
-    return TensorRtEncoder.from_bundle(bundle, precision=precision, max_batch=max_batch)
+def open_tensorrt(bundle: Path, *, threads: int | None, precision: str, max_batch: int, modality) -> TensorRtEncoder:
+    """The cached engine of the modality's file for this GPU (built on first use); threads are
+    ONNX Runtime's, not used here."""
+    return TensorRtEncoder.from_bundle(bundle, precision=precision, max_batch=max_batch, modality=modality.name)

@@ -35,7 +35,8 @@ HEAD_FILE = "head.npz"
 
 # Modules that register the built-in head types, imported on the first lookup; their order is
 # the order of `head_names()`.
-BUILT_IN = ("lrcn.stream.heads.lstm", "lrcn.stream.heads.single_frame", "lrcn.stream.heads.pool")
+BUILT_IN = ("lrcn.stream.heads.lstm", "lrcn.stream.heads.single_frame", "lrcn.stream.heads.pool",
+            "lrcn.stream.heads.late")
 
 State = dict[str, np.ndarray]
 
@@ -49,6 +50,8 @@ class Head:
     per_timestep: bool = False
     # Whether a ModelSpec may ask for `per_timestep` training of this head type.
     per_timestep_variant: ClassVar[bool] = False
+    # Whether it fuses other heads (stream.heads.late): a bundle's fusion, never a ModelSpec's head.
+    fuses: ClassVar[bool] = False
     classes: tuple[str, ...]
     dense_bias: np.ndarray        # [C]: every head ends in one softmax layer
 
@@ -110,8 +113,9 @@ def register(cls: type[Head]) -> type[Head]:
 
 
 def head_names() -> list[str]:
-    """The registered head types, built-in ones first."""
-    return HEAD_TYPES.names()
+    """The head types a ModelSpec may name, built-in ones first (a fusing head, which a
+    bundle's fusion picks, is left out)."""
+    return [name for name in HEAD_TYPES.names() if not HEAD_TYPES.get(name).fuses]
 
 
 def head_type(kind: str) -> type[Head]:
