@@ -150,6 +150,8 @@ def load_bundle(bundle_dir: str | Path):
     """(Keras model, BundleMeta); a wrong or partial bundle is one LrcnError line."""
     import keras
 
+    from lrcn.models.joint import check_joint_model, is_joint  # registers the joint models' layers
+
     meta = read_meta(bundle_dir)
     path = Path(bundle_dir) / "model.keras"
     if not path.is_file():
@@ -158,8 +160,6 @@ def load_bundle(bundle_dir: str | Path):
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive
         raise LrcnError(f"cannot load {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    from lrcn.models.joint import check_joint_model, is_joint
-
     if is_joint(model):
         check_joint_model(model, meta.spec, path)
         return model, meta
