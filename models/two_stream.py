@@ -119,20 +119,25 @@ class JointFeatures:
         return np.concatenate(parts, axis=-1)
 
 
-def still_items(features: JointFeatures, videos: list[Video], count: int, label: int, seed: int):
-    """`count` still clips (views of one joined vector repeated T times): about 1/4 blank frames of
-    random uniform colours, the rest a random frame of a random video of `videos`, held."""
+def still_items(features: JointFeatures, videos: list[Video], count: int, label: int, seed: int,
+                pictures_per_clip: int = 8):
+    """`count` still clips, each a joined vector repeated T times: about 1/4 blank frames of random
+    uniform colours, the rest a random frame of a random video of `videos`, held. Each clip has
+    `pictures_per_clip` such pictures as its views (training draws one view per clip), so the class
+    sees many pictures while it gets as many clips an epoch as an average class."""
     if count <= 0 or not videos:
         return []
     rng = np.random.default_rng([seed, 23])
-    blanks = max(1, round(BLANK_SHARE * count))
+    total = count * pictures_per_clip
+    blanks = max(1, round(BLANK_SHARE * total))
     size = features.spec.input_size
     pictures = [np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (*size, 3)).copy() for _ in range(blanks)]
-    for index in rng.integers(len(videos), size=count - blanks):
+    for index in rng.integers(len(videos), size=total - blanks):
         frames = features.frame_cache.frames(videos[index].path)
         pictures.append(frames[rng.integers(len(frames))])
-    encoded = features.of_pictures(np.stack(pictures))
-    return [([np.repeat(row[None], features.spec.clip_length, axis=0)], label) for row in encoded]
+    encoded = features.of_pictures(np.stack(pictures)[rng.permutation(total)])
+    held = np.repeat(encoded[:, None], features.spec.clip_length, axis=1)
+    return [(list(held[i * pictures_per_clip:(i + 1) * pictures_per_clip]), label) for i in range(count)]
 
 
 def stills_per_class(items, num_classes: int) -> int:
@@ -333,8 +338,10 @@ def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos
     if config.refit and val_videos:
         epochs = meta.training["best_epoch"] or config.epochs
         selection = {key: meta.training[key] for key in ("best_epoch", "epochs_run", "seconds")}
+        # late fusion keeps the weights chosen on the validation groups, and says how they scored there
+        chosen_weights = {key: meta.training[key] for key in ("fusion_weight_validation",) if key in meta.training}
         model, meta = train_joint(meta.spec, train_videos, [], out_dir, replace(config, epochs=epochs),
-                                  options.stills, provenance | {"selection": selection})
+                                  options.stills, provenance | {"selection": selection} | chosen_weights)
     elif selecting:
         shutil.copytree(out_dir / "selection" / chosen, out_dir, dirs_exist_ok=True)
     if choice:
