@@ -174,6 +174,8 @@ def spec_from_args(args, classes) -> ModelSpec:
         classes = with_idle(classes, stills_from_args(args))
         joint = dict(modalities=tuple(args.modalities), fusion=fusions_from_args(args)[0],
                      flow_backbone=flow_backbone)
+    elif args.fusion == "late" or flow_backbone:
+        raise LrcnError("--fusion late and --flow-backbone need the flow modality (--modalities rgb,flow)")
     return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
                      clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
                      per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable,
