@@ -391,7 +391,8 @@ def describe_joint(report: dict) -> str:
 
 
 def calibration_inputs(source, spec, name: str, count: int = 256) -> np.ndarray:
-    """Up to `count` inputs of modality `name`, spread over the videos at `source` and over each video."""
+    """Up to `count` inputs of modality `name`, spread over the videos at `source` and over each video,
+    at the middles of equal parts of it: never only a video's first frame, whose flow is the zero field."""
     from lrcn.models.modalities import keras_modality
     from lrcn.stream.quantize import video_files
 
@@ -400,5 +401,6 @@ def calibration_inputs(source, spec, name: str, count: int = 256) -> np.ndarray:
     chosen = []
     for path in files[:count]:
         inputs = keras_modality(name).read_file(path, spec)
-        chosen.append(inputs[np.linspace(0, len(inputs) - 1, min(per_video, len(inputs))).astype(int)])
+        parts = min(per_video, len(inputs))
+        chosen.append(inputs[((np.arange(parts) + 0.5) * len(inputs) / parts).astype(int)])
     return np.concatenate(chosen)[:count]
