@@ -38,6 +38,11 @@ def relabel(videos: list[Video], dataset_classes, model_classes) -> list[Video]:
 
 def evaluate_model(model, spec: ModelSpec, videos: list[Video], config: TrainConfig, out_dir: Path | None,
                    title: str = "") -> dict:
+    from lrcn.models.joint import is_joint
+
+    if is_joint(model):
+        from lrcn.models.two_stream import evaluate_joint
+        return evaluate_joint(model, spec, videos, config, out_dir, title)
     cache_root = Path(config.cache_dir) if config.cache_dir else None
     frames = load_videos([v.path for v in videos], FrameCache(cache_root / "frames" if cache_root else None,
                                                              spec.input_size, spec.fps), config.progress)
@@ -145,6 +150,8 @@ def load_bundle(bundle_dir: str | Path):
     """(Keras model, BundleMeta); a wrong or partial bundle is one LrcnError line."""
     import keras
 
+    from lrcn.models.joint import check_joint_model, is_joint  # registers the joint models' layers
+
     meta = read_meta(bundle_dir)
     path = Path(bundle_dir) / "model.keras"
     if not path.is_file():
@@ -153,6 +160,9 @@ def load_bundle(bundle_dir: str | Path):
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive
         raise LrcnError(f"cannot load {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    if is_joint(model):
+        check_joint_model(model, meta.spec, path)
+        return model, meta
     expected = (None, meta.spec.clip_length, *meta.spec.input_size, 3)
     if tuple(model.input_shape) != expected:
         raise LrcnError(f"{path}: input shape {tuple(model.input_shape)} does not match meta.json {expected}")

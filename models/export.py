@@ -167,6 +167,8 @@ def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float =
 
 
 def describe(report: dict) -> str:
+    if "encoder_max_abs" not in report["check"]:
+        return describe_joint(report)
     check = report["check"]
     text = (f"checked on {check['frames']} real frames: encoder max |diff| {check['encoder_max_abs']:.2e} "
             f"(relative {check['encoder_max_rel']:.2e}), encoder+head probabilities "
@@ -191,6 +193,214 @@ def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, i
     spec, source = meta.spec, video or meta.training.get("data")
     if not source:
         raise LrcnError("no frames to check the export on: give --video FILE_OR_FOLDER")
+    model, meta = load_bundle(bundle_dir)
+    from lrcn.models.joint import is_joint
+
+    if is_joint(model):
+        from lrcn.models.modalities import keras_modality
+
+        first = video_files(source)[0]
+        inputs = {name: keras_modality(name).read_file(first, spec) for name in spec.modalities}
+        calibrated = ({name: calibration_inputs(calibration or source, spec, name) for name in spec.modalities}
+                      if int8 else None)
+        return export_joint(Path(bundle_dir), model, meta, inputs, tolerance, calibrated)
     frames = read_frames(video_files(source)[0], spec.input_size, spec.fps)
     frames_int8 = calibration_frames(calibration or source, spec.input_size, spec.fps) if int8 else None
     return export_bundle(bundle_dir, frames, tolerance, frames_int8)
+
+
+# -- bundles of modalities (models.joint): one encoder per modality, the head over their joined features
+
+def joint_encoder_function(encoder, spec, name: str):
+    """uint8 [N, H, W, C] "frames" -> {"features": [N, F]}: the modality's model input and encoder."""
+    import tensorflow as tf
+
+    from lrcn.models.modalities import encoder_spec, keras_modality
+
+    keras_side, modality_spec = keras_modality(name), encoder_spec(spec, name)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *spec.input_size, keras_side.channels), tf.uint8,
+                                                name="frames")])
+    def encode(frames):
+        return {"features": encoder(keras_side.to_model_input(frames, modality_spec), training=False)}
+
+    return encode
+
+
+def joint_model_function(model, spec):
+    """The whole joint model: one uint8 [N, T, H, W, C] input per modality, named by it -> probabilities."""
+    import tensorflow as tf
+
+    from lrcn.models.modalities import encoder_spec, keras_modality
+
+    signature = [tf.TensorSpec((None, spec.clip_length, *spec.input_size, keras_modality(name).channels), tf.uint8,
+                               name=name) for name in spec.modalities]
+
+    @tf.function(input_signature=signature)
+    def predict(*clips):
+        inputs = {name: keras_modality(name).to_model_input(x, encoder_spec(spec, name))
+                  for name, x in zip(spec.modalities, clips)}
+        return {"probabilities": model(inputs, training=False)}
+
+    return predict
+
+
+def save_late_head(path: Path, spec, sizes: dict[str, int], heads: dict[str, Head]) -> Path:
+    """head.npz of late fusion (layout: CONTRACT23 "late head.npz layout"): kind "late", the sub-heads'
+    arrays under "<modality>." keys, their kind, the modalities, feature sizes and weights."""
+    arrays = {f"{name}.{key}": value for name, head in heads.items() for key, value in head.arrays().items()}
+    first = heads[spec.modalities[0]]
+    np.savez(path, kind=np.array("late"), classes=np.array(spec.classes), per_timestep=np.array(first.per_timestep),
+             head_kind=np.array(spec.head), modalities=np.array(spec.modalities),
+             feature_sizes=np.array([sizes[name] for name in spec.modalities], np.int64),
+             weights=np.array(spec.fusion_weights, np.float32), **arrays)
+    return Path(path)
+
+
+class JointHead:
+    """The exported head(s) of a joint model as the runtime will run them on joined features."""
+
+    def __init__(self, spec, sizes: dict[str, int], heads: dict):
+        from lrcn.models.joint import feature_slices
+
+        self.spec, self.heads, self.slices = spec, heads, feature_slices(sizes)
+
+    def clip_probabilities(self, features: np.ndarray) -> np.ndarray:
+        if self.spec.fusion != "late":
+            return self.heads[None].clip_probabilities(features)
+        return sum(np.float32(w) * self.heads[name].clip_probabilities(features[..., self.slices[name]])
+                   for name, w in zip(self.spec.modalities, self.spec.fusion_weights))
+
+
+def onnx_features(path: Path, inputs: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["features"], {"frames": inputs})[0]
+
+
+def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.ndarray], tolerance: float = TOLERANCE,
+                 calibration: dict[str, np.ndarray] | None = None) -> dict:
+    """export_bundle for a joint model: encoder file per modality (stream.modalities), head.npz over the joined
+    features (late fusion: save_late_head), model.onnx with one input per modality, and (with calibration
+    inputs per modality) each encoder's INT8 variant; checked against Keras on one clip of `inputs`
+    ({modality: uint8 [N, H, W, C]} of one video)."""
+    import onnxruntime
+
+    from lrcn.models.joint import encoders_of, heads_of
+    from lrcn.models.modalities import model_input
+    from lrcn.stream.modalities import modality
+
+    spec = meta.spec
+    for name in spec.modalities:
+        expected = (*spec.input_size, modality(name).channels)
+        if inputs[name].dtype != np.uint8 or inputs[name].shape[1:] != expected:
+            raise LrcnError(f"check {name} inputs must be uint8 [N, {', '.join(map(str, expected))}], "
+                            f"got {inputs[name].dtype} {list(inputs[name].shape)}")
+    encoders = encoders_of(model, spec)
+    sizes = {name: int(encoder.output_shape[-1]) for name, encoder in encoders.items()}
+    files = [modality(name).encoder_file for name in spec.modalities]
+    for name in spec.modalities:
+        convert(joint_encoder_function(encoders[name], spec, name), bundle / modality(name).encoder_file)
+    heads = {key: KERAS_HEADS.get(spec.head).export(head_model, spec) for key, head_model in heads_of(model, spec).items()}
+    if spec.fusion == "late":
+        save_late_head(bundle / HEAD_FILE, spec, sizes, heads)
+    else:
+        save_head(bundle / HEAD_FILE, heads[None])
+    head = JointHead(spec, sizes, heads)
+    report = {"tolerance": tolerance, "opset": OPSET}
+    try:
+        convert(joint_model_function(model, spec), bundle / MODEL_FILE)
+        files.append(MODEL_FILE)
+    except LrcnError as err:
+        report["model_onnx"] = f"not written: {err}"
+
+    n = min(len(x) for x in inputs.values())
+    clip = {name: x[:n][clip_indices(n, spec.clip_length, 0)] for name, x in inputs.items()}
+    keras_inputs = {name: model_input(name, clip[name], encoder_spec_of(spec, name)) for name in spec.modalities}
+    keras_probs = np.asarray(model({name: x[None] for name, x in keras_inputs.items()}, training=False))
+    if spec.outputs_every_step:
+        keras_probs = keras_probs.mean(axis=1)
+    check = {"frames": spec.clip_length}
+    onnx_parts = []
+    for name in spec.modalities:
+        keras_features = np.asarray(encoders[name](keras_inputs[name], training=False))
+        features = onnx_features(bundle / modality(name).encoder_file, clip[name])
+        onnx_parts.append(features)
+        scale = max(1.0, float(np.abs(keras_features).max()))
+        check[f"{name}_encoder_max_abs"] = max_difference(features, keras_features)
+        check[f"{name}_encoder_max_rel"] = max_difference(features, keras_features) / scale
+    joined = np.concatenate(onnx_parts, axis=-1)
+    check["encoder_head_probabilities_max_abs"] = max_difference(head.clip_probabilities(joined[None]), keras_probs)
+    if (bundle / MODEL_FILE).is_file():
+        session = onnxruntime.InferenceSession(str(bundle / MODEL_FILE), providers=["CPUExecutionProvider"])
+        onnx_probs = session.run(None, {name: clip[name][None] for name in spec.modalities})[0]
+        check["model_onnx_probabilities_max_abs"] = max_difference(
+            onnx_probs.mean(axis=1) if spec.outputs_every_step else onnx_probs, keras_probs)
+    report["check"] = check
+    if calibration is not None:
+        from lrcn.stream.quantize import quantize_int8
+
+        report["int8"] = {}
+        int8_parts = []
+        for name, fp32 in zip(spec.modalities, onnx_parts):
+            quantize_int8(bundle / modality(name).encoder_file, bundle / modality(name).int8_file, calibration[name])
+            files.append(modality(name).int8_file)
+            int8 = onnx_features(bundle / modality(name).int8_file, clip[name])
+            int8_parts.append(int8)
+            cosine = (fp32 * int8).sum(1) / np.maximum(np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1),
+                                                       1e-12)
+            report["int8"][name] = {"calibration_frames": len(calibration[name]),
+                                    "feature_cosine_min": float(cosine.min())}
+        report["int8"]["probabilities_max_abs"] = max_difference(
+            head.clip_probabilities(np.concatenate(int8_parts, axis=-1)[None]), head.clip_probabilities(joined[None]))
+    report["files"] = {path.name: file_hash(path) for path in sorted(bundle.glob("*.onnx")) if path.is_file()}
+    (bundle / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    failed = {key: value for key, value in check.items()
+              if key != "frames" and not key.endswith("_encoder_max_abs") and value > tolerance}
+    if failed:
+        for name in (*files, HEAD_FILE):
+            (bundle / name).unlink(missing_ok=True)
+        raise LrcnError("export check failed: " + ", ".join(f"{k} {v:.3g}" for k, v in failed.items())
+                        + f" > tolerance {tolerance:g}")
+    return report
+
+
+def encoder_spec_of(spec, name: str):
+    from lrcn.models.modalities import encoder_spec
+    return encoder_spec(spec, name)
+
+
+def describe_joint(report: dict) -> str:
+    check = report["check"]
+    parts = [f"{key[:-len('_encoder_max_rel')]} encoder relative {value:.2e}" for key, value in check.items()
+             if key.endswith("_encoder_max_rel")]
+    text = (f"checked on {check['frames']} real frames: " + ", ".join(parts)
+            + f", encoders+head probabilities {check['encoder_head_probabilities_max_abs']:.2e}")
+    if "model_onnx_probabilities_max_abs" in check:
+        text += f", model.onnx probabilities {check['model_onnx_probabilities_max_abs']:.2e}"
+    else:
+        text += f"; {report.get('model_onnx')}"
+    text += f" (tolerance {report['tolerance']:g})"
+    if "int8" in report:
+        cosines = ", ".join(f"{name} {v['feature_cosine_min']:.4f}" for name, v in report["int8"].items()
+                            if isinstance(v, dict))
+        text += (f"; int8 encoders: feature cosine >= {cosines}, probabilities max |diff| "
+                 f"{report['int8']['probabilities_max_abs']:.2e}")
+    return text
+
+
+def calibration_inputs(source, spec, name: str, count: int = 256) -> np.ndarray:
+    """Up to `count` inputs of modality `name`, spread over the videos at `source` and over each video,
+    at the middles of equal parts of it: never only a video's first frame, whose flow is the zero field."""
+    from lrcn.models.modalities import keras_modality
+    from lrcn.stream.quantize import video_files
+
+    files = video_files(source)
+    per_video = max(1, -(-count // len(files)))
+    chosen = []
+    for path in files[:count]:
+        inputs = keras_modality(name).read_file(path, spec)
+        parts = min(per_video, len(inputs))
+        chosen.append(inputs[((np.arange(parts) + 0.5) * len(inputs) / parts).astype(int)])
+    return np.concatenate(chosen)[:count]

@@ -16,13 +16,15 @@ from lrcn.stream.bundle import ModelSpec
 ENCODE_BATCH = 32
 
 
-def encode_frames(encoder, frames: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """[N, H, W, 3] uint8 -> [N, F] float32 through the Keras encoder, in batches.
+def encode_frames(encoder, frames: np.ndarray, spec: ModelSpec, to_input: Callable | None = None) -> np.ndarray:
+    """[N, H, W, C] uint8 -> [N, F] float32 through the Keras encoder, in batches; `to_input` makes
+    the encoder's float input of a batch (default: the spec's RGB preprocessing).
 
     predict_on_batch runs Keras's compiled graph: measured 4x the frames per second of
     calling the model eagerly (MobileNetV2 at 224x224, 2 cores)."""
     scale, offset = spec.preprocessing
-    chunks = [np.asarray(encoder.predict_on_batch(preprocess(frames[i:i + ENCODE_BATCH], scale, offset)))
+    to_input = to_input or (lambda batch: preprocess(batch, scale, offset))
+    chunks = [np.asarray(encoder.predict_on_batch(to_input(frames[i:i + ENCODE_BATCH])))
               for i in range(0, len(frames), ENCODE_BATCH)]
     return np.concatenate(chunks).astype(np.float32)
 
@@ -36,16 +38,21 @@ def weights_fingerprint(spec: ModelSpec) -> str:
 
 
 class FeatureCache:
-    """Features of a frozen backbone per (video, view), kept as .npy files.
+    """Features of a frozen backbone per (video, view, modality), kept as .npy files.
 
     Only valid while the backbone's weights cannot change, so training uses it for frozen
-    ImageNet backbones alone. A view is "plain" or "mirror" (the frames flipped left-right).
+    ImageNet backbones alone. A view is "plain" or "mirror" (the inputs as a mirrored camera
+    gives them). `spec` is the modality's encoder spec (models.modalities.encoder_spec); an RGB
+    cache keeps the key it always had, other modalities add what decides their inputs.
     """
 
-    def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder):
+    def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder, modality: str = "rgb"):
+        from lrcn.models.modalities import keras_modality
+
         self.directory = Path(directory) / "features" if directory else None
-        self.spec, self.encoder = spec, encoder
+        self.spec, self.encoder, self.modality = spec, encoder, keras_modality(modality)
         identity = (spec.backbone, spec.pooling, spec.input_size, spec.fps, weights_fingerprint(spec), DECODE_VERSION)
+        identity += self.modality.cache_identity(spec)
         self.identity = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
 
     def file(self, video_path: Path, view: str) -> Path | None:
@@ -57,8 +64,9 @@ class FeatureCache:
         file = self.file(video_path, view)
         if file is not None and file.exists():
             return np.load(file)
-        pixels = frames[:, :, ::-1] if view == "mirror" else frames
-        features = encode_frames(self.encoder, np.ascontiguousarray(pixels), self.spec)
+        pixels = self.modality.mirror(frames) if view == "mirror" else frames
+        features = encode_frames(self.encoder, np.ascontiguousarray(pixels), self.spec,
+                                 lambda batch: np.asarray(self.modality.to_model_input(batch, self.spec)))
         if file is not None:
             save_npy(file, features)
         return features

@@ -11,12 +11,14 @@ from lrcn.tools.commands import command
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle")
     parser.add_argument("--video", help="video file or folder for the check (default: the bundle's training data)")
-    parser.add_argument("--int8", action="store_true", help="also write encoder.int8.onnx (ONNX Runtime static INT8)")
+    parser.add_argument("--int8", action="store_true", help="also write encoder.int8.onnx (ONNX Runtime static INT8; "
+                        "a two-stream bundle also encoder.flow.int8.onnx, calibrated on real flow fields)")
     parser.add_argument("--calibration", help="video file or folder for INT8 calibration (default: --video)")
     parser.add_argument("--tolerance", type=float, default=1e-4)
 
 
-@command("export", help="add encoder.onnx, head.npz and model.onnx to a bundle, checked against Keras on real frames",
+@command("export", help="add encoder.onnx (and encoder.flow.onnx), head.npz and model.onnx to a bundle, checked against "
+                        "Keras on real frames (and flow fields)",
          arguments=add_export_arguments)
 def export(args) -> None:
     require_tensorflow()

@@ -48,6 +48,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "trained on the validation split of the training groups and the best is kept")
     model.add_argument("--dropout", type=float, nargs=2, default=(0.7, 0.5), metavar=("FEATURES", "LSTM"),
                        help="dropout on the per-frame features and inside the LSTM (default: the seed's 0.7 0.5)")
+    model.add_argument("--modalities", type=parse_modalities, default=("rgb",), metavar="M[,M...]",
+                       help="what the encoders look at, joined in this order: rgb, flow or rgb,flow (default rgb); "
+                            "other than rgb alone, the encoders are frozen and only the head trains")
+    model.add_argument("--fusion", choices=("early", "late", "auto"), default="auto",
+                       help="two modalities: early joins their features into one head, late averages two heads' "
+                            "probabilities (weight chosen on the validation groups), auto trains both and keeps "
+                            "the better on the validation groups (default)")
+    model.add_argument("--flow-backbone", choices=("seed", "small", "mobilenet_v2"),
+                       help="the flow encoder's CNN (default: --backbone), frozen")
+    model.add_argument("--stills", action=argparse.BooleanOptionalAction, default=None,
+                       help="add a class 'idle' of still clips (a held training frame, blank frames) "
+                            "(default: on when flow is among the modalities)")
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,17 +129,58 @@ def stream_config_from_args(args):
                         init_from=args.init_from)
 
 
+def parse_modalities(text: str) -> tuple[str, ...]:
+    from lrcn.stream.modalities import modality
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        try:
+            modality(name)
+        except LrcnError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected distinct modalities separated by commas, got {text!r}")
+    return names
+
+
+def stills_from_args(args) -> bool:
+    return "flow" in args.modalities if args.stills is None else args.stills
+
+
+def joint_from_args(args) -> bool:
+    """Whether this is the joint (frozen encoders per modality) course rather than the RGB LRCN's."""
+    return tuple(args.modalities) != ("rgb",) or stills_from_args(args)
+
+
+def fusions_from_args(args) -> tuple[str, ...]:
+    if len(args.modalities) < 2:
+        if args.fusion == "late":
+            raise LrcnError("--fusion late needs two modalities (e.g. --modalities rgb,flow)")
+        return ("early",)
+    return ("early", "late") if args.fusion == "auto" else (args.fusion,)
+
+
 def spec_from_args(args, classes) -> ModelSpec:
-    if args.backbone != "mobilenet_v2" and args.weights:
+    flow_backbone = getattr(args, "flow_backbone", None)
+    if args.weights and "mobilenet_v2" not in (args.backbone, flow_backbone):
         raise LrcnError("--weights applies to --backbone mobilenet_v2 only")
     trainable = args.trainable_layers
     if trainable is None:
         trainable = 0 if args.backbone == "mobilenet_v2" else -1
+    joint = {}
+    if joint_from_args(args):
+        from lrcn.models.two_stream import with_idle
+
+        classes = with_idle(classes, stills_from_args(args))
+        joint = dict(modalities=tuple(args.modalities), fusion=fusions_from_args(args)[0],
+                     flow_backbone=flow_backbone)
+    elif args.fusion == "late" or flow_backbone:
+        raise LrcnError("--fusion late and --flow-backbone need the flow modality (--modalities rgb,flow)")
     return ModelSpec(classes=tuple(classes), backbone=args.backbone, input_size=args.size,
                      clip_length=args.clip_length, fps=args.fps, head=args.head, lstm_units=args.lstm_units,
                      per_timestep=args.per_timestep, backbone_weights=args.weights, trainable_layers=trainable,
                      pooling=args.pooling, feature_dropout=args.dropout[0], lstm_dropout=args.dropout[1],
-                     l2=args.l2[0])
+                     l2=args.l2[0], **joint)
 
 
 def config_from_args(args) -> TrainConfig:
@@ -159,6 +212,9 @@ def train_into(args, dataset, out: Path) -> None:
 
     spec, config = spec_from_args(args, dataset.classes), config_from_args(args)
     provenance = {"data": str(Path(args.data).resolve()), "group_pattern": dataset.group_pattern}
+    if joint_from_args(args):
+        train_joint_into(args, spec, config, dataset, out, provenance)
+        return
     if args.stream_training:
         from lrcn.models.stream_training import train_stream_and_test
 
@@ -179,6 +235,22 @@ def train_into(args, dataset, out: Path) -> None:
         return
     train_videos, test_videos = choose_split(dataset, args)
     result = train_and_test(spec, train_videos, test_videos, out, config, args.resume, provenance, args.l2)
+    print(f"bundle written to {out}")
+    if result:
+        print_result(result)
+
+
+def train_joint_into(args, spec, config, dataset, out: Path, provenance: dict) -> None:
+    from lrcn.models.two_stream import JointOptions, check_joint_spec, train_joint_and_test
+
+    check_joint_spec(spec)
+    if args.cv or len(args.l2) > 1 or args.resume or args.synthetic_clips or args.stream_training \
+            or args.distribute != "none" or args.background or args.init_from:
+        raise LrcnError(f"training with modalities {','.join(spec.modalities)} (or stills) trains one head on one "
+                        f"machine: not with --cv, several --l2, --resume, --synthetic-clips, --stream-training or "
+                        f"--distribute")
+    options = JointOptions(fusions=fusions_from_args(args), stills=stills_from_args(args))
+    result = train_joint_and_test(spec, *choose_split(dataset, args), out, config, options, provenance)
     print(f"bundle written to {out}")
     if result:
         print_result(result)
