@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from lrcn.models.architectures import KERAS_HEADS, split_model
-from lrcn.models.clips import clip_indices, preprocess
+from lrcn.models.clips import DEFAULT_CACHE, clip_indices, preprocess
 from lrcn.models.experiment import load_bundle
 from lrcn.stream.bundle import BundleMeta
 from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE
@@ -34,22 +35,53 @@ from lrcn.stream.heads import HEAD_FILE, Head, save_head
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export.json"
 OPSET = 17
+CONVERTED_CACHE = DEFAULT_CACHE / "onnx"
 TOLERANCE = 1e-4
 
 
-def convert(function, path: Path) -> Path:
-    """A tf.function with an input signature -> an ONNX file."""
+def convert(function, path: Path, cache_key: str | None = None) -> Path:
+    """A tf.function with an input signature -> an ONNX file. With `cache_key` (frozen_encoder_key)
+    the file converted once for that key is copied instead (CONVERTED_CACHE): the check against
+    Keras that follows every export still runs on the copy."""
     import logging
+    import shutil
 
     import tf2onnx
 
+    cached = CONVERTED_CACHE / f"{cache_key}.onnx" if cache_key else None
+    if cached is not None and cached.is_file():
+        shutil.copyfile(cached, path)
+        return path
     tf2onnx.logging.set_level(logging.ERROR)  # its graph-fixing notes are not the user's concern
     try:
         tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET,
                                       output_path=str(path))
     except Exception as err:  # tf2onnx raises whatever its graph passes hit
         raise LrcnError(f"ONNX conversion of {path.name} failed: {str(err).splitlines()[0]}") from None
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.part")
+        shutil.copyfile(path, partial)
+        partial.replace(cached)
     return path
+
+
+def frozen_encoder_key(encoder, spec, modality_name: str) -> str | None:
+    """A frozen backbone's encoder is the same graph in every bundle trained on it (ImageNet
+    MobileNetV2 at one size: converting it took 2-10 minutes of each export here), so it is
+    converted once per (weights, size, modality, preprocessing, converter). None for an encoder
+    that trains: its weights are the bundle's own."""
+    if not spec.frozen_backbone:
+        return None
+    import tf2onnx
+
+    digest = hashlib.sha256(repr((modality_name, spec.input_size, spec.preprocessing, spec.pooling,
+                                  spec.flow_backbone, OPSET, tf2onnx.__version__)).encode())
+    for weights in encoder.get_weights():
+        array = np.ascontiguousarray(weights)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:32]
 
 
 def encoder_function(encoder, meta: BundleMeta):
@@ -143,7 +175,7 @@ def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float =
         raise LrcnError(f"check frames must be uint8 [N, {meta.spec.input_size[0]}, {meta.spec.input_size[1]}, 3], "
                         f"got {frames.dtype} {list(frames.shape)}")
     encoder, head_model = split_model(model, meta.spec)
-    convert(encoder_function(encoder, meta), bundle / ENCODER_FILE)
+    convert(encoder_function(encoder, meta), bundle / ENCODER_FILE, frozen_encoder_key(encoder, meta.spec, "rgb"))
     convert(model_function(model, meta), bundle / MODEL_FILE)
     head = head_from_keras(head_model, meta)
     save_head(bundle / HEAD_FILE, head)
@@ -301,7 +333,8 @@ def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.nda
     sizes = {name: int(encoder.output_shape[-1]) for name, encoder in encoders.items()}
     files = [modality(name).encoder_file for name in spec.modalities]
     for name in spec.modalities:
-        convert(joint_encoder_function(encoders[name], spec, name), bundle / modality(name).encoder_file)
+        convert(joint_encoder_function(encoders[name], spec, name), bundle / modality(name).encoder_file,
+                frozen_encoder_key(encoders[name], spec, name))
     heads = {key: KERAS_HEADS.get(spec.head).export(head_model, spec) for key, head_model in heads_of(model, spec).items()}
     if spec.fusion == "late":
         save_late_head(bundle / HEAD_FILE, spec, sizes, heads)

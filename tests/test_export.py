@@ -247,3 +247,31 @@ def test_pool_bundle_exports_with_its_statistics_folded(tmp_path_factory, video)
     runtime = assert_runtime_equals_keras(bundle, frames, spec)
     assert runtime.head.kind == "pool"
     assert report["check"]["encoder_head_probabilities_max_abs"] < 1e-4
+
+
+def test_a_frozen_encoder_is_converted_once_and_still_checked(tmp_path_factory, video, monkeypatch):
+    """Two bundles on the same frozen backbone: the second export copies the first one's
+    converted encoder (the cached file is not written again) and its check against Keras runs
+    on the copy; an encoder that trains is never cached."""
+    import shutil
+
+    from lrcn.models import export
+
+    cache = tmp_path_factory.mktemp("converted")
+    monkeypatch.setattr(export, "CONVERTED_CACHE", cache)
+    frozen = ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, lstm_units=16, trainable_layers=0)
+    frames = frames_of(video, frozen)
+    first = make_bundle(tmp_path_factory.mktemp("bundle") / "first", frozen, frames[:16])
+    second = tmp_path_factory.mktemp("bundle") / "second"
+    shutil.copytree(first, second)
+    export_bundle(first, frames)
+    (cached,) = cache.glob("*.onnx")
+    written = cached.stat().st_mtime_ns
+    report = export_bundle(second, frames)
+    assert cached.stat().st_mtime_ns == written
+    assert (second / "encoder.onnx").read_bytes() == cached.read_bytes()
+    assert report["check"]["encoder_max_rel"] < 1e-4
+
+    trained = make_bundle(tmp_path_factory.mktemp("bundle"), SPECS["seed_lstm"], frames[:16])
+    export_bundle(trained, frames)
+    assert len(list(cache.glob("*.onnx"))) == 1
