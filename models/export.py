@@ -213,7 +213,8 @@ def describe(report: dict) -> str:
 
 
 def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, int8: bool = False,
-                      calibration: str | Path | None = None, tolerance: float = TOLERANCE) -> dict:
+                      calibration: str | Path | None = None, tolerance: float = TOLERANCE,
+                      whole_model: bool = False) -> dict:
     """export_bundle with frames read from files: the check uses the first video at `video`
     (default: the data the bundle was trained on); INT8 calibrates on frames spread over
     the videos at `calibration` (default: `video`)."""
@@ -235,7 +236,7 @@ def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, i
         inputs = {name: keras_modality(name).read_file(first, spec) for name in spec.modalities}
         calibrated = ({name: calibration_inputs(calibration or source, spec, name) for name in spec.modalities}
                       if int8 else None)
-        return export_joint(Path(bundle_dir), model, meta, inputs, tolerance, calibrated)
+        return export_joint(Path(bundle_dir), model, meta, inputs, tolerance, calibrated, whole_model)
     frames = read_frames(video_files(source)[0], spec.input_size, spec.fps)
     frames_int8 = calibration_frames(calibration or source, spec.input_size, spec.fps) if int8 else None
     return export_bundle(bundle_dir, frames, tolerance, frames_int8)
@@ -312,9 +313,10 @@ def onnx_features(path: Path, inputs: np.ndarray) -> np.ndarray:
 
 
 def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.ndarray], tolerance: float = TOLERANCE,
-                 calibration: dict[str, np.ndarray] | None = None) -> dict:
+                 calibration: dict[str, np.ndarray] | None = None, whole_model: bool = False) -> dict:
     """export_bundle for a joint model: encoder file per modality (stream.modalities), head.npz over the joined
-    features (late fusion: save_late_head), model.onnx with one input per modality, and (with calibration
+    features (late fusion: save_late_head), with `whole_model` model.onnx with one input per modality (tf2onnx
+    took 15 minutes for two MobileNetV2 encoders at 112 px on this 2-core box, so only on request), and (with calibration
     inputs per modality) each encoder's INT8 variant; checked against Keras on one clip of `inputs`
     ({modality: uint8 [N, H, W, C]} of one video)."""
     import onnxruntime
@@ -342,11 +344,15 @@ def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.nda
         save_head(bundle / HEAD_FILE, heads[None])
     head = JointHead(spec, sizes, heads)
     report = {"tolerance": tolerance, "opset": OPSET}
-    try:
-        convert(joint_model_function(model, spec), bundle / MODEL_FILE)
-        files.append(MODEL_FILE)
-    except LrcnError as err:
-        report["model_onnx"] = f"not written: {err}"
+    (bundle / MODEL_FILE).unlink(missing_ok=True)
+    if not whole_model:
+        report["model_onnx"] = "not written (lrcn export --model-onnx writes the two-input model.onnx; slow)"
+    else:
+        try:
+            convert(joint_model_function(model, spec), bundle / MODEL_FILE)
+            files.append(MODEL_FILE)
+        except LrcnError as err:
+            report["model_onnx"] = f"not written: {err}"
 
     n = min(len(x) for x in inputs.values())
     clip = {name: x[:n][clip_indices(n, spec.clip_length, 0)] for name, x in inputs.items()}

@@ -15,6 +15,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         "a two-stream bundle also encoder.flow.int8.onnx, calibrated on real flow fields)")
     parser.add_argument("--calibration", help="video file or folder for INT8 calibration (default: --video)")
     parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--model-onnx", action="store_true",
+                        help="two-stream bundles: also write the whole model as model.onnx (one input per modality; "
+                             "minutes of tf2onnx: the runtime does not need it)")
 
 
 @command("export", help="add encoder.onnx (and encoder.flow.onnx), head.npz and model.onnx to a bundle, checked against "
@@ -25,7 +28,7 @@ def export(args) -> None:
     from lrcn.models.export import describe, export_from_paths
 
     report = export_from_paths(args.bundle, args.video, int8=args.int8, calibration=args.calibration,
-                               tolerance=args.tolerance)
+                               tolerance=args.tolerance, whole_model=args.model_onnx)
     print(f"exported {args.bundle}: {describe(report)}")
 
 
