@@ -16,6 +16,8 @@ itself is `python -m lrcn.tools.camera_capacity --bundle TWO_STREAM_BUNDLE`.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -31,16 +33,31 @@ TARGET_RATIO = 1.8
 ENCODER_FILES = ("encoder.onnx", "encoder.flow.onnx")
 
 
+def interpreter(work: Path) -> str:
+    """The python that runs `serve`: this one, and where PYTHONPATH maps `lrcn` to a checkout (a
+    worktree without its own venv) a wrapper keeping it, since camera_capacity's trial drops
+    PYTHONPATH from serve's environment."""
+    path = os.environ.get("PYTHONPATH")
+    if not path:
+        return sys.executable
+    wrapper = work / "python-with-pythonpath"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def pipeline(bundles: dict[str, Path], cameras: list[int], rounds: int, duration_s: float, work: Path,
              log=lambda line: None) -> dict:
     from lrcn.tools.camera_capacity import REPO, Source, run_trial, source_video
 
     video = source_video(work, Source())
+    python = interpreter(work)
     trials = []
     for round_ in range(rounds):
         for count in cameras:
             for name, bundle in bundles.items():
-                trial = run_trial(REPO, bundle, video, count, duration_s, 10.0)
+                trial = run_trial(REPO, bundle, video, count, duration_s, 10.0, python=python)
                 rates = [s["encoded_fps"] or 0.0 for s in trial["streams"].values()]
                 cores = trial["serve_cores"]
                 row = {"bundle": name, "cameras": count, "round": round_, "serve_cores": cores,
