@@ -217,6 +217,7 @@ def run_one(run: Run, data: Path, weights: str, work: Path, stages: tuple[str, .
     bundle = work / "bundles" / run.name
     log = work / "logs" / f"{run.name}.log"
     files = {stage: work / "measured" / f"{run.name}.{stage}.json" for stage in ("stream", "live", "novelty")}
+    (work / "measured").mkdir(parents=True, exist_ok=True)
     steps = {
         "train": lambda: train(run, data, weights, bundle, log),
         "export": lambda: export(run, bundle, log),
