@@ -87,9 +87,10 @@ def test_the_recommended_size_is_the_smallest_within_one_video_a_fold_of_the_bes
 def test_the_offline_table_flags_a_two_stream_model_below_its_better_stream():
     def run(modality, correct):
         return {"dataset": "ps7", "seed": 0, "modality": modality, "model": {"fusion": "late"},
-                "training": {"fusion_choice": {"early": 0.8, "late": 0.9}} if modality == "both" else {},
+                "training": {"fusion_choice": {"chosen": "late", "validation": {
+                    "early": {"video_accuracy": 0.8}, "late": {"video_accuracy": 0.9}}}} if modality == "both" else {},
                 "offline": {"videos": 9, "video_correct": correct, "video_accuracy": correct / 9}}
 
     below = report.two_stream_offline({"runs": [run("rgb", 5), run("flow", 8), run("both", 7)]})
-    assert "**no** (-0.111)" in below and "| ps7 | 0 | 5/9 = 0.556 | 8/9 = 0.889 | 7/9 = 0.778 | late |" in below
+    assert "**no** (-0.111)" in below and "| ps7 | 0 | 5/9 = 0.556 | 8/9 = 0.889 | 7/9 = 0.778 | late | early 0.800, late 0.900 |" in below
     assert report.two_stream_offline({"runs": [run("rgb", 5), run("flow", 8), run("both", 9)]}).endswith("| yes |")

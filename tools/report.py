@@ -743,6 +743,19 @@ def offline_cell(run: dict | None) -> str:
     return "-" if not test else f"{test['video_correct']}/{test['videos']} = {test['video_accuracy']:.3f}"
 
 
+def fusion_validation(choice: dict | None) -> str:
+    """meta.json's training["fusion_choice"] as "early 0.750, late 1.000" (validation video accuracy).
+
+    >>> fusion_validation({"chosen": "late", "validation": {"early": {"video_accuracy": 0.75}, "late": {"video_accuracy": 1.0}}})
+    'early 0.750, late 1.000'
+    """
+    if not choice:
+        return "-"
+    scores = choice.get("validation", choice)
+    return ", ".join(f"{name} {fixed(value.get('video_accuracy') if isinstance(value, dict) else value, 3)}"
+                     for name, value in scores.items() if name != "chosen")
+
+
 @table("two-stream-offline", "two_stream.json", TWO_STREAM)
 def two_stream_offline(summary: dict) -> str:
     """Offline video accuracy on the held-out test groups: RGB, flow, both, per data set and seed."""
@@ -756,7 +769,7 @@ def two_stream_offline(summary: dict) -> str:
         verdict = "-" if accuracies.get("both") is None or better is None else (
             "yes" if accuracies["both"] >= better else f"**no** ({accuracies['both'] - better:+.3f})")
         rows.append([name, seed, *(offline_cell(runs.get(m)) for m in STREAMS),
-                     fusion or "-", json.dumps(choice) if choice else "-", verdict])
+                     fusion or "-", fusion_validation(choice), verdict])
     return markdown_table(["data set", "seed", *STREAMS.values(), "fusion kept", "validation (fusion choice)",
                            "both >= better single"], rows)
 
