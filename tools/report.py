@@ -780,6 +780,15 @@ def best_mode(modes: dict | None) -> tuple[str, dict] | None:
     return max(modes.items(), key=lambda item: item[1].get("accuracy") or 0.0)
 
 
+def still_cell(still: dict) -> str:
+    """Events a minute on the still scene, and the share of its predictions published idle or unknown."""
+    if not still:
+        return "-"
+    quiet = (still.get("idle") or 0) + (still.get("unknown") or 0)
+    share = f" ({quiet / still['predictions']:.0%} idle/unknown)" if still.get("predictions") else ""
+    return fixed(still.get("events_per_min"), 1) + share
+
+
 @table("two-stream-live", "two_stream.json", TWO_STREAM)
 def two_stream_live(summary: dict) -> str:
     """Per run, the best head mode: frames right replayed and live, delay, events, stills."""
@@ -798,7 +807,7 @@ def two_stream_live(summary: dict) -> str:
                          f"{head_mode(served[0])}: {fixed(live['accuracy'], 3)}" if served else "-",
                          f"{fixed(live.get('delay_median_s'))} s" if served else "-",
                          fixed(live.get("precision")), fixed(live.get("recall")), fixed(live.get("false_per_min"), 1),
-                         fixed(still.get("events_per_min"), 1)])
+                         still_cell(still)])
     header = ["data set", "seed", "streams", "frames right, replayed (best mode)", "frames right, live (best mode)",
               "delay median", "event precision", "recall", "false per min", "events per min on stills"]
     return markdown_table(header, rows)

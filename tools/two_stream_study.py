@@ -169,8 +169,7 @@ def mode_figures(modes: dict) -> dict:
             row |= {"events": found.get("events"), "true_positives": found.get("true_positives"),
                     "precision": found.get("precision"), "recall": found.get("recall"),
                     "false_per_min": found.get("false_per_min")}
-        if "unknown" in mode:
-            row["unknown"] = mode["unknown"]
+        row |= {key: mode[key] for key in ("unknown", "idle", "latency_p99_ms") if key in mode}
         out[key] = row
     return out
 
@@ -181,7 +180,7 @@ def still_figures(static: dict | None) -> dict | None:
     return {"seconds": static.get("seconds"),
             "modes": {key: {"events_per_min": mode.get("events", {}).get("per_min"),
                             "predictions": mode.get("predictions"), "unknown": mode.get("unknown"),
-                            "labels": mode.get("labels")}
+                            "idle": mode.get("idle"), "head_labels": mode.get("head_labels")}
                       for key, mode in static.get("modes", {}).items()}}
 
 
