@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -165,21 +166,25 @@ def encoder_cost(sizes, weights: str, repeats: int, threads: int | None) -> dict
 
 
 def recommend(result: dict) -> str:
-    """The smallest size whose validation accuracy is within one video per fold of the best on
-    every set; with these few validation videos a smaller gap is noise."""
+    """The smallest size whose validation accuracy is within two binomial standard errors of the
+    best size's on every set: a smaller gap is within what another draw of as many validation
+    videos could give, so it does not pay for the larger input's CPU."""
     sizes = sorted(int(s) for s in result["cost"]["sizes"])
-    chosen = None
     for size in sizes:
-        if all(acc["sizes"].get(str(size)) and
-               acc["sizes"][str(best_size(acc))]["val_correct"] - acc["sizes"][str(size)]["val_correct"]
-               <= len(acc["folds"]) for acc in result["accuracy"].values()):
-            chosen = size
-            break
-    return str(chosen or sizes[-1])
+        if all(close_to_best(acc, size) for acc in result["accuracy"].values()):
+            return str(size)
+    return str(sizes[-1])
 
 
-def best_size(acc: dict) -> int:
-    return max((int(s) for s in acc["sizes"]), key=lambda s: (acc["sizes"][str(s)]["val_correct"], -s))
+def close_to_best(acc: dict, size: int) -> bool:
+    rows = acc["sizes"]
+    if str(size) not in rows:
+        return False
+    best = max(rows.values(), key=lambda row: row["val_correct"])
+    videos = best["val_videos"]
+    p = best["val_correct"] / videos
+    margin = 2 * math.sqrt(max(p * (1 - p), 0.25 / videos) / videos)
+    return rows[str(size)]["val_correct"] / rows[str(size)]["val_videos"] >= p - margin
 
 
 def main(argv: list[str] | None = None) -> int:

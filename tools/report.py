@@ -720,7 +720,8 @@ def input_size(run: dict) -> str:
     folds = "; ".join(f"{name}: {len(accuracy[name]['folds'])} folds, test {accuracy[name]['test_groups_left_out']} "
                       f"never read" for name in SETS if name in accuracy)
     note = (f"\n\nValidation folds: {folds}. Encoder: {run['cost']['backend']}, load {run['cost']['load_average']}. "
-            f"Smallest size within one video per fold of the best on every set: "
+            f"Smallest size within two binomial standard errors of the best size's validation accuracy on every "
+            f"set: "
             f"**{run['recommended_size']} px**." if "cost" in run else "")
     return markdown_table(header, rows) + note
 
