@@ -30,7 +30,6 @@ from lrcn.tools.harness.servers import default_video
 from lrcn.tools.harness.script import save
 
 TARGET_RATIO = 1.8
-ENCODER_FILES = ("encoder.onnx", "encoder.flow.onnx")
 
 
 def interpreter(work: Path) -> str:
@@ -85,6 +84,7 @@ def parts(bundles: dict[str, Path], repeats: int, threads: int | None, video: Pa
     from lrcn.stream.bundle import read_meta
     from lrcn.stream.encoders.onnxruntime import OnnxRuntimeEncoder
     from lrcn.stream.flow import MotionTracker
+    from lrcn.stream.modalities import modality
     from lrcn.tools.harness.scoring import interleaved
     from lrcn.stream.video import read_frames
 
@@ -93,13 +93,12 @@ def parts(bundles: dict[str, Path], repeats: int, threads: int | None, video: Pa
     for name, bundle in bundles.items():
         size = tuple(read_meta(bundle).spec.input_size)
         sizes.add(size)
-        for file in ENCODER_FILES:
-            if (bundle / file).is_file():
-                encoder = OnnxRuntimeEncoder(bundle / file, threads, providers=["CPUExecutionProvider"])
-                shape = encoder.session.get_inputs()[0].shape
-                channels = shape[-1] if isinstance(shape[-1], int) else 3
-                frame = rng.integers(0, 256, (1, *size, channels), dtype=np.uint8)
-                calls[f"{name} {file}"] = lambda encode=encoder.encode, x=frame: encode(x)
+        for kind in map(modality, read_meta(bundle).spec.modalities):
+            # a channel count only where it is not RGB's: today's RGB-only opener takes none
+            extra = {} if kind.channels == 3 else {"channels": kind.channels}
+            encoder = OnnxRuntimeEncoder(bundle / kind.encoder_file, threads, providers=["CPUExecutionProvider"], **extra)
+            frame = rng.integers(0, 256, (1, *size, kind.channels), dtype=np.uint8)
+            calls[f"{name} {kind.encoder_file}"] = lambda encode=encoder.encode, x=frame: encode(x)
     for size in sorted(sizes):
         frames = read_frames(video, size, 10.0)
         tracker, index = MotionTracker(), [0]
