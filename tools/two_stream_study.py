@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"any of {', '.join(STAGES)}")
     parser.add_argument("--summary", type=Path, help="write every run's figures here (docs/results/two_stream.json)")
     parser.add_argument("--cost", type=Path, help="a two_stream_cost JSON to include in the summary")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: write --summary from the runs already under --work")
     parser.add_argument("--keep-going", action="store_true", help="a failed run is reported and the next one runs")
     args = parser.parse_args(argv)
     try:
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             raise LrcnError(f"data folder {args.data} does not exist")
         weights = str(Path(args.weights).resolve())
         failed = []
-        for name in names:
+        for name in [] if args.collect else names:
             for seed in seeds:
                 for modality in modalities:
                     run = Run(DATASETS[name], seed, modality)
