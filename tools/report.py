@@ -850,12 +850,21 @@ def two_stream_open_set(summary: dict) -> str:
        "python -m lrcn.tools.two_stream_cost RGB_BUNDLE TWO_STREAM_BUNDLE --out docs/results/two_stream_cost.json")
 def two_stream_cost(run: dict) -> str:
     """CPU per sampled frame of `serve` on 1080p30 RTSP cameras, RGB-only against two-stream, and the parts."""
+    trials = run.get("pipeline", {}).get("trials", [])
+
+    def held(count: str, bundle: str) -> str:
+        mine = [t for t in trials if str(t["cameras"]) == count and t["bundle"] == bundle]
+        return f"{sum(t['holds'] for t in mine)}/{len(mine)}"
+
     rows = [[count, fixed(row["cpu_ms_per_frame"].get("rgb")), fixed(row["cpu_ms_per_frame"].get("two_stream")),
-             f"**{fixed(row['ratio'])}**" if row["meets_target"] else fixed(row["ratio"])]
+             f"**{fixed(row['ratio'])}**" if row["meets_target"] else fixed(row["ratio"]),
+             f"{held(count, 'rgb')} / {held(count, 'two_stream')}"]
             for count, row in run.get("pipeline", {}).get("summary", {}).items()]
     parts = "; ".join(f"{name} {value['cpu_ms']:.2f}" for name, value in run["parts"].items())
-    return (markdown_table(["cameras", "RGB-only: CPU ms per sampled frame", "two-stream", "ratio (target <= 1.8)"],
-                           rows) + f"\n\nParts, CPU ms per call at batch 1: {parts}.")
+    return (markdown_table(["cameras", "RGB-only: CPU ms per sampled frame", "two-stream", "ratio (target <= 1.8)",
+                            "trials held (RGB / two-stream)"], rows)
+            + f"\n\nParts, CPU ms per call at batch 1: {parts}. Load after the trials: "
+            + ", ".join(str(t["load_after"]) for t in trials) + ".")
 
 
 # ---------------------------------------------------------------- the README's one table
