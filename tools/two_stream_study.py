@@ -106,10 +106,6 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def uses_flow(modality: str) -> bool:
-    return modality != "rgb"
-
-
 # -- the steps: each does nothing when its output is there ---------------------------------------
 
 def train(run: Run, data: Path, weights: str, bundle: Path, log: Path) -> None:
@@ -121,7 +117,8 @@ def train(run: Run, data: Path, weights: str, bundle: Path, log: Path) -> None:
 
 
 def export(run: Run, bundle: Path, log: Path) -> None:
-    wanted = ["encoder.onnx", "head.npz", "export.json"] + (["encoder.flow.onnx"] if uses_flow(run.modality) else [])
+    encoders = {"rgb": ["encoder.onnx"], "flow": ["encoder.flow.onnx"], "both": ["encoder.onnx", "encoder.flow.onnx"]}
+    wanted = encoders[run.modality] + ["head.npz", "export.json"]
     if all((bundle / name).is_file() for name in wanted):
         return
     lrcn("export", bundle, log=log)
