@@ -117,7 +117,8 @@ def bundle_info(bundle: Path) -> dict:
     meta = json.loads((bundle / "meta.json").read_text())
     model = meta["model"]
     return {"path": str(bundle.resolve()), "feature_size": meta["feature_size"],
-            **{key: model[key] for key in ("backbone", "input_size", "clip_length", "fps", "head", "lstm_units")}}
+            **{key: model.get(key) for key in ("backbone", "input_size", "clip_length", "fps", "head", "lstm_units")},
+            "modalities": model.get("modalities", ["rgb"])}
 
 
 def child_env() -> dict:
@@ -335,9 +336,11 @@ def wait_for_quiet(limit: float | None, longest_s: float, log) -> list[float]:
 
 def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cameras: int, first: int = 1,
            source: Source = Source(), quiet_load: float | None = None, serve_args: tuple[str, ...] = (),
-           python: str = sys.executable, save=lambda result: None, log=lambda line: None) -> dict:
+           python: str = sys.executable, bundle: Path | None = None, save=lambda result: None,
+           log=lambda line: None) -> dict:
     """N = first, first+1, ... up to max_cameras until a trial fails twice in a row; the result as a
-    dict, handed to `save` after every trial."""
+    dict, handed to `save` after every trial. `bundle`: an exported bundle served instead of the
+    untrained MobileNetV2-112 one (a two-stream bundle, say)."""
     if duration_s + 15 > source.seconds:
         raise LrcnError(f"--duration {duration_s:g} s leaves too little of the {source.seconds:g} s video: "
                         "each camera plays it once from the start")
@@ -347,8 +350,11 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
     code = checkout_code(checkout, python)
     log(f"camera capacity: {code['checkout']} runs {code['stream_module']} (commit {code['commit'][:9]})")
     video = source_video(work, source)
-    log("camera capacity: bundle (built once, needs TensorFlow)")
-    bundle = mobilenet_bundle(work, video)
+    if bundle is None:
+        log("camera capacity: bundle (built once, needs TensorFlow)")
+        bundle = mobilenet_bundle(work, video)
+    elif not (bundle / "meta.json").is_file():
+        raise LrcnError(f"--bundle {bundle}: no meta.json there")
     result = {"settings": {"duration_s": duration_s, "fps": fps, "max_cameras": max_cameras, "first": first,
                            "serve_args": list(serve_args),
                            "p99_limit_ms": P99_LIMIT_MS, "rate_share": RATE_SHARE,
@@ -427,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-cameras", type=int, default=12, help="stop after this many (default 12)")
     parser.add_argument("--quiet-load", type=float, metavar="L",
                         help="before each trial, wait (up to 15 min) until the 1-minute load is below L")
+    parser.add_argument("--bundle", type=Path, help="serve this exported bundle (default: an untrained "
+                        "MobileNetV2-112 LSTM bundle built into --work)")
     parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                         help="one more argument for `lrcn serve`, repeatable (e.g. --serve-arg=--threads=1)")
     args = parser.parse_args(argv)
@@ -438,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = search(args.checkout, args.work, duration_s=args.duration, fps=args.fps,
                         max_cameras=args.max_cameras, first=args.first, quiet_load=args.quiet_load,
-                        serve_args=tuple(args.serve_arg), python=args.python,
+                        serve_args=tuple(args.serve_arg), python=args.python, bundle=args.bundle,
                         save=lambda result: save(result, args.out),
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     except LrcnError as err:

@@ -691,6 +691,182 @@ def demo(run: dict) -> str:
     return markdown_table(header, rows)
 
 
+# ---------------------------------------------------------------- issue 23: input size, two streams
+
+
+INPUT_SIZE = ("python -m lrcn.tools.input_size_study ../shared/data --weights $W --work runs/input_size "
+              "--out docs/results/input_size.json")
+SETS = ("weizmann4", "ps7", "ucf101_9")
+
+
+@table("input-size", "input_size.json", INPUT_SIZE)
+def input_size(run: dict) -> str:
+    """Per size: validation videos right on each set (folds of the training groups), encoder CPU per frame."""
+    accuracy, cost = run["accuracy"], run.get("cost", {}).get("sizes", {})
+    rows = []
+    for size in run["sizes"]:
+        cells = []
+        for name in SETS:
+            row = accuracy.get(name, {}).get("sizes", {}).get(str(size))
+            cells.append("-" if row is None else
+                         f"{row['val_correct']}/{row['val_videos']} = {row['val_video_accuracy']:.3f} "
+                         f"({', '.join(map(str, row['per_fold']))}; clips {row['mean_val_clip_accuracy']:.3f})")
+        part = cost.get(str(size), {})
+        rows.append([f"{size} px", *cells,
+                     f"{fixed(part.get('batch1_cpu_ms_per_frame'))} ({fixed(part.get('batch1_cpu_ratio'))}x)",
+                     f"{fixed(part.get('batch8_cpu_ms_per_frame'))} ({fixed(part.get('batch8_cpu_ratio'))}x)"])
+    header = ["input", *(f"{name}: validation videos right (per fold; clip accuracy)" for name in SETS),
+              "encoder CPU ms/frame, batch 1", "batch 8"]
+    folds = "; ".join(f"{name}: {len(accuracy[name]['folds'])} folds, test {accuracy[name]['test_groups_left_out']} "
+                      f"never read" for name in SETS if name in accuracy)
+    note = (f"\n\nValidation folds: {folds}. Encoder: {run['cost']['backend']}, load {run['cost']['load_average']}. "
+            f"Smallest size within two binomial standard errors of the best size's validation accuracy on every "
+            f"set: "
+            f"**{run['recommended_size']} px**." if "cost" in run else "")
+    return markdown_table(header, rows) + note
+
+
+TWO_STREAM = ("python -m lrcn.tools.two_stream_study --data ../shared/data --weights $W --work runs/two_stream "
+              "--summary docs/results/two_stream.json")
+STREAMS = {"rgb": "RGB", "flow": "flow", "both": "RGB + flow"}
+
+
+def two_stream_runs(summary: dict) -> dict:
+    """{(dataset, seed): {modality: run}}, in the summary's order."""
+    out: dict = {}
+    for run in summary["runs"]:
+        out.setdefault((run["dataset"], run["seed"]), {})[run["modality"]] = run
+    return out
+
+
+def offline_cell(run: dict | None) -> str:
+    test = (run or {}).get("offline")
+    return "-" if not test else f"{test['video_correct']}/{test['videos']} = {test['video_accuracy']:.3f}"
+
+
+def fusion_validation(choice: dict | None) -> str:
+    """meta.json's training["fusion_choice"] as "early 0.750, late 1.000" (validation video accuracy).
+
+    >>> fusion_validation({"chosen": "late", "validation": {"early": {"video_accuracy": 0.75}, "late": {"video_accuracy": 1.0}}})
+    'early 0.750, late 1.000'
+    """
+    if not choice:
+        return "-"
+    scores = choice.get("validation", choice)
+    return ", ".join(f"{name} {fixed(value.get('video_accuracy') if isinstance(value, dict) else value, 3)}"
+                     for name, value in scores.items() if name != "chosen")
+
+
+@table("two-stream-offline", "two_stream.json", TWO_STREAM)
+def two_stream_offline(summary: dict) -> str:
+    """Offline video accuracy on the held-out test groups: RGB, flow, both, per data set and seed."""
+    rows = []
+    for (name, seed), runs in two_stream_runs(summary).items():
+        both = runs.get("both", {})
+        choice = (both.get("training") or {}).get("fusion_choice")
+        fusion = (both.get("model") or {}).get("fusion")
+        accuracies = {m: (r.get("offline") or {}).get("video_accuracy") for m, r in runs.items()}
+        better = max((accuracies.get(m) for m in ("rgb", "flow") if accuracies.get(m) is not None), default=None)
+        verdict = "-" if accuracies.get("both") is None or better is None else (
+            "yes" if accuracies["both"] >= better else f"**no** ({accuracies['both'] - better:+.3f})")
+        rows.append([name, seed, *(offline_cell(runs.get(m)) for m in STREAMS),
+                     fusion or "-", fusion_validation(choice), verdict])
+    return markdown_table(["data set", "seed", *STREAMS.values(), "fusion kept", "validation (fusion choice)",
+                           "both >= better single"], rows)
+
+
+def best_mode(modes: dict | None) -> tuple[str, dict] | None:
+    if not modes:
+        return None
+    return max(modes.items(), key=lambda item: item[1].get("accuracy") or 0.0)
+
+
+def still_cell(still: dict) -> str:
+    """Events a minute on the still scene, and the share of its predictions published idle or unknown."""
+    if not still:
+        return "-"
+    quiet = (still.get("idle") or 0) + (still.get("unknown") or 0)
+    share = f" ({quiet / still['predictions']:.0%} idle/unknown)" if still.get("predictions") else ""
+    return fixed(still.get("events_per_min"), 1) + share
+
+
+@table("two-stream-live", "two_stream.json", TWO_STREAM)
+def two_stream_live(summary: dict) -> str:
+    """Per run, the best head mode: frames right replayed and live, delay, events, stills."""
+    rows = []
+    for (name, seed), runs in two_stream_runs(summary).items():
+        for modality in STREAMS:
+            run = runs.get(modality)
+            if not run:
+                continue
+            replay, served = best_mode(run.get("stream_offline")), best_mode(run.get("live"))
+            stills = (run.get("stills") or {}).get("modes", {})
+            still = stills.get(served[0], {}) if served else {}
+            live = served[1] if served else {}
+            rows.append([name, seed, STREAMS[modality],
+                         f"{head_mode(replay[0])}: {fixed(replay[1]['accuracy'], 3)}" if replay else "-",
+                         f"{head_mode(served[0])}: {fixed(live['accuracy'], 3)}" if served else "-",
+                         f"{fixed(live.get('delay_median_s'))} s" if served else "-",
+                         fixed(live.get("precision")), fixed(live.get("recall")), fixed(live.get("false_per_min"), 1),
+                         still_cell(still)])
+    header = ["data set", "seed", "streams", "frames right, replayed (best mode)", "frames right, live (best mode)",
+              "delay median", "event precision", "recall", "false per min", "events per min on stills"]
+    return markdown_table(header, rows)
+
+
+@table("two-stream-modes", "two_stream.json", TWO_STREAM)
+def two_stream_modes(summary: dict) -> str:
+    """Frames right per head mode, replayed (`--offline`), mean over seeds, each stream side by side."""
+    sums: dict = {}
+    for run in summary["runs"]:
+        for mode, row in (run.get("stream_offline") or {}).items():
+            sums.setdefault((run["dataset"], mode), {}).setdefault(run["modality"], []).append(row["accuracy"])
+    rows = [[name, head_mode(mode), *(f"{sum(v) / len(v):.3f} ({len(v)})" if (v := cells.get(m)) else "-"
+                                      for m in STREAMS)]
+            for (name, mode), cells in sums.items()]
+    return markdown_table(["data set", "head mode", *(f"{s}: mean frames right (seeds)" for s in STREAMS.values())],
+                          rows)
+
+
+@table("two-stream-open-set", "two_stream.json", TWO_STREAM)
+def two_stream_open_set(summary: dict) -> str:
+    """The guard fitted on each run's training groups: held-out and foreign windows labelled unknown."""
+    rows = []
+    for run in summary["runs"]:
+        guard = run.get("novelty")
+        if not guard:
+            continue
+        held = [f"{row['unknown_share']:.1%} of {row['windows']}" for row in guard["datasets"].values()
+                if row["role"] == "held-out"]
+        foreign = [f"{name}: **{row['unknown_share']:.1%}** of {row['windows']} (AUROC {fixed(row['auroc'], 3)})"
+                   for name, row in guard["datasets"].items() if row["role"] == "foreign"]
+        rows.append([run["dataset"], run["seed"], STREAMS[run["modality"]], guard["method"],
+                     "; ".join(held), "; ".join(foreign)])
+    return markdown_table(["trained on", "seed", "streams", "method", "held-out unknown (target <= 5%)",
+                           "foreign unknown (target >= 90%)"], rows)
+
+
+@table("two-stream-cost", "two_stream_cost.json",
+       "python -m lrcn.tools.two_stream_cost RGB_BUNDLE TWO_STREAM_BUNDLE --out docs/results/two_stream_cost.json")
+def two_stream_cost(run: dict) -> str:
+    """CPU per sampled frame of `serve` on 1080p30 RTSP cameras, RGB-only against two-stream, and the parts."""
+    trials = run.get("pipeline", {}).get("trials", [])
+
+    def held(count: str, bundle: str) -> str:
+        mine = [t for t in trials if str(t["cameras"]) == count and t["bundle"] == bundle]
+        return f"{sum(t['holds'] for t in mine)}/{len(mine)}"
+
+    rows = [[count, fixed(row["cpu_ms_per_frame"].get("rgb")), fixed(row["cpu_ms_per_frame"].get("two_stream")),
+             f"**{fixed(row['ratio'])}**" if row["meets_target"] else fixed(row["ratio"]),
+             f"{held(count, 'rgb')} / {held(count, 'two_stream')}"]
+            for count, row in run.get("pipeline", {}).get("summary", {}).items()]
+    parts = "; ".join(f"{name} {value['cpu_ms']:.2f}" for name, value in run["parts"].items())
+    return (markdown_table(["cameras", "RGB-only: CPU ms per sampled frame", "two-stream", "ratio (target <= 1.8)",
+                            "trials held (RGB / two-stream)"], rows)
+            + f"\n\nParts, CPU ms per call at batch 1: {parts}. Load after the trials: "
+            + ", ".join(str(t["load_after"]) for t in trials) + ".")
+
+
 # ---------------------------------------------------------------- the README's one table
 
 
