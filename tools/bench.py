@@ -90,10 +90,10 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     spec = bundle.meta.spec
     clip_length = spec.clip_length
     listed = bench_frames(bundle, 50)
-    frames = np.stack([f.image for f in listed])
     model_path = bundle.path / "model.onnx"
     if not model_path.is_file():
-        raise LrcnError(f"bundle {bundle.path} has no model.onnx, the naive baseline (run `lrcn export`)")
+        export = "lrcn export --model-onnx" if spec.two_stream else "lrcn export"
+        raise LrcnError(f"bundle {bundle.path} has no model.onnx, the naive baseline (run `{export} {bundle.path}`)")
     session = onnxruntime.InferenceSession(str(model_path), session_options(threads),  # as the runtime's encoder
                                            providers=["CPUExecutionProvider"])
     # model.onnx of a bundle of modalities names each input by its modality; an RGB one takes the frames.
