@@ -235,7 +235,8 @@ def test_rgb_only_arguments_give_the_spec_of_before():
     args = parser.parse_args(["DATA", "--out", "x", "--backbone", "mobilenet_v2", "--weights", "w.h5"])
     spec = spec_from_args(args, ("a", "b"))
     assert not joint_from_args(args)
-    assert spec == ModelSpec(classes=("a", "b"), backbone="mobilenet_v2", backbone_weights="w.h5", trainable_layers=0)
+    assert spec == ModelSpec(classes=("a", "b"), backbone="mobilenet_v2", backbone_weights="w.h5", trainable_layers=0,
+                             input_size=(160, 160))
     assert not {"modalities", "fusion", "fusion_weights", "flow_backbone"} & set(spec.to_json())
     both = spec_from_args(parser.parse_args(["DATA", "--out", "x", "--modalities", "rgb,flow"]), ("a", "b"))
     assert both.classes == ("a", "b", IDLE) and both.modalities == ("rgb", "flow")
