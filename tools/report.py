@@ -764,7 +764,9 @@ def two_stream_offline(summary: dict) -> str:
     for (name, seed), runs in two_stream_runs(summary).items():
         both = runs.get("both", {})
         choice = (both.get("training") or {}).get("fusion_choice")
-        fusion = (both.get("model") or {}).get("fusion")
+        model = both.get("model") or {}
+        # meta.json leaves out a field at its default, so a two-stream model without "fusion" is early
+        fusion = (model.get("fusion") or "early") if model.get("modalities") else None
         accuracies = {m: (r.get("offline") or {}).get("video_accuracy") for m, r in runs.items()}
         better = max((accuracies.get(m) for m in ("rgb", "flow") if accuracies.get(m) is not None), default=None)
         verdict = "-" if accuracies.get("both") is None or better is None else (
