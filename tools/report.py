@@ -766,7 +766,7 @@ def two_stream_offline(summary: dict) -> str:
         choice = (both.get("training") or {}).get("fusion_choice")
         model = both.get("model") or {}
         # meta.json leaves out a field at its default, so a two-stream model without "fusion" is early
-        fusion = (model.get("fusion") or "early") if model.get("modalities") else None
+        fusion = model.get("fusion") or ("early" if model.get("modalities") else None)
         accuracies = {m: (r.get("offline") or {}).get("video_accuracy") for m, r in runs.items()}
         better = max((accuracies.get(m) for m in ("rgb", "flow") if accuracies.get(m) is not None), default=None)
         verdict = "-" if accuracies.get("both") is None or better is None else (
