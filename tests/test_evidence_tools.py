@@ -3,7 +3,6 @@ sockets, real ffmpeg servers and real models. They check that the tools run to t
 report what they promise; the figures themselves are measured by running the tools (docs/)."""
 from __future__ import annotations
 
-import itertools
 import json
 import time
 
@@ -28,8 +27,10 @@ def test_a_pattern_source_is_a_paced_in_memory_stream_that_ends_after_its_second
     assert [e.state for e in events] == [SourceState.CONNECTING, SourceState.CONNECTED, SourceState.ENDED]
     assert 15 <= len(frames) <= 21 and frames[0].image.shape == (32, 48, 3)
     assert [f.index for f in frames] == list(range(len(frames)))
-    gaps = [b.captured_at - a.captured_at for a, b in itertools.pairwise(frames)]
-    assert min(gaps) > 0.015   # paced at 50 fps, not a burst
+    # Paced at 50 fps, not a burst: no frame arrives before its slot on the 20 ms schedule (one
+    # delayed by a loaded machine may be followed by a shorter gap as the schedule catches up).
+    since_first = [f.captured_at - frames[0].captured_at for f in frames]
+    assert all(elapsed >= 0.02 * i - 0.005 for i, elapsed in enumerate(since_first)), since_first
 
 
 @pytest.mark.parametrize("uri", ["pattern:abc", "pattern:0", "pattern:25:-1", "pattern:1:2:3"])
