@@ -32,7 +32,9 @@ class JointEncoder:
         self.input_size = tuple(first.input_size)
         self.feature_sizes = {name: int(e.feature_size) for name, e in self.encoders.items()}
         self.feature_size = sum(self.feature_sizes.values())
-        self.encoded: Counter[str] = Counter()    # frames encoded per modality
+        # Frames encoded per modality; every key there from the start, so the stats thread can
+        # read it while the inference thread counts (no key is ever added during a read).
+        self.encoded: Counter[str] = Counter({name: 0 for name in self.encoders})
 
     @property
     def needs_flow(self) -> bool:
