@@ -75,13 +75,10 @@ def frozen_encoder_key(encoder, spec, modality_name: str) -> str | None:
         return None
     import tf2onnx
 
-    digest = hashlib.sha256(repr((modality_name, spec.input_size, spec.preprocessing, spec.pooling,
-                                  spec.flow_backbone, OPSET, tf2onnx.__version__)).encode())
-    for weights in encoder.get_weights():
-        array = np.ascontiguousarray(weights)
-        digest.update(repr((array.dtype.str, array.shape)).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:32]
+    from lrcn.models.features import weights_digest
+
+    return weights_digest(encoder, repr((modality_name, spec.input_size, spec.preprocessing, spec.pooling,
+                                         spec.flow_backbone, OPSET, tf2onnx.__version__)).encode())
 
 
 def encoder_function(encoder, meta: BundleMeta):

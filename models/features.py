@@ -37,22 +37,36 @@ def weights_fingerprint(spec: ModelSpec) -> str:
     return str(weights)
 
 
+def weights_digest(model, salt: bytes = b"") -> str:
+    """Identifies a model's weights (their shapes, dtypes and values), after `salt`."""
+    digest = hashlib.sha256(salt)
+    for weights in model.get_weights():
+        array = np.ascontiguousarray(weights)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:32]
+
+
 class FeatureCache:
     """Features of a frozen backbone per (video, view, modality), kept as .npy files.
 
     Only valid while the backbone's weights cannot change, so training uses it for frozen
     ImageNet backbones alone. A view is "plain" or "mirror" (the inputs as a mirrored camera
     gives them). `spec` is the modality's encoder spec (models.modalities.encoder_spec); an RGB
-    cache keeps the key it always had, other modalities add what decides their inputs.
+    cache keeps the key it always had, other modalities add what decides their inputs. An encoder
+    trained by this run (models.flow_encoder) is cached under its weights' digest (`trained`).
     """
 
-    def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder, modality: str = "rgb"):
+    def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder, modality: str = "rgb",
+                 trained: bool = False):
         from lrcn.models.modalities import keras_modality
 
         self.directory = Path(directory) / "features" if directory else None
         self.spec, self.encoder, self.modality = spec, encoder, keras_modality(modality)
         identity = (spec.backbone, spec.pooling, spec.input_size, spec.fps, weights_fingerprint(spec), DECODE_VERSION)
         identity += self.modality.cache_identity(spec)
+        if trained:
+            identity += ("trained", weights_digest(encoder))
         self.identity = hashlib.sha1(repr(identity).encode()).hexdigest()[:12]
 
     def file(self, video_path: Path, view: str) -> Path | None:

@@ -78,6 +78,8 @@ class KerasModality:
     still: Callable[[np.ndarray], np.ndarray]
     # What besides the CNN decides this modality's features (so cached features never mix).
     cache_identity: Callable[[ModelSpec], tuple]
+    # Whether the spec's encoder of this modality was trained on it by this project (its weights are the bundle's).
+    trained: Callable[[ModelSpec], bool] = lambda spec: False
 
     @property
     def mirror(self):
@@ -95,7 +97,7 @@ def keras_modality(name: str) -> KerasModality:
 def encoder_spec(spec: ModelSpec, name: str) -> ModelSpec:
     """The one-modality spec of `name`'s encoder: its backbone and that backbone's preprocessing."""
     return replace(spec, backbone=keras_modality(name).backbone(spec), modalities=(name,), fusion="early",
-                   fusion_weights=None, flow_backbone=None)
+                   fusion_weights=None, flow_backbone=None, flow_trained=False)
 
 
 def _read_frames(path, spec):
@@ -122,7 +124,8 @@ KERAS_MODALITIES.add("flow", KerasModality(
     input_layers=lambda spec: [FlowPixels(*encoder_spec(spec, "flow").preprocessing, name="flow_pixels")],
     read_cached=lambda cache, path: cache.motion(path)[0], read_file=_read_fields,
     still=lambda image: zero_field(image.shape[:2]),
-    cache_identity=lambda spec: ("flow", tuple(sorted(flow_encoding(spec.input_size).items())), "render-v1")))
+    cache_identity=lambda spec: ("flow", tuple(sorted(flow_encoding(spec.input_size).items())), "render-v1"),
+    trained=lambda spec: spec.flow_trained))
 
 
 def model_input(name: str, x, spec: ModelSpec) -> np.ndarray:

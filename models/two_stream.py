@@ -44,6 +44,9 @@ VAL_FRACTION = 0.2
 class JointOptions:
     fusions: tuple[str, ...] = ("early",)   # several: each trained, the best on validation kept
     stills: bool = False
+    # models.flow_encoder candidates: several are each trained on flow and the best on validation kept;
+    # none: the flow encoder is the flow backbone as it comes (frozen)
+    flow_encoders: tuple[str, ...] = ()
 
 
 def with_idle(classes, stills: bool) -> tuple[str, ...]:
@@ -72,17 +75,18 @@ def pretrained(spec: ModelSpec) -> bool:
 class JointFeatures:
     """Each video's features per view, every modality's joined in spec.modalities order: [N, sum F].
 
-    Encoders with pretrained weights cache their features per (video, view, modality); a CNN with
-    random frozen weights (the tests' seed backbone) has nothing stable to cache under."""
+    Encoders with pretrained weights cache their features per (video, view, modality), an encoder
+    trained by this run under its weights' digest; a CNN with random frozen weights (the tests' seed
+    backbone) is not cached: re-initialised, it would give other features under the same key."""
 
     def __init__(self, spec: ModelSpec, encoders: dict, config: TrainConfig):
         self.spec, self.encoders, self.config = spec, encoders, config
         self.frame_cache = frame_cache_of(spec, config)
         self.caches = {}
         for name in spec.modalities:
-            modality_spec = encoder_spec(spec, name)
-            directory = config.cache_dir if pretrained(modality_spec) else None
-            self.caches[name] = FeatureCache(directory, modality_spec, encoders[name], name)
+            modality_spec, trained = encoder_spec(spec, name), keras_modality(name).trained(spec)
+            directory = config.cache_dir if pretrained(modality_spec) or trained else None
+            self.caches[name] = FeatureCache(directory, modality_spec, encoders[name], name, trained)
 
     def inputs_of(self, name: str):
         return lambda path: keras_modality(name).read_cached(self.frame_cache, path)
@@ -149,7 +153,7 @@ def lsuv_scale(spec: ModelSpec, encoders: dict, features: JointFeatures, videos:
     """A CNN with Keras's own initialisation gives nearly constant features; frozen at random
     weights (the tests' seed backbone) it is first scaled to unit variance on real inputs."""
     for name in spec.modalities:
-        if encoder_spec(spec, name).backbone == "mobilenet_v2":
+        if encoder_spec(spec, name).backbone == "mobilenet_v2" or keras_modality(name).trained(spec):
             continue
         inputs = features.inputs_of(name)(videos[0].path)[:count]
         scale_to_unit_variance(encoders[name], model_input(name, inputs, encoder_spec(spec, name)))
@@ -214,9 +218,10 @@ def choose_weight(spec: ModelSpec, heads: dict, sizes: dict[str, int], val_items
 
 
 def train_joint(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], out_dir: str | Path,
-                config: TrainConfig, stills: bool = False, provenance: dict | None = None):
+                config: TrainConfig, stills: bool = False, provenance: dict | None = None, trained_encoders=None):
     """Fit the joint model's head(s) on frozen encoders' features and write model.keras + meta.json.
-    Late fusion without validation videos keeps spec.fusion_weights (chosen by an earlier run)."""
+    Late fusion without validation videos keeps spec.fusion_weights (chosen by an earlier run).
+    `trained_encoders` ({modality: frozen Keras encoder}) replace the spec's built ones."""
     import tensorflow as tf
 
     check_joint_spec(spec)
@@ -224,7 +229,7 @@ def train_joint(spec: ModelSpec, train_videos: list[Video], val_videos: list[Vid
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     out_dir = Path(out_dir)
-    encoders = joint.build_encoders(spec)
+    encoders = joint.build_encoders(spec) | (trained_encoders or {})
     features = JointFeatures(spec, encoders, config)
     if not train_videos:
         raise LrcnError("no training video")
@@ -317,12 +322,21 @@ def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos
     provenance = (provenance or {}) | {"train_groups": groups(train_videos), "val_groups": groups(val_videos),
                                        "test_groups": groups(test_videos)}
     selecting = config.refit or len(options.fusions) > 1
+    trained_encoders, flow_record = {}, None
+    if options.flow_encoders:
+        from lrcn.models.flow_encoder import choose_flow_encoder
+
+        frame_cache = frame_cache_of(spec, config)
+        spec, trained_encoders["flow"], flow_record = choose_flow_encoder(
+            spec, options.flow_encoders, fit_videos, val_videos,
+            lambda path: keras_modality("flow").read_cached(frame_cache, path), config.seed, config.progress)
+        provenance = provenance | {"flow_encoder": flow_record}
     candidates, scores = {}, {}
     for fusion in options.fusions:
         candidate = replace(spec, fusion=fusion, fusion_weights=None)
         directory = out_dir / "selection" / fusion if selecting else out_dir
         model, meta = train_joint(candidate, fit_videos, val_videos, directory, config, options.stills,
-                                  provenance | {"train_groups": groups(fit_videos)})
+                                  provenance | {"train_groups": groups(fit_videos)}, trained_encoders)
         candidates[fusion] = (model, meta)
         if len(options.fusions) > 1:
             result = evaluate_joint(model, meta.spec, val_videos, config, None)
@@ -341,7 +355,8 @@ def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos
         # late fusion keeps the weights chosen on the validation groups, and says how they scored there
         chosen_weights = {key: meta.training[key] for key in ("fusion_weight_validation",) if key in meta.training}
         model, meta = train_joint(meta.spec, train_videos, [], out_dir, replace(config, epochs=epochs),
-                                  options.stills, provenance | {"selection": selection} | chosen_weights)
+                                  options.stills, provenance | {"selection": selection} | chosen_weights,
+                                  trained_encoders)
     elif selecting:
         shutil.copytree(out_dir / "selection" / chosen, out_dir, dirs_exist_ok=True)
     if choice:

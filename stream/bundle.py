@@ -57,6 +57,9 @@ class ModelSpec:
     fusion_weights: tuple[float, ...] | None = None
     # The flow encoder's CNN (one of BACKBONES); None: the same as `backbone`.
     flow_backbone: str | None = None
+    # The flow encoder was trained on flow before the head (models.flow_encoder: from ImageNet
+    # for mobilenet_v2, from scratch otherwise), rather than used as its backbone came.
+    flow_trained: bool = False
 
     def __post_init__(self):
         problems = []
@@ -107,6 +110,8 @@ class ModelSpec:
                             f"summing to 1")
         if self.flow_backbone is not None and self.flow_backbone not in BACKBONES:
             problems.append(f"flow backbone {self.flow_backbone!r} is not one of {', '.join(BACKBONES)}")
+        if self.flow_trained and "flow" not in self.modalities:
+            problems.append("a trained flow encoder needs the flow modality")
         return problems
 
     @property
@@ -138,7 +143,8 @@ class ModelSpec:
         if self.fusion_weights is not None:
             data["fusion_weights"] = list(self.fusion_weights)
         # An RGB-only spec is written as before the modalities existed, so an older runtime reads it.
-        defaults = {"modalities": ["rgb"], "fusion": "early", "fusion_weights": None, "flow_backbone": None}
+        defaults = {"modalities": ["rgb"], "fusion": "early", "fusion_weights": None, "flow_backbone": None,
+                    "flow_trained": False}
         return {key: value for key, value in data.items() if key not in defaults or defaults[key] != value}
 
     @classmethod

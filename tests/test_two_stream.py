@@ -197,10 +197,13 @@ def test_cli_flow_only_bundle_trains_evaluates_and_exports_its_one_flow_encoder(
     out = tmp_path / "flow"
     trained = lrcn("train", root, "--out", out, "--modalities", "flow", "--backbone", "seed", "--trainable-layers",
                    "0", "--size", "64", "--clip-length", "4", "--lstm-units", "16", "--epochs", "2",
-                   "--test-groups", "03", "--no-refit", "--no-cache", "--quiet")
+                   "--flow-encoder", "scratch", "--test-groups", "03", "--no-refit", "--no-cache", "--quiet")
     assert trained.returncode == 0, trained.stderr
     meta = read_meta(out)
     assert meta.spec.modalities == ("flow",) and meta.feature_sizes is None and IDLE in meta.spec.classes
+    # the flow CNN was trained on flow (the small CNN, from scratch), and the bundle says so
+    assert meta.spec.flow_trained and meta.spec.flow_backbone == "small"
+    assert meta.training["flow_encoder"]["chosen"] == "scratch"
     assert meta.modality_feature_sizes() == {"flow": meta.feature_size} and "fusion_choice" not in meta.training
     evaluated = lrcn("evaluate", out, root, "--test-groups", "03", "--no-cache", "--quiet")
     assert evaluated.returncode == 0 and "video accuracy" in evaluated.stdout, evaluated.stderr
@@ -237,7 +240,7 @@ def test_rgb_only_arguments_give_the_spec_of_before():
     assert not joint_from_args(args)
     assert spec == ModelSpec(classes=("a", "b"), backbone="mobilenet_v2", backbone_weights="w.h5", trainable_layers=0,
                              input_size=(160, 160))
-    assert not {"modalities", "fusion", "fusion_weights", "flow_backbone"} & set(spec.to_json())
+    assert not {"modalities", "fusion", "fusion_weights", "flow_backbone", "flow_trained"} & set(spec.to_json())
     both = spec_from_args(parser.parse_args(["DATA", "--out", "x", "--modalities", "rgb,flow"]), ("a", "b"))
     assert both.classes == ("a", "b", IDLE) and both.modalities == ("rgb", "flow")
     assert spec_from_args(parser.parse_args(["DATA", "--out", "x", "--modalities", "rgb,flow", "--no-stills"]),

@@ -58,7 +58,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             "probabilities (weight chosen on the validation groups), auto trains both and keeps "
                             "the better on the validation groups (default)")
     model.add_argument("--flow-backbone", choices=("seed", "small", "mobilenet_v2"),
-                       help="the flow encoder's CNN (default: --backbone), frozen")
+                       help="the flow encoder's CNN (default: --backbone) when frozen, or trained from scratch "
+                            "(seed or small)")
+    model.add_argument("--flow-encoder", choices=("frozen", "tuned", "scratch", "auto"), default="auto",
+                       help="with flow: frozen uses the flow backbone as it comes, tuned trains ImageNet "
+                            "MobileNetV2's top layers on flow (needs --weights), scratch trains the small CNN on "
+                            "flow; auto trains each that applies and keeps the best on the validation groups "
+                            "(default)")
     model.add_argument("--stills", action=argparse.BooleanOptionalAction, default=None,
                        help="add a class 'idle' of still clips (a held training frame, blank frames) "
                             "(default: on when flow is among the modalities)")
@@ -152,6 +158,20 @@ def stills_from_args(args) -> bool:
 def joint_from_args(args) -> bool:
     """Whether this is the joint (frozen encoders per modality) course rather than the RGB LRCN's."""
     return tuple(args.modalities) != ("rgb",) or stills_from_args(args)
+
+
+def flow_encoders_from_args(args) -> tuple[str, ...]:
+    """The flow encoder candidates to train and choose among; () keeps the frozen flow backbone."""
+    choice = getattr(args, "flow_encoder", "auto")
+    if "flow" not in args.modalities:
+        if choice not in ("auto", "frozen"):
+            raise LrcnError("--flow-encoder needs the flow modality (--modalities rgb,flow or flow)")
+        return ()
+    if choice == "frozen":
+        return ()
+    if choice == "auto":
+        return ("frozen", "tuned", "scratch") if args.weights else ("frozen", "scratch")
+    return (choice,)
 
 
 def fusions_from_args(args) -> tuple[str, ...]:
@@ -259,7 +279,8 @@ def train_joint_into(args, spec, config, dataset, out: Path, provenance: dict) -
         raise LrcnError(f"training with modalities {','.join(spec.modalities)} (or stills) trains one head on one "
                         f"machine: not with --cv, several --l2, --resume, --synthetic-clips, --stream-training or "
                         f"--distribute")
-    options = JointOptions(fusions=fusions_from_args(args), stills=stills_from_args(args))
+    options = JointOptions(fusions=fusions_from_args(args), stills=stills_from_args(args),
+                           flow_encoders=flow_encoders_from_args(args))
     result = train_joint_and_test(spec, *choose_split(dataset, args), out, config, options, provenance)
     print(f"bundle written to {out}")
     if result:
