@@ -149,21 +149,28 @@ class FieldClassifier:
         return np.concatenate([np.asarray(self.encoder.predict_on_batch(self.to_input(fields[i:i + BATCH])))
                                for i in range(0, len(fields), BATCH)])
 
-    def fit(self, train, val, seed: int, progress: bool) -> dict:
-        """The probe on frozen features (probe_first), then (trained candidates) the encoder and probe
-        together; the weights with the most validation fields right over both phases are kept. Its record."""
+    def fit(self, train, val, seed: int, progress: bool, probed: "FieldClassifier | None" = None) -> dict:
+        """The probe on frozen features (probe_first; taken from `probed`, a fitted frozen candidate of the same
+        backbone, when given), then (trained candidates) the encoder and probe together; the weights with the
+        most validation fields right over both phases are kept. Its record."""
         candidate, rng = self.candidate, np.random.default_rng([seed, 2])
         mirror = keras_modality("flow").mirror
         val = validation_fields(val)
         history, started = [], time.time()
         best = {"score": (-1.0, 0.0), "weights": None}
-        if candidate.probe_first:
+        if candidate.probe_first and probed is not None:
+            self.probe.set_weights(probed.probe.get_weights())
+            history += probed.probe_history
+            best.update(score=probed.probe_score, weights=(self.encoder.get_weights(), self.probe.get_weights()))
+        elif candidate.probe_first:
             x, y = draw_epoch(train, 2 * candidate.frames_per_video, rng, mirror)
             train_features = self.features(x)
             self.normalise.adapt(train_features)
             val_features = [(self.features(fields), label) for fields, label in val]
             self.run_phase("probe", self.probe, PROBE_RATE, PROBE_EPOCHS, PROBE_PATIENCE,
                            lambda: (train_features, y), val_features, history, best, progress)
+            self.probe.set_weights(best["weights"][1])
+            self.probe_history, self.probe_score = list(history), best["score"]
         else:
             x, _ = draw_epoch(train, 2, rng, mirror)
             self.normalise.adapt(self.features(x))
@@ -189,7 +196,7 @@ class FieldClassifier:
 
     def run_phase(self, phase, network, rate, epochs, patience, draw, val_inputs, history, best, progress) -> None:
         network.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy")
-        waited = 0
+        waited, phase_best = 0, (-1.0, 0.0)   # patience counts within the phase: fine-tuning may start below the probe
         for epoch in range(epochs):
             x, y = draw()
             fit = network.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
@@ -201,7 +208,8 @@ class FieldClassifier:
             score = (scores["val_field_accuracy"], -scores["val_loss"])
             if score > best["score"]:
                 best.update(score=score, weights=(self.encoder.get_weights(), self.probe.get_weights()))
-                waited = 0
+            if score > phase_best:
+                phase_best, waited = score, 0
             else:
                 waited += 1
                 if waited >= patience:
@@ -235,7 +243,10 @@ def choose_flow_encoder(spec: ModelSpec, names: tuple[str, ...], fit_videos: lis
     for name, candidate in candidates.items():
         keras.utils.set_random_seed(seed)
         classifier = FieldClassifier(spec, candidate, num_classes)
-        records[name] = classifier.fit(train, val, seed, progress)
+        # the tuned CNN starts where the frozen one's probe ended (the same ImageNet encoder, the same probe)
+        probed = fitted.get("frozen") if fitted.get("frozen") and candidates["frozen"].backbone == candidate.backbone \
+            else None
+        records[name] = classifier.fit(train, val, seed, progress, probed)
         fitted[name] = classifier
     order = list(FLOW_ENCODERS)
     chosen = max(records, key=lambda n: (records[n]["val_video_accuracy"], records[n]["val_field_accuracy"],
