@@ -97,3 +97,34 @@ def test_the_offline_table_flags_a_two_stream_model_below_its_better_stream():
     below = report.two_stream_offline({"runs": [run("rgb", 5), run("flow", 8), run("both", 7)]})
     assert "**no** (-0.111)" in below and "| ps7 | 0 | 5/9 = 0.556 | 8/9 = 0.889 | 7/9 = 0.778 | late | early 0.800, late 0.900 |" in below
     assert report.two_stream_offline({"runs": [run("rgb", 5), run("flow", 8), run("both", 9)]}).endswith("| yes |")
+
+
+def test_the_flow_encoder_table_shows_each_candidate_the_one_kept_and_both_encoders_test_accuracy():
+    def run(modality, correct, choice=None):
+        return {"dataset": "ucf101_9", "seed": 0, "modality": modality, "flow_encoder": choice,
+                "offline": {"videos": 126, "video_correct": correct, "video_accuracy": correct / 126}}
+
+    choice = {"chosen": "tuned", "candidates": {
+        "frozen": {"val_video_accuracy": 0.486, "val_field_accuracy": 0.285},
+        "tuned": {"val_video_accuracy": 0.5, "val_field_accuracy": 0.31},
+        "scratch": {"val_video_accuracy": 0.361, "val_field_accuracy": 0.262}}}
+    frozen = {"runs": [run("flow", 70), run("both", 111)]}
+    trained = {"runs": [run("flow", 75, choice), run("both", 112, choice)]}
+    table = report.two_stream_flow_encoder(frozen, trained)
+    assert ("| ucf101_9 | 0 | flow | 0.486 / 0.285 | 0.500 / 0.310 | 0.361 / 0.262 | **tuned** | 70/126 = 0.556 "
+            "| 75/126 = 0.595 |") in table
+    assert "| RGB + flow |" in table and table.count("\n") == 3
+
+
+def test_the_study_passes_its_flow_encoder_to_flow_runs_only(tmp_path, monkeypatch):
+    from lrcn.tools import two_stream_study
+
+    calls = []
+    monkeypatch.setattr(two_stream_study, "lrcn", lambda *args, log: calls.append(args))
+    for modality in ("rgb", "flow", "both"):
+        run = two_stream_study.Run(two_stream_study.DATASETS["ps7"], 0, modality)
+        two_stream_study.train(run, tmp_path, "w.h5", tmp_path / modality, tmp_path / "log", "auto")
+    rgb, flow, both = calls
+    assert "--flow-encoder" not in rgb and "--modalities" not in rgb
+    for args in (flow, both):
+        assert args[args.index("--flow-encoder") + 1] == "auto"

@@ -848,6 +848,37 @@ def two_stream_open_set(summary: dict) -> str:
                            "foreign unknown (target >= 90%)"], rows)
 
 
+TWO_STREAM_TRAINED = ("python -m lrcn.tools.two_stream_study --data ../shared/data --weights $W --work runs/trained "
+                      "--flow-encoder auto --summary docs/results/two_stream_trained.json")
+
+
+def candidate_cell(row: dict | None) -> str:
+    """A flow encoder candidate's validation video and field accuracy."""
+    if not row:
+        return "-"
+    return f"{fixed(row.get('val_video_accuracy'), 3)} / {fixed(row.get('val_field_accuracy'), 3)}"
+
+
+@table("two-stream-flow-encoder", ("two_stream.json", "two_stream_trained.json"), TWO_STREAM_TRAINED)
+def two_stream_flow_encoder(frozen: dict, trained: dict) -> str:
+    """The flow encoder chosen on validation among frozen, tuned and scratch, and the test accuracy of the
+    flow-only and two-stream bundles with it beside those of the frozen encoder (the study above)."""
+    before = two_stream_runs(frozen)
+    rows = []
+    for (name, seed), runs in two_stream_runs(trained).items():
+        for modality in ("flow", "both"):
+            run = runs.get(modality)
+            if not run or not run.get("flow_encoder"):
+                continue
+            choice = run["flow_encoder"]
+            rows.append([name, seed, STREAMS[modality],
+                         *(candidate_cell(choice["candidates"].get(c)) for c in ("frozen", "tuned", "scratch")),
+                         f"**{choice['chosen']}**", offline_cell(before.get((name, seed), {}).get(modality)),
+                         offline_cell(run)])
+    return markdown_table(["data set", "seed", "streams", "frozen (val video / field)", "tuned", "scratch", "kept",
+                           "test videos, frozen encoder", "test videos, encoder kept"], rows)
+
+
 @table("two-stream-cost", "two_stream_cost.json",
        "python -m lrcn.tools.two_stream_cost RGB_BUNDLE TWO_STREAM_BUNDLE --out docs/results/two_stream_cost.json")
 def two_stream_cost(run: dict) -> str:

@@ -3,12 +3,15 @@ on each data set and seed, and what each does offline, live, on stills and again
 
     python -m lrcn.tools.two_stream_study --data ../shared/data --weights W --work /work/runs23/study \\
         [--datasets weizmann4,ps7,ucf101_9] [--seeds 0,1,2] [--modalities rgb,flow,both] \\
-        [--stages train,export,stream,live,novelty] [--summary docs/results/two_stream.json]
+        [--stages train,export,stream,live,novelty] [--flow-encoder frozen|tuned|scratch|auto] \
+        [--summary docs/results/two_stream.json]
 
 For each (data set, seed, modality) it runs the `lrcn` command line, each step skipped when its
 output is already there (so a stopped run resumes, and adding a modality later trains only that):
-- train: `lrcn train DATA SPLIT --seed S RECIPE [--modalities flow | rgb,flow --fusion auto]` into
-  WORK/bundles/DS-sS-MOD (RGB runs pass no modality flag: the same command works before issue 23).
+- train: `lrcn train DATA SPLIT --seed S RECIPE [--modalities flow | rgb,flow --fusion auto]
+  --flow-encoder E` into WORK/bundles/DS-sS-MOD (RGB runs pass no modality flag: the same command works
+  before issue 23). E is frozen by default, the encoder of docs/results/two_stream.json; auto trains
+  the flow CNN on flow and keeps the best on validation (docs/results/two_stream_trained.json).
   The offline video accuracy is the one `lrcn train` measures on the held-out test groups;
 - export: `lrcn export BUNDLE` (encoder.onnx, and encoder.flow.onnx for a bundle that uses flow);
 - stream: `lrcn stream-accuracy BUNDLE DATA SPLIT --offline --seed 0`: frames right and change delay
@@ -107,12 +110,13 @@ def read_json(path: Path) -> dict | None:
 
 # -- the steps: each does nothing when its output is there ---------------------------------------
 
-def train(run: Run, data: Path, weights: str, bundle: Path, log: Path) -> None:
+def train(run: Run, data: Path, weights: str, bundle: Path, log: Path, flow_encoder: str) -> None:
     meta = read_json(bundle / "meta.json")
     if meta and meta.get("metrics", {}).get("test") and (bundle / "model.keras").is_file():
         return
+    flow = ("--flow-encoder", flow_encoder) if MODALITIES[run.modality] else ()
     lrcn("train", data / run.dataset.name, *run.dataset.split_args(data), "--out", bundle, "--weights", weights,
-         "--seed", run.seed, *RECIPE, *run.dataset.steps, *MODALITIES[run.modality], log=log)
+         "--seed", run.seed, *RECIPE, *run.dataset.steps, *MODALITIES[run.modality], *flow, log=log)
 
 
 def export(run: Run, bundle: Path, log: Path) -> None:
@@ -189,6 +193,15 @@ def novelty_figures(measured: dict | None) -> dict | None:
                          for name, row in bundle["datasets"].items()}}
 
 
+def flow_encoder_figures(record: dict | None) -> dict | None:
+    """meta.json's training["flow_encoder"] without the epoch histories."""
+    if not record:
+        return None
+    keep = ("backbone", "trainable_layers", "epochs_run", "kept", "val_field_accuracy", "val_video_accuracy", "seconds")
+    return {"chosen": record["chosen"], "val_videos": record.get("val_videos"),
+            "candidates": {name: {key: row.get(key) for key in keep} for name, row in record["candidates"].items()}}
+
+
 def figures(run: Run, bundle: Path, files: dict[str, Path]) -> dict:
     meta = read_json(bundle / "meta.json") or {}
     model, training = meta.get("model", {}), meta.get("training", {})
@@ -196,7 +209,8 @@ def figures(run: Run, bundle: Path, files: dict[str, Path]) -> dict:
     return {
         "dataset": run.dataset.name, "seed": run.seed, "modality": run.modality, "bundle": str(bundle),
         "model": {key: model.get(key) for key in ("modalities", "fusion", "fusion_weights", "head", "input_size",
-                                                   "classes", "l2", "flow_backbone")},
+                                                   "classes", "l2", "flow_backbone", "flow_trained")},
+        "flow_encoder": flow_encoder_figures(training.get("flow_encoder")),
         "training": {key: training.get(key) for key in ("seconds", "best_epoch", "val_groups", "test_groups",
                                                         "fusion_choice", "l2_selection")},
         "offline": meta.get("metrics", {}).get("test"),
@@ -208,13 +222,14 @@ def figures(run: Run, bundle: Path, files: dict[str, Path]) -> dict:
     }
 
 
-def run_one(run: Run, data: Path, weights: str, work: Path, stages: tuple[str, ...]) -> dict:
+def run_one(run: Run, data: Path, weights: str, work: Path, stages: tuple[str, ...], flow_encoder: str = "frozen",
+            ) -> dict:
     bundle = work / "bundles" / run.name
     log = work / "logs" / f"{run.name}.log"
     files = {stage: work / "measured" / f"{run.name}.{stage}.json" for stage in ("stream", "live", "novelty")}
     (work / "measured").mkdir(parents=True, exist_ok=True)
     steps = {
-        "train": lambda: train(run, data, weights, bundle, log),
+        "train": lambda: train(run, data, weights, bundle, log, flow_encoder),
         "export": lambda: export(run, bundle, log),
         "stream": lambda: stream(run, data, bundle, files["stream"], log),
         "live": lambda: live(run, data, bundle, files["live"], log),
@@ -232,14 +247,15 @@ def run_one(run: Run, data: Path, weights: str, work: Path, stages: tuple[str, .
     return result
 
 
-def summarise(work: Path, cost: Path | None) -> dict:
+def summarise(work: Path, cost: Path | None, flow_encoder: str = "frozen", summary: str = "two_stream.json") -> dict:
     runs = [json.loads(p.read_text()) for p in sorted((work / "results").glob("*.json"))]
     order = {name: i for i, name in enumerate(DATASETS)}
     runs.sort(key=lambda r: (order.get(r["dataset"], 99), r["seed"], list(MODALITIES).index(r["modality"])))
     for r in runs:
         r["bundle"] = Path(r["bundle"]).name
-    return {"command": "python -m lrcn.tools.two_stream_study --data ../shared/data --weights W --work WORK "
-                       "--summary docs/results/two_stream.json",
+    flag = "" if flow_encoder == "frozen" else f"--flow-encoder {flow_encoder} "
+    return {"command": f"python -m lrcn.tools.two_stream_study --data ../shared/data --weights W --work WORK "
+                       f"{flag}--summary docs/results/{summary}", "flow_encoder": flow_encoder,
             "recipe": " ".join(RECIPE), "steps": {name: " ".join(d.steps) for name, d in DATASETS.items()},
             "splits": {name: " ".join(d.split) for name, d in DATASETS.items()},
             "modality_flags": {name: " ".join(flags) for name, flags in MODALITIES.items()},
@@ -265,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"any of {', '.join(STAGES)}")
     parser.add_argument("--summary", type=Path, help="write every run's figures here (docs/results/two_stream.json)")
     parser.add_argument("--cost", type=Path, help="a two_stream_cost JSON to include in the summary")
+    parser.add_argument("--flow-encoder", choices=("frozen", "tuned", "scratch", "auto"), default="frozen",
+                        help="lrcn train --flow-encoder of the flow and two-stream runs (default frozen: the "
+                             "ImageNet CNN as it comes, as in docs/results/two_stream.json)")
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: write --summary from the runs already under --work")
     parser.add_argument("--keep-going", action="store_true", help="a failed run is reported and the next one runs")
@@ -283,14 +302,14 @@ def main(argv: list[str] | None = None) -> int:
                 for modality in modalities:
                     run = Run(DATASETS[name], seed, modality)
                     try:
-                        run_one(run, args.data.resolve(), weights, args.work.resolve(), stages)
+                        run_one(run, args.data.resolve(), weights, args.work.resolve(), stages, args.flow_encoder)
                     except LrcnError as err:
                         if not args.keep_going:
                             raise
                         failed.append(run.name)
                         print(f"lrcn: {run.name}: {err}", file=sys.stderr, flush=True)
         if args.summary:
-            summary = summarise(args.work.resolve(), args.cost)
+            summary = summarise(args.work.resolve(), args.cost, args.flow_encoder, args.summary.name)
             args.summary.parent.mkdir(parents=True, exist_ok=True)
             args.summary.write_text(json.dumps(summary, indent=1) + "\n")
             print(f"{len(summary['runs'])} runs written to {args.summary}")
