@@ -36,7 +36,7 @@ import numpy as np
 from lrcn.stream.clips import ClipRecorder, RecordRules
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
+from lrcn.stream.events import EventRules, EventState, Observation, finish, new_event_id, published_label, step
 from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
@@ -489,7 +489,7 @@ class Pipeline:
             counters.publisher_dropped += 1
         if rules is not None:
             counters.events, events = step(rules, counters.events, Observation(
-                label, prediction.score, prediction.pts, prediction.frame_index))
+                label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())))
             for event in events:
                 self._publish_event(prediction.stream, event)
 
