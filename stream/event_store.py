@@ -115,7 +115,9 @@ class EventStore:
 def record(store: EventStore, stream: str, event: dict, wall_time: float, clip: str | None = None,
            snapshot: str | None = None) -> None:
     """Store one published event: a start inserts its row; an update or an end completes it
-    (`end_time` set only by the end). `clip` and `snapshot`: relative paths, when there are."""
+    (`end_time` set only by the end). `clip` and `snapshot`: relative paths, when there are.
+    Numbers are rounded as the messages round them (stream.messages), so a row equals its event."""
+    event = {key: round(value, 6) if isinstance(value, float) else value for key, value in event.items()}
     if event["type"] == "start":
         store.insert(StoredEvent(event["id"], stream, event["label"], wall_time, None, event["score"], clip, snapshot,
                                  snapshot, event["start_frame"], event["start_time"], None, None))

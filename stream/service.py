@@ -7,6 +7,7 @@
     GET /               the status page: a tile per stream (stream/status_page.html)
     GET /api/streams    what the page shows, as JSON
     GET /frame/ID.jpg   the stream's newest sampled frame
+    GET /api/events...  stored events, their snapshots and clips, a stream's latest frame (stream.event_api)
 
 >>> service = ServiceServer(pipeline, "127.0.0.1:9108").start()                   # doctest: +SKIP
 >>> urllib.request.urlopen(service.url + "/healthz").status                      # doctest: +SKIP
@@ -35,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 import cv2
 from prometheus_client.exposition import choose_encoder
 
+from lrcn.stream import event_api
 from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.httpd import HttpServer
@@ -116,6 +118,10 @@ class _Request(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, STATUS_PAGE.read_bytes(), "text/html; charset=utf-8")
         elif path == "/api/streams":
             self._json(HTTPStatus.OK, service.overview())
+        elif event_api.routes(path):
+            reply = event_api.answer(service.pipeline, path, urlsplit(self.path).query, self.headers.get("Range"))
+            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            self._reply(reply.status, body, reply.content_type, reply.headers)
         elif match := re.fullmatch(r"/frame/(.+)\.jpg", path):
             image = service.pipeline.latest_image(match.group(1))
             if image is None:

@@ -105,9 +105,16 @@ class EventFrames:
 
 def follow(tracked: dict[str, EventFrames], open_id: str | None, same_label: bool, score: float,
            original: Original | None) -> dict[str, EventFrames]:
-    """After a prediction: the frames of the open event (or candidate) `open_id`, given whether
-    the prediction showed its label, its score and its frame; other ids are kept (an event that
-    ended on this prediction still needs its best frame) until the next call drops them."""
+    """After a prediction: {open_id: its frames} for the open event (or candidate) `open_id`,
+    given whether the prediction showed its label, its score and its frame; an event that ended
+    on this prediction is in the `tracked` passed in, which the caller keeps for its end.
+
+    >>> one, two = Original("frame 1"), Original("frame 2")
+    >>> tracked = follow({}, "e1", True, 0.7, one)
+    >>> tracked = follow(tracked, "e1", True, 0.9, two)
+    >>> tracked["e1"].first.picture, tracked["e1"].best.picture, follow(tracked, None, False, 0.1, one)
+    ('frame 1', 'frame 2', {})
+    """
     if open_id is None:
         return {}
     current = tracked.get(open_id)

@@ -297,6 +297,7 @@ def serve(args) -> int:
             finally:
                 if service:
                     service.stop()
+                pipeline.close_stores()
     log_summary(stats)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(stats, indent=1))
