@@ -204,11 +204,12 @@ def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_
     assert one_line(problem) and "alone" in problem and "max_gb" in problem, problem
 
 
-def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0) -> Path:
+def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0,
+               event_id: str | None = None) -> Path:
     """One event from `start` for `seconds`, fed until its clip is written; the clip's path."""
     done = recorder.stats()["clips"] + recorder.stats()["failed"]
     feeding.to(start)
-    path = Path(recorder.start(start, "run"))
+    path = Path(recorder.start(start, "run", event_id))
     feeding.to(start + seconds)
     recorder.end(start + seconds)
     feeding.to(start + seconds + recorder.rules.post_s + 0.5)

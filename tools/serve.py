@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "camera's own packets (PyAV sources): a `record` table's dir")
     add_setting(events, schema.Record, "pre_s", "--pre-roll", type=float, metavar="S")
     add_setting(events, schema.Record, "post_s", "--post-roll", type=float, metavar="S")
-    add_setting(events, schema.Record, "max_clip_s", "--max-clip", type=float, metavar="S")
+    add_setting(events, schema.Record, "max_clip_s", type=float, metavar="S")
     add_setting(events, schema.Record, "max_gb", type=float, metavar="GB")
     add_setting(events, schema.Record, "retain_days", type=float, metavar="DAYS")
     add_setting(events, schema.Record, "min_free_gb", type=float, metavar="GB")
