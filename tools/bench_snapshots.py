@@ -1,7 +1,7 @@
 """What a snapshot costs: the CPU time of `Original.rgb()` + `encode_jpeg` on real decoded H.264
 frames at 720p and 1080p, and what keeping each sampled frame's original costs the capture
-(a reference in the ring, against none). Thread CPU time, so other load on the machine counts
-little.
+(a reference in the ring, against none). The process's CPU time (OpenCV may use more than one
+thread), so other load on the machine counts little.
 
     python -m lrcn.tools.bench_snapshots --out docs/results/snapshot_cost.json
 """
@@ -37,17 +37,17 @@ def measure(path: Path, snapshots: int) -> dict:
     image = np.zeros((112, 112, 3), np.uint8)
     costs = {}
     for name, ring, keep in (("ring_write_us", ring_plain, False), ("ring_write_with_original_us", ring_kept, True)):
-        began = time.thread_time()
+        began = time.process_time()
         for n, frame in enumerate(frames):
             ring.write(image, n, 0.0, original=Original(frame) if keep else None)
             if n % 32 == 31:
                 ring.read_new()
-        costs[name] = round((time.thread_time() - began) / len(frames) * 1e6, 2)
+        costs[name] = round((time.process_time() - began) / len(frames) * 1e6, 2)
     per_snapshot, sizes = [], []
     for frame in frames[:snapshots]:
-        began = time.thread_time()
+        began = time.process_time()
         jpeg = encode_jpeg(Original(frame).rgb())
-        per_snapshot.append(time.thread_time() - began)
+        per_snapshot.append(time.process_time() - began)
         sizes.append(len(jpeg))
     return {"width": frames[0].width, "height": frames[0].height, "frames": len(frames), **costs,
             "snapshot_ms_median": round(statistics.median(per_snapshot) * 1000, 2),
