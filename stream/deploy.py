@@ -126,6 +126,19 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
     return Deployment(path, settings, streams)
 
 
+def stream_from_table(data: dict, environ=None) -> StreamConfig:
+    """One [[stream]] table (a dict, as TOML or JSON gives it) as a StreamConfig, checked exactly as
+    in a deployment file (`${NAME}` expanded from `environ` only if given); LrcnError, one line."""
+    def fail(message: str, at: tuple = ()) -> LrcnError:
+        return LrcnError(message)
+
+    try:
+        typed = schema.convert(data, schema.Stream, environ=environ)
+    except schema._AtPath as err:
+        raise fail(err.message) from None
+    return _stream_config(typed, 0, fail)
+
+
 def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
     """A typed [[stream]] as a StreamConfig, after the checks that need more than the schema."""
     where = f" in [[stream]] #{number + 1}"

@@ -166,6 +166,7 @@ class Pipeline:
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
         self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
         self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
+        self.reconfigure_lock = threading.RLock()   # a reload and the HTTP API change streams one at a time
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -336,8 +337,13 @@ class Pipeline:
         """Serve `streams` from now on (with `source` as the capture defaults, if given): start the
         added, stop the removed (each with a final status), restart the changed, keep the rest
         untouched. Raises LrcnError, changing nothing, if a new or changed stream cannot be served.
-        Returns the stream ids {"added", "removed", "restarted", "kept"}. Call it from one thread
-        at a time, never from the inference thread."""
+        Returns the stream ids {"added", "removed", "restarted", "kept"}. Never call it from the
+        inference thread; callers in several threads take turns (`reconfigure_lock`)."""
+        with self.reconfigure_lock:
+            return self._reconfigure(streams, source, timeout_s)
+
+    def _reconfigure(self, streams: Sequence[StreamConfig], source: SourceOptions | None,
+                     timeout_s: float) -> dict[str, list[str]]:
         configs = _with_unique_ids(streams)
         defaults = source or self.options.source
         wanted = {c.id: c for c in configs}

@@ -8,6 +8,7 @@
     GET /api/streams    what the page shows, as JSON
     GET /frame/ID.jpg   the stream's newest sampled frame
     GET /api/events...  stored events, their snapshots and clips, a stream's latest frame (stream.event_api)
+    POST /api/streams, DELETE /api/streams/ID   add or remove a stream (stream.stream_api; needs a password)
 
 >>> service = ServiceServer(pipeline, "127.0.0.1:9108").start()                   # doctest: +SKIP
 >>> urllib.request.urlopen(service.url + "/healthz").status                      # doctest: +SKIP
@@ -36,10 +37,10 @@ from urllib.parse import unquote, urlsplit
 import cv2
 from prometheus_client.exposition import choose_encoder
 
-from lrcn.stream import event_api
+from lrcn.stream import event_api, stream_api
 from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.httpd import HttpServer
+from lrcn.stream.httpd import MAX_BODY_BYTES, HttpServer
 from lrcn.stream.metrics import pipeline_registry
 from lrcn.stream.webconfig import BasicAuth, WebConfig, load_web_config
 
@@ -85,18 +86,42 @@ class _Request(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - the http.server interface
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+    def _admitted(self) -> bool:
         service = self.service
         if not service.host_allowed(self.headers.get("Host"), self.request_version):
             self._json(HTTPStatus.FORBIDDEN, {"error": "this Host is not served here (see allowed_hosts)"})
-            return
+            return False
         if service.auth is not None and not service.auth.check(self.headers.get("Authorization")):
             self._json(HTTPStatus.UNAUTHORIZED, {"error": "user and password needed"},
                        {"WWW-Authenticate": 'Basic realm="lrcn", charset="UTF-8"'})
+            return False
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        if self._admitted():
+            self._answer(self._route)
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        if self._admitted():
+            self._answer(self._write)
+
+    do_DELETE = do_POST   # noqa: N815 - the http.server interface
+
+    def _write(self, path: str) -> None:
+        """POST and DELETE: only with the web-config's credentials, which `_admitted` checked."""
+        if self.service.auth is None:
+            self._json(HTTPStatus.FORBIDDEN, {"error": "changes need a password: serve with --web-config "
+                                                       "(basic_auth_users)"})
             return
+        length = self.headers.get("Content-Length", "0").strip() or "0"
+        body = self.rfile.read(int(length)) if length.isdigit() and int(length) <= MAX_BODY_BYTES else None
+        reply = stream_api.answer(self.service.pipeline, self.command, path, self.headers.get("Content-Type"), body)
+        self._json(reply.status, reply.body)
+
+    def _answer(self, route) -> None:
         path = unquote(urlsplit(self.path).path)
         try:
-            self._route(path)
+            route(path)
         except Exception as err:  # noqa: BLE001 - one bad request must not cost the scraper its connection
             log.exception("%s failed", path)
             self.wfile, self._headers_buffer = io.BytesIO(), []
