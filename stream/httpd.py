@@ -11,9 +11,9 @@ has waited longest for its client is closed to make room (idle ones first); with
 listener that stays readable.
 
     respond(head: bytes | None, peer) -> (answer bytes, close the connection?)
-        head: the request line and headers up to the blank line, and the body its Content-Length
-        announces (up to MAX_BODY_BYTES; a longer body is not read, and its request goes on without
-        it); None when the head was too long.
+        head: the request line and headers up to the blank line and, for a POST, the body its
+        Content-Length announces (up to MAX_BODY_BYTES; a longer body is not read, and its request
+        goes on without it); None when the head was too long.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ log = logging.getLogger("lrcn.service")
 BACKLOG = 128
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024          # a request body (a stream table): read whole before the request is answered
+BODY_METHODS = (b"POST ",)         # the only requests whose body is read (other bodies are not waited for)
 CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$")
 ACCEPTS_PER_TURN = 64
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -227,7 +228,7 @@ class HttpServer:
                 return False
             conn.head_end = None if end is None or end.end() > MAX_HEAD_BYTES else end.end()
         head_end = conn.head_end
-        if head_end is not None:
+        if head_end is not None and conn.buffer.startswith(BODY_METHODS):
             length = CONTENT_LENGTH.search(conn.buffer, 0, head_end)
             length = int(length.group(1)) if length else 0
             if 0 < length <= MAX_BODY_BYTES and len(conn.buffer) < head_end + length:
