@@ -585,9 +585,11 @@ class Pipeline:
         """Start the event's clip, end it, and queue its snapshots: the paths the message names."""
         recorder, counters, kind, event_id = self.sources[name].recorder, self._counters[name], event["type"], event["id"]
         media = {}
-        if recorder is None or kind == "update":
+        if kind == "update":
             return media
-        if kind == "start":
+        if recorder is None:
+            pass
+        elif kind == "start":
             clip = recorder.start(event["start_time"], event["label"], event_id)
             if clip is not None:
                 counters.clips[event_id] = clip
@@ -600,9 +602,12 @@ class Pipeline:
         if kind == "end":
             counters.event_frames = {k: v for k, v in counters.event_frames.items() if k != event_id}
         original = (frames.first if kind == "start" else frames.best) if frames else counters.last_original
-        path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg")
         store = self._store_of.get(name)
-        if store is not None and store.dir is not None and self.snapshots.write(original, store.index, path, name, wall):
+        stored = recorder is not None and store is not None and store.dir is not None
+        path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg") if stored else None
+        # Not recording: encoded all the same when someone takes the bytes (snapshots.on_jpeg), never stored.
+        if self.snapshots.write(original, store.index if stored else None, path, name, wall,
+                                "start" if kind == "start" else "best") and path is not None:
             media["snapshot"] = str(path)
         return media
 

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -128,19 +128,24 @@ def follow(tracked: dict[str, EventFrames], open_id: str | None, same_label: boo
 @dataclass
 class _Job:
     original: Original
-    index: Any                  # stream.media_index.MediaIndex of the record dir
-    path: Path
+    index: Any                  # stream.media_index.MediaIndex of the record dir; None: not stored
+    path: Path | None
     stream: str
     wall: float
+    kind: str                   # "start" or "best"
 
 
 class SnapshotWriter:
     """One thread that converts, encodes and writes snapshots, so the inference thread only
     queues a reference. `written`, `failed` and `dropped` count them; `problem` is the last
-    failure, one line."""
+    failure, one line. `on_jpeg(stream, kind, jpeg)`, if set, gets every snapshot's bytes on this
+    thread ("start" or "best"; e.g. an MQTT sink's `publish_snapshot`), stored or not; it must
+    not block."""
 
-    def __init__(self, quality: int = DEFAULT_QUALITY):
+    def __init__(self, quality: int = DEFAULT_QUALITY,
+                 on_jpeg: Callable[[str, str, bytes], None] | None = None):
         self.quality = quality
+        self.on_jpeg = on_jpeg
         self._queue: queue.Queue[_Job | None] = queue.Queue(QUEUE_SIZE)
         self.written = self.failed = self.dropped = 0
         self.encode_s = 0.0               # conversion + encoding, all snapshots
@@ -149,17 +154,18 @@ class SnapshotWriter:
         self._started = False
         self._lock = threading.Lock()
 
-    def write(self, original: Original | None, index, path: Path, stream: str, wall: float) -> bool:
-        """Queue a snapshot of `original` to `path` (inside `index`'s record dir); False if it was
-        dropped (no frame, or too many waiting)."""
-        if original is None:
+    def write(self, original: Original | None, index, path: Path | None, stream: str, wall: float,
+              kind: str = "best") -> bool:
+        """Queue a snapshot of `original` to `path` (inside `index`'s record dir; None: only for
+        `on_jpeg`); False if it was dropped (no frame, nothing to do, or too many waiting)."""
+        if original is None or path is None and self.on_jpeg is None:
             return False
         with self._lock:
             if not self._started:
                 self._started = True
                 self._thread.start()
         try:
-            self._queue.put_nowait(_Job(original, index, Path(path), stream, wall))
+            self._queue.put_nowait(_Job(original, index, None if path is None else Path(path), stream, wall, kind))
             return True
         except queue.Full:
             self.dropped += 1
@@ -176,17 +182,21 @@ class SnapshotWriter:
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
             try:
-                self._write(job)
-                self.written += 1
+                began = time.perf_counter()
+                jpeg = encode_jpeg(job.original.rgb(), self.quality)
+                self.encode_s += time.perf_counter() - began
+                if job.path is not None:
+                    self._write(job, jpeg)
+                    self.written += 1
+                if self.on_jpeg is not None:
+                    self.on_jpeg(job.stream, job.kind, jpeg)
             except Exception as err:  # noqa: BLE001 - a snapshot's failure costs that snapshot only
                 self.failed += 1
-                self.problem = f"snapshot not written: {job.path.name}: {' '.join(str(err).split())}"
+                name = job.path.name if job.path is not None else f"{job.stream} {job.kind}"
+                self.problem = f"snapshot not written: {name}: {' '.join(str(err).split())}"
                 log.warning("%s", self.problem, extra={"stream": job.stream})
 
-    def _write(self, job: _Job) -> None:
-        began = time.perf_counter()
-        jpeg = encode_jpeg(job.original.rgb(), self.quality)
-        self.encode_s += time.perf_counter() - began
+    def _write(self, job: _Job, jpeg: bytes) -> None:
         relative = job.path.relative_to(job.index.dir).as_posix()
         part = job.path.with_name(job.path.name + ".part")
         job.path.parent.mkdir(exist_ok=True)

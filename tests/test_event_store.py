@@ -165,6 +165,8 @@ def test_without_record_events_go_to_the_state_dir(exported_seed, patterned, tmp
     pipeline = Pipeline(bundle, [StreamConfig(str(patterned), id="cam", events=rules, pace=False)],
                         PipelineOptions(endpoint="tcp://127.0.0.1:0", state_dir=str(tmp_path / "state"),
                                         sinks=({"type": "jsonl", "path": str(jsonl)},)))
+    handed = []   # what an MQTT sink's publish_snapshot would get
+    pipeline.snapshots.on_jpeg = lambda stream, kind, jpeg: handed.append((stream, kind, decode_jpeg(jpeg).shape))
     pipeline.run(duration_s=60)
     pipeline.close_stores()
     ended = [json.loads(line) for line in jsonl.read_text().splitlines() if '"event/cam"' in line and '"end"' in line]
@@ -173,6 +175,8 @@ def test_without_record_events_go_to_the_state_dir(exported_seed, patterned, tmp
     assert sorted(r.id for r in rows) == sorted(e["id"] for e in ended) and len(rows) == 3
     assert all(r.clip is None and r.snapshot is None and r.end_time is not None for r in rows)
     assert not list((tmp_path / "state").glob("*/*.jpg")), "no media without record"
+    assert handed == [("cam", kind, (HEIGHT, WIDTH, 3)) for _ in rows for kind in ("start", "best")], \
+        "snapshots are still handed over, at the source's resolution"
 
 
 # -- the HTTP API ----------------------------------------------------------------------------
