@@ -44,7 +44,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.novelty import parse_novelty
 from lrcn.stream.pipeline import StreamConfig
-from lrcn.stream.service import parse_address
+from lrcn.stream.httpd import parse_address
 from lrcn.stream.sinks import sink_types
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources import SourceOptions, check_options

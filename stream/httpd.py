@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lrcn.stream.errors import LrcnError
+
 log = logging.getLogger("lrcn.service")
 BACKLOG = 128
 MAX_HEAD_BYTES = 64 * 1024
@@ -65,6 +67,19 @@ def default_max_connections() -> int:
     """Half the process's descriptor limit (the rest is for cameras, clips, sinks), 8 to 1000."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(8, min(1000, (soft if soft != resource.RLIM_INFINITY else 2000) // 2))
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'HOST:PORT', ':PORT' or 'PORT' (loopback) -> (host, port).
+
+    >>> parse_address("9108"), parse_address(":9108"), parse_address("0.0.0.0:9108"), parse_address("[::1]:0")
+    (('127.0.0.1', 9108), ('127.0.0.1', 9108), ('0.0.0.0', 9108), ('::1', 0))
+    """
+    match = re.fullmatch(r"(?:(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):)?(\d{1,5})", text.strip())
+    if not match or int(match.group(2)) > 65535:
+        raise LrcnError(f"metrics address must be HOST:PORT, :PORT or PORT, got {text!r}")
+    host = (match.group(1) or "").strip("[]") or "127.0.0.1"
+    return host, int(match.group(2))
 
 
 class HttpServer:

@@ -40,26 +40,13 @@ from prometheus_client.exposition import choose_encoder
 from lrcn.stream import event_api, stream_api
 from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.httpd import MAX_BODY_BYTES, HttpServer
+from lrcn.stream.httpd import MAX_BODY_BYTES, HttpServer, parse_address  # noqa: F401 - parse_address: its old home
 from lrcn.stream.metrics import pipeline_registry
 from lrcn.stream.webconfig import BasicAuth, WebConfig, load_web_config
 
 log = logging.getLogger("lrcn.service")
 STATUS_PAGE = Path(__file__).with_name("status_page.html")
 HEALTH_MAX_AGE_S = 2.0
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'HOST:PORT', ':PORT' or 'PORT' (loopback) -> (host, port).
-
-    >>> parse_address("9108"), parse_address(":9108"), parse_address("0.0.0.0:9108"), parse_address("[::1]:0")
-    (('127.0.0.1', 9108), ('127.0.0.1', 9108), ('0.0.0.0', 9108), ('::1', 0))
-    """
-    match = re.fullmatch(r"(?:(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):)?(\d{1,5})", text.strip())
-    if not match or int(match.group(2)) > 65535:
-        raise LrcnError(f"metrics address must be HOST:PORT, :PORT or PORT, got {text!r}")
-    host = (match.group(1) or "").strip("[]") or "127.0.0.1"
-    return host, int(match.group(2))
 
 
 class _Request(BaseHTTPRequestHandler):

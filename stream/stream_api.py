@@ -17,6 +17,7 @@ import json
 import re
 from http import HTTPStatus
 
+from lrcn.stream.deploy import stream_from_table
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.event_api import Reply
 
@@ -51,8 +52,6 @@ def _add(pipeline, content_type: str | None, body: bytes | None) -> Reply:
     refused = [key for key in REFUSED_KEYS if key in table]
     if refused:
         return _error(HTTPStatus.BAD_REQUEST, f"{', '.join(refused)} cannot be set over HTTP; use the deployment file")
-    from lrcn.stream.deploy import stream_from_table   # deploy imports the service, which imports this module
-
     try:
         config = stream_from_table(table)
         with pipeline.reconfigure_lock:
