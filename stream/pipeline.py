@@ -587,13 +587,11 @@ class Pipeline:
         media = {}
         if kind == "update":
             return media
-        if recorder is None:
-            pass
-        elif kind == "start":
+        if recorder is not None and kind == "start":
             clip = recorder.start(event["start_time"], event["label"], event_id)
             if clip is not None:
                 counters.clips[event_id] = clip
-        else:
+        elif recorder is not None:
             recorder.end(event["end_time"], event_id)
             clip = counters.clips.pop(event_id, None)
             if clip is not None:
