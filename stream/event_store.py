@@ -2,7 +2,8 @@
 
 A stream that records keeps its events in its record dir's `lrcn.sqlite`, beside the clips and
 snapshots the rows name (paths relative to that dir). A stream that records nothing keeps them
-in `STATE_DIR/lrcn.sqlite` when the `state_dir` setting names one, else in memory (gone at exit).
+in `STATE_DIR/lrcn.sqlite` when the `state_dir` setting names one, else in memory (the newest
+`MEMORY_ROWS`, gone at exit).
 The pipeline's shell writes the rows (`record`): a row at an event's start, completed at its end;
 the HTTP API reads them (`query`, `get`), across every store of a pipeline (`query_all`).
 
@@ -29,6 +30,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import MediaIndex
 
 MAX_LIMIT = 1000
+MEMORY_ROWS = 100_000      # an in-memory store keeps the newest this many events (about 20 MB)
 DEFAULT_LIMIT = 100
 _COLUMNS = ("id", "stream", "label", "start_time", "end_time", "peak_score", "clip", "snapshot", "start_snapshot",
             "start_frame", "stream_start", "end_frame", "stream_end")
@@ -68,10 +70,15 @@ class EventStore:
             except OSError as err:
                 raise LrcnError(f"event store dir {self.dir} cannot be created: {err.strerror or err}") from None
         self.index = MediaIndex(self.dir)
+        self._inserted = 0
 
     def insert(self, event: StoredEvent) -> None:
         self.index.query(f"INSERT OR REPLACE INTO events ({', '.join(_COLUMNS)}) VALUES "
                          f"({', '.join('?' * len(_COLUMNS))})", [getattr(event, c) for c in _COLUMNS])
+        self._inserted += 1
+        if self.dir is None and self._inserted % 1000 == 0:   # memory is not a disk: bounded
+            self.index.query("DELETE FROM events WHERE id NOT IN (SELECT id FROM events ORDER BY start_time DESC "
+                             "LIMIT ?)", (MEMORY_ROWS,))
 
     def update(self, event_id: str, **values) -> None:
         """Set some columns of a stored event (its end, a clip, a snapshot)."""

@@ -271,3 +271,15 @@ def test_a_clip_is_served_whole_and_by_range_so_a_browser_seeks(served_run):
         assert response.status == 416 and response.getheader("Content-Range") == f"bytes */{len(data)}"
     finally:
         connection.close()
+
+
+def test_an_in_memory_store_keeps_only_the_newest_events(monkeypatch):
+    from lrcn.stream import event_store
+    from lrcn.stream.event_store import StoredEvent
+
+    monkeypatch.setattr(event_store, "MEMORY_ROWS", 1500)
+    store = EventStore(None)
+    for n in range(3000):
+        store.insert(StoredEvent(f"{n}-a", "cam", "wave", float(n), None, 0.5, None, None, None, n, 0.0, None, None))
+    assert store.index.query("SELECT count(*), min(start_time) FROM events") == [(1500, 1500.0)]
+    assert store.query(limit=1)[0].id == "2999-a" and store.get("1499-a") is None
