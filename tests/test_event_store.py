@@ -283,3 +283,32 @@ def test_an_in_memory_store_keeps_only_the_newest_events(monkeypatch):
         store.insert(StoredEvent(f"{n}-a", "cam", "wave", float(n), None, 0.5, None, None, None, n, 0.0, None, None))
     assert store.index.query("SELECT count(*), min(start_time) FROM events") == [(1500, 1500.0)]
     assert store.query(limit=1)[0].id == "2999-a" and store.get("1499-a") is None
+
+
+def test_lrcn_serve_flags_store_cap_and_serve_events_over_its_port(exported_seed, patterned, tmp_path):  # noqa: F811
+    """The CLI end to end: --record, --max-clip-s and --metrics; the API asked while it serves."""
+    from tests.live_servers import free_port, wait_until
+    from tests.test_clips_serve import serve
+
+    bundle, _, _ = exported_seed
+    port = free_port()
+    seen = {}
+
+    def ask(process):
+        jsonl = tmp_path / "messages.jsonl"
+        wait_until(lambda: process.poll() is not None or jsonl.is_file() and '"type":"end"' in jsonl.read_text(), 60)
+        status, _, body = get(f"http://127.0.0.1:{port}/api/events")
+        seen["list"] = (status, json.loads(body))
+        event = seen["list"][1]["events"][0]
+        seen["range"] = get(f"http://127.0.0.1:{port}{event['clip_url']}", {"Range": "bytes=0-9"})
+
+    messages, err = serve(bundle, patterned, tmp_path, "--record", tmp_path / "clips", "--max-clip-s", "3",
+                          "--metrics", f"127.0.0.1:{port}", during=ask)
+    ended = [m for m in messages if m["topic"] == "event/cam" and m["type"] == "end"]
+    status, listed = seen["list"]
+    assert status == 200 and listed["events"][0]["id"] == ended[0]["id"] and listed["events"][0]["end_time"], err
+    status, headers, body = seen["range"]
+    assert status == 206 and body == Path(ended[0]["clip"]).read_bytes()[:10] and body[4:8] == b"ftyp"
+    for end in ended:
+        with av.open(end["clip"]) as container:
+            assert len(list(container.decode(video=0))) / 25 <= 3.2, "capped by --max-clip-s"
