@@ -4,6 +4,7 @@
     GET /api/events/ID                                    one event
     GET /api/events/ID/snapshot.jpg[?frame=start][&label=1]  its best (or first) frame, label drawn on request
     GET /api/events/ID/clip.mp4                           its clip; HTTP Range (206), so a browser seeks
+                                                          (an open range, `bytes=N-`, gets 8 MiB at most)
     GET /api/streams/ID/latest.jpg[?h=H]                  the stream's newest frame, full resolution or H high
 
 `after` and `before` are Unix seconds or ISO 8601 times (UTC unless they say); `limit` 1 to 1000
@@ -32,6 +33,7 @@ from lrcn.stream.snapshots import decode_jpeg, draw_label, encode_jpeg, scale_to
 
 UNSATISFIABLE = object()
 MAX_HEIGHT = 4320
+OPEN_RANGE_BYTES = 8 * 2 ** 20   # an open-ended range ("bytes=0-", a <video>'s first ask) gets this much at most
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def _clip(store: EventStore, event: StoredEvent, range_header: str | None) -> Re
         if wanted is None:
             return Reply(HTTPStatus.OK, file.read(), "video/mp4", {"Accept-Ranges": "bytes"})
         first, last = wanted
+        if range_header.replace(" ", "").endswith("-"):   # the client takes what comes and asks again
+            last = min(last, first + OPEN_RANGE_BYTES - 1)
         file.seek(first)
         body = file.read(last - first + 1)
     return Reply(HTTPStatus.PARTIAL_CONTENT, body, "video/mp4",

@@ -250,7 +250,9 @@ def test_snapshots_and_latest_frames_over_http(served_run):
     assert get(f"{url}/api/streams/cam/latest.jpg?h=0")[0] == 400
 
 
-def test_a_clip_is_served_whole_and_by_range_so_a_browser_seeks(served_run):
+def test_a_clip_is_served_whole_and_by_range_so_a_browser_seeks(served_run, monkeypatch):
+    from lrcn.stream import event_api
+
     _, events, _, _, url = served_run
     end = ends(events)[1]
     data = Path(end["clip"]).read_bytes()
@@ -265,6 +267,11 @@ def test_a_clip_is_served_whole_and_by_range_so_a_browser_seeks(served_run):
             response = connection.getresponse()
             assert response.status == 206 and response.read() == data[first:last + 1]   # one keep-alive connection
             assert response.getheader("Content-Range") == f"bytes {first}-{last}/{len(data)}"
+        monkeypatch.setattr(event_api, "OPEN_RANGE_BYTES", 1000)   # a long clip's open range is served in parts
+        connection.request("GET", f"/api/events/{end['id']}/clip.mp4", headers={"Range": "bytes=100-"})
+        response = connection.getresponse()
+        assert response.status == 206 and response.read() == data[100:1100]
+        assert response.getheader("Content-Range") == f"bytes 100-1099/{len(data)}"
         connection.request("GET", f"/api/events/{end['id']}/clip.mp4", headers={"Range": f"bytes={len(data)}-"})
         response = connection.getresponse()
         response.read()
