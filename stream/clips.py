@@ -7,8 +7,8 @@ A stream configured with `record = { dir = "...", pre_s = 5, post_s = 5, max_gb 
   connection opens (a reconnect or a file's next loop included), `feed(packet)` with every
   demuxed video packet, and `disconnected()` when the connection ends. `feed` only appends to
   the pre-roll and, while a clip is open, to the writer's queue; it never touches the disk.
-- The inference thread calls `start(event_time_s, label)` when an event starts, `end(event_time_s)`
-  when it ends, `take_problem()` to publish failures, and `close()` at stop.
+- The inference thread calls `start(event_time_s, label, event_id)` when an event starts,
+  `end(event_time_s, event_id)` when it ends, `take_problem()` to publish failures, and `close()` at stop.
 - A writer thread of the recorder's own muxes the queued packets into the clip, so a slow or
   hung disk delays only clips, never capture or inference. Its queue is bounded by bytes: a
   clip whose backlog grows past `WRITER_BACKLOG_BYTES` is given up, with a problem.
@@ -30,13 +30,18 @@ longer reaches back that far, or at the next keyframe if none is kept yet.
 End. `end(t)` lets the clip run until a packet whose decode time is at or after `t + post_s`;
 as decode times never exceed presentation times and only grow, every frame shown before that
 moment is in the clip, with all the frames it references (and, with B-frames, a frame or two
-after it). A new event that starts while a clip is still open (in its post-roll) extends that
-clip: `start` returns the same path and the clip runs until the later event's end + `post_s`;
-its name keeps the first event's label. A lost connection, a file's loop, a timestamp reset or
-jump, or `close()` ends the open clip at once with what it has.
+after it). A clip never runs past `max_clip_s` from its first packet: at a packet whose decode
+time reaches that, it ends, event or not. One clip per event, never more and never shared: an
+event that starts while another's clip is still open (in its post-roll) gets its own clip, whose
+pre-roll holds the same packets (the recorder keeps each packet once and muxes it into every
+clip open over it, without decoding). A lost connection, a file's loop, a timestamp reset or
+jump, or `close()` ends every open clip at once with what it has.
 
-Files. A clip is `<dir>/<stream>/<stream>-<UTC YYYYmmddTHHMMSSZ>-<label>.mp4` (the wall time the
-event's first frame arrived), written as `<name>.mp4.part` and renamed when complete, so a reader
+So a clip holds: from the last keyframe at or before `event start - pre_s` (or the oldest kept,
+or the next one) to the first packet decoded at or after `event end + post_s`, at most
+`max_clip_s` of stream time, with the source's own packets and timestamps shifted to start at 0.
+
+Files. A clip is `<dir>/<stream>/<event id>.mp4` (stream.events.new_event_id), written as `<name>.mp4.part` and renamed when complete, so a reader
 never sees a half-written clip; a clip whose name a file already has (someone else's) is not
 written, and that file is left as it is.
 Before a clip's file is opened it gets a row in the record dir's media index (`lrcn.sqlite`,
@@ -69,7 +74,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -77,6 +81,7 @@ import av
 
 from lrcn.stream import retention
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.events import EVENT_ID_PATTERN, new_event_id
 from lrcn.stream.media_index import MediaIndex
 from lrcn.stream.settings import Record, check_values, default
 
@@ -97,13 +102,14 @@ class RecordRules:
     dir: Path
     pre_s: float = default(Record, "pre_s")
     post_s: float = default(Record, "post_s")
+    max_clip_s: float = default(Record, "max_clip_s")
     max_gb: float = default(Record, "max_gb")
     retain_days: float | None = default(Record, "retain_days")
     min_free_gb: float = default(Record, "min_free_gb")
 
     def __post_init__(self):
         object.__setattr__(self, "dir", Path(self.dir))
-        check_values({name: getattr(self, name) for name in ("pre_s", "post_s", "max_gb", "retain_days", "min_free_gb")
+        check_values({name: getattr(self, name) for name in ("pre_s", "post_s", "max_clip_s", "max_gb", "retain_days", "min_free_gb")
                       if getattr(self, name) is not None}, Record, name=lambda key: f"record {key}")
 
     @property
@@ -165,12 +171,15 @@ class _Template:
 
 
 class _Clip:
-    def __init__(self, path: Path, template: _Template, wall: float):
+    def __init__(self, path: Path, template: _Template, wall: float, event_id: str):
         self.path = path
+        self.event_id = event_id
         self.wall = wall                  # Unix time of its event's first frame
         self.template = template
         self.until: float | None = None   # decode time it ends at; None while an event is open
+        self.cap: float | None = None     # decode time it ends at whatever the event does (max_clip_s)
         self.keyed = False                # its first packet (a keyframe) is queued
+        self.done = False                 # its end is queued: no packet may follow
         self.failed: str | None = None
 
 
@@ -196,8 +205,7 @@ class ClipRecorder:
         self._unusable: str | None = None   # why this connection cannot record
         self._newest_t: float | None = None
         self._last_d: float | None = None
-        self._clip: _Clip | None = None
-        self._stamp, self._used = "", {}   # names given this second: base -> count
+        self._open: dict[str, _Clip] = {}   # event id -> its clip, while packets still go to it
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued_bytes = 0
         self._closed = False
@@ -259,39 +267,42 @@ class ClipRecorder:
                 if kept.key:
                     self._keys.append(kept)
                 self._trim()
-                if self._clip is not None:
-                    self._offer(self._clip, kept)
+                for clip in list(self._open.values()):
+                    self._offer(clip, kept)
         except Exception as err:  # noqa: BLE001 - a recorder's bug must not stop capture
             self._report(f"clip not written: recorder error {type(err).__name__}: {_reason(err)}")
 
     # -- inference thread --------------------------------------------------------------------
 
-    def start(self, event_time_s: float, label: str) -> str | None:
-        """An event started at this stream time: the path its clip will have, or None when
-        nothing can be recorded now (not connected, closed, or a source without timestamps)."""
+    def start(self, event_time_s: float, label: str, event_id: str | None = None) -> str | None:
+        """An event started at this stream time: the path its clip will have (named by
+        `event_id`; a fresh id if None), or None when nothing can be recorded now (not
+        connected, closed, or a source without timestamps)."""
         with self._lock:
             if self._closed or self._template is None:
                 if self._unusable:
                     self._problem = f"clip not written: {label} at {event_time_s:.1f} s: {self._unusable}"
                 return None
-            clip = self._clip
-            if clip is not None:
-                clip.until = None
-                return str(clip.path)
-            path, wall = self._name(label, event_time_s)
-            clip = self._clip = _Clip(path, self._template, wall)
+            wall = next((k.wall for k in reversed(self._kept) if k.t <= event_time_s), time.time())
+            event_id = event_id or new_event_id(wall)
+            if not re.fullmatch(EVENT_ID_PATTERN, event_id) or event_id in self._open:
+                raise ValueError(f"bad or repeated event id {event_id!r}")
+            clip = self._open[event_id] = _Clip(self.folder / f"{event_id}.mp4", self._template, wall, event_id)
             start = self._preroll_start(event_time_s - self.rules.pre_s)
             if start is not None:
                 for kept in itertools.islice(self._kept, start.seq - self._kept[0].seq, None):
                     self._offer(clip, kept)
             return str(clip.path)
 
-    def end(self, event_time_s: float) -> None:
-        """The event ended at this stream time: the clip runs on for `post_s`."""
+    def end(self, event_time_s: float, event_id: str | None = None) -> None:
+        """The event ended at this stream time: its clip runs on for `post_s` (at most to
+        `max_clip_s`). `event_id` None: the event started last."""
         with self._lock:
-            clip = self._clip
+            if event_id is None:
+                event_id = next(reversed(self._open), None)
+            clip = self._open.get(event_id)
             if clip is None:
-                return
+                return   # its clip already ended (max_clip_s, a new timeline) or never began
             clip.until = event_time_s + self.rules.post_s
             if self._last_d is not None and self._last_d >= clip.until:
                 self._finish(clip)
@@ -322,13 +333,13 @@ class ClipRecorder:
         with self._lock:
             preroll = self._newest_t - self._kept[0].t if self._kept and self._newest_t is not None else 0.0
             return {"clips": self._clips, "failed": self._failed, "deleted": self.retention.deleted(self.stream),
-                    "recording": self._clip is not None, "preroll_s": round(preroll, 3)}
+                    "recording": bool(self._open), "preroll_s": round(preroll, 3)}
 
     # -- under the lock ----------------------------------------------------------------------
 
     def _new_timeline(self) -> None:
-        if self._clip is not None:
-            self._finish(self._clip)
+        for clip in list(self._open.values()):
+            self._finish(clip)
         self._kept.clear()
         self._keys.clear()
         self._kept_bytes = 0
@@ -356,13 +367,16 @@ class ClipRecorder:
         return self._keys[0] if self._keys else None
 
     def _offer(self, clip: _Clip, kept: _Kept) -> None:
-        if clip.until is not None and kept.d >= clip.until:
+        if clip.done:
+            return
+        if clip.until is not None and kept.d >= clip.until or clip.cap is not None and kept.d >= clip.cap:
             self._finish(clip)
             return
         if not clip.keyed:
             if not kept.key:
                 return
             clip.keyed = True
+            clip.cap = kept.t + self.rules.max_clip_s
         if clip.failed:
             return
         if self._queued_bytes + kept.size > WRITER_BACKLOG_BYTES:
@@ -372,9 +386,11 @@ class ClipRecorder:
         self._queue.put((clip, kept))
 
     def _finish(self, clip: _Clip) -> None:
-        if self._clip is clip:
-            self._clip = None
-        self._queue.put((clip, None))
+        if self._open.get(clip.event_id) is clip:
+            del self._open[clip.event_id]
+        if not clip.done:
+            clip.done = True
+            self._queue.put((clip, None))
 
     def _fail(self, clip: _Clip, reason: str) -> None:
         if clip.failed is None:
@@ -386,24 +402,10 @@ class ClipRecorder:
         with self._lock:
             self._problem = problem
 
-    def _name(self, label: str, event_time_s: float) -> tuple[Path, float]:
-        """A clip's path, and the wall time of its event's first frame."""
-        wall = next((k.wall for k in reversed(self._kept) if k.t <= event_time_s), time.time())
-        stamp = datetime.fromtimestamp(wall, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        base = f"{self.stream}-{stamp}-{safe_label(label)}"
-        # Only this recorder writes into its stream's folder, so the names it gave this second are
-        # all it must avoid (no disk access here, on the inference thread: the writer refuses a
-        # name a file already has).
-        if stamp != self._stamp:
-            self._stamp, self._used = stamp, {}
-        self._used[base] = self._used.get(base, 0) + 1
-        suffix = f"-{self._used[base]}" if self._used[base] > 1 else ""
-        return self.folder / f"{base}{suffix}.mp4", wall
-
     # -- writer thread -----------------------------------------------------------------------
 
     def _write(self) -> None:
-        out: _Output | None = None   # the clip being written
+        outs: dict[_Clip, _Output] = {}   # the clips being written
         try:
             while True:
                 item = self._queue.get()
@@ -413,9 +415,11 @@ class ClipRecorder:
                 if kept is not None:
                     with self._lock:
                         self._queued_bytes -= kept.size
-                out = self._write_one(out, clip, kept)
+                out = self._write_one(outs.pop(clip, None), clip, kept)
+                if out is not None:
+                    outs[clip] = out
         finally:
-            if out is not None:
+            for out in outs.values():
                 out.abandon()
             self.retention.detach(self._retention_token)   # the last writer of a dir closes its index
 

@@ -44,7 +44,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.novelty import parse_novelty
 from lrcn.stream.pipeline import StreamConfig
-from lrcn.stream.service import parse_address
+from lrcn.stream.httpd import parse_address
 from lrcn.stream.sinks import sink_types
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources import SourceOptions, check_options
@@ -124,6 +124,19 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         number = max(n for n, s in enumerate(streams) if s.id == repeated)
         raise fail(str(err), ("stream", number, "id")) from None
     return Deployment(path, settings, streams)
+
+
+def stream_from_table(data: dict, environ=None) -> StreamConfig:
+    """One [[stream]] table (a dict, as TOML or JSON gives it) as a StreamConfig, checked exactly as
+    in a deployment file (`${NAME}` expanded from `environ` only if given); LrcnError, one line."""
+    def fail(message: str, at: tuple = ()) -> LrcnError:
+        return LrcnError(message)
+
+    try:
+        typed = schema.convert(data, schema.Stream, environ=environ)
+    except schema._AtPath as err:
+        raise fail(err.message) from None
+    return _stream_config(typed, 0, fail)
 
 
 def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:

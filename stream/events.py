@@ -6,26 +6,41 @@ moves: the stream's idle gate, or the model's own `idle` class), held for `min_d
 the first prediction that no longer shows it ends the event; the same label cannot start again
 until `cooldown_s` after its end. `step` takes the stream's `EventState` and one prediction and
 returns the new state and the events to send: dicts with `type` "start", "update" (every
-`update_s`, if set) or "end".
+`update_s`, if set) or "end". An event's `id` is the `event_id` of the prediction that opened it:
+the shell draws one per prediction (`new_event_id`), so `step` stays pure; start, updates and end
+carry the same id.
 
 >>> rules = EventRules(min_score=0.6, min_duration_s=0.2)
 >>> state, sent = EventState(), []
 >>> for t, label, score in [(0.0, "wave", 0.9), (0.1, "wave", 0.8), (0.2, "wave", 0.7), (0.3, "walk", 0.9)]:
-...     state, events = step(rules, state, Observation(label, score, t, frame=int(t * 10)))
+...     state, events = step(rules, state, Observation(label, score, t, frame=int(t * 10), event_id=f"e{t}"))
 ...     sent += events
->>> [(e["type"], e["label"], e["start_time"]) for e in sent]
-[('start', 'wave', 0.0), ('end', 'wave', 0.0)]
+>>> [(e["type"], e["id"], e["label"], e["start_time"]) for e in sent]
+[('start', 'e0.0', 'wave', 0.0), ('end', 'e0.0', 'wave', 0.0)]
 >>> sent[1]["duration_s"], sent[1]["peak_score"], sent[1]["mean_score"]
 (0.2, 0.9, 0.8)
 """
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass, field, replace
 
 from lrcn.stream.errors import LrcnError
 
 UNKNOWN = "unknown"
 IDLE = "idle"
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}\Z"   # safe in a URL path and a file name
+
+
+def new_event_id(wall_time: float) -> str:
+    """A fresh event id: the event's wall time in ms and 32 random bits, unique per recognizer
+    across restarts without any state (stream ids may hold characters an id must not).
+
+    >>> bool(re.match(EVENT_ID_PATTERN, new_event_id(1700000000.5))), new_event_id(1700000000.5)[:14]
+    (True, '1700000000500-')
+    """
+    return f"{int(wall_time * 1000)}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -61,11 +76,13 @@ class Observation:
     score: float
     time: float          # stream time of the window's last frame, seconds
     frame: int           # its frame index
+    event_id: str = ""   # the id an event opened by this prediction gets (the shell draws it)
 
 
 @dataclass(frozen=True)
 class _Open:
     """A label being watched: a candidate until it has held long enough, then an event."""
+    id: str
     label: str
     start_time: float
     start_frame: int
@@ -127,7 +144,7 @@ def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[Event
             cooldown[current.label] = current.last_time + rules.cooldown_s
     opened = None
     if holds and seen.time >= cooldown.get(seen.label, float("-inf")):
-        opened = _Open(seen.label, seen.time, seen.frame, seen.time, seen.frame, seen.score, seen.score, 1)
+        opened = _Open(seen.event_id, seen.label, seen.time, seen.frame, seen.time, seen.frame, seen.score, seen.score, 1)
         if rules.min_duration_s == 0:
             opened = replace(opened, started=True, next_update=_next_update(rules, seen.time))
             events.append(_start(opened, seen.score))
@@ -148,12 +165,12 @@ def _next_update(rules: EventRules, now: float) -> float | None:
 
 def _start(event: _Open, score: float) -> dict:
     """`score`: of the prediction that started it."""
-    return {"type": "start", "label": event.label, "start_frame": event.start_frame,
+    return {"type": "start", "id": event.id, "label": event.label, "start_frame": event.start_frame,
             "start_time": event.start_time, "score": score}
 
 
 def _summary(event: _Open) -> dict:
-    return {"label": event.label, "start_frame": event.start_frame, "start_time": event.start_time,
+    return {"id": event.id, "label": event.label, "start_frame": event.start_frame, "start_time": event.start_time,
             "end_frame": event.last_frame, "end_time": event.last_time,
             "duration_s": round(event.last_time - event.start_time, 6), "peak_score": event.peak,
             "mean_score": round(event.total / event.count, 6)}

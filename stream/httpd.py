@@ -11,7 +11,9 @@ has waited longest for its client is closed to make room (idle ones first); with
 listener that stays readable.
 
     respond(head: bytes | None, peer) -> (answer bytes, close the connection?)
-        head: the request line and headers up to the blank line; None when they were too long.
+        head: the request line and headers up to the blank line and, for a POST, the body its
+        Content-Length announces (up to MAX_BODY_BYTES; a longer body is not read, and its request
+        goes on without it); None when the head was too long.
 """
 from __future__ import annotations
 
@@ -30,9 +32,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lrcn.stream.errors import LrcnError
+
 log = logging.getLogger("lrcn.service")
 BACKLOG = 128
 MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024          # a request body (a stream table): read whole before the request is answered
+BODY_METHODS = (b"POST ",)         # the only requests whose body is read (other bodies are not waited for)
+CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$")
 ACCEPTS_PER_TURN = 64
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 CLIENT_GAVE_UP = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT}
@@ -47,6 +54,7 @@ class Connection:
     deadline: float
     handshaking: bool = False
     buffer: bytearray = field(default_factory=bytearray)
+    head_end: int | None = None   # where the buffered head ends, once found (its body may still be coming)
     registered: bool = False      # in the selector (else a worker has it)
     closed: bool = False
 
@@ -59,6 +67,19 @@ def default_max_connections() -> int:
     """Half the process's descriptor limit (the rest is for cameras, clips, sinks), 8 to 1000."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return max(8, min(1000, (soft if soft != resource.RLIM_INFINITY else 2000) // 2))
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'HOST:PORT', ':PORT' or 'PORT' (loopback) -> (host, port).
+
+    >>> parse_address("9108"), parse_address(":9108"), parse_address("0.0.0.0:9108"), parse_address("[::1]:0")
+    (('127.0.0.1', 9108), ('127.0.0.1', 9108), ('0.0.0.0', 9108), ('::1', 0))
+    """
+    match = re.fullmatch(r"(?:(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):)?(\d{1,5})", text.strip())
+    if not match or int(match.group(2)) > 65535:
+        raise LrcnError(f"metrics address must be HOST:PORT, :PORT or PORT, got {text!r}")
+    host = (match.group(1) or "").strip("[]") or "127.0.0.1"
+    return host, int(match.group(2))
 
 
 class HttpServer:
@@ -210,21 +231,33 @@ class HttpServer:
             if not conn.buffer:
                 conn.deadline = time.monotonic() + self.header_timeout_s
             conn.buffer += data
-            if HEAD_END.search(conn.buffer, search_from) or len(conn.buffer) > MAX_HEAD_BYTES:
+            if conn.head_end is not None or HEAD_END.search(conn.buffer, search_from) or \
+                    len(conn.buffer) > MAX_HEAD_BYTES:
                 break
         self._dispatch_if_complete(conn, search_from)
 
     def _dispatch_if_complete(self, conn: Connection, search_from: int = 0) -> bool:
-        end = HEAD_END.search(conn.buffer, search_from)
-        if end is None and len(conn.buffer) <= MAX_HEAD_BYTES:
-            return False
+        if conn.head_end is None:
+            end = HEAD_END.search(conn.buffer, search_from)
+            if end is None and len(conn.buffer) <= MAX_HEAD_BYTES:
+                return False
+            conn.head_end = None if end is None or end.end() > MAX_HEAD_BYTES else end.end()
+        head_end = conn.head_end
+        if head_end is not None and conn.buffer.startswith(BODY_METHODS):
+            length = CONTENT_LENGTH.search(conn.buffer, 0, head_end)
+            length = int(length.group(1)) if length else 0
+            if 0 < length <= MAX_BODY_BYTES and len(conn.buffer) < head_end + length:
+                return False      # the body is on its way (within header_timeout_s)
+            if length <= MAX_BODY_BYTES:
+                head_end += length
         if conn.registered:
             self._selector.unregister(conn.sock)
             conn.registered = False
-        if end is None or end.end() > MAX_HEAD_BYTES:
+        conn.head_end = None
+        if head_end is None:
             head, conn.buffer = None, bytearray()
         else:
-            head, conn.buffer = bytes(conn.buffer[:end.end()]), conn.buffer[end.end():]
+            head, conn.buffer = bytes(conn.buffer[:head_end]), conn.buffer[head_end:]
         self._work.put((conn, head))
         return True
 

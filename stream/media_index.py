@@ -1,6 +1,6 @@
 """The media index: one SQLite file, `lrcn.sqlite`, in a record dir, listing every file this
-program wrote there (clips now; snapshots and events later), and the pure rule that picks which
-of them retention deletes.
+program wrote there (clips and snapshots), the events they belong to (table `events`,
+stream.event_store), and the pure rule that picks which files retention deletes.
 
 Retention deletes only what this index lists, so a record dir may share a disk, or even a
 folder, with other footage: a file the index does not name is never opened, walked or removed.
@@ -8,8 +8,9 @@ A row is added before its file is opened (`finished` 0, the file still `<path>.p
 marked finished with its size once the file is renamed into place; a crash in between leaves
 a row that says so, and a later run may clean it up (`stream.retention`).
 
-The schema is versioned with `PRAGMA user_version`: a later version adds tables (events) and
-columns; a file written by a newer version than this code knows is refused, not rewritten.
+The schema is versioned with `PRAGMA user_version`: a later version adds tables and columns
+(version 2 added `events`: a version 1 file gains the table when it is opened); a file written by
+a newer version than this code knows is refused, not rewritten.
 
 >>> rows = [Entry("cam/a.mp4", "cam", "clip", 400, 100.0), Entry("cam/b.mp4", "cam", "clip", 400, 200.0),
 ...         Entry("cam/c.mp4", "cam", "clip", 400, 300.0)]
@@ -28,7 +29,7 @@ from typing import Sequence
 from lrcn.stream.errors import LrcnError
 
 INDEX_NAME = "lrcn.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DAY_S = 86400.0
 
 _SCHEMA = """
@@ -36,13 +37,30 @@ CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY,
     path TEXT NOT NULL UNIQUE,        -- relative to the record dir, '/'-separated
     stream TEXT NOT NULL,
-    kind TEXT NOT NULL,               -- 'clip' (snapshots later)
+    kind TEXT NOT NULL,               -- 'clip' or 'snapshot'
     bytes INTEGER NOT NULL DEFAULT 0, -- the finished file's size
     start_time REAL NOT NULL,         -- Unix time of the event's first frame
     finished INTEGER NOT NULL DEFAULT 0,
     run TEXT NOT NULL                 -- the process that opened it (see stream.retention.RUN)
 );
 CREATE INDEX IF NOT EXISTS media_by_start ON media (start_time);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,              -- the event messages' `id`
+    stream TEXT NOT NULL,
+    label TEXT NOT NULL,
+    start_time REAL NOT NULL,         -- Unix time of its start
+    end_time REAL,                    -- Unix time of its end; NULL while it is open
+    peak_score REAL NOT NULL,
+    clip TEXT,                        -- relative to the record dir, '/'-separated; NULL: none
+    snapshot TEXT,                    -- the best-scoring frame's JPEG (the start frame's until the end)
+    start_snapshot TEXT,              -- the start frame's JPEG
+    start_frame INTEGER NOT NULL,     -- as in the messages: frame index and stream time
+    stream_start REAL NOT NULL,
+    end_frame INTEGER,
+    stream_end REAL
+);
+CREATE INDEX IF NOT EXISTS events_by_stream_start ON events (stream, start_time);
+CREATE INDEX IF NOT EXISTS events_by_start ON events (start_time);
 """
 
 
@@ -113,11 +131,12 @@ def select_for_deletion(entries: Sequence[Entry], limits: Limits, now: float, fr
 
 class MediaIndex:
     """The index file of one record dir, shared by the threads of this process (one connection,
-    one lock) and by other processes (WAL). Every method may raise sqlite3.Error (a full disk)."""
+    one lock) and by other processes (WAL). Every method may raise sqlite3.Error (a full disk).
+    `record_dir` None: an index in memory (events of streams that record nothing, no state dir)."""
 
-    def __init__(self, record_dir: Path):
-        self.dir = Path(record_dir)
-        self.path = self.dir / INDEX_NAME
+    def __init__(self, record_dir: Path | None):
+        self.dir = None if record_dir is None else Path(record_dir)
+        self.path = ":memory:" if self.dir is None else self.dir / INDEX_NAME
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False, isolation_level=None)
@@ -158,6 +177,11 @@ class MediaIndex:
         return [Entry(path, stream, kind, size, start, bool(done), run, row)
                 for path, stream, kind, size, start, done, run, row in rows]
 
+    def query(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
+        """Run one statement under the index's lock: its rows (for stream.event_store)."""
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
     def set_start_time(self, row: int, start_time: float) -> None:
         """For tests and tools that back-date an entry."""
         with self._lock:
@@ -166,9 +190,14 @@ class MediaIndex:
     def absolute(self, entry: Entry) -> Path:
         """Where an entry's file is; ValueError for a path that would leave the record dir (an
         index edited by hand must not make retention delete elsewhere)."""
-        relative = Path(entry.path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise ValueError(f"index entry {entry.path!r} is not a path inside {self.dir}")
+        return self.inside(entry.path)
+
+    def inside(self, relative_path: str) -> Path:
+        """The absolute path of a '/'-separated path relative to the record dir; ValueError for
+        one that would leave it (or for an index in memory, which has no dir)."""
+        relative = Path(relative_path)
+        if self.dir is None or relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise ValueError(f"{relative_path!r} is not a path inside {self.dir}")
         return self.dir / relative
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ class Field:
     values: dict | None = None       # objects: the schema of every property (additionalProperties)
     enum: tuple | None = None
     length: int | None = None        # arrays of a fixed length
+    pattern: str | None = None       # strings: a regular expression they match
 
 
 _HEAD = (Field("schema", "integer", f"the schema version, {SCHEMA_VERSION}; a newer one only adds fields and topics"),
@@ -64,6 +65,9 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     "event": _HEAD + (
         Field("time", "number", "when it was published, s since the epoch (wall clock)"),
         Field("type", "string", "start, update or end", enum=("start", "update", "end")),
+        Field("id", "string", "the event's id, the same in its start, updates and end; letters, digits, `.`, `_` "
+                              "and `-` (safe in a URL and a file name); the key of /api/events/ID. Always sent; optional "
+                              "here only so that an older publisher's events still check", required=False, pattern=r"^[A-Za-z0-9._-]{1,64}$"),
         Field("label", "string", "the action"),
         Field("start_frame", "integer", "the last frame of the action's first window"),
         Field("start_time", "number", "that frame's time in the stream, s"),
@@ -73,8 +77,10 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("duration_s", "number", "update and end: end_time - start_time", required=False),
         Field("peak_score", "number", "update and end: the highest score so far", required=False),
         Field("mean_score", "number", "update and end: the mean score so far", required=False),
-        Field("clip", "string", "end: the MP4 recorded for the event (complete post_s after the end)",
-              required=False),
+        Field("clip", "string", "end: the MP4 recorded for the event, named by its id (complete post_s after the "
+                                "end, at most max_clip_s long)", required=False),
+        Field("snapshot", "string", "start: the JPEG of the event's first frame; end: of its best-scoring frame "
+                                    "(streams that record; a path on the recognizer's disk, as clip)", required=False),
     ),
     "heartbeat": (
         Field("schema", "integer", _HEAD[0].meaning),
@@ -100,6 +106,8 @@ def json_schema(kind: str) -> dict:
             prop["minItems"] = prop["maxItems"] = field.length
         if field.enum is not None:
             prop["enum"] = list(field.enum)
+        if field.pattern is not None:
+            prop["pattern"] = field.pattern
         properties[field.name] = prop
     properties["schema"]["minimum"] = SCHEMA_VERSION
     topic = kind if kind == "heartbeat" else f"{kind}/<stream>"

@@ -23,7 +23,9 @@ never changed in place.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -36,7 +38,8 @@ import numpy as np
 from lrcn.stream.clips import ClipRecorder, RecordRules
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
+from lrcn.stream.event_store import EventStore, record
+from lrcn.stream.events import EventRules, EventState, Observation, finish, new_event_id, published_label, step
 from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
@@ -47,6 +50,7 @@ from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
 from lrcn.stream.settings import Stream as StreamSettings
 from lrcn.stream.settings import check_distinct_ids, check_stream_id, default
 from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.snapshots import EventFrames, Original, SnapshotWriter, follow
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from lrcn.stream.stats import Histogram, RateMeter, Reservoir
 from lrcn.stream.windows import EXACT, WindowConfig
@@ -100,6 +104,7 @@ class PipelineOptions:
     gather_s: float = 0.0
     source: SourceOptions = field(default_factory=SourceOptions)
     sinks: tuple[dict, ...] = ()      # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
+    state_dir: str | None = None      # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
 
 
 @dataclass
@@ -117,7 +122,10 @@ class _Counters:
     last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
     recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
-    clip: str | None = None            # the clip of the open event
+    clips: dict = field(default_factory=dict)            # event id -> the path its clip will have
+    event_frames: dict = field(default_factory=dict)     # event id -> EventFrames of the open event
+    originals: dict = field(default_factory=dict)        # frame index -> Original, of the frames read last
+    last_original: Original | None = None                # the newest frame at the source's resolution
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,9 @@ class Pipeline:
         self.configs: dict[str, StreamConfig] = {}
         self.sources: dict[str, Source] = {}
         self._counters: dict[str, _Counters] = {}
+        self._stores: dict[str, EventStore] = {}      # by dir (realpath; "" for the in-memory store)
+        self._store_of: dict[str, EventStore] = {}    # by stream
+        self.snapshots = SnapshotWriter()
         for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
             self._attach(config, source, plan)
         self.zeromq = ZeroMqSink(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
@@ -155,6 +166,7 @@ class Pipeline:
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
         self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
         self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
+        self.reconfigure_lock = threading.RLock()   # a reload and the HTTP API change streams one at a time
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -195,6 +207,7 @@ class Pipeline:
                             f"got {config.idle_motion}")
         if config.record is not None and config.events is None:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
+        self._event_store_for(config)   # opened (and checked) now
         plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
                           parse_smoothing(config.smooth), backend)
         options = source_options(config, defaults, spec.fps, self.bundle.needs_flow)
@@ -216,7 +229,25 @@ class Pipeline:
         self.scheduler.add_stream(plan)
         self.configs = {**self.configs, config.id: config}
         self._counters = {**self._counters, config.id: _Counters()}
+        store = self._event_store_for(config)
+        self._store_of = {**self._store_of, config.id: store} if store is not None else \
+            {n: s for n, s in self._store_of.items() if n != config.id}
         self.sources = {**self.sources, config.id: source}
+
+    def _event_store_for(self, config: StreamConfig) -> EventStore | None:
+        """Where a stream's events are stored: its record dir's index, the state dir's, or memory."""
+        if config.events is None:
+            return None
+        where = config.record.dir if config.record is not None else self.options.state_dir
+        key = os.path.realpath(where) if where else ""
+        if key not in self._stores:
+            self._stores = {**self._stores, key: EventStore(where or None)}
+        return self._stores[key]
+
+    @property
+    def event_stores(self) -> list[EventStore]:
+        """Every store of this pipeline's events (stream.event_store.query_all reads them together)."""
+        return list(self._stores.values())
 
     # -- control (any thread) ----------------------------------------------------------------
 
@@ -260,9 +291,15 @@ class Pipeline:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         elif self._started_at is None:
             self.outbox.close(timeout_s=0)  # never started: the inference thread will not close it
+        self.snapshots.close(max(0.1, deadline - time.monotonic()))
         if self.error is not None:
             raise LrcnError(f"inference stopped: {type(self.error).__name__}: {self.error}") from self.error
         return self.stats()
+
+    def close_stores(self) -> None:
+        """Close the event stores (after `stop`, once nothing reads them: the HTTP API does)."""
+        for store in self._stores.values():
+            store.close()
 
     def stats(self, percentiles: bool = True) -> dict:
         """Per stream and overall counters; safe to call while running. Without `percentiles`
@@ -300,8 +337,13 @@ class Pipeline:
         """Serve `streams` from now on (with `source` as the capture defaults, if given): start the
         added, stop the removed (each with a final status), restart the changed, keep the rest
         untouched. Raises LrcnError, changing nothing, if a new or changed stream cannot be served.
-        Returns the stream ids {"added", "removed", "restarted", "kept"}. Call it from one thread
-        at a time, never from the inference thread."""
+        Returns the stream ids {"added", "removed", "restarted", "kept"}. Never call it from the
+        inference thread; callers in several threads take turns (`reconfigure_lock`)."""
+        with self.reconfigure_lock:
+            return self._reconfigure(streams, source, timeout_s)
+
+    def _reconfigure(self, streams: Sequence[StreamConfig], source: SourceOptions | None,
+                     timeout_s: float) -> dict[str, list[str]]:
         configs = _with_unique_ids(streams)
         defaults = source or self.options.source
         wanted = {c.id: c for c in configs}
@@ -355,6 +397,11 @@ class Pipeline:
                              "events": [{"time": t, "state": state, "reason": reason}
                                         for t, state, reason in list(counters.recent_events)]}
         return streams
+
+    def latest_original(self, stream: str) -> Original | None:
+        """The newest frame of `stream` at the source's resolution (inside its crop), or None."""
+        counters = self._counters.get(stream)
+        return None if counters is None else counters.last_original
 
     def latest_image(self, stream: str) -> np.ndarray | None:
         """The newest sampled frame of `stream` (RGB, model size), or None."""
@@ -434,7 +481,7 @@ class Pipeline:
             self._counters[name].frames_in.count = source.frames
             frames[name] = source.ring.read_new()
             if frames[name]:
-                self._counters[name].last_image = frames[name][-1].image
+                self._keep_originals(self._counters[name], frames[name])
         slice_size = len(max(frames.values(), key=len)) if deadline is None else DRAIN_SLICE
         while any(frames.values()):
             if deadline is not None and time.monotonic() > deadline:
@@ -489,7 +536,8 @@ class Pipeline:
             counters.publisher_dropped += 1
         if rules is not None:
             counters.events, events = step(rules, counters.events, Observation(
-                label, prediction.score, prediction.pts, prediction.frame_index))
+                label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())))
+            self._follow_event_frames(counters, label, prediction, {e["id"] for e in events if e["type"] == "end"})
             for event in events:
                 self._publish_event(prediction.stream, event)
 
@@ -499,23 +547,77 @@ class Pipeline:
         counters.events, events = finish(counters.events)
         for event in events:
             self._publish_event(name, event)
+        counters.event_frames = {}
 
     def _publish_event(self, name: str, event: dict) -> None:
-        recorder, counters = self.sources[name].recorder, self._counters[name]
-        if recorder is not None and event["type"] == "start":
-            counters.clip = recorder.start(event["start_time"], event["label"])
-        if recorder is not None and event["type"] == "end":
-            recorder.end(event["end_time"])
-            if counters.clip is not None:
-                event = {**event, "clip": counters.clip}
-            counters.clip = None
+        wall = time.time()
+        media = self._event_media(name, event, wall)
+        event = {**event, **media}
         self.outbox.publish_event(name, event)
+        self._store_event(name, event, media, wall)
         what = f"{event['label']} from frame {event['start_frame']}" + \
                (f" to {event['end_frame']} ({event['duration_s']:.1f} s, peak {event['peak_score']:.2f})"
                 if event["type"] == "end" else "")
         self._counters[name].recent_events.append((time.time(), f"event {event['type']}", what))
         log.info("event %s: %s", event["type"], what, extra={"stream": name, "event": event["type"],
                                                              "label": event["label"]})
+
+    # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.clips, stream.event_store)
+
+    @staticmethod
+    def _keep_originals(counters: _Counters, frames: list) -> None:
+        counters.last_image = frames[-1].image
+        counters.originals = {f.index: f.original for f in frames if f.original is not None}
+        if frames[-1].original is not None:
+            counters.last_original = frames[-1].original
+
+    @staticmethod
+    def _follow_event_frames(counters: _Counters, label: str, prediction: Prediction, ending: set[str]) -> None:
+        """Keep the open event's first and best frames; the frames of one that ended on this
+        prediction (`ending`) stay until its end is published (`_event_media` takes them)."""
+        opened = counters.events.open
+        ended = {k: v for k, v in counters.event_frames.items() if k in ending}
+        frames = follow(counters.event_frames, opened.id if opened else None, opened is not None and
+                        label == opened.label, prediction.score, counters.originals.get(prediction.frame_index))
+        counters.event_frames = {**ended, **frames}
+
+    def _event_media(self, name: str, event: dict, wall: float) -> dict:
+        """Start the event's clip, end it, and queue its snapshots: the paths the message names."""
+        recorder, counters, kind, event_id = self.sources[name].recorder, self._counters[name], event["type"], event["id"]
+        media = {}
+        if kind == "update":
+            return media
+        if recorder is not None and kind == "start":
+            clip = recorder.start(event["start_time"], event["label"], event_id)
+            if clip is not None:
+                counters.clips[event_id] = clip
+        elif recorder is not None:
+            recorder.end(event["end_time"], event_id)
+            clip = counters.clips.pop(event_id, None)
+            if clip is not None:
+                media["clip"] = clip
+        frames: EventFrames | None = counters.event_frames.get(event_id)
+        if kind == "end":
+            counters.event_frames = {k: v for k, v in counters.event_frames.items() if k != event_id}
+        original = (frames.first if kind == "start" else frames.best) if frames else counters.last_original
+        store = self._store_of.get(name)
+        stored = recorder is not None and store is not None and store.dir is not None
+        path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg") if stored else None
+        # Not recording: encoded all the same when someone takes the bytes (snapshots.on_jpeg), never stored.
+        if self.snapshots.write(original, store.index if stored else None, path, name, wall,
+                                "start" if kind == "start" else "best") and path is not None:
+            media["snapshot"] = str(path)
+        return media
+
+    def _store_event(self, name: str, event: dict, media: dict, wall: float) -> None:
+        store = self._store_of.get(name)
+        if store is None:
+            return
+        relative = {key: _relative(media[key], store.dir) for key in ("clip", "snapshot") if key in media}
+        try:
+            record(store, name, event, wall, **relative)
+        except sqlite3.Error as err:   # a full disk: the event is published, only its row is lost
+            log.warning("event %s not stored: %s", event["id"], err, extra={"stream": name})
 
     def _publish_final(self, names: Sequence[str]) -> None:
         """A stream's last words: its open event ends, then its final status."""
@@ -554,6 +656,13 @@ class Pipeline:
     def _all_ended(self) -> bool:
         return all(s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0
                    for s in self.sources.values())
+
+
+def _relative(path: str, root: Path | None) -> str | None:
+    try:
+        return None if root is None else Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return None
 
 
 def _open_sinks(zeromq: ZeroMqSink, tables: Sequence[dict]) -> list[Sink]:

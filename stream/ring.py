@@ -35,6 +35,7 @@ class Frame:
     pts: float = 0.0       # presentation time in the stream, seconds (the arrival time where a source has none)
     flow: np.ndarray | None = None   # [H, W, 2] uint8, from the previous sampled frame (stream.flow); None: off
     motion: float | None = None      # its mean displacement, pixels; None without flow or at a segment start
+    original: object | None = None   # the decoded frame at the source's resolution, by reference (stream.snapshots)
 
 
 class FrameRing:
@@ -56,6 +57,8 @@ class FrameRing:
         self._pts = np.zeros(capacity, np.float64)
         self._flows = np.zeros((capacity, height, width, 2), np.uint8) if flow else None
         self._motion = np.full(capacity, np.nan, np.float64) if flow else None
+        # (seq, original) per slot: references only, dropped once read, so no more than the unread are held.
+        self._originals: list[tuple[int, object] | None] = [None] * capacity
         self._lock = threading.Lock()
         self._frame_read = threading.Condition(self._lock)
         self._new_frame = new_frame
@@ -71,7 +74,7 @@ class FrameRing:
     # -- writer side -------------------------------------------------------------------------
 
     def write(self, image: np.ndarray, index: int, captured_at: float, segment: int = 0, pts: float = 0.0,
-              flow: np.ndarray | None = None, motion: float | None = None) -> bool:
+              flow: np.ndarray | None = None, motion: float | None = None, original: object | None = None) -> bool:
         """Store one frame. When the reader has fallen `capacity` behind, a live ring overwrites
         the oldest; a lossless one waits for the reader. False (nothing stored) once closed."""
         with self._lock:
@@ -90,6 +93,7 @@ class FrameRing:
         self._times[slot] = captured_at
         self._segments[slot] = segment
         self._pts[slot] = pts
+        self._originals[slot] = None if original is None else (seq, original)
         if self._flows is not None:
             self._flows[slot] = flow
             self._motion[slot] = np.nan if motion is None else motion
@@ -134,6 +138,11 @@ class FrameRing:
         if self._flows is not None:
             flow, level = self._flows[slot].copy(), float(self._motion[slot])
             motion = None if np.isnan(level) else level
+        kept = self._originals[slot]
+        original = None
+        if kept is not None and kept[0] == seq:
+            original = kept[1]
+            self._originals[slot] = None
         return Frame(image=self._images[slot].copy(), index=int(self._indices[slot]),
                      captured_at=float(self._times[slot]), segment=int(self._segments[slot]),
-                     pts=float(self._pts[slot]), flow=flow, motion=motion)
+                     pts=float(self._pts[slot]), flow=flow, motion=motion, original=original)

@@ -7,6 +7,8 @@
     GET /               the status page: a tile per stream (stream/status_page.html)
     GET /api/streams    what the page shows, as JSON
     GET /frame/ID.jpg   the stream's newest sampled frame
+    GET /api/events...  stored events, their snapshots and clips, a stream's latest frame (stream.event_api)
+    POST /api/streams, DELETE /api/streams/ID   add or remove a stream (stream.stream_api; needs a password)
 
 >>> service = ServiceServer(pipeline, "127.0.0.1:9108").start()                   # doctest: +SKIP
 >>> urllib.request.urlopen(service.url + "/healthz").status                      # doctest: +SKIP
@@ -35,28 +37,16 @@ from urllib.parse import unquote, urlsplit
 import cv2
 from prometheus_client.exposition import choose_encoder
 
+from lrcn.stream import event_api, stream_api
 from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.httpd import HttpServer
+from lrcn.stream.httpd import MAX_BODY_BYTES, HttpServer, parse_address  # noqa: F401 - parse_address: its old home
 from lrcn.stream.metrics import pipeline_registry
 from lrcn.stream.webconfig import BasicAuth, WebConfig, load_web_config
 
 log = logging.getLogger("lrcn.service")
 STATUS_PAGE = Path(__file__).with_name("status_page.html")
 HEALTH_MAX_AGE_S = 2.0
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """'HOST:PORT', ':PORT' or 'PORT' (loopback) -> (host, port).
-
-    >>> parse_address("9108"), parse_address(":9108"), parse_address("0.0.0.0:9108"), parse_address("[::1]:0")
-    (('127.0.0.1', 9108), ('127.0.0.1', 9108), ('0.0.0.0', 9108), ('::1', 0))
-    """
-    match = re.fullmatch(r"(?:(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):)?(\d{1,5})", text.strip())
-    if not match or int(match.group(2)) > 65535:
-        raise LrcnError(f"metrics address must be HOST:PORT, :PORT or PORT, got {text!r}")
-    host = (match.group(1) or "").strip("[]") or "127.0.0.1"
-    return host, int(match.group(2))
 
 
 class _Request(BaseHTTPRequestHandler):
@@ -83,18 +73,42 @@ class _Request(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - the http.server interface
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+    def _admitted(self) -> bool:
         service = self.service
         if not service.host_allowed(self.headers.get("Host"), self.request_version):
             self._json(HTTPStatus.FORBIDDEN, {"error": "this Host is not served here (see allowed_hosts)"})
-            return
+            return False
         if service.auth is not None and not service.auth.check(self.headers.get("Authorization")):
             self._json(HTTPStatus.UNAUTHORIZED, {"error": "user and password needed"},
                        {"WWW-Authenticate": 'Basic realm="lrcn", charset="UTF-8"'})
+            return False
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        if self._admitted():
+            self._answer(self._route)
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        if self._admitted():
+            self._answer(self._write)
+
+    do_DELETE = do_POST   # noqa: N815 - the http.server interface
+
+    def _write(self, path: str) -> None:
+        """POST and DELETE: only with the web-config's credentials, which `_admitted` checked."""
+        if self.service.auth is None:
+            self._json(HTTPStatus.FORBIDDEN, {"error": "changes need a password: serve with --web-config "
+                                                       "(basic_auth_users)"})
             return
+        length = self.headers.get("Content-Length", "0").strip() or "0"
+        body = self.rfile.read(int(length)) if length.isdigit() and int(length) <= MAX_BODY_BYTES else None
+        reply = stream_api.answer(self.service.pipeline, self.command, path, self.headers.get("Content-Type"), body)
+        self._json(reply.status, reply.body)
+
+    def _answer(self, route) -> None:
         path = unquote(urlsplit(self.path).path)
         try:
-            self._route(path)
+            route(path)
         except Exception as err:  # noqa: BLE001 - one bad request must not cost the scraper its connection
             log.exception("%s failed", path)
             self.wfile, self._headers_buffer = io.BytesIO(), []
@@ -116,6 +130,10 @@ class _Request(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, STATUS_PAGE.read_bytes(), "text/html; charset=utf-8")
         elif path == "/api/streams":
             self._json(HTTPStatus.OK, service.overview())
+        elif event_api.routes(path):
+            reply = event_api.answer(service.pipeline, path, urlsplit(self.path).query, self.headers.get("Range"))
+            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+            self._reply(reply.status, body, reply.content_type, reply.headers)
         elif match := re.fullmatch(r"/frame/(.+)\.jpg", path):
             image = service.pipeline.latest_image(match.group(1))
             if image is None:

@@ -66,6 +66,9 @@ class Record(_Section):
     dir: Annotated[str, Meta(min_length=1), _help("clips go to DIR/<stream>/")]
     pre_s: Annotated[Seconds, _help("seconds a clip keeps before its event")] = 5.0
     post_s: Annotated[Seconds, _help("seconds a clip keeps after its event")] = 5.0
+    max_clip_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help(
+        "longest clip, pre- and post-roll included: an event that lasts longer has a clip of its first "
+        "max_clip_s")] = 120.0
     max_gb: Annotated[Annotated[float, Meta(gt=0, le=1e6)], _help("GB of clips kept at most")] = 10.0
     retain_days: Annotated[Annotated[float, Meta(gt=0, le=36500)] | None, _help(
         "clips older than this are deleted (default: kept while space allows)")] = None
@@ -116,6 +119,9 @@ class Settings(_Section):
         "connect the publisher to an `lrcn proxy` --xsub endpoint instead of binding")] = None
     metrics: Annotated[str | None, _help(
         "HOST:PORT (PORT alone: loopback) of /metrics, /healthz, /readyz and the status page (default off)")] = None
+    state_dir: Annotated[str | None, _help(
+        "where the events of streams that record nothing are stored (DIR/lrcn.sqlite; a recording stream's events "
+        "go to its record dir's lrcn.sqlite); default: in memory, gone when the recognizer stops")] = None
     web_config: Annotated[str | None, _help(
         "lock the metrics port: TLS and basic auth from a Prometheus exporter-toolkit web-config "
         "file (tls_server_config, basic_auth_users; docs/SERVICE.md)")] = None

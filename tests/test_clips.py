@@ -109,7 +109,7 @@ def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h26
     feeder = threading.Thread(target=feed_at_five_times_real_time, daemon=True)
     feeder.start()
     assert wait_until(lambda: (feeding.t or 0) >= 9.0, 10)
-    path = recorder.start(8.0, "wave/hands")          # the inference thread: a second behind
+    path = recorder.start(8.0, "wave/hands", "1700000000000-0a1b2c3d")   # the inference thread: a second behind
     assert recorder.stats()["recording"]
     assert wait_until(lambda: feeding.t >= 12.0, 10)
     recorder.end(11.0)
@@ -120,8 +120,8 @@ def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h26
     assert recorder.close()
 
     path = Path(path)
-    assert path.parent == tmp_path / "clips" / "cam-1" and path.name.startswith("cam-1-")
-    assert path.name.endswith("-wave-hands.mp4") and path.is_file()
+    assert path.parent == tmp_path / "clips" / "cam-1" and path.name == "1700000000000-0a1b2c3d.mp4"
+    assert path.is_file()
     assert list(path.parent.iterdir()) == [path], "no .part left"
     frames = decoded(path)
     assert frames[0].key_frame
@@ -204,11 +204,12 @@ def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_
     assert one_line(problem) and "alone" in problem and "max_gb" in problem, problem
 
 
-def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0) -> Path:
+def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0,
+               event_id: str | None = None) -> Path:
     """One event from `start` for `seconds`, fed until its clip is written; the clip's path."""
     done = recorder.stats()["clips"] + recorder.stats()["failed"]
     feeding.to(start)
-    path = Path(recorder.start(start, "run"))
+    path = Path(recorder.start(start, "run", event_id))
     feeding.to(start + seconds)
     recorder.end(start + seconds)
     feeding.to(start + seconds + recorder.rules.post_s + 0.5)
@@ -281,26 +282,48 @@ def test_a_source_keeps_capturing_when_its_record_dir_goes(short_h264, tmp_path)
     assert recorder.close()
 
 
-def test_an_event_in_the_post_roll_extends_the_same_clip(h264, tmp_path):
+def test_events_overlapping_in_pre_and_post_roll_get_a_clip_each_sharing_packets(h264, tmp_path):
+    """An event starting in another's post-roll gets its own clip (its pre-roll holds the same
+    packets), named by its id; neither clip is extended by the other."""
     recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
     feeding = Demux(h264, recorder)
     feeding.to(4.5)
-    first = recorder.start(4.0, "wave")
-    recorder.end(4.5)                      # the clip would run to 5.5
+    first = recorder.start(4.0, "wave", "1-first")
+    recorder.end(4.5, "1-first")               # its clip runs to 5.5
     feeding.to(5.2)
-    assert recorder.stats()["recording"]
-    assert recorder.start(5.2, "point") == first
+    second = recorder.start(5.2, "point", "2-second")
+    assert second != first and recorder.stats()["recording"]
     feeding.to(8.0)
     assert recorder.stats()["recording"], "the later event is still open"
-    recorder.end(7.0)                      # now to 8.0
+    recorder.end(7.0, "2-second")             # its clip runs to 8.0
     feeding.to(9.0)
-    assert finished(recorder, 1)
+    assert finished(recorder, 2)
     feeding.close()
     assert recorder.close()
-    frames = decoded(Path(first))
-    assert recorder.stats()["clips"] == 1 and Path(first).name.endswith("-wave.mp4")
-    assert abs(clip_seconds(frames) - 5.0) <= 1.0, clip_seconds(frames)   # 3.0 to 8.0
-    assert list(Path(first).parent.iterdir()) == [Path(first)]
+    assert recorder.stats()["clips"] == 2, recorder.problem
+    assert sorted(p.name for p in Path(first).parent.iterdir()) == ["1-first.mp4", "2-second.mp4"]
+    one, two = decoded(Path(first)), decoded(Path(second))
+    assert abs(clip_seconds(one) - 2.5) <= 0.6, clip_seconds(one)   # 3.0 to 5.5
+    assert abs(clip_seconds(two) - 4.0) <= 0.6, clip_seconds(two)   # 4.0 (the keyframe before 4.2) to 8.0
+    # The second clip's pre-roll is the first's event and post-roll: the same source frames.
+    assert np.array_equal(two[0].to_ndarray(format="rgb24"), source_frame_at(h264, 4.0))
+    assert np.array_equal(one[25].to_ndarray(format="rgb24"), two[0].to_ndarray(format="rgb24"))
+
+
+def test_a_clip_is_capped_at_max_clip_s_while_its_event_goes_on(h264, tmp_path):
+    recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_clip_s=3), "cam")
+    feeding = Demux(h264, recorder)
+    feeding.to(3.0)
+    path = Path(recorder.start(3.0, "walk", "9-long"))
+    feeding.to(12.0)
+    assert not recorder.stats()["recording"], "capped: the clip ended while the event is open"
+    recorder.end(11.0, "9-long")              # too late to extend anything
+    feeding.to()
+    feeding.close()
+    assert recorder.close() and recorder.stats()["clips"] == 1
+    frames = decoded(path)
+    assert frames[0].key_frame and clip_seconds(frames) <= 3.0 + 0.2, clip_seconds(frames)
+    assert np.array_equal(frames[0].to_ndarray(format="rgb24"), source_frame_at(h264, 2.0))
 
 
 def test_a_timestamp_reset_ends_the_open_clip_with_what_it_has(short_h264, tmp_path):

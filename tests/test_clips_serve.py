@@ -76,7 +76,9 @@ def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(expor
     clip = Path(end["clip"])
     assert clip.parent == clips / "cam" and clip.is_file() and list(clips.rglob("*.part")) == [foreign[1]]
     assert all(path.read_bytes() == b"not ours" for path in foreign), "retention leaves others' files alone"
-    assert [entry.path for entry in MediaIndex(clips).entries() if entry.finished] == [f"cam/{clip.name}"]
+    assert clip.name == f"{end['id']}.mp4"
+    assert sorted(entry.path for entry in MediaIndex(clips).entries() if entry.finished) == \
+        sorted(f"cam/{end['id']}{suffix}" for suffix in (".mp4", ".jpg", "-start.jpg")), "the clip and its snapshots"
     seconds, frames, starts_with_a_keyframe = played_seconds(clip)
     expected = 1 + end["duration_s"] + 1.5
     assert abs(seconds - expected) <= GOP_S, (seconds, expected)

@@ -277,18 +277,14 @@ def test_a_full_disk_clears_itself_once_own_clips_can_go(h264, tmp_path, tmpfs, 
 
 @needs_ffmpeg
 def test_a_clip_named_as_a_file_already_there_is_not_written_over_it(h264, tmp_path):
-    from datetime import datetime, timezone
-
     record = tmp_path / "clips"
-    now = time.time()
-    stamps = [datetime.fromtimestamp(now + s, timezone.utc).strftime("%Y%m%dT%H%M%SZ") for s in range(-2, 10)]
-    theirs = {record / "cam" / f"cam-{stamp}-run{suffix}": b"theirs" for stamp in stamps for suffix in (".mp4", ".mp4.part")}
+    theirs = {record / "cam" / f"1700000000000-00000000{suffix}": b"theirs" for suffix in (".mp4", ".mp4.part")}
     for path, data in theirs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     recorder = ClipRecorder(RecordRules(record, pre_s=1, post_s=1, min_free_gb=0), "cam")
     feeding = Demux(h264, recorder)
-    path = record_one(recorder, feeding, 2.0)
+    path = record_one(recorder, feeding, 2.0, event_id="1700000000000-00000000")
     feeding.close()
     assert recorder.close()
     problem = recorder.take_problem()

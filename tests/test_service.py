@@ -2,6 +2,7 @@
 real HTTP client and parsed by prometheus_client's parser, health endpoints of a running
 pipeline, SIGHUP reloads of a real deployment file, JSON logs."""
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -269,7 +270,7 @@ def test_the_batch_size_histogram_counts_each_size_without_replaying_every_call(
 def test_events_follow_the_published_predictions_and_low_scores_are_unknown(exported_seed):  # noqa: F811
     """Live events equal the rules applied to the predictions the subscriber received; with a
     threshold above every score, every label is `unknown` and no event starts."""
-    from lrcn.stream.events import EventRules, EventState, Observation, finish, step
+    from lrcn.stream.events import EVENT_ID_PATTERN, EventRules, EventState, Observation, finish, step
 
     bundle, _, video = exported_seed
     rules = EventRules(min_score=0.0, min_duration_s=0.2)
@@ -297,8 +298,12 @@ def test_events_follow_the_published_predictions_and_low_scores_are_unknown(expo
     expected += finish(state)[1]
     received = [m.payload for m in collector.messages if m.kind == "event" and m.stream == "cam"]
     strip = lambda e: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()  # noqa: E731
-                       if k not in ("schema", "stream", "seq", "time")}
+                       if k not in ("schema", "stream", "seq", "time", "id")}
     assert [strip(e) for e in received] == [strip(e) for e in expected] and expected
+    starts = [e["id"] for e in received if e["type"] == "start"]
+    assert [e["id"] for e in received if e["type"] == "end"] == starts and len(set(starts)) == len(starts), \
+        "an event's start and end share one id, and no two events do"
+    assert all(re.fullmatch(EVENT_ID_PATTERN, i) for i in starts)
     assert [e["seq"] for e in received] == list(range(len(received)))
     assert {p["label"] for p in collector.predictions("strict")} == {"unknown"}
     assert all(max(p["probabilities"].values()) == p["score"] for p in collector.predictions("strict")), \

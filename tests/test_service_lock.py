@@ -227,7 +227,7 @@ def test_head_answers_the_headers_of_get_and_server_names_no_python(pipeline):
             if path == "/":
                 assert int(head_headers["Content-Length"]) == len(body)
             assert get_headers["Server"] == head_headers["Server"] == "lrcn"
-        assert request(service.url, "/", method="DELETE")[0] == 501
+        assert request(service.url, "/", method="PUT")[0] == 501
 
 
 def test_idle_and_slow_connections_are_closed_in_time_and_healthz_answers_throughout(pipeline):

@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "camera's own packets (PyAV sources): a `record` table's dir")
     add_setting(events, schema.Record, "pre_s", "--pre-roll", type=float, metavar="S")
     add_setting(events, schema.Record, "post_s", "--post-roll", type=float, metavar="S")
+    add_setting(events, schema.Record, "max_clip_s", type=float, metavar="S")
     add_setting(events, schema.Record, "max_gb", type=float, metavar="GB")
     add_setting(events, schema.Record, "retain_days", type=float, metavar="DAYS")
     add_setting(events, schema.Record, "min_free_gb", type=float, metavar="GB")
@@ -80,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting(parser, top, "stats_interval_s", "--stats-interval", type=float, metavar="S")
     parser.add_argument("--stats-json", metavar="PATH", help="also write the final stats here")
     add_setting(parser, top, "metrics", metavar="HOST:PORT")
+    add_setting(parser, top, "state_dir", metavar="DIR")
     add_setting(parser, top, "web_config", metavar="FILE")
     add_setting(parser, top, "allowed_hosts", type=host_list, metavar="H[,H]")
 

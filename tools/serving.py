@@ -101,7 +101,7 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     novelty = parse_novelty(args.novelty)
     record = None
     if args.record:
-        record = RecordRules(args.record, **given(args, schema.Record, ("pre_s", "post_s", "max_gb", "retain_days", "min_free_gb")))
+        record = RecordRules(args.record, **given(args, schema.Record, ("pre_s", "post_s", "max_clip_s", "max_gb", "retain_days", "min_free_gb")))
         check_record_dir(record.dir)
     flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
                                  mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
@@ -133,7 +133,7 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            if connect else load_server_keys(curve_keys),
                            top_k=pick("top_k"), max_batch=pick("max_batch"),
                            stats_interval_s=pick("stats_interval_s"),
-                           gather_s=pick("gather_ms") / 1000.0, source=source,
+                           gather_s=pick("gather_ms") / 1000.0, source=source, state_dir=pick("state_dir"),
                            sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
 
 
@@ -297,6 +297,7 @@ def serve(args) -> int:
             finally:
                 if service:
                     service.stop()
+                pipeline.close_stores()
     log_summary(stats)
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(stats, indent=1))

@@ -79,6 +79,11 @@ class Capture:
         """The frame cropped and scaled to the model size, [H, W, 3] uint8 RGB."""
         raise NotImplementedError
 
+    def original(self, frame: Any) -> Any:
+        """The frame at the source's resolution for snapshots (stream.snapshots.Original), by
+        reference, never a copy; None where a capture keeps none."""
+        return None
+
     def close(self) -> None:
         pass
 

@@ -32,6 +32,7 @@ import numpy as np
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.snapshots import Original
 from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, register, scheme_of
 
 # The order `auto` tries hardware decoders in; a platform offers one or two of them.
@@ -292,6 +293,10 @@ class PyavCapture(Capture):
 
     def to_rgb(self, frame):
         return self._scale(frame)
+
+    def original(self, frame):
+        # A reference to the decoded picture: the decoder allocates the next one elsewhere.
+        return Original(frame, self.options.crop)
 
     def close(self) -> None:
         self.container.close()

@@ -327,7 +327,8 @@ class Source:
                         if schedule is None:
                             return _STOP_REQUESTED, ""
                         arrived = time.monotonic()
-                    if not self.ring.write(image, self.frames, arrived, self.segment, t, flow, motion):
+                    if not self.ring.write(image, self.frames, arrived, self.segment, t, flow, motion,
+                                           capture.original(frame)):
                         return _STOP_REQUESTED, ""
                     self.sampled += 1
                     self.flows += motion is not None
