@@ -37,6 +37,7 @@ from lrcn.stream.clips import ClipRecorder, RecordRules
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules, EventState, Observation, finish, published_label, step
+from lrcn.stream.hass import watched_classes
 from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
@@ -222,6 +223,7 @@ class Pipeline:
 
     def start(self) -> Pipeline:
         self._started_at = time.monotonic()
+        self._announce_streams()
         self._thread.start()
         for source in self.sources.values():
             source.start()
@@ -420,7 +422,15 @@ class Pipeline:
                 self._attach(config, source, plan)
                 if self._started_at is not None:
                     source.start()
+            if self._started_at is not None:
+                self._announce_streams()
             change.done.set()
+
+    def _announce_streams(self) -> None:
+        """Tell every sink the streams served now and the classes each watches (Home Assistant discovery)."""
+        streams = {name: watched_classes(config.events, self.bundle.classes) for name, config in self.configs.items()}
+        for sink in self.outbox.sinks:
+            sink.serving(streams)
 
     def _cycle(self, deadline: float | None = None, names: Sequence[str] | None = None) -> None:
         """Read what the sources (all, or those `names`) wrote and publish what it gives; with a
