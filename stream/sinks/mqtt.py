@@ -258,9 +258,13 @@ class MqttSink(Sink):
                             self._publish(topic, b"", True)
                     self._last_label.pop(name, None)
             for name, labels in wanted.items():
-                if labels is not None and (name not in self._streams or self._streams[name] != labels):
+                old = self._streams.get(name)
+                if labels is not None and (name not in self._streams or old != labels):
+                    # A stream that stays keeps its states; only the topics new to it start at idle and OFF.
+                    had = set(hass.retained_topics(layout, name, old)) if name in self._streams else set()
                     for topic, payload in hass.announced(self.hass, name, labels):
-                        self._publish(topic, payload, True)
+                        if topic not in had or topic.endswith("/config"):
+                            self._publish(topic, payload, True)
             self._streams = wanted
 
     def publish_snapshot(self, stream: str, jpeg: bytes) -> bool:
@@ -355,6 +359,15 @@ class MqttSink(Sink):
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
         except (ValueError, RuntimeError):   # refused or its connection gone: nothing to wait for
             pass
+
+    def flush(self, timeout_s: float = 1.0) -> bool:
+        """Wait up to `timeout_s` for the broker to acknowledge what was sent (qos 1 and 2); True if it did."""
+        deadline = time.monotonic() + timeout_s
+        while self._backlog and time.monotonic() < deadline:
+            time.sleep(0.02)
+        last = self._last
+        self._wait(last, deadline)
+        return not self._backlog and (last is None or last.is_published())
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Publish `offline`, wait up to `timeout_s` for the broker to take what is queued, disconnect.
