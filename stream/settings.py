@@ -113,9 +113,8 @@ class HomeAssistant(_Section):
     """An MQTT sink's `homeassistant = { ... }` (or `true` for the defaults): Home Assistant MQTT discovery."""
     discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z"), _help(
         "the topic prefix Home Assistant reads discovery configs from")] = "homeassistant"
-    node_id: Annotated[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")] | None, _help(
-        "this recognizer's id in discovery topics and its device: letters, digits, _ and - "
-        "(default: the host name, sanitised)")] = None
+    node_id: Annotated[Annotated[str, Meta(pattern=STREAM_ID_PATTERN)] | None, _help(
+        "this recognizer's id in discovery topics and its device (default: the host name, sanitised)")] = None
 
 
 class Settings(_Section):
