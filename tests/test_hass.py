@@ -227,9 +227,10 @@ def test_a_removed_stream_leaves_nothing_retained_and_a_dropped_class_loses_its_
 
 
 @pytest.mark.parametrize("options, says", [
-    ({"homeassistant": {"node_id": "edge box"}}, "homeassistant:"),
-    ({"homeassistant": {"discovery_prefix": "ha/#"}}, "discovery_prefix"),
-    ({"homeassistant": {"bogus": 1}}, "bogus"),
+    ({"homeassistant": {"node_id": "edge box"}}, "homeassistant.node_id must be letters, digits, _ and -"),
+    ({"homeassistant": {"discovery_prefix": "ha/#"}}, "homeassistant.discovery_prefix must be topic levels"),
+    ({"homeassistant": {"bogus": 1}}, "unknown key 'bogus' in homeassistant (known: discovery_prefix, node_id)"),
+    ({"homeassistant": {"node_id": 3}}, "homeassistant.node_id"),
     ({"homeassistant": "yes"}, "'homeassistant' has the wrong type"),
     ({"homeassistant": True, "kinds": ["status"]}, "homeassistant needs the event kind"),
 ])

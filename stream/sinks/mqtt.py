@@ -64,7 +64,7 @@ import paho.mqtt.client as mqtt
 from lrcn.stream import __version__, hass, messages
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.outbox import default_node
-from lrcn.stream.settings import HomeAssistant
+from lrcn.stream.settings import STREAM_ID_RULE, HomeAssistant
 from lrcn.stream.sinks import KINDS, Outgoing, Sink, check_keys, check_kinds, register
 
 log = logging.getLogger("lrcn.sinks.mqtt")
@@ -117,6 +117,10 @@ def parse_url(url: str) -> dict:
     return options
 
 
+HOME_ASSISTANT_RULES = {"node_id": STREAM_ID_RULE,
+                        "discovery_prefix": "topic levels of letters, digits, _ and - (like homeassistant)"}
+
+
 def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
     """The `homeassistant` option as settings: false is off, true the defaults, a table its keys."""
     if value is False:
@@ -124,7 +128,15 @@ def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
     try:
         return msgspec.convert({} if value is True else dict(value), HomeAssistant)
     except msgspec.ValidationError as err:
-        raise LrcnError(f"mqtt sink: homeassistant: {err}".replace("`", "'")) from None
+        message, _, at = str(err).replace("`", "'").partition(" - at '$.")
+        key = at.rstrip("'")
+        if message.startswith("Object contains unknown field"):
+            known = ", ".join(f.name for f in msgspec.structs.fields(HomeAssistant))
+            raise LrcnError(f"mqtt sink: unknown key {message.rpartition(' ')[2]} in homeassistant "
+                            f"(known: {known})") from None
+        rule = HOME_ASSISTANT_RULES.get(key) if "regex" in message else None
+        raise LrcnError(f"mqtt sink: homeassistant.{key} must be {rule}, got {value.get(key)!r}" if rule
+                        else f"mqtt sink: homeassistant.{key}: {message}") from None
 
 
 def client_id_for(node: str) -> str:
