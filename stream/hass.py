@@ -136,19 +136,53 @@ def discovery(layout: Layout, stream: str, labels: Sequence[str]) -> dict[str, d
     return configs
 
 
-def announced(layout: Layout, stream: str, labels: Sequence[str]) -> list[tuple[str, bytes]]:
-    """What a stream's discovery publishes, retained: its configs, then its states with no event open."""
-    configs = [(topic, json.dumps(config).encode()) for topic, config in discovery(layout, stream, labels).items()]
+def idle_states(layout: Layout, stream: str, labels: Sequence[str]) -> list[tuple[str, bytes]]:
+    """A stream's states with no event open: `idle`, and every label OFF."""
     states = [(label_topic(layout, stream, object_id), OFF) for object_id in object_ids(labels).values()]
-    return configs + [(layout.activity(stream), IDLE.encode())] + states
+    return [(layout.activity(stream), IDLE.encode())] + states
+
+
+def announced(layout: Layout, stream: str, labels: Sequence[str]) -> list[tuple[str, bytes]]:
+    """What a stream's discovery publishes, retained: its configs, then its idle states."""
+    configs = [(topic, json.dumps(config).encode()) for topic, config in discovery(layout, stream, labels).items()]
+    return configs + idle_states(layout, stream, labels)
 
 
 def retained_topics(layout: Layout, stream: str, labels: Sequence[str] | None) -> list[str]:
-    """Every retained topic of a stream, to clear when it is removed (labels None: it had no discovery)."""
+    """Every retained topic of a stream (labels None: it has no discovery)."""
     ours = [layout.status(stream), layout.snapshot(stream)]
     if labels is None:
         return ours
     return ours + [topic for topic, _ in announced(layout, stream, labels)]
+
+
+def reconcile(layout: Layout, before: Mapping[str, Sequence[str] | None],
+              after: Mapping[str, Sequence[str] | None]) -> list[tuple[str, bytes]]:
+    """The retained messages that take the broker from the streams `before` to those `after`
+    ({stream: its watched labels, None without discovery}): every retained topic a stream no
+    longer has is cleared (an empty payload: all of a removed stream's, status and snapshot
+    included); an added stream is announced; a changed one gets its configs again, and idle
+    states only on the topics new to it (the others keep what its events set).
+
+    >>> layout = Layout("lrcn", "ha", "n")
+    >>> reconcile(layout, {"a": ("wave",), "b": None}, {"a": ("wave",)})
+    [('lrcn/b/status', b''), ('lrcn/b/snapshot', b'')]
+    >>> [(t, p) for t, p in reconcile(layout, {"a": ("wave", "walk")}, {"a": ("wave",)}) if not t.endswith("config")]
+    [('lrcn/a/activity/walk', b'')]
+    """
+    messages: list[tuple[str, bytes]] = []
+    for stream, old in before.items():
+        if stream not in after or after[stream] != old:
+            keep = set(retained_topics(layout, stream, after[stream])) if stream in after else set()
+            messages += [(topic, b"") for topic in retained_topics(layout, stream, old) if topic not in keep]
+    for stream, labels in after.items():
+        if labels is None or (stream in before and before[stream] == labels):
+            continue
+        had = set(retained_topics(layout, stream, before[stream])) if stream in before else set()
+        configs = [(topic, json.dumps(config).encode()) for topic, config in discovery(layout, stream, labels).items()]
+        messages += configs + [(topic, payload) for topic, payload in idle_states(layout, stream, labels)
+                               if topic not in had]
+    return messages
 
 
 def activity_edge(layout: Layout, stream: str, labels: Sequence[str], event: Mapping,

@@ -188,6 +188,11 @@ def test_a_snapshot_is_retained_jpeg_bytes(broker):  # noqa: F811
     finally:
         sink.close(2.0)
     assert got["lrcn/door/snapshot"] == jpeg
+    statuses_only = MqttSink("127.0.0.1", broker.port, kinds=["status"])
+    try:
+        assert not statuses_only.publish_snapshot("door", jpeg), "a sink without events takes no snapshot"
+    finally:
+        statuses_only.close(1.0)
     decoded = cv2.imdecode(np.frombuffer(got["lrcn/door/snapshot"], np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == image.shape and np.abs(decoded.astype(int) - image).mean() < 3
 

@@ -81,6 +81,10 @@ class Sink:
     def heartbeat(self, message: Outgoing) -> bool:
         return self.send(message)
 
+    def publish_snapshot(self, stream: str, jpeg: bytes) -> bool:
+        """An event's snapshot (JPEG bytes) for sinks that carry images (MQTT); False: not taken."""
+        return False
+
     def serving(self, streams: Mapping[str, tuple[str, ...] | None]) -> None:
         """The streams served from now on, each with the classes its events watch (None: no events):
         called at start and after each reload, before the added streams' first message and after the

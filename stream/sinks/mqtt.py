@@ -256,31 +256,20 @@ class MqttSink(Sink):
         return taken
 
     def serving(self, streams: Mapping[str, tuple[str, ...] | None]) -> None:
-        """Announce added streams to Home Assistant (configs, then `idle` and every label OFF), update
-        those whose watched classes changed, and clear every retained topic of removed streams."""
+        """Announce added streams to Home Assistant, update those whose watched classes changed, and
+        clear every retained topic of removed streams (stream.hass.reconcile)."""
         with self._hass_lock:
             wanted = {name: (labels if self.hass is not None else None) for name, labels in streams.items()}
-            layout = self.hass or hass.Layout(self.prefix, "", "")
-            for name, old in self._streams.items():
-                new = wanted.get(name, ())
-                if name not in wanted or old != new:
-                    keep = set(hass.retained_topics(layout, name, new)) if name in wanted else set()
-                    for topic in hass.retained_topics(layout, name, old):
-                        if topic not in keep:
-                            self._publish(topic, b"", True)
-                    self._last_label.pop(name, None)
-            for name, labels in wanted.items():
-                old = self._streams.get(name)
-                if labels is not None and (name not in self._streams or old != labels):
-                    # A stream that stays keeps its states; only the topics new to it start at idle and OFF.
-                    had = set(hass.retained_topics(layout, name, old)) if name in self._streams else set()
-                    for topic, payload in hass.announced(self.hass, name, labels):
-                        if topic not in had or topic.endswith("/config"):
-                            self._publish(topic, payload, True)
+            for topic, payload in hass.reconcile(self.hass or hass.Layout(self.prefix, "", ""), self._streams, wanted):
+                self._publish(topic, payload, True)
+            self._last_label = {name: label for name, label in self._last_label.items() if name in wanted}
             self._streams = wanted
 
     def publish_snapshot(self, stream: str, jpeg: bytes) -> bool:
-        """An event's snapshot, JPEG bytes, retained on `<prefix>/<stream>/snapshot` (as Frigate's)."""
+        """An event's snapshot, JPEG bytes, retained on `<prefix>/<stream>/snapshot` (as Frigate's);
+        only by a sink that takes events."""
+        if messages.EVENT not in self.kinds:
+            return False
         return self._publish(f"{self.prefix}/{stream}/snapshot", bytes(jpeg), True)
 
     def _publish(self, topic: str, payload: bytes, retain: bool) -> bool:
