@@ -70,7 +70,7 @@ def retained(port: int, until, topic_filter: str = "#") -> dict[str, bytes]:
     subscriber = Subscriber(port, topic_filter=topic_filter)
     try:
         assert subscriber.wait_for(until), subscriber.messages()
-        kept = lambda: [(topic, payload) for topic, payload, kept in subscriber.messages() if kept]  # noqa: E731
+        kept = lambda: [(topic, payload) for topic, payload, kept in subscriber.messages() if kept]
         count = -1
         while count != len(kept()):
             count = len(kept())
@@ -295,7 +295,7 @@ def test_serve_announces_follows_event_edges_and_a_reload_clears_a_removed_strea
     live = Subscriber(broker.port, topic_filter="#")
     process = lrcn("serve", bundle, "--config", config)
     try:
-        events = lambda name: [m for m in live.messages(f"lrcn/{name}/event")]  # noqa: E731
+        events = lambda name: [m for m in live.messages(f"lrcn/{name}/event")]
         assert live.wait_for(lambda ms: len(events("keep")) >= 4 and events("drop"), 60), \
             (live.messages()[-5:], process.poll())
         during = retained(broker.port, lambda ms: any("drop_activity" in t for t, _, _ in ms))

@@ -47,6 +47,7 @@ On close, what is still unsent or unacknowledged moves to `dropped`.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -55,8 +56,6 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-
-import json
 
 import msgspec
 import paho.mqtt.client as mqtt
