@@ -40,6 +40,7 @@ from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.event_store import EventStore, record
 from lrcn.stream.events import EventRules, EventState, Observation, finish, new_event_id, published_label, step
+from lrcn.stream.hass import watched_classes
 from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
@@ -162,6 +163,8 @@ class Pipeline:
                                  linger_s=0.5, warn_every_s=options.stats_interval_s)
         self.endpoint = self.zeromq.endpoint
         self.outbox = Outbox(_open_sinks(self.zeromq, options.sinks))
+        if any(sink.takes_snapshots for sink in self.outbox.sinks):
+            self.snapshots.on_jpeg = self._hand_snapshot
         self.error: BaseException | None = None
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
         self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
@@ -253,6 +256,7 @@ class Pipeline:
 
     def start(self) -> Pipeline:
         self._started_at = time.monotonic()
+        self._announce_streams()
         self._thread.start()
         for source in self.sources.values():
             source.start()
@@ -467,7 +471,15 @@ class Pipeline:
                 self._attach(config, source, plan)
                 if self._started_at is not None:
                     source.start()
+            if self._started_at is not None:
+                self._announce_streams()
             change.done.set()
+
+    def _announce_streams(self) -> None:
+        """Tell every sink the streams served now and the classes each watches (Home Assistant discovery)."""
+        streams = {name: watched_classes(config.events, self.bundle.classes) for name, config in self.configs.items()}
+        for sink in self.outbox.sinks:
+            sink.serving(streams)
 
     def _cycle(self, deadline: float | None = None, names: Sequence[str] | None = None) -> None:
         """Read what the sources (all, or those `names`) wrote and publish what it gives; with a
@@ -608,6 +620,12 @@ class Pipeline:
                                 "start" if kind == "start" else "best") and path is not None:
             media["snapshot"] = str(path)
         return media
+
+    def _hand_snapshot(self, name: str, kind: str, jpeg: bytes) -> None:
+        """Every event snapshot (at its start, then its best frame) to the sinks that carry images: the
+        retained one is the best. On the snapshot writer's thread."""
+        for sink in self.outbox.sinks:
+            sink.publish_snapshot(name, jpeg)
 
     def _store_event(self, name: str, event: dict, media: dict, wall: float) -> None:
         store = self._store_of.get(name)

@@ -112,6 +112,14 @@ class Stream(_Section):
         "optical flow, pixels at the model's input size) is below this; 0: off, and no flow is computed")] = 0.005
 
 
+class HomeAssistant(_Section):
+    """An MQTT sink's `homeassistant = { ... }` (or `true` for the defaults): Home Assistant MQTT discovery."""
+    discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z"), _help(
+        "the topic prefix Home Assistant reads discovery configs from")] = "homeassistant"
+    node_id: Annotated[Annotated[str, Meta(pattern=STREAM_ID_PATTERN)] | None, _help(
+        "this recognizer's id in discovery topics and its device (default: the host name, sanitised)")] = None
+
+
 class Settings(_Section):
     """The top level of a deployment file: the recognizer's settings, its streams and sinks."""
     endpoint: Annotated[str | None, _help("where to bind the ZeroMQ publisher (default tcp://127.0.0.1:5556)")] = None
@@ -157,7 +165,8 @@ class Settings(_Section):
     sink: Annotated[list[dict[str, Any]], _help("[[sink]] tables: more sinks beside ZeroMQ (mqtt, jsonl, zeromq)")] = []
 
 
-SECTIONS: dict[str, type[_Section]] = {"": Settings, "stream": Stream, "events": Events, "record": Record}
+SECTIONS: dict[str, type[_Section]] = {"": Settings, "stream": Stream, "events": Events, "record": Record,
+                                       "homeassistant": HomeAssistant}
 # The top-level settings that are every stream's capture defaults (SourceOptions' fields).
 SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
 TABLES = ("stream", "sink")

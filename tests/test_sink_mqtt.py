@@ -32,7 +32,7 @@ class Subscriber:
     has none, so messages queued for it across a broker restart or while it is away arrive."""
 
     def __init__(self, port: int, *, prefix: str = "lrcn", session: str | None = None, tls_ca: str | None = None,
-                 username: str | None = None, password: str | None = None):
+                 username: str | None = None, password: str | None = None, topic_filter: str | None = None):
         self.received: list[tuple[str, bytes, bool]] = []
         self.subscribed = threading.Event()
         self._lock = threading.Lock()
@@ -46,7 +46,7 @@ class Subscriber:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.on_message = self._on_message
-        self.filter = f"{prefix}/#"
+        self.filter = topic_filter or f"{prefix}/#"
         self.client.connect_async("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
         assert self.subscribed.wait(20), "the subscriber did not subscribe within 20 s"

@@ -952,7 +952,7 @@ def settings_reference(section_name: str) -> str:
                           schema.reference_rows(schema.SECTIONS[section_name], on_command_line.get))
 
 
-for _section in ("", "stream", "events", "record"):
+for _section in ("", "stream", "events", "record", "homeassistant"):
     table(f"settings{'-' + _section if _section else ''}", (), "the schema: stream/settings.py")(
         lambda section=_section: settings_reference(section))
 

@@ -81,6 +81,20 @@ class Sink:
     def heartbeat(self, message: Outgoing) -> bool:
         return self.send(message)
 
+    @property
+    def takes_snapshots(self) -> bool:
+        """Whether publish_snapshot takes anything (so snapshots are encoded for it without --record)."""
+        return False
+
+    def publish_snapshot(self, stream: str, jpeg: bytes) -> bool:
+        """An event's snapshot (JPEG bytes) for sinks that carry images (MQTT); False: not taken."""
+        return False
+
+    def serving(self, streams: Mapping[str, tuple[str, ...] | None]) -> None:
+        """The streams served from now on, each with the classes its events watch (None: no events):
+        called at start and after each reload, before the added streams' first message and after the
+        removed ones' last (MQTT announces them to Home Assistant and clears what it retained)."""
+
     def close(self, timeout_s: float = 1.0) -> None:
         """Flush what is queued for up to `timeout_s`, then let go of the transport."""
 
@@ -118,7 +132,8 @@ def check_keys(options: Mapping, types: Mapping[str, type | tuple], sink: str) -
         if key not in types:
             raise LrcnError(f"unknown key {key!r} in a {sink} sink (known: {', '.join(types)})")
         expected = types[key]
-        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+        takes_bool = bool in (expected if isinstance(expected, tuple) else (expected,))
+        if (isinstance(value, bool) and not takes_bool) or not isinstance(value, expected):
             raise LrcnError(f"{sink} sink: {key!r} has the wrong type ({type(value).__name__})")
 
 

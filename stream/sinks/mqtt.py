@@ -8,6 +8,12 @@ Topics (the payload is the message's schema v1 JSON, byte for byte what ZeroMQ s
     <prefix>/heartbeat          heartbeats
     <prefix>/availability       `online` on every (re)connect, `offline` on a clean close and, as the
                                 last will, when the broker loses the connection; retained, qos 1
+    <prefix>/<stream>/snapshot  the event snapshot, JPEG bytes, retained (`publish_snapshot`)
+
+With `homeassistant` (stream.hass): Home Assistant discovery configs and the retained activity
+states `<prefix>/<stream>/activity` (the label, `idle` or `unknown`, set at event edges only) and
+`<prefix>/<stream>/activity/<label>` (ON or OFF). A stream that a reload removes has its retained
+topics cleared (status, snapshot and, with discovery, its configs and states).
 
 Options (a [[sink]] table with `type = "mqtt"`, or `--mqtt URL`): `url`
 (`mqtt://[user:pass@]host[:1883][/prefix]` or `mqtts://host[:8883][/prefix]`) or `host` and
@@ -17,7 +23,8 @@ Options (a [[sink]] table with `type = "mqtt"`, or `--mqtt URL`): `url`
 `username`, `password`; `tls` (implied by mqtts://), `ca_file` (default: the system's CAs),
 `cert_file`, `key_file` (a client certificate), `tls_insecure` (skip the hostname check);
 `kinds` (default all: ["pred", "status", "event", "heartbeat"]; ["status", "event"] spares the
-broker and this process a message per frame).
+broker and this process a message per frame); `homeassistant` (default off: `true`, or a table of
+stream.settings.HomeAssistant's keys, `discovery_prefix` and `node_id`).
 
 Delivery. The sink never blocks the caller: paho connects and reconnects (1 s, doubling to 30 s)
 in its own thread, so a broker that is down at start is not an error. While not connected,
@@ -40,6 +47,7 @@ On close, what is still unsent or unacknowledged moves to `dropped`.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -49,18 +57,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import msgspec
 import paho.mqtt.client as mqtt
 
-from lrcn.stream import messages
+from lrcn.stream import __version__, hass, messages
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.outbox import default_node
+from lrcn.stream.settings import STREAM_ID_RULE, HomeAssistant
 from lrcn.stream.sinks import KINDS, Outgoing, Sink, check_keys, check_kinds, register
 
 log = logging.getLogger("lrcn.sinks.mqtt")
 
 OPTION_TYPES = {"url": str, "host": str, "port": int, "prefix": str, "qos": int, "retain_status": bool,
                 "buffer": int, "client_id": str, "keepalive_s": int, "username": str, "password": str,
-                "tls": bool, "ca_file": str, "cert_file": str, "key_file": str, "tls_insecure": bool, "kinds": list}
+                "tls": bool, "ca_file": str, "cert_file": str, "key_file": str, "tls_insecure": bool, "kinds": list,
+                "homeassistant": (bool, dict)}
 SCHEMES = {"mqtt": False, "mqtts": True}   # scheme: TLS
 RECONNECT_MAX_S = 30
 
@@ -105,6 +116,28 @@ def parse_url(url: str) -> dict:
     return options
 
 
+HOME_ASSISTANT_RULES = {"node_id": STREAM_ID_RULE,
+                        "discovery_prefix": "topic levels of letters, digits, _ and - (like homeassistant)"}
+
+
+def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
+    """The `homeassistant` option as settings: false is off, true the defaults, a table its keys."""
+    if value is False:
+        return None
+    try:
+        return msgspec.convert({} if value is True else dict(value), HomeAssistant)
+    except msgspec.ValidationError as err:
+        message, _, at = str(err).replace("`", "'").partition(" - at '$.")
+        key = at.rstrip("'")
+        if message.startswith("Object contains unknown field"):
+            known = ", ".join(f.name for f in msgspec.structs.fields(HomeAssistant))
+            raise LrcnError(f"mqtt sink: unknown key {message.rpartition(' ')[2]} in homeassistant "
+                            f"(known: {known})") from None
+        rule = HOME_ASSISTANT_RULES.get(key) if "regex" in message else None
+        raise LrcnError(f"mqtt sink: homeassistant.{key} must be {rule}, got {value.get(key)!r}" if rule
+                        else f"mqtt sink: homeassistant.{key}: {message}") from None
+
+
 def client_id_for(node: str) -> str:
     return "lrcn-" + re.sub(r"[^A-Za-z0-9_-]+", "-", node).strip("-")
 
@@ -117,7 +150,8 @@ class MqttSink(Sink):
                  retain_status: bool = True, buffer: int = 10000, client_id: str | None = None,
                  keepalive_s: int = 30, username: str | None = None, password: str | None = None,
                  tls: bool = False, ca_file: str | None = None, cert_file: str | None = None,
-                 key_file: str | None = None, tls_insecure: bool = False, kinds=KINDS):
+                 key_file: str | None = None, tls_insecure: bool = False, kinds=KINDS,
+                 homeassistant: HomeAssistant | None = None):
         if qos not in (0, 1, 2):
             raise LrcnError(f"mqtt sink: qos must be 0, 1 or 2, got {qos}")
         if buffer < 1:
@@ -137,6 +171,14 @@ class MqttSink(Sink):
         self.host, self.port, self.prefix, self.qos = host, port, _check_prefix(prefix), qos
         self.retain_status, self.buffer, self.tls = retain_status, buffer, tls
         self.availability = f"{self.prefix}/availability"
+        if homeassistant is not None and messages.EVENT not in self.kinds:
+            raise LrcnError("mqtt sink: homeassistant needs the event kind (its activity changes at event edges)")
+        self.hass = None if homeassistant is None else hass.Layout(
+            self.prefix, homeassistant.discovery_prefix, homeassistant.node_id or hass.default_node_id(), qos,
+            __version__, stream_status=retain_status and messages.STATUS in self.kinds)
+        self._hass_lock = threading.Lock()   # orders the inference thread's edges against serving(); taken before _lock
+        self._streams: dict[str, tuple[str, ...] | None] = {}   # as serving() last said; None: no discovery
+        self._last_label: dict[str, str] = {}   # each announced stream's latest predicted label
         self.sent = self.dropped = self.connects = self.failed = 0
         self.problem = ""
         self._backlog: deque[tuple[str, bytes, bool]] = deque()
@@ -177,6 +219,8 @@ class MqttSink(Sink):
         if "host" not in options:
             raise LrcnError("mqtt sink: needs url (mqtt://host:1883/prefix) or host")
         options.setdefault("client_id", client_id_for(node))
+        if "homeassistant" in options:
+            options["homeassistant"] = home_assistant(options["homeassistant"])
         return cls(**options)
 
     @classmethod
@@ -190,22 +234,63 @@ class MqttSink(Sink):
         return f"{self.prefix}/{message.stream}/{message.kind}"
 
     def send(self, message: Outgoing) -> bool:
-        retain = self.retain_status and message.kind == messages.STATUS
+        return self._publish(self.topic(message), message.payload, self.retain_status and message.kind == messages.STATUS)
+
+    def prediction(self, message: Outgoing) -> bool:
+        if self.hass is not None and self._streams.get(message.stream) is not None:
+            # Only the prediction before an event's end matters (was it the guard's `unknown`?), but
+            # that is known only once the end comes, after the prediction was sent.
+            self._last_label[message.stream] = json.loads(message.payload)["label"]
+        return self.send(message)
+
+    def event(self, message: Outgoing) -> bool:
+        taken = self.send(message)
+        with self._hass_lock:
+            labels = self._streams.get(message.stream) if self.hass is not None else None
+            if labels is not None:
+                edge = hass.activity_edge(self.hass, message.stream, labels, json.loads(message.payload),
+                                          self._last_label.get(message.stream))
+                for topic, payload in edge:
+                    self._publish(topic, payload, True)
+        return taken
+
+    def serving(self, streams: Mapping[str, tuple[str, ...] | None]) -> None:
+        """Announce added streams to Home Assistant, update those whose watched classes changed, and
+        clear every retained topic of removed streams (stream.hass.reconcile)."""
+        with self._hass_lock:
+            wanted = {name: (labels if self.hass is not None else None) for name, labels in streams.items()}
+            for topic, payload in hass.reconcile(self.hass or hass.Layout(self.prefix, "", ""), self._streams, wanted):
+                self._publish(topic, payload, True)
+            self._last_label = {name: label for name, label in self._last_label.items() if name in wanted}
+            self._streams = wanted
+
+    @property
+    def takes_snapshots(self) -> bool:
+        return messages.EVENT in self.kinds
+
+    def publish_snapshot(self, stream: str, jpeg: bytes) -> bool:
+        """An event's snapshot, JPEG bytes, retained on `<prefix>/<stream>/snapshot` (as Frigate's);
+        only by a sink that takes events."""
+        if messages.EVENT not in self.kinds:
+            return False
+        return self._publish(f"{self.prefix}/{stream}/snapshot", bytes(jpeg), True)
+
+    def _publish(self, topic: str, payload: bytes, retain: bool) -> bool:
         with self._lock:
             if self._closed:
                 self.dropped += 1
                 return False
             if not self._connected:
-                self._hold([(self.topic(message), message.payload, retain)])
+                self._hold([(topic, payload, retain)])
                 return True
-            info = self._client.publish(self.topic(message), message.payload, self.qos, retain)
+            info = self._client.publish(topic, payload, self.qos, retain)
             # At qos >= 1 paho keeps what it could not write (NO_CONN): _on_connect takes it back.
             if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
                 self.sent += 1
                 self._last = info
                 return True
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
-                self._hold([(self.topic(message), message.payload, retain)])
+                self._hold([(topic, payload, retain)])
                 return True
             if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:   # a full queue is shedding; anything else a failure
                 self.failed += 1
@@ -278,6 +363,15 @@ class MqttSink(Sink):
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
         except (ValueError, RuntimeError):   # refused or its connection gone: nothing to wait for
             pass
+
+    def flush(self, timeout_s: float = 1.0) -> bool:
+        """Wait up to `timeout_s` for the broker to acknowledge what was sent (qos 1 and 2); True if it did."""
+        deadline = time.monotonic() + timeout_s
+        while self._backlog and time.monotonic() < deadline:
+            time.sleep(0.02)
+        last = self._last
+        self._wait(last, deadline)
+        return not self._backlog and (last is None or last.is_published())
 
     def close(self, timeout_s: float = 1.0) -> None:
         """Publish `offline`, wait up to `timeout_s` for the broker to take what is queued, disconnect.
