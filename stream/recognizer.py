@@ -27,16 +27,21 @@ import numpy as np
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.flow import MotionTracker
 from lrcn.stream.messages import Message
+from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig, stream_label
 from lrcn.stream.ring import Frame
 from lrcn.stream.runtime_bundle import RuntimeBundle, load_runtime_bundle
 from lrcn.stream.sampling import Sampler
 from lrcn.stream.scheduler import Prediction as WindowPrediction
 from lrcn.stream.scheduler import Scheduler, StreamPlan
+from lrcn.stream.settings import check_stream_id
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.sources.capture import CaptureError
 from lrcn.stream.sources.pyav import Scaler
 from lrcn.stream.windows import WindowConfig
+
+# The StreamConfig settings a feed of pushed frames uses (the others are about sources, events and clips).
+FEED_SETTINGS = ("fps", "crop", "mode", "hop", "reset_every", "smooth", "novelty", "idle_motion")
 
 __all__ = ["FrameFeed", "LrcnError", "Prediction", "Recognizer", "Runner", "StreamConfig"]
 
@@ -105,10 +110,12 @@ class Recognizer:
         """A stateful feed for one stream of frames pushed one at a time (`FrameFeed.push`).
         `settings` are StreamConfig's (fps, crop, mode, hop, reset_every, smooth, novelty,
         idle_motion), as a [[stream]] table gives them to serve; the defaults are serve's."""
-        try:
-            config = StreamConfig(source=id, id=id, **settings)
-        except TypeError as err:
-            raise LrcnError(f"stream {id}: {err}") from None
+        unknown = sorted(set(settings) - set(FEED_SETTINGS))
+        if unknown:
+            raise LrcnError(f"stream {id}: a feed takes no {', '.join(unknown)} (it takes {', '.join(FEED_SETTINGS)})")
+        config = StreamConfig(source=id, id=id, **settings)
+        check_stream_id(id)
+        stream_threshold(config.novelty, self.bundle.novelty, id)   # a bad setting fails here, as in serve
         plan = StreamPlan(id, WindowConfig(config.mode, config.hop, config.reset_every),
                           parse_smoothing(config.smooth))
         with self._lock:
