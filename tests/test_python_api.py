@@ -275,3 +275,27 @@ print(json.dumps({"lazy": lazy, "label": recognizer.predict(frames).label, "name
     assert found["lazy"] == [], "importing lrcn loads nothing until a name is used"
     assert found["label"] in load_runtime_bundle(bundle).classes
     assert {"Recognizer", "Prediction", "LrcnError", "StreamConfig"} <= set(found["names"])
+
+
+# -- docs/python-api.md's example, run as written ---------------------------------------------------
+
+def example_code() -> str:
+    """The first python block under the page's `## Example` heading."""
+    text = (ROOT / "docs" / "python-api.md").read_text()
+    section = text.split("\n## Example\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+@pytest.mark.slow
+def test_the_documented_example_runs_as_written(exported_seed, mp4, tmp_path):  # noqa: F811
+    script = tmp_path / "example.py"
+    script.write_text(example_code())
+    done = subprocess.run([sys.executable, script, exported_seed[0], mp4], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    windows = sum(line.startswith("frame ") for line in lines)
+    assert windows >= 20 and f"predictions: {windows}" in lines
+    assert any(line.startswith("event start: ") for line in lines)
+    assert f"the feed agrees with run on {windows} of {windows} windows" in lines
+    assert any(line.startswith("first window: ") for line in lines)
