@@ -139,11 +139,14 @@ class Recognizer:
 
     def run(self, sources, *, on_prediction=None, on_event=None, on_status=None, pace: bool = True,
             duration_s: float | None = None) -> dict:
-        """`runner(...)` started and served until every source ends (or `duration_s` passes, or
-        Ctrl-C), then stopped; the pipeline's final stats."""
+        """`runner(...)` started and served until every source ends, `duration_s` passes or Ctrl-C
+        is pressed (as for serve, a stop, not an error), then stopped; the pipeline's final stats."""
         with self.runner(sources, on_prediction=on_prediction, on_event=on_event, on_status=on_status,
                          pace=pace) as runner:
-            runner.wait(duration_s)
+            try:
+                runner.wait(duration_s)
+            except KeyboardInterrupt:
+                pass
         return runner.stats
 
     def _step(self, stream: str, frame: Frame) -> list[WindowPrediction]:

@@ -162,7 +162,9 @@ def test_run_delivers_serves_predictions_and_events_to_callbacks_without_a_port(
                            on_event=events.append, on_status=statuses.append)
     assert [p.frame_index for p in predictions] == sorted(served)
     for prediction in predictions:
-        same_as_served(prediction, served, tolerance=0.0)   # the same JSON, rounded alike
+        # Not bit for bit: how frames share an encoder batch depends on timing, and a batch of two
+        # rounds a float differently from two of one (seen: 0.271683 against 0.271682).
+        same_as_served(prediction, served, tolerance=1e-5)
         assert prediction.message["stream"] == "sweep" and prediction.message["seq"] >= 0
     assert frames == [None] * len(predictions), "no full-resolution frame is kept yet"
     assert events and events[0]["type"] == "start" and events[-1]["type"] == "end"
