@@ -14,10 +14,11 @@ import pytest
 import lrcn
 from lrcn.stream.events import EventRules
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from lrcn.stream.video import read_frames
+from lrcn.stream.video import read_frames, read_video_frames
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
 from tests.test_no_tensorflow import BLOCK
+from tests.two_stream_bundle import TinyTwoStream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,6 +126,26 @@ def test_frames_pushed_one_at_a_time_with_their_times_predict_what_serve_publish
     for prediction in predictions:
         same_as_served(prediction, served, tolerance=1e-5)
     assert feed.frames == 75
+
+
+def test_a_two_stream_bundle_gets_its_motion_from_the_feed_and_from_predict(tmp_path, mp4):
+    """A bundle that sees motion (RGB + optical flow, tests/two_stream_bundle.py): each pushed frame's
+    flow is the capture's, so every window equals the encoders and head in NumPy on the frames and
+    fields `read_video_frames` gives (the capture's path, offline)."""
+    tiny = TinyTwoStream.write(tmp_path / "bundle", fusion="early")
+    recognizer = lrcn.Recognizer(tiny.path)
+    frames = read_video_frames(mp4, recognizer.input_size, recognizer.fps, flow=True)
+    features = tiny.features(np.stack([f.image for f in frames]), np.stack([f.flow for f in frames]))
+    feed = recognizer.stream("moving")
+    predictions = [p for p in (feed.push(frame, t) for t, frame in decoded(mp4)) if p is not None]
+    assert len(predictions) == len(frames) - 3
+    for j, prediction in enumerate(predictions):   # the j-th window ends on the (j + 4)-th sampled frame
+        expected = tiny.head.clip_probabilities(features[None, j:j + 4])[0]
+        np.testing.assert_allclose(list(prediction.probabilities.values()), expected, atol=1e-5)
+        assert prediction.motion is not None
+    window = recognizer.predict([f.image for f in frames[:4]])
+    np.testing.assert_allclose(list(window.probabilities.values()),
+                               tiny.head.clip_probabilities(features[None, :4])[0], atol=1e-5)
 
 
 def test_two_feeds_keep_their_own_state(exported_seed, mp4):  # noqa: F811
