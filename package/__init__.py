@@ -8,7 +8,7 @@ holds only the Python API's names, loaded on first use so `import lrcn` costs no
 API = {"Recognizer": "lrcn.stream.recognizer", "Prediction": "lrcn.stream.recognizer",
        "FrameFeed": "lrcn.stream.recognizer", "Runner": "lrcn.stream.recognizer",
        "StreamConfig": "lrcn.stream.pipeline", "EventRules": "lrcn.stream.events", "LrcnError": "lrcn.stream.errors"}
-__all__ = sorted(API)
+__all__ = [*sorted(API)]
 
 
 def __getattr__(name: str):

@@ -283,7 +283,7 @@ def test_a_deployment_file_cannot_name_a_callback_sink(exported_seed, tmp_path):
 # -- import lrcn -----------------------------------------------------------------------------------
 
 def test_import_lrcn_gives_the_api_without_tensorflow(exported_seed):  # noqa: F811
-    bundle, frames, _ = exported_seed
+    bundle = exported_seed[0]
     code = BLOCK + """
 import json, sys, numpy as np, lrcn
 lazy = sorted(m for m in sys.modules if m.startswith("lrcn."))
