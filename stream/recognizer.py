@@ -153,6 +153,10 @@ class Recognizer:
         with self._lock:
             return self._scheduler.process({stream: [frame]}).predictions
 
+    def _forget(self, stream: str) -> None:
+        with self._lock:
+            self._scheduler.remove_stream(stream)
+
 
 class FrameFeed:
     """One stream's frames, pushed one at a time with their times; sampled on the bundle's fps
@@ -189,6 +193,10 @@ class FrameFeed:
         found = self.recognizer._step(self.id, Frame(scaled, index, time.monotonic(), self.segment, float(t),
                                                      flow, motion))
         return self._typed(found[-1]) if found else None
+
+    def close(self) -> None:
+        """Forget this stream's state; its id may then be used again."""
+        self.recognizer._forget(self.id)
 
     def _typed(self, p: WindowPrediction) -> Prediction:
         classes = self.recognizer.classes

@@ -162,6 +162,10 @@ def test_two_feeds_keep_their_own_state(exported_seed, mp4):  # noqa: F811
     assert any(p is not None for p in second)
     with pytest.raises(lrcn.LrcnError, match="used twice"):
         recognizer.stream("one")
+    one.close()
+    renewed = recognizer.stream("one")
+    assert [p and p.probabilities for p in (renewed.push(frame, t) for t, frame in frames)] == \
+        [p and p.probabilities for p in again], "a closed feed's id starts afresh"
 
 
 def test_a_jump_in_time_starts_a_new_segment_that_no_window_spans(exported_seed, mp4):  # noqa: F811
