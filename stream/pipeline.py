@@ -90,7 +90,7 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    endpoint: str = DEFAULT_ENDPOINT
+    endpoint: str | None = DEFAULT_ENDPOINT   # None: no ZeroMQ socket (the Python API's callbacks are the sink)
     connect: bool = False             # connect to `endpoint` (a proxy's XSUB side) instead of binding it
     backend: str = "onnxruntime"
     threads: int | None = None
@@ -159,9 +159,8 @@ class Pipeline:
         self.snapshots = SnapshotWriter()
         for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
             self._attach(config, source, plan)
-        self.zeromq = ZeroMqSink(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
-                                 linger_s=0.5, warn_every_s=options.stats_interval_s)
-        self.endpoint = self.zeromq.endpoint
+        self.zeromq = _zeromq_sink(options)
+        self.endpoint = self.zeromq.endpoint if self.zeromq is not None else None
         self.outbox = Outbox(_open_sinks(self.zeromq, options.sinks))
         if any(sink.takes_snapshots for sink in self.outbox.sinks):
             self.snapshots.on_jpeg = self._hand_snapshot
@@ -314,8 +313,8 @@ class Pipeline:
         return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
                 "encoded_by_modality": scheduler["encoded_by_modality"], "encoder_calls": scheduler["encoder_calls"],
                 "batch_sizes": scheduler["batch_sizes"],
-                "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed,
-                              "undelivered": self.zeromq.undelivered}, "sinks": self.outbox.stats(),
+                "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed, "undelivered": self.zeromq.undelivered}
+                if self.zeromq is not None else {"sent": 0, "shed": 0, "undelivered": 0}, "sinks": self.outbox.stats(),
                 "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
                                                      percentiles=percentiles) for name, source, counters in streams}}
 
@@ -529,10 +528,7 @@ class Pipeline:
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
         config = self.configs[prediction.stream]
-        rules, threshold = config.events, stream_threshold(config.novelty, self.bundle.novelty, config.id)
-        novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
-        idle = prediction.motion is not None and prediction.motion < config.idle_motion
-        label = published_label(rules, prediction.label, prediction.score, novel, idle)
+        rules, label = config.events, stream_label(config, self.bundle, prediction)
         sent = self.outbox.publish_prediction(
             prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=label,
             score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
@@ -683,9 +679,26 @@ def _relative(path: str, root: Path | None) -> str | None:
         return None
 
 
-def _open_sinks(zeromq: ZeroMqSink, tables: Sequence[dict]) -> list[Sink]:
-    """ZeroMQ, then a sink per table; if one cannot be opened, the ones before it are closed."""
-    sinks: list[Sink] = [zeromq]
+def stream_label(config: StreamConfig, bundle: RuntimeBundle, prediction: Prediction) -> str:
+    """The label a stream publishes for a prediction: the model's, or `idle`/`unknown` by the
+    stream's idle gate, open-set guard and event rules (stream.events.published_label)."""
+    threshold = stream_threshold(config.novelty, bundle.novelty, config.id)
+    novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
+    idle = prediction.motion is not None and prediction.motion < config.idle_motion
+    return published_label(config.events, prediction.label, prediction.score, novel, idle)
+
+
+def _zeromq_sink(options: PipelineOptions) -> ZeroMqSink | None:
+    """The ZeroMQ socket of `options.endpoint`, or None without an endpoint."""
+    if options.endpoint is None:
+        return None
+    return ZeroMqSink(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
+                      linger_s=0.5, warn_every_s=options.stats_interval_s)
+
+
+def _open_sinks(zeromq: ZeroMqSink | None, tables: Sequence[dict]) -> list[Sink]:
+    """ZeroMQ (if any), then a sink per table; if one cannot be opened, the ones before it are closed."""
+    sinks: list[Sink] = [zeromq] if zeromq is not None else []
     try:
         for number, table in enumerate(tables, start=1):
             try:

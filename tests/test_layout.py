@@ -5,11 +5,11 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"stream": "lrcn.stream", "models": "lrcn.models", "tools": "lrcn.tools"}
+PACKAGES = {"package": "lrcn", "stream": "lrcn.stream", "models": "lrcn.models", "tools": "lrcn.tools"}
 
 
 def project_modules() -> dict[str, Path]:
-    """Installed name -> file, for every module of stream/, models/ and tools/."""
+    """Installed name -> file, for every module of package/ (the root), stream/, models/ and tools/."""
     modules = {}
     for folder, package in PACKAGES.items():
         for path in sorted((ROOT / folder).rglob("*.py")):

@@ -1,5 +1,5 @@
 """The installed package is `lrcn` and nothing else: the wheel built from this tree, installed
-into a fresh venv, gives `import lrcn.stream` and the `lrcn` command, while `import tools.cli`,
+into a fresh venv, gives `import lrcn.stream`, `lrcn.Recognizer` and the `lrcn` command, while `import tools.cli`,
 `import models.train` and `import stream.pipeline` fail there (names that common collide with
 other packages: tf2onnx already installs a top-level `tools`). Built offline with this venv's setuptools; the fresh venv borrows this venv's
 third-party packages through a .pth line, never its editable install of this tree."""
@@ -28,7 +28,7 @@ def installed(tmp_path_factory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for folder in ("stream", "models", "tools"):
+    for folder in ("package", "stream", "models", "tools"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", work / "dist",
                 source, cwd=work)
@@ -66,6 +66,16 @@ def test_installed_lrcn_imports_and_the_common_names_do_not(installed, tmp_path)
     for module in ("tools.cli", "models.train", "stream.pipeline"):
         missing = run(python, "-c", f"import {module}", cwd=tmp_path)
         assert missing.returncode == 1 and "ModuleNotFoundError" in missing.stderr, (module, missing.stderr)
+
+
+def test_the_python_api_is_the_package_root_and_imports_lazily(installed, tmp_path):
+    code = ("import sys, lrcn; lazy = [m for m in sys.modules if m.startswith('lrcn.')]; "
+            "print(lazy, lrcn.Recognizer.__module__, lrcn.__file__)")
+    found = run(installed / "bin" / "python", "-c", code, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    lazy, module, root = found.stdout.split()
+    assert lazy == "[]" and module == "lrcn.stream.recognizer"
+    assert Path(root).is_relative_to(installed) and Path(root).parent.name == "lrcn"
 
 
 def test_the_lrcn_command_runs_from_the_wheel(installed, tmp_path):

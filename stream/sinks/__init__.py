@@ -1,4 +1,5 @@
-"""Sinks: where the pipeline's messages go. ZeroMQ PUB is the default; MQTT and JSONL files beside it.
+"""Sinks: where the pipeline's messages go. ZeroMQ PUB is the default; MQTT and JSONL files beside it,
+and Python functions in the same process (`callback`, what `lrcn.Recognizer.run` uses instead of ZeroMQ).
 
 Every message is numbered and encoded once (`stream.outbox.Outbox`), then handed to each sink as
 an `Outgoing`: the same schema v1 JSON, with the same `seq`, whatever the transport. A sink gets
@@ -34,7 +35,7 @@ from lrcn.stream.registry import Registry
 
 # Modules that register the built-in sinks; imported when a sink is first looked up, so that a
 # deployment without MQTT or files never imports them.
-BUILT_IN = ("lrcn.stream.sinks.zeromq", "lrcn.stream.sinks.mqtt", "lrcn.stream.sinks.jsonl")
+BUILT_IN = ("lrcn.stream.sinks.zeromq", "lrcn.stream.sinks.mqtt", "lrcn.stream.sinks.jsonl", "lrcn.stream.sinks.callback")
 
 
 @dataclass(frozen=True)
