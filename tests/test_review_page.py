@@ -1,0 +1,143 @@
+"""Event review on the status page, end to end: a real `lrcn serve` records two streams of an H.264
+file whose test-pattern stretches make events with overlapping pre- and post-roll (the file of
+tests/test_event_store.py), and headless Chromium, driven over its DevTools pipe, shows them:
+newest first, filtered by stream, label and time, each with its snapshot and its clip playing in a
+<video>. The file loops, so the page is asked for the events before a time pinned once some have
+ended, and the answer of /api/events for the same filter is what it must show."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlencode
+
+import av
+import cv2
+import pytest
+
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.devtools import Browser
+from tests.live_servers import free_port
+from tests.test_event_store import patterned  # noqa: F401  (a fixture)
+from tests.test_service_slow import CHROMIUM, ROOT, SCREENSHOT_SIZE, get_json, poll, stop, tail
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
+              pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)"),
+              pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
+
+# Two streams of the same file: `cam` watches one class over the whole frame, `door` every class in a
+# corner (another picture, so other labels may win there).
+CONFIG = """
+[[stream]]
+id = "cam"
+source = "{video}"
+loop = true
+events = {{ min_score = 0.0, min_duration_s = 0.5, classes = ["wave_one_hand"] }}
+record = {{ dir = "{clips}", pre_s = 1, post_s = 2, max_clip_s = 5 }}
+
+[[stream]]
+id = "door"
+source = "{video}"
+loop = true
+crop = [0, 0, 160, 120]
+events = {{ min_score = 0.0, min_duration_s = 0.5 }}
+record = {{ dir = "{clips}", pre_s = 1, post_s = 2, max_clip_s = 5 }}
+"""
+
+ROWS = """[...document.querySelectorAll("#event-list > li")].map(row => ({
+  id: row.id.replace(/^event-/, ""), stream: row.dataset.stream, label: row.dataset.label,
+  text: row.innerText, snapshot: row.querySelector("img") ? row.querySelector("img").naturalWidth : null,
+  clip: row.querySelector("video") ? row.querySelector("video").getAttribute("src") : null}))"""
+
+
+@pytest.fixture(scope="module")
+def serving(exported_seed, patterned, tmp_path_factory):  # noqa: F811
+    """`lrcn serve` recording both streams, its port, the record dir and the events listed once
+    cam has two ended events with clips: (base URL, clips dir, events before the pin, the pin)."""
+    bundle, _, _ = exported_seed
+    root = tmp_path_factory.mktemp("review")
+    clips = root / "clips"
+    config = root / "deploy.toml"
+    config.write_text(CONFIG.format(video=patterned, clips=clips))
+    port = free_port()
+    log = root / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config),
+                                    "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--jsonl", str(root / "messages.jsonl"),
+                                    "--metrics", f"127.0.0.1:{port}"],
+                                   cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def recorded(listing):
+        return listing is not None and sum(e["stream"] == "cam" and e["clip_url"] is not None and
+                                           (clips / e["clip"]).is_file() for e in listing["events"]) >= 2
+    try:
+        listing = poll(lambda: get_json(url + "/api/events"), lambda v: recorded(v) or process.poll() is not None,
+                       timeout_s=120, interval_s=0.5)
+        assert recorded(listing), f"no two recorded cam events (exit {process.poll()}):\n{listing}\n{tail(log)}"
+        pin = max(e["start_time"] for e in listing["events"]) + 0.001
+        pinned = get_json(f"{url}/api/events?before={pin}")["events"]
+        messages = [json.loads(line) for line in (root / "messages.jsonl").read_text().splitlines()]
+        yield url, clips, pinned, pin, messages, root
+    finally:
+        stop(process)
+
+
+def page_rows(browser: Browser, url: str) -> list[dict]:
+    """The review list of the page at `url` once it has loaded and its snapshots have."""
+    page = browser.open(url)
+    listed = page.wait_for(f"""document.getElementById("event-count").textContent !== "" &&
+                               (rows => rows.every(r => r.snapshot !== 0) && {{rows}})({ROWS})""", timeout_s=20)
+    assert listed, f"the list never loaded: {page.evaluate(ROWS)}"
+    return listed["rows"]
+
+
+def test_the_review_list_shows_the_runs_events_newest_first_and_filtered(serving, tmp_path):
+    url, _, pinned, pin, messages, _ = serving
+    started = {m["id"]: m for m in messages if m["topic"].startswith("event/") and m["type"] == "start"}
+    assert [e["id"] for e in pinned if e["id"] in started] == [e["id"] for e in pinned], "every row was published"
+    assert [e["start_time"] for e in pinned] == sorted((e["start_time"] for e in pinned), reverse=True)
+    labels = sorted({e["label"] for e in pinned})
+    views = [{}, {"stream": "cam"}, {"stream": "door"}, *({"label": label} for label in labels),
+             {"stream": "cam", "label": "bend"}, {"after": pinned[-2]["start_time"]}]
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        for view in views:
+            wanted = [e for e in pinned if all(e[k] == v for k, v in view.items() if k != "after") and
+                      e["start_time"] >= view.get("after", 0)]
+            rows = page_rows(browser, f"{url}/?{urlencode({**view, 'before': pin})}")
+            assert [(r["id"], r["stream"], r["label"]) for r in rows] == \
+                   [(e["id"], e["stream"], e["label"]) for e in wanted], view
+            for row, event in zip(rows, wanted):
+                assert event["label"] in row["text"] and event["stream"] in row["text"]
+                assert row["snapshot"] == (320 if event["stream"] == "cam" else 160), "the snapshot loaded"
+                assert row["clip"] == (f"api/events/{event['id']}/clip.mp4" if event["clip_url"] else None)
+    assert len({e["stream"] for e in pinned}) == 2 and len(pinned) >= 3, pinned
+
+
+def test_a_clip_plays_in_its_video_element_with_the_files_duration(serving, tmp_path):
+    url, clips, pinned, pin, _, root = serving
+    event = next(e for e in pinned if e["stream"] == "cam" and e["clip_url"] and (clips / e["clip"]).is_file())
+    with av.open(str(clips / event["clip"])) as container:
+        duration = container.duration / av.time_base
+    with Browser(CHROMIUM, tmp_path / "profile", SCREENSHOT_SIZE) as browser:
+        page = browser.open(f"{url}/?{urlencode({'stream': 'cam', 'before': pin})}")
+        video = f'document.querySelector("#event-{event["id"]} video")'
+        assert page.wait_for(f"{video} !== null", timeout_s=20), page.evaluate(ROWS)
+        page.evaluate(f"{video}.muted = true, {video}.play().then(() => true)")
+        state = page.wait_for(f"{video}.readyState >= 2 && {video}.currentTime > 0.5 && "
+                              f"[{video}.readyState, {video}.duration, {video}.error]", timeout_s=20)
+        assert state, page.evaluate(f"[{video}.readyState, {video}.networkState, {video}.error && {video}.error.message]")
+        ready, played_s, error = state
+        assert ready >= 2 and error is None
+        assert played_s == pytest.approx(duration, abs=0.05), (played_s, duration)
+        page.evaluate('document.getElementById("review").scrollIntoView()')
+        screenshot = page.screenshot(tmp_path / "review.png")
+    image = cv2.imread(str(screenshot))
+    assert image is not None and image.shape[1] == SCREENSHOT_SIZE[0], "a screenshot of the window"
+    assert image.std() > 20, f"the screenshot is (nearly) blank: pixel std {image.std():.1f}"
+    if os.environ.get("LRCN_SAVE_SCREENSHOT") == "1":
+        shutil.copyfile(screenshot, ROOT / "docs" / "results" / "review_page.png")
