@@ -11,11 +11,13 @@ library alone.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import subprocess
 import time
 from pathlib import Path
+
 
 class DevToolsError(RuntimeError):
     pass
@@ -25,22 +27,20 @@ class Browser:
     def __init__(self, executable: str, profile: Path, window: tuple[int, int] = (1280, 900)):
         commands_read, self._commands = os.pipe()
         self._answers, answers_write = os.pipe()
-
-        free = max(commands_read, answers_write, 4) + 1
-
-        def at_fds_3_and_4():   # in the child, before exec: the pipe ends where Chromium expects them
-            high = [os.dup2(fd, free + n) for n, fd in enumerate((commands_read, answers_write))]
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
-
+        # bash puts the child's ends at fds 3 and 4 and execs Chromium; above fd 9 first, so that
+        # neither redirection can overwrite the other's source.
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (commands_read, answers_write)]
+        for fd in (commands_read, answers_write):
+            os.close(fd)
         self.process = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+            ["bash", "-c", f'exec "$@" 3<&{ends[0]} 4>&{ends[1]} {ends[0]}<&- {ends[1]}>&-', "bash",
+             executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
              f"--window-size={window[0]},{window[1]}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=False,
-            preexec_fn=at_fds_3_and_4, start_new_session=True)
-        os.close(commands_read)
-        os.close(answers_write)
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=ends,
+            start_new_session=True)
+        for fd in ends:
+            os.close(fd)
         self._buffer = b""
         self._next_id = 0
 

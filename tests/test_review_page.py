@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlencode
 
 import av
@@ -55,8 +54,8 @@ ROWS = """[...document.querySelectorAll("#event-list > li")].map(row => ({
 
 @pytest.fixture(scope="module")
 def serving(exported_seed, patterned, tmp_path_factory):  # noqa: F811
-    """`lrcn serve` recording both streams, its port, the record dir and the events listed once
-    cam has two ended events with clips: (base URL, clips dir, events before the pin, the pin)."""
+    """`lrcn serve` recording both streams, asked once cam has two events with clips: (its base
+    URL, the record dir, the events listed before the pin, the pin, the messages so far)."""
     bundle, _, _ = exported_seed
     root = tmp_path_factory.mktemp("review")
     clips = root / "clips"
@@ -82,7 +81,7 @@ def serving(exported_seed, patterned, tmp_path_factory):  # noqa: F811
         pin = max(e["start_time"] for e in listing["events"]) + 0.001
         pinned = get_json(f"{url}/api/events?before={pin}")["events"]
         messages = [json.loads(line) for line in (root / "messages.jsonl").read_text().splitlines()]
-        yield url, clips, pinned, pin, messages, root
+        yield url, clips, pinned, pin, messages
     finally:
         stop(process)
 
@@ -97,7 +96,7 @@ def page_rows(browser: Browser, url: str) -> list[dict]:
 
 
 def test_the_review_list_shows_the_runs_events_newest_first_and_filtered(serving, tmp_path):
-    url, _, pinned, pin, messages, _ = serving
+    url, _, pinned, pin, messages = serving
     started = {m["id"]: m for m in messages if m["topic"].startswith("event/") and m["type"] == "start"}
     assert [e["id"] for e in pinned if e["id"] in started] == [e["id"] for e in pinned], "every row was published"
     assert [e["start_time"] for e in pinned] == sorted((e["start_time"] for e in pinned), reverse=True)
@@ -119,7 +118,7 @@ def test_the_review_list_shows_the_runs_events_newest_first_and_filtered(serving
 
 
 def test_a_clip_plays_in_its_video_element_with_the_files_duration(serving, tmp_path):
-    url, clips, pinned, pin, _, root = serving
+    url, clips, pinned, pin, _ = serving
     event = next(e for e in pinned if e["stream"] == "cam" and e["clip_url"] and (clips / e["clip"]).is_file())
     with av.open(str(clips / event["clip"])) as container:
         duration = container.duration / av.time_base
@@ -134,6 +133,11 @@ def test_a_clip_plays_in_its_video_element_with_the_files_duration(serving, tmp_
         ready, played_s, error = state
         assert ready >= 2 and error is None
         assert played_s == pytest.approx(duration, abs=0.05), (played_s, duration)
+        # The list refreshes every 3 s; the row, and the clip playing in it, stay.
+        page.evaluate(f"window.playing = {video}, window.playedAt = {video}.currentTime")
+        assert page.wait_for(f"{video} === window.playing && {video}.currentTime > window.playedAt + 3",
+                             timeout_s=15), page.evaluate(f"[{video} === window.playing, {video}.currentTime]")
+        assert page.evaluate(f"{video}.error") is None
         page.evaluate('document.getElementById("review").scrollIntoView()')
         screenshot = page.screenshot(tmp_path / "review.png")
     image = cv2.imread(str(screenshot))
