@@ -7,11 +7,13 @@ ended, and the answer of /api/events for the same filter is what it must show.""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
-from urllib.parse import urlencode
+from datetime import datetime
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import av
 import cv2
@@ -115,6 +117,41 @@ def test_the_review_list_shows_the_runs_events_newest_first_and_filtered(serving
                 assert row["snapshot"] == (320 if event["stream"] == "cam" else 160), "the snapshot loaded"
                 assert row["clip"] == (f"api/events/{event['id']}/clip.mp4" if event["clip_url"] else None)
     assert len({e["stream"] for e in pinned}) == 2 and len(pinned) >= 3, pinned
+
+
+def test_the_filter_form_narrows_the_list_and_keeps_its_state_in_the_address(serving, tmp_path):
+    url, _, pinned, pin, _ = serving
+    after = math.floor(pinned[-2]["start_time"])     # the form's time inputs count whole seconds
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        page = browser.open(f"{url}/?{urlencode({'before': pin})}")
+        assert page.wait_for('document.getElementById("event-count").textContent !== ""', timeout_s=20)
+        page.evaluate(f"""(form => {{
+            form.elements.stream.value = "door";
+            form.elements.stream.dispatchEvent(new Event("change", {{bubbles: true}}));
+            form.elements.after.value = localInputTime("{after}");
+            form.elements.after.dispatchEvent(new Event("change", {{bubbles: true}}));
+        }})(document.getElementById("filters"))""")
+        wanted = [e["id"] for e in pinned if e["stream"] == "door" and e["start_time"] >= after]
+        as_js = json.dumps(json.dumps(wanted, separators=(",", ":")))    # JSON.stringify's text, as a JS string
+        rows = page.wait_for(f"(ids => JSON.stringify(ids) === {as_js} && ids)"
+                             f"({ROWS}.map(row => row.id))", timeout_s=20)
+        assert rows == wanted, (page.evaluate(ROWS), wanted)
+        address = parse_qs(urlsplit(page.evaluate("location.href")).query)
+        assert address["stream"] == ["door"] and address["before"] == [str(pin)], address
+        assert datetime.fromisoformat(address["after"][0].replace("Z", "+00:00")).timestamp() == after
+
+
+def test_strings_from_a_crafted_link_are_shown_as_text_never_as_html(serving, tmp_path):
+    url, _, _, _, _ = serving
+    hostile = {"stream": '<img id="injected" src="x">', "label": '"><b id="injected2">x</b>'}
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        page = browser.open(f"{url}/?{urlencode(hostile)}")
+        assert page.wait_for('document.getElementById("event-count").textContent !== ""', timeout_s=20)
+        assert page.evaluate('document.querySelectorAll("#injected, #injected2").length') == 0
+        shown = page.evaluate('(form => [form.elements.stream.value, form.elements.label.value])'
+                              '(document.getElementById("filters"))')
+        assert shown == [hostile["stream"], hostile["label"]], "kept as the filter's text"
+        assert page.evaluate(ROWS) == [], "no event matches them"
 
 
 def test_a_clip_plays_in_its_video_element_with_the_files_duration(serving, tmp_path):
