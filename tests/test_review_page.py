@@ -175,6 +175,8 @@ def test_a_clip_plays_in_its_video_element_with_the_files_duration(serving, tmp_
         assert page.wait_for(f"{video} === window.playing && {video}.currentTime > window.playedAt + 3",
                              timeout_s=15), page.evaluate(f"[{video} === window.playing, {video}.currentTime]")
         assert page.evaluate(f"{video}.error") is None
+        page.evaluate(f"{video}.pause(), {video}.currentTime = 2.0")    # inside the event, for the picture
+        page.wait_for(f"!{video}.seeking && {video}.readyState >= 2", timeout_s=10)
         page.evaluate('document.getElementById("review").scrollIntoView()')
         screenshot = page.screenshot(tmp_path / "review.png")
     image = cv2.imread(str(screenshot))
