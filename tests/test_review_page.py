@@ -48,7 +48,7 @@ events = {{ min_score = 0.0, min_duration_s = 0.5 }}
 record = {{ dir = "{clips}", pre_s = 1, post_s = 2, max_clip_s = 5 }}
 """
 
-ROWS = """[...document.querySelectorAll("#event-list > li")].map(row => ({
+ROWS = """[...document.querySelectorAll("#review-list > li")].map(row => ({
   id: row.id.replace(/^event-/, ""), stream: row.dataset.stream, label: row.dataset.label,
   text: row.innerText, snapshot: row.querySelector("img") ? row.querySelector("img").naturalWidth : null,
   clip: row.querySelector("video") ? row.querySelector("video").getAttribute("src") : null}))"""
@@ -91,7 +91,7 @@ def serving(exported_seed, patterned, tmp_path_factory):  # noqa: F811
 def page_rows(browser: Browser, url: str) -> list[dict]:
     """The review list of the page at `url` once it has loaded and its snapshots have."""
     page = browser.open(url)
-    listed = page.wait_for(f"""document.getElementById("event-count").textContent !== "" &&
+    listed = page.wait_for(f"""document.getElementById("review-count").textContent !== "" &&
                                (rows => rows.every(r => r.snapshot !== 0) && {{rows}})({ROWS})""", timeout_s=20)
     assert listed, f"the list never loaded: {page.evaluate(ROWS)}"
     return listed["rows"]
@@ -124,7 +124,7 @@ def test_the_filter_form_narrows_the_list_and_keeps_its_state_in_the_address(ser
     after = math.floor(pinned[-2]["start_time"])     # the form's time inputs count whole seconds
     with Browser(CHROMIUM, tmp_path / "profile") as browser:
         page = browser.open(f"{url}/?{urlencode({'before': pin})}")
-        assert page.wait_for('document.getElementById("event-count").textContent !== ""', timeout_s=20)
+        assert page.wait_for('document.getElementById("review-count").textContent !== ""', timeout_s=20)
         page.evaluate(f"""(form => {{
             form.elements.stream.value = "door";
             form.elements.stream.dispatchEvent(new Event("change", {{bubbles: true}}));
@@ -146,7 +146,7 @@ def test_strings_from_a_crafted_link_are_shown_as_text_never_as_html(serving, tm
     hostile = {"stream": '<img id="injected" src="x">', "label": '"><b id="injected2">x</b>'}
     with Browser(CHROMIUM, tmp_path / "profile") as browser:
         page = browser.open(f"{url}/?{urlencode(hostile)}")
-        assert page.wait_for('document.getElementById("event-count").textContent !== ""', timeout_s=20)
+        assert page.wait_for('document.getElementById("review-count").textContent !== ""', timeout_s=20)
         assert page.evaluate('document.querySelectorAll("#injected, #injected2").length') == 0
         shown = page.evaluate('(form => [form.elements.stream.value, form.elements.label.value])'
                               '(document.getElementById("filters"))')
