@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.test_service_slow import stop
+
 
 class DevToolsError(RuntimeError):
     pass
@@ -51,8 +53,6 @@ class Browser:
         self.close()
 
     def close(self) -> None:
-        from tests.test_service_slow import stop
-
         for fd in (self._commands, self._answers):
             try:
                 os.close(fd)

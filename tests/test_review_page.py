@@ -51,6 +51,7 @@ record = {{ dir = "{clips}", pre_s = 1, post_s = 2, max_clip_s = 5 }}
 ROWS = """[...document.querySelectorAll("#review-list > li")].map(row => ({
   id: row.id.replace(/^event-/, ""), stream: row.dataset.stream, label: row.dataset.label,
   text: row.innerText, snapshot: row.querySelector("img") ? row.querySelector("img").naturalWidth : null,
+  snapshot_src: row.querySelector("img") ? row.querySelector("img").getAttribute("src") : null,
   clip: row.querySelector("video") ? row.querySelector("video").getAttribute("src") : null}))"""
 
 
@@ -118,6 +119,8 @@ def test_the_review_list_shows_the_runs_events_newest_first_and_filtered(serving
             for row, event in zip(rows, wanted):
                 assert event["label"] in row["text"] and event["stream"] in row["text"]
                 assert row["snapshot"] == (320 if event["stream"] == "cam" else 160), "the snapshot loaded"
+                best = f"api/events/{event['id']}/snapshot.jpg?frame=best"   # the start frame's while open
+                assert row["snapshot_src"] == best if event["end_time"] else row["snapshot_src"] in (best[:-11], best)
                 clip = f"api/events/{event['id']}/clip.mp4"
                 assert row["clip"] == clip if event["clip_url"] else row["clip"] in (None, clip), "written since"
     assert len({e["stream"] for e in pinned}) == 2 and len(pinned) >= 3, pinned
