@@ -4,7 +4,7 @@
     GET /healthz        200 while the inference loop has turned within 2 s, else 503
     GET /readyz         200 when every live stream is connected and every file stream is
                         connected or ended normally, else 503 with the streams that are not
-    GET /               the status page: a tile per stream (stream/status_page.html)
+    GET /               the status page: a tile per stream, and event review (stream/status_page.html)
     GET /api/streams    what the page shows, as JSON
     GET /frame/ID.jpg   the stream's newest sampled frame
     GET /api/events...  stored events, their snapshots and clips, a stream's latest frame (stream.event_api)
