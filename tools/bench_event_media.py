@@ -220,23 +220,29 @@ def clip_spans(events: dict[str, dict[str, dict]], rules: Rules, stream_s: float
 
 def check_clip_lengths(events: dict[str, dict[str, dict]], record: Path, rules: Rules, stream_s: float,
                        gop_s: float, fps: float, bframes: int) -> tuple[dict, dict, dict]:
-    """Every clip plays, from a keyframe, and lasts its span (its start may reach back to the keyframe
-    before it; its end a frame or two either way, more with B-frames: it ends by decode time), and never
-    more than max_clip_s, strictly."""
-    frame = (bframes + 2) / fps
-    lengths, deviations, bad, over_cap, capped = [], [], [], [], 0
+    """Every clip plays from a keyframe, every frame of it (no hole), and lasts its span (its start
+    may reach back to the keyframe before it; its end a frame or two either way, more with
+    B-frames: it ends by decode time); and none is longer than max_clip_s, strictly."""
+    slack = (bframes + 2) / fps
+    lengths, deviations, over_cap, capped = [], [], [], 0
+    unkeyed, holed, outside = [], [], []
     for event_id, (begin, end) in sorted(clip_spans(events, rules, stream_s).items()):
         path = record / STREAM / f"{event_id}.mp4"
         if not path.is_file():
             continue
         seconds, frames, keyed = play(path)
-        low, high = min(end - begin, rules.max_clip_s) - frame, min(end - begin + gop_s, rules.max_clip_s) + frame
+        expected = min(end - begin, rules.max_clip_s)
+        low, high = expected - slack, min(end - begin + gop_s, rules.max_clip_s) + slack
         capped += end - begin > rules.max_clip_s
         lengths.append(seconds)
-        deviations.append(seconds - min(end - begin, rules.max_clip_s))
-        if not keyed or frames < round(seconds * fps) - 1 or not low <= seconds <= high:
-            bad.append({"id": event_id, "seconds": round(seconds, 3), "frames": frames, "keyframe_first": keyed,
-                        "expected": [round(low, 3), round(high, 3)]})
+        deviations.append(seconds - expected)
+        missing = round(seconds * fps) - frames
+        if not keyed:
+            unkeyed.append(event_id)
+        if missing > 0:
+            holed.append(missing)
+        if not low <= seconds <= high:
+            outside.append({"id": event_id, "seconds": round(seconds, 3), "expected": [round(low, 3), round(high, 3)]})
         if seconds > rules.max_clip_s + 1e-6:
             over_cap.append(event_id)
     figures = {"clips_played": len(lengths), "clips_capped": capped,
@@ -244,9 +250,12 @@ def check_clip_lengths(events: dict[str, dict[str, dict]], record: Path, rules: 
                "clip_s_max": round(max(lengths), 3) if lengths else None,
                "clip_s_over_max_clip_s_max": round(max(0.0, max(lengths) - rules.max_clip_s), 3) if lengths else None,
                "clip_s_over_span_max": round(max(deviations), 3) if deviations else None,
-               "clip_s_under_span_max": round(-min(deviations), 3) if deviations else None}
-    return (check(lengths and not bad, f"{len(lengths)} clips played, {len(bad)} outside their span"
-                  + (f": {bad[:3]}" if bad else "")),
+               "clip_s_under_span_max": round(-min(deviations), 3) if deviations else None,
+               "clips_missing_frames": len(holed), "missing_frames_max": max(holed, default=0)}
+    return (check(lengths and not unkeyed and not holed and not outside,
+                  f"{len(lengths)} clips played; not starting at a keyframe: {len(unkeyed)}, with frames missing: "
+                  f"{len(holed)} (at most {max(holed, default=0)}), outside their span: {len(outside)}"
+                  + (f": {outside[:3]}" if outside else "")),
             check(lengths and not over_cap, f"longest {figures['clip_s_max']} s, max_clip_s {rules.max_clip_s:g}: "
                   f"{len(over_cap)} over; {capped} events' spans were longer than the cap"), figures)
 
@@ -354,7 +363,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bframes", type=int, default=0, help="B-frames in a row at most in the H.264 source (default 0)")
     parser.add_argument("--pre-s", type=float, default=5.0)
     parser.add_argument("--post-s", type=float, default=5.0)
-    parser.add_argument("--max-clip-s", type=float, default=15.0)
+    parser.add_argument("--max-clip-s", type=float, default=12.0,
+                        help="(default 12: shorter than most events' pre-roll + event + post-roll, so the cap is exercised)")
     parser.add_argument("--min-score", type=float, default=0.6)
     parser.add_argument("--min-duration-s", type=float, default=0.5)
     parser.add_argument("--classes", help="only these classes start events (default: all)")
@@ -367,16 +377,16 @@ def measure(args, work: Path) -> dict:
 
     work.mkdir(parents=True, exist_ok=True)
     source = args.source or ("weizmann4" if args.data.is_dir() else "pattern")
+    if source not in ("weizmann4", "pattern") and not Path(source).is_file():
+        raise LrcnError(f"--source {source}: not weizmann4, pattern or a video file")
     encoding = Encoding(args.duration, args.gop_s, args.bframes, args.size)
     print(f"bench_event_media: making {args.duration:g} s of {source} as H.264 in {work}", file=sys.stderr)
     if source == "weizmann4":
         video, described = weizmann4_source(args.data, args.test_groups, work, encoding)
     elif source == "pattern":
         video, described = pattern_source(work, encoding)
-    elif Path(source).is_file():
-        video, described = file_source(Path(source), work, encoding)
     else:
-        raise LrcnError(f"--source {source}: not weizmann4, pattern or a video file")
+        video, described = file_source(Path(source), work, encoding)
     facts = probe(video)
     bundle = args.bundle or seed_bundle(work / "seed-bundle", video)
     rules = Rules(args.pre_s, args.post_s, args.max_clip_s, args.min_score, args.min_duration_s, args.classes)
