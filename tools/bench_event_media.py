@@ -189,7 +189,7 @@ def check_clips(events: dict[str, dict[str, dict]], record: Path) -> dict:
     on_disk = {p.stem for p in folder.glob("*.mp4")}
     named = {i for i, e in events.items() if Path(e.get("end", {}).get("clip", "")) == folder / f"{i}.mp4"}
     parts = sorted(p.name for p in record.rglob("*.part"))
-    without_clip, orphans = sorted(set(events) - on_disk - named), sorted(on_disk - set(events))
+    without_clip, orphans = sorted(set(events) - on_disk), sorted(on_disk - set(events))
     misnamed = sorted(set(events) - named)
     return check(not without_clip and not orphans and not misnamed and not parts,
                  f"{len(on_disk)} clips for {len(events)} events; events without their clip: {len(without_clip)}, "
