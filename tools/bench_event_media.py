@@ -152,7 +152,12 @@ def serve(bundle: Path, video: Path, record: Path, jsonl: Path, rules: Rules, ti
                *(["--classes", rules.classes] if rules.classes else []), "--stats-interval-s", "5"]
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
-    done = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout_s, check=False)
+    try:
+        done = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        from lrcn.stream.errors import LrcnError
+
+        raise LrcnError(f"lrcn serve did not finish {video.name} within {timeout_s:.0f} s") from None
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"exit": done.returncode, "wall_s": round(wall, 1),
@@ -251,7 +256,7 @@ def check_clip_lengths(events: dict[str, dict[str, dict]], record: Path, rules: 
                "clip_s_over_max_clip_s_max": round(max(0.0, max(lengths) - rules.max_clip_s), 3) if lengths else None,
                "clip_s_over_span_max": round(max(deviations), 3) if deviations else None,
                "clip_s_under_span_max": round(-min(deviations), 3) if deviations else None,
-               "clips_missing_frames": len(holed), "missing_frames_max": max(holed, default=0)}
+               "clips_over_max_clip_s": len(over_cap), "clips_missing_frames": len(holed), "missing_frames_max": max(holed, default=0)}
     return (check(lengths and not unkeyed and not holed and not outside,
                   f"{len(lengths)} clips played; not starting at a keyframe: {len(unkeyed)}, with frames missing: "
                   f"{len(holed)} (at most {max(holed, default=0)}), outside their span: {len(outside)}"
@@ -442,7 +447,7 @@ def summary_lines(report: dict) -> list[str]:
               f"({report['serve']['cpu_s']} CPU s, {report['cpu_per_stream_s']} CPU s per stream second)"),
              (f"{report['predictions']} predictions, {report['events']} events ({report['events_sharing_packets_with_the_next']} "
              f"sharing packets with the next), {report['clips_on_disk']} clips (median {report.get('clip_s_median')} s, "
-             f"longest {report.get('clip_s_max')} s, {report.get('clips_capped')} capped), "
+             f"longest {report.get('clip_s_max')} s, {report.get('clips_capped')} events' spans over max_clip_s), "
              f"{report.get('snapshots')} snapshots, {report.get('stored_rows')} stored rows")]
     lines += [f"  {'PASS' if c['ok'] else 'FAIL'} {name}: {c['detail']}" for name, c in report["checks"].items()]
     return lines
