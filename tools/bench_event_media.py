@@ -52,7 +52,7 @@ SOURCE_FPS = 25
 @dataclass(frozen=True)
 class Encoding:
     """The H.264 source: `seconds` long at SOURCE_FPS, a keyframe every `gop_s`, at most `bframes`
-    B-frames in a row (0 by default, as most IP cameras send, for latency), scaled to `size` (None: as is)."""
+    B-frames in a row (0 by default, as many IP cameras send, for latency), scaled to `size` (None: as is)."""
     seconds: float
     gop_s: float = 1.0
     bframes: int = 0
