@@ -10,8 +10,8 @@ import json
 import shutil
 
 import pytest
-
 from lrcn.tools import bench_event_media as bench
+
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -47,7 +47,7 @@ def test_a_short_paced_run_has_one_clip_and_two_snapshots_per_event_and_rows_equ
     # The checks can fail: a clip gone and a snapshot of no event are both found.
     events = bench.events_by_id([json.loads(line) for line in (work / "messages.jsonl").read_text().splitlines()])
     record = work / "record"
-    gone = sorted((record / "cam").glob("*.mp4"))[0]
+    gone = min((record / "cam").glob("*.mp4"))
     gone.unlink()
     shutil.copy(next((record / "cam").glob("*.jpg")), record / "cam" / "stray.jpg")
     assert not bench.check_clips(events, record)["ok"]
