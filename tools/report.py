@@ -900,6 +900,41 @@ def two_stream_cost(run: dict) -> str:
             + ", ".join(str(t["load_after"]) for t in trials) + ".")
 
 
+# ---------------------------------------------------------------- issue 24: events, clips and snapshots
+
+EVENT_MEDIA = ("python -m lrcn.tools.bench_event_media --bundle WEIZMANN4_BUNDLE --out docs/results/event_media.json; "
+               "the same with --duration 120 --bframes 3 --out docs/results/event_media_bframes.json")
+
+
+@table("event-media", ("event_media.json", "event_media_bframes.json"), EVENT_MEDIA)
+def event_media(*runs: dict) -> str:
+    rows = []
+    for run in runs:
+        source, checks = run["source"], run["checks"]
+        failed = [name for name, result in checks.items() if not result["ok"]]
+        groups = f" subjects {', '.join(source['test_groups'])}" if source.get("test_groups") else ""
+        rows.append([
+            (f"{source['kind']}{groups}: {source['seconds'] / 60:.0f} min, {source['width']}x{source['height']} "
+             f"H.264, {source['bframes']} B-frames"),
+            f"{run['events']} ({run['events_sharing_packets_with_the_next']})",
+            f"{run['clips_on_disk']} / {run['events']}",
+            f"{run['clip_s_median']} / {run['clip_s_max']} s",
+            f"{run['clips_capped']}",
+            (f"{run['clips_over_max_clip_s']} (by {run['clip_s_over_max_clip_s_max']} s at most); "
+             f"{run['clips_missing_frames']}"),
+            f"{run['snapshots']}, " + (f"all {source['width']}x{source['height']}"
+                                       if checks["snapshots_at_source_resolution"]["ok"] else "FAIL"),
+            f"{run['stored_rows']}" + ("" if checks["stored_rows_equal_published_events"]["ok"] else ", FAIL"),
+            f"{len(checks) - len(failed)}/{len(checks)}" + (f" (failed: {', '.join(failed)})" if failed else ""),
+            f"{run['cpu_per_stream_s']:.3f}",
+        ])
+    cap = "/".join(sorted({f"{run['rules']['max_clip_s']:g}" for run in runs}))
+    return markdown_table(["paced stream", "events (sharing packets with the next)", "clips / events",
+                           "clip median / longest", f"events whose span is over max_clip_s ({cap} s)",
+                           "clips longer than max_clip_s; with frames missing", "snapshots (2 per event)",
+                           "stored rows = published", "checks passed", "serve CPU s per stream s"], rows)
+
+
 # ---------------------------------------------------------------- the README's one table
 
 
