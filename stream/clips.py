@@ -30,8 +30,11 @@ longer reaches back that far, or at the next keyframe if none is kept yet.
 End. `end(t)` lets the clip run until a packet whose decode time is at or after `t + post_s`;
 as decode times never exceed presentation times and only grow, every frame shown before that
 moment is in the clip, with all the frames it references (and, with B-frames, a frame or two
-after it). A clip never runs past `max_clip_s` from its first packet: at a packet whose decode
-time reaches that, it ends, event or not. One clip per event, never more and never shared: an
+after it, the references of those before it). Past that packet the clip still takes the packets
+shown before its latest frame (B-frames decoded after a later P-frame), so it has no hole; its
+end is the first packet shown after its latest frame. A clip never runs past `max_clip_s` from
+its first packet: at the first packet shown at or after that, it ends, event or not (with
+B-frames, the few frames shown just before the cap may be left out, never one in the middle). One clip per event, never more and never shared: an
 event that starts while another's clip is still open (in its post-roll) gets its own clip, whose
 pre-roll holds the same packets (the recorder keeps each packet once and muxes it into every
 clip open over it, without decoding). A lost connection, a file's loop, a timestamp reset or
@@ -177,8 +180,11 @@ class _Clip:
         self.wall = wall                  # Unix time of its event's first frame
         self.template = template
         self.until: float | None = None   # decode time it ends at; None while an event is open
-        self.cap: float | None = None     # decode time it ends at whatever the event does (max_clip_s)
+        self.cap: float | None = None     # presentation time it ends at whatever the event does (max_clip_s)
         self.keyed = False                # its first packet (a keyframe) is queued
+        self.last_pts: int | None = None  # the latest presentation time among its queued packets
+        # Past its end: packets still shown before `last_pts` (B-frames that fill a hole) are kept
+        self.closing_before: int | None = None
         self.done = False                 # its end is queued: no packet may follow
         self.failed: str | None = None
 
@@ -369,7 +375,18 @@ class ClipRecorder:
     def _offer(self, clip: _Clip, kept: _Kept) -> None:
         if clip.done:
             return
-        if clip.until is not None and kept.d >= clip.until or clip.cap is not None and kept.d >= clip.cap:
+        if clip.cap is not None and kept.t >= clip.cap:
+            # The first packet shown at the cap ends it: every earlier one in decode order is shown
+            # before it, so the clip is never longer than max_clip_s; B-frames decoded after it
+            # reference it and would be shown last, so leaving them out leaves no hole.
+            self._finish(clip)
+            return
+        if clip.closing_before is None and clip.until is not None and kept.d >= clip.until:
+            clip.closing_before = clip.last_pts if clip.last_pts is not None else kept.pts
+        if clip.closing_before is not None and kept.pts >= clip.closing_before:
+            # Without B-frames this is the packet that reached the end; with them, a frame decoded
+            # after one shown later than itself (I0 P4 B2 B1 B3 P8 B6 B5 | B7) is kept first, so
+            # the clip has no hole before its last frame.
             self._finish(clip)
             return
         if not clip.keyed:
@@ -383,6 +400,7 @@ class ClipRecorder:
             self._fail(clip, f"the disk is too slow: {self._queued_bytes / 2 ** 20:.0f} MB waiting to be written")
             return
         self._queued_bytes += kept.size
+        clip.last_pts = kept.pts if clip.last_pts is None else max(clip.last_pts, kept.pts)
         self._queue.put((clip, kept))
 
     def _finish(self, clip: _Clip) -> None:

@@ -392,7 +392,10 @@ def test_lrcn_serve_with_mqtt_publishes_each_kind_under_the_url_prefix_and_says_
         subscriber.close()
     topics = {topic for topic, _, _ in subscriber.messages()}
     assert topics == {"site/north/cam/pred", "site/north/cam/status", "site/north/cam/event", "site/north/heartbeat",
-                      "site/north/availability"}
+                      "site/north/availability", "site/north/cam/snapshot"}
+    # each event's snapshots, as JPEG bytes at the source's resolution, the last one retained
+    snapshots = [p for _, p, _ in subscriber.messages("site/north/cam/snapshot")]
+    assert snapshots and all(p[:2] == b"\xff\xd8" for p in snapshots)
     for kind in ("pred", "status", "event"):
         got = seqs(subscriber, f"site/north/cam/{kind}")
         assert got == list(range(len(got))) and got, f"{kind}: every message, in order"
