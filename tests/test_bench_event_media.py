@@ -19,6 +19,7 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs 
 
 @needs_ffmpeg
 @pytest.mark.slow
+@pytest.mark.heavy  # a 20 s paced serve: the evidence tool's own check (clips = events is CI's in test_event_store)
 @pytest.mark.timeout(300)
 def test_a_short_paced_run_has_one_clip_and_two_snapshots_per_event_and_rows_equal_to_its_messages(
         exported_seed, tmp_path, capsys):  # noqa: F811
