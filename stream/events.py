@@ -22,7 +22,7 @@ carry the same id.
 """
 from __future__ import annotations
 
-import re
+import re  # noqa: F401 - new_event_id's doctest matches its pattern
 import secrets
 from dataclasses import dataclass, field, replace
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from lrcn.stream.event_store import EventStore, StoredEvent
+from lrcn.tools.harness.script import save
 
 
 class _StoredOnly:
@@ -95,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": f"python -m lrcn.tools.bench_event_api --events {args.events}", "events": args.events,
               "streams": args.streams, "labels": args.labels, "repeats": args.repeats,
               "machine": platform.processor() or platform.machine(), "results": results}
-    text = json.dumps(report, indent=1)
-    print(text)
+    print(json.dumps(report, indent=1))
     if args.out:
-        args.out.write_text(text + "\n")
+        save(report, args.out)
     return 0
 
 

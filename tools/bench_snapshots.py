@@ -19,9 +19,9 @@ from pathlib import Path
 
 import av
 import numpy as np
-
 from lrcn.stream.ring import FrameRing
 from lrcn.stream.snapshots import Original, encode_jpeg
+from lrcn.tools.harness.script import save
 
 
 def make_video(path: Path, width: int, height: int, seconds: int) -> None:
@@ -68,10 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             results.append(measure(video, args.snapshots))
     report = {"command": "python -m lrcn.tools.bench_snapshots", "machine": platform.processor() or platform.machine(),
               "pyav": av.__version__, "results": results}
-    text = json.dumps(report, indent=1)
-    print(text)
+    print(json.dumps(report, indent=1))
     if args.out:
-        args.out.write_text(text + "\n")
+        save(report, args.out)
     return 0
 
 
