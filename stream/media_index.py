@@ -167,8 +167,19 @@ class MediaIndex:
             self._db.execute("UPDATE media SET finished = 1, bytes = ? WHERE id = ?", (size, row))
 
     def forget(self, row: int) -> None:
+        """A file that is gone (deleted by retention, or never completed): its row goes, and an event
+        that named it names no clip or snapshot from now on, so the API answers 404 for no file."""
         with self._lock:
-            self._db.execute("DELETE FROM media WHERE id = ?", (row,))
+            self._db.execute("BEGIN")
+            try:
+                found = self._db.execute("SELECT path FROM media WHERE id = ?", (row,)).fetchone()
+                self._db.execute("DELETE FROM media WHERE id = ?", (row,))
+                for column in ("clip", "snapshot", "start_snapshot") if found else ():
+                    self._db.execute(f"UPDATE events SET {column} = NULL WHERE {column} = ?", found)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def entries(self) -> list[Entry]:
         with self._lock:

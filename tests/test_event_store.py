@@ -319,3 +319,25 @@ def test_lrcn_serve_flags_store_cap_and_serve_events_over_its_port(exported_seed
     for end in ended:
         with av.open(end["clip"]) as container:
             assert len(list(container.decode(video=0))) / 25 <= 3.2, "capped by --max-clip-s"
+
+
+def test_a_file_retention_deletes_is_no_longer_named_by_its_event(tmp_path):
+    """The event row stays (what happened is history); its clip or snapshot column is cleared with the file's row."""
+    from lrcn.stream.event_store import StoredEvent
+
+    store = EventStore(tmp_path)
+    rows = {path: store.index.begin(path, "cam", kind, 1.0, "run") for path, kind in
+            (("cam/e1.mp4", "clip"), ("cam/e1.jpg", "snapshot"), ("cam/e1-start.jpg", "snapshot"),
+             ("cam/e2.mp4", "clip"))}
+    for row in rows.values():
+        store.index.finish(row, 10)
+    for event_id, clip in (("e1", "cam/e1.mp4"), ("e2", "cam/e2.mp4")):
+        store.insert(StoredEvent(event_id, "cam", "wave", 1.0, 2.0, 0.9, clip, f"cam/{event_id}.jpg",
+                                 f"cam/{event_id}-start.jpg", 10, 1.0, 20, 2.0))
+    store.index.forget(rows["cam/e1.mp4"])
+    store.index.forget(rows["cam/e1-start.jpg"])
+    first, second = store.get("e1"), store.get("e2")
+    assert (first.clip, first.snapshot, first.start_snapshot) == (None, "cam/e1.jpg", None)
+    assert (second.clip, second.snapshot) == ("cam/e2.mp4", "cam/e2.jpg")
+    assert sorted(e.path for e in store.index.entries()) == ["cam/e1.jpg", "cam/e2.mp4"]
+    store.close()
