@@ -254,7 +254,7 @@ def split_model(model: keras.Model, spec: ModelSpec) -> tuple[keras.Sequential, 
         count += 1
     if count == 0:
         raise LrcnError(f"model {model.name!r} does not start with per-frame layers")
-    encoder = keras.Sequential([keras.Input((*spec.input_size, 3)), *[l.layer for l in model.layers[:count]]],
+    encoder = keras.Sequential([keras.Input((*spec.input_size, 3)), *[layer.layer for layer in model.layers[:count]]],
                                name="encoder")
     features = int(encoder.output_shape[-1])
     head = keras.Sequential([keras.Input((spec.clip_length, features)), *model.layers[count:]], name="head")

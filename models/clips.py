@@ -5,7 +5,8 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np

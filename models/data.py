@@ -17,7 +17,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.video import VIDEO_EXTENSIONS
@@ -270,11 +270,12 @@ def pick_validation_groups(videos: list[Video], count: int, rng: random.Random) 
     rng.shuffle(order)
     covered: set[int] = set()
     chosen: list[str] = []
-    for _ in range(count):
-        def score(group):
-            orphaned = sum(1 for label in classes_in[group] if train_groups_with[label] == 1)
-            return len(classes_in[group] - covered), -orphaned
 
+    def score(group):
+        orphaned = sum(1 for label in classes_in[group] if train_groups_with[label] == 1)
+        return len(classes_in[group] - covered), -orphaned
+
+    for _ in range(count):
         best = max((g for g in order if g not in chosen), key=score)  # max keeps the first of equals
         chosen.append(best)
         covered |= classes_in[best]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

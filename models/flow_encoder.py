@@ -149,7 +149,7 @@ class FieldClassifier:
     def features(self, fields: np.ndarray) -> np.ndarray:
         return encode_frames(self.encoder, fields, self.flow_spec, self.to_input)
 
-    def fit(self, train, val, seed: int, progress: bool, probed: "FieldClassifier | None" = None) -> dict:
+    def fit(self, train, val, seed: int, progress: bool, probed: FieldClassifier | None = None) -> dict:
         """The probe on frozen features (probe_first; taken from `probed`, a fitted frozen candidate of the same
         backbone, when given), then (trained candidates) the encoder and probe together; the weights with the
         most validation fields right over both phases are kept. Its record."""

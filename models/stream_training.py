@@ -183,7 +183,7 @@ def copy_into_clip_model(stream_head, model) -> None:
     from keras import layers
 
     def the(kind, source):
-        (layer,) = [l for l in source.layers if isinstance(l, kind)]
+        (layer,) = [candidate for candidate in source.layers if isinstance(candidate, kind)]
         return layer
 
     the(layers.LSTM, model).set_weights(the(layers.LSTM, stream_head).get_weights())

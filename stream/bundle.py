@@ -148,7 +148,7 @@ class ModelSpec:
         return {key: value for key, value in data.items() if key not in defaults or defaults[key] != value}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelSpec":
+    def from_json(cls, data: dict[str, Any]) -> ModelSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

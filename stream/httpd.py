@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from lrcn.stream.errors import LrcnError
 

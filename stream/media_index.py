@@ -24,7 +24,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from lrcn.stream.errors import LrcnError
 

@@ -69,7 +69,7 @@ class NoveltyModel:
         """[N, P] part scores -> [N] novelty scores."""
         return METHODS[self.method].combine(self.arrays, np.asarray(part_scores, np.float64))
 
-    def calibrated(self, validation_part_scores: np.ndarray, target: float) -> "NoveltyModel":
+    def calibrated(self, validation_part_scores: np.ndarray, target: float) -> NoveltyModel:
         """The model with its parts put on one scale by their scores on validation windows."""
         check_target(target)
         arrays = METHODS[self.method].calibrate(self.arrays, np.asarray(validation_part_scores, np.float64), target)

@@ -32,7 +32,7 @@ import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from lrcn.stream.media_index import Entry, Limits, MediaIndex, select_for_deletion
 

@@ -15,7 +15,7 @@ network bunches their arrival.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 # A frame this close before its due time still counts: timestamps of a 25 fps file sampled at
 # 10 fps land on 0.2 s as 0.19999999.

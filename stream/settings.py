@@ -182,7 +182,7 @@ def describe(section: type[_Section], name: str) -> str:
     return properties(section)[name].get("description", "")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def properties(section: type[_Section]) -> dict:
     """{setting: its JSON schema} of a section (type, range, default, description)."""
     return msgspec.json.schema(section)["$defs"][section.__name__]["properties"]

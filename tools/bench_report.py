@@ -34,22 +34,7 @@ def table(result: dict) -> str:
     rate = result["frame_rate"]
     lines = [(f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, load {result['load_before']} "
               f"-> {result['load_after']}"), f"bundle: {result['bundle']} ({result['model']})", ""]
-    cost = result.get("cost")
-    if cost:
-        lines += ["| per new frame | ms (median) | CPU ms | naive / this |", "| --- | --- | --- | --- |"]
-        for key, label in (("naive", f"naive: full {result['clip_length']}-frame model.onnx"),
-                           ("exact", "exact window, encode once (hop 1)"), ("continuous", "continuous"),
-                           ("encoder_b1", "  encoder alone, batch 1"),
-                           ("flow", "    optical flow of the frame (capture thread)"),
-                           ("encoder_rgb_b1", "    RGB encoder, batch 1"), ("encoder_flow_b1", "    flow encoder, batch 1"),
-                           ("head_exact", "  exact head alone (16 states)"),
-                           ("head_continuous", "  continuous head alone"),
-                           ("encoder_b16", "  encoder, batch 16, per call"),
-                           ("int8_b1", "  INT8 encoder, batch 1"), ("int8_b16", "  INT8 encoder, batch 16, per call")):
-            if key in cost:
-                ratio = f"{cost['naive']['ms'] / cost[key]['ms']:.1f}x" if key in ("exact", "continuous") else ""
-                lines.append(f"| {label} | {cost[key]['ms']:.3f} | {cost[key]['cpu_ms']:.3f} | {ratio} |")
-        lines.append("")
+    lines += _cost_lines(result)
     latency = result.get("latency")
     if latency:
         p, r = latency["capture_to_publish_ms"], latency["capture_to_receive_ms"]
@@ -83,7 +68,37 @@ def table(result: dict) -> str:
                      f"{rate:g} fps {p['paced_compute_cpu_ms_per_frame']} ms ({p['cpu_over_paced_compute']}x); "
                      f"over the whole run, start-up and shut-down included, {p['cpu_ms_per_frame_whole_run']} ms "
                      f"({p['whole_run_over_bare']}x)")
-    startup = result.get("startup")
+    lines += _startup_lines(result.get("startup"))
+    lines += ["", "| target | value | met |", "| --- | --- | --- |"]
+    for name, check in result["targets"].items():
+        met = "n/a" if check["met"] is None else ("yes" if check["met"] else "NO")
+        lines.append(f"| {name} ({check['target']}) | {check['value']} | {met} |")
+    return "\n".join(lines)
+
+
+def _cost_lines(result: dict) -> list[str]:
+    lines: list[str] = []
+    cost = result.get("cost")
+    if cost:
+        lines += ["| per new frame | ms (median) | CPU ms | naive / this |", "| --- | --- | --- | --- |"]
+        for key, label in (("naive", f"naive: full {result['clip_length']}-frame model.onnx"),
+                           ("exact", "exact window, encode once (hop 1)"), ("continuous", "continuous"),
+                           ("encoder_b1", "  encoder alone, batch 1"),
+                           ("flow", "    optical flow of the frame (capture thread)"),
+                           ("encoder_rgb_b1", "    RGB encoder, batch 1"), ("encoder_flow_b1", "    flow encoder, batch 1"),
+                           ("head_exact", "  exact head alone (16 states)"),
+                           ("head_continuous", "  continuous head alone"),
+                           ("encoder_b16", "  encoder, batch 16, per call"),
+                           ("int8_b1", "  INT8 encoder, batch 1"), ("int8_b16", "  INT8 encoder, batch 16, per call")):
+            if key in cost:
+                ratio = f"{cost['naive']['ms'] / cost[key]['ms']:.1f}x" if key in ("exact", "continuous") else ""
+                lines.append(f"| {label} | {cost[key]['ms']:.3f} | {cost[key]['cpu_ms']:.3f} | {ratio} |")
+        lines.append("")
+    return lines
+
+
+def _startup_lines(startup: dict | None) -> list[str]:
+    lines: list[str] = []
     if startup:
         lines.append("")
         for kind, s in startup.items():
@@ -92,8 +107,4 @@ def table(result: dict) -> str:
             figures = s["error"] if "error" in s else \
                 f"loaded {s['loaded_s']} s, first prediction {s['first_prediction_s']} s, RSS {s['rss_mb']} MiB"
             lines.append(f"startup {kind}: {figures}")
-    lines += ["", "| target | value | met |", "| --- | --- | --- |"]
-    for name, check in result["targets"].items():
-        met = "n/a" if check["met"] is None else ("yes" if check["met"] else "NO")
-        lines.append(f"| {name} ({check['target']}) | {check['value']} | {met} |")
-    return "\n".join(lines)
+    return lines

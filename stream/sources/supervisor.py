@@ -308,44 +308,58 @@ class Source:
                 arrived = time.monotonic()
                 if not got_frame:
                     got_frame = True
-                    self.segment += 1
-                    if announce:
-                        if self.state is SourceState.RECONNECTING:
-                            self.reconnects += 1
-                        self._emit(SourceState.CONNECTED, capture.description)
+                    self._segment_started(capture, announce)
                 elif jumped:
                     self.segment += 1
                     self.jumps += 1
                     schedule = None
                 if frame is not None:
-                    image = capture.to_rgb(frame)
-                    flow = motion = None
-                    if self.motion is not None:
-                        flow, motion = self.motion.step(image, self.segment)
-                    if self.paced:
-                        schedule = self._wait_until_due(t, schedule)
-                        if schedule is None:
-                            return _STOP_REQUESTED, ""
-                        arrived = time.monotonic()
-                    if not self.ring.write(image, self.frames, arrived, self.segment, t, flow, motion,
-                                           capture.original(frame)):
+                    delivered, schedule = self._deliver(capture, frame, t, arrived, schedule)
+                    if not delivered:
                         return _STOP_REQUESTED, ""
-                    self.sampled += 1
-                    self.flows += motion is not None
                 self.frames += 1
         except CaptureError as err:
-            if self._stopping.is_set():
-                return _STOP_REQUESTED, ""
-            if err.fatal:
-                return _FATAL, err.reason
-            if got_frame:
-                return _ENDED_AFTER_FRAMES, f"{err.reason} after {self.frames} frames" if not self.live else err.reason
-            return _NO_FRAME, err.reason
+            return self._outcome_of_error(err, got_frame)
         if self._stopping.is_set():
             return _STOP_REQUESTED, ""
         if not got_frame:
             return _NO_FRAME, f"no decodable frame in {'video' if not self.live else 'stream'}: {self.display}"
         return _ENDED_AFTER_FRAMES, "stream ended" if self.live else f"end of video after {self.frames} frames"
+
+    def _segment_started(self, capture: Capture, announce: bool) -> None:
+        self.segment += 1
+        if announce:
+            if self.state is SourceState.RECONNECTING:
+                self.reconnects += 1
+            self._emit(SourceState.CONNECTED, capture.description)
+
+    def _deliver(self, capture: Capture, frame, t: float, arrived: float,
+                 schedule: tuple[float, float] | None) -> tuple[bool, tuple[float, float] | None]:
+        """Convert a sampled frame, wait for its time when paced, and write it to the ring:
+        (False, _) when the source is stopping, else (True, the schedule to keep)."""
+        image = capture.to_rgb(frame)
+        flow = motion = None
+        if self.motion is not None:
+            flow, motion = self.motion.step(image, self.segment)
+        if self.paced:
+            schedule = self._wait_until_due(t, schedule)
+            if schedule is None:
+                return False, None
+            arrived = time.monotonic()
+        if not self.ring.write(image, self.frames, arrived, self.segment, t, flow, motion, capture.original(frame)):
+            return False, schedule
+        self.sampled += 1
+        self.flows += motion is not None
+        return True, schedule
+
+    def _outcome_of_error(self, err: CaptureError, got_frame: bool) -> tuple[str, str]:
+        if self._stopping.is_set():
+            return _STOP_REQUESTED, ""
+        if err.fatal:
+            return _FATAL, err.reason
+        if got_frame:
+            return _ENDED_AFTER_FRAMES, f"{err.reason} after {self.frames} frames" if not self.live else err.reason
+        return _NO_FRAME, err.reason
 
     def _wait_until_due(self, t: float, schedule: tuple[float, float] | None) -> tuple[float, float] | None:
         """Sleep until stream time `t` is due on the schedule; the schedule to keep, None if stopped.
