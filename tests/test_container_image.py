@@ -178,7 +178,9 @@ path = "/media/messages.jsonl"
         finally:
             terminate(serve)
         # The same probe says so when nothing answers: it can fail.
-        assert subprocess.run(chroot_command(image, probe, config, media, env=(healthz,)), timeout=30).returncode != 0
+        refused = subprocess.run(chroot_command(image, probe, config, media, env=(healthz,)),
+                                 capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 1 and refused.stderr.startswith("healthz: ") and refused.stderr.count("\n") == 1
     lines = [json.loads(line) for line in (media / "messages.jsonl").read_text().splitlines()]
     assert any(line["topic"] == "pred/clip" for line in lines)
     written = [p for p in media.rglob("*")]
