@@ -8,7 +8,7 @@ in turn, on the same bundle and video, and times from the process's start to `/h
 200 (the inference loop turns) and to its first prediction in a JSONL file.
 
     python -m lrcn.tools.image_startup BUNDLE --image localhost/lrcn-stream:latest \\
-        --venv /work/main/.venv --rounds 7 --out docs/results/container_image.json
+        --venv .venv --rounds 11 --out docs/results/container_image.json
 """
 from __future__ import annotations
 
