@@ -16,12 +16,13 @@ import pytest
 import yaml
 
 from lrcn.stream import settings as schema
-from lrcn.tools.build_image import CONTAINERFILE, Build, build_image, host_mirror
+from lrcn.tools.build_image import CONTAINERFILE, Build, build_command, build_image, host_mirror
 from lrcn.tools.commands import build_parser
 from lrcn.tools.ffmpeg_server import free_port
 from lrcn.tools.harness.servers import http_get, terminate
 from lrcn.tools.image_startup import chroot_command, media_for, mounted
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.test_docs import broken
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "docs" / "deploy"
@@ -61,6 +62,16 @@ def test_the_image_runs_serve_as_a_user_with_config_and_media_volumes_and_a_heal
     installs = " ".join(rest for stage in instructions((ROOT / CONTAINERFILE).read_text())
                         for keyword, rest in stage if keyword == "RUN" and "pip install" in rest)
     assert "pip install" in installs and "train" not in installs   # the runtime: no TensorFlow
+    arguments = {rest.split("=")[0] for stage in instructions((ROOT / CONTAINERFILE).read_text())
+                 for keyword, rest in stage if keyword == "ARG"}
+    command = build_command(Build(ROOT, "t", "bookworm", "http://deb.example/debian"))
+    given = {command[n + 1].split("=")[0] for n, word in enumerate(command) if word == "--build-arg"}
+    assert given <= arguments and {"BASE", "PIP_OPTIONS", "EXTRAS", "VENV_OPTIONS", "LRCN_UID"} <= arguments
+    assert command[command.index("--format") + 1] == "docker"   # an OCI image would drop the HEALTHCHECK
+
+
+def test_the_container_page_links_resolve():
+    assert broken(DEPLOY / "README.md") == []
 
 
 def test_the_compose_deployment_file_is_one_serve_takes_and_prometheus_scrapes_its_port():
