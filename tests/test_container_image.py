@@ -128,6 +128,9 @@ def owned_by(root: Path, uid: int) -> list[str]:
     return found
 
 
+# Heavy: 88 s on the project's 2-core machine with nothing cached (debootstrap 35 s, podman build
+# 40 s, the bundle's export 7 s), 40 s with the base and podman's layers cached; CI's 20 minutes
+# are nearly full, and its build would also download the base and every wheel.
 @pytest.mark.heavy
 @needs_podman
 def test_the_image_builds_from_a_clean_checkout_and_its_own_files_serve_a_video_as_its_user(exported_seed, tmp_path):
