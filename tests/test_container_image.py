@@ -84,6 +84,9 @@ def test_the_compose_deployment_file_is_one_serve_takes_and_prometheus_scrapes_i
     assert services["lrcn"]["build"]["dockerfile"] == str(CONTAINERFILE)
     assert (DEPLOY / services["lrcn"]["build"]["context"] / CONTAINERFILE).resolve() == ROOT / CONTAINERFILE
     assert {"./config:/config:ro", "lrcn-media:/media"} <= set(services["lrcn"]["volumes"])
+    # A read-only root with /tmp in memory is how the heavy test below runs the image's files.
+    assert services["lrcn"]["read_only"] is True and services["lrcn"]["tmpfs"] == ["/tmp"]
+    assert services["lrcn"]["cap_drop"] == ["ALL"]
     assert services["mosquitto"]["image"].startswith("docker.io/library/eclipse-mosquitto:")
     assert services["prometheus"]["image"].startswith("docker.io/prom/prometheus:")
     assert all(port.startswith("127.0.0.1:") for service in services.values() for port in service.get("ports", []))
