@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from lrcn.stream import settings as schema
-from lrcn.tools.build_image import CONTAINERFILE, Build, build_command, build_image, host_mirror
+from lrcn.tools.build_image import CONTAINERFILE, Build, base_tag, build_command, build_image, host_mirror
 from lrcn.tools.commands import build_parser
 from lrcn.tools.ffmpeg_server import free_port
 from lrcn.tools.harness.servers import http_get, terminate
@@ -68,6 +68,20 @@ def test_the_image_runs_serve_as_a_user_with_config_and_media_volumes_and_a_heal
     given = {command[n + 1].split("=")[0] for n, word in enumerate(command) if word == "--build-arg"}
     assert given <= arguments and {"BASE", "PIP_OPTIONS", "EXTRAS", "VENV_OPTIONS", "LRCN_UID"} <= arguments
     assert command[command.index("--format") + 1] == "docker"   # an OCI image would drop the HEALTHCHECK
+
+
+def test_the_offline_base_is_made_from_the_machines_own_mirror_and_cached_per_mirror(tmp_path):
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text("Types: deb\nURIs: http://mirror.lan/debian\nSuites: bookworm\n\n"
+                      "Types: deb\nURIs: http://mirror.lan/debian-security\nSuites: bookworm-security\n")
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("deb http://security.debian.org/debian-security bookworm-security main\n"
+                        "deb [arch=amd64] http://other.lan/debian bookworm main\n")
+    assert host_mirror((deb822, one_line)) == "http://mirror.lan/debian"
+    assert host_mirror((tmp_path / "absent", one_line)) == "http://other.lan/debian"
+    assert host_mirror((tmp_path / "absent",)) == "http://deb.debian.org/debian"
+    assert base_tag("bookworm", "http://mirror.lan/debian") != base_tag("bookworm", "http://other.lan/debian")
+    assert base_tag("bookworm", "http://mirror.lan/debian") != base_tag("trixie", "http://mirror.lan/debian")
 
 
 def test_the_container_page_links_resolve():
