@@ -124,6 +124,7 @@ class _Counters:
     recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
     clips: dict = field(default_factory=dict)            # event id -> the path its clip will have
+    events_started: dict = field(default_factory=dict)   # label -> events started (a metrics scrape reads it)
     event_frames: dict = field(default_factory=dict)     # event id -> EventFrames of the open event
     originals: dict = field(default_factory=dict)        # frame index -> Original, of the frames read last
     last_original: Original | None = None                # the newest frame at the source's resolution
@@ -401,6 +402,15 @@ class Pipeline:
                                         for t, state, reason in list(counters.recent_events)]}
         return streams
 
+    def activity(self) -> dict[str, dict]:
+        """Per stream: {"open": the label of its open event or None, "started": {label: events started},
+        "snapshots": snapshots written}; read by a metrics scrape."""
+        written = dict(self.snapshots.written_by_stream)
+        opened = lambda events: events.open.label if events.open is not None and events.open.started else None  # noqa: E731
+        return {name: {"open": opened(counters.events),
+                       "started": dict(counters.events_started), "snapshots": written.get(name, 0)}
+                for name, _, counters in self._streams()}
+
     def latest_original(self, stream: str) -> Original | None:
         """The newest frame of `stream` at the source's resolution (inside its crop), or None."""
         counters = self._counters.get(stream)
@@ -559,6 +569,9 @@ class Pipeline:
 
     def _publish_event(self, name: str, event: dict) -> None:
         wall = time.time()
+        if event["type"] == "start":
+            started = self._counters[name].events_started
+            started[event["label"]] = started.get(event["label"], 0) + 1
         media = self._event_media(name, event, wall)
         event = {**event, **media}
         self.outbox.publish_event(name, event)
