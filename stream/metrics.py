@@ -36,7 +36,8 @@ STREAM_COUNTERS = (
     ("lrcn_state_resets", "Head state resets (a gap in the stream)", "resets"),
     ("lrcn_timestamp_jumps", "Timestamp jumps or resets within a connection", "jumps"),
 )
-STATES = tuple(member.value for member in SourceState)
+# `degraded` (stream.degraded): connected, but far too few predictions or resets in a loop.
+STATES = tuple(member.value for member in SourceState) + ("degraded",)
 # Batch sizes are whole numbers up to the largest encoder call.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
 from lrcn.stream.settings import Stream as StreamSettings
 from lrcn.stream.settings import check_distinct_ids, check_stream_id, default
 from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.snapshots import EventFrames, Original, SnapshotWriter, follow
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from lrcn.stream.stats import Histogram, RateMeter, Reservoir
@@ -63,6 +64,8 @@ GAP_STATES = (SourceState.LOST, SourceState.RECONNECTING)
 DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
 LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: logging.WARNING,
               SourceState.FAILED: logging.ERROR}   # other states: info
+DEGRADED = "degraded"      # a connected stream that yields far too few predictions (stream.degraded)
+HEALTH_INTERVAL_S = 1.0    # how often the degraded check runs
 RECENT_EVENTS = 8  # status events kept per stream for the status page
 RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
 
@@ -106,6 +109,7 @@ class PipelineOptions:
     source: SourceOptions = field(default_factory=SourceOptions)
     sinks: tuple[dict, ...] = ()      # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
     state_dir: str | None = None      # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
+    degraded: DegradedRules = field(default_factory=DegradedRules)   # when a connected stream counts as degraded
 
 
 @dataclass
@@ -128,6 +132,9 @@ class _Counters:
     event_frames: dict = field(default_factory=dict)     # event id -> EventFrames of the open event
     originals: dict = field(default_factory=dict)        # frame index -> Original, of the frames read last
     last_original: Original | None = None                # the newest frame at the source's resolution
+    health: deque = field(default_factory=deque)         # degraded.Sample, about one a second, the last window
+    connected_since: float | None = None                 # monotonic; None while not connected
+    degraded: str | None = None                          # why the stream is degraded, or None
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,7 @@ class Pipeline:
             self.snapshots.on_jpeg = self._hand_snapshot
         self.error: BaseException | None = None
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
+        self._health_checked = 0.0              # time.monotonic() of the latest degraded check
         self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
         self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
         self.reconfigure_lock = threading.RLock()   # a reload and the HTTP API change streams one at a time
@@ -393,7 +401,7 @@ class Pipeline:
         streams = {}
         for name, source, counters in self._streams():
             stats = source.stats()
-            streams[name] = {"source": source.display, "live": source.live, "state": stats["state"],
+            streams[name] = {"source": source.display, "live": source.live, "state": _shown(stats["state"], counters),
                              "reason": counters.last_reason, "label": counters.last_label,
                              "score": counters.last_score, "fps_in": counters.frames_in.overall(),
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
@@ -534,6 +542,35 @@ class Pipeline:
                 counters.recent_events.append((time.time(), state, problem))
                 log.warning("%s", problem, extra={"stream": name, "state": state})
                 self.outbox.publish_status(name, state, problem, self._stream_stats(name))
+        if time.monotonic() - self._health_checked >= HEALTH_INTERVAL_S:
+            self._watch_degraded(sources)
+
+    def _watch_degraded(self, sources: Mapping[str, Source]) -> None:
+        """Enter or leave `degraded` (stream.degraded): logged once each way, and a status message."""
+        now = self._health_checked = time.monotonic()
+        rules, fps, scheduled = self.options.degraded, self.bundle.meta.spec.fps, self.scheduler.stats()["streams"]
+        for name, source in sources.items():
+            counters = self._counters[name]
+            connected = source.state is SourceState.CONNECTED
+            counters.connected_since = (counters.connected_since or now) if connected else None
+            counters.health.append(Sample(now, counters.predictions_out.count, scheduled.get(name, {}).get("resets", 0)))
+            while len(counters.health) > 2 and counters.health[1].t < now - rules.window_s:
+                counters.health.popleft()
+            was = counters.degraded
+            counters.degraded = assess(rules, counters.health, counters.connected_since, fps, now, was is not None)
+            if (was is None) == (counters.degraded is None):
+                continue
+            first, last = counters.health[0], counters.health[-1]
+            rate = (last.predictions - first.predictions) / max(1e-9, last.t - first.t)
+            reason = counters.degraded or f"recovered: {rate:.1f} predictions/s"
+            if counters.degraded is not None:
+                log.warning("degraded: %s", reason, extra={"stream": name, "state": DEGRADED})
+            else:
+                log.info("%s", reason, extra={"stream": name, "state": SourceState.CONNECTED.value})
+            counters.last_reason = reason
+            stats = self._stream_stats(name)
+            counters.recent_events.append((time.time(), stats["state"], reason))
+            self.outbox.publish_status(name, stats["state"], reason, stats)
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
@@ -673,7 +710,8 @@ class Pipeline:
         latency = counters.latency_ms.percentiles() if percentiles else dict.fromkeys(("p50", "p95", "p99"))
         batches = scheduled["batch_sizes"]
         clips = {"clips": source.recorder.stats()} if source.recorder is not None else {}
-        return {**source.stats(), **scheduled["streams"][name], **clips,
+        stats = source.stats()
+        return {**stats, "state": _shown(stats["state"], counters), **scheduled["streams"][name], **clips,
                 "fps_in": rate(counters.frames_in), "fps_out": rate(counters.predictions_out),
                 "publisher_dropped": counters.publisher_dropped, "shutdown_dropped": counters.shutdown_dropped,
                 "latency_p50_ms": latency["p50"], "latency_p95_ms": latency["p95"], "latency_p99_ms": latency["p99"],
@@ -683,6 +721,11 @@ class Pipeline:
     def _all_ended(self) -> bool:
         return all(s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0
                    for s in self.sources.values())
+
+
+def _shown(state: str | None, counters: _Counters) -> str | None:
+    """The state a person and a reader see: a connected stream the degraded check flags is `degraded`."""
+    return DEGRADED if state == SourceState.CONNECTED.value and counters.degraded is not None else state
 
 
 def _relative(path: str, root: Path | None) -> str | None:

@@ -1,0 +1,61 @@
+"""Whether a connected stream is degraded: it delivers, but far fewer predictions than the
+bundle samples, or its head state resets in a loop (a relay that stutters stays "connected" while
+nothing useful comes out of it).
+
+Pure: the pipeline keeps a short history of each stream's counters and asks `assess` once a
+second; a stream is degraded while it says so.
+
+>>> rules = DegradedRules(window_s=10, warmup_s=5)
+>>> history = [Sample(t, predictions=2 * t, resets=0) for t in range(0, 20)]   # 2/s
+>>> assess(rules, history, connected_since=0.0, fps=10.0, now=19.0, degraded=False)
+'2.0 predictions/s over 10 s, under 5.0 (the bundle samples 10 fps)'
+>>> assess(rules, history, connected_since=0.0, fps=4.0, now=19.0, degraded=False) is None
+True
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DegradedRules:
+    window_s: float = 60.0        # rates and resets are counted over this much of the past
+    warmup_s: float = 30.0        # after connecting, the rate is not judged for this long
+    min_rate: float = 0.5         # degraded under this fraction of the bundle's fps ...
+    recover_rate: float = 0.6     # ... and again itself at this fraction (no flapping at the bound)
+    max_resets: int = 5           # this many head state resets within the window: resets in a loop
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float                      # monotonic seconds
+    predictions: int
+    resets: int
+
+
+def assess(rules: DegradedRules, history: Sequence[Sample], connected_since: float | None, fps: float,
+           now: float, degraded: bool) -> str | None:
+    """Why the stream is degraded now (one line), or None. `history`: oldest first, at least
+    the last `window_s` of samples; `connected_since`: None while not connected; `degraded`: what
+    the last call said (recovery needs `recover_rate`)."""
+    if connected_since is None or not history:
+        return None
+    recent = [s for s in history if s.t >= now - rules.window_s]
+    if not recent:
+        return None
+    newest = recent[-1]
+    before = [s for s in history if s.t <= now - rules.window_s]
+    base = before[-1] if before else recent[0]
+    resets = newest.resets - base.resets
+    if resets >= rules.max_resets:
+        return f"{resets} state resets in the last {rules.window_s:g} s"
+    judged = [s for s in history if connected_since + rules.warmup_s <= s.t <= now - rules.window_s]
+    if not judged:
+        return None   # warming up, or not yet a window's worth of samples since
+    rate = (newest.predictions - judged[-1].predictions) / max(1e-9, newest.t - judged[-1].t)
+    bound = (rules.recover_rate if degraded else rules.min_rate) * fps
+    if rate < bound:
+        return f"{rate:.1f} predictions/s over {newest.t - judged[-1].t:.0f} s, under {bound:.1f} " \
+               f"(the bundle samples {fps:g} fps)"
+    return None

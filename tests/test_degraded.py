@@ -1,0 +1,74 @@
+"""The `degraded` state: the pure decision (stream.degraded) on counted histories, and a real
+starved camera (an ffmpeg server delivering a 2 fps MPEG-4 stream to a bundle that samples more than twice that)
+seen by the log, /metrics and the status page's JSON."""
+import json
+import logging
+from dataclasses import replace
+
+import pytest
+
+from lrcn.stream.degraded import DegradedRules, Sample, assess
+from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
+from lrcn.stream.service import ServiceServer
+from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
+from tests.test_pipeline import LIVE
+from tests.test_service import get, scrape
+
+RULES = DegradedRules(window_s=10, warmup_s=5, max_resets=3)
+
+
+def steady(rate: float, seconds: int, resets_every: int | None = None) -> list[Sample]:
+    return [Sample(float(t), predictions=round(rate * t), resets=t // resets_every if resets_every else 0)
+            for t in range(seconds + 1)]
+
+
+def test_far_fewer_predictions_than_the_bundle_samples_is_degraded_after_the_warmup():
+    assert assess(RULES, steady(2, 30), connected_since=0.0, fps=10, now=30, degraded=False).startswith("2.0 predictions/s")
+    assert assess(RULES, steady(9, 30), connected_since=0.0, fps=10, now=30, degraded=False) is None
+    assert assess(RULES, steady(2, 30), connected_since=25.0, fps=10, now=30, degraded=False) is None, "warming up"
+    assert assess(RULES, steady(2, 30), connected_since=None, fps=10, now=30, degraded=False) is None, "not connected"
+
+
+def test_recovery_needs_a_margin_over_the_bound_so_it_does_not_flap():
+    assert assess(RULES, steady(5.5, 30), connected_since=0.0, fps=10, now=30, degraded=False) is None
+    assert assess(RULES, steady(5.5, 30), connected_since=0.0, fps=10, now=30, degraded=True) is not None
+    assert assess(RULES, steady(6.5, 30), connected_since=0.0, fps=10, now=30, degraded=True) is None
+
+
+def test_resets_in_a_loop_are_degraded_at_once_whatever_the_rate():
+    why = assess(RULES, steady(10, 30, resets_every=2), connected_since=29.0, fps=10, now=30, degraded=False)
+    assert why == "5 state resets in the last 10 s"
+    assert assess(RULES, steady(10, 30, resets_every=5), connected_since=0.0, fps=10, now=30, degraded=False) is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, tmp_path, caplog):  # noqa: F811
+    bundle, _, _ = exported_seed
+    video = write_video(tmp_path / "slow.mp4", n_frames=40, fps=2.0, fourcc="mp4v")
+    port = free_port()
+    pipeline = Pipeline(bundle, [StreamConfig(f"tcp://127.0.0.1:{port}", id="cam")],
+                        PipelineOptions(endpoint="tcp://127.0.0.1:0", source=replace(LIVE, open_timeout_s=15.0, read_timeout_s=10.0),
+                                        degraded=DegradedRules(window_s=4, warmup_s=2)))
+    # A 2 fps MPEG-TS stream is slow to probe and may reach the reader in bunches: long timeouts,
+    # so that it is starved, never lost.
+    fps = pipeline.bundle.meta.spec.fps
+    assert fps > 4, "the source must deliver under half of what the bundle samples"
+    service = ServiceServer(pipeline, "127.0.0.1:0").start()
+    page = lambda: json.loads(get(service.url + "/api/streams")[1])["streams"]["cam"]  # noqa: E731
+    try:
+        with caplog.at_level(logging.INFO, logger="lrcn"), served(ffmpeg_tcp_ts(video, port, codec="mpeg4", gop=2), port):
+            pipeline.start()
+            assert wait_until(lambda: page()["state"] == "degraded", 30), page()
+            samples = scrape(service.url)
+            shown = page()
+    finally:
+        pipeline.stop()
+        service.stop()
+    assert "predictions/s" in shown["reason"] and shown["predictions"] > 0, shown
+    assert samples[("lrcn_stream_state", (("state", "degraded"), ("stream", "cam")))] == 1.0
+    assert samples[("lrcn_stream_state", (("state", "connected"), ("stream", "cam")))] == 0.0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("degraded: ")]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
