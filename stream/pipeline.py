@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.clips import ClipRecorder, RecordRules
+from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.event_store import EventStore, record
@@ -51,7 +52,6 @@ from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
 from lrcn.stream.settings import Stream as StreamSettings
 from lrcn.stream.settings import check_distinct_ids, check_stream_id, default
 from lrcn.stream.smoothing import parse_smoothing
-from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.snapshots import EventFrames, Original, SnapshotWriter, follow
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
 from lrcn.stream.stats import Histogram, RateMeter, Reservoir
@@ -557,6 +557,8 @@ class Pipeline:
             while len(counters.health) > 2 and counters.health[1].t < now - rules.window_s:
                 counters.health.popleft()
             was = counters.degraded
+            if not connected:
+                continue   # a gap is its own state and log line; degraded or not is judged again once connected
             counters.degraded = assess(rules, counters.health, counters.connected_since, fps, now, was is not None)
             if (was is None) == (counters.degraded is None):
                 continue

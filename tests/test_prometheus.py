@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -39,7 +38,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 @needs_promtool
 def test_promtool_accepts_the_alert_rules():
-    result = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout
 
