@@ -133,6 +133,10 @@ def test_prometheus_answers_every_dashboard_query_and_fires_the_alerts(exported_
         assert wait_until(lambda: want <= firing(base), 90), firing(base)
         assert ("LrcnConnectedWithoutPredictions", "file") not in firing(base), "the file stream predicts"
         assert ("LrcnStreamDown", "stall") not in firing(base), "the silent camera is still connected"
+        open_event = lambda: api(base, "query", query='max(lrcn_stream_activity{stream="file"})')["data"]["result"]  # noqa: E731
+        assert wait_until(lambda: any(r["value"][1] == "1" for r in open_event()), 30), "the file's open event is plotted"
+        events = api(base, "query", query='sum(lrcn_events_total{stream="file"})')["data"]["result"]
+        assert events and float(events[0]["value"][1]) >= 1
         empty = [(title, expr) for title, expr in dashboard_queries()
                  if not api(base, "query", query=grafana(expr))["data"]["result"]]
         assert not empty, empty
