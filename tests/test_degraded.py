@@ -64,6 +64,11 @@ def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, t
             assert wait_until(lambda: page()["state"] == "degraded", 30), page()
             samples = scrape(service.url)
             shown = page()
+            # The same trickle judged by a lower bound (as a camera that got its rate back): recovered.
+            pipeline.options = replace(pipeline.options, degraded=DegradedRules(window_s=4, warmup_s=2, min_rate=0.02,
+                                                                                recover_rate=0.05))
+            assert wait_until(lambda: page()["state"] == "connected", 15), page()
+            recovered = page()
     finally:
         pipeline.stop()
         service.stop()
@@ -72,3 +77,5 @@ def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, t
     assert samples[("lrcn_stream_state", (("state", "connected"), ("stream", "cam")))] == 0.0
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("degraded: ")]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO and r.getMessage().startswith("recovered: ")]
+    assert len(infos) == 1 and recovered["reason"].startswith("recovered: "), recovered
