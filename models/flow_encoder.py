@@ -30,6 +30,7 @@ import numpy as np
 from keras import layers
 
 from lrcn.models.data import Video
+from lrcn.models.features import encode_frames
 from lrcn.models.modalities import encoder_spec, keras_modality, model_input
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError
@@ -146,8 +147,7 @@ class FieldClassifier:
         return model_input("flow", fields, self.flow_spec)
 
     def features(self, fields: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(self.encoder.predict_on_batch(self.to_input(fields[i:i + BATCH])))
-                               for i in range(0, len(fields), BATCH)])
+        return encode_frames(self.encoder, fields, self.flow_spec, self.to_input)
 
     def fit(self, train, val, seed: int, progress: bool, probed: "FieldClassifier | None" = None) -> dict:
         """The probe on frozen features (probe_first; taken from `probed`, a fitted frozen candidate of the same

@@ -34,7 +34,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import cv2
 from prometheus_client.exposition import choose_encoder
 
 from lrcn.stream import event_api, stream_api
@@ -42,6 +41,7 @@ from lrcn.stream.credentials import redact
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.httpd import MAX_BODY_BYTES, HttpServer, parse_address  # noqa: F401 - parse_address: its old home
 from lrcn.stream.metrics import pipeline_registry
+from lrcn.stream.snapshots import encode_jpeg
 from lrcn.stream.webconfig import BasicAuth, WebConfig, load_web_config
 
 log = logging.getLogger("lrcn.service")
@@ -139,10 +139,8 @@ class _Request(BaseHTTPRequestHandler):
             if image is None:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no frame from {match.group(1)!r} yet"})
             else:
-                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-                if not ok:
-                    raise RuntimeError(f"cannot encode the frame of {match.group(1)!r} as JPEG")
-                self._reply(HTTPStatus.OK, jpeg.tobytes(), "image/jpeg")
+                # quality 95: OpenCV's default, what this page always served
+                self._reply(HTTPStatus.OK, encode_jpeg(image, quality=95), "image/jpeg")
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
 
