@@ -14,17 +14,32 @@ True
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from lrcn.stream.errors import LrcnError
+from lrcn.stream.settings import DEGRADED_SETTINGS, Settings, default
 
 
 @dataclass(frozen=True)
 class DegradedRules:
-    window_s: float = 60.0        # rates and resets are counted over this much of the past
-    warmup_s: float = 30.0        # after connecting, the rate is not judged for this long
-    min_rate: float = 0.5         # degraded under this fraction of the bundle's fps ...
-    recover_rate: float = 0.6     # ... and again itself at this fraction (no flapping at the bound)
-    max_resets: int = 5           # this many head state resets within the window: resets in a loop
+    """The thresholds: the top-level `degraded_*` settings of stream/settings.py, where they are
+    explained and their defaults and ranges live."""
+    window_s: float = default(Settings, "degraded_window_s")        # rates and resets are counted over this much
+    warmup_s: float = default(Settings, "degraded_warmup_s")        # after connecting, the rate is not judged yet
+    min_rate: float = default(Settings, "degraded_min_rate")        # degraded under this fraction of the bundle's fps ...
+    recover_rate: float = default(Settings, "degraded_recover_rate")  # ... itself again at this one (no flapping)
+    max_resets: int = default(Settings, "degraded_max_resets")      # head state resets within the window: a loop
+
+    def __post_init__(self):
+        if self.recover_rate < self.min_rate:
+            raise LrcnError(f"degraded_recover_rate ({self.recover_rate:g}) must be at least degraded_min_rate "
+                            f"({self.min_rate:g}), or a stream at the bound flaps")
+
+    @classmethod
+    def from_settings(cls, value: Callable[[str], float]) -> DegradedRules:
+        """The rules from `value(setting name)` of each DEGRADED_SETTINGS (a flag, the file or the default)."""
+        return cls(**{name.removeprefix("degraded_"): value(name) for name in DEGRADED_SETTINGS})
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,28 @@ def test_resets_in_a_loop_are_degraded_at_once_whatever_the_rate():
     assert assess(RULES, steady(10, 30, resets_every=5), connected_since=0.0, fps=10, now=30, degraded=False) is None
 
 
+def test_the_thresholds_are_settings_a_flag_sets_and_overrides_the_file_and_a_bad_pair_is_one_line(tmp_path, capsys):
+    from lrcn.stream.deploy import load_deployment
+    from lrcn.tools.commands import build_parser, main
+    from lrcn.tools.serving import options_from_args
+
+    config = tmp_path / "cameras.toml"
+    config.write_text('degraded_window_s = 20\ndegraded_max_resets = 9\n[[stream]]\nsource = "a.avi"\n')
+    settings = load_deployment(config).settings
+    parse = lambda *argv: build_parser("serve").parse_args(["serve", "b", *argv])  # noqa: E731
+    assert options_from_args(parse(), {}).degraded == DegradedRules(), "the defaults: stream/settings.py"
+    assert options_from_args(parse(), settings).degraded == DegradedRules(window_s=20, max_resets=9)
+    flagged = options_from_args(parse("--degraded-window-s", "7", "--degraded-min-rate", "0.25"), settings).degraded
+    assert flagged == DegradedRules(window_s=7, max_resets=9, min_rate=0.25), "a flag wins over the file's value"
+    assert main(["serve", str(tmp_path), "a.avi", "--degraded-min-rate", "0.8"]) == 2
+    err = capsys.readouterr().err
+    assert err == "lrcn: error: degraded_recover_rate (0.6) must be at least degraded_min_rate (0.8), " \
+                  "or a stream at the bound flaps\n", err
+    assert main(["serve", str(tmp_path), "a.avi", "--degraded-max-resets", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrcn: error: --degraded-max-resets must be an integer >= 1") and err.count("\n") == 1, err
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
