@@ -1,5 +1,6 @@
-"""The `degraded` state: the pure decision (stream.degraded) on counted histories, and a real
-starved camera (an ffmpeg server delivering a 2 fps MPEG-4 stream to a bundle that samples more than twice that)
+"""The `degraded` state: the pure decision (stream.degraded) on counted histories; its thresholds
+as settings; a real starved camera (an ffmpeg server delivering a 2 fps MPEG-4 stream to a bundle
+that samples more than twice that) and a real camera whose connection drops every second, each
 seen by the log, /metrics and the status page's JSON."""
 import json
 import logging
@@ -11,7 +12,7 @@ from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.service import ServiceServer
 from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
+from tests.live_servers import FFMPEG, DroppingServer, ffmpeg_tcp_ts, free_port, served, ts_clip, wait_until, write_video
 from tests.test_pipeline import LIVE
 from tests.test_service import get, scrape
 
@@ -101,3 +102,36 @@ def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, t
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     infos = [r for r in caplog.records if r.levelno == logging.INFO and r.getMessage().startswith("recovered: ")]
     assert len(infos) == 1 and recovered["reason"].startswith("recovered: "), recovered
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
+def test_a_camera_that_drops_its_connection_every_second_is_degraded_once_through_its_reconnects(
+        exported_seed, tmp_path, caplog):  # noqa: F811
+    bundle, _, _ = exported_seed
+    server = DroppingServer(ts_clip(tmp_path / "second.ts", 1.0).read_bytes(), hold_s=1.0)
+    rules = DegradedRules(window_s=30, warmup_s=0, min_rate=0, recover_rate=0, max_resets=3)   # resets only
+    pipeline = Pipeline(bundle, [StreamConfig(f"tcp://127.0.0.1:{server.port}", id="cam")],
+                        PipelineOptions(endpoint="tcp://127.0.0.1:0", source=replace(LIVE, backoff_max_s=0.5),
+                                        degraded=rules))
+    service = ServiceServer(pipeline, "127.0.0.1:0").start()
+    page = lambda: json.loads(get(service.url + "/api/streams")[1])["streams"]["cam"]  # noqa: E731
+    exported = lambda: scrape(service.url)[("lrcn_stream_state", (("state", "degraded"), ("stream", "cam")))]  # noqa: E731
+    try:
+        with caplog.at_level(logging.INFO, logger="lrcn"):
+            pipeline.start()
+            assert wait_until(lambda: page()["state"] == "degraded", 40), (page(), server.connections)
+            shown = page()
+            assert wait_until(lambda: exported() == 1.0, 10)
+            connections = server.connections
+            assert wait_until(lambda: server.connections >= connections + 3, 20), "it keeps dropping"
+            assert wait_until(lambda: page()["state"] == "degraded", 5), page()
+    finally:
+        pipeline.stop()
+        service.stop()
+        server.close()
+    assert shown["reason"].endswith("state resets in the last 30 s"), shown
+    assert shown["predictions"] > 0, "it delivers between the drops"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("degraded: ")]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [r for r in caplog.records if r.getMessage().startswith("recovered: ")], "no false recovery at a gap"
