@@ -553,7 +553,9 @@ class Pipeline:
             counters = self._counters[name]
             connected = source.state is SourceState.CONNECTED
             counters.connected_since = (counters.connected_since or now) if connected else None
-            counters.health.append(Sample(now, counters.predictions_out.count, scheduled.get(name, {}).get("resets", 0)))
+            # A looping file restarts its clock at each loop by design: only a live source's resets are a fault.
+            resets = scheduled.get(name, {}).get("resets", 0) if source.live else 0
+            counters.health.append(Sample(now, counters.predictions_out.count, resets))
             while len(counters.health) > 2 and counters.health[1].t < now - rules.window_s:
                 counters.health.popleft()
             was = counters.degraded

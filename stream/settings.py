@@ -171,7 +171,7 @@ class Settings(_Section):
     degraded_recover_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
         "a degraded stream is `connected` again at this fraction (>= degraded_min_rate: no flapping at the bound)")] = 0.6
     degraded_max_resets: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)], _help(
-        "`degraded` at this many head state resets within the window: a source that resets in a loop")] = 5
+        "`degraded` at this many head state resets within the window: a live source that resets in a loop")] = 5
     stream: Annotated[list[Stream], _help("[[stream]] tables")] = []
     sink: Annotated[list[dict[str, Any]], _help("[[sink]] tables: more sinks beside ZeroMQ (mqtt, jsonl, zeromq)")] = []
 

@@ -84,6 +84,7 @@ def test_the_shipped_alerts_fire_for_a_stopped_camera_and_a_starved_one_and_not_
         killed.kill()
     assert not {stream for _, stream in fired} & {"file", ""}, f"only the two broken cameras fire: {fired}"
     assert ("LrcnStreamDegraded", "starved") in pending | fired, "the trickle is degraded (the alert waits 5 min)"
+    assert not {stream for _, stream in pending} & {"file", ""}, f"a looping file is not degraded: {pending}"
     counts = {r["metric"]["stream"]: float(r["value"][1]) for r in predictions}
     assert counts["starved"] == 0 < counts["file"], counts
 
