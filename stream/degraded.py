@@ -1,15 +1,15 @@
 """Whether a connected stream is degraded: it delivers, but far fewer predictions than the
-bundle samples, or its head state resets in a loop (a relay that stutters stays "connected" while
-nothing useful comes out of it).
+stream's sampling rate and hop ask for, or its head state resets in a loop (a relay that
+stutters stays "connected" while nothing useful comes out of it).
 
 Pure: the pipeline keeps a short history of each stream's counters and asks `assess` once a
 second; a stream is degraded while it says so.
 
 >>> rules = DegradedRules(window_s=10, warmup_s=5)
 >>> history = [Sample(t, predictions=2 * t, resets=0) for t in range(0, 20)]   # 2/s
->>> assess(rules, history, connected_since=0.0, fps=10.0, now=19.0, degraded=False)
-'2.0 predictions/s over 10 s, under 5.0 (the bundle samples 10 fps)'
->>> assess(rules, history, connected_since=0.0, fps=4.0, now=19.0, degraded=False) is None
+>>> assess(rules, history, connected_since=0.0, expected=10.0, now=19.0, degraded=False)
+'2.0 predictions/s over 10 s, under 5.0 (of the 10/s its sampling rate and hop ask for)'
+>>> assess(rules, history, connected_since=0.0, expected=4.0, now=19.0, degraded=False) is None
 True
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ class DegradedRules:
     explained and their defaults and ranges live."""
     window_s: float = default(Settings, "degraded_window_s")        # rates and resets are counted over this much
     warmup_s: float = default(Settings, "degraded_warmup_s")        # after connecting, the rate is not judged yet
-    min_rate: float = default(Settings, "degraded_min_rate")        # degraded under this fraction of the bundle's fps ...
+    min_rate: float = default(Settings, "degraded_min_rate")        # degraded under this fraction of the expected rate ...
     recover_rate: float = default(Settings, "degraded_recover_rate")  # ... itself again at this one (no flapping)
     max_resets: int = default(Settings, "degraded_max_resets")      # head state resets within the window: a loop
 
@@ -49,11 +49,12 @@ class Sample:
     resets: int
 
 
-def assess(rules: DegradedRules, history: Sequence[Sample], connected_since: float | None, fps: float,
+def assess(rules: DegradedRules, history: Sequence[Sample], connected_since: float | None, expected: float,
            now: float, degraded: bool) -> str | None:
     """Why the stream is degraded now (one line), or None. `history`: oldest first, at least
-    the last `window_s` of samples; `connected_since`: None while not connected; `degraded`: what
-    the last call said (recovery needs `recover_rate`)."""
+    the last `window_s` of samples; `connected_since`: None while not connected; `expected`: the
+    predictions per second the stream's sampling rate and hop ask for; `degraded`: what the last
+    call said (recovery needs `recover_rate`)."""
     if connected_since is None or not history:
         return None
     recent = [s for s in history if s.t >= now - rules.window_s]
@@ -69,8 +70,8 @@ def assess(rules: DegradedRules, history: Sequence[Sample], connected_since: flo
     if not judged:
         return None   # warming up, or not yet a window's worth of samples since
     rate = (newest.predictions - judged[-1].predictions) / max(1e-9, newest.t - judged[-1].t)
-    bound = (rules.recover_rate if degraded else rules.min_rate) * fps
+    bound = (rules.recover_rate if degraded else rules.min_rate) * expected
     if rate < bound:
         return f"{rate:.1f} predictions/s over {newest.t - judged[-1].t:.0f} s, under {bound:.1f} " \
-               f"(the bundle samples {fps:g} fps)"
+               f"(of the {expected:g}/s its sampling rate and hop ask for)"
     return None

@@ -548,7 +548,7 @@ class Pipeline:
     def _watch_degraded(self, sources: Mapping[str, Source]) -> None:
         """Enter or leave `degraded` (stream.degraded): logged once each way, and a status message."""
         now = self._health_checked = time.monotonic()
-        rules, fps, scheduled = self.options.degraded, self.bundle.meta.spec.fps, self.scheduler.stats()["streams"]
+        rules, scheduled = self.options.degraded, self.scheduler.stats()["streams"]
         for name, source in sources.items():
             counters = self._counters[name]
             connected = source.state is SourceState.CONNECTED
@@ -561,7 +561,8 @@ class Pipeline:
             was = counters.degraded
             if not connected:
                 continue   # a gap is its own state and log line; degraded or not is judged again once connected
-            counters.degraded = assess(rules, counters.health, counters.connected_since, fps, now, was is not None)
+            expected = source.options.fps / self.configs[name].hop   # one prediction per hop sampled frames
+            counters.degraded = assess(rules, counters.health, counters.connected_since, expected, now, was is not None)
             if (was is None) == (counters.degraded is None):
                 continue
             first, last = counters.health[0], counters.health[-1]

@@ -167,7 +167,7 @@ class Settings(_Section):
     degraded_warmup_s: Annotated[Seconds, _help(
         "after connecting, a stream's prediction rate is not judged for S seconds")] = 30.0
     degraded_min_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
-        "`degraded` under this fraction of the predictions the bundle's fps asks for (0: never for the rate)")] = 0.5
+        "`degraded` under this fraction of the predictions the stream's fps and hop ask for (fps / hop) (0: never for the rate)")] = 0.5
     degraded_recover_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
         "a degraded stream is `connected` again at this fraction (>= degraded_min_rate: no flapping at the bound)")] = 0.6
     degraded_max_resets: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)], _help(

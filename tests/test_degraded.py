@@ -4,6 +4,7 @@ that samples more than twice that) and a real camera whose connection drops ever
 seen by the log, /metrics and the status page's JSON."""
 import json
 import logging
+import time
 from dataclasses import replace
 
 import pytest
@@ -25,22 +26,22 @@ def steady(rate: float, seconds: int, resets_every: int | None = None) -> list[S
 
 
 def test_far_fewer_predictions_than_the_bundle_samples_is_degraded_after_the_warmup():
-    assert assess(RULES, steady(2, 30), connected_since=0.0, fps=10, now=30, degraded=False).startswith("2.0 predictions/s")
-    assert assess(RULES, steady(9, 30), connected_since=0.0, fps=10, now=30, degraded=False) is None
-    assert assess(RULES, steady(2, 30), connected_since=25.0, fps=10, now=30, degraded=False) is None, "warming up"
-    assert assess(RULES, steady(2, 30), connected_since=None, fps=10, now=30, degraded=False) is None, "not connected"
+    assert assess(RULES, steady(2, 30), connected_since=0.0, expected=10, now=30, degraded=False).startswith("2.0 predictions/s")
+    assert assess(RULES, steady(9, 30), connected_since=0.0, expected=10, now=30, degraded=False) is None
+    assert assess(RULES, steady(2, 30), connected_since=25.0, expected=10, now=30, degraded=False) is None, "warming up"
+    assert assess(RULES, steady(2, 30), connected_since=None, expected=10, now=30, degraded=False) is None, "not connected"
 
 
 def test_recovery_needs_a_margin_over_the_bound_so_it_does_not_flap():
-    assert assess(RULES, steady(5.5, 30), connected_since=0.0, fps=10, now=30, degraded=False) is None
-    assert assess(RULES, steady(5.5, 30), connected_since=0.0, fps=10, now=30, degraded=True) is not None
-    assert assess(RULES, steady(6.5, 30), connected_since=0.0, fps=10, now=30, degraded=True) is None
+    assert assess(RULES, steady(5.5, 30), connected_since=0.0, expected=10, now=30, degraded=False) is None
+    assert assess(RULES, steady(5.5, 30), connected_since=0.0, expected=10, now=30, degraded=True) is not None
+    assert assess(RULES, steady(6.5, 30), connected_since=0.0, expected=10, now=30, degraded=True) is None
 
 
 def test_resets_in_a_loop_are_degraded_at_once_whatever_the_rate():
-    why = assess(RULES, steady(10, 30, resets_every=2), connected_since=29.0, fps=10, now=30, degraded=False)
+    why = assess(RULES, steady(10, 30, resets_every=2), connected_since=29.0, expected=10, now=30, degraded=False)
     assert why == "5 state resets in the last 10 s"
-    assert assess(RULES, steady(10, 30, resets_every=5), connected_since=0.0, fps=10, now=30, degraded=False) is None
+    assert assess(RULES, steady(10, 30, resets_every=5), connected_since=0.0, expected=10, now=30, degraded=False) is None
 
 
 def test_the_thresholds_are_settings_a_flag_sets_and_overrides_the_file_and_a_bad_pair_is_one_line(tmp_path, capsys):
@@ -135,3 +136,25 @@ def test_a_camera_that_drops_its_connection_every_second_is_degraded_once_throug
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.getMessage().startswith("degraded: ")]
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert not [r for r in caplog.records if r.getMessage().startswith("recovered: ")], "no false recovery at a gap"
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_samples_slower_or_predicts_every_hop_frames_is_judged_by_its_own_rate(
+        exported_seed, tmp_path, caplog):  # noqa: F811
+    bundle, _, _ = exported_seed
+    video = write_video(tmp_path / "eight-seconds.avi", n_frames=200)   # 25 fps: few loop restarts to cut windows
+    file = dict(source=str(video), loop=True, pace=True)
+    pipeline = Pipeline(bundle, [StreamConfig(id="hop4", hop=4, **file), StreamConfig(id="slow", fps=4.0, **file)],
+                        PipelineOptions(endpoint="tcp://127.0.0.1:0", degraded=DegradedRules(window_s=4, warmup_s=1)))
+    assert 4.0 < 0.5 * pipeline.bundle.meta.spec.fps, "judged by the bundle's fps, both would be degraded"
+    with caplog.at_level(logging.INFO, logger="lrcn"):
+        pipeline.start()
+        try:
+            assert wait_until(lambda: all(s["predictions"] >= 4 for s in pipeline.overview().values()), 30)
+            time.sleep(6)   # past the warm-up and a window
+            shown = {name: s["state"] for name, s in pipeline.overview().items()}
+        finally:
+            pipeline.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert shown == {"hop4": "connected", "slow": "connected"}, (shown, messages)
+    assert not [m for m in messages if m.startswith("degraded: ")], messages
