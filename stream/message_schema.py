@@ -57,7 +57,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     ),
     "status": _HEAD + (
         Field("state", "string", "the stream's state: connecting, connected, lost, reconnecting, failed, ended, "
-                                 "stopped"),
+                                 "stopped, degraded (connected, but far too few predictions)"),
         Field("reason", "string", "one line of detail, may be empty"),
         Field("time", "number", "when it was published, s since the epoch (wall clock)"),
         Field("stats", "object", "counters at that moment; names may grow"),

@@ -36,7 +36,8 @@ STREAM_COUNTERS = (
     ("lrcn_state_resets", "Head state resets (a gap in the stream)", "resets"),
     ("lrcn_timestamp_jumps", "Timestamp jumps or resets within a connection", "jumps"),
 )
-STATES = tuple(member.value for member in SourceState)
+# `degraded` (stream.degraded): connected, but far too few predictions or resets in a loop.
+STATES = tuple(member.value for member in SourceState) + ("degraded",)
 # Batch sizes are whole numbers up to the largest encoder call.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -61,6 +62,31 @@ def batch_histogram(counts: Mapping[int, int]) -> Histogram:
     for size, n in counts.items():
         histogram.observe(size, times=n)
     return histogram
+
+
+def activity_families(activity: Mapping[str, dict], streams: Mapping[str, dict], classes) -> Iterator:
+    """What the streams see: events started by label, the label of each stream's open event, clips
+    and snapshots written."""
+    events = CounterMetricFamily("lrcn_events", "Events started, by label", labels=["stream", "label"])
+    for name, seen in activity.items():
+        for label, n in sorted(seen["started"].items()):
+            events.add_metric([name, label], n)
+    yield events
+    current = GaugeMetricFamily("lrcn_stream_activity", "1 for the label of the stream's open event, 0 for "
+                                "the others (all 0: no event open)", labels=["stream", "label"])
+    for name, seen in activity.items():
+        for label in sorted({*classes, *seen["started"], *([seen["open"]] if seen["open"] else [])}):
+            current.add_metric([name, label], float(label == seen["open"]))
+    yield current
+    clips = CounterMetricFamily("lrcn_clips_written", "Event clips written (streams that record)", labels=["stream"])
+    for name, s in streams.items():
+        if "clips" in s:
+            clips.add_metric([name], s["clips"]["clips"])
+    yield clips
+    snapshots = CounterMetricFamily("lrcn_snapshots_written", "Event snapshots written to disk", labels=["stream"])
+    for name, seen in activity.items():
+        snapshots.add_metric([name], seen["snapshots"])
+    yield snapshots
 
 
 class PipelineCollector(Collector):
@@ -89,6 +115,7 @@ class PipelineCollector(Collector):
             for name, s in streams.items():
                 family.add_metric([name], s[key])
             yield family
+        yield from activity_families(pipeline.activity(), stats["streams"], spec.classes)
         sinks = stats["sinks"]
         for metric, documentation, key in (("lrcn_messages_sent", "Messages a sink sent (a file: wrote)", "sent"),
                                            ("lrcn_messages_dropped", "Messages a sink dropped: a full queue or "

@@ -29,13 +29,14 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from lrcn.stream.clips import ClipRecorder, RecordRules
+from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.event_store import EventStore, record
@@ -63,6 +64,8 @@ GAP_STATES = (SourceState.LOST, SourceState.RECONNECTING)
 DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
 LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: logging.WARNING,
               SourceState.FAILED: logging.ERROR}   # other states: info
+DEGRADED = "degraded"      # a connected stream that yields far too few predictions (stream.degraded)
+HEALTH_INTERVAL_S = 1.0    # how often the degraded check runs
 RECENT_EVENTS = 8  # status events kept per stream for the status page
 RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
 
@@ -106,6 +109,7 @@ class PipelineOptions:
     source: SourceOptions = field(default_factory=SourceOptions)
     sinks: tuple[dict, ...] = ()      # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
     state_dir: str | None = None      # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
+    degraded: DegradedRules = field(default_factory=DegradedRules)   # when a connected stream counts as degraded
 
 
 @dataclass
@@ -124,9 +128,13 @@ class _Counters:
     recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
     clips: dict = field(default_factory=dict)            # event id -> the path its clip will have
+    events_started: dict = field(default_factory=dict)   # label -> events started (a metrics scrape reads it)
     event_frames: dict = field(default_factory=dict)     # event id -> EventFrames of the open event
     originals: dict = field(default_factory=dict)        # frame index -> Original, of the frames read last
     last_original: Original | None = None                # the newest frame at the source's resolution
+    health: deque = field(default_factory=deque)         # degraded.Sample, about one a second, the last window
+    connected_since: float | None = None                 # monotonic; None while not connected
+    degraded: str | None = None                          # why the stream is degraded, or None
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,7 @@ class Pipeline:
             self.snapshots.on_jpeg = self._hand_snapshot
         self.error: BaseException | None = None
         self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
+        self._health_checked = 0.0              # time.monotonic() of the latest degraded check
         self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
         self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
         self.reconfigure_lock = threading.RLock()   # a reload and the HTTP API change streams one at a time
@@ -392,7 +401,7 @@ class Pipeline:
         streams = {}
         for name, source, counters in self._streams():
             stats = source.stats()
-            streams[name] = {"source": source.display, "live": source.live, "state": stats["state"],
+            streams[name] = {"source": source.display, "live": source.live, "state": _shown(stats["state"], counters),
                              "reason": counters.last_reason, "label": counters.last_label,
                              "score": counters.last_score, "fps_in": counters.frames_in.overall(),
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
@@ -400,6 +409,15 @@ class Pipeline:
                              "events": [{"time": t, "state": state, "reason": reason}
                                         for t, state, reason in list(counters.recent_events)]}
         return streams
+
+    def activity(self) -> dict[str, dict]:
+        """Per stream: {"open": the label of its open event or None, "started": {label: events started},
+        "snapshots": snapshots written}; read by a metrics scrape."""
+        written = dict(self.snapshots.written_by_stream)
+        opened = lambda events: events.open.label if events.open is not None and events.open.started else None  # noqa: E731
+        return {name: {"open": opened(counters.events),
+                       "started": dict(counters.events_started), "snapshots": written.get(name, 0)}
+                for name, _, counters in self._streams()}
 
     def latest_original(self, stream: str) -> Original | None:
         """The newest frame of `stream` at the source's resolution (inside its crop), or None."""
@@ -524,6 +542,40 @@ class Pipeline:
                 counters.recent_events.append((time.time(), state, problem))
                 log.warning("%s", problem, extra={"stream": name, "state": state})
                 self.outbox.publish_status(name, state, problem, self._stream_stats(name))
+        if time.monotonic() - self._health_checked >= HEALTH_INTERVAL_S:
+            self._watch_degraded(sources)
+
+    def _watch_degraded(self, sources: Mapping[str, Source]) -> None:
+        """Enter or leave `degraded` (stream.degraded): logged once each way, and a status message."""
+        now = self._health_checked = time.monotonic()
+        rules, scheduled = self.options.degraded, self.scheduler.stats()["streams"]
+        for name, source in sources.items():
+            counters = self._counters[name]
+            connected = source.state is SourceState.CONNECTED
+            counters.connected_since = (counters.connected_since or now) if connected else None
+            # A looping file restarts its clock at each loop by design: only a live source's resets are a fault.
+            resets = scheduled.get(name, {}).get("resets", 0) if source.live else 0
+            counters.health.append(Sample(now, counters.predictions_out.count, resets))
+            while len(counters.health) > 2 and counters.health[1].t < now - rules.window_s:
+                counters.health.popleft()
+            was = counters.degraded
+            if not connected:
+                continue   # a gap is its own state and log line; degraded or not is judged again once connected
+            expected = source.options.fps / self.configs[name].hop   # one prediction per hop sampled frames
+            counters.degraded = assess(rules, counters.health, counters.connected_since, expected, now, was is not None)
+            if (was is None) == (counters.degraded is None):
+                continue
+            first, last = counters.health[0], counters.health[-1]
+            rate = (last.predictions - first.predictions) / max(1e-9, last.t - first.t)
+            reason = counters.degraded or f"recovered: {rate:.1f} predictions/s"
+            if counters.degraded is not None:
+                log.warning("degraded: %s", reason, extra={"stream": name, "state": DEGRADED})
+            else:
+                log.info("%s", reason, extra={"stream": name, "state": SourceState.CONNECTED.value})
+            counters.last_reason = reason
+            stats = self._stream_stats(name)
+            counters.recent_events.append((time.time(), stats["state"], reason))
+            self.outbox.publish_status(name, stats["state"], reason, stats)
 
     def _publish(self, prediction: Prediction) -> None:
         counters = self._counters[prediction.stream]
@@ -559,6 +611,9 @@ class Pipeline:
 
     def _publish_event(self, name: str, event: dict) -> None:
         wall = time.time()
+        if event["type"] == "start":
+            started = self._counters[name].events_started
+            started[event["label"]] = started.get(event["label"], 0) + 1
         media = self._event_media(name, event, wall)
         event = {**event, **media}
         self.outbox.publish_event(name, event)
@@ -660,7 +715,8 @@ class Pipeline:
         latency = counters.latency_ms.percentiles() if percentiles else dict.fromkeys(("p50", "p95", "p99"))
         batches = scheduled["batch_sizes"]
         clips = {"clips": source.recorder.stats()} if source.recorder is not None else {}
-        return {**source.stats(), **scheduled["streams"][name], **clips,
+        stats = source.stats()
+        return {**stats, "state": _shown(stats["state"], counters), **scheduled["streams"][name], **clips,
                 "fps_in": rate(counters.frames_in), "fps_out": rate(counters.predictions_out),
                 "publisher_dropped": counters.publisher_dropped, "shutdown_dropped": counters.shutdown_dropped,
                 "latency_p50_ms": latency["p50"], "latency_p95_ms": latency["p95"], "latency_p99_ms": latency["p99"],
@@ -670,6 +726,11 @@ class Pipeline:
     def _all_ended(self) -> bool:
         return all(s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0
                    for s in self.sources.values())
+
+
+def _shown(state: str | None, counters: _Counters) -> str | None:
+    """The state a person and a reader see: a connected stream the degraded check flags is `degraded`."""
+    return DEGRADED if state == SourceState.CONNECTED.value and counters.degraded is not None else state
 
 
 def _relative(path: str, root: Path | None) -> str | None:

@@ -161,6 +161,17 @@ class Settings(_Section):
         "longest wait between reconnection attempts")] = 10.0
     max_attempts: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)] | None, _help(
         "give up on a live source after N failed connection attempts in a row (default: never)")] = None
+    degraded_window_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help(
+        "a connected stream's predictions and head resets are counted over the last S seconds to judge it "
+        "`degraded`")] = 60.0
+    degraded_warmup_s: Annotated[Seconds, _help(
+        "after connecting, a stream's prediction rate is not judged for S seconds")] = 30.0
+    degraded_min_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
+        "`degraded` under this fraction of the predictions the stream's fps and hop ask for (fps / hop) (0: never for the rate)")] = 0.5
+    degraded_recover_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
+        "a degraded stream is `connected` again at this fraction (>= degraded_min_rate: no flapping at the bound)")] = 0.6
+    degraded_max_resets: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)], _help(
+        "`degraded` at this many head state resets within the window: a live source that resets in a loop")] = 5
     stream: Annotated[list[Stream], _help("[[stream]] tables")] = []
     sink: Annotated[list[dict[str, Any]], _help("[[sink]] tables: more sinks beside ZeroMQ (mqtt, jsonl, zeromq)")] = []
 
@@ -169,6 +180,9 @@ SECTIONS: dict[str, type[_Section]] = {"": Settings, "stream": Stream, "events":
                                        "homeassistant": HomeAssistant}
 # The top-level settings that are every stream's capture defaults (SourceOptions' fields).
 SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
+# The top-level settings of the degraded check (stream.degraded.DegradedRules' fields, without the prefix).
+DEGRADED_SETTINGS = ("degraded_window_s", "degraded_warmup_s", "degraded_min_rate", "degraded_recover_rate",
+                     "degraded_max_resets")
 TABLES = ("stream", "sink")
 
 

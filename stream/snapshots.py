@@ -138,7 +138,8 @@ class _Job:
 
 class SnapshotWriter:
     """One thread that converts, encodes and writes snapshots, so the inference thread only
-    queues a reference. `written`, `failed` and `dropped` count them; `problem` is the last
+    queues a reference. `written` (and per stream `written_by_stream`), `failed` and `dropped`
+    count them; `problem` is the last
     failure, one line. `on_jpeg(stream, kind, jpeg)`, if set, gets every snapshot's bytes on this
     thread ("start" or "best"; e.g. an MQTT sink's `publish_snapshot`), stored or not; it must
     not block."""
@@ -149,6 +150,7 @@ class SnapshotWriter:
         self.on_jpeg = on_jpeg
         self._queue: queue.Queue[_Job | None] = queue.Queue(QUEUE_SIZE)
         self.written = self.failed = self.dropped = 0
+        self.written_by_stream: dict[str, int] = {}   # read by a metrics scrape; only this thread writes
         self.encode_s = 0.0               # conversion + encoding, all snapshots
         self.problem: str | None = None
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
@@ -189,6 +191,7 @@ class SnapshotWriter:
                 if job.path is not None:
                     self._write(job, jpeg)
                     self.written += 1
+                    self.written_by_stream[job.stream] = self.written_by_stream.get(job.stream, 0) + 1
                 if self.on_jpeg is not None:
                     self.on_jpeg(job.stream, job.kind, jpeg)
             except Exception as err:  # noqa: BLE001 - a snapshot's failure costs that snapshot only

@@ -109,6 +109,48 @@ class BurstRelay:
         self.listener.close()
 
 
+class DroppingServer:
+    """A camera whose connection drops over and over: each client gets `payload` (an MPEG-TS
+    file) at once, then the server hangs up after `hold_s`; the next connection gets the same."""
+
+    def __init__(self, payload: bytes, hold_s: float = 1.0):
+        self.payload, self.hold_s = payload, hold_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with client:
+                try:
+                    client.sendall(self.payload)
+                except OSError:
+                    continue
+                self._closed.wait(self.hold_s)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+def ts_clip(path: Path, seconds: float, fps: int = 25) -> Path:
+    """`seconds` of ffmpeg's test pattern as MPEG-TS (MPEG-2 video, 128x96)."""
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc2=size=128x96:rate={fps}", "-t", str(seconds), "-c:v", "mpeg2video", "-q:v", "5",
+                    "-f", "mpegts", str(path)], check=True, timeout=120)
+    return path
+
+
 def ts_with_timestamp_break(path: Path, kind: str, seconds: float = 3.0, fps: int = 25) -> tuple[Path, int]:
     """An MPEG-TS file of two parts whose timestamps break between them: `reset` (the second part
     starts again from zero, as a camera that restarted its encoder) or `jump` (it starts 100 s

@@ -341,3 +341,24 @@ def test_a_file_retention_deletes_is_no_longer_named_by_its_event(tmp_path):
     assert (second.clip, second.snapshot) == ("cam/e2.mp4", "cam/e2.jpg")
     assert sorted(e.path for e in store.index.entries()) == ["cam/e1.jpg", "cam/e2.mp4"]
     store.close()
+
+
+def test_metrics_count_events_by_label_clips_and_snapshots(served_run):
+    """The scrape after the run: events by label as published, clips and snapshots as on disk, and
+    no open event (the run ended them all)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    _, events, clips, _, url = served_run
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        body = response.read().decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(body) for s in family.samples}
+    starts = [e for e in events if e["type"] == "start"]
+    by_label = {}
+    for e in starts:
+        by_label[e["label"]] = by_label.get(e["label"], 0) + 1
+    assert by_label and {label: samples[("lrcn_events_total", (("label", label), ("stream", "cam")))]
+                         for label in by_label} == by_label
+    assert samples[("lrcn_clips_written_total", (("stream", "cam"),))] == len(list((clips / "cam").glob("*.mp4"))) == 3
+    assert samples[("lrcn_snapshots_written_total", (("stream", "cam"),))] == len(list((clips / "cam").glob("*.jpg")))
+    activity = {dict(labels)["label"]: v for (name, labels), v in samples.items() if name == "lrcn_stream_activity"}
+    assert "wave_one_hand" in activity and set(activity.values()) == {0.0}, activity

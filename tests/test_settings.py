@@ -37,6 +37,7 @@ BAD_VALUES = {
     "top_k--2": ("top_k = -2\n", ""), "top_k-0": ("top_k = 0\n", ""), "top_k-1e6": ("top_k = 1e6\n", ""),
     "open_timeout_s--1": ("open_timeout_s = -1\n", ""), "read_timeout_s-0": ("read_timeout_s = 0\n", ""),
     "backoff_max_s-inf": ("backoff_max_s = inf\n", ""),
+    "degraded_min_rate-2": ("degraded_min_rate = 2\n", ""), "degraded_max_resets-0": ("degraded_max_resets = 0\n", ""),
     "fps-inf": ("", "fps = inf\n"), "fps-0": ("", "fps = 0\n"),
     "hop-0": ("", "hop = 0\n"), "hop-bool": ("", "hop = true\n"),
     "min_score-2": ("", "events = { min_score = 2 }\n"), "cooldown_s-nan": ("", "events = { cooldown_s = nan }\n"),

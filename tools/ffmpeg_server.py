@@ -79,9 +79,10 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
     return bool(predicate())
 
 
-def ffmpeg_tcp_ts(video: Path, port: int, loop: bool = True) -> list[str]:
+def ffmpeg_tcp_ts(video: Path, port: int, loop: bool = True, codec: str = "mpeg2video", gop: int = 10) -> list[str]:
     """Serve `video` in real time (-re) as MPEG-TS to the first client of tcp://127.0.0.1:PORT;
-    ffmpeg waits for that client before it reads the first frame, so the client sees frame 0 first."""
+    ffmpeg waits for that client before it reads the first frame, so the client sees frame 0 first.
+    MPEG-2 knows only the broadcast frame rates: a slower camera needs `codec="mpeg4"`."""
     looping = ["-stream_loop", "-1"] if loop else []
     return [FFMPEG, "-nostdin", "-loglevel", "error", "-re", *looping, "-i", str(video),
-            "-c:v", "mpeg2video", "-q:v", "5", "-g", "10", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
+            "-c:v", codec, "-q:v", "5", "-g", str(gop), "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]

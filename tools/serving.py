@@ -18,6 +18,7 @@ import cv2
 from lrcn.stream import settings as schema
 from lrcn.stream.clips import RecordRules, check_record_dir
 from lrcn.stream.credentials import redact
+from lrcn.stream.degraded import DegradedRules
 from lrcn.stream.deploy import load_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
@@ -134,6 +135,7 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
                            top_k=pick("top_k"), max_batch=pick("max_batch"),
                            stats_interval_s=pick("stats_interval_s"),
                            gather_s=pick("gather_ms") / 1000.0, source=source, state_dir=pick("state_dir"),
+                           degraded=DegradedRules.from_settings(pick),
                            sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
 
 
@@ -202,7 +204,8 @@ def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, port: 
     except LrcnError as err:
         log.error("reload refused, the running configuration stays: %s", err, extra={"config": args.config})
         return
-    fixed = [f.name for f in fields(PipelineOptions) if f.name != "source"
+    pipeline.options = replace(pipeline.options, degraded=options.degraded)   # read at each check: applies at once
+    fixed = [f.name for f in fields(PipelineOptions) if f.name not in ("source", "degraded")
              and getattr(options, f.name) != getattr(pipeline.options, f.name)]
     reloaded_port = port_settings(args, deployment.settings)
     fixed += [name for name, value in reloaded_port.items() if value != port[name]]
