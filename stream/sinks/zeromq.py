@@ -78,15 +78,9 @@ class ZeroMqSink(Sink):
         return cls(options.get("endpoint", DEFAULT_ENDPOINT), bind=not connect, hwm=options.get("hwm", 1000),
                    curve=curve)
 
-    def _stranded(self) -> bool:
-        """A connecting sink that no proxy has accepted (its handshake is not up): it delivers nothing."""
-        return not self.bind and self._watch is not None and not self._watch.up
-
-    def _why_stranded(self) -> str:
-        return "" if self._watch is None else self._watch.reason
-
     def send(self, message: Outgoing) -> bool:
-        if self._stranded():
+        # A connecting sink (which always has a watch) that no proxy has accepted delivers nothing.
+        if not self.bind and self._watch is not None and not self._watch.up:
             self._undeliverable()
             return False
         try:
@@ -108,7 +102,7 @@ class ZeroMqSink(Sink):
         self.undelivered += 1
         if self._warn.due():
             log.warning("zeromq into %s delivers nothing: %s; %d messages not delivered so far", self.endpoint,
-                        self._why_stranded(), self.undelivered)
+                        self._watch.reason if self._watch is not None else "", self.undelivered)
 
     def handshake_failures(self) -> int:
         """Failed CURVE (or ZMTP) handshakes: refused keys and protocol failures, either side."""
@@ -124,12 +118,13 @@ class ZeroMqSink(Sink):
         return None if self._gate is None else self._gate.reload()
 
     def stats(self) -> dict:
+        client = None if self.bind else self._watch    # a connecting sink always has a watch
         counters = {"sent": self.sent, "dropped": self.shed + self.undelivered, "shed": self.shed,
                     "failed": self.failed, "undelivered": self.undelivered,
-                    "problem": f"delivers nothing: {self._why_stranded()}" if self._stranded() else self.problem,
+                    "problem": f"delivers nothing: {client.reason}" if client is not None and not client.up else self.problem,
                     "handshake_failures": self.handshake_failures()}
-        if not self.bind and self._watch is not None:    # a connecting sink always has one
-            counters["connected"] = self._watch.up
+        if client is not None:
+            counters["connected"] = client.up
         return counters
 
     def describe(self) -> str:
