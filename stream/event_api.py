@@ -185,7 +185,8 @@ def _clip(store: EventStore, event: StoredEvent, range_header: str | None) -> Re
         if wanted is None:
             return Reply(HTTPStatus.OK, file.read(), "video/mp4", {"Accept-Ranges": "bytes"})
         first, last = wanted
-        if range_header is not None and range_header.replace(" ", "").endswith("-"):   # the client takes what comes and asks again
+        # An open range: the client takes what comes and asks again.
+        if range_header is not None and range_header.replace(" ", "").endswith("-"):
             last = min(last, first + OPEN_RANGE_BYTES - 1)
         file.seek(first)
         body = file.read(last - first + 1)

@@ -298,8 +298,9 @@ def save_novelty(model: NoveltyModel, bundle_dir: str | Path) -> Path:
               "clip_length": np.array(model.clip_length),
               "threshold": np.array(np.nan if model.threshold is None else model.threshold),
               "target": np.array(np.nan if model.target is None else model.target)}
-    arrays: dict[str, Any] = {**fields, **{f"array_{name}": array.astype(np.float16) if name.split("__")[-1] in HALF_IN_FILE
-                                           else array for name, array in model.arrays.items()}}
+    arrays: dict[str, Any] = {**fields, **{f"array_{name}": array.astype(np.float16)
+                                           if name.split("__")[-1] in HALF_IN_FILE else array
+                                           for name, array in model.arrays.items()}}
     np.savez(path, **arrays)
     return path
 

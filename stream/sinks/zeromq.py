@@ -119,9 +119,10 @@ class ZeroMqSink(Sink):
 
     def stats(self) -> dict:
         client = None if self.bind else self._watch    # a connecting sink always has a watch
+        problem = f"delivers nothing: {client.reason}" if client is not None and not client.up else self.problem
         counters = {"sent": self.sent, "dropped": self.shed + self.undelivered, "shed": self.shed,
                     "failed": self.failed, "undelivered": self.undelivered,
-                    "problem": f"delivers nothing: {client.reason}" if client is not None and not client.up else self.problem,
+                    "problem": problem,
                     "handshake_failures": self.handshake_failures()}
         if client is not None:
             counters["connected"] = client.up

@@ -276,7 +276,8 @@ class _Layout:
                 raise CaptureError(f"a decoded {self.format} frame is smaller than its caps say")
             source = np.lib.stride_tricks.as_strided(data[offset:], (rows, width), (stride, 1), writeable=False)
             # A plane is a buffer, which PyAV's stubs do not declare.
-            np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)[:, :width] = source  # type: ignore[call-overload]
+            pixels = np.frombuffer(plane, np.uint8)  # type: ignore[call-overload]
+            pixels.reshape(rows, plane.line_size)[:, :width] = source
         return frame
 
 
