@@ -267,12 +267,12 @@ class ClipRecorder:
                 if self._last_d is not None and not -JUMP_BACK_S <= kept.d - self._last_d <= JUMP_FORWARD_S:
                     self._new_timeline()
                 self._last_d = kept.d
-                self._newest_t = kept.t if self._newest_t is None else max(self._newest_t, kept.t)
+                newest_t = self._newest_t = kept.t if self._newest_t is None else max(self._newest_t, kept.t)
                 self._kept.append(kept)
                 self._kept_bytes += kept.size
                 if kept.key:
                     self._keys.append(kept)
-                self._trim()
+                self._trim(newest_t)
                 for clip in list(self._open.values()):
                     self._offer(clip, kept)
         except Exception as err:  # noqa: BLE001 - a recorder's bug must not stop capture
@@ -306,7 +306,7 @@ class ClipRecorder:
         with self._lock:
             if event_id is None:
                 event_id = next(reversed(self._open), None)
-            clip = self._open.get(event_id)
+            clip = None if event_id is None else self._open.get(event_id)
             if clip is None:
                 return   # its clip already ended (max_clip_s, a new timeline) or never began
             clip.until = event_time_s + self.rules.post_s
@@ -351,8 +351,8 @@ class ClipRecorder:
         self._kept_bytes = 0
         self._newest_t = self._last_d = None
 
-    def _trim(self) -> None:
-        horizon = self._newest_t - self.keep_s
+    def _trim(self, newest_t: float) -> None:
+        horizon = newest_t - self.keep_s
         keys, kept = self._keys, self._kept
         while len(keys) >= 2 and keys[1].t <= horizon:
             keys.popleft()
@@ -487,12 +487,15 @@ class _Output:
         self.clip, self.origin, self.index = clip, origin_pts, index
         self.part = _part(clip.path)
         self.last_dts: int | None = None
-        self.container = None
         # Indexed before the file exists: a crash leaves a row that says what to clean up.
         relative = clip.path.relative_to(record_dir).as_posix()
         self.row: int | None = index.begin(relative, stream, "clip", clip.wall, retention.RUN)
         try:
             self.container = av.open(str(self.part), "w", format="mp4")
+        except BaseException:
+            self._discard()
+            raise
+        try:
             self.stream = self.container.add_stream_from_template(clip.template.stream)
         except BaseException:
             self.abandon()
@@ -523,7 +526,8 @@ class _Output:
             raise
         size = self.clip.path.stat().st_size
         try:
-            self.index.finish(self.row, size)
+            if self.row is not None:
+                self.index.finish(self.row, size)
         except sqlite3.Error:
             pass   # the row stays in progress; retention sees the finished file and marks it
         self.row = None
@@ -531,8 +535,11 @@ class _Output:
 
     def abandon(self) -> None:
         with contextlib.suppress(Exception):
-            if self.container is not None:
-                self.container.close()
+            self.container.close()
+        self._discard()
+
+    def _discard(self) -> None:
+        """The part file and its row go."""
         with contextlib.suppress(OSError):
             self.part.unlink(missing_ok=True)
         if self.row is not None:

@@ -19,7 +19,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import zmq
 from zmq.utils import z85
@@ -170,7 +172,7 @@ class HandshakeWatch:
         finally:
             self._monitor.close(linger=0)
 
-    def _on(self, event: dict) -> None:
+    def _on(self, event: Mapping[str, Any]) -> None:
         kind = event["event"]
         endpoint = event["endpoint"].decode(errors="replace")
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:

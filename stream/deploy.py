@@ -35,8 +35,10 @@ line that names the file and, where it can be found, the line; nothing of the fi
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from lrcn.stream import settings as schema
 from lrcn.stream.clips import RecordRules, check_record_dir
@@ -66,9 +68,9 @@ class Deployment:
 
 
 def load_deployment(path: str | Path) -> Deployment:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
+    else:  # Python 3.10
         try:
             import tomli as tomllib
         except ImportError:
@@ -91,7 +93,7 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         return LrcnError(f"{path}{f':{line}' if line else ''}: {message}")
 
     try:
-        typed = schema.convert(data)
+        typed = schema.convert(data, schema.Settings)
     except schema._AtPath as err:
         raise fail(err.message, err.path) from None
     settings = {key: getattr(typed, key) for key in data if key not in schema.TABLES}
@@ -120,7 +122,9 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
     try:
         schema.check_distinct_ids(s.id for s in streams if s.id is not None)
     except LrcnError as err:
-        repeated = re.search(r"'(.*?)'", str(err))[1]
+        quoted = re.search(r"'(.*?)'", str(err))
+        assert quoted is not None, "check_distinct_ids quotes the id it refuses"
+        repeated = quoted[1]
         number = max(n for n, s in enumerate(streams) if s.id == repeated)
         raise fail(str(err), ("stream", number, "id")) from None
     return Deployment(path, settings, streams)
@@ -149,15 +153,14 @@ def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
             source = schema.with_password(source, table.password_file)
         except LrcnError as err:
             raise fail(f"{err}{where}", at("password_file")) from None
-    events = table.events and EventRules(**{f.name: tuple(v) if isinstance(v := getattr(table.events, f.name), list)
-                                            else v for f in fields(EventRules)})
-    record = table.record and RecordRules(**{f.name: getattr(table.record, f.name) for f in fields(RecordRules)})
+    events = None if table.events is None else EventRules(**_values(table.events, EventRules))
+    record = None if table.record is None else RecordRules(**_values(table.record, RecordRules))
     config = StreamConfig(source=source, **{name: getattr(table, name) for name in table.__struct_fields__
                                             if name not in ("source", "password_file", "events", "record")},
                           events=events, record=record)
     checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
               "smooth": lambda: parse_smoothing(config.smooth),
-              "decoder": lambda: config.decoder is None or check_decoder(config.decoder),
+              "decoder": lambda: None if config.decoder is None else check_decoder(config.decoder),
               "novelty": lambda: parse_novelty(config.novelty),
               "record": lambda: record is None or check_record_dir(record.dir)}
     for key, check in checks.items():
@@ -166,6 +169,11 @@ def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
         except LrcnError as err:
             raise fail(f"{'record: ' if key == 'record' else ''}{err}{where}", at(key)) from None
     return config
+
+
+def _values(section: schema.Events | schema.Record, rules: type) -> dict[str, Any]:
+    """The fields of a typed section that a rules dataclass takes, lists as tuples."""
+    return {f.name: tuple(v) if isinstance(v := getattr(section, f.name), list) else v for f in fields(rules)}
 
 
 def _line_at(text: str, path: tuple) -> int | None:

@@ -185,7 +185,8 @@ def _clip(store: EventStore, event: StoredEvent, range_header: str | None) -> Re
         if wanted is None:
             return Reply(HTTPStatus.OK, file.read(), "video/mp4", {"Accept-Ranges": "bytes"})
         first, last = wanted
-        if range_header.replace(" ", "").endswith("-"):   # the client takes what comes and asks again
+        # An open range: the client takes what comes and asks again.
+        if range_header is not None and range_header.replace(" ", "").endswith("-"):
             last = min(last, first + OPEN_RANGE_BYTES - 1)
         file.seek(first)
         body = file.read(last - first + 1)
@@ -196,7 +197,7 @@ def _clip(store: EventStore, event: StoredEvent, range_header: str | None) -> Re
 def _media_file(store: EventStore, relative: str | None) -> Path | None:
     """A row's file, if it exists inside the store's dir (symbolic links resolved)."""
     path = store.media(relative)
-    if path is None or not path.is_file():
+    if path is None or store.dir is None or not path.is_file():
         return None
     root = os.path.realpath(store.dir)
     return path if os.path.commonpath([root, os.path.realpath(path)]) == root else None

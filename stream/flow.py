@@ -32,8 +32,9 @@ Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (previous gray, gray) 
 
 def _dis(preset: int) -> Callable[[], Flow]:
     def make() -> Flow:
-        dis = cv2.DISOpticalFlow_create(preset)
-        return lambda previous, current: dis.calc(previous, current, None)
+        dis = cv2.DISOpticalFlow.create(preset)
+        # OpenCV's stubs miss that `flow`, an output array, may be None (allocated by the call).
+        return lambda previous, current: dis.calc(previous, current, None)  # type: ignore[call-overload]
     return make
 
 

@@ -191,7 +191,7 @@ def activity_edge(layout: Layout, stream: str, labels: Sequence[str], event: Map
     at an end `idle`, or `unknown` when the prediction that ended it (`last_label`) was `unknown`;
     nothing for an update."""
     kind, label = event.get("type"), event.get("label")
-    object_id = object_ids(labels).get(label)
+    object_id = object_ids(labels).get(label) if isinstance(label, str) else None
     if kind == "start":
         state, switch = str(label), ON
     elif kind == "end":

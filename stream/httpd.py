@@ -195,7 +195,7 @@ class HttpServer:
         conn.registered = True
 
     def _on_ready(self, conn: Connection) -> None:
-        if conn.handshaking:
+        if conn.handshaking and isinstance(conn.sock, ssl.SSLSocket):
             try:
                 conn.sock.do_handshake()
             except ssl.SSLWantReadError:
@@ -244,8 +244,8 @@ class HttpServer:
             conn.head_end = None if end is None or end.end() > MAX_HEAD_BYTES else end.end()
         head_end = conn.head_end
         if head_end is not None and conn.buffer.startswith(BODY_METHODS):
-            length = CONTENT_LENGTH.search(conn.buffer, 0, head_end)
-            length = int(length.group(1)) if length else 0
+            declared = CONTENT_LENGTH.search(conn.buffer, 0, head_end)
+            length = int(declared.group(1)) if declared else 0
             if 0 < length <= MAX_BODY_BYTES and len(conn.buffer) < head_end + length:
                 return False      # the body is on its way (within header_timeout_s)
             if length <= MAX_BODY_BYTES:

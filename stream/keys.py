@@ -39,7 +39,7 @@ class ServerKeys:
     public: bytes
     secret: bytes
     authorized_dir: Path     # public keys of the clients (subscribers) allowed in
-    publishers_dir: Path | None = None   # a proxy's: public keys of the publishers allowed in
+    publishers_dir: Path     # a proxy's: public keys of the publishers allowed in (it may not exist)
 
 
 @dataclass(frozen=True)

@@ -158,9 +158,11 @@ class MediaIndex:
         """A file about to be written (as `<path>.part`), its path relative to the record dir:
         its row id."""
         with self._lock:
-            return self._db.execute(
+            row = self._db.execute(
                 "INSERT INTO media (path, stream, kind, start_time, run) VALUES (?, ?, ?, ?, ?)",
                 (relative, stream, kind, start_time, run)).lastrowid
+        assert row is not None, "an INSERT sets lastrowid"
+        return row
 
     def finish(self, row: int, size: int) -> None:
         with self._lock:

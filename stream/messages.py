@@ -51,7 +51,7 @@ class Message:
     topic: str
     kind: str             # PRED, STATUS, HEARTBEAT, or a kind this reader does not know
     stream: str | None    # None for a heartbeat (and a topic without /<stream>)
-    payload: dict
+    payload: dict[str, Any]
 
     @property
     def known(self) -> bool:
@@ -71,7 +71,7 @@ def event_topic(stream: str) -> str:
     return f"{EVENT}/{_checked_stream(stream)}"
 
 
-def encode_event(stream: str, *, seq: int, event: dict, publish_time: float) -> list[bytes]:
+def encode_event(stream: str, *, seq: int, event: dict[str, Any], publish_time: float) -> list[bytes]:
     """[topic, payload] for one event of stream.events: `type`, `label`, where it started
     (`start_frame`, `start_time` in stream seconds) and, for an update or end, where it is now
     (`end_frame`, `end_time`, `duration_s`, `peak_score`, `mean_score`); `clip` when one was recorded."""
@@ -112,7 +112,7 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
     return _frames(pred_topic(stream), payload)
 
 
-def encode_status(stream: str, *, seq: int, state: str, reason: str = "", stats: dict | None = None,
+def encode_status(stream: str, *, seq: int, state: str, reason: str = "", stats: dict[str, Any] | None = None,
                   publish_time: float) -> list[bytes]:
     """[topic, payload] for one state change of a stream; `stats` holds plain counters."""
     payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "state": state,
@@ -169,7 +169,7 @@ def decode(frames: Sequence[bytes]) -> Message:
     return Message(topic=topic, kind=kind, stream=stream or None, payload=payload)
 
 
-def _check_prediction(topic: str, payload: dict) -> None:
+def _check_prediction(topic: str, payload: dict[str, Any]) -> None:
     window = payload["window"]
     if len(window) != 2 or not all(isinstance(i, int) for i in window) or window[0] > window[1]:
         raise MessageError(f"{topic}: window must be [first, last] frame indices, got {window}")
@@ -185,7 +185,7 @@ def _checked_stream(stream: str) -> str:
     return stream
 
 
-def _frames(topic: str, payload: dict) -> list[bytes]:
+def _frames(topic: str, payload: dict[str, Any]) -> list[bytes]:
     try:
         text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     except ValueError:  # what allow_nan refuses: a NaN or infinite score or probability

@@ -33,6 +33,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from lrcn.stream.errors import LrcnError
 NOVELTY_FILE = "novelty.npz"
 OFF = "off"
 DEFAULT_TARGET = 0.05    # share of held-out in-distribution windows over the threshold
+Arrays = dict[str, np.ndarray]   # a method's fitted arrays, by name
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class NoveltyModel:
     """A fitted novelty method: its arrays, and the threshold over which a window is `unknown`."""
     method: str                # a key of METHODS
     classes: tuple[str, ...]
-    arrays: dict               # the method's fitted arrays, as novelty.npz stores them
+    arrays: Arrays             # the method's fitted arrays, as novelty.npz stores them
     clip_length: int           # the frames a window's mean is over
     threshold: float | None = None   # a window scoring over it is `unknown`; None: not chosen yet
     target: float | None = None      # the share of validation windows over the threshold it was chosen for
@@ -75,11 +77,27 @@ class NoveltyModel:
         arrays = METHODS[self.method].calibrate(self.arrays, np.asarray(validation_part_scores, np.float64), target)
         return replace(self, arrays=arrays)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """What meta.json records about the guard."""
         details = METHODS[self.method].describe(self.arrays)
         return {"file": NOVELTY_FILE, "method": self.method, "threshold": _rounded(self.threshold),
                 "target": self.target, "clip_length": self.clip_length, **details}
+
+
+class NoveltyMethod(Protocol):
+    """What METHODS holds: a class whose static and class methods fit and use its arrays."""
+
+    def fit(self, x: np.ndarray, labels: np.ndarray, classes: int) -> Arrays: ...
+
+    def part_scores(self, arrays: Arrays, x: np.ndarray) -> np.ndarray: ...
+
+    def combine(self, arrays: Arrays, part_scores: np.ndarray) -> np.ndarray: ...
+
+    def calibrate(self, arrays: Arrays, validation_part_scores: np.ndarray, target: float) -> Arrays: ...
+
+    def feature_size(self, arrays: Arrays) -> int: ...
+
+    def describe(self, arrays: Arrays) -> dict[str, Any]: ...
 
 
 class Method:
@@ -87,16 +105,20 @@ class Method:
     score, which these defaults make its only part; a method of several parts (Combined) gives
     its own part_scores, combine and calibrate instead."""
 
+    @staticmethod
+    def score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("a plain method gives its score")
+
     @classmethod
-    def part_scores(cls, arrays: dict, x: np.ndarray) -> np.ndarray:
+    def part_scores(cls, arrays: Arrays, x: np.ndarray) -> np.ndarray:
         return cls.score(arrays, x)[:, None]
 
     @staticmethod
-    def combine(arrays: dict, part_scores: np.ndarray) -> np.ndarray:
+    def combine(arrays: Arrays, part_scores: np.ndarray) -> np.ndarray:
         return part_scores[:, 0]
 
     @staticmethod
-    def calibrate(arrays: dict, validation_part_scores: np.ndarray, target: float) -> dict:
+    def calibrate(arrays: Arrays, validation_part_scores: np.ndarray, target: float) -> Arrays:
         return arrays
 
 
@@ -108,13 +130,13 @@ class NearestNeighbours(Method):
     k = 5
 
     @staticmethod
-    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> dict:
+    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> Arrays:
         center = x.mean(0)
         return {"center": center.astype(np.float32), "bank": _unit(x - center).astype(np.float32),
                 "k": np.array(min(NearestNeighbours.k, len(x)))}
 
     @staticmethod
-    def score(arrays: dict, x: np.ndarray) -> np.ndarray:
+    def score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
         bank, k = arrays["bank"], int(arrays["k"])
         queries, scores = _unit(x - arrays["center"]), []
         for start in range(0, len(queries), 1024):
@@ -124,11 +146,11 @@ class NearestNeighbours(Method):
         return np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
     @staticmethod
-    def feature_size(arrays: dict) -> int:
+    def feature_size(arrays: Arrays) -> int:
         return arrays["center"].shape[0]
 
     @staticmethod
-    def describe(arrays: dict) -> dict:
+    def describe(arrays: Arrays) -> dict[str, Any]:
         return {"k": int(arrays["k"]), "bank_windows": int(arrays["bank"].shape[0])}
 
 
@@ -140,7 +162,7 @@ class Mahalanobis(Method):
     (W W' = S^-1): score(x) = min_c |x W - means_c|."""
 
     @staticmethod
-    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> dict:
+    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> Arrays:
         x = np.asarray(x, np.float64)
         means = np.stack([x[labels == c].mean(0) for c in range(classes)])
         covariance, shrinkage = ledoit_wolf(x - means[labels])
@@ -150,18 +172,18 @@ class Mahalanobis(Method):
                 "shrinkage": np.array(shrinkage)}
 
     @staticmethod
-    def score(arrays: dict, x: np.ndarray) -> np.ndarray:
+    def score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
         z = (x @ arrays["whitening"]).astype(np.float64)
         means = arrays["means"].astype(np.float64)
         squared = (z * z).sum(1)[:, None] - 2 * z @ means.T + (means * means).sum(1)[None]
         return np.sqrt(np.maximum(squared.min(1), 0.0))
 
     @staticmethod
-    def feature_size(arrays: dict) -> int:
+    def feature_size(arrays: Arrays) -> int:
         return arrays["whitening"].shape[0]
 
     @staticmethod
-    def describe(arrays: dict) -> dict:
+    def describe(arrays: Arrays) -> dict[str, Any]:
         return {"shrinkage": round(float(arrays["shrinkage"]), 6)}
 
 
@@ -172,45 +194,46 @@ class Combined:
     where the classes spread far (UCF101), knn's threshold where there are few groups to validate
     on (weizmann4's six subjects); a window far from the training windows by either measure is
     foreign. Until calibrated, both scales are 1."""
-    PARTS = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis}
+    PARTS: dict[str, type[NearestNeighbours] | type[Mahalanobis]] = {"knn": NearestNeighbours,
+                                                                      "mahalanobis": Mahalanobis}
 
     @staticmethod
-    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> dict:
+    def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> Arrays:
         arrays = {f"{name}__{key}": value for name, part in Combined.PARTS.items()
                   for key, value in part.fit(x, labels, classes).items()}
         return {**arrays, "offset": np.zeros(len(Combined.PARTS)), "scale": np.ones(len(Combined.PARTS))}
 
     @staticmethod
-    def part_scores(arrays: dict, x: np.ndarray) -> np.ndarray:
+    def part_scores(arrays: Arrays, x: np.ndarray) -> np.ndarray:
         return np.stack([part.score(Combined._part(arrays, name), x) for name, part in Combined.PARTS.items()], axis=1)
 
     @staticmethod
-    def combine(arrays: dict, part_scores: np.ndarray) -> np.ndarray:
+    def combine(arrays: Arrays, part_scores: np.ndarray) -> np.ndarray:
         return ((part_scores - arrays["offset"]) / arrays["scale"]).max(axis=1)
 
     @staticmethod
-    def calibrate(arrays: dict, validation_part_scores: np.ndarray, target: float) -> dict:
+    def calibrate(arrays: Arrays, validation_part_scores: np.ndarray, target: float) -> Arrays:
         median = np.median(validation_part_scores, axis=0)
         high = np.quantile(validation_part_scores, 1 - target, axis=0)
         return {**arrays, "offset": median, "scale": np.maximum(high - median, 1e-12)}
 
     @staticmethod
-    def feature_size(arrays: dict) -> int:
+    def feature_size(arrays: Arrays) -> int:
         return NearestNeighbours.feature_size(Combined._part(arrays, "knn"))
 
     @staticmethod
-    def describe(arrays: dict) -> dict:
+    def describe(arrays: Arrays) -> dict[str, Any]:
         return {**{name: part.describe(Combined._part(arrays, name)) for name, part in Combined.PARTS.items()},
                 "offset": [round(float(v), 6) for v in arrays["offset"]],
                 "scale": [round(float(v), 6) for v in arrays["scale"]]}
 
     @staticmethod
-    def _part(arrays: dict, name: str) -> dict:
+    def _part(arrays: Arrays, name: str) -> Arrays:
         prefix = f"{name}__"
         return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
 
 
-METHODS = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis, "combined": Combined}
+METHODS: dict[str, NoveltyMethod] = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis, "combined": Combined}
 DEFAULT_METHOD = "combined"
 HALF_IN_FILE = ("bank",)   # arrays stored in float16: the knn bank is the bulk of the file
 
@@ -271,12 +294,14 @@ def check_target(target: float) -> None:
 
 def save_novelty(model: NoveltyModel, bundle_dir: str | Path) -> Path:
     path = Path(bundle_dir) / NOVELTY_FILE
-    fields = {"method": np.array(model.method), "classes": np.array(model.classes),
+    fields: dict[str, np.ndarray] = {"method": np.array(model.method), "classes": np.array(model.classes),
               "clip_length": np.array(model.clip_length),
               "threshold": np.array(np.nan if model.threshold is None else model.threshold),
               "target": np.array(np.nan if model.target is None else model.target)}
-    np.savez(path, **fields, **{f"array_{name}": array.astype(np.float16) if name.split("__")[-1] in HALF_IN_FILE
-                                else array for name, array in model.arrays.items()})
+    arrays: dict[str, Any] = {**fields, **{f"array_{name}": array.astype(np.float16)
+                                           if name.split("__")[-1] in HALF_IN_FILE else array
+                                           for name, array in model.arrays.items()}}
+    np.savez(path, **arrays)
     return path
 
 

@@ -156,8 +156,8 @@ class Proxy:
         except LrcnError:
             self._close_sockets()
             raise
-        self.xsub_endpoint = self._frontend.last_endpoint.decode()
-        self.xpub_endpoint = self._backend.last_endpoint.decode()
+        self.xsub_endpoint = self._frontend.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.xpub_endpoint = self._backend.getsockopt_string(zmq.LAST_ENDPOINT)
         self._thread = self._forwarder()
 
     def start(self) -> Proxy:
@@ -176,8 +176,9 @@ class Proxy:
 
     def handshake_failures(self) -> dict[str, int]:
         """{side: failed handshakes}: keys refused (ZAP) and clients without CURVE or with another key."""
-        return {domain: self._gate.denied[domain] + watch.protocol_failures()
-                for domain, watch in self._watches.items()}
+        gate = self._gate     # there are watches only with CURVE, and so with a gate
+        return {} if gate is None else {domain: gate.denied[domain] + watch.protocol_failures()
+                                        for domain, watch in self._watches.items()}
 
     def authorized(self) -> dict[str, int]:
         """{side: how many keys it admits}; empty without CURVE."""

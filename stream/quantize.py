@@ -126,6 +126,12 @@ def initializer_value(graph, name: str) -> np.ndarray | None:
     return numpy_helper.to_array(found[0]) if found else None
 
 
+def initializer_scalar(graph, name: str) -> float | None:
+    """The value of a one-element initializer; None if `name` is no initializer or has more values."""
+    value = initializer_value(graph, name)
+    return None if value is None or value.size != 1 else float(value.item())
+
+
 def set_initializer(graph, name: str, value: np.ndarray) -> None:
     from onnx import numpy_helper
 
@@ -270,15 +276,18 @@ def space_to_depth_first_conv(graph, chain: list) -> None:
 def fold_input_scale(graph, chain: list) -> str | None:
     """Cast -> Mul(s) [-> Add(0)] -> Transpose -> Conv(W) becomes Cast -> Transpose -> Conv(s W):
     exact (zero padding is zero either way); the convolution then reads pixel values 0..255.
-    Returns the convolution's input, or None where there is an offset (it would shift the padding)."""
+    Returns the convolution's input, or None where there is an offset (it would shift the padding)
+    or the weights are computed, not stored (nothing to fold the scale into)."""
     ops = [node.op_type for node in chain]
     if ops not in (["Cast", "Mul", "Transpose", "Conv"], ["Cast", "Mul", "Add", "Transpose", "Conv"]):
         return None
-    if ops[2] == "Add" and initializer_value(graph, chain[2].input[1]).item() != 0:
+    if ops[2] == "Add" and initializer_scalar(graph, chain[2].input[1]) != 0:
         return None
     cast, mul, transpose, conv = chain[0], chain[1], chain[-2], chain[-1]
-    scale = initializer_value(graph, mul.input[1]).item()
+    scale = initializer_scalar(graph, mul.input[1])
     weights = initializer_value(graph, conv.input[1])
+    if scale is None or weights is None:
+        return None
     set_initializer(graph, conv.input[1], (weights * np.float32(scale)).astype(weights.dtype))
     transpose.input[0] = cast.output[0]
     for node in chain[1:-2]:
@@ -293,8 +302,8 @@ def drop_input_quantize(graph, pixels: str) -> None:
     quantize = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pixels]
     (transpose,) = [n for n in graph.node if pixels in n.output]
     (cast,) = [n for n in graph.node if transpose.input[0] in n.output]
-    if (len(quantize) != 1 or cast.op_type != "Cast" or initializer_value(graph, quantize[0].input[1]).item() != 1.0
-            or initializer_value(graph, quantize[0].input[2]).item() != 0):
+    if (len(quantize) != 1 or cast.op_type != "Cast" or initializer_scalar(graph, quantize[0].input[1]) != 1.0
+            or initializer_scalar(graph, quantize[0].input[2]) != 0):
         return  # the quantiser did not take the override: correct as it is, only slower
     quantize = quantize[0]
     transpose.input[0] = cast.input[0]

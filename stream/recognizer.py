@@ -81,7 +81,7 @@ class Recognizer:
         self.backend = backend
         spec = self.bundle.meta.spec
         self.classes: tuple[str, ...] = spec.classes
-        self.input_size: tuple[int, int] = tuple(spec.input_size)   # (height, width) the model sees
+        self.input_size: tuple[int, int] = spec.input_size          # (height, width) the model sees
         self.fps: float = spec.fps                                   # the rate it samples streams at
         self.clip_length: int = spec.clip_length                     # frames per window
         self._scheduler: Scheduler | None = None
@@ -119,10 +119,7 @@ class Recognizer:
         plan = StreamPlan(id, WindowConfig(config.mode, config.hop, config.reset_every),
                           parse_smoothing(config.smooth))
         with self._lock:
-            if self._scheduler is None:
-                self._scheduler = Scheduler(self.bundle.head, self.clip_length, self.bundle.encoder,
-                                            novelty=self.bundle.novelty)
-            self._scheduler.add_stream(plan)
+            self._feeds().add_stream(plan)
         return FrameFeed(self, config)
 
     def runner(self, sources, *, on_prediction: Callable[[Prediction, np.ndarray | None], None] | None = None,
@@ -147,15 +144,22 @@ class Recognizer:
                 runner.wait(duration_s)
             except KeyboardInterrupt:
                 pass
-        return runner.stats
+        return runner.stop()    # stopped already: its final stats
+
+    def _feeds(self) -> Scheduler:
+        """The scheduler of this recognizer's feeds, made for the first; call it under the lock."""
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self.bundle.head, self.clip_length, self.bundle.encoder,
+                                        novelty=self.bundle.novelty)
+        return self._scheduler
 
     def _step(self, stream: str, frame: Frame) -> list[WindowPrediction]:
         with self._lock:
-            return self._scheduler.process({stream: [frame]}).predictions
+            return self._feeds().process({stream: [frame]}).predictions
 
     def _forget(self, stream: str) -> None:
         with self._lock:
-            self._scheduler.remove_stream(stream)
+            self._feeds().remove_stream(stream)
 
 
 class FrameFeed:
@@ -165,8 +169,10 @@ class FrameFeed:
 
     def __init__(self, recognizer: Recognizer, config: StreamConfig):
         self.recognizer = recognizer
+        if config.id is None:
+            raise LrcnError("a feed's stream needs an id")
         self.config = config
-        self.id = config.id
+        self.id: str = config.id
         self._sampler = Sampler(config.fps or recognizer.fps)
         self._scaler = Scaler(recognizer.input_size, _checked_crop(config.crop))
         needs_flow = config.idle_motion > 0 or recognizer.bundle.needs_flow   # as serve's source_options

@@ -42,7 +42,7 @@ class Registry(Generic[T]):
         if not name or name in self._items:
             raise ValueError(f"{self.kind} {item!r} needs a unique name, got {name!r}")
         self._items[name] = item
-        self._modules[name] = module or getattr(item, "__module__", "")
+        self._modules[name] = module or getattr(item, "__module__", None) or ""
         return item
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -54,10 +54,10 @@ class Registry(Generic[T]):
         rank = {module: i for i, module in enumerate(self.built_in)}
         return sorted(self._items, key=lambda name: rank.get(self._modules[name], len(rank)))
 
-    def get(self, name: str) -> T:
-        """The plug-in called `name`, or one LrcnError line naming the known ones."""
+    def get(self, name: object) -> T:
+        """The plug-in called `name` (as a file gives it: any value), or one LrcnError line naming the known ones."""
         self._load_built_in()
-        if name not in self._items:
+        if not isinstance(name, str) or name not in self._items:
             raise LrcnError(f"unknown {self.kind} {name!r} (known: {', '.join(self.names())})")
         return self._items[name]
 

@@ -77,6 +77,8 @@ class FrameRing:
               flow: np.ndarray | None = None, motion: float | None = None, original: object | None = None) -> bool:
         """Store one frame. When the reader has fallen `capacity` behind, a live ring overwrites
         the oldest; a lossless one waits for the reader. False (nothing stored) once closed."""
+        if flow is None and self._flows is not None:
+            raise ValueError("a flow ring stores every frame's flow field")
         with self._lock:
             if self.lossless:
                 self._frame_read.wait_for(lambda: self._closed or self._claimed - self._next_unread < self.capacity)
@@ -94,7 +96,7 @@ class FrameRing:
         self._segments[slot] = segment
         self._pts[slot] = pts
         self._originals[slot] = None if original is None else (seq, original)
-        if self._flows is not None:
+        if self._flows is not None and self._motion is not None and flow is not None:
             self._flows[slot] = flow
             self._motion[slot] = np.nan if motion is None else motion
         with self._lock:
@@ -135,7 +137,7 @@ class FrameRing:
     def _copy(self, seq: int) -> Frame:
         slot = seq % self.capacity
         flow = motion = None
-        if self._flows is not None:
+        if self._flows is not None and self._motion is not None:
             flow, level = self._flows[slot].copy(), float(self._motion[slot])
             motion = None if np.isnan(level) else level
         kept = self._originals[slot]

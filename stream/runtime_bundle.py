@@ -19,6 +19,7 @@ from lrcn.stream.bundle import BundleMeta, read_meta
 from lrcn.stream.encoders.joint import JointEncoder, as_joint, open_joint_encoder
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.heads import HEAD_FILE, Head, load_head
+from lrcn.stream.heads.late import LateHead
 from lrcn.stream.modalities import modality
 from lrcn.stream.novelty import NoveltyModel, check_novelty, load_novelty
 
@@ -86,10 +87,10 @@ def check_parts(path: Path, meta: BundleMeta, encoder, head: Head) -> None:
         raise LrcnError(f"{name}: {HEAD_FILE} has {head.dense_bias.shape[0]} outputs for {spec.num_classes} classes")
     late = spec.two_stream and spec.fusion == LATE
     wanted = f"{LATE} fusion of {spec.head}" if late else spec.head
-    got = f"{head.kind} fusion of {head.sub_kind}" if head.kind == LATE else head.kind
+    got = f"{head.kind} fusion of {head.sub_kind}" if isinstance(head, LateHead) else head.kind
     if got != wanted or head.per_timestep != spec.outputs_every_step:
         raise LrcnError(f"{name}: {HEAD_FILE} is a {got} head, meta.json says {wanted}")
-    if late and tuple(head.modalities) != tuple(spec.modalities):
+    if late and isinstance(head, LateHead) and tuple(head.modalities) != tuple(spec.modalities):
         raise LrcnError(f"{name}: {HEAD_FILE} fuses {', '.join(head.modalities)}, meta.json says "
                         f"{', '.join(spec.modalities)}")
 

@@ -249,7 +249,7 @@ class Scheduler:
     def _encode(self, due: list[tuple[_Track, Frame]]) -> tuple[np.ndarray, list[int]]:
         """Features for every due frame, in order: one (joined) encoder call per encoder, split at
         max_batch; a joined encoder calls each modality's encoder once per call."""
-        features: list[np.ndarray | None] = [None] * len(due)
+        features: dict[int, np.ndarray] = {}   # by position in `due`
         sizes = []
         for key, encoder in self.encoders.items():
             positions = [i for i, (track, _) in enumerate(due) if track.plan.encoder == key]
@@ -263,4 +263,4 @@ class Scheduler:
                 sizes.append(len(chunk))
                 for i, row in zip(chunk, encoded):
                     features[i] = row
-        return np.stack(features), sizes
+        return np.stack([features[i] for i in range(len(due))]), sizes

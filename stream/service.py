@@ -30,6 +30,7 @@ import re
 import socket
 from collections.abc import Sequence
 from http import HTTPStatus
+from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -55,15 +56,13 @@ class _Request(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"    # an unparsable request line still gets a status line
     server_version = "lrcn"
 
-    headers = None      # until the head parses
-
     def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):   # not super's: no socket here
         self.client_address, self.service = client_address, service
         self.rfile, self.wfile = io.BytesIO(head), io.BytesIO()
         self.close_connection = True
+        self.headers = HTTPMessage()     # none until the head parses
         self.handle_one_request()
-        if self.headers is not None and (self.headers.get("Content-Length", "0").strip() not in ("", "0")
-                                         or "Transfer-Encoding" in self.headers):
+        if self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers:
             self.close_connection = True     # its body is not read, so the connection cannot carry another request
         self.answer = self.wfile.getvalue()
 
@@ -102,8 +101,7 @@ class _Request(BaseHTTPRequestHandler):
             return
         length = self.headers.get("Content-Length", "0").strip() or "0"
         body = self.rfile.read(int(length)) if length.isdigit() and int(length) <= MAX_BODY_BYTES else None
-        reply = stream_api.answer(self.service.pipeline, self.command, path, self.headers.get("Content-Type"), body)
-        self._json(reply.status, reply.body)
+        self._send(stream_api.answer(self.service.pipeline, self.command, path, self.headers.get("Content-Type"), body))
 
     def _answer(self, route) -> None:
         path = unquote(urlsplit(self.path).path)
@@ -111,7 +109,8 @@ class _Request(BaseHTTPRequestHandler):
             route(path)
         except Exception as err:  # noqa: BLE001 - one bad request must not cost the scraper its connection
             log.exception("%s failed", path)
-            self.wfile, self._headers_buffer = io.BytesIO(), []
+            self.wfile = io.BytesIO()
+            self._headers_buffer: list[bytes] = []
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": redact(f"{type(err).__name__}: {err}")})
 
     def _route(self, path: str) -> None:
@@ -131,9 +130,7 @@ class _Request(BaseHTTPRequestHandler):
         elif path == "/api/streams":
             self._json(HTTPStatus.OK, service.overview())
         elif event_api.routes(path):
-            reply = event_api.answer(service.pipeline, path, urlsplit(self.path).query, self.headers.get("Range"))
-            body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-            self._reply(reply.status, body, reply.content_type, reply.headers)
+            self._send(event_api.answer(service.pipeline, path, urlsplit(self.path).query, self.headers.get("Range")))
         elif match := re.fullmatch(r"/frame/(.+)\.jpg", path):
             image = service.pipeline.latest_image(match.group(1))
             if image is None:
@@ -143,6 +140,10 @@ class _Request(BaseHTTPRequestHandler):
                 self._reply(HTTPStatus.OK, encode_jpeg(image, quality=95), "image/jpeg")
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
+
+    def _send(self, reply: event_api.Reply) -> None:
+        body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        self._reply(reply.status, body, reply.content_type, reply.headers)
 
     def _json(self, status: HTTPStatus, body: dict, headers: dict | None = None) -> None:
         self._reply(status, json.dumps(body).encode(), "application/json", headers)

@@ -22,8 +22,8 @@ import functools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Literal, get_args, get_origin
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 from urllib.parse import quote, urlsplit
 
 import msgspec
@@ -38,6 +38,9 @@ STREAM_ID_RULE = "letters, digits, _ and -, 1 to 64 characters"
 HOUR, DAY = 3600.0, 86400.0
 
 StreamId = Annotated[str, Meta(pattern=STREAM_ID_PATTERN)]
+# A place in a deployment file: its keys and list indexes, ("stream", 0, "events", "min_score").
+KeyPath = tuple[str | int, ...]
+
 Seconds = Annotated[float, Meta(ge=0, le=DAY)]            # finite: le bounds refuse inf, and NaN fails every bound
 PositiveSeconds = Annotated[float, Meta(gt=0, le=DAY)]
 
@@ -46,11 +49,16 @@ def _help(text: str) -> Meta:
     return Meta(description=text)
 
 
+# Each section says frozen=True again, though msgspec inherits it: type checkers read a subclass
+# without it as mutable (PEP 681), and so as a frozen class's invalid subclass.
 class _Section(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     pass
 
 
-class Events(_Section):
+Section = TypeVar("Section", bound=_Section)
+
+
+class Events(_Section, frozen=True):
     """A stream's `events = { ... }`: when its predictions start, update and end events."""
     min_score: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
         "an action counts at this score or more; below it the published label is `unknown`")] = 0.5
@@ -61,7 +69,7 @@ class Events(_Section):
     update_s: Annotated[PositiveSeconds | None, _help("an update every S seconds of an event (default: none)")] = None
 
 
-class Record(_Section):
+class Record(_Section, frozen=True):
     """A stream's `record = { ... }`: an MP4 per event, remuxed from the camera's own packets."""
     dir: Annotated[str, Meta(min_length=1), _help("clips go to DIR/<stream>/")]
     pre_s: Annotated[Seconds, _help("seconds a clip keeps before its event")] = 5.0
@@ -76,7 +84,7 @@ class Record(_Section):
         "GB kept free on the record dir's filesystem, deleting the oldest clips")] = 1.0
 
 
-class Stream(_Section):
+class Stream(_Section, frozen=True):
     """A `[[stream]]`: one source and how it is sampled, windowed, smoothed and recorded."""
     source: Annotated[str, Meta(min_length=1), _help(
         "camera index or /dev/videoN, video file, rtsp/http/tcp/udp/rtmp/srt URL, gst:PIPELINE, "
@@ -112,7 +120,7 @@ class Stream(_Section):
         "optical flow, pixels at the model's input size) is below this; 0: off, and no flow is computed")] = 0.005
 
 
-class HomeAssistant(_Section):
+class HomeAssistant(_Section, frozen=True):
     """An MQTT sink's `homeassistant = { ... }` (or `true` for the defaults): Home Assistant MQTT discovery."""
     discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z"), _help(
         "the topic prefix Home Assistant reads discovery configs from")] = "homeassistant"
@@ -120,7 +128,7 @@ class HomeAssistant(_Section):
         "this recognizer's id in discovery topics and its device (default: the host name, sanitised)")] = None
 
 
-class Settings(_Section):
+class Settings(_Section, frozen=True):
     """The top level of a deployment file: the recognizer's settings, its streams and sinks."""
     endpoint: Annotated[str | None, _help("where to bind the ZeroMQ publisher (default tcp://127.0.0.1:5556)")] = None
     connect: Annotated[str | None, _help(
@@ -186,20 +194,21 @@ DEGRADED_SETTINGS = ("degraded_window_s", "degraded_warmup_s", "degraded_min_rat
 TABLES = ("stream", "sink")
 
 
-def default(section: type[_Section], name: str):
+def default(section: type[_Section], name: str) -> Any:
     """The schema's default of a setting (the one place defaults live)."""
     return next(f for f in msgspec.structs.fields(section) if f.name == name).default
 
 
 def describe(section: type[_Section], name: str) -> str:
     """A setting's help text."""
-    return properties(section)[name].get("description", "")
+    return str(properties(section)[name].get("description", ""))
 
 
 @functools.cache
-def properties(section: type[_Section]) -> dict:
+def properties(section: type[_Section]) -> dict[str, dict[str, Any]]:
     """{setting: its JSON schema} of a section (type, range, default, description)."""
-    return msgspec.json.schema(section)["$defs"][section.__name__]["properties"]
+    found: dict[str, dict[str, Any]] = msgspec.json.schema(section)["$defs"][section.__name__]["properties"]
+    return found
 
 
 def flag(name: str) -> str:
@@ -237,7 +246,7 @@ def check_distinct_ids(ids: Iterable[str]) -> None:
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_environment(value, environ=os.environ, path: tuple = ()) -> Any:
+def expand_environment(value: Any, environ: Mapping[str, str] = os.environ, path: KeyPath = ()) -> Any:
     """`value` with every `${NAME}` in its strings replaced by the environment variable NAME.
     An unset variable is an _AtPath error at its key; the message names the variable, no value.
 
@@ -245,7 +254,7 @@ def expand_environment(value, environ=os.environ, path: tuple = ()) -> Any:
     {'url': 'rtsp://u:s3cret@h/x'}
     """
     if isinstance(value, str):
-        def lookup(match: re.Match) -> str:
+        def lookup(match: re.Match[str]) -> str:
             if match[1] not in environ:
                 raise _AtPath(f"environment variable {match[1]} is not set", path)
             return environ[match[1]]
@@ -280,7 +289,7 @@ def with_password(source: str, password_file: str) -> str:
 class _AtPath(Exception):
     """A problem at a place in the file: the message and the path of keys and list indexes."""
 
-    def __init__(self, message: str, path: tuple):
+    def __init__(self, message: str, path: KeyPath):
         super().__init__(message)
         self.message, self.path = message, path
 
@@ -291,12 +300,12 @@ TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool
 CROP_RULE = "crop must be [x, y, width, height] in whole source pixels, x, y >= 0 and width, height >= 1"
 
 
-def parse_path(text: str) -> tuple:
+def parse_path(text: str) -> KeyPath:
     """'$.stream[0].hop' -> ('stream', 0, 'hop')."""
     return tuple(m[1] if m[1] is not None else int(m[2]) for m in PATH_PART.finditer(text))
 
 
-def where(path: tuple) -> str:
+def where(path: KeyPath) -> str:
     """(stream, 0, events, min_score) -> ' in the events of [[stream]] #1'."""
     if len(path) >= 2 and path[0] in TABLES and isinstance(path[1], int):
         table = f"[[{path[0]}]] #{path[1] + 1}"
@@ -305,7 +314,7 @@ def where(path: tuple) -> str:
     return ""
 
 
-def value_at(data, path: tuple):
+def value_at(data: Any, path: KeyPath) -> Any:
     for part in path:
         try:
             data = data[part]
@@ -314,7 +323,7 @@ def value_at(data, path: tuple):
     return data
 
 
-def _explain(err: msgspec.ValidationError, raw: dict) -> _AtPath:
+def _explain(err: msgspec.ValidationError, raw: dict[str, Any]) -> _AtPath:
     """msgspec's message as one line in the file's words: key, section, what it must be, what it is."""
     text = str(err)
     message, _, at = text.partition(" - at `")
@@ -344,12 +353,12 @@ def _explain(err: msgspec.ValidationError, raw: dict) -> _AtPath:
     return _AtPath(f"{key!r}{where(path)} must be {must}{shown}", path)
 
 
-def _section_of(path: tuple) -> type[_Section] | None:
+def _section_of(path: KeyPath) -> type[_Section] | None:
     names = [p for p in path if isinstance(p, str)]
     return SECTIONS.get(names[-1] if names else "") if names != ["sink"] else None
 
 
-def _choices(path: tuple) -> tuple:
+def _choices(path: KeyPath) -> tuple[str, ...]:
     """The values a Literal setting allows."""
     section = _section_of(path[:-1]) or Settings
     field = next((f for f in msgspec.structs.fields(section) if f.name == path[-1]), None)
@@ -362,9 +371,9 @@ def _choices(path: tuple) -> tuple:
     return ()
 
 
-def convert(data: dict, section: type[_Section] = Settings, environ=os.environ):
-    """`data` (a parsed TOML file, or flags as a dict) as typed settings, `${NAME}` expanded from
-    `environ` (None: not expanded); _AtPath for the first mistake."""
+def convert(data: dict[str, Any], section: type[Section], environ: Mapping[str, str] | None = os.environ) -> Section:
+    """`data` (a parsed TOML file, or flags as a dict) as typed settings of `section` (Settings: the
+    whole file), `${NAME}` expanded from `environ` (None: not expanded); _AtPath for the first mistake."""
     if not isinstance(data, dict):
         raise _AtPath("must be a table", ())
     expanded = data if environ is None else expand_environment(data, environ)
@@ -374,7 +383,7 @@ def convert(data: dict, section: type[_Section] = Settings, environ=os.environ):
         raise _explain(err, data) from None   # `data`, not `expanded`: an error never shows a secret
 
 
-def check_values(values: dict, section: type[_Section] = Settings, name: Callable[[str], str] = flag):
+def check_values(values: dict[str, Any], section: type[_Section] = Settings, name: Callable[[str], str] = flag) -> None:
     """Validate flags (a dict of the given ones) by the schema; LrcnError naming the flag."""
     required = {f.name: "-" for f in msgspec.structs.fields(section) if f.required}   # source, dir: strings
     try:
@@ -387,7 +396,7 @@ def check_values(values: dict, section: type[_Section] = Settings, name: Callabl
 
 # ---------------------------------------------------------------- the reference page (docs/settings.md)
 
-def _kind_and_range(spec: dict) -> tuple[str, str]:
+def _kind_and_range(spec: dict[str, Any]) -> tuple[str, str]:
     """('number', '> 0, <= 3600') of a setting's JSON schema; null in a union is 'optional'."""
     options = spec.get("anyOf", [spec])
     kinds, ranges = [], []

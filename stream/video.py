@@ -70,7 +70,9 @@ def read_segments(path: str | Path, size: tuple[int, int], fps: float | None = N
         capture = PyavCapture(str(path), size, SourceOptions(fps=fps, crop=crop))
     except CaptureError as err:
         raise LrcnError(err.reason) from None
-    frames, segments, segment = [], [], 0
+    frames: list[np.ndarray] = []
+    segments: list[int] = []
+    segment = 0
     try:
         for _, jumped, frame in timeline(capture, live=False, sampler=Sampler(fps, capture.fps)):
             segment += bool(jumped and frames)

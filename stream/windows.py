@@ -103,7 +103,7 @@ def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Seq
     The given states are left as they were."""
     s = _stack(states)
     rows = np.arange(len(states))
-    indices = np.asarray(indices, np.int64)
+    frame_indices = np.asarray(indices, np.int64)
     if config.mode == EXACT:
         opening = s.frames % config.hop == 0
         slots = (s.frames // config.hop) % s.steps.shape[1]
@@ -116,16 +116,16 @@ def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Seq
     opened = np.zeros(s.steps.shape, bool)
     opened[rows[opening], slots[opening]] = True
     s.steps[opened] = 0
-    s.first[opened] = indices[opening]
+    s.first[opened] = frame_indices[opening]
     active = s.steps >= 0
     s.head = head.advance(s.head, frame_inputs, opened, active)
     s.steps[active] += 1
     s.frames += 1
-    s.recent_index = np.concatenate([s.recent_index[:, 1:], indices[:, None]], axis=1)
+    s.recent_index = np.concatenate([s.recent_index[:, 1:], frame_indices[:, None]], axis=1)
     if config.mode == EXACT:
-        windows = _completed(head, clip_length, s, indices)
+        windows = _completed(head, clip_length, s, frame_indices)
     else:
-        windows = _continuous_outputs(head, clip_length, config, s, indices)
+        windows = _continuous_outputs(head, clip_length, config, s, frame_indices)
     return [WindowState({name: array[i] for name, array in s.head.items()}, s.steps[i], s.first[i],
                         s.recent_index[i], int(s.frames[i])) for i in rows], windows
 

@@ -161,6 +161,32 @@ def test_int8_graph_preparation_keeps_the_fp32_output(tmp_path, kernel, pads, of
     assert (pixels is not None) == (offset == 0) and ("Mul" in ops) == (offset != 0)
 
 
+def test_int8_graph_preparation_leaves_a_first_conv_whose_weights_are_computed():
+    """Weights that are no initializer (here a Constant node's output) have nothing to fold the
+    input scale into: the graph keeps its Mul and its output, and no pixels tensor is named."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime
+    from onnx import helper
+
+    from lrcn.stream.quantize import prepare_for_int8
+
+    model = first_conv_encoder(7, [2, 2, 3, 3], 1 / 255, 0.0)
+    (weights,) = [i for i in model.graph.initializer if i.name == "w"]
+    model.graph.initializer.remove(weights)
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["w"], value=weights))
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+
+    def run(model):
+        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"frames": frames})[0]
+
+    expected = run(model)
+    assert prepare_for_int8(model) is None
+    onnx.checker.check_model(model)
+    np.testing.assert_allclose(run(model), expected, rtol=1e-5, atol=1e-5)
+    assert "Mul" in [node.op_type for node in model.graph.node]
+
+
 def test_int8_encoder_takes_the_uint8_frames_straight_into_the_first_conv(tmp_path):
     onnx = pytest.importorskip("onnx")
 

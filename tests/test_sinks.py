@@ -119,3 +119,14 @@ def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_ne
     assert stats["sent"] >= 3 and stats["failed"] >= 1 and stats["sent"] + stats["failed"] == 23, stats
     assert sink.problem.startswith(f"cannot write {folder / 'messages.jsonl'}") and "\n" not in sink.problem
     assert not sink._writer.is_alive(), "the writer wrote what it could and ended at close"
+
+
+@pytest.mark.parametrize("kind", [["mqtt"], {"type": "mqtt"}, None, 3])
+def test_a_sink_type_that_is_not_a_name_is_one_error_line(kind):
+    """A Python caller's or a JSON table's `type` of any value: refused as unknown, never a
+    TypeError from looking an unhashable value up."""
+    from lrcn.stream.errors import LrcnError
+    from lrcn.stream.sinks import open_sink
+
+    with pytest.raises(LrcnError, match=r"^unknown sink type .* \(known: zeromq, mqtt, jsonl"):
+        open_sink({"type": kind}, node="test")

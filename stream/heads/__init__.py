@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -123,8 +123,9 @@ def head_type(kind: str) -> type[Head]:
 
 
 def save_head(path: str | Path, head: Head) -> Path:
-    np.savez(path, kind=np.array(head.kind), classes=np.array(head.classes), per_timestep=np.array(head.per_timestep),
-             **head.arrays())
+    arrays: dict[str, Any] = {"kind": np.array(head.kind), "classes": np.array(head.classes),
+                              "per_timestep": np.array(head.per_timestep), **head.arrays()}
+    np.savez(path, **arrays)
     return Path(path)
 
 

@@ -15,7 +15,7 @@ shared `per_timestep`, and each sub-head's arrays under "<modality>.<key>".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -30,32 +30,31 @@ class LateHead(Head):
     modalities: tuple[str, ...]
     heads: tuple[Head, ...]        # one per modality, all of one kind
     weights: np.ndarray            # [M], summing to 1
+    # The sub-heads' (fuse checks they agree), set from them: Head's attributes, not arguments.
+    per_timestep: bool = field(init=False, repr=False, compare=False)
+    dense_bias: np.ndarray = field(init=False, repr=False, compare=False)
     kind = "late"
     fuses = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_timestep", self.heads[0].per_timestep)
+        object.__setattr__(self, "dense_bias", self.heads[0].dense_bias)
+
     @classmethod
-    def fuse(cls, heads: Mapping[str, Head], weights: Sequence[float]) -> LateHead:
+    def fuse(cls, heads: Mapping[str, Head], weights: Sequence[float] | np.ndarray) -> LateHead:
         """The late fusion of `heads` (modality -> head, in the joined features' order)."""
         parts = tuple(heads.values())
         kinds = {(h.kind, h.per_timestep, tuple(h.classes)) for h in parts}
         if len(kinds) != 1:
             raise ValueError(f"late fusion needs heads of one kind and classes, got {sorted(k[0] for k in kinds)}")
-        weights = np.asarray(weights, np.float64)
-        if weights.shape != (len(parts),) or (weights < 0).any() or abs(weights.sum() - 1) > 1e-6:
-            raise ValueError(f"fusion weights {weights.tolist()} must be one per modality, >= 0, summing to 1")
-        return cls(tuple(parts[0].classes), tuple(heads), parts, weights)
+        shares = np.asarray(weights, np.float64)
+        if shares.shape != (len(parts),) or (shares < 0).any() or abs(shares.sum() - 1) > 1e-6:
+            raise ValueError(f"fusion weights {shares.tolist()} must be one per modality, >= 0, summing to 1")
+        return cls(tuple(parts[0].classes), tuple(heads), parts, shares)
 
     @property
     def sub_kind(self) -> str:
         return self.heads[0].kind
-
-    @property
-    def per_timestep(self) -> bool:
-        return self.heads[0].per_timestep
-
-    @property
-    def dense_bias(self) -> np.ndarray:
-        return self.heads[0].dense_bias
 
     @property
     def feature_sizes(self) -> tuple[int, ...]:

@@ -127,7 +127,11 @@ def open_sink(table: Mapping, *, node: str) -> Sink:
     return sink_type.from_config({k: v for k, v in table.items() if k != "type"}, node=node)
 
 
-def check_keys(options: Mapping, types: Mapping[str, type | tuple], sink: str) -> None:
+# A sink's options and the types each takes: {"port": int, "max_mb": (int, float)}.
+OptionTypes = Mapping[str, type | tuple[type, ...]]
+
+
+def check_keys(options: Mapping, types: OptionTypes, sink: str) -> None:
     """LrcnError for a key `types` does not name or a value of the wrong type."""
     for key, value in options.items():
         if key not in types:

@@ -60,7 +60,7 @@ class CallbackSink(Sink):
         try:
             decoded = messages.decode(message.frames)
             if message.kind == messages.PRED:
-                frame = self._frames(message.stream) if self._frames is not None else None
+                frame = self._frames(message.stream) if self._frames is not None and message.stream else None
                 function(decoded, frame)
             else:
                 function(decoded)

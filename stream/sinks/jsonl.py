@@ -30,9 +30,9 @@ from pathlib import Path
 
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.sinks import Outgoing, Sink, check_keys, check_kinds, register
+from lrcn.stream.sinks import OptionTypes, Outgoing, Sink, check_keys, check_kinds, register
 WRITE_INTERVAL_S = 0.2   # how long a line may wait in memory before it is written
-OPTION_TYPES = {"path": str, "max_mb": (int, float), "keep": int, "kinds": list, "queue": int}
+OPTION_TYPES: OptionTypes = {"path": str, "max_mb": (int, float), "keep": int, "kinds": list, "queue": int}
 
 
 @register
@@ -48,6 +48,7 @@ class JsonlSink(Sink):
         self.keep = keep
         self.kinds = check_kinds(kinds, self.name)
         self._fd = -1
+        self._size = 0      # bytes in the current file, as this sink wrote or found them
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
@@ -113,7 +114,8 @@ class JsonlSink(Sink):
 
     def _write_lines(self, lines: list[bytes]) -> None:
         """Write `lines`, rotating before a line that would pass `max_bytes`."""
-        batch, size = [], self._size
+        batch: list[bytes] = []
+        size = self._size
         for line in lines:
             if size and size + len(line) > self.max_bytes:
                 self._write_batch(batch)

@@ -64,11 +64,11 @@ from lrcn.stream import __version__, hass, messages
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.outbox import default_node
 from lrcn.stream.settings import STREAM_ID_RULE, HomeAssistant
-from lrcn.stream.sinks import KINDS, Outgoing, Sink, check_keys, check_kinds, register
+from lrcn.stream.sinks import KINDS, OptionTypes, Outgoing, Sink, check_keys, check_kinds, register
 
 log = logging.getLogger("lrcn.sinks.mqtt")
 
-OPTION_TYPES = {"url": str, "host": str, "port": int, "prefix": str, "qos": int, "retain_status": bool,
+OPTION_TYPES: OptionTypes = {"url": str, "host": str, "port": int, "prefix": str, "qos": int, "retain_status": bool,
                 "buffer": int, "client_id": str, "keepalive_s": int, "username": str, "password": str,
                 "tls": bool, "ca_file": str, "cert_file": str, "key_file": str, "tls_insecure": bool, "kinds": list,
                 "homeassistant": (bool, dict)}
@@ -124,8 +124,9 @@ def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
     """The `homeassistant` option as settings: false is off, true the defaults, a table its keys."""
     if value is False:
         return None
+    table = {} if value is True else dict(value)
     try:
-        return msgspec.convert({} if value is True else dict(value), HomeAssistant)
+        return msgspec.convert(table, HomeAssistant)
     except msgspec.ValidationError as err:
         message, _, at = str(err).replace("`", "'").partition(" - at '$.")
         key = at.rstrip("'")
@@ -134,7 +135,7 @@ def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
             raise LrcnError(f"mqtt sink: unknown key {message.rpartition(' ')[2]} in homeassistant "
                             f"(known: {known})") from None
         rule = HOME_ASSISTANT_RULES.get(key) if "regex" in message else None
-        raise LrcnError(f"mqtt sink: homeassistant.{key} must be {rule}, got {value.get(key)!r}" if rule
+        raise LrcnError(f"mqtt sink: homeassistant.{key} must be {rule}, got {table.get(key)!r}" if rule
                         else f"mqtt sink: homeassistant.{key}: {message}") from None
 
 
@@ -237,7 +238,7 @@ class MqttSink(Sink):
         return self._publish(self.topic(message), message.payload, self.retain_status and message.kind == messages.STATUS)
 
     def prediction(self, message: Outgoing) -> bool:
-        if self.hass is not None and self._streams.get(message.stream) is not None:
+        if self.hass is not None and message.stream and self._streams.get(message.stream) is not None:
             # Only the prediction before an event's end matters (was it the guard's `unknown`?), but
             # that is known only once the end comes, after the prediction was sent.
             self._last_label[message.stream] = json.loads(message.payload)["label"]
@@ -245,11 +246,14 @@ class MqttSink(Sink):
 
     def event(self, message: Outgoing) -> bool:
         taken = self.send(message)
+        stream, layout = message.stream, self.hass
+        if stream is None or layout is None:
+            return taken
         with self._hass_lock:
-            labels = self._streams.get(message.stream) if self.hass is not None else None
+            labels = self._streams.get(stream)
             if labels is not None:
-                edge = hass.activity_edge(self.hass, message.stream, labels, json.loads(message.payload),
-                                          self._last_label.get(message.stream))
+                edge = hass.activity_edge(layout, stream, labels, json.loads(message.payload),
+                                          self._last_label.get(stream))
                 for topic, payload in edge:
                     self._publish(topic, payload, True)
         return taken

@@ -18,12 +18,12 @@ import zmq
 from lrcn.stream.curve import HandshakeWatch, KeyGate, RateLimit, secure_client, secure_server
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, ServerKeys, load_client_keys, load_server_keys
-from lrcn.stream.sinks import Outgoing, Sink, check_keys, register
+from lrcn.stream.sinks import OptionTypes, Outgoing, Sink, check_keys, register
 
 log = logging.getLogger("lrcn.sinks.zeromq")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 _FIRST_FRAME = int(zmq.NOBLOCK | zmq.SNDMORE)  # combined once: an enum flag `|` per message costs more than the send
-OPTION_TYPES = {"endpoint": str, "connect": bool, "hwm": int, "curve_keys": str, "curve_client": str}
+OPTION_TYPES: OptionTypes = {"endpoint": str, "connect": bool, "hwm": int, "curve_keys": str, "curve_client": str}
 SUBSCRIBERS = "subscribers"     # the ZAP domain of a publisher's subscribers
 
 
@@ -67,7 +67,7 @@ class ZeroMqSink(Sink):
             self.close(0)
             raise
         self.bind = bind
-        self.endpoint = self._socket.last_endpoint.decode() if bind else endpoint
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
 
     @classmethod
     def from_config(cls, options: Mapping, *, node: str) -> ZeroMqSink:
@@ -79,7 +79,8 @@ class ZeroMqSink(Sink):
                    curve=curve)
 
     def send(self, message: Outgoing) -> bool:
-        if not self.bind and not self._watch.up:
+        # A connecting sink (which always has a watch) that no proxy has accepted delivers nothing.
+        if not self.bind and self._watch is not None and not self._watch.up:
             self._undeliverable()
             return False
         try:
@@ -101,13 +102,13 @@ class ZeroMqSink(Sink):
         self.undelivered += 1
         if self._warn.due():
             log.warning("zeromq into %s delivers nothing: %s; %d messages not delivered so far", self.endpoint,
-                        self._watch.reason, self.undelivered)
+                        self._watch.reason if self._watch is not None else "", self.undelivered)
 
     def handshake_failures(self) -> int:
         """Failed CURVE (or ZMTP) handshakes: refused keys and protocol failures, either side."""
         if self._watch is None:
             return 0
-        if self.bind:
+        if self._gate is not None:    # a CURVE server's watch
             return self._gate.denied[SUBSCRIBERS] + self._watch.protocol_failures()
         return sum(self._watch.failures.values())
 
@@ -117,13 +118,14 @@ class ZeroMqSink(Sink):
         return None if self._gate is None else self._gate.reload()
 
     def stats(self) -> dict:
-        stranded = not self.bind and not self._watch.up
+        client = None if self.bind else self._watch    # a connecting sink always has a watch
+        problem = f"delivers nothing: {client.reason}" if client is not None and not client.up else self.problem
         counters = {"sent": self.sent, "dropped": self.shed + self.undelivered, "shed": self.shed,
                     "failed": self.failed, "undelivered": self.undelivered,
-                    "problem": f"delivers nothing: {self._watch.reason}" if stranded else self.problem,
+                    "problem": problem,
                     "handshake_failures": self.handshake_failures()}
-        if not self.bind:
-            counters["connected"] = self._watch.up
+        if client is not None:
+            counters["connected"] = client.up
         return counters
 
     def describe(self) -> str:

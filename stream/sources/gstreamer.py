@@ -275,7 +275,9 @@ class _Layout:
             if offset + stride * (rows - 1) + width > data.size:
                 raise CaptureError(f"a decoded {self.format} frame is smaller than its caps say")
             source = np.lib.stride_tricks.as_strided(data[offset:], (rows, width), (stride, 1), writeable=False)
-            np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)[:, :width] = source
+            # A plane is a buffer, which PyAV's stubs do not declare.
+            pixels = np.frombuffer(plane, np.uint8)  # type: ignore[call-overload]
+            pixels.reshape(rows, plane.line_size)[:, :width] = source
         return frame
 
 

@@ -50,6 +50,7 @@ def pattern_frames(size: tuple[int, int], count: int = 50) -> np.ndarray:
 @register
 class PatternCapture(Capture):
     schemes = ("pattern",)
+    fps: float      # a pattern always states its rate
 
     @classmethod
     def is_live(cls, uri: str) -> bool:

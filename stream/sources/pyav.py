@@ -69,7 +69,7 @@ class _StopAwareTime:
 
 
 if getattr(av.container.core, "time", None) is time:
-    av.container.core.time = _StopAwareTime
+    av.container.core.time = _StopAwareTime  # type: ignore[attr-defined]  # PyAV's stubs omit the module's `time`
 
 
 # -- decoders --------------------------------------------------------------------------------
@@ -136,16 +136,17 @@ class Scaler:
     def __init__(self, size: tuple[int, int], crop: tuple[int, int, int, int] | None = None):
         self.size = size
         self.crop = crop
-        self._shape = None
-        self._graph = None
+        self._shape: tuple[int, int, str] | None = None
+        self._graph: av.filter.Graph | None = None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         shape = (frame.width, frame.height, frame.format.name)
-        if shape != self._shape:
-            self._graph = self._build(frame)
+        graph = self._graph
+        if graph is None or shape != self._shape:
+            graph = self._graph = self._build(frame)
             self._shape = shape
-        self._graph.vpush(frame)
-        return self._graph.vpull().to_ndarray()
+        graph.vpush(frame)
+        return graph.vpull().to_ndarray()
 
     def _build(self, frame: av.VideoFrame) -> av.filter.Graph:
         problem = crop_problem(self.crop, frame.width, frame.height)
