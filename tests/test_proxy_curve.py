@@ -9,6 +9,7 @@ import time
 import pytest
 import zmq.auth
 
+from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, load_client_keys, load_proxy_keys, make_keys
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
 from lrcn.tools.commands import main
@@ -111,12 +112,12 @@ def test_reloading_the_keys_revokes_a_connected_subscriber_and_keeps_the_others(
 def test_a_proxy_refuses_to_start_without_a_publishers_list_and_reload_keeps_the_old_lists_on_a_bad_file(tmp_path):
     folder = tmp_path / "keys"
     make_keys(folder)
-    with pytest.raises(Exception, match="no authorized_publishers/ folder"):
+    with pytest.raises(LrcnError, match="no authorized_publishers/ folder"):
         load_proxy_keys(folder)
     make_keys(folder, "edge", role="publisher")
     with Proxy(ANY_PORT, ANY_PORT, curve=load_proxy_keys(folder)) as proxy:
         (folder / "authorized_publishers" / "junk.key").write_text("not a certificate\n")
-        with pytest.raises(Exception, match="junk.key"):
+        with pytest.raises(LrcnError, match="junk.key"):
             proxy.reload_keys()
         assert proxy.authorized() == {"publishers": 1, "subscribers": 1}
 
