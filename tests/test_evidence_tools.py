@@ -3,6 +3,7 @@ sockets, real ffmpeg servers and real models. They check that the tools run to t
 report what they promise; the figures themselves are measured by running the tools (docs/)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 
@@ -92,4 +93,4 @@ def test_soak_short_run_samples_memory_threads_drops_and_latency(exported_seed, 
     assert result["serve_exit"] == 0 and len(result["samples"]) >= 6
     assert all(s["threads"] > 0 and s["rss_mb"] > 0 for s in result["samples"])
     assert result["dropped"] == 0 and set(result["predictions"]) == {f"cam{i}" for i in range(4)}
-    assert (out / "soak.png").is_file()
+    assert (out / "soak.png").is_file() or importlib.util.find_spec("matplotlib") is None, "the plot, with matplotlib"

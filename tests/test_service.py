@@ -43,10 +43,14 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):
             assert wait_until(lambda: predictions() > 0, 30)
             state = lambda s: scrape(url)[("lrcn_stream_state", (("state", s), ("stream", "cam")))]  # noqa: E731
             assert wait_until(lambda: state("reconnecting") == 1.0, 30), "the camera is gone and retried"
-        # Once the inference thread has taken every frame the camera delivered, nothing moves.
-        taken = lambda s: sum(stream_value(s, m, "cam") for m in ("lrcn_frames_encoded_total",   # noqa: E731
-                                                                      "lrcn_ring_dropped_frames_total"))
-        assert wait_until(lambda: taken(s := scrape(url)) == stream_value(s, "lrcn_frames_sampled_total", "cam"), 10)
+        # Nothing moves once the inference thread has taken every frame the camera delivered and
+        # then the gap (which resets the head state).
+        def settled(samples) -> bool:
+            value = lambda name: stream_value(samples, name, "cam")   # noqa: E731
+            taken = value("lrcn_frames_encoded_total") + value("lrcn_ring_dropped_frames_total")
+            return taken == value("lrcn_frames_sampled_total") and value("lrcn_state_resets_total") >= 1
+
+        assert wait_until(lambda: settled(scrape(url)), 10)
         samples = scrape(url)
     finally:
         _, err = stop(process) if process else ("", "")
