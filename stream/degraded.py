@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.settings import DEGRADED_SETTINGS, Settings, default
@@ -37,7 +38,7 @@ class DegradedRules:
                             f"({self.min_rate:g}), or a stream at the bound flaps")
 
     @classmethod
-    def from_settings(cls, value: Callable[[str], float]) -> DegradedRules:
+    def from_settings(cls, value: Callable[[str], Any]) -> DegradedRules:
         """The rules from `value(setting name)` of each DEGRADED_SETTINGS (a flag, the file or the default)."""
         return cls(**{name.removeprefix("degraded_"): value(name) for name in DEGRADED_SETTINGS})
 

@@ -97,7 +97,7 @@ def json_schema(kind: str) -> dict:
     """The JSON Schema (2020-12) of one kind's payload: required fields typed, others allowed."""
     properties = {}
     for field in FIELDS[kind]:
-        prop = {"type": field.type, "description": field.meaning}
+        prop: dict[str, object] = {"type": field.type, "description": field.meaning}
         if field.items is not None:
             prop["items"] = field.items
         if field.values is not None:

@@ -212,21 +212,21 @@ class Pipeline:
             if unknown:
                 raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
                                 f"(it has {', '.join(self.bundle.classes)})")
-        stream_threshold(config.novelty, self.bundle.novelty, config.id)   # a bad setting fails here
+        stream_threshold(config.novelty, self.bundle.novelty, _id(config))   # a bad setting fails here
         if not 0 <= config.idle_motion < float("inf"):
             raise LrcnError(f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), "
                             f"got {config.idle_motion}")
         if config.record is not None and config.events is None:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
         self._event_store_for(config)   # opened (and checked) now
-        plan = StreamPlan(config.id, WindowConfig(config.mode, config.hop, config.reset_every),
+        plan = StreamPlan(_id(config), WindowConfig(config.mode, config.hop, config.reset_every),
                           parse_smoothing(config.smooth), backend)
         options = source_options(config, defaults, spec.fps, self.bundle.needs_flow)
         recorder = None
-        if config.record is not None:
+        if config.record is not None and config.events is not None:   # record without events was refused above
             # Event starts trail the newest packet by a window, the minimum duration and some latency.
             lag_s = spec.clip_length / spec.fps + config.events.min_duration_s + RECORD_LATENCY_S
-            recorder = ClipRecorder(config.record, config.id, lag_s=lag_s)
+            recorder = ClipRecorder(config.record, _id(config), lag_s=lag_s)
         try:
             source = open_source(config.source, spec.input_size, name=config.id, options=options,
                                  new_frame=self._new_frame, start=False, recorder=recorder)
@@ -238,12 +238,13 @@ class Pipeline:
 
     def _attach(self, config: StreamConfig, source: Source, plan: StreamPlan) -> None:
         self.scheduler.add_stream(plan)
-        self.configs = {**self.configs, config.id: config}
-        self._counters = {**self._counters, config.id: _Counters()}
+        name = _id(config)
+        self.configs = {**self.configs, name: config}
+        self._counters = {**self._counters, name: _Counters()}
         store = self._event_store_for(config)
-        self._store_of = {**self._store_of, config.id: store} if store is not None else \
-            {n: s for n, s in self._store_of.items() if n != config.id}
-        self.sources = {**self.sources, config.id: source}
+        self._store_of = {**self._store_of, name: store} if store is not None else \
+            {n: s for n, s in self._store_of.items() if n != name}
+        self.sources = {**self.sources, name: source}
 
     def _event_store_for(self, config: StreamConfig) -> EventStore | None:
         """Where a stream's events are stored: its record dir's index, the state dir's, or memory."""
@@ -367,7 +368,7 @@ class Pipeline:
         prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
         self.options = replace(self.options, source=defaults)
         self._stop_sources(removed + changed, 1.0)
-        change = _Change(removed + changed, {config.id: (config, src, plan) for config, src, plan in prepared})
+        change = _Change(removed + changed, {_id(config): (config, src, plan) for config, src, plan in prepared})
         self._changes.put(change)
         if not self._thread.is_alive():
             self._apply_changes()
@@ -537,7 +538,8 @@ class Pipeline:
             recorder = sources[name].recorder
             problem = recorder.take_problem() if recorder is not None else None
             if problem:   # the stream goes on; its state stays, the reason says what went wrong
-                state = sources[name].state.value if sources[name].state else "connecting"
+                known = sources[name].state
+                state = known.value if known is not None else "connecting"
                 counters.last_reason = problem
                 counters.recent_events.append((time.time(), state, problem))
                 log.warning("%s", problem, extra={"stream": name, "state": state})
@@ -561,7 +563,7 @@ class Pipeline:
             was = counters.degraded
             if not connected:
                 continue   # a gap is its own state and log line; degraded or not is judged again once connected
-            expected = source.options.fps / self.configs[name].hop   # one prediction per hop sampled frames
+            expected = (source.options.fps or self.bundle.meta.spec.fps) / self.configs[name].hop   # one prediction per hop sampled frames
             counters.degraded = assess(rules, counters.health, counters.connected_since, expected, now, was is not None)
             if (was is None) == (counters.degraded is None):
                 continue
@@ -647,7 +649,7 @@ class Pipeline:
     def _event_media(self, name: str, event: dict, wall: float) -> dict:
         """Start the event's clip, end it, and queue its snapshots: the paths the message names."""
         recorder, counters, kind, event_id = self.sources[name].recorder, self._counters[name], event["type"], event["id"]
-        media = {}
+        media: dict[str, str] = {}
         if kind == "update":
             return media
         if recorder is not None and kind == "start":
@@ -664,10 +666,12 @@ class Pipeline:
             counters.event_frames = {k: v for k, v in counters.event_frames.items() if k != event_id}
         original = (frames.first if kind == "start" else frames.best) if frames else counters.last_original
         store = self._store_of.get(name)
-        stored = recorder is not None and store is not None and store.dir is not None
-        path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg") if stored else None
+        path = index = None
+        if recorder is not None and store is not None and store.dir is not None:
+            path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg")
+            index = store.index
         # Not recording: encoded all the same when someone takes the bytes (snapshots.on_jpeg), never stored.
-        if self.snapshots.write(original, store.index if stored else None, path, name, wall,
+        if self.snapshots.write(original, index, path, name, wall,
                                 "start" if kind == "start" else "best") and path is not None:
             media["snapshot"] = str(path)
         return media
@@ -743,7 +747,7 @@ def _relative(path: str, root: Path | None) -> str | None:
 def stream_label(config: StreamConfig, bundle: RuntimeBundle, prediction: Prediction) -> str:
     """The label a stream publishes for a prediction: the model's, or `idle`/`unknown` by the
     stream's idle gate, open-set guard and event rules (stream.events.published_label)."""
-    threshold = stream_threshold(config.novelty, bundle.novelty, config.id)
+    threshold = stream_threshold(config.novelty, bundle.novelty, _id(config))
     novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
     idle = prediction.motion is not None and prediction.motion < config.idle_motion
     return published_label(config.events, prediction.label, prediction.score, novel, idle)
@@ -801,5 +805,17 @@ def source_options(config: StreamConfig, defaults: SourceOptions, model_fps: flo
     computed for the idle gate and for a bundle that sees motion."""
     return replace(defaults, fps=config.fps or model_fps, pace=config.pace, loop=config.loop,
                    flow=config.idle_motion > 0 or model_needs_flow,
-                   crop=tuple(config.crop) if config.crop is not None else defaults.crop,
+                   crop=_crop(config.crop) if config.crop is not None else defaults.crop,
                    decoder=config.decoder or defaults.decoder)
+
+
+def _id(config: StreamConfig) -> str:
+    """A stream's id: every config the pipeline holds has one (_with_unique_ids names the rest)."""
+    if config.id is None:
+        raise LrcnError("a stream without an id reached the pipeline")
+    return config.id
+
+
+def _crop(crop: Sequence[int]) -> tuple[int, int, int, int]:
+    x, y, width, height = crop   # the settings check it is four numbers
+    return x, y, width, height

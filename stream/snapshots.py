@@ -201,6 +201,7 @@ class SnapshotWriter:
                 log.warning("%s", self.problem, extra={"stream": job.stream})
 
     def _write(self, job: _Job, jpeg: bytes) -> None:
+        assert job.path is not None   # only jobs with a path are written (the caller checks)
         relative = job.path.relative_to(job.index.dir).as_posix()
         part = job.path.with_name(job.path.name + ".part")
         job.path.parent.mkdir(exist_ok=True)

@@ -1,14 +1,19 @@
+"""The fixtures any test module asks for by name: they live here (or in tests/bundles.py, loaded
+as a plugin), never imported from another test module."""
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.live_servers import FFMPEG
+from tests.media import FPS, HEIGHT, SEGMENTS, WIDTH
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PRETRAINED = SHARED / "pretrained" / "mobilenet_v2_1.0_imagenet_notop.weights.h5"
-needs_shared_data = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="../shared/data not present")
-needs_pretrained = pytest.mark.skipif(not PRETRAINED.is_file(), reason="../shared/pretrained weights not present")
+# exported_seed (the checked-in bundle) and keras_seed (its build, with TensorFlow).
+pytest_plugins = ["tests.bundles"]
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +25,52 @@ def small_synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("small_synthetic")
     synth.write_dataset(root, videos_per_class=4, n_frames=24, size=32, seed=2, groups=2)
     return root
+
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory) -> Path:
+    """20 s of testsrc2 at 25 fps in H.264 with B-frames and a keyframe every second."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}",
+                    "-t", "20", "-c:v", "libx264", "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0",
+                    "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def patterned(tmp_path_factory) -> Path:
+    """H.264 at WIDTH x HEIGHT, 1 s GOP: black and ffmpeg's test pattern in turn (SEGMENTS)."""
+    path = tmp_path_factory.mktemp("video") / "events.mp4"
+    inputs = []
+    for seconds, pattern in SEGMENTS:
+        source = "testsrc2=" if pattern else "color=black:"
+        inputs += ["-f", "lavfi", "-i", f"{source}s={WIDTH}x{HEIGHT}:r=25:d={seconds}"]
+    chain = "".join(f"[{i}]" for i in range(len(SEGMENTS))) + f"concat=n={len(SEGMENTS)}:v=1[v]"
+    subprocess.run(["nice", "-n", "19", "ffmpeg", "-loglevel", "error", *inputs, "-filter_complex", chain, "-map", "[v]",
+                    "-c:v", "libx264", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                    str(path)], check=True, timeout=120)
+    return path
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory):
+    """Synthetic actions (everything but the synthetic 'still' class: held frames are the idle class)."""
+    from lrcn.models import synth
+    from lrcn.models.data import discover, split_by_groups
+
+    root = tmp_path_factory.mktemp("moving")
+    synth.write_dataset(root, videos_per_class=6, n_frames=32, size=64, seed=2, groups=3)
+    shutil.rmtree(root / "still")
+    dataset = discover(root)
+    train_videos, test_videos = split_by_groups(list(dataset.videos), ["03"])
+    return root, dataset, train_videos, test_videos
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A Mosquitto broker of this test's own, on a free port."""
+    from lrcn.tools.mqtt_broker import Broker
+
+    broker = Broker(tmp_path / "broker").start()
+    yield broker
+    broker.stop()

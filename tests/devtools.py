@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.test_service_slow import stop
+from tests.cli import stop_group
 
 
 class DevToolsError(RuntimeError):
@@ -58,7 +58,7 @@ class Browser:
                 os.close(fd)
             except OSError:
                 pass
-        stop(self.process, grace_s=2)
+        stop_group(self.process, grace_s=2)
 
     def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
         """Run one DevTools command; its result (events that arrive meanwhile are dropped)."""

@@ -21,6 +21,7 @@ from lrcn.tools.ffmpeg_server import (  # noqa: F401 - the tests import them fro
     wait_listening,
     wait_until,
 )
+from lrcn.stream.sources import SourceOptions
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -45,8 +46,8 @@ def ffmpeg_http_mjpeg(video: Path, port: int) -> list[str]:
             "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/s.mjpg"]
 
 
-def rtsp_server(video: Path, port: int) -> list[str]:
-    return [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), str(video), str(port)]
+def rtsp_server(video: Path, port: int, tcp_only: bool = False) -> list[str]:
+    return [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), str(video), str(port), *(["tcp"] if tcp_only else [])]
 
 
 def gstreamer_rtsp_missing() -> str | None:
@@ -60,9 +61,6 @@ def gstreamer_rtsp_missing() -> str | None:
                 "gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-libav): "
                 + (probe.stderr.strip().splitlines() or ["?"])[-1])
     return None
-
-
-
 
 
 class BurstRelay:
@@ -198,3 +196,7 @@ def read_across_a_server_restart(source, server: list[str], port: int, frames: i
             assert source.stop(timeout_s=1.0), "stopped while the server still streams"
     finally:
         source.stop()
+
+
+LIVE = SourceOptions(backoff_initial_s=0.2, backoff_max_s=1.0, max_attempts=None, open_timeout_s=5.0,
+                     read_timeout_s=3.0)

@@ -2,6 +2,7 @@
 
 Runs under Debian's /usr/bin/python3 (python3-gi), not the project's venv:
     /usr/bin/python3 tests/rtsp_server.py VIDEO PORT
+    /usr/bin/python3 tests/rtsp_server.py VIDEO PORT tcp      # RTP over the RTSP connection only
     /usr/bin/python3 tests/rtsp_server.py --check     # exit 0 when the packages are present
 """
 import sys
@@ -9,8 +10,9 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402 - after gi.require_version, as PyGObject asks
 
 PIPELINE = ("( filesrc location={video} ! decodebin ! videoconvert ! "
             "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 )")
@@ -31,6 +33,8 @@ def main(argv):
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(PIPELINE.format(video=video))
     factory.set_shared(True)
+    if argv[3:] == ["tcp"]:   # a client asking for UDP transport is refused (461 Unsupported transport)
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{port}")

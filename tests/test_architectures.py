@@ -10,7 +10,7 @@ from keras import layers  # noqa: E402
 from lrcn.models.architectures import build_head, build_model, feature_size, split_model  # noqa: E402
 from lrcn.stream.bundle import BundleMeta, ModelSpec, read_meta, write_meta  # noqa: E402
 from lrcn.stream.errors import LrcnError  # noqa: E402
-from tests.conftest import PRETRAINED, needs_pretrained  # noqa: E402
+from tests.paths import PRETRAINED, needs_pretrained  # noqa: E402
 
 CLASSES = ("a", "b", "c", "d")
 

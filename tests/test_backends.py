@@ -1,8 +1,6 @@
 """Encoder backends, the engine cache, INT8, and one-line errors for broken bundles."""
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +18,7 @@ from lrcn.stream.encoders.onnxruntime import OnnxRuntimeEncoder
 from lrcn.stream.encoders.tensorrt import engine_key, require_tensorrt
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import lrcn
 
 
 def tensorrt_problem() -> str | None:
@@ -37,7 +33,7 @@ TENSORRT_PROBLEM = tensorrt_problem()
 needs_tensorrt = pytest.mark.skipif(TENSORRT_PROBLEM is not None, reason=f"{TENSORRT_PROBLEM}")
 
 
-def broken_copy(tmp_path, exported_seed):  # noqa: F811
+def broken_copy(tmp_path, exported_seed):
     bundle = tmp_path / "bundle"
     shutil.copytree(exported_seed[0], bundle)
     return bundle
@@ -68,7 +64,7 @@ def test_engine_key_names_gpu_version_precision_batch_and_onnx_hash():
         engine_key("Orin", "10.3.0", "int4", "a" * 64, 16)
 
 
-def test_onnxruntime_encoder_batches_equal_single_frames_and_takes_a_thread_count(exported_seed):  # noqa: F811
+def test_onnxruntime_encoder_batches_equal_single_frames_and_takes_a_thread_count(exported_seed):
     bundle, frames, _ = exported_seed
     encoder = open_encoder(bundle, "onnxruntime", threads=1)
     assert encoder.session.get_session_options().intra_op_num_threads == 1
@@ -79,7 +75,7 @@ def test_onnxruntime_encoder_batches_equal_single_frames_and_takes_a_thread_coun
     np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-5)
 
 
-def test_encoder_rejects_frames_that_are_not_uint8_at_the_model_size(exported_seed):  # noqa: F811
+def test_encoder_rejects_frames_that_are_not_uint8_at_the_model_size(exported_seed):
     encoder = open_encoder(exported_seed[0])
     with pytest.raises(LrcnError) as err:
         encoder.encode(exported_seed[1][:2].astype(np.float32))
@@ -88,7 +84,7 @@ def test_encoder_rejects_frames_that_are_not_uint8_at_the_model_size(exported_se
         encoder.encode(np.zeros((2, 32, 32, 3), np.uint8))
 
 
-def test_int8_encoder_stays_close_to_fp32_on_real_frames(exported_seed):  # noqa: F811
+def test_int8_encoder_stays_close_to_fp32_on_real_frames(exported_seed):
     bundle, frames, _ = exported_seed
     fp32 = load_runtime_bundle(bundle)
     int8 = load_runtime_bundle(bundle, backend="onnxruntime-int8")
@@ -216,7 +212,7 @@ def test_int8_encoder_takes_the_uint8_frames_straight_into_the_first_conv(tmp_pa
     ("fewer classes", ["classes"]),
     ("wrong head type", ["single_frame"]),
 ])
-def test_broken_or_partial_bundle_is_one_line_error(tmp_path, exported_seed, breakage, words):  # noqa: F811
+def test_broken_or_partial_bundle_is_one_line_error(tmp_path, exported_seed, breakage, words):
     bundle = broken_copy(tmp_path, exported_seed)
     if breakage.startswith("no "):
         (bundle / breakage[3:]).unlink()
@@ -255,7 +251,7 @@ def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch, mod
     return OneFrameAtATime(bundle, threads)
 
 
-def test_a_new_backend_is_one_registered_opener(exported_seed):  # noqa: F811
+def test_a_new_backend_is_one_registered_opener(exported_seed):
     from lrcn.tools.doctor import backend_lines
 
     bundle, frames, _ = exported_seed
@@ -275,7 +271,7 @@ def test_a_new_backend_is_one_registered_opener(exported_seed):  # noqa: F811
         register("onnxruntime")(open_one_frame_at_a_time)
 
 
-def test_unknown_backend_and_missing_int8_are_one_line_errors(tmp_path, exported_seed):  # noqa: F811
+def test_unknown_backend_and_missing_int8_are_one_line_errors(tmp_path, exported_seed):
     with pytest.raises(LrcnError, match="unknown encoder backend"):
         open_encoder(exported_seed[0], "openvino")
     bundle = broken_copy(tmp_path, exported_seed)
@@ -284,12 +280,7 @@ def test_unknown_backend_and_missing_int8_are_one_line_errors(tmp_path, exported
         open_encoder(bundle, "onnxruntime-int8")
 
 
-def lrcn(*args):
-    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, check=False)
-
-
-def test_cli_engine_build_and_export_errors_are_one_line(tmp_path, exported_seed):  # noqa: F811
+def test_cli_engine_build_and_export_errors_are_one_line(tmp_path, exported_seed):
     bundle = broken_copy(tmp_path, exported_seed)
     (bundle / "encoder.onnx").unlink()
     for result in (lrcn("engine", "build", bundle), lrcn("export", tmp_path / "missing")):
@@ -299,7 +290,7 @@ def test_cli_engine_build_and_export_errors_are_one_line(tmp_path, exported_seed
 
 
 @pytest.mark.skipif(TENSORRT_PROBLEM is None, reason="TensorRT is usable here")
-def test_tensorrt_backend_says_why_it_is_unavailable(exported_seed):  # noqa: F811
+def test_tensorrt_backend_says_why_it_is_unavailable(exported_seed):
     with pytest.raises(LrcnError) as err:
         open_encoder(exported_seed[0], "tensorrt")
     assert_one_line(err)
@@ -324,7 +315,7 @@ def test_doctor_lists_backends_and_reasons():
 
 @needs_tensorrt
 @pytest.mark.parametrize("precision, tolerance", [("fp16", 2e-2), ("int8", 0.2)])
-def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path, exported_seed, precision, tolerance):  # noqa: F811
+def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(tmp_path, exported_seed, precision, tolerance):
     from lrcn.stream.encoders.tensorrt import TensorRtEncoder, ensure_engine
 
     bundle, frames, video = exported_seed

@@ -22,7 +22,7 @@ def test_quick_capture_bench_reports_every_path_source_ratio_and_target(tmp_path
     assert set(result["sources"]) == {spec.id for spec in SOURCES}
     measured = {sid: info for sid, info in result["sources"].items() if "skipped" not in info}
     assert {"720p30-h264-ippp", "1080p30-h264-ippp", "1080p30-h264-bf2"} <= set(measured)
-    for sid, info in measured.items():
+    for _sid, info in measured.items():
         assert set(info["paths"]) == set(PATHS)
         for figures in info["paths"].values():
             assert figures["frames"] > 0
@@ -32,7 +32,7 @@ def test_quick_capture_bench_reports_every_path_source_ratio_and_target(tmp_path
         assert info["paths"]["c"]["converted"] == 0
         assert info["ratios"]["b_over_c"] > 0 and info["ratios"]["a_over_b"] > 0
         assert info["ratios"]["b_over_c_same_run"] > 1, "(b) timed its own conversion inside the run"
-    for sid, info in result["sources"].items():
+    for _sid, info in result["sources"].items():
         if "skipped" in info:
             assert info["skipped"]   # a reason, e.g. no libx265
     verdicts = {(check["target"], check["source"]): check["verdict"] for check in result["targets"]}

@@ -12,7 +12,6 @@ import shutil
 import pytest
 from lrcn.tools import bench_event_media as bench
 
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -22,7 +21,7 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs 
 @pytest.mark.heavy  # a 20 s paced serve: the evidence tool's own check (clips = events is CI's in test_event_store)
 @pytest.mark.timeout(300)
 def test_a_short_paced_run_has_one_clip_and_two_snapshots_per_event_and_rows_equal_to_its_messages(
-        exported_seed, tmp_path, capsys):  # noqa: F811
+        exported_seed, tmp_path, capsys):
     bundle, _, _ = exported_seed
     work, out = tmp_path / "work", tmp_path / "event_media.json"
     # 3 s black, 3 s pattern: events of about 3 s whose 2 s pre- and post-rolls overlap, and whose

@@ -4,13 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.bundles import exported_seed  # noqa: F401
 from lrcn.tools.camera_capacity import REPO, Source, checkout_code, judge, rtsp_server_missing, run_trial, source_video
 from lrcn.tools.ffmpeg_server import FFMPEG
 
 
 @pytest.mark.slow
-def test_one_camera_trial_reports_every_figure(exported_seed, tmp_path):  # noqa: F811
+def test_one_camera_trial_reports_every_figure(exported_seed, tmp_path):
     if FFMPEG is None:
         pytest.skip("ffmpeg not installed")
     missing = rtsp_server_missing()

@@ -10,7 +10,6 @@ from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.sources import SourceOptions
 from lrcn.stream.video import read_frames
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import (
     FFMPEG,
     BurstRelay,
@@ -22,7 +21,7 @@ from tests.live_servers import (
     ts_with_timestamp_break,
     write_video,
 )
-from tests.test_pipeline import ANY_PORT, Inbox
+from tests.receivers import ANY_PORT, Inbox
 
 pytestmark = pytest.mark.timeout(120)
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
@@ -32,7 +31,7 @@ def serve_until_done(bundle, configs, options, limit_s=60):
     pipeline = Pipeline(bundle, configs, options)
     inbox = Inbox(pipeline.endpoint)
     try:
-        time.sleep(0.2)  # let the subscription reach the publisher
+        assert inbox.join(pipeline)
         stats = pipeline.run(duration_s=limit_s)
         inbox.drain()
     finally:
@@ -40,12 +39,12 @@ def serve_until_done(bundle, configs, options, limit_s=60):
     return stats, inbox
 
 
-def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(exported_seed, tmp_path):  # noqa: F811
+def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(keras_seed, tmp_path):
     from lrcn.models.evaluate import predict_videos
     from lrcn.models.experiment import load_bundle
     from lrcn.models.synth import write_continuous
 
-    bundle_dir, _, _ = exported_seed
+    bundle_dir = keras_seed   # the Keras model, run offline by `lrcn evaluate`, is the oracle
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
     assert spec.fps == 10
@@ -66,7 +65,7 @@ def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(ex
 
 
 @needs_ffmpeg
-def test_frames_arriving_in_bursts_are_sampled_by_their_timestamps_not_their_arrival(exported_seed, tmp_path):  # noqa: F811
+def test_frames_arriving_in_bursts_are_sampled_by_their_timestamps_not_their_arrival(exported_seed, tmp_path):
     bundle_dir, _, _ = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
@@ -97,7 +96,7 @@ def test_frames_arriving_in_bursts_are_sampled_by_their_timestamps_not_their_arr
 
 @needs_ffmpeg
 @pytest.mark.parametrize("kind", ["reset", "jump"])
-def test_no_window_spans_a_timestamp_break(exported_seed, tmp_path, kind):  # noqa: F811
+def test_no_window_spans_a_timestamp_break(exported_seed, tmp_path, kind):
     bundle_dir, _, _ = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     video, boundary = ts_with_timestamp_break(tmp_path / "broken.ts", kind)
@@ -111,7 +110,7 @@ def test_no_window_spans_a_timestamp_break(exported_seed, tmp_path, kind):  # no
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_an_rtsp_camera_gone_for_a_minute_comes_back_with_default_settings(exported_seed, tmp_path):  # noqa: F811
+def test_an_rtsp_camera_gone_for_a_minute_comes_back_with_default_settings(exported_seed, tmp_path):
     missing = gstreamer_rtsp_missing()
     if missing:
         pytest.skip(missing)

@@ -5,13 +5,9 @@ import sys
 from pathlib import Path
 
 import cv2
+from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def lrcn(*args):
-    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
 
 
 def test_synth_writes_a_dataset_and_a_continuous_stream_without_tensorflow(tmp_path):

@@ -20,21 +20,12 @@ from lrcn.stream.media_index import INDEX_NAME, MediaIndex
 from lrcn.stream.sources import Source, SourceOptions, SourceState
 from lrcn.stream.sources.pyav import PyavCapture
 from tests.live_servers import FFMPEG, free_port, served, wait_until, write_video
+from tests.media import Demux, finished, one_line, record_one
+from tests.media import FPS
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")]
 
-FPS = 25
 SIZE = (48, 64)
-
-
-@pytest.fixture(scope="module")
-def h264(tmp_path_factory) -> Path:
-    """20 s of testsrc2 at 25 fps in H.264 with B-frames and a keyframe every second."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}",
-                    "-t", "20", "-c:v", "libx264", "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0",
-                    "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +35,6 @@ def short_h264(h264) -> Path:
     subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-i", str(h264), "-t", "8", "-c", "copy", str(path)],
                    check=True, timeout=30)
     return path
-
-
-class Demux:
-    """A real demux of a file fed to a recorder in this thread, as far as asked."""
-
-    def __init__(self, path: Path, recorder: ClipRecorder):
-        self.container = av.open(str(path))
-        self.stream = self.container.streams.video[0]
-        self.packets = (p for p in self.container.demux(self.stream) if p.size)
-        self.recorder = recorder
-        self.t = None
-        recorder.connected(self.stream)
-
-    def to(self, t: float | None = None) -> None:
-        """Feed packets until one at stream time >= t has been fed (all of them if t is None)."""
-        for packet in self.packets:
-            self.recorder.feed(packet)
-            self.t = float(packet.pts * self.stream.time_base)
-            if t is not None and self.t >= t:
-                return
-
-    def close(self) -> None:
-        self.recorder.disconnected()
-        self.container.close()
 
 
 def decoded(path: Path) -> list:
@@ -85,14 +52,6 @@ def source_frame_at(path: Path, t: float) -> np.ndarray:
 
 def clip_seconds(frames: list) -> float:
     return len(frames) / FPS
-
-
-def finished(recorder: ClipRecorder, clips: int, timeout_s: float = 15.0) -> bool:
-    return wait_until(lambda: recorder.stats()["clips"] + recorder.stats()["failed"] >= clips, timeout_s)
-
-
-def one_line(text: str | None) -> bool:
-    return bool(text) and "\n" not in text
 
 
 def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h264, tmp_path):
@@ -202,19 +161,6 @@ def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_
     assert alone.exists(), "the one just written stays"
     problem = tiny.take_problem()
     assert one_line(problem) and "alone" in problem and "max_gb" in problem, problem
-
-
-def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0,
-               event_id: str | None = None) -> Path:
-    """One event from `start` for `seconds`, fed until its clip is written; the clip's path."""
-    done = recorder.stats()["clips"] + recorder.stats()["failed"]
-    feeding.to(start)
-    path = Path(recorder.start(start, "run", event_id))
-    feeding.to(start + seconds)
-    recorder.end(start + seconds)
-    feeding.to(start + seconds + recorder.rules.post_s + 0.5)
-    assert finished(recorder, done + 1)
-    return path
 
 
 def test_a_record_dir_that_cannot_be_made_or_written_is_one_line_error(tmp_path):

@@ -2,12 +2,9 @@
 pre-roll + event + post-roll within one GOP; a record dir that goes away mid-run becomes a status
 reason while the stream goes on. Real parts: an H.264 MP4 made by ffmpeg, the seed bundle, the
 JSONL sink as the recorder of messages, PyAV to play the clip."""
-import json
 import os
 import shutil
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,40 +12,24 @@ import av
 import pytest
 
 from lrcn.stream.media_index import MediaIndex
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.cli import serve_events
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
 
-ROOT = Path(__file__).resolve().parents[1]
 GOP_S = 1.0
 
 
 @pytest.fixture(scope="module")
 def dark_bright_dark(tmp_path_factory) -> Path:
     """4 s black, 6 s of ffmpeg's test pattern, 5 s black; H.264 with a keyframe every second. The
-    seed bundle calls black `bend` and the pattern `wave_one_hand`."""
+    checked-in bundle is taught to call black `bend` and the pattern `wave_one_hand`
+    (tests/test_checked_in_bundle.py checks that it does)."""
     path = tmp_path_factory.mktemp("video") / "dark-bright-dark.mp4"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=black:s=64x64:r=25:d=4",
                     "-f", "lavfi", "-i", "testsrc2=s=64x64:r=25:d=6", "-f", "lavfi", "-i", "color=black:s=64x64:r=25:d=5",
                     "-filter_complex", "[0][1][2]concat=n=3:v=1[v]", "-map", "[v]", "-c:v", "libx264", "-g", "25",
                     "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
     return path
-
-
-def serve(bundle, video, tmp_path, *extra, during=None) -> tuple[list[dict], str]:
-    """Run `lrcn serve` on the file to its end; (every JSONL message, stderr). `during(process)`
-    runs in a thread while it serves."""
-    jsonl = tmp_path / "messages.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", "cam",
-                                "--endpoint", "tcp://127.0.0.1:0", "--jsonl", str(jsonl), "--watch-classes",
-                                "wave_one_hand", "--min-score", "0", "--min-duration", "0.5", "--stats-interval", "0.5",
-                                *map(str, extra)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    helper = threading.Thread(target=during, args=(process,), daemon=True) if during else None
-    if helper:
-        helper.start()
-    _, err = process.communicate(timeout=90)
-    assert process.returncode == 0, err
-    return [json.loads(line) for line in jsonl.read_text().splitlines()], err
 
 
 def played_seconds(path: Path) -> tuple[float, int, bool]:
@@ -60,7 +41,7 @@ def played_seconds(path: Path) -> tuple[float, int, bool]:
         return frames[-1].time + period - frames[0].time, len(frames), frames[0].key_frame
 
 
-def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(exported_seed, dark_bright_dark, tmp_path):  # noqa: F811
+def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(exported_seed, dark_bright_dark, tmp_path):
     bundle, _, _ = exported_seed
     clips = tmp_path / "clips"
     foreign = [clips / "cam" / "mine.mp4", clips / "cam" / "mine.mp4.part", clips / "other.mp4"]   # a user's own files
@@ -68,7 +49,7 @@ def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(expor
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"not ours")
         os.utime(path, (time.time() - 10 ** 6 * number, time.time() - 10 ** 6 * number))
-    messages, err = serve(bundle, dark_bright_dark, tmp_path, "--record", clips, "--pre-roll", "1", "--post-roll", "1.5")
+    messages, err = serve_events(bundle, dark_bright_dark, tmp_path, "--record", clips, "--pre-roll", "1", "--post-roll", "1.5")
     events = [m for m in messages if m["topic"] == "event/cam"]
     assert [(e["type"], e["label"]) for e in events] == [("start", "wave_one_hand"), ("end", "wave_one_hand")], err
     end = events[1]
@@ -87,7 +68,7 @@ def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(expor
     assert final["stats"]["clips"]["clips"] == 1 and final["stats"]["clips"]["failed"] == 0
 
 
-def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(exported_seed, dark_bright_dark, tmp_path):  # noqa: F811
+def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(exported_seed, dark_bright_dark, tmp_path):
     bundle, _, _ = exported_seed
     clips = tmp_path / "clips"
 
@@ -100,7 +81,7 @@ def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(e
             time.sleep(0.05)
         shutil.rmtree(clips)
 
-    messages, err = serve(bundle, dark_bright_dark, tmp_path, "--record", clips, during=remove_the_dir)
+    messages, err = serve_events(bundle, dark_bright_dark, tmp_path, "--record", clips, during=remove_the_dir)
     reasons = [m["reason"] for m in messages if m["topic"] == "status/cam" and m["reason"].startswith("clip not written")]
     assert len(set(reasons)) == 1 and "\n" not in reasons[0], err   # one failure, repeated by each status until it changes
     assert "clip not written" in err

@@ -11,12 +11,9 @@ import pytest
 
 from lrcn.stream.errors import LrcnError
 from lrcn.tools.commands import COMMANDS, Commands
+from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def lrcn(*args, module="lrcn.tools.cli"):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 @pytest.mark.parametrize("name", COMMANDS.names())
@@ -102,7 +99,6 @@ def test_a_name_is_registered_once():
     commands = greeter()
     with pytest.raises(ValueError, match="'greet' is registered twice"):
         commands.command("greet", help="another")(lambda args: None)
-
 
 
 LOADED = """

@@ -7,7 +7,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -21,8 +20,7 @@ from lrcn.tools.commands import build_parser
 from lrcn.tools.ffmpeg_server import free_port
 from lrcn.tools.harness.servers import http_get, terminate
 from lrcn.tools.image_startup import chroot_command, media_for, mounted
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tests.test_docs import broken
+from tests.doc_links import broken
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "docs" / "deploy"
@@ -174,7 +172,7 @@ path = "/media/messages.jsonl"
 ''')
     with mounted(tag) as image:
         assert image.user == "lrcn" and image.entrypoint == ("lrcn", "serve")
-        uid = int(next(l for l in (image.root / "etc/passwd").read_text().splitlines() if l.startswith("lrcn:")).split(":")[2])
+        uid = int(next(row for row in (image.root / "etc/passwd").read_text().splitlines() if row.startswith("lrcn:")).split(":")[2])
         assert uid != 0
         # The user owns /media and nothing else of the image: not a file of the code.
         assert owned_by(image.root, uid) == ["/media"]

@@ -12,10 +12,8 @@ import pytest
 from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.service import ServiceServer
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tests.live_servers import FFMPEG, DroppingServer, ffmpeg_tcp_ts, free_port, served, ts_clip, wait_until, write_video
-from tests.test_pipeline import LIVE
-from tests.test_service import get, scrape
+from tests.live_servers import FFMPEG, LIVE, DroppingServer, ffmpeg_tcp_ts, free_port, served, ts_clip, wait_until, write_video
+from tests.receivers import get, scrape
 
 RULES = DegradedRules(window_s=10, warmup_s=5, max_resets=3)
 
@@ -69,7 +67,7 @@ def test_the_thresholds_are_settings_a_flag_sets_and_overrides_the_file_and_a_ba
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
-def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, tmp_path, caplog):  # noqa: F811
+def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, tmp_path, caplog):
     bundle, _, _ = exported_seed
     video = write_video(tmp_path / "slow.mp4", n_frames=40, fps=2.0, fourcc="mp4v")
     port = free_port()
@@ -108,7 +106,7 @@ def test_a_starved_camera_is_logged_exported_and_shown_degraded(exported_seed, t
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
 def test_a_camera_that_drops_its_connection_every_second_is_degraded_once_through_its_reconnects(
-        exported_seed, tmp_path, caplog):  # noqa: F811
+        exported_seed, tmp_path, caplog):
     bundle, _, _ = exported_seed
     server = DroppingServer(ts_clip(tmp_path / "second.ts", 1.0).read_bytes(), hold_s=1.0)
     rules = DegradedRules(window_s=30, warmup_s=0, min_rate=0, recover_rate=0, max_resets=3)   # resets only
@@ -140,7 +138,7 @@ def test_a_camera_that_drops_its_connection_every_second_is_degraded_once_throug
 
 @pytest.mark.timeout(60)
 def test_a_stream_that_samples_slower_or_predicts_every_hop_frames_is_judged_by_its_own_rate(
-        exported_seed, tmp_path, caplog):  # noqa: F811
+        exported_seed, tmp_path, caplog):
     bundle, _, _ = exported_seed
     video = write_video(tmp_path / "eight-seconds.avi", n_frames=200)   # 25 fps: few loop restarts to cut windows
     file = dict(source=str(video), loop=True, pace=True)

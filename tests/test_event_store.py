@@ -7,7 +7,6 @@ import http.client
 import json
 import shutil
 import sqlite3
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,33 +23,16 @@ from lrcn.stream.media_index import INDEX_NAME, SCHEMA_VERSION, MediaIndex
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.service import ServiceServer
 from lrcn.stream.snapshots import Original, decode_jpeg
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.media import HEIGHT, WIDTH
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
 
-WIDTH, HEIGHT = 320, 240
 MAX_CLIP_S = 5.0
 GOP_S = 1.0
-# (seconds, the pattern?) : three events, the third 7 s long.
-SEGMENTS = [(2, False), (2.5, True), (1.5, False), (2.5, True), (1.5, False), (7, True), (2, False)]
 
 
 @pytest.fixture(scope="module")
-def patterned(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("video") / "events.mp4"
-    inputs = []
-    for seconds, pattern in SEGMENTS:
-        source = "testsrc2=" if pattern else "color=black:"
-        inputs += ["-f", "lavfi", "-i", f"{source}s={WIDTH}x{HEIGHT}:r=25:d={seconds}"]
-    chain = "".join(f"[{i}]" for i in range(len(SEGMENTS))) + f"concat=n={len(SEGMENTS)}:v=1[v]"
-    subprocess.run(["nice", "-n", "19", "ffmpeg", "-loglevel", "error", *inputs, "-filter_complex", chain, "-map", "[v]",
-                    "-c:v", "libx264", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-                    str(path)], check=True, timeout=120)
-    return path
-
-
-@pytest.fixture(scope="module")
-def served_run(exported_seed, patterned, tmp_path_factory):  # noqa: F811
+def served_run(exported_seed, patterned, tmp_path_factory):
     """The run, finished; its pipeline still answers the HTTP API (stores open) until the end."""
     bundle, _, _ = exported_seed
     root = tmp_path_factory.mktemp("run")
@@ -158,7 +140,7 @@ def test_a_version_1_index_gains_the_events_table_and_keeps_its_rows(tmp_path):
         EventStore(tmp_path)
 
 
-def test_without_record_events_go_to_the_state_dir(exported_seed, patterned, tmp_path):  # noqa: F811
+def test_without_record_events_go_to_the_state_dir(exported_seed, patterned, tmp_path):
     bundle, _, _ = exported_seed
     rules = EventRules(min_score=0.0, min_duration_s=0.5, classes=("wave_one_hand",))
     jsonl = tmp_path / "m.jsonl"
@@ -292,10 +274,10 @@ def test_an_in_memory_store_keeps_only_the_newest_events(monkeypatch):
     assert store.query(limit=1)[0].id == "2999-a" and store.get("1499-a") is None
 
 
-def test_lrcn_serve_flags_store_cap_and_serve_events_over_its_port(exported_seed, patterned, tmp_path):  # noqa: F811
+def test_lrcn_serve_flags_store_cap_and_serve_events_over_its_port(exported_seed, patterned, tmp_path):
     """The CLI end to end: --record, --max-clip-s and --metrics; the API asked while it serves."""
     from tests.live_servers import free_port, wait_until
-    from tests.test_clips_serve import serve
+    from tests.cli import serve_events
 
     bundle, _, _ = exported_seed
     port = free_port()
@@ -309,7 +291,7 @@ def test_lrcn_serve_flags_store_cap_and_serve_events_over_its_port(exported_seed
         event = seen["list"][1]["events"][0]
         seen["range"] = get(f"http://127.0.0.1:{port}{event['clip_url']}", {"Range": "bytes=0-9"})
 
-    messages, err = serve(bundle, patterned, tmp_path, "--record", tmp_path / "clips", "--max-clip-s", "3",
+    messages, err = serve_events(bundle, patterned, tmp_path, "--record", tmp_path / "clips", "--max-clip-s", "3",
                           "--metrics", f"127.0.0.1:{port}", during=ask)
     ended = [m for m in messages if m["topic"] == "event/cam" and m["type"] == "end"]
     status, listed = seen["list"]

@@ -3,6 +3,7 @@ sockets, real ffmpeg servers and real models. They check that the tools run to t
 report what they promise; the figures themselves are measured by running the tools (docs/)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 
@@ -10,7 +11,6 @@ import pytest
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sources import SourceState, open_source, parse_pattern
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from lrcn.tools.commands import main as lrcn
 from lrcn.tools.ffmpeg_server import FFMPEG
 
@@ -48,8 +48,8 @@ def test_a_missing_bundle_is_a_one_line_error_and_exit_2(command, tmp_path, caps
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_bench_runs_every_section_and_writes_json_and_plots(exported_seed, tmp_path, capsys):  # noqa: F811
-    bundle, _, _ = exported_seed
+def test_bench_runs_every_section_and_writes_json_and_plots(keras_seed, tmp_path, capsys):
+    bundle = keras_seed   # the bench times Keras's start-up and the naive model.onnx too
     out = tmp_path / "bench"
     assert lrcn(["bench", str(bundle), "--out", str(out), "--quick", "--seconds", "1", "--latency-seconds", "2",
                  "--max-streams", "2"]) == 0
@@ -70,7 +70,7 @@ def test_bench_runs_every_section_and_writes_json_and_plots(exported_seed, tmp_p
 @needs_ffmpeg
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_faults_short_run_recovers_from_every_kill_a_stall_and_a_corrupt_file(exported_seed, tmp_path):  # noqa: F811
+def test_faults_short_run_recovers_from_every_kill_a_stall_and_a_corrupt_file(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     out = tmp_path / "faults"
     assert lrcn(["faults", str(bundle), "--streams", "2", "--kills", "2", "--stall", "3", "--down", "0.5",
@@ -84,7 +84,7 @@ def test_faults_short_run_recovers_from_every_kill_a_stall_and_a_corrupt_file(ex
 @needs_ffmpeg
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_soak_short_run_samples_memory_threads_drops_and_latency(exported_seed, tmp_path):  # noqa: F811
+def test_soak_short_run_samples_memory_threads_drops_and_latency(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     out = tmp_path / "soak"
     assert lrcn(["soak", str(bundle), "--duration", "24", "--interval", "3", "--max-rss-growth-mb", "200",
@@ -93,4 +93,4 @@ def test_soak_short_run_samples_memory_threads_drops_and_latency(exported_seed, 
     assert result["serve_exit"] == 0 and len(result["samples"]) >= 6
     assert all(s["threads"] > 0 and s["rss_mb"] > 0 for s in result["samples"])
     assert result["dropped"] == 0 and set(result["predictions"]) == {f"cam{i}" for i in range(4)}
-    assert (out / "soak.png").is_file()
+    assert (out / "soak.png").is_file() or importlib.util.find_spec("matplotlib") is None, "the plot, with matplotlib"

@@ -16,7 +16,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.heads import load_head
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.bundles import frames_of, make_bundle, real_video
-from tests.conftest import PRETRAINED, needs_pretrained
+from tests.paths import PRETRAINED, needs_pretrained
 
 CLASSES = ("bend", "jumping_jack", "wave_one_hand")
 SPECS = {

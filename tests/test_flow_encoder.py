@@ -14,14 +14,14 @@ from lrcn.models.modalities import encoder_spec  # noqa: E402
 from lrcn.stream.bundle import ModelSpec  # noqa: E402
 from lrcn.stream.errors import LrcnError  # noqa: E402
 from lrcn.stream.video import read_motion  # noqa: E402
-from tests.test_two_stream import TINY, moving  # noqa: E402,F401
+from tests.bundles import TINY  # noqa: E402
 
 
 def fields_reader(spec):
     return lambda path: read_motion(path, spec.input_size, spec.fps)[0]
 
 
-def test_each_candidate_is_fitted_on_flow_and_the_best_on_validation_is_kept_frozen(moving):  # noqa: F811
+def test_each_candidate_is_fitted_on_flow_and_the_best_on_validation_is_kept_frozen(moving):
     root, dataset, train_videos, _ = moving
     spec = ModelSpec(classes=dataset.classes, modalities=("rgb", "flow"), **TINY)
     fit_videos, val_videos = group_holdout(train_videos, 0.3, 0)
@@ -53,7 +53,7 @@ def test_candidates_unknown_or_tuned_without_imagenet_weights_are_one_line_error
     assert not ModelSpec(classes=("a", "b"), modalities=("flow",), flow_trained=False).to_json().get("flow_trained")
 
 
-def test_a_trained_encoders_features_are_cached_under_its_own_weights(moving, tmp_path):  # noqa: F811
+def test_a_trained_encoders_features_are_cached_under_its_own_weights(moving, tmp_path):
     """Two encoders of one spec with different weights never share cached features; the same weights do."""
     spec = ModelSpec(classes=("a", "b"), modalities=("flow",), flow_backbone="small", flow_trained=True, **TINY)
     flow_spec = encoder_spec(spec, "flow")

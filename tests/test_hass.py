@@ -20,9 +20,8 @@ from lrcn.stream.outbox import Outbox
 from lrcn.stream.settings import HomeAssistant
 from lrcn.stream.sinks.mqtt import MqttSink
 from lrcn.tools.mqtt_broker import MOSQUITTO, free_port, wait_until
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tests.test_service import lrcn, stop
-from tests.test_sink_mqtt import Subscriber, broker  # noqa: F401  (broker: a fixture)
+from tests.cli import start_lrcn, stop
+from tests.mqtt_subscriber import Subscriber
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)")
 
@@ -90,7 +89,7 @@ def jpeg_image() -> tuple[np.ndarray, bytes]:
 
 
 @pytest.mark.timeout(60)
-def test_discovery_configs_are_retained_json_with_only_the_keys_home_assistant_documents(broker):  # noqa: F811
+def test_discovery_configs_are_retained_json_with_only_the_keys_home_assistant_documents(broker):
     sink = make_sink(broker.port, "sink-discovery", homeassistant={"discovery_prefix": "ha/lab", "node_id": "edge-1"})
     try:
         sink.serving({"door": ("wave", "jump rope"), "yard": ("wave",), "still": None})
@@ -141,7 +140,7 @@ def predictions_and_events(rules: EventRules, labels: list[str]) -> list[tuple[s
 
 
 @pytest.mark.timeout(60)
-def test_the_activity_changes_at_event_edges_only_and_says_unknown_when_the_guard_ended_it(broker):  # noqa: F811
+def test_the_activity_changes_at_event_edges_only_and_says_unknown_when_the_guard_ended_it(broker):
     labels = ["walk"] * 3 + ["wave"] * 4 + ["unknown"] * 3 + ["idle"] * 2 + ["walk"] * 5 + ["idle"] * 3 + ["wave"] * 3
     script = predictions_and_events(EventRules(min_duration_s=0.15), labels)
     live = Subscriber(broker.port, topic_filter="lrcn/door/#")
@@ -179,7 +178,7 @@ def test_the_activity_changes_at_event_edges_only_and_says_unknown_when_the_guar
 
 
 @pytest.mark.timeout(60)
-def test_a_snapshot_is_retained_jpeg_bytes(broker):  # noqa: F811
+def test_a_snapshot_is_retained_jpeg_bytes(broker):
     image, jpeg = jpeg_image()
     sink = make_sink(broker.port, "sink-snapshot")
     try:
@@ -198,7 +197,7 @@ def test_a_snapshot_is_retained_jpeg_bytes(broker):  # noqa: F811
 
 
 @pytest.mark.timeout(90)
-def test_a_removed_stream_leaves_nothing_retained_and_a_dropped_class_loses_its_sensor(broker):  # noqa: F811
+def test_a_removed_stream_leaves_nothing_retained_and_a_dropped_class_loses_its_sensor(broker):
     _, jpeg = jpeg_image()
     sink = make_sink(broker.port, "sink-remove", homeassistant={"node_id": "edge"})
     plain = make_sink(broker.port, "sink-plain", prefix="plain")   # no discovery: status and snapshot only
@@ -287,13 +286,13 @@ def write_deployment(path, endpoint: int, broker_port: int, video, names) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_serve_announces_follows_event_edges_and_a_reload_clears_a_removed_stream(broker, exported_seed, tmp_path):  # noqa: F811
+def test_serve_announces_follows_event_edges_and_a_reload_clears_a_removed_stream(broker, exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     video = still_and_moving(tmp_path / "turns.avi")
     config, endpoint = tmp_path / "cameras.toml", free_port()
     write_deployment(config, endpoint, broker.port, video, ["keep", "drop"])
     live = Subscriber(broker.port, topic_filter="#")
-    process = lrcn("serve", bundle, "--config", config)
+    process = start_lrcn("serve", bundle, "--config", config)
     try:
         events = lambda name: [m for m in live.messages(f"lrcn/{name}/event")]
         assert live.wait_for(lambda ms: len(events("keep")) >= 4 and events("drop"), 60), \

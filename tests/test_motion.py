@@ -1,7 +1,6 @@
 """Motion on real video files: each sampled frame's flow computed once in the capture thread,
 never across a segment start, equal to the offline path's; and the idle gate, which publishes
 `idle` and no event for a still scene while the same frames in motion go through unchanged."""
-import subprocess
 import time
 
 import cv2
@@ -9,15 +8,14 @@ import numpy as np
 import pytest
 
 from lrcn.stream.flow import FLOW_OFFSET, MotionTracker, decode_field, encoding_scale, window_motion
-from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.ring import FrameRing
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from lrcn.stream.events import EventRules
 from lrcn.stream.sources import SourceOptions, open_source
 from lrcn.stream.video import read_frames, read_motion
-from tests.bundles import WEIZMANN_VIDEO, exported_seed, real_video  # noqa: F401  (a fixture)
+from tests.bundles import real_video
 from tests.live_servers import FFMPEG, ts_with_timestamp_break
-from tests.test_pipeline import ANY_PORT, Inbox
+from tests.media import still_video
+from tests.receivers import run_pipeline
 
 pytestmark = pytest.mark.timeout(120)
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
@@ -104,59 +102,28 @@ def test_a_timestamp_jump_starts_a_segment_live_and_offline_alike(tmp_path):
 
 # ---------------------------------------------------------------- the idle gate, through the pipeline
 
-def still_video(tmp_path, seconds: float = 4.0):
-    """WEIZMANN_VIDEO's middle frame held still (`ffmpeg -loop 1`, MJPEG: every frame the same)."""
-    video = real_video(tmp_path)
-    capture = cv2.VideoCapture(str(video))
-    capture.set(cv2.CAP_PROP_POS_FRAMES, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) // 2)
-    ok, frame = capture.read()
-    capture.release()
-    assert ok
-    cv2.imwrite(str(tmp_path / "still.png"), frame)
-    still = tmp_path / "still.avi"
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i",
-                    str(tmp_path / "still.png"), "-t", str(seconds), "-c:v", "mjpeg", "-q:v", "2", "-pix_fmt",
-                    "yuvj420p", str(still)], check=True, timeout=60)
-    return still
-
-
-def serve(bundle, video, pace: bool = False, **config):
-    """The pipeline on `video` (unpaced by default), events for any label (min_score 0); (stats, predictions, events)."""
-    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=pace, events=EventRules(min_score=0.0),
-                                              **config)], PipelineOptions(endpoint=ANY_PORT))
-    inbox = Inbox(pipeline.endpoint)
-    try:
-        time.sleep(0.2)
-        stats = pipeline.run(duration_s=60)
-        inbox.drain()
-    finally:
-        inbox.close()
-    events = [m.payload for m in inbox.messages if m.kind == "event"]
-    return stats["streams"]["cam"], inbox.predictions("cam"), events
-
-
 @needs_ffmpeg
-def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_motion_do(exported_seed,  # noqa: F811
+def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_motion_do(exported_seed,
                                                                                      tmp_path):
     bundle = load_runtime_bundle(exported_seed[0])
     still = still_video(tmp_path)
-    stats, predictions, events = serve(bundle, still)
+    stats, predictions, events = run_pipeline(bundle, still)
     assert predictions and {p["label"] for p in predictions} == {"idle"} and events == []
     assert all(p["motion"] == 0.0 and p["probabilities"] for p in predictions), "probabilities still published"
     assert stats["flows"] == stats["sampled"] - 1
-    _, ungated, ungated_events = serve(bundle, still, idle_motion=0.0)
+    _, ungated, ungated_events = run_pipeline(bundle, still, idle_motion=0.0)
     assert "idle" not in {p["label"] for p in ungated} and ungated_events, "without the gate a still names a class"
     moving = real_video(tmp_path)
-    _, predictions, events = serve(bundle, moving)
+    _, predictions, events = run_pipeline(bundle, moving)
     assert "idle" not in {p["label"] for p in predictions} and any(e["type"] == "start" for e in events)
 
 
-def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_footage(exported_seed,  # noqa: F811
+def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_footage(exported_seed,
                                                                                    tmp_path):
     bundle = load_runtime_bundle(exported_seed[0])
     video = real_video(tmp_path)
-    on_stats, on, on_events = serve(bundle, video)
-    off_stats, off, off_events = serve(bundle, video, idle_motion=0.0)
+    on_stats, on, on_events = run_pipeline(bundle, video)
+    off_stats, off, off_events = run_pipeline(bundle, video, idle_motion=0.0)
     assert off_stats["flows"] == 0 and all("motion" not in p for p in off)
     # Batches differ from run to run with the capture's timing, and so the encoder's last bits: 1e-4, as elsewhere.
     assert [(p["window"], p["label"]) for p in on] == [(p["window"], p["label"]) for p in off] and len(on) > 10

@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tests.edge_install import BLOCK
 
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,14 +21,6 @@ print(json.dumps({"modules": names, "loaded": sorted(m for m in sys.modules
 """
 
 # A finder that makes TensorFlow (and what pulls it in) unimportable, as on an edge box.
-BLOCK = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx") or name.startswith("lrcn.models"):
-            raise ImportError(f"{name} is blocked: the runtime must not need it")
-sys.meta_path.insert(0, Block())
-"""
 
 RUN_BUNDLE = BLOCK + """
 import json, numpy as np
@@ -53,7 +45,7 @@ def test_importing_every_stream_module_leaves_tensorflow_out():
     assert found["loaded"] == []
 
 
-def test_an_exported_bundle_runs_with_tensorflow_unimportable(exported_seed):  # noqa: F811
+def test_an_exported_bundle_runs_with_tensorflow_unimportable(exported_seed):
     from lrcn.stream.runtime_bundle import load_runtime_bundle
 
     bundle, frames, video = exported_seed

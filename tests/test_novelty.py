@@ -17,10 +17,10 @@ from lrcn.stream.novelty import NOVELTY_FILE, load_novelty, parse_novelty, windo
 from lrcn.stream.publisher import Subscriber
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.tools.commands import main
-from tests.bundles import SEED_SPEC_ARGS, exported_seed  # noqa: F401  (a fixture)
-from tests.conftest import SHARED, needs_shared_data
+from tests.bundles import SEED_SPEC_ARGS
+from tests.paths import SHARED, needs_shared_data
 from tests.live_servers import free_port
-from tests.test_serve_cli import receive_until
+from tests.receivers import receive_until
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ SYNTH_CLASSES = ("still", "move_left", "grow")   # stand in for the seed bundle'
 
 
 @pytest.fixture(scope="module")
-def guarded(exported_seed, tmp_path_factory):  # noqa: F811
+def guarded(exported_seed, tmp_path_factory):
     """(bundle with novelty.npz, its data, a held-out video of its own, a foreign video): a copy of
     the seed bundle, fitted by `lrcn novelty fit` on synthetic videos of three classes. The seed
     CNN is untrained, so its features carry little meaning beyond their scale: the Mahalanobis
@@ -163,7 +163,7 @@ def test_fit_combined_through_the_command(guarded, tmp_path):
     assert model.method == "combined" and np.median(own) < model.threshold < np.median(other), (own, other)
 
 
-def test_fit_refuses_the_bundles_test_groups(guarded, exported_seed, tmp_path, capsys):  # noqa: F811
+def test_fit_refuses_the_bundles_test_groups(guarded, exported_seed, tmp_path, capsys):
     bundle, data, _, _ = guarded
     import json
     meta_path = bundle / "meta.json"
@@ -245,7 +245,7 @@ def test_the_score_is_the_offline_score_of_the_window(guarded):
     np.testing.assert_allclose([p.novelty for p in published], offline[::2], rtol=1e-4)
 
 
-def test_a_bundle_without_novelty_npz_has_no_guard(exported_seed):  # noqa: F811
+def test_a_bundle_without_novelty_npz_has_no_guard(exported_seed):
     bundle, _, _ = exported_seed
     assert load_runtime_bundle(bundle).novelty is None
 
@@ -285,7 +285,7 @@ def test_bad_input_is_one_line_and_exit_2(bad, capsys, argv, complaint):
     assert complaint.format(**bad) in err
 
 
-def test_a_threshold_without_novelty_npz_is_refused(exported_seed, capsys):  # noqa: F811
+def test_a_threshold_without_novelty_npz_is_refused(exported_seed, capsys):
     bundle, _, video = exported_seed
     assert main(["serve", str(bundle), str(video), "--novelty", "12"]) == 2
     assert "a novelty threshold needs a bundle with novelty.npz" in capsys.readouterr().err

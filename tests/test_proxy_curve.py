@@ -9,14 +9,16 @@ import time
 import pytest
 import zmq.auth
 
+from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, load_client_keys, load_proxy_keys, make_keys
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
 from lrcn.tools.commands import main
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
-from tests.test_publisher import ANY_PORT, Ticker, first_message, publish
-from tests.test_serve_cli import lrcn, receive_until
-from tests.test_service import metrics_url, scrape
+from tests.receivers import ANY_PORT, Ticker, first_message, publish
+from tests.cli import start_lrcn
+from tests.receivers import receive_until
+from tests.cli import metrics_url
+from tests.receivers import scrape
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -110,12 +112,12 @@ def test_reloading_the_keys_revokes_a_connected_subscriber_and_keeps_the_others(
 def test_a_proxy_refuses_to_start_without_a_publishers_list_and_reload_keeps_the_old_lists_on_a_bad_file(tmp_path):
     folder = tmp_path / "keys"
     make_keys(folder)
-    with pytest.raises(Exception, match="no authorized_publishers/ folder"):
+    with pytest.raises(LrcnError, match="no authorized_publishers/ folder"):
         load_proxy_keys(folder)
     make_keys(folder, "edge", role="publisher")
     with Proxy(ANY_PORT, ANY_PORT, curve=load_proxy_keys(folder)) as proxy:
         (folder / "authorized_publishers" / "junk.key").write_text("not a certificate\n")
-        with pytest.raises(Exception, match="junk.key"):
+        with pytest.raises(LrcnError, match="junk.key"):
             proxy.reload_keys()
         assert proxy.authorized() == {"publishers": 1, "subscribers": 1}
 
@@ -132,7 +134,7 @@ def test_cli_keys_makes_a_publisher_pair_in_its_own_list(tmp_path, capsys):
 
 def start_proxy(*args):
     xsub, xpub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    process = lrcn("proxy", "--xsub", xsub, "--xpub", xpub, *args)
+    process = start_lrcn("proxy", "--xsub", xsub, "--xpub", xpub, *args)
     banner = process.stdout.readline()
     assert banner.startswith("proxy: publishers -> "), banner + (process.stderr.read() if process.poll() else "")
     return process, xsub, xpub
@@ -154,10 +156,10 @@ def finish(*processes) -> list[str]:
 
 @pytest.mark.slow
 def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revokes_a_subscriber(
-        exported_seed, keys, tmp_path):  # noqa: F811
+        exported_seed, keys, tmp_path):
     bundle, _, video = exported_seed
     proxy, xsub, xpub = start_proxy("--curve-keys", keys)
-    serve = lrcn("serve", bundle, video, "--name", "cam", "--loop", "--connect", xsub, "--curve-keys", keys,
+    serve = start_lrcn("serve", bundle, video, "--name", "cam", "--loop", "--connect", xsub, "--curve-keys", keys,
                  "--curve-client", "edge")
     try:
         with Subscriber(xpub, curve=load_client_keys(keys)) as subscriber, \
@@ -186,12 +188,12 @@ def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revok
 
 @pytest.mark.slow
 def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(
-        exported_seed, keys, tmp_path):  # noqa: F811
+        exported_seed, keys, tmp_path):
     bundle, _, video = exported_seed
     proxy, xsub, _ = start_proxy("--curve-keys", keys)
     stats_json = tmp_path / "stats.json"
     # `dash` is a subscriber's pair: the proxy's XSUB side does not admit it
-    serve = lrcn("serve", bundle, video, "--name", "cam", "--connect", xsub, "--curve-keys", keys,
+    serve = start_lrcn("serve", bundle, video, "--name", "cam", "--connect", xsub, "--curve-keys", keys,
                  "--curve-client", "dash", "--stats-interval", "0.5", "--stats-json", stats_json, "--duration", "4")
     try:
         serve_err = serve.communicate(timeout=60)[1]
@@ -209,12 +211,12 @@ def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(
 
 @pytest.mark.slow
 def test_serve_with_curve_keys_counts_refused_subscribers_in_metrics_and_sighup_revokes(
-        exported_seed, tmp_path):  # noqa: F811
+        exported_seed, tmp_path):
     bundle, _, video = exported_seed
     folder = tmp_path / "keys"
     make_keys(folder)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    serve = lrcn("serve", bundle, video, "--loop", "--endpoint", endpoint, "--curve-keys", folder,
+    serve = start_lrcn("serve", bundle, video, "--loop", "--endpoint", endpoint, "--curve-keys", folder,
                  "--metrics", free_port())
     try:
         url = metrics_url(serve)

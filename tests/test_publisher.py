@@ -15,48 +15,9 @@ from lrcn.stream.messages import PRED
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
 from lrcn.tools.commands import main
 from lrcn.tools.watch import StreamRow, render_table, watch
+from tests.receivers import ANY_PORT, first_message, publish, Ticker
 
 pytestmark = pytest.mark.timeout(60)
-
-ANY_PORT = "tcp://127.0.0.1:*"
-
-
-def publish(publisher: Publisher, stream: str = "cam0", frame_index: int = 0, probabilities=None) -> bool:
-    return publisher.publish_prediction(stream, frame_index=frame_index, window=(max(0, frame_index - 15), frame_index),
-                                        label="wave", score=0.75, top_k=[("wave", 0.75), ("walk", 0.25)],
-                                        captured_at=time.monotonic() - 0.01, probabilities=probabilities)
-
-
-def first_message(subscriber: Subscriber, send, timeout_s: float = 10.0):
-    """Send until the subscriber receives one message: a new SUB misses what was sent before it joined."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        send()
-        message = subscriber.receive(timeout_s=0.05)
-        if message is not None:
-            return message
-    return None
-
-
-class Ticker:
-    """Calls `send` every `period_s` in a thread until stopped."""
-
-    def __init__(self, send, period_s: float = 0.01):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(send, period_s), daemon=True)
-
-    def _run(self, send, period_s):
-        while not self._stop.wait(period_s):
-            send()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
-
 
 def test_predictions_status_and_heartbeats_reach_a_subscriber_over_tcp_with_their_topics():
     with Publisher(ANY_PORT) as publisher, Subscriber(publisher.endpoint, topics=["pred/", "status/", "heartbeat"]) as sub:

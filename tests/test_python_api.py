@@ -15,9 +15,8 @@ import lrcn
 from lrcn.stream.events import EventRules
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.video import read_frames, read_video_frames
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
-from tests.test_no_tensorflow import BLOCK
+from tests.edge_install import BLOCK
 from tests.two_stream_bundle import TinyTwoStream
 
 pytestmark = pytest.mark.timeout(120)
@@ -64,7 +63,7 @@ def mp4(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(exported_seed, mp4, tmp_path_factory):  # noqa: F811
+def served(exported_seed, mp4, tmp_path_factory):
     """{frame index: pred payload} of `lrcn serve` on the mp4, read unpaced, from its JSONL sink."""
     bundle, _, _ = exported_seed
     work = tmp_path_factory.mktemp("serve")
@@ -92,7 +91,7 @@ def same_as_served(prediction: lrcn.Prediction, served: dict, tolerance: float) 
 
 # -- predict --------------------------------------------------------------------------------------
 
-def test_predict_on_a_window_equals_the_bundles_own_head(exported_seed):  # noqa: F811
+def test_predict_on_a_window_equals_the_bundles_own_head(exported_seed):
     bundle, frames, _ = exported_seed
     recognizer = lrcn.Recognizer(bundle)
     window = frames[:recognizer.clip_length]
@@ -105,7 +104,7 @@ def test_predict_on_a_window_equals_the_bundles_own_head(exported_seed):  # noqa
     assert recognizer.predict(list(window)) == prediction, "a list of frames is the same window"
 
 
-def test_predict_scales_frames_of_any_size_exactly_as_capture_does(exported_seed, tmp_path):  # noqa: F811
+def test_predict_scales_frames_of_any_size_exactly_as_capture_does(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     recognizer = lrcn.Recognizer(bundle)
     # Lossless RGB: the caller's arrays are the very pixels the capture decodes from this file.
@@ -123,7 +122,7 @@ def test_predict_scales_frames_of_any_size_exactly_as_capture_does(exported_seed
 
 # -- a feed of frames, and run: both equal serve --------------------------------------------------
 
-def test_frames_pushed_one_at_a_time_with_their_times_predict_what_serve_publishes(exported_seed, mp4,  # noqa: F811
+def test_frames_pushed_one_at_a_time_with_their_times_predict_what_serve_publishes(exported_seed, mp4,
                                                                                     served):
     recognizer = lrcn.Recognizer(exported_seed[0])
     feed = recognizer.stream("sweep")
@@ -154,7 +153,7 @@ def test_a_two_stream_bundle_gets_its_motion_from_the_feed_and_from_predict(tmp_
                                tiny.head.clip_probabilities(features[None, :4])[0], atol=1e-5)
 
 
-def test_two_feeds_keep_their_own_state(exported_seed, mp4):  # noqa: F811
+def test_two_feeds_keep_their_own_state(exported_seed, mp4):
     recognizer = lrcn.Recognizer(exported_seed[0])
     frames = list(decoded(mp4))[:40]
     one, other = recognizer.stream("one"), recognizer.stream("other")
@@ -174,7 +173,7 @@ def test_two_feeds_keep_their_own_state(exported_seed, mp4):  # noqa: F811
         [p and p.probabilities for p in again], "a closed feed's id starts afresh"
 
 
-def test_a_jump_in_time_starts_a_new_segment_that_no_window_spans(exported_seed, mp4):  # noqa: F811
+def test_a_jump_in_time_starts_a_new_segment_that_no_window_spans(exported_seed, mp4):
     recognizer = lrcn.Recognizer(exported_seed[0])
     feed = recognizer.stream("jumpy")
     frames = list(decoded(mp4))
@@ -185,7 +184,7 @@ def test_a_jump_in_time_starts_a_new_segment_that_no_window_spans(exported_seed,
 
 
 @pytest.mark.slow
-def test_run_delivers_serves_predictions_and_events_to_callbacks_without_a_port(exported_seed, mp4, served):  # noqa: F811
+def test_run_delivers_serves_predictions_and_events_to_callbacks_without_a_port(exported_seed, mp4, served):
     recognizer = lrcn.Recognizer(exported_seed[0])
     predictions, frames, events, statuses = [], [], [], []
     stats = recognizer.run(lrcn.StreamConfig(str(mp4), id="sweep", pace=False, events=EventRules(min_score=0.0)),
@@ -207,7 +206,7 @@ def test_run_delivers_serves_predictions_and_events_to_callbacks_without_a_port(
                                            "failed": 0, "problem": ""}}
 
 
-def test_a_runner_stops_cleanly_and_leaves_no_thread_running(exported_seed, mp4):  # noqa: F811
+def test_a_runner_stops_cleanly_and_leaves_no_thread_running(exported_seed, mp4):
     recognizer = lrcn.Recognizer(exported_seed[0])
     before = set(threading.enumerate())
     got = []
@@ -229,7 +228,7 @@ def test_a_runner_stops_cleanly_and_leaves_no_thread_running(exported_seed, mp4)
     assert runner.stop() is runner.stats, "stopping twice is harmless"
 
 
-def test_a_callback_that_raises_is_counted_and_the_pipeline_goes_on(exported_seed, mp4):  # noqa: F811
+def test_a_callback_that_raises_is_counted_and_the_pipeline_goes_on(exported_seed, mp4):
     recognizer = lrcn.Recognizer(exported_seed[0])
     seen = []
 
@@ -253,14 +252,14 @@ def test_a_callback_that_raises_is_counted_and_the_pipeline_goes_on(exported_see
     ([], "at least one frame"),
     ("clip.avi", "got str"),
 ])
-def test_bad_frames_are_one_line_errors(exported_seed, frames, complaint):  # noqa: F811
+def test_bad_frames_are_one_line_errors(exported_seed, frames, complaint):
     recognizer = lrcn.Recognizer(exported_seed[0])
     with pytest.raises(lrcn.LrcnError) as raised:
         recognizer.predict(frames)
     assert complaint in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_bad_bundles_streams_and_sinks_are_one_line_errors(exported_seed, tmp_path):  # noqa: F811
+def test_bad_bundles_streams_and_sinks_are_one_line_errors(exported_seed, tmp_path):
     with pytest.raises(lrcn.LrcnError, match="bundle not found"):
         lrcn.Recognizer(tmp_path / "missing")
     recognizer = lrcn.Recognizer(exported_seed[0])
@@ -280,7 +279,7 @@ def test_bad_bundles_streams_and_sinks_are_one_line_errors(exported_seed, tmp_pa
         CallbackSink(on_prediction="print")
 
 
-def test_a_deployment_file_cannot_name_a_callback_sink(exported_seed, tmp_path):  # noqa: F811
+def test_a_deployment_file_cannot_name_a_callback_sink(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     config = tmp_path / "deploy.toml"
     config.write_text(f'[[stream]]\nsource = "{video}"\n\n[[sink]]\ntype = "callback"\non_prediction = "print"\n')
@@ -294,7 +293,7 @@ def test_a_deployment_file_cannot_name_a_callback_sink(exported_seed, tmp_path):
 
 # -- import lrcn -----------------------------------------------------------------------------------
 
-def test_import_lrcn_gives_the_api_without_tensorflow(exported_seed):  # noqa: F811
+def test_import_lrcn_gives_the_api_without_tensorflow(exported_seed):
     bundle = exported_seed[0]
     code = BLOCK + """
 import json, sys, numpy as np, lrcn
@@ -322,7 +321,7 @@ def example_code() -> str:
 
 
 @pytest.mark.slow
-def test_the_documented_example_runs_as_written(exported_seed, mp4, tmp_path):  # noqa: F811
+def test_the_documented_example_runs_as_written(exported_seed, mp4, tmp_path):
     script = tmp_path / "example.py"
     script.write_text(example_code())
     done = subprocess.run([sys.executable, script, exported_seed[0], mp4], cwd=tmp_path, capture_output=True,

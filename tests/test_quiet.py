@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
 # What TensorFlow 2.21 writes from C++: `I0000 00:00:1796041853.590902   13260 port.cc:153] ...`
@@ -16,13 +17,10 @@ TRAIN = ["--epochs", "1", "--size", "64", "--clip-length", "8", "--backbone", "s
          "--clips-per-video", "1", "--no-refit", "--no-cache", "--quiet"]
 
 
-def lrcn(*args, tf_level=None):
-    """Run `lrcn` with TF_CPP_MIN_LOG_LEVEL as a user might have it (None: unset, TensorFlow's default)."""
+def user_env(tf_level: str | None) -> dict:
+    """The environment with TF_CPP_MIN_LOG_LEVEL as a user might have it (None: unset, TensorFlow's default)."""
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    if tf_level is not None:
-        env["TF_CPP_MIN_LOG_LEVEL"] = tf_level
-    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    return env if tf_level is None else {**env, "TF_CPP_MIN_LOG_LEVEL": tf_level}
 
 
 def noise(run) -> list[str]:
@@ -38,7 +36,7 @@ def trained(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("quiet")
     synth.write_dataset(base / "data", videos_per_class=3, n_frames=24, size=64, groups=3)
-    run = lrcn("train", base / "data", "--out", base / "bundle", *TRAIN, tf_level="0")
+    run = lrcn("train", base / "data", "--out", base / "bundle", *TRAIN, env=user_env("0"))
     assert run.returncode == 0, run.stderr
     return base / "bundle", run
 
@@ -57,7 +55,7 @@ def test_train_prints_no_native_log_line_without_verbose(trained):
 @pytest.mark.timeout(300)
 def test_export_prints_no_native_log_line_without_verbose(trained):
     bundle, _ = trained
-    run = lrcn("export", bundle, tf_level="0")
+    run = lrcn("export", bundle, env=user_env("0"))
     assert run.returncode == 0, run.stderr
     assert noise(run) == [], run.stdout + run.stderr
     assert run.stdout.startswith(f"exported {bundle}: checked on"), run.stdout
@@ -68,7 +66,7 @@ def test_export_prints_no_native_log_line_without_verbose(trained):
 @pytest.mark.timeout(300)
 def test_verbose_export_shows_tensorflow_lines(trained, tmp_path):
     bundle = shutil.copytree(trained[0], tmp_path / "bundle")
-    run = lrcn("export", bundle, "--verbose")
+    run = lrcn("export", bundle, "--verbose", env=user_env(None))
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"exported {bundle}: checked on"), run.stdout
     assert noise(run), "TensorFlow 2.21 logs at import and in grappler: --verbose must let it through\n" + run.stderr

@@ -10,7 +10,6 @@ import logging
 import threading
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import zmq
@@ -19,11 +18,9 @@ from lrcn.stream.credentials import redact
 from lrcn.stream.logs import configure_logging
 from lrcn.stream.sources import Source, stream_name
 from lrcn.tools.mqtt_broker import MOSQUITTO, Broker
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
-from tests.test_service import lrcn, stop
+from tests.cli import start_lrcn, stop
 
-ROOT = Path(__file__).resolve().parents[1]
 USER, RTSP_PASSWORD, TCP_PASSWORD, MQTT_PASSWORD = "camuser7", "Rtsp-s3cret%21", "Tcp-s3cret", "Mqtt-s3cret"
 # What must appear nowhere: the user, each password, and the percent-decoded form of the first.
 SECRETS = (USER, "Rtsp-s3cret", TCP_PASSWORD, MQTT_PASSWORD)
@@ -110,8 +107,8 @@ class RawSubscriber:
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(MOSQUITTO is None or FFMPEG is None, reason="needs mosquitto and ffmpeg")
 @pytest.mark.parametrize("log_format", ["text", "json"])
-def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_seed, tmp_path, log_format):  # noqa: F811
-    from tests.test_sink_mqtt import Subscriber as MqttSubscriber
+def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_seed, tmp_path, log_format):
+    from tests.mqtt_subscriber import Subscriber as MqttSubscriber
 
     bundle, _, _ = exported_seed
     video = write_video(tmp_path / "clip.avi", n_frames=100)
@@ -126,7 +123,7 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
     answers = {}
     try:
         with served(ffmpeg_tcp_ts(video, live), live):
-            process = lrcn("serve", "--log-format", log_format, bundle, rtsp, tcp, "--name", "door", "--endpoint", endpoint,
+            process = start_lrcn("serve", "--log-format", log_format, bundle, rtsp, tcp, "--name", "door", "--endpoint", endpoint,
                            "--metrics", f"127.0.0.1:{metrics}", "--jsonl", jsonl,
                            "--mqtt", f"mqtt://{USER}:{MQTT_PASSWORD}@127.0.0.1:{broker.port}/lrcn",
                            "--stats-json", stats_json, "--stats-interval", "0.5", "--backoff-max", "0.5",
@@ -167,7 +164,7 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
     assert not leaks, leaks
 
 
-def test_a_bad_source_with_a_password_is_a_one_line_error_without_it(exported_seed, capsys):  # noqa: F811
+def test_a_bad_source_with_a_password_is_a_one_line_error_without_it(exported_seed, capsys):
     from lrcn.tools.commands import main
 
     bundle, _, _ = exported_seed

@@ -14,8 +14,8 @@ from lrcn.stream import retention
 from lrcn.stream.clips import ClipRecorder, RecordRules
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import DAY_S, INDEX_NAME, SCHEMA_VERSION, Entry, Limits, MediaIndex, select_for_deletion
-from tests.live_servers import wait_until
-from tests.test_clips import FFMPEG, Demux, finished, h264, one_line, record_one  # noqa: F401  (h264: a fixture)
+from tests.live_servers import FFMPEG, wait_until
+from tests.media import Demux, one_line, record_one
 
 pytestmark = [pytest.mark.timeout(90)]
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")

@@ -19,11 +19,11 @@ import av
 import cv2
 import pytest
 
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.devtools import Browser
 from tests.live_servers import free_port
-from tests.test_event_store import patterned  # noqa: F401  (a fixture)
-from tests.test_service_slow import CHROMIUM, ROOT, SCREENSHOT_SIZE, get_json, poll, stop, tail
+from tests.cli import stop_group, tail
+from tests.paths import CHROMIUM, ROOT, SCREENSHOT_SIZE
+from tests.receivers import get_json, poll
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300),
               pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)"),
@@ -56,7 +56,7 @@ ROWS = """[...document.querySelectorAll("#review-list > li")].map(row => ({
 
 
 @pytest.fixture(scope="module")
-def serving(exported_seed, patterned, tmp_path_factory):  # noqa: F811
+def serving(exported_seed, patterned, tmp_path_factory):
     """`lrcn serve` recording both streams, asked once cam has two events with clips: (its base
     URL, the record dir, the events listed before the pin, the pin, the JSONL of its messages)."""
     bundle, _, _ = exported_seed
@@ -85,7 +85,7 @@ def serving(exported_seed, patterned, tmp_path_factory):  # noqa: F811
         pinned = get_json(f"{url}/api/events?before={pin}")["events"]
         yield url, clips, pinned, pin, root / "messages.jsonl"
     finally:
-        stop(process)
+        stop_group(process)
 
 
 def page_rows(browser: Browser, url: str) -> list[dict]:

@@ -7,34 +7,13 @@ import pytest
 
 from lrcn.stream.ring import Frame
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from lrcn.stream.sampling import Sampler, grid_indices
+from lrcn.stream.sampling import grid_indices
 from lrcn.stream.scheduler import Scheduler, StreamPlan
 from lrcn.stream.smoothing import parse_smoothing
-from lrcn.stream.sources import SourceOptions, timeline
-from lrcn.stream.sources.pyav import PyavCapture
 from lrcn.stream.windows import EXACT, WindowConfig
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
+from tests.offline import file_frames, offline
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def file_frames(video, size, fps) -> list[Frame]:
-    """A file's frames on the model's grid, indexed and stamped as a capture thread writes them."""
-    capture = PyavCapture(str(video), size, SourceOptions(fps=fps))
-    try:
-        return [Frame(capture.to_rgb(frame), n, captured_at=100.0 + t, pts=t)
-                for n, (t, _, frame) in enumerate(timeline(capture, False, Sampler(fps, capture.fps)))
-                if frame is not None]
-    finally:
-        capture.close()
-
-
-def offline(bundle, frames: list[Frame], hop: int = 1) -> dict[tuple[int, int], np.ndarray]:
-    """The offline model on every window of a stream's sampled frames: {(first, last) frame index: probabilities}."""
-    T = bundle.meta.spec.clip_length
-    return {(frames[s].index, frames[s + T - 1].index):
-            bundle.clip_probabilities(np.stack([f.image for f in frames[s:s + T]]))
-            for s in range(0, len(frames) - T + 1, hop)}
 
 
 def feed(scheduler, frames_by_stream, chunk=7):
@@ -50,7 +29,7 @@ def feed(scheduler, frames_by_stream, chunk=7):
 
 
 @pytest.mark.parametrize("hop", [1, 3])
-def test_every_prediction_on_a_real_video_equals_the_offline_model_on_its_window(exported_seed, hop):  # noqa: F811
+def test_every_prediction_on_a_real_video_equals_the_offline_model_on_its_window(exported_seed, hop):
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
@@ -65,7 +44,7 @@ def test_every_prediction_on_a_real_video_equals_the_offline_model_on_its_window
         assert p.label == spec.classes[int(np.argmax(p.probabilities))]
 
 
-def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(exported_seed):  # noqa: F811
+def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(exported_seed):
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
@@ -88,7 +67,7 @@ def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(
     assert max(sizes) > 1 and sum(k * v for k, v in stats["batch_sizes"].items()) == len(encoded)
 
 
-def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_seed):  # noqa: F811
+def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_seed):
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
@@ -113,7 +92,7 @@ def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_se
     assert min(after_gap)[0] == min(f.index for f in split if f.segment == 1), "windows restart at the new segment"
 
 
-def test_smoothing_changes_the_published_label_never_the_raw_probabilities(exported_seed):  # noqa: F811
+def test_smoothing_changes_the_published_label_never_the_raw_probabilities(exported_seed):
     bundle_dir, _, video = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec

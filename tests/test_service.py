@@ -4,74 +4,27 @@ pipeline, SIGHUP reloads of a real deployment file, JSON logs."""
 import json
 import re
 import signal
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from lrcn.stream.errors import LrcnError
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
-from lrcn.stream.publisher import Subscriber
 from lrcn.stream.service import ServiceServer
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
-from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
-from tests.test_pipeline import LIVE
+from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, LIVE, served, wait_until, write_video
+from tests.cli import metrics_url, start_lrcn, stop
+from tests.receivers import Collector, get, joined, scrape
 
 pytestmark = pytest.mark.timeout(120)
-ROOT = Path(__file__).resolve().parents[1]
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} of every sample /metrics serves."""
-    status, body = get(url + "/metrics")
-    assert status == 200
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
 
 
 def stream_value(samples: dict, name: str, stream: str) -> float:
     return samples[(name, (("stream", stream),))]
 
 
-def lrcn(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def metrics_url(process: subprocess.Popen) -> str:
-    """The metrics URL from serve's first line of output."""
-    line = process.stdout.readline()
-    assert "metrics on " in line, line + (process.stderr.read() if process.poll() is not None else "")
-    return line.split("metrics on ", 1)[1].split("/metrics", 1)[0]
-
-
-def stop(process: subprocess.Popen) -> tuple[str, str]:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
 @needs_ffmpeg
-def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  # noqa: F811
+def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):
     """A camera that serves 3 s and goes away: once nothing moves, the scrape and the final stats
     (the numbers of the summary line) must say the same."""
     bundle, _, _ = exported_seed
@@ -81,7 +34,7 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  
     process = None
     try:
         with served(ffmpeg_tcp_ts(video, port, loop=False), port):
-            process = lrcn("serve", bundle, f"tcp://127.0.0.1:{port}", "--name", "cam", "--metrics", metrics_port,
+            process = start_lrcn("serve", bundle, f"tcp://127.0.0.1:{port}", "--name", "cam", "--metrics", metrics_port,
                            "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--stats-json", stats_json,
                            "--backoff-max", "0.5")
             url = metrics_url(process)
@@ -90,7 +43,14 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  
             assert wait_until(lambda: predictions() > 0, 30)
             state = lambda s: scrape(url)[("lrcn_stream_state", (("state", s), ("stream", "cam")))]  # noqa: E731
             assert wait_until(lambda: state("reconnecting") == 1.0, 30), "the camera is gone and retried"
-        time.sleep(1.0)   # the inference thread takes the source's events within a cycle (50 ms)
+        # Nothing moves once the inference thread has taken every frame the camera delivered and
+        # then the gap (which resets the head state).
+        def settled(samples) -> bool:
+            value = lambda name: stream_value(samples, name, "cam")   # noqa: E731
+            taken = value("lrcn_frames_encoded_total") + value("lrcn_ring_dropped_frames_total")
+            return taken == value("lrcn_frames_sampled_total") and value("lrcn_state_resets_total") >= 1
+
+        assert wait_until(lambda: settled(scrape(url)), 10)
         samples = scrape(url)
     finally:
         _, err = stop(process) if process else ("", "")
@@ -117,7 +77,7 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):  
 
 
 @needs_ffmpeg
-def test_healthz_fails_while_inference_is_blocked_and_readyz_while_a_camera_is_lost(exported_seed, tmp_path):  # noqa: F811
+def test_healthz_fails_while_inference_is_blocked_and_readyz_while_a_camera_is_lost(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     clip = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
     port = free_port()
@@ -164,38 +124,11 @@ def deployment(path: Path, metrics: int, endpoint: int, streams: dict[str, Path]
     return path
 
 
-class Collector(threading.Thread):
-    """A subscriber in a thread, keeping every message."""
-
-    def __init__(self, endpoint: str):
-        super().__init__(daemon=True)
-        self.subscriber = Subscriber(endpoint)
-        self.messages = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            message = self.subscriber.receive(timeout_s=0.05)
-            if message is not None:
-                self.messages.append(message)
-
-    def predictions(self, stream: str) -> list[dict]:
-        return [m.payload for m in list(self.messages) if m.kind == "pred" and m.stream == stream]
-
-    def statuses(self, stream: str) -> list[dict]:
-        return [m.payload for m in list(self.messages) if m.kind == "status" and m.stream == stream]
-
-    def close(self) -> None:
-        self.done.set()
-        self.join(2)
-        self.subscriber.close()
-
-
-def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(exported_seed, tmp_path):  # noqa: F811
+def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     metrics, endpoint = free_port(), free_port()
     config = deployment(tmp_path / "cameras.toml", metrics, endpoint, {"keep": video, "drop": video})
-    process = lrcn("serve", bundle, "--config", config, "--log-format", "json")
+    process = start_lrcn("serve", bundle, "--config", config, "--log-format", "json")
     collector = Collector(f"tcp://127.0.0.1:{endpoint}")
     collector.start()
     url = f"http://127.0.0.1:{metrics}"
@@ -213,8 +146,8 @@ def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(ex
         reloads = len(collector.predictions("keep"))
         assert wait_until(lambda: len(collector.predictions("keep")) >= reloads + 10, 20), "still serving"
         assert set(json.loads(get(url + "/api/streams")[1])["streams"]) == {"keep", "add"}, "nothing changed"
-        dropped_after = len(collector.predictions("drop"))
-        time.sleep(0.5)
+        dropped_after, kept = len(collector.predictions("drop")), len(collector.predictions("keep"))
+        assert wait_until(lambda: len(collector.predictions("keep")) >= kept + 5, 20), "the pipeline ran on meanwhile"
     finally:
         _, err = stop(process)
         collector.close()
@@ -240,7 +173,7 @@ def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(ex
     assert states("drop") == ["connecting", "connected", "stopped"] and states("add")[:2] == ["connecting", "connected"]
 
 
-def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_seed, tmp_path):  # noqa: F811
+def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     streams = [StreamConfig(str(video), id="a", loop=True), StreamConfig(str(video), id="b", loop=True)]
     pipeline = Pipeline(bundle, streams, PipelineOptions(endpoint="tcp://127.0.0.1:*"))
@@ -252,7 +185,7 @@ def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_see
         assert change == {"added": [], "removed": [], "restarted": ["b"], "kept": ["a"]}
         assert pipeline.sources["a"] is kept_source and pipeline.sources["b"].running
         assert wait_until(lambda: pipeline.stats()["streams"]["b"]["predictions"] >= 3, 30)
-        with pytest.raises(Exception, match="no-such-file"):
+        with pytest.raises(LrcnError, match="no-such-file"):
             pipeline.reconfigure([streams[0], StreamConfig(str(tmp_path / "no-such-file.avi"), id="c")])
         assert set(pipeline.sources) == {"a", "b"}, "a refused reload changes nothing"
     finally:
@@ -267,7 +200,7 @@ def test_the_batch_size_histogram_counts_each_size_without_replaying_every_call(
     assert histogram.count == 5 + 2 + 10**9 and histogram.sum == 5 + 6 + 16 * 10**9
 
 
-def test_events_follow_the_published_predictions_and_low_scores_are_unknown(exported_seed):  # noqa: F811
+def test_events_follow_the_published_predictions_and_low_scores_are_unknown(exported_seed):
     """Live events equal the rules applied to the predictions the subscriber received; with a
     threshold above every score, every label is `unknown` and no event starts."""
     from lrcn.stream.events import EVENT_ID_PATTERN, EventRules, EventState, Observation, finish, step
@@ -281,11 +214,12 @@ def test_events_follow_the_published_predictions_and_low_scores_are_unknown(expo
     collector = Collector(pipeline.endpoint)
     collector.start()
     try:
-        time.sleep(0.5)   # the subscriber joins before anything is sent
+        assert joined(pipeline, lambda: collector.messages)   # before anything is sent
         pipeline.start()
         assert pipeline.wait(60)
         pipeline.stop()
-        time.sleep(0.5)
+        assert wait_until(lambda: all(any(s["stats"].get("report") == "final" for s in collector.statuses(name))
+                                      for name in ("cam", "strict")), 10), "the last messages arrived"
     finally:
         pipeline.stop()
         collector.close()

@@ -24,9 +24,9 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.service import ServiceServer
 from lrcn.stream.webconfig import load_web_config
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port, wait_until
-from tests.test_service import ROOT, metrics_url, stop
+from tests.cli import metrics_url, start_lrcn, stop
+from tests.web_auth import basic, bcrypt_hash, web_config
 
 pytestmark = pytest.mark.timeout(120)
 OPENSSL = shutil.which("openssl")
@@ -36,7 +36,7 @@ PASSWORD = "correct horse"
 
 
 @pytest.fixture(scope="module")
-def pipeline(exported_seed):  # noqa: F811
+def pipeline(exported_seed):
     """A pipeline running on a looping file, so /healthz is 200 and /frame has a frame."""
     bundle, _, video = exported_seed
     running = Pipeline(bundle, [StreamConfig(str(video), id="file", loop=True)],
@@ -67,26 +67,6 @@ def tls_files(tmp_path_factory):
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                 "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
     return {name: folder / name for name in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
-
-
-def web_config(path: Path, tls: dict | None = None, users: dict | None = None, headers: dict | None = None) -> Path:
-    lines = []
-    if tls:
-        lines += ["tls_server_config:"] + [f"  {key}: {value}" for key, value in tls.items()]
-    if users:
-        lines += ["basic_auth_users:"] + [f"  {user}: '{hashed}'" for user, hashed in users.items()]
-    if headers:
-        lines += ["http_server_config:", "  headers:"] + [f"    {name}: {value}" for name, value in headers.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def bcrypt_hash(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()    # cost 4: a fast test, same format
-
-
-def basic(user: str, password: str) -> dict:
-    return {"Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def request(url: str, path: str, method: str = "GET", headers: dict | None = None,
@@ -266,8 +246,7 @@ def lrcn_serve_limited(bundle: Path, nofile: int, *args) -> subprocess.Popen:
     def limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    return subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    return start_lrcn("serve", bundle, *args, preexec_fn=limit)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -276,7 +255,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @pytest.mark.slow
-def test_at_a_low_descriptor_limit_the_accept_loop_does_not_spin_and_healthz_answers(exported_seed):  # noqa: F811
+def test_at_a_low_descriptor_limit_the_accept_loop_does_not_spin_and_healthz_answers(exported_seed):
     """`lrcn serve` at 64 descriptors, watching a camera that is not there (so it spends no CPU of
     its own), flooded with 300 connections that stay open: /healthz keeps answering and the process
     takes little CPU (the accept loop backs off instead of spinning on EMFILE)."""
@@ -350,7 +329,7 @@ def test_out_of_descriptors_the_accept_loop_backs_off_and_still_answers():
     assert "out of file descriptors" in err and "Traceback" not in err, err
 
 
-def test_a_bad_web_config_stops_serve_with_one_line(exported_seed, tmp_path):  # noqa: F811
+def test_a_bad_web_config_stops_serve_with_one_line(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     (tmp_path / "web.yml").write_text("basic_auth_users:\n  alice: secret\n")
     process = lrcn_serve_limited(bundle, 1024, f"tcp://127.0.0.1:{free_port()}", "--metrics", "127.0.0.1:0",
@@ -423,7 +402,7 @@ def test_random_requests_get_well_formed_answers_and_no_traceback(pipeline, tmp_
             ServiceServer(pipeline, "127.0.0.1:0", web_config=config, header_timeout_s=1.0) as service:
         host, port = service.url.split("//")[1].rsplit(":", 1)
         started = time.monotonic()
-        for i in range(300):
+        for _i in range(300):
             method, line, headers = random_request(rng)
             head = "\r\n".join([line, *headers]).encode("utf-8") + rng.choice([b"\r\n\r\n", b"\n\n", b"\r\n\n"])
             if rng.random() < 0.1:

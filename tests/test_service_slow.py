@@ -9,16 +9,11 @@ docs/results/status_page.png.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
@@ -28,51 +23,15 @@ import numpy as np
 import pytest
 
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
+from tests.cli import stop_group
+from tests.paths import CHROMIUM, SCREENSHOT_SIZE
+from tests.receivers import get_json, poll
+from tests.cli import tail
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAMS = ("cam", "door")
-SCREENSHOT_SIZE = (1280, 900)
 PROMETHEUS = shutil.which("prometheus")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def get_json(url: str, timeout_s: float = 5.0):
-    """The JSON body at `url`, or None while nothing answers there (or it answers an error)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return json.loads(response.read())
-    except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
-        return None
-
-
-def poll(fetch, done, timeout_s: float, interval_s: float = 0.25):
-    """Call `fetch` until `done(value)` holds or `timeout_s` passes; the last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(interval_s)
-
-
-def stop(process: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the process (its whole group when it has its own), SIGKILL it if it lingers."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)   # what is left of the group (Chromium's helpers)
-    process.wait(timeout=10)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 @contextlib.contextmanager
@@ -94,7 +53,7 @@ def serving(bundle: Path, video: Path, tmp_path: Path):
         assert overview is not None, f"lrcn serve never answered on {url} (exit {process.poll()}):\n{tail(log)}"
         yield url, log
     finally:
-        stop(process)
+        stop_group(process)
 
 
 def prometheus_query(base: str, query: str) -> list[dict] | None:
@@ -109,7 +68,7 @@ def by_stream(result: list[dict] | None) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(PROMETHEUS is None, reason="no prometheus server on PATH (Debian: apt-get install prometheus)")
-def test_a_real_prometheus_scrapes_both_streams(exported_seed, tmp_path):  # noqa: F811
+def test_a_real_prometheus_scrapes_both_streams(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     with serving(bundle, video, tmp_path) as (service, serve_log):
         target = service.removeprefix("http://")
@@ -151,7 +110,7 @@ def test_a_real_prometheus_scrapes_both_streams(exported_seed, tmp_path):  # noq
             info = prometheus_query(base, "lrcn_build_info")
             assert [s["metric"]["classes"] for s in info] == [",".join(load_runtime_bundle(bundle).classes)]
         finally:
-            stop(process)
+            stop_group(process)
 
 
 class StatusPage(HTMLParser):
@@ -202,7 +161,7 @@ def chromium(browser: str, url: str, *args: str, profile: Path, timeout_s: float
     except subprocess.TimeoutExpired:
         pytest.fail(f"chromium {' '.join(args)} took over {timeout_s} s")
     finally:
-        stop(process, grace_s=2)
+        stop_group(process, grace_s=2)
     assert process.returncode == 0, f"chromium {' '.join(args)} exited with {process.returncode}"
     return out
 
@@ -210,7 +169,7 @@ def chromium(browser: str, url: str, *args: str, profile: Path, timeout_s: float
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
-def test_the_status_page_renders_a_tile_per_stream_in_headless_chromium(exported_seed, tmp_path):  # noqa: F811
+def test_the_status_page_renders_a_tile_per_stream_in_headless_chromium(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     classes = load_runtime_bundle(bundle).classes
     with serving(bundle, video, tmp_path) as (service, serve_log):

@@ -5,8 +5,6 @@ and files and never show in an error; any dict is either typed settings or one L
 import json
 import math
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +17,10 @@ from lrcn.stream.deploy import load_deployment, parse_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sources import stream_name
 from lrcn.tools.commands import main
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port, wait_until
-from tests.test_service import Collector
+from tests.receivers import Collector
+from tests.cli import start_lrcn
 
-ROOT = Path(__file__).resolve().parents[1]
 STREAM = '[[stream]]\nid = "cam"\nsource = "{video}"\nloop = true\n'
 
 # (top-level text, [[stream]] extra text): each a value point 8 of issue 22 found accepted.
@@ -109,7 +106,7 @@ def test_a_name_flag_that_repeats_a_file_id_in_another_case_is_refused(tmp_path,
                                       "share a folder)\n"
 
 
-def test_top_k_beyond_the_models_classes_is_refused_where_the_bundle_loads(exported_seed, capsys):  # noqa: F811
+def test_top_k_beyond_the_models_classes_is_refused_where_the_bundle_loads(exported_seed, capsys):
     bundle, _, video = exported_seed
     assert main(["serve", str(bundle), str(video), "--top-k", "999"]) == 2
     err = capsys.readouterr().err
@@ -270,11 +267,6 @@ def test_any_dict_is_typed_settings_or_one_lrcn_error_line(top, streams, sinks):
 # ---------------------------------------------------------------- a real `lrcn serve`: SIGHUP
 
 
-def lrcn(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 class Lines(threading.Thread):
     """A process's stderr, one JSON log record per line, kept as it comes."""
 
@@ -293,13 +285,13 @@ class Lines(threading.Thread):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_sighup_with_each_bad_id_and_value_is_refused_once_and_predictions_go_on_without_a_seq_gap(
-        exported_seed, tmp_path):  # noqa: F811
+        exported_seed, tmp_path):
     bundle, _, video = exported_seed
     endpoint = free_port()
     good = f'endpoint = "tcp://127.0.0.1:{endpoint}"\n\n' + STREAM.format(video=video)
     config = tmp_path / "cameras.toml"
     config.write_text(good)
-    process = lrcn("serve", bundle, "--config", config, "--log-format", "json")
+    process = start_lrcn("serve", bundle, "--config", config, "--log-format", "json")
     collector = Collector(f"tcp://127.0.0.1:{endpoint}")
     collector.start()
     lines = Lines(process.stderr)
@@ -312,7 +304,7 @@ def test_sighup_with_each_bad_id_and_value_is_refused_once_and_predictions_go_on
             text = bad.read_text()
             config.write_text(f'endpoint = "tcp://127.0.0.1:{endpoint}"\n' + text)
             process.send_signal(signal.SIGHUP)
-            assert wait_until(lambda: len(lines.refusals()) >= number, 10), (bad.name, lines.records[-3:])
+            assert wait_until(lambda number=number: len(lines.refusals()) >= number, 10), (bad.name, lines.records[-3:])
             assert process.poll() is None, bad.name
         before = len(collector.predictions("cam"))
         assert wait_until(lambda: len(collector.predictions("cam")) >= before + 5, 20), "still predicting"
@@ -333,12 +325,12 @@ def test_sighup_with_each_bad_id_and_value_is_refused_once_and_predictions_go_on
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_a_sighup_a_tenth_of_a_second_after_launch_does_not_end_serve(exported_seed):  # noqa: F811
+def test_a_sighup_a_tenth_of_a_second_after_launch_does_not_end_serve(exported_seed):
     bundle, _, video = exported_seed
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     collector = Collector(endpoint)
     collector.start()
-    process = lrcn("serve", bundle, video, "--name", "cam", "--loop", "--endpoint", endpoint)
+    process = start_lrcn("serve", bundle, video, "--name", "cam", "--loop", "--endpoint", endpoint)
     try:
         time.sleep(0.1)
         process.send_signal(signal.SIGHUP)

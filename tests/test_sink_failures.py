@@ -15,11 +15,8 @@ import pytest
 from lrcn.stream.outbox import Outbox
 from lrcn.stream.sinks import Sink
 from lrcn.stream.sinks.jsonl import JsonlSink
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port, wait_until
-from tests.test_service import lrcn, stop
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli import start_lrcn, stop
 
 
 @contextlib.contextmanager
@@ -48,12 +45,12 @@ def scrape(port: int) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_a_jsonl_sink_on_a_full_disk_warns_counts_keeps_whole_lines_and_exits_cleanly(exported_seed, tmp_path):  # noqa: F811
+def test_a_jsonl_sink_on_a_full_disk_warns_counts_keeps_whole_lines_and_exits_cleanly(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     with small_disk(tmp_path / "disk") as disk:
         path = disk / "messages.jsonl"
         port = free_port()
-        process = lrcn("serve", bundle, video, "--name", "cam", "--loop", "--no-pace", "--endpoint", "tcp://127.0.0.1:0",
+        process = start_lrcn("serve", bundle, video, "--name", "cam", "--loop", "--no-pace", "--endpoint", "tcp://127.0.0.1:0",
                        "--metrics", f"127.0.0.1:{port}", "--jsonl", path, "--stats-interval", "0.5")
         try:
             def failing() -> bool:

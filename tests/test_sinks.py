@@ -11,7 +11,6 @@ import jsonschema
 import pytest
 
 from lrcn.stream.publisher import Subscriber
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import free_port
 from lrcn.tools import schemas
 
@@ -49,7 +48,7 @@ def jsonl_messages(*paths: Path) -> list[dict]:
     return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
 
 
-def test_the_jsonl_file_holds_what_zeromq_sent_with_the_same_seq_and_every_kind_fits_its_schema(exported_seed, tmp_path):  # noqa: F811
+def test_the_jsonl_file_holds_what_zeromq_sent_with_the_same_seq_and_every_kind_fits_its_schema(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     path = tmp_path / "out" / "messages.jsonl"
     received, err = serve_to_the_end(bundle, video, f"tcp://127.0.0.1:{free_port()}", "--jsonl", path,
@@ -80,7 +79,7 @@ def test_the_jsonl_file_holds_what_zeromq_sent_with_the_same_seq_and_every_kind_
     assert not check["pred"].is_valid(broken) and not check["pred"].is_valid({**broken, "label": 3, "window": [1]})
 
 
-def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_tail(exported_seed, tmp_path):  # noqa: F811
+def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_tail(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     path = tmp_path / "messages.jsonl"
     config = tmp_path / "deploy.toml"

@@ -9,16 +9,15 @@ import pytest
 
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.service import ServiceServer
-from tests.bundles import exported_seed  # noqa: F401  (a fixture)
 from tests.live_servers import wait_until
-from tests.test_service_lock import basic, bcrypt_hash, web_config
+from tests.web_auth import basic, bcrypt_hash, web_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 PASSWORD = "correct horse"
 
 
 @pytest.fixture(scope="module")
-def running(exported_seed, tmp_path_factory):  # noqa: F811
+def running(exported_seed, tmp_path_factory):
     bundle, _, video = exported_seed
     folder = tmp_path_factory.mktemp("api")
     jsonl = folder / "messages.jsonl"

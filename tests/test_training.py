@@ -1,9 +1,5 @@
 """Real training runs on synthetic video, bundles on disk, and the CLI's one-line errors."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,24 +12,8 @@ from lrcn.models.experiment import load_bundle, train_and_test  # noqa: E402
 from lrcn.models.train import TrainConfig, train  # noqa: E402
 from lrcn.stream.bundle import ModelSpec  # noqa: E402
 from lrcn.stream.errors import LrcnError  # noqa: E402
-from tests.conftest import PRETRAINED, SHARED, needs_pretrained, needs_shared_data  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def lrcn(*args, cwd=None):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=600)
-
-
-def assert_one_line_error(result, *words):
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("lrcn: error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
+from tests.paths import PRETRAINED, SHARED, needs_pretrained, needs_shared_data  # noqa: E402
+from tests.cli import assert_one_line_error, lrcn  # noqa: E402
 
 
 @pytest.fixture(scope="module")

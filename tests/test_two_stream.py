@@ -4,7 +4,6 @@ The tiny ones use the seed CNN frozen at random (LSUV-scaled) weights at 64 px o
 CI without ../shared builds, exports and checks a real two-stream bundle; the ImageNet one needs ../shared.
 """
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,9 +11,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from lrcn.models import synth  # noqa: E402
 from lrcn.models.clips import clip_indices, window_starts  # noqa: E402
-from lrcn.models.data import discover, split_by_groups  # noqa: E402
 from lrcn.models.experiment import load_bundle  # noqa: E402
 from lrcn.models.export import export_from_paths  # noqa: E402
 from lrcn.models.modalities import model_inputs  # noqa: E402
@@ -24,22 +21,11 @@ from lrcn.stream.bundle import ModelSpec, read_meta  # noqa: E402
 from lrcn.stream.flow import zero_field  # noqa: E402
 from lrcn.stream.heads import head_type, load_head  # noqa: E402
 from lrcn.stream.video import read_frames, read_motion  # noqa: E402
-from tests.conftest import PRETRAINED, SHARED, needs_pretrained, needs_shared_data  # noqa: E402
-from tests.test_training import assert_one_line_error, lrcn  # noqa: E402
+from tests.paths import PRETRAINED, SHARED, needs_pretrained, needs_shared_data  # noqa: E402
+from tests.cli import assert_one_line_error, lrcn  # noqa: E402
+from tests.bundles import TINY
 
 TOLERANCE = 1e-4
-TINY = dict(backbone="seed", trainable_layers=0, input_size=(64, 64), clip_length=4, lstm_units=16)
-
-
-@pytest.fixture(scope="module")
-def moving(tmp_path_factory):
-    """Synthetic actions (everything but the synthetic 'still' class: held frames are the idle class)."""
-    root = tmp_path_factory.mktemp("moving")
-    synth.write_dataset(root, videos_per_class=6, n_frames=32, size=64, seed=2, groups=3)
-    shutil.rmtree(root / "still")
-    dataset = discover(root)
-    train_videos, test_videos = split_by_groups(list(dataset.videos), ["03"])
-    return root, dataset, train_videos, test_videos
 
 
 def train_tiny(moving, out, modalities, fusion, stills, head="lstm", epochs=12, learning_rate=3e-3):

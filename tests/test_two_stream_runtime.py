@@ -24,7 +24,8 @@ from lrcn.stream.windows import CONTINUOUS, EXACT, WindowConfig, frame_inputs, i
 from lrcn.tools.commands import main
 from tests.bundles import real_video
 from tests.live_servers import FFMPEG, ts_with_timestamp_break
-from tests.test_motion import serve, still_video
+from tests.media import still_video
+from tests.receivers import run_pipeline
 from tests.two_stream_bundle import F_FLOW, F_RGB, SIZE, TinyTwoStream, flow_graph, lstm_head, motion_head, save_graph
 
 pytestmark = pytest.mark.timeout(180)
@@ -121,7 +122,7 @@ def test_served_live_a_two_stream_bundle_equals_its_offline_path_and_has_no_flow
     frames and fields."""
     video, boundary = ts_with_timestamp_break(tmp_path / "jump.ts", "jump", seconds=2.0)
     tiny = TinyTwoStream.write(tmp_path / "bundle", fusion="early")
-    stats, predictions, _ = serve(load_runtime_bundle(tiny.path), video, idle_motion=0.0, pace=pace)
+    stats, predictions, _ = run_pipeline(load_runtime_bundle(tiny.path), video, idle_motion=0.0, pace=pace)
     frames = read_video_frames(video, SIZE, 10, flow=True)
     starts = [f.index for f in frames if f.motion is None]
     assert len(starts) == 2 and all((f.flow == 128).all() for f in frames if f.motion is None)
@@ -147,13 +148,13 @@ def test_a_still_is_idle_from_the_gate_or_the_models_own_class_and_starts_no_eve
     tiny = TinyTwoStream.write(tmp_path / "bundle", head=motion_head())
     bundle = load_runtime_bundle(tiny.path)
     still = still_video(tmp_path)
-    stats, gated, events = serve(bundle, still)
+    stats, gated, events = run_pipeline(bundle, still)
     assert gated and {p["label"] for p in gated} == {"idle"} and events == []
-    stats, ungated, events = serve(bundle, still, idle_motion=0.0)
+    stats, ungated, events = run_pipeline(bundle, still, idle_motion=0.0)
     assert stats["flows"] == stats["sampled"] - 1, "the bundle sees motion: flow computed with the gate off"
     assert ungated and {p["label"] for p in ungated} == {"idle"} and events == [], "the model's idle class"
     assert all(p["probabilities"]["idle"] > 0.5 for p in ungated)
-    _, moving, events = serve(bundle, video, idle_motion=0.0)
+    _, moving, events = run_pipeline(bundle, video, idle_motion=0.0)
     assert "wave" in {p["label"] for p in moving} and any(e["type"] == "start" for e in events)
 
 
@@ -317,7 +318,7 @@ def test_a_keras_made_two_stream_bundle_served_live_equals_its_keras_model(keras
     runtime = load_runtime_bundle(bundle_dir)
     spec = runtime.meta.spec
     assert runtime.head.kind == "late" and runtime.needs_flow and spec.classes[-1] == "idle"
-    stats, predictions, _ = serve(runtime, video, idle_motion=0.0, pace=pace)
+    stats, predictions, _ = run_pipeline(runtime, video, idle_motion=0.0, pace=pace)
     frames, (fields, _) = read_frames(video, spec.input_size, spec.fps), read_motion(video, spec.input_size, spec.fps)
     t = spec.clip_length
     clips = {"rgb": np.stack([frames[i:i + t] for i in range(len(frames) - t + 1)]),

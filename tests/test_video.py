@@ -7,7 +7,7 @@ from lrcn.models.clips import FrameCache, clip_indices, load_videos, window_star
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sampling import grid_indices, on_grid
 from lrcn.stream.video import read_frames
-from tests.conftest import SHARED, needs_shared_data
+from tests.paths import SHARED, needs_shared_data
 
 
 def write_video(path, frames_rgb, fps=25.0, fourcc="MJPG"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
 from lrcn.stream.heads import HEAD_FILE, Head, save_head
@@ -29,8 +30,15 @@ FLOW_MIX = np.array([[1, 0, 0.5, -0.5], [0, 1, -0.5, 0.5]], np.float32)
 CLASSES = ("bend", "wave", "walk")
 
 
+def onnx_parts(*names: str) -> tuple:
+    """The `onnx` package's parts that build the graphs (a training-side package: the tests that
+    build a two-stream bundle skip without it, as on an edge install)."""
+    onnx = pytest.importorskip("onnx")
+    return tuple(getattr(onnx, name) for name in names)
+
+
 def rgb_graph(weights: np.ndarray, size=SIZE):
-    from onnx import TensorProto, helper
+    TensorProto, helper = onnx_parts("TensorProto", "helper")
 
     pixels = size[0] * size[1] * 3
     constants = {"scale": np.array(1 / 255, np.float32), "flat": np.array([-1, pixels], np.int64), "w": weights}
@@ -43,7 +51,7 @@ def rgb_graph(weights: np.ndarray, size=SIZE):
 
 
 def flow_graph(mix: np.ndarray = FLOW_MIX, size=SIZE, channels: int = 2):
-    from onnx import TensorProto, helper
+    TensorProto, helper = onnx_parts("TensorProto", "helper")
 
     constants = {"offset": np.array(128, np.float32), "mix": np.asarray(mix, np.float32)}
     nodes = [helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
@@ -55,7 +63,7 @@ def flow_graph(mix: np.ndarray = FLOW_MIX, size=SIZE, channels: int = 2):
 
 
 def _model(nodes, constants, frame_shape, features):
-    from onnx import TensorProto, checker, helper, numpy_helper
+    TensorProto, checker, helper, numpy_helper = onnx_parts("TensorProto", "checker", "helper", "numpy_helper")
 
     graph = helper.make_graph(nodes, "encoder", [helper.make_tensor_value_info("frames", TensorProto.UINT8,
                                                                                ["N", *frame_shape])],
@@ -68,7 +76,7 @@ def _model(nodes, constants, frame_shape, features):
 
 
 def save_graph(model, path: Path) -> Path:
-    import onnx
+    onnx = pytest.importorskip("onnx")
 
     onnx.save(model, str(path))
     return path
