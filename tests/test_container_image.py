@@ -88,7 +88,7 @@ def test_the_container_page_links_resolve():
 
 def test_the_compose_deployment_file_is_one_serve_takes_and_prometheus_scrapes_its_port():
     data = tomllib.loads((DEPLOY / "config" / "lrcn.toml").read_text())
-    typed = schema.convert(data)   # the schema serve checks it with (no folders made)
+    typed = schema.convert(data, schema.Settings)   # the schema serve checks it with (no folders made)
     assert typed.metrics == "0.0.0.0:9108" and "lrcn" in typed.allowed_hosts
     assert typed.state_dir == "/media" and all(s.record.dir.startswith("/media/") for s in typed.stream if s.record)
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
