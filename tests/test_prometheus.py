@@ -2,7 +2,8 @@
 one real `lrcn serve` run (a looping file with events, a camera whose ffmpeg server is stopped, an
 MJPEG camera that trickles a frame every two seconds) is scraped every second by a real
 Prometheus (/usr/bin/prometheus on 127.0.0.1) with the shipped rules loaded unchanged, and the
-"stream down" and "connected without predictions" alerts fire for the right streams only; every
+"stream down" and "connected without predictions" alerts fire for the right streams only (and, in
+a heavy test, "frames dropped" and "latency high" for a box overloaded on purpose); every
 query of docs/deploy/grafana-dashboard.json returns data after a real run of
 tools/dashboard_queries.py."""
 import json
@@ -15,6 +16,7 @@ from lrcn.tools.dashboard_queries import dashboard_queries, main as dashboard_ma
 from lrcn.tools.harness.prometheus import PROMETHEUS, PROMTOOL, Prometheus
 from lrcn.tools.harness.servers import StreamServer
 from tests.live_servers import FFMPEG, ffmpeg_http_mjpeg, free_port, served, wait_until, write_video
+from tests.bundles import make_bundle
 from tests.cli import metrics_url, start_lrcn, stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +88,52 @@ def test_the_shipped_alerts_fire_for_a_stopped_camera_and_a_starved_one_and_not_
     assert not {stream for _, stream in pending} & {"file", ""}, f"a looping file is not degraded: {pending}"
     counts = {r["metric"]["stream"]: float(r["value"][1]) for r in predictions}
     assert counts["starved"] == 0 < counts["file"], counts
+
+
+# 24 cameras at 10 sampled frames/s on one inference thread of a 224x224 seed CNN: 240 frames/s in,
+# about 170 out on the 2-core dev box, so every ring fills in seconds and then overwrites.
+OVERLOADED_STREAMS, OVERLOADED_SIZE = 24, 224
+
+
+@pytest.mark.heavy  # both rules hold for 5 min before they fire: about 6 min of a saturated CPU
+@pytest.mark.timeout(540)
+@needs_prometheus
+def test_the_drop_and_latency_alerts_fire_for_a_box_that_cannot_keep_up(tmp_path):
+    pytest.importorskip("tensorflow")
+    from lrcn.models.export import export_bundle
+    from lrcn.stream.bundle import ModelSpec
+    from lrcn.stream.sources.pattern import pattern_frames
+
+    # The checked-in bundle is too cheap to overload (150 streams kept up); the seed CNN at 224x224 is not.
+    spec = ModelSpec(classes=("a", "b", "c"), backbone="seed", trainable_layers=0,
+                     input_size=(OVERLOADED_SIZE, OVERLOADED_SIZE), clip_length=4, lstm_units=16)
+    bundle = make_bundle(tmp_path / "bundle", spec)
+    export_bundle(bundle, pattern_frames(spec.input_size, 8))
+    metrics = free_port()
+    prometheus = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{metrics}", interval_s=1.0, rule_files=[RULES])
+    serve = None
+    try:
+        prometheus.wait_ready()
+        # pattern: sources are paced like cameras, so a full ring overwrites instead of waiting;
+        # errors only, so that six minutes of logs cannot fill the pipe nobody reads
+        serve = start_lrcn("serve", bundle, *["pattern:30"] * OVERLOADED_STREAMS, "--threads", "1",
+                           "--metrics", f"127.0.0.1:{metrics}", "--endpoint", f"tcp://127.0.0.1:{free_port()}",
+                           "--log-level", "error")
+        metrics_url(serve)
+        sampled = lambda: {r["metric"]["stream"] for r in prometheus.api(  # noqa: E731
+            "query", query="lrcn_frames_sampled_total > 0")["result"]}
+        assert wait_until(lambda: len(sampled()) == OVERLOADED_STREAMS, 60), f"every camera delivers: {sampled()}"
+        streams = sampled()
+        want = {("LrcnLatencyHigh", "")} | {("LrcnFramesDropped", stream) for stream in streams}
+        assert wait_until(lambda: want <= firing(prometheus), 420, interval_s=2.0), prometheus.alerts()
+        latency = prometheus.api("query", query="histogram_quantile(0.99, sum by (instance, le) "
+                                                "(rate(lrcn_capture_to_publish_seconds_bucket[5m])))")["result"]
+        assert serve.poll() is None, "overloaded, yet still serving"
+    finally:
+        if serve is not None:
+            stop(serve)
+        prometheus.stop()
+    assert float(latency[0]["value"][1]) > 1, latency
 
 
 @pytest.mark.slow
