@@ -16,11 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_docs(tmp_path: Path) -> Path:
-    """README.md, docs/*.md and docs/results/*.json under tmp_path, laid out as in the checkout."""
+    """README.md, docs/**/*.md and docs/results/*.json under tmp_path, laid out as in the checkout."""
     (tmp_path / "docs" / "results").mkdir(parents=True)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    for page in (ROOT / "docs").glob("*.md"):
-        shutil.copy(page, tmp_path / "docs" / page.name)
+    for page in (ROOT / "docs").rglob("*.md"):
+        (tmp_path / page.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(page, tmp_path / page.relative_to(ROOT))
     for result in (ROOT / "docs" / "results").glob("*.json"):
         shutil.copy(result, tmp_path / "docs" / "results" / result.name)
     return tmp_path
@@ -49,7 +50,7 @@ def test_a_changed_json_value_changes_its_table_and_check_names_it(tmp_path, cap
     path.write_text(json.dumps(result))
 
     assert report.main(["--check", "--root", str(root)]) == 1
-    assert capsys.readouterr().err.splitlines() == ["docs/messages.md: sink-cost differs from its JSON"]
+    assert capsys.readouterr().err.splitlines() == ["docs/reference/messages.md: sink-cost differs from its JSON"]
     before = (root / "docs" / "messages.md").read_text()
 
     assert report.main(["--root", str(root)]) == 0
@@ -69,8 +70,8 @@ def test_one_file_feeds_every_table_that_reads_it(tmp_path, capsys):
     assert report.main(["--check", "--root", str(root)]) == 1
     named = set(capsys.readouterr().err.splitlines())
     assert named == {"README.md: headline differs from its JSON",
-                     "docs/results.md: stream-accuracy-ucf101_9 differs from its JSON",
-                     "docs/results.md: events-ucf101_9 differs from its JSON"}
+                     "docs/evidence/results.md: stream-accuracy-ucf101_9 differs from its JSON",
+                     "docs/evidence/results.md: events-ucf101_9 differs from its JSON"}
 
 
 def test_a_table_without_its_json_names_the_command_that_writes_it(tmp_path):
