@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lrcn.tools import report
+from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +52,10 @@ def test_a_changed_json_value_changes_its_table_and_check_names_it(tmp_path, cap
 
     assert report.main(["--check", "--root", str(root)]) == 1
     assert capsys.readouterr().err.splitlines() == ["docs/reference/messages.md: sink-cost differs from its JSON"]
-    before = (root / "docs" / "messages.md").read_text()
+    before = (root / "docs" / "reference" / "messages.md").read_text()
 
     assert report.main(["--root", str(root)]) == 0
-    after = (root / "docs" / "messages.md").read_text()
+    after = (root / "docs" / "reference" / "messages.md").read_text()
     assert "| JSONL | 999 us |" in after and f"| JSONL | {committed:.0f} us |" in before
     assert report.main(["--check", "--root", str(root)]) == 0
     assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
@@ -135,3 +136,33 @@ def test_the_capacity_note_on_in_memory_sources_appears_only_when_they_held_fewe
     as_many = json.loads(json.dumps(continuous))
     as_many["capacity_file"]["max_streams"] = memory["max_streams"]
     assert report.fewer_in_memory(as_many, "continuous") == ""
+
+
+def test_a_changed_command_line_or_metric_makes_check_name_its_reference_page(tmp_path, capsys):
+    root = copy_docs(tmp_path)
+    for page, row in (("cli.md", "| `--cooldown` |"), ("metrics.md", "| `lrcn_reconnects_total` |")):
+        path = root / "docs" / "reference" / page
+        path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if row not in line))
+    assert report.main(["--check", "--root", str(root)]) == 1
+    assert capsys.readouterr().err.splitlines() == ["docs/reference/cli.md: cli differs from its JSON",
+                                                    "docs/reference/metrics.md: metrics differs from its JSON"]
+
+
+def test_the_cli_reference_lists_every_flag_that_lrcn_serve_help_prints():
+    shown = lrcn("serve", "--help")
+    assert shown.returncode == 0, shown.stderr
+    columns = re.findall(r"^ {2}(-.*?)(?: {2,}|$)", shown.stdout, re.M)   # the options' column of the help
+    flags = {flag for column in columns for flag in re.findall(r"--[a-z][a-z0-9-]*", column)} - {"--help"}
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    serve = page[page.index("## `lrcn serve`"):page.index("## `lrcn annotate`")]
+    assert len(flags) > 30 and not {f for f in flags if f"`{f}" not in serve}
+
+
+def test_the_metrics_reference_names_every_metric_the_dashboard_and_alerts_query():
+    page = (ROOT / "docs" / "reference" / "metrics.md").read_text()
+    listed = set(re.findall(r"`(lrcn_\w+)`", page))
+    deploy = ROOT / "docs" / "deploy"
+    queried = set(re.findall(r"\blrcn_[a-z_]+", (deploy / "grafana-dashboard.json").read_text()
+                             + (deploy / "alerts.yml").read_text()))
+    queried = {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried}
+    assert len(queried) > 5 and queried <= listed, queried - listed
