@@ -1,6 +1,8 @@
 """Every relative link in README.md, ARCHITECTURE.md and docs/**/*.md points at a file that exists, and every
 #anchor at a heading of the page it names (GitHub's heading ids)."""
 
+import re
+
 import pytest
 
 from tests.doc_links import broken, slug
@@ -41,3 +43,10 @@ def test_the_checker_finds_a_broken_link_and_a_broken_anchor(tmp_path):
 
 def test_the_front_page_stays_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_user_facing_pages_name_no_issue_numbers():
+    user_facing = [p for p in PAGES if "evidence" not in p.relative_to(ROOT).parts]
+    assert len(user_facing) >= 12
+    assert [str(p.relative_to(ROOT)) for p in user_facing
+            if re.search(r"\bissues? \d+|#[\w-]*issue-\d+", p.read_text())] == []

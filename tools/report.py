@@ -953,9 +953,9 @@ def headline(events_run: dict, capture: dict, cameras_after: dict, scrape: dict,
          f"{exact['events']['recall']:.2f}", "[results](docs/evidence/results.md#streaming-accuracy)"],
         ["capture CPU per 1080p30 H.264 frame: OpenCV, every frame / PyAV, only sampled frames converted",
          f"{hd['paths']['a']['cpu_ms_per_frame']['median']:.1f} / **{hd['paths']['b']['cpu_ms_per_frame']['median']:.1f} ms**",
-         "[performance](docs/evidence/performance.md#capture-at-hd-pyav-only-the-sampled-frames-converted-issue-13)"],
+         "[performance](docs/evidence/performance.md#capture-at-hd-pyav-only-the-sampled-frames-converted)"],
         ["1080p30 RTSP cameras one 2-core box serves (10 fps sampling, 0 drops, p99 < 100 ms)",
-         f"**{cameras_after['capacity']}**", "[performance](docs/evidence/performance.md#capture-at-hd-pyav-only-the-sampled-frames-converted-issue-13)"],
+         f"**{cameras_after['capacity']}**", "[performance](docs/evidence/performance.md#capture-at-hd-pyav-only-the-sampled-frames-converted)"],
         ["extra CPU of a Prometheus scrape every second, 8 streams", f"{scrape['extra_percent']:+.2f}%",
          "[service](docs/guide/deployment.md#what-a-scrape-costs)"],
         ["extra CPU per message of an MQTT sink (qos 1)", f"{mqtt['extra_us_per_message']:.0f} us",
@@ -963,7 +963,7 @@ def headline(events_run: dict, capture: dict, cameras_after: dict, scrape: dict,
         [f"{soak['duration_s'] / 60:.0f}-minute soak, {soak['streams']} streams, scraped every second: "
          "RSS growth; drops; failed scrapes",
          f"{soak['rss_growth_mb']:+.1f} MiB; {soak['dropped']}; {soak['scrape']['scrape_failures']}",
-         "[reliability](docs/evidence/reliability.md#soak-with-the-service-port-issue-14)"],
+         "[reliability](docs/evidence/reliability.md#soak-with-the-service-port)"],
     ]
     return markdown_table(["measured on a 2-core CPU, no GPU", "result", "more"], rows)
 
