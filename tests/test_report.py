@@ -51,11 +51,11 @@ def test_a_changed_json_value_changes_its_table_and_check_names_it(tmp_path, cap
     path.write_text(json.dumps(result))
 
     assert report.main(["--check", "--root", str(root)]) == 1
-    assert capsys.readouterr().err.splitlines() == ["docs/reference/messages.md: sink-cost differs from its JSON"]
-    before = (root / "docs" / "reference" / "messages.md").read_text()
+    assert capsys.readouterr().err.splitlines() == ["docs/evidence/performance.md: sink-cost differs from its JSON"]
+    before = (root / "docs" / "evidence" / "performance.md").read_text()
 
     assert report.main(["--root", str(root)]) == 0
-    after = (root / "docs" / "reference" / "messages.md").read_text()
+    after = (root / "docs" / "evidence" / "performance.md").read_text()
     assert "| JSONL | 999 us |" in after and f"| JSONL | {committed:.0f} us |" in before
     assert report.main(["--check", "--root", str(root)]) == 0
     assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
