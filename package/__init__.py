@@ -3,7 +3,7 @@ runtime, no TensorFlow), lrcn.models (training) and lrcn.tools (the `lrcn` comma
 holds only the Python API's names, loaded on first use so `import lrcn` costs nothing:
 
     import lrcn
-    recognizer = lrcn.Recognizer("bundles/mine")      # docs/python-api.md
+    recognizer = lrcn.Recognizer("bundles/mine")      # docs/guide/python-api.md
 """
 API = {"Recognizer": "lrcn.stream.recognizer", "Prediction": "lrcn.stream.recognizer",
        "FrameFeed": "lrcn.stream.recognizer", "Runner": "lrcn.stream.recognizer",

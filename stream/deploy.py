@@ -26,7 +26,7 @@
     type = "mqtt"
     url = "mqtt://broker.lan:1883/lrcn"
 
-Every key, its type, range and default is declared once, in stream/settings.py (docs/settings.md
+Every key, its type, range and default is declared once, in stream/settings.py (docs/reference/settings.md
 lists them). Any string may use `${NAME}`, the environment variable NAME; a [[stream]]'s
 `password_file` gives its source URL's password. Any mistake (bad TOML, an unknown key, a value
 of the wrong type or out of range, an unset variable, a bad or repeated stream id) is one LrcnError

@@ -10,7 +10,7 @@
 `after` and `before` are Unix seconds or ISO 8601 times (UTC unless they say); `limit` 1 to 1000
 (default 100). A bad parameter is a 400 with a one-line JSON error, an unknown id a 404. Files are
 served only from the store's own record dir, by the relative path its row holds, never from a
-path a request names. docs/openapi.yaml describes it.
+path a request names. docs/reference/openapi.yaml describes it.
 
 >>> parse_range("bytes=0-99", 1000), parse_range("bytes=900-", 1000), parse_range("bytes=-10", 1000)
 ((0, 99), (900, 999), (990, 999))

@@ -50,7 +50,7 @@ METHODS: dict[str, Callable[[], Flow]] = {
     "dis-medium": _dis(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM),
     "farneback": _farneback,
 }
-# The choice, by measurement (docs/results.md#motion-and-idle): 0.15 ms a field at 112 px and 0.14 px
+# The choice, by measurement (docs/evidence/results.md#motion-and-idle): 0.15 ms a field at 112 px and 0.14 px
 # endpoint error, where DIS medium halves the error for 5x (at 224 px 11x) the cost and Farneback
 # costs 10-20x; a still is exactly 0 with DIS (Farneback: 0.0006 px).
 DEFAULT_METHOD = "dis-fast"
@@ -138,7 +138,7 @@ def window_level(levels) -> float | None:
     """The motion of a window: the lower quartile of its frames' levels, segment starts (NaN or
     None) left out; None if none is known. A quartile, not a mean: a still scene sent through an
     inter-frame codec moves only in the pairs where a keyframe is re-coded, a few of a window,
-    which a mean counts and a quartile does not (docs/results.md#motion-and-idle).
+    which a mean counts and a quartile does not (docs/evidence/results.md#motion-and-idle).
 
     >>> window_level([None, 0.0, 0.0, 0.0, 0.9]), window_level([float("nan")])
     (0.0, None)

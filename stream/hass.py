@@ -1,6 +1,6 @@
 """Home Assistant over MQTT: the discovery configs and the retained activity states. Pure functions.
 
-Per stream (an MQTT sink with `homeassistant` on, docs/serving.md):
+Per stream (an MQTT sink with `homeassistant` on, docs/guide/integrations.md):
 
     <discovery>/sensor/<node>/<stream>_activity/config           an enum sensor: the stream's activity
     <discovery>/binary_sensor/<node>/<stream>_<label>/config     one per watched class: ON while it happens

@@ -11,7 +11,7 @@ Nothing here is a second implementation: frames are scaled by the capture's own 
 (stream.sources.pyav.Scaler), sampled by its grid (stream.sampling.Sampler), given motion by its
 tracker (stream.flow.MotionTracker), stepped by the scheduler serve runs and labelled by the same
 function (stream.pipeline.stream_label); `run` is serve's Pipeline with a callback sink
-(stream.sinks.callback) in place of the ZeroMQ socket. docs/python-api.md is the guide.
+(stream.sinks.callback) in place of the ZeroMQ socket. docs/guide/python-api.md is the guide.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Prediction:
     """One window's answer. `label` is what serve would publish for it (`idle` or `unknown` by the
     stream's gates; `predict` gives the model's top class), `score` the top class's probability,
     `probabilities` every class's. The fields after them say where the window lies in a stream
-    (None from `predict`); `message` is the whole schema v1 `pred` payload (docs/messages.md)
+    (None from `predict`); `message` is the whole schema v1 `pred` payload (docs/reference/messages.md)
     for predictions from `run`."""
     label: str
     score: float
@@ -131,7 +131,7 @@ class Recognizer:
         unless `pace=False` (then as fast as they decode, losing nothing). The callbacks run on
         the inference thread (keep them quick): on_prediction(Prediction, frame), where frame is
         the full-resolution frame if the pipeline keeps one, else None; on_event(payload) and
-        on_status(payload) get the schema v1 event and status payloads (docs/messages.md)."""
+        on_status(payload) get the schema v1 event and status payloads (docs/reference/messages.md)."""
         return Runner(self, sources, on_prediction, on_event, on_status, pace)
 
     def run(self, sources, *, on_prediction=None, on_event=None, on_status=None, pace: bool = True,

@@ -3,7 +3,7 @@
 One msgspec Struct per section of the deployment file (the top level, `[[stream]]`, its `events`
 and `record` tables); `[[sink]]` tables are checked by their sink type (stream.sinks). The same
 name is the file key, the field and, with dashes, the `lrcn serve` flag (tools/serve.py builds
-its flags' help and defaults from here), and docs/settings.md is generated from here.
+its flags' help and defaults from here), and docs/reference/settings.md is generated from here.
 
 msgspec rather than pydantic: `lrcn serve --help` builds its flags from this module, and
 `import msgspec` costs 11-17 ms (measured, `python -X importtime`); it has strict types,
@@ -140,7 +140,7 @@ class Settings(_Section, frozen=True):
         "go to its record dir's lrcn.sqlite); default: in memory, gone when the recognizer stops")] = None
     web_config: Annotated[str | None, _help(
         "lock the metrics port: TLS and basic auth from a Prometheus exporter-toolkit web-config "
-        "file (tls_server_config, basic_auth_users; docs/SERVICE.md)")] = None
+        "file (tls_server_config, basic_auth_users; docs/guide/deployment.md)")] = None
     allowed_hosts: Annotated[list[str] | None, _help(
         "the Host names the metrics port answers, against DNS rebinding (default: localhost, "
         "the bound address, this machine's names and any IP address; * for any)")] = None
@@ -394,7 +394,7 @@ def check_values(values: dict[str, Any], section: type[_Section] = Settings, nam
         raise LrcnError(f"{name(key)} {message}" if key else message) from None
 
 
-# ---------------------------------------------------------------- the reference page (docs/settings.md)
+# ---------------------------------------------------------------- the reference page (docs/reference/settings.md)
 
 def _kind_and_range(spec: dict[str, Any]) -> tuple[str, str]:
     """('number', '> 0, <= 3600') of a setting's JSON schema; null in a union is 'optional'."""

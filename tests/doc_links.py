@@ -1,5 +1,5 @@
 """The docs link checker: a page's relative links and #anchors (GitHub's heading ids) that point
-nowhere. Used by test_docs.py and by the tests of pages outside docs/*.md."""
+nowhere. Used by test_docs.py and by the tests of pages outside the docs pages."""
 
 import re
 from pathlib import Path

@@ -59,7 +59,7 @@ def test_every_path_the_docs_write_is_writable_under_the_units_sandbox():
     assert unit["StateDirectory"] == ["lrcn"] and "/var/lib/lrcn" in writable_paths()
     assert unit["LimitNOFILE"] == ["65536"]
     documented = set()
-    for page in [*ROOT.glob("docs/*.md"), ROOT / "stream" / "deploy.py"]:
+    for page in [*ROOT.glob("docs/**/*.md"), ROOT / "stream" / "deploy.py"]:
         documented |= {path.rstrip(".") for path in re.findall(r"/var/(?:lib|log)/\w[\w./-]*", page.read_text())}
     assert "/var/lib/lrcn/clips" in documented and "/var/lib/lrcn/messages.jsonl" in documented
     for path in documented:
@@ -67,12 +67,12 @@ def test_every_path_the_docs_write_is_writable_under_the_units_sandbox():
 
 
 @needs_systemd
-def test_the_exposure_in_service_md_is_what_systemd_analyze_security_says():
+def test_the_exposure_in_the_deployment_guide_is_what_systemd_analyze_security_says():
     run = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
                          capture_output=True, text=True, timeout=60)
     if "--offline" in run.stderr:
         pytest.skip(f"this systemd-analyze has no --offline: {run.stderr.strip()}")
     score = re.search(r"Overall exposure level for lrcn.service: ([0-9.]+)", run.stdout)
     assert score, run.stdout[-500:] + run.stderr
-    service_md = (ROOT / "docs" / "SERVICE.md").read_text()
-    assert f"exposure {score.group(1)}" in service_md, f"SERVICE.md should report exposure {score.group(1)}"
+    service_md = (ROOT / "docs" / "guide" / "deployment.md").read_text()
+    assert f"exposure {score.group(1)}" in service_md, f"docs/guide/deployment.md should report exposure {score.group(1)}"

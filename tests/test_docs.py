@@ -1,12 +1,14 @@
-"""Every relative link in README.md and docs/*.md points at a file that exists, and every
+"""Every relative link in README.md, ARCHITECTURE.md and docs/**/*.md points at a file that exists, and every
 #anchor at a heading of the page it names (GitHub's heading ids)."""
+
+import re
 
 import pytest
 
 from tests.doc_links import broken, slug
 from tests.paths import ROOT
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def test_heading_ids_follow_github():
@@ -17,9 +19,12 @@ def test_heading_ids_follow_github():
 
 
 def test_the_pages_are_there():
-    names = {p.name for p in PAGES}
-    assert {"README.md", "training.md", "serving.md", "messages.md", "backends.md", "results.md",
-            "PERFORMANCE.md", "RELIABILITY.md", "SERVICE.md"} <= names
+    names = {str(p.relative_to(ROOT)) for p in PAGES}
+    assert {"README.md", "ARCHITECTURE.md", "docs/guide/quickstart.md", "docs/guide/training.md",
+            "docs/guide/export.md", "docs/guide/serving.md", "docs/guide/integrations.md",
+            "docs/guide/python-api.md", "docs/guide/deployment.md", "docs/reference/settings.md",
+            "docs/reference/cli.md", "docs/reference/messages.md", "docs/reference/metrics.md",
+            "docs/evidence/results.md", "docs/evidence/performance.md", "docs/evidence/reliability.md"} <= names
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
@@ -38,3 +43,10 @@ def test_the_checker_finds_a_broken_link_and_a_broken_anchor(tmp_path):
 
 def test_the_front_page_stays_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_user_facing_pages_name_no_issue_numbers():
+    user_facing = [p for p in PAGES if "evidence" not in p.relative_to(ROOT).parts]
+    assert len(user_facing) >= 12
+    assert [str(p.relative_to(ROOT)) for p in user_facing
+            if re.search(r"\bissues? \d+|#[\w-]*issue-\d+", p.read_text())] == []

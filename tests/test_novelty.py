@@ -92,7 +92,7 @@ def test_on_imagenet_features_foreign_footage_scores_above_held_out_subjects(tmp
     """Every method on a frozen ImageNet MobileNetV2 (64x64, the project's pretrained weights),
     fitted by `lrcn novelty fit` on weizmann4 subjects 0-4: held-out subject 8's windows score
     below UCF101 and PS7 footage, and stay under the threshold. On so few subjects the threshold
-    from held-out folds is loose (docs/results.md, Open set), so where foreign windows fall
+    from held-out folds is loose (docs/evidence/results.md, Open set), so where foreign windows fall
     against it is measured there, not asserted here."""
     pytest.importorskip("tensorflow")
     from lrcn.models.export import export_bundle

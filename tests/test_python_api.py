@@ -311,11 +311,11 @@ print(json.dumps({"lazy": lazy, "label": recognizer.predict(frames).label, "name
     assert {"Recognizer", "Prediction", "LrcnError", "StreamConfig"} <= set(found["names"])
 
 
-# -- docs/python-api.md's example, run as written ---------------------------------------------------
+# -- docs/guide/python-api.md's example, run as written ---------------------------------------------------
 
 def example_code() -> str:
     """The first python block under the page's `## Example` heading."""
-    text = (ROOT / "docs" / "python-api.md").read_text()
+    text = (ROOT / "docs" / "guide" / "python-api.md").read_text()
     section = text.split("\n## Example\n", 1)[1].split("\n## ", 1)[0]
     return section.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n"
 

@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 
 from lrcn.tools import report
+from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def copy_docs(tmp_path: Path) -> Path:
-    """README.md, docs/*.md and docs/results/*.json under tmp_path, laid out as in the checkout."""
+    """README.md, docs/**/*.md and docs/results/*.json under tmp_path, laid out as in the checkout."""
     (tmp_path / "docs" / "results").mkdir(parents=True)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    for page in (ROOT / "docs").glob("*.md"):
-        shutil.copy(page, tmp_path / "docs" / page.name)
+    for page in (ROOT / "docs").rglob("*.md"):
+        (tmp_path / page.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(page, tmp_path / page.relative_to(ROOT))
     for result in (ROOT / "docs" / "results").glob("*.json"):
         shutil.copy(result, tmp_path / "docs" / "results" / result.name)
     return tmp_path
@@ -49,11 +51,11 @@ def test_a_changed_json_value_changes_its_table_and_check_names_it(tmp_path, cap
     path.write_text(json.dumps(result))
 
     assert report.main(["--check", "--root", str(root)]) == 1
-    assert capsys.readouterr().err.splitlines() == ["docs/messages.md: sink-cost differs from its JSON"]
-    before = (root / "docs" / "messages.md").read_text()
+    assert capsys.readouterr().err.splitlines() == ["docs/evidence/performance.md: sink-cost differs from its JSON"]
+    before = (root / "docs" / "evidence" / "performance.md").read_text()
 
     assert report.main(["--root", str(root)]) == 0
-    after = (root / "docs" / "messages.md").read_text()
+    after = (root / "docs" / "evidence" / "performance.md").read_text()
     assert "| JSONL | 999 us |" in after and f"| JSONL | {committed:.0f} us |" in before
     assert report.main(["--check", "--root", str(root)]) == 0
     assert (root / "README.md").read_text() == (ROOT / "README.md").read_text()
@@ -69,8 +71,8 @@ def test_one_file_feeds_every_table_that_reads_it(tmp_path, capsys):
     assert report.main(["--check", "--root", str(root)]) == 1
     named = set(capsys.readouterr().err.splitlines())
     assert named == {"README.md: headline differs from its JSON",
-                     "docs/results.md: stream-accuracy-ucf101_9 differs from its JSON",
-                     "docs/results.md: events-ucf101_9 differs from its JSON"}
+                     "docs/evidence/results.md: stream-accuracy-ucf101_9 differs from its JSON",
+                     "docs/evidence/results.md: events-ucf101_9 differs from its JSON"}
 
 
 def test_a_table_without_its_json_names_the_command_that_writes_it(tmp_path):
@@ -134,3 +136,33 @@ def test_the_capacity_note_on_in_memory_sources_appears_only_when_they_held_fewe
     as_many = json.loads(json.dumps(continuous))
     as_many["capacity_file"]["max_streams"] = memory["max_streams"]
     assert report.fewer_in_memory(as_many, "continuous") == ""
+
+
+def test_a_changed_command_line_or_metric_makes_check_name_its_reference_page(tmp_path, capsys):
+    root = copy_docs(tmp_path)
+    for page, row in (("cli.md", "| `--cooldown` |"), ("metrics.md", "| `lrcn_reconnects_total` |")):
+        path = root / "docs" / "reference" / page
+        path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if row not in line))
+    assert report.main(["--check", "--root", str(root)]) == 1
+    assert capsys.readouterr().err.splitlines() == ["docs/reference/cli.md: cli differs from its JSON",
+                                                    "docs/reference/metrics.md: metrics differs from its JSON"]
+
+
+def test_the_cli_reference_lists_every_flag_that_lrcn_serve_help_prints():
+    shown = lrcn("serve", "--help")
+    assert shown.returncode == 0, shown.stderr
+    columns = re.findall(r"^ {2}(-.*?)(?: {2,}|$)", shown.stdout, re.M)   # the options' column of the help
+    flags = {flag for column in columns for flag in re.findall(r"--[a-z][a-z0-9-]*", column)} - {"--help"}
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    serve = page[page.index("## `lrcn serve`"):page.index("## `lrcn annotate`")]
+    assert len(flags) > 30 and not {f for f in flags if f"`{f}" not in serve}
+
+
+def test_the_metrics_reference_names_every_metric_the_dashboard_and_alerts_query():
+    page = (ROOT / "docs" / "reference" / "metrics.md").read_text()
+    listed = set(re.findall(r"`(lrcn_\w+)`", page))
+    deploy = ROOT / "docs" / "deploy"
+    queried = set(re.findall(r"\blrcn_[a-z_]+", (deploy / "grafana-dashboard.json").read_text()
+                             + (deploy / "alerts.yml").read_text()))
+    queried = {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried}
+    assert len(queried) > 5 and queried <= listed, queried - listed

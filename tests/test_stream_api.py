@@ -106,7 +106,7 @@ def test_openapi_describes_every_path_and_method_served(running):
     import yaml
 
     _, _, _, locked, _ = running
-    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml").read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "docs" / "reference" / "openapi.yaml").read_text())
     auth = basic("alice", PASSWORD)
     for path, methods in spec["paths"].items():
         concrete = path.replace("{id}", "nosuch")

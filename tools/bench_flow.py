@@ -9,7 +9,7 @@
   the shift brings in pixels no method can know; and the motion level of a frame against itself
   (a still), which must be exactly 0.
 
-Prints a table and writes flow.json (docs/results.md#motion is generated from it).
+Prints a table and writes flow.json (docs/evidence/results.md#motion is generated from it).
 """
 from __future__ import annotations
 

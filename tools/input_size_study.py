@@ -4,7 +4,7 @@ stream at 112, 160 and 224 px.
     python -m lrcn.tools.input_size_study ../shared/data --weights W [--sizes 112,160,224] \\
         [--datasets weizmann4,ps7,ucf101_9] [--work /work/runs23/input_size] [--out docs/results/input_size.json]
 
-The model is the recipe of docs/results.md's bundles on these sets: frozen ImageNet MobileNetV2,
+The model is the recipe of docs/evidence/results.md's bundles on these sets: frozen ImageNet MobileNetV2,
 T=16 at 10 fps, the pooling head (dropout 0.5, batches of 32, lr 1e-3, about 3,000 steps), its L2
 fixed to the value the recipe's own validation chose on each set (0.1 weizmann4 and ps7, 0.01
 ucf101_9), so no choice is made on the folds scored here. Only training groups are used: the test
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise LrcnError(f"unknown dataset(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})")
         result = {"command": COMMAND, "sizes": sizes,
-                  "model": "frozen ImageNet MobileNetV2, T=16 at 10 fps, pooling head (recipe of docs/results.md)",
+                  "model": "frozen ImageNet MobileNetV2, T=16 at 10 fps, pooling head (recipe of docs/evidence/results.md)",
                   "accuracy": accuracy(Path(args.data), names, sizes, args.weights, Path(args.work),
                                        args.cache or str(DEFAULT_CACHE))}
         if not args.no_cost:

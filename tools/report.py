@@ -1,4 +1,4 @@
-"""The tables of README.md and docs/*.md, generated from result JSON under docs/results/.
+"""The tables of README.md and docs/**/*.md, generated from result JSON under docs/results/.
 
 A table sits between markers in a document::
 
@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
+
+from lrcn.tools import reference
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 MARKED = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
@@ -232,7 +234,7 @@ def idle_ucf101_9(off: dict, on: dict) -> str:
 
 STREAM_TRAINING = ("lrcn stream-accuracy WINDOW_BUNDLE $D/{data} SPLIT --offline --also STREAM_BUNDLE --summary RUN.json "
                    "per seed, then python -m lrcn.tools.streaming_accuracy docs/results/stream_training_{data}.json "
-                   "RUN.json... --plot docs/results/stream_training.png (docs/results.md, Stream training)")
+                   "RUN.json... --plot docs/results/stream_training.png (docs/evidence/results.md, Stream training)")
 
 
 def stream_training_modes(run: dict) -> str:
@@ -297,7 +299,7 @@ for _data in ("weizmann4", "ucf101_9"):
 
 @table("distribute-weizmann4", "distribute_weizmann4.json",
        "python -m lrcn.tools.local_workers $D/weizmann4 --work runs/workers --seeds 0 1 2 --batch-size 16 "
-       "--out docs/results/distribute_weizmann4.json -- TRAIN_FLAGS (docs/training.md)")
+       "--out docs/results/distribute_weizmann4.json -- TRAIN_FLAGS (docs/guide/training.md)")
 def distribute_weizmann4(run: dict) -> str:
     runs = [key for key in run["seeds"][0] if key != "seed"]
     rows = [[seed["seed"]] + [f"{seed[key]['video_correct']}/{seed[key]['videos']} ({seed[key]['clip_accuracy']:.3f})"
@@ -312,7 +314,7 @@ def distribute_weizmann4(run: dict) -> str:
 
 NOVELTY = ("lrcn novelty fit BUNDLE DATA SPLIT --seed S [--method mahalanobis|combined] for seeds 0-2, then "
            "lrcn novelty measure BUNDLES --foreign $D/ucf101_9|weizmann4 --foreign $D/ps7 "
-           "--out docs/results/novelty_{weizmann4,ucf101_9}[_mahalanobis|_combined].json (docs/results.md, Open set)")
+           "--out docs/results/novelty_{weizmann4,ucf101_9}[_mahalanobis|_combined].json (docs/evidence/results.md, Open set)")
 
 
 @table("novelty", ("novelty_weizmann4.json", "novelty_weizmann4_mahalanobis.json", "novelty_weizmann4_combined.json",
@@ -940,7 +942,7 @@ def event_media(*runs: dict) -> str:
 
 @table("headline", ("events_ucf101_9.json", "capture.json", "cameras_after.json", "scrape_overhead_seed.json",
                     "sink_cost.json", "soak_scrape.json"),
-       "the commands of the tables it summarises (docs/results.md)")
+       "the commands of the tables it summarises (docs/evidence/results.md)")
 def headline(events_run: dict, capture: dict, cameras_after: dict, scrape: dict, sinks: dict, soak: dict) -> str:
     exact = events_run["modes"]["exact-hop1"]
     hd = capture["sources"]["1080p30-h264-ippp"]
@@ -948,20 +950,20 @@ def headline(events_run: dict, capture: dict, cameras_after: dict, scrape: dict,
     rows = [
         ["ucf101_9 test videos joined into one live stream, exact windows: frames labelled right; "
          "event precision / recall", f"{exact['accuracy']:.1%}; {exact['events']['precision']:.2f} / "
-         f"{exact['events']['recall']:.2f}", "[results](docs/results.md#streaming-accuracy)"],
+         f"{exact['events']['recall']:.2f}", "[results](docs/evidence/results.md#streaming-accuracy)"],
         ["capture CPU per 1080p30 H.264 frame: OpenCV, every frame / PyAV, only sampled frames converted",
          f"{hd['paths']['a']['cpu_ms_per_frame']['median']:.1f} / **{hd['paths']['b']['cpu_ms_per_frame']['median']:.1f} ms**",
-         "[performance](docs/PERFORMANCE.md#capture-at-hd-pyav-only-the-sampled-frames-converted-issue-13)"],
+         "[performance](docs/evidence/performance.md#capture-at-hd-pyav-only-the-sampled-frames-converted)"],
         ["1080p30 RTSP cameras one 2-core box serves (10 fps sampling, 0 drops, p99 < 100 ms)",
-         f"**{cameras_after['capacity']}**", "[performance](docs/PERFORMANCE.md#capture-at-hd-pyav-only-the-sampled-frames-converted-issue-13)"],
+         f"**{cameras_after['capacity']}**", "[performance](docs/evidence/performance.md#capture-at-hd-pyav-only-the-sampled-frames-converted)"],
         ["extra CPU of a Prometheus scrape every second, 8 streams", f"{scrape['extra_percent']:+.2f}%",
-         "[service](docs/SERVICE.md#what-a-scrape-costs)"],
+         "[performance](docs/evidence/performance.md#what-a-scrape-costs)"],
         ["extra CPU per message of an MQTT sink (qos 1)", f"{mqtt['extra_us_per_message']:.0f} us",
-         "[messages](docs/messages.md#what-a-sink-costs)"],
+         "[performance](docs/evidence/performance.md#what-a-sink-costs)"],
         [f"{soak['duration_s'] / 60:.0f}-minute soak, {soak['streams']} streams, scraped every second: "
          "RSS growth; drops; failed scrapes",
          f"{soak['rss_growth_mb']:+.1f} MiB; {soak['dropped']}; {soak['scrape']['scrape_failures']}",
-         "[reliability](docs/RELIABILITY.md#soak-with-the-service-port-issue-14)"],
+         "[reliability](docs/evidence/reliability.md#soak-with-the-service-port)"],
     ]
     return markdown_table(["measured on a 2-core CPU, no GPU", "result", "more"], rows)
 
@@ -990,6 +992,11 @@ def settings_reference(section_name: str) -> str:
 for _section in ("", "stream", "events", "record", "homeassistant"):
     table(f"settings{'-' + _section if _section else ''}", (), "the schema: stream/settings.py")(
         lambda section=_section: settings_reference(section))
+
+
+# The command line and metrics references (docs/reference/), from the parsers and stream/metrics.py.
+table("cli", (), "the parsers: tools/commands.py and each command's module")(lambda: reference.cli_reference())
+table("metrics", (), "the collector: stream/metrics.py")(lambda: reference.metrics_reference())
 
 
 # ---------------------------------------------------------------- rewriting the documents
@@ -1023,8 +1030,8 @@ def rewrite(text: str, results: Path) -> tuple[str, list[str]]:
 
 
 def documents(root: Path) -> list[Path]:
-    """README.md and docs/*.md under ``root``."""
-    return [p for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if p.is_file()]
+    """README.md and docs/**/*.md under ``root``."""
+    return [p for p in [root / "README.md", *sorted((root / "docs").rglob("*.md"))] if p.is_file()]
 
 
 def main(argv: list[str] | None = None) -> int:

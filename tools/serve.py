@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", action="append",
                         help=f"stream id of the next SOURCE, in order (repeatable; {schema.STREAM_ID_RULE})")
     parser.add_argument("--config", metavar="TOML", help="deployment file: [[stream]] tables and settings "
-                                                         "(docs/settings.md lists them)")
+                                                         "(docs/reference/settings.md lists them)")
     add_head_arguments(parser)
     top = schema.Settings
     publish = parser.add_mutually_exclusive_group()

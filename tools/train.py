@@ -41,7 +41,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--per-timestep", action="store_true", help="a loss at every step, averaged at test time")
     model.add_argument("--size", type=parse_size, default=None,
                        help="input N or HxW (default: 160 for mobilenet_v2, by validation accuracy against CPU "
-                            "cost in docs/results.md#input-size-by-evidence-rgb-stream; 112 for the seed and small CNNs)")
+                            "cost in docs/evidence/results.md#input-size-by-evidence-rgb-stream; 112 for the seed and small CNNs)")
     model.add_argument("--clip-length", type=int, default=16)
     model.add_argument("--fps", type=float, default=10.0, help="sampling rate the model sees (default 10)")
     model.add_argument("--lstm-units", type=int, default=512)
@@ -107,7 +107,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_stream_arguments(parser: argparse.ArgumentParser) -> None:
     stream = parser.add_argument_group("stream training", "the LSTM trained on training clips joined into long "
-                                                          "sequences, a target at every frame (docs/training.md)")
+                                                          "sequences, a target at every frame (docs/guide/training.md)")
     stream.add_argument("--stream-training", action="store_true",
                         help="train the LSTM head on joined sequences with truncated backpropagation "
                              "(frozen backbone; --batch-size sequences side by side)")
@@ -182,7 +182,7 @@ def fusions_from_args(args) -> tuple[str, ...]:
     return ("early", "late") if args.fusion == "auto" else (args.fusion,)
 
 
-# docs/results.md "Input size by evidence": on ucf101_9's validation folds a frozen MobileNetV2
+# docs/evidence/results.md "Input size by evidence": on ucf101_9's validation folds a frozen MobileNetV2
 # gained 5.9 points from 112 to 160 px and 1.5 more (within two standard errors) at 224, for
 # twice and four times the batched encoder cost; the seed LRCN keeps the size it was written for.
 DEFAULT_SIZE = (112, 112)

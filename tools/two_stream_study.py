@@ -45,7 +45,7 @@ SEEDS = (0, 1, 2)
 MODALITIES = {"rgb": (), "flow": ("--modalities", "flow"), "both": ("--modalities", "rgb,flow", "--fusion", "auto")}
 STAGES = ("train", "export", "stream", "live", "novelty")
 STEP_TIMEOUT_S = 4 * 3600
-# The pooling head of docs/results.md (its best offline head on all three sets), at 112 px. Its L2 is
+# The pooling head of docs/evidence/results.md (its best offline head on all three sets), at 112 px. Its L2 is
 # the one that recipe's validation chose on each set (DataSet.steps): a two-stream bundle trains one
 # head, so no L2 is chosen per run, and every modality gets the same.
 RECIPE = ("--backbone", "mobilenet_v2", "--size", "112", "--lr", "1e-3", "--head", "pool",
