@@ -63,82 +63,80 @@ def gstreamer_rtsp_missing() -> str | None:
     return None
 
 
-class BurstRelay:
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 that hands each client, one at a time, to `handle` until `close()`."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            with client:
+                self.handle(client)
+
+    def handle(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+class BurstRelay(LoopbackServer):
     """A TCP relay on 127.0.0.1 that holds what the upstream server sends and releases it in
     bursts every `hold_s`, as a congested network or a camera's send buffer does: frames then
     arrive in bunches, each bunch within milliseconds. Stops by itself at `close()`."""
 
     def __init__(self, upstream_port: int, hold_s: float = 1.0):
         self.upstream_port, self.hold_s = upstream_port, hold_s
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.bursts = 0
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self._closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                continue
-            with client, socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5) as upstream:
-                upstream.settimeout(0.05)
-                held, release_at = bytearray(), time.monotonic() + self.hold_s
-                while not self._closed.is_set():
-                    try:
-                        chunk = upstream.recv(65536)
-                        if not chunk:
-                            break
-                        held += chunk
-                    except TimeoutError:
-                        pass
-                    if time.monotonic() >= release_at and held:
-                        client.sendall(held)
-                        held.clear()
-                        self.bursts += 1
-                        release_at = time.monotonic() + self.hold_s
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(5)
-        self.listener.close()
+    def handle(self, client: socket.socket) -> None:
+        with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5) as upstream:
+            upstream.settimeout(0.05)
+            held, release_at = bytearray(), time.monotonic() + self.hold_s
+            while not self._closed.is_set():
+                try:
+                    chunk = upstream.recv(65536)
+                    if not chunk:
+                        break
+                    held += chunk
+                except TimeoutError:
+                    pass
+                if time.monotonic() >= release_at and held:
+                    client.sendall(held)
+                    held.clear()
+                    self.bursts += 1
+                    release_at = time.monotonic() + self.hold_s
 
 
-class DroppingServer:
+class DroppingServer(LoopbackServer):
     """A camera whose connection drops over and over: each client gets `payload` (an MPEG-TS
     file) at once, then the server hangs up after `hold_s`; the next connection gets the same."""
 
     def __init__(self, payload: bytes, hold_s: float = 1.0):
         self.payload, self.hold_s = payload, hold_s
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.connections = 0
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self._closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            with client:
-                try:
-                    client.sendall(self.payload)
-                except OSError:
-                    continue
-                self._closed.wait(self.hold_s)
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(5)
-        self.listener.close()
+    def handle(self, client: socket.socket) -> None:
+        self.connections += 1
+        try:
+            client.sendall(self.payload)
+        except OSError:
+            return
+        self._closed.wait(self.hold_s)
 
 
 def ts_clip(path: Path, seconds: float, fps: int = 25) -> Path:

@@ -162,17 +162,24 @@ def poll(fetch, done, timeout_s: float, interval_s: float = 0.25):
         time.sleep(interval_s)
 
 
+def run_received(pipeline, duration_s: float):
+    """Run `pipeline` with a subscriber that joined before the first frame: (its stats, the closed
+    Inbox holding every message it published)."""
+    inbox = Inbox(pipeline.endpoint)
+    try:
+        assert inbox.join(pipeline)
+        stats = pipeline.run(duration_s=duration_s)
+        inbox.drain()
+    finally:
+        inbox.close()
+    return stats, inbox
+
+
 def run_pipeline(bundle, video, pace: bool = False, **config):
     """The pipeline on `video` (unpaced by default), events for any label (min_score 0); (stats, predictions, events)."""
     pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=pace, events=EventRules(min_score=0.0),
                                               **config)], PipelineOptions(endpoint=ANY_PORT))
-    inbox = Inbox(pipeline.endpoint)
-    try:
-        assert inbox.join(pipeline)
-        stats = pipeline.run(duration_s=60)
-        inbox.drain()
-    finally:
-        inbox.close()
+    stats, inbox = run_received(pipeline, duration_s=60)
     events = [m.payload for m in inbox.messages if m.kind == "event"]
     return stats["streams"]["cam"], inbox.predictions("cam"), events
 

@@ -22,7 +22,7 @@ from tests.live_servers import (
     served,
     write_video,
 )
-from tests.receivers import ANY_PORT, Inbox
+from tests.receivers import ANY_PORT, Inbox, run_received
 from tests.live_servers import LIVE
 from tests.offline import offline_windows
 
@@ -53,13 +53,7 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
     videos.append(synthetic)
     configs = [StreamConfig(str(v), id=f"s{i}", hop=1 + i % 2) for i, v in enumerate(videos)]
     pipeline = Pipeline(bundle, configs, PipelineOptions(endpoint=ANY_PORT, stats_interval_s=0.5, gather_s=0.03))
-    inbox = Inbox(pipeline.endpoint)
-    try:
-        assert inbox.join(pipeline)
-        stats = pipeline.run(duration_s=30)
-        inbox.drain()
-    finally:
-        inbox.close()
+    stats, inbox = run_received(pipeline, duration_s=30)
     assert pipeline.wait(0), "the pipeline ends by itself when its files end"
     assert len({m.stream for m in inbox.messages if m.stream}) == len(videos)
     for config, video in zip(configs, videos):
