@@ -3,7 +3,8 @@ publisher builds and encodes these (`stream.messages`), a reader checks received
 their required fields, and `json_schema(kind)` makes the JSON Schema files in docs/schemas/
 (`python -m lrcn.tools.schemas` writes them; a test fails when they differ).
 
-A field's order is its order on the wire; a field whose default is None is left out when None.
+A field's order is its order on the wire; a field whose default is None is left out when None; a
+field marked `older_may_omit` is always sent, but a reader does not require it.
 
 >>> schema = json_schema("heartbeat")
 >>> schema["required"], schema["properties"]["interval_s"]["type"]
@@ -78,15 +79,21 @@ class Status(Record, kw_only=True, frozen=True):
 
 
 class Event(Record, kw_only=True, frozen=True):
+    """The event/<stream> message's own fields; an `ActionEvent`'s fields follow them on the wire."""
     schema: Annotated[int, _about(_SCHEMA)]
     stream: Annotated[str, _about(_STREAM)]
     seq: Annotated[int, _about(_SEQ)]
     time: Annotated[float, _about(_TIME)]
+
+
+class ActionEvent(Record, kw_only=True, frozen=True):
+    """An action's start, update or end (stream.events makes them from predictions): what the
+    pipeline hands to the sinks, the event store and the logs, and the rest of an event message."""
     type: Annotated[Literal["start", "update", "end"], _about("start, update or end")]
-    id: Annotated[str | None, _about(
+    id: Annotated[str, _about(
         "the event's id, the same in its start, updates and end; letters, digits, `.`, `_` and `-` (safe in a URL "
         "and a file name); the key of /api/events/ID. Always sent; optional here only so that an older "
-        "publisher's events still check", pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None
+        "publisher's events still check", pattern=r"^[A-Za-z0-9._-]{1,64}$", older_may_omit=True)]
     label: Annotated[str, _about("the action")]
     start_frame: Annotated[int, _about("the last frame of the action's first window")]
     start_time: Annotated[float, _about("that frame's time in the stream, s")]
@@ -121,13 +128,13 @@ _JSON_TYPES: dict[Any, str] = {int: "integer", float: "number", str: "string", l
 
 def required(kind: str) -> dict[str, str]:
     """{field: its JSON Schema type} for the fields a message of `kind` must have, in wire order."""
-    return {name: json_type for name, json_type, _, is_required in _described(KINDS[kind]) if is_required}
+    return {name: json_type for name, json_type, _, is_required in _described(kind) if is_required}
 
 
 def json_schema(kind: str) -> dict[str, Any]:
     """The JSON Schema (2020-12) of one kind's payload: required fields typed, others allowed."""
     properties: dict[str, dict[str, Any]] = {}
-    for name, json_type, meta, _ in _described(KINDS[kind]):
+    for name, json_type, meta, _ in _described(kind):
         prop: dict[str, Any] = {"type": json_type, "description": meta.description}
         extra = meta.extra or {}
         if "items" in extra:
@@ -136,7 +143,7 @@ def json_schema(kind: str) -> dict[str, Any]:
             prop["additionalProperties"] = extra["values"]
         if "length" in extra:
             prop["minItems"] = prop["maxItems"] = extra["length"]
-        if json_type == "string" and (enum := _literal(KINDS[kind], name)):
+        if json_type == "string" and (enum := _literal(name)):
             prop["enum"] = enum
         if "pattern" in extra:
             prop["pattern"] = extra["pattern"]
@@ -148,13 +155,15 @@ def json_schema(kind: str) -> dict[str, Any]:
             "required": list(required(kind)), "properties": properties, "additionalProperties": True}
 
 
-def _described(record: type[Record]) -> list[tuple[str, str, Meta, bool]]:
-    """(name, JSON type, Meta, required) of each field of `record`, in order."""
-    hints = typing.get_type_hints(record, include_extras=True)
+def _described(kind: str) -> list[tuple[str, str, Meta, bool]]:
+    """(name, JSON type, Meta, required) of each payload field of `kind`, in wire order."""
     out = []
-    for field in structs.fields(record):
-        base, meta = typing.get_args(hints[field.name])[:2]
-        out.append((field.name, _json_type(base), meta, field.required))
+    for record in (KINDS[kind], ActionEvent) if kind == "event" else (KINDS[kind],):
+        hints = typing.get_type_hints(record, include_extras=True)
+        for field in structs.fields(record):
+            base, meta = typing.get_args(hints[field.name])[:2]
+            out.append((field.name, _json_type(base), meta,
+                        field.required and not (meta.extra or {}).get("older_may_omit", False)))
     return out
 
 
@@ -169,6 +178,9 @@ def _json_type(annotation: Any) -> str:
     return _JSON_TYPES[origin or annotation]
 
 
-def _literal(record: type[Record], name: str) -> list[str] | None:
-    annotation = typing.get_args(typing.get_type_hints(record, include_extras=True)[name])[0]
+def _literal(name: str) -> list[str] | None:
+    """The values of an event field that takes a fixed few (its `type`)."""
+    if name not in ActionEvent.__struct_fields__:
+        return None
+    annotation = typing.get_args(typing.get_type_hints(ActionEvent, include_extras=True)[name])[0]
     return list(typing.get_args(annotation)) if typing.get_origin(annotation) is Literal else None

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.message_schema import KINDS, SCHEMA_VERSION, Event, Heartbeat, Prediction, Record, Status, required
+from lrcn.stream.message_schema import (KINDS, SCHEMA_VERSION, ActionEvent, Event, Heartbeat, Prediction, Record,
+                                        Status, required)
 
 PRED, STATUS, EVENT, HEARTBEAT = "pred", "status", "event", "heartbeat"
 EVENT_TYPES = ("start", "update", "end")
@@ -74,18 +75,27 @@ def event_topic(stream: str) -> str:
     return f"{EVENT}/{_checked_stream(stream)}"
 
 
-def encode_event(stream: str, *, seq: int, event: dict[str, Any], publish_time: float) -> list[bytes]:
-    """[topic, payload] for one event of stream.events: `type`, `label`, where it started
+def encode_event(stream: str, *, seq: int, event: ActionEvent | Mapping[str, Any], publish_time: float) -> list[bytes]:
+    """[topic, payload] for one action event of stream.events: `type`, `label`, where it started
     (`start_frame`, `start_time` in stream seconds) and, for an update or end, where it is now
-    (`end_frame`, `end_time`, `duration_s`, `peak_score`, `mean_score`); `clip` when one was recorded."""
-    if event.get("type") not in EVENT_TYPES:
-        raise MessageError(f"event type must be one of {', '.join(EVENT_TYPES)}, got {event.get('type')!r}")
-    fields: dict[str, Any] = {key: round(value, 6) if isinstance(value, float) else value for key, value in event.items()}
+    (`end_frame`, `end_time`, `duration_s`, `peak_score`, `mean_score`); `clip` when one was recorded.
+    A mapping is sent as it is (a test's stand-in for an older or a rogue publisher)."""
+    if isinstance(event, ActionEvent):
+        kind: Any = event.type
+        fields = msgspec.to_builtins(event)
+    else:   # sent as given, as an older publisher would
+        kind, fields = event.get("type"), dict(event)
+    if kind not in EVENT_TYPES:
+        raise MessageError(f"event type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+    header = msgspec.to_builtins(Event(schema=SCHEMA_VERSION, stream=stream, seq=seq, time=round(publish_time, 6)))
+    # Events are rare: one dict and json.dumps, every float rounded as before.
+    payload = {**header, **{key: round(value, 6) if isinstance(value, float) else value for key, value in fields.items()}}
+    topic = event_topic(stream)
     try:
-        record = Event(schema=SCHEMA_VERSION, stream=stream, seq=seq, time=round(publish_time, 6), **fields)
-    except TypeError as err:   # a field that events do not have, or one they must have missing
-        raise MessageError(f"event: {err}") from None
-    return _frames(event_topic(stream), record)
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise MessageError(f"{topic}: scores must be finite") from None
+    return [topic.encode("utf-8"), text.encode("utf-8")]
 
 
 def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
