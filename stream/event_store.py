@@ -8,9 +8,9 @@ The pipeline's shell writes the rows (`record`): a row at an event's start, comp
 the HTTP API reads them (`query`, `get`), across every store of a pipeline (`query_all`).
 
 >>> store = EventStore(None)
->>> start = {"type": "start", "id": "1-a", "label": "wave", "start_frame": 3, "start_time": 0.3, "score": 0.9}
+>>> start = ActionEvent(type="start", id="1-a", label="wave", start_frame=3, start_time=0.3, score=0.9)
 >>> record(store, "cam", start, wall_time=100.0)
->>> record(store, "cam", {**start, "type": "end", "end_frame": 9, "end_time": 0.9, "peak_score": 0.95},
+>>> record(store, "cam", msgspec.structs.replace(start, type="end", end_frame=9, end_time=0.9, peak_score=0.95),
 ...        wall_time=101.0, clip="cam/1-a.mp4")
 >>> event = store.get("1-a")
 >>> event.label, event.start_time, event.end_time, event.peak_score, event.clip
@@ -25,6 +25,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import msgspec  # noqa: F401 - the doctest builds an end from a start
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.message_schema import ActionEvent
