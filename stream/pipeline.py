@@ -68,7 +68,7 @@ LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: loggi
               SourceState.FAILED: logging.ERROR}   # other states: info
 DEGRADED = "degraded"      # a connected stream that yields far too few predictions (stream.degraded)
 HEALTH_INTERVAL_S = 1.0    # how often the degraded check runs
-RECENT_EVENTS = 8  # status events kept per stream for the status page
+TIMELINE_LENGTH = 8  # state changes, problems and action events kept per stream for the status page
 RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
 
 
@@ -127,7 +127,7 @@ class _Counters:
     last_label: str | None = None
     last_score: float | None = None
     last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
-    recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
+    timeline: deque = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
     clips: dict = field(default_factory=dict)            # event id -> the path its clip will have
     events_started: dict = field(default_factory=dict)   # label -> events started (a metrics scrape reads it)
@@ -410,7 +410,7 @@ class Pipeline:
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
                              "reconnects": stats["reconnects"], "predictions": counters.predictions_out.count,
                              "events": [{"time": t, "state": state, "reason": reason}
-                                        for t, state, reason in list(counters.recent_events)]}
+                                        for t, state, reason in list(counters.timeline)]}
         return streams
 
     def activity(self) -> dict[str, dict]:
@@ -531,7 +531,7 @@ class Pipeline:
                     self.scheduler.reset(name, segment=change.segment)
                     self._end_events(name)
                 counters.last_reason = change.reason
-                counters.recent_events.append((change.wall_time, change.state.value, change.reason))
+                counters.timeline.append((change.wall_time, change.state.value, change.reason))
                 log.log(LOG_LEVELS.get(change.state, logging.INFO), "%s%s", change.state.value,
                         f": {change.reason}" if change.reason else "",
                         extra={"stream": name, "state": change.state.value, "frames": change.frames})
@@ -543,7 +543,7 @@ class Pipeline:
                 known = sources[name].state
                 state = known.value if known is not None else "connecting"
                 counters.last_reason = problem
-                counters.recent_events.append((time.time(), state, problem))
+                counters.timeline.append((time.time(), state, problem))
                 log.warning("%s", problem, extra={"stream": name, "state": state})
                 self.outbox.publish_status(name, state, problem, self._stream_stats(name))
         if time.monotonic() - self._health_checked >= HEALTH_INTERVAL_S:
@@ -578,7 +578,7 @@ class Pipeline:
                 log.info("%s", reason, extra={"stream": name, "state": SourceState.CONNECTED.value})
             counters.last_reason = reason
             stats = self._stream_stats(name)
-            counters.recent_events.append((time.time(), stats["state"], reason))
+            counters.timeline.append((time.time(), stats["state"], reason))
             self.outbox.publish_status(name, stats["state"], reason, stats)
 
     def _publish(self, prediction: Prediction) -> None:
@@ -625,7 +625,7 @@ class Pipeline:
         what = f"{event.label} from frame {event.start_frame}" + \
                (f" to {event.end_frame} ({event.duration_s:.1f} s, peak {event.peak_score:.2f})"
                 if event.type == "end" else "")
-        self._counters[name].recent_events.append((time.time(), f"event {event.type}", what))
+        self._counters[name].timeline.append((time.time(), f"event {event.type}", what))
         log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
 
     # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.clips, stream.event_store)
