@@ -8,9 +8,9 @@ The pipeline's shell writes the rows (`record`): a row at an event's start, comp
 the HTTP API reads them (`query`, `get`), across every store of a pipeline (`query_all`).
 
 >>> store = EventStore(None)
->>> start = {"type": "start", "id": "1-a", "label": "wave", "start_frame": 3, "start_time": 0.3, "score": 0.9}
+>>> start = ActionEvent(type="start", id="1-a", label="wave", start_frame=3, start_time=0.3, score=0.9)
 >>> record(store, "cam", start, wall_time=100.0)
->>> record(store, "cam", {**start, "type": "end", "end_frame": 9, "end_time": 0.9, "peak_score": 0.95},
+>>> record(store, "cam", msgspec.structs.replace(start, type="end", end_frame=9, end_time=0.9, peak_score=0.95),
 ...        wall_time=101.0, clip="cam/1-a.mp4")
 >>> event = store.get("1-a")
 >>> event.label, event.start_time, event.end_time, event.peak_score, event.clip
@@ -26,7 +26,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import msgspec  # noqa: F401 - the doctest builds an end from a start
+
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.media_index import MediaIndex
 
 MAX_LIMIT = 1000
@@ -119,24 +122,31 @@ class EventStore:
         self.index.close()
 
 
-def record(store: EventStore, stream: str, event: dict, wall_time: float, clip: str | None = None,
+def record(store: EventStore, stream: str, event: ActionEvent, wall_time: float, clip: str | None = None,
            snapshot: str | None = None) -> None:
-    """Store one published event: a start inserts its row; an update or an end completes it
+    """Store one published action event: a start inserts its row; an update or an end completes it
     (`end_time` set only by the end). `clip` and `snapshot`: relative paths, when there are.
     Numbers are rounded as the messages round them (stream.messages), so a row equals its event."""
-    event = {key: round(value, 6) if isinstance(value, float) else value for key, value in event.items()}
-    if event["type"] == "start":
-        store.insert(StoredEvent(event["id"], stream, event["label"], wall_time, None, event["score"], clip, snapshot,
-                                 snapshot, event["start_frame"], event["start_time"], None, None))
+    if event.type == "start":
+        store.insert(StoredEvent(event.id, stream, event.label, wall_time, None, _number(event.score), clip, snapshot,
+                                 snapshot, event.start_frame, _number(event.start_time), None, None))
         return
-    values = {"peak_score": event["peak_score"], "end_frame": event["end_frame"], "stream_end": event["end_time"]}
-    if event["type"] == "end":
+    values: dict[str, object] = {"peak_score": _number(event.peak_score), "end_frame": event.end_frame,
+                                 "stream_end": _number(event.end_time)}
+    if event.type == "end":
         values["end_time"] = wall_time
     if clip is not None:
         values["clip"] = clip
     if snapshot is not None:
         values["snapshot"] = snapshot
-    store.update(event["id"], **values)
+    store.update(event.id, **values)
+
+
+def _number(value: float | None) -> float:
+    """A number a start (score), an update or an end (peak_score, end_time) always has."""
+    if value is None:
+        raise LrcnError("an action event without the numbers its type carries")
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def query_all(stores: Iterable[EventStore], limit: int = DEFAULT_LIMIT, **filters) -> list[tuple[EventStore, StoredEvent]]:

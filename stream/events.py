@@ -5,8 +5,8 @@ Per stream, `EventRules` say what counts: a label scored at least `min_score`, a
 moves: the stream's idle gate, or the model's own `idle` class), held for `min_duration_s` of stream time starts an event;
 the first prediction that no longer shows it ends the event; the same label cannot start again
 until `cooldown_s` after its end. `step` takes the stream's `EventState` and one prediction and
-returns the new state and the events to send: dicts with `type` "start", "update" (every
-`update_s`, if set) or "end". An event's `id` is the `event_id` of the prediction that opened it:
+returns the new state and the action events to send: `ActionEvent` records (stream.message_schema)
+with `type` "start", "update" (every `update_s`, if set) or "end". An event's `id` is the `event_id` of the prediction that opened it:
 the shell draws one per prediction (`new_event_id`), so `step` stays pure; start, updates and end
 carry the same id.
 
@@ -15,9 +15,9 @@ carry the same id.
 >>> for t, label, score in [(0.0, "wave", 0.9), (0.1, "wave", 0.8), (0.2, "wave", 0.7), (0.3, "walk", 0.9)]:
 ...     state, events = step(rules, state, Observation(label, score, t, frame=int(t * 10), event_id=f"e{t}"))
 ...     sent += events
->>> [(e["type"], e["id"], e["label"], e["start_time"]) for e in sent]
+>>> [(e.type, e.id, e.label, e.start_time) for e in sent]
 [('start', 'e0.0', 'wave', 0.0), ('end', 'e0.0', 'wave', 0.0)]
->>> sent[1]["duration_s"], sent[1]["peak_score"], sent[1]["mean_score"]
+>>> sent[1].duration_s, sent[1].peak_score, sent[1].mean_score
 (0.2, 0.9, 0.8)
 """
 from __future__ import annotations
@@ -25,8 +25,10 @@ from __future__ import annotations
 import re  # noqa: F401 - new_event_id's doctest matches its pattern
 import secrets
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.message_schema import ActionEvent
 
 UNKNOWN = "unknown"
 IDLE = "idle"
@@ -123,8 +125,8 @@ def published_label(rules: EventRules | None, label: str, score: float, novel: b
     return label if label == IDLE or not novel else UNKNOWN
 
 
-def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[EventState, list[dict]]:
-    events = []
+def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[EventState, list[ActionEvent]]:
+    events: list[ActionEvent] = []
     current = state.open
     holds = rules.watched(seen.label, seen.score)
     if current is not None and holds and seen.label == current.label:
@@ -134,12 +136,12 @@ def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[Event
             current = replace(current, started=True, next_update=_next_update(rules, seen.time))
             events.append(_start(current, seen.score))
         elif current.started and current.next_update is not None and seen.time >= current.next_update:
-            events.append({**_summary(current), "type": "update", "score": seen.score})
+            events.append(_summary(current, "update", score=seen.score))
             current = replace(current, next_update=_next_update(rules, seen.time))
         return replace(state, open=current), events
     cooldown = dict(state.cooldown_until)
     if current is not None and current.started:
-        events.append({**_summary(current), "type": "end"})
+        events.append(_summary(current, "end"))
         if rules.cooldown_s:
             cooldown[current.label] = current.last_time + rules.cooldown_s
     opened = None
@@ -151,26 +153,26 @@ def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[Event
     return EventState(opened, cooldown), events
 
 
-def finish(state: EventState) -> tuple[EventState, list[dict]]:
+def finish(state: EventState) -> tuple[EventState, list[ActionEvent]]:
     """End the open event (the stream stopped, or has a gap); its end is the last frame seen."""
     current = state.open
     if current is None or not current.started:
         return replace(state, open=None), []
-    return replace(state, open=None), [{**_summary(current), "type": "end"}]
+    return replace(state, open=None), [_summary(current, "end")]
 
 
 def _next_update(rules: EventRules, now: float) -> float | None:
     return None if rules.update_s is None else now + rules.update_s
 
 
-def _start(event: _Open, score: float) -> dict:
+def _start(event: _Open, score: float) -> ActionEvent:
     """`score`: of the prediction that started it."""
-    return {"type": "start", "id": event.id, "label": event.label, "start_frame": event.start_frame,
-            "start_time": event.start_time, "score": score}
+    return ActionEvent(type="start", id=event.id, label=event.label, start_frame=event.start_frame,
+                       start_time=event.start_time, score=score)
 
 
-def _summary(event: _Open) -> dict:
-    return {"id": event.id, "label": event.label, "start_frame": event.start_frame, "start_time": event.start_time,
-            "end_frame": event.last_frame, "end_time": event.last_time,
-            "duration_s": round(event.last_time - event.start_time, 6), "peak_score": event.peak,
-            "mean_score": round(event.total / event.count, 6)}
+def _summary(event: _Open, kind: Literal["update", "end"], score: float | None = None) -> ActionEvent:
+    return ActionEvent(type=kind, id=event.id, label=event.label, start_frame=event.start_frame,
+                       start_time=event.start_time, score=score, end_frame=event.last_frame, end_time=event.last_time,
+                       duration_s=round(event.last_time - event.start_time, 6), peak_score=event.peak,
+                       mean_score=round(event.total / event.count, 6))

@@ -29,12 +29,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.message_schema import FIELDS, SCHEMA_VERSION
+from lrcn.stream.message_schema import (KINDS, SCHEMA_VERSION, ActionEvent, Event, Heartbeat, Prediction, Record,
+                                        Status, required)
+
 PRED, STATUS, EVENT, HEARTBEAT = "pred", "status", "event", "heartbeat"
 EVENT_TYPES = ("start", "update", "end")
 HEARTBEAT_TOPIC = HEARTBEAT
@@ -71,15 +75,27 @@ def event_topic(stream: str) -> str:
     return f"{EVENT}/{_checked_stream(stream)}"
 
 
-def encode_event(stream: str, *, seq: int, event: dict[str, Any], publish_time: float) -> list[bytes]:
-    """[topic, payload] for one event of stream.events: `type`, `label`, where it started
+def encode_event(stream: str, *, seq: int, event: ActionEvent | Mapping[str, Any], publish_time: float) -> list[bytes]:
+    """[topic, payload] for one action event of stream.events: `type`, `label`, where it started
     (`start_frame`, `start_time` in stream seconds) and, for an update or end, where it is now
-    (`end_frame`, `end_time`, `duration_s`, `peak_score`, `mean_score`); `clip` when one was recorded."""
-    if event.get("type") not in EVENT_TYPES:
-        raise MessageError(f"event type must be one of {', '.join(EVENT_TYPES)}, got {event.get('type')!r}")
-    payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "time": round(publish_time, 6),
-               **{key: round(value, 6) if isinstance(value, float) else value for key, value in event.items()}}
-    return _frames(event_topic(stream), payload)
+    (`end_frame`, `end_time`, `duration_s`, `peak_score`, `mean_score`); `clip` when one was recorded.
+    A mapping is sent as it is (a test's stand-in for an older or a rogue publisher)."""
+    if isinstance(event, ActionEvent):
+        kind: Any = event.type
+        fields = msgspec.to_builtins(event)
+    else:   # sent as given, as an older publisher would
+        kind, fields = event.get("type"), dict(event)
+    if kind not in EVENT_TYPES:
+        raise MessageError(f"event type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+    header = msgspec.to_builtins(Event(schema=SCHEMA_VERSION, stream=stream, seq=seq, time=round(publish_time, 6)))
+    # Events are rare: one dict and json.dumps, every float rounded as before.
+    payload = {**header, **{key: round(value, 6) if isinstance(value, float) else value for key, value in fields.items()}}
+    topic = event_topic(stream)
+    try:
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise MessageError(f"{topic}: scores must be finite") from None
+    return [topic.encode("utf-8"), text.encode("utf-8")]
 
 
 def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
@@ -95,44 +111,37 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
     first, last = int(window[0]), int(window[1])
     if not 0 <= first <= last:
         raise MessageError(f"window must be [first, last] frame indices with first <= last, got {list(window)}")
-    # Built inline rather than value by value: this runs for every prediction of every stream.
-    payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "frame_index": frame_index,
-               "window": [first, last], "label": label, "score": round(float(score), 6),
-               "top_k": [[str(name), round(float(p), 6)] for name, p in top_k],
-               "capture_time": round(capture_time, 6), "publish_time": round(publish_time, 6),
-               "latency_ms": round(latency_ms, 3)}
-    if stream_time is not None:
-        payload["stream_time"] = round(float(stream_time), 6)
-    if novelty is not None:
-        payload["novelty"] = round(float(novelty), 4)
-    if motion is not None:
-        payload["motion"] = round(float(motion), 4)
-    if probabilities is not None:
-        payload["probabilities"] = {str(name): round(float(p), 6) for name, p in probabilities.items()}
-    return _frames(pred_topic(stream), payload)
+    return _frames(pred_topic(stream), Prediction(
+        schema=SCHEMA_VERSION, stream=stream, seq=seq, frame_index=frame_index, window=[first, last], label=label,
+        score=round(float(score), 6), top_k=[(str(name), round(float(p), 6)) for name, p in top_k],
+        capture_time=round(capture_time, 6), publish_time=round(publish_time, 6), latency_ms=round(latency_ms, 3),
+        stream_time=None if stream_time is None else round(float(stream_time), 6),
+        novelty=None if novelty is None else round(float(novelty), 4),
+        motion=None if motion is None else round(float(motion), 4),
+        probabilities=None if probabilities is None else {str(name): round(float(p), 6)
+                                                          for name, p in probabilities.items()}))
 
 
 def encode_status(stream: str, *, seq: int, state: str, reason: str = "", stats: dict[str, Any] | None = None,
                   publish_time: float) -> list[bytes]:
     """[topic, payload] for one state change of a stream; `stats` holds plain counters."""
-    payload = {"schema": SCHEMA_VERSION, "stream": stream, "seq": seq, "state": state,
-               "reason": " ".join(reason.split()), "time": round(publish_time, 6), "stats": dict(stats or {})}
-    return _frames(status_topic(stream), payload)
+    return _frames(status_topic(stream), Status(schema=SCHEMA_VERSION, stream=stream, seq=seq, state=state,
+                                                reason=" ".join(reason.split()), time=round(publish_time, 6),
+                                                stats=dict(stats or {})))
 
 
 def encode_heartbeat(*, seq: int, publish_time: float, interval_s: float, streams: Sequence[str] = (),
                      node: str = "") -> list[bytes]:
     """[topic, payload] saying the publisher is alive, what it serves, and when to expect the next one."""
-    payload = {"schema": SCHEMA_VERSION, "seq": seq, "time": round(publish_time, 6), "interval_s": interval_s,
-               "streams": list(streams), "node": node}
-    return _frames(HEARTBEAT_TOPIC, payload)
+    return _frames(HEARTBEAT_TOPIC, Heartbeat(schema=SCHEMA_VERSION, seq=seq, time=round(publish_time, 6),
+                                              interval_s=interval_s, streams=list(streams), node=node))
 
 
-# Required payload fields and their Python types, per kind (stream.message_schema lists them all).
+# Required payload fields and their Python types, per kind, from the records in stream.message_schema.
 _NUMBER = (int, float)
 _PYTHON_TYPES = {"integer": int, "number": _NUMBER, "string": str, "array": list, "object": dict}
-_FIELDS: dict[str, dict[str, Any]] = {kind: {f.name: _PYTHON_TYPES[f.type] for f in fields if f.required}
-                                      for kind, fields in FIELDS.items()}
+_FIELDS: dict[str, dict[str, Any]] = {kind: {name: _PYTHON_TYPES[json_type] for name, json_type in required(kind).items()}
+                                      for kind in KINDS}
 
 
 def decode(frames: Sequence[bytes]) -> Message:
@@ -185,9 +194,19 @@ def _checked_stream(stream: str) -> str:
     return stream
 
 
-def _frames(topic: str, payload: dict[str, Any]) -> list[bytes]:
+def _frames(topic: str, record: Record) -> list[bytes]:
+    # msgspec's encoder is the fast path; where its bytes could differ from json.dumps' (non-ASCII
+    # or escaped text, an exponent, a NaN or infinity it would write as null) the payload goes
+    # through json.dumps, so the wire stays as it was: ASCII escapes and Python's float repr.
+    text = _ENCODE(record)
+    if text.isascii() and not _MAYBE_DIFFERENT.search(text):
+        return [topic.encode("utf-8"), text]
     try:
-        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        slow = json.dumps(msgspec.to_builtins(record), separators=(",", ":"), allow_nan=False)
     except ValueError:  # what allow_nan refuses: a NaN or infinite score or probability
         raise MessageError(f"{topic}: scores and probabilities must be finite") from None
-    return [topic.encode("utf-8"), text.encode("utf-8")]
+    return [topic.encode("utf-8"), slow.encode("utf-8")]
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_MAYBE_DIFFERENT = re.compile(rb"[\\\x7f]|\de|null")

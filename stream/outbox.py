@@ -16,10 +16,12 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from lrcn.stream import messages
 from lrcn.stream.credentials import redact
+from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.sinks import Outgoing, Sink
 
 log = logging.getLogger("lrcn.sinks")
@@ -65,8 +67,8 @@ class Outbox:
         return self._hand_over(messages.STATUS, stream, lambda seq: messages.encode_status(
             stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()))
 
-    def publish_event(self, stream: str, event: dict) -> bool:
-        """Send one event of stream.events (a start, update or end)."""
+    def publish_event(self, stream: str, event: ActionEvent | Mapping[str, Any]) -> bool:
+        """Send one action event of stream.events (a start, update or end)."""
         return self._hand_over(messages.EVENT, stream, lambda seq: messages.encode_event(
             stream, seq=seq, event=event, publish_time=time.time()))
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from lrcn.stream.clips import ClipRecorder, RecordRules
@@ -43,6 +44,7 @@ from lrcn.stream.event_store import EventStore, record
 from lrcn.stream.events import EventRules, EventState, Observation, finish, new_event_id, published_label, step
 from lrcn.stream.hass import watched_classes
 from lrcn.stream.keys import ClientKeys, ServerKeys
+from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
 from lrcn.stream.sinks import Sink, open_sink
@@ -59,14 +61,14 @@ from lrcn.stream.windows import EXACT, WindowConfig
 
 log = logging.getLogger("lrcn.pipeline")
 
-# A status event after which the stream's open windows can never complete.
+# A source's state change after which the stream's open windows can never complete.
 GAP_STATES = (SourceState.LOST, SourceState.RECONNECTING)
 DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
 LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: logging.WARNING,
               SourceState.FAILED: logging.ERROR}   # other states: info
 DEGRADED = "degraded"      # a connected stream that yields far too few predictions (stream.degraded)
 HEALTH_INTERVAL_S = 1.0    # how often the degraded check runs
-RECENT_EVENTS = 8  # status events kept per stream for the status page
+TIMELINE_LENGTH = 8  # state changes, problems and action events kept per stream for the status page
 RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
 
 
@@ -125,7 +127,7 @@ class _Counters:
     last_label: str | None = None
     last_score: float | None = None
     last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
-    recent_events: deque = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))  # (wall time, state, reason)
+    timeline: deque = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
     clips: dict = field(default_factory=dict)            # event id -> the path its clip will have
     events_started: dict = field(default_factory=dict)   # label -> events started (a metrics scrape reads it)
@@ -408,7 +410,7 @@ class Pipeline:
                              "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
                              "reconnects": stats["reconnects"], "predictions": counters.predictions_out.count,
                              "events": [{"time": t, "state": state, "reason": reason}
-                                        for t, state, reason in list(counters.recent_events)]}
+                                        for t, state, reason in list(counters.timeline)]}
         return streams
 
     def activity(self) -> dict[str, dict]:
@@ -504,8 +506,8 @@ class Pipeline:
         deadline (at shutdown), in slices, leaving what is left at the deadline unencoded (counted
         as shutdown_dropped)."""
         sources = {name: self.sources[name] for name in names} if names is not None else self.sources
-        # Events first: every frame a source wrote before an event is then in its ring.
-        events = {name: source.poll_status() for name, source in sources.items()}
+        # State changes first: every frame a source wrote before a change is then in its ring.
+        changes = {name: source.poll_status() for name, source in sources.items()}
         frames = {}
         for name, source in sources.items():
             self._counters[name].frames_in.count = source.frames
@@ -522,26 +524,26 @@ class Pipeline:
             frames = {name: queued[slice_size:] for name, queued in frames.items()}
             for prediction in self.scheduler.process(batch).predictions:
                 self._publish(prediction)
-        for name, stream_events in events.items():
+        for name, stream_changes in changes.items():
             counters = self._counters[name]
-            for event in stream_events:
-                if event.state in GAP_STATES:
-                    self.scheduler.reset(name, segment=event.segment)
+            for change in stream_changes:
+                if change.state in GAP_STATES:
+                    self.scheduler.reset(name, segment=change.segment)
                     self._end_events(name)
-                counters.last_reason = event.reason
-                counters.recent_events.append((event.wall_time, event.state.value, event.reason))
-                log.log(LOG_LEVELS.get(event.state, logging.INFO), "%s%s", event.state.value,
-                        f": {event.reason}" if event.reason else "",
-                        extra={"stream": name, "state": event.state.value, "frames": event.frames})
-                stats = {**self._stream_stats(name), "frames": event.frames, "segment": event.segment}
-                self.outbox.publish_status(name, event.state.value, event.reason, stats)
+                counters.last_reason = change.reason
+                counters.timeline.append((change.wall_time, change.state.value, change.reason))
+                log.log(LOG_LEVELS.get(change.state, logging.INFO), "%s%s", change.state.value,
+                        f": {change.reason}" if change.reason else "",
+                        extra={"stream": name, "state": change.state.value, "frames": change.frames})
+                stats = {**self._stream_stats(name), "frames": change.frames, "segment": change.segment}
+                self.outbox.publish_status(name, change.state.value, change.reason, stats)
             recorder = sources[name].recorder
             problem = recorder.take_problem() if recorder is not None else None
             if problem:   # the stream goes on; its state stays, the reason says what went wrong
                 known = sources[name].state
                 state = known.value if known is not None else "connecting"
                 counters.last_reason = problem
-                counters.recent_events.append((time.time(), state, problem))
+                counters.timeline.append((time.time(), state, problem))
                 log.warning("%s", problem, extra={"stream": name, "state": state})
                 self.outbox.publish_status(name, state, problem, self._stream_stats(name))
         if time.monotonic() - self._health_checked >= HEALTH_INTERVAL_S:
@@ -576,7 +578,7 @@ class Pipeline:
                 log.info("%s", reason, extra={"stream": name, "state": SourceState.CONNECTED.value})
             counters.last_reason = reason
             stats = self._stream_stats(name)
-            counters.recent_events.append((time.time(), stats["state"], reason))
+            counters.timeline.append((time.time(), stats["state"], reason))
             self.outbox.publish_status(name, stats["state"], reason, stats)
 
     def _publish(self, prediction: Prediction) -> None:
@@ -599,7 +601,7 @@ class Pipeline:
         if rules is not None:
             counters.events, events = step(rules, counters.events, Observation(
                 label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())))
-            self._follow_event_frames(counters, label, prediction, {e["id"] for e in events if e["type"] == "end"})
+            self._follow_event_frames(counters, label, prediction, {e.id for e in events if e.type == "end"})
             for event in events:
                 self._publish_event(prediction.stream, event)
 
@@ -611,21 +613,20 @@ class Pipeline:
             self._publish_event(name, event)
         counters.event_frames = {}
 
-    def _publish_event(self, name: str, event: dict) -> None:
+    def _publish_event(self, name: str, event: ActionEvent) -> None:
         wall = time.time()
-        if event["type"] == "start":
+        if event.type == "start":
             started = self._counters[name].events_started
-            started[event["label"]] = started.get(event["label"], 0) + 1
+            started[event.label] = started.get(event.label, 0) + 1
         media = self._event_media(name, event, wall)
-        event = {**event, **media}
+        event = msgspec.structs.replace(event, **media)
         self.outbox.publish_event(name, event)
         self._store_event(name, event, media, wall)
-        what = f"{event['label']} from frame {event['start_frame']}" + \
-               (f" to {event['end_frame']} ({event['duration_s']:.1f} s, peak {event['peak_score']:.2f})"
-                if event["type"] == "end" else "")
-        self._counters[name].recent_events.append((time.time(), f"event {event['type']}", what))
-        log.info("event %s: %s", event["type"], what, extra={"stream": name, "event": event["type"],
-                                                             "label": event["label"]})
+        what = f"{event.label} from frame {event.start_frame}" + \
+               (f" to {event.end_frame} ({event.duration_s:.1f} s, peak {event.peak_score:.2f})"
+                if event.type == "end" else "")
+        self._counters[name].timeline.append((time.time(), f"event {event.type}", what))
+        log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
 
     # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.clips, stream.event_store)
 
@@ -646,18 +647,18 @@ class Pipeline:
                         label == opened.label, prediction.score, counters.originals.get(prediction.frame_index))
         counters.event_frames = {**ended, **frames}
 
-    def _event_media(self, name: str, event: dict, wall: float) -> dict:
+    def _event_media(self, name: str, event: ActionEvent, wall: float) -> dict[str, str]:
         """Start the event's clip, end it, and queue its snapshots: the paths the message names."""
-        recorder, counters, kind, event_id = self.sources[name].recorder, self._counters[name], event["type"], event["id"]
+        recorder, counters, kind, event_id = self.sources[name].recorder, self._counters[name], event.type, event.id
         media: dict[str, str] = {}
         if kind == "update":
             return media
         if recorder is not None and kind == "start":
-            clip = recorder.start(event["start_time"], event["label"], event_id)
+            clip = recorder.start(event.start_time, event.label, event_id)
             if clip is not None:
                 counters.clips[event_id] = clip
         elif recorder is not None:
-            recorder.end(event["end_time"], event_id)
+            recorder.end(event.start_time if event.end_time is None else event.end_time, event_id)
             clip = counters.clips.pop(event_id, None)
             if clip is not None:
                 media["clip"] = clip
@@ -682,7 +683,7 @@ class Pipeline:
         for sink in self.outbox.sinks:
             sink.publish_snapshot(name, jpeg)
 
-    def _store_event(self, name: str, event: dict, media: dict, wall: float) -> None:
+    def _store_event(self, name: str, event: ActionEvent, media: dict[str, str], wall: float) -> None:
         store = self._store_of.get(name)
         if store is None:
             return
@@ -690,7 +691,7 @@ class Pipeline:
         try:
             record(store, name, event, wall, **relative)
         except sqlite3.Error as err:   # a full disk: the event is published, only its row is lost
-            log.warning("event %s not stored: %s", event["id"], err, extra={"stream": name})
+            log.warning("event %s not stored: %s", event.id, err, extra={"stream": name})
 
     def _publish_final(self, names: Sequence[str]) -> None:
         """A stream's last words: its open event ends, then its final status."""

@@ -23,12 +23,12 @@ def segments(*parts):
 def test_each_segment_of_known_actions_gives_one_event_with_its_bounds():
     sequence = segments(("wave", 0.9, 10), ("walk", 0.8, 20), ("wave", 0.7, 5))
     events = run(EventRules(min_score=0.6, min_duration_s=0.3), sequence)
-    assert [(e["type"], e["label"]) for e in events] == [("start", "wave"), ("end", "wave"), ("start", "walk"),
+    assert [(e.type, e.label) for e in events] == [("start", "wave"), ("end", "wave"), ("start", "walk"),
                                                          ("end", "walk"), ("start", "wave"), ("end", "wave")]
-    ends = [e for e in events if e["type"] == "end"]
-    assert [(e["start_frame"], e["end_frame"]) for e in ends] == [(0, 9), (10, 29), (30, 34)]
-    assert ends[1]["duration_s"] == pytest.approx(1.9) and ends[1]["peak_score"] == 0.8
-    assert ends[2]["mean_score"] == pytest.approx(0.7)
+    ends = [e for e in events if e.type == "end"]
+    assert [(e.start_frame, e.end_frame) for e in ends] == [(0, 9), (10, 29), (30, 34)]
+    assert ends[1].duration_s == pytest.approx(1.9) and ends[1].peak_score == 0.8
+    assert ends[2].mean_score == pytest.approx(0.7)
 
 
 def test_a_blip_shorter_than_min_duration_and_low_scores_give_no_event():
@@ -39,20 +39,20 @@ def test_a_blip_shorter_than_min_duration_and_low_scores_give_no_event():
 
 def test_ignored_and_unwatched_classes_never_start_events():
     sequence = segments(("background", 0.99, 10), ("walk", 0.9, 10), ("wave", 0.9, 10))
-    assert {e["label"] for e in run(EventRules(ignore=("background",)), sequence)} == {"walk", "wave"}
-    assert {e["label"] for e in run(EventRules(classes=("wave",)), sequence)} == {"wave"}
+    assert {e.label for e in run(EventRules(ignore=("background",)), sequence)} == {"walk", "wave"}
+    assert {e.label for e in run(EventRules(classes=("wave",)), sequence)} == {"wave"}
 
 
 def test_cooldown_keeps_a_flickering_action_to_one_event():
     sequence = segments(("wave", 0.9, 5), ("still", 0.2, 2), ("wave", 0.9, 5), ("still", 0.2, 20), ("wave", 0.9, 5))
-    starts = lambda rules: [e["start_frame"] for e in run(rules, sequence) if e["type"] == "start"]  # noqa: E731
+    starts = lambda rules: [e.start_frame for e in run(rules, sequence) if e.type == "start"]  # noqa: E731
     assert starts(EventRules()) == [0, 7, 32]
     assert starts(EventRules(cooldown_s=1.0)) == [0, 32], "the return after 0.3 s is inside the cooldown"
 
 
 def test_updates_come_every_update_s_while_the_event_lasts():
     events = run(EventRules(update_s=1.0), segments(("wave", 0.9, 35)))
-    assert [e["type"] for e in events] == ["start", "update", "update", "update", "end"]
+    assert [e.type for e in events] == ["start", "update", "update", "update", "end"]
 
 
 def test_below_min_score_the_published_label_is_unknown():

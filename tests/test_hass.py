@@ -164,8 +164,8 @@ def test_the_activity_changes_at_event_edges_only_and_says_unknown_when_the_guar
     for kind, item in script:
         if kind == "pred":
             last = item
-        elif item["type"] == "start":
-            expected.append(item["label"])
+        elif item.type == "start":
+            expected.append(item.label)
         else:
             expected.append("unknown" if last == "unknown" else "idle")
     activity = [payload.decode() for _, payload, _ in live.messages("lrcn/door/activity")]

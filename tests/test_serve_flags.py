@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -122,8 +123,8 @@ def test_cooldown_and_event_updates_shape_the_events_as_the_rules_say(exported_s
         for p in predictions(messages, "cam"):
             state, events = step(EventRules(**rules, **extra), state,
                                  Observation(p["label"], p["score"], p["stream_time"], p["frame_index"]))
-            expected += events
-        expected += finish(state)[1]
+            expected += [msgspec.to_builtins(e) for e in events]
+        expected += [msgspec.to_builtins(e) for e in finish(state)[1]]
         received = [m for m in messages if m["topic"] == "event/cam"]
         key = lambda e: (e["type"], e["label"], e["start_frame"])   # noqa: E731
         assert [key(e) for e in received] == [key(e) for e in expected]

@@ -6,6 +6,7 @@ import re
 import signal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from lrcn.stream.errors import LrcnError
@@ -228,8 +229,8 @@ def test_events_follow_the_published_predictions_and_low_scores_are_unknown(expo
     state, expected = EventState(), []
     for p in predictions:
         state, events = step(rules, state, Observation(p["label"], p["score"], p["stream_time"], p["frame_index"]))
-        expected += events
-    expected += finish(state)[1]
+        expected += [msgspec.to_builtins(e) for e in events]
+    expected += [msgspec.to_builtins(e) for e in finish(state)[1]]
     received = [m.payload for m in collector.messages if m.kind == "event" and m.stream == "cam"]
     strip = lambda e: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()  # noqa: E731
                        if k not in ("schema", "stream", "seq", "time", "id")}

@@ -164,7 +164,7 @@ def test_idle_from_the_model_ends_a_running_event_and_is_published_over_the_guar
     for t, label in enumerate(["wave", "wave", "idle", "idle", "wave"]):
         shown = published_label(rules, label, 0.9, novel=label == "idle")
         state, events = step(rules, state, Observation(shown, 0.9, float(t), t))
-        sent += [(e["type"], e["label"], t) for e in events]
+        sent += [(e.type, e.label, t) for e in events]
     assert sent == [("start", "wave", 0), ("end", "wave", 2), ("start", "wave", 4)]
     assert published_label(rules, "idle", 0.4) == "unknown", "a weak idle is as unsure as any class"
 

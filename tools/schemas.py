@@ -7,14 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from lrcn.stream.message_schema import FIELDS, json_schema
+from lrcn.stream.message_schema import KINDS, json_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
 
 def rendered() -> dict[str, str]:
     """{file name: its text} for every kind."""
-    return {f"{kind}.schema.json": json.dumps(json_schema(kind), indent=2) + "\n" for kind in FIELDS}
+    return {f"{kind}.schema.json": json.dumps(json_schema(kind), indent=2) + "\n" for kind in KINDS}
 
 
 def main(argv: list[str] | None = None) -> int:

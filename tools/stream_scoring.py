@@ -29,6 +29,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import UNKNOWN, EventRules, EventState, Observation, finish, step
 from lrcn.stream.sampling import grid_indices
@@ -318,7 +320,7 @@ def head_labels(payloads: Sequence[dict], classes: Sequence[str], smoothing: str
 
 
 def replay_events(rules: EventRules, predictions: Iterable[tuple[int, float, str, float]]) -> list[dict]:
-    """The `end` events the rules give over (frame_index, stream_time, head label, score) in
+    """The `end` events (as their messages' fields) the rules give over (frame_index, stream_time, head label, score) in
     order, the stream ending after the last: what the pipeline does with the same predictions.
 
     >>> rules = EventRules(min_score=0.6, min_duration_s=0.2)
@@ -329,9 +331,9 @@ def replay_events(rules: EventRules, predictions: Iterable[tuple[int, float, str
     state, ends = EventState(), []
     for frame, time_s, label, score in predictions:
         state, sent = step(rules, state, Observation(label, score, time_s, frame))
-        ends += [e for e in sent if e["type"] == "end"]
+        ends += [msgspec.to_builtins(e) for e in sent if e.type == "end"]
     state, sent = finish(state)
-    return ends + [e for e in sent if e["type"] == "end"]
+    return ends + [msgspec.to_builtins(e) for e in sent if e.type == "end"]
 
 
 def event_sweep(predictions: Sequence[tuple[int, float, str, float]], rules: EventRules, score) -> list[dict]:

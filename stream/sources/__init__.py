@@ -15,7 +15,7 @@ from lrcn.stream.sources.supervisor import (
     FINAL_STATES,
     Source,
     SourceState,
-    StatusEvent,
+    StateChange,
     backoff_delay,
     check_source,
     open_source,
@@ -24,6 +24,6 @@ from lrcn.stream.sources.supervisor import (
     timeline,
 )
 
-__all__ = ["FINAL_STATES", "Capture", "CaptureError", "Source", "SourceOptions", "SourceState", "StatusEvent",
+__all__ = ["FINAL_STATES", "Capture", "CaptureError", "Source", "SourceOptions", "SourceState", "StateChange",
            "backoff_delay", "capture_class", "check_options", "check_source", "open_source", "parse_pattern", "pattern_frames",
            "register", "scheme_of", "schemes", "stamped", "stream_name", "timeline"]

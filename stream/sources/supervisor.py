@@ -5,7 +5,7 @@ sampler by presentation time, has only the sampled frames converted, and writes 
 the stream's FrameRing. Around that it keeps the stream's state (`SourceState`), reconnects a
 live source with capped exponential backoff and jitter (forever, unless `max_attempts` says
 otherwise), paces a file like a camera or reads it losslessly, and reports every state change
-as a StatusEvent: kept in a small bounded deque (the oldest goes, and is counted, if nobody
+as a StateChange: kept in a small bounded deque (the oldest goes, and is counted, if nobody
 drains it) and handed to `on_status`, which runs in the capture thread and must return quickly.
 
 >>> source = open_source("clip.avi", size=(112, 112), options=SourceOptions(fps=10))   # doctest: +SKIP
@@ -57,7 +57,7 @@ FINAL_STATES = frozenset({SourceState.ENDED, SourceState.FAILED, SourceState.STO
 
 
 @dataclass(frozen=True)
-class StatusEvent:
+class StateChange:
     stream: str
     state: SourceState
     reason: str            # one line; empty when there is nothing to add
@@ -151,7 +151,7 @@ class Source:
 
     def __init__(self, uri: str, size: tuple[int, int], *, name: str | None = None,
                  options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
-                 on_status: Callable[[StatusEvent], None] | None = None, recorder: ClipRecorder | None = None):
+                 on_status: Callable[[StateChange], None] | None = None, recorder: ClipRecorder | None = None):
         self.uri = uri              # only the capture opens it: it may hold a password
         self.display = redact(uri)  # what every other place shows
         self.capture_class = capture_class(uri)
@@ -175,7 +175,7 @@ class Source:
         self.reconnects = 0
         self.jumps = 0            # timestamp jumps or resets within a connection
         self.status_dropped = 0
-        self._events: deque[StatusEvent] = deque(maxlen=options.status_capacity)
+        self._changes: deque[StateChange] = deque(maxlen=options.status_capacity)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run_then_close_recorder, name=f"source-{self.name}", daemon=True)
 
@@ -198,14 +198,14 @@ class Source:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def poll_status(self) -> list[StatusEvent]:
-        """Status events not yet taken, oldest first."""
-        events = []
+    def poll_status(self) -> list[StateChange]:
+        """State changes not yet taken, oldest first."""
+        changes = []
         while True:
             try:
-                events.append(self._events.popleft())
+                changes.append(self._changes.popleft())
             except IndexError:
-                return events
+                return changes
 
     def stats(self) -> dict:
         """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
@@ -221,14 +221,14 @@ class Source:
     def _emit(self, state: SourceState, reason: str = "") -> None:
         self.state = state
         # Reasons go to logs and every sink; a backend's error text may quote the URL it opened.
-        event = StatusEvent(stream=self.name, state=state, reason=redact(reason), wall_time=time.time(),
+        change = StateChange(stream=self.name, state=state, reason=redact(reason), wall_time=time.time(),
                             monotonic_time=time.monotonic(), segment=self.segment, frames=self.frames)
-        if len(self._events) == self._events.maxlen:
+        if len(self._changes) == self._changes.maxlen:
             self.status_dropped += 1
-        self._events.append(event)
+        self._changes.append(change)
         if self.on_status is not None:
             try:
-                self.on_status(event)
+                self.on_status(change)
             except Exception:  # noqa: BLE001 - a consumer's bug must not kill capture
                 pass
 
@@ -394,7 +394,7 @@ def lower_thread_priority(nice: int) -> None:
 
 def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
                 options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
-                on_status: Callable[[StatusEvent], None] | None = None, start: bool = True,
+                on_status: Callable[[StateChange], None] | None = None, start: bool = True,
                 recorder: ClipRecorder | None = None) -> Source:
     """`check_source`, then the Source, started unless start=False."""
     check_source(uri, size, options)
