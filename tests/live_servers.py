@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lrcn.tools.ffmpeg_server import (  # noqa: F401 - the tests import them from here
+from lrcn.tools.evidence.ffmpeg_server import (  # noqa: F401 - the tests import them from here
     FFMPEG,
     ffmpeg_tcp_ts,
     free_port,

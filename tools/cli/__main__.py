@@ -3,4 +3,5 @@ import sys
 
 from lrcn.tools.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":   # a module walk (the doctest search) imports this without running it
+    sys.exit(main())
