@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+from lrcn.tools.evidence.checkout import find_checkout
+
 MARKED = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 
 
@@ -1030,9 +1031,12 @@ def documents(root: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.report", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each table that differs")
-    parser.add_argument("--root", type=Path, default=REPOSITORY, help="the checkout (README.md, docs/)")
+    parser.add_argument("--root", type=Path, help="the checkout (README.md, docs/; default: the one holding the current directory)")
     parser.add_argument("--list", action="store_true", help="print each table, its JSON and its command")
     args = parser.parse_args(argv)
+    args.root = args.root or find_checkout()
+    if args.root is None:
+        parser.error("no lrcn-stream checkout at or above the current directory: run it in one, or give --root")
     results = args.root / "docs" / "results"
     if args.list:
         for spec in TABLES.values():

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from lrcn.stream.message_schema import FIELDS, json_schema
-
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+from lrcn.tools.evidence.checkout import find_checkout
 
 
 def rendered() -> dict[str, str]:
@@ -20,8 +19,14 @@ def rendered() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    parser.add_argument("--dir", type=Path, default=SCHEMA_DIR)
+    parser.add_argument("--dir", type=Path,
+                        help="where the schemas are (default: docs/schemas of the checkout holding the current directory)")
     args = parser.parse_args(argv)
+    if args.dir is None:
+        root = find_checkout()
+        if root is None:
+            parser.error("no lrcn-stream checkout at or above the current directory: run it in one, or give --dir")
+        args.dir = root / "docs" / "schemas"
     stale = []
     for name, text in rendered().items():
         path = args.dir / name
