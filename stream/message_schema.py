@@ -1,6 +1,6 @@
 """The fields of every schema v1 message, written once: `stream.messages` checks received
 messages against the required ones, and `json_schema(kind)` makes the JSON Schema files in
-docs/schemas/ (`python -m lrcn.tools.schemas` writes them; a test fails when they differ).
+docs/schemas/ (`python -m lrcn.tools.evidence.schemas` writes them; a test fails when they differ).
 
 >>> schema = json_schema("heartbeat")
 >>> schema["required"], schema["properties"]["interval_s"]["type"]

@@ -37,7 +37,7 @@ from lrcn.tools.cli import commands
 from lrcn.tools.evidence.bench_report import check_targets, table
 from lrcn.tools.evidence.harness.procfs import load_average, machine_info, rss_mb
 from lrcn.tools.evidence.harness.scoring import interleaved
-from lrcn.tools.evidence.harness.servers import SHARED_VIDEO, default_video
+from lrcn.tools.evidence.harness.servers import REPO, SHARED_VIDEO, default_video
 
 FRAME_RATE = 25.0                # stream rate in the latency and capacity runs; every frame is sampled
 
@@ -365,7 +365,7 @@ def startup_section(bundle_dir: Path) -> dict:
         started = time.time()
         done = subprocess.run([sys.executable, "-m", "lrcn.tools.evidence.bench", "--child", kind, str(bundle_dir), str(started)],
                               capture_output=True, text=True, timeout=300, env=env, check=False,
-                              cwd=Path(__file__).resolve().parents[2])
+                              cwd=REPO)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 or not lines:
             result[kind] = {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}

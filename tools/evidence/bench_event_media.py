@@ -40,7 +40,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+from lrcn.tools.evidence.checkout import checkout_or_here
+
+REPOSITORY = checkout_or_here()
 WEIZMANN4 = REPOSITORY.parent / "shared" / "data" / "weizmann4"
 STREAM = "cam"
 SOURCE_FPS = 25

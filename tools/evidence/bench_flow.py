@@ -25,12 +25,13 @@ import numpy as np
 
 from lrcn.stream.flow import DEFAULT_METHOD, METHODS, grayscale, motion_level
 from lrcn.stream.video import read_frames
+from lrcn.tools.evidence.checkout import checkout_or_here
 from lrcn.tools.evidence.harness.procfs import machine_info
 
 SIZES = (112, 160, 224)
 SHIFTS = ((0.25, 0.0), (0.5, 0.5), (1.0, 0.0), (1.5, -1.0), (3.0, 2.0))   # (dx, dy) in pixels at model size
 BORDER = 12   # pixels left out of the error at each side
-DEFAULT_VIDEO = Path(__file__).resolve().parents[3] / "shared/data/ucf101_9/Basketball"
+DEFAULT_VIDEO = checkout_or_here().parent / "shared/data/ucf101_9/Basketball"
 
 
 def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:

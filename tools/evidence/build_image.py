@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
+from lrcn.tools.evidence.checkout import checkout_or_here
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = checkout_or_here()
 CONTAINERFILE = Path("docs/deploy/Containerfile")
 WHEELHOUSE = Path("build/wheelhouse")
 # Where the wheelhouse sits inside the build stage (the context is copied to /src).
@@ -144,7 +145,7 @@ def report(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.build_image", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--context", type=Path, default=ROOT, help="a checkout of lrcn-stream (default: this one)")
+    parser.add_argument("--context", type=Path, default=ROOT, help="a checkout of lrcn-stream (default: the one holding the current directory)")
     parser.add_argument("--tag", default="localhost/lrcn-stream:latest")
     parser.add_argument("--suite", default="bookworm", help="the Debian suite of the base (its python3 must be "
                                                              "this machine's minor version)")

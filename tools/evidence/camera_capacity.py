@@ -421,7 +421,7 @@ def table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.camera_capacity", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkout", type=Path, default=REPO, help="tree whose `lrcn serve` runs (default: this one)")
+    parser.add_argument("--checkout", type=Path, default=REPO, help="tree whose `lrcn serve` runs (default: the checkout holding the current directory)")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter of the venv where --checkout is installed (default: this one)")
     parser.add_argument("--out", type=Path, required=True, help="result JSON, rewritten after every trial")

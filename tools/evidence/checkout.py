@@ -25,3 +25,9 @@ def find_checkout(start: Path | None = None) -> Path | None:
         if project.is_file() and PROJECT_LINE in project.read_text(encoding="utf-8").splitlines():
             return folder
     return None
+
+
+def checkout_or_here() -> Path:
+    """The checkout holding the current directory, else the current directory itself: where an
+    evidence run runs `lrcn serve`, and the folder ../shared (the real data) lies beside."""
+    return find_checkout() or Path.cwd().resolve()

@@ -10,5 +10,5 @@
 - `script`: the shell of a measurement script that serves in rounds: shared arguments, the
   result printed and saved, errors as one line and exit status 2.
 
-Each module imports only the runtime (`lrcn.stream`) and tools/evidence/ffmpeg_server.py, never a tool.
+Each module imports only the runtime (`lrcn.stream`) and tools/evidence/ffmpeg_server.py and checkout.py, never a tool.
 """

@@ -14,10 +14,11 @@ import urllib.request
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
+from lrcn.tools.evidence.checkout import checkout_or_here
 from lrcn.tools.evidence.ffmpeg_server import ffmpeg_tcp_ts, free_port, is_listening, served, stop_process
 
-REPO = Path(__file__).resolve().parents[3]
-RTSP_SERVER_SCRIPT = REPO / "tools" / "rtsp_h264_server.py"
+REPO = checkout_or_here()
+RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_h264_server.py"   # installed beside this folder
 # A real 25 fps 320x240 MPEG-4 video, when ../shared has the data.
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "ucf101_9" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi"
 VIDEO_RATE = 25.0
