@@ -1,4 +1,4 @@
-"""Real servers on 127.0.0.1 for the source tests: ffmpeg (TCP MPEG-TS from tools.ffmpeg_server,
+"""Real servers on 127.0.0.1 for the source tests: ffmpeg (TCP MPEG-TS from lrcn.tools.evidence.ffmpeg_server,
 HTTP MJPEG) and a GStreamer RTSP server, each started as a subprocess and always killed."""
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ SEGMENT_S, FPS, SIZE = 4.0, 25.0, 32
 
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    """The demo's small LRCN (tools.demo: 32x32, T=8 at 10 fps, LSTM 128, trained on freshly
+    """The demo's small LRCN (tools.cli.demo: 32x32, T=8 at 10 fps, LSTM 128, trained on freshly
     rendered clips, validated on written videos of another group), trained for 14 epochs of 1400
     clips rather than the demo's 8 (about 3 minutes on 2 cores), then exported. The demo's 8 epochs
     are right on whole test videos but flicker on long segments: measured on 4 s segments of 14

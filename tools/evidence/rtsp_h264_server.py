@@ -2,7 +2,7 @@
 
 Each mount is a non-shared media factory, so every client gets its own pipeline that plays the
 file from its start in real time: the RTP payloader repackages the file's H.264 as it is, and
-re-encoding 1080p would cost more CPU than the cameras' client. Used by tools.camera_capacity.
+re-encoding 1080p would cost more CPU than the cameras' client. Used by tools.evidence.camera_capacity.
 
     python tools/evidence/rtsp_h264_server.py VIDEO PORT N
     python tools/evidence/rtsp_h264_server.py --check          # exit 0 when GStreamer and its RTSP server are here

@@ -14,7 +14,7 @@ from lrcn.stream.errors import LrcnError
 
 def rounds_parser(tool: str, description: str, *, rounds: int, rounds_help: str | None, round_s: float,
                   round_s_help: str) -> argparse.ArgumentParser:
-    """`python -m lrcn.tools.TOOL BUNDLE [--streams N] [--rounds R] [--round-s S]`; the tool adds
+    """`python -m lrcn.tools.evidence.TOOL BUNDLE [--streams N] [--rounds R] [--round-s S]`; the tool adds
     its own flags, then `add_video_and_out`."""
     parser = argparse.ArgumentParser(prog=f"python -m lrcn.tools.{tool}", description=description)
     parser.add_argument("bundle")
