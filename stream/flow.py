@@ -42,7 +42,7 @@ def _farneback() -> Flow:
     return lambda previous, current: cv2.calcOpticalFlowFarneback(previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
-# Candidates, compared by tools/bench_flow.py (docs/results/flow.json); each call makes a fresh
+# Candidates, compared by tools/evidence/bench_flow.py (docs/results/flow.json); each call makes a fresh
 # instance: OpenCV's DIS object is not shared between threads.
 METHODS: dict[str, Callable[[], Flow]] = {
     "dis-ultrafast": _dis(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST),

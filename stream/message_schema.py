@@ -1,7 +1,7 @@
 """Every schema v1 message, defined once as a typed record (a msgspec Struct per kind): the
 publisher builds and encodes these (`stream.messages`), a reader checks received payloads against
 their required fields, and `json_schema(kind)` makes the JSON Schema files in docs/schemas/
-(`python -m lrcn.tools.schemas` writes them; a test fails when they differ).
+(`python -m lrcn.tools.evidence.schemas` writes them; a test fails when they differ).
 
 A field's order is its order on the wire; a field whose default is None is left out when None; a
 field marked `older_may_omit` is always sent, but a reader does not require it.

@@ -2,7 +2,7 @@
 
 One msgspec Struct per section of the deployment file (the top level, `[[stream]]`, its `events`
 and `record` tables); `[[sink]]` tables are checked by their sink type (stream.sinks). The same
-name is the file key, the field and, with dashes, the `lrcn serve` flag (tools/serve.py builds
+name is the file key, the field and, with dashes, the `lrcn serve` flag (tools/cli/serve.py builds
 its flags' help and defaults from here), and docs/reference/settings.md is generated from here.
 
 msgspec rather than pydantic: `lrcn serve --help` builds its flags from this module, and

@@ -69,7 +69,7 @@ def moving(tmp_path_factory):
 @pytest.fixture
 def broker(tmp_path):
     """A Mosquitto broker of this test's own, on a free port."""
-    from lrcn.tools.mqtt_broker import Broker
+    from lrcn.tools.evidence.mqtt_broker import Broker
 
     broker = Broker(tmp_path / "broker").start()
     yield broker

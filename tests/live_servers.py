@@ -1,4 +1,4 @@
-"""Real servers on 127.0.0.1 for the source tests: ffmpeg (TCP MPEG-TS from tools.ffmpeg_server,
+"""Real servers on 127.0.0.1 for the source tests: ffmpeg (TCP MPEG-TS from lrcn.tools.evidence.ffmpeg_server,
 HTTP MJPEG) and a GStreamer RTSP server, each started as a subprocess and always killed."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lrcn.tools.ffmpeg_server import (  # noqa: F401 - the tests import them from here
+from lrcn.tools.evidence.ffmpeg_server import (  # noqa: F401 - the tests import them from here
     FFMPEG,
     ffmpeg_tcp_ts,
     free_port,

@@ -252,7 +252,7 @@ def open_one_frame_at_a_time(bundle: Path, *, threads, precision, max_batch, mod
 
 
 def test_a_new_backend_is_one_registered_opener(exported_seed):
-    from lrcn.tools.doctor import backend_lines
+    from lrcn.tools.cli.doctor import backend_lines
 
     bundle, frames, _ = exported_seed
     names = backend_names()   # the built-in ones first, the default first
@@ -362,7 +362,7 @@ def test_int8_accuracy_delta_on_synthetic_data(tmp_path):
     from lrcn.stream.bundle import ModelSpec
     from lrcn.stream.quantize import calibration_frames
     from lrcn.stream.video import read_frames
-    from lrcn.tools.int8_accuracy import score
+    from lrcn.tools.evidence.int8_accuracy import score
 
     write_disk_videos(tmp_path / "data")
     dataset = discover(tmp_path / "data")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from lrcn.tools.bench_capture import PATHS, SOURCES
-from lrcn.tools.commands import main as lrcn
-from lrcn.tools.ffmpeg_server import FFMPEG
+from lrcn.tools.evidence.bench_capture import PATHS, SOURCES
+from lrcn.tools.cli.commands import main as lrcn
+from lrcn.tools.evidence.ffmpeg_server import FFMPEG
 
 
 @pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")

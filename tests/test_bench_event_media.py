@@ -1,4 +1,4 @@
-"""`python -m lrcn.tools.bench_event_media`, run short: a 20 s H.264 stream (black and ffmpeg's test
+"""`python -m lrcn.tools.evidence.bench_event_media`, run short: a 20 s H.264 stream (black and ffmpeg's test
 pattern in turn, which the seed bundle tells apart) served paced through `lrcn serve --record`,
 then its checks: clips = events, clips play and stay within their span and max_clip_s, snapshots
 at the source's resolution, stored rows = published events. Real parts: ffmpeg, the exported
@@ -10,7 +10,7 @@ import json
 import shutil
 
 import pytest
-from lrcn.tools import bench_event_media as bench
+from lrcn.tools.evidence import bench_event_media as bench
 
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

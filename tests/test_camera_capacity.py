@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lrcn.tools.camera_capacity import REPO, Source, checkout_code, judge, rtsp_server_missing, run_trial, source_video
-from lrcn.tools.ffmpeg_server import FFMPEG
+from lrcn.tools.evidence.camera_capacity import REPO, Source, checkout_code, judge, rtsp_server_missing, run_trial, source_video
+from lrcn.tools.evidence.ffmpeg_server import FFMPEG
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The command registry (tools/commands.py): every built-in command answers --help through the real
+"""The command registry (tools/cli/commands.py): every built-in command answers --help through the real
 entry point, an unknown command is one line and exit 2, and a command registered from outside
 the built-in modules is parsed and run like the others."""
 import argparse
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lrcn.stream.errors import LrcnError
-from lrcn.tools.commands import COMMANDS, Commands
+from lrcn.tools.cli.commands import COMMANDS, Commands
 from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_an_unknown_command_is_one_line_and_exit_2():
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
-@pytest.mark.parametrize("module", ["lrcn.tools.bench", "lrcn.tools.soak", "lrcn.tools.faults"])
+@pytest.mark.parametrize("module", ["lrcn.tools.evidence.bench", "lrcn.tools.evidence.soak", "lrcn.tools.evidence.faults"])
 def test_the_evidence_tools_run_as_modules_through_the_registry(module):
     name = module.rpartition(".")[2]
     run = lrcn("--help", module=module)
@@ -103,21 +103,21 @@ def test_a_name_is_registered_once():
 
 LOADED = """
 import json, sys
-from lrcn.tools.commands import main
+from lrcn.tools.cli.commands import main
 try:
     main(sys.argv[1:])
 except SystemExit:
     pass
 print(json.dumps([sorted({m.split(".")[0] for m in sys.modules} & {"av", "cv2", "zmq", "prometheus_client", "tensorflow", "keras"}),
-                  sorted(m for m in sys.modules if m.startswith("lrcn.tools.") and m.count(".") == 2)]))
+                  sorted(m for m in sys.modules if m.startswith("lrcn.tools.") and m.count(".") == 3)]))
 """
 
 
 @pytest.mark.parametrize(("argv", "tools"), [
-    (["train", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.quiet", "lrcn.tools.train"]),
-    (["serve", "--help"], ["lrcn.tools.args", "lrcn.tools.commands", "lrcn.tools.hangups", "lrcn.tools.quiet",
-                           "lrcn.tools.serve"]),
-    (["bench", "capture", "--help"], ["lrcn.tools.bench_capture", "lrcn.tools.commands", "lrcn.tools.quiet"]),
+    (["train", "--help"], ["lrcn.tools.cli.args", "lrcn.tools.cli.commands", "lrcn.tools.cli.quiet", "lrcn.tools.cli.train"]),
+    (["serve", "--help"], ["lrcn.tools.cli.args", "lrcn.tools.cli.commands", "lrcn.tools.cli.hangups", "lrcn.tools.cli.quiet",
+                           "lrcn.tools.cli.serve"]),
+    (["bench", "capture", "--help"], ["lrcn.tools.cli.commands", "lrcn.tools.cli.quiet", "lrcn.tools.evidence.bench_capture"]),
 ])
 def test_a_command_imports_its_own_module_only(argv, tools):
     """`lrcn serve` does not pay for the training code's imports nor `lrcn train` for PyAV,

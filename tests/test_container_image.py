@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from lrcn.stream import settings as schema
-from lrcn.tools.build_image import CONTAINERFILE, Build, base_tag, build_command, build_image, host_mirror
-from lrcn.tools.commands import build_parser
-from lrcn.tools.ffmpeg_server import free_port
-from lrcn.tools.harness.servers import http_get, terminate
-from lrcn.tools.image_startup import chroot_command, media_for, mounted
+from lrcn.tools.evidence.build_image import CONTAINERFILE, Build, base_tag, build_command, build_image, host_mirror
+from lrcn.tools.cli.commands import build_parser
+from lrcn.tools.evidence.ffmpeg_server import free_port
+from lrcn.tools.evidence.harness.servers import http_get, terminate
+from lrcn.tools.evidence.image_startup import chroot_command, media_for, mounted
 from tests.doc_links import broken
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,8 +44,8 @@ def test_resets_in_a_loop_are_degraded_at_once_whatever_the_rate():
 
 def test_the_thresholds_are_settings_a_flag_sets_and_overrides_the_file_and_a_bad_pair_is_one_line(tmp_path, capsys):
     from lrcn.stream.deploy import load_deployment
-    from lrcn.tools.commands import build_parser, main
-    from lrcn.tools.serving import options_from_args
+    from lrcn.tools.cli.commands import build_parser, main
+    from lrcn.tools.cli.serving import options_from_args
 
     config = tmp_path / "cameras.toml"
     config.write_text('degraded_window_s = 20\ndegraded_max_resets = 9\n[[stream]]\nsource = "a.avi"\n')

@@ -11,8 +11,8 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.pipeline import PipelineOptions, StreamConfig
 from lrcn.stream.settings import default, Settings
-from lrcn.tools.commands import build_parser
-from lrcn.tools.serving import options_from_args, streams_from_args
+from lrcn.tools.cli.commands import build_parser
+from lrcn.tools.cli.serving import options_from_args, streams_from_args
 
 STREAM = '[[stream]]\nid = "cam"\nsource = "v.avi"\n'
 

@@ -38,7 +38,7 @@ def test_the_unit_runs_serve_with_a_config_and_reloads_with_sighup():
     lines = dict(line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and not line.startswith("#"))
     command = shlex.split(lines["ExecStart"])
     assert command[1:2] == ["serve"] and "--config" in command
-    from lrcn.tools.commands import build_parser
+    from lrcn.tools.cli.commands import build_parser
 
     args = build_parser().parse_args(command[1:])   # every flag in the unit is one serve takes
     assert args.config == "/etc/lrcn/cameras.toml" and args.log_format == "json"

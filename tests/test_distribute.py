@@ -168,10 +168,10 @@ LEARN = ["--backbone", "small", "--size", "32", "--clip-length", "8", "--fps", "
 @pytest.mark.heavy   # three TensorFlow trainings, about 2.5 minutes: beyond CI's 20 minutes with the rest
 def test_two_workers_on_localhost_match_one_worker(small_synthetic, tmp_path):
     """Two `lrcn train --distribute multiworker` processes on 127.0.0.1 (CPU), launched as
-    `python -m lrcn.tools.local_workers` launches them: the chief's bundle loads and tests within
+    `python -m lrcn.tools.evidence.local_workers` launches them: the chief's bundle loads and tests within
     one video of a one-worker run (14 test videos), and the other worker leaves nothing behind."""
     from lrcn.models.experiment import load_bundle
-    from lrcn.tools.local_workers import train
+    from lrcn.tools.evidence.local_workers import train
 
     train(small_synthetic, tmp_path / "one", [*LEARN, "--batch-size", "16"], tmp_path / "cache1", workers=1)
     _, errors = train(small_synthetic, tmp_path / "two", [*LEARN, "--batch-size", "8"], tmp_path / "cache2", workers=2)

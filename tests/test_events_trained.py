@@ -6,7 +6,7 @@ static scene (one frame held still) must give no event at all.
 
 The segments are the classes whose motion keeps its speed however long a segment is (the
 shifts, and still): a long grow or shrink is rendered slower than any training clip and reads
-as still (tools/demo.py). "still" is the background class: ignored by the rules, not counted in
+as still (tools/cli/demo.py). "still" is the background class: ignored by the rules, not counted in
 the recall. min_duration_s (0.8 s) is longer than the model's window (8 frames at 10 fps), so a
 window that straddles a change cannot start an event of its own.
 """
@@ -29,7 +29,7 @@ SEGMENT_S, FPS, SIZE = 4.0, 25.0, 32
 
 @pytest.fixture(scope="module")
 def demo_bundle(tmp_path_factory):
-    """The demo's small LRCN (tools.demo: 32x32, T=8 at 10 fps, LSTM 128, trained on freshly
+    """The demo's small LRCN (tools.cli.demo: 32x32, T=8 at 10 fps, LSTM 128, trained on freshly
     rendered clips, validated on written videos of another group), trained for 14 epochs of 1400
     clips rather than the demo's 8 (about 3 minutes on 2 cores), then exported. The demo's 8 epochs
     are right on whole test videos but flicker on long segments: measured on 4 s segments of 14
@@ -41,7 +41,7 @@ def demo_bundle(tmp_path_factory):
     from lrcn.models.experiment import train_and_test
     from lrcn.models.train import TrainConfig
     from lrcn.stream.bundle import ModelSpec
-    from lrcn.tools.demo import CLIP_LENGTH, FPS as MODEL_FPS, SIZE as MODEL_SIZE, export
+    from lrcn.tools.cli.demo import CLIP_LENGTH, FPS as MODEL_FPS, SIZE as MODEL_SIZE, export
 
     work = tmp_path_factory.mktemp("demo")
     data = work / "synth"
@@ -101,8 +101,8 @@ RULES = dict(min_score=0.6, min_duration_s=0.8, ignore=("still",))   # the tool'
 
 def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(demo_bundle, tmp_path):
     from lrcn.stream.events import EventRules
-    from lrcn.tools.stream_live import measure
-    from lrcn.tools.stream_scoring import HeadMode
+    from lrcn.tools.stream_accuracy.stream_live import measure
+    from lrcn.tools.stream_accuracy.stream_scoring import HeadMode
 
     video = tmp_path / "segments.avi"
     sidecar = write_segments(video, SEGMENTS, SEGMENT_S)
@@ -138,8 +138,8 @@ def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(dem
 
 def test_a_static_scene_gives_no_event(demo_bundle, tmp_path):
     from lrcn.stream.events import EventRules
-    from lrcn.tools.stream_live import measure_static
-    from lrcn.tools.stream_scoring import HeadMode
+    from lrcn.tools.stream_accuracy.stream_live import measure_static
+    from lrcn.tools.stream_accuracy.stream_scoring import HeadMode
 
     video = tmp_path / "static.avi"
     sidecar = write_still(video, 8.0)

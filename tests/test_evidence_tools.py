@@ -11,8 +11,8 @@ import pytest
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sources import SourceState, open_source, parse_pattern
-from lrcn.tools.commands import main as lrcn
-from lrcn.tools.ffmpeg_server import FFMPEG
+from lrcn.tools.cli.commands import main as lrcn
+from lrcn.tools.evidence.ffmpeg_server import FFMPEG
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed")
 

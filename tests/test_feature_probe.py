@@ -1,6 +1,6 @@
 import numpy as np
 
-from lrcn.tools.feature_probe import probe
+from lrcn.tools.evidence.feature_probe import probe
 
 
 def test_pooled_change_finds_a_brief_action_that_the_mean_dilutes():

@@ -19,7 +19,7 @@ from lrcn.stream.events import EventRules, EventState, Observation, finish, step
 from lrcn.stream.outbox import Outbox
 from lrcn.stream.settings import HomeAssistant
 from lrcn.stream.sinks.mqtt import MqttSink
-from lrcn.tools.mqtt_broker import MOSQUITTO, free_port, wait_until
+from lrcn.tools.evidence.mqtt_broker import MOSQUITTO, free_port, wait_until
 from tests.cli import start_lrcn, stop
 from tests.mqtt_subscriber import Subscriber
 

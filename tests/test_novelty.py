@@ -16,7 +16,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.novelty import NOVELTY_FILE, load_novelty, parse_novelty, window_means
 from lrcn.stream.publisher import Subscriber
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from lrcn.tools.commands import main
+from lrcn.tools.cli.commands import main
 from tests.bundles import SEED_SPEC_ARGS
 from tests.paths import SHARED, needs_shared_data
 from tests.live_servers import free_port

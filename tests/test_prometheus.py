@@ -5,16 +5,16 @@ Prometheus (/usr/bin/prometheus on 127.0.0.1) with the shipped rules loaded unch
 "stream down" and "connected without predictions" alerts fire for the right streams only (and, in
 a heavy test, "frames dropped" and "latency high" for a box overloaded on purpose); every
 query of docs/deploy/grafana-dashboard.json returns data after a real run of
-tools/dashboard_queries.py."""
+tools/evidence/dashboard_queries.py."""
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lrcn.tools.dashboard_queries import dashboard_queries, main as dashboard_main
-from lrcn.tools.harness.prometheus import PROMETHEUS, PROMTOOL, Prometheus
-from lrcn.tools.harness.servers import StreamServer
+from lrcn.tools.evidence.dashboard_queries import dashboard_queries, main as dashboard_main
+from lrcn.tools.evidence.harness.prometheus import PROMETHEUS, PROMTOOL, Prometheus
+from lrcn.tools.evidence.harness.servers import StreamServer
 from tests.live_servers import FFMPEG, ffmpeg_http_mjpeg, free_port, served, wait_until, write_video
 from tests.bundles import make_bundle
 from tests.cli import metrics_url, start_lrcn, stop

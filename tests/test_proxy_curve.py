@@ -12,7 +12,7 @@ import zmq.auth
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, load_client_keys, load_proxy_keys, make_keys
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
-from lrcn.tools.commands import main
+from lrcn.tools.cli.commands import main
 from tests.live_servers import free_port
 from tests.receivers import ANY_PORT, Ticker, first_message, publish
 from tests.cli import start_lrcn

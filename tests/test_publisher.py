@@ -13,8 +13,8 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, load_client_keys, load_server_keys, make_keys
 from lrcn.stream.messages import PRED
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
-from lrcn.tools.commands import main
-from lrcn.tools.watch import StreamRow, render_table, watch
+from lrcn.tools.cli.commands import main
+from lrcn.tools.cli.watch import StreamRow, render_table, watch
 from tests.receivers import ANY_PORT, first_message, publish, Ticker
 
 pytestmark = pytest.mark.timeout(60)
@@ -250,7 +250,7 @@ def test_a_newer_publisher_s_schema_2_message_and_new_topics_reach_an_older_read
             assert not received["track/cam0"].known and received["inventory"].stream is None
             assert main(["watch", endpoint, "--count", "9"]) == 0
             rows = {}
-            from lrcn.tools.watch import apply
+            from lrcn.tools.cli.watch import apply
 
             for message in received.values():
                 apply(rows, message, 0, now=1.0)

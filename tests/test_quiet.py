@@ -74,7 +74,7 @@ def test_verbose_export_shows_tensorflow_lines(trained, tmp_path):
 
 FILTER_SCRIPT = r'''
 import os, sys
-from lrcn.tools.quiet import filter_native_stderr, quiet_libraries
+from lrcn.tools.cli.quiet import filter_native_stderr, quiet_libraries
 
 quiet_libraries()
 filter_native_stderr()

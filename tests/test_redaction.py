@@ -17,7 +17,7 @@ import zmq
 from lrcn.stream.credentials import redact
 from lrcn.stream.logs import configure_logging
 from lrcn.stream.sources import Source, stream_name
-from lrcn.tools.mqtt_broker import MOSQUITTO, Broker
+from lrcn.tools.evidence.mqtt_broker import MOSQUITTO, Broker
 from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, served, wait_until, write_video
 from tests.cli import start_lrcn, stop
 
@@ -165,7 +165,7 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
 
 
 def test_a_bad_source_with_a_password_is_a_one_line_error_without_it(exported_seed, capsys):
-    from lrcn.tools.commands import main
+    from lrcn.tools.cli.commands import main
 
     bundle, _, _ = exported_seed
     assert main(["serve", str(bundle), "ftp://admin:s3cret@cams.example/x.mp4"]) == 2

@@ -1,4 +1,4 @@
-"""`python -m lrcn.tools.report`: the committed tables equal what their JSON gives, and a changed
+"""`python -m lrcn.tools.evidence.report`: the committed tables equal what their JSON gives, and a changed
 JSON value changes its table (on a copy of the docs)."""
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lrcn.tools import report
+from lrcn.tools.evidence import report
 from tests.cli import lrcn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +33,9 @@ def marked_names(root: Path) -> set[str]:
 
 
 def test_the_committed_docs_equal_what_their_json_gives():
-    check = subprocess.run([sys.executable, "-m", "lrcn.tools.report", "--check", "--root", str(ROOT)],
+    check = subprocess.run([sys.executable, "-m", "lrcn.tools.evidence.report", "--check", "--root", str(ROOT)],
                            capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, f"run `python -m lrcn.tools.report`:\n{check.stderr}"
+    assert check.returncode == 0, f"run `python -m lrcn.tools.evidence.report`:\n{check.stderr}"
 
 
 def test_every_marker_names_a_registered_table_and_every_table_is_placed():

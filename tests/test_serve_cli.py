@@ -14,7 +14,7 @@ from lrcn.stream.publisher import Subscriber
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.live_servers import free_port
 from tests.offline import offline_windows
-from lrcn.tools.commands import main
+from lrcn.tools.cli.commands import main
 from tests.cli import lrcn, start_lrcn
 from tests.receivers import receive_until
 

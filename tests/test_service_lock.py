@@ -512,8 +512,8 @@ def test_pipelined_and_byte_by_byte_requests_are_answered_in_order(pipeline):
 def test_flags_win_over_the_deployment_file_for_the_port_lock():
     from argparse import Namespace
 
-    from lrcn.tools.args import host_list
-    from lrcn.tools.serving import service_options
+    from lrcn.tools.cli.args import host_list
+    from lrcn.tools.cli.serving import service_options
 
     file = {"web_config": "/etc/lrcn/web.yml", "allowed_hosts": ["cam.example"]}
     assert service_options(Namespace(web_config=None, allowed_hosts=None), file) == \

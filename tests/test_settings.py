@@ -16,7 +16,7 @@ from lrcn.stream import settings as schema
 from lrcn.stream.deploy import load_deployment, parse_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sources import stream_name
-from lrcn.tools.commands import main
+from lrcn.tools.cli.commands import main
 from tests.live_servers import free_port, wait_until
 from tests.receivers import Collector
 from tests.cli import start_lrcn
@@ -145,7 +145,7 @@ def test_a_bad_flag_and_its_old_spelling_are_checked_by_the_same_schema(argv, co
 
 
 def test_the_old_flag_spellings_still_set_the_one_name(tmp_path):
-    from lrcn.tools.commands import build_parser
+    from lrcn.tools.cli.commands import build_parser
 
     old = build_parser("serve").parse_args(
         ["serve", "b", "--pre-roll", "2", "--post-roll", "3", "--watch-classes", "a", "--ignore-classes", "b",
@@ -163,8 +163,8 @@ def test_the_old_flag_spellings_still_set_the_one_name(tmp_path):
 
 
 def test_the_retention_flags_reach_the_record_rules_of_each_source(tmp_path):
-    from lrcn.tools.commands import build_parser
-    from lrcn.tools.serving import streams_from_args
+    from lrcn.tools.cli.commands import build_parser
+    from lrcn.tools.cli.serving import streams_from_args
 
     args = build_parser("serve").parse_args(["serve", "b", "a.avi", "--record", str(tmp_path), "--max-gb", "2.5",
                                              "--retain-days", "7", "--min-free-gb", "0"])

@@ -18,7 +18,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.outbox import Outbox
 from lrcn.stream.sinks import SINKS, Outgoing, Sink
 from lrcn.stream.sinks.mqtt import MqttSink
-from lrcn.tools.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
+from lrcn.tools.evidence.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
 from tests.mqtt_subscriber import Subscriber
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)")

@@ -12,7 +12,7 @@ import pytest
 
 from lrcn.stream.publisher import Subscriber
 from tests.live_servers import free_port
-from lrcn.tools import schemas
+from lrcn.tools.evidence import schemas
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,7 +98,7 @@ def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_ta
 
 
 def test_the_committed_schema_files_are_the_ones_the_code_makes():
-    assert schemas.main(["--check"]) == 0, "run python -m lrcn.tools.schemas"
+    assert schemas.main(["--check"]) == 0, "run python -m lrcn.tools.evidence.schemas"
 
 
 def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_never_notices(tmp_path):

@@ -370,7 +370,7 @@ def test_an_rtsp_stream_from_a_gstreamer_server_is_read_like_any_other(tmp_path)
 
 def test_the_runtime_modules_import_no_tensorflow():
     code = ("import sys, lrcn.stream.ring, lrcn.stream.sources, lrcn.stream.video, lrcn.stream.messages, "
-            "lrcn.stream.publisher, lrcn.stream.keys, lrcn.tools.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
+            "lrcn.stream.publisher, lrcn.stream.keys, lrcn.tools.cli.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
 
 

@@ -115,7 +115,7 @@ def test_bad_settings_are_one_line_errors():
 ])
 def test_bad_stream_flags_are_one_line_and_exit_2(small_synthetic, tmp_path, capsys, flags, message):
     pytest.importorskip("tensorflow")
-    from lrcn.tools.commands import main
+    from lrcn.tools.cli.commands import main
 
     status = main(["train", str(small_synthetic), "--out", str(tmp_path / "b"), "--stream-training",
                    "--backbone", "small", "--trainable-layers", "0", *flags])
@@ -126,7 +126,7 @@ def test_bad_stream_flags_are_one_line_and_exit_2(small_synthetic, tmp_path, cap
 
 def test_init_from_without_stream_training_is_one_line_and_exit_2(small_synthetic, tmp_path, capsys):
     pytest.importorskip("tensorflow")
-    from lrcn.tools.commands import main
+    from lrcn.tools.cli.commands import main
 
     status = main(["train", str(small_synthetic), "--out", str(tmp_path / "b"), "--init-from", str(tmp_path)])
     err = capsys.readouterr().err
@@ -151,8 +151,8 @@ def test_a_stream_trained_model_exports_and_runs_continuously_without_resets(sma
     from lrcn.stream.heads.lstm import LstmHead
     from lrcn.stream.runtime_bundle import load_runtime_bundle
     from lrcn.stream.video import read_frames
-    from lrcn.tools.stream_replay import replay_predictions
-    from lrcn.tools.stream_scoring import HeadMode
+    from lrcn.tools.stream_accuracy.stream_replay import replay_predictions
+    from lrcn.tools.stream_accuracy.stream_scoring import HeadMode
     from lrcn.stream.windows import WindowConfig, frame_inputs, initial_state, step
 
     dataset = discover(small_synthetic)

@@ -16,9 +16,9 @@ from lrcn.stream.deploy import load_deployment
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from tests.live_servers import FFMPEG
-from lrcn.tools.joined_streams import join_videos, order_videos
-from lrcn.tools.stream_live import deployment_toml, measure
-from lrcn.tools.stream_scoring import (
+from lrcn.tools.stream_accuracy.joined_streams import join_videos, order_videos
+from lrcn.tools.stream_accuracy.stream_live import deployment_toml, measure
+from lrcn.tools.stream_accuracy.stream_scoring import (
     HeadMode,
     change_delays,
     event_sweep,
@@ -37,7 +37,7 @@ from lrcn.tools.stream_scoring import (
     shown_labels,
     summarise_delays,
 )
-from lrcn.tools.streaming_accuracy import check_held_out
+from lrcn.tools.stream_accuracy.streaming_accuracy import check_held_out
 
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
 
@@ -246,7 +246,7 @@ def test_synthetic_stream_through_ffmpeg_and_serve_is_scored_frame_by_frame(tmp_
 
 
 def test_offline_agreement_counts_videos_whose_most_shown_label_is_the_offline_prediction(tmp_path):
-    from lrcn.tools.streaming_accuracy import compare_offline
+    from lrcn.tools.stream_accuracy.streaming_accuracy import compare_offline
 
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"predictions": [{"video": "/d/a/x.avi", "label": "a", "predicted": "a"},
@@ -282,7 +282,7 @@ def weizmann_like(tmp_path):
     (["--test-groups", "9"], "no videos in group(s) 9"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys, arguments, message):
-    from lrcn.tools.commands import main
+    from lrcn.tools.cli.commands import main
 
     data, bundle = weizmann_like
     assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
@@ -291,7 +291,7 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(weizmann_like, capsys,
 
 
 def test_a_missing_bundle_needs_weights_to_be_trained(weizmann_like, capsys, tmp_path):
-    from lrcn.tools.commands import main
+    from lrcn.tools.cli.commands import main
 
     data, _ = weizmann_like
     assert main(["stream-accuracy", str(tmp_path / "none"), str(data), "--test-groups", "2"]) == 2
@@ -412,7 +412,7 @@ def test_the_deployment_gives_every_stream_the_event_rules(tmp_path):
     (["--test-groups", "2", "--static", "10", "--no-events"], "--static counts events"),
 ])
 def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, arguments, message):
-    from lrcn.tools.commands import main
+    from lrcn.tools.cli.commands import main
 
     data, bundle = weizmann_like
     assert main(["stream-accuracy", str(bundle), str(data), *arguments]) == 2
@@ -423,9 +423,9 @@ def test_bad_event_options_are_one_line_before_any_work(weizmann_like, capsys, a
 def test_the_scoring_examples_in_the_docstrings_hold():
     import doctest
 
-    import lrcn.tools.stream_scoring
+    import lrcn.tools.stream_accuracy.stream_scoring
 
-    result = doctest.testmod(lrcn.tools.stream_scoring)
+    result = doctest.testmod(lrcn.tools.stream_accuracy.stream_scoring)
     assert result.attempted >= 15 and result.failed == 0, result
 
 
@@ -440,7 +440,7 @@ def test_the_offline_replay_publishes_what_the_live_run_publishes(tmp_path):
     from lrcn.models import synth
     from lrcn.models.export import export_bundle
     from lrcn.stream.bundle import ModelSpec
-    from lrcn.tools.stream_replay import replay
+    from lrcn.tools.stream_accuracy.stream_replay import replay
     from tests.bundles import frames_of, make_bundle
 
     video, sidecar = synth.write_continuous(tmp_path / "stream.avi", duration_s=6.0, size=64, seed=7,
@@ -464,7 +464,7 @@ def test_the_offline_replay_publishes_what_the_live_run_publishes(tmp_path):
 def test_a_seed_measured_later_joins_the_side_by_side_written_before(tmp_path):
     """docs/results' ucf101_9 side-by-side (seeds 0 and 1 there have no run files any more) and a
     run of one more seed give every seed, the earlier ones unchanged; a seed given twice is refused."""
-    from lrcn.tools.stream_results import write_side_by_side
+    from lrcn.tools.stream_accuracy.stream_results import write_side_by_side
 
     earlier_path = Path(__file__).parents[1] / "docs" / "results" / "stream_training_ucf101_9.json"
     earlier = json.loads(earlier_path.read_text())

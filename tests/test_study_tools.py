@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from lrcn.tools import report
-from lrcn.tools.input_size_study import recommend
-from lrcn.tools.two_stream_study import main as study
+from lrcn.tools.evidence import report
+from lrcn.tools.evidence.input_size_study import recommend
+from lrcn.tools.evidence.two_stream_study import main as study
 
 
 def write(path, document):
@@ -117,7 +117,7 @@ def test_the_flow_encoder_table_shows_each_candidate_the_one_kept_and_both_encod
 
 
 def test_the_study_passes_its_flow_encoder_to_flow_runs_only(tmp_path, monkeypatch):
-    from lrcn.tools import two_stream_study
+    from lrcn.tools.evidence import two_stream_study
 
     calls = []
     monkeypatch.setattr(two_stream_study, "lrcn", lambda *args, log: calls.append(args))

@@ -217,7 +217,7 @@ def test_rgb_only_arguments_give_the_spec_of_before():
     """No --modalities: the RGB LRCN's spec exactly (no idle class, no modality fields in meta.json)."""
     import argparse
 
-    from lrcn.tools.train import add_train_arguments, joint_from_args, spec_from_args
+    from lrcn.tools.cli.train import add_train_arguments, joint_from_args, spec_from_args
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)

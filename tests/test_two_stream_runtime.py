@@ -21,7 +21,7 @@ from lrcn.stream.scheduler import Scheduler, StreamPlan
 from lrcn.stream.sources import SourceOptions
 from lrcn.stream.video import read_video_frames
 from lrcn.stream.windows import CONTINUOUS, EXACT, WindowConfig, frame_inputs, initial_state, step as window_step
-from lrcn.tools.commands import main
+from lrcn.tools.cli.commands import main
 from tests.bundles import real_video
 from tests.live_servers import FFMPEG, ts_with_timestamp_break
 from tests.media import still_video
@@ -241,8 +241,8 @@ def test_annotate_stream_accuracy_offline_and_novelty_fit_take_a_two_stream_bund
     too, and `lrcn novelty fit` fits over the joined features, which the scheduler then scores; the
     bundle's `idle` class (trained with stills, in no data folder) gets still windows of its own."""
     from lrcn.models import synth
-    from lrcn.tools.annotate_video import annotate
-    from lrcn.tools.stream_replay import sampled_features
+    from lrcn.tools.cli.annotate_video import annotate
+    from lrcn.tools.stream_accuracy.stream_replay import sampled_features
 
     tiny = TinyTwoStream.write(tmp_path / "bundle", head=lstm_head(F_RGB + F_FLOW, classes=(*synth.CLASSES, "idle")))
     result = annotate(tiny.path, video, tmp_path / "out.mp4")

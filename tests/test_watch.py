@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lrcn.stream.publisher import Publisher
-from lrcn.tools.watch import StreamRow, render_table
+from lrcn.tools.cli.watch import StreamRow, render_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_REASON = "64x64 at 25.0 fps, via a long description of the source that no terminal this narrow fits"

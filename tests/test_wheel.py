@@ -3,6 +3,7 @@ into a fresh venv, gives `import lrcn.stream`, `lrcn.Recognizer` and the `lrcn` 
 `import models.train` and `import stream.pipeline` fail there (names that common collide with
 other packages: tf2onnx already installs a top-level `tools`). Built offline with this venv's setuptools; the fresh venv borrows this venv's
 third-party packages through a .pth line, never its editable install of this tree."""
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def run(*command, cwd):
-    return subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    # Without PYTHONPATH: a path that maps `lrcn` to a checkout would hide the wheel's copy.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +86,23 @@ def test_the_lrcn_command_runs_from_the_wheel(installed, tmp_path):
     helped = run(installed / "bin" / "lrcn", "--help", cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr
     assert "serve" in helped.stdout and "train" in helped.stdout
+
+
+def test_the_wheel_holds_the_tools_by_role_and_no_shell_script(installed):
+    (wheel,) = (installed.parent / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("cli/__init__.py", "cli/__main__.py", "cli/serve.py", "stream_accuracy/__init__.py",
+                   "stream_accuracy/streaming_accuracy.py", "evidence/__init__.py", "evidence/bench.py",
+                   "evidence/harness/__init__.py", "evidence/harness/servers.py"):
+        assert f"lrcn/tools/{module}" in names, module
+    assert [name for name in names if name.endswith(".sh")] == [], "reproduce_results.sh is checkout-only"
+
+
+def test_the_docs_generators_from_the_wheel_refuse_outside_a_checkout(installed, tmp_path):
+    """report and schemas write into the checkout found from the current directory, never beside their own file."""
+    for module in ("report", "schemas"):
+        refused = run(installed / "bin" / "python", "-m", f"lrcn.tools.evidence.{module}", "--check", cwd=tmp_path)
+        assert refused.returncode == 2 and "no lrcn-stream checkout" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    checked = run(installed / "bin" / "python", "-m", "lrcn.tools.evidence.schemas", "--check", cwd=ROOT / "docs")
+    assert checked.returncode == 0, checked.stderr
