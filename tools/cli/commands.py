@@ -96,16 +96,21 @@ class Commands:
         return register
 
     def names(self) -> list[str]:
-        """Every command, in the order registered (two-word ones too)."""
+        """Every command (two-word ones too): the built-in ones in their listed order, then the rest
+        as registered; the same order whichever modules happen to be imported first."""
         self._load_built_in()
-        return list(self._commands)
+        return [command.name for command in self._ordered()]
+
+    def _ordered(self) -> list[Command]:
+        rank = {name: i for i, name in enumerate(self.built_in)}
+        return sorted(self._commands.values(), key=lambda command: rank.get(command.name, len(rank)))
 
     def parser(self, only: str | None = None) -> argparse.ArgumentParser:
         """`lrcn` with every one-word command as a subparser (or only the one named `only`)."""
         self._load_built_in(only)
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
         subparsers = parser.add_subparsers(dest="command", required=True)
-        for command in self._commands.values():
+        for command in self._ordered():
             if " " not in command.name and only in (None, command.name):
                 self._fill(subparsers.add_parser(command.name, help=command.help, **command.parser_options), command)
         return parser
