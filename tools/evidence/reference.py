@@ -98,7 +98,8 @@ def _arguments(parser: argparse.ArgumentParser) -> list[list[str]]:
 def cli_reference() -> str:
     """Every command: a list that links to each, then each one's description and arguments."""
     from lrcn.tools.cli.commands import COMMANDS
-    parsers = {name: COMMANDS.own_parser(name) for name in COMMANDS.names()}
+    # Built-in commands only: a process may have registered more (a plugin, a test's own command).
+    parsers = {name: COMMANDS.own_parser(name) for name in COMMANDS.names() if name in COMMANDS.built_in}
     helps = {name: _cell(COMMANDS._commands[name].help or parsers[name].description or "") for name in parsers}
     parts = [_table(["command", "what it does"],
                     [[f"[`lrcn {name}`](#lrcn-{name.replace(' ', '-')})", helps[name]] for name in parsers])]
@@ -107,3 +108,18 @@ def cli_reference() -> str:
         parts.append(f"\n## `lrcn {name}`\n\n" + (description + "\n\n" if description else "")
                      + _table(["argument", "default", "meaning"], _arguments(parser)))
     return "".join(parts)
+
+
+def cli_reference_fresh() -> str:
+    """`cli_reference()` as a new process renders it: the parsers' choices come from registries a
+    long-lived process (a test run) may have added to, so the page is rendered where none has."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "lrcn.tools.evidence.reference"], capture_output=True, text=True,
+                            check=True, timeout=120)
+    return result.stdout.removesuffix("\n")
+
+
+if __name__ == "__main__":
+    print(cli_reference())

@@ -995,7 +995,7 @@ for _section in ("", "stream", "events", "record", "homeassistant"):
 
 
 # The command line and metrics references (docs/reference/), from the parsers and stream/metrics.py.
-table("cli", (), "the parsers: tools/cli/commands.py and each command's module")(lambda: reference.cli_reference())
+table("cli", (), "the parsers: tools/cli/commands.py and each command's module")(lambda: reference.cli_reference_fresh())
 table("metrics", (), "the collector: stream/metrics.py")(lambda: reference.metrics_reference())
 
 
