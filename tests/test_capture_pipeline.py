@@ -21,22 +21,14 @@ from tests.live_servers import (
     ts_with_timestamp_break,
     write_video,
 )
-from tests.receivers import ANY_PORT, Inbox
+from tests.receivers import ANY_PORT, Inbox, run_received
 
 pytestmark = pytest.mark.timeout(120)
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
 
 
 def serve_until_done(bundle, configs, options, limit_s=60):
-    pipeline = Pipeline(bundle, configs, options)
-    inbox = Inbox(pipeline.endpoint)
-    try:
-        assert inbox.join(pipeline)
-        stats = pipeline.run(duration_s=limit_s)
-        inbox.drain()
-    finally:
-        inbox.close()
-    return stats, inbox
+    return run_received(Pipeline(bundle, configs, options), duration_s=limit_s)
 
 
 def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(keras_seed, tmp_path):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
 from lrcn.tools.evidence.ffmpeg_server import free_port
-from lrcn.tools.evidence.harness.script import save
+from lrcn.tools.evidence.harness.script import measure_and_save
 from lrcn.tools.evidence.harness.servers import default_video, http_get, terminate
 
 
@@ -185,16 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("docs/results/container_image.json"))
     args = parser.parse_args(argv)
-    try:
+
+    def measured() -> dict:
         with tempfile.TemporaryDirectory(prefix="lrcn-image-") as scratch:
             video = args.video or default_video(Path(scratch))
-            result = measure(args.bundle.resolve(), args.image, args.venv, video.resolve(), args.rounds, Path(scratch))
-    except LrcnError as err:
-        print(f"image_startup: error: {err}", file=sys.stderr)
-        return 2
-    print(report(result))
-    print(f"wrote {save(result, args.out)}")
-    return 0
+            return measure(args.bundle.resolve(), args.image, args.venv, video.resolve(), args.rounds, Path(scratch))
+
+    return measure_and_save("image_startup", measured, report, args.out)
 
 
 if __name__ == "__main__":
