@@ -8,6 +8,7 @@ the head; the runtime runs them separately so each frame is encoded once.
 >>> model.output_shape                                         # doctest: +SKIP
 (None, 3)
 """
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,14 @@ def seed_frame_layers() -> list[layers.Layer]:
     names no padding for it), maxpool, then 64, 64, maxpool, 128, 128, maxpool, 256, 256,
     maxpool, all 3x3 same relu, maxpools 2x2 stride 2, then Flatten.
     """
+
     def conv(filters, **kwargs):
         return layers.Conv2D(filters, (3, 3), padding="same", activation="relu", **kwargs)
 
     def pool():
         return layers.MaxPooling2D((2, 2), strides=(2, 2))
 
+    # fmt: off
     return [
         layers.Conv2D(32, (7, 7), strides=(2, 2), padding="same", activation="relu"),
         layers.Conv2D(32, (3, 3), kernel_initializer="he_normal", activation="relu"),
@@ -46,6 +49,7 @@ def seed_frame_layers() -> list[layers.Layer]:
         conv(256), conv(256), pool(),
         layers.Flatten(),
     ]
+    # fmt: on
 
 
 def small_frame_layers() -> list[layers.Layer]:
@@ -69,8 +73,12 @@ def mobilenet_v2(spec: ModelSpec) -> keras.Model:
     weights = spec.backbone_weights
     try:
         backbone = keras.applications.MobileNetV2(
-            alpha=1.0, include_top=False, pooling="avg" if spec.pooling == "avg" else None, weights=weights,
-            input_shape=(*spec.input_size, 3))
+            alpha=1.0,
+            include_top=False,
+            pooling="avg" if spec.pooling == "avg" else None,
+            weights=weights,
+            input_shape=(*spec.input_size, 3),
+        )
     except (OSError, ValueError) as err:
         raise LrcnError(f"cannot load MobileNetV2 weights {weights!r}: {str(err).splitlines()[0]}") from None
     set_trainable_layers(backbone, spec.trainable_layers)
@@ -135,6 +143,7 @@ class TemporalPooling(layers.Layer):
 
 # -- the Keras side of each head type (its NumPy side, lrcn.stream.heads, imports no TensorFlow)
 
+
 class KerasHead:
     """A head type's Keras layers over [B, T, F] features, ending in `softmax` (the Dense softmax
     layer with the spec's L2 penalty), and the NumPy head (lrcn.stream.heads) holding the weights
@@ -165,8 +174,11 @@ class LstmLayers(KerasHead):
     def layers(spec, softmax):
         """Dropout, LSTM, then the softmax on the last step or (per-timestep) on every step."""
         lstm = layers.LSTM(spec.lstm_units, dropout=spec.lstm_dropout, return_sequences=spec.per_timestep)
-        return [layers.Dropout(spec.feature_dropout), lstm,
-                layers.TimeDistributed(softmax) if spec.per_timestep else softmax]
+        return [
+            layers.Dropout(spec.feature_dropout),
+            lstm,
+            layers.TimeDistributed(softmax) if spec.per_timestep else softmax,
+        ]
 
     @staticmethod
     def export(head_model, spec):
@@ -174,8 +186,9 @@ class LstmLayers(KerasHead):
         if (lstm.activation.__name__, lstm.recurrent_activation.__name__) != ("tanh", "sigmoid") or not lstm.use_bias:
             raise LrcnError(f"LSTM {lstm.name}: only tanh/sigmoid with bias is exported")
         kernel, recurrent_kernel, bias = lstm.get_weights()
-        return head_type(spec.head)(spec.classes, kernel, recurrent_kernel, bias, *softmax_weights(head_model),
-                                    spec.per_timestep)
+        return head_type(spec.head)(
+            spec.classes, kernel, recurrent_kernel, bias, *softmax_weights(head_model), spec.per_timestep
+        )
 
 
 @KERAS_HEADS.register("single_frame")
@@ -204,8 +217,11 @@ class PoolLayers(KerasHead):
         (pooling,) = [layer for layer in head_model.layers if isinstance(layer, TemporalPooling)]
         center, inverse_scale = (np.asarray(w, np.float64) for w in pooling.get_weights())
         kernel = np.asarray(dense_kernel, np.float64)
-        return head_type(spec.head)(spec.classes, (inverse_scale[:, None] * kernel).astype(np.float32),
-                                    (dense_bias - (center * inverse_scale) @ kernel).astype(np.float32))
+        return head_type(spec.head)(
+            spec.classes,
+            (inverse_scale[:, None] * kernel).astype(np.float32),
+            (dense_bias - (center * inverse_scale) @ kernel).astype(np.float32),
+        )
 
 
 def temporal_layers(spec: ModelSpec) -> list[layers.Layer]:
@@ -224,13 +240,13 @@ def build_model(spec: ModelSpec) -> keras.Sequential:
     per_frame = [layers.TimeDistributed(layer) for layer in frame_layers(spec)]
     return keras.Sequential(
         [keras.Input((spec.clip_length, *spec.input_size, 3)), *per_frame, *temporal_layers(spec)],
-        name=f"lrcn_{spec.backbone}")
+        name=f"lrcn_{spec.backbone}",
+    )
 
 
 def build_head(spec: ModelSpec, feature_size: int) -> keras.Sequential:
     """The temporal head alone, over precomputed features [batch, T, feature_size]."""
-    return keras.Sequential([keras.Input((spec.clip_length, feature_size)), *temporal_layers(spec)],
-                            name="lrcn_head")
+    return keras.Sequential([keras.Input((spec.clip_length, feature_size)), *temporal_layers(spec)], name="lrcn_head")
 
 
 def feature_size(spec: ModelSpec) -> int:
@@ -249,13 +265,17 @@ def split_model(model: keras.Model, spec: ModelSpec) -> tuple[keras.Sequential, 
     encoder: [N, H, W, 3] preprocessed frames -> [N, F]; head: [B, T, F] -> probabilities.
     """
     count = 0
-    while count < len(model.layers) and isinstance(model.layers[count], layers.TimeDistributed) \
-            and not isinstance(model.layers[count].layer, layers.Dense):
+    while (
+        count < len(model.layers)
+        and isinstance(model.layers[count], layers.TimeDistributed)
+        and not isinstance(model.layers[count].layer, layers.Dense)
+    ):
         count += 1
     if count == 0:
         raise LrcnError(f"model {model.name!r} does not start with per-frame layers")
-    encoder = keras.Sequential([keras.Input((*spec.input_size, 3)), *[layer.layer for layer in model.layers[:count]]],
-                               name="encoder")
+    encoder = keras.Sequential(
+        [keras.Input((*spec.input_size, 3)), *[layer.layer for layer in model.layers[:count]]], name="encoder"
+    )
     features = int(encoder.output_shape[-1])
     head = keras.Sequential([keras.Input((spec.clip_length, features)), *model.layers[count:]], name="head")
     return encoder, head
@@ -264,7 +284,7 @@ def split_model(model: keras.Model, spec: ModelSpec) -> tuple[keras.Sequential, 
 def copy_head_weights(trained_head: keras.Model, model: keras.Model) -> None:
     """Put a head trained on cached features into the full model's temporal layers."""
     head_layers = trained_head.layers
-    for source, target in zip(head_layers, model.layers[len(model.layers) - len(head_layers):]):
+    for source, target in zip(head_layers, model.layers[len(model.layers) - len(head_layers) :]):
         target.set_weights(source.get_weights())
 
 

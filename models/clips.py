@@ -1,4 +1,5 @@
 """Decoded-frame cache, clip sampling and augmentation: NumPy and OpenCV, no TensorFlow."""
+
 from __future__ import annotations
 
 import hashlib
@@ -79,6 +80,7 @@ class FrameCache:
 
 class Shard(Protocol):
     """This process's place among the workers that share out the videos (lrcn.models.distribute)."""
+
     worker: int
     workers: int
 
@@ -94,8 +96,9 @@ class OneWorker:
         return [item]
 
 
-def map_sharded(items: Sequence, compute: Callable, shard: Shard = OneWorker(), progress: bool = False,
-                desc: str = "") -> dict[int, np.ndarray]:
+def map_sharded(
+    items: Sequence, compute: Callable, shard: Shard = OneWorker(), progress: bool = False, desc: str = ""
+) -> dict[int, np.ndarray]:
     """{index: compute(items[index])} for every item, each worker computing items i where
     i % workers == worker, then exchanging results a round at a time (one item per worker per
     round, so no message holds more than one video). `compute` returning None leaves an item out.
@@ -106,8 +109,7 @@ def map_sharded(items: Sequence, compute: Callable, shard: Shard = OneWorker(), 
     from tqdm import tqdm
 
     results = {}
-    for start in tqdm(range(0, len(items), shard.workers), desc=desc, unit="round", leave=False,
-                      disable=not progress):
+    for start in tqdm(range(0, len(items), shard.workers), desc=desc, unit="round", leave=False, disable=not progress):
         mine = start + shard.worker
         shares = shard.gather(compute(items[mine]) if mine < len(items) else None)
         for offset, value in enumerate(shares):
@@ -116,8 +118,9 @@ def map_sharded(items: Sequence, compute: Callable, shard: Shard = OneWorker(), 
     return results
 
 
-def load_videos(paths: Iterable[Path], cache: FrameCache, progress: bool = True,
-                shard: Shard = OneWorker()) -> dict[Path, np.ndarray]:
+def load_videos(
+    paths: Iterable[Path], cache: FrameCache, progress: bool = True, shard: Shard = OneWorker()
+) -> dict[Path, np.ndarray]:
     """Decode (or load) every video, each worker its share; a video that cannot be read is named
     on stderr (by the worker that tried it) and skipped."""
     paths = list(paths)
@@ -173,8 +176,9 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator, flip: bool = True) 
     top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
     out = np.empty_like(clip)
     for i in range(n):
-        out[i] = cv2.resize(clip[i, top:top + crop_h, left:left + crop_w], (width, height),
-                            interpolation=cv2.INTER_LINEAR)
+        out[i] = cv2.resize(
+            clip[i, top : top + crop_h, left : left + crop_w], (width, height), interpolation=cv2.INTER_LINEAR
+        )
     if flip and rng.random() < 0.5:
         out = out[:, :, ::-1]
     gain, bias = rng.uniform(0.75, 1.25), rng.uniform(-20, 20)

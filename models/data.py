@@ -9,6 +9,7 @@ with a regex; train and test never share a group. Nothing here opens a video or 
 '36 videos, 4 classes (bend, jumping_jack, wave_one_hand, wave_two_hands), 9 groups'
 >>> folds = leave_one_group_out(list(dataset.videos))       # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,10 @@ def compile_pattern(pattern: str) -> re.Pattern:
     except re.error as err:
         raise LrcnError(f"group pattern {source!r} is not a valid regex: {err}") from None
     if compiled.groups != 1:
-        raise LrcnError(f"group pattern {source!r} needs exactly one capture group, has {compiled.groups} "
-                        f"(presets: {', '.join(GROUP_PATTERNS)})")
+        raise LrcnError(
+            f"group pattern {source!r} needs exactly one capture group, has {compiled.groups} "
+            f"(presets: {', '.join(GROUP_PATTERNS)})"
+        )
     return compiled
 
 
@@ -134,10 +137,16 @@ def discover(root, group_pattern: str | None = None) -> Dataset:
         pattern = compile_pattern(group_pattern)
         misses = [p for p, _ in paths if group_of(p.name, pattern) is None]
         if misses:
-            raise LrcnError(f"group pattern {pattern.pattern!r} does not match {misses[0].relative_to(root)} "
-                            f"({len(misses)} of {len(paths)} file names do not match)")
-    videos = tuple(sorted((Video(path, label, group_of(path.name, pattern) if pattern else path.stem)
-                           for path, label in paths), key=lambda v: v.path))
+            raise LrcnError(
+                f"group pattern {pattern.pattern!r} does not match {misses[0].relative_to(root)} "
+                f"({len(misses)} of {len(paths)} file names do not match)"
+            )
+    videos = tuple(
+        sorted(
+            (Video(path, label, group_of(path.name, pattern) if pattern else path.stem) for path, label in paths),
+            key=lambda v: v.path,
+        )
+    )
     return Dataset(root, classes, videos, pattern.pattern if pattern else None)
 
 
@@ -175,8 +184,9 @@ def read_split_list(dataset: Dataset, list_path) -> list[Video]:
     if not list_path.is_file():
         raise LrcnError(f"split list {list_path} does not exist")
     class_ind = list_path.parent / "classInd.txt"
-    names_by_index = (read_class_index(class_ind) if class_ind.is_file()
-                      else {i: name for i, name in enumerate(dataset.classes, 1)})
+    names_by_index = (
+        read_class_index(class_ind) if class_ind.is_file() else {i: name for i, name in enumerate(dataset.classes, 1)}
+    )
     by_relpath = {v.path.relative_to(dataset.root).as_posix(): v for v in dataset.videos}
     seen: dict[str, int] = {}
     videos = []
@@ -189,8 +199,7 @@ def read_split_list(dataset: Dataset, list_path) -> list[Video]:
         relpath, label = (parts[0], int(parts[1])) if len(parts) == 2 and parts[1].isdigit() else (line, None)
         relpath = relpath.replace("\\", "/")
         if relpath.count("/") != 1:
-            raise LrcnError(f"{where}: expected 'Class/video' (optionally followed by a class index), "
-                            f"got {line!r}")
+            raise LrcnError(f"{where}: expected 'Class/video' (optionally followed by a class index), got {line!r}")
         class_name = relpath.split("/")[0]
         if class_name not in dataset.classes:
             raise LrcnError(f"{where}: unknown class {class_name!r} (known: {', '.join(dataset.classes)})")
@@ -198,8 +207,10 @@ def read_split_list(dataset: Dataset, list_path) -> list[Video]:
             raise LrcnError(f"{where}: {relpath} is not a video in {dataset.root}")
         if label is not None and names_by_index.get(label) != class_name:
             source = class_ind if class_ind.is_file() else "the sorted class folders"
-            raise LrcnError(f"{where}: label {label} is {names_by_index.get(label, 'no class')!r} in {source}, "
-                            f"but the video is in {class_name!r}")
+            raise LrcnError(
+                f"{where}: label {label} is {names_by_index.get(label, 'no class')!r} in {source}, "
+                f"but the video is in {class_name!r}"
+            )
         if relpath in seen:
             raise LrcnError(f"{where}: {relpath} is already listed on line {seen[relpath]}")
         seen[relpath] = lineno
@@ -218,12 +229,14 @@ def official_split(dataset: Dataset, train_list, test_list) -> tuple[list[Video]
     train, test = read_split_list(dataset, train_list), read_split_list(dataset, test_list)
     both = sorted(set(v.path for v in train) & set(v.path for v in test))
     if both:
-        raise LrcnError(f"{len(both)} video(s) are in both {train_list} and {test_list}, "
-                        f"e.g. {both[0].relative_to(dataset.root)}")
+        raise LrcnError(
+            f"{len(both)} video(s) are in both {train_list} and {test_list}, e.g. {both[0].relative_to(dataset.root)}"
+        )
     shared = sorted(set(groups_of(train)) & set(groups_of(test)), key=group_sort_key)
     if shared:
-        raise LrcnError(f"{train_list} and {test_list} share group(s) {', '.join(shared)}: "
-                        f"a group must not straddle train and test")
+        raise LrcnError(
+            f"{train_list} and {test_list} share group(s) {', '.join(shared)}: a group must not straddle train and test"
+        )
     return train, test
 
 
@@ -326,6 +339,8 @@ def group_holdout(videos: Iterable[Video], fraction: float, seed: int) -> tuple[
 
 def describe(dataset: Dataset) -> str:
     """One line for people: "36 videos, 4 classes (bend, ...), 9 groups"."""
-    text = (f"{len(dataset.videos)} videos, {len(dataset.classes)} classes ({', '.join(dataset.classes)}), "
-            f"{len(groups_of(dataset.videos))} groups")
+    text = (
+        f"{len(dataset.videos)} videos, {len(dataset.classes)} classes ({', '.join(dataset.classes)}), "
+        f"{len(groups_of(dataset.videos))} groups"
+    )
     return text if dataset.group_pattern else text + " (no group pattern matched: one group per file name)"

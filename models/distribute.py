@@ -14,6 +14,7 @@ the workers need no shared file system; each one keeps what it received in its l
 >>> LOCAL.workers, LOCAL.is_chief, LOCAL.gather("anything")
 (1, True, ['anything'])
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,13 +33,13 @@ import numpy as np
 
 from lrcn.stream.errors import LrcnError
 
-TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
-                     '"task": {"type": "worker", "index": 0}}')
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
 
 
 @dataclass(frozen=True)
 class Distribution:
     """A started strategy and this process's place in it."""
+
     name: str = "none"
     strategy: Any = None
     worker: int = 0
@@ -58,8 +59,10 @@ class Distribution:
         A collective: every worker must call it the same number of times."""
         if self.workers == 1:
             return [item]
-        return [None if not payload else np.load(io.BytesIO(payload), allow_pickle=False)
-                for payload in all_gather_bytes(self.strategy, self.workers, encode(item))]
+        return [
+            None if not payload else np.load(io.BytesIO(payload), allow_pickle=False)
+            for payload in all_gather_bytes(self.strategy, self.workers, encode(item))
+        ]
 
 
 LOCAL = Distribution()
@@ -94,7 +97,7 @@ def all_gather_bytes(strategy, workers: int, payload: bytes) -> list[bytes]:
     for worker in range(workers):
         replica = worker * per_worker
         start = ends[replica - 1] if replica else 0
-        out.append(data[start:ends[replica]].tobytes()[:int(sizes[replica])])
+        out.append(data[start : ends[replica]].tobytes()[: int(sizes[replica])])
     return out
 
 
@@ -111,13 +114,17 @@ def parse_tf_config(text: str | None) -> tuple[int, int]:
     if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
         raise LrcnError('TF_CONFIG needs "cluster": {"worker": ["host:port", ...]} with one entry per machine')
     if set(cluster) - {"worker"}:
-        raise LrcnError(f"TF_CONFIG: only workers are used (worker 0 is the chief); remove "
-                        f"{', '.join(sorted(set(cluster) - {'worker'}))}")
+        raise LrcnError(
+            f"TF_CONFIG: only workers are used (worker 0 is the chief); remove "
+            f"{', '.join(sorted(set(cluster) - {'worker'}))}"
+        )
     if not isinstance(task, dict) or task.get("type") != "worker":
         raise LrcnError('TF_CONFIG needs "task": {"type": "worker", "index": N}')
     index = task.get("index")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(workers):
-        raise LrcnError(f"TF_CONFIG: task index {index!r} is not one of the {len(workers)} workers (0..{len(workers) - 1})")
+        raise LrcnError(
+            f"TF_CONFIG: task index {index!r} is not one of the {len(workers)} workers (0..{len(workers) - 1})"
+        )
     return index, len(workers)
 
 
@@ -131,8 +138,10 @@ def start_mirrored() -> Distribution:
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         strategy = tf.distribute.MirroredStrategy()
-        print(f"lrcn: --distribute mirrored: {len(gpus)} GPU(s), {strategy.num_replicas_in_sync} replicas",
-              file=sys.stderr)
+        print(
+            f"lrcn: --distribute mirrored: {len(gpus)} GPU(s), {strategy.num_replicas_in_sync} replicas",
+            file=sys.stderr,
+        )
     else:
         strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
         print("lrcn: --distribute mirrored: no GPU here, training on the CPU as one replica", file=sys.stderr)
@@ -145,13 +154,19 @@ def start_multiworker() -> Distribution:
     index, workers = parse_tf_config(os.environ.get("TF_CONFIG"))
     patch_keras_for_multiworker()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    print(f"lrcn: --distribute multiworker: worker {index} of {workers}"
-          f"{' (chief)' if index == 0 else ''}, {strategy.num_replicas_in_sync} replicas", file=sys.stderr)
+    print(
+        f"lrcn: --distribute multiworker: worker {index} of {workers}"
+        f"{' (chief)' if index == 0 else ''}, {strategy.num_replicas_in_sync} replicas",
+        file=sys.stderr,
+    )
     return Distribution("multiworker", strategy, index, workers)
 
 
 STRATEGIES: dict[str, Callable[[], Distribution]] = {
-    "none": start_none, "mirrored": start_mirrored, "multiworker": start_multiworker}
+    "none": start_none,
+    "mirrored": start_mirrored,
+    "multiworker": start_multiworker,
+}
 
 _started: Distribution | None = None
 
@@ -181,8 +196,10 @@ def output_dir(out: Path, distribution: Distribution) -> Iterator[Path]:
         yield out
         return
     scratch = Path(tempfile.mkdtemp(prefix=f"lrcn-worker{distribution.worker}-"))
-    print(f"lrcn: worker {distribution.worker} writes into {scratch} (removed at the end); the chief writes {out}",
-          file=sys.stderr)
+    print(
+        f"lrcn: worker {distribution.worker} writes into {scratch} (removed at the end); the chief writes {out}",
+        file=sys.stderr,
+    )
     try:
         yield scratch
     finally:

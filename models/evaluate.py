@@ -3,6 +3,7 @@
 Evaluation encodes every frame once and runs the head on every window, as the streaming
 runtime does, instead of re-running the CNN on overlapping clips.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def window_probabilities(head, spec: ModelSpec, features: np.ndarray, stride: in
     return probs.mean(axis=1) if spec.outputs_every_step else probs
 
 
-def predict_videos(model, spec: ModelSpec, frames: dict[Path, np.ndarray], stride: int | None = None,
-                   features=None) -> dict[Path, np.ndarray]:
+def predict_videos(
+    model, spec: ModelSpec, frames: dict[Path, np.ndarray], stride: int | None = None, features=None
+) -> dict[Path, np.ndarray]:
     """Per video, the probabilities of each of its windows. `features(path, frames)` may supply
     cached features (frozen backbones); otherwise frames are encoded with the model's own CNN."""
     encoder, head = split_model(model, spec)
@@ -50,20 +52,31 @@ def report(videos: list[Video], window_probs: dict[Path, np.ndarray], classes: t
         mean = probs.mean(axis=0)
         predicted = int(mean.argmax())
         confusion[video.label, predicted] += 1
-        predictions.append({"video": str(video.path), "label": classes[video.label],
-                            "predicted": classes[predicted], "score": round(float(mean[predicted]), 4)})
+        predictions.append(
+            {
+                "video": str(video.path),
+                "label": classes[video.label],
+                "predicted": classes[predicted],
+                "score": round(float(mean[predicted]), 4),
+            }
+        )
     per_class = {}
     for i, name in enumerate(classes):
         predicted, actual = confusion[:, i].sum(), confusion[i].sum()
-        per_class[name] = {"precision": round(confusion[i, i] / predicted, 4) if predicted else None,
-                           "recall": round(confusion[i, i] / actual, 4) if actual else None,
-                           "support": int(actual)}
+        per_class[name] = {
+            "precision": round(confusion[i, i] / predicted, 4) if predicted else None,
+            "recall": round(confusion[i, i] / actual, 4) if actual else None,
+            "support": int(actual),
+        }
     return {
-        "videos": len(scored), "clips": clip_total,
+        "videos": len(scored),
+        "clips": clip_total,
         "video_accuracy": round(float(np.trace(confusion) / max(1, len(scored))), 4),
         "video_correct": int(np.trace(confusion)),
         "clip_accuracy": round(clip_hits / max(1, clip_total), 4),
-        "classes": list(classes), "per_class": per_class, "confusion": confusion.tolist(),
+        "classes": list(classes),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
         "predictions": predictions,
     }
 
@@ -71,12 +84,17 @@ def report(videos: list[Video], window_probs: dict[Path, np.ndarray], classes: t
 def save_report(result: dict, out_dir: Path, title: str = "") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    save_confusion_png(np.asarray(result["confusion"]), result["classes"], out_dir / "confusion.png",
-                       title or f"video accuracy {result['video_correct']}/{result['videos']}")
+    save_confusion_png(
+        np.asarray(result["confusion"]),
+        result["classes"],
+        out_dir / "confusion.png",
+        title or f"video accuracy {result['video_correct']}/{result['videos']}",
+    )
 
 
 def save_confusion_png(confusion: np.ndarray, classes: list[str], path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -89,8 +107,14 @@ def save_confusion_png(confusion: np.ndarray, classes: list[str], path: Path, ti
     axis.set_ylabel("true")
     for (row, col), count in np.ndenumerate(confusion):
         if count:
-            axis.text(col, row, str(count), ha="center", va="center",
-                      color="white" if count > confusion.max() / 2 else "black")
+            axis.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                color="white" if count > confusion.max() / 2 else "black",
+            )
     axis.set_title(title)
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()

@@ -14,6 +14,7 @@ tf.function with an explicit signature instead.
 
 >>> export_bundle("bundles/mine", frames)        # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,9 @@ def convert(function, path: Path, cache_key: str | None = None) -> Path:
         return path
     tf2onnx.logging.set_level(logging.ERROR)  # its graph-fixing notes are not the user's concern
     try:
-        tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=OPSET,
-                                      output_path=str(path))
+        tf2onnx.convert.from_function(
+            function, input_signature=function.input_signature, opset=OPSET, output_path=str(path)
+        )
     except Exception as err:  # tf2onnx raises whatever its graph passes hit
         raise LrcnError(f"ONNX conversion of {path.name} failed: {str(err).splitlines()[0]}") from None
     if cached is not None:
@@ -77,8 +79,20 @@ def frozen_encoder_key(encoder, spec, modality_name: str) -> str | None:
 
     from lrcn.models.features import weights_digest
 
-    return weights_digest(encoder, repr((modality_name, spec.input_size, spec.preprocessing, spec.pooling,
-                                         spec.flow_backbone, OPSET, tf2onnx.__version__)).encode())
+    return weights_digest(
+        encoder,
+        repr(
+            (
+                modality_name,
+                spec.input_size,
+                spec.preprocessing,
+                spec.pooling,
+                spec.flow_backbone,
+                OPSET,
+                tf2onnx.__version__,
+            )
+        ).encode(),
+    )
 
 
 def encoder_function(encoder, meta: BundleMeta):
@@ -100,8 +114,7 @@ def model_function(model, meta: BundleMeta):
     spec = meta.spec
     scale, offset = spec.preprocessing
 
-    @tf.function(input_signature=[tf.TensorSpec((None, spec.clip_length, *spec.input_size, 3), tf.uint8,
-                                                name="clips")])
+    @tf.function(input_signature=[tf.TensorSpec((None, spec.clip_length, *spec.input_size, 3), tf.uint8, name="clips")])
     def predict(clips):
         pixels = tf.cast(clips, tf.float32) * np.float32(scale) + np.float32(offset)
         return {"probabilities": model(pixels, training=False)}
@@ -154,13 +167,17 @@ def int8_check(bundle: Path, frames: np.ndarray, head: Head, meta: BundleMeta) -
     fp32 = OnnxRuntimeEncoder(bundle / ENCODER_FILE).encode(clip)
     int8 = OnnxRuntimeEncoder(bundle / INT8_ENCODER_FILE).encode(clip)
     cosine = (fp32 * int8).sum(1) / np.maximum(np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1), 1e-12)
-    return {"feature_cosine_min": float(cosine.min()),
-            "probabilities_max_abs": max_difference(head.clip_probabilities(int8[None]),
-                                                    head.clip_probabilities(fp32[None]))}
+    return {
+        "feature_cosine_min": float(cosine.min()),
+        "probabilities_max_abs": max_difference(
+            head.clip_probabilities(int8[None]), head.clip_probabilities(fp32[None])
+        ),
+    }
 
 
-def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float = TOLERANCE,
-                  calibration: np.ndarray | None = None) -> dict:
+def export_bundle(
+    bundle_dir: str | Path, frames: np.ndarray, tolerance: float = TOLERANCE, calibration: np.ndarray | None = None
+) -> dict:
     """Write encoder.onnx, head.npz and model.onnx (and encoder.int8.onnx when calibration
     frames are given) into the bundle, check them against Keras on `frames` ([N, H, W, 3]
     uint8 at the model's size) and return the report; a difference above `tolerance`
@@ -169,8 +186,10 @@ def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float =
     model, meta = load_bundle(bundle)
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.shape[1:] != (*meta.spec.input_size, 3):
-        raise LrcnError(f"check frames must be uint8 [N, {meta.spec.input_size[0]}, {meta.spec.input_size[1]}, 3], "
-                        f"got {frames.dtype} {list(frames.shape)}")
+        raise LrcnError(
+            f"check frames must be uint8 [N, {meta.spec.input_size[0]}, {meta.spec.input_size[1]}, 3], "
+            f"got {frames.dtype} {list(frames.shape)}"
+        )
     encoder, head_model = split_model(model, meta.spec)
     convert(encoder_function(encoder, meta), bundle / ENCODER_FILE, frozen_encoder_key(encoder, meta.spec, "rgb"))
     convert(model_function(model, meta), bundle / MODEL_FILE)
@@ -184,14 +203,20 @@ def export_bundle(bundle_dir: str | Path, frames: np.ndarray, tolerance: float =
         report["int8"] = {"calibration_frames": len(calibration), **int8_check(bundle, frames, head, meta)}
     report["files"] = {path.name: file_hash(path) for path in sorted(bundle.glob("*.onnx")) if path.is_file()}
     (bundle / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    failed = {key: value for key, value in report["check"].items()
-              if key not in ("frames", "encoder_max_abs") and value > tolerance}
+    failed = {
+        key: value
+        for key, value in report["check"].items()
+        if key not in ("frames", "encoder_max_abs") and value > tolerance
+    }
     if failed:
         # A runtime must never pick up parts that disagree with the model; export.json stays.
         for name in (ENCODER_FILE, INT8_ENCODER_FILE, MODEL_FILE, HEAD_FILE):
             (bundle / name).unlink(missing_ok=True)
-        raise LrcnError("export check failed: " + ", ".join(f"{k} {v:.3g}" for k, v in failed.items())
-                        + f" > tolerance {tolerance:g}")
+        raise LrcnError(
+            "export check failed: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in failed.items())
+            + f" > tolerance {tolerance:g}"
+        )
     return report
 
 
@@ -199,19 +224,28 @@ def describe(report: dict) -> str:
     if "encoder_max_abs" not in report["check"]:
         return describe_joint(report)
     check = report["check"]
-    text = (f"checked on {check['frames']} real frames: encoder max |diff| {check['encoder_max_abs']:.2e} "
-            f"(relative {check['encoder_max_rel']:.2e}), encoder+head probabilities "
-            f"{check['encoder_head_probabilities_max_abs']:.2e}, model.onnx probabilities "
-            f"{check['model_onnx_probabilities_max_abs']:.2e} (tolerance {report['tolerance']:g})")
+    text = (
+        f"checked on {check['frames']} real frames: encoder max |diff| {check['encoder_max_abs']:.2e} "
+        f"(relative {check['encoder_max_rel']:.2e}), encoder+head probabilities "
+        f"{check['encoder_head_probabilities_max_abs']:.2e}, model.onnx probabilities "
+        f"{check['model_onnx_probabilities_max_abs']:.2e} (tolerance {report['tolerance']:g})"
+    )
     if "int8" in report:
-        text += (f"; int8 encoder: feature cosine >= {report['int8']['feature_cosine_min']:.4f}, probabilities "
-                 f"max |diff| {report['int8']['probabilities_max_abs']:.2e}")
+        text += (
+            f"; int8 encoder: feature cosine >= {report['int8']['feature_cosine_min']:.4f}, probabilities "
+            f"max |diff| {report['int8']['probabilities_max_abs']:.2e}"
+        )
     return text
 
 
-def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, int8: bool = False,
-                      calibration: str | Path | None = None, tolerance: float = TOLERANCE,
-                      whole_model: bool = False) -> dict:
+def export_from_paths(
+    bundle_dir: str | Path,
+    video: str | Path | None = None,
+    int8: bool = False,
+    calibration: str | Path | None = None,
+    tolerance: float = TOLERANCE,
+    whole_model: bool = False,
+) -> dict:
     """export_bundle with frames read from files: the check uses the first video at `video`
     (default: the data the bundle was trained on); INT8 calibrates on frames spread over
     the videos at `calibration` (default: `video`)."""
@@ -231,8 +265,9 @@ def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, i
 
         first = video_files(source)[0]
         inputs = {name: keras_modality(name).read_file(first, spec) for name in spec.modalities}
-        calibrated = ({name: calibration_inputs(calibration or source, spec, name) for name in spec.modalities}
-                      if int8 else None)
+        calibrated = (
+            {name: calibration_inputs(calibration or source, spec, name) for name in spec.modalities} if int8 else None
+        )
         return export_joint(Path(bundle_dir), model, meta, inputs, tolerance, calibrated, whole_model)
     frames = read_frames(video_files(source)[0], spec.input_size, spec.fps)
     frames_int8 = calibration_frames(calibration or source, spec.input_size, spec.fps) if int8 else None
@@ -240,6 +275,7 @@ def export_from_paths(bundle_dir: str | Path, video: str | Path | None = None, i
 
 
 # -- bundles of modalities (models.joint): one encoder per modality, the head over their joined features
+
 
 def joint_encoder_function(encoder, spec, name: str):
     """uint8 [N, H, W, C] "frames" -> {"features": [N, F]}: the modality's model input and encoder."""
@@ -249,8 +285,9 @@ def joint_encoder_function(encoder, spec, name: str):
 
     keras_side, modality_spec = keras_modality(name), encoder_spec(spec, name)
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *spec.input_size, keras_side.channels), tf.uint8,
-                                                name="frames")])
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, *spec.input_size, keras_side.channels), tf.uint8, name="frames")]
+    )
     def encode(frames):
         return {"features": encoder(keras_side.to_model_input(frames, modality_spec), training=False)}
 
@@ -263,13 +300,17 @@ def joint_model_function(model, spec):
 
     from lrcn.models.modalities import encoder_spec, keras_modality
 
-    signature = [tf.TensorSpec((None, spec.clip_length, *spec.input_size, keras_modality(name).channels), tf.uint8,
-                               name=name) for name in spec.modalities]
+    signature = [
+        tf.TensorSpec((None, spec.clip_length, *spec.input_size, keras_modality(name).channels), tf.uint8, name=name)
+        for name in spec.modalities
+    ]
 
     @tf.function(input_signature=signature)
     def predict(*clips):
-        inputs = {name: keras_modality(name).to_model_input(x, encoder_spec(spec, name))
-                  for name, x in zip(spec.modalities, clips)}
+        inputs = {
+            name: keras_modality(name).to_model_input(x, encoder_spec(spec, name))
+            for name, x in zip(spec.modalities, clips)
+        }
         return {"probabilities": model(inputs, training=False)}
 
     return predict
@@ -280,10 +321,17 @@ def save_late_head(path: Path, spec, sizes: dict[str, int], heads: dict[str, Hea
     arrays under "<modality>." keys, their kind, the modalities, feature sizes and weights."""
     arrays = {f"{name}.{key}": value for name, head in heads.items() for key, value in head.arrays().items()}
     first = heads[spec.modalities[0]]
-    np.savez(path, kind=np.array("late"), classes=np.array(spec.classes), per_timestep=np.array(first.per_timestep),
-             head_kind=np.array(spec.head), modalities=np.array(spec.modalities),
-             feature_sizes=np.array([sizes[name] for name in spec.modalities], np.int64),
-             weights=np.array(spec.fusion_weights, np.float32), **arrays)
+    np.savez(
+        path,
+        kind=np.array("late"),
+        classes=np.array(spec.classes),
+        per_timestep=np.array(first.per_timestep),
+        head_kind=np.array(spec.head),
+        modalities=np.array(spec.modalities),
+        feature_sizes=np.array([sizes[name] for name in spec.modalities], np.int64),
+        weights=np.array(spec.fusion_weights, np.float32),
+        **arrays,
+    )
     return Path(path)
 
 
@@ -298,8 +346,10 @@ class JointHead:
     def clip_probabilities(self, features: np.ndarray) -> np.ndarray:
         if self.spec.fusion != "late":
             return self.heads[None].clip_probabilities(features)
-        return sum(np.float32(w) * self.heads[name].clip_probabilities(features[..., self.slices[name]])
-                   for name, w in zip(self.spec.modalities, self.spec.fusion_weights))
+        return sum(
+            np.float32(w) * self.heads[name].clip_probabilities(features[..., self.slices[name]])
+            for name, w in zip(self.spec.modalities, self.spec.fusion_weights)
+        )
 
 
 def onnx_features(path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -309,8 +359,15 @@ def onnx_features(path: Path, inputs: np.ndarray) -> np.ndarray:
     return session.run(["features"], {"frames": inputs})[0]
 
 
-def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.ndarray], tolerance: float = TOLERANCE,
-                 calibration: dict[str, np.ndarray] | None = None, whole_model: bool = False) -> dict:
+def export_joint(
+    bundle: Path,
+    model,
+    meta: BundleMeta,
+    inputs: dict[str, np.ndarray],
+    tolerance: float = TOLERANCE,
+    calibration: dict[str, np.ndarray] | None = None,
+    whole_model: bool = False,
+) -> dict:
     """export_bundle for a joint model: encoder file per modality (stream.modalities), head.npz over the joined
     features (late fusion: save_late_head), with `whole_model` model.onnx with one input per modality (tf2onnx
     took 15 minutes for two MobileNetV2 encoders at 112 px on this 2-core box, so only on request), and (with calibration
@@ -326,15 +383,22 @@ def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.nda
     for name in spec.modalities:
         expected = (*spec.input_size, modality(name).channels)
         if inputs[name].dtype != np.uint8 or inputs[name].shape[1:] != expected:
-            raise LrcnError(f"check {name} inputs must be uint8 [N, {', '.join(map(str, expected))}], "
-                            f"got {inputs[name].dtype} {list(inputs[name].shape)}")
+            raise LrcnError(
+                f"check {name} inputs must be uint8 [N, {', '.join(map(str, expected))}], "
+                f"got {inputs[name].dtype} {list(inputs[name].shape)}"
+            )
     encoders = encoders_of(model, spec)
     sizes = {name: int(encoder.output_shape[-1]) for name, encoder in encoders.items()}
     files = [modality(name).encoder_file for name in spec.modalities]
     for name in spec.modalities:
-        convert(joint_encoder_function(encoders[name], spec, name), bundle / modality(name).encoder_file,
-                frozen_encoder_key(encoders[name], spec, name))
-    heads = {key: KERAS_HEADS.get(spec.head).export(head_model, spec) for key, head_model in heads_of(model, spec).items()}
+        convert(
+            joint_encoder_function(encoders[name], spec, name),
+            bundle / modality(name).encoder_file,
+            frozen_encoder_key(encoders[name], spec, name),
+        )
+    heads = {
+        key: KERAS_HEADS.get(spec.head).export(head_model, spec) for key, head_model in heads_of(model, spec).items()
+    }
     if spec.fusion == "late":
         save_late_head(bundle / HEAD_FILE, spec, sizes, heads)
     else:
@@ -372,7 +436,8 @@ def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.nda
         session = onnxruntime.InferenceSession(str(bundle / MODEL_FILE), providers=["CPUExecutionProvider"])
         onnx_probs = session.run(None, {name: clip[name][None] for name in spec.modalities})[0]
         check["model_onnx_probabilities_max_abs"] = max_difference(
-            onnx_probs.mean(axis=1) if spec.outputs_every_step else onnx_probs, keras_probs)
+            onnx_probs.mean(axis=1) if spec.outputs_every_step else onnx_probs, keras_probs
+        )
     report["check"] = check
     if calibration is not None:
         from lrcn.stream.quantize import quantize_int8
@@ -384,45 +449,65 @@ def export_joint(bundle: Path, model, meta: BundleMeta, inputs: dict[str, np.nda
             files.append(modality(name).int8_file)
             int8 = onnx_features(bundle / modality(name).int8_file, clip[name])
             int8_parts.append(int8)
-            cosine = (fp32 * int8).sum(1) / np.maximum(np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1),
-                                                       1e-12)
-            report["int8"][name] = {"calibration_frames": len(calibration[name]),
-                                    "feature_cosine_min": float(cosine.min())}
+            cosine = (fp32 * int8).sum(1) / np.maximum(
+                np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1), 1e-12
+            )
+            report["int8"][name] = {
+                "calibration_frames": len(calibration[name]),
+                "feature_cosine_min": float(cosine.min()),
+            }
         report["int8"]["probabilities_max_abs"] = max_difference(
-            head.clip_probabilities(np.concatenate(int8_parts, axis=-1)[None]), head.clip_probabilities(joined[None]))
+            head.clip_probabilities(np.concatenate(int8_parts, axis=-1)[None]), head.clip_probabilities(joined[None])
+        )
     report["files"] = {path.name: file_hash(path) for path in sorted(bundle.glob("*.onnx")) if path.is_file()}
     (bundle / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    failed = {key: value for key, value in check.items()
-              if key != "frames" and not key.endswith("_encoder_max_abs") and value > tolerance}
+    failed = {
+        key: value
+        for key, value in check.items()
+        if key != "frames" and not key.endswith("_encoder_max_abs") and value > tolerance
+    }
     if failed:
         for name in (*files, HEAD_FILE):
             (bundle / name).unlink(missing_ok=True)
-        raise LrcnError("export check failed: " + ", ".join(f"{k} {v:.3g}" for k, v in failed.items())
-                        + f" > tolerance {tolerance:g}")
+        raise LrcnError(
+            "export check failed: "
+            + ", ".join(f"{k} {v:.3g}" for k, v in failed.items())
+            + f" > tolerance {tolerance:g}"
+        )
     return report
 
 
 def encoder_spec_of(spec, name: str):
     from lrcn.models.modalities import encoder_spec
+
     return encoder_spec(spec, name)
 
 
 def describe_joint(report: dict) -> str:
     check = report["check"]
-    parts = [f"{key[:-len('_encoder_max_rel')]} encoder relative {value:.2e}" for key, value in check.items()
-             if key.endswith("_encoder_max_rel")]
-    text = (f"checked on {check['frames']} real frames: " + ", ".join(parts)
-            + f", encoders+head probabilities {check['encoder_head_probabilities_max_abs']:.2e}")
+    parts = [
+        f"{key[: -len('_encoder_max_rel')]} encoder relative {value:.2e}"
+        for key, value in check.items()
+        if key.endswith("_encoder_max_rel")
+    ]
+    text = (
+        f"checked on {check['frames']} real frames: "
+        + ", ".join(parts)
+        + f", encoders+head probabilities {check['encoder_head_probabilities_max_abs']:.2e}"
+    )
     if "model_onnx_probabilities_max_abs" in check:
         text += f", model.onnx probabilities {check['model_onnx_probabilities_max_abs']:.2e}"
     else:
         text += f"; {report.get('model_onnx')}"
     text += f" (tolerance {report['tolerance']:g})"
     if "int8" in report:
-        cosines = ", ".join(f"{name} {v['feature_cosine_min']:.4f}" for name, v in report["int8"].items()
-                            if isinstance(v, dict))
-        text += (f"; int8 encoders: feature cosine >= {cosines}, probabilities max |diff| "
-                 f"{report['int8']['probabilities_max_abs']:.2e}")
+        cosines = ", ".join(
+            f"{name} {v['feature_cosine_min']:.4f}" for name, v in report["int8"].items() if isinstance(v, dict)
+        )
+        text += (
+            f"; int8 encoders: feature cosine >= {cosines}, probabilities max |diff| "
+            f"{report['int8']['probabilities_max_abs']:.2e}"
+        )
     return text
 
 

@@ -1,4 +1,5 @@
 """Per-frame features: encode each frame once, and cache them when the backbone is frozen."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,10 @@ def encode_frames(encoder, frames: np.ndarray, spec: ModelSpec, to_input: Callab
     calling the model eagerly (MobileNetV2 at 224x224, 2 cores)."""
     scale, offset = spec.preprocessing
     to_input = to_input or (lambda batch: preprocess(batch, scale, offset))
-    chunks = [np.asarray(encoder.predict_on_batch(to_input(frames[i:i + ENCODE_BATCH])))
-              for i in range(0, len(frames), ENCODE_BATCH)]
+    chunks = [
+        np.asarray(encoder.predict_on_batch(to_input(frames[i : i + ENCODE_BATCH])))
+        for i in range(0, len(frames), ENCODE_BATCH)
+    ]
     return np.concatenate(chunks).astype(np.float32)
 
 
@@ -57,8 +60,9 @@ class FeatureCache:
     trained by this run (models.flow_encoder) is cached under its weights' digest (`trained`).
     """
 
-    def __init__(self, directory: str | Path | None, spec: ModelSpec, encoder, modality: str = "rgb",
-                 trained: bool = False):
+    def __init__(
+        self, directory: str | Path | None, spec: ModelSpec, encoder, modality: str = "rgb", trained: bool = False
+    ):
         from lrcn.models.modalities import keras_modality
 
         self.directory = Path(directory) / "features" if directory else None
@@ -79,8 +83,12 @@ class FeatureCache:
         if file is not None and file.exists():
             return np.load(file)
         pixels = self.modality.mirror(frames) if view == "mirror" else frames
-        features = encode_frames(self.encoder, np.ascontiguousarray(pixels), self.spec,
-                                 lambda batch: np.asarray(self.modality.to_model_input(batch, self.spec)))
+        features = encode_frames(
+            self.encoder,
+            np.ascontiguousarray(pixels),
+            self.spec,
+            lambda batch: np.asarray(self.modality.to_model_input(batch, self.spec)),
+        )
         if file is not None:
             save_npy(file, features)
         return features
@@ -89,8 +97,14 @@ class FeatureCache:
         file = self.file(video_path, view)
         return np.load(file) if file is not None and file.exists() else None
 
-    def all_views(self, video_paths: Sequence[Path], frames_of: Callable[[Path], np.ndarray],
-                  views: Sequence[str], shard: Shard = OneWorker(), progress: bool = False) -> dict[Path, list]:
+    def all_views(
+        self,
+        video_paths: Sequence[Path],
+        frames_of: Callable[[Path], np.ndarray],
+        views: Sequence[str],
+        shard: Shard = OneWorker(),
+        progress: bool = False,
+    ) -> dict[Path, list]:
         """{path: [features of each view]} for every readable video. Each worker encodes its
         share (frames decoded only where a view is not cached yet), the shares are exchanged,
         and each worker caches what the others encoded, so later runs and evaluation find it."""

@@ -19,6 +19,7 @@ runtime is unchanged: encoder.flow.onnx is whichever CNN won.
 >>> FLOW_ENCODERS
 ('frozen', 'tuned', 'scratch')
 """
+
 from __future__ import annotations
 
 import sys
@@ -36,7 +37,7 @@ from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError
 
 FLOW_ENCODERS = ("frozen", "tuned", "scratch")
-TUNED_TOP_LAYERS = 30        # MobileNetV2's blocks 15-16 and its last 1x1 convolution
+TUNED_TOP_LAYERS = 30  # MobileNetV2's blocks 15-16 and its last 1x1 convolution
 VAL_FIELDS = 24
 BATCH = 32
 
@@ -45,8 +46,8 @@ BATCH = 32
 class FlowCandidate:
     name: str
     backbone: str
-    trainable_layers: int     # 0: frozen (only the probe trains), -1: every layer, N: the top N
-    learning_rate: float      # of the encoder's training (the probe's is PROBE_RATE)
+    trainable_layers: int  # 0: frozen (only the probe trains), -1: every layer, N: the top N
+    learning_rate: float  # of the encoder's training (the probe's is PROBE_RATE)
     epochs: int
     patience: int
     frames_per_video: int = 16
@@ -73,8 +74,7 @@ def flow_candidates(spec: ModelSpec, names: tuple[str, ...]) -> dict[str, FlowCa
     table = {
         "frozen": FlowCandidate("frozen", frozen_backbone, 0, 0.0, 0, 0),
         "tuned": FlowCandidate("tuned", "mobilenet_v2", TUNED_TOP_LAYERS, 1e-5, 10, 3),
-        "scratch": FlowCandidate("scratch", scratch_backbone, -1, 1e-3, 40, 6, frames_per_video=24,
-                                 probe_first=False),
+        "scratch": FlowCandidate("scratch", scratch_backbone, -1, 1e-3, 40, 6, frames_per_video=24, probe_first=False),
     }
     if "tuned" in names and not spec.backbone_weights:
         raise LrcnError("the tuned flow encoder starts from ImageNet MobileNetV2: give --weights")
@@ -83,8 +83,11 @@ def flow_candidates(spec: ModelSpec, names: tuple[str, ...]) -> dict[str, FlowCa
 
 def candidate_spec(spec: ModelSpec, candidate: FlowCandidate) -> ModelSpec:
     """`spec` with the flow encoder `candidate` (its backbone, and whether it was trained on flow)."""
-    return replace(spec, flow_backbone=None if candidate.backbone == spec.backbone else candidate.backbone,
-                   flow_trained=candidate.trained)
+    return replace(
+        spec,
+        flow_backbone=None if candidate.backbone == spec.backbone else candidate.backbone,
+        flow_trained=candidate.trained,
+    )
 
 
 def read_fields(videos: list[Video], fields_of) -> list[tuple[np.ndarray, int]]:
@@ -97,7 +100,7 @@ def read_fields(videos: list[Video], fields_of) -> list[tuple[np.ndarray, int]]:
             print(f"lrcn: skipping {err}", file=sys.stderr)
             continue
         if len(fields) > 1:
-            out.append((fields[1:], video.label))   # field 0 of a segment is the zero field by definition
+            out.append((fields[1:], video.label))  # field 0 of a segment is the zero field by definition
     return out
 
 
@@ -140,8 +143,15 @@ class FieldClassifier:
         # so one learning rate suits any backbone.
         self.normalise = layers.Normalization(name="standardise")
         self.normalise.build((None, size))
-        self.probe = keras.Sequential([keras.Input((size,)), self.normalise, layers.Dropout(0.5),
-                                       layers.Dense(num_classes, activation="softmax")], name="flow_probe")
+        self.probe = keras.Sequential(
+            [
+                keras.Input((size,)),
+                self.normalise,
+                layers.Dropout(0.5),
+                layers.Dense(num_classes, activation="softmax"),
+            ],
+            name="flow_probe",
+        )
 
     def to_input(self, fields: np.ndarray) -> np.ndarray:
         return model_input("flow", fields, self.flow_spec)
@@ -167,8 +177,18 @@ class FieldClassifier:
             train_features = self.features(x)
             self.normalise.adapt(train_features)
             val_features = [(self.features(fields), label) for fields, label in val]
-            self.run_phase("probe", self.probe, PROBE_RATE, PROBE_EPOCHS, PROBE_PATIENCE,
-                           lambda: (train_features, y), val_features, history, best, progress)
+            self.run_phase(
+                "probe",
+                self.probe,
+                PROBE_RATE,
+                PROBE_EPOCHS,
+                PROBE_PATIENCE,
+                lambda: (train_features, y),
+                val_features,
+                history,
+                best,
+                progress,
+            )
             self.probe.set_weights(best["weights"][1])
             self.probe_history, self.probe_score = list(history), best["score"]
         else:
@@ -182,27 +202,44 @@ class FieldClassifier:
                 x, y = draw_epoch(train, candidate.frames_per_video, rng, mirror)
                 return self.to_input(x), y
 
-            self.run_phase("encoder", network, candidate.learning_rate, candidate.epochs, candidate.patience, draw,
-                           val_inputs, history, best, progress)
+            self.run_phase(
+                "encoder",
+                network,
+                candidate.learning_rate,
+                candidate.epochs,
+                candidate.patience,
+                draw,
+                val_inputs,
+                history,
+                best,
+                progress,
+            )
         self.encoder.set_weights(best["weights"][0])
         self.probe.set_weights(best["weights"][1])
         self.encoder.trainable = False
         kept = max(history, key=lambda h: (h["val_field_accuracy"], -h["val_loss"]))
-        return {"backbone": candidate.backbone, "trainable_layers": candidate.trainable_layers,
-                "epochs_run": len(history), "kept": {k: kept[k] for k in ("phase", "epoch")},
-                "val_loss": kept["val_loss"], "val_field_accuracy": kept["val_field_accuracy"],
-                "val_video_accuracy": kept["val_video_accuracy"], "seconds": round(time.time() - started, 1),
-                "history": history}
+        return {
+            "backbone": candidate.backbone,
+            "trainable_layers": candidate.trainable_layers,
+            "epochs_run": len(history),
+            "kept": {k: kept[k] for k in ("phase", "epoch")},
+            "val_loss": kept["val_loss"],
+            "val_field_accuracy": kept["val_field_accuracy"],
+            "val_video_accuracy": kept["val_video_accuracy"],
+            "seconds": round(time.time() - started, 1),
+            "history": history,
+        }
 
     def run_phase(self, phase, network, rate, epochs, patience, draw, val_inputs, history, best, progress) -> None:
         network.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy")
-        waited, phase_best = 0, (-1.0, 0.0)   # patience counts within the phase: fine-tuning may start below the probe
+        waited, phase_best = 0, (-1.0, 0.0)  # patience counts within the phase: fine-tuning may start below the probe
         for epoch in range(epochs):
             x, y = draw()
             fit = network.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
             scores = self.score(network, val_inputs)
-            history.append({"phase": phase, "epoch": epoch + 1, "loss": round(float(fit.history["loss"][-1]), 4),
-                            **scores})
+            history.append(
+                {"phase": phase, "epoch": epoch + 1, "loss": round(float(fit.history["loss"][-1]), 4), **scores}
+            )
             if progress:
                 print(f"lrcn: flow encoder {self.candidate.name} {phase} epoch {epoch + 1}: {scores}", file=sys.stderr)
             score = (scores["val_field_accuracy"], -scores["val_loss"])
@@ -223,13 +260,22 @@ class FieldClassifier:
             losses.append(-np.log(np.maximum(probs[:, label], 1e-7)))
             field_right.append(probs.argmax(axis=1) == label)
             video_right.append(probs.mean(axis=0).argmax() == label)
-        return {"val_loss": round(float(np.concatenate(losses).mean()), 4),
-                "val_field_accuracy": round(float(np.concatenate(field_right).mean()), 4),
-                "val_video_accuracy": round(float(np.mean(video_right)), 4)}
+        return {
+            "val_loss": round(float(np.concatenate(losses).mean()), 4),
+            "val_field_accuracy": round(float(np.concatenate(field_right).mean()), 4),
+            "val_video_accuracy": round(float(np.mean(video_right)), 4),
+        }
 
 
-def choose_flow_encoder(spec: ModelSpec, names: tuple[str, ...], fit_videos: list[Video], val_videos: list[Video],
-                        fields_of, seed: int, progress: bool = False) -> tuple[ModelSpec, object, dict]:
+def choose_flow_encoder(
+    spec: ModelSpec,
+    names: tuple[str, ...],
+    fit_videos: list[Video],
+    val_videos: list[Video],
+    fields_of,
+    seed: int,
+    progress: bool = False,
+) -> tuple[ModelSpec, object, dict]:
     """Fit each candidate on `fit_videos`, keep the best by validation video accuracy (ties: field accuracy,
     then the earlier in FLOW_ENCODERS). (the spec with its flow encoder, the frozen Keras encoder, the record)."""
     if not val_videos:
@@ -244,15 +290,22 @@ def choose_flow_encoder(spec: ModelSpec, names: tuple[str, ...], fit_videos: lis
         keras.utils.set_random_seed(seed)
         classifier = FieldClassifier(spec, candidate, num_classes)
         # the tuned CNN starts where the frozen one's probe ended (the same ImageNet encoder, the same probe)
-        probed = fitted.get("frozen") if fitted.get("frozen") and candidates["frozen"].backbone == candidate.backbone \
+        probed = (
+            fitted.get("frozen")
+            if fitted.get("frozen") and candidates["frozen"].backbone == candidate.backbone
             else None
+        )
         records[name] = classifier.fit(train, val, seed, progress, probed)
         fitted[name] = classifier
     order = list(FLOW_ENCODERS)
-    chosen = max(records, key=lambda n: (records[n]["val_video_accuracy"], records[n]["val_field_accuracy"],
-                                         -order.index(n)))
+    chosen = max(
+        records, key=lambda n: (records[n]["val_video_accuracy"], records[n]["val_field_accuracy"], -order.index(n))
+    )
     summary = ", ".join(f"{n}: {r['val_video_accuracy']:.3f}/{r['val_field_accuracy']:.3f}" for n, r in records.items())
     print(f"lrcn: flow encoder {chosen} chosen on validation groups ({summary} video/field accuracy)", file=sys.stderr)
     classifier = fitted[chosen]
-    return candidate_spec(spec, candidates[chosen]), classifier.encoder, {
-        "chosen": chosen, "candidates": records, "train_videos": len(train), "val_videos": len(val)}
+    return (
+        candidate_spec(spec, candidates[chosen]),
+        classifier.encoder,
+        {"chosen": chosen, "candidates": records, "train_videos": len(train), "val_videos": len(val)},
+    )

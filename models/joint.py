@@ -9,6 +9,7 @@ modality and the weighted mean of their probabilities (late fusion, the LRCN pap
 The RGB-only model of every earlier bundle stays the Sequential of models.architectures; a model is
 joint when it is not a Sequential (`is_joint`).
 """
+
 from __future__ import annotations
 
 import keras
@@ -30,8 +31,14 @@ def is_joint(model) -> bool:
 def build_encoder(spec: ModelSpec, name: str) -> keras.Sequential:
     """Modality `name`'s per-frame encoder: its float model input [N, H, W, C] -> [N, F]."""
     keras_side = keras_modality(name)
-    return keras.Sequential([keras.Input((*spec.input_size, keras_side.channels)), *keras_side.input_layers(spec),
-                             *frame_layers(encoder_spec(spec, name))], name=f"encoder_{name}")
+    return keras.Sequential(
+        [
+            keras.Input((*spec.input_size, keras_side.channels)),
+            *keras_side.input_layers(spec),
+            *frame_layers(encoder_spec(spec, name)),
+        ],
+        name=f"encoder_{name}",
+    )
 
 
 def build_encoders(spec: ModelSpec) -> dict[str, keras.Sequential]:
@@ -65,8 +72,10 @@ class WeightedMean(layers.Layer):
 
 
 def model_input_layers(spec: ModelSpec) -> dict[str, keras.KerasTensor]:
-    return {name: keras.Input((spec.clip_length, *spec.input_size, keras_modality(name).channels), name=name)
-            for name in spec.modalities}
+    return {
+        name: keras.Input((spec.clip_length, *spec.input_size, keras_modality(name).channels), name=name)
+        for name in spec.modalities
+    }
 
 
 def per_frame_features(spec: ModelSpec, encoders, inputs) -> list:
@@ -86,8 +95,7 @@ def assemble_late(spec: ModelSpec, encoders, heads: dict[str, keras.Model]) -> k
     inputs = model_input_layers(spec)
     features = per_frame_features(spec, encoders, inputs)
     probabilities = [heads[name](f) for name, f in zip(spec.modalities, features)]
-    return keras.Model(inputs, WeightedMean(list(spec.fusion_weights), name="fusion")(probabilities),
-                       name="lrcn_joint")
+    return keras.Model(inputs, WeightedMean(list(spec.fusion_weights), name="fusion")(probabilities), name="lrcn_joint")
 
 
 def encoders_of(model: keras.Model, spec: ModelSpec) -> dict[str, keras.Model]:
@@ -111,22 +119,29 @@ def feature_slices(sizes: dict[str, int]) -> dict[str, slice]:
     return out
 
 
-def probabilities_on_features(model: keras.Model, spec: ModelSpec, sizes: dict[str, int], windows: np.ndarray,
-                              ) -> np.ndarray:
+def probabilities_on_features(
+    model: keras.Model,
+    spec: ModelSpec,
+    sizes: dict[str, int],
+    windows: np.ndarray,
+) -> np.ndarray:
     """The joint model's output on windows of joined features [W, T, sum F]: [W, C] (or [W, T, C])."""
     heads = heads_of(model, spec)
     if spec.fusion != "late":
         return np.asarray(heads[None].predict_on_batch(windows))
     slices = feature_slices(sizes)
-    return sum(np.float32(w) * np.asarray(heads[name].predict_on_batch(windows[..., slices[name]]))
-               for name, w in zip(spec.modalities, spec.fusion_weights))
+    return sum(
+        np.float32(w) * np.asarray(heads[name].predict_on_batch(windows[..., slices[name]]))
+        for name, w in zip(spec.modalities, spec.fusion_weights)
+    )
 
 
 def check_joint_model(model, spec: ModelSpec, path) -> None:
     """A joint model.keras that does not take meta.json's inputs is one LrcnError line."""
     shapes = {tensor.name: tuple(tensor.shape) for tensor in model.inputs}
-    expected = {name: (None, spec.clip_length, *spec.input_size, keras_modality(name).channels)
-                for name in spec.modalities}
+    expected = {
+        name: (None, spec.clip_length, *spec.input_size, keras_modality(name).channels) for name in spec.modalities
+    }
     if shapes != expected:
         raise LrcnError(f"{path}: inputs {shapes} do not match meta.json {expected}")
     if model.output_shape[-1] != spec.num_classes:

@@ -10,6 +10,7 @@ exported ONNX graph run the very same operations.
 >>> keras_modality("flow").channels
 2
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -96,36 +97,61 @@ def keras_modality(name: str) -> KerasModality:
 
 def encoder_spec(spec: ModelSpec, name: str) -> ModelSpec:
     """The one-modality spec of `name`'s encoder: its backbone and that backbone's preprocessing."""
-    return replace(spec, backbone=keras_modality(name).backbone(spec), modalities=(name,), fusion="early",
-                   fusion_weights=None, flow_backbone=None, flow_trained=False)
+    return replace(
+        spec,
+        backbone=keras_modality(name).backbone(spec),
+        modalities=(name,),
+        fusion="early",
+        fusion_weights=None,
+        flow_backbone=None,
+        flow_trained=False,
+    )
 
 
 def _read_frames(path, spec):
     from lrcn.stream.video import read_frames
+
     return read_frames(path, spec.input_size, spec.fps)
 
 
 def _read_fields(path, spec):
     from lrcn.stream.video import read_motion
+
     return read_motion(path, spec.input_size, spec.fps)[0]
 
 
-KERAS_MODALITIES.add("rgb", KerasModality(
-    name="rgb", channels=3, backbone=lambda spec: spec.backbone,
-    to_model_input=lambda x, spec: np.float32(spec.preprocessing[0]) * keras.ops.cast(x, "float32")
-    + np.float32(spec.preprocessing[1]),
-    input_layers=lambda spec: [],
-    read_cached=lambda cache, path: cache.frames(path), read_file=_read_frames,
-    still=lambda image: image, cache_identity=lambda spec: ()))
+KERAS_MODALITIES.add(
+    "rgb",
+    KerasModality(
+        name="rgb",
+        channels=3,
+        backbone=lambda spec: spec.backbone,
+        to_model_input=lambda x, spec: (
+            np.float32(spec.preprocessing[0]) * keras.ops.cast(x, "float32") + np.float32(spec.preprocessing[1])
+        ),
+        input_layers=lambda spec: [],
+        read_cached=lambda cache, path: cache.frames(path),
+        read_file=_read_frames,
+        still=lambda image: image,
+        cache_identity=lambda spec: (),
+    ),
+)
 
-KERAS_MODALITIES.add("flow", KerasModality(
-    name="flow", channels=2, backbone=lambda spec: spec.flow_backbone or spec.backbone,
-    to_model_input=lambda x, spec: keras.ops.cast(x, "float32"),
-    input_layers=lambda spec: [FlowPixels(*encoder_spec(spec, "flow").preprocessing, name="flow_pixels")],
-    read_cached=lambda cache, path: cache.motion(path)[0], read_file=_read_fields,
-    still=lambda image: zero_field(image.shape[:2]),
-    cache_identity=lambda spec: ("flow", tuple(sorted(flow_encoding(spec.input_size).items())), "render-v1"),
-    trained=lambda spec: spec.flow_trained))
+KERAS_MODALITIES.add(
+    "flow",
+    KerasModality(
+        name="flow",
+        channels=2,
+        backbone=lambda spec: spec.flow_backbone or spec.backbone,
+        to_model_input=lambda x, spec: keras.ops.cast(x, "float32"),
+        input_layers=lambda spec: [FlowPixels(*encoder_spec(spec, "flow").preprocessing, name="flow_pixels")],
+        read_cached=lambda cache, path: cache.motion(path)[0],
+        read_file=_read_fields,
+        still=lambda image: zero_field(image.shape[:2]),
+        cache_identity=lambda spec: ("flow", tuple(sorted(flow_encoding(spec.input_size).items())), "render-v1"),
+        trained=lambda spec: spec.flow_trained,
+    ),
+)
 
 
 def model_input(name: str, x, spec: ModelSpec) -> np.ndarray:

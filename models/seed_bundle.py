@@ -6,6 +6,7 @@ trained ones do, so the benchmarks need no training.
 - `build_seed_bundle`: the seed LRCN (112x112, T=16, LSTM 512), exported with its INT8 encoder;
 - `build_mobilenet_bundle`: MobileNetV2 112x112, T=16, 10 fps, LSTM, from the ImageNet weights.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,9 @@ import numpy as np
 
 from lrcn.stream.bundle import BundleMeta, ModelSpec
 
-SEED_SPEC = ModelSpec(classes=("class0", "class1", "class2", "class3"), input_size=(112, 112), clip_length=16,
-                      lstm_units=512)
+SEED_SPEC = ModelSpec(
+    classes=("class0", "class1", "class2", "class3"), input_size=(112, 112), clip_length=16, lstm_units=512
+)
 
 
 def untrained_bundle(spec: ModelSpec, out: Path, frames: np.ndarray | None = None, seed: int = 0) -> Path:
@@ -57,8 +59,14 @@ def build_mobilenet_bundle(out: Path, video: Path, weights: Path, classes: int =
     from lrcn.models.export import export_bundle
     from lrcn.stream.video import read_frames
 
-    spec = ModelSpec(classes=tuple(f"class{i}" for i in range(classes)), backbone="mobilenet_v2",
-                     backbone_weights=str(weights), input_size=(112, 112), clip_length=16, fps=10.0)
+    spec = ModelSpec(
+        classes=tuple(f"class{i}" for i in range(classes)),
+        backbone="mobilenet_v2",
+        backbone_weights=str(weights),
+        input_size=(112, 112),
+        clip_length=16,
+        fps=10.0,
+    )
     untrained_bundle(spec, out)
     export_bundle(out, read_frames(video, spec.input_size, spec.fps)[:32])
     return Path(out)

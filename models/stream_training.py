@@ -23,6 +23,7 @@ meta.json's training.stream_training records the settings.
 >>> targets.tolist(), weights.tolist()
 ([1, 1, 1, 1, 0, 0, 0], [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0])
 """
+
 from __future__ import annotations
 
 import math
@@ -39,13 +40,13 @@ from lrcn.stream.errors import LrcnError
 
 @dataclass(frozen=True)
 class StreamConfig:
-    segment_s: tuple[float, float] = (1.6, 8.0)     # a segment's length, shortest and longest (capped by its video)
+    segment_s: tuple[float, float] = (1.6, 8.0)  # a segment's length, shortest and longest (capped by its video)
     sequence_s: tuple[float, float] = (25.6, 51.2)  # a sequence's length, from a zero state to the next reset
-    ignore_margin_s: float = 0.3                    # seconds after each change left out of the loss
-    background: str | None = None                   # a class whose videos are background between actions
-    background_share: float = 0.3                   # chance that a segment after an action is background
-    chunk: int = 32                                 # frames per truncated-backpropagation step
-    init_from: str | None = None                    # a bundle whose LSTM and softmax weights to start from
+    ignore_margin_s: float = 0.3  # seconds after each change left out of the loss
+    background: str | None = None  # a class whose videos are background between actions
+    background_share: float = 0.3  # chance that a segment after an action is background
+    chunk: int = 32  # frames per truncated-backpropagation step
+    init_from: str | None = None  # a bundle whose LSTM and softmax weights to start from
 
     def __post_init__(self):
         if not self.ignore_margin_s >= 0:
@@ -62,6 +63,7 @@ class StreamConfig:
 @dataclass(frozen=True)
 class Segment:
     """Frames start..start+length of one view of one video (an index into the items), and its label."""
+
     item: int
     view: int
     start: int
@@ -84,9 +86,15 @@ def background_label(classes: Sequence[str], name: str | None) -> int | None:
     return list(classes).index(name)
 
 
-def plan_sequence(items: Sequence[tuple[int, int, int]], total: int, shortest: int, longest: int,
-                  rng: np.random.Generator, background: int | None = None, background_share: float = 0.0
-                  ) -> list[Segment]:
+def plan_sequence(
+    items: Sequence[tuple[int, int, int]],
+    total: int,
+    shortest: int,
+    longest: int,
+    rng: np.random.Generator,
+    background: int | None = None,
+    background_share: float = 0.0,
+) -> list[Segment]:
     """Segments adding up to `total` frames. items: (frames, label, views) per video. Each segment is a
     random stretch of `shortest`..`longest` frames (a whole video when it is shorter) of a random
     video; neighbours never share a label; after an action, the background class comes with
@@ -106,8 +114,12 @@ def plan_sequence(items: Sequence[tuple[int, int, int]], total: int, shortest: i
     segments: list[Segment] = []
     filled, previous = 0, None
     while filled < total:
-        if background in by_label and previous is not None and previous != background \
-                and rng.random() < background_share:
+        if (
+            background in by_label
+            and previous is not None
+            and previous != background
+            and rng.random() < background_share
+        ):
             label = background
         else:
             choices = [label for label in actions if label != previous] or actions
@@ -128,17 +140,25 @@ def frame_targets(segments: Sequence[Segment], margin_frames: int) -> tuple[np.n
     weights = np.ones(len(labels), np.float32)
     changes = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
     for change in changes:
-        weights[change:change + margin_frames] = 0.0
+        weights[change : change + margin_frames] = 0.0
     return labels, weights
 
 
 def sequence_features(views_per_item: Sequence[Sequence[np.ndarray]], segments: Sequence[Segment]) -> np.ndarray:
     """The segments' feature rows joined, [N, F]."""
-    return np.concatenate([views_per_item[s.item][s.view][s.start:s.start + s.length] for s in segments])
+    return np.concatenate([views_per_item[s.item][s.view][s.start : s.start + s.length] for s in segments])
 
 
-def sequence_batch(views_per_item, labels: Sequence[int], count: int, frames: int, fps: float, config: StreamConfig,
-                   rng: np.random.Generator, background: int | None = None):
+def sequence_batch(
+    views_per_item,
+    labels: Sequence[int],
+    count: int,
+    frames: int,
+    fps: float,
+    config: StreamConfig,
+    rng: np.random.Generator,
+    background: int | None = None,
+):
     """`count` sequences of `frames` frames each: features [B, N, F], targets [B, N], weights [B, N]."""
     items = [(len(views[0]), label, len(views)) for views, label in zip(views_per_item, labels)]
     shortest, longest = (max(1, round(s * fps)) for s in config.segment_s)
@@ -160,6 +180,7 @@ def sequence_frames(config: StreamConfig, fps: float, rng: np.random.Generator) 
 
 
 # -- Keras --------------------------------------------------------------------------------------
+
 
 def build_stream_head(spec, feature_size: int):
     """The head as a step function over chunks: ([x [B, K, F], h [B, U], c [B, U]]) -> (per-frame
@@ -195,11 +216,13 @@ def check_init_bundle(bundle_dir: str | Path, spec) -> None:
     from lrcn.stream.bundle import read_meta
 
     theirs = read_meta(bundle_dir).spec
-    plain = lambda value: tuple(value) if isinstance(value, (list, tuple)) else value   # noqa: E731
+    plain = lambda value: tuple(value) if isinstance(value, (list, tuple)) else value  # noqa: E731
     for what in ("classes", "head", "lstm_units", "per_timestep", "backbone", "pooling"):
         if plain(getattr(spec, what)) != plain(getattr(theirs, what)):
-            raise LrcnError(f"--init-from {bundle_dir}: its {what} ({getattr(theirs, what)}) differs from "
-                            f"this model's ({getattr(spec, what)})")
+            raise LrcnError(
+                f"--init-from {bundle_dir}: its {what} ({getattr(theirs, what)}) differs from "
+                f"this model's ({getattr(spec, what)})"
+            )
 
 
 def initial_weights(bundle_dir: str | Path, spec) -> tuple[list, list]:
@@ -267,8 +290,8 @@ class StreamTrainer:
 
 # -- training -----------------------------------------------------------------------------------
 
-def train_stream(spec, train_videos, val_videos, out_dir, config, stream: StreamConfig,
-                 provenance: dict | None = None):
+
+def train_stream(spec, train_videos, val_videos, out_dir, config, stream: StreamConfig, provenance: dict | None = None):
     """Stream-train the head on cached features, keep the epoch with the best masked validation
     loss (on fixed sequences of the validation videos), and write the bundle to out_dir."""
     import keras
@@ -280,8 +303,10 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
     from lrcn.stream.bundle import BundleMeta
 
     if not spec.frozen_backbone:
-        raise LrcnError("--stream-training trains the head on cached features: it needs a frozen backbone "
-                        "(--backbone mobilenet_v2, or --trainable-layers 0)")
+        raise LrcnError(
+            "--stream-training trains the head on cached features: it needs a frozen backbone "
+            "(--backbone mobilenet_v2, or --trainable-layers 0)"
+        )
     if spec.head != "lstm" or spec.per_timestep:
         raise LrcnError("--stream-training trains the LSTM head (--head lstm, without --per-timestep)")
     started = time.time()
@@ -311,11 +336,19 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
     if val_batches is not None and val_batches.items:
         val_views, val_labels = zip(*val_batches.items)
         rng = np.random.default_rng([config.seed, 7])
-        validation = sequence_batch(val_views, val_labels, config.batch_size, sequence_frames(stream, spec.fps, rng),
-                                    spec.fps, stream, rng, background)
+        validation = sequence_batch(
+            val_views,
+            val_labels,
+            config.batch_size,
+            sequence_frames(stream, spec.fps, rng),
+            spec.fps,
+            stream,
+            rng,
+            background,
+        )
     history: dict[str, list[float]] = {}
     initial = {}
-    if validation is not None:   # where training starts from, on the same sequences: the baseline to beat
+    if validation is not None:  # where training starts from, on the same sequences: the baseline to beat
         loss_sum, right, weight = trainer.run(*validation, stream.chunk, train=False)
         initial = {"val_loss": round(loss_sum / max(weight, 1), 5), "val_accuracy": round(right / max(weight, 1), 5)}
     best, best_loss, waited = None, math.inf, 0
@@ -323,8 +356,16 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
         rng = np.random.default_rng([config.seed, 11, epoch])
         totals = np.zeros(3)
         for _ in range(batches_per_epoch):
-            x, y, w = sequence_batch(train_views, train_labels, config.batch_size,
-                                     sequence_frames(stream, spec.fps, rng), spec.fps, stream, rng, background)
+            x, y, w = sequence_batch(
+                train_views,
+                train_labels,
+                config.batch_size,
+                sequence_frames(stream, spec.fps, rng),
+                spec.fps,
+                stream,
+                rng,
+                background,
+            )
             totals += trainer.run(x, y, w, stream.chunk, train=True)
         row = {"loss": totals[0] / max(totals[2], 1), "accuracy": totals[1] / max(totals[2], 1)}
         if validation is not None:
@@ -333,8 +374,10 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
         for key, value in row.items():
             history.setdefault(key, []).append(round(float(value), 5))
         if config.progress:
-            print(f"lrcn: stream epoch {epoch + 1}/{config.epochs} "
-                  + " ".join(f"{k} {v:.4f}" for k, v in row.items()), file=sys.stderr)
+            print(
+                f"lrcn: stream epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()),
+                file=sys.stderr,
+            )
         monitored = row.get("val_loss", row["loss"])
         if monitored < best_loss:
             best, best_loss, waited = trainer.head.get_weights(), monitored, 0
@@ -346,24 +389,32 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
     copy_into_clip_model(trainer.head, model)
     monitor = "val_loss" if validation is not None else "loss"
     best_epoch = int(np.argmin(history[monitor])) + 1
-    meta = BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1]), training={
-        "config": asdict(config) | {"cache_dir": None},
-        "stream_training": asdict(stream) | {"batches_per_epoch": batches_per_epoch},
-        "train_videos": len(train_views), "val_videos": len(val_batches.items) if val_batches else 0,
-        "head_only": True, "epochs_run": len(history["loss"]),
-        "best_epoch": best_epoch, "at_best_epoch": {key: values[best_epoch - 1] for key, values in history.items()},
-        "initial": initial,
-        "seconds": round(time.time() - started, 1),
-        "versions": {"keras": keras.__version__, "python": sys.version.split()[0]},
-        **(provenance or {}),
-    })
+    meta = BundleMeta(
+        spec=spec,
+        feature_size=int(encoder.output_shape[-1]),
+        training={
+            "config": asdict(config) | {"cache_dir": None},
+            "stream_training": asdict(stream) | {"batches_per_epoch": batches_per_epoch},
+            "train_videos": len(train_views),
+            "val_videos": len(val_batches.items) if val_batches else 0,
+            "head_only": True,
+            "epochs_run": len(history["loss"]),
+            "best_epoch": best_epoch,
+            "at_best_epoch": {key: values[best_epoch - 1] for key, values in history.items()},
+            "initial": initial,
+            "seconds": round(time.time() - started, 1),
+            "versions": {"keras": keras.__version__, "python": sys.version.split()[0]},
+            **(provenance or {}),
+        },
+    )
     save_bundle(model, meta, out_dir)
     save_curves(history, out_dir / "curves.png")
     return model, meta
 
 
-def train_stream_and_test(spec, train_videos, test_videos, out_dir, config, stream: StreamConfig,
-                          provenance: dict | None = None) -> dict:
+def train_stream_and_test(
+    spec, train_videos, test_videos, out_dir, config, stream: StreamConfig, provenance: dict | None = None
+) -> dict:
     """models.experiment.train_and_test for stream training: the epoch count chosen on a
     group-disjoint validation split of the training groups, then (config.refit) retrained on all
     of them; the bundle evaluated on the isolated test clips. The test report, {} without tests."""
@@ -371,23 +422,35 @@ def train_stream_and_test(spec, train_videos, test_videos, out_dir, config, stre
     from lrcn.models.experiment import VAL_FRACTION, evaluate_model
     from lrcn.stream.bundle import write_meta
 
-    background_label(spec.classes, stream.background)   # a wrong name fails before any decoding
+    background_label(spec.classes, stream.background)  # a wrong name fails before any decoding
     if stream.init_from:
-        check_init_bundle(stream.init_from, spec)           # so does a bundle that does not fit
+        check_init_bundle(stream.init_from, spec)  # so does a bundle that does not fit
     out_dir = Path(out_dir)
     fit_videos, val_videos = group_holdout(train_videos, VAL_FRACTION, config.seed)
-    groups = lambda videos: sorted({v.group for v in videos})   # noqa: E731
-    provenance = (provenance or {}) | {"train_groups": groups(train_videos), "val_groups": groups(val_videos),
-                                       "test_groups": groups(test_videos)}
+    groups = lambda videos: sorted({v.group for v in videos})  # noqa: E731
+    provenance = (provenance or {}) | {
+        "train_groups": groups(train_videos),
+        "val_groups": groups(val_videos),
+        "test_groups": groups(test_videos),
+    }
     if config.refit and val_videos:
-        _, chosen = train_stream(spec, fit_videos, val_videos, out_dir / "selection", config, stream,
-                                 provenance | {"train_groups": groups(fit_videos)})
+        _, chosen = train_stream(
+            spec,
+            fit_videos,
+            val_videos,
+            out_dir / "selection",
+            config,
+            stream,
+            provenance | {"train_groups": groups(fit_videos)},
+        )
         provenance["selection"] = {key: chosen.training[key] for key in ("best_epoch", "epochs_run", "seconds")}
-        model, meta = train_stream(spec, train_videos, [], out_dir, replace(config, epochs=chosen.training["best_epoch"]),
-                                   stream, provenance)
+        model, meta = train_stream(
+            spec, train_videos, [], out_dir, replace(config, epochs=chosen.training["best_epoch"]), stream, provenance
+        )
     else:
-        model, meta = train_stream(spec, fit_videos, val_videos, out_dir, config, stream,
-                                   provenance | {"train_groups": groups(fit_videos)})
+        model, meta = train_stream(
+            spec, fit_videos, val_videos, out_dir, config, stream, provenance | {"train_groups": groups(fit_videos)}
+        )
     if not test_videos:
         return {}
     result = evaluate_model(model, spec, test_videos, config, out_dir / "evaluation")

@@ -24,6 +24,7 @@ vertical motion.
 >>> frames.shape, frames.dtype
 ((48, 64, 64, 3), dtype('uint8'))
 """
+
 from __future__ import annotations
 
 import json
@@ -120,8 +121,7 @@ def _notched_ellipse() -> np.ndarray:
 
 SHAPES: dict[str, np.ndarray] = {
     "triangle": _normalised([(0.0, -1.0), (0.55, 0.7), (-0.55, 0.7)]),
-    "arrow": _normalised([(1.0, 0.0), (0.2, 0.6), (0.2, 0.25), (-0.9, 0.25), (-0.9, -0.25), (0.2, -0.25),
-                          (0.2, -0.6)]),
+    "arrow": _normalised([(1.0, 0.0), (0.2, 0.6), (0.2, 0.25), (-0.9, 0.25), (-0.9, -0.25), (0.2, -0.25), (0.2, -0.6)]),
     "ell": _normalised([(-1.0, -1.0), (0.0, -1.0), (0.0, 0.5), (0.8, 0.5), (0.8, 1.0), (-1.0, 1.0)]),
     "notched_ellipse": _normalised(_notched_ellipse()),
 }
@@ -141,8 +141,9 @@ def draw_background(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)
     image = ends[0] + (ends[1] - ends[0]) * ramp[..., None]  # within BACKGROUND_MAX but for the texture
     cells = int(rng.integers(3, 9))
-    blotches = cv2.resize(rng.standard_normal((cells, cells, 3)).astype(np.float32), (size, size),
-                          interpolation=cv2.INTER_CUBIC)
+    blotches = cv2.resize(
+        rng.standard_normal((cells, cells, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
+    )
     image = image + blotches * rng.uniform(4, 12) + rng.standard_normal((size, size, 3)) * rng.uniform(0, 4)
     return np.clip(image, 0, 255).astype(np.float32), ends
 
@@ -193,18 +194,25 @@ def draw_scene(n_frames: int, size: int, rng: np.random.Generator, fps: float = 
     stretch = rng.uniform(0.75, 1.3)
     outline = _normalised(base * [stretch, 1 / stretch])
 
-    x, y = (Path1D(rng.uniform(0, size), rng.uniform(*SHIFT_PX_PER_S) * unit * duration, _rest(n_frames, rng))
-            for _ in range(2))
+    x, y = (
+        Path1D(rng.uniform(0, size), rng.uniform(*SHIFT_PX_PER_S) * unit * duration, _rest(n_frames, rng))
+        for _ in range(2)
+    )
     angle = float(rng.uniform(0, 2 * np.pi))
     low, high = np.log(np.array(RADIUS_FRACTION) * size)
     # Long clips grow more slowly rather than leave the size range, which both directions share.
     extent = min(rng.uniform(*GROW_LOG_PER_S) * duration, high - low)
     log_radius = Path1D(rng.uniform(low + extent / 2, high - extent / 2), extent, _rest(n_frames, rng))
 
-    jitter = rng.standard_normal((n_frames, 4)) * [JITTER_PX * unit, JITTER_PX * unit, np.radians(JITTER_DEG),
-                                                   JITTER_LOG]
-    return Scene(size, n_frames, background, colour, outline, x, y, angle, log_radius, jitter,
-                 float(rng.uniform(*NOISE_SIGMA)))
+    jitter = rng.standard_normal((n_frames, 4)) * [
+        JITTER_PX * unit,
+        JITTER_PX * unit,
+        np.radians(JITTER_DEG),
+        JITTER_LOG,
+    ]
+    return Scene(
+        size, n_frames, background, colour, outline, x, y, angle, log_radius, jitter, float(rng.uniform(*NOISE_SIGMA))
+    )
 
 
 def poses(scene: Scene, action: str) -> np.ndarray:
@@ -248,8 +256,11 @@ def coverage(vertices: np.ndarray, size: int) -> np.ndarray:
     shift = 4  # sub-pixel vertex positions, so slow motion is smooth rather than stepped
     masks = np.zeros((len(vertices), size, size), dtype=np.uint8)
     for mask, polygon in zip(masks, vertices):
-        copies = [np.round((polygon + [dx, dy]) * (1 << shift)).astype(np.int32)
-                  for dx in (-size, 0, size) for dy in (-size, 0, size)]
+        copies = [
+            np.round((polygon + [dx, dy]) * (1 << shift)).astype(np.int32)
+            for dx in (-size, 0, size)
+            for dy in (-size, 0, size)
+        ]
         cv2.fillPoly(mask, copies, 255, lineType=cv2.LINE_AA, shift=shift)
     return masks.astype(np.float32) / 255
 
@@ -288,8 +299,15 @@ def write_frames(writer: cv2.VideoWriter, frames: np.ndarray) -> None:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
 
-def write_dataset(root, videos_per_class: int = 24, n_frames: int = 48, size: int = 64, fps: float = 25.0,
-                  seed: int = 0, groups: int = 4) -> list[Path]:
+def write_dataset(
+    root,
+    videos_per_class: int = 24,
+    n_frames: int = 48,
+    size: int = 64,
+    fps: float = 25.0,
+    seed: int = 0,
+    groups: int = 4,
+) -> list[Path]:
     """Write root/<class>/v_<class>_g<GG>_c<CC>.avi for every class; videos go round-robin over the groups.
 
     Each video has its own generator seeded by (seed, class, index), so a file does not depend
@@ -300,8 +318,10 @@ def write_dataset(root, videos_per_class: int = 24, n_frames: int = 48, size: in
     'still/v_still_g01_c01.avi'
     """
     if videos_per_class < 1 or groups < 1 or n_frames < 1 or fps <= 0:
-        raise LrcnError(f"need videos_per_class, groups, frames >= 1 and fps > 0; got {videos_per_class}, "
-                        f"{groups}, {n_frames}, {fps}")
+        raise LrcnError(
+            f"need videos_per_class, groups, frames >= 1 and fps > 0; got {videos_per_class}, "
+            f"{groups}, {n_frames}, {fps}"
+        )
     root = Path(root)
     paths = []
     for label_index, label in enumerate(CLASSES):
@@ -355,8 +375,15 @@ def sidecar_path(video_path) -> Path:
     return Path(video_path).with_suffix(".labels.json")
 
 
-def write_continuous(path, duration_s: float = 60.0, size: int = 64, fps: float = 25.0, seed: int = 0,
-                     min_segment_s: float = 3.0, max_segment_s: float = 6.0) -> tuple[Path, Path]:
+def write_continuous(
+    path,
+    duration_s: float = 60.0,
+    size: int = 64,
+    fps: float = 25.0,
+    seed: int = 0,
+    min_segment_s: float = 3.0,
+    max_segment_s: float = 6.0,
+) -> tuple[Path, Path]:
     """One long video whose action changes every few seconds, and its per-frame labels as JSON.
 
     Each segment is a fresh scene; consecutive segments differ in class.
@@ -369,8 +396,10 @@ def write_continuous(path, duration_s: float = 60.0, size: int = 64, fps: float 
     if path.suffix.lower() != ".avi":
         raise LrcnError(f"a continuous synthetic video is written as .avi, got: {path}")
     if duration_s <= 0 or fps <= 0 or not 0 < min_segment_s <= max_segment_s:
-        raise LrcnError(f"need duration > 0, fps > 0 and 0 < min segment <= max segment; got {duration_s}, {fps}, "
-                        f"{min_segment_s}, {max_segment_s}")
+        raise LrcnError(
+            f"need duration > 0, fps > 0 and 0 < min segment <= max segment; got {duration_s}, {fps}, "
+            f"{min_segment_s}, {max_segment_s}"
+        )
     rng = np.random.default_rng(seed)
     total = max(1, round(duration_s * fps))
     shortest = max(1, round(min_segment_s * fps))
@@ -386,8 +415,12 @@ def write_continuous(path, duration_s: float = 60.0, size: int = 64, fps: float 
     finally:
         writer.release()
     sidecar = sidecar_path(path)
-    record = {"fps": float(fps), "classes": list(CLASSES), "segments": segments,
-              "labels": [s["label"] for s in segments for _ in range(s["end_frame"] - s["start_frame"])]}
+    record = {
+        "fps": float(fps),
+        "classes": list(CLASSES),
+        "segments": segments,
+        "labels": [s["label"] for s in segments for _ in range(s["end_frame"] - s["start_frame"])],
+    }
     sidecar.write_text(json.dumps(record))
     return path, sidecar
 

@@ -6,6 +6,7 @@ and only the temporal head trains on them: the same model, a fraction of the CNN
 
 >>> train(spec, train_videos, val_videos, "bundles/demo", TrainConfig(epochs=3))   # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +23,27 @@ import numpy as np
 
 import keras
 
-from lrcn.models.architectures import TemporalPooling, build_head, build_model, copy_head_weights, \
-    scale_to_unit_variance, split_model
+from lrcn.models.architectures import (
+    TemporalPooling,
+    build_head,
+    build_model,
+    copy_head_weights,
+    scale_to_unit_variance,
+    split_model,
+)
 from lrcn.models import distribute, synth
-from lrcn.models.clips import DEFAULT_CACHE, FrameCache, OneWorker, Shard, augment_clip, clip_indices, load_videos, \
-    preprocess, random_start, window_starts
+from lrcn.models.clips import (
+    DEFAULT_CACHE,
+    FrameCache,
+    OneWorker,
+    Shard,
+    augment_clip,
+    clip_indices,
+    load_videos,
+    preprocess,
+    random_start,
+    window_starts,
+)
 from lrcn.models.data import Video
 from lrcn.models.features import FeatureCache
 from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
@@ -70,8 +87,11 @@ class ClipBatches(keras.utils.PyDataset):
         if train:
             self.plan = [(v, None) for v in range(len(items)) for _ in range(config.clips_per_video)]
         else:
-            self.plan = [(v, s) for v, (views, _) in enumerate(items)
-                         for s in window_starts(len(views[0]), spec.clip_length, spec.clip_length)]
+            self.plan = [
+                (v, s)
+                for v, (views, _) in enumerate(items)
+                for s in window_starts(len(views[0]), spec.clip_length, spec.clip_length)
+            ]
         self.order = np.arange(len(self.plan))
         self.start_epoch(0)
 
@@ -88,7 +108,7 @@ class ClipBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rng = np.random.default_rng([self.config.seed, self.epoch, index])
-        picks = self.order[index * self.config.batch_size:(index + 1) * self.config.batch_size]
+        picks = self.order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
         xs, ys = [], []
         for pick in picks:
             video, start = self.plan[pick]
@@ -123,13 +143,14 @@ class RenderedBatches(keras.utils.PyDataset):
         super().__init__()
         unknown = sorted(set(spec.classes) - set(synth.CLASSES))
         if unknown:
-            raise LrcnError(f"cannot render class {', '.join(unknown)}: synthetic classes are "
-                            f"{', '.join(synth.CLASSES)}")
+            raise LrcnError(
+                f"cannot render class {', '.join(unknown)}: synthetic classes are {', '.join(synth.CLASSES)}"
+            )
         if spec.input_size[0] != spec.input_size[1]:
             raise LrcnError(f"synthetic clips are square; the model takes {spec.input_size[0]}x{spec.input_size[1]}")
         self.spec, self.config, self.source_fps = spec, config, source_fps
         n_source = math.ceil(spec.clip_length * source_fps / spec.fps) + 1
-        self.sampled = grid_indices([i / source_fps for i in range(n_source)], spec.fps)[:spec.clip_length]
+        self.sampled = grid_indices([i / source_fps for i in range(n_source)], spec.fps)[: spec.clip_length]
         self.n_source = n_source
         self.epoch = 0
 
@@ -145,8 +166,12 @@ class RenderedBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rng = np.random.default_rng([self.config.seed, 1, self.epoch, index])
         labels = rng.integers(self.spec.num_classes, size=self.config.batch_size).astype(np.int32)
-        clips = [synth.render_clip(self.spec.classes[label], self.n_source, self.spec.input_size[0], rng,
-                                   fps=self.source_fps)[self.sampled] for label in labels]
+        clips = [
+            synth.render_clip(
+                self.spec.classes[label], self.n_source, self.spec.input_size[0], rng, fps=self.source_fps
+            )[self.sampled]
+            for label in labels
+        ]
         if self.spec.outputs_every_step:
             labels = np.repeat(labels[:, None], self.spec.clip_length, axis=1)
         return preprocess(np.stack(clips), *self.spec.preprocessing), labels
@@ -164,8 +189,9 @@ def prepare(spec, config, train_videos, val_videos, frame_cache, encoder, shard:
         views = ("plain", "mirror") if config.flip and config.augment else ("plain",)
 
         def items(videos, view_names):
-            encoded = features.all_views([v.path for v in videos], frame_cache.frames, view_names, shard,
-                                         config.progress)
+            encoded = features.all_views(
+                [v.path for v in videos], frame_cache.frames, view_names, shard, config.progress
+            )
             return [(encoded[v.path], v.label) for v in videos if v.path in encoded]
 
         train_items = items(train_videos, views)
@@ -173,20 +199,32 @@ def prepare(spec, config, train_videos, val_videos, frame_cache, encoder, shard:
             raise LrcnError("no readable training video")
         val_items = items(val_videos, ("plain",))
         model = build_head(spec, train_items[0][0][0].shape[-1])
-        return (model, ClipBatches(train_items, spec, config, True, pixels=False),
-                ClipBatches(val_items, spec, config, False, pixels=False) if val_items else None, True)
+        return (
+            model,
+            ClipBatches(train_items, spec, config, True, pixels=False),
+            ClipBatches(val_items, spec, config, False, pixels=False) if val_items else None,
+            True,
+        )
     train_frames = {} if rendered else load_videos([v.path for v in train_videos], frame_cache, config.progress, shard)
     val_frames = load_videos([v.path for v in val_videos], frame_cache, config.progress, shard)
     if not train_frames and not rendered:
         raise LrcnError("no readable training video")
     if rendered:
         val_items = [([val_frames[v.path]], v.label) for v in val_videos if v.path in val_frames]
-        return (None, RenderedBatches(spec, config),
-                ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None, False)
+        return (
+            None,
+            RenderedBatches(spec, config),
+            ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None,
+            False,
+        )
     train_items = [([train_frames[v.path]], v.label) for v in train_videos if v.path in train_frames]
     val_items = [([val_frames[v.path]], v.label) for v in val_videos if v.path in val_frames]
-    return (None, ClipBatches(train_items, spec, config, True, pixels=True),
-            ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None, False)
+    return (
+        None,
+        ClipBatches(train_items, spec, config, True, pixels=True),
+        ClipBatches(val_items, spec, config, False, pixels=True) if val_items else None,
+        False,
+    )
 
 
 def sample_frames(batches, spec: ModelSpec, count: int = 64) -> np.ndarray:
@@ -218,8 +256,9 @@ def standardise_pooling(model, batches, encoder=None, max_batches: int = 64) -> 
 
 def compile_model(model, config: TrainConfig, steps: int):
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps), alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
 
 
 def best_so_far(history_csv: Path, monitor: str) -> float | None:
@@ -227,8 +266,15 @@ def best_so_far(history_csv: Path, monitor: str) -> float | None:
     return min(values) if values else None
 
 
-def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], out_dir: str | Path,
-          config: TrainConfig, resume: bool = False, provenance: dict | None = None) -> tuple[keras.Model, BundleMeta]:
+def train(
+    spec: ModelSpec,
+    train_videos: list[Video],
+    val_videos: list[Video],
+    out_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+    provenance: dict | None = None,
+) -> tuple[keras.Model, BundleMeta]:
     """Fit, keep the best epoch by validation loss, and write model.keras + meta.json to out_dir.
 
     Under config.distribute, a twin of the model with its variables under the strategy fits
@@ -248,8 +294,9 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
     model = build_model(spec)
     encoder, _ = split_model(model, spec)
     frame_cache = FrameCache(Path(config.cache_dir) / "frames" if config.cache_dir else None, spec.input_size, spec.fps)
-    head, batches, val_batches, head_only = prepare(spec, global_config, train_videos, val_videos, frame_cache,
-                                                    encoder, distribution)
+    head, batches, val_batches, head_only = prepare(
+        spec, global_config, train_videos, val_videos, frame_cache, encoder, distribution
+    )
     fitted = head if head_only else model
     monitor = "val_loss" if val_batches is not None else "loss"
     last, best, history_csv = checkpoints / "last.keras", checkpoints / "best.keras", checkpoints / "history.csv"
@@ -271,15 +318,18 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
         if distribution.strategy is None:
             compile_model(fitted, config, steps)
         else:
-            fitted = distribute.distributed_copy(fitted, distribution, lambda twin: compile_model(twin, config, steps),
-                                                 batches[0])
+            fitted = distribute.distributed_copy(
+                fitted, distribution, lambda twin: compile_model(twin, config, steps), batches[0]
+            )
         history_csv.unlink(missing_ok=True)
     callbacks = [
-        keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True,
-                                        initial_value_threshold=best_so_far(history_csv, monitor)),
+        keras.callbacks.ModelCheckpoint(
+            best, monitor=monitor, save_best_only=True, initial_value_threshold=best_so_far(history_csv, monitor)
+        ),
         keras.callbacks.ModelCheckpoint(last),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (checkpoints / "state.json").write_text(
-            json.dumps({"epoch": epoch + 1}))),
+        keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: (checkpoints / "state.json").write_text(json.dumps({"epoch": epoch + 1}))
+        ),
         keras.callbacks.CSVLogger(history_csv, append=True),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
     ]
@@ -287,26 +337,47 @@ def train(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], o
     # worker's callbacks see the same figures and stop at the same epoch.
     with scope():
         if initial_epoch < config.epochs:
-            fitted.fit(batches, validation_data=val_batches, epochs=config.epochs, initial_epoch=initial_epoch,
-                       callbacks=callbacks, verbose=1 if config.progress else 2)
+            fitted.fit(
+                batches,
+                validation_data=val_batches,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                verbose=1 if config.progress else 2,
+            )
         fitted.load_weights(best if best.exists() else last)
     if head_only:
         copy_head_weights(fitted, model)
     elif fitted is not model:
         model.set_weights(fitted.get_weights())
     history = read_history(history_csv)
-    meta = BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1]), training={
-        "config": asdict(config) | {"cache_dir": None},
-        "train_videos": 0 if config.synthetic_clips else len(batches.items), "val_videos": len(val_batches.items) if val_batches else 0,
-        "head_only": head_only, "epochs_run": len(history.get("loss", [])),
-        "best_epoch": int(np.argmin(history[monitor])) + 1 if history.get(monitor) else None,
-        "seconds": round(time.time() - started, 1),
-        **({"distribute": {"strategy": distribution.name, "workers": distribution.workers,
-                           "replicas": distribution.replicas, "global_batch": global_config.batch_size}}
-           if distribution.strategy is not None else {}),
-        "versions": {"keras": keras.__version__, "python": platform.python_version()},
-        **(provenance or {}),
-    })
+    meta = BundleMeta(
+        spec=spec,
+        feature_size=int(encoder.output_shape[-1]),
+        training={
+            "config": asdict(config) | {"cache_dir": None},
+            "train_videos": 0 if config.synthetic_clips else len(batches.items),
+            "val_videos": len(val_batches.items) if val_batches else 0,
+            "head_only": head_only,
+            "epochs_run": len(history.get("loss", [])),
+            "best_epoch": int(np.argmin(history[monitor])) + 1 if history.get(monitor) else None,
+            "seconds": round(time.time() - started, 1),
+            **(
+                {
+                    "distribute": {
+                        "strategy": distribution.name,
+                        "workers": distribution.workers,
+                        "replicas": distribution.replicas,
+                        "global_batch": global_config.batch_size,
+                    }
+                }
+                if distribution.strategy is not None
+                else {}
+            ),
+            "versions": {"keras": keras.__version__, "python": platform.python_version()},
+            **(provenance or {}),
+        },
+    )
     save_bundle(model, meta, out_dir)
     save_curves(history, out_dir / "curves.png")
     return model, meta
@@ -336,6 +407,7 @@ def read_history(history_csv: Path) -> dict[str, list[float]]:
 
 def save_curves(history: dict[str, list[float]], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -9,6 +9,7 @@ frames, each the same picture T times, their flow the zero field.
 
 >>> train_joint_and_test(spec, train_videos, test_videos, Path("bundles/both"), config, JointOptions())  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import platform
@@ -28,21 +29,28 @@ from lrcn.models.data import Video, group_holdout
 from lrcn.models.evaluate import report, save_report
 from lrcn.models.features import FeatureCache, encode_frames
 from lrcn.models.modalities import encoder_spec, keras_modality, model_input
-from lrcn.models.train import ClipBatches, TrainConfig, compile_model, read_history, save_bundle, save_curves, \
-    standardise_pooling
+from lrcn.models.train import (
+    ClipBatches,
+    TrainConfig,
+    compile_model,
+    read_history,
+    save_bundle,
+    save_curves,
+    standardise_pooling,
+)
 from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
 from lrcn.stream.errors import LrcnError
 
 IDLE = "idle"
 FUSIONS = ("early", "late")
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
-BLANK_SHARE = 0.25       # of the still clips, blank frames; the rest held frames of training videos
+BLANK_SHARE = 0.25  # of the still clips, blank frames; the rest held frames of training videos
 VAL_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
 class JointOptions:
-    fusions: tuple[str, ...] = ("early",)   # several: each trained, the best on validation kept
+    fusions: tuple[str, ...] = ("early",)  # several: each trained, the best on validation kept
     stills: bool = False
     # models.flow_encoder candidates: several are each trained on flow and the best on validation kept;
     # none: the flow encoder is the flow backbone as it comes (frozen)
@@ -59,8 +67,10 @@ def with_idle(classes, stills: bool) -> tuple[str, ...]:
 
 def check_joint_spec(spec: ModelSpec) -> None:
     if not spec.frozen_backbone:
-        raise LrcnError(f"training with modalities {','.join(spec.modalities)} (or stills) trains the head on frozen "
-                        f"encoders' features: give --trainable-layers 0")
+        raise LrcnError(
+            f"training with modalities {','.join(spec.modalities)} (or stills) trains the head on frozen "
+            f"encoders' features: give --trainable-layers 0"
+        )
 
 
 def frame_cache_of(spec: ModelSpec, config: TrainConfig) -> FrameCache:
@@ -92,14 +102,19 @@ class JointFeatures:
         return lambda path: keras_modality(name).read_cached(self.frame_cache, path)
 
     def items(self, videos: list[Video], views) -> list[tuple[list[np.ndarray], int]]:
-        per_modality = {name: self.caches[name].all_views([v.path for v in videos], self.inputs_of(name), views,
-                                                          progress=self.config.progress)
-                        for name in self.spec.modalities}
+        per_modality = {
+            name: self.caches[name].all_views(
+                [v.path for v in videos], self.inputs_of(name), views, progress=self.config.progress
+            )
+            for name in self.spec.modalities
+        }
         items = []
         for video in videos:
             if all(video.path in found for found in per_modality.values()):
-                joined = [np.concatenate([per_modality[name][video.path][i] for name in self.spec.modalities], axis=-1)
-                          for i in range(len(views))]
+                joined = [
+                    np.concatenate([per_modality[name][video.path][i] for name in self.spec.modalities], axis=-1)
+                    for i in range(len(views))
+                ]
                 items.append((joined, video.label))
         return items
 
@@ -118,13 +133,20 @@ class JointFeatures:
         for name in self.spec.modalities:
             keras_side = keras_modality(name)
             inputs = np.stack([keras_side.still(p) for p in pictures])
-            parts.append(encode_frames(self.encoders[name], inputs, self.spec,
-                                       lambda batch, n=name: model_input(n, batch, encoder_spec(self.spec, n))))
+            parts.append(
+                encode_frames(
+                    self.encoders[name],
+                    inputs,
+                    self.spec,
+                    lambda batch, n=name: model_input(n, batch, encoder_spec(self.spec, n)),
+                )
+            )
         return np.concatenate(parts, axis=-1)
 
 
-def still_items(features: JointFeatures, videos: list[Video], count: int, label: int, seed: int,
-                pictures_per_clip: int = 8):
+def still_items(
+    features: JointFeatures, videos: list[Video], count: int, label: int, seed: int, pictures_per_clip: int = 8
+):
     """`count` still clips, each a joined vector repeated T times: about 1/4 blank frames of random
     uniform colours, the rest a random frame of a random video of `videos`, held. Each clip has
     `pictures_per_clip` such pictures as its views (training draws one view per clip), so the class
@@ -141,7 +163,7 @@ def still_items(features: JointFeatures, videos: list[Video], count: int, label:
         pictures.append(frames[rng.integers(len(frames))])
     encoded = features.of_pictures(np.stack(pictures)[rng.permutation(total)])
     held = np.repeat(encoded[:, None], features.spec.clip_length, axis=1)
-    return [(list(held[i * pictures_per_clip:(i + 1) * pictures_per_clip]), label) for i in range(count)]
+    return [(list(held[i * pictures_per_clip : (i + 1) * pictures_per_clip]), label) for i in range(count)]
 
 
 def stills_per_class(items, num_classes: int) -> int:
@@ -169,11 +191,18 @@ def fit_head(head, train_items, val_items, spec: ModelSpec, config: TrainConfig,
     history_csv.unlink(missing_ok=True)
     standardise_pooling(head, batches)
     compile_model(head, config, config.epochs * len(batches))
-    callbacks = [keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True),
-                 keras.callbacks.CSVLogger(history_csv),
-                 keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience)]
-    head.fit(batches, validation_data=val_batches, epochs=config.epochs, callbacks=callbacks,
-             verbose=1 if config.progress else 2)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(best, monitor=monitor, save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(history_csv),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience),
+    ]
+    head.fit(
+        batches,
+        validation_data=val_batches,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=1 if config.progress else 2,
+    )
     head.load_weights(best)
     history = read_history(history_csv)
     history["best_epoch"] = [int(np.argmin(history[monitor])) + 1] if history.get(monitor) else []
@@ -184,8 +213,9 @@ def sliced(items, part: slice):
     return [([view[..., part] for view in views], label) for views, label in items]
 
 
-def video_probabilities(model, spec: ModelSpec, sizes: dict[str, int], features: dict[Path, np.ndarray],
-                        stride: int | None = None) -> dict[Path, np.ndarray]:
+def video_probabilities(
+    model, spec: ModelSpec, sizes: dict[str, int], features: dict[Path, np.ndarray], stride: int | None = None
+) -> dict[Path, np.ndarray]:
     """Per video, the probabilities of each window of its joined features (stride T/2 as evaluation)."""
     stride = stride or max(1, spec.clip_length // 2)
     out = {}
@@ -211,14 +241,23 @@ def choose_weight(spec: ModelSpec, heads: dict, sizes: dict[str, int], val_items
     if len(spec.modalities) != 2:
         raise LrcnError("late fusion weights are chosen for two modalities")
     first, second = (np.stack(per_head[name]) for name in spec.modalities)
-    scores = {w: float(np.mean((w * first + (1 - w) * second).argmax(axis=1) == np.asarray(labels)))
-              for w in WEIGHT_GRID}
+    scores = {
+        w: float(np.mean((w * first + (1 - w) * second).argmax(axis=1) == np.asarray(labels))) for w in WEIGHT_GRID
+    }
     best = max(WEIGHT_GRID, key=lambda w: (scores[w], -abs(w - 0.5)))
     return (best, round(1 - best, 1)), {f"{w:g}": scores[w] for w in WEIGHT_GRID}
 
 
-def train_joint(spec: ModelSpec, train_videos: list[Video], val_videos: list[Video], out_dir: str | Path,
-                config: TrainConfig, stills: bool = False, provenance: dict | None = None, trained_encoders=None):
+def train_joint(
+    spec: ModelSpec,
+    train_videos: list[Video],
+    val_videos: list[Video],
+    out_dir: str | Path,
+    config: TrainConfig,
+    stills: bool = False,
+    provenance: dict | None = None,
+    trained_encoders=None,
+):
     """Fit the joint model's head(s) on frozen encoders' features and write model.keras + meta.json.
     Late fusion without validation videos keeps spec.fusion_weights (chosen by an earlier run).
     `trained_encoders` ({modality: frozen Keras encoder}) replace the spec's built ones."""
@@ -242,13 +281,21 @@ def train_joint(spec: ModelSpec, train_videos: list[Video], val_videos: list[Vid
     if stills:
         real_classes = spec.num_classes - 1
         idle = spec.classes.index(IDLE)
-        train_stills = still_items(features, train_videos, stills_per_class(train_items, real_classes), idle,
-                                   config.seed)
-        val_stills = still_items(features, val_videos, stills_per_class(val_items, real_classes), idle,
-                                 config.seed + 1) if val_items else []
+        train_stills = still_items(
+            features, train_videos, stills_per_class(train_items, real_classes), idle, config.seed
+        )
+        val_stills = (
+            still_items(features, val_videos, stills_per_class(val_items, real_classes), idle, config.seed + 1)
+            if val_items
+            else []
+        )
         train_items, val_items = train_items + train_stills, val_items + val_stills
-        still_record = {"class": IDLE, "train_clips": len(train_stills), "val_clips": len(val_stills),
-                        "blank_share": BLANK_SHARE}
+        still_record = {
+            "class": IDLE,
+            "train_clips": len(train_stills),
+            "val_clips": len(val_stills),
+            "blank_share": BLANK_SHARE,
+        }
     sizes = {name: int(encoders[name].output_shape[-1]) for name in spec.modalities}
     checkpoints = out_dir / "checkpoints"
     training: dict = {}
@@ -256,8 +303,9 @@ def train_joint(spec: ModelSpec, train_videos: list[Video], val_videos: list[Vid
         heads, histories = {}, {}
         for name, part in joint.feature_slices(sizes).items():
             heads[name] = joint.build_temporal_head(spec, sizes[name], joint.head_name(name))
-            histories[name] = fit_head(heads[name], sliced(train_items, part), sliced(val_items, part), spec, config,
-                                       checkpoints / name)
+            histories[name] = fit_head(
+                heads[name], sliced(train_items, part), sliced(val_items, part), spec, config, checkpoints / name
+            )
         if val_items:
             weights, grid = choose_weight(spec, heads, sizes, val_items)
             spec = replace(spec, fusion_weights=weights)
@@ -276,24 +324,32 @@ def train_joint(spec: ModelSpec, train_videos: list[Video], val_videos: list[Vid
         model = joint.assemble_early(spec, encoders, head)
         best_epoch = history["best_epoch"][0] if history["best_epoch"] else None
         epochs_run = len(history.get("loss", []))
-    meta = BundleMeta(spec=spec, feature_size=sum(sizes.values()),
-                      feature_sizes=sizes if len(sizes) > 1 else None, training={
-        "config": asdict(config) | {"cache_dir": None},
-        "train_videos": len(train_items) - (still_record or {}).get("train_clips", 0),
-        "val_videos": len(val_items) - (still_record or {}).get("val_clips", 0),
-        "head_only": True, "epochs_run": epochs_run, "best_epoch": best_epoch,
-        **({"stills": still_record} if still_record else {}), **training,
-        "seconds": round(time.time() - started, 1),
-        "versions": {"keras": keras.__version__, "python": platform.python_version()},
-        **(provenance or {}),
-    })
+    meta = BundleMeta(
+        spec=spec,
+        feature_size=sum(sizes.values()),
+        feature_sizes=sizes if len(sizes) > 1 else None,
+        training={
+            "config": asdict(config) | {"cache_dir": None},
+            "train_videos": len(train_items) - (still_record or {}).get("train_clips", 0),
+            "val_videos": len(val_items) - (still_record or {}).get("val_clips", 0),
+            "head_only": True,
+            "epochs_run": epochs_run,
+            "best_epoch": best_epoch,
+            **({"stills": still_record} if still_record else {}),
+            **training,
+            "seconds": round(time.time() - started, 1),
+            "versions": {"keras": keras.__version__, "python": platform.python_version()},
+            **(provenance or {}),
+        },
+    )
     save_bundle(model, meta, out_dir)
     save_curves({k: v for k, v in history.items() if k != "best_epoch"}, out_dir / "curves.png")
     return model, meta
 
 
-def evaluate_joint(model, spec: ModelSpec, videos: list[Video], config: TrainConfig, out_dir: Path | None,
-                   title: str = "") -> dict:
+def evaluate_joint(
+    model, spec: ModelSpec, videos: list[Video], config: TrainConfig, out_dir: Path | None, title: str = ""
+) -> dict:
     """Clip and video accuracy of a joint model on videos (every frame encoded once per modality)."""
     encoders = joint.encoders_of(model, spec)
     sizes = {name: int(encoder.output_shape[-1]) for name, encoder in encoders.items()}
@@ -310,8 +366,15 @@ def evaluate_joint(model, spec: ModelSpec, videos: list[Video], config: TrainCon
     return result
 
 
-def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos: list[Video], out_dir: Path,
-                         config: TrainConfig, options: JointOptions, provenance: dict | None = None) -> dict:
+def train_joint_and_test(
+    spec: ModelSpec,
+    train_videos: list[Video],
+    test_videos: list[Video],
+    out_dir: Path,
+    config: TrainConfig,
+    options: JointOptions,
+    provenance: dict | None = None,
+) -> dict:
     """train_and_test's course for a joint model: epochs (and, with several fusions, the fusion) chosen
     on a group-disjoint validation split of the training groups, then (config.refit) trained again on
     every training group; the test report ({} without test videos)."""
@@ -319,8 +382,11 @@ def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos
     out_dir = Path(out_dir)
     fit_videos, val_videos = group_holdout(train_videos, VAL_FRACTION, config.seed)
     groups = lambda videos: sorted({v.group for v in videos})
-    provenance = (provenance or {}) | {"train_groups": groups(train_videos), "val_groups": groups(val_videos),
-                                       "test_groups": groups(test_videos)}
+    provenance = (provenance or {}) | {
+        "train_groups": groups(train_videos),
+        "val_groups": groups(val_videos),
+        "test_groups": groups(test_videos),
+    }
     selecting = config.refit or len(options.fusions) > 1
     trained_encoders, flow_record = {}, None
     if options.flow_encoders:
@@ -328,35 +394,62 @@ def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos
 
         frame_cache = frame_cache_of(spec, config)
         spec, trained_encoders["flow"], flow_record = choose_flow_encoder(
-            spec, options.flow_encoders, fit_videos, val_videos,
-            lambda path: keras_modality("flow").read_cached(frame_cache, path), config.seed, config.progress)
+            spec,
+            options.flow_encoders,
+            fit_videos,
+            val_videos,
+            lambda path: keras_modality("flow").read_cached(frame_cache, path),
+            config.seed,
+            config.progress,
+        )
         provenance = provenance | {"flow_encoder": flow_record}
     candidates, scores = {}, {}
     for fusion in options.fusions:
         candidate = replace(spec, fusion=fusion, fusion_weights=None)
         directory = out_dir / "selection" / fusion if selecting else out_dir
-        model, meta = train_joint(candidate, fit_videos, val_videos, directory, config, options.stills,
-                                  provenance | {"train_groups": groups(fit_videos)}, trained_encoders)
+        model, meta = train_joint(
+            candidate,
+            fit_videos,
+            val_videos,
+            directory,
+            config,
+            options.stills,
+            provenance | {"train_groups": groups(fit_videos)},
+            trained_encoders,
+        )
         candidates[fusion] = (model, meta)
         if len(options.fusions) > 1:
             result = evaluate_joint(model, meta.spec, val_videos, config, None)
             scores[fusion] = (result["video_accuracy"], result["clip_accuracy"])
     chosen = max(scores, key=scores.get) if scores else options.fusions[0]
     model, meta = candidates[chosen]
-    choice = ({"chosen": chosen, "validation": {f: {"video_accuracy": v, "clip_accuracy": c}
-                                                for f, (v, c) in scores.items()}} if scores else None)
+    choice = (
+        {"chosen": chosen, "validation": {f: {"video_accuracy": v, "clip_accuracy": c} for f, (v, c) in scores.items()}}
+        if scores
+        else None
+    )
     if choice:
-        print(f"lrcn: {chosen} fusion chosen on validation groups ("
-              + ", ".join(f"{f}: {v:.3f}/{c:.3f}" for f, (v, c) in scores.items()) + " video/clip accuracy)",
-              file=sys.stderr)
+        print(
+            f"lrcn: {chosen} fusion chosen on validation groups ("
+            + ", ".join(f"{f}: {v:.3f}/{c:.3f}" for f, (v, c) in scores.items())
+            + " video/clip accuracy)",
+            file=sys.stderr,
+        )
     if config.refit and val_videos:
         epochs = meta.training["best_epoch"] or config.epochs
         selection = {key: meta.training[key] for key in ("best_epoch", "epochs_run", "seconds")}
         # late fusion keeps the weights chosen on the validation groups, and says how they scored there
         chosen_weights = {key: meta.training[key] for key in ("fusion_weight_validation",) if key in meta.training}
-        model, meta = train_joint(meta.spec, train_videos, [], out_dir, replace(config, epochs=epochs),
-                                  options.stills, provenance | {"selection": selection} | chosen_weights,
-                                  trained_encoders)
+        model, meta = train_joint(
+            meta.spec,
+            train_videos,
+            [],
+            out_dir,
+            replace(config, epochs=epochs),
+            options.stills,
+            provenance | {"selection": selection} | chosen_weights,
+            trained_encoders,
+        )
     elif selecting:
         shutil.copytree(out_dir / "selection" / chosen, out_dir, dirs_exist_ok=True)
     if choice:
@@ -364,9 +457,7 @@ def train_joint_and_test(spec: ModelSpec, train_videos: list[Video], test_videos
     write_meta(out_dir, meta)
     if not test_videos:
         return {}
-    result = evaluate_joint(model, meta.spec, test_videos, config,
-                            out_dir / "evaluation")
+    result = evaluate_joint(model, meta.spec, test_videos, config, out_dir / "evaluation")
     meta.metrics = {"test": {k: result[k] for k in ("videos", "video_accuracy", "video_correct", "clip_accuracy")}}
     write_meta(out_dir, meta)
     return result
-

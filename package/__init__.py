@@ -5,9 +5,16 @@ holds only the Python API's names, loaded on first use so `import lrcn` costs no
     import lrcn
     recognizer = lrcn.Recognizer("bundles/mine")      # docs/guide/python-api.md
 """
-API = {"Recognizer": "lrcn.stream.recognizer", "Prediction": "lrcn.stream.recognizer",
-       "FrameFeed": "lrcn.stream.recognizer", "Runner": "lrcn.stream.recognizer",
-       "StreamConfig": "lrcn.stream.pipeline", "EventRules": "lrcn.stream.events", "LrcnError": "lrcn.stream.errors"}
+
+API = {
+    "Recognizer": "lrcn.stream.recognizer",
+    "Prediction": "lrcn.stream.recognizer",
+    "FrameFeed": "lrcn.stream.recognizer",
+    "Runner": "lrcn.stream.recognizer",
+    "StreamConfig": "lrcn.stream.pipeline",
+    "EventRules": "lrcn.stream.events",
+    "LrcnError": "lrcn.stream.errors",
+}
 __all__ = [*sorted(API)]
 
 

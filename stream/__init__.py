@@ -2,6 +2,7 @@
 
 Nothing here imports TensorFlow.
 """
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

@@ -9,6 +9,7 @@
 This module reads and writes meta.json with the standard library; the head types a ModelSpec
 accepts are `stream.heads`'s registry.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from lrcn.stream.heads import head_names, head_type
 FORMAT_VERSION = 1
 BACKBONES = ("seed", "small", "mobilenet_v2")
 HEADS = tuple(head_names())
-FUSIONS = ("early", "late")   # the head types a ModelSpec accepts (those registered by now)
+FUSIONS = ("early", "late")  # the head types a ModelSpec accepts (those registered by now)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ModelSpec:
     >>> ModelSpec(classes=("walk", "run")).preprocessing
     (0.00392156862745098, 0.0)
     """
+
     classes: tuple[str, ...]
     backbone: str = "seed"
     input_size: tuple[int, int] = (112, 112)
@@ -42,7 +44,7 @@ class ModelSpec:
     per_timestep: bool = False
     feature_dropout: float = 0.7
     lstm_dropout: float = 0.5
-    l2: float = 0.0                   # L2 penalty on the softmax layer's kernel
+    l2: float = 0.0  # L2 penalty on the softmax layer's kernel
     backbone_weights: str | None = None
     # mobilenet_v2 only: "avg" pools each frame to one vector; "flatten" keeps the spatial
     # map, so where things are (and so left/right motion) reaches the LSTM.
@@ -104,10 +106,15 @@ class ModelSpec:
         if self.fusion not in FUSIONS:
             problems.append(f"fusion {self.fusion!r} is not one of {', '.join(FUSIONS)}")
         weights = self.fusion_weights
-        if weights is not None and (self.fusion != "late" or len(weights) != len(self.modalities)
-                                    or not all(0 <= w <= 1 for w in weights) or abs(sum(weights) - 1) > 1e-6):
-            problems.append(f"fusion weights {list(weights)} must be late fusion's, one per modality in [0, 1], "
-                            f"summing to 1")
+        if weights is not None and (
+            self.fusion != "late"
+            or len(weights) != len(self.modalities)
+            or not all(0 <= w <= 1 for w in weights)
+            or abs(sum(weights) - 1) > 1e-6
+        ):
+            problems.append(
+                f"fusion weights {list(weights)} must be late fusion's, one per modality in [0, 1], summing to 1"
+            )
         if self.flow_backbone is not None and self.flow_backbone not in BACKBONES:
             problems.append(f"flow backbone {self.flow_backbone!r} is not one of {', '.join(BACKBONES)}")
         if self.flow_trained and "flow" not in self.modalities:
@@ -143,8 +150,13 @@ class ModelSpec:
         if self.fusion_weights is not None:
             data["fusion_weights"] = list(self.fusion_weights)
         # An RGB-only spec is written as before the modalities existed, so an older runtime reads it.
-        defaults = {"modalities": ["rgb"], "fusion": "early", "fusion_weights": None, "flow_backbone": None,
-                    "flow_trained": False}
+        defaults = {
+            "modalities": ["rgb"],
+            "fusion": "early",
+            "fusion_weights": None,
+            "flow_backbone": None,
+            "flow_trained": False,
+        }
         return {key: value for key, value in data.items() if key not in defaults or defaults[key] != value}
 
     @classmethod
@@ -162,7 +174,7 @@ class ModelSpec:
 @dataclass
 class BundleMeta:
     spec: ModelSpec
-    feature_size: int             # of one frame, every modality's features joined
+    feature_size: int  # of one frame, every modality's features joined
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -211,13 +223,19 @@ def read_meta(bundle_dir: str | Path) -> BundleMeta:
     try:
         spec = ModelSpec.from_json(data["model"])
         sizes = data.get("feature_sizes")
-        meta = BundleMeta(spec=spec, feature_size=int(data["feature_size"]),
-                          training=data.get("training", {}), metrics=data.get("metrics", {}),
-                          feature_sizes={str(k): int(v) for k, v in sizes.items()} if sizes else None)
+        meta = BundleMeta(
+            spec=spec,
+            feature_size=int(data["feature_size"]),
+            training=data.get("training", {}),
+            metrics=data.get("metrics", {}),
+            feature_sizes={str(k): int(v) for k, v in sizes.items()} if sizes else None,
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise LrcnError(f"{path}: missing or bad field {err}") from None
     sizes = meta.modality_feature_sizes()
     if list(sizes) != list(spec.modalities) or sum(sizes.values()) != meta.feature_size:
-        raise LrcnError(f"{path}: feature_sizes {sizes} do not split feature_size {meta.feature_size} "
-                        f"over the modalities {', '.join(spec.modalities)}")
+        raise LrcnError(
+            f"{path}: feature_sizes {sizes} do not split feature_size {meta.feature_size} "
+            f"over the modalities {', '.join(spec.modalities)}"
+        )
     return meta

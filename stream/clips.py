@@ -63,6 +63,7 @@ Failures (a full disk, a removed or unwritable dir, a codec MP4 cannot hold) nev
 module as exceptions: the clip is dropped (its part file removed), counted as failed, and
 `problem` holds one line, "clip not written: ...", for the pipeline's status.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -88,12 +89,12 @@ from lrcn.stream.events import EVENT_ID_PATTERN, new_event_id
 from lrcn.stream.media_index import MediaIndex
 from lrcn.stream.settings import Record, check_values, default
 
-GB = 10 ** 9
+GB = 10**9
 DEFAULT_LAG_S = 10.0
-WRITER_BACKLOG_BYTES = 128 * 2 ** 20   # per recorder: about 4 min of a 4 Mbit/s camera
-PREROLL_MAX_BYTES = 64 * 2 ** 20       # per recorder: a cap for sources with very long GOPs
-JUMP_FORWARD_S = 10.0                  # a longer step forward in decode time starts a new timeline
-JUMP_BACK_S = 1.0                      # so does a step back longer than this; shorter ones are nudged
+WRITER_BACKLOG_BYTES = 128 * 2**20  # per recorder: about 4 min of a 4 Mbit/s camera
+PREROLL_MAX_BYTES = 64 * 2**20  # per recorder: a cap for sources with very long GOPs
+JUMP_FORWARD_S = 10.0  # a longer step forward in decode time starts a new timeline
+JUMP_BACK_S = 1.0  # so does a step back longer than this; shorter ones are nudged
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class RecordRules:
     """Where a stream's clips go and how much of them to keep: `max_gb` of clips in `dir`,
     none older than `retain_days` (None: no age limit), and at least `min_free_gb` left free on
     `dir`'s filesystem (retention deletes the oldest clips to keep it so)."""
+
     # Defaults and ranges are the settings schema's `record` table (stream.settings), declared there once.
     dir: Path
     pre_s: float = default(Record, "pre_s")
@@ -112,8 +114,15 @@ class RecordRules:
 
     def __post_init__(self):
         object.__setattr__(self, "dir", Path(self.dir))
-        check_values({name: getattr(self, name) for name in ("pre_s", "post_s", "max_clip_s", "max_gb", "retain_days", "min_free_gb")
-                      if getattr(self, name) is not None}, Record, name=lambda key: f"record {key}")
+        check_values(
+            {
+                name: getattr(self, name)
+                for name in ("pre_s", "post_s", "max_clip_s", "max_gb", "retain_days", "min_free_gb")
+                if getattr(self, name) is not None
+            },
+            Record,
+            name=lambda key: f"record {key}",
+        )
 
     @property
     def max_bytes(self) -> int:
@@ -151,12 +160,13 @@ def safe_label(label: str) -> str:
 class _Kept:
     """A fed packet with what the threads need of it, read once in the capture thread: the
     writer later changes the packet's own fields when it muxes it."""
+
     __slots__ = ("packet", "seq", "pts", "dts", "duration", "t", "d", "key", "wall", "size")
 
     def __init__(self, packet, seq, pts, dts, time_base: float):
         self.packet, self.seq, self.pts, self.dts = packet, seq, pts, dts
         self.duration = packet.duration
-        self.t, self.d = pts * time_base, dts * time_base   # presentation and decode time, seconds
+        self.t, self.d = pts * time_base, dts * time_base  # presentation and decode time, seconds
         self.key = packet.is_keyframe
         self.wall = time.time()
         self.size = packet.size
@@ -177,15 +187,15 @@ class _Clip:
     def __init__(self, path: Path, template: _Template, wall: float, event_id: str):
         self.path = path
         self.event_id = event_id
-        self.wall = wall                  # Unix time of its event's first frame
+        self.wall = wall  # Unix time of its event's first frame
         self.template = template
-        self.until: float | None = None   # decode time it ends at; None while an event is open
-        self.cap: float | None = None     # presentation time it ends at whatever the event does (max_clip_s)
-        self.keyed = False                # its first packet (a keyframe) is queued
+        self.until: float | None = None  # decode time it ends at; None while an event is open
+        self.cap: float | None = None  # presentation time it ends at whatever the event does (max_clip_s)
+        self.keyed = False  # its first packet (a keyframe) is queued
         self.last_pts: int | None = None  # the latest presentation time among its queued packets
         # Past its end: packets still shown before `last_pts` (B-frames that fill a hole) are kept
         self.closing_before: int | None = None
-        self.done = False                 # its end is queued: no packet may follow
+        self.done = False  # its end is queued: no packet may follow
         self.failed: str | None = None
 
 
@@ -208,10 +218,10 @@ class ClipRecorder:
         self._kept_bytes = 0
         self._seq = itertools.count()
         self._template: _Template | None = None
-        self._unusable: str | None = None   # why this connection cannot record
+        self._unusable: str | None = None  # why this connection cannot record
         self._newest_t: float | None = None
         self._last_d: float | None = None
-        self._open: dict[str, _Clip] = {}   # event id -> its clip, while packets still go to it
+        self._open: dict[str, _Clip] = {}  # event id -> its clip, while packets still go to it
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued_bytes = 0
         self._closed = False
@@ -229,15 +239,16 @@ class ClipRecorder:
             return
         template, unusable = None, None
         if not timestamped:
-            unusable = (f"clips need presentation times, and {stream.container.format.name} frames have none "
-                        f"(they are counted)")
+            unusable = (
+                f"clips need presentation times, and {stream.container.format.name} frames have none (they are counted)"
+            )
         else:
             try:
                 template = _Template(stream)
             except Exception as err:  # noqa: BLE001 - whatever it is, this connection cannot record
                 unusable = f"{stream.codec_context.name} cannot be put into MP4: {_reason(err)}"
         with self._lock:
-            if self._closed:   # closed meanwhile
+            if self._closed:  # closed meanwhile
                 return
             self._new_timeline()
             self._template, self._unusable = template, unusable
@@ -262,8 +273,13 @@ class ClipRecorder:
                 pts, dts = packet.pts, packet.dts
                 if pts is None and dts is None:
                     return
-                kept = _Kept(packet, next(self._seq), pts if pts is not None else dts,
-                             dts if dts is not None else pts, template.seconds)
+                kept = _Kept(
+                    packet,
+                    next(self._seq),
+                    pts if pts is not None else dts,
+                    dts if dts is not None else pts,
+                    template.seconds,
+                )
                 if self._last_d is not None and not -JUMP_BACK_S <= kept.d - self._last_d <= JUMP_FORWARD_S:
                     self._new_timeline()
                 self._last_d = kept.d
@@ -308,7 +324,7 @@ class ClipRecorder:
                 event_id = next(reversed(self._open), None)
             clip = None if event_id is None else self._open.get(event_id)
             if clip is None:
-                return   # its clip already ended (max_clip_s, a new timeline) or never began
+                return  # its clip already ended (max_clip_s, a new timeline) or never began
             clip.until = event_time_s + self.rules.post_s
             if self._last_d is not None and self._last_d >= clip.until:
                 self._finish(clip)
@@ -338,8 +354,13 @@ class ClipRecorder:
     def stats(self) -> dict:
         with self._lock:
             preroll = self._newest_t - self._kept[0].t if self._kept and self._newest_t is not None else 0.0
-            return {"clips": self._clips, "failed": self._failed, "deleted": self.retention.deleted(self.stream),
-                    "recording": bool(self._open), "preroll_s": round(preroll, 3)}
+            return {
+                "clips": self._clips,
+                "failed": self._failed,
+                "deleted": self.retention.deleted(self.stream),
+                "recording": bool(self._open),
+                "preroll_s": round(preroll, 3),
+            }
 
     # -- under the lock ----------------------------------------------------------------------
 
@@ -358,7 +379,7 @@ class ClipRecorder:
             keys.popleft()
         while self._kept_bytes > PREROLL_MAX_BYTES and len(keys) >= 2:
             keys.popleft()
-        if self._kept_bytes > PREROLL_MAX_BYTES:   # one keyframe in all that (intra refresh?): start over
+        if self._kept_bytes > PREROLL_MAX_BYTES:  # one keyframe in all that (intra refresh?): start over
             kept.clear()
             keys.clear()
             self._kept_bytes = 0
@@ -397,7 +418,7 @@ class ClipRecorder:
         if clip.failed:
             return
         if self._queued_bytes + kept.size > WRITER_BACKLOG_BYTES:
-            self._fail(clip, f"the disk is too slow: {self._queued_bytes / 2 ** 20:.0f} MB waiting to be written")
+            self._fail(clip, f"the disk is too slow: {self._queued_bytes / 2**20:.0f} MB waiting to be written")
             return
         self._queued_bytes += kept.size
         clip.last_pts = kept.pts if clip.last_pts is None else max(clip.last_pts, kept.pts)
@@ -423,7 +444,7 @@ class ClipRecorder:
     # -- writer thread -----------------------------------------------------------------------
 
     def _write(self) -> None:
-        outs: dict[_Clip, _Output] = {}   # the clips being written
+        outs: dict[_Clip, _Output] = {}  # the clips being written
         try:
             while True:
                 item = self._queue.get()
@@ -439,7 +460,7 @@ class ClipRecorder:
         finally:
             for out in outs.values():
                 out.abandon()
-            self.retention.detach(self._retention_token)   # the last writer of a dir closes its index
+            self.retention.detach(self._retention_token)  # the last writer of a dir closes its index
 
     def _write_one(self, out: _Output | None, clip: _Clip, kept: _Kept | None) -> _Output | None:
         """One queued item: a packet of `clip` (None: its end); the clip being written after it."""
@@ -469,8 +490,11 @@ class ClipRecorder:
             self.retention.clip_written(size)
             return None
         except Exception as err:  # noqa: BLE001 - any failure costs this clip only
-            reason = f"the media index {self.retention.index.path}: {err}" if isinstance(err, sqlite3.Error) \
+            reason = (
+                f"the media index {self.retention.index.path}: {err}"
+                if isinstance(err, sqlite3.Error)
                 else _reason(err)
+            )
             with self._lock:
                 self._fail(clip, reason)
             if out is not None:
@@ -503,9 +527,9 @@ class _Output:
 
     def mux(self, kept: _Kept) -> None:
         if kept.pts < self.origin:
-            return   # a leading frame of an open GOP: it references the GOP before the clip
+            return  # a leading frame of an open GOP: it references the GOP before the clip
         pts, dts = kept.pts - self.origin, kept.dts - self.origin
-        if self.last_dts is not None and dts <= self.last_dts:   # MP4 needs decode times that strictly grow
+        if self.last_dts is not None and dts <= self.last_dts:  # MP4 needs decode times that strictly grow
             dts = self.last_dts + 1
             pts = max(pts, dts)
         # The packet may be in the pre-roll of a later clip too: set every field muxing changes.
@@ -529,7 +553,7 @@ class _Output:
             if self.row is not None:
                 self.index.finish(self.row, size)
         except sqlite3.Error:
-            pass   # the row stays in progress; retention sees the finished file and marks it
+            pass  # the row stays in progress; retention sees the finished file and marks it
         self.row = None
         return size
 

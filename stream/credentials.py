@@ -13,6 +13,7 @@ URL are `***`, and so are the values of password-like query keys and GStreamer p
 >>> redact("no URL here: 42 frames, user@example.com")
 'no URL here: 42 frames, user@example.com'
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,10 @@ MASK = "***"
 # password is common), never across whitespace, a quote or the start of the path.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#\"'<>]*)@")
 # key=value where the key names a secret: URL query keys and GStreamer element properties.
-_SECRET_VALUE = re.compile(r"(?i)(?<![A-Za-z0-9_-])(?P<key>password|passwd|pwd|pass|user-pw|proxy-pw|token"
-                           r"|access_token|secret|api_key|apikey)=(?P<value>[^\s&;#\"'<>]+)")
+_SECRET_VALUE = re.compile(
+    r"(?i)(?<![A-Za-z0-9_-])(?P<key>password|passwd|pwd|pass|user-pw|proxy-pw|token"
+    r"|access_token|secret|api_key|apikey)=(?P<value>[^\s&;#\"'<>]+)"
+)
 
 
 def _mask_userinfo(match: re.Match) -> str:
@@ -34,7 +37,7 @@ def _mask_userinfo(match: re.Match) -> str:
 
 def redact(text: str) -> str:
     """`text` with every URL's user and password, and every password-like key's value, as `***`."""
-    if "@" not in text and "=" not in text:   # the common case: nothing to look for
+    if "@" not in text and "=" not in text:  # the common case: nothing to look for
         return text
     text = _USERINFO.sub(_mask_userinfo, text)
     return _SECRET_VALUE.sub(lambda m: f"{m['key']}={MASK}", text)

@@ -13,6 +13,7 @@ with the wrong server key), which ZAP never sees.
 >>> gate = KeyGate(context, {"subscribers": Path("keys/authorized_clients")}).start()   # doctest: +SKIP
 >>> secure_server(socket, keys, domain="subscribers"); socket.bind(endpoint)          # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,16 +32,21 @@ from lrcn.stream.keys import ClientKeys, ServerKeys, read_authorized
 
 log = logging.getLogger("lrcn.curve")
 
-ZAP_ENDPOINT = "inproc://zeromq.zap.01"   # fixed by RFC 27: libzmq asks whoever binds it
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by RFC 27: libzmq asks whoever binds it
 _POLL_MS = 200
 # Monitor events and what they mean for the watched socket.
 _FAILED = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "handshake refused: this key is not authorized by the server",
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake failed: the server does not speak CURVE, or not with this key",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed: no CURVE here, or a wrong server key"}
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed: no CURVE here, or a wrong server key",
+}
 _SERVER_FAILED = "a client failed the handshake: no CURVE, or another server's key"
-_DOWN = {zmq.EVENT_DISCONNECTED: "disconnected", zmq.EVENT_CLOSED: "closed",
-         zmq.EVENT_CONNECT_RETRIED: "reconnecting", zmq.EVENT_CONNECT_DELAYED: "connecting"}
+_DOWN = {
+    zmq.EVENT_DISCONNECTED: "disconnected",
+    zmq.EVENT_CLOSED: "closed",
+    zmq.EVENT_CONNECT_RETRIED: "reconnecting",
+    zmq.EVENT_CONNECT_DELAYED: "connecting",
+}
 
 
 class RateLimit:
@@ -81,7 +87,7 @@ class KeyGate:
     def __init__(self, context: zmq.Context, folders: dict[str, Path], warn_every_s: float = 10.0):
         self.folders = dict(folders)
         self._authorized = {domain: read_authorized(folder) for domain, folder in self.folders.items()}
-        self.denied: Counter[str] = Counter()     # refusals per domain
+        self.denied: Counter[str] = Counter()  # refusals per domain
         self._warn = RateLimit(warn_every_s)
         self._socket = context.socket(zmq.REP)
         self._socket.linger = 0
@@ -99,7 +105,7 @@ class KeyGate:
         Returns {domain: keys removed}."""
         fresh = {domain: read_authorized(folder) for domain, folder in self.folders.items()}
         removed = {domain: len(self._authorized[domain] - keys) for domain, keys in fresh.items()}
-        self._authorized = fresh   # one assignment: the ZAP thread sees the old lists or the new
+        self._authorized = fresh  # one assignment: the ZAP thread sees the old lists or the new
         return removed
 
     def counts(self) -> dict[str, int]:
@@ -132,10 +138,15 @@ class KeyGate:
         self.denied[name] += 1
         if self._warn.due():
             peer = address.decode(errors="replace")
-            log.warning("refused a %s handshake from %s: %s (%d refused in %s so far)",
-                        mechanism.decode(errors="replace"), peer,
-                        f"key {key.decode()} is not in {self.folders.get(name)}" if key else "not CURVE",
-                        self.denied[name], name or "the default domain", extra={"zap_domain": name, "peer": peer})
+            log.warning(
+                "refused a %s handshake from %s: %s (%d refused in %s so far)",
+                mechanism.decode(errors="replace"),
+                peer,
+                f"key {key.decode()} is not in {self.folders.get(name)}" if key else "not CURVE",
+                self.denied[name],
+                name or "the default domain",
+                extra={"zap_domain": name, "peer": peer},
+            )
         return [version, request_id, b"400", b"key not authorized", b"", b""]
 
 
@@ -177,23 +188,30 @@ class HandshakeWatch:
         endpoint = event["endpoint"].decode(errors="replace")
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.up, self.reason = True, ""
-            log.log(logging.DEBUG if self.server else logging.INFO, "%s: handshake with %s succeeded",
-                    self.label, endpoint)
+            log.log(
+                logging.DEBUG if self.server else logging.INFO, "%s: handshake with %s succeeded", self.label, endpoint
+            )
         elif kind in _FAILED:
             refused = kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH
             self.failures["auth" if refused else "protocol"] += 1
             if self.server:
-                if not refused and self._warn.due():   # a refused key: the KeyGate logs it, with the key
-                    log.warning("%s: %s, at %s (%d so far)", self.label, _SERVER_FAILED, endpoint,
-                                self.protocol_failures())
+                if not refused and self._warn.due():  # a refused key: the KeyGate logs it, with the key
+                    log.warning(
+                        "%s: %s, at %s (%d so far)", self.label, _SERVER_FAILED, endpoint, self.protocol_failures()
+                    )
                 return
             self.up, self.reason = False, _FAILED[kind]
             if self._warn.due():
-                log.warning("%s: %s, at %s (%d failed handshakes so far)", self.label, self.reason, endpoint,
-                            sum(self.failures.values()))
+                log.warning(
+                    "%s: %s, at %s (%d failed handshakes so far)",
+                    self.label,
+                    self.reason,
+                    endpoint,
+                    sum(self.failures.values()),
+                )
         elif kind == zmq.EVENT_CONNECTED:
             self.reason = "connected, handshaking"
         elif kind in _DOWN:
             self.up = False
-            if self.reason not in _FAILED.values():   # keep the telling reason, not the retry after it
+            if self.reason not in _FAILED.values():  # keep the telling reason, not the retry after it
                 self.reason = _DOWN[kind]

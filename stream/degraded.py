@@ -12,6 +12,7 @@ second; a stream is degraded while it says so.
 >>> assess(rules, history, connected_since=0.0, expected=4.0, now=19.0, degraded=False) is None
 True
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -26,16 +27,19 @@ from lrcn.stream.settings import DEGRADED_SETTINGS, Settings, default
 class DegradedRules:
     """The thresholds: the top-level `degraded_*` settings of stream/settings.py, where they are
     explained and their defaults and ranges live."""
-    window_s: float = default(Settings, "degraded_window_s")        # rates and resets are counted over this much
-    warmup_s: float = default(Settings, "degraded_warmup_s")        # after connecting, the rate is not judged yet
-    min_rate: float = default(Settings, "degraded_min_rate")        # degraded under this fraction of the expected rate ...
+
+    window_s: float = default(Settings, "degraded_window_s")  # rates and resets are counted over this much
+    warmup_s: float = default(Settings, "degraded_warmup_s")  # after connecting, the rate is not judged yet
+    min_rate: float = default(Settings, "degraded_min_rate")  # degraded under this fraction of the expected rate ...
     recover_rate: float = default(Settings, "degraded_recover_rate")  # ... itself again at this one (no flapping)
-    max_resets: int = default(Settings, "degraded_max_resets")      # head state resets within the window: a loop
+    max_resets: int = default(Settings, "degraded_max_resets")  # head state resets within the window: a loop
 
     def __post_init__(self):
         if self.recover_rate < self.min_rate:
-            raise LrcnError(f"degraded_recover_rate ({self.recover_rate:g}) must be at least degraded_min_rate "
-                            f"({self.min_rate:g}), or a stream at the bound flaps")
+            raise LrcnError(
+                f"degraded_recover_rate ({self.recover_rate:g}) must be at least degraded_min_rate "
+                f"({self.min_rate:g}), or a stream at the bound flaps"
+            )
 
     @classmethod
     def from_settings(cls, value: Callable[[str], Any]) -> DegradedRules:
@@ -45,13 +49,19 @@ class DegradedRules:
 
 @dataclass(frozen=True)
 class Sample:
-    t: float                      # monotonic seconds
+    t: float  # monotonic seconds
     predictions: int
     resets: int
 
 
-def assess(rules: DegradedRules, history: Sequence[Sample], connected_since: float | None, expected: float,
-           now: float, degraded: bool) -> str | None:
+def assess(
+    rules: DegradedRules,
+    history: Sequence[Sample],
+    connected_since: float | None,
+    expected: float,
+    now: float,
+    degraded: bool,
+) -> str | None:
     """Why the stream is degraded now (one line), or None. `history`: oldest first, at least
     the last `window_s` of samples; `connected_since`: None while not connected; `expected`: the
     predictions per second the stream's sampling rate and hop ask for; `degraded`: what the last
@@ -69,10 +79,12 @@ def assess(rules: DegradedRules, history: Sequence[Sample], connected_since: flo
         return f"{resets} state resets in the last {rules.window_s:g} s"
     judged = [s for s in history if connected_since + rules.warmup_s <= s.t <= now - rules.window_s]
     if not judged:
-        return None   # warming up, or not yet a window's worth of samples since
+        return None  # warming up, or not yet a window's worth of samples since
     rate = (newest.predictions - judged[-1].predictions) / max(1e-9, newest.t - judged[-1].t)
     bound = (rules.recover_rate if degraded else rules.min_rate) * expected
     if rate < bound:
-        return f"{rate:.1f} predictions/s over {newest.t - judged[-1].t:.0f} s, under {bound:.1f} " \
-               f"(of the {expected:g}/s its sampling rate and hop ask for)"
+        return (
+            f"{rate:.1f} predictions/s over {newest.t - judged[-1].t:.0f} s, under {bound:.1f} "
+            f"(of the {expected:g}/s its sampling rate and hop ask for)"
+        )
     return None

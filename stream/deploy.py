@@ -32,6 +32,7 @@ lists them). Any string may use `${NAME}`, the environment variable NAME; a [[st
 of the wrong type or out of range, an unset variable, a bad or repeated stream id) is one LrcnError
 line that names the file and, where it can be found, the line; nothing of the file is applied.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,7 +64,7 @@ assert {f.name for f in fields(RecordRules)} == set(schema.Record.__struct_field
 @dataclass(frozen=True)
 class Deployment:
     path: Path
-    settings: dict          # the top-level settings the file sets (typed), and "sinks"
+    settings: dict  # the top-level settings the file sets (typed), and "sinks"
     streams: list[StreamConfig]
 
 
@@ -77,7 +78,7 @@ def load_deployment(path: str | Path) -> Deployment:
             raise LrcnError("reading a deployment file needs Python 3.11+ or `pip install tomli`") from None
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")   # -sig: a byte-order mark some editors write is not TOML
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark some editors write is not TOML
     except (OSError, UnicodeDecodeError) as err:
         raise LrcnError(f"cannot read deployment file {path}: {err}") from None
     try:
@@ -99,8 +100,10 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
     settings = {key: getattr(typed, key) for key in data if key not in schema.TABLES}
     for number, table in enumerate(typed.sink):
         if table.get("type") not in sink_types():
-            raise fail(f"[[sink]] #{number + 1}: unknown sink type {table.get('type')!r} "
-                       f"(known: {', '.join(sink_types())})", ("sink", number, "type"))
+            raise fail(
+                f"[[sink]] #{number + 1}: unknown sink type {table.get('type')!r} (known: {', '.join(sink_types())})",
+                ("sink", number, "type"),
+            )
     if typed.sink:
         settings["sinks"] = typed.sink
     if typed.metrics is not None:
@@ -133,6 +136,7 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
 def stream_from_table(data: dict, environ=None) -> StreamConfig:
     """One [[stream]] table (a dict, as TOML or JSON gives it) as a StreamConfig, checked exactly as
     in a deployment file (`${NAME}` expanded from `environ` only if given); LrcnError, one line."""
+
     def fail(message: str, at: tuple = ()) -> LrcnError:
         return LrcnError(message)
 
@@ -155,14 +159,23 @@ def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
             raise fail(f"{err}{where}", at("password_file")) from None
     events = None if table.events is None else EventRules(**_values(table.events, EventRules))
     record = None if table.record is None else RecordRules(**_values(table.record, RecordRules))
-    config = StreamConfig(source=source, **{name: getattr(table, name) for name in table.__struct_fields__
-                                            if name not in ("source", "password_file", "events", "record")},
-                          events=events, record=record)
-    checks = {None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
-              "smooth": lambda: parse_smoothing(config.smooth),
-              "decoder": lambda: None if config.decoder is None else check_decoder(config.decoder),
-              "novelty": lambda: parse_novelty(config.novelty),
-              "record": lambda: record is None or check_record_dir(record.dir)}
+    config = StreamConfig(
+        source=source,
+        **{
+            name: getattr(table, name)
+            for name in table.__struct_fields__
+            if name not in ("source", "password_file", "events", "record")
+        },
+        events=events,
+        record=record,
+    )
+    checks = {
+        None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
+        "smooth": lambda: parse_smoothing(config.smooth),
+        "decoder": lambda: None if config.decoder is None else check_decoder(config.decoder),
+        "novelty": lambda: parse_novelty(config.novelty),
+        "record": lambda: record is None or check_record_dir(record.dir),
+    }
     for key, check in checks.items():
         try:
             check()

@@ -17,6 +17,7 @@ path a request names. docs/reference/openapi.yaml describes it.
 >>> parse_range("bytes=2000-", 1000) is UNSATISFIABLE, parse_range("items=1-2", 1000)
 (True, None)
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ from lrcn.stream.snapshots import decode_jpeg, draw_label, encode_jpeg, scale_to
 
 UNSATISFIABLE = object()
 MAX_HEIGHT = 4320
-OPEN_RANGE_BYTES = 8 * 2 ** 20   # an open-ended range ("bytes=0-", a <video>'s first ask) gets this much at most
+OPEN_RANGE_BYTES = 8 * 2**20  # an open-ended range ("bytes=0-", a <video>'s first ask) gets this much at most
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,11 @@ class BadRequest(Exception):
 
 def routes(path: str) -> bool:
     """Is `path` one of this module's?"""
-    return path == "/api/events" or path.startswith("/api/events/") or \
-        bool(re.fullmatch(r"/api/streams/[^/]+/latest\.jpg", path))
+    return (
+        path == "/api/events"
+        or path.startswith("/api/events/")
+        or bool(re.fullmatch(r"/api/streams/[^/]+/latest\.jpg", path))
+    )
 
 
 def answer(pipeline, path: str, query: str, range_header: str | None = None) -> Reply:
@@ -82,8 +86,12 @@ def answer(pipeline, path: str, query: str, range_header: str | None = None) -> 
 def describe(event: StoredEvent) -> dict:
     """An event as the API shows it: its row, with the URLs of its media."""
     base = f"/api/events/{event.id}"
-    return {**event.to_json(), "url": base, "snapshot_url": f"{base}/snapshot.jpg" if event.snapshot else None,
-            "clip_url": f"{base}/clip.mp4" if event.clip else None}
+    return {
+        **event.to_json(),
+        "url": base,
+        "snapshot_url": f"{base}/snapshot.jpg" if event.snapshot else None,
+        "clip_url": f"{base}/clip.mp4" if event.clip else None,
+    }
 
 
 def parse_range(header: str, size: int):
@@ -130,8 +138,10 @@ def _parameters(query: str) -> dict[str, str]:
 def _allow(parameters: dict, names: tuple[str, ...]) -> None:
     unknown = sorted(set(parameters) - set(names))
     if unknown:
-        raise BadRequest(f"unknown parameters: {', '.join(unknown)}" +
-                         (f" (this path takes {', '.join(names)})" if names else " (this path takes none)"))
+        raise BadRequest(
+            f"unknown parameters: {', '.join(unknown)}"
+            + (f" (this path takes {', '.join(names)})" if names else " (this path takes none)")
+        )
 
 
 def _list(pipeline, parameters: dict) -> Reply:
@@ -163,8 +173,10 @@ def _snapshot(store: EventStore, event: StoredEvent, parameters: dict) -> Reply:
         raise BadRequest(f"frame must be best or start, got {frame!r}")
     path = _media_file(store, event.start_snapshot if frame == "start" else event.snapshot)
     if path is None:
-        return _error(HTTPStatus.NOT_FOUND, f"event {event.id} has no {frame} snapshot (not recorded, not written "
-                                            f"yet, or deleted by retention)")
+        return _error(
+            HTTPStatus.NOT_FOUND,
+            f"event {event.id} has no {frame} snapshot (not recorded, not written yet, or deleted by retention)",
+        )
     jpeg = path.read_bytes()
     if _flag(parameters, "label"):
         jpeg = encode_jpeg(draw_label(decode_jpeg(jpeg), f"{event.label} {event.peak_score:.2f}"))
@@ -174,13 +186,18 @@ def _snapshot(store: EventStore, event: StoredEvent, parameters: dict) -> Reply:
 def _clip(store: EventStore, event: StoredEvent, range_header: str | None) -> Reply:
     path = _media_file(store, event.clip)
     if path is None:
-        return _error(HTTPStatus.NOT_FOUND, f"event {event.id} has no clip (not recorded, not finished yet, or "
-                                            f"deleted by retention)")
+        return _error(
+            HTTPStatus.NOT_FOUND,
+            f"event {event.id} has no clip (not recorded, not finished yet, or deleted by retention)",
+        )
     size = path.stat().st_size
     wanted = parse_range(range_header, size) if range_header else None
     if wanted is UNSATISFIABLE:
-        return Reply(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, {"error": f"the clip has {size} bytes"},
-                     headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"})
+        return Reply(
+            HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+            {"error": f"the clip has {size} bytes"},
+            headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+        )
     with path.open("rb") as file:
         if wanted is None:
             return Reply(HTTPStatus.OK, file.read(), "video/mp4", {"Accept-Ranges": "bytes"})
@@ -190,8 +207,12 @@ def _clip(store: EventStore, event: StoredEvent, range_header: str | None) -> Re
             last = min(last, first + OPEN_RANGE_BYTES - 1)
         file.seek(first)
         body = file.read(last - first + 1)
-    return Reply(HTTPStatus.PARTIAL_CONTENT, body, "video/mp4",
-                 {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{size}"})
+    return Reply(
+        HTTPStatus.PARTIAL_CONTENT,
+        body,
+        "video/mp4",
+        {"Accept-Ranges": "bytes", "Content-Range": f"bytes {first}-{last}/{size}"},
+    )
 
 
 def _media_file(store: EventStore, relative: str | None) -> Path | None:

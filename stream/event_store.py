@@ -18,6 +18,7 @@ the HTTP API reads them (`query`, `get`), across every store of a pipeline (`que
 >>> [e.id for e in store.query(stream="cam", after=99.0)], store.query(label="walk")
 (['1-a'], [])
 """
+
 from __future__ import annotations
 
 import heapq
@@ -33,10 +34,23 @@ from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.media_index import MediaIndex
 
 MAX_LIMIT = 1000
-MEMORY_ROWS = 100_000      # an in-memory store keeps the newest this many events (about 20 MB)
+MEMORY_ROWS = 100_000  # an in-memory store keeps the newest this many events (about 20 MB)
 DEFAULT_LIMIT = 100
-_COLUMNS = ("id", "stream", "label", "start_time", "end_time", "peak_score", "clip", "snapshot", "start_snapshot",
-            "start_frame", "stream_start", "end_frame", "stream_end")
+_COLUMNS = (
+    "id",
+    "stream",
+    "label",
+    "start_time",
+    "end_time",
+    "peak_score",
+    "clip",
+    "snapshot",
+    "start_snapshot",
+    "start_frame",
+    "stream_start",
+    "end_frame",
+    "stream_end",
+)
 
 
 @dataclass(frozen=True)
@@ -44,13 +58,13 @@ class StoredEvent:
     id: str
     stream: str
     label: str
-    start_time: float              # Unix time of the start
-    end_time: float | None         # of the end; None while open
+    start_time: float  # Unix time of the start
+    end_time: float | None  # of the end; None while open
     peak_score: float
-    clip: str | None               # relative to the store's record dir
-    snapshot: str | None           # the best-scoring frame's JPEG (the start frame's while open)
+    clip: str | None  # relative to the store's record dir
+    snapshot: str | None  # the best-scoring frame's JPEG (the start frame's while open)
     start_snapshot: str | None
-    start_frame: int               # frame index and stream time, as in the messages
+    start_frame: int  # frame index and stream time, as in the messages
     stream_start: float
     end_frame: int | None
     stream_end: float | None
@@ -76,12 +90,16 @@ class EventStore:
         self._inserted = 0
 
     def insert(self, event: StoredEvent) -> None:
-        self.index.query(f"INSERT OR REPLACE INTO events ({', '.join(_COLUMNS)}) VALUES "
-                         f"({', '.join('?' * len(_COLUMNS))})", [getattr(event, c) for c in _COLUMNS])
+        self.index.query(
+            f"INSERT OR REPLACE INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            [getattr(event, c) for c in _COLUMNS],
+        )
         self._inserted += 1
-        if self.dir is None and self._inserted % 1000 == 0:   # memory is not a disk: bounded
-            self.index.query("DELETE FROM events WHERE id NOT IN (SELECT id FROM events ORDER BY start_time DESC "
-                             "LIMIT ?)", (MEMORY_ROWS,))
+        if self.dir is None and self._inserted % 1000 == 0:  # memory is not a disk: bounded
+            self.index.query(
+                "DELETE FROM events WHERE id NOT IN (SELECT id FROM events ORDER BY start_time DESC LIMIT ?)",
+                (MEMORY_ROWS,),
+            )
 
     def update(self, event_id: str, **values) -> None:
         """Set some columns of a stored event (its end, a clip, a snapshot)."""
@@ -89,24 +107,39 @@ class EventStore:
         if unknown:
             raise ValueError(f"no such event columns: {sorted(unknown)}")
         if values:
-            self.index.query(f"UPDATE events SET {', '.join(f'{name} = ?' for name in values)} WHERE id = ?",
-                             [*values.values(), event_id])
+            self.index.query(
+                f"UPDATE events SET {', '.join(f'{name} = ?' for name in values)} WHERE id = ?",
+                [*values.values(), event_id],
+            )
 
     def get(self, event_id: str) -> StoredEvent | None:
         rows = self.index.query(f"SELECT {', '.join(_COLUMNS)} FROM events WHERE id = ?", (event_id,))
         return StoredEvent(*rows[0]) if rows else None
 
-    def query(self, stream: str | None = None, label: str | None = None, after: float | None = None,
-              before: float | None = None, limit: int = DEFAULT_LIMIT) -> list[StoredEvent]:
+    def query(
+        self,
+        stream: str | None = None,
+        label: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[StoredEvent]:
         """Events newest first (by start), filtered: `after` <= start_time < `before` (Unix times)."""
         where, parameters = [], []
-        for clause, value in (("stream = ?", stream), ("label = ?", label), ("start_time >= ?", after),
-                              ("start_time < ?", before)):
+        for clause, value in (
+            ("stream = ?", stream),
+            ("label = ?", label),
+            ("start_time >= ?", after),
+            ("start_time < ?", before),
+        ):
             if value is not None:
                 where.append(clause)
                 parameters.append(value)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM events" + (f" WHERE {' AND '.join(where)}" if where else "") + \
-            " ORDER BY start_time DESC, id DESC LIMIT ?"
+        sql = (
+            f"SELECT {', '.join(_COLUMNS)} FROM events"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY start_time DESC, id DESC LIMIT ?"
+        )
         return [StoredEvent(*row) for row in self.index.query(sql, [*parameters, limit])]
 
     def media(self, relative: str | None) -> Path | None:
@@ -122,17 +155,41 @@ class EventStore:
         self.index.close()
 
 
-def record(store: EventStore, stream: str, event: ActionEvent, wall_time: float, clip: str | None = None,
-           snapshot: str | None = None) -> None:
+def record(
+    store: EventStore,
+    stream: str,
+    event: ActionEvent,
+    wall_time: float,
+    clip: str | None = None,
+    snapshot: str | None = None,
+) -> None:
     """Store one published action event: a start inserts its row; an update or an end completes it
     (`end_time` set only by the end). `clip` and `snapshot`: relative paths, when there are.
     Numbers are rounded as the messages round them (stream.messages), so a row equals its event."""
     if event.type == "start":
-        store.insert(StoredEvent(event.id, stream, event.label, wall_time, None, _number(event.score), clip, snapshot,
-                                 snapshot, event.start_frame, _number(event.start_time), None, None))
+        store.insert(
+            StoredEvent(
+                event.id,
+                stream,
+                event.label,
+                wall_time,
+                None,
+                _number(event.score),
+                clip,
+                snapshot,
+                snapshot,
+                event.start_frame,
+                _number(event.start_time),
+                None,
+                None,
+            )
+        )
         return
-    values: dict[str, object] = {"peak_score": _number(event.peak_score), "end_frame": event.end_frame,
-                                 "stream_end": _number(event.end_time)}
+    values: dict[str, object] = {
+        "peak_score": _number(event.peak_score),
+        "end_frame": event.end_frame,
+        "stream_end": _number(event.end_time),
+    }
     if event.type == "end":
         values["end_time"] = wall_time
     if clip is not None:
@@ -149,7 +206,9 @@ def _number(value: float | None) -> float:
     return round(value, 6) if isinstance(value, float) else value
 
 
-def query_all(stores: Iterable[EventStore], limit: int = DEFAULT_LIMIT, **filters) -> list[tuple[EventStore, StoredEvent]]:
+def query_all(
+    stores: Iterable[EventStore], limit: int = DEFAULT_LIMIT, **filters
+) -> list[tuple[EventStore, StoredEvent]]:
     """`query` over several stores, merged newest first: (store, event) pairs, at most `limit`."""
     per_store = [[(store, e) for e in store.query(limit=limit, **filters)] for store in stores]
     merged = heapq.merge(*per_store, key=lambda pair: (-pair[1].start_time, _reverse(pair[1].id)))

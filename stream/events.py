@@ -20,6 +20,7 @@ carry the same id.
 >>> sent[1].duration_s, sent[1].peak_score, sent[1].mean_score
 (0.2, 0.9, 0.8)
 """
+
 from __future__ import annotations
 
 import re  # noqa: F401 - new_event_id's doctest matches its pattern
@@ -32,7 +33,7 @@ from lrcn.stream.message_schema import ActionEvent
 
 UNKNOWN = "unknown"
 IDLE = "idle"
-EVENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}\Z"   # safe in a URL path and a file name
+EVENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}\Z"  # safe in a URL path and a file name
 
 
 def new_event_id(wall_time: float) -> str:
@@ -48,11 +49,11 @@ def new_event_id(wall_time: float) -> str:
 @dataclass(frozen=True)
 class EventRules:
     min_score: float = 0.5
-    min_duration_s: float = 0.0      # stream time a label must hold before its event starts
-    cooldown_s: float = 0.0          # after an event ends, its label cannot start another this long
-    classes: tuple[str, ...] = ()    # labels to watch; empty: all
-    ignore: tuple[str, ...] = ()     # labels never to report (a background class)
-    update_s: float | None = None    # send an update every this many seconds of an event; None: never
+    min_duration_s: float = 0.0  # stream time a label must hold before its event starts
+    cooldown_s: float = 0.0  # after an event ends, its label cannot start another this long
+    classes: tuple[str, ...] = ()  # labels to watch; empty: all
+    ignore: tuple[str, ...] = ()  # labels never to report (a background class)
+    update_s: float | None = None  # send an update every this many seconds of an event; None: never
 
     def __post_init__(self):
         if not 0.0 <= self.min_score <= 1.0:
@@ -67,23 +68,29 @@ class EventRules:
             raise LrcnError(f"classes to watch and to ignore overlap: {', '.join(sorted(overlap))}")
 
     def watched(self, label: str, score: float) -> bool:
-        return label not in (UNKNOWN, IDLE) and score >= self.min_score and label not in self.ignore and \
-            (not self.classes or label in self.classes)
+        return (
+            label not in (UNKNOWN, IDLE)
+            and score >= self.min_score
+            and label not in self.ignore
+            and (not self.classes or label in self.classes)
+        )
 
 
 @dataclass(frozen=True)
 class Observation:
     """One prediction, as events see it."""
+
     label: str
     score: float
-    time: float          # stream time of the window's last frame, seconds
-    frame: int           # its frame index
-    event_id: str = ""   # the id an event opened by this prediction gets (the shell draws it)
+    time: float  # stream time of the window's last frame, seconds
+    frame: int  # its frame index
+    event_id: str = ""  # the id an event opened by this prediction gets (the shell draws it)
 
 
 @dataclass(frozen=True)
 class _Open:
     """A label being watched: a candidate until it has held long enough, then an event."""
+
     id: str
     label: str
     start_time: float
@@ -100,11 +107,10 @@ class _Open:
 @dataclass(frozen=True)
 class EventState:
     open: _Open | None = None
-    cooldown_until: dict[str, float] = field(default_factory=dict)   # label -> stream time
+    cooldown_until: dict[str, float] = field(default_factory=dict)  # label -> stream time
 
 
-def published_label(rules: EventRules | None, label: str, score: float, novel: bool = False,
-                    idle: bool = False) -> str:
+def published_label(rules: EventRules | None, label: str, score: float, novel: bool = False, idle: bool = False) -> str:
     """The label to publish: `idle` for a window where nothing moves (the stream's idle gate),
     or that the model itself calls `idle` (a bundle trained with stills) at a score over the
     threshold, open-set guard or not: a still is no action, foreign or known; else `unknown`
@@ -130,8 +136,14 @@ def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[Event
     current = state.open
     holds = rules.watched(seen.label, seen.score)
     if current is not None and holds and seen.label == current.label:
-        current = replace(current, last_time=seen.time, last_frame=seen.frame, peak=max(current.peak, seen.score),
-                          total=current.total + seen.score, count=current.count + 1)
+        current = replace(
+            current,
+            last_time=seen.time,
+            last_frame=seen.frame,
+            peak=max(current.peak, seen.score),
+            total=current.total + seen.score,
+            count=current.count + 1,
+        )
         if not current.started and seen.time - current.start_time >= rules.min_duration_s:
             current = replace(current, started=True, next_update=_next_update(rules, seen.time))
             events.append(_start(current, seen.score))
@@ -146,7 +158,9 @@ def step(rules: EventRules, state: EventState, seen: Observation) -> tuple[Event
             cooldown[current.label] = current.last_time + rules.cooldown_s
     opened = None
     if holds and seen.time >= cooldown.get(seen.label, float("-inf")):
-        opened = _Open(seen.event_id, seen.label, seen.time, seen.frame, seen.time, seen.frame, seen.score, seen.score, 1)
+        opened = _Open(
+            seen.event_id, seen.label, seen.time, seen.frame, seen.time, seen.frame, seen.score, seen.score, 1
+        )
         if rules.min_duration_s == 0:
             opened = replace(opened, started=True, next_update=_next_update(rules, seen.time))
             events.append(_start(opened, seen.score))
@@ -167,12 +181,27 @@ def _next_update(rules: EventRules, now: float) -> float | None:
 
 def _start(event: _Open, score: float) -> ActionEvent:
     """`score`: of the prediction that started it."""
-    return ActionEvent(type="start", id=event.id, label=event.label, start_frame=event.start_frame,
-                       start_time=event.start_time, score=score)
+    return ActionEvent(
+        type="start",
+        id=event.id,
+        label=event.label,
+        start_frame=event.start_frame,
+        start_time=event.start_time,
+        score=score,
+    )
 
 
 def _summary(event: _Open, kind: Literal["update", "end"], score: float | None = None) -> ActionEvent:
-    return ActionEvent(type=kind, id=event.id, label=event.label, start_frame=event.start_frame,
-                       start_time=event.start_time, score=score, end_frame=event.last_frame, end_time=event.last_time,
-                       duration_s=round(event.last_time - event.start_time, 6), peak_score=event.peak,
-                       mean_score=round(event.total / event.count, 6))
+    return ActionEvent(
+        type=kind,
+        id=event.id,
+        label=event.label,
+        start_frame=event.start_frame,
+        start_time=event.start_time,
+        score=score,
+        end_frame=event.last_frame,
+        end_time=event.last_time,
+        duration_s=round(event.last_time - event.start_time, 6),
+        peak_score=event.peak,
+        mean_score=round(event.total / event.count, 6),
+    )

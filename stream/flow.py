@@ -18,6 +18,7 @@ every model size; a flow encoder records A with its weights.
 >>> tracker.step(still, segment=0)[1]
 0.0
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 FLOW_OFFSET = 128
-Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (previous gray, gray) -> float32 [H, W, 2] in pixels
+Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (previous gray, gray) -> float32 [H, W, 2] in pixels
 
 
 def _dis(preset: int) -> Callable[[], Flow]:
@@ -35,6 +36,7 @@ def _dis(preset: int) -> Callable[[], Flow]:
         dis = cv2.DISOpticalFlow.create(preset)
         # OpenCV's stubs miss that `flow`, an output array, may be None (allocated by the call).
         return lambda previous, current: dis.calc(previous, current, None)  # type: ignore[call-overload]
+
     return make
 
 
@@ -105,7 +107,7 @@ class MotionTracker:
         self.flow = METHODS[method]()
         self.previous: np.ndarray | None = None
         self.segment: int | None = None
-        self.computed = 0          # fields computed (segment starts excluded)
+        self.computed = 0  # fields computed (segment starts excluded)
 
     def step(self, image: np.ndarray, segment: int) -> tuple[np.ndarray, float | None]:
         """(encoded field, motion level in pixels or None at a segment start) of `image`."""
@@ -121,8 +123,9 @@ class MotionTracker:
         return encode_field(field, encoding_scale(size)), motion_level(field)
 
 
-def video_motion(frames: np.ndarray, segments: np.ndarray,
-                 method: str = DEFAULT_METHOD) -> tuple[np.ndarray, np.ndarray]:
+def video_motion(
+    frames: np.ndarray, segments: np.ndarray, method: str = DEFAULT_METHOD
+) -> tuple[np.ndarray, np.ndarray]:
     """Fields [N, H, W, 2] uint8 and motion levels [N] float (NaN at a segment start) of a
     video's sampled frames, each from the one before it in the same segment."""
     tracker = MotionTracker(method)
@@ -154,5 +157,5 @@ def window_motion(levels: np.ndarray, clip_length: int) -> np.ndarray:
     values = []
     for first, end in zip(starts, starts[1:]):
         last_ends = range(min(end, first + clip_length), end + 1)
-        values += [window_level(levels[max(first, e - clip_length):e]) for e in last_ends]
+        values += [window_level(levels[max(first, e - clip_length) : e]) for e in last_ends]
     return np.array([np.nan if v is None else v for v in values])

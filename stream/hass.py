@@ -21,6 +21,7 @@ entity belongs to one device per recognizer (the node id) and is available while
 >>> activity_edge(layout, "door", ("wave",), {"type": "end", "label": "wave"}, "unknown")
 [('lrcn/door/activity', b'unknown'), ('lrcn/door/activity/wave', b'OFF')]
 """
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,13 @@ def default_node_id() -> str:
 @dataclass(frozen=True)
 class Layout:
     """Where an MQTT sink puts things: its topic prefix, the discovery prefix, the node id, its qos."""
+
     prefix: str
     discovery_prefix: str
     node_id: str
     qos: int = 1
     version: str = ""
-    stream_status: bool = True   # each stream's status is retained on the broker, so it can say availability
+    stream_status: bool = True  # each stream's status is retained on the broker, so it can say availability
 
     @property
     def availability(self) -> str:
@@ -107,8 +109,12 @@ def label_topic(layout: Layout, stream: str, object_id: str) -> str:
 
 
 def _device(layout: Layout) -> dict:
-    device = {"identifiers": [f"lrcn_{layout.node_id}"], "name": f"lrcn {layout.node_id}",
-              "manufacturer": MANUFACTURER, "model": "activity recognizer"}
+    device = {
+        "identifiers": [f"lrcn_{layout.node_id}"],
+        "name": f"lrcn {layout.node_id}",
+        "manufacturer": MANUFACTURER,
+        "model": "activity recognizer",
+    }
     return {**device, "sw_version": layout.version} if layout.version else device
 
 
@@ -118,21 +124,35 @@ def _common(layout: Layout, stream: str, object_id: str) -> dict:
     availability = [{"topic": layout.availability, "payload_available": "online", "payload_not_available": "offline"}]
     if layout.stream_status:
         availability.append({"topic": layout.status(stream), "value_template": connected})
-    return {"unique_id": f"lrcn_{layout.node_id}_{stream}_{object_id}", "device": _device(layout),
-            "availability": availability, "availability_mode": "all", "qos": layout.qos}
+    return {
+        "unique_id": f"lrcn_{layout.node_id}_{stream}_{object_id}",
+        "device": _device(layout),
+        "availability": availability,
+        "availability_mode": "all",
+        "qos": layout.qos,
+    }
 
 
 def discovery(layout: Layout, stream: str, labels: Sequence[str]) -> dict[str, dict]:
     """{config topic: config} of a stream's activity sensor and a binary sensor per watched label."""
-    sensor = {"name": f"{stream} activity", "state_topic": layout.activity(stream), "device_class": "enum",
-              "options": list(dict.fromkeys([*labels, IDLE, UNKNOWN])), "icon": "mdi:run",
-              **_common(layout, stream, "activity")}
+    sensor = {
+        "name": f"{stream} activity",
+        "state_topic": layout.activity(stream),
+        "device_class": "enum",
+        "options": list(dict.fromkeys([*labels, IDLE, UNKNOWN])),
+        "icon": "mdi:run",
+        **_common(layout, stream, "activity"),
+    }
     configs = {f"{layout.discovery_prefix}/sensor/{layout.node_id}/{stream}_activity/config": sensor}
     for label, object_id in object_ids(labels).items():
         configs[f"{layout.discovery_prefix}/binary_sensor/{layout.node_id}/{stream}_{object_id}/config"] = {
-            "name": f"{stream} {label}", "state_topic": label_topic(layout, stream, object_id),
-            "payload_on": ON.decode(), "payload_off": OFF.decode(), "icon": "mdi:run",
-            **_common(layout, stream, object_id)}
+            "name": f"{stream} {label}",
+            "state_topic": label_topic(layout, stream, object_id),
+            "payload_on": ON.decode(),
+            "payload_off": OFF.decode(),
+            "icon": "mdi:run",
+            **_common(layout, stream, object_id),
+        }
     return configs
 
 
@@ -156,8 +176,9 @@ def retained_topics(layout: Layout, stream: str, labels: Sequence[str] | None) -
     return ours + [topic for topic, _ in announced(layout, stream, labels)]
 
 
-def reconcile(layout: Layout, before: Mapping[str, Sequence[str] | None],
-              after: Mapping[str, Sequence[str] | None]) -> list[tuple[str, bytes]]:
+def reconcile(
+    layout: Layout, before: Mapping[str, Sequence[str] | None], after: Mapping[str, Sequence[str] | None]
+) -> list[tuple[str, bytes]]:
     """The retained messages that take the broker from the streams `before` to those `after`
     ({stream: its watched labels, None without discovery}): every retained topic a stream no
     longer has is cleared (an empty payload: all of a removed stream's, status and snapshot
@@ -180,13 +201,15 @@ def reconcile(layout: Layout, before: Mapping[str, Sequence[str] | None],
             continue
         had = set(retained_topics(layout, stream, before[stream])) if stream in before else set()
         configs = [(topic, json.dumps(config).encode()) for topic, config in discovery(layout, stream, labels).items()]
-        messages += configs + [(topic, payload) for topic, payload in idle_states(layout, stream, labels)
-                               if topic not in had]
+        messages += configs + [
+            (topic, payload) for topic, payload in idle_states(layout, stream, labels) if topic not in had
+        ]
     return messages
 
 
-def activity_edge(layout: Layout, stream: str, labels: Sequence[str], event: Mapping,
-                  last_label: str | None) -> list[tuple[str, bytes]]:
+def activity_edge(
+    layout: Layout, stream: str, labels: Sequence[str], event: Mapping, last_label: str | None
+) -> list[tuple[str, bytes]]:
     """The retained states an event message sets: at a start the label (and its binary sensor ON);
     at an end `idle`, or `unknown` when the prediction that ended it (`last_label`) was `unknown`;
     nothing for an update."""

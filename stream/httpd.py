@@ -15,6 +15,7 @@ listener that stays readable.
         Content-Length announces (up to MAX_BODY_BYTES; a longer body is not read, and its request
         goes on without it); None when the head was too long.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +38,8 @@ from lrcn.stream.errors import LrcnError
 log = logging.getLogger("lrcn.service")
 BACKLOG = 128
 MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024          # a request body (a stream table): read whole before the request is answered
-BODY_METHODS = (b"POST ",)         # the only requests whose body is read (other bodies are not waited for)
+MAX_BODY_BYTES = 64 * 1024  # a request body (a stream table): read whole before the request is answered
+BODY_METHODS = (b"POST ",)  # the only requests whose body is read (other bodies are not waited for)
 CONTENT_LENGTH = re.compile(rb"(?im)^content-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?$")
 ACCEPTS_PER_TURN = 64
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -54,8 +55,8 @@ class Connection:
     deadline: float
     handshaking: bool = False
     buffer: bytearray = field(default_factory=bytearray)
-    head_end: int | None = None   # where the buffered head ends, once found (its body may still be coming)
-    registered: bool = False      # in the selector (else a worker has it)
+    head_end: int | None = None  # where the buffered head ends, once found (its body may still be coming)
+    registered: bool = False  # in the selector (else a worker has it)
     closed: bool = False
 
     @property
@@ -83,9 +84,18 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class HttpServer:
-    def __init__(self, address: tuple[str, int], respond: Respond, *, tls: ssl.SSLContext | None = None,
-                 workers: int = 8, idle_timeout_s: float = 75.0, header_timeout_s: float = 10.0,
-                 write_timeout_s: float = 10.0, max_connections: int | None = None):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        respond: Respond,
+        *,
+        tls: ssl.SSLContext | None = None,
+        workers: int = 8,
+        idle_timeout_s: float = 75.0,
+        header_timeout_s: float = 10.0,
+        write_timeout_s: float = 10.0,
+        max_connections: int | None = None,
+    ):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._listener = socket.create_server(address, family=family, backlog=BACKLOG)
         self._listener.setblocking(False)
@@ -106,9 +116,9 @@ class HttpServer:
         self._stopping = threading.Event()
         self._closed = False
         self._accepting, self._resume_at, self._backoff_s, self._warned_at = True, 0.0, 0.0, -1e9
-        self._threads = [threading.Thread(target=self._loop, name="service-http", daemon=True)] + \
-                        [threading.Thread(target=self._worker, name=f"service-http-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [threading.Thread(target=self._loop, name="service-http", daemon=True)] + [
+            threading.Thread(target=self._worker, name=f"service-http-{i}", daemon=True) for i in range(workers)
+        ]
 
     def start(self) -> HttpServer:
         for thread in self._threads:
@@ -124,7 +134,7 @@ class HttpServer:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
-        if not self._threads[0].is_alive():     # never started (else the loop closed them on its way out)
+        if not self._threads[0].is_alive():  # never started (else the loop closed them on its way out)
             self._close_all()
 
     # The selector thread: everything below until _worker runs only there.
@@ -150,7 +160,7 @@ class HttpServer:
         if not self._accepting:
             soonest = min(soonest, self._resume_at - now)
         for conn in self._connections:
-            if conn.registered:       # a worker's connection has no deadline here
+            if conn.registered:  # a worker's connection has no deadline here
                 soonest = min(soonest, conn.deadline - now)
         return max(0.0, soonest)
 
@@ -165,8 +175,10 @@ class HttpServer:
                 return
             except OSError as err:
                 if err.errno in OUT_OF_DESCRIPTORS:
-                    self._warn(f"out of file descriptors ({os.strerror(err.errno)}): closing idle connections "
-                               f"and pausing new ones")
+                    self._warn(
+                        f"out of file descriptors ({os.strerror(err.errno)}): closing idle connections "
+                        f"and pausing new ones"
+                    )
                     if not self._evict_waiting():
                         self._pause_accepting()
                     return
@@ -188,8 +200,12 @@ class HttpServer:
         except OSError:
             sock.close()
             return
-        conn = Connection(sock, peer, deadline=now + (self.header_timeout_s if self._tls else self.idle_timeout_s),
-                          handshaking=self._tls is not None)
+        conn = Connection(
+            sock,
+            peer,
+            deadline=now + (self.header_timeout_s if self._tls else self.idle_timeout_s),
+            handshaking=self._tls is not None,
+        )
         self._connections.add(conn)
         self._selector.register(sock, selectors.EVENT_READ, conn)
         conn.registered = True
@@ -204,7 +220,7 @@ class HttpServer:
             except ssl.SSLWantWriteError:
                 self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
                 return
-            except (OSError, ValueError) as err:     # plain HTTP, a client that distrusts us, a scanner
+            except (OSError, ValueError) as err:  # plain HTTP, a client that distrusts us, a scanner
                 log.debug("TLS handshake with %s failed: %s", conn.peer, err)
                 self._close(conn)
                 return
@@ -231,8 +247,11 @@ class HttpServer:
             if not conn.buffer:
                 conn.deadline = time.monotonic() + self.header_timeout_s
             conn.buffer += data
-            if conn.head_end is not None or HEAD_END.search(conn.buffer, search_from) or \
-                    len(conn.buffer) > MAX_HEAD_BYTES:
+            if (
+                conn.head_end is not None
+                or HEAD_END.search(conn.buffer, search_from)
+                or len(conn.buffer) > MAX_HEAD_BYTES
+            ):
                 break
         self._dispatch_if_complete(conn, search_from)
 
@@ -247,7 +266,7 @@ class HttpServer:
             declared = CONTENT_LENGTH.search(conn.buffer, 0, head_end)
             length = int(declared.group(1)) if declared else 0
             if 0 < length <= MAX_BODY_BYTES and len(conn.buffer) < head_end + length:
-                return False      # the body is on its way (within header_timeout_s)
+                return False  # the body is on its way (within header_timeout_s)
             if length <= MAX_BODY_BYTES:
                 head_end += length
         if conn.registered:
@@ -279,7 +298,7 @@ class HttpServer:
             self._selector.register(conn.sock, selectors.EVENT_READ, conn)
             conn.registered = True
             if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
-                self._read(conn)        # bytes TLS already decrypted never make the socket readable again
+                self._read(conn)  # bytes TLS already decrypted never make the socket readable again
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -323,7 +342,7 @@ class HttpServer:
             return
         self._closed = True
         for conn in list(self._connections):
-            if conn.registered:        # the others are a worker's, which closes them
+            if conn.registered:  # the others are a worker's, which closes them
                 self._close(conn)
         for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
@@ -333,7 +352,7 @@ class HttpServer:
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
-            pass          # already awake, or stopped
+            pass  # already awake, or stopped
 
     # Worker threads.
 
@@ -346,7 +365,7 @@ class HttpServer:
                 conn.sock.settimeout(self.write_timeout_s)
                 conn.sock.sendall(answer)
                 conn.sock.setblocking(False)
-            except OSError as err:       # the client went away, or did not read its answer in time
+            except OSError as err:  # the client went away, or did not read its answer in time
                 log.debug("answer to %s not sent: %s", conn.peer, err)
                 close = True
             except Exception:  # noqa: BLE001 - one bad request must not cost a worker
@@ -360,7 +379,7 @@ class HttpServer:
     @staticmethod
     def _shut(conn: Connection) -> None:
         conn.closed = True
-        try:     # FIN first: a close with unread bytes would reset, and the client could lose the answer
+        try:  # FIN first: a close with unread bytes would reset, and the client could lose the answer
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass

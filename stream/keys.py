@@ -15,6 +15,7 @@ events into a proxy. Removing a file from a list and sending SIGHUP revokes that
 >>> publisher = Publisher(curve=load_server_keys("keys"))   # doctest: +SKIP
 >>> subscriber = Subscriber(endpoint, curve=load_client_keys("keys"))   # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -31,15 +32,15 @@ from lrcn.stream.errors import LrcnError
 SERVER = "server"
 AUTHORIZED = "authorized_clients"
 AUTHORIZED_PUBLISHERS = "authorized_publishers"
-ROLES = {"client": AUTHORIZED, "publisher": AUTHORIZED_PUBLISHERS}   # who a pair is for -> its list
+ROLES = {"client": AUTHORIZED, "publisher": AUTHORIZED_PUBLISHERS}  # who a pair is for -> its list
 
 
 @dataclass(frozen=True)
 class ServerKeys:
     public: bytes
     secret: bytes
-    authorized_dir: Path     # public keys of the clients (subscribers) allowed in
-    publishers_dir: Path     # a proxy's: public keys of the publishers allowed in (it may not exist)
+    authorized_dir: Path  # public keys of the clients (subscribers) allowed in
+    publishers_dir: Path  # a proxy's: public keys of the publishers allowed in (it may not exist)
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,19 @@ def load_server_keys(directory) -> ServerKeys:
         raise LrcnError(f"no secret key in {folder / (SERVER + '.key_secret')}")
     if not (folder / AUTHORIZED).is_dir():
         raise LrcnError(f"no {AUTHORIZED}/ folder in {folder}: run `lrcn keys {folder}`")
-    return ServerKeys(public=public, secret=secret, authorized_dir=folder / AUTHORIZED,
-                      publishers_dir=folder / AUTHORIZED_PUBLISHERS)
+    return ServerKeys(
+        public=public, secret=secret, authorized_dir=folder / AUTHORIZED, publishers_dir=folder / AUTHORIZED_PUBLISHERS
+    )
 
 
 def load_proxy_keys(directory) -> ServerKeys:
     """The server pair and both lists, which a CURVE proxy needs (an empty list admits no one)."""
     keys = load_server_keys(directory)
     if not keys.publishers_dir.is_dir():
-        raise LrcnError(f"no {AUTHORIZED_PUBLISHERS}/ folder in {directory}: run "
-                        f"`lrcn keys {directory} --publisher NAME` for each publisher")
+        raise LrcnError(
+            f"no {AUTHORIZED_PUBLISHERS}/ folder in {directory}: run "
+            f"`lrcn keys {directory} --publisher NAME` for each publisher"
+        )
     return keys
 
 

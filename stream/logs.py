@@ -13,6 +13,7 @@ camera's password never reaches a log line, whoever logged it:
 >>> record["level"], record["logger"], record["stream"], record["message"]
 ('info', 'lrcn.pipeline', 'door', 'connected')
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stream = getattr(record, "stream", None)
-        line = f"{_timestamp(record.created)} {record.levelname.lower():<7} {record.name}" \
-               f"{f' [{stream}]' if stream else ''} {record.getMessage()}"
+        line = (
+            f"{_timestamp(record.created)} {record.levelname.lower():<7} {record.name}"
+            f"{f' [{stream}]' if stream else ''} {record.getMessage()}"
+        )
         if record.exc_info:
             line += " | " + " ".join(self.formatException(record.exc_info).split())
         return redact(line)
@@ -56,8 +59,13 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and every `extra=` field."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": _timestamp(record.created), "level": record.levelname.lower(), "logger": record.name,
-                 "message": record.getMessage(), **_fields(record)}
+        entry = {
+            "time": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_fields(record),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(redact_value(entry))

@@ -18,6 +18,7 @@ a newer version than this code knows is refused, not rewritten.
 >>> [(entry.path, why) for entry, why in plan.delete], plan.unmet
 ([('cam/a.mp4', 'max_gb')], ())
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -67,6 +68,7 @@ CREATE INDEX IF NOT EXISTS events_by_start ON events (start_time);
 @dataclass(frozen=True)
 class Entry:
     """One indexed file."""
+
     path: str
     stream: str
     kind: str
@@ -81,6 +83,7 @@ class Entry:
 class Limits:
     """What retention keeps a record dir within: files younger than `retain_days` (None: any
     age), at most `max_bytes` of indexed files, at least `min_free_bytes` free on its filesystem."""
+
     max_bytes: int
     min_free_bytes: int = 0
     retain_days: float | None = None
@@ -88,8 +91,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Plan:
-    delete: tuple[tuple[Entry, str], ...]   # (entry, the limit it goes for), oldest first
-    unmet: tuple[str, ...]                  # limits still broken once all of `delete` is gone
+    delete: tuple[tuple[Entry, str], ...]  # (entry, the limit it goes for), oldest first
+    unmet: tuple[str, ...]  # limits still broken once all of `delete` is gone
 
 
 def select_for_deletion(entries: Sequence[Entry], limits: Limits, now: float, free_bytes: int) -> Plan:
@@ -124,8 +127,11 @@ def select_for_deletion(entries: Sequence[Entry], limits: Limits, now: float, fr
         delete.append((entry, why))
         total -= entry.bytes
         free += entry.bytes
-    unmet = tuple(name for name, broken in (("max_gb", total > limits.max_bytes),
-                                            ("min_free_gb", free < limits.min_free_bytes)) if broken)
+    unmet = tuple(
+        name
+        for name, broken in (("max_gb", total > limits.max_bytes), ("min_free_gb", free < limits.min_free_bytes))
+        if broken
+    )
     return Plan(tuple(delete), unmet)
 
 
@@ -143,8 +149,10 @@ class MediaIndex:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 self._db.close()
-                raise LrcnError(f"{self.path} was written by a newer lrcn (schema {version}, this one knows "
-                                f"{SCHEMA_VERSION}): upgrade, or record into another dir")
+                raise LrcnError(
+                    f"{self.path} was written by a newer lrcn (schema {version}, this one knows "
+                    f"{SCHEMA_VERSION}): upgrade, or record into another dir"
+                )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             # A small WAL: a record dir may be a small card, and a full one must not grow it.
@@ -160,7 +168,8 @@ class MediaIndex:
         with self._lock:
             row = self._db.execute(
                 "INSERT INTO media (path, stream, kind, start_time, run) VALUES (?, ?, ?, ?, ?)",
-                (relative, stream, kind, start_time, run)).lastrowid
+                (relative, stream, kind, start_time, run),
+            ).lastrowid
         assert row is not None, "an INSERT sets lastrowid"
         return row
 
@@ -185,10 +194,13 @@ class MediaIndex:
 
     def entries(self) -> list[Entry]:
         with self._lock:
-            rows = self._db.execute("SELECT path, stream, kind, bytes, start_time, finished, run, id FROM media "
-                                    "ORDER BY start_time, id").fetchall()
-        return [Entry(path, stream, kind, size, start, bool(done), run, row)
-                for path, stream, kind, size, start, done, run, row in rows]
+            rows = self._db.execute(
+                "SELECT path, stream, kind, bytes, start_time, finished, run, id FROM media ORDER BY start_time, id"
+            ).fetchall()
+        return [
+            Entry(path, stream, kind, size, start, bool(done), run, row)
+            for path, stream, kind, size, start, done, run, row in rows
+        ]
 
     def query(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
         """Run one statement under the index's lock: its rows (for stream.event_store)."""

@@ -12,6 +12,7 @@ field marked `older_may_omit` is always sent, but a reader does not require it.
 >>> Heartbeat(schema=1, seq=0, time=2.0, interval_s=1.0, streams=["cam0"], node="box:1").__struct_fields__[-1]
 'node'
 """
+
 from __future__ import annotations
 
 import types
@@ -43,36 +44,57 @@ class Prediction(Record, kw_only=True, frozen=True):
     schema: Annotated[int, _about(_SCHEMA)]
     stream: Annotated[str, _about(_STREAM)]
     seq: Annotated[int, _about(_SEQ)]
-    frame_index: Annotated[int, _about("index of the newest frame the prediction used, from the source's first "
-                                       "frame")]
-    window: Annotated[list[int], _about("[first, last] frame indices the prediction covers",
-                                        items={"type": "integer", "minimum": 0}, length=2)]
-    label: Annotated[str, _about("the top class; `idle` when the window's motion is under the stream's idle_motion; "
-                                 "`unknown` below the stream's min_score or when the window's novelty is over the "
-                                 "threshold")]
+    frame_index: Annotated[int, _about("index of the newest frame the prediction used, from the source's first frame")]
+    window: Annotated[
+        list[int],
+        _about("[first, last] frame indices the prediction covers", items={"type": "integer", "minimum": 0}, length=2),
+    ]
+    label: Annotated[
+        str,
+        _about(
+            "the top class; `idle` when the window's motion is under the stream's idle_motion; "
+            "`unknown` below the stream's min_score or when the window's novelty is over the "
+            "threshold"
+        ),
+    ]
     score: Annotated[float, _about("the top class's probability, 0..1")]
-    top_k: Annotated[list[tuple[str, float]], _about("the best classes with their probabilities, highest first",
-                                                     items=_NUMBER_PAIR)]
+    top_k: Annotated[
+        list[tuple[str, float]], _about("the best classes with their probabilities, highest first", items=_NUMBER_PAIR)
+    ]
     capture_time: Annotated[float, _about("when the newest frame was captured, s since the epoch (wall clock)")]
     publish_time: Annotated[float, _about("when the message was sent, s since the epoch (wall clock)")]
     latency_ms: Annotated[float, _about("capture to publish, ms, on the publisher's monotonic clock")]
     stream_time: Annotated[float | None, _about("the newest frame's presentation time in its stream, s")] = None
-    novelty: Annotated[float | None, _about(
-        "the window's open-set score: how far its mean encoder features are from the training windows (higher: "
-        "less like them); only from bundles with novelty.npz")] = None
-    motion: Annotated[float | None, _about(
-        "the window's motion: the lower quartile of its frames' mean optical flow, pixels at the model's input "
-        "size; only from streams that compute flow (idle_motion on)")] = None
-    probabilities: Annotated[dict[str, float] | None, _about("every class's probability",
-                                                             values={"type": "number"})] = None
+    novelty: Annotated[
+        float | None,
+        _about(
+            "the window's open-set score: how far its mean encoder features are from the training windows (higher: "
+            "less like them); only from bundles with novelty.npz"
+        ),
+    ] = None
+    motion: Annotated[
+        float | None,
+        _about(
+            "the window's motion: the lower quartile of its frames' mean optical flow, pixels at the model's input "
+            "size; only from streams that compute flow (idle_motion on)"
+        ),
+    ] = None
+    probabilities: Annotated[
+        dict[str, float] | None, _about("every class's probability", values={"type": "number"})
+    ] = None
 
 
 class Status(Record, kw_only=True, frozen=True):
     schema: Annotated[int, _about(_SCHEMA)]
     stream: Annotated[str, _about(_STREAM)]
     seq: Annotated[int, _about(_SEQ)]
-    state: Annotated[str, _about("the stream's state: connecting, connected, lost, reconnecting, failed, ended, "
-                                 "stopped, degraded (connected, but far too few predictions)")]
+    state: Annotated[
+        str,
+        _about(
+            "the stream's state: connecting, connected, lost, reconnecting, failed, ended, "
+            "stopped, degraded (connected, but far too few predictions)"
+        ),
+    ]
     reason: Annotated[str, _about("one line of detail, may be empty")]
     time: Annotated[float, _about(_TIME)]
     stats: Annotated[dict[str, Any], _about("counters at that moment; names may grow")]
@@ -80,6 +102,7 @@ class Status(Record, kw_only=True, frozen=True):
 
 class Event(Record, kw_only=True, frozen=True):
     """The event/<stream> message's own fields; an `ActionEvent`'s fields follow them on the wire."""
+
     schema: Annotated[int, _about(_SCHEMA)]
     stream: Annotated[str, _about(_STREAM)]
     seq: Annotated[int, _about(_SEQ)]
@@ -89,11 +112,18 @@ class Event(Record, kw_only=True, frozen=True):
 class ActionEvent(Record, kw_only=True, frozen=True):
     """An action's start, update or end (stream.events makes them from predictions): what the
     pipeline hands to the sinks, the event store and the logs, and the rest of an event message."""
+
     type: Annotated[Literal["start", "update", "end"], _about("start, update or end")]
-    id: Annotated[str, _about(
-        "the event's id, the same in its start, updates and end; letters, digits, `.`, `_` and `-` (safe in a URL "
-        "and a file name); the key of /api/events/ID. Always sent; optional here only so that an older "
-        "publisher's events still check", pattern=r"^[A-Za-z0-9._-]{1,64}$", older_may_omit=True)]
+    id: Annotated[
+        str,
+        _about(
+            "the event's id, the same in its start, updates and end; letters, digits, `.`, `_` and `-` (safe in a URL "
+            "and a file name); the key of /api/events/ID. Always sent; optional here only so that an older "
+            "publisher's events still check",
+            pattern=r"^[A-Za-z0-9._-]{1,64}$",
+            older_may_omit=True,
+        ),
+    ]
     label: Annotated[str, _about("the action")]
     start_frame: Annotated[int, _about("the last frame of the action's first window")]
     start_time: Annotated[float, _about("that frame's time in the stream, s")]
@@ -103,12 +133,20 @@ class ActionEvent(Record, kw_only=True, frozen=True):
     duration_s: Annotated[float | None, _about("update and end: end_time - start_time")] = None
     peak_score: Annotated[float | None, _about("update and end: the highest score so far")] = None
     mean_score: Annotated[float | None, _about("update and end: the mean score so far")] = None
-    clip: Annotated[str | None, _about(
-        "end: the MP4 recorded for the event, named by its id (complete post_s after the end, at most max_clip_s "
-        "long)")] = None
-    snapshot: Annotated[str | None, _about(
-        "start: the JPEG of the event's first frame; end: of its best-scoring frame (streams that record; a path "
-        "on the recognizer's disk, as clip)")] = None
+    clip: Annotated[
+        str | None,
+        _about(
+            "end: the MP4 recorded for the event, named by its id (complete post_s after the end, at most max_clip_s "
+            "long)"
+        ),
+    ] = None
+    snapshot: Annotated[
+        str | None,
+        _about(
+            "start: the JPEG of the event's first frame; end: of its best-scoring frame (streams that record; a path "
+            "on the recognizer's disk, as clip)"
+        ),
+    ] = None
 
 
 class Heartbeat(Record, kw_only=True, frozen=True):
@@ -122,8 +160,14 @@ class Heartbeat(Record, kw_only=True, frozen=True):
 
 KINDS: dict[str, type[Record]] = {"pred": Prediction, "status": Status, "event": Event, "heartbeat": Heartbeat}
 
-_JSON_TYPES: dict[Any, str] = {int: "integer", float: "number", str: "string", list: "array", tuple: "array",
-                               dict: "object"}
+_JSON_TYPES: dict[Any, str] = {
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    tuple: "array",
+    dict: "object",
+}
 
 
 def required(kind: str) -> dict[str, str]:
@@ -150,9 +194,15 @@ def json_schema(kind: str) -> dict[str, Any]:
         properties[name] = prop
     properties["schema"]["minimum"] = SCHEMA_VERSION
     topic = kind if kind == "heartbeat" else f"{kind}/<stream>"
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID.format(kind=kind),
-            "title": f"lrcn-stream {topic} message, schema v{SCHEMA_VERSION}", "type": "object",
-            "required": list(required(kind)), "properties": properties, "additionalProperties": True}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID.format(kind=kind),
+        "title": f"lrcn-stream {topic} message, schema v{SCHEMA_VERSION}",
+        "type": "object",
+        "required": list(required(kind)),
+        "properties": properties,
+        "additionalProperties": True,
+    }
 
 
 def _described(kind: str) -> list[tuple[str, str, Meta, bool]]:
@@ -162,8 +212,14 @@ def _described(kind: str) -> list[tuple[str, str, Meta, bool]]:
         hints = typing.get_type_hints(record, include_extras=True)
         for field in structs.fields(record):
             base, meta = typing.get_args(hints[field.name])[:2]
-            out.append((field.name, _json_type(base), meta,
-                        field.required and not (meta.extra or {}).get("older_may_omit", False)))
+            out.append(
+                (
+                    field.name,
+                    _json_type(base),
+                    meta,
+                    field.required and not (meta.extra or {}).get("older_may_omit", False),
+                )
+            )
     return out
 
 

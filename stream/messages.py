@@ -25,6 +25,7 @@ or skip.
 >>> message.topic, message.payload["label"], message.payload["latency_ms"]
 ('pred/cam0', 'wave', 20.0)
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,17 @@ from typing import Any
 import msgspec
 
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.message_schema import (KINDS, SCHEMA_VERSION, ActionEvent, Event, Heartbeat, Prediction, Record,
-                                        Status, required)
+from lrcn.stream.message_schema import (
+    KINDS,
+    SCHEMA_VERSION,
+    ActionEvent,
+    Event,
+    Heartbeat,
+    Prediction,
+    Record,
+    Status,
+    required,
+)
 
 PRED, STATUS, EVENT, HEARTBEAT = "pred", "status", "event", "heartbeat"
 EVENT_TYPES = ("start", "update", "end")
@@ -53,8 +63,8 @@ class MessageError(LrcnError):
 @dataclass(frozen=True)
 class Message:
     topic: str
-    kind: str             # PRED, STATUS, HEARTBEAT, or a kind this reader does not know
-    stream: str | None    # None for a heartbeat (and a topic without /<stream>)
+    kind: str  # PRED, STATUS, HEARTBEAT, or a kind this reader does not know
+    stream: str | None  # None for a heartbeat (and a topic without /<stream>)
     payload: dict[str, Any]
 
     @property
@@ -83,13 +93,16 @@ def encode_event(stream: str, *, seq: int, event: ActionEvent | Mapping[str, Any
     if isinstance(event, ActionEvent):
         kind: Any = event.type
         fields = msgspec.to_builtins(event)
-    else:   # sent as given, as an older publisher would
+    else:  # sent as given, as an older publisher would
         kind, fields = event.get("type"), dict(event)
     if kind not in EVENT_TYPES:
         raise MessageError(f"event type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
     header = msgspec.to_builtins(Event(schema=SCHEMA_VERSION, stream=stream, seq=seq, time=round(publish_time, 6)))
     # Events are rare: one dict and json.dumps, every float rounded as before.
-    payload = {**header, **{key: round(value, 6) if isinstance(value, float) else value for key, value in fields.items()}}
+    payload = {
+        **header,
+        **{key: round(value, 6) if isinstance(value, float) else value for key, value in fields.items()},
+    }
     topic = event_topic(stream)
     try:
         text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
@@ -98,11 +111,23 @@ def encode_event(stream: str, *, seq: int, event: ActionEvent | Mapping[str, Any
     return [topic.encode("utf-8"), text.encode("utf-8")]
 
 
-def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[int, int], label: str, score: float,
-                      top_k: Iterable[tuple[str, float]], capture_time: float, publish_time: float,
-                      latency_ms: float | None = None, probabilities: dict[str, float] | None = None,
-                      stream_time: float | None = None, novelty: float | None = None,
-                      motion: float | None = None) -> list[bytes]:
+def encode_prediction(
+    stream: str,
+    *,
+    seq: int,
+    frame_index: int,
+    window: tuple[int, int],
+    label: str,
+    score: float,
+    top_k: Iterable[tuple[str, float]],
+    capture_time: float,
+    publish_time: float,
+    latency_ms: float | None = None,
+    probabilities: dict[str, float] | None = None,
+    stream_time: float | None = None,
+    novelty: float | None = None,
+    motion: float | None = None,
+) -> list[bytes]:
     """[topic, payload] for one prediction. `latency_ms` defaults to the wall-clock difference;
     `stream_time` is the last frame's presentation time in its stream, in seconds; `novelty` the
     window's open-set score (stream.novelty); `motion` its motion in pixels (stream.flow)."""
@@ -111,37 +136,71 @@ def encode_prediction(stream: str, *, seq: int, frame_index: int, window: tuple[
     first, last = int(window[0]), int(window[1])
     if not 0 <= first <= last:
         raise MessageError(f"window must be [first, last] frame indices with first <= last, got {list(window)}")
-    return _frames(pred_topic(stream), Prediction(
-        schema=SCHEMA_VERSION, stream=stream, seq=seq, frame_index=frame_index, window=[first, last], label=label,
-        score=round(float(score), 6), top_k=[(str(name), round(float(p), 6)) for name, p in top_k],
-        capture_time=round(capture_time, 6), publish_time=round(publish_time, 6), latency_ms=round(latency_ms, 3),
-        stream_time=None if stream_time is None else round(float(stream_time), 6),
-        novelty=None if novelty is None else round(float(novelty), 4),
-        motion=None if motion is None else round(float(motion), 4),
-        probabilities=None if probabilities is None else {str(name): round(float(p), 6)
-                                                          for name, p in probabilities.items()}))
+    return _frames(
+        pred_topic(stream),
+        Prediction(
+            schema=SCHEMA_VERSION,
+            stream=stream,
+            seq=seq,
+            frame_index=frame_index,
+            window=[first, last],
+            label=label,
+            score=round(float(score), 6),
+            top_k=[(str(name), round(float(p), 6)) for name, p in top_k],
+            capture_time=round(capture_time, 6),
+            publish_time=round(publish_time, 6),
+            latency_ms=round(latency_ms, 3),
+            stream_time=None if stream_time is None else round(float(stream_time), 6),
+            novelty=None if novelty is None else round(float(novelty), 4),
+            motion=None if motion is None else round(float(motion), 4),
+            probabilities=None
+            if probabilities is None
+            else {str(name): round(float(p), 6) for name, p in probabilities.items()},
+        ),
+    )
 
 
-def encode_status(stream: str, *, seq: int, state: str, reason: str = "", stats: dict[str, Any] | None = None,
-                  publish_time: float) -> list[bytes]:
+def encode_status(
+    stream: str, *, seq: int, state: str, reason: str = "", stats: dict[str, Any] | None = None, publish_time: float
+) -> list[bytes]:
     """[topic, payload] for one state change of a stream; `stats` holds plain counters."""
-    return _frames(status_topic(stream), Status(schema=SCHEMA_VERSION, stream=stream, seq=seq, state=state,
-                                                reason=" ".join(reason.split()), time=round(publish_time, 6),
-                                                stats=dict(stats or {})))
+    return _frames(
+        status_topic(stream),
+        Status(
+            schema=SCHEMA_VERSION,
+            stream=stream,
+            seq=seq,
+            state=state,
+            reason=" ".join(reason.split()),
+            time=round(publish_time, 6),
+            stats=dict(stats or {}),
+        ),
+    )
 
 
-def encode_heartbeat(*, seq: int, publish_time: float, interval_s: float, streams: Sequence[str] = (),
-                     node: str = "") -> list[bytes]:
+def encode_heartbeat(
+    *, seq: int, publish_time: float, interval_s: float, streams: Sequence[str] = (), node: str = ""
+) -> list[bytes]:
     """[topic, payload] saying the publisher is alive, what it serves, and when to expect the next one."""
-    return _frames(HEARTBEAT_TOPIC, Heartbeat(schema=SCHEMA_VERSION, seq=seq, time=round(publish_time, 6),
-                                              interval_s=interval_s, streams=list(streams), node=node))
+    return _frames(
+        HEARTBEAT_TOPIC,
+        Heartbeat(
+            schema=SCHEMA_VERSION,
+            seq=seq,
+            time=round(publish_time, 6),
+            interval_s=interval_s,
+            streams=list(streams),
+            node=node,
+        ),
+    )
 
 
 # Required payload fields and their Python types, per kind, from the records in stream.message_schema.
 _NUMBER = (int, float)
 _PYTHON_TYPES = {"integer": int, "number": _NUMBER, "string": str, "array": list, "object": dict}
-_FIELDS: dict[str, dict[str, Any]] = {kind: {name: _PYTHON_TYPES[json_type] for name, json_type in required(kind).items()}
-                                      for kind in KINDS}
+_FIELDS: dict[str, dict[str, Any]] = {
+    kind: {name: _PYTHON_TYPES[json_type] for name, json_type in required(kind).items()} for kind in KINDS
+}
 
 
 def decode(frames: Sequence[bytes]) -> Message:
@@ -155,13 +214,18 @@ def decode(frames: Sequence[bytes]) -> Message:
         raise MessageError(f"payload is not UTF-8 JSON: {err}") from None
     kind, slash, stream = topic.partition("/")
     known = kind in _FIELDS
-    if not TOPIC_KIND.match(kind) or (slash and not STREAM_ID.match(stream)) \
-            or (known and (kind == HEARTBEAT) != (stream == "")):
-        raise MessageError(f"malformed topic {topic!r} (expected pred/<stream>, status/<stream>, event/<stream>, "
-                           f"heartbeat, or a newer kind[/<stream>])")
+    if (
+        not TOPIC_KIND.match(kind)
+        or (slash and not STREAM_ID.match(stream))
+        or (known and (kind == HEARTBEAT) != (stream == ""))
+    ):
+        raise MessageError(
+            f"malformed topic {topic!r} (expected pred/<stream>, status/<stream>, event/<stream>, "
+            f"heartbeat, or a newer kind[/<stream>])"
+        )
     if not isinstance(payload, dict):
         raise MessageError(f"{topic}: payload is not a JSON object")
-    if not known:   # a newer publisher's topic: passed on unchecked
+    if not known:  # a newer publisher's topic: passed on unchecked
         return Message(topic=topic, kind=kind, stream=stream or None, payload=payload)
     for field, kinds in _FIELDS[kind].items():
         if field not in payload:
@@ -183,8 +247,9 @@ def _check_prediction(topic: str, payload: dict[str, Any]) -> None:
     if len(window) != 2 or not all(isinstance(i, int) for i in window) or window[0] > window[1]:
         raise MessageError(f"{topic}: window must be [first, last] frame indices, got {window}")
     for entry in payload["top_k"]:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and isinstance(entry[1], _NUMBER)):
+        if not (
+            isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], _NUMBER)
+        ):
             raise MessageError(f"{topic}: top_k entries must be [label, score], got {entry!r}")
 
 

@@ -28,6 +28,7 @@ novelty.npz. A bundle without one has no guard.
 >>> bool(model.score(a[None])[0] < model.threshold < model.score(foreign[None])[0])
 True
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -41,19 +42,20 @@ from lrcn.stream.errors import LrcnError
 
 NOVELTY_FILE = "novelty.npz"
 OFF = "off"
-DEFAULT_TARGET = 0.05    # share of held-out in-distribution windows over the threshold
-Arrays = dict[str, np.ndarray]   # a method's fitted arrays, by name
+DEFAULT_TARGET = 0.05  # share of held-out in-distribution windows over the threshold
+Arrays = dict[str, np.ndarray]  # a method's fitted arrays, by name
 
 
 @dataclass(frozen=True)
 class NoveltyModel:
     """A fitted novelty method: its arrays, and the threshold over which a window is `unknown`."""
-    method: str                # a key of METHODS
+
+    method: str  # a key of METHODS
     classes: tuple[str, ...]
-    arrays: Arrays             # the method's fitted arrays, as novelty.npz stores them
-    clip_length: int           # the frames a window's mean is over
-    threshold: float | None = None   # a window scoring over it is `unknown`; None: not chosen yet
-    target: float | None = None      # the share of validation windows over the threshold it was chosen for
+    arrays: Arrays  # the method's fitted arrays, as novelty.npz stores them
+    clip_length: int  # the frames a window's mean is over
+    threshold: float | None = None  # a window scoring over it is `unknown`; None: not chosen yet
+    target: float | None = None  # the share of validation windows over the threshold it was chosen for
 
     @property
     def feature_size(self) -> int:
@@ -80,8 +82,14 @@ class NoveltyModel:
     def summary(self) -> dict[str, Any]:
         """What meta.json records about the guard."""
         details = METHODS[self.method].describe(self.arrays)
-        return {"file": NOVELTY_FILE, "method": self.method, "threshold": _rounded(self.threshold),
-                "target": self.target, "clip_length": self.clip_length, **details}
+        return {
+            "file": NOVELTY_FILE,
+            "method": self.method,
+            "threshold": _rounded(self.threshold),
+            "target": self.target,
+            "clip_length": self.clip_length,
+            **details,
+        }
 
 
 class NoveltyMethod(Protocol):
@@ -127,20 +135,24 @@ class NearestNeighbours(Method):
     (Sun, Ming, Zhu, Li, "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022:
     normalised features, k-th neighbour distance, no assumption on their distribution). The
     bank holds every training window given (float16 in the file)."""
+
     k = 5
 
     @staticmethod
     def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> Arrays:
         center = x.mean(0)
-        return {"center": center.astype(np.float32), "bank": _unit(x - center).astype(np.float32),
-                "k": np.array(min(NearestNeighbours.k, len(x)))}
+        return {
+            "center": center.astype(np.float32),
+            "bank": _unit(x - center).astype(np.float32),
+            "k": np.array(min(NearestNeighbours.k, len(x))),
+        }
 
     @staticmethod
     def score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
         bank, k = arrays["bank"], int(arrays["k"])
         queries, scores = _unit(x - arrays["center"]), []
         for start in range(0, len(queries), 1024):
-            similarity = queries[start:start + 1024] @ bank.T
+            similarity = queries[start : start + 1024] @ bank.T
             kth = -np.partition(-similarity, k - 1, axis=1)[:, k - 1]
             scores.append(1.0 - kth)
         return np.concatenate(scores) if scores else np.zeros(0, np.float32)
@@ -168,8 +180,11 @@ class Mahalanobis(Method):
         covariance, shrinkage = ledoit_wolf(x - means[labels])
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         whitening = eigenvectors / np.sqrt(np.maximum(eigenvalues, 1e-12 * eigenvalues.max()))
-        return {"means": (means @ whitening).astype(np.float32), "whitening": whitening.astype(np.float32),
-                "shrinkage": np.array(shrinkage)}
+        return {
+            "means": (means @ whitening).astype(np.float32),
+            "whitening": whitening.astype(np.float32),
+            "shrinkage": np.array(shrinkage),
+        }
 
     @staticmethod
     def score(arrays: Arrays, x: np.ndarray) -> np.ndarray:
@@ -194,13 +209,19 @@ class Combined:
     where the classes spread far (UCF101), knn's threshold where there are few groups to validate
     on (weizmann4's six subjects); a window far from the training windows by either measure is
     foreign. Until calibrated, both scales are 1."""
-    PARTS: dict[str, type[NearestNeighbours] | type[Mahalanobis]] = {"knn": NearestNeighbours,
-                                                                      "mahalanobis": Mahalanobis}
+
+    PARTS: dict[str, type[NearestNeighbours] | type[Mahalanobis]] = {
+        "knn": NearestNeighbours,
+        "mahalanobis": Mahalanobis,
+    }
 
     @staticmethod
     def fit(x: np.ndarray, labels: np.ndarray, classes: int) -> Arrays:
-        arrays = {f"{name}__{key}": value for name, part in Combined.PARTS.items()
-                  for key, value in part.fit(x, labels, classes).items()}
+        arrays = {
+            f"{name}__{key}": value
+            for name, part in Combined.PARTS.items()
+            for key, value in part.fit(x, labels, classes).items()
+        }
         return {**arrays, "offset": np.zeros(len(Combined.PARTS)), "scale": np.ones(len(Combined.PARTS))}
 
     @staticmethod
@@ -223,19 +244,21 @@ class Combined:
 
     @staticmethod
     def describe(arrays: Arrays) -> dict[str, Any]:
-        return {**{name: part.describe(Combined._part(arrays, name)) for name, part in Combined.PARTS.items()},
-                "offset": [round(float(v), 6) for v in arrays["offset"]],
-                "scale": [round(float(v), 6) for v in arrays["scale"]]}
+        return {
+            **{name: part.describe(Combined._part(arrays, name)) for name, part in Combined.PARTS.items()},
+            "offset": [round(float(v), 6) for v in arrays["offset"]],
+            "scale": [round(float(v), 6) for v in arrays["scale"]],
+        }
 
     @staticmethod
     def _part(arrays: Arrays, name: str) -> Arrays:
         prefix = f"{name}__"
-        return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+        return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
 
 
 METHODS: dict[str, NoveltyMethod] = {"knn": NearestNeighbours, "mahalanobis": Mahalanobis, "combined": Combined}
 DEFAULT_METHOD = "combined"
-HALF_IN_FILE = ("bank",)   # arrays stored in float16: the knn bank is the bulk of the file
+HALF_IN_FILE = ("bank",)  # arrays stored in float16: the knn bank is the bulk of the file
 
 
 def window_means(features: np.ndarray, clip_length: int, hop: int = 1) -> np.ndarray:
@@ -260,14 +283,19 @@ def ledoit_wolf(residuals: np.ndarray) -> tuple[np.ndarray, float]:
     covariance = x.T @ x / n
     mu = np.trace(covariance) / p
     # sum((x*x)' (x*x)) is the sum over rows of |row|^4: O(n p), not O(n p^2).
-    beta = (((x * x).sum(1) ** 2).sum() / n - (covariance ** 2).sum()) / (p * n)
+    beta = (((x * x).sum(1) ** 2).sum() / n - (covariance**2).sum()) / (p * n)
     delta = ((covariance - mu * np.eye(p)) ** 2).sum() / p
     shrinkage = 0.0 if delta == 0 else float(min(beta, delta) / delta)
     return (1 - shrinkage) * covariance + shrinkage * mu * np.eye(p), shrinkage
 
 
-def fit_novelty(window_features: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], clip_length: int,
-                method: str = DEFAULT_METHOD) -> NoveltyModel:
+def fit_novelty(
+    window_features: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    clip_length: int,
+    method: str = DEFAULT_METHOD,
+) -> NoveltyModel:
     """A method fitted on training windows [N, F] with class indices [N]."""
     x, labels = np.asarray(window_features, np.float32), np.asarray(labels)
     missing = [name for c, name in enumerate(classes) if not (labels == c).any()]
@@ -294,13 +322,20 @@ def check_target(target: float) -> None:
 
 def save_novelty(model: NoveltyModel, bundle_dir: str | Path) -> Path:
     path = Path(bundle_dir) / NOVELTY_FILE
-    fields: dict[str, np.ndarray] = {"method": np.array(model.method), "classes": np.array(model.classes),
-              "clip_length": np.array(model.clip_length),
-              "threshold": np.array(np.nan if model.threshold is None else model.threshold),
-              "target": np.array(np.nan if model.target is None else model.target)}
-    arrays: dict[str, Any] = {**fields, **{f"array_{name}": array.astype(np.float16)
-                                           if name.split("__")[-1] in HALF_IN_FILE else array
-                                           for name, array in model.arrays.items()}}
+    fields: dict[str, np.ndarray] = {
+        "method": np.array(model.method),
+        "classes": np.array(model.classes),
+        "clip_length": np.array(model.clip_length),
+        "threshold": np.array(np.nan if model.threshold is None else model.threshold),
+        "target": np.array(np.nan if model.target is None else model.target),
+    }
+    arrays: dict[str, Any] = {
+        **fields,
+        **{
+            f"array_{name}": array.astype(np.float16) if name.split("__")[-1] in HALF_IN_FILE else array
+            for name, array in model.arrays.items()
+        },
+    }
     np.savez(path, **arrays)
     return path
 
@@ -313,10 +348,14 @@ def load_novelty(bundle_dir: str | Path) -> NoveltyModel | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             method = str(data["method"])
-            model = NoveltyModel(method, tuple(str(c) for c in data["classes"]),
-                                 {name[len("array_"):]: _in_memory(data[name]) for name in data.files
-                                  if name.startswith("array_")},
-                                 int(data["clip_length"]), _optional(data["threshold"]), _optional(data["target"]))
+            model = NoveltyModel(
+                method,
+                tuple(str(c) for c in data["classes"]),
+                {name[len("array_") :]: _in_memory(data[name]) for name in data.files if name.startswith("array_")},
+                int(data["clip_length"]),
+                _optional(data["threshold"]),
+                _optional(data["target"]),
+            )
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as err:
         raise LrcnError(f"{path}: not a novelty file ({type(err).__name__}: {err})") from None
     if method not in METHODS:
@@ -324,17 +363,20 @@ def load_novelty(bundle_dir: str | Path) -> NoveltyModel | None:
     try:
         model.score(np.zeros((1, model.feature_size), np.float32))
     except (KeyError, ValueError, IndexError, TypeError) as err:
-        raise LrcnError(f"{path}: arrays missing or of the wrong shape for {method} "
-                        f"({type(err).__name__}: {err})") from None
+        raise LrcnError(
+            f"{path}: arrays missing or of the wrong shape for {method} ({type(err).__name__}: {err})"
+        ) from None
     return model
 
 
 def check_novelty(model: NoveltyModel, classes: tuple[str, ...], feature_size: int, path: Path) -> None:
     """The guard must belong to the bundle: its classes and feature size."""
     if tuple(model.classes) != tuple(classes) or model.feature_size != feature_size:
-        raise LrcnError(f"bundle {path}: {NOVELTY_FILE} was fitted for other classes or features "
-                        f"({len(model.classes)} classes, {model.feature_size} features; the bundle has "
-                        f"{len(classes)}, {feature_size}): run `lrcn novelty fit` again")
+        raise LrcnError(
+            f"bundle {path}: {NOVELTY_FILE} was fitted for other classes or features "
+            f"({len(model.classes)} classes, {model.feature_size} features; the bundle has "
+            f"{len(classes)}, {feature_size}): run `lrcn novelty fit` again"
+        )
 
 
 def parse_novelty(value: str | float | int | None) -> str | float | None:
@@ -364,8 +406,10 @@ def stream_threshold(setting: str | float | None, model: NoveltyModel | None, st
     if model is None:
         if setting is None:
             return None
-        raise LrcnError(f"stream {stream}: a novelty threshold needs a bundle with {NOVELTY_FILE} "
-                        f"(run `lrcn novelty fit BUNDLE DATA`)")
+        raise LrcnError(
+            f"stream {stream}: a novelty threshold needs a bundle with {NOVELTY_FILE} "
+            f"(run `lrcn novelty fit BUNDLE DATA`)"
+        )
     return model.threshold if setting is None else float(setting)
 
 

@@ -8,6 +8,7 @@ MQTT and in a JSONL file, and a gap in any of them means that sink dropped somet
 >>> outbox.publish_status("door", "connected", "1920x1080 h264 at 25.0 fps")  # doctest: +SKIP
 True
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,12 @@ from lrcn.stream.sinks import Outgoing, Sink
 log = logging.getLogger("lrcn.sinks")
 
 # The Sink method that takes each kind of message.
-SINK_METHOD = {messages.PRED: "prediction", messages.STATUS: "status", messages.EVENT: "event",
-               messages.HEARTBEAT: "heartbeat"}
+SINK_METHOD = {
+    messages.PRED: "prediction",
+    messages.STATUS: "status",
+    messages.EVENT: "event",
+    messages.HEARTBEAT: "heartbeat",
+}
 
 
 def default_node() -> str:
@@ -45,37 +50,77 @@ class Outbox:
         self._lock = threading.Lock()
         self._closed = False
         self._names = self.names()
-        self._failures_logged = [0] * len(self.sinks)       # per sink: failures already in the log
-        self._next_failure_log = [0.0] * len(self.sinks)    # per sink: time.monotonic() it may log again
+        self._failures_logged = [0] * len(self.sinks)  # per sink: failures already in the log
+        self._next_failure_log = [0.0] * len(self.sinks)  # per sink: time.monotonic() it may log again
 
-    def publish_prediction(self, stream: str, *, frame_index: int, window: tuple[int, int], label: str,
-                           score: float, top_k: Iterable[tuple[str, float]], captured_at: float,
-                           probabilities: dict[str, float] | None = None, stream_time: float | None = None,
-                           novelty: float | None = None, motion: float | None = None) -> bool:
+    def publish_prediction(
+        self,
+        stream: str,
+        *,
+        frame_index: int,
+        window: tuple[int, int],
+        label: str,
+        score: float,
+        top_k: Iterable[tuple[str, float]],
+        captured_at: float,
+        probabilities: dict[str, float] | None = None,
+        stream_time: float | None = None,
+        novelty: float | None = None,
+        motion: float | None = None,
+    ) -> bool:
         """Send one prediction; `captured_at` is the frame's time.monotonic() capture stamp.
         False if any sink dropped it."""
         now_wall, now_mono = time.time(), time.monotonic()
         latency_s = max(0.0, now_mono - captured_at)
-        return self._hand_over(messages.PRED, stream, lambda seq: messages.encode_prediction(
-            stream, seq=seq, frame_index=frame_index, window=window, label=label, score=score, top_k=top_k,
-            capture_time=now_wall - latency_s, publish_time=now_wall, latency_ms=latency_s * 1000.0,
-            probabilities=probabilities, stream_time=stream_time, novelty=novelty, motion=motion))
+        return self._hand_over(
+            messages.PRED,
+            stream,
+            lambda seq: messages.encode_prediction(
+                stream,
+                seq=seq,
+                frame_index=frame_index,
+                window=window,
+                label=label,
+                score=score,
+                top_k=top_k,
+                capture_time=now_wall - latency_s,
+                publish_time=now_wall,
+                latency_ms=latency_s * 1000.0,
+                probabilities=probabilities,
+                stream_time=stream_time,
+                novelty=novelty,
+                motion=motion,
+            ),
+        )
 
     def publish_status(self, stream: str, state: str, reason: str = "", stats: dict | None = None) -> bool:
         """Send one status; credentials in `reason` are redacted (stream.credentials)."""
         reason = redact(reason)
-        return self._hand_over(messages.STATUS, stream, lambda seq: messages.encode_status(
-            stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()))
+        return self._hand_over(
+            messages.STATUS,
+            stream,
+            lambda seq: messages.encode_status(
+                stream, seq=seq, state=state, reason=reason, stats=stats, publish_time=time.time()
+            ),
+        )
 
     def publish_event(self, stream: str, event: ActionEvent | Mapping[str, Any]) -> bool:
         """Send one action event of stream.events (a start, update or end)."""
-        return self._hand_over(messages.EVENT, stream, lambda seq: messages.encode_event(
-            stream, seq=seq, event=event, publish_time=time.time()))
+        return self._hand_over(
+            messages.EVENT,
+            stream,
+            lambda seq: messages.encode_event(stream, seq=seq, event=event, publish_time=time.time()),
+        )
 
     def heartbeat(self, streams: Sequence[str] = (), interval_s: float = 1.0) -> bool:
         """Send a heartbeat; call it every `interval_s` (the value tells subscribers what to expect)."""
-        return self._hand_over(messages.HEARTBEAT, None, lambda seq: messages.encode_heartbeat(
-            seq=seq, publish_time=time.time(), interval_s=interval_s, streams=streams, node=self.node))
+        return self._hand_over(
+            messages.HEARTBEAT,
+            None,
+            lambda seq: messages.encode_heartbeat(
+                seq=seq, publish_time=time.time(), interval_s=interval_s, streams=streams, node=self.node
+            ),
+        )
 
     def names(self) -> list[str]:
         """Each sink's name in stats and metrics; a name used twice is numbered (mqtt, mqtt-2)."""

@@ -20,6 +20,7 @@ nothing happened. The inference thread applies the change between two cycles, so
 touches the scheduler; the dicts that other threads read (stats, the HTTP service) are replaced,
 never changed in place.
 """
+
 from __future__ import annotations
 
 import logging
@@ -63,45 +64,48 @@ log = logging.getLogger("lrcn.pipeline")
 
 # A source's state change after which the stream's open windows can never complete.
 GAP_STATES = (SourceState.LOST, SourceState.RECONNECTING)
-DRAIN_SLICE = 8   # frames per stream per scheduler call while draining at shutdown, to keep the deadline
-LOG_LEVELS = {SourceState.LOST: logging.WARNING, SourceState.RECONNECTING: logging.WARNING,
-              SourceState.FAILED: logging.ERROR}   # other states: info
-DEGRADED = "degraded"      # a connected stream that yields far too few predictions (stream.degraded)
-HEALTH_INTERVAL_S = 1.0    # how often the degraded check runs
+DRAIN_SLICE = 8  # frames per stream per scheduler call while draining at shutdown, to keep the deadline
+LOG_LEVELS = {
+    SourceState.LOST: logging.WARNING,
+    SourceState.RECONNECTING: logging.WARNING,
+    SourceState.FAILED: logging.ERROR,
+}  # other states: info
+DEGRADED = "degraded"  # a connected stream that yields far too few predictions (stream.degraded)
+HEALTH_INTERVAL_S = 1.0  # how often the degraded check runs
 TIMELINE_LENGTH = 8  # state changes, problems and action events kept per stream for the status page
 RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
 
 
 @dataclass(frozen=True)
 class StreamConfig:
-    source: str                       # camera index, file path, URL, pattern: or gst: pipeline
-    id: str | None = None             # default: derived from the source
-    fps: float | None = None          # sampling rate; default: the model's
-    crop: tuple[int, int, int, int] | None = None   # x, y, width, height in source pixels: what the model watches
-    decoder: str | None = None        # "cpu", "auto" or a hardware decoder; default: PipelineOptions.source
-    mode: str = EXACT                 # "exact" or "continuous"
+    source: str  # camera index, file path, URL, pattern: or gst: pipeline
+    id: str | None = None  # default: derived from the source
+    fps: float | None = None  # sampling rate; default: the model's
+    crop: tuple[int, int, int, int] | None = None  # x, y, width, height in source pixels: what the model watches
+    decoder: str | None = None  # "cpu", "auto" or a hardware decoder; default: PipelineOptions.source
+    mode: str = EXACT  # "exact" or "continuous"
     hop: int = 1
     reset_every: int | None = None
-    smooth: str | None = None         # "ema:ALPHA", "hysteresis:M[:MARGIN]" or None
-    backend: str | None = None        # default: PipelineOptions.backend
-    pace: bool = True                 # files: real time
-    loop: bool = False                # files: start again at the end
+    smooth: str | None = None  # "ema:ALPHA", "hysteresis:M[:MARGIN]" or None
+    backend: str | None = None  # default: PipelineOptions.backend
+    pace: bool = True  # files: real time
+    loop: bool = False  # files: start again at the end
     events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
     novelty: str | float | None = None  # open-set guard: None the bundle's threshold, "off", or a threshold
-    record: RecordRules | None = None # write an MP4 per event (needs events and a PyAV source)
+    record: RecordRules | None = None  # write an MP4 per event (needs events and a PyAV source)
     # Publish `idle` for a window whose motion (stream.flow) is below this many pixels; 0: off, no flow computed.
     idle_motion: float = default(StreamSettings, "idle_motion")
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    endpoint: str | None = DEFAULT_ENDPOINT   # None: no ZeroMQ socket (the Python API's callbacks are the sink)
-    connect: bool = False             # connect to `endpoint` (a proxy's XSUB side) instead of binding it
+    endpoint: str | None = DEFAULT_ENDPOINT  # None: no ZeroMQ socket (the Python API's callbacks are the sink)
+    connect: bool = False  # connect to `endpoint` (a proxy's XSUB side) instead of binding it
     backend: str = "onnxruntime"
     threads: int | None = None
-    curve: ServerKeys | ClientKeys | None = None   # ClientKeys with `connect`: a CURVE client of a proxy
+    curve: ServerKeys | ClientKeys | None = None  # ClientKeys with `connect`: a CURVE client of a proxy
     top_k: int = 3
-    max_batch: int = 16               # largest encoder call; a TensorRT engine's profile (as `lrcn engine build`)
+    max_batch: int = 16  # largest encoder call; a TensorRT engine's profile (as `lrcn engine build`)
     hwm: int = 1000
     stats_interval_s: float = 5.0
     heartbeat_interval_s: float = 1.0
@@ -109,63 +113,76 @@ class PipelineOptions:
     # call: throughput for a GPU, at up to this much latency. 0: encode what is there at once.
     gather_s: float = 0.0
     source: SourceOptions = field(default_factory=SourceOptions)
-    sinks: tuple[dict, ...] = ()      # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
-    state_dir: str | None = None      # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
-    degraded: DegradedRules = field(default_factory=DegradedRules)   # when a connected stream counts as degraded
+    sinks: tuple[dict, ...] = ()  # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
+    state_dir: str | None = None  # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
+    degraded: DegradedRules = field(default_factory=DegradedRules)  # when a connected stream counts as degraded
 
 
 @dataclass
 class _Counters:
     """What the inference thread counts and remembers per stream beyond the source and the scheduler."""
+
     frames_in: RateMeter = field(default_factory=RateMeter)
     predictions_out: RateMeter = field(default_factory=RateMeter)
     latency_ms: Reservoir = field(default_factory=Reservoir)
     publisher_dropped: int = 0
-    shutdown_dropped: int = 0          # frames still in the ring when the stop deadline came
-    dropped_logged: int = 0            # ring drops already reported in the log
+    shutdown_dropped: int = 0  # frames still in the ring when the stop deadline came
+    dropped_logged: int = 0  # ring drops already reported in the log
     last_reason: str = ""
     last_label: str | None = None
     last_score: float | None = None
-    last_image: np.ndarray | None = None   # the newest sampled frame, RGB at model size
+    last_image: np.ndarray | None = None  # the newest sampled frame, RGB at model size
     timeline: deque = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))  # (wall time, state, reason)
     events: EventState = field(default_factory=EventState)
-    clips: dict = field(default_factory=dict)            # event id -> the path its clip will have
-    events_started: dict = field(default_factory=dict)   # label -> events started (a metrics scrape reads it)
-    event_frames: dict = field(default_factory=dict)     # event id -> EventFrames of the open event
-    originals: dict = field(default_factory=dict)        # frame index -> Original, of the frames read last
-    last_original: Original | None = None                # the newest frame at the source's resolution
-    health: deque = field(default_factory=deque)         # degraded.Sample, about one a second, the last window
-    connected_since: float | None = None                 # monotonic; None while not connected
-    degraded: str | None = None                          # why the stream is degraded, or None
+    clips: dict = field(default_factory=dict)  # event id -> the path its clip will have
+    events_started: dict = field(default_factory=dict)  # label -> events started (a metrics scrape reads it)
+    event_frames: dict = field(default_factory=dict)  # event id -> EventFrames of the open event
+    originals: dict = field(default_factory=dict)  # frame index -> Original, of the frames read last
+    last_original: Original | None = None  # the newest frame at the source's resolution
+    health: deque = field(default_factory=deque)  # degraded.Sample, about one a second, the last window
+    connected_since: float | None = None  # monotonic; None while not connected
+    degraded: str | None = None  # why the stream is degraded, or None
 
 
 @dataclass(frozen=True)
 class _Change:
     """A reload, prepared by `reconfigure` and applied by the inference thread."""
+
     remove: list[str]
     add: dict[str, tuple[StreamConfig, Source, StreamPlan]]
     done: threading.Event = field(default_factory=threading.Event)
 
 
 class Pipeline:
-    def __init__(self, bundle: RuntimeBundle | str | Path, streams: Sequence[StreamConfig],
-                 options: PipelineOptions = PipelineOptions()):
+    def __init__(
+        self,
+        bundle: RuntimeBundle | str | Path,
+        streams: Sequence[StreamConfig],
+        options: PipelineOptions = PipelineOptions(),
+    ):
         if not streams:
             raise LrcnError("no streams to serve")
         self.options = options
-        self.bundle = bundle if isinstance(bundle, RuntimeBundle) else \
-            load_runtime_bundle(bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
+        self.bundle = (
+            bundle
+            if isinstance(bundle, RuntimeBundle)
+            else load_runtime_bundle(bundle, options.backend, threads=options.threads, max_batch=options.max_batch)
+        )
         if not 1 <= options.top_k <= len(self.bundle.classes):
             raise LrcnError(f"top_k must be 1 to the model's {len(self.bundle.classes)} classes, got {options.top_k}")
-        self.scheduler = Scheduler(self.bundle.head, self.bundle.meta.spec.clip_length,
-                                   {options.backend: self.bundle.encoder}, max_batch=options.max_batch,
-                                   novelty=self.bundle.novelty)
+        self.scheduler = Scheduler(
+            self.bundle.head,
+            self.bundle.meta.spec.clip_length,
+            {options.backend: self.bundle.encoder},
+            max_batch=options.max_batch,
+            novelty=self.bundle.novelty,
+        )
         self._new_frame = threading.Event()
         self.configs: dict[str, StreamConfig] = {}
         self.sources: dict[str, Source] = {}
         self._counters: dict[str, _Counters] = {}
-        self._stores: dict[str, EventStore] = {}      # by dir (realpath; "" for the in-memory store)
-        self._store_of: dict[str, EventStore] = {}    # by stream
+        self._stores: dict[str, EventStore] = {}  # by dir (realpath; "" for the in-memory store)
+        self._store_of: dict[str, EventStore] = {}  # by stream
         self.snapshots = SnapshotWriter()
         for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
             self._attach(config, source, plan)
@@ -175,18 +192,20 @@ class Pipeline:
         if any(sink.takes_snapshots for sink in self.outbox.sinks):
             self.snapshots.on_jpeg = self._hand_snapshot
         self.error: BaseException | None = None
-        self.last_tick: float | None = None     # time.monotonic() of the inference loop's latest turn
-        self._health_checked = 0.0              # time.monotonic() of the latest degraded check
-        self.latency_s = Histogram()            # capture-to-publish of every prediction, all streams
+        self.last_tick: float | None = None  # time.monotonic() of the inference loop's latest turn
+        self._health_checked = 0.0  # time.monotonic() of the latest degraded check
+        self.latency_s = Histogram()  # capture-to-publish of every prediction, all streams
         self._changes: queue.SimpleQueue[_Change] = queue.SimpleQueue()
-        self.reconfigure_lock = threading.RLock()   # a reload and the HTTP API change streams one at a time
+        self.reconfigure_lock = threading.RLock()  # a reload and the HTTP API change streams one at a time
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._started_at: float | None = None
         self._drain_deadline: float | None = None
 
-    def _prepare(self, configs: list[StreamConfig], defaults: SourceOptions) -> list[tuple[StreamConfig, Source, StreamPlan]]:
+    def _prepare(
+        self, configs: list[StreamConfig], defaults: SourceOptions
+    ) -> list[tuple[StreamConfig, Source, StreamPlan]]:
         """Check each config and build its (unstarted) source and plan, opening any backend not yet
         open; LrcnError on the first that cannot be served, with nothing started."""
         prepared = []
@@ -205,33 +224,52 @@ class Pipeline:
         spec = self.bundle.meta.spec
         backend = config.backend or self.options.backend
         if backend not in self.scheduler.encoders:
-            encoder = open_joint_encoder(self.bundle.path, spec.modalities, backend, threads=self.options.threads,
-                                         max_batch=self.options.max_batch)
+            encoder = open_joint_encoder(
+                self.bundle.path,
+                spec.modalities,
+                backend,
+                threads=self.options.threads,
+                max_batch=self.options.max_batch,
+            )
             check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
             self.scheduler.add_encoder(backend, encoder)
         if config.events is not None:
             unknown = sorted(set(config.events.classes + config.events.ignore) - set(self.bundle.classes))
             if unknown:
-                raise LrcnError(f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
-                                f"(it has {', '.join(self.bundle.classes)})")
-        stream_threshold(config.novelty, self.bundle.novelty, _id(config))   # a bad setting fails here
+                raise LrcnError(
+                    f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
+                    f"(it has {', '.join(self.bundle.classes)})"
+                )
+        stream_threshold(config.novelty, self.bundle.novelty, _id(config))  # a bad setting fails here
         if not 0 <= config.idle_motion < float("inf"):
-            raise LrcnError(f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), "
-                            f"got {config.idle_motion}")
+            raise LrcnError(
+                f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), got {config.idle_motion}"
+            )
         if config.record is not None and config.events is None:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
-        self._event_store_for(config)   # opened (and checked) now
-        plan = StreamPlan(_id(config), WindowConfig(config.mode, config.hop, config.reset_every),
-                          parse_smoothing(config.smooth), backend)
+        self._event_store_for(config)  # opened (and checked) now
+        plan = StreamPlan(
+            _id(config),
+            WindowConfig(config.mode, config.hop, config.reset_every),
+            parse_smoothing(config.smooth),
+            backend,
+        )
         options = source_options(config, defaults, spec.fps, self.bundle.needs_flow)
         recorder = None
-        if config.record is not None and config.events is not None:   # record without events was refused above
+        if config.record is not None and config.events is not None:  # record without events was refused above
             # Event starts trail the newest packet by a window, the minimum duration and some latency.
             lag_s = spec.clip_length / spec.fps + config.events.min_duration_s + RECORD_LATENCY_S
             recorder = ClipRecorder(config.record, _id(config), lag_s=lag_s)
         try:
-            source = open_source(config.source, spec.input_size, name=config.id, options=options,
-                                 new_frame=self._new_frame, start=False, recorder=recorder)
+            source = open_source(
+                config.source,
+                spec.input_size,
+                name=config.id,
+                options=options,
+                new_frame=self._new_frame,
+                start=False,
+                recorder=recorder,
+            )
         except BaseException:
             if recorder is not None:
                 recorder.close(timeout_s=0)
@@ -244,8 +282,11 @@ class Pipeline:
         self.configs = {**self.configs, name: config}
         self._counters = {**self._counters, name: _Counters()}
         store = self._event_store_for(config)
-        self._store_of = {**self._store_of, name: store} if store is not None else \
-            {n: s for n, s in self._store_of.items() if n != name}
+        self._store_of = (
+            {**self._store_of, name: store}
+            if store is not None
+            else {n: s for n, s in self._store_of.items() if n != name}
+        )
         self.sources = {**self.sources, name: source}
 
     def _event_store_for(self, config: StreamConfig) -> EventStore | None:
@@ -283,8 +324,12 @@ class Pipeline:
         self.serve_until(duration_s, stop)
         return self.stop()
 
-    def serve_until(self, duration_s: float | None = None, stop: threading.Event | None = None,
-                    each_turn: Callable[[], None] | None = None) -> None:
+    def serve_until(
+        self,
+        duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        each_turn: Callable[[], None] | None = None,
+    ) -> None:
         """Return once every source has ended and been drained, `duration_s` has passed or `stop` is
         set; meanwhile call `each_turn` (in this thread) every 50 ms."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -319,16 +364,26 @@ class Pipeline:
     def stats(self, percentiles: bool = True) -> dict:
         """Per stream and overall counters; safe to call while running. Without `percentiles`
         (a metrics scrape, which has the latency histogram), no latency percentiles: cheaper."""
-        streams = self._streams()       # first: the scheduler then has every stream named (see _apply_changes)
+        streams = self._streams()  # first: the scheduler then has every stream named (see _apply_changes)
         scheduler = self.scheduler.stats()
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
-        return {"elapsed_s": round(elapsed, 3), "encoded": scheduler["encoded"],
-                "encoded_by_modality": scheduler["encoded_by_modality"], "encoder_calls": scheduler["encoder_calls"],
-                "batch_sizes": scheduler["batch_sizes"],
-                "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed, "undelivered": self.zeromq.undelivered}
-                if self.zeromq is not None else {"sent": 0, "shed": 0, "undelivered": 0}, "sinks": self.outbox.stats(),
-                "streams": {name: self._stream_stats(name, source=source, counters=counters, scheduled=scheduler,
-                                                     percentiles=percentiles) for name, source, counters in streams}}
+        return {
+            "elapsed_s": round(elapsed, 3),
+            "encoded": scheduler["encoded"],
+            "encoded_by_modality": scheduler["encoded_by_modality"],
+            "encoder_calls": scheduler["encoder_calls"],
+            "batch_sizes": scheduler["batch_sizes"],
+            "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed, "undelivered": self.zeromq.undelivered}
+            if self.zeromq is not None
+            else {"sent": 0, "shed": 0, "undelivered": 0},
+            "sinks": self.outbox.stats(),
+            "streams": {
+                name: self._stream_stats(
+                    name, source=source, counters=counters, scheduled=scheduler, percentiles=percentiles
+                )
+                for name, source, counters in streams
+            },
+        }
 
     def _stop_sources(self, names: Sequence[str], wait_s: float) -> None:
         """Ask every named source to stop at once, then wait up to `wait_s` in all for them to end."""
@@ -347,8 +402,9 @@ class Pipeline:
         counters = self._counters
         return [(name, source, counters[name]) for name, source in sources.items() if name in counters]
 
-    def reconfigure(self, streams: Sequence[StreamConfig], source: SourceOptions | None = None,
-                    timeout_s: float = 10.0) -> dict[str, list[str]]:
+    def reconfigure(
+        self, streams: Sequence[StreamConfig], source: SourceOptions | None = None, timeout_s: float = 10.0
+    ) -> dict[str, list[str]]:
         """Serve `streams` from now on (with `source` as the capture defaults, if given): start the
         added, stop the removed (each with a final status), restart the changed, keep the rest
         untouched. Raises LrcnError, changing nothing, if a new or changed stream cannot be served.
@@ -357,15 +413,23 @@ class Pipeline:
         with self.reconfigure_lock:
             return self._reconfigure(streams, source, timeout_s)
 
-    def _reconfigure(self, streams: Sequence[StreamConfig], source: SourceOptions | None,
-                     timeout_s: float) -> dict[str, list[str]]:
+    def _reconfigure(
+        self, streams: Sequence[StreamConfig], source: SourceOptions | None, timeout_s: float
+    ) -> dict[str, list[str]]:
         configs = _with_unique_ids(streams)
         defaults = source or self.options.source
         wanted = {c.id: c for c in configs}
         running, sources = self.configs, self.sources
-        changed = [name for name in running if name in wanted and (wanted[name], source_options(
-            wanted[name], defaults, self.bundle.meta.spec.fps, self.bundle.needs_flow)) !=
-            (running[name], sources[name].options)]
+        changed = [
+            name
+            for name in running
+            if name in wanted
+            and (
+                wanted[name],
+                source_options(wanted[name], defaults, self.bundle.meta.spec.fps, self.bundle.needs_flow),
+            )
+            != (running[name], sources[name].options)
+        ]
         removed = [name for name in running if name not in wanted]
         prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
         self.options = replace(self.options, source=defaults)
@@ -376,8 +440,12 @@ class Pipeline:
             self._apply_changes()
         elif not change.done.wait(timeout_s):
             raise LrcnError(f"the inference thread did not take the new configuration within {timeout_s:g} s")
-        return {"added": [n for n in change.add if n not in running], "removed": removed, "restarted": changed,
-                "kept": [n for n in running if n in wanted and n not in changed]}
+        return {
+            "added": [n for n in change.add if n not in running],
+            "removed": removed,
+            "restarted": changed,
+            "kept": [n for n in running if n in wanted and n not in changed],
+        }
 
     def health(self, max_age_s: float = 2.0) -> tuple[bool, str]:
         """(alive, why): alive while the inference loop has turned within `max_age_s`."""
@@ -404,13 +472,22 @@ class Pipeline:
         streams = {}
         for name, source, counters in self._streams():
             stats = source.stats()
-            streams[name] = {"source": source.display, "live": source.live, "state": _shown(stats["state"], counters),
-                             "reason": counters.last_reason, "label": counters.last_label,
-                             "score": counters.last_score, "fps_in": counters.frames_in.overall(),
-                             "fps_out": counters.predictions_out.overall(), "dropped": stats["dropped"],
-                             "reconnects": stats["reconnects"], "predictions": counters.predictions_out.count,
-                             "events": [{"time": t, "state": state, "reason": reason}
-                                        for t, state, reason in list(counters.timeline)]}
+            streams[name] = {
+                "source": source.display,
+                "live": source.live,
+                "state": _shown(stats["state"], counters),
+                "reason": counters.last_reason,
+                "label": counters.last_label,
+                "score": counters.last_score,
+                "fps_in": counters.frames_in.overall(),
+                "fps_out": counters.predictions_out.overall(),
+                "dropped": stats["dropped"],
+                "reconnects": stats["reconnects"],
+                "predictions": counters.predictions_out.count,
+                "events": [
+                    {"time": t, "state": state, "reason": reason} for t, state, reason in list(counters.timeline)
+                ],
+            }
         return streams
 
     def activity(self) -> dict[str, dict]:
@@ -418,9 +495,14 @@ class Pipeline:
         "snapshots": snapshots written}; read by a metrics scrape."""
         written = dict(self.snapshots.written_by_stream)
         opened = lambda events: events.open.label if events.open is not None and events.open.started else None  # noqa: E731
-        return {name: {"open": opened(counters.events),
-                       "started": dict(counters.events_started), "snapshots": written.get(name, 0)}
-                for name, _, counters in self._streams()}
+        return {
+            name: {
+                "open": opened(counters.events),
+                "started": dict(counters.events_started),
+                "snapshots": written.get(name, 0),
+            }
+            for name, _, counters in self._streams()
+        }
 
     def latest_original(self, stream: str) -> Original | None:
         """The newest frame of `stream` at the source's resolution (inside its crop), or None."""
@@ -434,8 +516,11 @@ class Pipeline:
 
     def failed(self) -> dict[str, str]:
         """{stream: why} for every stream that failed (gave up, or a fault retrying cannot fix)."""
-        return {name: self._counters[name].last_reason for name, source in self.sources.items()
-                if source.state is SourceState.FAILED}
+        return {
+            name: self._counters[name].last_reason
+            for name, source in self.sources.items()
+            if source.state is SourceState.FAILED
+        }
 
     # -- inference thread --------------------------------------------------------------------
 
@@ -469,7 +554,7 @@ class Pipeline:
         finally:
             # The sinks are closed by the thread that uses them, never under its feet.
             self.outbox.close(timeout_s=0.5)
-            self.outbox.report_failures(0.0)   # what the last writes and the close met
+            self.outbox.report_failures(0.0)  # what the last writes and the close met
             self._finished.set()
 
     def _apply_changes(self) -> None:
@@ -479,7 +564,7 @@ class Pipeline:
                 change = self._changes.get_nowait()
             except queue.Empty:
                 return
-            for name in change.remove:   # already stopped: drain what they wrote, then forget them
+            for name in change.remove:  # already stopped: drain what they wrote, then forget them
                 self._cycle(time.monotonic() + 0.5, names=[name])
                 self._publish_final([name])
                 # Readers look a stream up in `sources` first, so it leaves that first (and is added to it last).
@@ -532,14 +617,18 @@ class Pipeline:
                     self._end_events(name)
                 counters.last_reason = change.reason
                 counters.timeline.append((change.wall_time, change.state.value, change.reason))
-                log.log(LOG_LEVELS.get(change.state, logging.INFO), "%s%s", change.state.value,
-                        f": {change.reason}" if change.reason else "",
-                        extra={"stream": name, "state": change.state.value, "frames": change.frames})
+                log.log(
+                    LOG_LEVELS.get(change.state, logging.INFO),
+                    "%s%s",
+                    change.state.value,
+                    f": {change.reason}" if change.reason else "",
+                    extra={"stream": name, "state": change.state.value, "frames": change.frames},
+                )
                 stats = {**self._stream_stats(name), "frames": change.frames, "segment": change.segment}
                 self.outbox.publish_status(name, change.state.value, change.reason, stats)
             recorder = sources[name].recorder
             problem = recorder.take_problem() if recorder is not None else None
-            if problem:   # the stream goes on; its state stays, the reason says what went wrong
+            if problem:  # the stream goes on; its state stays, the reason says what went wrong
                 known = sources[name].state
                 state = known.value if known is not None else "connecting"
                 counters.last_reason = problem
@@ -564,8 +653,10 @@ class Pipeline:
                 counters.health.popleft()
             was = counters.degraded
             if not connected:
-                continue   # a gap is its own state and log line; degraded or not is judged again once connected
-            expected = (source.options.fps or self.bundle.meta.spec.fps) / self.configs[name].hop   # one prediction per hop sampled frames
+                continue  # a gap is its own state and log line; degraded or not is judged again once connected
+            expected = (source.options.fps or self.bundle.meta.spec.fps) / self.configs[
+                name
+            ].hop  # one prediction per hop sampled frames
             counters.degraded = assess(rules, counters.health, counters.connected_since, expected, now, was is not None)
             if (was is None) == (counters.degraded is None):
                 continue
@@ -586,11 +677,18 @@ class Pipeline:
         config = self.configs[prediction.stream]
         rules, label = config.events, stream_label(config, self.bundle, prediction)
         sent = self.outbox.publish_prediction(
-            prediction.stream, frame_index=prediction.frame_index, window=prediction.window, label=label,
-            score=prediction.score, top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
-            captured_at=prediction.captured_at, stream_time=prediction.pts,
+            prediction.stream,
+            frame_index=prediction.frame_index,
+            window=prediction.window,
+            label=label,
+            score=prediction.score,
+            top_k=prediction.top_k(self.bundle.classes, self.options.top_k),
+            captured_at=prediction.captured_at,
+            stream_time=prediction.pts,
             probabilities=dict(zip(self.bundle.classes, prediction.probabilities.tolist())),
-            novelty=prediction.novelty, motion=prediction.motion)
+            novelty=prediction.novelty,
+            motion=prediction.motion,
+        )
         latency_s = time.monotonic() - prediction.captured_at
         counters.latency_ms.add(latency_s * 1000.0)
         self.latency_s.observe(latency_s)
@@ -599,8 +697,11 @@ class Pipeline:
         if not sent:
             counters.publisher_dropped += 1
         if rules is not None:
-            counters.events, events = step(rules, counters.events, Observation(
-                label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())))
+            counters.events, events = step(
+                rules,
+                counters.events,
+                Observation(label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())),
+            )
             self._follow_event_frames(counters, label, prediction, {e.id for e in events if e.type == "end"})
             for event in events:
                 self._publish_event(prediction.stream, event)
@@ -622,9 +723,11 @@ class Pipeline:
         event = msgspec.structs.replace(event, **media)
         self.outbox.publish_event(name, event)
         self._store_event(name, event, media, wall)
-        what = f"{event.label} from frame {event.start_frame}" + \
-               (f" to {event.end_frame} ({event.duration_s:.1f} s, peak {event.peak_score:.2f})"
-                if event.type == "end" else "")
+        what = f"{event.label} from frame {event.start_frame}" + (
+            f" to {event.end_frame} ({event.duration_s:.1f} s, peak {event.peak_score:.2f})"
+            if event.type == "end"
+            else ""
+        )
         self._counters[name].timeline.append((time.time(), f"event {event.type}", what))
         log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
 
@@ -643,8 +746,13 @@ class Pipeline:
         prediction (`ending`) stay until its end is published (`_event_media` takes them)."""
         opened = counters.events.open
         ended = {k: v for k, v in counters.event_frames.items() if k in ending}
-        frames = follow(counters.event_frames, opened.id if opened else None, opened is not None and
-                        label == opened.label, prediction.score, counters.originals.get(prediction.frame_index))
+        frames = follow(
+            counters.event_frames,
+            opened.id if opened else None,
+            opened is not None and label == opened.label,
+            prediction.score,
+            counters.originals.get(prediction.frame_index),
+        )
         counters.event_frames = {**ended, **frames}
 
     def _event_media(self, name: str, event: ActionEvent, wall: float) -> dict[str, str]:
@@ -672,8 +780,10 @@ class Pipeline:
             path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg")
             index = store.index
         # Not recording: encoded all the same when someone takes the bytes (snapshots.on_jpeg), never stored.
-        if self.snapshots.write(original, index, path, name, wall,
-                                "start" if kind == "start" else "best") and path is not None:
+        if (
+            self.snapshots.write(original, index, path, name, wall, "start" if kind == "start" else "best")
+            and path is not None
+        ):
             media["snapshot"] = str(path)
         return media
 
@@ -690,7 +800,7 @@ class Pipeline:
         relative = {key: _relative(media[key], store.dir) for key in ("clip", "snapshot") if key in media}
         try:
             record(store, name, event, wall, **relative)
-        except sqlite3.Error as err:   # a full disk: the event is published, only its row is lost
+        except sqlite3.Error as err:  # a full disk: the event is published, only its row is lost
             log.warning("event %s not stored: %s", event.id, err, extra={"stream": name})
 
     def _publish_final(self, names: Sequence[str]) -> None:
@@ -704,15 +814,24 @@ class Pipeline:
             counters = self._counters[name]
             stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
             self.outbox.publish_status(name, stats["state"], counters.last_reason, stats)
-            if stats["dropped"] > counters.dropped_logged:   # one line per burst, at most one per stats interval
-                log.warning("dropped %d frames at the ring (%d in all): inference is behind the camera",
-                            stats["dropped"] - counters.dropped_logged, stats["dropped"],
-                            extra={"stream": name, "dropped": stats["dropped"]})
+            if stats["dropped"] > counters.dropped_logged:  # one line per burst, at most one per stats interval
+                log.warning(
+                    "dropped %d frames at the ring (%d in all): inference is behind the camera",
+                    stats["dropped"] - counters.dropped_logged,
+                    stats["dropped"],
+                    extra={"stream": name, "dropped": stats["dropped"]},
+                )
                 counters.dropped_logged = stats["dropped"]
 
-    def _stream_stats(self, name: str, recent: bool = False, source: Source | None = None,
-                      counters: _Counters | None = None, scheduled: dict | None = None,
-                      percentiles: bool = True) -> dict:
+    def _stream_stats(
+        self,
+        name: str,
+        recent: bool = False,
+        source: Source | None = None,
+        counters: _Counters | None = None,
+        scheduled: dict | None = None,
+        percentiles: bool = True,
+    ) -> dict:
         """Counters of one stream; rates over the whole run, or since the last recent=True call."""
         source, counters = source or self.sources[name], counters or self._counters[name]
         scheduled = scheduled or self.scheduler.stats()
@@ -721,16 +840,26 @@ class Pipeline:
         batches = scheduled["batch_sizes"]
         clips = {"clips": source.recorder.stats()} if source.recorder is not None else {}
         stats = source.stats()
-        return {**stats, "state": _shown(stats["state"], counters), **scheduled["streams"][name], **clips,
-                "fps_in": rate(counters.frames_in), "fps_out": rate(counters.predictions_out),
-                "publisher_dropped": counters.publisher_dropped, "shutdown_dropped": counters.shutdown_dropped,
-                "latency_p50_ms": latency["p50"], "latency_p95_ms": latency["p95"], "latency_p99_ms": latency["p99"],
-                "batch_mean": round(sum(k * v for k, v in batches.items()) / max(1, sum(batches.values())), 2),
-                "batch_sizes": {str(k): v for k, v in batches.items()}}
+        return {
+            **stats,
+            "state": _shown(stats["state"], counters),
+            **scheduled["streams"][name],
+            **clips,
+            "fps_in": rate(counters.frames_in),
+            "fps_out": rate(counters.predictions_out),
+            "publisher_dropped": counters.publisher_dropped,
+            "shutdown_dropped": counters.shutdown_dropped,
+            "latency_p50_ms": latency["p50"],
+            "latency_p95_ms": latency["p95"],
+            "latency_p99_ms": latency["p99"],
+            "batch_mean": round(sum(k * v for k, v in batches.items()) / max(1, sum(batches.values())), 2),
+            "batch_sizes": {str(k): v for k, v in batches.items()},
+        }
 
     def _all_ended(self) -> bool:
-        return all(s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0
-                   for s in self.sources.values())
+        return all(
+            s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0 for s in self.sources.values()
+        )
 
 
 def _shown(state: str | None, counters: _Counters) -> str | None:
@@ -758,8 +887,14 @@ def _zeromq_sink(options: PipelineOptions) -> ZeroMqSink | None:
     """The ZeroMQ socket of `options.endpoint`, or None without an endpoint."""
     if options.endpoint is None:
         return None
-    return ZeroMqSink(options.endpoint, bind=not options.connect, hwm=options.hwm, curve=options.curve,
-                      linger_s=0.5, warn_every_s=options.stats_interval_s)
+    return ZeroMqSink(
+        options.endpoint,
+        bind=not options.connect,
+        hwm=options.hwm,
+        curve=options.curve,
+        linger_s=0.5,
+        warn_every_s=options.stats_interval_s,
+    )
 
 
 def _open_sinks(zeromq: ZeroMqSink | None, tables: Sequence[dict]) -> list[Sink]:
@@ -793,21 +928,27 @@ def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
             n = 2
             while candidate.casefold() in taken:
                 suffix = f"-{n}"
-                candidate, n = base[:64 - len(suffix)] + suffix, n + 1
+                candidate, n = base[: 64 - len(suffix)] + suffix, n + 1
             taken.add(candidate.casefold())
             config = replace(config, id=candidate)
         named.append(config)
     return named
 
 
-def source_options(config: StreamConfig, defaults: SourceOptions, model_fps: float,
-                   model_needs_flow: bool = False) -> SourceOptions:
+def source_options(
+    config: StreamConfig, defaults: SourceOptions, model_fps: float, model_needs_flow: bool = False
+) -> SourceOptions:
     """A stream's capture settings: its own where it sets them, else the pipeline's. Flow is
     computed for the idle gate and for a bundle that sees motion."""
-    return replace(defaults, fps=config.fps or model_fps, pace=config.pace, loop=config.loop,
-                   flow=config.idle_motion > 0 or model_needs_flow,
-                   crop=_crop(config.crop) if config.crop is not None else defaults.crop,
-                   decoder=config.decoder or defaults.decoder)
+    return replace(
+        defaults,
+        fps=config.fps or model_fps,
+        pace=config.pace,
+        loop=config.loop,
+        flow=config.idle_motion > 0 or model_needs_flow,
+        crop=_crop(config.crop) if config.crop is not None else defaults.crop,
+        decoder=config.decoder or defaults.decoder,
+    )
 
 
 def _id(config: StreamConfig) -> str:
@@ -818,5 +959,5 @@ def _id(config: StreamConfig) -> str:
 
 
 def _crop(crop: Sequence[int]) -> tuple[int, int, int, int]:
-    x, y, width, height = crop   # the settings check it is four numbers
+    x, y, width, height = crop  # the settings check it is four numbers
     return x, y, width, height

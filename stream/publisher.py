@@ -13,6 +13,7 @@ accepted its handshake: `stream.curve`).
 >>> Subscriber("tcp://127.0.0.1:5556", topics=["pred/"]).receive(timeout_s=1.0)  # doctest: +SKIP
 Message(topic='pred/cam0', kind='pred', stream='cam0', payload={...})
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ from lrcn.stream.outbox import Outbox
 from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, SUBSCRIBERS, ZeroMqSink
 
 log = logging.getLogger("lrcn.proxy")
-PUBLISHERS = "publishers"    # the ZAP domain of a proxy's XSUB side (SUBSCRIBERS: its XPUB side)
+PUBLISHERS = "publishers"  # the ZAP domain of a proxy's XSUB side (SUBSCRIBERS: its XPUB side)
 
 
 class Publisher(Outbox):
@@ -40,8 +41,16 @@ class Publisher(Outbox):
     Safe to call from several threads: sends are serialised by a lock held only for the send.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
-                 linger_s: float = 1.0, curve: ServerKeys | ClientKeys | None = None, node: str | None = None):
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        bind: bool = True,
+        hwm: int = 1000,
+        linger_s: float = 1.0,
+        curve: ServerKeys | ClientKeys | None = None,
+        node: str | None = None,
+    ):
         self.zeromq = ZeroMqSink(endpoint, bind=bind, hwm=hwm, linger_s=linger_s, curve=curve)
         super().__init__([self.zeromq], node)
         self.endpoint = self.zeromq.endpoint
@@ -70,8 +79,9 @@ class Publisher(Outbox):
 class Subscriber:
     """Connects a SUB socket, filters by topic prefix, returns decoded messages and counts seq gaps."""
 
-    def __init__(self, endpoint: str, topics: Iterable[str] = ("",), *, curve: ClientKeys | None = None,
-                 hwm: int = 1000):
+    def __init__(
+        self, endpoint: str, topics: Iterable[str] = ("",), *, curve: ClientKeys | None = None, hwm: int = 1000
+    ):
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.rcvhwm = hwm
@@ -100,7 +110,7 @@ class Subscriber:
         message = messages.decode(self._socket.recv_multipart())
         self.received += 1
         seq, last = message.payload.get("seq"), self._last_seq.get(message.topic)
-        if not isinstance(seq, int) or isinstance(seq, bool):   # a newer topic without one
+        if not isinstance(seq, int) or isinstance(seq, bool):  # a newer topic without one
             return message
         if last is not None and seq > last + 1:
             self.missed[message.topic] += seq - last - 1
@@ -143,8 +153,9 @@ class Proxy:
         sides = ((PUBLISHERS, self._frontend, xsub_endpoint), (SUBSCRIBERS, self._backend, xpub_endpoint))
         try:
             if curve is not None:
-                self._gate = KeyGate(self._context, {PUBLISHERS: curve.publishers_dir,
-                                                     SUBSCRIBERS: curve.authorized_dir}).start()
+                self._gate = KeyGate(
+                    self._context, {PUBLISHERS: curve.publishers_dir, SUBSCRIBERS: curve.authorized_dir}
+                ).start()
             for domain, sock, endpoint in sides:
                 sock.linger = 0
                 if curve is not None:
@@ -176,9 +187,12 @@ class Proxy:
 
     def handshake_failures(self) -> dict[str, int]:
         """{side: failed handshakes}: keys refused (ZAP) and clients without CURVE or with another key."""
-        gate = self._gate     # there are watches only with CURVE, and so with a gate
-        return {} if gate is None else {domain: gate.denied[domain] + watch.protocol_failures()
-                                        for domain, watch in self._watches.items()}
+        gate = self._gate  # there are watches only with CURVE, and so with a gate
+        return (
+            {}
+            if gate is None
+            else {domain: gate.denied[domain] + watch.protocol_failures() for domain, watch in self._watches.items()}
+        )
 
     def authorized(self) -> dict[str, int]:
         """{side: how many keys it admits}; empty without CURVE."""
@@ -243,8 +257,14 @@ def _bind(sock: zmq.Socket, endpoint: str, retry_s: float = 2.0) -> None:
             time.sleep(0.02)
 
 
-def run_proxy(xsub_endpoint: str, xpub_endpoint: str, duration_s: float | None = None,
-              ready=None, curve: ServerKeys | None = None, reload: threading.Event | None = None) -> None:
+def run_proxy(
+    xsub_endpoint: str,
+    xpub_endpoint: str,
+    duration_s: float | None = None,
+    ready=None,
+    curve: ServerKeys | None = None,
+    reload: threading.Event | None = None,
+) -> None:
     """Forward from `xsub_endpoint` to `xpub_endpoint` until `duration_s` passes (or forever) or
     Ctrl-C; `ready(proxy)` is called once both sides are bound. With `curve`, each time `reload`
     is set (SIGHUP) the authorized keys are read again."""
@@ -271,9 +291,12 @@ def _reload(proxy: Proxy) -> None:
     except LrcnError as err:
         log.error("SIGHUP: keys not reloaded, the authorized lists stay as they were: %s", err)
         return
-    log.info("SIGHUP: keys reloaded: %s; %s", _sides(proxy.authorized(), "keys authorized"),
-             "; ".join(f"{n} revoked on the {side} side, its connections dropped" for side, n in removed.items() if n)
-             or "none revoked")
+    log.info(
+        "SIGHUP: keys reloaded: %s; %s",
+        _sides(proxy.authorized(), "keys authorized"),
+        "; ".join(f"{n} revoked on the {side} side, its connections dropped" for side, n in removed.items() if n)
+        or "none revoked",
+    )
 
 
 def _sides(counts: dict[str, int], what: str) -> str:

@@ -3,6 +3,7 @@
 Needs the `onnx` package (the training extra) to quantise; running the result needs only
 onnxruntime. TensorRT's INT8 calibrator takes its frames from `calibration_frames` too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,7 +31,9 @@ def video_files(source: str | Path | list[Path]) -> list[Path]:
     return files
 
 
-def calibration_frames(source: str | Path | list[Path], size: tuple[int, int], fps: float, count: int = 256) -> np.ndarray:
+def calibration_frames(
+    source: str | Path | list[Path], size: tuple[int, int], fps: float, count: int = 256
+) -> np.ndarray:
     """Up to `count` frames [N, H, W, 3] uint8, spread evenly over the videos at `source`
     and over each video's length, on the model's sampling grid."""
     files = video_files(source)
@@ -44,7 +47,7 @@ def calibration_frames(source: str | Path | list[Path], size: tuple[int, int], f
 
 def batches(frames: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(frames), batch_size):
-        yield frames[start:start + batch_size]
+        yield frames[start : start + batch_size]
 
 
 def quantize_int8(fp32_onnx: str | Path, int8_onnx: str | Path, frames: np.ndarray, batch_size: int = 8) -> Path:
@@ -84,9 +87,17 @@ def quantize_int8(fp32_onnx: str | Path, int8_onnx: str | Path, frames: np.ndarr
         # convolution as they are (see drop_input_quantize).
         exact = {"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.uint8)}
         overrides = {pixels: [exact]} if pixels else {}
-        quantize_static(str(prepared), str(int8_onnx), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, extra_options={"TensorQuantOverrides": overrides})
+        quantize_static(
+            str(prepared),
+            str(int8_onnx),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"TensorQuantOverrides": overrides},
+        )
         if pixels:
             model = onnx.load(str(int8_onnx))
             drop_input_quantize(model.graph, pixels)
@@ -235,16 +246,24 @@ def space_to_depth_first_conv(graph, chain: list) -> None:
     weights = initializer_value(graph, conv.input[1])
     _, height, width, channels = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     top, left, bottom, right = attribute(conv, "pads", [0, 0, 0, 0])
-    if (weights is None or weights.ndim != 4 or channels % 4 == 0 or attribute(conv, "strides") != [2, 2]
-            or attribute(conv, "group", 1) != 1 or attribute(conv, "dilations", [1, 1]) != [1, 1]
-            or attribute(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or height % 2 or width % 2):
+    if (
+        weights is None
+        or weights.ndim != 4
+        or channels % 4 == 0
+        or attribute(conv, "strides") != [2, 2]
+        or attribute(conv, "group", 1) != 1
+        or attribute(conv, "dilations", [1, 1]) != [1, 1]
+        or attribute(conv, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+        or height % 2
+        or width % 2
+    ):
         return
     out_channels, _, kernel_h, kernel_w = weights.shape
     # Shift the kernel by one tap where the padding before is odd, so whole blocks are padded.
     shift_h, shift_w = top % 2, left % 2
     blocks_h, blocks_w = -(-(kernel_h + shift_h) // 2), -(-(kernel_w + shift_w) // 2)
     padded = np.zeros((out_channels, channels, 2 * blocks_h, 2 * blocks_w), weights.dtype)
-    padded[:, :, shift_h:shift_h + kernel_h, shift_w:shift_w + kernel_w] = weights
+    padded[:, :, shift_h : shift_h + kernel_h, shift_w : shift_w + kernel_w] = weights
     # Input channel order (row phase, column phase, colour), as the Concat below builds it.
     weights = padded.reshape(out_channels, channels, blocks_h, 2, blocks_w, 2).transpose(0, 3, 5, 1, 2, 4)
     out_h = (height + top + bottom - kernel_h) // 2 + 1
@@ -302,8 +321,12 @@ def drop_input_quantize(graph, pixels: str) -> None:
     quantize = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pixels]
     (transpose,) = [n for n in graph.node if pixels in n.output]
     (cast,) = [n for n in graph.node if transpose.input[0] in n.output]
-    if (len(quantize) != 1 or cast.op_type != "Cast" or initializer_scalar(graph, quantize[0].input[1]) != 1.0
-            or initializer_scalar(graph, quantize[0].input[2]) != 0):
+    if (
+        len(quantize) != 1
+        or cast.op_type != "Cast"
+        or initializer_scalar(graph, quantize[0].input[1]) != 1.0
+        or initializer_scalar(graph, quantize[0].input[2]) != 0
+    ):
         return  # the quantiser did not take the override: correct as it is, only slower
     quantize = quantize[0]
     transpose.input[0] = cast.input[0]
@@ -321,8 +344,9 @@ def check_same_output(original: str | Path, rewritten: str | Path, frames: np.nd
 
     expected, got = run(original), run(rewritten)
     if expected.shape != got.shape:
-        raise LrcnError(f"INT8 graph preparation changed the fp32 encoder's output shape "
-                        f"{expected.shape} -> {got.shape}: a bug")
+        raise LrcnError(
+            f"INT8 graph preparation changed the fp32 encoder's output shape {expected.shape} -> {got.shape}: a bug"
+        )
     difference = float(np.abs(expected - got).max()) / max(1.0, float(np.abs(expected).max()))
     if difference > 1e-4:
         raise LrcnError(f"INT8 graph preparation changed the fp32 encoder's output (relative {difference:.2g}): a bug")

@@ -13,6 +13,7 @@ tracker (stream.flow.MotionTracker), stepped by the scheduler serve runs and lab
 function (stream.pipeline.stream_label); `run` is serve's Pipeline with a callback sink
 (stream.sinks.callback) in place of the ZeroMQ socket. docs/guide/python-api.md is the guide.
 """
+
 from __future__ import annotations
 
 import threading
@@ -53,13 +54,14 @@ class Prediction:
     `probabilities` every class's. The fields after them say where the window lies in a stream
     (None from `predict`); `message` is the whole schema v1 `pred` payload (docs/reference/messages.md)
     for predictions from `run`."""
+
     label: str
     score: float
     probabilities: dict[str, float]
     stream: str | None = None
-    frame_index: int | None = None          # the window's last frame, counting every frame of the stream
-    window: tuple[int, int] | None = None   # (first, last) frame indices
-    stream_time: float | None = None        # the last frame's time in its stream, s
+    frame_index: int | None = None  # the window's last frame, counting every frame of the stream
+    window: tuple[int, int] | None = None  # (first, last) frame indices
+    stream_time: float | None = None  # the last frame's time in its stream, s
     novelty: float | None = None
     motion: float | None = None
     message: dict | None = field(default=None, repr=False)
@@ -68,8 +70,18 @@ class Prediction:
     def from_message(cls, message: Message) -> Prediction:
         """A Prediction from a decoded `pred` message (the ZeroMQ, MQTT or JSONL payload)."""
         p = message.payload
-        return cls(p["label"], p["score"], dict(p.get("probabilities") or dict(p["top_k"])), p["stream"],
-                   p["frame_index"], tuple(p["window"]), p.get("stream_time"), p.get("novelty"), p.get("motion"), p)
+        return cls(
+            p["label"],
+            p["score"],
+            dict(p.get("probabilities") or dict(p["top_k"])),
+            p["stream"],
+            p["frame_index"],
+            tuple(p["window"]),
+            p.get("stream_time"),
+            p.get("novelty"),
+            p.get("motion"),
+            p,
+        )
 
 
 class Recognizer:
@@ -81,9 +93,9 @@ class Recognizer:
         self.backend = backend
         spec = self.bundle.meta.spec
         self.classes: tuple[str, ...] = spec.classes
-        self.input_size: tuple[int, int] = spec.input_size          # (height, width) the model sees
-        self.fps: float = spec.fps                                   # the rate it samples streams at
-        self.clip_length: int = spec.clip_length                     # frames per window
+        self.input_size: tuple[int, int] = spec.input_size  # (height, width) the model sees
+        self.fps: float = spec.fps  # the rate it samples streams at
+        self.clip_length: int = spec.clip_length  # frames per window
         self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
 
@@ -103,8 +115,7 @@ class Recognizer:
         with self._lock:
             probabilities = self.bundle.clip_probabilities_of(window)
         top = int(np.argmax(probabilities))
-        return Prediction(self.classes[top], float(probabilities[top]),
-                          dict(zip(self.classes, probabilities.tolist())))
+        return Prediction(self.classes[top], float(probabilities[top]), dict(zip(self.classes, probabilities.tolist())))
 
     def stream(self, id: str = "frames", **settings) -> FrameFeed:
         """A stateful feed for one stream of frames pushed one at a time (`FrameFeed.push`).
@@ -115,16 +126,21 @@ class Recognizer:
             raise LrcnError(f"stream {id}: a feed takes no {', '.join(unknown)} (it takes {', '.join(FEED_SETTINGS)})")
         config = StreamConfig(source=id, id=id, **settings)
         check_stream_id(id)
-        stream_threshold(config.novelty, self.bundle.novelty, id)   # a bad setting fails here, as in serve
-        plan = StreamPlan(id, WindowConfig(config.mode, config.hop, config.reset_every),
-                          parse_smoothing(config.smooth))
+        stream_threshold(config.novelty, self.bundle.novelty, id)  # a bad setting fails here, as in serve
+        plan = StreamPlan(id, WindowConfig(config.mode, config.hop, config.reset_every), parse_smoothing(config.smooth))
         with self._lock:
             self._feeds().add_stream(plan)
         return FrameFeed(self, config)
 
-    def runner(self, sources, *, on_prediction: Callable[[Prediction, np.ndarray | None], None] | None = None,
-               on_event: Callable[[dict], None] | None = None, on_status: Callable[[dict], None] | None = None,
-               pace: bool = True) -> Runner:
+    def runner(
+        self,
+        sources,
+        *,
+        on_prediction: Callable[[Prediction, np.ndarray | None], None] | None = None,
+        on_event: Callable[[dict], None] | None = None,
+        on_status: Callable[[dict], None] | None = None,
+        pace: bool = True,
+    ) -> Runner:
         """serve's pipeline over `sources` (a source string, a StreamConfig, or a list of them:
         files, camera indices, URLs, `pattern:`) with callbacks instead of ZeroMQ; not started
         (`Runner.start`, or use it in a `with` block). Strings are read at the file's own rate
@@ -134,23 +150,33 @@ class Recognizer:
         on_status(payload) get the schema v1 event and status payloads (docs/reference/messages.md)."""
         return Runner(self, sources, on_prediction, on_event, on_status, pace)
 
-    def run(self, sources, *, on_prediction=None, on_event=None, on_status=None, pace: bool = True,
-            duration_s: float | None = None) -> dict:
+    def run(
+        self,
+        sources,
+        *,
+        on_prediction=None,
+        on_event=None,
+        on_status=None,
+        pace: bool = True,
+        duration_s: float | None = None,
+    ) -> dict:
         """`runner(...)` started and served until every source ends, `duration_s` passes or Ctrl-C
         is pressed (as for serve, a stop, not an error), then stopped; the pipeline's final stats."""
-        with self.runner(sources, on_prediction=on_prediction, on_event=on_event, on_status=on_status,
-                         pace=pace) as runner:
+        with self.runner(
+            sources, on_prediction=on_prediction, on_event=on_event, on_status=on_status, pace=pace
+        ) as runner:
             try:
                 runner.wait(duration_s)
             except KeyboardInterrupt:
                 pass
-        return runner.stop()    # stopped already: its final stats
+        return runner.stop()  # stopped already: its final stats
 
     def _feeds(self) -> Scheduler:
         """The scheduler of this recognizer's feeds, made for the first; call it under the lock."""
         if self._scheduler is None:
-            self._scheduler = Scheduler(self.bundle.head, self.clip_length, self.bundle.encoder,
-                                        novelty=self.bundle.novelty)
+            self._scheduler = Scheduler(
+                self.bundle.head, self.clip_length, self.bundle.encoder, novelty=self.bundle.novelty
+            )
         return self._scheduler
 
     def _step(self, stream: str, frame: Frame) -> list[WindowPrediction]:
@@ -175,10 +201,10 @@ class FrameFeed:
         self.id: str = config.id
         self._sampler = Sampler(config.fps or recognizer.fps)
         self._scaler = Scaler(recognizer.input_size, _checked_crop(config.crop))
-        needs_flow = config.idle_motion > 0 or recognizer.bundle.needs_flow   # as serve's source_options
+        needs_flow = config.idle_motion > 0 or recognizer.bundle.needs_flow  # as serve's source_options
         self._motion = MotionTracker() if needs_flow else None
-        self.frames = 0          # frames pushed: the next one's index
-        self.segment = -1        # bumps at the first frame and at every jump in time
+        self.frames = 0  # frames pushed: the next one's index
+        self.segment = -1  # bumps at the first frame and at every jump in time
 
     def push(self, frame, t: float) -> Prediction | None:
         """Offer the next frame (RGB uint8 [H, W, 3] of any size, or a PyAV VideoFrame) at `t`
@@ -196,8 +222,9 @@ class FrameFeed:
             return None
         scaled = scale(self._scaler, image)
         flow, motion = self._motion.step(scaled, self.segment) if self._motion is not None else (None, None)
-        found = self.recognizer._step(self.id, Frame(scaled, index, time.monotonic(), self.segment, float(t),
-                                                     flow, motion))
+        found = self.recognizer._step(
+            self.id, Frame(scaled, index, time.monotonic(), self.segment, float(t), flow, motion)
+        )
         return self._typed(found[-1]) if found else None
 
     def close(self) -> None:
@@ -206,9 +233,17 @@ class FrameFeed:
 
     def _typed(self, p: WindowPrediction) -> Prediction:
         classes = self.recognizer.classes
-        return Prediction(stream_label(self.config, self.recognizer.bundle, p), p.score,
-                          dict(zip(classes, p.probabilities.tolist())), self.id, p.frame_index, p.window, p.pts,
-                          p.novelty, p.motion)
+        return Prediction(
+            stream_label(self.config, self.recognizer.bundle, p),
+            p.score,
+            dict(zip(classes, p.probabilities.tolist())),
+            self.id,
+            p.frame_index,
+            p.window,
+            p.pts,
+            p.novelty,
+            p.motion,
+        )
 
 
 class Runner:
@@ -226,8 +261,9 @@ class Runner:
         if on_status is not None:
             sink["on_status"] = lambda message: on_status(message.payload)
         sinks = (sink,) if len(sink) > 2 else ()
-        self.pipeline = Pipeline(recognizer.bundle, configs,
-                                 PipelineOptions(endpoint=None, backend=recognizer.backend, sinks=sinks))
+        self.pipeline = Pipeline(
+            recognizer.bundle, configs, PipelineOptions(endpoint=None, backend=recognizer.backend, sinks=sinks)
+        )
         self.stats: dict | None = None
         self._started = False
 
@@ -266,6 +302,7 @@ class Runner:
 
 
 # -- frames in ------------------------------------------------------------------------------
+
 
 def scale(scaler: Scaler, image: np.ndarray | av.VideoFrame) -> np.ndarray:
     """An RGB array or a decoded frame through the capture's crop-and-scale filter graph."""
@@ -314,4 +351,3 @@ def _as_list(sources) -> list:
     if not found:
         raise LrcnError("no sources to run")
     return found
-

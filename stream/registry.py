@@ -16,6 +16,7 @@ first lookup; so the owner never imports its plug-ins, and a plug-in may import 
 Traceback (most recent call last):
 lrcn.stream.errors.LrcnError: unknown colour 'blue' (known: red, green)
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,7 +36,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.built_in = tuple(built_in)
         self._items: dict[str, T] = {}
-        self._modules: dict[str, str] = {}   # name -> the module that added it
+        self._modules: dict[str, str] = {}  # name -> the module that added it
 
     def add(self, name: str, item: T, module: str | None = None) -> T:
         """Add `item` as `name`; ValueError when the name is empty or taken."""

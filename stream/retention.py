@@ -18,6 +18,7 @@ retention, with the strictest of their limits. Every deletion is an info line, e
 warning, and a limit that cannot be met a warning and a status reason (`clip retention: ...`)
 when it starts to be broken.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,10 +37,10 @@ from collections.abc import Callable
 
 from lrcn.stream.media_index import Entry, Limits, MediaIndex, select_for_deletion
 
-RUN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"   # this process, in the rows it opens
+RUN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process, in the rows it opens
 INTERVAL_S = 30.0
-STALE_PART_S = 60.0     # a part file of another run untouched this long is a crash's leftover
-GB = 10 ** 9
+STALE_PART_S = 60.0  # a part file of another run untouched this long is a crash's leftover
+GB = 10**9
 
 log = logging.getLogger("lrcn.retention")
 _registry_lock = threading.Lock()
@@ -71,11 +72,11 @@ class Retention:
         self.index = MediaIndex(self.dir)
         self.interval_s = INTERVAL_S if interval_s is None else interval_s
         self._lock = threading.Lock()
-        self._users: dict[object, tuple] = {}          # token -> (rules, stream, report)
-        self._deleted: Counter[str] = Counter()        # per stream
-        self._indexed_bytes = 0                        # of finished files, as of the last pass
-        self._broken = (False, False)                  # (max_gb, min_free_gb) unmet at the last pass
-        self._failure: str | None = None               # why the last pass failed
+        self._users: dict[object, tuple] = {}  # token -> (rules, stream, report)
+        self._deleted: Counter[str] = Counter()  # per stream
+        self._indexed_bytes = 0  # of finished files, as of the last pass
+        self._broken = (False, False)  # (max_gb, min_free_gb) unmet at the last pass
+        self._failure: str | None = None  # why the last pass failed
         self._wake, self._short, self._stop = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"retention-{self.dir.name}", daemon=True)
         self._thread.start()
@@ -125,8 +126,11 @@ class Retention:
         """The strictest of the attached recorders' limits."""
         rules = [user[0] for user in self._users.values()]
         days = [r.retain_days for r in rules if r.retain_days is not None]
-        return Limits(max_bytes=min(r.max_bytes for r in rules), min_free_bytes=max(r.min_free_bytes for r in rules),
-                      retain_days=min(days) if days else None)
+        return Limits(
+            max_bytes=min(r.max_bytes for r in rules),
+            min_free_bytes=max(r.min_free_bytes for r in rules),
+            retain_days=min(days) if days else None,
+        )
 
     # -- the thread --------------------------------------------------------------------------
 
@@ -140,7 +144,7 @@ class Retention:
                 failure = None
             except Exception as err:  # noqa: BLE001 - a failed pass (a dir gone, a locked index) is retried
                 failure = f"clip retention of {self.dir}: a pass failed: {type(err).__name__}: {err}"
-                if failure != self._failure:   # once, not every pass
+                if failure != self._failure:  # once, not every pass
                     log.warning("%s", failure)
                     self._report(failure)
             self._failure = failure
@@ -185,8 +189,11 @@ class Retention:
                     finished.append(entry)
                 else:
                     self._forget(entry)
-                    log.info("%s is gone (removed by hand?): dropped from the index", entry.path,
-                             extra={"stream": entry.stream})
+                    log.info(
+                        "%s is gone (removed by hand?): dropped from the index",
+                        entry.path,
+                        extra={"stream": entry.stream},
+                    )
             else:
                 self._unfinished(entry, path)
         return finished
@@ -199,17 +206,21 @@ class Retention:
                 self.index.finish(entry.id, path.lstat().st_size)
             return
         if entry.run == RUN:
-            return   # being written by this process
+            return  # being written by this process
         try:
             if time.time() - part.stat().st_mtime <= STALE_PART_S:
-                return   # another process may still be writing it
+                return  # another process may still be writing it
             part.unlink()
             log.info("removed %s.part, left unfinished by an earlier run", entry.path, extra={"stream": entry.stream})
         except FileNotFoundError:
-            pass   # it crashed before the file was made
+            pass  # it crashed before the file was made
         except OSError as err:
-            log.warning("cannot remove %s.part, left unfinished by an earlier run: %s", entry.path,
-                        err.strerror or err, extra={"stream": entry.stream})
+            log.warning(
+                "cannot remove %s.part, left unfinished by an earlier run: %s",
+                entry.path,
+                err.strerror or err,
+                extra={"stream": entry.stream},
+            )
             return
         self._forget(entry)
 
@@ -230,8 +241,13 @@ class Retention:
             self._report(line, stream=entry.stream)
             return False
         else:
-            log.info("deleted %s (%.1f MB, %s)", entry.path, entry.bytes / 1e6, why,
-                     extra={"stream": entry.stream, "reason": why})
+            log.info(
+                "deleted %s (%.1f MB, %s)",
+                entry.path,
+                entry.bytes / 1e6,
+                why,
+                extra={"stream": entry.stream, "reason": why},
+            )
             with self._lock:
                 self._deleted[entry.stream] += 1
         self._forget(entry)
@@ -244,9 +260,11 @@ class Retention:
             what = f"the newest clip {left[-1].path} alone" if len(left) == 1 else f"{self.dir} still"
             broken.append(f"{what} holds {total / GB:.3g} GB of clips, over max_gb = {limits.max_bytes / GB:g}")
         if free < limits.min_free_bytes:
-            broken.append(f"{free / GB:.3g} GB free on {self.dir}, under min_free_gb = {limits.min_free_bytes / GB:g}, "
-                          f"with no clip of ours left to delete but the newest")
-        if names == self._broken:   # said once when it starts, not on every pass
+            broken.append(
+                f"{free / GB:.3g} GB free on {self.dir}, under min_free_gb = {limits.min_free_bytes / GB:g}, "
+                f"with no clip of ours left to delete but the newest"
+            )
+        if names == self._broken:  # said once when it starts, not on every pass
             return
         if broken:
             line = f"clip retention: {'; '.join(broken)}"

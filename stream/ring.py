@@ -16,6 +16,7 @@ counts it as dropped, so a torn frame is never returned (a seqlock, in effect).
 >>> [f.index for f in ring.read_new()], ring.stats()["dropped"]
 ([2, 3, 4, 5], 2)
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,19 +29,25 @@ import numpy as np
 class Frame:
     """One captured frame, owned by whoever holds it."""
 
-    image: np.ndarray      # [H, W, 3] uint8 RGB at the model's input size
-    index: int             # counts frames from the source, across reconnections
-    captured_at: float     # time.monotonic() when the frame was captured
-    segment: int = 0       # bumps on every (re)connection, loop restart or timestamp jump: no window spans two
-    pts: float = 0.0       # presentation time in the stream, seconds (the arrival time where a source has none)
-    flow: np.ndarray | None = None   # [H, W, 2] uint8, from the previous sampled frame (stream.flow); None: off
-    motion: float | None = None      # its mean displacement, pixels; None without flow or at a segment start
-    original: object | None = None   # the decoded frame at the source's resolution, by reference (stream.snapshots)
+    image: np.ndarray  # [H, W, 3] uint8 RGB at the model's input size
+    index: int  # counts frames from the source, across reconnections
+    captured_at: float  # time.monotonic() when the frame was captured
+    segment: int = 0  # bumps on every (re)connection, loop restart or timestamp jump: no window spans two
+    pts: float = 0.0  # presentation time in the stream, seconds (the arrival time where a source has none)
+    flow: np.ndarray | None = None  # [H, W, 2] uint8, from the previous sampled frame (stream.flow); None: off
+    motion: float | None = None  # its mean displacement, pixels; None without flow or at a segment start
+    original: object | None = None  # the decoded frame at the source's resolution, by reference (stream.snapshots)
 
 
 class FrameRing:
-    def __init__(self, capacity: int, size: tuple[int, int], new_frame: threading.Event | None = None,
-                 lossless: bool = False, flow: bool = False):
+    def __init__(
+        self,
+        capacity: int,
+        size: tuple[int, int],
+        new_frame: threading.Event | None = None,
+        lossless: bool = False,
+        flow: bool = False,
+    ):
         """`size` is (height, width); `new_frame`, if given, is set after every write, so one
         scheduler thread can wait on a single event shared by many rings. A `lossless` ring's
         writer waits for room instead of overwriting. A `flow` ring also holds each frame's
@@ -73,8 +80,17 @@ class FrameRing:
 
     # -- writer side -------------------------------------------------------------------------
 
-    def write(self, image: np.ndarray, index: int, captured_at: float, segment: int = 0, pts: float = 0.0,
-              flow: np.ndarray | None = None, motion: float | None = None, original: object | None = None) -> bool:
+    def write(
+        self,
+        image: np.ndarray,
+        index: int,
+        captured_at: float,
+        segment: int = 0,
+        pts: float = 0.0,
+        flow: np.ndarray | None = None,
+        motion: float | None = None,
+        original: object | None = None,
+    ) -> bool:
         """Store one frame. When the reader has fallen `capacity` behind, a live ring overwrites
         the oldest; a lossless one waits for the reader. False (nothing stored) once closed."""
         if flow is None and self._flows is not None:
@@ -131,8 +147,13 @@ class FrameRing:
     def stats(self) -> dict:
         """written = read + dropped + pending, always."""
         with self._lock:
-            return {"capacity": self.capacity, "written": self._committed, "read": self._read,
-                    "dropped": self._dropped, "pending": self._committed - self._next_unread}
+            return {
+                "capacity": self.capacity,
+                "written": self._committed,
+                "read": self._read,
+                "dropped": self._dropped,
+                "pending": self._committed - self._next_unread,
+            }
 
     def _copy(self, seq: int) -> Frame:
         slot = seq % self.capacity
@@ -145,6 +166,13 @@ class FrameRing:
         if kept is not None and kept[0] == seq:
             original = kept[1]
             self._originals[slot] = None
-        return Frame(image=self._images[slot].copy(), index=int(self._indices[slot]),
-                     captured_at=float(self._times[slot]), segment=int(self._segments[slot]),
-                     pts=float(self._pts[slot]), flow=flow, motion=motion, original=original)
+        return Frame(
+            image=self._images[slot].copy(),
+            index=int(self._indices[slot]),
+            captured_at=float(self._times[slot]),
+            segment=int(self._segments[slot]),
+            pts=float(self._pts[slot]),
+            flow=flow,
+            motion=motion,
+            original=original,
+        )

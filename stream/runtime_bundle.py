@@ -8,6 +8,7 @@ No TensorFlow: this is what an edge box loads.
 >>> bundle.clip_probabilities(frames[:16]).shape               # doctest: +SKIP
 (4,)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from lrcn.stream.heads.late import LateHead
 from lrcn.stream.modalities import modality
 from lrcn.stream.novelty import NoveltyModel, check_novelty, load_novelty
 
-LATE = "late"   # the head kind of a late-fusion bundle (stream.heads.late)
+LATE = "late"  # the head kind of a late-fusion bundle (stream.heads.late)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class RuntimeBundle:
 
         spec = self.meta.spec
         frames = read_video_frames(video, spec.input_size, spec.fps, flow=self.needs_flow)
-        return np.concatenate([self.encoder.encode_frames(frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
+        return np.concatenate([self.encoder.encode_frames(frames[i : i + chunk]) for i in range(0, len(frames), chunk)])
 
 
 def check_parts(path: Path, meta: BundleMeta, encoder, head: Head) -> None:
@@ -70,19 +71,27 @@ def check_parts(path: Path, meta: BundleMeta, encoder, head: Head) -> None:
     encoder = as_joint(encoder)
     for kind, part in zip(encoder.modalities, encoder.encoders.values()):
         if tuple(part.input_size) != tuple(spec.input_size):
-            raise LrcnError(f"{name}: {kind.encoder_file} takes {part.input_size[0]}x{part.input_size[1]} frames but "
-                            f"meta.json says {spec.input_size[0]}x{spec.input_size[1]}")
+            raise LrcnError(
+                f"{name}: {kind.encoder_file} takes {part.input_size[0]}x{part.input_size[1]} frames but "
+                f"meta.json says {spec.input_size[0]}x{spec.input_size[1]}"
+            )
     sizes = meta.modality_feature_sizes()
     for kind, size in encoder.feature_sizes.items():
         if sizes.get(kind) != size:
-            raise LrcnError(f"{name}: {modality(kind).encoder_file} gives {size} features per frame, meta.json says "
-                            f"{sizes.get(kind)}")
+            raise LrcnError(
+                f"{name}: {modality(kind).encoder_file} gives {size} features per frame, meta.json says "
+                f"{sizes.get(kind)}"
+            )
     if encoder.feature_size != meta.feature_size or head.feature_size != meta.feature_size:
-        raise LrcnError(f"{name}: feature sizes disagree: encoder {encoder.feature_size}, head {head.feature_size}, "
-                        f"meta.json {meta.feature_size}")
+        raise LrcnError(
+            f"{name}: feature sizes disagree: encoder {encoder.feature_size}, head {head.feature_size}, "
+            f"meta.json {meta.feature_size}"
+        )
     if tuple(head.classes) != tuple(spec.classes):
-        raise LrcnError(f"{name}: {HEAD_FILE} classes ({', '.join(head.classes)}) differ from meta.json's "
-                        f"({', '.join(spec.classes)})")
+        raise LrcnError(
+            f"{name}: {HEAD_FILE} classes ({', '.join(head.classes)}) differ from meta.json's "
+            f"({', '.join(spec.classes)})"
+        )
     if head.dense_bias.shape != (spec.num_classes,):
         raise LrcnError(f"{name}: {HEAD_FILE} has {head.dense_bias.shape[0]} outputs for {spec.num_classes} classes")
     late = spec.two_stream and spec.fusion == LATE
@@ -91,12 +100,18 @@ def check_parts(path: Path, meta: BundleMeta, encoder, head: Head) -> None:
     if got != wanted or head.per_timestep != spec.outputs_every_step:
         raise LrcnError(f"{name}: {HEAD_FILE} is a {got} head, meta.json says {wanted}")
     if late and isinstance(head, LateHead) and tuple(head.modalities) != tuple(spec.modalities):
-        raise LrcnError(f"{name}: {HEAD_FILE} fuses {', '.join(head.modalities)}, meta.json says "
-                        f"{', '.join(spec.modalities)}")
+        raise LrcnError(
+            f"{name}: {HEAD_FILE} fuses {', '.join(head.modalities)}, meta.json says {', '.join(spec.modalities)}"
+        )
 
 
-def load_runtime_bundle(bundle_dir: str | Path, backend: str = "onnxruntime", threads: int | None = None,
-                        precision: str = "fp16", max_batch: int = 16) -> RuntimeBundle:
+def load_runtime_bundle(
+    bundle_dir: str | Path,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    precision: str = "fp16",
+    max_batch: int = 16,
+) -> RuntimeBundle:
     """meta.json + each modality's encoder on `backend` (see stream.encoders.open_encoder) +
     head.npz, checked against each other; a missing file or any disagreement is one LrcnError line."""
     path = Path(bundle_dir)
@@ -108,7 +123,8 @@ def load_runtime_bundle(bundle_dir: str | Path, backend: str = "onnxruntime", th
     novelty = load_novelty(path)
     if novelty is not None:
         check_novelty(novelty, meta.spec.classes, meta.feature_size, path)
-    encoder = open_joint_encoder(path, meta.spec.modalities, backend, threads=threads, precision=precision,
-                                 max_batch=max_batch)
+    encoder = open_joint_encoder(
+        path, meta.spec.modalities, backend, threads=threads, precision=precision, max_batch=max_batch
+    )
     check_parts(path, meta, encoder, head)
     return RuntimeBundle(path, meta, encoder, head, novelty)

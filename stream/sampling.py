@@ -13,6 +13,7 @@ network bunches their arrival.
 >>> sampler.offer(7.5)                                   # a jump: a new segment starts
 (True, True)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -20,6 +20,7 @@ continuous one).
 >>> [(p.window, p.label) for p in step.predictions]                                         # doctest: +SKIP
 [((0, 37), 'wave')]
 """
+
 from __future__ import annotations
 
 import time
@@ -54,21 +55,21 @@ class StreamPlan:
     id: str
     windows: WindowConfig = field(default_factory=WindowConfig)
     smoothing: Smoothing | None = None
-    encoder: str = DEFAULT_ENCODER              # key into the scheduler's encoders
+    encoder: str = DEFAULT_ENCODER  # key into the scheduler's encoders
 
 
 @dataclass(frozen=True)
 class Prediction:
     stream: str
-    frame_index: int              # the window's last frame
-    window: tuple[int, int]       # (first, last) frame indices
-    captured_at: float            # the last frame's capture time, time.monotonic()
-    pts: float                    # the last frame's presentation time in the stream, seconds
-    probabilities: np.ndarray     # [C] raw, as the model gives them
-    label: str                    # published label: smoothed, if the stream smooths
+    frame_index: int  # the window's last frame
+    window: tuple[int, int]  # (first, last) frame indices
+    captured_at: float  # the last frame's capture time, time.monotonic()
+    pts: float  # the last frame's presentation time in the stream, seconds
+    probabilities: np.ndarray  # [C] raw, as the model gives them
+    label: str  # published label: smoothed, if the stream smooths
     score: float
     novelty: float | None = None  # the window's novelty score, with a novelty model
-    motion: float | None = None   # the window's motion (stream.flow.window_level), for frames that carry flow
+    motion: float | None = None  # the window's motion (stream.flow.window_level), for frames that carry flow
 
     def top_k(self, classes: Sequence[str], k: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities, kind="stable")[:k]
@@ -78,8 +79,8 @@ class Prediction:
 @dataclass(frozen=True)
 class StepResult:
     predictions: list[Prediction]
-    encoded: list[tuple[str, int]]      # (stream, frame index) of every frame encoded, in batch order
-    batch_sizes: list[int]              # one per encoder call
+    encoded: list[tuple[str, int]]  # (stream, frame index) of every frame encoded, in batch order
+    batch_sizes: list[int]  # one per encoder call
 
 
 class FeatureRing:
@@ -87,14 +88,14 @@ class FeatureRing:
 
     def __init__(self, length: int, feature_size: int):
         self.rows = np.zeros((length, feature_size), np.float32)
-        self.count = 0            # frames pushed since the last clear
+        self.count = 0  # frames pushed since the last clear
 
     def push(self, features: np.ndarray) -> None:
         self.rows[self.count % len(self.rows)] = features
         self.count += 1
 
     def mean(self) -> np.ndarray:
-        return self.rows[:min(self.count, len(self.rows))].mean(0)
+        return self.rows[: min(self.count, len(self.rows))].mean(0)
 
     def clear(self) -> None:
         self.count = 0
@@ -103,24 +104,31 @@ class FeatureRing:
 @dataclass
 class _Track:
     """What the scheduler holds for one stream between calls."""
+
     plan: StreamPlan
     state: WindowState
     smoother: SmootherState = field(default_factory=SmootherState)
-    segment: int | None = None          # the segment the head state belongs to
+    segment: int | None = None  # the segment the head state belongs to
     features: FeatureRing | None = None  # with a novelty model: the last T frames' features
     motions: deque = field(default_factory=deque)  # the last T frames' motion levels since the last reset
     last_encoded: int = -1
-    seen: int = 0          # frames offered
-    encoded: int = 0       # frames encoded
-    repeats: int = 0       # frames offered again after a later one was encoded (must stay 0)
+    seen: int = 0  # frames offered
+    encoded: int = 0  # frames encoded
+    repeats: int = 0  # frames offered again after a later one was encoded (must stay 0)
     predictions: int = 0
     resets: int = 0
 
 
 class Scheduler:
-    def __init__(self, head: Head, clip_length: int,
-                 encoders: Encoder | JointEncoder | Mapping[str, Encoder | JointEncoder],
-                 streams: Sequence[StreamPlan] = (), max_batch: int = 16, novelty: NoveltyModel | None = None):
+    def __init__(
+        self,
+        head: Head,
+        clip_length: int,
+        encoders: Encoder | JointEncoder | Mapping[str, Encoder | JointEncoder],
+        streams: Sequence[StreamPlan] = (),
+        max_batch: int = 16,
+        novelty: NoveltyModel | None = None,
+    ):
         """`encoders`: one (a plain Encoder is taken as an RGB bundle's), or several by key
         (StreamPlan.encoder names which a stream uses)."""
         limit_blas_threads(1)
@@ -132,7 +140,7 @@ class Scheduler:
         self.max_batch = max_batch
         self.encoder_calls = 0
         self.batch_histogram: Counter[int] = Counter()
-        self.encode_seconds = {key: Histogram() for key in self.encoders}   # per encoder call
+        self.encode_seconds = {key: Histogram() for key in self.encoders}  # per encoder call
         # Replaced, never changed in place, so another thread may iterate it (stats) at any time.
         self._tracks: dict[str, _Track] = {}
         for plan in streams:
@@ -144,8 +152,15 @@ class Scheduler:
         if plan.encoder not in self.encoders:
             raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
         ring = FeatureRing(self.clip_length, self.novelty.feature_size) if self.novelty is not None else None
-        self._tracks = {**self._tracks, plan.id: _Track(plan, initial_state(self.head, self.clip_length, plan.windows),
-                                                        features=ring, motions=deque(maxlen=self.clip_length))}
+        self._tracks = {
+            **self._tracks,
+            plan.id: _Track(
+                plan,
+                initial_state(self.head, self.clip_length, plan.windows),
+                features=ring,
+                motions=deque(maxlen=self.clip_length),
+            ),
+        }
 
     def add_encoder(self, key: str, encoder: Encoder | JointEncoder) -> None:
         self.encoders = {**self.encoders, key: as_joint(encoder)}
@@ -176,8 +191,12 @@ class Scheduler:
     def process(self, frames: Mapping[str, Sequence[Frame]]) -> StepResult:
         """Encode (once per frame, batched over streams) and step; frames of each stream must come
         oldest first."""
-        due = [(track, frame) for name, batch in frames.items() for frame in batch
-               if self._fresh(track := self._tracks[name], frame)]
+        due = [
+            (track, frame)
+            for name, batch in frames.items()
+            for frame in batch
+            if self._fresh(track := self._tracks[name], frame)
+        ]
         if not due:
             return StepResult([], [], [])
         features, sizes = self._encode(due)
@@ -187,11 +206,23 @@ class Scheduler:
             track.smoother, label, score = smooth(track.plan.smoothing, track.smoother, window.probabilities)
             track.predictions += 1
             window_means.append(mean)
-            predictions.append((position, Prediction(track.plan.id, frame.index, (window.first, window.last),
-                                                     frame.captured_at, frame.pts, window.probabilities,
-                                                     self.head.classes[label], score,
-                                                     motion=window_level(track.motions))))
-        if self.novelty is not None and predictions:   # one matmul for every window of the call
+            predictions.append(
+                (
+                    position,
+                    Prediction(
+                        track.plan.id,
+                        frame.index,
+                        (window.first, window.last),
+                        frame.captured_at,
+                        frame.pts,
+                        window.probabilities,
+                        self.head.classes[label],
+                        score,
+                        motion=window_level(track.motions),
+                    ),
+                )
+            )
+        if self.novelty is not None and predictions:  # one matmul for every window of the call
             scores = self.novelty.score(np.stack(window_means)).tolist()
             predictions = [(position, replace(p, novelty=s)) for (position, p), s in zip(predictions, scores)]
         predictions.sort(key=lambda item: item[0])  # in `due` order, as if each frame were stepped alone
@@ -217,8 +248,14 @@ class Scheduler:
                 if track.features is not None:
                     track.features.push(features[position])
                 tracks.append(track)
-            states, windows = step_streams(self.head, self.clip_length, config, [t.state for t in tracks],
-                                           inputs[positions], [due[p][1].index for p in positions])
+            states, windows = step_streams(
+                self.head,
+                self.clip_length,
+                config,
+                [t.state for t in tracks],
+                inputs[positions],
+                [due[p][1].index for p in positions],
+            )
             for position, track, state, window in zip(positions, tracks, states, windows):
                 track.state = state
                 if window is not None:
@@ -227,14 +264,26 @@ class Scheduler:
 
     def stats(self) -> dict:
         histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts
-        streams = {name: {"seen": t.seen, "encoded": t.encoded, "repeats": t.repeats, "predictions": t.predictions,
-                          "resets": t.resets} for name, t in self._tracks.items()}
+        streams = {
+            name: {
+                "seen": t.seen,
+                "encoded": t.encoded,
+                "repeats": t.repeats,
+                "predictions": t.predictions,
+                "resets": t.resets,
+            }
+            for name, t in self._tracks.items()
+        }
         by_modality: Counter[str] = Counter()
         for encoder in list(self.encoders.values()):
             by_modality.update(encoder.encoded)
-        return {"streams": streams, "encoded": sum(s["encoded"] for s in streams.values()),
-                "encoded_by_modality": dict(by_modality), "encoder_calls": self.encoder_calls,
-                "batch_sizes": dict(sorted(histogram.items()))}
+        return {
+            "streams": streams,
+            "encoded": sum(s["encoded"] for s in streams.values()),
+            "encoded_by_modality": dict(by_modality),
+            "encoder_calls": self.encoder_calls,
+            "batch_sizes": dict(sorted(histogram.items())),
+        }
 
     def _fresh(self, track: _Track, frame: Frame) -> bool:
         """False for a frame offered again after a later one was encoded (counted; must stay 0)."""
@@ -249,12 +298,12 @@ class Scheduler:
     def _encode(self, due: list[tuple[_Track, Frame]]) -> tuple[np.ndarray, list[int]]:
         """Features for every due frame, in order: one (joined) encoder call per encoder, split at
         max_batch; a joined encoder calls each modality's encoder once per call."""
-        features: dict[int, np.ndarray] = {}   # by position in `due`
+        features: dict[int, np.ndarray] = {}  # by position in `due`
         sizes = []
         for key, encoder in self.encoders.items():
             positions = [i for i, (track, _) in enumerate(due) if track.plan.encoder == key]
             for start in range(0, len(positions), self.max_batch):
-                chunk = positions[start:start + self.max_batch]
+                chunk = positions[start : start + self.max_batch]
                 started = time.perf_counter()
                 encoded = encoder.encode_frames([due[i][1] for i in chunk])
                 self.encode_seconds[key].observe(time.perf_counter() - started)

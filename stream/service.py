@@ -19,6 +19,7 @@ for answers) and only reads the pipeline (stats, histograms, the newest frame); 
 waits for the inference thread, so /healthz can say it is stuck. Every path answers only a known
 Host and, with a web-config file (stream.webconfig), only over TLS and with a password.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,22 +53,23 @@ HEALTH_MAX_AGE_S = 2.0
 
 class _Request(BaseHTTPRequestHandler):
     """One request: its head in, its whole answer out (`answer`), for stream.httpd's workers."""
-    protocol_version = "HTTP/1.1"      # keep-alive, as Prometheus scrapes
-    default_request_version = "HTTP/1.0"    # an unparsable request line still gets a status line
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as Prometheus scrapes
+    default_request_version = "HTTP/1.0"  # an unparsable request line still gets a status line
     server_version = "lrcn"
 
-    def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):   # not super's: no socket here
+    def __init__(self, head: bytes, client_address: tuple, service: ServiceServer):  # not super's: no socket here
         self.client_address, self.service = client_address, service
         self.rfile, self.wfile = io.BytesIO(head), io.BytesIO()
         self.close_connection = True
-        self.headers = HTTPMessage()     # none until the head parses
+        self.headers = HTTPMessage()  # none until the head parses
         self.handle_one_request()
         if self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers:
-            self.close_connection = True     # its body is not read, so the connection cannot carry another request
+            self.close_connection = True  # its body is not read, so the connection cannot carry another request
         self.answer = self.wfile.getvalue()
 
     def version_string(self) -> str:
-        return self.server_version           # no Python version: it only helps an attacker
+        return self.server_version  # no Python version: it only helps an attacker
 
     def do_HEAD(self) -> None:  # noqa: N802 - the http.server interface
         self.do_GET()
@@ -78,8 +80,11 @@ class _Request(BaseHTTPRequestHandler):
             self._json(HTTPStatus.FORBIDDEN, {"error": "this Host is not served here (see allowed_hosts)"})
             return False
         if service.auth is not None and not service.auth.check(self.headers.get("Authorization")):
-            self._json(HTTPStatus.UNAUTHORIZED, {"error": "user and password needed"},
-                       {"WWW-Authenticate": 'Basic realm="lrcn", charset="UTF-8"'})
+            self._json(
+                HTTPStatus.UNAUTHORIZED,
+                {"error": "user and password needed"},
+                {"WWW-Authenticate": 'Basic realm="lrcn", charset="UTF-8"'},
+            )
             return False
         return True
 
@@ -91,13 +96,14 @@ class _Request(BaseHTTPRequestHandler):
         if self._admitted():
             self._answer(self._write)
 
-    do_DELETE = do_POST   # noqa: N815 - the http.server interface
+    do_DELETE = do_POST  # noqa: N815 - the http.server interface
 
     def _write(self, path: str) -> None:
         """POST and DELETE: only with the web-config's credentials, which `_admitted` checked."""
         if self.service.auth is None:
-            self._json(HTTPStatus.FORBIDDEN, {"error": "changes need a password: serve with --web-config "
-                                                       "(basic_auth_users)"})
+            self._json(
+                HTTPStatus.FORBIDDEN, {"error": "changes need a password: serve with --web-config (basic_auth_users)"}
+            )
             return
         length = self.headers.get("Content-Length", "0").strip() or "0"
         body = self.rfile.read(int(length)) if length.isdigit() and int(length) <= MAX_BODY_BYTES else None
@@ -123,8 +129,10 @@ class _Request(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK if alive else HTTPStatus.SERVICE_UNAVAILABLE, {"alive": alive, "why": why})
         elif path == "/readyz":
             not_ready = service.pipeline.readiness()
-            self._json(HTTPStatus.SERVICE_UNAVAILABLE if not_ready else HTTPStatus.OK,
-                       {"ready": not not_ready, "not_ready": not_ready})
+            self._json(
+                HTTPStatus.SERVICE_UNAVAILABLE if not_ready else HTTPStatus.OK,
+                {"ready": not not_ready, "not_ready": not_ready},
+            )
         elif path in ("/", "/index.html"):
             self._reply(HTTPStatus.OK, STATUS_PAGE.read_bytes(), "text/html; charset=utf-8")
         elif path == "/api/streams":
@@ -150,8 +158,12 @@ class _Request(BaseHTTPRequestHandler):
 
     def _reply(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(status)
-        for name, value in {"Content-Type": content_type, "Content-Length": str(len(body)),
-                            "Cache-Control": "no-store", **(headers or {})}.items():
+        for name, value in {
+            "Content-Type": content_type,
+            "Content-Length": str(len(body)),
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        }.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -161,7 +173,7 @@ class _Request(BaseHTTPRequestHandler):
         for name, value in self.service.extra_headers.items():
             self.send_header(name, value)
         if self.request_version == "HTTP/1.0" and not self.close_connection:
-            self.send_header("Connection", "keep-alive")     # else an HTTP/1.0 client waits for the close
+            self.send_header("Connection", "keep-alive")  # else an HTTP/1.0 client waits for the close
         super().end_headers()
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the http.server interface
@@ -171,8 +183,10 @@ class _Request(BaseHTTPRequestHandler):
 def answer_too_long(service: ServiceServer) -> bytes:
     body = b'{"error": "request head over 64 KiB"}'
     headers = "".join(f"{name}: {value}\r\n" for name, value in service.extra_headers.items())
-    return (f"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: lrcn\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n{headers}\r\n").encode() + body
+    return (
+        f"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: lrcn\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n{headers}\r\n"
+    ).encode() + body
 
 
 def split_host(header: str) -> str:
@@ -233,8 +247,14 @@ class ServiceServer:
     ["*"]: any. timeouts and workers: stream.httpd.HttpServer's.
     """
 
-    def __init__(self, pipeline, address: str, web_config: str | Path | None = None,
-                 allowed_hosts: Sequence[str] | None = None, **server_options):
+    def __init__(
+        self,
+        pipeline,
+        address: str,
+        web_config: str | Path | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        **server_options,
+    ):
         self.pipeline = pipeline
         self.registry = pipeline_registry(pipeline)
         web = load_web_config(web_config) if web_config else WebConfig()
@@ -255,19 +275,31 @@ class ServiceServer:
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
         if not is_loopback(host) and self.auth is None:
-            log.warning("the HTTP port %s is open to the network without a password: anyone who reaches it sees "
-                        "the live frames, the stream list and the model; lock it with --web-config "
-                        "(basic_auth_users, tls_server_config)", self.url, extra={"url": self.url})
+            log.warning(
+                "the HTTP port %s is open to the network without a password: anyone who reaches it sees "
+                "the live frames, the stream list and the model; lock it with --web-config "
+                "(basic_auth_users, tls_server_config)",
+                self.url,
+                extra={"url": self.url},
+            )
         elif not is_loopback(host) and tls is None:
-            log.warning("the HTTP port %s asks for a password over plain HTTP: add tls_server_config to the "
-                        "web config so it does not cross the network in clear", self.url, extra={"url": self.url})
+            log.warning(
+                "the HTTP port %s asks for a password over plain HTTP: add tls_server_config to the "
+                "web config so it does not cross the network in clear",
+                self.url,
+                extra={"url": self.url},
+            )
 
     def host_allowed(self, header: str | None, version: str) -> bool:
         if header is None:
-            return version == "HTTP/1.0"       # HTTP/1.1 requires Host; a browser always sends it
+            return version == "HTTP/1.0"  # HTTP/1.1 requires Host; a browser always sends it
         host = split_host(header)
-        return ("*" in self._names or host in self._names
-                or self._default_hosts and (is_ip(host) or host == fully_qualified_name()))
+        return (
+            "*" in self._names
+            or host in self._names
+            or self._default_hosts
+            and (is_ip(host) or host == fully_qualified_name())
+        )
 
     def _respond(self, head: bytes | None, peer: tuple) -> tuple[bytes, bool]:
         if head is None:
@@ -285,9 +317,17 @@ class ServiceServer:
 
     def overview(self) -> dict:
         spec = self.pipeline.bundle.meta.spec
-        return {"model": {"classes": list(spec.classes), "input_size": list(spec.input_size),
-                          "clip_length": spec.clip_length, "fps": spec.fps, "backend": self.pipeline.options.backend},
-                "endpoint": self.pipeline.endpoint, "streams": self.pipeline.overview()}
+        return {
+            "model": {
+                "classes": list(spec.classes),
+                "input_size": list(spec.input_size),
+                "clip_length": spec.clip_length,
+                "fps": spec.fps,
+                "backend": self.pipeline.options.backend,
+            },
+            "endpoint": self.pipeline.endpoint,
+            "streams": self.pipeline.overview(),
+        }
 
     def __enter__(self) -> ServiceServer:
         return self.start()

@@ -16,6 +16,7 @@ Traceback (most recent call last):
 ...
 lrcn.stream.errors.LrcnError: stream id must be letters, digits, _ and -, 1 to 64 characters, got 'door/2'
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,7 +42,7 @@ StreamId = Annotated[str, Meta(pattern=STREAM_ID_PATTERN)]
 # A place in a deployment file: its keys and list indexes, ("stream", 0, "events", "min_score").
 KeyPath = tuple[str | int, ...]
 
-Seconds = Annotated[float, Meta(ge=0, le=DAY)]            # finite: le bounds refuse inf, and NaN fails every bound
+Seconds = Annotated[float, Meta(ge=0, le=DAY)]  # finite: le bounds refuse inf, and NaN fails every bound
 PositiveSeconds = Annotated[float, Meta(gt=0, le=DAY)]
 
 
@@ -60,8 +61,11 @@ Section = TypeVar("Section", bound=_Section)
 
 class Events(_Section, frozen=True):
     """A stream's `events = { ... }`: when its predictions start, update and end events."""
-    min_score: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
-        "an action counts at this score or more; below it the published label is `unknown`")] = 0.5
+
+    min_score: Annotated[
+        Annotated[float, Meta(ge=0, le=1)],
+        _help("an action counts at this score or more; below it the published label is `unknown`"),
+    ] = 0.5
     min_duration_s: Annotated[Seconds, _help("seconds an action must hold to start an event")] = 0.0
     cooldown_s: Annotated[Seconds, _help("seconds before an ended action may start again")] = 0.0
     classes: Annotated[list[str], _help("only these classes start events (default: all)")] = []
@@ -71,126 +75,227 @@ class Events(_Section, frozen=True):
 
 class Record(_Section, frozen=True):
     """A stream's `record = { ... }`: an MP4 per event, remuxed from the camera's own packets."""
+
     dir: Annotated[str, Meta(min_length=1), _help("clips go to DIR/<stream>/")]
     pre_s: Annotated[Seconds, _help("seconds a clip keeps before its event")] = 5.0
     post_s: Annotated[Seconds, _help("seconds a clip keeps after its event")] = 5.0
-    max_clip_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help(
-        "longest clip, pre- and post-roll included: an event that lasts longer has a clip of its first "
-        "max_clip_s")] = 120.0
+    max_clip_s: Annotated[
+        Annotated[float, Meta(gt=0, le=HOUR)],
+        _help(
+            "longest clip, pre- and post-roll included: an event that lasts longer has a clip of its first max_clip_s"
+        ),
+    ] = 120.0
     max_gb: Annotated[Annotated[float, Meta(gt=0, le=1e6)], _help("GB of clips kept at most")] = 10.0
-    retain_days: Annotated[Annotated[float, Meta(gt=0, le=36500)] | None, _help(
-        "clips older than this are deleted (default: kept while space allows)")] = None
-    min_free_gb: Annotated[Annotated[float, Meta(ge=0, le=1e6)], _help(
-        "GB kept free on the record dir's filesystem, deleting the oldest clips")] = 1.0
+    retain_days: Annotated[
+        Annotated[float, Meta(gt=0, le=36500)] | None,
+        _help("clips older than this are deleted (default: kept while space allows)"),
+    ] = None
+    min_free_gb: Annotated[
+        Annotated[float, Meta(ge=0, le=1e6)],
+        _help("GB kept free on the record dir's filesystem, deleting the oldest clips"),
+    ] = 1.0
 
 
 class Stream(_Section, frozen=True):
     """A `[[stream]]`: one source and how it is sampled, windowed, smoothed and recorded."""
-    source: Annotated[str, Meta(min_length=1), _help(
-        "camera index or /dev/videoN, video file, rtsp/http/tcp/udp/rtmp/srt URL, gst:PIPELINE, "
-        "pattern:[FPS[:SECONDS]] or synth:[SECONDS[:SEED]]")]
-    id: Annotated[StreamId | None, _help(f"the stream's name in topics and folders: {STREAM_ID_RULE} "
-                                         "(default: derived from the source)")] = None
-    password_file: Annotated[str | None, _help(
-        "a file whose content (stripped) is the source URL's password; the user stays in source")] = None
+
+    source: Annotated[
+        str,
+        Meta(min_length=1),
+        _help(
+            "camera index or /dev/videoN, video file, rtsp/http/tcp/udp/rtmp/srt URL, gst:PIPELINE, "
+            "pattern:[FPS[:SECONDS]] or synth:[SECONDS[:SEED]]"
+        ),
+    ]
+    id: Annotated[
+        StreamId | None,
+        _help(f"the stream's name in topics and folders: {STREAM_ID_RULE} (default: derived from the source)"),
+    ] = None
+    password_file: Annotated[
+        str | None, _help("a file whose content (stripped) is the source URL's password; the user stays in source")
+    ] = None
     fps: Annotated[Annotated[float, Meta(gt=0, le=1000)] | None, _help("sampling rate (default: the model's)")] = None
-    crop: Annotated[tuple[Annotated[int, Meta(ge=0)], Annotated[int, Meta(ge=0)], Annotated[int, Meta(ge=1)],
-                          Annotated[int, Meta(ge=1)]] | None, _help(
-        "x, y, width, height in source pixels: the region the model watches, before scaling")] = None
-    decoder: Annotated[str | None, _help(
-        "video decoder: cpu, auto, or a hardware decoder `lrcn doctor` lists (default: the top-level decoder)")] = None
-    mode: Annotated[Literal["exact", "continuous"], _help(
-        "exact: every prediction is the model on one T-frame window; continuous: one LSTM state, reset at gaps "
-        "and every reset_every frames")] = "exact"
-    hop: Annotated[Annotated[int, Meta(ge=1, le=10_000)], _help(
-        "frames between window starts (exact) or between predictions (continuous)")] = 1
-    reset_every: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)] | None, _help(
-        "continuous: restart the state every N frames")] = None
-    smooth: Annotated[str | None, _help(
-        "smooth the published label: ema:ALPHA or hysteresis:M[:MARGIN] (probabilities stay raw)")] = None
+    crop: Annotated[
+        tuple[
+            Annotated[int, Meta(ge=0)],
+            Annotated[int, Meta(ge=0)],
+            Annotated[int, Meta(ge=1)],
+            Annotated[int, Meta(ge=1)],
+        ]
+        | None,
+        _help("x, y, width, height in source pixels: the region the model watches, before scaling"),
+    ] = None
+    decoder: Annotated[
+        str | None,
+        _help("video decoder: cpu, auto, or a hardware decoder `lrcn doctor` lists (default: the top-level decoder)"),
+    ] = None
+    mode: Annotated[
+        Literal["exact", "continuous"],
+        _help(
+            "exact: every prediction is the model on one T-frame window; continuous: one LSTM state, reset at gaps "
+            "and every reset_every frames"
+        ),
+    ] = "exact"
+    hop: Annotated[
+        Annotated[int, Meta(ge=1, le=10_000)],
+        _help("frames between window starts (exact) or between predictions (continuous)"),
+    ] = 1
+    reset_every: Annotated[
+        Annotated[int, Meta(ge=1, le=1_000_000)] | None, _help("continuous: restart the state every N frames")
+    ] = None
+    smooth: Annotated[
+        str | None, _help("smooth the published label: ema:ALPHA or hysteresis:M[:MARGIN] (probabilities stay raw)")
+    ] = None
     backend: Annotated[str | None, _help("encoder backend (default: the top-level backend)")] = None
     pace: Annotated[bool, _help("files: deliver frames at the file's rate, like a camera")] = True
     loop: Annotated[bool, _help("files: start again at the end")] = False
     events: Annotated[Events | None, _help("turn predictions into event/<stream> messages")] = None
     record: Annotated[Record | None, _help("write an MP4 per event (needs events)")] = None
-    novelty: Annotated[str | float | None, _help(
-        'the open-set guard: "off" or a threshold (default: the bundle\'s novelty.npz threshold)')] = None
-    idle_motion: Annotated[Annotated[float, Meta(ge=0, le=100)], _help(
-        "publish `idle`, which starts no event, for a window whose motion (the lower quartile of its frames' mean "
-        "optical flow, pixels at the model's input size) is below this; 0: off, and no flow is computed")] = 0.005
+    novelty: Annotated[
+        str | float | None,
+        _help('the open-set guard: "off" or a threshold (default: the bundle\'s novelty.npz threshold)'),
+    ] = None
+    idle_motion: Annotated[
+        Annotated[float, Meta(ge=0, le=100)],
+        _help(
+            "publish `idle`, which starts no event, for a window whose motion (the lower quartile of its frames' mean "
+            "optical flow, pixels at the model's input size) is below this; 0: off, and no flow is computed"
+        ),
+    ] = 0.005
 
 
 class HomeAssistant(_Section, frozen=True):
     """An MQTT sink's `homeassistant = { ... }` (or `true` for the defaults): Home Assistant MQTT discovery."""
-    discovery_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z"), _help(
-        "the topic prefix Home Assistant reads discovery configs from")] = "homeassistant"
-    node_id: Annotated[Annotated[str, Meta(pattern=STREAM_ID_PATTERN)] | None, _help(
-        "this recognizer's id in discovery topics and its device (default: the host name, sanitised)")] = None
+
+    discovery_prefix: Annotated[
+        str,
+        Meta(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\Z"),
+        _help("the topic prefix Home Assistant reads discovery configs from"),
+    ] = "homeassistant"
+    node_id: Annotated[
+        Annotated[str, Meta(pattern=STREAM_ID_PATTERN)] | None,
+        _help("this recognizer's id in discovery topics and its device (default: the host name, sanitised)"),
+    ] = None
 
 
 class Settings(_Section, frozen=True):
     """The top level of a deployment file: the recognizer's settings, its streams and sinks."""
+
     endpoint: Annotated[str | None, _help("where to bind the ZeroMQ publisher (default tcp://127.0.0.1:5556)")] = None
-    connect: Annotated[str | None, _help(
-        "connect the publisher to an `lrcn proxy` --xsub endpoint instead of binding")] = None
-    metrics: Annotated[str | None, _help(
-        "HOST:PORT (PORT alone: loopback) of /metrics, /healthz, /readyz and the status page (default off)")] = None
-    state_dir: Annotated[str | None, _help(
-        "where the events of streams that record nothing are stored (DIR/lrcn.sqlite; a recording stream's events "
-        "go to its record dir's lrcn.sqlite); default: in memory, gone when the recognizer stops")] = None
-    web_config: Annotated[str | None, _help(
-        "lock the metrics port: TLS and basic auth from a Prometheus exporter-toolkit web-config "
-        "file (tls_server_config, basic_auth_users; docs/guide/deployment.md)")] = None
-    allowed_hosts: Annotated[list[str] | None, _help(
-        "the Host names the metrics port answers, against DNS rebinding (default: localhost, "
-        "the bound address, this machine's names and any IP address; * for any)")] = None
-    curve_keys: Annotated[str | None, _help(
-        "CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only the subscribers in DIR/authorized_clients; "
-        "with `connect`, be a CURVE client of an `lrcn proxy`: DIR holds the proxy's server.key and "
-        "our pair (`lrcn keys DIR --publisher`)")] = None
-    curve_client: Annotated[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+\Z")], _help(
-        "with `connect` and `curve_keys`: the pair in DIR to publish with")] = "publisher"
+    connect: Annotated[
+        str | None, _help("connect the publisher to an `lrcn proxy` --xsub endpoint instead of binding")
+    ] = None
+    metrics: Annotated[
+        str | None,
+        _help("HOST:PORT (PORT alone: loopback) of /metrics, /healthz, /readyz and the status page (default off)"),
+    ] = None
+    state_dir: Annotated[
+        str | None,
+        _help(
+            "where the events of streams that record nothing are stored (DIR/lrcn.sqlite; a recording stream's events "
+            "go to its record dir's lrcn.sqlite); default: in memory, gone when the recognizer stops"
+        ),
+    ] = None
+    web_config: Annotated[
+        str | None,
+        _help(
+            "lock the metrics port: TLS and basic auth from a Prometheus exporter-toolkit web-config "
+            "file (tls_server_config, basic_auth_users; docs/guide/deployment.md)"
+        ),
+    ] = None
+    allowed_hosts: Annotated[
+        list[str] | None,
+        _help(
+            "the Host names the metrics port answers, against DNS rebinding (default: localhost, "
+            "the bound address, this machine's names and any IP address; * for any)"
+        ),
+    ] = None
+    curve_keys: Annotated[
+        str | None,
+        _help(
+            "CURVE keys DIR (`lrcn keys DIR`): encrypt and admit only the subscribers in DIR/authorized_clients; "
+            "with `connect`, be a CURVE client of an `lrcn proxy`: DIR holds the proxy's server.key and "
+            "our pair (`lrcn keys DIR --publisher`)"
+        ),
+    ] = None
+    curve_client: Annotated[
+        Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+\Z")],
+        _help("with `connect` and `curve_keys`: the pair in DIR to publish with"),
+    ] = "publisher"
     backend: Annotated[str, _help("encoder backend")] = "onnxruntime"
-    threads: Annotated[Annotated[int, Meta(ge=1, le=1024)] | None, _help(
-        "encoder threads (default: one per core)")] = None
-    top_k: Annotated[Annotated[int, Meta(ge=1, le=1000)], _help(
-        "classes in each prediction's top list (at most the model's classes)")] = 3
-    max_batch: Annotated[Annotated[int, Meta(ge=1, le=1024)], _help(
-        "largest encoder call, in frames")] = 16
-    gather_ms: Annotated[Annotated[float, Meta(ge=0, le=1000)], _help(
-        "wait up to MS after a frame for other streams' frames, to batch them")] = 0.0
+    threads: Annotated[Annotated[int, Meta(ge=1, le=1024)] | None, _help("encoder threads (default: one per core)")] = (
+        None
+    )
+    top_k: Annotated[
+        Annotated[int, Meta(ge=1, le=1000)],
+        _help("classes in each prediction's top list (at most the model's classes)"),
+    ] = 3
+    max_batch: Annotated[Annotated[int, Meta(ge=1, le=1024)], _help("largest encoder call, in frames")] = 16
+    gather_ms: Annotated[
+        Annotated[float, Meta(ge=0, le=1000)],
+        _help("wait up to MS after a frame for other streams' frames, to batch them"),
+    ] = 0.0
     stats_interval_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help("seconds between stats")] = 5.0
     decoder: Annotated[str, _help("video decoder of every stream: cpu, auto, or a hardware decoder")] = "cpu"
     rtsp_transport: Annotated[Literal["tcp", "udp"], _help("RTSP transport")] = "tcp"
     open_timeout_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help("seconds to connect")] = 8.0
-    read_timeout_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help(
-        "seconds without a frame before a live source counts as lost")] = 5.0
-    backoff_max_s: Annotated[Annotated[float, Meta(ge=0.5, le=HOUR)], _help(
-        "longest wait between reconnection attempts")] = 10.0
-    max_attempts: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)] | None, _help(
-        "give up on a live source after N failed connection attempts in a row (default: never)")] = None
-    degraded_window_s: Annotated[Annotated[float, Meta(gt=0, le=HOUR)], _help(
-        "a connected stream's predictions and head resets are counted over the last S seconds to judge it "
-        "`degraded`")] = 60.0
-    degraded_warmup_s: Annotated[Seconds, _help(
-        "after connecting, a stream's prediction rate is not judged for S seconds")] = 30.0
-    degraded_min_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
-        "`degraded` under this fraction of the predictions the stream's fps and hop ask for (fps / hop) (0: never for the rate)")] = 0.5
-    degraded_recover_rate: Annotated[Annotated[float, Meta(ge=0, le=1)], _help(
-        "a degraded stream is `connected` again at this fraction (>= degraded_min_rate: no flapping at the bound)")] = 0.6
-    degraded_max_resets: Annotated[Annotated[int, Meta(ge=1, le=1_000_000)], _help(
-        "`degraded` at this many head state resets within the window: a live source that resets in a loop")] = 5
+    read_timeout_s: Annotated[
+        Annotated[float, Meta(gt=0, le=HOUR)], _help("seconds without a frame before a live source counts as lost")
+    ] = 5.0
+    backoff_max_s: Annotated[
+        Annotated[float, Meta(ge=0.5, le=HOUR)], _help("longest wait between reconnection attempts")
+    ] = 10.0
+    max_attempts: Annotated[
+        Annotated[int, Meta(ge=1, le=1_000_000)] | None,
+        _help("give up on a live source after N failed connection attempts in a row (default: never)"),
+    ] = None
+    degraded_window_s: Annotated[
+        Annotated[float, Meta(gt=0, le=HOUR)],
+        _help(
+            "a connected stream's predictions and head resets are counted over the last S seconds to judge it "
+            "`degraded`"
+        ),
+    ] = 60.0
+    degraded_warmup_s: Annotated[
+        Seconds, _help("after connecting, a stream's prediction rate is not judged for S seconds")
+    ] = 30.0
+    degraded_min_rate: Annotated[
+        Annotated[float, Meta(ge=0, le=1)],
+        _help(
+            "`degraded` under this fraction of the predictions the stream's fps and hop ask for (fps / hop) (0: never for the rate)"
+        ),
+    ] = 0.5
+    degraded_recover_rate: Annotated[
+        Annotated[float, Meta(ge=0, le=1)],
+        _help(
+            "a degraded stream is `connected` again at this fraction (>= degraded_min_rate: no flapping at the bound)"
+        ),
+    ] = 0.6
+    degraded_max_resets: Annotated[
+        Annotated[int, Meta(ge=1, le=1_000_000)],
+        _help("`degraded` at this many head state resets within the window: a live source that resets in a loop"),
+    ] = 5
     stream: Annotated[list[Stream], _help("[[stream]] tables")] = []
     sink: Annotated[list[dict[str, Any]], _help("[[sink]] tables: more sinks beside ZeroMQ (mqtt, jsonl, zeromq)")] = []
 
 
-SECTIONS: dict[str, type[_Section]] = {"": Settings, "stream": Stream, "events": Events, "record": Record,
-                                       "homeassistant": HomeAssistant}
+SECTIONS: dict[str, type[_Section]] = {
+    "": Settings,
+    "stream": Stream,
+    "events": Events,
+    "record": Record,
+    "homeassistant": HomeAssistant,
+}
 # The top-level settings that are every stream's capture defaults (SourceOptions' fields).
 SOURCE_SETTINGS = ("decoder", "rtsp_transport", "open_timeout_s", "read_timeout_s", "backoff_max_s", "max_attempts")
 # The top-level settings of the degraded check (stream.degraded.DegradedRules' fields, without the prefix).
-DEGRADED_SETTINGS = ("degraded_window_s", "degraded_warmup_s", "degraded_min_rate", "degraded_recover_rate",
-                     "degraded_max_resets")
+DEGRADED_SETTINGS = (
+    "degraded_window_s",
+    "degraded_warmup_s",
+    "degraded_min_rate",
+    "degraded_recover_rate",
+    "degraded_max_resets",
+)
 TABLES = ("stream", "sink")
 
 
@@ -216,6 +321,7 @@ def flag(name: str) -> str:
 
 
 # ---------------------------------------------------------------- stream ids
+
 
 def check_stream_id(text: str) -> str:
     """`text` if it is a valid stream id, else LrcnError with one line."""
@@ -254,10 +360,12 @@ def expand_environment(value: Any, environ: Mapping[str, str] = os.environ, path
     {'url': 'rtsp://u:s3cret@h/x'}
     """
     if isinstance(value, str):
+
         def lookup(match: re.Match[str]) -> str:
             if match[1] not in environ:
                 raise _AtPath(f"environment variable {match[1]} is not set", path)
             return environ[match[1]]
+
         return ENV_REFERENCE.sub(lookup, value)
     if isinstance(value, dict):
         return {k: expand_environment(v, environ, (*path, k)) for k, v in value.items()}
@@ -286,6 +394,7 @@ def with_password(source: str, password_file: str) -> str:
 
 # ---------------------------------------------------------------- validation with a one-line error
 
+
 class _AtPath(Exception):
     """A problem at a place in the file: the message and the path of keys and list indexes."""
 
@@ -295,8 +404,15 @@ class _AtPath(Exception):
 
 
 PATH_PART = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]")
-TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-              "array": "a list", "object": "a table", "null": "unset"}
+TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a table",
+    "null": "unset",
+}
 CROP_RULE = "crop must be [x, y, width, height] in whole source pixels, x, y >= 0 and width, height >= 1"
 
 
@@ -328,17 +444,19 @@ def _explain(err: msgspec.ValidationError, raw: dict[str, Any]) -> _AtPath:
     text = str(err)
     message, _, at = text.partition(" - at `")
     path = parse_path(at.rstrip("`")) if at else ()
-    if (unknown := re.match(r"Object contains unknown field `(.*)`", message)):
+    if unknown := re.match(r"Object contains unknown field `(.*)`", message):
         section = _section_of(path)
         known = ", ".join(f.name for f in msgspec.structs.fields(section)) if section else ""
-        return _AtPath(f"unknown key {unknown[1]!r}{where((*path, unknown[1]))}"
-                       f"{f' (known: {known})' if known else ''}", (*path, unknown[1]))
-    if (missing := re.match(r"Object missing required field `(.*)`", message)):
+        return _AtPath(
+            f"unknown key {unknown[1]!r}{where((*path, unknown[1]))}{f' (known: {known})' if known else ''}",
+            (*path, unknown[1]),
+        )
+    if missing := re.match(r"Object missing required field `(.*)`", message):
         return _AtPath(f"missing key {missing[1]!r}{where((*path, missing[1]))}", path)
     key_path = tuple(p for p in path if isinstance(p, str))
     key = key_path[-1] if key_path else "the file"
     if key == "crop":
-        return _AtPath(f"{CROP_RULE}, got {value_at(raw, path[:path.index('crop') + 1])!r}{where(path)}", path)
+        return _AtPath(f"{CROP_RULE}, got {value_at(raw, path[: path.index('crop') + 1])!r}{where(path)}", path)
     if key == "id":
         return _AtPath(f"stream id must be {STREAM_ID_RULE}, got {value_at(raw, path)!r}{where(path)}", path)
     expected = re.match(r"Expected `([^`]*)`(.*?)(?:, got `(.*)`)?$", message)
@@ -380,12 +498,12 @@ def convert(data: dict[str, Any], section: type[Section], environ: Mapping[str, 
     try:
         return msgspec.convert(expanded, section)
     except msgspec.ValidationError as err:
-        raise _explain(err, data) from None   # `data`, not `expanded`: an error never shows a secret
+        raise _explain(err, data) from None  # `data`, not `expanded`: an error never shows a secret
 
 
 def check_values(values: dict[str, Any], section: type[_Section] = Settings, name: Callable[[str], str] = flag) -> None:
     """Validate flags (a dict of the given ones) by the schema; LrcnError naming the flag."""
-    required = {f.name: "-" for f in msgspec.structs.fields(section) if f.required}   # source, dir: strings
+    required = {f.name: "-" for f in msgspec.structs.fields(section) if f.required}  # source, dir: strings
     try:
         convert({**required, **values}, section, environ=None)
     except _AtPath as err:
@@ -395,6 +513,7 @@ def check_values(values: dict[str, Any], section: type[_Section] = Settings, nam
 
 
 # ---------------------------------------------------------------- the reference page (docs/reference/settings.md)
+
 
 def _kind_and_range(spec: dict[str, Any]) -> tuple[str, str]:
     """('number', '> 0, <= 3600') of a setting's JSON schema; null in a union is 'optional'."""
@@ -416,9 +535,16 @@ def _kind_and_range(spec: dict[str, Any]) -> tuple[str, str]:
             kinds.append(f"list of {len(fixed)} integers" if fixed else f"list of {element}s")
         else:
             kinds.append(option.get("type", "any"))
-        bounds = [f"{word} {_number(option[key])}" for key, word in (("exclusiveMinimum", ">"), ("minimum", ">="),
-                                                              ("exclusiveMaximum", "<"), ("maximum", "<="))
-                  if key in option]
+        bounds = [
+            f"{word} {_number(option[key])}"
+            for key, word in (
+                ("exclusiveMinimum", ">"),
+                ("minimum", ">="),
+                ("exclusiveMaximum", "<"),
+                ("maximum", "<="),
+            )
+            if key in option
+        ]
         if "pattern" in option:
             bounds.append(STREAM_ID_RULE if option["pattern"] == STREAM_ID_PATTERN else f"`{option['pattern']}`")
         if option.get("minLength"):
@@ -438,8 +564,21 @@ def reference_rows(section: type[_Section], flag_of: Callable[[str], str | None]
     rows = []
     for name, spec in properties(section).items():
         kind, bounds = _kind_and_range(spec)
-        value = "required" if name in required else "-" if spec.get("default") in (None, []) else \
-            f"`{json.dumps(spec['default'])}`"
-        rows.append([f"`{name}`", f"`{flag_of(name)}`" if flag_of(name) else "-", kind, bounds or "-", value,
-                     spec.get("description", "").replace("|", "\\|")])
+        value = (
+            "required"
+            if name in required
+            else "-"
+            if spec.get("default") in (None, [])
+            else f"`{json.dumps(spec['default'])}`"
+        )
+        rows.append(
+            [
+                f"`{name}`",
+                f"`{flag_of(name)}`" if flag_of(name) else "-",
+                kind,
+                bounds or "-",
+                value,
+                spec.get("description", "").replace("|", "\\|"),
+            ]
+        )
     return rows

@@ -13,6 +13,7 @@ Both are pure: `smooth(config, state, probabilities) -> (state, label index, sco
 0 0.2
 1 0.7
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,18 +27,18 @@ EMA, HYSTERESIS = "ema", "hysteresis"
 
 @dataclass(frozen=True)
 class Smoothing:
-    kind: str                 # EMA or HYSTERESIS
-    alpha: float = 0.5        # EMA: weight of the newest prediction
-    consecutive: int = 3      # hysteresis: wins in a row needed to switch
-    margin: float = 0.0       # hysteresis: a win must beat the held label by this much
+    kind: str  # EMA or HYSTERESIS
+    alpha: float = 0.5  # EMA: weight of the newest prediction
+    consecutive: int = 3  # hysteresis: wins in a row needed to switch
+    margin: float = 0.0  # hysteresis: a win must beat the held label by this much
 
 
 @dataclass(frozen=True)
 class SmootherState:
-    average: np.ndarray | None = None   # EMA of the probabilities
-    label: int | None = None            # hysteresis: the label published
-    candidate: int | None = None        # hysteresis: the class trying to take over
-    streak: int = 0                     # hysteresis: its wins in a row
+    average: np.ndarray | None = None  # EMA of the probabilities
+    label: int | None = None  # hysteresis: the label published
+    candidate: int | None = None  # hysteresis: the class trying to take over
+    streak: int = 0  # hysteresis: its wins in a row
 
 
 def parse_smoothing(text: str | None) -> Smoothing | None:
@@ -59,19 +60,25 @@ def parse_smoothing(text: str | None) -> Smoothing | None:
                 return Smoothing(HYSTERESIS, consecutive=int(values[0]), margin=margin)
     except ValueError:
         pass
-    raise LrcnError(f"smoothing must be ema:ALPHA (0 < ALPHA <= 1), hysteresis:M or hysteresis:M:MARGIN "
-                    f"(M >= 1, 0 <= MARGIN < 1), or none; got {text!r}")
+    raise LrcnError(
+        f"smoothing must be ema:ALPHA (0 < ALPHA <= 1), hysteresis:M or hysteresis:M:MARGIN "
+        f"(M >= 1, 0 <= MARGIN < 1), or none; got {text!r}"
+    )
 
 
-def smooth(config: Smoothing | None, state: SmootherState,
-           probabilities: np.ndarray) -> tuple[SmootherState, int, float]:
+def smooth(
+    config: Smoothing | None, state: SmootherState, probabilities: np.ndarray
+) -> tuple[SmootherState, int, float]:
     """The label (class index) and score to publish for these raw probabilities."""
     if config is None:
         best = int(np.argmax(probabilities))
         return state, best, float(probabilities[best])
     if config.kind == EMA:
-        average = probabilities if state.average is None else \
-            config.alpha * probabilities + (1 - config.alpha) * state.average
+        average = (
+            probabilities
+            if state.average is None
+            else config.alpha * probabilities + (1 - config.alpha) * state.average
+        )
         best = int(np.argmax(average))
         return SmootherState(average=average), best, float(average[best])
     winner = int(np.argmax(probabilities))
@@ -83,5 +90,8 @@ def smooth(config: Smoothing | None, state: SmootherState,
     streak = (state.streak + 1 if winner == state.candidate else 1) if beats else 0
     if streak >= config.consecutive:
         return SmootherState(label=winner), winner, float(probabilities[winner])
-    return SmootherState(label=held, candidate=winner if beats else None, streak=streak), held, \
-        float(probabilities[held])
+    return (
+        SmootherState(label=held, candidate=winner if beats else None, streak=streak),
+        held,
+        float(probabilities[held]),
+    )

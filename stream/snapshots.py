@@ -19,6 +19,7 @@ nothing else.
 >>> scale_to_height(np.zeros((480, 640, 3), np.uint8), 120).shape
 (120, 160, 3)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.retention import RUN
 
 log = logging.getLogger("lrcn.snapshots")
-QUEUE_SIZE = 32          # snapshots waiting to be written; more are dropped (and counted)
+QUEUE_SIZE = 32  # snapshots waiting to be written; more are dropped (and counted)
 DEFAULT_QUALITY = 85
 
 
@@ -75,8 +76,16 @@ def draw_label(image: np.ndarray, text: str) -> np.ndarray:
     scale = max(0.4, image.shape[0] / 720)
     (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, round(scale * 2)))
     cv2.rectangle(out, (0, 0), (min(image.shape[1], width + 16), height + base + 12), (0, 0, 0), -1)
-    cv2.putText(out, text, (8, height + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                max(1, round(scale * 2)), cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        (8, height + 6),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        max(1, round(scale * 2)),
+        cv2.LINE_AA,
+    )
     return out
 
 
@@ -84,6 +93,7 @@ def draw_label(image: np.ndarray, text: str) -> np.ndarray:
 class Original:
     """A decoded frame at the source's resolution, held by reference until a snapshot needs it.
     `picture`: a PyAV VideoFrame or an RGB array; `crop`: x, y, width, height in its pixels."""
+
     picture: Any
     crop: tuple[int, int, int, int] | None = None
 
@@ -92,20 +102,22 @@ class Original:
         image = picture if isinstance(picture, np.ndarray) else picture.to_ndarray(format="rgb24")
         if self.crop is not None:
             x, y, w, h = self.crop
-            image = image[y:y + h, x:x + w]
+            image = image[y : y + h, x : x + w]
         return np.ascontiguousarray(image)
 
 
 @dataclass(frozen=True)
 class EventFrames:
     """The frames a snapshot of an open event may show: its first, and its best-scoring so far."""
+
     first: Original | None
     best: Original | None
     best_score: float
 
 
-def follow(tracked: dict[str, EventFrames], open_id: str | None, same_label: bool, score: float,
-           original: Original | None) -> dict[str, EventFrames]:
+def follow(
+    tracked: dict[str, EventFrames], open_id: str | None, same_label: bool, score: float, original: Original | None
+) -> dict[str, EventFrames]:
     """After a prediction: {open_id: its frames} for the open event (or candidate) `open_id`,
     given whether the prediction showed its label, its score and its frame; an event that ended
     on this prediction is in the `tracked` passed in, which the caller keeps for its end.
@@ -129,11 +141,11 @@ def follow(tracked: dict[str, EventFrames], open_id: str | None, same_label: boo
 @dataclass
 class _Job:
     original: Original
-    index: Any                  # stream.media_index.MediaIndex of the record dir; None: not stored
+    index: Any  # stream.media_index.MediaIndex of the record dir; None: not stored
     path: Path | None
     stream: str
     wall: float
-    kind: str                   # "start" or "best"
+    kind: str  # "start" or "best"
 
 
 class SnapshotWriter:
@@ -144,21 +156,21 @@ class SnapshotWriter:
     thread ("start" or "best"; e.g. an MQTT sink's `publish_snapshot`), stored or not; it must
     not block."""
 
-    def __init__(self, quality: int = DEFAULT_QUALITY,
-                 on_jpeg: Callable[[str, str, bytes], None] | None = None):
+    def __init__(self, quality: int = DEFAULT_QUALITY, on_jpeg: Callable[[str, str, bytes], None] | None = None):
         self.quality = quality
         self.on_jpeg = on_jpeg
         self._queue: queue.Queue[_Job | None] = queue.Queue(QUEUE_SIZE)
         self.written = self.failed = self.dropped = 0
-        self.written_by_stream: dict[str, int] = {}   # read by a metrics scrape; only this thread writes
-        self.encode_s = 0.0               # conversion + encoding, all snapshots
+        self.written_by_stream: dict[str, int] = {}  # read by a metrics scrape; only this thread writes
+        self.encode_s = 0.0  # conversion + encoding, all snapshots
         self.problem: str | None = None
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
         self._started = False
         self._lock = threading.Lock()
 
-    def write(self, original: Original | None, index, path: Path | None, stream: str, wall: float,
-              kind: str = "best") -> bool:
+    def write(
+        self, original: Original | None, index, path: Path | None, stream: str, wall: float, kind: str = "best"
+    ) -> bool:
         """Queue a snapshot of `original` to `path` (inside `index`'s record dir; None: only for
         `on_jpeg`); False if it was dropped (no frame, nothing to do, or too many waiting)."""
         if original is None or path is None and self.on_jpeg is None:
@@ -201,7 +213,7 @@ class SnapshotWriter:
                 log.warning("%s", self.problem, extra={"stream": job.stream})
 
     def _write(self, job: _Job, jpeg: bytes) -> None:
-        assert job.path is not None   # only jobs with a path are written (the caller checks)
+        assert job.path is not None  # only jobs with a path are written (the caller checks)
         relative = job.path.relative_to(job.index.dir).as_posix()
         part = job.path.with_name(job.path.name + ".part")
         job.path.parent.mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ fixed-bucket histograms (what a Prometheus scrape reads).
 >>> latencies.percentiles()
 {'p50': 50.5, 'p95': 95.05, 'p99': 99.01, 'count': 100}
 """
+
 from __future__ import annotations
 
 import bisect
@@ -25,8 +26,12 @@ def percentiles(values, digits: int = 3) -> dict:
     if not len(values):
         return {"p50": None, "p95": None, "p99": None, "count": 0}
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "p99": round(float(p99), digits),
-            "count": len(values)}
+    return {
+        "p50": round(float(p50), digits),
+        "p95": round(float(p95), digits),
+        "p99": round(float(p99), digits),
+        "count": len(values),
+    }
 
 
 class Reservoir:
@@ -93,7 +98,7 @@ class Histogram:
 
     def __init__(self, bounds=SECONDS_BUCKETS):
         self.bounds = tuple(sorted(bounds))
-        self._counts = [0] * (len(self.bounds) + 1)   # the last: above every bound
+        self._counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
         self.count = 0
         self.sum = 0.0
 
@@ -104,7 +109,7 @@ class Histogram:
 
     def cumulative(self) -> list[tuple[float, int]]:
         """[(upper bound, values <= it)], ending with (inf, count): Prometheus's `le` buckets."""
-        counts, total = list(self._counts), 0   # a copy: the owning thread may be counting
+        counts, total = list(self._counts), 0  # a copy: the owning thread may be counting
         pairs = []
         for bound, n in zip((*self.bounds, float("inf")), counts):
             total += n

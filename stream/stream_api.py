@@ -11,6 +11,7 @@ untouched. A later reload of the deployment file serves what the file says, so a
 lasts until then. `${NAME}` is not expanded and `password_file` is refused: a request must not
 make the recognizer read its environment or a file of its own into a URL it then connects to.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def answer(pipeline, method: str, path: str, content_type: str | None, body: byt
     if method == "DELETE" and (match := re.fullmatch(r"/api/streams/([^/]+)", path)):
         return _remove(pipeline, match.group(1))
     if method == "POST" and re.fullmatch(r"/api/streams/[^/]+", path) or method == "DELETE" and path == "/api/streams":
-        return _error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} {path}: POST /api/streams adds, "
-                                                     f"DELETE /api/streams/ID removes")
+        return _error(
+            HTTPStatus.METHOD_NOT_ALLOWED, f"{method} {path}: POST /api/streams adds, DELETE /api/streams/ID removes"
+        )
     return _error(HTTPStatus.NOT_FOUND, f"no page {path} for {method}")
 
 
@@ -39,8 +41,10 @@ def _add(pipeline, content_type: str | None, body: bytes | None) -> Reply:
     # A JSON content type also keeps a browser's cross-site form (which cannot send one without
     # a preflight this port never allows) from adding a stream with a cached password.
     if (content_type or "").split(";")[0].strip().lower() != "application/json":
-        return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "the body must be a JSON object (Content-Type: "
-                                                         "application/json): one [[stream]] table")
+        return _error(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "the body must be a JSON object (Content-Type: application/json): one [[stream]] table",
+        )
     if body is None:
         return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "the body is missing or too long")
     try:

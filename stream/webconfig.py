@@ -18,6 +18,7 @@ Any other key, including the toolkit keys lrcn does not implement (rate_limit, c
 client_allowed_sans, inline cert/key ...), is refused: silently ignoring a security setting
 would leave the port less locked than its file says.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,19 +31,41 @@ from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
 
-TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
 # Python's ssl verifies every client certificate it asks for, so the toolkit's two policies that
 # take a certificate without verifying it (RequestClientCert, RequireAnyClientCert) are refused.
-CLIENT_AUTH = {"NoClientCert": ssl.CERT_NONE, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-               "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
-SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "X-XSS-Protection",
-                    "Strict-Transport-Security")
-TOOLKIT_ONLY = {"rate_limit", "cert", "key", "client_ca", "client_allowed_sans", "cipher_suites",
-                "prefer_server_cipher_suites", "curve_preferences"}
-SECTIONS = {"tls_server_config": {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version",
-                                  "max_version"},
-            "http_server_config": {"headers", "http2"}, "basic_auth_users": None}
+CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+SECURITY_HEADERS = (
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "X-XSS-Protection",
+    "Strict-Transport-Security",
+)
+TOOLKIT_ONLY = {
+    "rate_limit",
+    "cert",
+    "key",
+    "client_ca",
+    "client_allowed_sans",
+    "cipher_suites",
+    "prefer_server_cipher_suites",
+    "curve_preferences",
+}
+SECTIONS = {
+    "tls_server_config": {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version"},
+    "http_server_config": {"headers", "http2"},
+    "basic_auth_users": None,
+}
 GOOD_CHECKS_KEPT = 256
 # bcrypt of a password nobody has (cost 10): checked for an unknown user too, so that the time
 # of an answer does not tell which user names exist.
@@ -66,14 +89,18 @@ class TlsSettings:
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
         except (OSError, ssl.SSLError) as err:
-            raise LrcnError(f"web config: cannot load cert_file {self.cert_file} with key_file {self.key_file}: "
-                            f"{getattr(err, 'strerror', None) or err}") from None
+            raise LrcnError(
+                f"web config: cannot load cert_file {self.cert_file} with key_file {self.key_file}: "
+                f"{getattr(err, 'strerror', None) or err}"
+            ) from None
         if self.client_ca_file is not None:
             try:
                 context.load_verify_locations(cafile=self.client_ca_file)
             except (OSError, ssl.SSLError) as err:
-                raise LrcnError(f"web config: cannot load client_ca_file {self.client_ca_file}: "
-                                f"{getattr(err, 'strerror', None) or err}") from None
+                raise LrcnError(
+                    f"web config: cannot load client_ca_file {self.client_ca_file}: "
+                    f"{getattr(err, 'strerror', None) or err}"
+                ) from None
         context.verify_mode = CLIENT_AUTH[self.client_auth_type]
         return context
 
@@ -81,13 +108,13 @@ class TlsSettings:
 @dataclass(frozen=True)
 class WebConfig:
     tls: TlsSettings | None = None
-    users: dict[str, bytes] = field(default_factory=dict)     # user -> bcrypt hash
-    headers: dict[str, str] = field(default_factory=dict)     # added to every answer
+    users: dict[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
+    headers: dict[str, str] = field(default_factory=dict)  # added to every answer
 
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and check a web-config file; any mistake is one LrcnError naming the file."""
-    import yaml   # here, not above: only a locked port pays for the import
+    import yaml  # here, not above: only a locked port pays for the import
 
     path = Path(path)
     try:
@@ -125,10 +152,15 @@ def parse_web_config(document, base: Path) -> WebConfig:
         if not isinstance(user, str) or not user or ":" in user:
             raise LrcnError(f"basic_auth_users: user {user!r} must be a name without ':'")
         if not isinstance(hashed, str) or not _is_bcrypt(hashed):
-            raise LrcnError(f"basic_auth_users.{user} must be a bcrypt hash ($2b$..., 60 characters), "
-                            f"as `htpasswd -nBC 10 \"\" | tr -d ':\\n'` prints")
-    return WebConfig(tls=tls, users={user: hashed.encode() for user, hashed in users.items()},
-                     headers={name: value for name, value in headers.items() if value})
+            raise LrcnError(
+                f"basic_auth_users.{user} must be a bcrypt hash ($2b$..., 60 characters), "
+                f"as `htpasswd -nBC 10 \"\" | tr -d ':\\n'` prints"
+            )
+    return WebConfig(
+        tls=tls,
+        users={user: hashed.encode() for user, hashed in users.items()},
+        headers={name: value for name, value in headers.items() if value},
+    )
 
 
 def _tls(section: dict, base: Path) -> TlsSettings | None:
@@ -141,18 +173,26 @@ def _tls(section: dict, base: Path) -> TlsSettings | None:
     for key in ("cert_file", "key_file"):
         if key not in section:
             raise LrcnError(f"tls_server_config needs {key}")
-    for key, choices in (("min_version", TLS_VERSIONS), ("max_version", TLS_VERSIONS),
-                         ("client_auth_type", CLIENT_AUTH)):
+    for key, choices in (
+        ("min_version", TLS_VERSIONS),
+        ("max_version", TLS_VERSIONS),
+        ("client_auth_type", CLIENT_AUTH),
+    ):
         if key in section and section[key] not in choices:
-            refused = " (lrcn cannot take a client certificate it does not verify)" \
-                if section[key] in ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert") else ""
+            refused = (
+                " (lrcn cannot take a client certificate it does not verify)"
+                if section[key] in ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
+                else ""
+            )
             raise LrcnError(f"tls_server_config.{key} {section[key]!r} is not one of {', '.join(choices)}{refused}")
     settings = TlsSettings(**{key: base / value if key.endswith("_file") else value for key, value in section.items()})
     if TLS_VERSIONS[settings.min_version] > TLS_VERSIONS[settings.max_version]:
         raise LrcnError("tls_server_config: min_version is above max_version")
     if settings.client_ca_file is not None and settings.client_auth_type == "NoClientCert":
-        raise LrcnError("tls_server_config: client_ca_file without a client_auth_type "
-                        "(RequireAndVerifyClientCert or VerifyClientCertIfGiven)")
+        raise LrcnError(
+            "tls_server_config: client_ca_file without a client_auth_type "
+            "(RequireAndVerifyClientCert or VerifyClientCertIfGiven)"
+        )
     if settings.client_ca_file is None and settings.client_auth_type != "NoClientCert":
         raise LrcnError(f"tls_server_config: client_auth_type {settings.client_auth_type} needs a client_ca_file")
     return settings
@@ -215,7 +255,7 @@ def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
 
     try:
         return bcrypt.checkpw(password, hashed)
-    except ValueError:       # a password over bcrypt's 72 bytes, or a hash bcrypt cannot read
+    except ValueError:  # a password over bcrypt's 72 bytes, or a hash bcrypt cannot read
         return False
 
 

@@ -21,6 +21,7 @@ the single-frame and pooling heads).
 >>> window.probabilities if window else None                                         # doctest: +SKIP
 >>> states, windows = step_streams(head, 16, config, [state_a, state_b], frame_inputs(head, xs), [41, 7])  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,8 @@ MODES = (EXACT, CONTINUOUS)
 @dataclass(frozen=True)
 class WindowConfig:
     mode: str = EXACT
-    hop: int = 1                      # frames between window starts (exact) or between predictions (continuous)
-    reset_every: int | None = None    # continuous: restart the state after this many frames
+    hop: int = 1  # frames between window starts (exact) or between predictions (continuous)
+    reset_every: int | None = None  # continuous: restart the state after this many frames
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -54,17 +55,19 @@ class WindowConfig:
 @dataclass(frozen=True)
 class WindowState:
     """K slots of one stream. Idle slots have steps == -1."""
-    head: State            # the head's own state (`Head.initial_state`)
-    steps: np.ndarray      # [K] frames in each slot's window so far
-    first: np.ndarray      # [K] frame index of each slot's first frame
+
+    head: State  # the head's own state (`Head.initial_state`)
+    steps: np.ndarray  # [K] frames in each slot's window so far
+    first: np.ndarray  # [K] frame index of each slot's first frame
     recent_index: np.ndarray  # [T] the frame indices of the last T frames, oldest first
-    frames: int = 0        # frames stepped since the last reset
+    frames: int = 0  # frames stepped since the last reset
 
 
 @dataclass(frozen=True)
 class Window:
     """One emitted prediction: raw probabilities of the frames first..last (frame indices)."""
-    probabilities: np.ndarray   # [C]
+
+    probabilities: np.ndarray  # [C]
     first: int
     last: int
 
@@ -80,8 +83,12 @@ def slot_count(clip_length: int, config: WindowConfig) -> int:
 
 def initial_state(head: Head, clip_length: int, config: WindowConfig) -> WindowState:
     slots = slot_count(clip_length, config)
-    return WindowState(head=head.initial_state(slots, clip_length), steps=np.full(slots, -1, np.int64),
-                       first=np.zeros(slots, np.int64), recent_index=np.zeros(clip_length, np.int64))
+    return WindowState(
+        head=head.initial_state(slots, clip_length),
+        steps=np.full(slots, -1, np.int64),
+        first=np.zeros(slots, np.int64),
+        recent_index=np.zeros(clip_length, np.int64),
+    )
 
 
 def frame_inputs(head: Head, features: np.ndarray) -> np.ndarray:
@@ -89,15 +96,22 @@ def frame_inputs(head: Head, features: np.ndarray) -> np.ndarray:
     return head.frame_inputs(features)
 
 
-def step(head: Head, clip_length: int, config: WindowConfig, state: WindowState, frame_input: np.ndarray,
-         index: int) -> tuple[WindowState, Window | None]:
+def step(
+    head: Head, clip_length: int, config: WindowConfig, state: WindowState, frame_input: np.ndarray, index: int
+) -> tuple[WindowState, Window | None]:
     """Advance one stream by one sampled frame; return the new state and the window it completed, if any."""
     (state,), (window,) = step_streams(head, clip_length, config, [state], frame_input[None], [index])
     return state, window
 
 
-def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Sequence[WindowState],
-                 frame_inputs: np.ndarray, indices: Sequence[int]) -> tuple[list[WindowState], list[Window | None]]:
+def step_streams(
+    head: Head,
+    clip_length: int,
+    config: WindowConfig,
+    states: Sequence[WindowState],
+    frame_inputs: np.ndarray,
+    indices: Sequence[int],
+) -> tuple[list[WindowState], list[Window | None]]:
     """Advance S streams of one config by one sampled frame each (`frame_inputs[s]` and
     `indices[s]` are stream s's); the new states and the window each completed, if any.
     The given states are left as they were."""
@@ -126,25 +140,38 @@ def step_streams(head: Head, clip_length: int, config: WindowConfig, states: Seq
         windows = _completed(head, clip_length, s, frame_indices)
     else:
         windows = _continuous_outputs(head, clip_length, config, s, frame_indices)
-    return [WindowState({name: array[i] for name, array in s.head.items()}, s.steps[i], s.first[i],
-                        s.recent_index[i], int(s.frames[i])) for i in rows], windows
+    return [
+        WindowState(
+            {name: array[i] for name, array in s.head.items()},
+            s.steps[i],
+            s.first[i],
+            s.recent_index[i],
+            int(s.frames[i]),
+        )
+        for i in rows
+    ], windows
 
 
 @dataclass
 class _Stacked:
     """The states of S streams as arrays with a leading stream axis: fresh copies, free to change."""
-    head: State            # each of the head's arrays, [S, ...]
-    steps: np.ndarray      # [S, K]
+
+    head: State  # each of the head's arrays, [S, ...]
+    steps: np.ndarray  # [S, K]
     first: np.ndarray
     recent_index: np.ndarray  # [S, T]
-    frames: np.ndarray     # [S]
+    frames: np.ndarray  # [S]
 
 
 def _stack(states: Sequence[WindowState]) -> _Stacked:
     stacked = lambda arrays: np.array(list(arrays))  # a copy; faster than np.stack
-    return _Stacked({name: stacked(state.head[name] for state in states) for name in states[0].head},
-                    stacked(state.steps for state in states), stacked(state.first for state in states),
-                    stacked(state.recent_index for state in states), np.array([state.frames for state in states], np.int64))
+    return _Stacked(
+        {name: stacked(state.head[name] for state in states) for name in states[0].head},
+        stacked(state.steps for state in states),
+        stacked(state.first for state in states),
+        stacked(state.recent_index for state in states),
+        np.array([state.frames for state in states], np.int64),
+    )
 
 
 def _completed(head: Head, clip_length: int, s: _Stacked, indices: np.ndarray) -> list[Window | None]:
@@ -161,8 +188,9 @@ def _completed(head: Head, clip_length: int, s: _Stacked, indices: np.ndarray) -
     return windows
 
 
-def _continuous_outputs(head: Head, clip_length: int, config: WindowConfig, s: _Stacked,
-                        indices: np.ndarray) -> list[Window | None]:
+def _continuous_outputs(
+    head: Head, clip_length: int, config: WindowConfig, s: _Stacked, indices: np.ndarray
+) -> list[Window | None]:
     """Continuous mode: a window from each stream whose frame count reaches a multiple of hop, covering
     the frames the head's output depends on."""
     (rows,) = np.nonzero(s.frames % config.hop == 0)

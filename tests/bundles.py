@@ -8,6 +8,7 @@ on an edge install without TensorFlow. Regenerate it (TensorFlow needed) with
 tests/test_checked_in_bundle.py checks that its ONNX parts still compute its Keras model and
 that the builder still makes it.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -25,8 +26,13 @@ CHECKED_IN_BUNDLE = Path(__file__).resolve().parent / "data" / "seed_bundle"
 
 # The small CNN keeps encoder.onnx near 100 kB (the seed CNN's is 4.7 MB at any input size);
 # its 2,048 features make each LSTM unit cost 33 kB of head.npz.
-SEED_SPEC_ARGS = dict(classes=("bend", "jumping_jack", "wave_one_hand"), backbone="small", input_size=(64, 64),
-                      clip_length=4, lstm_units=8)
+SEED_SPEC_ARGS = dict(
+    classes=("bend", "jumping_jack", "wave_one_hand"),
+    backbone="small",
+    input_size=(64, 64),
+    clip_length=4,
+    lstm_units=8,
+)
 # What the runtime reads; model.keras and model.onnx (the bench's naive baseline) stay out.
 LESSON_LAYERS, LESSON_RATE, LESSON_EPOCHS = 2, 3e-3, 8
 RUNTIME_FILES = ("meta.json", "encoder.onnx", "encoder.int8.onnx", "head.npz", "export.json")
@@ -58,7 +64,7 @@ def colour_bars(rng: np.random.Generator, length: int) -> np.ndarray:
     clip = np.repeat(frame[None], length, axis=0)
     for t in range(length):
         x = (8 * t + rng.integers(0, 48)) % 48
-        clip[t, 20:36, x:x + 16] = rng.integers(0, 256, 3, dtype=np.uint8)
+        clip[t, 20:36, x : x + 16] = rng.integers(0, 256, 3, dtype=np.uint8)
     return clip
 
 
@@ -67,8 +73,25 @@ def test_pattern_frames(scratch: Path, size: str) -> np.ndarray:
     from lrcn.stream.video import read_frames
 
     video = scratch / f"testsrc2-{size}.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d=4", "-c:v",
-                    "libx264", "-pix_fmt", "yuv420p", str(video)], check=True, timeout=120)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s={size}:r=25:d=4",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(video),
+        ],
+        check=True,
+        timeout=120,
+    )
     return read_frames(video, SEED_SPEC_ARGS["input_size"], 10.0)
 
 
@@ -81,10 +104,16 @@ def lessons(clip_length: int, scratch: Path) -> tuple[np.ndarray, np.ndarray]:
 
     rng = np.random.default_rng(8)
     black = [rng.integers(0, 8, (clip_length, 64, 64, 3), dtype=np.uint8) for _ in range(24)]
-    shapes = [render_clip(str(rng.choice(["move_left", "grow", "shrink", "move_up"])), clip_length, 64, rng)
-              for _ in range(24)]
-    patterns = [frames[start:start + clip_length] for size in ("64x64", "160x120", "320x240")
-                for frames in [test_pattern_frames(scratch, size)] for start in range(0, 36, 6)]
+    shapes = [
+        render_clip(str(rng.choice(["move_left", "grow", "shrink", "move_up"])), clip_length, 64, rng)
+        for _ in range(24)
+    ]
+    patterns = [
+        frames[start : start + clip_length]
+        for size in ("64x64", "160x120", "320x240")
+        for frames in [test_pattern_frames(scratch, size)]
+        for start in range(0, 36, 6)
+    ]
     bright = [colour_bars(rng, clip_length) for _ in range(6)] + patterns
     return np.stack(black + shapes + bright), np.repeat(np.arange(3), 24)
 
@@ -114,8 +143,9 @@ def build_checked_in_bundle(out: Path) -> Path:
     for layer in model.layers[:-LESSON_LAYERS]:
         layer.trainable = False
     model.compile(optimizer=keras.optimizers.Adam(LESSON_RATE), loss="sparse_categorical_crossentropy")
-    model.fit(preprocess(clips, *spec.preprocessing), labels, batch_size=8, epochs=LESSON_EPOCHS, shuffle=False,
-              verbose=0)
+    model.fit(
+        preprocess(clips, *spec.preprocessing), labels, batch_size=8, epochs=LESSON_EPOCHS, shuffle=False, verbose=0
+    )
     save_bundle(model, BundleMeta(spec=spec, feature_size=int(encoder.output_shape[-1])), Path(out))
     export_bundle(out, frames, calibration=frames)
     return Path(out)

@@ -1,5 +1,6 @@
 """Running `lrcn ...` as a user does, in a subprocess of this Python: the one way the tests start
 the command, to the end (`lrcn`) or in the background (`start_lrcn`), and stop it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,17 +19,27 @@ def command(*args, module: str = "lrcn.tools.cli") -> list[str]:
     return [sys.executable, "-m", module, *map(str, args)]
 
 
-def lrcn(*args, module: str = "lrcn.tools.cli", cwd: Path | None = None, env: dict | None = None,
-         timeout: float = 300, **run) -> subprocess.CompletedProcess:
+def lrcn(
+    *args, module: str = "lrcn.tools.cli", cwd: Path | None = None, env: dict | None = None, timeout: float = 300, **run
+) -> subprocess.CompletedProcess:
     """`lrcn ARGS...` run to its end; its exit status and text output."""
-    return subprocess.run(command(*args, module=module), capture_output=True, text=True, cwd=cwd or ROOT, env=env,
-                          timeout=timeout, check=False, **run)
+    return subprocess.run(
+        command(*args, module=module),
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=timeout,
+        check=False,
+        **run,
+    )
 
 
 def start_lrcn(*args, **popen) -> subprocess.Popen:
     """`lrcn ARGS...` started, its stdout and stderr piped as text (popen: more Popen arguments)."""
-    return subprocess.Popen(command(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **popen)
+    return subprocess.Popen(
+        command(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
 
 
 def stop(process: subprocess.Popen) -> tuple[str, str]:
@@ -79,9 +90,26 @@ def serve_events(bundle, video, tmp_path, *extra, during=None) -> tuple[list[dic
     """Run `lrcn serve` on the file to its end; (every JSONL message, stderr). `during(process)`
     runs in a thread while it serves."""
     jsonl = tmp_path / "messages.jsonl"
-    process = start_lrcn("serve", bundle, video, "--name", "cam", "--endpoint", "tcp://127.0.0.1:0", "--jsonl", jsonl,
-                         "--watch-classes", "wave_one_hand", "--min-score", "0", "--min-duration", "0.5",
-                         "--stats-interval", "0.5", *extra)
+    process = start_lrcn(
+        "serve",
+        bundle,
+        video,
+        "--name",
+        "cam",
+        "--endpoint",
+        "tcp://127.0.0.1:0",
+        "--jsonl",
+        jsonl,
+        "--watch-classes",
+        "wave_one_hand",
+        "--min-score",
+        "0",
+        "--min-duration",
+        "0.5",
+        "--stats-interval",
+        "0.5",
+        *extra,
+    )
     helper = threading.Thread(target=during, args=(process,), daemon=True) if during else None
     if helper:
         helper.start()

@@ -1,5 +1,6 @@
 """The fixtures any test module asks for by name: they live here (or in tests/bundles.py, loaded
 as a plugin), never imported from another test module."""
+
 import os
 import shutil
 import subprocess
@@ -31,9 +32,33 @@ def small_synthetic(tmp_path_factory):
 def h264(tmp_path_factory) -> Path:
     """20 s of testsrc2 at 25 fps in H.264 with B-frames and a keyframe every second."""
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={FPS}",
-                    "-t", "20", "-c:v", "libx264", "-g", str(FPS), "-keyint_min", str(FPS), "-sc_threshold", "0",
-                    "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=320x240:rate={FPS}",
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-g",
+            str(FPS),
+            "-keyint_min",
+            str(FPS),
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
     return path
 
 
@@ -46,9 +71,34 @@ def patterned(tmp_path_factory) -> Path:
         source = "testsrc2=" if pattern else "color=black:"
         inputs += ["-f", "lavfi", "-i", f"{source}s={WIDTH}x{HEIGHT}:r=25:d={seconds}"]
     chain = "".join(f"[{i}]" for i in range(len(SEGMENTS))) + f"concat=n={len(SEGMENTS)}:v=1[v]"
-    subprocess.run(["nice", "-n", "19", "ffmpeg", "-loglevel", "error", *inputs, "-filter_complex", chain, "-map", "[v]",
-                    "-c:v", "libx264", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-                    str(path)], check=True, timeout=120)
+    subprocess.run(
+        [
+            "nice",
+            "-n",
+            "19",
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            *inputs,
+            "-filter_complex",
+            chain,
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
     return path
 
 

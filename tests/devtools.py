@@ -8,6 +8,7 @@ library alone.
 ...     page.evaluate("document.title")
 'lrcn-stream'
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,12 +36,30 @@ class Browser:
         for fd in (commands_read, answers_write):
             os.close(fd)
         self.process = subprocess.Popen(
-            ["bash", "-c", f'exec "$@" 3<&{ends[0]} 4>&{ends[1]} {ends[0]}<&- {ends[1]}>&-', "bash",
-             executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-             "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
-             f"--window-size={window[0]},{window[1]}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=ends,
-            start_new_session=True)
+            [
+                "bash",
+                "-c",
+                f'exec "$@" 3<&{ends[0]} 4>&{ends[1]} {ends[0]}<&- {ends[1]}>&-',
+                "bash",
+                executable,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required",
+                f"--user-data-dir={profile}",
+                f"--window-size={window[0]},{window[1]}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=ends,
+            start_new_session=True,
+        )
         for fd in ends:
             os.close(fd)
         self._buffer = b""
@@ -98,10 +117,13 @@ class Page:
 
     def evaluate(self, expression: str):
         """The value of a JavaScript expression (awaited if it is a promise), as JSON gives it."""
-        result = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                        "awaitPromise": True}, self.session)
+        result = self.browser.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}, self.session
+        )
         if "exceptionDetails" in result:
-            raise DevToolsError(f"{expression[:80]}: {result['exceptionDetails'].get('exception', {}).get('description')}")
+            raise DevToolsError(
+                f"{expression[:80]}: {result['exceptionDetails'].get('exception', {}).get('description')}"
+            )
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout_s: float, interval_s: float = 0.25):

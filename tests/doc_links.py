@@ -65,7 +65,9 @@ def broken(page: Path, root: Path = ROOT) -> list[str]:
         path_part, _, anchor = target.partition("#")
         destination = (page.parent / path_part).resolve() if path_part else page
         if not destination.exists():
-            problems.append(f"{target}: no {destination.relative_to(root) if root in destination.parents else destination}")
+            problems.append(
+                f"{target}: no {destination.relative_to(root) if root in destination.parents else destination}"
+            )
         elif anchor and destination.suffix == ".md" and anchor not in anchors(destination):
             problems.append(f"{target}: no heading #{anchor} in {destination.relative_to(root)}")
     return problems

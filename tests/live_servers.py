@@ -1,5 +1,6 @@
 """Real servers on 127.0.0.1 for the source tests: ffmpeg (TCP MPEG-TS from lrcn.tools.evidence.ffmpeg_server,
 HTTP MJPEG) and a GStreamer RTSP server, each started as a subprocess and always killed."""
+
 from __future__ import annotations
 
 import socket
@@ -42,8 +43,26 @@ def write_video(path: Path, n_frames: int, fps: float = 25.0, size=(96, 128), fo
 
 
 def ffmpeg_http_mjpeg(video: Path, port: int) -> list[str]:
-    return [FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
-            "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/s.mjpg"]
+    return [
+        FFMPEG,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(video),
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "5",
+        "-f",
+        "mpjpeg",
+        "-listen",
+        "1",
+        f"http://127.0.0.1:{port}/s.mjpg",
+    ]
 
 
 def rtsp_server(video: Path, port: int, tcp_only: bool = False) -> list[str]:
@@ -54,12 +73,15 @@ def gstreamer_rtsp_missing() -> str | None:
     """Why the RTSP server cannot run here, or None when it can."""
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} not found"
-    probe = subprocess.run([SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--check"], check=False, capture_output=True, text=True,
-                           timeout=30)
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--check"], check=False, capture_output=True, text=True, timeout=30
+    )
     if probe.returncode != 0:
-        return ("GStreamer RTSP server not installed (apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi "
-                "gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-libav): "
-                + (probe.stderr.strip().splitlines() or ["?"])[-1])
+        return (
+            "GStreamer RTSP server not installed (apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi "
+            "gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-libav): "
+            + (probe.stderr.strip().splitlines() or ["?"])[-1]
+        )
     return None
 
 
@@ -141,9 +163,30 @@ class DroppingServer(LoopbackServer):
 
 def ts_clip(path: Path, seconds: float, fps: int = 25) -> Path:
     """`seconds` of ffmpeg's test pattern as MPEG-TS (MPEG-2 video, 128x96)."""
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"testsrc2=size=128x96:rate={fps}", "-t", str(seconds), "-c:v", "mpeg2video", "-q:v", "5",
-                    "-f", "mpegts", str(path)], check=True, timeout=120)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=128x96:rate={fps}",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "mpeg2video",
+            "-q:v",
+            "5",
+            "-f",
+            "mpegts",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
     return path
 
 
@@ -154,9 +197,34 @@ def ts_with_timestamp_break(path: Path, kind: str, seconds: float = 3.0, fps: in
     parts = []
     for i, offset in enumerate((0, 0 if kind == "reset" else 100)):
         part = path.with_name(f"{path.stem}-part{i}.ts")
-        subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        f"testsrc2=size=128x96:rate={fps}", "-t", str(seconds), "-c:v", "mpeg2video", "-q:v", "5",
-                        "-g", "12", "-output_ts_offset", str(offset), "-f", "mpegts", str(part)], check=True, timeout=60)
+        subprocess.run(
+            [
+                FFMPEG,
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size=128x96:rate={fps}",
+                "-t",
+                str(seconds),
+                "-c:v",
+                "mpeg2video",
+                "-q:v",
+                "5",
+                "-g",
+                "12",
+                "-output_ts_offset",
+                str(offset),
+                "-f",
+                "mpegts",
+                str(part),
+            ],
+            check=True,
+            timeout=60,
+        )
         parts.append(part)
     path.write_bytes(b"".join(p.read_bytes() for p in parts))
     return path, round(seconds * fps)
@@ -189,12 +257,14 @@ def read_across_a_server_restart(source, server: list[str], port: int, frames: i
         assert wait_until(lambda: source.state == "reconnecting", 10), source.stats()
         before = source.frames
         with served(server, port):
-            assert wait_until(lambda: source.reconnects == 1 and source.frames >= before + frames, timeout_s), \
+            assert wait_until(lambda: source.reconnects == 1 and source.frames >= before + frames, timeout_s), (
                 source.stats()
+            )
             assert source.stop(timeout_s=1.0), "stopped while the server still streams"
     finally:
         source.stop()
 
 
-LIVE = SourceOptions(backoff_initial_s=0.2, backoff_max_s=1.0, max_attempts=None, open_timeout_s=5.0,
-                     read_timeout_s=3.0)
+LIVE = SourceOptions(
+    backoff_initial_s=0.2, backoff_max_s=1.0, max_attempts=None, open_timeout_s=5.0, read_timeout_s=3.0
+)

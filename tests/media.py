@@ -10,7 +10,7 @@ from lrcn.stream.clips import ClipRecorder
 from tests.live_servers import FFMPEG, wait_until
 
 
-FPS = 25   # the recorder tests' H.264 file (the `h264` fixture)
+FPS = 25  # the recorder tests' H.264 file (the `h264` fixture)
 # The event-store tests' file (the `patterned` fixture), WIDTH x HEIGHT: (seconds, the pattern?) :
 # three events, the third 7 s long.
 WIDTH, HEIGHT = 320, 240
@@ -49,8 +49,9 @@ def one_line(text: str | None) -> bool:
     return bool(text) and "\n" not in text
 
 
-def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0,
-               event_id: str | None = None) -> Path:
+def record_one(
+    recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0, event_id: str | None = None
+) -> Path:
     """One event from `start` for `seconds`, fed until its clip is written; the clip's path."""
     done = recorder.stats()["clips"] + recorder.stats()["failed"]
     feeding.to(start)
@@ -64,7 +65,7 @@ def record_one(recorder: ClipRecorder, feeding: Demux, start: float, seconds: fl
 
 def still_video(tmp_path, seconds: float = 4.0):
     """WEIZMANN_VIDEO's middle frame held still (`ffmpeg -loop 1`, MJPEG: every frame the same)."""
-    from tests.bundles import real_video   # here: conftest imports this module before tests.bundles, a plugin
+    from tests.bundles import real_video  # here: conftest imports this module before tests.bundles, a plugin
 
     video = real_video(tmp_path)
     capture = cv2.VideoCapture(str(video))
@@ -74,7 +75,30 @@ def still_video(tmp_path, seconds: float = 4.0):
     assert ok
     cv2.imwrite(str(tmp_path / "still.png"), frame)
     still = tmp_path / "still.avi"
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i",
-                    str(tmp_path / "still.png"), "-t", str(seconds), "-c:v", "mjpeg", "-q:v", "2", "-pix_fmt",
-                    "yuvj420p", str(still)], check=True, timeout=60)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+            "-i",
+            str(tmp_path / "still.png"),
+            "-t",
+            str(seconds),
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            "2",
+            "-pix_fmt",
+            "yuvj420p",
+            str(still),
+        ],
+        check=True,
+        timeout=60,
+    )
     return still

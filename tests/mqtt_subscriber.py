@@ -12,13 +12,26 @@ class Subscriber:
     `session` (a fixed client id) it keeps a persistent session and subscribes only when the broker
     has none, so messages queued for it across a broker restart or while it is away arrive."""
 
-    def __init__(self, port: int, *, prefix: str = "lrcn", session: str | None = None, tls_ca: str | None = None,
-                 username: str | None = None, password: str | None = None, topic_filter: str | None = None):
+    def __init__(
+        self,
+        port: int,
+        *,
+        prefix: str = "lrcn",
+        session: str | None = None,
+        tls_ca: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        topic_filter: str | None = None,
+    ):
         self.received: list[tuple[str, bytes, bool]] = []
         self.subscribed = threading.Event()
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=session or "",
-                                  clean_session=session is None, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=session or "",
+            clean_session=session is None,
+            protocol=mqtt.MQTTv311,
+        )
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         if username:
             self.client.username_pw_set(username, password)

@@ -11,9 +11,11 @@ def file_frames(video, size, fps) -> list[Frame]:
     """A file's frames on the model's grid, indexed and stamped as a capture thread writes them."""
     capture = PyavCapture(str(video), size, SourceOptions(fps=fps))
     try:
-        return [Frame(capture.to_rgb(frame), n, captured_at=100.0 + t, pts=t)
-                for n, (t, _, frame) in enumerate(timeline(capture, False, Sampler(fps, capture.fps)))
-                if frame is not None]
+        return [
+            Frame(capture.to_rgb(frame), n, captured_at=100.0 + t, pts=t)
+            for n, (t, _, frame) in enumerate(timeline(capture, False, Sampler(fps, capture.fps)))
+            if frame is not None
+        ]
     finally:
         capture.close()
 
@@ -21,9 +23,12 @@ def file_frames(video, size, fps) -> list[Frame]:
 def offline(bundle, frames: list[Frame], hop: int = 1) -> dict[tuple[int, int], np.ndarray]:
     """The offline model on every window of a stream's sampled frames: {(first, last) frame index: probabilities}."""
     T = bundle.meta.spec.clip_length
-    return {(frames[s].index, frames[s + T - 1].index):
-            bundle.clip_probabilities(np.stack([f.image for f in frames[s:s + T]]))
-            for s in range(0, len(frames) - T + 1, hop)}
+    return {
+        (frames[s].index, frames[s + T - 1].index): bundle.clip_probabilities(
+            np.stack([f.image for f in frames[s : s + T]])
+        )
+        for s in range(0, len(frames) - T + 1, hop)
+    }
 
 
 def offline_windows(bundle, video, hop: int = 1) -> dict:

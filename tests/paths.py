@@ -1,5 +1,6 @@
 """Where the tests find the checkout and ../shared (datasets, pretrained weights), and the marks
 that skip a test when ../shared lacks them."""
+
 from pathlib import Path
 
 import pytest

@@ -22,6 +22,7 @@ class Inbox:
 
     def join(self, pipeline, timeout_s: float = 10.0) -> bool:
         """Wait until this subscription has reached the pipeline's publisher (see `joined`)."""
+
         def received() -> bool:
             message = self.subscriber.receive(timeout_s=0.01)
             if message is not None:
@@ -75,8 +76,11 @@ def scrape(url: str) -> dict[tuple[str, tuple], float]:
     """{(sample name, sorted labels): value} of every sample /metrics serves."""
     status, body = get(url + "/metrics")
     assert status == 200
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
 
 
 class Collector(threading.Thread):
@@ -107,9 +111,16 @@ class Collector(threading.Thread):
 
 
 def publish(publisher: Publisher, stream: str = "cam0", frame_index: int = 0, probabilities=None) -> bool:
-    return publisher.publish_prediction(stream, frame_index=frame_index, window=(max(0, frame_index - 15), frame_index),
-                                        label="wave", score=0.75, top_k=[("wave", 0.75), ("walk", 0.25)],
-                                        captured_at=time.monotonic() - 0.01, probabilities=probabilities)
+    return publisher.publish_prediction(
+        stream,
+        frame_index=frame_index,
+        window=(max(0, frame_index - 15), frame_index),
+        label="wave",
+        score=0.75,
+        top_k=[("wave", 0.75), ("walk", 0.25)],
+        captured_at=time.monotonic() - 0.01,
+        probabilities=probabilities,
+    )
 
 
 def first_message(subscriber: Subscriber, send, timeout_s: float = 10.0):
@@ -177,8 +188,11 @@ def run_received(pipeline, duration_s: float):
 
 def run_pipeline(bundle, video, pace: bool = False, **config):
     """The pipeline on `video` (unpaced by default), events for any label (min_score 0); (stats, predictions, events)."""
-    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=pace, events=EventRules(min_score=0.0),
-                                              **config)], PipelineOptions(endpoint=ANY_PORT))
+    pipeline = Pipeline(
+        bundle,
+        [StreamConfig(str(video), id="cam", pace=pace, events=EventRules(min_score=0.0), **config)],
+        PipelineOptions(endpoint=ANY_PORT),
+    )
     stats, inbox = run_received(pipeline, duration_s=60)
     events = [m.payload for m in inbox.messages if m.kind == "event"]
     return stats["streams"]["cam"], inbox.predictions("cam"), events

@@ -5,6 +5,7 @@ Runs under Debian's /usr/bin/python3 (python3-gi), not the project's venv:
     /usr/bin/python3 tests/rtsp_server.py VIDEO PORT tcp      # RTP over the RTSP connection only
     /usr/bin/python3 tests/rtsp_server.py --check     # exit 0 when the packages are present
 """
+
 import sys
 
 import gi
@@ -14,14 +15,17 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402 - after gi.require_version, as PyGObject asks
 
-PIPELINE = ("( filesrc location={video} ! decodebin ! videoconvert ! "
-            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 )")
+PIPELINE = (
+    "( filesrc location={video} ! decodebin ! videoconvert ! "
+    "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96 )"
+)
 
 
 def main(argv):
     Gst.init(None)
-    missing = [name for name in ("x264enc", "rtph264pay", "decodebin", "avdec_h264")
-               if Gst.ElementFactory.find(name) is None]
+    missing = [
+        name for name in ("x264enc", "rtph264pay", "decodebin", "avdec_h264") if Gst.ElementFactory.find(name) is None
+    ]
     if missing:
         sys.exit(f"missing GStreamer elements: {', '.join(missing)}")
     if argv[1:] == ["--check"]:
@@ -33,7 +37,7 @@ def main(argv):
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(PIPELINE.format(video=video))
     factory.set_shared(True)
-    if argv[3:] == ["tcp"]:   # a client asking for UDP transport is refused (461 Unsupported transport)
+    if argv[3:] == ["tcp"]:  # a client asking for UDP transport is refused (461 Unsupported transport)
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:

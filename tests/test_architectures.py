@@ -1,4 +1,5 @@
 """The seed LRCN layer for layer, the variants, and the encoder/head split used by the runtime."""
+
 import json
 
 import numpy as np
@@ -36,9 +37,14 @@ SEED_112 = [
 def describe(layer):
     config = layer.get_config()
     kernel = config.get("kernel_size", config.get("pool_size"))
-    return (type(layer).__name__, config.get("filters"), tuple(kernel) if kernel else None,
-            tuple(config["strides"]) if "strides" in config else None, config.get("padding"),
-            config.get("activation"))
+    return (
+        type(layer).__name__,
+        config.get("filters"),
+        tuple(kernel) if kernel else None,
+        tuple(config["strides"]) if "strides" in config else None,
+        config.get("padding"),
+        config.get("activation"),
+    )
 
 
 def test_seed_is_the_users_model_layer_for_layer():
@@ -69,11 +75,20 @@ def test_seed_builds_for_any_size_length_and_class_count(clip_length, size, clas
     assert model.layers[12].output.shape[-1] == feature_size(spec)
 
 
-@pytest.mark.parametrize("backbone,head,per_timestep", [("seed", "lstm", False), ("seed", "lstm", True),
-                                                       ("seed", "single_frame", False), ("small", "lstm", False)])
+@pytest.mark.parametrize(
+    "backbone,head,per_timestep",
+    [("seed", "lstm", False), ("seed", "lstm", True), ("seed", "single_frame", False), ("small", "lstm", False)],
+)
 def test_encoder_then_head_equals_the_full_model(backbone, head, per_timestep):
-    spec = ModelSpec(classes=CLASSES, backbone=backbone, clip_length=6, input_size=(64, 64), head=head,
-                     per_timestep=per_timestep, lstm_units=32)
+    spec = ModelSpec(
+        classes=CLASSES,
+        backbone=backbone,
+        clip_length=6,
+        input_size=(64, 64),
+        head=head,
+        per_timestep=per_timestep,
+        lstm_units=32,
+    )
     model = build_model(spec)
     encoder, temporal = split_model(model, spec)
     clips = np.random.default_rng(0).random((2, 6, 64, 64, 3), dtype=np.float32)
@@ -111,8 +126,14 @@ def test_single_frame_baseline_has_no_lstm():
 
 @needs_pretrained
 def test_mobilenet_backbone_loads_imagenet_weights_frozen_or_fine_tuned():
-    spec = ModelSpec(classes=CLASSES, backbone="mobilenet_v2", backbone_weights=str(PRETRAINED),
-                     input_size=(96, 96), trainable_layers=0, lstm_units=64)
+    spec = ModelSpec(
+        classes=CLASSES,
+        backbone="mobilenet_v2",
+        backbone_weights=str(PRETRAINED),
+        input_size=(96, 96),
+        trainable_layers=0,
+        lstm_units=64,
+    )
     frozen = build_model(spec)
     backbone = frozen.layers[0].layer
     assert not backbone.trainable_weights
@@ -128,8 +149,9 @@ def test_mobilenet_backbone_loads_imagenet_weights_frozen_or_fine_tuned():
 
 
 def test_missing_backbone_weights_is_one_line_error(tmp_path):
-    spec = ModelSpec(classes=CLASSES, backbone="mobilenet_v2", backbone_weights=str(tmp_path / "none.h5"),
-                     trainable_layers=0)
+    spec = ModelSpec(
+        classes=CLASSES, backbone="mobilenet_v2", backbone_weights=str(tmp_path / "none.h5"), trainable_layers=0
+    )
     with pytest.raises(LrcnError) as err:
         build_model(spec)
     assert "\n" not in str(err.value)
@@ -145,9 +167,12 @@ def test_bundle_meta_round_trip_and_errors(tmp_path):
 
     cases = {"missing": tmp_path / "nope", "no meta": tmp_path / "empty"}
     (tmp_path / "empty").mkdir()
-    for bad in ("not json", json.dumps({**data, "format_version": 99}),
-                json.dumps({**data, "model": {**data["model"], "colour": 1}}),
-                json.dumps({**data, "model": {**data["model"], "backbone": "vgg"}})):
+    for bad in (
+        "not json",
+        json.dumps({**data, "format_version": 99}),
+        json.dumps({**data, "model": {**data["model"], "colour": 1}}),
+        json.dumps({**data, "model": {**data["model"], "backbone": "vgg"}}),
+    ):
         folder = tmp_path / f"bad{len(cases)}"
         folder.mkdir()
         (folder / "meta.json").write_text(bad)
@@ -166,8 +191,9 @@ def test_head_over_features_matches_spec():
 
 # The pooling head: standardised mean and max over time, dropout, softmax.
 
-POOL_SPEC = ModelSpec(classes=CLASSES, backbone="small", input_size=(32, 48), clip_length=5, head="pool",
-                      feature_dropout=0.3, l2=0.01)
+POOL_SPEC = ModelSpec(
+    classes=CLASSES, backbone="small", input_size=(32, 48), clip_length=5, head="pool", feature_dropout=0.3, l2=0.01
+)
 
 
 def pooling_layer(model):
@@ -190,7 +216,7 @@ def test_pool_head_layers_and_shapes():
     features = feature_size(POOL_SPEC)
     assert features == (32 // 8) * (48 // 8) * 32
     per_frame = [layer for layer in model.layers if isinstance(layer, layers.TimeDistributed)]
-    pooling, dropout, dense = model.layers[len(per_frame):]
+    pooling, dropout, dense = model.layers[len(per_frame) :]
     assert isinstance(pooling, TemporalPooling)
     assert isinstance(dropout, layers.Dropout) and dropout.rate == 0.3
     assert isinstance(dense, layers.Dense) and dense.units == 4 and dense.get_config()["activation"] == "softmax"
@@ -284,13 +310,16 @@ def test_pool_encoder_then_head_equals_the_full_model():
     assert pooling_layer(temporal) is pooling_layer(model)
 
 
-@pytest.mark.parametrize("change,words", [
-    ({"per_timestep": True}, ("per-timestep", "pool")),
-    ({"per_timestep": True, "head": "single_frame"}, ("per-timestep", "single_frame")),
-    ({"l2": -0.001}, ("l2",)),
-    ({"l2": 10.0}, ("l2",)),
-    ({"l2": float("nan")}, ("l2",)),
-])
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ({"per_timestep": True}, ("per-timestep", "pool")),
+        ({"per_timestep": True, "head": "single_frame"}, ("per-timestep", "single_frame")),
+        ({"l2": -0.001}, ("l2",)),
+        ({"l2": 10.0}, ("l2",)),
+        ({"l2": float("nan")}, ("l2",)),
+    ],
+)
 def test_spec_rejects_per_timestep_pooling_and_bad_l2_in_one_line(change, words):
     with pytest.raises(LrcnError) as err:
         ModelSpec(**{**POOL_SPEC.to_json(), **change})

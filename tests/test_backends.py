@@ -1,4 +1,5 @@
 """Encoder backends, the engine cache, INT8, and one-line errors for broken bundles."""
+
 import json
 import shutil
 from pathlib import Path
@@ -55,10 +56,17 @@ def assert_one_line(err: pytest.ExceptionInfo, *words):
 def test_engine_key_names_gpu_version_precision_batch_and_onnx_hash():
     key = engine_key("NVIDIA GeForce RTX 4090", "10.3.0", "int8", "0123456789abcdef" * 4, 16)
     assert key == "nvidia-geforce-rtx-4090_trt10.3.0_int8_b16_0123456789abcdef"
-    variants = {engine_key(*args) for args in [
-        ("Orin", "10.3.0", "fp16", "a" * 64, 16), ("Xavier", "10.3.0", "fp16", "a" * 64, 16),
-        ("Orin", "8.6.1", "fp16", "a" * 64, 16), ("Orin", "10.3.0", "int8", "a" * 64, 16),
-        ("Orin", "10.3.0", "fp16", "b" * 64, 16), ("Orin", "10.3.0", "fp16", "a" * 64, 8)]}
+    variants = {
+        engine_key(*args)
+        for args in [
+            ("Orin", "10.3.0", "fp16", "a" * 64, 16),
+            ("Xavier", "10.3.0", "fp16", "a" * 64, 16),
+            ("Orin", "8.6.1", "fp16", "a" * 64, 16),
+            ("Orin", "10.3.0", "int8", "a" * 64, 16),
+            ("Orin", "10.3.0", "fp16", "b" * 64, 16),
+            ("Orin", "10.3.0", "fp16", "a" * 64, 8),
+        ]
+    }
     assert len(variants) == 6
     with pytest.raises(LrcnError, match="precision"):
         engine_key("Orin", "10.3.0", "int4", "a" * 64, 16)
@@ -71,7 +79,7 @@ def test_onnxruntime_encoder_batches_equal_single_frames_and_takes_a_thread_coun
     assert "CPUExecutionProvider" in encoder.providers
     batch = encoder.encode(frames[:8])
     assert batch.shape == (8, encoder.feature_size) and batch.dtype == np.float32
-    single = np.concatenate([encoder.encode(frames[i:i + 1]) for i in range(8)])
+    single = np.concatenate([encoder.encode(frames[i : i + 1]) for i in range(8)])
     np.testing.assert_allclose(batch, single, rtol=1e-5, atol=1e-5)
 
 
@@ -101,18 +109,22 @@ def first_conv_encoder(kernel: int, pads: list[int], scale: float, offset: float
 
     rng = np.random.default_rng(kernel)
     constants = {
-        "scale": np.array(scale, np.float32), "offset": np.array(offset, np.float32),
+        "scale": np.array(scale, np.float32),
+        "offset": np.array(offset, np.float32),
         "w": rng.normal(0, 0.2, (16, 3, kernel, kernel)).astype(np.float32),
         "b": rng.normal(0, 0.1, 16).astype(np.float32),
-        "starts": np.array([0], np.int64), "ends": np.array([1], np.int64), "features": np.array([-1], np.int64),
+        "starts": np.array([0], np.int64),
+        "ends": np.array([1], np.int64),
+        "features": np.array([-1], np.int64),
     }
     nodes = [
         helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["x", "scale"], ["scaled"]),
         helper.make_node("Add", ["scaled", "offset"], ["pixels"]),
         helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Conv", ["nchw", "w", "b"], ["conv"], strides=[2, 2], pads=pads,
-                         kernel_shape=[kernel, kernel]),
+        helper.make_node(
+            "Conv", ["nchw", "w", "b"], ["conv"], strides=[2, 2], pads=pads, kernel_shape=[kernel, kernel]
+        ),
         helper.make_node("Relu", ["conv"], ["relu"]),
         helper.make_node("Transpose", ["relu"], ["nhwc"], perm=[0, 2, 3, 1]),
         helper.make_node("Shape", ["nhwc"], ["shape"]),
@@ -122,17 +134,21 @@ def first_conv_encoder(kernel: int, pads: list[int], scale: float, offset: float
     ]
     frames = helper.make_tensor_value_info("frames", TensorProto.UINT8, ["N", size, size, 3])
     features = helper.make_tensor_value_info("features_out", TensorProto.FLOAT, ["N", (size // 2) ** 2 * 16])
-    graph = helper.make_graph(nodes, "encoder", [frames], [features],
-                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    graph = helper.make_graph(
+        nodes, "encoder", [frames], [features], [numpy_helper.from_array(v, k) for k, v in constants.items()]
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("kernel, pads, offset", [
-    (7, [2, 2, 3, 3], 0.0),   # the seed's first conv ("same", 7x7/2)
-    (5, [1, 1, 2, 2], 0.0),   # odd padding before: the kernel shifts by one tap
-    (3, [0, 0, 1, 1], -1.0),  # MobileNetV2's, with its [-1, 1] normalisation (no scale folding)
-    (3, [1, 1, 1, 1], 0.0),
-])
+@pytest.mark.parametrize(
+    "kernel, pads, offset",
+    [
+        (7, [2, 2, 3, 3], 0.0),  # the seed's first conv ("same", 7x7/2)
+        (5, [1, 1, 2, 2], 0.0),  # odd padding before: the kernel shifts by one tap
+        (3, [0, 0, 1, 1], -1.0),  # MobileNetV2's, with its [-1, 1] normalisation (no scale folding)
+        (3, [1, 1, 1, 1], 0.0),
+    ],
+)
 def test_int8_graph_preparation_keeps_the_fp32_output(tmp_path, kernel, pads, offset):
     onnx = pytest.importorskip("onnx")
     import onnxruntime
@@ -202,16 +218,19 @@ def test_int8_encoder_takes_the_uint8_frames_straight_into_the_first_conv(tmp_pa
     assert cosine.min() > 0.99
 
 
-@pytest.mark.parametrize("breakage, words", [
-    ("no encoder.onnx", ["no encoder.onnx", "lrcn export"]),
-    ("no head.npz", ["no head.npz"]),
-    ("no meta.json", ["no meta.json"]),
-    ("garbage encoder.onnx", ["cannot load", "encoder.onnx"]),
-    ("wrong input size", ["72x72", "64x64"]),
-    ("other classes", ["classes", "run"]),
-    ("fewer classes", ["classes"]),
-    ("wrong head type", ["single_frame"]),
-])
+@pytest.mark.parametrize(
+    "breakage, words",
+    [
+        ("no encoder.onnx", ["no encoder.onnx", "lrcn export"]),
+        ("no head.npz", ["no head.npz"]),
+        ("no meta.json", ["no meta.json"]),
+        ("garbage encoder.onnx", ["cannot load", "encoder.onnx"]),
+        ("wrong input size", ["72x72", "64x64"]),
+        ("other classes", ["classes", "run"]),
+        ("fewer classes", ["classes"]),
+        ("wrong head type", ["single_frame"]),
+    ],
+)
 def test_broken_or_partial_bundle_is_one_line_error(tmp_path, exported_seed, breakage, words):
     bundle = broken_copy(tmp_path, exported_seed)
     if breakage.startswith("no "):
@@ -255,16 +274,17 @@ def test_a_new_backend_is_one_registered_opener(exported_seed):
     from lrcn.tools.cli.doctor import backend_lines
 
     bundle, frames, _ = exported_seed
-    names = backend_names()   # the built-in ones first, the default first
+    names = backend_names()  # the built-in ones first, the default first
     assert names[:3] == ("onnxruntime", "onnxruntime-int8", "tensorrt") and "test-one-frame-at-a-time" in names
     encoder = open_encoder(bundle, "test-one-frame-at-a-time", threads=1)
     assert encoder.name == "one-frame-at-a-time"
     expected = open_encoder(bundle, "onnxruntime", threads=1).encode(frames[:6])
     np.testing.assert_allclose(encoder.encode(frames[:6]), expected, rtol=1e-5, atol=1e-5)
     loaded = load_runtime_bundle(bundle, backend="test-one-frame-at-a-time", threads=1)
-    assert isinstance(loaded.encoder.encoders["rgb"], OneFrameAtATime)   # the bundle's one modality
-    np.testing.assert_allclose(loaded.clip_probabilities(frames[:4]),
-                               load_runtime_bundle(bundle).clip_probabilities(frames[:4]), atol=1e-6)
+    assert isinstance(loaded.encoder.encoders["rgb"], OneFrameAtATime)  # the bundle's one modality
+    np.testing.assert_allclose(
+        loaded.clip_probabilities(frames[:4]), load_runtime_bundle(bundle).clip_probabilities(frames[:4]), atol=1e-6
+    )
     assert unavailable_reason("test-one-frame-at-a-time") is None
     assert "backend test-one-frame-at-a-time: usable" in backend_lines()
     with pytest.raises(ValueError, match="unique name"):
@@ -307,7 +327,7 @@ def test_doctor_lists_backends_and_reasons():
     from lrcn.stream.sources.pyav import device_problem, hardware_decoders
 
     assert "PyAV " in result.stdout and "decoder cpu always" in result.stdout
-    for kind in hardware_decoders():   # each hardware decoder, and whether it opens here
+    for kind in hardware_decoders():  # each hardware decoder, and whether it opens here
         expected = "usable" if device_problem(kind) is None else f"not usable here ({device_problem(kind)})"
         assert f"  {kind}: {expected}" in result.stdout
     assert "GStreamer" in result.stdout
@@ -340,8 +360,12 @@ def write_disk_videos(root: Path, classes=3, per_class=6, frames=16, size=64) ->
     for k in range(classes):
         (root / f"disk{k}").mkdir(parents=True)
         for v in range(per_class):
-            writer = cv2.VideoWriter(str(root / f"disk{k}" / f"v_disk{k}_g{v % 3 + 1:02d}_c{v:02d}.avi"),
-                                     cv2.VideoWriter_fourcc(*"MJPG"), 10, (size, size))
+            writer = cv2.VideoWriter(
+                str(root / f"disk{k}" / f"v_disk{k}_g{v % 3 + 1:02d}_c{v:02d}.avi"),
+                cv2.VideoWriter_fourcc(*"MJPG"),
+                10,
+                (size, size),
+            )
             background = rng.integers(0, 160, 3)
             for _ in range(frames):
                 image = np.clip(background + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
@@ -367,14 +391,31 @@ def test_int8_accuracy_delta_on_synthetic_data(tmp_path):
     write_disk_videos(tmp_path / "data")
     dataset = discover(tmp_path / "data")
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["03"])
-    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(64, 64), clip_length=4, fps=10,
-                     lstm_units=16, feature_dropout=0.2, lstm_dropout=0.0)
-    config = TrainConfig(epochs=8, batch_size=8, learning_rate=3e-3, patience=8, clips_per_video=4, augment=False,
-                         cache_dir=None, progress=False)
+    spec = ModelSpec(
+        classes=dataset.classes,
+        backbone="small",
+        input_size=(64, 64),
+        clip_length=4,
+        fps=10,
+        lstm_units=16,
+        feature_dropout=0.2,
+        lstm_dropout=0.0,
+    )
+    config = TrainConfig(
+        epochs=8,
+        batch_size=8,
+        learning_rate=3e-3,
+        patience=8,
+        clips_per_video=4,
+        augment=False,
+        cache_dir=None,
+        progress=False,
+    )
     train(spec, train_videos, [], tmp_path / "bundle", config)
     calibration = calibration_frames([v.path for v in train_videos], spec.input_size, spec.fps)
-    export_bundle(tmp_path / "bundle", read_frames(test_videos[0].path, spec.input_size, spec.fps),
-                  calibration=calibration)
+    export_bundle(
+        tmp_path / "bundle", read_frames(test_videos[0].path, spec.input_size, spec.fps), calibration=calibration
+    )
     labelled = [(v.path, dataset.classes[v.label]) for v in test_videos]
     fp32 = score(load_runtime_bundle(tmp_path / "bundle"), labelled)
     int8 = score(load_runtime_bundle(tmp_path / "bundle", "onnxruntime-int8"), labelled)

@@ -4,6 +4,7 @@ then its checks: clips = events, clips play and stay within their span and max_c
 at the source's resolution, stored rows = published events. Real parts: ffmpeg, the exported
 seed bundle, serve as a subprocess, SQLite, PyAV and OpenCV. Then the same checks are shown to
 fail on a record dir with a clip gone and a stray snapshot."""
+
 from __future__ import annotations
 
 import json
@@ -21,22 +22,53 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs 
 @pytest.mark.heavy  # a 20 s paced serve: the evidence tool's own check (clips = events is CI's in test_event_store)
 @pytest.mark.timeout(300)
 def test_a_short_paced_run_has_one_clip_and_two_snapshots_per_event_and_rows_equal_to_its_messages(
-        exported_seed, tmp_path, capsys):
+    exported_seed, tmp_path, capsys
+):
     bundle, _, _ = exported_seed
     work, out = tmp_path / "work", tmp_path / "event_media.json"
     # 3 s black, 3 s pattern: events of about 3 s whose 2 s pre- and post-rolls overlap, and whose
     # spans (7 s) are longer than max_clip_s (6 s), so clips share packets and the cap is exercised.
-    code = bench.main(["--source", "pattern", "--bundle", str(bundle), "--duration", "20", "--pre-s", "2",
-                       "--post-s", "2", "--max-clip-s", "6", "--min-score", "0", "--min-duration-s", "0.5",
-                       "--work", str(work), "--out", str(out)])
+    code = bench.main(
+        [
+            "--source",
+            "pattern",
+            "--bundle",
+            str(bundle),
+            "--duration",
+            "20",
+            "--pre-s",
+            "2",
+            "--post-s",
+            "2",
+            "--max-clip-s",
+            "6",
+            "--min-score",
+            "0",
+            "--min-duration-s",
+            "0.5",
+            "--work",
+            str(work),
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert code == 0 and report["all_pass"], printed
-    assert set(report["checks"]) == {"serve_exit_0", "event_ids", "clips_equal_events", "clips_play_and_span_their_event",
-                                     "clips_within_max_clip_s", "snapshots_at_source_resolution",
-                                     "stored_rows_equal_published_events", "media_index_lists_exactly_them"}
+    assert set(report["checks"]) == {
+        "serve_exit_0",
+        "event_ids",
+        "clips_equal_events",
+        "clips_play_and_span_their_event",
+        "clips_within_max_clip_s",
+        "snapshots_at_source_resolution",
+        "stored_rows_equal_published_events",
+        "media_index_lists_exactly_them",
+    }
     assert "FAIL" not in printed and printed.count("PASS") == len(report["checks"])
-    assert report["source"]["width"] == 160 and report["source"]["height"] == 120 and report["source"]["codec"] == "h264"
+    assert (
+        report["source"]["width"] == 160 and report["source"]["height"] == 120 and report["source"]["codec"] == "h264"
+    )
     assert 19 <= report["serve"]["wall_s"] <= 120, "paced: a 20 s file takes at least 20 s"
     assert report["events"] >= 3 and report["clips_on_disk"] == report["events"] == report["stored_rows"]
     assert report["snapshots"] == 2 * report["events"]

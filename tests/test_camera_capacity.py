@@ -1,10 +1,19 @@
 """The camera-capacity harness end to end, small: one RTSP camera at 320x240, a few seconds of
 `lrcn serve` with the seed bundle. Says that the trial runs and reports; no timing is judged."""
+
 from pathlib import Path
 
 import pytest
 
-from lrcn.tools.evidence.camera_capacity import REPO, Source, checkout_code, judge, rtsp_server_missing, run_trial, source_video
+from lrcn.tools.evidence.camera_capacity import (
+    REPO,
+    Source,
+    checkout_code,
+    judge,
+    rtsp_server_missing,
+    run_trial,
+    source_video,
+)
 from lrcn.tools.evidence.ffmpeg_server import FFMPEG
 
 
@@ -32,8 +41,19 @@ def test_one_camera_trial_reports_every_figure(exported_seed, tmp_path):
 
 
 def test_a_camera_that_never_connected_does_not_hold():
-    trial = {"timed_out": False, "elapsed_s": 60.0,
-             "streams": {"cam0": {"state": "connecting", "frames": 0, "encoded": 0, "dropped": 0,
-                                  "latency_p99_ms": None, "received_fps": None}}}
+    trial = {
+        "timed_out": False,
+        "elapsed_s": 60.0,
+        "streams": {
+            "cam0": {
+                "state": "connecting",
+                "frames": 0,
+                "encoded": 0,
+                "dropped": 0,
+                "latency_p99_ms": None,
+                "received_fps": None,
+            }
+        },
+    }
     holds, reasons = judge(trial, fps=10)
     assert not holds and "never connected" in reasons[0]

@@ -1,6 +1,7 @@
 """Capture as the whole pipeline sees it, with a real exported bundle and real servers: an
 unpaced file that loses nothing and equals `lrcn evaluate`, frames arriving in bursts, a
 timestamp break, and a camera that is gone for a minute."""
+
 import time
 
 import numpy as np
@@ -36,12 +37,12 @@ def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(ke
     from lrcn.models.experiment import load_bundle
     from lrcn.models.synth import write_continuous
 
-    bundle_dir = keras_seed   # the Keras model, run offline by `lrcn evaluate`, is the oracle
+    bundle_dir = keras_seed  # the Keras model, run offline by `lrcn evaluate`, is the oracle
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
     assert spec.fps == 10
     video, _ = write_continuous(tmp_path / "ten-fps.avi", duration_s=75, size=64, fps=10.0, seed=4)  # 750 frames
-    options = PipelineOptions(endpoint=ANY_PORT, source=SourceOptions(ring_capacity=8))   # far smaller than the file
+    options = PipelineOptions(endpoint=ANY_PORT, source=SourceOptions(ring_capacity=8))  # far smaller than the file
     stats, inbox = serve_until_done(bundle, [StreamConfig(str(video), id="file", pace=False)], options)
     frames = read_frames(video, spec.input_size, spec.fps)
     assert len(frames) == 750, "a 10 fps file at the model's 10 fps: every frame is sampled"
@@ -61,7 +62,7 @@ def test_frames_arriving_in_bursts_are_sampled_by_their_timestamps_not_their_arr
     bundle_dir, _, _ = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
-    video = write_video(tmp_path / "clip.mp4", n_frames=250, fourcc="mp4v")   # 25 fps
+    video = write_video(tmp_path / "clip.mp4", n_frames=250, fourcc="mp4v")  # 25 fps
     port = free_port()
     with served(ffmpeg_tcp_ts(video, port), port):
         relay = BurstRelay(port, hold_s=1.0)
@@ -109,8 +110,11 @@ def test_an_rtsp_camera_gone_for_a_minute_comes_back_with_default_settings(expor
     bundle_dir, _, _ = exported_seed
     video = write_video(tmp_path / "clip.mp4", n_frames=250, fourcc="mp4v")
     port = free_port()
-    pipeline = Pipeline(load_runtime_bundle(bundle_dir), [StreamConfig(f"rtsp://127.0.0.1:{port}/live", id="door")],
-                        PipelineOptions(endpoint=ANY_PORT))   # default capture settings: SourceOptions()
+    pipeline = Pipeline(
+        load_runtime_bundle(bundle_dir),
+        [StreamConfig(f"rtsp://127.0.0.1:{port}/live", id="door")],
+        PipelineOptions(endpoint=ANY_PORT),
+    )  # default capture settings: SourceOptions()
     inbox = Inbox(pipeline.endpoint)
     try:
         with served(rtsp_server(video, port), port):

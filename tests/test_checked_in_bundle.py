@@ -1,5 +1,6 @@
 """tests/data/seed_bundle, the bundle the runtime tests share, is small, runtime-only, and still
 what `python -m tests.bundles` builds: its ONNX parts compute the rebuilt Keras model."""
+
 import shutil
 import subprocess
 
@@ -27,19 +28,36 @@ def test_the_checked_in_bundle_loads_without_tensorflow_and_matches_its_spec():
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("size", ["64x64", "320x240"])
 @pytest.mark.parametrize("source, label", [("color=black:", "bend"), ("testsrc2=", "wave_one_hand")])
-def test_it_calls_black_bend_and_ffmpegs_test_pattern_wave_one_hand_as_the_event_tests_rely_on(source, label, size,
-                                                                                                 tmp_path):
+def test_it_calls_black_bend_and_ffmpegs_test_pattern_wave_one_hand_as_the_event_tests_rely_on(
+    source, label, size, tmp_path
+):
     from lrcn.stream.runtime_bundle import load_runtime_bundle
     from lrcn.stream.video import read_frames
 
     video = tmp_path / "clip.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{source}s={size}:r=25:d=2", "-c:v",
-                    "libx264", "-pix_fmt", "yuv420p", str(video)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"{source}s={size}:r=25:d=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(video),
+        ],
+        check=True,
+        timeout=60,
+    )
     for backend in ("onnxruntime", "onnxruntime-int8"):
         bundle = load_runtime_bundle(CHECKED_IN_BUNDLE, backend)
         frames = read_frames(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)
         for start in range(len(frames) - 3):
-            probabilities = bundle.clip_probabilities(frames[start:start + 4])
+            probabilities = bundle.clip_probabilities(frames[start : start + 4])
             assert bundle.classes[int(probabilities.argmax())] == label, (backend, start, probabilities)
 
 
@@ -53,7 +71,9 @@ def test_the_checked_in_bundle_is_what_the_builder_makes_and_computes_its_keras_
     assert read_meta(CHECKED_IN_BUNDLE) == read_meta(keras_seed)
     frames = calibration_frames()
     spec = read_meta(keras_seed).spec
-    clips = frames[: len(frames) // spec.clip_length * spec.clip_length].reshape(-1, spec.clip_length, *frames.shape[1:])
+    clips = frames[: len(frames) // spec.clip_length * spec.clip_length].reshape(
+        -1, spec.clip_length, *frames.shape[1:]
+    )
     model = keras.models.load_model(keras_seed / "model.keras", compile=False)
     keras_probabilities = np.asarray(model(preprocess(clips, *spec.preprocessing), training=False))
     for backend in ("onnxruntime", "onnxruntime-int8"):

@@ -1,4 +1,5 @@
 """`lrcn synth` through the real command line, without TensorFlow."""
+
 import json
 import subprocess
 import sys
@@ -22,9 +23,18 @@ def test_synth_writes_a_dataset_and_a_continuous_stream_without_tensorflow(tmp_p
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     assert frames == len(labels["labels"]) == 12 * 25
-    probe = subprocess.run([sys.executable, "-c", "import sys, lrcn.tools.cli, lrcn.models.synth, lrcn.models.data, "
-                            "lrcn.stream.bundle, lrcn.stream.video; print('tensorflow' in sys.modules)"],
-                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, lrcn.tools.cli, lrcn.models.synth, lrcn.models.data, "
+            "lrcn.stream.bundle, lrcn.stream.video; print('tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert probe.stdout.strip() == "False", probe.stderr
 
 

@@ -1,6 +1,7 @@
 """Clip recording on real video: H.264 files with a 1 s GOP made by ffmpeg, demuxed directly or
 read by a real Source (a paced file, an ffmpeg-served MPEG-TS stream); clips are checked by
 decoding them with PyAV."""
+
 import gc
 import os
 import shutil
@@ -32,8 +33,11 @@ SIZE = (48, 64)
 def short_h264(h264) -> Path:
     """Its first 8 s."""
     path = h264.with_name("short.mp4")
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-i", str(h264), "-t", "8", "-c", "copy", str(path)],
-                   check=True, timeout=30)
+    subprocess.run(
+        [FFMPEG, "-nostdin", "-loglevel", "error", "-i", str(h264), "-t", "8", "-c", "copy", str(path)],
+        check=True,
+        timeout=30,
+    )
     return path
 
 
@@ -68,7 +72,7 @@ def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h26
     feeder = threading.Thread(target=feed_at_five_times_real_time, daemon=True)
     feeder.start()
     assert wait_until(lambda: (feeding.t or 0) >= 9.0, 10)
-    path = recorder.start(8.0, "wave/hands", "1700000000000-0a1b2c3d")   # the inference thread: a second behind
+    path = recorder.start(8.0, "wave/hands", "1700000000000-0a1b2c3d")  # the inference thread: a second behind
     assert recorder.stats()["recording"]
     assert wait_until(lambda: feeding.t >= 12.0, 10)
     recorder.end(11.0)
@@ -104,8 +108,20 @@ def test_a_paced_file_source_feeds_its_recorder_from_the_capture_thread(short_h2
 
 def test_a_live_mpeg_ts_stream_records_h264_into_mp4(short_h264, tmp_path):
     port = free_port()
-    serve = [FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-i", str(short_h264), "-c", "copy", "-f", "mpegts",
-             f"tcp://127.0.0.1:{port}?listen=1"]
+    serve = [
+        FFMPEG,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-i",
+        str(short_h264),
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        f"tcp://127.0.0.1:{port}?listen=1",
+    ]
     recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "live")
     source = Source(f"tcp://127.0.0.1:{port}", SIZE, options=SourceOptions(ring_capacity=512), recorder=recorder)
     with served(serve, port):
@@ -138,7 +154,7 @@ def record_while_reading(source: Source, recorder: ClipRecorder, start_after: fl
 
 
 def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_path):
-    clip_bytes = 3 * h264.stat().st_size / 20     # a 3 s clip at the file's bit rate
+    clip_bytes = 3 * h264.stat().st_size / 20  # a 3 s clip at the file's bit rate
     rules = RecordRules(tmp_path / "clips", pre_s=1, post_s=1, max_gb=2.5 * clip_bytes / 1e9, min_free_gb=0)
     recorder = ClipRecorder(rules, "cam")
     feeding = Demux(h264, recorder)
@@ -170,7 +186,7 @@ def test_a_record_dir_that_cannot_be_made_or_written_is_one_line_error(tmp_path)
     assert "\n" not in str(err.value)
     assert check_record_dir(tmp_path / "new" / "clips") == tmp_path / "new" / "clips"
     assert RecordRules(str(tmp_path / "x")).dir == tmp_path / "x"
-    if os.geteuid() != 0:   # root writes anywhere
+    if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         with pytest.raises(LrcnError, match="not writable"):
@@ -187,7 +203,7 @@ def test_a_record_dir_removed_mid_clip_is_a_problem_and_the_feed_goes_on(h264, t
     path = Path(recorder.start(3.0, "fall"))
     part = path.with_name(path.name + ".part")
     assert wait_until(part.exists, 10)
-    shutil.rmtree(tmp_path / "clips")    # the part file is open: the rename at the end fails
+    shutil.rmtree(tmp_path / "clips")  # the part file is open: the rename at the end fails
     recorder.end(4.0)
     feeding.to(6.0)
     assert finished(recorder, 1)
@@ -213,7 +229,7 @@ def test_a_source_keeps_capturing_when_its_record_dir_goes(short_h264, tmp_path)
     source.start()
     try:
         assert wait_until(lambda: source.stats()["frames"] >= 30, 10)
-        shutil.rmtree(tmp_path / "clips")     # it holds only the media index
+        shutil.rmtree(tmp_path / "clips")  # it holds only the media index
         (tmp_path / "clips").write_text("a file where the dir was")
         assert recorder.start(1.0, "sit") is not None
         recorder.end(1.0)
@@ -235,13 +251,13 @@ def test_events_overlapping_in_pre_and_post_roll_get_a_clip_each_sharing_packets
     feeding = Demux(h264, recorder)
     feeding.to(4.5)
     first = recorder.start(4.0, "wave", "1-first")
-    recorder.end(4.5, "1-first")               # its clip runs to 5.5
+    recorder.end(4.5, "1-first")  # its clip runs to 5.5
     feeding.to(5.2)
     second = recorder.start(5.2, "point", "2-second")
     assert second != first and recorder.stats()["recording"]
     feeding.to(8.0)
     assert recorder.stats()["recording"], "the later event is still open"
-    recorder.end(7.0, "2-second")             # its clip runs to 8.0
+    recorder.end(7.0, "2-second")  # its clip runs to 8.0
     feeding.to(9.0)
     assert finished(recorder, 2)
     feeding.close()
@@ -249,8 +265,8 @@ def test_events_overlapping_in_pre_and_post_roll_get_a_clip_each_sharing_packets
     assert recorder.stats()["clips"] == 2, recorder.problem
     assert sorted(p.name for p in Path(first).parent.iterdir()) == ["1-first.mp4", "2-second.mp4"]
     one, two = decoded(Path(first)), decoded(Path(second))
-    assert abs(clip_seconds(one) - 2.5) <= 0.6, clip_seconds(one)   # 3.0 to 5.5
-    assert abs(clip_seconds(two) - 4.0) <= 0.6, clip_seconds(two)   # 4.0 (the keyframe before 4.2) to 8.0
+    assert abs(clip_seconds(one) - 2.5) <= 0.6, clip_seconds(one)  # 3.0 to 5.5
+    assert abs(clip_seconds(two) - 4.0) <= 0.6, clip_seconds(two)  # 4.0 (the keyframe before 4.2) to 8.0
     # The second clip's pre-roll is the first's event and post-roll: the same source frames.
     assert np.array_equal(two[0].to_ndarray(format="rgb24"), source_frame_at(h264, 4.0))
     assert np.array_equal(one[25].to_ndarray(format="rgb24"), two[0].to_ndarray(format="rgb24"))
@@ -263,7 +279,7 @@ def test_a_clip_is_capped_at_max_clip_s_while_its_event_goes_on(h264, tmp_path):
     path = Path(recorder.start(3.0, "walk", "9-long"))
     feeding.to(12.0)
     assert not recorder.stats()["recording"], "capped: the clip ended while the event is open"
-    recorder.end(11.0, "9-long")              # too late to extend anything
+    recorder.end(11.0, "9-long")  # too late to extend anything
     feeding.to()
     feeding.close()
     assert recorder.close() and recorder.stats()["clips"] == 1
@@ -277,15 +293,15 @@ def test_a_timestamp_reset_ends_the_open_clip_with_what_it_has(short_h264, tmp_p
     feeding = Demux(short_h264, recorder)
     feeding.to(5.0)
     path = Path(recorder.start(4.0, "jump"))
-    feeding.to()                            # to 8.0: the event never ends
-    again = av.open(str(short_h264))        # the same packets again: times restart at 0, no new connection
+    feeding.to()  # to 8.0: the event never ends
+    again = av.open(str(short_h264))  # the same packets again: times restart at 0, no new connection
     for packet in again.demux(video=0):
         if packet.size:
             recorder.feed(packet)
     assert finished(recorder, 1)
-    assert abs(clip_seconds(decoded(path)) - 5.0) <= 1.0       # 3.0 to 8.0
+    assert abs(clip_seconds(decoded(path)) - 5.0) <= 1.0  # 3.0 to 8.0
     assert recorder.start(7.0, "loop") is not None
-    recorder.connected(again.streams.video[0])                  # a reconnect, or a file's next loop
+    recorder.connected(again.streams.video[0])  # a reconnect, or a file's next loop
     assert finished(recorder, 2) and recorder.stats()["clips"] == 2 and not recorder.stats()["recording"]
     assert recorder.close()
     recorder.connected(again.streams.video[0])
@@ -319,12 +335,12 @@ def test_a_connection_that_ends_mid_clip_finishes_it_after_the_input_is_gone(h26
     feeding.to(3.0)
     path = Path(recorder.start(3.0, "lost"))
     feeding.to(12.0)
-    feeding.close()          # the capture closes its container; queued packets outlive it
+    feeding.close()  # the capture closes its container; queued packets outlive it
     del feeding
     gc.collect()
     assert finished(recorder, 1) and recorder.close()
     assert recorder.stats()["clips"] == 1, recorder.problem
-    assert abs(clip_seconds(decoded(path)) - 10.0) <= 1.0     # 2.0 to 12.0
+    assert abs(clip_seconds(decoded(path)) - 10.0) <= 1.0  # 2.0 to 12.0
 
 
 def test_a_disk_too_slow_for_the_stream_gives_up_the_clip_not_the_capture(h264, tmp_path, monkeypatch):
@@ -336,7 +352,7 @@ def test_a_disk_too_slow_for_the_stream_gives_up_the_clip_not_the_capture(h264, 
     feeding.to(3.0)
     path = Path(recorder.start(3.0, "slow"))
     started = time.monotonic()
-    feeding.to(10.0)                        # 7 s of packets, about 270 KB
+    feeding.to(10.0)  # 7 s of packets, about 270 KB
     assert time.monotonic() - started < 1.0, "feeding never waits for the disk"
     recorder.end(8.0)
     feeding.to(12.0)

@@ -2,6 +2,7 @@
 pre-roll + event + post-roll within one GOP; a record dir that goes away mid-run becomes a status
 reason while the stream goes on. Real parts: an H.264 MP4 made by ffmpeg, the seed bundle, the
 JSONL sink as the recorder of messages, PyAV to play the clip."""
+
 import os
 import shutil
 import subprocess
@@ -25,10 +26,42 @@ def dark_bright_dark(tmp_path_factory) -> Path:
     checked-in bundle is taught to call black `bend` and the pattern `wave_one_hand`
     (tests/test_checked_in_bundle.py checks that it does)."""
     path = tmp_path_factory.mktemp("video") / "dark-bright-dark.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=black:s=64x64:r=25:d=4",
-                    "-f", "lavfi", "-i", "testsrc2=s=64x64:r=25:d=6", "-f", "lavfi", "-i", "color=black:s=64x64:r=25:d=5",
-                    "-filter_complex", "[0][1][2]concat=n=3:v=1[v]", "-map", "[v]", "-c:v", "libx264", "-g", "25",
-                    "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=black:s=64x64:r=25:d=4",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=64x64:r=25:d=6",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=black:s=64x64:r=25:d=5",
+            "-filter_complex",
+            "[0][1][2]concat=n=3:v=1[v]",
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-keyint_min",
+            "25",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
     return path
 
 
@@ -44,12 +77,14 @@ def played_seconds(path: Path) -> tuple[float, int, bool]:
 def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(exported_seed, dark_bright_dark, tmp_path):
     bundle, _, _ = exported_seed
     clips = tmp_path / "clips"
-    foreign = [clips / "cam" / "mine.mp4", clips / "cam" / "mine.mp4.part", clips / "other.mp4"]   # a user's own files
+    foreign = [clips / "cam" / "mine.mp4", clips / "cam" / "mine.mp4.part", clips / "other.mp4"]  # a user's own files
     for number, path in enumerate(foreign):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"not ours")
-        os.utime(path, (time.time() - 10 ** 6 * number, time.time() - 10 ** 6 * number))
-    messages, err = serve_events(bundle, dark_bright_dark, tmp_path, "--record", clips, "--pre-roll", "1", "--post-roll", "1.5")
+        os.utime(path, (time.time() - 10**6 * number, time.time() - 10**6 * number))
+    messages, err = serve_events(
+        bundle, dark_bright_dark, tmp_path, "--record", clips, "--pre-roll", "1", "--post-roll", "1.5"
+    )
     events = [m for m in messages if m["topic"] == "event/cam"]
     assert [(e["type"], e["label"]) for e in events] == [("start", "wave_one_hand"), ("end", "wave_one_hand")], err
     end = events[1]
@@ -58,8 +93,9 @@ def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(expor
     assert clip.parent == clips / "cam" and clip.is_file() and list(clips.rglob("*.part")) == [foreign[1]]
     assert all(path.read_bytes() == b"not ours" for path in foreign), "retention leaves others' files alone"
     assert clip.name == f"{end['id']}.mp4"
-    assert sorted(entry.path for entry in MediaIndex(clips).entries() if entry.finished) == \
-        sorted(f"cam/{end['id']}{suffix}" for suffix in (".mp4", ".jpg", "-start.jpg")), "the clip and its snapshots"
+    assert sorted(entry.path for entry in MediaIndex(clips).entries() if entry.finished) == sorted(
+        f"cam/{end['id']}{suffix}" for suffix in (".mp4", ".jpg", "-start.jpg")
+    ), "the clip and its snapshots"
     seconds, frames, starts_with_a_keyframe = played_seconds(clip)
     expected = 1 + end["duration_s"] + 1.5
     assert abs(seconds - expected) <= GOP_S, (seconds, expected)
@@ -68,7 +104,9 @@ def test_the_clip_of_an_event_plays_and_spans_pre_roll_event_and_post_roll(expor
     assert final["stats"]["clips"]["clips"] == 1 and final["stats"]["clips"]["failed"] == 0
 
 
-def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(exported_seed, dark_bright_dark, tmp_path):
+def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(
+    exported_seed, dark_bright_dark, tmp_path
+):
     bundle, _, _ = exported_seed
     clips = tmp_path / "clips"
 
@@ -82,8 +120,12 @@ def test_a_record_dir_that_goes_away_is_a_status_reason_and_the_stream_goes_on(e
         shutil.rmtree(clips)
 
     messages, err = serve_events(bundle, dark_bright_dark, tmp_path, "--record", clips, during=remove_the_dir)
-    reasons = [m["reason"] for m in messages if m["topic"] == "status/cam" and m["reason"].startswith("clip not written")]
-    assert len(set(reasons)) == 1 and "\n" not in reasons[0], err   # one failure, repeated by each status until it changes
+    reasons = [
+        m["reason"] for m in messages if m["topic"] == "status/cam" and m["reason"].startswith("clip not written")
+    ]
+    assert len(set(reasons)) == 1 and "\n" not in reasons[0], (
+        err
+    )  # one failure, repeated by each status until it changes
     assert "clip not written" in err
     predictions = [m for m in messages if m["topic"] == "pred/cam"]
     last_window_end = max(p["frame_index"] for p in predictions)

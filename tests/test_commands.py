@@ -1,6 +1,7 @@
 """The command registry (tools/cli/commands.py): every built-in command answers --help through the real
 entry point, an unknown command is one line and exit 2, and a command registered from outside
 the built-in modules is parsed and run like the others."""
+
 import argparse
 import json
 import subprocess
@@ -21,14 +22,14 @@ def test_every_registered_command_answers_help(name):
     run = lrcn(*name.split(), "--help")
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"usage: lrcn {name} "), run.stdout
-    assert "--log-level" in run.stdout and "--verbose" in run.stdout, run.stdout   # every command has them
+    assert "--log-level" in run.stdout and "--verbose" in run.stdout, run.stdout  # every command has them
 
 
 def test_the_top_level_help_lists_the_one_word_commands_with_their_help():
     run = lrcn("--help")
     assert run.returncode == 0, run.stderr
     for name in COMMANDS.names():
-        assert (" " in name) == (f"    {name} " not in run.stdout), name   # `bench capture` is bench's business
+        assert (" " in name) == (f"    {name} " not in run.stdout), name  # `bench capture` is bench's business
     assert "serve               run a bundle on live sources" in run.stdout
 
 
@@ -40,7 +41,9 @@ def test_an_unknown_command_is_one_line_and_exit_2():
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
-@pytest.mark.parametrize("module", ["lrcn.tools.evidence.bench", "lrcn.tools.evidence.soak", "lrcn.tools.evidence.faults"])
+@pytest.mark.parametrize(
+    "module", ["lrcn.tools.evidence.bench", "lrcn.tools.evidence.soak", "lrcn.tools.evidence.faults"]
+)
 def test_the_evidence_tools_run_as_modules_through_the_registry(module):
     name = module.rpartition(".")[2]
     run = lrcn("--help", module=module)
@@ -64,8 +67,11 @@ def greeter() -> Commands:
         print(f"hello, {args.name}")
         return args.status
 
-    @commands.command("greet loudly", arguments=lambda parser: parser.add_argument("--times", type=int, default=1),
-                      description="shout, parsed apart from `greet NAME`")
+    @commands.command(
+        "greet loudly",
+        arguments=lambda parser: parser.add_argument("--times", type=int, default=1),
+        description="shout, parsed apart from `greet NAME`",
+    )
     def shout(args) -> None:
         print("HELLO! " * args.times)
 
@@ -78,8 +84,8 @@ def test_a_new_command_appears_in_the_parser_and_runs(capsys):
     assert "say hello to NAME" in commands.parser().format_help()
     assert commands.main(["greet", "world"]) == 0
     assert capsys.readouterr().out == "hello, world\n"
-    assert commands.main(["greet", "world", "--status", "3"]) == 3          # an int returned is the exit status
-    assert commands.main(["greet", "loudly", "--times", "2"]) == 0           # two words: its own parser
+    assert commands.main(["greet", "world", "--status", "3"]) == 3  # an int returned is the exit status
+    assert commands.main(["greet", "loudly", "--times", "2"]) == 0  # two words: its own parser
     assert capsys.readouterr().out == "hello, world\nHELLO! HELLO! \n"
     with pytest.raises(SystemExit) as exit:
         commands.main(["greet", "loudly", "--help"])
@@ -113,17 +119,35 @@ print(json.dumps([sorted({m.split(".")[0] for m in sys.modules} & {"av", "cv2", 
 """
 
 
-@pytest.mark.parametrize(("argv", "tools"), [
-    (["train", "--help"], ["lrcn.tools.cli.args", "lrcn.tools.cli.commands", "lrcn.tools.cli.quiet", "lrcn.tools.cli.train"]),
-    (["serve", "--help"], ["lrcn.tools.cli.args", "lrcn.tools.cli.commands", "lrcn.tools.cli.hangups", "lrcn.tools.cli.quiet",
-                           "lrcn.tools.cli.serve"]),
-    (["bench", "capture", "--help"], ["lrcn.tools.cli.commands", "lrcn.tools.cli.quiet", "lrcn.tools.evidence.bench_capture"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "tools"),
+    [
+        (
+            ["train", "--help"],
+            ["lrcn.tools.cli.args", "lrcn.tools.cli.commands", "lrcn.tools.cli.quiet", "lrcn.tools.cli.train"],
+        ),
+        (
+            ["serve", "--help"],
+            [
+                "lrcn.tools.cli.args",
+                "lrcn.tools.cli.commands",
+                "lrcn.tools.cli.hangups",
+                "lrcn.tools.cli.quiet",
+                "lrcn.tools.cli.serve",
+            ],
+        ),
+        (
+            ["bench", "capture", "--help"],
+            ["lrcn.tools.cli.commands", "lrcn.tools.cli.quiet", "lrcn.tools.evidence.bench_capture"],
+        ),
+    ],
+)
 def test_a_command_imports_its_own_module_only(argv, tools):
     """`lrcn serve` does not pay for the training code's imports nor `lrcn train` for PyAV,
     OpenCV and ZeroMQ: the registry imports the one module that registers the command."""
-    done = subprocess.run([sys.executable, "-c", LOADED, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     heavy, loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert heavy == [] and loaded == tools, (heavy, loaded)

@@ -1,6 +1,7 @@
 """docs/deploy/Containerfile and compose.yaml: what they say (every run), and the image itself
 (heavy: real debootstrap and podman, as root) built from a clean checkout, its own files serving
 a video as its non-root user, which owns /media and none of the code."""
+
 import json
 import os
 import shlex
@@ -51,30 +52,42 @@ def test_the_image_runs_serve_as_a_user_with_config_and_media_volumes_and_a_heal
     stage = final_stage()
     assert stage["USER"] == ["lrcn"] and json.loads(stage["ENTRYPOINT"][0]) == ["lrcn", "serve"]
     assert set(json.loads(stage["VOLUME"][0])) == {"/config", "/media"}
-    args = build_parser().parse_args(["serve", *json.loads(stage["CMD"][0])])   # flags serve takes
+    args = build_parser().parse_args(["serve", *json.loads(stage["CMD"][0])])  # flags serve takes
     assert (args.bundle, args.config) == ("/config/bundle", "/config/lrcn.toml")
     check = stage["HEALTHCHECK"][0]
     assert "CMD" in check and "LRCN_HEALTHZ" in check
     healthz = next(v for env in stage["ENV"] for v in shlex.split(env) if v.startswith("LRCN_HEALTHZ="))
     assert healthz.endswith("127.0.0.1:9108/healthz")
-    installs = " ".join(rest for stage in instructions((ROOT / CONTAINERFILE).read_text())
-                        for keyword, rest in stage if keyword == "RUN" and "pip install" in rest)
-    assert "pip install" in installs and "train" not in installs   # the runtime: no TensorFlow
-    arguments = {rest.split("=")[0] for stage in instructions((ROOT / CONTAINERFILE).read_text())
-                 for keyword, rest in stage if keyword == "ARG"}
+    installs = " ".join(
+        rest
+        for stage in instructions((ROOT / CONTAINERFILE).read_text())
+        for keyword, rest in stage
+        if keyword == "RUN" and "pip install" in rest
+    )
+    assert "pip install" in installs and "train" not in installs  # the runtime: no TensorFlow
+    arguments = {
+        rest.split("=")[0]
+        for stage in instructions((ROOT / CONTAINERFILE).read_text())
+        for keyword, rest in stage
+        if keyword == "ARG"
+    }
     command = build_command(Build(ROOT, "t", "bookworm", "http://deb.example/debian"))
     given = {command[n + 1].split("=")[0] for n, word in enumerate(command) if word == "--build-arg"}
     assert given <= arguments and {"BASE", "PIP_OPTIONS", "EXTRAS", "VENV_OPTIONS", "LRCN_UID"} <= arguments
-    assert command[command.index("--format") + 1] == "docker"   # an OCI image would drop the HEALTHCHECK
+    assert command[command.index("--format") + 1] == "docker"  # an OCI image would drop the HEALTHCHECK
 
 
 def test_the_offline_base_is_made_from_the_machines_own_mirror_and_cached_per_mirror(tmp_path):
     deb822 = tmp_path / "debian.sources"
-    deb822.write_text("Types: deb\nURIs: http://mirror.lan/debian\nSuites: bookworm\n\n"
-                      "Types: deb\nURIs: http://mirror.lan/debian-security\nSuites: bookworm-security\n")
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.lan/debian\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://mirror.lan/debian-security\nSuites: bookworm-security\n"
+    )
     one_line = tmp_path / "sources.list"
-    one_line.write_text("deb http://security.debian.org/debian-security bookworm-security main\n"
-                        "deb [arch=amd64] http://other.lan/debian bookworm main\n")
+    one_line.write_text(
+        "deb http://security.debian.org/debian-security bookworm-security main\n"
+        "deb [arch=amd64] http://other.lan/debian bookworm main\n"
+    )
     assert host_mirror((deb822, one_line)) == "http://mirror.lan/debian"
     assert host_mirror((tmp_path / "absent", one_line)) == "http://other.lan/debian"
     assert host_mirror((tmp_path / "absent",)) == "http://deb.debian.org/debian"
@@ -88,7 +101,7 @@ def test_the_container_page_links_resolve():
 
 def test_the_compose_deployment_file_is_one_serve_takes_and_prometheus_scrapes_its_port():
     data = tomllib.loads((DEPLOY / "config" / "lrcn.toml").read_text())
-    typed = schema.convert(data, schema.Settings)   # the schema serve checks it with (no folders made)
+    typed = schema.convert(data, schema.Settings)  # the schema serve checks it with (no folders made)
     assert typed.metrics == "0.0.0.0:9108" and "lrcn" in typed.allowed_hosts
     assert typed.state_dir == "/media" and all(s.record.dir.startswith("/media/") for s in typed.stream if s.record)
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
@@ -111,6 +124,7 @@ def test_the_compose_deployment_file_is_one_serve_takes_and_prometheus_scrapes_i
 
 
 # -- the image itself ---------------------------------------------------------------------------
+
 
 def _missing() -> str | None:
     if os.geteuid() != 0:
@@ -158,7 +172,7 @@ def test_the_image_builds_from_a_clean_checkout_and_its_own_files_serve_a_video_
     shutil.copytree(bundle, config / "bundle")
     shutil.copy(video, config / f"clip{video.suffix}")
     port = free_port()
-    (config / "lrcn.toml").write_text(f'''metrics = "127.0.0.1:{port}"
+    (config / "lrcn.toml").write_text(f"""metrics = "127.0.0.1:{port}"
 endpoint = "tcp://127.0.0.1:{free_port()}"
 state_dir = "/media"
 [[stream]]
@@ -169,37 +183,55 @@ events = {{ min_score = 0.0, min_duration_s = 0.0 }}
 [[sink]]
 type = "jsonl"
 path = "/media/messages.jsonl"
-''')
+""")
     with mounted(tag) as image:
         assert image.user == "lrcn" and image.entrypoint == ("lrcn", "serve")
-        uid = int(next(row for row in (image.root / "etc/passwd").read_text().splitlines() if row.startswith("lrcn:")).split(":")[2])
+        uid = int(
+            next(row for row in (image.root / "etc/passwd").read_text().splitlines() if row.startswith("lrcn:")).split(
+                ":"
+            )[2]
+        )
         assert uid != 0
         # The user owns /media and nothing else of the image: not a file of the code.
         assert owned_by(image.root, uid) == ["/media"]
         venv = image.root / "opt" / "lrcn" / "venv"
-        assert not any((Path(d) / n).lstat().st_mode & 0o002 for d, ds, fs in os.walk(venv) for n in ds + fs
-                       if not (Path(d) / n).is_symlink())
+        assert not any(
+            (Path(d) / n).lstat().st_mode & 0o002
+            for d, ds, fs in os.walk(venv)
+            for n in ds + fs
+            if not (Path(d) / n).is_symlink()
+        )
         assert not list(venv.glob("lib/python3*/site-packages/tensorflow*"))
         media = media_for(image, tmp_path / "media")
 
-        helped = subprocess.run(chroot_command(image, ["lrcn", "serve", "--help"], config, media),
-                                capture_output=True, text=True, timeout=60)
+        helped = subprocess.run(
+            chroot_command(image, ["lrcn", "serve", "--help"], config, media),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert helped.returncode == 0 and "usage: lrcn serve" in helped.stdout, helped.stderr
 
         # The image's own command line (ENTRYPOINT + CMD), as a container would start it.
         log = tmp_path / "serve.log"
-        serve = subprocess.Popen(chroot_command(image, [*image.entrypoint, *image.cmd], config, media),
-                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        serve = subprocess.Popen(
+            chroot_command(image, [*image.entrypoint, *image.cmd], config, media),
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"),
+        )
         try:
             healthz = f"LRCN_HEALTHZ=http://127.0.0.1:{port}/healthz"
-            probe = [*image.healthcheck[1:]]   # ["CMD", ...]: the command itself
+            probe = [*image.healthcheck[1:]]  # ["CMD", ...]: the command itself
             deadline = time.monotonic() + 60
             while http_get(f"http://127.0.0.1:{port}/healthz", 1.0)[0] != 200 and time.monotonic() < deadline:
                 assert serve.poll() is None, log.read_text()[-2000:]
                 time.sleep(0.1)
             healthy = subprocess.run(chroot_command(image, probe, config, media, env=(healthz,)), timeout=30)
             assert healthy.returncode == 0
-            while not (media / "messages.jsonl").is_file() or '"topic":"pred/' not in (media / "messages.jsonl").read_text():
+            while (
+                not (media / "messages.jsonl").is_file()
+                or '"topic":"pred/' not in (media / "messages.jsonl").read_text()
+            ):
                 assert time.monotonic() < deadline, log.read_text()[-2000:]
                 time.sleep(0.1)
             serve.send_signal(signal.SIGTERM)
@@ -207,8 +239,9 @@ path = "/media/messages.jsonl"
         finally:
             terminate(serve)
         # The same probe says so when nothing answers: it can fail.
-        refused = subprocess.run(chroot_command(image, probe, config, media, env=(healthz,)),
-                                 capture_output=True, text=True, timeout=30)
+        refused = subprocess.run(
+            chroot_command(image, probe, config, media, env=(healthz,)), capture_output=True, text=True, timeout=30
+        )
         assert refused.returncode == 1 and refused.stderr.startswith("healthz: ") and refused.stderr.count("\n") == 1
     lines = [json.loads(line) for line in (media / "messages.jsonl").read_text().splitlines()]
     assert any(line["topic"] == "pred/clip" for line in lines)

@@ -1,10 +1,21 @@
 """Finding labelled videos and splitting them by group: fake trees in tmp_path, and the real data when present."""
+
 from pathlib import Path
 
 import pytest
 
-from lrcn.models.data import (GROUP_PATTERNS, Video, describe, discover, group_holdout, groups_of, leave_one_group_out,
-                         official_split, read_split_list, split_by_groups)
+from lrcn.models.data import (
+    GROUP_PATTERNS,
+    Video,
+    describe,
+    discover,
+    group_holdout,
+    groups_of,
+    leave_one_group_out,
+    official_split,
+    read_split_list,
+    split_by_groups,
+)
 from lrcn.stream.errors import LrcnError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -21,8 +32,13 @@ def make_tree(root: Path, files: dict[str, list[str]]) -> Path:
 
 
 def ucf_tree(root: Path, classes=("Archery", "Basketball", "BabyCrawling"), groups=5, clips=2) -> Path:
-    return make_tree(root, {c: [f"v_{c}_g{g:02d}_c{k:02d}.avi" for g in range(1, groups + 1)
-                                for k in range(1, clips + 1)] for c in classes})
+    return make_tree(
+        root,
+        {
+            c: [f"v_{c}_g{g:02d}_c{k:02d}.avi" for g in range(1, groups + 1) for k in range(1, clips + 1)]
+            for c in classes
+        },
+    )
 
 
 def one_line_error(func, *args, match: str = "", **kwargs) -> str:
@@ -40,10 +56,18 @@ def assert_group_disjoint(train, test):
 
 # discovery ------------------------------------------------------------------------------------------
 
+
 def test_discover_labels_sorted_classes_and_ignores_what_is_not_a_video(tmp_path):
-    make_tree(tmp_path, {"wave": ["s1_wave.avi", "s0_wave.MP4", "notes.txt", "._s0_wave.avi"],
-                         "bend": ["s1_bend.mkv", "s0_bend.webm"],
-                         "splits": ["trainlist01.txt"], "empty": [], ".hidden": ["s0_x.avi"]})
+    make_tree(
+        tmp_path,
+        {
+            "wave": ["s1_wave.avi", "s0_wave.MP4", "notes.txt", "._s0_wave.avi"],
+            "bend": ["s1_bend.mkv", "s0_bend.webm"],
+            "splits": ["trainlist01.txt"],
+            "empty": [],
+            ".hidden": ["s0_x.avi"],
+        },
+    )
     (tmp_path / "wave" / "nested").mkdir()
     (tmp_path / "wave" / "nested" / "s9_deep.avi").touch()
     (tmp_path / "bend" / "folder.avi").mkdir()
@@ -52,17 +76,24 @@ def test_discover_labels_sorted_classes_and_ignores_what_is_not_a_video(tmp_path
     assert dataset.root == tmp_path
     assert dataset.classes == ("bend", "wave")
     assert [v.path.relative_to(tmp_path).as_posix() for v in dataset.videos] == [
-        "bend/s0_bend.webm", "bend/s1_bend.mkv", "wave/s0_wave.MP4", "wave/s1_wave.avi"]
+        "bend/s0_bend.webm",
+        "bend/s1_bend.mkv",
+        "wave/s0_wave.MP4",
+        "wave/s1_wave.avi",
+    ]
     assert [v.label for v in dataset.videos] == [0, 0, 1, 1]
     assert [v.group for v in dataset.videos] == ["0", "1", "0", "1"]
     assert dataset.group_pattern == GROUP_PATTERNS["weizmann"]
 
 
-@pytest.mark.parametrize("preset, names, groups", [
-    ("ucf101", ["v_Archery_g01_c01.avi", "v_Archery_g12_c02.avi"], ["01", "12"]),
-    ("weizmann", ["s0_bend.avi", "s13_bend.avi"], ["0", "13"]),
-    ("ps7", ["PS7A1P1T1.avi", "PS7A1P3T2.avi"], ["1", "3"]),
-])
+@pytest.mark.parametrize(
+    "preset, names, groups",
+    [
+        ("ucf101", ["v_Archery_g01_c01.avi", "v_Archery_g12_c02.avi"], ["01", "12"]),
+        ("weizmann", ["s0_bend.avi", "s13_bend.avi"], ["0", "13"]),
+        ("ps7", ["PS7A1P1T1.avi", "PS7A1P3T2.avi"], ["1", "3"]),
+    ],
+)
 def test_auto_detection_picks_the_preset_that_fits_every_name(tmp_path, preset, names, groups):
     dataset = discover(make_tree(tmp_path, {"a": names}))
     assert dataset.group_pattern == GROUP_PATTERNS[preset]
@@ -111,6 +142,7 @@ def test_describe(tmp_path):
 
 # split lists ----------------------------------------------------------------------------------------
 
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -119,8 +151,10 @@ def write(path: Path, text: str) -> Path:
 
 def test_read_split_list_with_and_without_labels(tmp_path):
     dataset = discover(ucf_tree(tmp_path / "data"))  # classes sorted: Archery 1, BabyCrawling 2, Basketball 3
-    train = write(tmp_path / "lists/train.txt", "Archery/v_Archery_g03_c01.avi 1\r\n\r\n"
-                  "Basketball\\v_Basketball_g03_c02.avi 3\n  \n")
+    train = write(
+        tmp_path / "lists/train.txt",
+        "Archery/v_Archery_g03_c01.avi 1\r\n\r\nBasketball\\v_Basketball_g03_c02.avi 3\n  \n",
+    )
     test = write(tmp_path / "lists/test.txt", "BabyCrawling/v_BabyCrawling_g01_c01.avi\n")
     videos = read_split_list(dataset, train)
     assert [v.path.name for v in videos] == ["v_Archery_g03_c01.avi", "v_Basketball_g03_c02.avi"]
@@ -168,6 +202,7 @@ def test_official_split_refuses_overlap_and_shared_groups(tmp_path):
 
 
 # group splits ---------------------------------------------------------------------------------------
+
 
 def test_split_by_groups(tmp_path):
     videos = list(discover(ucf_tree(tmp_path, groups=4)).videos)
@@ -230,11 +265,15 @@ def test_group_holdout_with_one_group_splits_each_class():
 
 # the real data in ../shared/data ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, videos, classes, groups, preset", [
-    ("weizmann4", 36, 4, 9, "weizmann"),
-    ("ps7", 27, 3, 3, "ps7"),
-    ("ucf101_9", 450, 9, 25, "ucf101"),
-])
+
+@pytest.mark.parametrize(
+    "name, videos, classes, groups, preset",
+    [
+        ("weizmann4", 36, 4, 9, "weizmann"),
+        ("ps7", 27, 3, 3, "ps7"),
+        ("ucf101_9", 450, 9, 25, "ucf101"),
+    ],
+)
 @pytest.mark.shared
 @needs_shared
 def test_real_datasets_are_discovered_with_their_groups(name, videos, classes, groups, preset):

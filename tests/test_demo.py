@@ -1,4 +1,5 @@
 """`lrcn demo --quick`: every stage of the README's first command, end to end, on a real socket."""
+
 import json
 import os
 import subprocess
@@ -15,9 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_demo_trains_exports_serves_and_scores(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "demo", "--quick", "--workdir", str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=540,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    run = subprocess.run(
+        [sys.executable, "-m", "lrcn.tools.cli", "demo", "--quick", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=540,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     summary = json.loads((tmp_path / "demo.json").read_text())

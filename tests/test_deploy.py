@@ -1,6 +1,7 @@
 """The deployment-file parser (stream/deploy.py over the schema in stream/settings.py), called
 directly: a good file becomes typed settings and StreamConfigs, each mistake is one LrcnError line
 naming file, line and key, and a `lrcn serve` flag wins over the file's value."""
+
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,10 @@ def write(folder: Path, text: str, name: str = "deploy.toml") -> Path:
 
 def test_a_full_file_becomes_typed_settings_and_stream_configs(tmp_path):
     clips = tmp_path / "clips"
-    deployment = load_deployment(write(tmp_path, f"""
+    deployment = load_deployment(
+        write(
+            tmp_path,
+            f"""
 endpoint = "tcp://127.0.0.1:5556"
 metrics = "127.0.0.1:9108"
 backend = "onnxruntime-int8"
@@ -52,18 +56,33 @@ loop = true
 
 [[sink]]
 type = "jsonl"
-path = "{tmp_path / 'messages.jsonl'}"
-"""))
-    assert deployment.settings == {"endpoint": "tcp://127.0.0.1:5556", "metrics": "127.0.0.1:9108",
-                                   "backend": "onnxruntime-int8", "top_k": 2, "gather_ms": 4.5,
-                                   "rtsp_transport": "udp", "read_timeout_s": 3.0,
-                                   "sinks": [{"type": "jsonl", "path": str(tmp_path / "messages.jsonl")}]}
+path = "{tmp_path / "messages.jsonl"}"
+""",
+        )
+    )
+    assert deployment.settings == {
+        "endpoint": "tcp://127.0.0.1:5556",
+        "metrics": "127.0.0.1:9108",
+        "backend": "onnxruntime-int8",
+        "top_k": 2,
+        "gather_ms": 4.5,
+        "rtsp_transport": "udp",
+        "read_timeout_s": 3.0,
+        "sinks": [{"type": "jsonl", "path": str(tmp_path / "messages.jsonl")}],
+    }
     door, replay = deployment.streams
     assert door == StreamConfig(
-        "rtsp://10.0.0.5:8554/live", id="door", crop=(640, 0, 1280, 1080), mode="continuous", hop=4, reset_every=32,
-        smooth="hysteresis:3", novelty="off",
+        "rtsp://10.0.0.5:8554/live",
+        id="door",
+        crop=(640, 0, 1280, 1080),
+        mode="continuous",
+        hop=4,
+        reset_every=32,
+        smooth="hysteresis:3",
+        novelty="off",
         events=EventRules(min_score=0.6, min_duration_s=1.0, cooldown_s=5.0, ignore=("background",)),
-        record=RecordRules(str(clips), pre_s=5.0, post_s=5.0, max_gb=20.0))
+        record=RecordRules(str(clips), pre_s=5.0, post_s=5.0, max_gb=20.0),
+    )
     assert replay == StreamConfig("replay.mp4", loop=True)
     assert clips.is_dir(), "a record dir is made and proved writable while the file is read"
 
@@ -80,7 +99,11 @@ BAD = {
     "unknown-key": ('colour = "red"\n' + STREAM, "unknown key 'colour'", 1),
     "unknown-stream-key": (STREAM + "colour = 3\n", "unknown key 'colour' in [[stream]] #1", 4),
     "hop-a-string": (STREAM + 'hop = "4"\n', "'hop' in [[stream]] #1 must be an integer", 4),
-    "reset_every-negative": (STREAM + "reset_every = -3\n", "'reset_every' in [[stream]] #1 must be an integer >= 1", 4),
+    "reset_every-negative": (
+        STREAM + "reset_every = -3\n",
+        "'reset_every' in [[stream]] #1 must be an integer >= 1",
+        4,
+    ),
     "mode": (STREAM + 'mode = "fast"\n', "'mode' in [[stream]] #1 must be 'exact' or 'continuous'", 4),
     "smooth": (STREAM + 'smooth = "median:x"\n', "smoothing must be", 4),
     "crop": (STREAM + "crop = [1, 2, 3]\n", "crop must be [x, y, width, height]", 4),
@@ -92,7 +115,11 @@ BAD = {
     "rtsp_transport": ('rtsp_transport = "carrier-pigeon"\n' + STREAM, "rtsp_transport", 1),
     "sink-type": (STREAM + '[[sink]]\ntype = "kafka"\n', "[[sink]] #1: unknown sink type 'kafka'", 5),
     "repeated-id": (STREAM + STREAM, "stream id 'cam' is given twice", 5),
-    "unset-variable": (STREAM + 'smooth = "${LRCN_TEST_NOT_SET}"\n', "environment variable LRCN_TEST_NOT_SET is not set", 4),
+    "unset-variable": (
+        STREAM + 'smooth = "${LRCN_TEST_NOT_SET}"\n',
+        "environment variable LRCN_TEST_NOT_SET is not set",
+        4,
+    ),
     "no-stream": ("top_k = 2\n", "no [[stream]] tables: nothing to serve", None),
     "not-toml": (STREAM + "hop =\n", "not valid TOML", None),
 }
@@ -130,15 +157,37 @@ def serve_options(argv: list[str], config: Path) -> PipelineOptions:
 
 
 def test_a_flag_wins_over_the_files_value_which_wins_over_the_default(tmp_path):
-    config = write(tmp_path, 'top_k = 2\nthreads = 3\ngather_ms = 5\nbackend = "onnxruntime-int8"\n'
-                             'rtsp_transport = "udp"\nread_timeout_s = 7\n' + STREAM)
+    config = write(
+        tmp_path,
+        'top_k = 2\nthreads = 3\ngather_ms = 5\nbackend = "onnxruntime-int8"\n'
+        'rtsp_transport = "udp"\nread_timeout_s = 7\n' + STREAM,
+    )
     from_file = serve_options([], config)
-    assert (from_file.top_k, from_file.threads, from_file.gather_s, from_file.backend) == (2, 3, 0.005, "onnxruntime-int8")
+    assert (from_file.top_k, from_file.threads, from_file.gather_s, from_file.backend) == (
+        2,
+        3,
+        0.005,
+        "onnxruntime-int8",
+    )
     assert (from_file.source.rtsp_transport, from_file.source.read_timeout_s) == ("udp", 7.0)
-    flagged = serve_options(["--top-k", "1", "--threads", "1", "--gather-ms", "0", "--backend", "onnxruntime",
-                             "--rtsp-transport", "tcp", "--read-timeout", "2"], config)
+    flagged = serve_options(
+        [
+            "--top-k",
+            "1",
+            "--threads",
+            "1",
+            "--gather-ms",
+            "0",
+            "--backend",
+            "onnxruntime",
+            "--rtsp-transport",
+            "tcp",
+            "--read-timeout",
+            "2",
+        ],
+        config,
+    )
     assert (flagged.top_k, flagged.threads, flagged.gather_s, flagged.backend) == (1, 1, 0.0, "onnxruntime")
     assert (flagged.source.rtsp_transport, flagged.source.read_timeout_s) == ("tcp", 2.0)
     neither = serve_options([], write(tmp_path, STREAM, "plain.toml"))
     assert neither.top_k == default(Settings, "top_k") and neither.gather_s == default(Settings, "gather_ms") / 1000
-

@@ -1,5 +1,6 @@
 """docs/deploy/lrcn.service is a unit systemd accepts, it runs the command this project installs,
 and the paths the docs tell it to write are writable under its sandbox."""
+
 import re
 import shlex
 import shutil
@@ -11,8 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "docs" / "deploy" / "lrcn.service"
-needs_systemd = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze not installed (apt-get install systemd)")
+needs_systemd = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (apt-get install systemd)"
+)
 
 
 def settings() -> dict[str, list[str]]:
@@ -35,12 +37,14 @@ def test_the_systemd_unit_verifies_without_a_complaint(tmp_path):
 
 
 def test_the_unit_runs_serve_with_a_config_and_reloads_with_sighup():
-    lines = dict(line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    lines = dict(
+        line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
     command = shlex.split(lines["ExecStart"])
     assert command[1:2] == ["serve"] and "--config" in command
     from lrcn.tools.cli.commands import build_parser
 
-    args = build_parser().parse_args(command[1:])   # every flag in the unit is one serve takes
+    args = build_parser().parse_args(command[1:])  # every flag in the unit is one serve takes
     assert args.config == "/etc/lrcn/cameras.toml" and args.log_format == "json"
     assert lines["ExecReload"] == "/bin/kill -HUP $MAINPID" and lines["RestartPreventExitStatus"] == "2"
 
@@ -68,11 +72,17 @@ def test_every_path_the_docs_write_is_writable_under_the_units_sandbox():
 
 @needs_systemd
 def test_the_exposure_in_the_deployment_guide_is_what_systemd_analyze_security_says():
-    run = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if "--offline" in run.stderr:
         pytest.skip(f"this systemd-analyze has no --offline: {run.stderr.strip()}")
     score = re.search(r"Overall exposure level for lrcn.service: ([0-9.]+)", run.stdout)
     assert score, run.stdout[-500:] + run.stderr
     service_md = (ROOT / "docs" / "guide" / "deployment.md").read_text()
-    assert f"exposure {score.group(1)}" in service_md, f"docs/guide/deployment.md should report exposure {score.group(1)}"
+    assert f"exposure {score.group(1)}" in service_md, (
+        f"docs/guide/deployment.md should report exposure {score.group(1)}"
+    )

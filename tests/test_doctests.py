@@ -3,6 +3,7 @@
 example are items (found in the source, without importing anything). models/ needs TensorFlow
 and a few tools need optional parts (GStreamer's bindings): a module whose import misses such a
 package that is not installed is skipped with the reason; any other ImportError fails."""
+
 import ast
 import doctest
 import importlib
@@ -17,8 +18,9 @@ PACKAGES = {"lrcn.stream": ROOT / "stream", "lrcn.models": ROOT / "models", "lrc
 
 def has_example(source: str) -> bool:
     """A docstring (module, class or function, at any depth) holds a `>>>` line."""
-    nodes = [tree := ast.parse(source)] + [n for n in ast.walk(tree)
-                                           if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    nodes = [tree := ast.parse(source)] + [
+        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    ]
     return any(">>> " in (ast.get_docstring(node, clean=False) or "") for node in nodes)
 
 

@@ -3,6 +3,7 @@ bundle serves an H.264 file (320x240, 1 s GOP) whose test-pattern stretches are 
 that each one's post-roll overlaps the next one's pre-roll, the last longer than `max_clip_s`. The
 messages come from the JSONL sink; the store is read back from SQLite; clips are played with
 PyAV; the API is asked over real HTTP."""
+
 import http.client
 import json
 import shutil
@@ -25,7 +26,11 @@ from lrcn.stream.service import ServiceServer
 from lrcn.stream.snapshots import Original, decode_jpeg
 from tests.media import HEIGHT, WIDTH
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg"),
+]
 
 MAX_CLIP_S = 5.0
 GOP_S = 1.0
@@ -39,9 +44,13 @@ def served_run(exported_seed, patterned, tmp_path_factory):
     jsonl = root / "messages.jsonl"
     rules = EventRules(min_score=0.0, min_duration_s=0.5, classes=("wave_one_hand",))
     record = RecordRules(root / "clips", pre_s=1, post_s=2, max_clip_s=MAX_CLIP_S)
-    pipeline = Pipeline(bundle, [StreamConfig(str(patterned), id="cam", events=rules, record=record)],
-                        PipelineOptions(endpoint="tcp://127.0.0.1:0", stats_interval_s=0.5,
-                                        sinks=({"type": "jsonl", "path": str(jsonl)},)))
+    pipeline = Pipeline(
+        bundle,
+        [StreamConfig(str(patterned), id="cam", events=rules, record=record)],
+        PipelineOptions(
+            endpoint="tcp://127.0.0.1:0", stats_interval_s=0.5, sinks=({"type": "jsonl", "path": str(jsonl)},)
+        ),
+    )
     pipeline.start()
     assert pipeline.wait(90)
     stats = pipeline.stop()
@@ -73,13 +82,27 @@ def test_stored_rows_equal_the_published_events(served_run):
     _, events, clips, _, _ = served_run
     with sqlite3.connect(clips / INDEX_NAME) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        rows = db.execute("SELECT id, stream, label, peak_score, start_frame, stream_start, end_frame, stream_end, "
-                          "clip, snapshot, start_snapshot, start_time, end_time FROM events ORDER BY start_time").fetchall()
+        rows = db.execute(
+            "SELECT id, stream, label, peak_score, start_frame, stream_start, end_frame, stream_end, "
+            "clip, snapshot, start_snapshot, start_time, end_time FROM events ORDER BY start_time"
+        ).fetchall()
     starts = {e["id"]: e for e in events if e["type"] == "start"}
-    published = [(e["id"], "cam", e["label"], e["peak_score"], e["start_frame"], e["start_time"], e["end_frame"],
-                  e["end_time"], Path(e["clip"]).relative_to(clips).as_posix(),
-                  Path(e["snapshot"]).relative_to(clips).as_posix(),
-                  Path(starts[e["id"]]["snapshot"]).relative_to(clips).as_posix()) for e in ends(events)]
+    published = [
+        (
+            e["id"],
+            "cam",
+            e["label"],
+            e["peak_score"],
+            e["start_frame"],
+            e["start_time"],
+            e["end_frame"],
+            e["end_time"],
+            Path(e["clip"]).relative_to(clips).as_posix(),
+            Path(e["snapshot"]).relative_to(clips).as_posix(),
+            Path(starts[e["id"]]["snapshot"]).relative_to(clips).as_posix(),
+        )
+        for e in ends(events)
+    ]
     assert [row[:11] for row in rows] == published
     for row in rows:
         start, end = row[11], row[12]
@@ -115,7 +138,7 @@ def test_snapshots_are_full_resolution_jpegs_listed_for_retention(served_run):
 
 def test_an_original_is_cropped_like_the_model_input(patterned):
     with av.open(str(patterned)) as container:
-        container.seek(3 * 1_000_000)   # into the pattern
+        container.seek(3 * 1_000_000)  # into the pattern
         frame = next(container.decode(video=0))
         full = frame.to_ndarray(format="rgb24")
     cropped = Original(frame, (16, 8, 200, 100)).rgb()
@@ -124,11 +147,13 @@ def test_an_original_is_cropped_like_the_model_input(patterned):
 
 def test_a_version_1_index_gains_the_events_table_and_keeps_its_rows(tmp_path):
     with sqlite3.connect(tmp_path / INDEX_NAME) as db:
-        db.executescript("CREATE TABLE media (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, stream TEXT NOT NULL,"
-                         " kind TEXT NOT NULL, bytes INTEGER NOT NULL DEFAULT 0, start_time REAL NOT NULL, "
-                         "finished INTEGER NOT NULL DEFAULT 0, run TEXT NOT NULL);"
-                         "INSERT INTO media (path, stream, kind, bytes, start_time, finished, run) "
-                         "VALUES ('cam/a.mp4', 'cam', 'clip', 10, 1.0, 1, 'old'); PRAGMA user_version = 1;")
+        db.executescript(
+            "CREATE TABLE media (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, stream TEXT NOT NULL,"
+            " kind TEXT NOT NULL, bytes INTEGER NOT NULL DEFAULT 0, start_time REAL NOT NULL, "
+            "finished INTEGER NOT NULL DEFAULT 0, run TEXT NOT NULL);"
+            "INSERT INTO media (path, stream, kind, bytes, start_time, finished, run) "
+            "VALUES ('cam/a.mp4', 'cam', 'clip', 10, 1.0, 1, 'old'); PRAGMA user_version = 1;"
+        )
     store = EventStore(tmp_path)
     assert [e.path for e in store.index.entries()] == ["cam/a.mp4"] and store.query() == []
     store.close()
@@ -144,10 +169,16 @@ def test_without_record_events_go_to_the_state_dir(exported_seed, patterned, tmp
     bundle, _, _ = exported_seed
     rules = EventRules(min_score=0.0, min_duration_s=0.5, classes=("wave_one_hand",))
     jsonl = tmp_path / "m.jsonl"
-    pipeline = Pipeline(bundle, [StreamConfig(str(patterned), id="cam", events=rules, pace=False)],
-                        PipelineOptions(endpoint="tcp://127.0.0.1:0", state_dir=str(tmp_path / "state"),
-                                        sinks=({"type": "jsonl", "path": str(jsonl)},)))
-    handed = []   # what an MQTT sink's publish_snapshot would get
+    pipeline = Pipeline(
+        bundle,
+        [StreamConfig(str(patterned), id="cam", events=rules, pace=False)],
+        PipelineOptions(
+            endpoint="tcp://127.0.0.1:0",
+            state_dir=str(tmp_path / "state"),
+            sinks=({"type": "jsonl", "path": str(jsonl)},),
+        ),
+    )
+    handed = []  # what an MQTT sink's publish_snapshot would get
     pipeline.snapshots.on_jpeg = lambda stream, kind, jpeg: handed.append((stream, kind, decode_jpeg(jpeg).shape))
     pipeline.run(duration_s=60)
     pipeline.close_stores()
@@ -157,8 +188,9 @@ def test_without_record_events_go_to_the_state_dir(exported_seed, patterned, tmp
     assert sorted(r.id for r in rows) == sorted(e["id"] for e in ended) and len(rows) == 3
     assert all(r.clip is None and r.snapshot is None and r.end_time is not None for r in rows)
     assert not list((tmp_path / "state").glob("*/*.jpg")), "no media without record"
-    assert handed == [("cam", kind, (HEIGHT, WIDTH, 3)) for _ in rows for kind in ("start", "best")], \
+    assert handed == [("cam", kind, (HEIGHT, WIDTH, 3)) for _ in rows for kind in ("start", "best")], (
         "snapshots are still handed over, at the source's resolution"
+    )
 
 
 # -- the HTTP API ----------------------------------------------------------------------------
@@ -182,7 +214,9 @@ def test_the_api_lists_and_filters_events(served_run):
     assert [e["id"] for e in json.loads(get(f"{url}/api/events?limit=1")[2])["events"]] == [listed[0]["id"]]
     after = json.loads(get(f"{url}/api/events?after={middle['start_time']}")[2])["events"]
     before = json.loads(get(f"{url}/api/events?before={middle['start_time']}")[2])["events"]
-    assert [e["id"] for e in after] == [listed[0]["id"], middle["id"]] and [e["id"] for e in before] == [listed[2]["id"]]
+    assert [e["id"] for e in after] == [listed[0]["id"], middle["id"]] and [e["id"] for e in before] == [
+        listed[2]["id"]
+    ]
     assert json.loads(get(f"{url}/api/events?stream=cam&label=wave_one_hand")[2])["count"] == 3
     assert json.loads(get(f"{url}/api/events?stream=door")[2])["events"] == []
     assert json.loads(get(f"{url}/api/events?label=bend")[2])["events"] == []
@@ -192,8 +226,9 @@ def test_the_api_lists_and_filters_events(served_run):
     assert status == 200 and json.loads(body) == middle and middle["clip_url"].endswith("/clip.mp4")
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=many", "after=yesterday", "colour=red", "limit=1&limit=2",
-                                   "before=2026-13-40"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=many", "after=yesterday", "colour=red", "limit=1&limit=2", "before=2026-13-40"]
+)
 def test_bad_parameters_are_a_400_with_one_line(served_run, query):
     _, _, _, _, url = served_run
     status, headers, body = get(f"{url}/api/events?{query}")
@@ -203,8 +238,13 @@ def test_bad_parameters_are_a_400_with_one_line(served_run, query):
 
 def test_unknown_ids_and_paths_outside_are_404(served_run):
     pipeline, _, _, _, url = served_run
-    for path in ("/api/events/0-00000000", "/api/events/0-00000000/clip.mp4", "/api/events/..%2F..%2Fetc",
-                 "/api/events/%2e%2e/snapshot.jpg", "/api/streams/nosuch/latest.jpg"):
+    for path in (
+        "/api/events/0-00000000",
+        "/api/events/0-00000000/clip.mp4",
+        "/api/events/..%2F..%2Fetc",
+        "/api/events/%2e%2e/snapshot.jpg",
+        "/api/streams/nosuch/latest.jpg",
+    ):
         status, _, body = get(url + path)
         assert status == 404 and "error" in json.loads(body), path
     # A row edited to point outside the record dir is never served.
@@ -239,17 +279,25 @@ def test_a_clip_is_served_whole_and_by_range_so_a_browser_seeks(served_run, monk
     end = ends(events)[1]
     data = Path(end["clip"]).read_bytes()
     status, headers, body = get(f"{url}/api/events/{end['id']}/clip.mp4")
-    assert status == 200 and body == data and headers["Accept-Ranges"] == "bytes" and headers["Content-Type"] == "video/mp4"
+    assert (
+        status == 200
+        and body == data
+        and headers["Accept-Ranges"] == "bytes"
+        and headers["Content-Type"] == "video/mp4"
+    )
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        for header, first, last in (("bytes=0-99", 0, 99), (f"bytes={len(data) - 50}-", len(data) - 50, len(data) - 1),
-                                    ("bytes=-10", len(data) - 10, len(data) - 1)):
+        for header, first, last in (
+            ("bytes=0-99", 0, 99),
+            (f"bytes={len(data) - 50}-", len(data) - 50, len(data) - 1),
+            ("bytes=-10", len(data) - 10, len(data) - 1),
+        ):
             connection.request("GET", f"/api/events/{end['id']}/clip.mp4", headers={"Range": header})
             response = connection.getresponse()
-            assert response.status == 206 and response.read() == data[first:last + 1]   # one keep-alive connection
+            assert response.status == 206 and response.read() == data[first : last + 1]  # one keep-alive connection
             assert response.getheader("Content-Range") == f"bytes {first}-{last}/{len(data)}"
-        monkeypatch.setattr(event_api, "OPEN_RANGE_BYTES", 1000)   # a long clip's open range is served in parts
+        monkeypatch.setattr(event_api, "OPEN_RANGE_BYTES", 1000)  # a long clip's open range is served in parts
         connection.request("GET", f"/api/events/{end['id']}/clip.mp4", headers={"Range": "bytes=100-"})
         response = connection.getresponse()
         assert response.status == 206 and response.read() == data[100:1100]
@@ -291,8 +339,18 @@ def test_lrcn_serve_flags_store_cap_and_serve_events_over_its_port(exported_seed
         event = seen["list"][1]["events"][0]
         seen["range"] = get(f"http://127.0.0.1:{port}{event['clip_url']}", {"Range": "bytes=0-9"})
 
-    messages, err = serve_events(bundle, patterned, tmp_path, "--record", tmp_path / "clips", "--max-clip-s", "3",
-                          "--metrics", f"127.0.0.1:{port}", during=ask)
+    messages, err = serve_events(
+        bundle,
+        patterned,
+        tmp_path,
+        "--record",
+        tmp_path / "clips",
+        "--max-clip-s",
+        "3",
+        "--metrics",
+        f"127.0.0.1:{port}",
+        during=ask,
+    )
     ended = [m for m in messages if m["topic"] == "event/cam" and m["type"] == "end"]
     status, listed = seen["list"]
     assert status == 200 and listed["events"][0]["id"] == ended[0]["id"] and listed["events"][0]["end_time"], err
@@ -308,14 +366,35 @@ def test_a_file_retention_deletes_is_no_longer_named_by_its_event(tmp_path):
     from lrcn.stream.event_store import StoredEvent
 
     store = EventStore(tmp_path)
-    rows = {path: store.index.begin(path, "cam", kind, 1.0, "run") for path, kind in
-            (("cam/e1.mp4", "clip"), ("cam/e1.jpg", "snapshot"), ("cam/e1-start.jpg", "snapshot"),
-             ("cam/e2.mp4", "clip"))}
+    rows = {
+        path: store.index.begin(path, "cam", kind, 1.0, "run")
+        for path, kind in (
+            ("cam/e1.mp4", "clip"),
+            ("cam/e1.jpg", "snapshot"),
+            ("cam/e1-start.jpg", "snapshot"),
+            ("cam/e2.mp4", "clip"),
+        )
+    }
     for row in rows.values():
         store.index.finish(row, 10)
     for event_id, clip in (("e1", "cam/e1.mp4"), ("e2", "cam/e2.mp4")):
-        store.insert(StoredEvent(event_id, "cam", "wave", 1.0, 2.0, 0.9, clip, f"cam/{event_id}.jpg",
-                                 f"cam/{event_id}-start.jpg", 10, 1.0, 20, 2.0))
+        store.insert(
+            StoredEvent(
+                event_id,
+                "cam",
+                "wave",
+                1.0,
+                2.0,
+                0.9,
+                clip,
+                f"cam/{event_id}.jpg",
+                f"cam/{event_id}-start.jpg",
+                10,
+                1.0,
+                20,
+                2.0,
+            )
+        )
     store.index.forget(rows["cam/e1.mp4"])
     store.index.forget(rows["cam/e1-start.jpg"])
     first, second = store.get("e1"), store.get("e2")
@@ -329,17 +408,24 @@ def test_metrics_count_events_by_label_clips_and_snapshots(served_run):
     """The scrape after the run: events by label as published, clips and snapshots as on disk, and
     no open event (the run ended them all)."""
     from prometheus_client.parser import text_string_to_metric_families
+
     _, events, clips, _, url = served_run
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
         body = response.read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(body) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
     starts = [e for e in events if e["type"] == "start"]
     by_label = {}
     for e in starts:
         by_label[e["label"]] = by_label.get(e["label"], 0) + 1
-    assert by_label and {label: samples[("lrcn_events_total", (("label", label), ("stream", "cam")))]
-                         for label in by_label} == by_label
+    assert (
+        by_label
+        and {label: samples[("lrcn_events_total", (("label", label), ("stream", "cam")))] for label in by_label}
+        == by_label
+    )
     assert samples[("lrcn_clips_written_total", (("stream", "cam"),))] == len(list((clips / "cam").glob("*.mp4"))) == 3
     assert samples[("lrcn_snapshots_written_total", (("stream", "cam"),))] == len(list((clips / "cam").glob("*.jpg")))
     activity = {dict(labels)["label"]: v for (name, labels), v in samples.items() if name == "lrcn_stream_activity"}

@@ -1,5 +1,6 @@
 """The event rules on prediction sequences: start after min_duration, end at the first window that
 no longer shows the action, cooldown, watched and ignored classes, updates, the unknown label."""
+
 import pytest
 
 from lrcn.stream.errors import LrcnError
@@ -23,8 +24,14 @@ def segments(*parts):
 def test_each_segment_of_known_actions_gives_one_event_with_its_bounds():
     sequence = segments(("wave", 0.9, 10), ("walk", 0.8, 20), ("wave", 0.7, 5))
     events = run(EventRules(min_score=0.6, min_duration_s=0.3), sequence)
-    assert [(e.type, e.label) for e in events] == [("start", "wave"), ("end", "wave"), ("start", "walk"),
-                                                         ("end", "walk"), ("start", "wave"), ("end", "wave")]
+    assert [(e.type, e.label) for e in events] == [
+        ("start", "wave"),
+        ("end", "wave"),
+        ("start", "walk"),
+        ("end", "walk"),
+        ("start", "wave"),
+        ("end", "wave"),
+    ]
     ends = [e for e in events if e.type == "end"]
     assert [(e.start_frame, e.end_frame) for e in ends] == [(0, 9), (10, 29), (30, 34)]
     assert ends[1].duration_s == pytest.approx(1.9) and ends[1].peak_score == 0.8
@@ -61,10 +68,15 @@ def test_below_min_score_the_published_label_is_unknown():
     assert published_label(None, "wave", 0.01) == "wave", "no rules: the label as the model gives it"
 
 
-@pytest.mark.parametrize("kwargs, complaint", [
-    ({"min_score": 1.5}, "min_score"), ({"min_duration_s": -1}, "min_duration_s"), ({"update_s": 0}, "update_s"),
-    ({"classes": ("wave",), "ignore": ("wave",)}, "overlap"),
-])
+@pytest.mark.parametrize(
+    "kwargs, complaint",
+    [
+        ({"min_score": 1.5}, "min_score"),
+        ({"min_duration_s": -1}, "min_duration_s"),
+        ({"update_s": 0}, "update_s"),
+        ({"classes": ("wave",), "ignore": ("wave",)}, "overlap"),
+    ],
+)
 def test_bad_rules_are_one_line_errors(kwargs, complaint):
     with pytest.raises(LrcnError, match=complaint):
         EventRules(**kwargs)

@@ -10,6 +10,7 @@ as still (tools/cli/demo.py). "still" is the background class: ignored by the ru
 the recall. min_duration_s (0.8 s) is longer than the model's window (8 frames at 10 fps), so a
 window that straddles a change cannot start an event of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ import pytest
 
 from tests.live_servers import FFMPEG
 
-pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed"),
-              pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.heavy,
+    pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed"),
+    pytest.mark.timeout(900),
+]
 
 SEGMENTS = ("move_right", "still", "move_left", "move_down", "move_up", "move_right", "move_left")
 SEGMENT_S, FPS, SIZE = 4.0, 25.0, 32
@@ -48,12 +53,28 @@ def demo_bundle(tmp_path_factory):
     synth.write_dataset(data, videos_per_class=6, n_frames=24, size=MODEL_SIZE, seed=0, groups=2)
     dataset = discover(data, "ucf101")
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["02"])
-    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(MODEL_SIZE, MODEL_SIZE),
-                     clip_length=CLIP_LENGTH, fps=MODEL_FPS, lstm_units=128, feature_dropout=0.0, lstm_dropout=0.0)
-    config = TrainConfig(epochs=14, batch_size=16, learning_rate=1e-3, patience=14, synthetic_clips=1400,
-                         refit=False, cache_dir=str(work / "cache"), progress=False)
+    spec = ModelSpec(
+        classes=dataset.classes,
+        backbone="small",
+        input_size=(MODEL_SIZE, MODEL_SIZE),
+        clip_length=CLIP_LENGTH,
+        fps=MODEL_FPS,
+        lstm_units=128,
+        feature_dropout=0.0,
+        lstm_dropout=0.0,
+    )
+    config = TrainConfig(
+        epochs=14,
+        batch_size=16,
+        learning_rate=1e-3,
+        patience=14,
+        synthetic_clips=1400,
+        refit=False,
+        cache_dir=str(work / "cache"),
+        progress=False,
+    )
     result = train_and_test(spec, train_videos, test_videos, work / "bundle", config)
-    assert result["video_accuracy"] == 1.0, result     # trained, not chance: the rest depends on it
+    assert result["video_accuracy"] == 1.0, result  # trained, not chance: the rest depends on it
     export(work / "bundle", data)
     return work / "bundle"
 
@@ -72,8 +93,12 @@ def write_segments(path: Path, labels, seconds: float, seed: int = 0) -> Path:
             segments.append({"label": label, "start_frame": k * n, "end_frame": (k + 1) * n})
     finally:
         writer.release()
-    record = {"fps": FPS, "classes": sorted(set(labels)), "segments": segments,
-              "labels": [s["label"] for s in segments for _ in range(n)]}
+    record = {
+        "fps": FPS,
+        "classes": sorted(set(labels)),
+        "segments": segments,
+        "labels": [s["label"] for s in segments for _ in range(n)],
+    }
     sidecar = synth.sidecar_path(path)
     sidecar.write_text(json.dumps(record))
     return sidecar
@@ -91,12 +116,20 @@ def write_still(path: Path, seconds: float, seed: int = 1) -> Path:
     finally:
         writer.release()
     sidecar = synth.sidecar_path(path)
-    sidecar.write_text(json.dumps({"fps": FPS, "classes": ["static"], "labels": ["static"] * n,
-                                   "segments": [{"label": "static", "start_frame": 0, "end_frame": n}]}))
+    sidecar.write_text(
+        json.dumps(
+            {
+                "fps": FPS,
+                "classes": ["static"],
+                "labels": ["static"] * n,
+                "segments": [{"label": "static", "start_frame": 0, "end_frame": n}],
+            }
+        )
+    )
     return sidecar
 
 
-RULES = dict(min_score=0.6, min_duration_s=0.8, ignore=("still",))   # the tool's min_score
+RULES = dict(min_score=0.6, min_duration_s=0.8, ignore=("still",))  # the tool's min_score
 
 
 def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(demo_bundle, tmp_path):
@@ -126,7 +159,7 @@ def test_each_segment_of_a_known_stream_gives_exactly_one_event_of_its_label(dem
         assert segment["start_frame"] < start < segment["start_frame"] + n / 2, (label, start, end, segment)
         assert segment["end_frame"] - n / 4 <= end < segment["end_frame"] + n / 2, (label, start, end, segment)
     assert events["replay_matches"], "the live events are the rules applied to the received predictions"
-    assert row["accuracy"] > 0.7, row["accuracy"]     # the head's label, `unknown` or not
+    assert row["accuracy"] > 0.7, row["accuracy"]  # the head's label, `unknown` or not
 
     # A smoothing head: the label hidden as `unknown` is recovered by replaying the smoothing, so
     # the replayed events equal the live ones there too.
@@ -143,8 +176,9 @@ def test_a_static_scene_gives_no_event(demo_bundle, tmp_path):
 
     video = tmp_path / "static.avi"
     sidecar = write_still(video, 8.0)
-    result = measure_static(demo_bundle, video, sidecar, [HeadMode("exact-hop1")], tmp_path / "serve",
-                            EventRules(**RULES))
+    result = measure_static(
+        demo_bundle, video, sidecar, [HeadMode("exact-hop1")], tmp_path / "serve", EventRules(**RULES)
+    )
     row = result["modes"]["exact-hop1"]
     assert row["predictions"] > 50 and row["frames_received"] == 200
     assert row["events"]["events"] == 0 and row["events"]["per_min"] == 0.0, row["events"]

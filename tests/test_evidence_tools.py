@@ -1,6 +1,7 @@
 """lrcn bench, soak and faults, each run short on the small exported test bundle with real
 sockets, real ffmpeg servers and real models. They check that the tools run to the end and
 report what they promise; the figures themselves are measured by running the tools (docs/)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -49,13 +50,29 @@ def test_a_missing_bundle_is_a_one_line_error_and_exit_2(command, tmp_path, caps
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_bench_runs_every_section_and_writes_json_and_plots(keras_seed, tmp_path, capsys):
-    bundle = keras_seed   # the bench times Keras's start-up and the naive model.onnx too
+    bundle = keras_seed  # the bench times Keras's start-up and the naive model.onnx too
     out = tmp_path / "bench"
-    assert lrcn(["bench", str(bundle), "--out", str(out), "--quick", "--seconds", "1", "--latency-seconds", "2",
-                 "--max-streams", "2"]) == 0
+    assert (
+        lrcn(
+            [
+                "bench",
+                str(bundle),
+                "--out",
+                str(out),
+                "--quick",
+                "--seconds",
+                "1",
+                "--latency-seconds",
+                "2",
+                "--max-streams",
+                "2",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "bench.json").read_text())
     cost = result["cost"]
-    assert cost["exact"]["predictions"] > 0 and cost["naive_over_exact"] > 1   # the naive window costs more
+    assert cost["exact"]["predictions"] > 0 and cost["naive_over_exact"] > 1  # the naive window costs more
     assert result["latency"]["capture_to_publish_ms"]["count"] > 10
     assert result["latency"]["dropped"] == 0
     for kind in ("capacity_memory", "capacity_file"):
@@ -73,8 +90,27 @@ def test_bench_runs_every_section_and_writes_json_and_plots(keras_seed, tmp_path
 def test_faults_short_run_recovers_from_every_kill_a_stall_and_a_corrupt_file(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     out = tmp_path / "faults"
-    assert lrcn(["faults", str(bundle), "--streams", "2", "--kills", "2", "--stall", "3", "--down", "0.5",
-                 "--timeout", "150", "--out", str(out)]) == 0
+    assert (
+        lrcn(
+            [
+                "faults",
+                str(bundle),
+                "--streams",
+                "2",
+                "--kills",
+                "2",
+                "--stall",
+                "3",
+                "--down",
+                "0.5",
+                "--timeout",
+                "150",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "faults.json").read_text())
     assert len(result["cycles"]) == 4 and all(c["resumed"] and c["gap_event"] for c in result["cycles"])
     assert result["serve_exit"] == 0 and result["stalled_subscriber"]["received_after"] > 0
@@ -87,8 +123,23 @@ def test_faults_short_run_recovers_from_every_kill_a_stall_and_a_corrupt_file(ex
 def test_soak_short_run_samples_memory_threads_drops_and_latency(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     out = tmp_path / "soak"
-    assert lrcn(["soak", str(bundle), "--duration", "24", "--interval", "3", "--max-rss-growth-mb", "200",
-                 "--out", str(out)]) == 0
+    assert (
+        lrcn(
+            [
+                "soak",
+                str(bundle),
+                "--duration",
+                "24",
+                "--interval",
+                "3",
+                "--max-rss-growth-mb",
+                "200",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "soak.json").read_text())
     assert result["serve_exit"] == 0 and len(result["samples"]) >= 6
     assert all(s["threads"] > 0 and s["rss_mb"] > 0 for s in result["samples"])

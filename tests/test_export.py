@@ -1,4 +1,5 @@
 """Export to ONNX + NumPy head, checked against Keras on real video."""
+
 import json
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from tests.paths import PRETRAINED, needs_pretrained
 CLASSES = ("bend", "jumping_jack", "wave_one_hand")
 SPECS = {
     "seed_lstm": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, lstm_units=16),
-    "seed_per_timestep": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, lstm_units=16,
-                                   per_timestep=True),
+    "seed_per_timestep": ModelSpec(
+        classes=CLASSES, input_size=(64, 64), clip_length=4, lstm_units=16, per_timestep=True
+    ),
     "seed_single_frame": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, head="single_frame"),
     "seed_pool": ModelSpec(classes=CLASSES, input_size=(64, 64), clip_length=4, head="pool", l2=0.01),
 }
@@ -54,15 +56,21 @@ def set_pooling_statistics(bundle, frames, seed=0):
     model, meta = load_bundle(bundle)
     encoder, _ = split_model(model, meta.spec)
     spec = meta.spec
-    clips = np.stack([frames[clip_indices(len(frames), spec.clip_length, s)]
-                      for s in window_starts(len(frames), spec.clip_length, 1)])
-    features = np.asarray(encoder(preprocess(clips.reshape(-1, *clips.shape[2:]), *spec.preprocessing),
-                                  training=False)).reshape(*clips.shape[:2], -1)
+    clips = np.stack(
+        [
+            frames[clip_indices(len(frames), spec.clip_length, s)]
+            for s in window_starts(len(frames), spec.clip_length, 1)
+        ]
+    )
+    features = np.asarray(
+        encoder(preprocess(clips.reshape(-1, *clips.shape[2:]), *spec.preprocessing), training=False)
+    ).reshape(*clips.shape[:2], -1)
     pooled = np.asarray(TemporalPooling.pool(features), np.float64)
     rng = np.random.default_rng(seed)
     spread = np.maximum(pooled.std(axis=0), 0.1) * rng.uniform(0.5, 2.0, pooled.shape[1])
-    pooled = pooled.mean(axis=0) + rng.normal(0, 0.5, pooled.shape[1]) * spread \
-        + rng.standard_normal(pooled.shape) * spread
+    pooled = (
+        pooled.mean(axis=0) + rng.normal(0, 0.5, pooled.shape[1]) * spread + rng.standard_normal(pooled.shape) * spread
+    )
     (pooling,) = [layer for layer in model.layers if isinstance(layer, TemporalPooling)]
     pooling.set_statistics(pooled.astype(np.float32))
     center, inverse_scale = pooling.get_weights()
@@ -77,8 +85,9 @@ def keras_clip_probabilities(bundle, frames, spec):
 
     model, _ = load_bundle(bundle)
     starts = window_starts(len(frames), spec.clip_length, 2)
-    clips = np.stack([preprocess(frames[clip_indices(len(frames), spec.clip_length, s)], *spec.preprocessing)
-                      for s in starts])
+    clips = np.stack(
+        [preprocess(frames[clip_indices(len(frames), spec.clip_length, s)], *spec.preprocessing) for s in starts]
+    )
     probs = model.predict(clips, verbose=0)
     return starts, probs.mean(axis=1) if spec.outputs_every_step else probs
 
@@ -86,8 +95,7 @@ def keras_clip_probabilities(bundle, frames, spec):
 def assert_runtime_equals_keras(bundle, frames, spec):
     runtime = load_runtime_bundle(bundle)
     starts, expected = keras_clip_probabilities(bundle, frames, spec)
-    got = np.stack([runtime.clip_probabilities(frames[clip_indices(len(frames), spec.clip_length, s)])
-                    for s in starts])
+    got = np.stack([runtime.clip_probabilities(frames[clip_indices(len(frames), spec.clip_length, s)]) for s in starts])
     assert got.shape == expected.shape == (len(starts), spec.num_classes)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     return runtime
@@ -106,8 +114,15 @@ def test_onnx_encoder_and_numpy_head_equal_keras_predict_on_real_video(tmp_path_
 
 @needs_pretrained
 def test_mobilenet_v2_bundle_equals_keras_predict_on_real_video(tmp_path_factory, video):
-    spec = ModelSpec(classes=CLASSES, backbone="mobilenet_v2", backbone_weights=str(PRETRAINED),
-                     input_size=(96, 96), clip_length=4, lstm_units=16, trainable_layers=0)
+    spec = ModelSpec(
+        classes=CLASSES,
+        backbone="mobilenet_v2",
+        backbone_weights=str(PRETRAINED),
+        input_size=(96, 96),
+        clip_length=4,
+        lstm_units=16,
+        trainable_layers=0,
+    )
     bundle, frames, report = exported(tmp_path_factory, video, spec)
     runtime = assert_runtime_equals_keras(bundle, frames, spec)
     assert runtime.encoder.feature_size == 1280
@@ -153,9 +168,9 @@ def test_numpy_lstm_step_equals_keras_lstm_with_saturating_inputs(tmp_path_facto
     x = features[:1, 0]
     shared_h, shared_c = head.recurrent_step(head.input_projection(x), h, c)
     for k in range(3):
-        one_h, one_c = head.step(x, h[k:k + 1], c[k:k + 1])
-        np.testing.assert_allclose(shared_h[k:k + 1], one_h, atol=1e-6)
-        np.testing.assert_allclose(shared_c[k:k + 1], one_c, atol=1e-6)
+        one_h, one_c = head.step(x, h[k : k + 1], c[k : k + 1])
+        np.testing.assert_allclose(shared_h[k : k + 1], one_h, atol=1e-6)
+        np.testing.assert_allclose(shared_c[k : k + 1], one_c, atol=1e-6)
 
 
 def test_export_over_tolerance_fails_naming_the_figure_and_leaves_no_parts(tmp_path_factory, video):
@@ -185,8 +200,24 @@ def test_cli_export_prints_the_check_and_writes_int8(tmp_path_factory, video):
     spec = SPECS["seed_lstm"]
     frames = frames_of(video, spec)
     bundle = make_bundle(tmp_path_factory.mktemp("bundle"), spec, frames[:16])
-    result = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "export", str(bundle), "--video", str(video),
-                             "--int8", "--calibration", str(video)], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lrcn.tools.cli",
+            "export",
+            str(bundle),
+            "--video",
+            str(video),
+            "--int8",
+            "--calibration",
+            str(video),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "max |diff|" in result.stdout and "int8" in result.stdout
     assert (bundle / "encoder.int8.onnx").is_file()
@@ -219,8 +250,9 @@ def test_numpy_pool_head_folds_the_standardisation_exactly():
     assert isinstance(head, PoolHead) and head.kind == "pool" and head.feature_size == 5
     assert head.dense_kernel.shape == (10, 3) and head.dense_bias.shape == (3,)
     np.testing.assert_allclose(head.clip_probabilities(features), expected, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(head.window_probabilities(features, counts=np.full(9, spec.clip_length)),
-                               expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        head.window_probabilities(features, counts=np.full(9, spec.clip_length)), expected, atol=1e-5, rtol=0
+    )
     unfolded = PoolHead(spec.classes, *head_model.layers[-1].get_weights())
     assert np.abs(unfolded.clip_probabilities(features) - expected).max() > 1e-2
 

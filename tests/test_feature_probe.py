@@ -14,7 +14,7 @@ def test_pooled_change_finds_a_brief_action_that_the_mean_dilutes():
             for _ in range(4):
                 frames = person + rng.normal(0, 0.1, (40, 4))
                 start = rng.integers(5, 30)
-                frames[start:start + 3, label] += 6.0
+                frames[start : start + 3, label] += 6.0
                 views.append((frames, frames))
                 labels.append(label)
                 groups.append(group)

@@ -1,6 +1,7 @@
 """The flow encoder trained on flow (models.flow_encoder): candidates fitted as field classifiers on the
 training groups, one kept by validation accuracy, then frozen under the temporal head; its features
 cached under its own weights. Synthetic moving videos at 64 px, so CI trains real CNNs on real DIS flow."""
+
 import numpy as np
 import pytest
 
@@ -25,12 +26,19 @@ def test_each_candidate_is_fitted_on_flow_and_the_best_on_validation_is_kept_fro
     root, dataset, train_videos, _ = moving
     spec = ModelSpec(classes=dataset.classes, modalities=("rgb", "flow"), **TINY)
     fit_videos, val_videos = group_holdout(train_videos, 0.3, 0)
-    chosen_spec, encoder, record = choose_flow_encoder(spec, ("frozen", "scratch"), fit_videos, val_videos,
-                                                       fields_reader(spec), seed=0)
+    chosen_spec, encoder, record = choose_flow_encoder(
+        spec, ("frozen", "scratch"), fit_videos, val_videos, fields_reader(spec), seed=0
+    )
     candidates = record["candidates"]
     assert set(candidates) == {"frozen", "scratch"}
-    best = max(candidates, key=lambda n: (candidates[n]["val_video_accuracy"], candidates[n]["val_field_accuracy"],
-                                          -FLOW_ENCODERS.index(n)))
+    best = max(
+        candidates,
+        key=lambda n: (
+            candidates[n]["val_video_accuracy"],
+            candidates[n]["val_field_accuracy"],
+            -FLOW_ENCODERS.index(n),
+        ),
+    )
     assert record["chosen"] == best
     # trained from scratch on real DIS fields of moving shapes, a single field names the action above chance
     chance = 1 / len(dataset.classes)

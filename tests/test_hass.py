@@ -2,6 +2,7 @@
 discovery configs (retained, JSON, only keys Home Assistant documents), the activity states
 changing at event edges only, the snapshot's JPEG bytes, retained topics of a removed stream
 cleared, and all of it from a real `lrcn serve` with a SIGHUP reload."""
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,50 @@ pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not install
 # The keys Home Assistant documents for MQTT sensors and binary sensors (home-assistant.io,
 # source/_integrations/sensor.mqtt.markdown and binary_sensor.mqtt.markdown). `platform` is left
 # out on purpose: it is "only allowed and required" in device discovery, not in a config per entity.
-ENTITY_KEYS = {"availability", "availability_mode", "availability_template", "availability_topic", "device",
-               "device_class", "enabled_by_default", "encoding", "entity_category", "entity_picture", "expire_after",
-               "force_update", "icon", "json_attributes_template", "json_attributes_topic", "name", "object_id",
-               "payload_available", "payload_not_available", "qos", "state_topic", "unique_id", "value_template"}
-DOCUMENTED = {"sensor": ENTITY_KEYS | {"last_reset_value_template", "options", "suggested_display_precision",
-                                      "state_class", "unit_of_measurement"},
-              "binary_sensor": ENTITY_KEYS | {"off_delay", "payload_off", "payload_on"}}
-DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model", "model_id",
-               "name", "serial_number", "suggested_area", "sw_version", "via_device"}
+ENTITY_KEYS = {
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "device",
+    "device_class",
+    "enabled_by_default",
+    "encoding",
+    "entity_category",
+    "entity_picture",
+    "expire_after",
+    "force_update",
+    "icon",
+    "json_attributes_template",
+    "json_attributes_topic",
+    "name",
+    "object_id",
+    "payload_available",
+    "payload_not_available",
+    "qos",
+    "state_topic",
+    "unique_id",
+    "value_template",
+}
+DOCUMENTED = {
+    "sensor": ENTITY_KEYS
+    | {"last_reset_value_template", "options", "suggested_display_precision", "state_class", "unit_of_measurement"},
+    "binary_sensor": ENTITY_KEYS | {"off_delay", "payload_off", "payload_on"},
+}
+DEVICE_KEYS = {
+    "configuration_url",
+    "connections",
+    "hw_version",
+    "identifiers",
+    "manufacturer",
+    "model",
+    "model_id",
+    "name",
+    "serial_number",
+    "suggested_area",
+    "sw_version",
+    "via_device",
+}
 AVAILABILITY_KEYS = {"payload_available", "payload_not_available", "topic", "value_template"}
 
 
@@ -57,8 +93,9 @@ def check_config(platform: str, config: dict) -> None:
 
 
 def make_sink(port: int, client_id: str, **options) -> MqttSink:
-    sink = MqttSink.from_config({"url": f"mqtt://127.0.0.1:{port}/lrcn", "client_id": client_id, **options},
-                                node="test")
+    sink = MqttSink.from_config(
+        {"url": f"mqtt://127.0.0.1:{port}/lrcn", "client_id": client_id, **options}, node="test"
+    )
     assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
     return sink
 
@@ -98,11 +135,13 @@ def test_discovery_configs_are_retained_json_with_only_the_keys_home_assistant_d
     finally:
         sink.close(2.0)
     configs = {topic: json.loads(payload) for topic, payload in got.items() if topic.startswith("ha/")}
-    assert sorted(configs) == ["ha/lab/binary_sensor/edge-1/door_jump_rope/config",
-                               "ha/lab/binary_sensor/edge-1/door_wave/config",
-                               "ha/lab/binary_sensor/edge-1/yard_wave/config",
-                               "ha/lab/sensor/edge-1/door_activity/config",
-                               "ha/lab/sensor/edge-1/yard_activity/config"], "a stream without events has none"
+    assert sorted(configs) == [
+        "ha/lab/binary_sensor/edge-1/door_jump_rope/config",
+        "ha/lab/binary_sensor/edge-1/door_wave/config",
+        "ha/lab/binary_sensor/edge-1/yard_wave/config",
+        "ha/lab/sensor/edge-1/door_activity/config",
+        "ha/lab/sensor/edge-1/yard_activity/config",
+    ], "a stream without events has none"
     for topic, config in configs.items():
         check_config(topic.split("/")[2], config)
         assert config["state_topic"] in got, f"{topic}: its state is retained from the start"
@@ -112,9 +151,14 @@ def test_discovery_configs_are_retained_json_with_only_the_keys_home_assistant_d
     assert len({json.dumps(c["device"], sort_keys=True) for c in configs.values()}) == 1, "one device per recognizer"
     assert configs["ha/lab/sensor/edge-1/door_activity/config"]["options"] == ["wave", "jump rope", "idle", "unknown"]
     states = {topic: payload for topic, payload in got.items() if not topic.startswith("ha/")}
-    assert states == {"lrcn/availability": b"online", "lrcn/door/activity": b"idle", "lrcn/yard/activity": b"idle",
-                      "lrcn/door/activity/wave": b"OFF", "lrcn/door/activity/jump_rope": b"OFF",
-                      "lrcn/yard/activity/wave": b"OFF"}
+    assert states == {
+        "lrcn/availability": b"online",
+        "lrcn/door/activity": b"idle",
+        "lrcn/yard/activity": b"idle",
+        "lrcn/door/activity/wave": b"OFF",
+        "lrcn/door/activity/jump_rope": b"OFF",
+        "lrcn/yard/activity/wave": b"OFF",
+    }
     binary = configs["ha/lab/binary_sensor/edge-1/door_jump_rope/config"]
     assert (binary["payload_on"], binary["payload_off"]) == ("ON", "OFF") and binary["name"] == "door jump rope"
 
@@ -150,8 +194,15 @@ def test_the_activity_changes_at_event_edges_only_and_says_unknown_when_the_guar
         sink.serving({"door": ("wave", "walk")})
         for kind, item in script:
             if kind == "pred":
-                assert outbox.publish_prediction("door", frame_index=0, window=(0, 0), label=item, score=0.9,
-                                                 top_k=[(item, 0.9)], captured_at=time.monotonic())
+                assert outbox.publish_prediction(
+                    "door",
+                    frame_index=0,
+                    window=(0, 0),
+                    label=item,
+                    score=0.9,
+                    top_k=[(item, 0.9)],
+                    captured_at=time.monotonic(),
+                )
             else:
                 assert outbox.publish_event("door", item)
         n_events = sum(kind == "event" for kind, _ in script)
@@ -200,7 +251,7 @@ def test_a_snapshot_is_retained_jpeg_bytes(broker):
 def test_a_removed_stream_leaves_nothing_retained_and_a_dropped_class_loses_its_sensor(broker):
     _, jpeg = jpeg_image()
     sink = make_sink(broker.port, "sink-remove", homeassistant={"node_id": "edge"})
-    plain = make_sink(broker.port, "sink-plain", prefix="plain")   # no discovery: status and snapshot only
+    plain = make_sink(broker.port, "sink-plain", prefix="plain")  # no discovery: status and snapshot only
     try:
         outbox = Outbox([sink, plain], node="test")
         for each in (sink, plain):
@@ -212,9 +263,16 @@ def test_a_removed_stream_leaves_nothing_retained_and_a_dropped_class_loses_its_
             plain.publish_snapshot(name, jpeg)
         assert sink.flush(10) and plain.flush(10)
         before = retained(broker.port, lambda ms: len(ms) >= 18)
-        assert {"lrcn/gone/status", "lrcn/gone/snapshot", "lrcn/gone/activity", "lrcn/gone/activity/wave",
-                "homeassistant/sensor/edge/gone_activity/config", "homeassistant/binary_sensor/edge/gone_wave/config",
-                "plain/gone/status", "plain/gone/snapshot"} <= set(before)
+        assert {
+            "lrcn/gone/status",
+            "lrcn/gone/snapshot",
+            "lrcn/gone/activity",
+            "lrcn/gone/activity/wave",
+            "homeassistant/sensor/edge/gone_activity/config",
+            "homeassistant/binary_sensor/edge/gone_wave/config",
+            "plain/gone/status",
+            "plain/gone/snapshot",
+        } <= set(before)
         for each in (sink, plain):
             each.serving({"door": ("wave",)})
             assert each.flush(10)
@@ -225,19 +283,29 @@ def test_a_removed_stream_leaves_nothing_retained_and_a_dropped_class_loses_its_
     assert not [topic for topic in after if "gone" in topic], "every retained topic of the removed stream is cleared"
     assert "homeassistant/binary_sensor/edge/door_walk/config" in before
     assert "homeassistant/binary_sensor/edge/door_walk/config" not in after and "lrcn/door/activity/walk" not in after
-    assert after["lrcn/door/activity"] == b"wave" and after["lrcn/door/activity/wave"] == b"ON", "the kept stream is kept"
-    assert {"lrcn/door/status", "lrcn/door/snapshot", "plain/door/status", "plain/door/snapshot",
-            "homeassistant/sensor/edge/door_activity/config"} <= set(after)
+    assert after["lrcn/door/activity"] == b"wave" and after["lrcn/door/activity/wave"] == b"ON", (
+        "the kept stream is kept"
+    )
+    assert {
+        "lrcn/door/status",
+        "lrcn/door/snapshot",
+        "plain/door/status",
+        "plain/door/snapshot",
+        "homeassistant/sensor/edge/door_activity/config",
+    } <= set(after)
 
 
-@pytest.mark.parametrize("options, says", [
-    ({"homeassistant": {"node_id": "edge box"}}, "homeassistant.node_id must be letters, digits, _ and -"),
-    ({"homeassistant": {"discovery_prefix": "ha/#"}}, "homeassistant.discovery_prefix must be topic levels"),
-    ({"homeassistant": {"bogus": 1}}, "unknown key 'bogus' in homeassistant (known: discovery_prefix, node_id)"),
-    ({"homeassistant": {"node_id": 3}}, "homeassistant.node_id"),
-    ({"homeassistant": "yes"}, "'homeassistant' has the wrong type"),
-    ({"homeassistant": True, "kinds": ["status"]}, "homeassistant needs the event kind"),
-])
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        ({"homeassistant": {"node_id": "edge box"}}, "homeassistant.node_id must be letters, digits, _ and -"),
+        ({"homeassistant": {"discovery_prefix": "ha/#"}}, "homeassistant.discovery_prefix must be topic levels"),
+        ({"homeassistant": {"bogus": 1}}, "unknown key 'bogus' in homeassistant (known: discovery_prefix, node_id)"),
+        ({"homeassistant": {"node_id": 3}}, "homeassistant.node_id"),
+        ({"homeassistant": "yes"}, "'homeassistant' has the wrong type"),
+        ({"homeassistant": True, "kinds": ["status"]}, "homeassistant needs the event kind"),
+    ],
+)
 def test_bad_home_assistant_options_are_one_line_errors(options, says):
     with pytest.raises(LrcnError) as err:
         MqttSink.from_config({"host": "127.0.0.1", "port": free_port(), **options}, node="test")
@@ -273,7 +341,7 @@ def still_and_moving(path, seconds: float = 6.0, fps: int = 25, phase_s: float =
         if int(i / (phase_s * fps)) % 2:
             x = 10 + (x + 3 - 10) % 70
         frame = np.full((96, 128, 3), 60, np.uint8)
-        frame[28:68, x:x + 40] = texture
+        frame[28:68, x : x + 40] = texture
         writer.write(frame)
     writer.release()
     return path
@@ -295,10 +363,14 @@ def test_serve_announces_follows_event_edges_and_a_reload_clears_a_removed_strea
     process = start_lrcn("serve", bundle, "--config", config)
     try:
         events = lambda name: [m for m in live.messages(f"lrcn/{name}/event")]
-        assert live.wait_for(lambda ms: len(events("keep")) >= 4 and events("drop"), 60), \
-            (live.messages()[-5:], process.poll())
+        assert live.wait_for(lambda ms: len(events("keep")) >= 4 and events("drop"), 60), (
+            live.messages()[-5:],
+            process.poll(),
+        )
         during = retained(broker.port, lambda ms: any("drop_activity" in t for t, _, _ in ms))
-        assert {"homeassistant/sensor/edge/drop_activity/config", "lrcn/drop/status", "lrcn/drop/activity"} <= set(during)
+        assert {"homeassistant/sensor/edge/drop_activity/config", "lrcn/drop/status", "lrcn/drop/activity"} <= set(
+            during
+        )
         write_deployment(config, endpoint, broker.port, video, ["keep"])
         process.send_signal(signal.SIGHUP)
         last_cleared = "lrcn/drop/activity/wave_one_hand"
@@ -314,8 +386,10 @@ def test_serve_announces_follows_event_edges_and_a_reload_clears_a_removed_strea
     assert not [topic for topic in after if "drop" in topic], sorted(after)
     seed_classes = ("bend", "jumping_jack", "wave_one_hand")
     configs = [t for t in after if t.startswith("homeassistant/")]
-    assert sorted(configs) == sorted(["homeassistant/sensor/edge/keep_activity/config"] +
-                                     [f"homeassistant/binary_sensor/edge/keep_{c}/config" for c in seed_classes])
+    assert sorted(configs) == sorted(
+        ["homeassistant/sensor/edge/keep_activity/config"]
+        + [f"homeassistant/binary_sensor/edge/keep_{c}/config" for c in seed_classes]
+    )
     for topic in configs:
         check_config(topic.split("/")[1], json.loads(after[topic]))
 

@@ -1,5 +1,6 @@
 """The head registry: a head type defined here plugs into the streaming windows with no other
 change, and every registered head type keeps its arrays in head.npz (no TensorFlow)."""
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +23,10 @@ T, F, U = 5, 7, 6
 @dataclass(frozen=True)
 class LastFrameHead(Head):
     """A head whose output is the softmax of the window's last frame: each slot keeps that softmax."""
+
     classes: tuple[str, ...]
-    dense_kernel: np.ndarray      # [F, C]
-    dense_bias: np.ndarray        # [C]
+    dense_kernel: np.ndarray  # [F, C]
+    dense_bias: np.ndarray  # [C]
     kind = "last"
 
     @property
@@ -47,7 +49,7 @@ class LastFrameHead(Head):
         return state["last"][rows, slots]
 
     def emit_running(self, state, rows, slots, steps):
-        return state["last"][rows, slots], np.ones_like(steps)   # it depends on the latest frame alone
+        return state["last"][rows, slots], np.ones_like(steps)  # it depends on the latest frame alone
 
     def arrays(self):
         return {"dense_kernel": self.dense_kernel, "dense_bias": self.dense_bias}
@@ -72,16 +74,19 @@ def weights(seed, *shapes):
 # One example of every head type (and variant); a new head type adds its own here.
 EXAMPLES = {
     "lstm": lambda: LstmHead(CLASSES, *weights(0, (F, 4 * U), (U, 4 * U), (4 * U,), (U, 3), (3,))),
-    "lstm-per-timestep": lambda: LstmHead(CLASSES, *weights(1, (F, 4 * U), (U, 4 * U), (4 * U,), (U, 3), (3,)),
-                                          per_timestep=True),
+    "lstm-per-timestep": lambda: LstmHead(
+        CLASSES, *weights(1, (F, 4 * U), (U, 4 * U), (4 * U,), (U, 3), (3,)), per_timestep=True
+    ),
     "single_frame": lambda: FrameHead(CLASSES, *weights(2, (F, 3), (3,))),
     "pool": lambda: PoolHead(CLASSES, *weights(3, (2 * F, 3), (3,))),
     "last": lambda: LastFrameHead(CLASSES, *weights(4, (F, 3), (3,))),
 }
 # The arrays each built-in type wrote to head.npz before the registry: existing bundles must load.
-NPZ_KEYS = {"lstm": {"kind", "classes", "per_timestep", "dense_kernel", "dense_bias", "kernel", "recurrent_kernel", "bias"},
-            "single_frame": {"kind", "classes", "per_timestep", "dense_kernel", "dense_bias"},
-            "pool": {"kind", "classes", "per_timestep", "dense_kernel", "dense_bias"}}
+NPZ_KEYS = {
+    "lstm": {"kind", "classes", "per_timestep", "dense_kernel", "dense_bias", "kernel", "recurrent_kernel", "bias"},
+    "single_frame": {"kind", "classes", "per_timestep", "dense_kernel", "dense_bias"},
+    "pool": {"kind", "classes", "per_timestep", "dense_kernel", "dense_bias"},
+}
 
 
 def features(seed, count=40):
@@ -110,7 +115,7 @@ def test_a_head_type_defined_in_a_test_runs_in_exact_windows(last_head, hop):
     starts = list(range(0, len(xs) - T + 1, hop))
     assert [(w.first, w.last) for w in windows] == [(indices[s], indices[s + T - 1]) for s in starts]
     for s, w in zip(starts, windows):
-        np.testing.assert_allclose(w.probabilities, last_head.clip_probabilities(xs[None, s:s + T])[0], atol=1e-6)
+        np.testing.assert_allclose(w.probabilities, last_head.clip_probabilities(xs[None, s : s + T])[0], atol=1e-6)
     assert "last" in head_names()
 
 
@@ -120,9 +125,10 @@ def test_a_head_type_defined_in_a_test_runs_in_continuous_mode_over_the_frames_i
     windows = run(last_head, config, xs, range(20))
     assert len(windows) == (20 if config.hop == 1 else 5)
     for w in windows:
-        assert w.first == w.last     # it said its output depends on the latest frame alone
-        np.testing.assert_allclose(w.probabilities, last_head.clip_probabilities(xs[None, w.first:w.last + 1])[0],
-                                   atol=1e-6)
+        assert w.first == w.last  # it said its output depends on the latest frame alone
+        np.testing.assert_allclose(
+            w.probabilities, last_head.clip_probabilities(xs[None, w.first : w.last + 1])[0], atol=1e-6
+        )
 
 
 def test_streams_of_a_test_head_stepped_together_give_what_each_gives_alone(last_head):
@@ -130,8 +136,9 @@ def test_streams_of_a_test_head_stepped_together_give_what_each_gives_alone(last
     alone = {s: run(last_head, config, xs[s], range(25)) for s in "ab"}
     states, together = [initial_state(last_head, T, config)] * 2, {"a": [], "b": []}
     for i in range(25):
-        states, windows = step_streams(last_head, T, config, states,
-                                       frame_inputs(last_head, np.stack([xs["a"][i], xs["b"][i]])), [i, i])
+        states, windows = step_streams(
+            last_head, T, config, states, frame_inputs(last_head, np.stack([xs["a"][i], xs["b"][i]])), [i, i]
+        )
         for s, window in zip("ab", windows):
             together[s] += [window] if window else []
     for s in "ab":
@@ -158,7 +165,9 @@ def test_every_registered_head_round_trips_through_head_npz(last_head, tmp_path)
 
 
 def test_a_head_file_of_an_unknown_or_broken_type_is_one_line(tmp_path):
-    np.savez(tmp_path / "odd.npz", kind=np.array("transformer"), classes=np.array(CLASSES), per_timestep=np.array(False))
+    np.savez(
+        tmp_path / "odd.npz", kind=np.array("transformer"), classes=np.array(CLASSES), per_timestep=np.array(False)
+    )
     with pytest.raises(LrcnError, match="unknown head type 'transformer'"):
         load_head(tmp_path / "odd.npz")
     odd_pool = PoolHead(CLASSES, *weights(0, (2 * F + 1, 3), (3,)))

@@ -1,6 +1,7 @@
 """The code's shape, checked: one import package (`lrcn`), and no import cycle among its
 modules, counting the imports inside functions too (a lazy import hides a cycle, it does not
 remove it)."""
+
 import ast
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def import_graph() -> dict[str, set[str]]:
     for module, path in modules.items():
         edges = set()
         for name, _ in imported_names(path, module):
-            while name and name not in modules:   # a name inside a module -> that module
+            while name and name not in modules:  # a name inside a module -> that module
                 name = name.rpartition(".")[0]
             if name and name != module and name.startswith("lrcn."):
                 edges.add(name)
@@ -83,8 +84,14 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_code_imports_itself_only_as_lrcn():
     wrong = []
-    for path in sorted([*ROOT.glob("stream/**/*.py"), *ROOT.glob("models/**/*.py"), *ROOT.glob("tools/**/*.py"),
-                        *ROOT.glob("tests/**/*.py")]):
+    for path in sorted(
+        [
+            *ROOT.glob("stream/**/*.py"),
+            *ROOT.glob("models/**/*.py"),
+            *ROOT.glob("tools/**/*.py"),
+            *ROOT.glob("tests/**/*.py"),
+        ]
+    ):
         for name, line in imported_names(path, "lrcn.x.y"):
             if name.split(".")[0] in PACKAGES:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")

@@ -13,9 +13,16 @@ from lrcn.stream.messages import (
 
 
 def prediction(**overrides):
-    fields = {"seq": 3, "frame_index": 41, "window": (26, 41), "label": "wave", "score": 0.875,
-              "top_k": [("wave", 0.875), ("walk", 0.1)], "capture_time": 1_700_000_000.25,
-              "publish_time": 1_700_000_000.27}
+    fields = {
+        "seq": 3,
+        "frame_index": 41,
+        "window": (26, 41),
+        "label": "wave",
+        "score": 0.875,
+        "top_k": [("wave", 0.875), ("walk", 0.1)],
+        "capture_time": 1_700_000_000.25,
+        "publish_time": 1_700_000_000.27,
+    }
     fields.update(overrides)
     return encode_prediction("cam-0", **fields)
 
@@ -48,8 +55,9 @@ def test_probabilities_are_optional_and_latency_can_come_from_a_monotonic_clock(
 
 
 def test_status_and_heartbeat_round_trip():
-    status = decode(encode_status("cam-0", seq=0, state="lost", reason="stream\nended", stats={"dropped": 4},
-                                  publish_time=5.0))
+    status = decode(
+        encode_status("cam-0", seq=0, state="lost", reason="stream\nended", stats={"dropped": 4}, publish_time=5.0)
+    )
     assert status.topic == "status/cam-0" and status.kind == "status"
     assert status.payload["state"] == "lost"
     assert status.payload["reason"] == "stream ended", "reasons are one line"
@@ -59,31 +67,37 @@ def test_status_and_heartbeat_round_trip():
     assert beat.payload["streams"] == ["cam-0"] and beat.payload["seq"] == 9
 
 
-@pytest.mark.parametrize("frames, complaint", [
-    ([b"pred/cam-0"], "expected 2 frames"),
-    ([b"pred/cam-0", b"{not json"], "not UTF-8 JSON"),
-    ([b"pred/cam-0", b"\xff\xfe"], "not UTF-8 JSON"),
-    ([b"Preds/cam-0", prediction()[1]], "malformed topic"),
-    ([b"pred/", prediction()[1]], "malformed topic"),
-    ([b"heartbeat/x", prediction()[1]], "malformed topic"),
-    ([b"event/cam 0", prediction()[1]], "malformed topic"),
-    ([b"pred/cam-0", b"[1, 2]"], "not a JSON object"),
-    ([b"pred/other", prediction()[1]], "differs from the topic"),
-])
+@pytest.mark.parametrize(
+    "frames, complaint",
+    [
+        ([b"pred/cam-0"], "expected 2 frames"),
+        ([b"pred/cam-0", b"{not json"], "not UTF-8 JSON"),
+        ([b"pred/cam-0", b"\xff\xfe"], "not UTF-8 JSON"),
+        ([b"Preds/cam-0", prediction()[1]], "malformed topic"),
+        ([b"pred/", prediction()[1]], "malformed topic"),
+        ([b"heartbeat/x", prediction()[1]], "malformed topic"),
+        ([b"event/cam 0", prediction()[1]], "malformed topic"),
+        ([b"pred/cam-0", b"[1, 2]"], "not a JSON object"),
+        ([b"pred/other", prediction()[1]], "differs from the topic"),
+    ],
+)
 def test_malformed_frames_are_rejected_with_the_reason(frames, complaint):
     with pytest.raises(MessageError, match=complaint):
         decode(frames)
 
 
-@pytest.mark.parametrize("changes, complaint", [
-    ({"label": None}, "'label' has the wrong type"),
-    ({"seq": True}, "'seq' has the wrong type"),
-    ({"score": "high"}, "'score' has the wrong type"),
-    ({"schema": 0}, "schema version 0"),
-    ({"window": [5, 1]}, "window must be"),
-    ({"window": [1]}, "window must be"),
-    ({"top_k": [["wave"]]}, "top_k entries"),
-])
+@pytest.mark.parametrize(
+    "changes, complaint",
+    [
+        ({"label": None}, "'label' has the wrong type"),
+        ({"seq": True}, "'seq' has the wrong type"),
+        ({"score": "high"}, "'score' has the wrong type"),
+        ({"schema": 0}, "schema version 0"),
+        ({"window": [5, 1]}, "window must be"),
+        ({"window": [1]}, "window must be"),
+        ({"top_k": [["wave"]]}, "top_k entries"),
+    ],
+)
 def test_payload_fields_are_validated(changes, complaint):
     with pytest.raises(MessageError, match=complaint):
         decode(with_payload(prediction(), **changes))

@@ -1,6 +1,7 @@
 """Motion on real video files: each sampled frame's flow computed once in the capture thread,
 never across a segment start, equal to the offline path's; and the idle gate, which publishes
 `idle` and no event for a still scene while the same frames in motion go through unchanged."""
+
 import time
 
 import cv2
@@ -37,7 +38,7 @@ def read_all(source, until=None, timeout_s: float = 30.0) -> list:
 def test_a_shifted_texture_gives_its_shift_and_a_repeated_frame_exactly_none():
     rng = np.random.default_rng(0)
     texture = cv2.GaussianBlur(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8), (5, 5), 1.5)
-    moved = np.roll(texture, shift=(0, 2), axis=(0, 1))      # 2 px to the right
+    moved = np.roll(texture, shift=(0, 2), axis=(0, 1))  # 2 px to the right
     tracker = MotionTracker()
     first, level = tracker.step(texture, segment=0)
     assert level is None and (first == FLOW_OFFSET).all(), "a segment's first frame: a zero field, no level"
@@ -55,16 +56,22 @@ def test_a_ring_without_flow_holds_none_and_one_with_flow_keeps_each_frames_own(
     assert plain.read_new()[0].flow is None
     ring = FrameRing(capacity=2, size=(4, 4), flow=True)
     for i, motion in enumerate([None, 0.5, 0.25]):
-        ring.write(np.zeros((4, 4, 3), np.uint8), index=i, captured_at=0.0,
-                   flow=np.full((4, 4, 2), 100 + i, np.uint8), motion=motion)
+        ring.write(
+            np.zeros((4, 4, 3), np.uint8),
+            index=i,
+            captured_at=0.0,
+            flow=np.full((4, 4, 2), 100 + i, np.uint8),
+            motion=motion,
+        )
     frames = ring.read_new()
     assert [(f.index, int(f.flow[0, 0, 0]), f.motion) for f in frames] == [(1, 101, 0.5), (2, 102, 0.25)]
 
 
 def test_each_sampled_frame_has_its_flow_computed_once_and_equal_to_the_offline_path(tmp_path):
     video = real_video(tmp_path)
-    source = open_source(str(video), SIZE, options=SourceOptions(fps=10, pace=False, flow=True, ring_capacity=4),
-                         start=False)
+    source = open_source(
+        str(video), SIZE, options=SourceOptions(fps=10, pace=False, flow=True, ring_capacity=4), start=False
+    )
     frames = read_all(source)
     fields, levels = read_motion(video, SIZE, 10)
     assert len(frames) == len(fields) == source.stats()["sampled"]
@@ -77,8 +84,9 @@ def test_each_sampled_frame_has_its_flow_computed_once_and_equal_to_the_offline_
 def test_a_looping_file_computes_no_flow_across_its_restart_and_each_pass_equals_the_offline_one(tmp_path):
     video = real_video(tmp_path)
     fields, levels = read_motion(video, SIZE, 10)
-    source = open_source(str(video), SIZE, options=SourceOptions(fps=10, pace=False, loop=True, flow=True,
-                                                                 ring_capacity=4), start=False)
+    source = open_source(
+        str(video), SIZE, options=SourceOptions(fps=10, pace=False, loop=True, flow=True, ring_capacity=4), start=False
+    )
     frames = read_all(source, until=lambda got: any(f.segment == 2 for f in got))
     passes = [[f for f in frames if f.segment == s] for s in (0, 1)]
     for got in passes:
@@ -102,9 +110,9 @@ def test_a_timestamp_jump_starts_a_segment_live_and_offline_alike(tmp_path):
 
 # ---------------------------------------------------------------- the idle gate, through the pipeline
 
+
 @needs_ffmpeg
-def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_motion_do(exported_seed,
-                                                                                     tmp_path):
+def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_motion_do(exported_seed, tmp_path):
     bundle = load_runtime_bundle(exported_seed[0])
     still = still_video(tmp_path)
     stats, predictions, events = run_pipeline(bundle, still)
@@ -118,8 +126,7 @@ def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_moti
     assert "idle" not in {p["label"] for p in predictions} and any(e["type"] == "start" for e in events)
 
 
-def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_footage(exported_seed,
-                                                                                   tmp_path):
+def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_footage(exported_seed, tmp_path):
     bundle = load_runtime_bundle(exported_seed[0])
     video = real_video(tmp_path)
     on_stats, on, on_events = run_pipeline(bundle, video)
@@ -127,13 +134,16 @@ def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_foota
     assert off_stats["flows"] == 0 and all("motion" not in p for p in off)
     # Batches differ from run to run with the capture's timing, and so the encoder's last bits: 1e-4, as elsewhere.
     assert [(p["window"], p["label"]) for p in on] == [(p["window"], p["label"]) for p in off] and len(on) > 10
-    np.testing.assert_allclose([list(p["probabilities"].values()) for p in on],
-                               [list(p["probabilities"].values()) for p in off], atol=1e-4)
-    assert [(e["type"], e["label"], e["start_frame"]) for e in on_events] == \
-        [(e["type"], e["label"], e["start_frame"]) for e in off_events]
+    np.testing.assert_allclose(
+        [list(p["probabilities"].values()) for p in on], [list(p["probabilities"].values()) for p in off], atol=1e-4
+    )
+    assert [(e["type"], e["label"], e["start_frame"]) for e in on_events] == [
+        (e["type"], e["label"], e["start_frame"]) for e in off_events
+    ]
     _, levels = read_motion(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)
-    assert [p["motion"] for p in on] == [round(v, 4) for v in window_motion(levels, bundle.meta.spec.clip_length)], \
+    assert [p["motion"] for p in on] == [round(v, 4) for v in window_motion(levels, bundle.meta.spec.clip_length)], (
         "the published window motion is the offline path's"
+    )
 
 
 def test_the_frame_cache_keeps_a_videos_motion_as_the_offline_path_computes_it(tmp_path):

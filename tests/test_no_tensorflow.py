@@ -1,4 +1,5 @@
 """The runtime under stream/ never imports TensorFlow, and runs an exported bundle without it."""
+
 import json
 import subprocess
 import sys
@@ -22,7 +23,9 @@ print(json.dumps({"modules": names, "loaded": sorted(m for m in sys.modules
 
 # A finder that makes TensorFlow (and what pulls it in) unimportable, as on an edge box.
 
-RUN_BUNDLE = BLOCK + """
+RUN_BUNDLE = (
+    BLOCK
+    + """
 import json, numpy as np
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.video import read_frames
@@ -30,11 +33,18 @@ bundle = load_runtime_bundle(sys.argv[1])
 frames = read_frames(sys.argv[2], bundle.meta.spec.input_size, bundle.meta.spec.fps)
 print(json.dumps(bundle.clip_probabilities(frames[:bundle.meta.spec.clip_length]).tolist()))
 """
+)
 
 
 def python(code, *args):
-    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

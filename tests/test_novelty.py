@@ -1,5 +1,6 @@
 """The open-set guard (stream.novelty, `lrcn novelty`, the pipeline's `unknown`): fitted on real
 encoder features of synthetic videos, served on real files, with bad inputs as one line."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ from tests.receivers import receive_until
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[1]
-SYNTH_CLASSES = ("still", "move_left", "grow")   # stand in for the seed bundle's three classes
+SYNTH_CLASSES = ("still", "move_left", "grow")  # stand in for the seed bundle's three classes
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +45,35 @@ def guarded(exported_seed, tmp_path_factory):
     data = root / "data"
     for name, synth_class in zip(SEED_SPEC_ARGS["classes"], SYNTH_CLASSES):
         shutil.copytree(root / "synth" / synth_class, data / name)
-    foreign = root / "foreign.avi"   # a scene of another world: bright noise, no shape
+    foreign = root / "foreign.avi"  # a scene of another world: bright noise, no shape
     import cv2
+
     writer = synth.open_writer(foreign, 25.0, 64)
     rng = np.random.default_rng(1)
     for _ in range(40):
         writer.write(cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (5, 5), 0))
     writer.release()
     assert written
-    assert main(["novelty", "fit", str(copy), str(data), "--test-groups", "04", "--val-groups", "03",
-                 "--method", "mahalanobis", "--hop", "1", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "novelty",
+                "fit",
+                str(copy),
+                str(data),
+                "--test-groups",
+                "04",
+                "--val-groups",
+                "03",
+                "--method",
+                "mahalanobis",
+                "--hop",
+                "1",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     held_out = sorted((data / SEED_SPEC_ARGS["classes"][0]).glob("*_g04_*.avi"))[0]
     return copy, data, held_out, foreign
 
@@ -87,7 +107,7 @@ def test_a_held_out_window_of_a_known_class_scores_below_a_foreign_one(guarded):
 
 @pytest.mark.slow
 @needs_shared_data
-@pytest.mark.timeout(400)   # an export and three fits; 120 s is not enough on a loaded 2-core machine
+@pytest.mark.timeout(400)  # an export and three fits; 120 s is not enough on a loaded 2-core machine
 def test_on_imagenet_features_foreign_footage_scores_above_held_out_subjects(tmp_path):
     """Every method on a frozen ImageNet MobileNetV2 (64x64, the project's pretrained weights),
     fitted by `lrcn novelty fit` on weizmann4 subjects 0-4: held-out subject 8's windows score
@@ -101,24 +121,52 @@ def test_on_imagenet_features_foreign_footage_scores_above_held_out_subjects(tmp
     from lrcn.stream.video import read_frames
 
     data = SHARED / "data"
-    spec = ModelSpec(classes=("bend", "jumping_jack", "wave_one_hand", "wave_two_hands"), backbone="mobilenet_v2",
-                     input_size=(64, 64), clip_length=8, head="pool", trainable_layers=0,
-                     backbone_weights=str(SHARED / "pretrained" / "mobilenet_v2_1.0_imagenet_notop.weights.h5"))
+    spec = ModelSpec(
+        classes=("bend", "jumping_jack", "wave_one_hand", "wave_two_hands"),
+        backbone="mobilenet_v2",
+        input_size=(64, 64),
+        clip_length=8,
+        head="pool",
+        trainable_layers=0,
+        backbone_weights=str(SHARED / "pretrained" / "mobilenet_v2_1.0_imagenet_notop.weights.h5"),
+    )
     bundle = untrained_bundle(spec, tmp_path / "bundle")
     export_bundle(bundle, read_frames(data / "weizmann4" / "bend" / "s0_bend.avi", spec.input_size, spec.fps))
     own_videos = sorted((data / "weizmann4").glob("*/s8_*.avi"))
-    foreign_videos = [data / "ucf101_9" / "Archery" / "v_Archery_g01_c01.avi",
-                      data / "ps7" / "both_arms_raise_front" / "PS7A3P1T1.avi"]
+    foreign_videos = [
+        data / "ucf101_9" / "Archery" / "v_Archery_g01_c01.avi",
+        data / "ps7" / "both_arms_raise_front" / "PS7A3P1T1.avi",
+    ]
     encoder = load_runtime_bundle(bundle).encoder
-    own_windows, foreign_windows = ([window_means(encoder.encode(read_frames(path, spec.input_size, spec.fps)),
-                                                  spec.clip_length) for path in videos]
-                                    for videos in (own_videos, foreign_videos))
-    for method in ("knn", "mahalanobis", "combined"):   # the frame features are cached by the first fit
-        assert main(["novelty", "fit", str(bundle), str(data / "weizmann4"), "--test-groups", "5,6,7,8",
-                     "--method", method, "--cache", str(tmp_path / "cache")]) == 0
+    own_windows, foreign_windows = (
+        [
+            window_means(encoder.encode(read_frames(path, spec.input_size, spec.fps)), spec.clip_length)
+            for path in videos
+        ]
+        for videos in (own_videos, foreign_videos)
+    )
+    for method in ("knn", "mahalanobis", "combined"):  # the frame features are cached by the first fit
+        assert (
+            main(
+                [
+                    "novelty",
+                    "fit",
+                    str(bundle),
+                    str(data / "weizmann4"),
+                    "--test-groups",
+                    "5,6,7,8",
+                    "--method",
+                    method,
+                    "--cache",
+                    str(tmp_path / "cache"),
+                ]
+            )
+            == 0
+        )
         model = load_novelty(bundle)
-        own, foreign = (np.concatenate([model.score(windows) for windows in videos])
-                        for videos in (own_windows, foreign_windows))
+        own, foreign = (
+            np.concatenate([model.score(windows) for windows in videos]) for videos in (own_windows, foreign_windows)
+        )
         assert model.method == method and np.median(own) < foreign.min(), (method, own, foreign)
         assert (own > model.threshold).mean() <= 0.1, (method, own, model.threshold)
 
@@ -156,8 +204,26 @@ def test_fit_combined_through_the_command(guarded, tmp_path):
     bundle, data, held_out, foreign = guarded
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    assert main(["novelty", "fit", str(copy), str(data), "--test-groups", "04", "--val-groups", "03",
-                 "--method", "combined", "--hop", "1", "--no-cache"]) == 0
+    assert (
+        main(
+            [
+                "novelty",
+                "fit",
+                str(copy),
+                str(data),
+                "--test-groups",
+                "04",
+                "--val-groups",
+                "03",
+                "--method",
+                "combined",
+                "--hop",
+                "1",
+                "--no-cache",
+            ]
+        )
+        == 0
+    )
     model = load_novelty(copy)
     own, other = window_scores(copy, held_out), window_scores(copy, foreign)
     assert model.method == "combined" and np.median(own) < model.threshold < np.median(other), (own, other)
@@ -166,6 +232,7 @@ def test_fit_combined_through_the_command(guarded, tmp_path):
 def test_fit_refuses_the_bundles_test_groups(guarded, exported_seed, tmp_path, capsys):
     bundle, data, _, _ = guarded
     import json
+
     meta_path = bundle / "meta.json"
     meta = json.loads(meta_path.read_text())
     copy = tmp_path / "bundle"
@@ -183,17 +250,27 @@ def test_serve_publishes_unknown_with_the_score_and_no_event_on_a_foreign_stream
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = tmp_path / "deploy.toml"
     events = "events = { min_score = 0.0 }"
-    config.write_text(f'[[stream]]\nid = "foreign"\nsource = "{foreign}"\nloop = true\n{events}\n\n'
-                      f'[[stream]]\nid = "unguarded"\nsource = "{foreign}"\nloop = true\nnovelty = "off"\n{events}\n\n'
-                      f'[[stream]]\nid = "own"\nsource = "{held_out}"\nloop = true\n{events}\n')
-    process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config),
-                                "--endpoint", endpoint], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    config.write_text(
+        f'[[stream]]\nid = "foreign"\nsource = "{foreign}"\nloop = true\n{events}\n\n'
+        f'[[stream]]\nid = "unguarded"\nsource = "{foreign}"\nloop = true\nnovelty = "off"\n{events}\n\n'
+        f'[[stream]]\nid = "own"\nsource = "{held_out}"\nloop = true\n{events}\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config), "--endpoint", endpoint],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with Subscriber(endpoint) as subscriber:
+
             def enough(messages):
-                return all(sum(m.kind == "pred" and m.stream == s for m in messages) >= 12
-                           for s in ("foreign", "unguarded", "own"))
+                return all(
+                    sum(m.kind == "pred" and m.stream == s for m in messages) >= 12
+                    for s in ("foreign", "unguarded", "own")
+                )
+
             messages = receive_until(subscriber, enough, 60)
             process.send_signal(signal.SIGTERM)
             _, err = process.communicate(timeout=10)
@@ -202,7 +279,9 @@ def test_serve_publishes_unknown_with_the_score_and_no_event_on_a_foreign_stream
             process.kill()
             process.wait()
     assert enough(messages), err
-    preds = {s: [m.payload for m in messages if m.kind == "pred" and m.stream == s] for s in ("foreign", "unguarded", "own")}
+    preds = {
+        s: [m.payload for m in messages if m.kind == "pred" and m.stream == s] for s in ("foreign", "unguarded", "own")
+    }
     threshold = load_novelty(bundle).threshold
     assert all(p["label"] == "unknown" for p in preds["foreign"] if p["novelty"] > threshold)
     assert sum(p["label"] == "unknown" for p in preds["foreign"]) >= 0.8 * len(preds["foreign"])
@@ -237,8 +316,9 @@ def test_the_score_is_the_offline_score_of_the_window(guarded):
     runtime = load_runtime_bundle(bundle)
     spec = runtime.meta.spec
     frames = read_frames(foreign, spec.input_size, spec.fps)
-    scheduler = Scheduler(runtime.head, spec.clip_length, runtime.encoder, [StreamPlan("s", WindowConfig(hop=2))],
-                          novelty=runtime.novelty)
+    scheduler = Scheduler(
+        runtime.head, spec.clip_length, runtime.encoder, [StreamPlan("s", WindowConfig(hop=2))], novelty=runtime.novelty
+    )
     published = scheduler.process({"s": [Frame(image, i, i / spec.fps) for i, image in enumerate(frames)]}).predictions
     offline = window_scores(bundle, foreign)
     assert [p.window for p in published] == [(i, i + spec.clip_length - 1) for i in range(0, len(offline), 2)]
@@ -265,18 +345,31 @@ def bad(guarded, tmp_path):
     (damaged / NOVELTY_FILE).write_bytes(b"PK\x03\x04 not a zip")
     config = tmp_path / "bad.toml"
     config.write_text(f'[[stream]]\nsource = "{held_out}"\nnovelty = "abc"\n')
-    return {"bundle": str(bundle), "damaged": str(damaged), "video": str(held_out), "config": str(config),
-            "data": str(data), "plain": str(tmp_path / "plain")}
+    return {
+        "bundle": str(bundle),
+        "damaged": str(damaged),
+        "video": str(held_out),
+        "config": str(config),
+        "data": str(data),
+        "plain": str(tmp_path / "plain"),
+    }
 
 
-@pytest.mark.parametrize("argv, complaint", [
-    (["serve", "{damaged}", "{video}"], "{damaged}/novelty.npz: not a novelty file"),
-    (["serve", "{bundle}", "{video}", "--novelty", "abc"], "novelty must be 'off' or a positive threshold"),
-    (["serve", "{bundle}", "--config", "{config}"], "{config}:3: novelty must be 'off' or a positive threshold"),
-    (["novelty", "measure", "{damaged}"], "{damaged}/novelty.npz: not a novelty file"),
-    (["novelty", "fit", "{bundle}", "{data}", "--test-groups", "04", "--val-groups", "09"], "--val-groups: no training"),
-    (["novelty", "fit", "{bundle}", "{data}", "--test-groups", "04", "--target", "2"], "novelty target must be"),
-], ids=["damaged-npz", "bad-flag", "bad-deploy-key", "measure-damaged", "unknown-val-group", "bad-target"])
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["serve", "{damaged}", "{video}"], "{damaged}/novelty.npz: not a novelty file"),
+        (["serve", "{bundle}", "{video}", "--novelty", "abc"], "novelty must be 'off' or a positive threshold"),
+        (["serve", "{bundle}", "--config", "{config}"], "{config}:3: novelty must be 'off' or a positive threshold"),
+        (["novelty", "measure", "{damaged}"], "{damaged}/novelty.npz: not a novelty file"),
+        (
+            ["novelty", "fit", "{bundle}", "{data}", "--test-groups", "04", "--val-groups", "09"],
+            "--val-groups: no training",
+        ),
+        (["novelty", "fit", "{bundle}", "{data}", "--test-groups", "04", "--target", "2"], "novelty target must be"),
+    ],
+    ids=["damaged-npz", "bad-flag", "bad-deploy-key", "measure-damaged", "unknown-val-group", "bad-target"],
+)
 def test_bad_input_is_one_line_and_exit_2(bad, capsys, argv, complaint):
     argv = [a.format(**bad) for a in argv]
     assert main(argv) == 2

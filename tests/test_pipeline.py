@@ -1,5 +1,6 @@
 """The whole pipeline with real parts: an exported bundle, real video files and ffmpeg/GStreamer
 servers on 127.0.0.1, real ZeroMQ subscribers."""
+
 import time
 from itertools import groupby
 
@@ -48,8 +49,9 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
     bundle_dir, _, _ = exported_seed
     bundle = load_runtime_bundle(bundle_dir)
     videos = different_videos(tmp_path)
-    synthetic, _ = write_continuous(tmp_path / "live.avi", duration_s=2.4, size=64, seed=2, min_segment_s=1.0,
-                                    max_segment_s=1.4)
+    synthetic, _ = write_continuous(
+        tmp_path / "live.avi", duration_s=2.4, size=64, seed=2, min_segment_s=1.0, max_segment_s=1.4
+    )
     videos.append(synthetic)
     configs = [StreamConfig(str(v), id=f"s{i}", hop=1 + i % 2) for i, v in enumerate(videos)]
     pipeline = Pipeline(bundle, configs, PipelineOptions(endpoint=ANY_PORT, stats_interval_s=0.5, gather_s=0.03))
@@ -64,8 +66,9 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
             got = np.array([p["probabilities"][c] for c in bundle.classes])
             np.testing.assert_allclose(got, expected[tuple(p["window"])], atol=1e-4)
         assert stats["streams"][config.id]["dropped"] == 0
-        assert stats["streams"][config.id]["encoded"] == len(read_frames(video, bundle.meta.spec.input_size,
-                                                                           bundle.meta.spec.fps))
+        assert stats["streams"][config.id]["encoded"] == len(
+            read_frames(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)
+        )
     firsts = [tuple(inbox.predictions(c.id)[0]["probabilities"].values()) for c in configs]
     assert len(set(firsts)) == len(configs), "the videos differ enough that mixed states would show"
     periodic = [s for s in inbox.statuses() if s["stats"].get("report") == "periodic"]
@@ -110,7 +113,7 @@ def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_see
     pipeline = Pipeline(bundle_dir, configs, options)
     context = zmq.Context()
     stalled = context.socket(zmq.SUB)
-    stalled.rcvbuf, stalled.rcvhwm = 2048, 10   # tiny buffers, never read
+    stalled.rcvbuf, stalled.rcvhwm = 2048, 10  # tiny buffers, never read
     stalled.setsockopt(zmq.SUBSCRIBE, b"")
     stalled.connect(pipeline.endpoint)
     inbox = Inbox(pipeline.endpoint, topics=["pred/"])
@@ -126,22 +129,27 @@ def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_see
         context.term()
     published = sum(s["predictions"] for s in stats["streams"].values())
     assert published > 300
-    assert len(inbox.predictions()) == published and sum(inbox.subscriber.missed.values()) == 0, \
+    assert len(inbox.predictions()) == published and sum(inbox.subscriber.missed.values()) == 0, (
         "the reading subscriber gets every prediction"
+    )
     assert stats["publisher"]["shed"] == 0 and all(s["publisher_dropped"] == 0 for s in stats["streams"].values())
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("serve, url", [(ffmpeg_tcp_ts, "tcp://127.0.0.1:{port}"),
-                                        (ffmpeg_http_mjpeg, "http://127.0.0.1:{port}/s.mjpg")],
-                         ids=["tcp-mpegts", "http-mjpeg"])
-def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at_the_gap(exported_seed, tmp_path,
-                                                                                         serve, url):
+@pytest.mark.parametrize(
+    "serve, url",
+    [(ffmpeg_tcp_ts, "tcp://127.0.0.1:{port}"), (ffmpeg_http_mjpeg, "http://127.0.0.1:{port}/s.mjpg")],
+    ids=["tcp-mpegts", "http-mjpeg"],
+)
+def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at_the_gap(
+    exported_seed, tmp_path, serve, url
+):
     bundle_dir, _, _ = exported_seed
     video = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
     port = free_port()
-    pipeline = Pipeline(bundle_dir, [StreamConfig(url.format(port=port), id="cam")],
-                        PipelineOptions(endpoint=ANY_PORT, source=LIVE))
+    pipeline = Pipeline(
+        bundle_dir, [StreamConfig(url.format(port=port), id="cam")], PipelineOptions(endpoint=ANY_PORT, source=LIVE)
+    )
     inbox = Inbox(pipeline.endpoint)
     states = lambda: [s["state"] for s in inbox.statuses() if "report" not in s["stats"]]
     try:
@@ -158,8 +166,13 @@ def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at
         pipeline.stop()
         inbox.close()
     # Each failed attempt while the server is away repeats "reconnecting": the sequence of changes is the contract.
-    assert [state for state, _ in groupby(states())][:5] == ["connecting", "connected", "lost", "reconnecting",
-                                                             "connected"]
+    assert [state for state, _ in groupby(states())][:5] == [
+        "connecting",
+        "connected",
+        "lost",
+        "reconnecting",
+        "connected",
+    ]
     reconnected = [s for s in inbox.statuses() if s["state"] == "connected"][1]
     first_new_frame = reconnected["stats"]["frames"]
     assert reconnected["stats"]["segment"] == 1
@@ -178,8 +191,11 @@ def test_an_rtsp_stream_from_a_gstreamer_server_is_predicted(exported_seed, tmp_
     video = write_video(tmp_path / "clip.mp4", n_frames=150, fourcc="mp4v")
     port = free_port()
     with served(rtsp_server(video, port), port):
-        pipeline = Pipeline(bundle_dir, [StreamConfig(f"rtsp://127.0.0.1:{port}/live", id="rtsp")],
-                            PipelineOptions(endpoint=ANY_PORT, source=LIVE))
+        pipeline = Pipeline(
+            bundle_dir,
+            [StreamConfig(f"rtsp://127.0.0.1:{port}/live", id="rtsp")],
+            PipelineOptions(endpoint=ANY_PORT, source=LIVE),
+        )
         inbox = Inbox(pipeline.endpoint, topics=["pred/"])
         try:
             pipeline.start()

@@ -1,6 +1,7 @@
 """An authenticated proxy with real parts: real pyzmq sockets, `lrcn keys` folders, and real
 `lrcn proxy` / `lrcn serve` processes; rogue publishers and subscribers, SIGHUP revocation, and a
 publisher that can deliver nothing saying so."""
+
 import json
 import signal
 import subprocess
@@ -63,15 +64,17 @@ def wait_for(predicate, timeout_s: float = 10.0) -> bool:
 def test_a_curve_proxy_forwards_only_authorized_publishers_to_authorized_subscribers(keys, tmp_path):
     proxy_keys = load_proxy_keys(keys)
     intruder = stranger(tmp_path, proxy_keys.public)
-    with Proxy(ANY_PORT, ANY_PORT, curve=proxy_keys) as proxy, \
-            Publisher(proxy.xsub_endpoint, bind=False, curve=load_client_keys(keys, "edge")) as edge, \
-            Publisher(proxy.xsub_endpoint, bind=False) as plaintext, \
-            Publisher(proxy.xsub_endpoint, bind=False, curve=intruder) as unknown, \
-            Publisher(proxy.xsub_endpoint, bind=False, curve=load_client_keys(keys, "dash")) as subscriber_key, \
-            Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys)) as allowed, \
-            Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys, "edge")) as publisher_key, \
-            Subscriber(proxy.xpub_endpoint, curve=intruder) as denied, \
-            Subscriber(proxy.xpub_endpoint) as eavesdropper:
+    with (
+        Proxy(ANY_PORT, ANY_PORT, curve=proxy_keys) as proxy,
+        Publisher(proxy.xsub_endpoint, bind=False, curve=load_client_keys(keys, "edge")) as edge,
+        Publisher(proxy.xsub_endpoint, bind=False) as plaintext,
+        Publisher(proxy.xsub_endpoint, bind=False, curve=intruder) as unknown,
+        Publisher(proxy.xsub_endpoint, bind=False, curve=load_client_keys(keys, "dash")) as subscriber_key,
+        Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys)) as allowed,
+        Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys, "edge")) as publisher_key,
+        Subscriber(proxy.xpub_endpoint, curve=intruder) as denied,
+        Subscriber(proxy.xpub_endpoint) as eavesdropper,
+    ):
         rogues = {"plaintext": plaintext, "unknown": unknown, "subscriber-key": subscriber_key}
 
         def send():
@@ -93,16 +96,18 @@ def test_a_curve_proxy_forwards_only_authorized_publishers_to_authorized_subscri
 
 
 def test_reloading_the_keys_revokes_a_connected_subscriber_and_keeps_the_others(keys):
-    with Proxy(ANY_PORT, ANY_PORT, curve=load_proxy_keys(keys)) as proxy, \
-            Publisher(proxy.xsub_endpoint, bind=False, curve=load_client_keys(keys, "edge")) as edge, \
-            Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys)) as revoked, \
-            Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys, "dash")) as kept:
+    with (
+        Proxy(ANY_PORT, ANY_PORT, curve=load_proxy_keys(keys)) as proxy,
+        Publisher(proxy.xsub_endpoint, bind=False, curve=load_client_keys(keys, "edge")) as edge,
+        Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys)) as revoked,
+        Subscriber(proxy.xpub_endpoint, curve=load_client_keys(keys, "dash")) as kept,
+    ):
         with Ticker(lambda: publish(edge, "edge")):
             assert first_message(revoked, lambda: None) is not None and first_message(kept, lambda: None) is not None
             (keys / "authorized_clients" / "client.key").unlink()
             assert proxy.reload_keys() == {"publishers": 0, "subscribers": 1}
             assert proxy.authorized() == {"publishers": 2, "subscribers": 1}
-            time.sleep(0.5)   # what the proxy sent before the rebind may still be queued for it
+            time.sleep(0.5)  # what the proxy sent before the rebind may still be queued for it
             while revoked.receive(timeout_s=0.2) is not None:
                 pass
             assert streams_seen(kept, 2.0) == {"edge"}, "the other subscriber reconnected"
@@ -127,8 +132,16 @@ def test_cli_keys_makes_a_publisher_pair_in_its_own_list(tmp_path, capsys):
     assert main(["keys", str(folder), "--publisher", "edge1"]) == 0
     assert main(["keys", str(folder), "--publisher"]) == 0
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert names == ["authorized_publishers/edge1.key", "authorized_publishers/publisher.key", "edge1.key",
-                     "edge1.key_secret", "publisher.key", "publisher.key_secret", "server.key", "server.key_secret"]
+    assert names == [
+        "authorized_publishers/edge1.key",
+        "authorized_publishers/publisher.key",
+        "edge1.key",
+        "edge1.key_secret",
+        "publisher.key",
+        "publisher.key_secret",
+        "server.key",
+        "server.key_secret",
+    ]
     assert (folder / "authorized_clients").is_dir() and not any((folder / "authorized_clients").iterdir())
 
 
@@ -156,16 +169,31 @@ def finish(*processes) -> list[str]:
 
 @pytest.mark.slow
 def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revokes_a_subscriber(
-        exported_seed, keys, tmp_path):
+    exported_seed, keys, tmp_path
+):
     bundle, _, video = exported_seed
     proxy, xsub, xpub = start_proxy("--curve-keys", keys)
-    serve = start_lrcn("serve", bundle, video, "--name", "cam", "--loop", "--connect", xsub, "--curve-keys", keys,
-                 "--curve-client", "edge")
+    serve = start_lrcn(
+        "serve",
+        bundle,
+        video,
+        "--name",
+        "cam",
+        "--loop",
+        "--connect",
+        xsub,
+        "--curve-keys",
+        keys,
+        "--curve-client",
+        "edge",
+    )
     try:
-        with Subscriber(xpub, curve=load_client_keys(keys)) as subscriber, \
-                Subscriber(xpub, curve=stranger(tmp_path, load_proxy_keys(keys).public)) as denied, \
-                Publisher(xsub, bind=False) as rogue, \
-                Ticker(lambda: rogue.publish_event("cam", {"type": "start", "label": "fake"}), period_s=0.05):
+        with (
+            Subscriber(xpub, curve=load_client_keys(keys)) as subscriber,
+            Subscriber(xpub, curve=stranger(tmp_path, load_proxy_keys(keys).public)) as denied,
+            Publisher(xsub, bind=False) as rogue,
+            Ticker(lambda: rogue.publish_event("cam", {"type": "start", "label": "fake"}), period_s=0.05),
+        ):
             messages = receive_until(subscriber, lambda ms: sum(m.kind == "pred" for m in ms) >= 5, 40)
             assert sum(m.kind == "pred" for m in messages) >= 5, serve.stderr.read() if serve.poll() else ""
             assert not any(m.kind == "event" and m.payload.get("label") == "fake" for m in messages)
@@ -181,24 +209,42 @@ def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revok
     assert serve.returncode == 0, serve_err
     assert "refused a CURVE handshake from 127.0.0.1" in proxy_err, proxy_err
     assert "a client failed the handshake: no CURVE" in proxy_err, "the plaintext rogue is logged too"
-    assert "SIGHUP: keys reloaded: publishers 2 keys authorized, subscribers 1 keys authorized; " \
-           "1 revoked on the subscribers side" in proxy_err, proxy_err
+    assert (
+        "SIGHUP: keys reloaded: publishers 2 keys authorized, subscribers 1 keys authorized; "
+        "1 revoked on the subscribers side" in proxy_err
+    ), proxy_err
     assert "delivers nothing" not in serve_err
 
 
 @pytest.mark.slow
-def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(
-        exported_seed, keys, tmp_path):
+def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(exported_seed, keys, tmp_path):
     bundle, _, video = exported_seed
     proxy, xsub, _ = start_proxy("--curve-keys", keys)
     stats_json = tmp_path / "stats.json"
     # `dash` is a subscriber's pair: the proxy's XSUB side does not admit it
-    serve = start_lrcn("serve", bundle, video, "--name", "cam", "--connect", xsub, "--curve-keys", keys,
-                 "--curve-client", "dash", "--stats-interval", "0.5", "--stats-json", stats_json, "--duration", "4")
+    serve = start_lrcn(
+        "serve",
+        bundle,
+        video,
+        "--name",
+        "cam",
+        "--connect",
+        xsub,
+        "--curve-keys",
+        keys,
+        "--curve-client",
+        "dash",
+        "--stats-interval",
+        "0.5",
+        "--stats-json",
+        stats_json,
+        "--duration",
+        "4",
+    )
     try:
         serve_err = serve.communicate(timeout=60)[1]
     finally:
-        proxy_err, = finish(proxy)
+        (proxy_err,) = finish(proxy)
     assert serve.returncode == 0, serve_err
     stats = json.loads(stats_json.read_text())
     zeromq = stats["sinks"]["zeromq"]
@@ -210,14 +256,14 @@ def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(
 
 
 @pytest.mark.slow
-def test_serve_with_curve_keys_counts_refused_subscribers_in_metrics_and_sighup_revokes(
-        exported_seed, tmp_path):
+def test_serve_with_curve_keys_counts_refused_subscribers_in_metrics_and_sighup_revokes(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     folder = tmp_path / "keys"
     make_keys(folder)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    serve = start_lrcn("serve", bundle, video, "--loop", "--endpoint", endpoint, "--curve-keys", folder,
-                 "--metrics", free_port())
+    serve = start_lrcn(
+        "serve", bundle, video, "--loop", "--endpoint", endpoint, "--curve-keys", folder, "--metrics", free_port()
+    )
     try:
         url = metrics_url(serve)
         with Subscriber(endpoint, curve=stranger(tmp_path, load_client_keys(folder).server_public)) as denied:
@@ -229,7 +275,7 @@ def test_serve_with_curve_keys_counts_refused_subscribers_in_metrics_and_sighup_
         with Subscriber(endpoint, curve=load_client_keys(folder)) as revoked:
             assert receive_until(revoked, lambda ms: False, 2.0) == [], "a revoked key's new handshake is refused"
     finally:
-        serve_err, = finish(serve)
+        (serve_err,) = finish(serve)
     assert serve.returncode == 0, serve_err
     assert "SIGHUP: CURVE keys reloaded, 1 revoked" in serve_err
     assert "refused a CURVE handshake from 127.0.0.1" in serve_err

@@ -19,13 +19,21 @@ from tests.receivers import ANY_PORT, first_message, publish, Ticker
 
 pytestmark = pytest.mark.timeout(60)
 
+
 def test_predictions_status_and_heartbeats_reach_a_subscriber_over_tcp_with_their_topics():
-    with Publisher(ANY_PORT) as publisher, Subscriber(publisher.endpoint, topics=["pred/", "status/", "heartbeat"]) as sub:
+    with (
+        Publisher(ANY_PORT) as publisher,
+        Subscriber(publisher.endpoint, topics=["pred/", "status/", "heartbeat"]) as sub,
+    ):
         message = first_message(sub, lambda: publish(publisher, frame_index=20))
         assert message.topic == "pred/cam0" and message.kind == PRED
         p = message.payload
-        assert (p["frame_index"], p["window"], p["label"], p["top_k"]) == (20, [5, 20], "wave", [["wave", 0.75],
-                                                                                                ["walk", 0.25]])
+        assert (p["frame_index"], p["window"], p["label"], p["top_k"]) == (
+            20,
+            [5, 20],
+            "wave",
+            [["wave", 0.75], ["walk", 0.25]],
+        )
         assert p["latency_ms"] >= 10.0 and p["capture_time"] < p["publish_time"] <= time.time()
         publisher.publish_status("cam0", "lost", "stream ended", {"dropped": 3})
         publisher.heartbeat(streams=["cam0"], interval_s=1.0)
@@ -37,10 +45,12 @@ def test_predictions_status_and_heartbeats_reach_a_subscriber_over_tcp_with_thei
 
 def test_a_subscriber_gets_only_the_topics_it_asked_for_and_seq_counts_per_topic():
     with Publisher(ANY_PORT) as publisher, Subscriber(publisher.endpoint, topics=["status/cam1"]) as sub:
+
         def send():
             publish(publisher, "cam1")
             publisher.publish_status("cam1", "connected")
             publisher.publish_status("cam1", "lost")
+
         first = first_message(sub, send)
         second = sub.receive(timeout_s=5.0)
         assert first.topic == second.topic == "status/cam1"
@@ -50,8 +60,11 @@ def test_a_subscriber_gets_only_the_topics_it_asked_for_and_seq_counts_per_topic
 
 
 def test_a_subscriber_that_stops_reading_neither_blocks_the_publisher_nor_starves_another():
-    with Publisher(ANY_PORT, hwm=50) as publisher, \
-            Subscriber(publisher.endpoint, hwm=50) as stalled, Subscriber(publisher.endpoint, hwm=100_000) as reader:
+    with (
+        Publisher(ANY_PORT, hwm=50) as publisher,
+        Subscriber(publisher.endpoint, hwm=50) as stalled,
+        Subscriber(publisher.endpoint, hwm=100_000) as reader,
+    ):
         assert first_message(stalled, lambda: publish(publisher)) is not None
         assert first_message(reader, lambda: publish(publisher)) is not None
         got, done = [], threading.Event()
@@ -94,10 +107,12 @@ def test_curve_admits_an_authorized_client_and_no_one_else(tmp_path):
     intruder_public, _ = zmq.auth.load_certificate(str(tmp_path / "other" / "intruder.key"))
     server = load_server_keys(tmp_path / "keys")
     intruder = ClientKeys(public=intruder_public, secret=intruder_secret, server_public=server.public)
-    with Publisher(ANY_PORT, curve=server) as publisher, \
-            Subscriber(publisher.endpoint, curve=load_client_keys(tmp_path / "keys")) as allowed, \
-            Subscriber(publisher.endpoint, curve=intruder) as denied, \
-            Subscriber(publisher.endpoint) as plaintext:
+    with (
+        Publisher(ANY_PORT, curve=server) as publisher,
+        Subscriber(publisher.endpoint, curve=load_client_keys(tmp_path / "keys")) as allowed,
+        Subscriber(publisher.endpoint, curve=intruder) as denied,
+        Subscriber(publisher.endpoint) as plaintext,
+    ):
         assert first_message(allowed, lambda: publish(publisher)) is not None
         with Ticker(lambda: publish(publisher)):
             assert allowed.receive(timeout_s=5.0) is not None
@@ -106,9 +121,12 @@ def test_curve_admits_an_authorized_client_and_no_one_else(tmp_path):
 
 
 def test_a_proxy_fans_two_publishers_in_to_one_subscriber():
-    with Proxy(ANY_PORT, ANY_PORT) as proxy, \
-            Publisher(proxy.xsub_endpoint, bind=False) as north, Publisher(proxy.xsub_endpoint, bind=False) as south, \
-            Subscriber(proxy.xpub_endpoint, topics=["pred/"]) as sub:
+    with (
+        Proxy(ANY_PORT, ANY_PORT) as proxy,
+        Publisher(proxy.xsub_endpoint, bind=False) as north,
+        Publisher(proxy.xsub_endpoint, bind=False) as south,
+        Subscriber(proxy.xpub_endpoint, topics=["pred/"]) as sub,
+    ):
         seen = set()
         with Ticker(lambda: (publish(north, "north"), publish(south, "south"))):
             deadline = time.monotonic() + 10
@@ -130,8 +148,13 @@ def test_cli_keys_makes_a_server_and_a_client_pair_and_refuses_to_overwrite(tmp_
     folder = tmp_path / "keys"
     assert main(["keys", str(folder)]) == 0
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert names == ["authorized_clients/client.key", "client.key", "client.key_secret", "server.key",
-                     "server.key_secret"]
+    assert names == [
+        "authorized_clients/client.key",
+        "client.key",
+        "client.key_secret",
+        "server.key",
+        "server.key_secret",
+    ]
     assert (folder / "server.key_secret").stat().st_mode & 0o077 == 0
     assert main(["keys", str(folder), "--client", "bob"]) == 0
     assert (folder / "authorized_clients" / "bob.key").is_file()
@@ -167,19 +190,44 @@ def test_cli_watch_with_duration_ends_by_itself_when_nothing_arrives(capsys):
 
 
 def test_the_watch_table_shows_each_stream_on_one_row():
-    rows = {"cam1": StreamRow(label="walk", score=0.5, latency_ms=12.0, predictions=3, missed=1, dropped=7,
-                              state="connected", last_seen=9.0),
-            "cam0": StreamRow(state="lost", reason="stream ended", last_seen=8.0)}
+    rows = {
+        "cam1": StreamRow(
+            label="walk",
+            score=0.5,
+            latency_ms=12.0,
+            predictions=3,
+            missed=1,
+            dropped=7,
+            state="connected",
+            last_seen=9.0,
+        ),
+        "cam0": StreamRow(state="lost", reason="stream ended", last_seen=8.0),
+    }
     lines = render_table(rows, now=10.0, heartbeat_age_s=0.5)
-    assert lines[0].split() == ["stream", "state", "label", "score", "latency", "preds", "gaps", "drops", "seen", "reason"]
+    assert lines[0].split() == [
+        "stream",
+        "state",
+        "label",
+        "score",
+        "latency",
+        "preds",
+        "gaps",
+        "drops",
+        "seen",
+        "reason",
+    ]
     assert lines[1].split() == ["cam0", "lost", "-", "-", "-", "0", "0", "-", "2.0s", "stream", "ended"]
     assert lines[2].split() == ["cam1", "connected", "walk", "0.50", "12.0ms", "3", "1", "7", "1.0s"]
     assert lines[3] == "last heartbeat 0.5 s ago"
 
 
 def test_cli_proxy_forwards_until_its_duration_ends(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "proxy", "--xsub", ANY_PORT, "--xpub", ANY_PORT,
-                                "--duration", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lrcn.tools.cli", "proxy", "--xsub", ANY_PORT, "--xpub", ANY_PORT, "--duration", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         banner = process.stdout.readline()
         assert banner.startswith("proxy: publishers -> tcp://127.0.0.1:"), banner + process.stderr.read()
@@ -194,14 +242,21 @@ def test_cli_proxy_forwards_until_its_duration_ends(tmp_path):
         process.wait(timeout=10)
 
 
-@pytest.mark.parametrize("argv, complaint", [
-    (["watch", "nonsense"], "lrcn: error: cannot connect nonsense: "),
-    (["watch", "tcp://127.0.0.1:1", "--curve-keys", "/nonexistent", "--count", "1"],
-     "lrcn: error: key file not found: /nonexistent/client.key_secret"),
-    (["proxy", "--xsub", "tcp://127.0.0.1:*", "--xpub", "bogus://x"], "lrcn: error: cannot bind bogus://x: "),
-])
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["watch", "nonsense"], "lrcn: error: cannot connect nonsense: "),
+        (
+            ["watch", "tcp://127.0.0.1:1", "--curve-keys", "/nonexistent", "--count", "1"],
+            "lrcn: error: key file not found: /nonexistent/client.key_secret",
+        ),
+        (["proxy", "--xsub", "tcp://127.0.0.1:*", "--xpub", "bogus://x"], "lrcn: error: cannot bind bogus://x: "),
+    ],
+)
 def test_cli_bad_input_is_one_line_on_stderr_and_exit_2(argv, complaint):
-    result = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", *argv], check=False, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "lrcn.tools.cli", *argv], check=False, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -223,15 +278,29 @@ def test_a_newer_publisher_s_schema_2_message_and_new_topics_reach_an_older_read
     topic (a kind added later) and a topic without a stream, sent by hand over a real PUB socket."""
     import json
 
-    newer_prediction = {"schema": 2, "stream": "cam0", "seq": 0, "frame_index": 9, "window": [0, 9], "label": "wave",
-                        "score": 0.8, "top_k": [["wave", 0.8]], "capture_time": 1.0, "publish_time": 1.01,
-                        "latency_ms": 10.0, "a_field_from_the_future": {"x": 1}}
+    newer_prediction = {
+        "schema": 2,
+        "stream": "cam0",
+        "seq": 0,
+        "frame_index": 9,
+        "window": [0, 9],
+        "label": "wave",
+        "score": 0.8,
+        "top_k": [["wave", 0.8]],
+        "capture_time": 1.0,
+        "publish_time": 1.01,
+        "latency_ms": 10.0,
+        "a_field_from_the_future": {"x": 1},
+    }
     track = {"schema": 2, "stream": "cam0", "seq": 0, "boxes": [[1, 2, 3, 4]]}
     context = zmq.Context()
     socket = context.socket(zmq.PUB)
     endpoint = f"tcp://127.0.0.1:{socket.bind_to_random_port('tcp://127.0.0.1')}"
-    frames = [[b"pred/cam0", json.dumps(newer_prediction).encode()], [b"track/cam0", json.dumps(track).encode()],
-              [b"inventory", b'{"cameras": 3}']]
+    frames = [
+        [b"pred/cam0", json.dumps(newer_prediction).encode()],
+        [b"track/cam0", json.dumps(track).encode()],
+        [b"inventory", b'{"cameras": 3}'],
+    ]
 
     def send():
         for message in frames:

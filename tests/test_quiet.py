@@ -1,5 +1,6 @@
 """Without --verbose, `lrcn` commands print no TensorFlow/absl C++ log line and no Python warning;
 with it they do. Real runs of the real command line: tiny synthetic data, one epoch."""
+
 import os
 import re
 import shutil
@@ -13,8 +14,23 @@ from tests.cli import lrcn
 ROOT = Path(__file__).resolve().parents[1]
 # What TensorFlow 2.21 writes from C++: `I0000 00:00:1796041853.590902   13260 port.cc:153] ...`
 NATIVE = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] |absl::InitializeLog|oneDNN")
-TRAIN = ["--epochs", "1", "--size", "64", "--clip-length", "8", "--backbone", "small", "--lstm-units", "16",
-         "--clips-per-video", "1", "--no-refit", "--no-cache", "--quiet"]
+TRAIN = [
+    "--epochs",
+    "1",
+    "--size",
+    "64",
+    "--clip-length",
+    "8",
+    "--backbone",
+    "small",
+    "--lstm-units",
+    "16",
+    "--clips-per-video",
+    "1",
+    "--no-refit",
+    "--no-cache",
+    "--quiet",
+]
 
 
 def user_env(tf_level: str | None) -> dict:
@@ -72,7 +88,7 @@ def test_verbose_export_shows_tensorflow_lines(trained, tmp_path):
     assert noise(run), "TensorFlow 2.21 logs at import and in grappler: --verbose must let it through\n" + run.stderr
 
 
-FILTER_SCRIPT = r'''
+FILTER_SCRIPT = r"""
 import os, sys
 from lrcn.tools.cli.quiet import filter_native_stderr, quiet_libraries
 
@@ -89,13 +105,15 @@ os.write(2, b"E0000 00:00:1796041853.590902   13260 cuda_dnn.cc:8310] Unable to 
 os.write(2, b"2024-05-01 12:00:00.123456: I tensorflow/core/util/port.cc:113] old format\n")
 os.write(2, b"F0000 00:00:1796041853.590902   13260 fatal.cc:1] Check failed: kept\n")
 raise SystemExit("lrcn: error: last words")
-'''
+"""
 
 
 @pytest.mark.timeout(60)
 def test_the_filter_drops_cpp_lines_and_keeps_every_other_byte_in_order():
     run = subprocess.run([sys.executable, "-c", FILTER_SCRIPT], capture_output=True, cwd=ROOT, timeout=60)
     assert run.returncode == 1, run.stderr
-    assert run.stderr == (b"lrcn: before\n\rprogress 1/2\rprogress 2/2\nlrcn: after\n"
-                          b"F0000 00:00:1796041853.590902   13260 fatal.cc:1] Check failed: kept\n"
-                          b"lrcn: error: last words\n")
+    assert run.stderr == (
+        b"lrcn: before\n\rprogress 1/2\rprogress 2/2\nlrcn: after\n"
+        b"F0000 00:00:1796041853.590902   13260 fatal.cc:1] Check failed: kept\n"
+        b"lrcn: error: last words\n"
+    )

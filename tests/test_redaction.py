@@ -2,6 +2,7 @@
 sources carry passwords (a closed RTSP port that keeps reconnecting, a live ffmpeg stream), with
 every output of the run searched for them: stdout, stderr (text and JSON logs), /metrics,
 /api/streams, /readyz, ZeroMQ, MQTT (a real Mosquitto), the JSONL file and --stats-json."""
+
 from __future__ import annotations
 
 import io
@@ -26,20 +27,30 @@ USER, RTSP_PASSWORD, TCP_PASSWORD, MQTT_PASSWORD = "camuser7", "Rtsp-s3cret%21",
 SECRETS = (USER, "Rtsp-s3cret", TCP_PASSWORD, MQTT_PASSWORD)
 
 
-@pytest.mark.parametrize("text, shown", [
-    ("rtsp://admin:s3cret@10.0.0.5:554/live", "rtsp://***:***@10.0.0.5:554/live"),
-    ("rtsp://admin@10.0.0.5/live", "rtsp://***@10.0.0.5/live"),
-    ("rtsp://admin:p%40ss%2Fw@cam/x", "rtsp://***:***@cam/x"),
-    ("rtsp://admin:p@ss@cam/x", "rtsp://***:***@cam/x"),                      # a raw '@' in the password
-    ("a rtsp://u:p@h1/x and http://v:q@[::1]:80/y, then rtsps://w@h3", "a rtsp://***:***@h1/x and "
-     "http://***:***@[::1]:80/y, then rtsps://***@h3"),
-    ("cannot open source 'rtsp://u:p@h:1/live': refused", "cannot open source 'rtsp://***:***@h:1/live': refused"),
-    ("http://cam/snap.cgi?user=admin&password=hunter2&chan=1", "http://cam/snap.cgi?user=admin&password=***&chan=1"),
-    ("gst:rtspsrc location=rtsp://cam/x user-id=admin user-pw=hunter2 ! appsink",
-     "gst:rtspsrc location=rtsp://cam/x user-id=admin user-pw=*** ! appsink"),
-    ("no URL: 3 frames, a@b, x=y, 100% done", "no URL: 3 frames, a@b, x=y, 100% done"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("rtsp://admin:s3cret@10.0.0.5:554/live", "rtsp://***:***@10.0.0.5:554/live"),
+        ("rtsp://admin@10.0.0.5/live", "rtsp://***@10.0.0.5/live"),
+        ("rtsp://admin:p%40ss%2Fw@cam/x", "rtsp://***:***@cam/x"),
+        ("rtsp://admin:p@ss@cam/x", "rtsp://***:***@cam/x"),  # a raw '@' in the password
+        (
+            "a rtsp://u:p@h1/x and http://v:q@[::1]:80/y, then rtsps://w@h3",
+            "a rtsp://***:***@h1/x and http://***:***@[::1]:80/y, then rtsps://***@h3",
+        ),
+        ("cannot open source 'rtsp://u:p@h:1/live': refused", "cannot open source 'rtsp://***:***@h:1/live': refused"),
+        (
+            "http://cam/snap.cgi?user=admin&password=hunter2&chan=1",
+            "http://cam/snap.cgi?user=admin&password=***&chan=1",
+        ),
+        (
+            "gst:rtspsrc location=rtsp://cam/x user-id=admin user-pw=hunter2 ! appsink",
+            "gst:rtspsrc location=rtsp://cam/x user-id=admin user-pw=*** ! appsink",
+        ),
+        ("no URL: 3 frames, a@b, x=y, 100% done", "no URL: 3 frames, a@b, x=y, 100% done"),
+        ("", ""),
+    ],
+)
 def test_redact_masks_the_user_and_password_of_every_url_and_leaves_other_text_alone(text, shown):
     assert redact(text) == shown
     assert redact(shown) == shown, "redacting twice changes nothing"
@@ -74,7 +85,7 @@ def http_text(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
             return answer.read().decode()
-    except urllib.error.HTTPError as err:   # /readyz answers 503 while a stream is not connected
+    except urllib.error.HTTPError as err:  # /readyz answers 503 while a stream is not connected
         return err.read().decode()
 
 
@@ -123,11 +134,32 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
     answers = {}
     try:
         with served(ffmpeg_tcp_ts(video, live), live):
-            process = start_lrcn("serve", "--log-format", log_format, bundle, rtsp, tcp, "--name", "door", "--endpoint", endpoint,
-                           "--metrics", f"127.0.0.1:{metrics}", "--jsonl", jsonl,
-                           "--mqtt", f"mqtt://{USER}:{MQTT_PASSWORD}@127.0.0.1:{broker.port}/lrcn",
-                           "--stats-json", stats_json, "--stats-interval", "0.5", "--backoff-max", "0.5",
-                           "--open-timeout", "2")
+            process = start_lrcn(
+                "serve",
+                "--log-format",
+                log_format,
+                bundle,
+                rtsp,
+                tcp,
+                "--name",
+                "door",
+                "--endpoint",
+                endpoint,
+                "--metrics",
+                f"127.0.0.1:{metrics}",
+                "--jsonl",
+                jsonl,
+                "--mqtt",
+                f"mqtt://{USER}:{MQTT_PASSWORD}@127.0.0.1:{broker.port}/lrcn",
+                "--stats-json",
+                stats_json,
+                "--stats-interval",
+                "0.5",
+                "--backoff-max",
+                "0.5",
+                "--open-timeout",
+                "2",
+            )
             try:
                 base = f"http://127.0.0.1:{metrics}"
 
@@ -136,10 +168,15 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
                         streams = json.loads(http_text(f"{base}/api/streams"))["streams"]
                     except (OSError, ValueError):
                         return False
-                    return streams["door"]["reconnects"] + streams["door"]["events"].__len__() >= 3 and \
-                        streams[next(n for n in streams if n != "door")]["predictions"] >= 5
-                assert wait_until(lambda: process.poll() is not None or served_enough(), 60, 0.2) and \
-                    process.poll() is None, process.stderr.read() if process.poll() is not None else "not enough served"
+                    return (
+                        streams["door"]["reconnects"] + streams["door"]["events"].__len__() >= 3
+                        and streams[next(n for n in streams if n != "door")]["predictions"] >= 5
+                    )
+
+                assert (
+                    wait_until(lambda: process.poll() is not None or served_enough(), 60, 0.2)
+                    and process.poll() is None
+                ), process.stderr.read() if process.poll() is not None else "not enough served"
                 for page in ("/metrics", "/api/streams", "/readyz", "/healthz"):
                     answers[page] = http_text(base + page)
             finally:
@@ -155,9 +192,15 @@ def test_a_password_in_a_source_url_appears_in_no_output_of_lrcn_serve(exported_
     assert streams["door"]["source"] == f"rtsp://***:***@127.0.0.1:{closed}/live", "the display form is shown"
     assert any("reconnecting" in e["state"] for e in streams["door"]["events"]), "the closed port produced reasons"
     assert "door" in json.loads(answers["/readyz"])["not_ready"]
-    outputs = {"stdout": out, "stderr": err, **answers, "jsonl": jsonl.read_text(), "stats-json": stats_json.read_text(),
-               "zeromq": b"\n".join(zmq_subscriber.received).decode(),
-               "mqtt": "\n".join(f"{t} {p.decode()}" for t, p, _ in mqtt_subscriber.messages())}
+    outputs = {
+        "stdout": out,
+        "stderr": err,
+        **answers,
+        "jsonl": jsonl.read_text(),
+        "stats-json": stats_json.read_text(),
+        "zeromq": b"\n".join(zmq_subscriber.received).decode(),
+        "mqtt": "\n".join(f"{t} {p.decode()}" for t, p, _ in mqtt_subscriber.messages()),
+    }
     assert all(outputs.values()), {name: len(text) for name, text in outputs.items()}
     assert "cannot open source rtsp://***:***@" in outputs["zeromq"] and "***" in err
     leaks = {name: secret for name, text in outputs.items() for secret in SECRETS if secret in text}

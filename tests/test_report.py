@@ -33,8 +33,12 @@ def marked_names(root: Path) -> set[str]:
 
 
 def test_the_committed_docs_equal_what_their_json_gives():
-    check = subprocess.run([sys.executable, "-m", "lrcn.tools.evidence.report", "--check", "--root", str(ROOT)],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-m", "lrcn.tools.evidence.report", "--check", "--root", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, f"run `python -m lrcn.tools.evidence.report`:\n{check.stderr}"
 
 
@@ -70,9 +74,11 @@ def test_one_file_feeds_every_table_that_reads_it(tmp_path, capsys):
     path.write_text(json.dumps(result))
     assert report.main(["--check", "--root", str(root)]) == 1
     named = set(capsys.readouterr().err.splitlines())
-    assert named == {"README.md: headline differs from its JSON",
-                     "docs/evidence/results.md: stream-accuracy-ucf101_9 differs from its JSON",
-                     "docs/evidence/results.md: events-ucf101_9 differs from its JSON"}
+    assert named == {
+        "README.md: headline differs from its JSON",
+        "docs/evidence/results.md: stream-accuracy-ucf101_9 differs from its JSON",
+        "docs/evidence/results.md: events-ucf101_9 differs from its JSON",
+    }
 
 
 def test_a_table_without_its_json_names_the_command_that_writes_it(tmp_path):
@@ -115,8 +121,10 @@ def bench_runs() -> tuple[dict, dict]:
 def test_the_bench_machine_table_names_the_machine_and_the_load_of_each_run():
     text = report.render("bench-machine", ROOT / "docs" / "results")
     for run in bench_runs():
-        row = (f"| {run['machine']['cpu']} | {run['machine']['cores']} | {report.load(run['load_before'])} | "
-               f"{report.load(run['load_after'])} |")
+        row = (
+            f"| {run['machine']['cpu']} | {run['machine']['cores']} | {report.load(run['load_before'])} | "
+            f"{report.load(run['load_after'])} |"
+        )
         assert row in text
         assert f"ONNX Runtime {run['machine']['onnxruntime']}" in text
 
@@ -129,8 +137,10 @@ def test_the_capacity_note_on_in_memory_sources_appears_only_when_they_held_fewe
     fewer = json.loads(json.dumps(continuous))
     fewer["capacity_file"]["max_streams"] = memory["max_streams"] + 1
     note = report.fewer_in_memory(fewer, "continuous")
-    assert note.startswith(f"In continuous mode, in-memory sources held fewer streams than video files "
-                           f"({memory['max_streams']} against {memory['max_streams'] + 1})")
+    assert note.startswith(
+        f"In continuous mode, in-memory sources held fewer streams than video files "
+        f"({memory['max_streams']} against {memory['max_streams'] + 1})"
+    )
     assert f"its {failing['streams']}-stream run failed on p99 alone ({failing['p99_ms']:.0f} ms" in note
 
     as_many = json.loads(json.dumps(continuous))
@@ -144,17 +154,19 @@ def test_a_changed_command_line_or_metric_makes_check_name_its_reference_page(tm
         path = root / "docs" / "reference" / page
         path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if row not in line))
     assert report.main(["--check", "--root", str(root)]) == 1
-    assert capsys.readouterr().err.splitlines() == ["docs/reference/cli.md: cli differs from its JSON",
-                                                    "docs/reference/metrics.md: metrics differs from its JSON"]
+    assert capsys.readouterr().err.splitlines() == [
+        "docs/reference/cli.md: cli differs from its JSON",
+        "docs/reference/metrics.md: metrics differs from its JSON",
+    ]
 
 
 def test_the_cli_reference_lists_every_flag_that_lrcn_serve_help_prints():
     shown = lrcn("serve", "--help")
     assert shown.returncode == 0, shown.stderr
-    columns = re.findall(r"^ {2}(-.*?)(?: {2,}|$)", shown.stdout, re.M)   # the options' column of the help
+    columns = re.findall(r"^ {2}(-.*?)(?: {2,}|$)", shown.stdout, re.M)  # the options' column of the help
     flags = {flag for column in columns for flag in re.findall(r"--[a-z][a-z0-9-]*", column)} - {"--help"}
     page = (ROOT / "docs" / "reference" / "cli.md").read_text()
-    serve = page[page.index("## `lrcn serve`"):page.index("## `lrcn annotate`")]
+    serve = page[page.index("## `lrcn serve`") : page.index("## `lrcn annotate`")]
     assert len(flags) > 30 and not {f for f in flags if f"`{f}" not in serve}
 
 
@@ -162,7 +174,10 @@ def test_the_metrics_reference_names_every_metric_the_dashboard_and_alerts_query
     page = (ROOT / "docs" / "reference" / "metrics.md").read_text()
     listed = set(re.findall(r"`(lrcn_\w+)`", page))
     deploy = ROOT / "docs" / "deploy"
-    queried = set(re.findall(r"\blrcn_[a-z_]+", (deploy / "grafana-dashboard.json").read_text()
-                             + (deploy / "alerts.yml").read_text()))
+    queried = set(
+        re.findall(
+            r"\blrcn_[a-z_]+", (deploy / "grafana-dashboard.json").read_text() + (deploy / "alerts.yml").read_text()
+        )
+    )
     queried = {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried}
     assert len(queried) > 5 and queried <= listed, queried - listed

@@ -1,6 +1,7 @@
 """Retention owns its files: clips recorded from real H.264 into record dirs that also hold other
 people's footage, on the disk and on small tmpfs mounts (full ones included); the media index
 is a real SQLite file. Every foreign file survives; the recorder's own oldest clips go first."""
+
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ KB = 1000
 
 # -- the pure rule -------------------------------------------------------------------------------
 
+
 def clip(name: str, size: int, start: float, finished: bool = True) -> Entry:
     return Entry(f"cam/{name}.mp4", "cam", "clip", size, start, finished, id=int(start))
 
@@ -34,24 +36,25 @@ def deleted(plan) -> list[tuple[str, str]]:
 
 def test_selection_goes_oldest_first_by_start_time_whatever_the_order_given():
     rows = [clip("c", 100, 30), clip("a", 100, 10), clip("d", 100, 40), clip("b", 100, 20)]
-    plan = select_for_deletion(rows, Limits(max_bytes=250), now=50, free_bytes=10 ** 9)
+    plan = select_for_deletion(rows, Limits(max_bytes=250), now=50, free_bytes=10**9)
     assert deleted(plan) == [("a", "max_gb"), ("b", "max_gb")] and plan.unmet == ()
 
 
 def test_selection_frees_space_counting_each_deletion_as_freed():
     rows = [clip(name, 100, start) for name, start in (("a", 1), ("b", 2), ("c", 3), ("d", 4))]
-    plan = select_for_deletion(rows, Limits(max_bytes=10 ** 9, min_free_bytes=250), now=5, free_bytes=60)
+    plan = select_for_deletion(rows, Limits(max_bytes=10**9, min_free_bytes=250), now=5, free_bytes=60)
     assert deleted(plan) == [("a", "min_free_gb"), ("b", "min_free_gb")] and plan.unmet == ()
-    assert select_for_deletion(rows, Limits(max_bytes=10 ** 9, min_free_bytes=60), now=5, free_bytes=60).delete == ()
+    assert select_for_deletion(rows, Limits(max_bytes=10**9, min_free_bytes=60), now=5, free_bytes=60).delete == ()
 
 
 def test_selection_by_age_takes_even_the_newest_and_nothing_younger():
     week = 7 * DAY_S
     rows = [clip("a", 1, 0), clip("b", 1, DAY_S), clip("c", 1, 20 * DAY_S)]
-    plan = select_for_deletion(rows, Limits(max_bytes=10 ** 9, retain_days=7), now=20 * DAY_S + 1, free_bytes=10 ** 9)
+    plan = select_for_deletion(rows, Limits(max_bytes=10**9, retain_days=7), now=20 * DAY_S + 1, free_bytes=10**9)
     assert deleted(plan) == [("a", "retain_days"), ("b", "retain_days")]
-    everything_old = select_for_deletion(rows, Limits(max_bytes=10 ** 9, retain_days=7), now=30 * DAY_S + week,
-                                         free_bytes=10 ** 9)
+    everything_old = select_for_deletion(
+        rows, Limits(max_bytes=10**9, retain_days=7), now=30 * DAY_S + week, free_bytes=10**9
+    )
     assert [why for _, why in everything_old.delete] == ["retain_days"] * 3
 
 
@@ -59,19 +62,34 @@ def test_selection_keeps_the_newest_under_size_and_space_limits_and_says_what_is
     rows = [clip("a", 100, 1), clip("b", 500, 2)]
     plan = select_for_deletion(rows, Limits(max_bytes=200, min_free_bytes=1000), now=3, free_bytes=0)
     assert deleted(plan) == [("a", "max_gb")] and plan.unmet == ("max_gb", "min_free_gb")
-    assert select_for_deletion([], Limits(max_bytes=1, min_free_bytes=10), now=0, free_bytes=0).unmet == ("min_free_gb",)
+    assert select_for_deletion([], Limits(max_bytes=1, min_free_bytes=10), now=0, free_bytes=0).unmet == (
+        "min_free_gb",
+    )
 
 
 def test_selection_never_picks_a_file_still_being_written():
-    rows = [clip("writing", 10 ** 6, 1, finished=False), clip("a", 100, 2), clip("b", 100, 3)]
+    rows = [clip("writing", 10**6, 1, finished=False), clip("a", 100, 2), clip("b", 100, 3)]
     plan = select_for_deletion(rows, Limits(max_bytes=0), now=4, free_bytes=0)
     assert deleted(plan) == [("a", "max_gb")]
 
 
-@pytest.mark.parametrize("field, value", [("max_gb", float("inf")), ("max_gb", float("nan")), ("max_gb", -1),
-                                          ("max_gb", 0), ("retain_days", float("inf")), ("retain_days", -1),
-                                          ("retain_days", 0), ("min_free_gb", float("inf")), ("min_free_gb", -0.5),
-                                          ("min_free_gb", float("nan")), ("pre_s", float("inf")), ("min_free_gb", True)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_gb", float("inf")),
+        ("max_gb", float("nan")),
+        ("max_gb", -1),
+        ("max_gb", 0),
+        ("retain_days", float("inf")),
+        ("retain_days", -1),
+        ("retain_days", 0),
+        ("min_free_gb", float("inf")),
+        ("min_free_gb", -0.5),
+        ("min_free_gb", float("nan")),
+        ("pre_s", float("inf")),
+        ("min_free_gb", True),
+    ],
+)
 def test_non_finite_or_negative_limits_are_one_line_errors(tmp_path, field, value):
     with pytest.raises(LrcnError, match=field) as err:
         RecordRules(tmp_path, **{field: value})
@@ -104,7 +122,7 @@ def test_an_index_written_by_a_newer_version_is_refused_not_rewritten(tmp_path):
 
 # -- real files --------------------------------------------------------------------------------
 
-FOREIGN_AGES_S = (0, 30, 120, 3600, 30 * DAY_S, 400 * DAY_S)   # now, a part being written, ..., last year
+FOREIGN_AGES_S = (0, 30, 120, 3600, 30 * DAY_S, 400 * DAY_S)  # now, a part being written, ..., last year
 
 
 def foreign_files(folders: list[Path]) -> dict[Path, tuple[int, float]]:
@@ -124,8 +142,11 @@ def foreign_files(folders: list[Path]) -> dict[Path, tuple[int, float]]:
 
 def untouched(files: dict[Path, tuple[int, float]]) -> list[Path]:
     """The files that are not as they were made."""
-    return [p for p, (size, mtime) in files.items()
-            if not p.is_file() or p.stat().st_size != size or abs(p.stat().st_mtime - mtime) > 1e-3]
+    return [
+        p
+        for p, (size, mtime) in files.items()
+        if not p.is_file() or p.stat().st_size != size or abs(p.stat().st_mtime - mtime) > 1e-3
+    ]
 
 
 @needs_ffmpeg
@@ -165,7 +186,9 @@ def test_age_retention_deletes_back_dated_clips_only(h264, tmp_path):
     gone = recorder.retention.run_once()
     feeding.close()
     assert recorder.close()
-    assert sorted(Path(entry.path).name for entry, why in gone if why == "retain_days") == sorted(p.name for p in own[:2])
+    assert sorted(Path(entry.path).name for entry, why in gone if why == "retain_days") == sorted(
+        p.name for p in own[:2]
+    )
     assert [p.exists() for p in own] == [False, False, True] and untouched(foreign) == []
 
 
@@ -192,7 +215,7 @@ def test_files_of_an_earlier_run_are_tidied_and_foreign_parts_left_alone(h264, t
     assert set(entries) == {writing.name, renamed.name}, "the crashed clip's part file and row are gone"
     assert entries[renamed.name].finished and entries[renamed.name].bytes == len(b"a whole clip")
     assert not entries[writing.name].finished and writing.with_name(writing.name + ".part").exists()
-    renamed.unlink()                      # removed by hand: dropped from the index
+    renamed.unlink()  # removed by hand: dropped from the index
     recorder.retention.run_once()
     assert {Path(e.path).name for e in recorder.retention.index.entries()} == {writing.name}
     assert recorder.close()
@@ -207,8 +230,9 @@ def tmpfs(tmp_path):
     def mount(size_kb: int) -> Path:
         where = tmp_path / f"tmpfs{len(mounted)}"
         where.mkdir()
-        run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)], capture_output=True, text=True
+        )
         if run.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {run.stderr.strip() or run.returncode}")
         mounted.append(where)
@@ -226,8 +250,8 @@ def free_bytes(path: Path) -> int:
 @needs_ffmpeg
 def test_free_space_retention_on_a_small_filesystem_frees_space(h264, tmp_path, tmpfs):
     record = tmpfs(2000)
-    foreign = foreign_files([record])          # 240 KB of someone else's
-    min_free_gb = (free_bytes(record) - 500 * KB) / 1e9   # about three clips may be kept
+    foreign = foreign_files([record])  # 240 KB of someone else's
+    min_free_gb = (free_bytes(record) - 500 * KB) / 1e9  # about three clips may be kept
     recorder = ClipRecorder(RecordRules(record, pre_s=1, post_s=1, min_free_gb=min_free_gb), "cam")
     feeding = Demux(h264, recorder)
     own = [record_one(recorder, feeding, start) for start in (2.0, 5.0, 8.0, 11.0, 14.0, 17.0)]
@@ -242,7 +266,7 @@ def test_free_space_retention_on_a_small_filesystem_frees_space(h264, tmp_path, 
 
 @needs_ffmpeg
 def test_a_full_disk_clears_itself_once_own_clips_can_go(h264, tmp_path, tmpfs, monkeypatch, caplog):
-    monkeypatch.setattr(retention, "INTERVAL_S", 3600.0)     # only the failed clip may wake retention
+    monkeypatch.setattr(retention, "INTERVAL_S", 3600.0)  # only the failed clip may wake retention
     caplog.set_level(logging.INFO, logger="lrcn")
     record = tmpfs(1500)
     recorder = ClipRecorder(RecordRules(record, pre_s=1, post_s=1, min_free_gb=0), "cam")
@@ -250,7 +274,7 @@ def test_a_full_disk_clears_itself_once_own_clips_can_go(h264, tmp_path, tmpfs, 
     own = [record_one(recorder, feeding, start) for start in (2.0, 5.0, 8.0)]
     assert recorder.stats()["clips"] == 3
     filler = record / "someone-elses-footage.mp4"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)   # fill the disk to ENOSPC
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to ENOSPC
     try:
         while True:
             os.write(fd, b"\0" * 4096)

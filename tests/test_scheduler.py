@@ -1,5 +1,6 @@
 """The scheduler with a real exported encoder on real video: encode-once batching, per-stream
 state, segments, and exact-window parity with the offline model."""
+
 import itertools
 
 import numpy as np
@@ -21,7 +22,7 @@ def feed(scheduler, frames_by_stream, chunk=7):
     predictions, encoded, sizes = [], [], []
     longest = max(len(f) for f in frames_by_stream.values())
     for start in range(0, longest, chunk):
-        result = scheduler.process({name: frames[start:start + chunk] for name, frames in frames_by_stream.items()})
+        result = scheduler.process({name: frames[start : start + chunk] for name, frames in frames_by_stream.items()})
         predictions += result.predictions
         encoded += result.encoded
         sizes += result.batch_sizes
@@ -34,7 +35,9 @@ def test_every_prediction_on_a_real_video_equals_the_offline_model_on_its_window
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
     frames = file_frames(video, spec.input_size, spec.fps)
-    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [StreamPlan("cam", WindowConfig(EXACT, hop=hop))])
+    scheduler = Scheduler(
+        bundle.head, spec.clip_length, bundle.encoder, [StreamPlan("cam", WindowConfig(EXACT, hop=hop))]
+    )
     predictions, _, _ = feed(scheduler, {"cam": frames})
     expected = offline(bundle, frames, hop)
     assert frames[-1].index >= 2 * (len(frames) - 1), "a file faster than the model's rate, sampled on its grid"
@@ -53,7 +56,7 @@ def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [StreamPlan(n) for n in names])
     offered = {"a": frames, "b": frames[5:], "c": frames[:20]}
     # Offering a chunk twice (a reader that re-reads) must not encode anything twice.
-    _, encoded, sizes = feed(scheduler, offered, chunk=5)   # 3 streams x 5 frames: one call within max_batch
+    _, encoded, sizes = feed(scheduler, offered, chunk=5)  # 3 streams x 5 frames: one call within max_batch
     again, encoded_again, _ = feed(scheduler, {"a": frames[:12]})
     assert again == [] and encoded_again == []
     assert len(encoded) == len(set(encoded)), "no (stream, frame) encoded twice"
@@ -75,12 +78,18 @@ def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_se
     reversed_frames = [Frame(f.image, i, f.captured_at) for i, f in enumerate(reversed(frames))]
     # The third stream reconnects after frame 30: a new segment, frames counted on.
     split = [Frame(f.image, f.index, f.captured_at, segment=int(f.index >= 30)) for f in frames]
-    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder,
-                          [StreamPlan(n) for n in ("forward", "backward", "split")], max_batch=4)
+    scheduler = Scheduler(
+        bundle.head,
+        spec.clip_length,
+        bundle.encoder,
+        [StreamPlan(n) for n in ("forward", "backward", "split")],
+        max_batch=4,
+    )
     predictions, _, sizes = feed(scheduler, {"forward": frames, "backward": reversed_frames, "split": split})
     assert max(sizes) <= 4
-    by_stream = {n: {p.window: p.probabilities for p in predictions if p.stream == n}
-                 for n in ("forward", "backward", "split")}
+    by_stream = {
+        n: {p.window: p.probabilities for p in predictions if p.stream == n} for n in ("forward", "backward", "split")
+    }
     for name, stream_frames in (("forward", frames), ("backward", reversed_frames)):
         expected = offline(bundle, stream_frames)
         assert list(by_stream[name]) == list(expected)
@@ -97,8 +106,11 @@ def test_smoothing_changes_the_published_label_never_the_raw_probabilities(expor
     bundle = load_runtime_bundle(bundle_dir)
     spec = bundle.meta.spec
     frames = file_frames(video, spec.input_size, spec.fps)
-    plans = [StreamPlan("raw"), StreamPlan("ema", smoothing=parse_smoothing("ema:0.2")),
-             StreamPlan("hys", smoothing=parse_smoothing("hysteresis:4"))]
+    plans = [
+        StreamPlan("raw"),
+        StreamPlan("ema", smoothing=parse_smoothing("ema:0.2")),
+        StreamPlan("hys", smoothing=parse_smoothing("hysteresis:4")),
+    ]
     scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, plans)
     predictions, _, _ = feed(scheduler, {p.id: frames for p in plans})
     by_stream = {p.id: [q for q in predictions if q.stream == p.id] for p in plans}
@@ -115,6 +127,7 @@ def test_smoothing_changes_the_published_label_never_the_raw_probabilities(expor
 
 class PixelEncoder:
     """A stand-in encoder without TensorFlow: a fixed random projection of each frame's pixels."""
+
     name, input_size, feature_size = "pixels", (4, 4), 6
 
     def __init__(self):
@@ -146,8 +159,10 @@ def test_scheduler_windows_of_any_head_equal_the_offline_head_on_the_sampled_fra
     the offline head on the encoder features of exactly its window's frames."""
     head, encoder, T = random_head(kind), PixelEncoder(), 5
     images = np.random.default_rng(13).integers(0, 256, (120, 4, 4, 3), dtype=np.uint8)
-    parts = [[Frame(images[i], i, 100.0 + i / 25, segment=segment, pts=i / 25) for i in range(start, start + 60)]
-             for segment, start in enumerate((0, 60))]
+    parts = [
+        [Frame(images[i], i, 100.0 + i / 25, segment=segment, pts=i / 25) for i in range(start, start + 60)]
+        for segment, start in enumerate((0, 60))
+    ]
     sampled_parts = [[part[i] for i in grid_indices([f.pts for f in part], 10.0)] for part in parts]
     scheduler = Scheduler(head, T, encoder, [StreamPlan("cam", WindowConfig(EXACT, hop=hop))])
     predictions, _, _ = feed(scheduler, {"cam": sampled_parts[0] + sampled_parts[1]})
@@ -155,7 +170,9 @@ def test_scheduler_windows_of_any_head_equal_the_offline_head_on_the_sampled_fra
     for sampled in sampled_parts:
         features = encoder.encode(np.stack([f.image for f in sampled]))
         for s in range(0, len(sampled) - T + 1, hop):
-            expected[(sampled[s].index, sampled[s + T - 1].index)] = head.clip_probabilities(features[None, s:s + T])[0]
+            expected[(sampled[s].index, sampled[s + T - 1].index)] = head.clip_probabilities(features[None, s : s + T])[
+                0
+            ]
     assert len(expected) > 8
     assert [p.window for p in predictions] == list(expected)
     for p in predictions:

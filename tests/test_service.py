@@ -1,6 +1,7 @@
 """The service surface with real parts: `lrcn serve` as a process with its HTTP port scraped by a
 real HTTP client and parsed by prometheus_client's parser, health endpoints of a running
 pipeline, SIGHUP reloads of a real deployment file, JSON logs."""
+
 import json
 import re
 import signal
@@ -35,19 +36,32 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):
     process = None
     try:
         with served(ffmpeg_tcp_ts(video, port, loop=False), port):
-            process = start_lrcn("serve", bundle, f"tcp://127.0.0.1:{port}", "--name", "cam", "--metrics", metrics_port,
-                           "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--stats-json", stats_json,
-                           "--backoff-max", "0.5")
+            process = start_lrcn(
+                "serve",
+                bundle,
+                f"tcp://127.0.0.1:{port}",
+                "--name",
+                "cam",
+                "--metrics",
+                metrics_port,
+                "--endpoint",
+                f"tcp://127.0.0.1:{free_port()}",
+                "--stats-json",
+                stats_json,
+                "--backoff-max",
+                "0.5",
+            )
             url = metrics_url(process)
             assert url == f"http://127.0.0.1:{metrics_port}"
-            predictions = lambda: stream_value(scrape(url), "lrcn_predictions_total", "cam")   # noqa: E731
+            predictions = lambda: stream_value(scrape(url), "lrcn_predictions_total", "cam")  # noqa: E731
             assert wait_until(lambda: predictions() > 0, 30)
             state = lambda s: scrape(url)[("lrcn_stream_state", (("state", s), ("stream", "cam")))]  # noqa: E731
             assert wait_until(lambda: state("reconnecting") == 1.0, 30), "the camera is gone and retried"
+
         # Nothing moves once the inference thread has taken every frame the camera delivered and
         # then the gap (which resets the head state).
         def settled(samples) -> bool:
-            value = lambda name: stream_value(samples, name, "cam")   # noqa: E731
+            value = lambda name: stream_value(samples, name, "cam")  # noqa: E731
             taken = value("lrcn_frames_encoded_total") + value("lrcn_ring_dropped_frames_total")
             return taken == value("lrcn_frames_sampled_total") and value("lrcn_state_resets_total") >= 1
 
@@ -58,19 +72,28 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):
     assert process.returncode == 0, err
     final = json.loads(stats_json.read_text())
     cam = final["streams"]["cam"]
-    for metric, key in [("lrcn_frames_decoded_total", "frames"), ("lrcn_frames_sampled_total", "sampled"),
-                        ("lrcn_flows_computed_total", "flows"), ("lrcn_frames_encoded_total", "encoded"), ("lrcn_predictions_total", "predictions"),
-                        ("lrcn_ring_dropped_frames_total", "dropped"),
-                        ("lrcn_publisher_dropped_predictions_total", "publisher_dropped"),
-                        ("lrcn_reconnects_total", "reconnects"), ("lrcn_state_resets_total", "resets")]:
+    for metric, key in [
+        ("lrcn_frames_decoded_total", "frames"),
+        ("lrcn_frames_sampled_total", "sampled"),
+        ("lrcn_flows_computed_total", "flows"),
+        ("lrcn_frames_encoded_total", "encoded"),
+        ("lrcn_predictions_total", "predictions"),
+        ("lrcn_ring_dropped_frames_total", "dropped"),
+        ("lrcn_publisher_dropped_predictions_total", "publisher_dropped"),
+        ("lrcn_reconnects_total", "reconnects"),
+        ("lrcn_state_resets_total", "resets"),
+    ]:
         assert stream_value(samples, metric, "cam") == cam[key], metric
     assert cam["frames"] > 50 and cam["predictions"] > 10 and 0 < cam["flows"] < cam["sampled"]
     summary = next(line for line in err.splitlines() if "[cam] stopped, " in line)
     assert f"{cam['frames']} frames in" in summary and f"{cam['predictions']} predictions" in summary
     assert samples[("lrcn_capture_to_publish_seconds_count", ())] == cam["predictions"]
     assert samples[("lrcn_encoder_batch_size_count", ())] == final["encoder_calls"]
-    assert samples[("lrcn_modality_frames_encoded_total", (("modality", "rgb"),))] == final["encoded"] == \
-        final["encoded_by_modality"]["rgb"]
+    assert (
+        samples[("lrcn_modality_frames_encoded_total", (("modality", "rgb"),))]
+        == final["encoded"]
+        == final["encoded_by_modality"]["rgb"]
+    )
     assert samples[("lrcn_encoder_call_seconds_count", (("encoder", "onnxruntime"),))] == final["encoder_calls"]
     build = [labels for (name, labels) in samples if name == "lrcn_build_info"]
     assert dict(build[0])["clip_length"] == "4" and dict(build[0])["classes"] == "bend,jumping_jack,wave_one_hand"
@@ -82,9 +105,11 @@ def test_healthz_fails_while_inference_is_blocked_and_readyz_while_a_camera_is_l
     bundle, _, video = exported_seed
     clip = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
     port = free_port()
-    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="file", loop=True),
-                                 StreamConfig(f"tcp://127.0.0.1:{port}", id="cam")],
-                        PipelineOptions(endpoint="tcp://127.0.0.1:*", source=LIVE))
+    pipeline = Pipeline(
+        bundle,
+        [StreamConfig(str(video), id="file", loop=True), StreamConfig(f"tcp://127.0.0.1:{port}", id="cam")],
+        PipelineOptions(endpoint="tcp://127.0.0.1:*", source=LIVE),
+    )
     service = ServiceServer(pipeline, "127.0.0.1:0").start()
     try:
         assert get(service.url + "/healthz")[0] == 503, "not started: not healthy"
@@ -120,7 +145,9 @@ endpoint = "tcp://127.0.0.1:{endpoint}"
 
 def deployment(path: Path, metrics: int, endpoint: int, streams: dict[str, Path], top: str = "") -> Path:
     """`top`: more top-level settings, one per line."""
-    tables = "\n".join(f'[[stream]]\nid = "{name}"\nsource = "{video}"\nloop = true\n' for name, video in streams.items())
+    tables = "\n".join(
+        f'[[stream]]\nid = "{name}"\nsource = "{video}"\nloop = true\n' for name, video in streams.items()
+    )
     path.write_text(top + DEPLOYMENT.format(metrics=metrics, endpoint=endpoint, streams=tables))
     return path
 
@@ -135,7 +162,9 @@ def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(ex
     url = f"http://127.0.0.1:{metrics}"
     try:
         metrics_url(process)
-        assert wait_until(lambda: len(collector.predictions("keep")) >= 5 and len(collector.predictions("drop")) >= 5, 30)
+        assert wait_until(
+            lambda: len(collector.predictions("keep")) >= 5 and len(collector.predictions("drop")) >= 5, 30
+        )
         deployment(config, metrics, endpoint, {"keep": video, "add": video}, top='allowed_hosts = ["cam.example"]\n')
         process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: len(collector.predictions("add")) >= 5, 30), "the added stream runs"
@@ -161,7 +190,7 @@ def test_sighup_adds_removes_and_keeps_streams_and_a_bad_file_changes_nothing(ex
     drop_final = [s for s in collector.statuses("drop") if s["stats"].get("report") == "final"]
     assert len(drop_final) == 1 and drop_final[0]["state"] == "stopped"
 
-    records = [json.loads(line) for line in err.splitlines() if line.strip()]   # every line is one JSON object
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line is one JSON object
     reloaded = [r for r in records if r["message"].startswith("reloaded")]
     assert len(reloaded) == 1 and reloaded[0]["added"] == ["add"] and reloaded[0]["removed"] == ["drop"]
     assert reloaded[0]["kept"] == ["keep"] and reloaded[0]["restarted"] == []
@@ -196,7 +225,7 @@ def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_see
 def test_the_batch_size_histogram_counts_each_size_without_replaying_every_call():
     from lrcn.stream.metrics import batch_histogram
 
-    histogram = batch_histogram({1: 5, 3: 2, 16: 10**9})   # a year of encoder calls is one addition per size
+    histogram = batch_histogram({1: 5, 3: 2, 16: 10**9})  # a year of encoder calls is one addition per size
     assert histogram.cumulative()[:3] == [(1, 5), (2, 5), (4, 7)]
     assert histogram.count == 5 + 2 + 10**9 and histogram.sum == 5 + 6 + 16 * 10**9
 
@@ -209,18 +238,27 @@ def test_events_follow_the_published_predictions_and_low_scores_are_unknown(expo
     bundle, _, video = exported_seed
     rules = EventRules(min_score=0.0, min_duration_s=0.2)
     strict = EventRules(min_score=0.999)
-    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="cam", pace=False, events=rules),
-                                 StreamConfig(str(video), id="strict", pace=False, events=strict)],
-                        PipelineOptions(endpoint="tcp://127.0.0.1:*"))
+    pipeline = Pipeline(
+        bundle,
+        [
+            StreamConfig(str(video), id="cam", pace=False, events=rules),
+            StreamConfig(str(video), id="strict", pace=False, events=strict),
+        ],
+        PipelineOptions(endpoint="tcp://127.0.0.1:*"),
+    )
     collector = Collector(pipeline.endpoint)
     collector.start()
     try:
-        assert joined(pipeline, lambda: collector.messages)   # before anything is sent
+        assert joined(pipeline, lambda: collector.messages)  # before anything is sent
         pipeline.start()
         assert pipeline.wait(60)
         pipeline.stop()
-        assert wait_until(lambda: all(any(s["stats"].get("report") == "final" for s in collector.statuses(name))
-                                      for name in ("cam", "strict")), 10), "the last messages arrived"
+        assert wait_until(
+            lambda: all(
+                any(s["stats"].get("report") == "final" for s in collector.statuses(name)) for name in ("cam", "strict")
+            ),
+            10,
+        ), "the last messages arrived"
     finally:
         pipeline.stop()
         collector.close()
@@ -232,15 +270,20 @@ def test_events_follow_the_published_predictions_and_low_scores_are_unknown(expo
         expected += [msgspec.to_builtins(e) for e in events]
     expected += [msgspec.to_builtins(e) for e in finish(state)[1]]
     received = [m.payload for m in collector.messages if m.kind == "event" and m.stream == "cam"]
-    strip = lambda e: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in e.items()  # noqa: E731
-                       if k not in ("schema", "stream", "seq", "time", "id")}
+    strip = lambda e: {
+        k: (round(v, 4) if isinstance(v, float) else v)
+        for k, v in e.items()  # noqa: E731
+        if k not in ("schema", "stream", "seq", "time", "id")
+    }
     assert [strip(e) for e in received] == [strip(e) for e in expected] and expected
     starts = [e["id"] for e in received if e["type"] == "start"]
-    assert [e["id"] for e in received if e["type"] == "end"] == starts and len(set(starts)) == len(starts), \
+    assert [e["id"] for e in received if e["type"] == "end"] == starts and len(set(starts)) == len(starts), (
         "an event's start and end share one id, and no two events do"
+    )
     assert all(re.fullmatch(EVENT_ID_PATTERN, i) for i in starts)
     assert [e["seq"] for e in received] == list(range(len(received)))
     assert {p["label"] for p in collector.predictions("strict")} == {"unknown"}
-    assert all(max(p["probabilities"].values()) == p["score"] for p in collector.predictions("strict")), \
+    assert all(max(p["probabilities"].values()) == p["score"] for p in collector.predictions("strict")), (
         "the probabilities are published unchanged"
+    )
     assert not [m for m in collector.messages if m.kind == "event" and m.stream == "strict"]

@@ -2,6 +2,7 @@
 `lrcn serve` as a process) on real sockets, real TLS with a CA and certificates the test makes
 with the openssl CLI, bcrypt hashes, hundreds of idle and slow connections, a low descriptor
 limit (prlimit), and a few hundred random requests."""
+
 import collections
 import http.client
 import json
@@ -39,8 +40,9 @@ PASSWORD = "correct horse"
 def pipeline(exported_seed):
     """A pipeline running on a looping file, so /healthz is 200 and /frame has a frame."""
     bundle, _, video = exported_seed
-    running = Pipeline(bundle, [StreamConfig(str(video), id="file", loop=True)],
-                       PipelineOptions(endpoint="tcp://127.0.0.1:*"))
+    running = Pipeline(
+        bundle, [StreamConfig(str(video), id="file", loop=True)], PipelineOptions(endpoint="tcp://127.0.0.1:*")
+    )
     running.start()
     yield running
     running.stop()
@@ -57,25 +59,73 @@ def tls_files(tmp_path_factory):
     def openssl(*args):
         subprocess.run([OPENSSL, *map(str, args)], cwd=folder, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-            "-subj", "/CN=lrcn test CA", "-keyout", "ca.key", "-out", "ca.crt")
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-                            ("client", "extendedKeyUsage=clientAuth")):
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lrcn test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    for name, extension in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
         (folder / f"{name}.ext").write_text(extension + "\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            "-out",
+            f"{name}.crt",
+        )
     return {name: folder / name for name in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
 
 
-def request(url: str, path: str, method: str = "GET", headers: dict | None = None,
-            context: ssl.SSLContext | None = None) -> tuple[int, dict, bytes]:
+def request(
+    url: str, path: str, method: str = "GET", headers: dict | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, dict, bytes]:
     """(status, headers, body) of one request on a fresh connection."""
     scheme, _, hostport = url.partition("://")
     host, port = hostport.rsplit(":", 1)
-    connection = (http.client.HTTPSConnection(host, int(port), timeout=5, context=context) if scheme == "https"
-                  else http.client.HTTPConnection(host, int(port), timeout=5))
+    connection = (
+        http.client.HTTPSConnection(host, int(port), timeout=5, context=context)
+        if scheme == "https"
+        else http.client.HTTPConnection(host, int(port), timeout=5)
+    )
     try:
         connection.request(method, path, headers=headers or {})
         response = connection.getresponse()
@@ -86,9 +136,12 @@ def request(url: str, path: str, method: str = "GET", headers: dict | None = Non
 
 @needs_openssl
 def test_a_locked_port_needs_tls_from_its_ca_and_a_password(pipeline, tls_files, tmp_path):
-    config = web_config(tmp_path / "web.yml",
-                        tls={"cert_file": tls_files["server.crt"], "key_file": tls_files["server.key"]},
-                        users={"prometheus": bcrypt_hash(PASSWORD)}, headers={"X-Frame-Options": "deny"})
+    config = web_config(
+        tmp_path / "web.yml",
+        tls={"cert_file": tls_files["server.crt"], "key_file": tls_files["server.key"]},
+        users={"prometheus": bcrypt_hash(PASSWORD)},
+        headers={"X-Frame-Options": "deny"},
+    )
     with ServiceServer(pipeline, "127.0.0.1:0", web_config=config) as service:
         assert service.url.startswith("https://127.0.0.1:")
         trusted = ssl.create_default_context(cafile=tls_files["ca.crt"])
@@ -96,18 +149,25 @@ def test_a_locked_port_needs_tls_from_its_ca_and_a_password(pipeline, tls_files,
             status, headers, body = request(service.url, path, context=trusted)
             assert status == 401 and headers["WWW-Authenticate"].startswith("Basic"), (path, status)
             assert b"file" not in body and b"lrcn_" not in body
-        for wrong in (basic("prometheus", "wrong"), basic("nobody", PASSWORD), {"Authorization": "Basic !!"},
-                      {"Authorization": "Bearer " + PASSWORD}):
+        for wrong in (
+            basic("prometheus", "wrong"),
+            basic("nobody", PASSWORD),
+            {"Authorization": "Basic !!"},
+            {"Authorization": "Bearer " + PASSWORD},
+        ):
             assert request(service.url, "/metrics", headers=wrong, context=trusted)[0] == 401, wrong
-        assert wait_until(lambda: request(service.url, "/healthz", headers=basic("prometheus", PASSWORD),
-                                          context=trusted)[0] == 200, 20)
+        assert wait_until(
+            lambda: request(service.url, "/healthz", headers=basic("prometheus", PASSWORD), context=trusted)[0] == 200,
+            20,
+        )
         status, headers, body = request(service.url, "/metrics", headers=basic("prometheus", PASSWORD), context=trusted)
         assert status == 200 and b"lrcn_" in body and headers["X-Frame-Options"] == "deny"
-        status, _, jpeg = request(service.url, "/frame/file.jpg", headers=basic("prometheus", PASSWORD),
-                                  context=trusted)
+        status, _, jpeg = request(
+            service.url, "/frame/file.jpg", headers=basic("prometheus", PASSWORD), context=trusted
+        )
         assert status == 200 and jpeg[:2] == b"\xff\xd8"
         with pytest.raises(ssl.SSLCertVerificationError):
-            request(service.url, "/healthz", context=ssl.create_default_context())   # not our CA
+            request(service.url, "/healthz", context=ssl.create_default_context())  # not our CA
         with pytest.raises((http.client.HTTPException, ConnectionError, TimeoutError)):
             request(service.url.replace("https://", "http://"), "/healthz", headers=basic("prometheus", PASSWORD))
         # and the port still serves after the plain-HTTP client and the distrustful one
@@ -115,9 +175,10 @@ def test_a_locked_port_needs_tls_from_its_ca_and_a_password(pipeline, tls_files,
 
 
 def test_a_good_password_costs_one_bcrypt_then_is_remembered(pipeline, tmp_path):
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(12)).decode()    # about 0.2 s a check
-    with ServiceServer(pipeline, "127.0.0.1:0", web_config=web_config(tmp_path / "web.yml",
-                                                                       users={"p": hashed})) as service:
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(12)).decode()  # about 0.2 s a check
+    with ServiceServer(
+        pipeline, "127.0.0.1:0", web_config=web_config(tmp_path / "web.yml", users={"p": hashed})
+    ) as service:
         started = time.monotonic()
         statuses = [request(service.url, "/healthz", headers=basic("p", PASSWORD))[0] for _ in range(20)]
         elapsed = time.monotonic() - started
@@ -125,15 +186,21 @@ def test_a_good_password_costs_one_bcrypt_then_is_remembered(pipeline, tmp_path)
         wrong = [request(service.url, "/healthz", headers=basic("p", "nope"))[0] for _ in range(3)]
         wrong_elapsed = time.monotonic() - started
     assert all(status in (200, 503) for status in statuses) and wrong == [401] * 3
-    assert elapsed < 5 * wrong_elapsed / 3, (elapsed, wrong_elapsed)    # 20 good < 5 bad: only the first was bcrypt
+    assert elapsed < 5 * wrong_elapsed / 3, (elapsed, wrong_elapsed)  # 20 good < 5 bad: only the first was bcrypt
 
 
 @needs_openssl
 def test_client_certificates_from_the_configured_ca_are_required(pipeline, tls_files, tmp_path):
-    config = web_config(tmp_path / "web.yml", tls={
-        "cert_file": tls_files["server.crt"], "key_file": tls_files["server.key"],
-        "client_ca_file": tls_files["ca.crt"], "client_auth_type": "RequireAndVerifyClientCert",
-        "min_version": "TLS13"})
+    config = web_config(
+        tmp_path / "web.yml",
+        tls={
+            "cert_file": tls_files["server.crt"],
+            "key_file": tls_files["server.key"],
+            "client_ca_file": tls_files["ca.crt"],
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "min_version": "TLS13",
+        },
+    )
     with ServiceServer(pipeline, "127.0.0.1:0", web_config=config) as service:
         anonymous = ssl.create_default_context(cafile=tls_files["ca.crt"])
         with pytest.raises((ssl.SSLError, ConnectionError)):
@@ -155,10 +222,15 @@ BAD_FILES = {
     "no key_file": ("tls_server_config:\n  cert_file: server.crt\n", "tls_server_config needs key_file"),
     "bad YAML": ("basic_auth_users: [\n", ":2: not valid YAML"),
     "not a mapping": ("- a\n- b\n", "the file must be a mapping"),
-    "CA without policy": ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
-                          "client_ca_file without a client_auth_type"),
-    "unverified client certs": ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n"
-                                "  client_auth_type: RequireAnyClientCert\n", "does not verify"),
+    "CA without policy": (
+        "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
+        "client_ca_file without a client_auth_type",
+    ),
+    "unverified client certs": (
+        "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n"
+        "  client_auth_type: RequireAnyClientCert\n",
+        "does not verify",
+    ),
     "TLS version": ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: SSL3\n", "'SSL3' is not one of"),
     "header": ("http_server_config:\n  headers:\n    Set-Cookie: a\n", "headers.Set-Cookie: unknown"),
 }
@@ -186,8 +258,16 @@ def test_missing_certificate_files_and_a_missing_file_are_one_line(pipeline, tmp
 def test_only_known_host_names_are_answered(pipeline):
     with ServiceServer(pipeline, "127.0.0.1:0") as service:
         port = service.url.rsplit(":", 1)[1]
-        for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]", "10.1.2.3:80", "LOCALHOST.",
-                     socket.gethostname(), socket.getfqdn()):
+        for host in (
+            "localhost",
+            f"localhost:{port}",
+            f"127.0.0.1:{port}",
+            "[::1]",
+            "10.1.2.3:80",
+            "LOCALHOST.",
+            socket.gethostname(),
+            socket.getfqdn(),
+        ):
             assert request(service.url, "/healthz", headers={"Host": host})[0] in (200, 503), host
         for host in ("attacker.example", f"attacker.example:{port}", "localhost.attacker.example", "127.0.0.1.nip.io"):
             status, _, body = request(service.url, "/api/streams", headers={"Host": host})
@@ -226,7 +306,7 @@ def test_idle_and_slow_connections_are_closed_in_time_and_healthz_answers_throug
             assert request(service.url, "/healthz")[0] == 200
             waits.append(time.monotonic() - started)
             time.sleep(0.05)
-        deadline = opened + 2.0 + 3.0      # the timeout, a turn of the loop, the test's own pace on a busy machine
+        deadline = opened + 2.0 + 3.0  # the timeout, a turn of the loop, the test's own pace on a busy machine
         closed = 0
         for sock in idle:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -235,7 +315,7 @@ def test_idle_and_slow_connections_are_closed_in_time_and_healthz_answers_throug
             except (TimeoutError, ConnectionResetError):
                 pass
             sock.close()
-        assert closed == 300 and max(waits) < 1.0, (closed, max(waits))   # not a queue behind 300 connections
+        assert closed == 300 and max(waits) < 1.0, (closed, max(waits))  # not a queue behind 300 connections
         assert request(service.url, "/healthz")[0] == 200
 
 
@@ -251,7 +331,7 @@ def lrcn_serve_limited(bundle: Path, nofile: int, *args) -> subprocess.Popen:
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0          # utime + stime, in clock ticks of 1/100 s
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks of 1/100 s
 
 
 @pytest.mark.slow
@@ -270,7 +350,7 @@ def test_at_a_low_descriptor_limit_the_accept_loop_does_not_spin_and_healthz_ans
         for _ in range(300):
             try:
                 flood.append(socket.create_connection((host, int(port)), timeout=0.5))
-            except OSError:      # a full backlog: the kernel drops the SYN
+            except OSError:  # a full backlog: the kernel drops the SYN
                 if time.monotonic() - flooding > 10:
                     break
         before, started = cpu_seconds(process.pid), time.monotonic()
@@ -305,8 +385,9 @@ def test_out_of_descriptors_the_accept_loop_backs_off_and_still_answers():
     """The HTTP loop alone at 32 descriptors and a connection limit it cannot reach, so accept()
     itself fails with EMFILE: it warns, closes the oldest idle connections to answer new ones, and
     does not spin."""
-    process = subprocess.Popen([sys.executable, "-c", OUT_OF_DESCRIPTORS_SERVER], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS_SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     flood = []
     try:
         port = int(process.stdout.readline())
@@ -332,28 +413,77 @@ def test_out_of_descriptors_the_accept_loop_backs_off_and_still_answers():
 def test_a_bad_web_config_stops_serve_with_one_line(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
     (tmp_path / "web.yml").write_text("basic_auth_users:\n  alice: secret\n")
-    process = lrcn_serve_limited(bundle, 1024, f"tcp://127.0.0.1:{free_port()}", "--metrics", "127.0.0.1:0",
-                                 "--web-config", tmp_path / "web.yml")
+    process = lrcn_serve_limited(
+        bundle, 1024, f"tcp://127.0.0.1:{free_port()}", "--metrics", "127.0.0.1:0", "--web-config", tmp_path / "web.yml"
+    )
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2, err
     lines = [line for line in err.splitlines() if "web config" in line]
     assert len(lines) == 1 and "basic_auth_users.alice must be a bcrypt hash" in lines[0] and "Traceback" not in err
 
 
-METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH", "get", "G\x00T", "",
-           "GET GET"]
-PATHS = ["/", "/metrics", "/healthz", "/readyz", "/api/streams", "/frame/file.jpg", "/frame/../../etc/passwd.jpg",
-         "/frame/%00.jpg", "/%ff%fe", "*", "http://evil.example/metrics", "//", "/?" + "a" * 5000, "", "/\x7f",
-         "/frame/" + "é" * 50 + ".jpg", "/index.html#x"]
+METHODS = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "OPTIONS",
+    "TRACE",
+    "CONNECT",
+    "PATCH",
+    "get",
+    "G\x00T",
+    "",
+    "GET GET",
+]
+PATHS = [
+    "/",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/api/streams",
+    "/frame/file.jpg",
+    "/frame/../../etc/passwd.jpg",
+    "/frame/%00.jpg",
+    "/%ff%fe",
+    "*",
+    "http://evil.example/metrics",
+    "//",
+    "/?" + "a" * 5000,
+    "",
+    "/\x7f",
+    "/frame/" + "é" * 50 + ".jpg",
+    "/index.html#x",
+]
 VERSIONS = ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1.1", "HTTP/x", "", "http/1.1", "HTTP/1.1 extra"]
 GOOD_AUTH = "Authorization: Basic " + b64encode(f"p:{PASSWORD}".encode()).decode()
-HEADERS = ["Host: localhost", "Host: evil.example", "Host:", "Host: [::1", "Host: " + "a" * 300,
-           GOOD_AUTH, "Authorization: Basic ====",
-           "Authorization: Basic " + b64encode(b"\xff\xfe:\x00").decode(), "Authorization: Digest x",
-           "Content-Length: 5", "Content-Length: -1", "Content-Length: x", "Transfer-Encoding: chunked",
-           "Connection: close", "Connection: keep-alive", "Accept: application/openmetrics-text; version=1.0.0",
-           "Accept: */*;q=x", "X-Long: " + "b" * 70000, "no colon here", " folded", "\x00: \x01",
-           "Expect: 100-continue"]
+HEADERS = [
+    "Host: localhost",
+    "Host: evil.example",
+    "Host:",
+    "Host: [::1",
+    "Host: " + "a" * 300,
+    GOOD_AUTH,
+    "Authorization: Basic ====",
+    "Authorization: Basic " + b64encode(b"\xff\xfe:\x00").decode(),
+    "Authorization: Digest x",
+    "Content-Length: 5",
+    "Content-Length: -1",
+    "Content-Length: x",
+    "Transfer-Encoding: chunked",
+    "Connection: close",
+    "Connection: keep-alive",
+    "Accept: application/openmetrics-text; version=1.0.0",
+    "Accept: */*;q=x",
+    "X-Long: " + "b" * 70000,
+    "no colon here",
+    " folded",
+    "\x00: \x01",
+    "Expect: 100-continue",
+]
+
+
 def random_request(rng: random.Random) -> tuple[str, str, list[str]]:
     """(method, request line, header lines): mostly well formed, so that the answers reach every
     path and status and not only the parser's 400, with the odd pieces mixed in."""
@@ -376,15 +506,15 @@ def read_answer(sock: socket.socket, method: str) -> tuple[int, bytes] | None:
     data = b""
     while True:
         match = ANSWER.match(data)
-        if match and match.group(1).startswith(b"1"):        # 100 Continue: the answer follows
-            data = data[match.end():]
+        if match and match.group(1).startswith(b"1"):  # 100 Continue: the answer follows
+            data = data[match.end() :]
             continue
         if match:
             headers = dict(line.split(b": ", 1) for line in match.group(2).split(b"\r\n") if line)
             length = int(headers.get(b"Content-Length", b"0"))
             body_length = 0 if method == "HEAD" else length
             if len(data) >= match.end() + body_length:
-                return int(match.group(1)), data[match.end():]
+                return int(match.group(1)), data[match.end() :]
         elif len(data) >= 7 and not data.startswith(b"HTTP/1."):
             raise AssertionError(f"not an HTTP answer: {data[:200]!r}")
         chunk = sock.recv(65536)
@@ -398,8 +528,10 @@ def test_random_requests_get_well_formed_answers_and_no_traceback(pipeline, tmp_
     rng = random.Random(22)
     config = web_config(tmp_path / "web.yml", users={"p": bcrypt_hash(PASSWORD)})
     statuses = collections.Counter()
-    with caplog.at_level(logging.DEBUG, logger="lrcn"), \
-            ServiceServer(pipeline, "127.0.0.1:0", web_config=config, header_timeout_s=1.0) as service:
+    with (
+        caplog.at_level(logging.DEBUG, logger="lrcn"),
+        ServiceServer(pipeline, "127.0.0.1:0", web_config=config, header_timeout_s=1.0) as service,
+    ):
         host, port = service.url.split("//")[1].rsplit(":", 1)
         started = time.monotonic()
         for _i in range(300):
@@ -422,9 +554,10 @@ def test_random_requests_get_well_formed_answers_and_no_traceback(pipeline, tmp_
         elapsed = time.monotonic() - started
         assert request(service.url, "/healthz", headers=basic("p", PASSWORD))[0] == 200
     assert statuses[None] <= 10 and elapsed < 30, (statuses, elapsed)
-    assert {200, 400, 401, 403, 404, 431, 501} <= set(statuses), statuses    # every gate was reached
-    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], \
-        [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert {200, 400, 401, 403, 404, 431, 501} <= set(statuses), statuses  # every gate was reached
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], [
+        r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR
+    ]
 
 
 def test_binding_beyond_loopback_without_a_password_is_a_warning(pipeline, caplog, tmp_path):
@@ -448,8 +581,11 @@ def test_one_web_config_locks_prometheus_and_lrcn_and_prometheus_scrapes_through
     the password."""
     for name, path in tls_files.items():
         shutil.copy(path, tmp_path / name)
-    config = web_config(tmp_path / "web.yml", tls={"cert_file": "server.crt", "key_file": "server.key"},
-                        users={"prometheus": bcrypt_hash(PASSWORD)})
+    config = web_config(
+        tmp_path / "web.yml",
+        tls={"cert_file": "server.crt", "key_file": "server.key"},
+        users={"prometheus": bcrypt_hash(PASSWORD)},
+    )
     (tmp_path / "password").write_text(PASSWORD)
     trusted = ssl.create_default_context(cafile=tmp_path / "ca.crt")
     with ServiceServer(pipeline, "127.0.0.1:0", web_config=config) as service:
@@ -457,31 +593,45 @@ def test_one_web_config_locks_prometheus_and_lrcn_and_prometheus_scrapes_through
             "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n  - job_name: lrcn\n"
             f"    scheme: https\n    tls_config: {{ca_file: {tmp_path / 'ca.crt'}}}\n"
             f"    basic_auth: {{username: prometheus, password_file: {tmp_path / 'password'}}}\n"
-            f"    static_configs: [{{targets: ['{service.url.removeprefix('https://')}']}}]\n")
+            f"    static_configs: [{{targets: ['{service.url.removeprefix('https://')}']}}]\n"
+        )
         port = free_port()
         base = f"https://127.0.0.1:{port}"
         with open(tmp_path / "prometheus.log", "w") as out:
             process = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--web.config.file={config}",
-                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
-                 "--log.level=warn"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    PROMETHEUS,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--web.config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
+
             def targets():
                 try:
-                    status, _, body = request(base, "/api/v1/targets", headers=basic("prometheus", PASSWORD),
-                                              context=trusted)
+                    status, _, body = request(
+                        base, "/api/v1/targets", headers=basic("prometheus", PASSWORD), context=trusted
+                    )
                 except OSError:
                     return None
-                assert status in (200, 503), body      # 503: Prometheus is still starting
+                assert status in (200, 503), body  # 503: Prometheus is still starting
                 return json.loads(body)["data"]["activeTargets"] if status == 200 else None
 
-            assert wait_until(lambda: process.poll() is not None or
-                              [t["health"] for t in targets() or []] == ["up"], 45), \
-                (targets(), (tmp_path / "prometheus.log").read_text()[-2000:])
+            assert wait_until(
+                lambda: process.poll() is not None or [t["health"] for t in targets() or []] == ["up"], 45
+            ), (targets(), (tmp_path / "prometheus.log").read_text()[-2000:])
             assert request(base, "/api/v1/targets", context=trusted)[0] == 401, "the file locks Prometheus too"
-            status, _, body = request(base, "/api/v1/query?query=lrcn_build_info",
-                                      headers=basic("prometheus", PASSWORD), context=trusted)
+            status, _, body = request(
+                base, "/api/v1/query?query=lrcn_build_info", headers=basic("prometheus", PASSWORD), context=trusted
+            )
             assert status == 200 and json.loads(body)["data"]["result"], body
         finally:
             process.terminate()
@@ -502,7 +652,7 @@ def test_pipelined_and_byte_by_byte_requests_are_answered_in_order(pipeline):
             second = rest
             while b"\r\n\r\n" not in second:
                 second += sock.recv(65536)
-            assert second.startswith(b'{"error": "no page /nope"}HTTP/1.1 200 OK\r\n'), second   # HEAD: no body
+            assert second.startswith(b'{"error": "no page /nope"}HTTP/1.1 200 OK\r\n'), second  # HEAD: no body
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for byte in b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n":
                 sock.send(bytes([byte]))
@@ -516,9 +666,15 @@ def test_flags_win_over_the_deployment_file_for_the_port_lock():
     from lrcn.tools.cli.serving import service_options
 
     file = {"web_config": "/etc/lrcn/web.yml", "allowed_hosts": ["cam.example"]}
-    assert service_options(Namespace(web_config=None, allowed_hosts=None), file) == \
-        {"web_config": "/etc/lrcn/web.yml", "allowed_hosts": ["cam.example"]}
-    assert service_options(Namespace(web_config="mine.yml", allowed_hosts=host_list("a.example, b.example")), file) == \
-        {"web_config": "mine.yml", "allowed_hosts": ["a.example", "b.example"]}
-    assert service_options(Namespace(web_config=None, allowed_hosts=None), {}) == \
-        {"web_config": None, "allowed_hosts": None}
+    assert service_options(Namespace(web_config=None, allowed_hosts=None), file) == {
+        "web_config": "/etc/lrcn/web.yml",
+        "allowed_hosts": ["cam.example"],
+    }
+    assert service_options(Namespace(web_config="mine.yml", allowed_hosts=host_list("a.example, b.example")), file) == {
+        "web_config": "mine.yml",
+        "allowed_hosts": ["a.example", "b.example"],
+    }
+    assert service_options(Namespace(web_config=None, allowed_hosts=None), {}) == {
+        "web_config": None,
+        "allowed_hosts": None,
+    }

@@ -6,6 +6,7 @@ and kill every process they start. Each skips when its program (Debian's prometh
 is not installed. LRCN_SAVE_SCREENSHOT=1 also copies the status page screenshot to
 docs/results/status_page.png.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,15 +42,29 @@ def serving(bundle: Path, video: Path, tmp_path: Path):
     port = free_port()
     log = tmp_path / "serve.log"
     names = [arg for name in STREAMS for arg in ("--name", name)]
-    command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), *[str(video)] * len(STREAMS), *names,
-               "--loop", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--metrics", f"127.0.0.1:{port}"]
+    command = [
+        sys.executable,
+        "-m",
+        "lrcn.tools.cli",
+        "serve",
+        str(bundle),
+        *[str(video)] * len(STREAMS),
+        *names,
+        "--loop",
+        "--endpoint",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--metrics",
+        f"127.0.0.1:{port}",
+    ]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        overview = poll(lambda: get_json(url + "/api/streams"), lambda v: v is not None or process.poll() is not None,
-                        timeout_s=30)
+        overview = poll(
+            lambda: get_json(url + "/api/streams"), lambda v: v is not None or process.poll() is not None, timeout_s=30
+        )
         assert overview is not None, f"lrcn serve never answered on {url} (exit {process.poll()}):\n{tail(log)}"
         yield url, log
     finally:
@@ -73,24 +88,44 @@ def test_a_real_prometheus_scrapes_both_streams(exported_seed, tmp_path):
     with serving(bundle, video, tmp_path) as (service, serve_log):
         target = service.removeprefix("http://")
         config = tmp_path / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-                          "scrape_configs:\n  - job_name: lrcn\n    static_configs:\n"
-                          f"      - targets: ['{target}']\n")
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: lrcn\n    static_configs:\n"
+            f"      - targets: ['{target}']\n"
+        )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = tmp_path / "prometheus.log"
         with open(log, "w") as out:
             process = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                 "--storage.tsdb.retention.time=1h", "--query.lookback-delta=30s"],
-                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    PROMETHEUS,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                    "--storage.tsdb.retention.time=1h",
+                    "--query.lookback-delta=30s",
+                ],
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             # Prometheus applies the targets some 5 s after it starts, then scrapes every second.
-            predictions = by_stream(poll(lambda: prometheus_query(base, "lrcn_predictions_total"),
-                                         lambda r: len(by_stream(r)) == len(STREAMS)
-                                         and min(by_stream(r).values()) > 0 or process.poll() is not None,
-                                         timeout_s=45))
+            predictions = by_stream(
+                poll(
+                    lambda: prometheus_query(base, "lrcn_predictions_total"),
+                    lambda r: (
+                        len(by_stream(r)) == len(STREAMS)
+                        and min(by_stream(r).values()) > 0
+                        or process.poll() is not None
+                    ),
+                    timeout_s=45,
+                )
+            )
             assert process.poll() is None, f"prometheus exited with {process.returncode}:\n{tail(log)}"
             targets = (get_json(f"{base}/api/v1/targets") or {}).get("data", {}).get("activeTargets", [])
             assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")], (targets, tail(serve_log))
@@ -98,14 +133,18 @@ def test_a_real_prometheus_scrapes_both_streams(exported_seed, tmp_path):
 
             up = prometheus_query(base, 'up{job="lrcn"}')
             assert [(s["metric"]["instance"], s["value"][1]) for s in up] == [(target, "1")]
-            assert by_stream(prometheus_query(base, 'lrcn_stream_state{state="connected"}')) == dict.fromkeys(STREAMS,
-                                                                                                               1.0)
+            assert by_stream(prometheus_query(base, 'lrcn_stream_state{state="connected"}')) == dict.fromkeys(
+                STREAMS, 1.0
+            )
             count = prometheus_query(base, "lrcn_capture_to_publish_seconds_count")
             assert len(count) == 1 and float(count[0]["value"][1]) > 0, count
             # rate() needs two scrapes with predictions between them; then p99 is a real latency.
             quantile = "histogram_quantile(0.99, rate(lrcn_capture_to_publish_seconds_bucket[30s]))"
-            p99 = poll(lambda: prometheus_query(base, quantile),
-                       lambda r: len(r) == 1 and math.isfinite(float(r[0]["value"][1])), timeout_s=20)
+            p99 = poll(
+                lambda: prometheus_query(base, quantile),
+                lambda r: len(r) == 1 and math.isfinite(float(r[0]["value"][1])),
+                timeout_s=20,
+            )
             assert 0 < float(p99[0]["value"][1]) < 10, p99
             info = prometheus_query(base, "lrcn_build_info")
             assert [s["metric"]["classes"] for s in info] == [",".join(load_runtime_bundle(bundle).classes)]
@@ -119,9 +158,9 @@ class StatusPage(HTMLParser):
     def __init__(self):
         super().__init__()
         self.tiles: dict[str, dict[str, str]] = {}
-        self.texts: dict[str, str] = {}   # text of the elements with an id (#model, #error)
+        self.texts: dict[str, str] = {}  # text of the elements with an id (#model, #error)
         self._tile: dict[str, str] | None = None
-        self._field: str | None = None     # the tile field (or element id) whose text comes next
+        self._field: str | None = None  # the tile field (or element id) whose text comes next
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -151,11 +190,26 @@ def chromium(browser: str, url: str, *args: str, profile: Path, timeout_s: float
     """Headless Chromium on `url` after 4 s of virtual time (the page's script fetches and renders
     in it); its stdout. Runs as root, hence --no-sandbox; its stderr (D-Bus noise) is ignored."""
     process = subprocess.Popen(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-         "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-         f"--window-size={SCREENSHOT_SIZE[0]},{SCREENSHOT_SIZE[1]}", "--virtual-time-budget=4000", *args, url],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True)
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            f"--window-size={SCREENSHOT_SIZE[0]},{SCREENSHOT_SIZE[1]}",
+            "--virtual-time-budget=4000",
+            *args,
+            url,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -173,9 +227,11 @@ def test_the_status_page_renders_a_tile_per_stream_in_headless_chromium(exported
     bundle, _, video = exported_seed
     classes = load_runtime_bundle(bundle).classes
     with serving(bundle, video, tmp_path) as (service, serve_log):
-        overview = poll(lambda: get_json(service + "/api/streams"),
-                        lambda v: v is not None and all(v["streams"].get(s, {}).get("label") for s in STREAMS),
-                        timeout_s=30)
+        overview = poll(
+            lambda: get_json(service + "/api/streams"),
+            lambda v: v is not None and all(v["streams"].get(s, {}).get("label") for s in STREAMS),
+            timeout_s=30,
+        )
         assert all(overview["streams"][s]["label"] for s in STREAMS), (overview, tail(serve_log))
         assert overview["model"]["classes"] == list(classes)
 

@@ -2,6 +2,7 @@
 every value out of range and every bad stream id is one line naming file:line at start (exit 2)
 and one refusal per SIGHUP at reload while predictions go on; secrets come from the environment
 and files and never show in an error; any dict is either typed settings or one LrcnError line."""
+
 import json
 import math
 import signal
@@ -25,19 +26,30 @@ STREAM = '[[stream]]\nid = "cam"\nsource = "{video}"\nloop = true\n'
 
 # (top-level text, [[stream]] extra text): each a value point 8 of issue 22 found accepted.
 BAD_VALUES = {
-    "max_batch-0": ("max_batch = 0\n", ""), "max_batch--1": ("max_batch = -1\n", ""),
+    "max_batch-0": ("max_batch = 0\n", ""),
+    "max_batch--1": ("max_batch = -1\n", ""),
     "max_batch-huge": ("max_batch = 100000\n", ""),
-    "gather_ms-1e9": ("gather_ms = 1e9\n", ""), "gather_ms-negative": ("gather_ms = -1\n", ""),
-    "stats_interval_s-0": ("stats_interval_s = 0\n", ""), "stats_interval_s--1": ("stats_interval_s = -1\n", ""),
-    "stats_interval_s-inf": ("stats_interval_s = inf\n", ""), "stats_interval_s-nan": ("stats_interval_s = nan\n", ""),
+    "gather_ms-1e9": ("gather_ms = 1e9\n", ""),
+    "gather_ms-negative": ("gather_ms = -1\n", ""),
+    "stats_interval_s-0": ("stats_interval_s = 0\n", ""),
+    "stats_interval_s--1": ("stats_interval_s = -1\n", ""),
+    "stats_interval_s-inf": ("stats_interval_s = inf\n", ""),
+    "stats_interval_s-nan": ("stats_interval_s = nan\n", ""),
     "threads--1": ("threads = -1\n", ""),
-    "top_k--2": ("top_k = -2\n", ""), "top_k-0": ("top_k = 0\n", ""), "top_k-1e6": ("top_k = 1e6\n", ""),
-    "open_timeout_s--1": ("open_timeout_s = -1\n", ""), "read_timeout_s-0": ("read_timeout_s = 0\n", ""),
+    "top_k--2": ("top_k = -2\n", ""),
+    "top_k-0": ("top_k = 0\n", ""),
+    "top_k-1e6": ("top_k = 1e6\n", ""),
+    "open_timeout_s--1": ("open_timeout_s = -1\n", ""),
+    "read_timeout_s-0": ("read_timeout_s = 0\n", ""),
     "backoff_max_s-inf": ("backoff_max_s = inf\n", ""),
-    "degraded_min_rate-2": ("degraded_min_rate = 2\n", ""), "degraded_max_resets-0": ("degraded_max_resets = 0\n", ""),
-    "fps-inf": ("", "fps = inf\n"), "fps-0": ("", "fps = 0\n"),
-    "hop-0": ("", "hop = 0\n"), "hop-bool": ("", "hop = true\n"),
-    "min_score-2": ("", "events = { min_score = 2 }\n"), "cooldown_s-nan": ("", "events = { cooldown_s = nan }\n"),
+    "degraded_min_rate-2": ("degraded_min_rate = 2\n", ""),
+    "degraded_max_resets-0": ("degraded_max_resets = 0\n", ""),
+    "fps-inf": ("", "fps = inf\n"),
+    "fps-0": ("", "fps = 0\n"),
+    "hop-0": ("", "hop = 0\n"),
+    "hop-bool": ("", "hop = true\n"),
+    "min_score-2": ("", "events = { min_score = 2 }\n"),
+    "cooldown_s-nan": ("", "events = { cooldown_s = nan }\n"),
     "min_duration_s--1": ("", "events = { min_duration_s = -1 }\n"),
     "max_gb-inf": ("", 'events = {}\nrecord = { dir = "{clips}", max_gb = inf }\n'),
     "max_gb-0": ("", 'events = {}\nrecord = { dir = "{clips}", max_gb = 0 }\n'),
@@ -46,8 +58,16 @@ BAD_VALUES = {
     "retain_days-0": ("", 'events = {}\nrecord = { dir = "{clips}", retain_days = 0 }\n'),
     "min_free_gb--1": ("", 'events = {}\nrecord = { dir = "{clips}", min_free_gb = -1 }\n'),
 }
-BAD_IDS = {"slash": "door/2", "empty": "", "climbing": "../../etc", "topic-wildcards": "cam+#", "unicode": "caméra",
-           "200-characters": "c" * 200, "dot": "cam.", "newline": "cam\\n"}
+BAD_IDS = {
+    "slash": "door/2",
+    "empty": "",
+    "climbing": "../../etc",
+    "topic-wildcards": "cam+#",
+    "unicode": "caméra",
+    "200-characters": "c" * 200,
+    "dot": "cam.",
+    "newline": "cam\\n",
+}
 
 
 def bad_value_file(folder: Path, name: str, video: str = "v.avi") -> Path:
@@ -88,8 +108,10 @@ def test_each_bad_stream_id_at_start_is_one_line_naming_file_and_line_and_exit_2
     config = bad_id_file(tmp_path, name)
     assert main(["serve", str(tmp_path), "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"lrcn: error: {config}:7: stream id must be letters, digits, _ and -, 1 to 64") \
-        and err.count("\n") == 1, err
+    assert (
+        err.startswith(f"lrcn: error: {config}:7: stream id must be letters, digits, _ and -, 1 to 64")
+        and err.count("\n") == 1
+    ), err
 
 
 @pytest.mark.parametrize("name", BAD_IDS)
@@ -102,8 +124,10 @@ def test_a_bad_name_flag_is_one_line_and_exit_2(name, tmp_path, capsys):
 def test_a_name_flag_that_repeats_a_file_id_in_another_case_is_refused(tmp_path, capsys):
     (tmp_path / "d.toml").write_text('[[stream]]\nid = "cam"\nsource = "a.avi"\n')
     assert main(["serve", str(tmp_path), "b.avi", "--config", str(tmp_path / "d.toml"), "--name", "CAM"]) == 2
-    assert capsys.readouterr().err == "lrcn: error: stream id 'CAM' is given as 'cam' (ids differing only in case " \
-                                      "share a folder)\n"
+    assert (
+        capsys.readouterr().err == "lrcn: error: stream id 'CAM' is given as 'cam' (ids differing only in case "
+        "share a folder)\n"
+    )
 
 
 def test_top_k_beyond_the_models_classes_is_refused_where_the_bundle_loads(exported_seed, capsys):
@@ -123,20 +147,23 @@ def test_ids_that_would_share_a_folder_are_refused_at_the_second(text, tmp_path)
         load_deployment(tmp_path / "d.toml")
 
 
-@pytest.mark.parametrize("argv, complaint", [
-    (["--max-batch", "0"], "--max-batch must be an integer >= 1, got 0"),
-    (["--gather-ms", "1e9"], "--gather-ms must be a number <= 1000.0"),
-    (["--stats-interval-s", "0"], "--stats-interval-s must be a number > 0.0"),
-    (["--stats-interval", "inf"], "--stats-interval-s must be a number <= 3600.0"),
-    (["--top-k", "0"], "--top-k must be an integer >= 1"),
-    (["--open-timeout", "-1"], "--open-timeout-s must be a number > 0.0"),
-    (["--read-timeout-s", "nan"], "--read-timeout-s must be a number > 0.0"),
-    (["--pre-roll", "-1", "--record", "{clips}"], "--pre-s must be a number >= 0.0"),
-    (["--cooldown", "inf"], "--cooldown-s must be a number <= 86400.0"),
-    (["--max-gb", "0", "--record", "{clips}"], "--max-gb must be a number > 0.0"),
-    (["--retain-days", "inf", "--record", "{clips}"], "--retain-days must be a number <= 36500.0"),
-    (["--min-free-gb", "-1", "--record", "{clips}"], "--min-free-gb must be a number >= 0.0"),
-])
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["--max-batch", "0"], "--max-batch must be an integer >= 1, got 0"),
+        (["--gather-ms", "1e9"], "--gather-ms must be a number <= 1000.0"),
+        (["--stats-interval-s", "0"], "--stats-interval-s must be a number > 0.0"),
+        (["--stats-interval", "inf"], "--stats-interval-s must be a number <= 3600.0"),
+        (["--top-k", "0"], "--top-k must be an integer >= 1"),
+        (["--open-timeout", "-1"], "--open-timeout-s must be a number > 0.0"),
+        (["--read-timeout-s", "nan"], "--read-timeout-s must be a number > 0.0"),
+        (["--pre-roll", "-1", "--record", "{clips}"], "--pre-s must be a number >= 0.0"),
+        (["--cooldown", "inf"], "--cooldown-s must be a number <= 86400.0"),
+        (["--max-gb", "0", "--record", "{clips}"], "--max-gb must be a number > 0.0"),
+        (["--retain-days", "inf", "--record", "{clips}"], "--retain-days must be a number <= 36500.0"),
+        (["--min-free-gb", "-1", "--record", "{clips}"], "--min-free-gb must be a number >= 0.0"),
+    ],
+)
 def test_a_bad_flag_and_its_old_spelling_are_checked_by_the_same_schema(argv, complaint, tmp_path, capsys):
     argv = [a.replace("{clips}", str(tmp_path / "clips")) for a in argv]
     assert main(["serve", str(tmp_path), "v.avi", *argv]) == 2
@@ -148,13 +175,61 @@ def test_the_old_flag_spellings_still_set_the_one_name(tmp_path):
     from lrcn.tools.cli.commands import build_parser
 
     old = build_parser("serve").parse_args(
-        ["serve", "b", "--pre-roll", "2", "--post-roll", "3", "--watch-classes", "a", "--ignore-classes", "b",
-         "--open-timeout", "4", "--read-timeout", "5", "--backoff-max", "6", "--stats-interval", "7",
-         "--min-duration", "8", "--cooldown", "9", "--event-updates", "10"])
+        [
+            "serve",
+            "b",
+            "--pre-roll",
+            "2",
+            "--post-roll",
+            "3",
+            "--watch-classes",
+            "a",
+            "--ignore-classes",
+            "b",
+            "--open-timeout",
+            "4",
+            "--read-timeout",
+            "5",
+            "--backoff-max",
+            "6",
+            "--stats-interval",
+            "7",
+            "--min-duration",
+            "8",
+            "--cooldown",
+            "9",
+            "--event-updates",
+            "10",
+        ]
+    )
     new = build_parser("serve").parse_args(
-        ["serve", "b", "--pre-s", "2", "--post-s", "3", "--classes", "a", "--ignore", "b",
-         "--open-timeout-s", "4", "--read-timeout-s", "5", "--backoff-max-s", "6", "--stats-interval-s", "7",
-         "--min-duration-s", "8", "--cooldown-s", "9", "--update-s", "10"])
+        [
+            "serve",
+            "b",
+            "--pre-s",
+            "2",
+            "--post-s",
+            "3",
+            "--classes",
+            "a",
+            "--ignore",
+            "b",
+            "--open-timeout-s",
+            "4",
+            "--read-timeout-s",
+            "5",
+            "--backoff-max-s",
+            "6",
+            "--stats-interval-s",
+            "7",
+            "--min-duration-s",
+            "8",
+            "--cooldown-s",
+            "9",
+            "--update-s",
+            "10",
+        ]
+    )
     assert vars(old) == vars(new)
     assert new.pre_s == 2 and new.classes == "a" and new.update_s == 10
     help_text = build_parser("serve")._subparsers._group_actions[0].choices["serve"].format_help()
@@ -166,24 +241,50 @@ def test_the_retention_flags_reach_the_record_rules_of_each_source(tmp_path):
     from lrcn.tools.cli.commands import build_parser
     from lrcn.tools.cli.serving import streams_from_args
 
-    args = build_parser("serve").parse_args(["serve", "b", "a.avi", "--record", str(tmp_path), "--max-gb", "2.5",
-                                             "--retain-days", "7", "--min-free-gb", "0"])
+    args = build_parser("serve").parse_args(
+        [
+            "serve",
+            "b",
+            "a.avi",
+            "--record",
+            str(tmp_path),
+            "--max-gb",
+            "2.5",
+            "--retain-days",
+            "7",
+            "--min-free-gb",
+            "0",
+        ]
+    )
     record = streams_from_args(args, {})[0].record
     assert (record.max_gb, record.retain_days, record.min_free_gb) == (2.5, 7.0, 0.0)
-    defaults = streams_from_args(build_parser("serve").parse_args(["serve", "b", "a.avi", "--record", str(tmp_path)]), {})
-    assert (defaults[0].record.max_gb, defaults[0].record.retain_days) == (schema.default(schema.Record, "max_gb"), None)
+    defaults = streams_from_args(
+        build_parser("serve").parse_args(["serve", "b", "a.avi", "--record", str(tmp_path)]), {}
+    )
+    assert (defaults[0].record.max_gb, defaults[0].record.retain_days) == (
+        schema.default(schema.Record, "max_gb"),
+        None,
+    )
 
 
 def test_a_byte_order_mark_is_read_as_the_start_of_the_file(tmp_path):
     path = tmp_path / "bom.toml"
-    path.write_bytes("\ufeffmax_batch = 4\n[[stream]]\nid = \"cam\"\nsource = \"a.avi\"\n".encode("utf-8"))
+    path.write_bytes('\ufeffmax_batch = 4\n[[stream]]\nid = "cam"\nsource = "a.avi"\n'.encode("utf-8"))
     deployment = load_deployment(path)
     assert deployment.settings == {"max_batch": 4} and deployment.streams[0].id == "cam"
 
 
 def test_the_default_id_of_any_source_follows_the_rule_and_never_holds_credentials():
-    for source in ["rtsp://admin:s3cret@10.0.0.5:554/live/ch1.sdp", "/data/cam.v2.mp4", "../../etc/passwd", "0",
-                   "http://user:pw@[::1]:8080/" + "x" * 300, "gst:videotestsrc ! appsink", "caméra.avi", ".avi"]:
+    for source in [
+        "rtsp://admin:s3cret@10.0.0.5:554/live/ch1.sdp",
+        "/data/cam.v2.mp4",
+        "../../etc/passwd",
+        "0",
+        "http://user:pw@[::1]:8080/" + "x" * 300,
+        "gst:videotestsrc ! appsink",
+        "caméra.avi",
+        ".avi",
+    ]:
         name = stream_name(source)
         assert schema.check_stream_id(name) == name
         assert "admin" not in name and "s3cret" not in name and "user" not in name and "pw" not in name
@@ -194,8 +295,10 @@ def test_the_default_id_of_any_source_follows_the_rule_and_never_holds_credentia
 
 def test_an_environment_variable_fills_a_value_and_an_unset_one_is_named_never_shown(tmp_path, monkeypatch):
     path = tmp_path / "env.toml"
-    path.write_text('metrics = "127.0.0.1:${LRCN_TEST_PORT}"\n[[stream]]\nsource = "rtsp://u:${LRCN_TEST_PW}@h/x"\n'
-                    'hop = "${LRCN_TEST_PW}"\n')
+    path.write_text(
+        'metrics = "127.0.0.1:${LRCN_TEST_PORT}"\n[[stream]]\nsource = "rtsp://u:${LRCN_TEST_PW}@h/x"\n'
+        'hop = "${LRCN_TEST_PW}"\n'
+    )
     monkeypatch.delenv("LRCN_TEST_PORT", raising=False)
     monkeypatch.setenv("LRCN_TEST_PW", "s3cret")
     with pytest.raises(LrcnError, match=r"env.toml:1: environment variable LRCN_TEST_PORT is not set"):
@@ -217,9 +320,11 @@ def test_a_password_file_becomes_the_source_password_and_its_errors_never_show_i
     stream = '[[stream]]\nid = "door"\nsource = "{source}"\npassword_file = "{secret}"\n'
     path.write_text(stream.format(source="rtsp://admin@10.0.0.5:554/live", secret=secret))
     assert load_deployment(path).streams[0].source == "rtsp://admin:p%40ss%3Aw%2Frd@10.0.0.5:554/live"
-    for source, complaint in [("rtsp://10.0.0.5/live", "needs a URL source with a user"),
-                              ("rtsp://admin:other@10.0.0.5/live", "is set but source already has a password"),
-                              ("door.avi", "needs a URL source with a user")]:
+    for source, complaint in [
+        ("rtsp://10.0.0.5/live", "needs a URL source with a user"),
+        ("rtsp://admin:other@10.0.0.5/live", "is set but source already has a password"),
+        ("door.avi", "needs a URL source with a user"),
+    ]:
         path.write_text(stream.format(source=source, secret=secret))
         with pytest.raises(LrcnError, match=f"pw.toml:4: password_file {complaint}") as raised:
             load_deployment(path)
@@ -231,21 +336,53 @@ def test_a_password_file_becomes_the_source_password_and_its_errors_never_show_i
 
 # ---------------------------------------------------------------- any dict: typed or one line
 
-KEYS = [*schema.Settings.__struct_fields__, *schema.Stream.__struct_fields__, *schema.Events.__struct_fields__,
-        *schema.Record.__struct_fields__, "type", "fsp"]
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=80),
-                    st.sampled_from(["exact", "continuous", "tcp", "cpu", "off", "a.avi", "cam", "rtsp://u@h/x",
-                                     "${HOME}", "${LRCN_UNSET_FOR_TEST}", "ema:0.5", "127.0.0.1:0", "jsonl"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
-                      max_leaves=12)
-TABLE = st.dictionaries(st.sampled_from([k for k in KEYS if k not in ("password_file", "record", "dir")]), VALUES,
-                        max_size=6)
+KEYS = [
+    *schema.Settings.__struct_fields__,
+    *schema.Stream.__struct_fields__,
+    *schema.Events.__struct_fields__,
+    *schema.Record.__struct_fields__,
+    "type",
+    "fsp",
+]
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=80),
+    st.sampled_from(
+        [
+            "exact",
+            "continuous",
+            "tcp",
+            "cpu",
+            "off",
+            "a.avi",
+            "cam",
+            "rtsp://u@h/x",
+            "${HOME}",
+            "${LRCN_UNSET_FOR_TEST}",
+            "ema:0.5",
+            "127.0.0.1:0",
+            "jsonl",
+        ]
+    ),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
+    max_leaves=12,
+)
+TABLE = st.dictionaries(
+    st.sampled_from([k for k in KEYS if k not in ("password_file", "record", "dir")]), VALUES, max_size=6
+)
 
 
-STREAM_TABLE = st.builds(lambda table, source: {**table, **source}, TABLE,
-                         st.sampled_from([{}, {"source": "a.avi"}, {"source": "rtsp://u@h/x"}]))
+STREAM_TABLE = st.builds(
+    lambda table, source: {**table, **source},
+    TABLE,
+    st.sampled_from([{}, {"source": "a.avi"}, {"source": "rtsp://u@h/x"}]),
+)
 
 
 @hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -285,7 +422,8 @@ class Lines(threading.Thread):
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_sighup_with_each_bad_id_and_value_is_refused_once_and_predictions_go_on_without_a_seq_gap(
-        exported_seed, tmp_path):
+    exported_seed, tmp_path
+):
     bundle, _, video = exported_seed
     endpoint = free_port()
     good = f'endpoint = "tcp://127.0.0.1:{endpoint}"\n\n' + STREAM.format(video=video)
@@ -296,8 +434,9 @@ def test_sighup_with_each_bad_id_and_value_is_refused_once_and_predictions_go_on
     collector.start()
     lines = Lines(process.stderr)
     lines.start()
-    files = [bad_id_file(tmp_path, name, video) for name in BAD_IDS] + \
-            [bad_value_file(tmp_path, name, video) for name in BAD_VALUES]
+    files = [bad_id_file(tmp_path, name, video) for name in BAD_IDS] + [
+        bad_value_file(tmp_path, name, video) for name in BAD_VALUES
+    ]
     try:
         assert wait_until(lambda: len(collector.predictions("cam")) >= 3, 60), lines.records[-5:]
         for number, bad in enumerate(files, start=1):

@@ -1,5 +1,6 @@
 """Sink failures are visible and never cut a message: a real `lrcn serve --jsonl` writing onto a
 64 KiB tmpfs that fills up, and the failure reporting of the outbox on its own."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,12 @@ from tests.cli import start_lrcn, stop
 def small_disk(folder: Path, size: str = "64k"):
     """A tmpfs of `size` mounted on `folder` for the block; skipped where mounting is refused."""
     folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
@@ -50,15 +55,32 @@ def test_a_jsonl_sink_on_a_full_disk_warns_counts_keeps_whole_lines_and_exits_cl
     with small_disk(tmp_path / "disk") as disk:
         path = disk / "messages.jsonl"
         port = free_port()
-        process = start_lrcn("serve", bundle, video, "--name", "cam", "--loop", "--no-pace", "--endpoint", "tcp://127.0.0.1:0",
-                       "--metrics", f"127.0.0.1:{port}", "--jsonl", path, "--stats-interval", "0.5")
+        process = start_lrcn(
+            "serve",
+            bundle,
+            video,
+            "--name",
+            "cam",
+            "--loop",
+            "--no-pace",
+            "--endpoint",
+            "tcp://127.0.0.1:0",
+            "--metrics",
+            f"127.0.0.1:{port}",
+            "--jsonl",
+            path,
+            "--stats-interval",
+            "0.5",
+        )
         try:
+
             def failing() -> bool:
                 with contextlib.suppress(OSError):
                     return (metric(scrape(port), "lrcn_sink_failures_total", "jsonl") or 0) > 0
                 return False
+
             assert wait_until(failing, 60, 0.2), process.stderr.read() if process.poll() is not None else "no failures"
-            time.sleep(1.5)   # a few more stats intervals of failing writes
+            time.sleep(1.5)  # a few more stats intervals of failing writes
             scraped = scrape(port)
         finally:
             out, err = stop(process)
@@ -92,14 +114,15 @@ def test_a_write_cut_short_is_truncated_to_the_last_whole_line(tmp_path):
                 outbox.publish_status("cam", "connected", f"{n} " + "y" * 7_000)
             assert wait_until(lambda: sink.failed and not sink.stats()["queued"], 5), sink.stats()
             stuck = sink.stats()
-            filler.unlink()   # room again
+            filler.unlink()  # room again
             outbox.publish_status("cam", "connected", "after")
             assert wait_until(lambda: sink.sent == stuck["sent"] + 1, 5), sink.stats()
         lines = (disk / "m.jsonl").read_bytes().split(b"\n")
     assert stuck["sent"] + stuck["failed"] == 5 and stuck["failed"] >= 1, stuck
     assert "No space left on device" in stuck["problem"]
-    assert lines[-1] == b"" and [json.loads(line)["reason"][:2] for line in lines[:-1]] == \
-        [f"{n} " for n in range(stuck["sent"])] + ["af"]
+    assert lines[-1] == b"" and [json.loads(line)["reason"][:2] for line in lines[:-1]] == [
+        f"{n} " for n in range(stuck["sent"])
+    ] + ["af"]
 
 
 def test_a_zeromq_send_that_fails_is_counted_not_raised():
@@ -108,7 +131,7 @@ def test_a_zeromq_send_that_fails_is_counted_not_raised():
     sink = ZeroMqSink("tcp://127.0.0.1:0")
     outbox = Outbox([sink], node="test")
     assert outbox.publish_status("cam", "connected")
-    sink.close(0)   # a socket gone under the caller's feet
+    sink.close(0)  # a socket gone under the caller's feet
     assert not outbox.publish_status("cam", "connected")
     stats = sink.stats()
     assert (stats["sent"], stats["failed"]) == (1, 1) and stats["problem"].startswith("cannot send on tcp://127.0.0.1:")
@@ -116,6 +139,7 @@ def test_a_zeromq_send_that_fails_is_counted_not_raised():
 
 class Refusing(Sink):
     """A sink whose transport refuses everything."""
+
     name = "refusing"
 
     def send(self, message) -> bool:
@@ -129,8 +153,10 @@ def test_failures_are_logged_at_most_once_per_interval_per_sink(caplog):
     outbox = Outbox([sink, Refusing()], node="test")
     with caplog.at_level("WARNING", logger="lrcn.sinks"):
         outbox.publish_status("cam", "connected")
-        assert outbox.report_failures(5.0, now=100.0) == ["sink refusing: 1 failures (1 in all): the far end hung up",
-                                                          "sink refusing-2: 1 failures (1 in all): the far end hung up"]
+        assert outbox.report_failures(5.0, now=100.0) == [
+            "sink refusing: 1 failures (1 in all): the far end hung up",
+            "sink refusing-2: 1 failures (1 in all): the far end hung up",
+        ]
         for _ in range(3):
             outbox.publish_status("cam", "connected")
         assert outbox.report_failures(5.0, now=104.9) == [], "within the interval: nothing"

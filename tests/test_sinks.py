@@ -1,6 +1,7 @@
 """Sinks beside ZeroMQ, through the real command line: `lrcn serve --jsonl` and [[sink]] tables
 write the same messages, with the same `seq`, as the ZeroMQ subscriber receives; every message
 kind validates against its JSON Schema in docs/schemas; a file sink rotates without a gap."""
+
 import json
 import subprocess
 import sys
@@ -21,16 +22,36 @@ SCHEMAS = ROOT / "docs" / "schemas"
 
 
 def validators() -> dict[str, jsonschema.Draft202012Validator]:
-    return {path.name.split(".")[0]: jsonschema.Draft202012Validator(json.loads(path.read_text()))
-            for path in SCHEMAS.glob("*.schema.json")}
+    return {
+        path.name.split(".")[0]: jsonschema.Draft202012Validator(json.loads(path.read_text()))
+        for path in SCHEMAS.glob("*.schema.json")
+    }
 
 
 def serve_to_the_end(bundle, video, endpoint, *extra) -> tuple[list, str]:
     """Run `lrcn serve` on a file until it ends, with a subscriber on every topic; (messages, stderr)."""
     with Subscriber(endpoint) as subscriber:
-        process = subprocess.Popen([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", "cam",
-                                    "--endpoint", endpoint, "--stats-interval", "0.5", *map(str, extra)],
-                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lrcn.tools.cli",
+                "serve",
+                str(bundle),
+                str(video),
+                "--name",
+                "cam",
+                "--endpoint",
+                endpoint,
+                "--stats-interval",
+                "0.5",
+                *map(str, extra),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         received, deadline = [], time.monotonic() + 90
         while process.poll() is None and time.monotonic() < deadline:
             message = subscriber.receive(timeout_s=0.1)
@@ -48,11 +69,14 @@ def jsonl_messages(*paths: Path) -> list[dict]:
     return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
 
 
-def test_the_jsonl_file_holds_what_zeromq_sent_with_the_same_seq_and_every_kind_fits_its_schema(exported_seed, tmp_path):
+def test_the_jsonl_file_holds_what_zeromq_sent_with_the_same_seq_and_every_kind_fits_its_schema(
+    exported_seed, tmp_path
+):
     bundle, _, video = exported_seed
     path = tmp_path / "out" / "messages.jsonl"
-    received, err = serve_to_the_end(bundle, video, f"tcp://127.0.0.1:{free_port()}", "--jsonl", path,
-                                     "--min-score", "0", "--min-duration", "0")
+    received, err = serve_to_the_end(
+        bundle, video, f"tcp://127.0.0.1:{free_port()}", "--jsonl", path, "--min-score", "0", "--min-duration", "0"
+    )
     lines = jsonl_messages(path)
     by_topic = {}
     for line in lines:
@@ -83,18 +107,27 @@ def test_a_jsonl_sink_table_rotates_by_size_and_the_kept_files_hold_a_gapless_ta
     bundle, _, video = exported_seed
     path = tmp_path / "messages.jsonl"
     config = tmp_path / "deploy.toml"
-    config.write_text(f'[[stream]]\nid = "cam"\nsource = "{video}"\n\n'
-                      f'[[sink]]\ntype = "jsonl"\npath = "{path}"\nmax_mb = 0.001\nkeep = 3\nkinds = ["pred"]\n')
+    config.write_text(
+        f'[[stream]]\nid = "cam"\nsource = "{video}"\n\n'
+        f'[[sink]]\ntype = "jsonl"\npath = "{path}"\nmax_mb = 0.001\nkeep = 3\nkinds = ["pred"]\n'
+    )
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    process = subprocess.run([sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config),
-                              "--endpoint", endpoint], cwd=ROOT, capture_output=True, text=True, timeout=100)
+    process = subprocess.run(
+        [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), "--config", str(config), "--endpoint", endpoint],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
     assert process.returncode == 0, process.stderr
     assert "sink jsonl: sent" in process.stderr and "rotations" in process.stderr
     kept = [path.with_name(f"{path.name}.{n}") for n in (3, 2, 1)] + [path]
     assert all(p.is_file() for p in kept) and not path.with_name(f"{path.name}.4").exists()
     assert all(p.stat().st_size <= 0.001 * 1024 * 1024 for p in kept)
     seqs = [m["seq"] for m in jsonl_messages(*kept)]
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 0, "oldest first, no gap, the rest rotated out"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and seqs[0] > 0, (
+        "oldest first, no gap, the rest rotated out"
+    )
 
 
 def test_the_committed_schema_files_are_the_ones_the_code_makes():
@@ -111,8 +144,8 @@ def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_ne
     sink = JsonlSink(folder / "messages.jsonl", max_mb=0.001, keep=1)
     with Outbox([sink], node="test") as outbox:
         assert all(outbox.publish_status("cam", "connected", f"line {n}") for n in range(3))
-        time.sleep(0.5)   # written
-        shutil.rmtree(folder)   # an unmounted disk: rotating and reopening now fail
+        time.sleep(0.5)  # written
+        shutil.rmtree(folder)  # an unmounted disk: rotating and reopening now fail
         assert all(outbox.publish_status("cam", "connected", "x" * 200) for _ in range(20))
     stats = sink.stats()
     assert stats["sent"] >= 3 and stats["failed"] >= 1 and stats["sent"] + stats["failed"] == 23, stats

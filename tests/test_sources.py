@@ -1,5 +1,6 @@
 """Capture threads on real inputs: video files written here, ffmpeg and GStreamer servers on
 127.0.0.1, a burst relay, timestamp breaks, crops, decoders, stops and outages."""
+
 import itertools
 import os
 import subprocess
@@ -44,8 +45,9 @@ pytestmark = pytest.mark.timeout(60)
 
 SIZE = (48, 64)
 FAST = SourceOptions(pace=False, ring_capacity=1024)
-LIVE = SourceOptions(ring_capacity=1024, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=5.0,
-                     read_timeout_s=3.0)
+LIVE = SourceOptions(
+    ring_capacity=1024, backoff_initial_s=0.2, backoff_max_s=1.0, open_timeout_s=5.0, read_timeout_s=3.0
+)
 CONNECTING, CONNECTED, LOST, RECONNECTING, ENDED, FAILED, STOPPED = SourceState
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (apt-get install ffmpeg)")
 
@@ -67,7 +69,7 @@ def test_a_file_read_fast_gives_every_frame_once_in_order_resized_and_rgb(tmp_pa
 
 
 def test_the_capture_keeps_only_frames_on_the_model_grid_and_they_equal_read_frames(tmp_path):
-    video = write_video(tmp_path / "clip.avi", n_frames=50)   # 25 fps, sampled at 10
+    video = write_video(tmp_path / "clip.avi", n_frames=50)  # 25 fps, sampled at 10
     source = Source(str(video), SIZE, options=SourceOptions(fps=10, pace=False, ring_capacity=8))
     source.start()
     frames = []
@@ -117,7 +119,7 @@ def test_stop_interrupts_a_paced_file_within_a_second(tmp_path):
 def test_stop_interrupts_a_read_blocked_on_a_silent_server_within_a_second():
     import socket
 
-    with socket.create_server(("127.0.0.1", 0)) as silent:   # accepts, then never sends a byte
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, then never sends a byte
         port = silent.getsockname()[1]
         options = SourceOptions(open_timeout_s=30.0, read_timeout_s=30.0)
         source = open_source(f"tcp://127.0.0.1:{port}", SIZE, options=options)
@@ -184,9 +186,19 @@ def test_an_unknown_url_scheme_or_decoder_is_a_one_line_error():
 
 
 def test_source_descriptions_and_backoff_are_plain_functions():
-    assert [scheme_of(u) for u in ("0", "/dev/video1", "rtsp://h/x", "HTTP://h/x", "udp://@:5000", "clip.mp4",
-                                   "pattern:25", "gst:videotestsrc ! appsink")] == \
-        ["camera", "camera", "rtsp", "http", "udp", "file", "pattern", "gst"]
+    assert [
+        scheme_of(u)
+        for u in (
+            "0",
+            "/dev/video1",
+            "rtsp://h/x",
+            "HTTP://h/x",
+            "udp://@:5000",
+            "clip.mp4",
+            "pattern:25",
+            "gst:videotestsrc ! appsink",
+        )
+    ] == ["camera", "camera", "rtsp", "http", "udp", "file", "pattern", "gst"]
     assert stream_name("tcp://127.0.0.1:9000") == "127-0-0-1-9000"
     assert stream_name("/dev/video2") == "camera2"
     assert [backoff_delay(n, 0.2, 1.0) for n in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
@@ -200,9 +212,9 @@ def quadrant_video(path, n_frames=20, size=(120, 160)):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 25.0, (width, height))
     for i in range(n_frames):
         frame = np.zeros((height, width, 3), np.uint8)
-        frame[..., 2] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]   # red gradient (BGR)
+        frame[..., 2] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]  # red gradient (BGR)
         frame[60:, 96:] = (0, 200, 0)
-        frame[70:86, 100 + i:116 + i] = 255
+        frame[70:86, 100 + i : 116 + i] = 255
         writer.write(frame)
     writer.release()
     return path
@@ -225,8 +237,8 @@ def test_a_crop_outside_the_frame_is_a_one_line_error_for_a_file_and_a_retried_r
     """The crop is checked on every connect: a camera whose resolution changed between two
     connections (two ffmpeg servers, one after the other, on one port) is retried with the reason,
     never failed for good, and reconnects once the resolution fits again."""
-    video = quadrant_video(tmp_path / "quadrants.avi")                     # 160x120
-    smaller = write_video(tmp_path / "small.avi", n_frames=50, size=(96, 128))   # 128x96
+    video = quadrant_video(tmp_path / "quadrants.avi")  # 160x120
+    smaller = write_video(tmp_path / "small.avi", n_frames=50, size=(96, 128))  # 128x96
     outside = SourceOptions(crop=(100, 0, 100, 50))
     with pytest.raises(LrcnError, match=r"crop \[100, 0, 100, 50\] reaches outside the 160x120 frame") as raised:
         open_source(str(video), SIZE, options=outside)
@@ -236,7 +248,7 @@ def test_a_crop_outside_the_frame_is_a_one_line_error_for_a_file_and_a_retried_r
 
     port = free_port()
     events = []
-    options = replace(LIVE, crop=(0, 0, 140, 100))   # fits 160x120, not 128x96
+    options = replace(LIVE, crop=(0, 0, 140, 100))  # fits 160x120, not 128x96
     source = open_source(f"tcp://127.0.0.1:{port}", SIZE, options=options, on_status=events.append, start=False)
     try:
         with served(ffmpeg_tcp_ts(video, port), port):
@@ -255,11 +267,13 @@ def test_a_crop_outside_the_frame_is_a_one_line_error_for_a_file_and_a_retried_r
 
 
 def test_a_directory_a_device_and_a_foreign_url_each_say_what_is_wrong(tmp_path):
-    for uri, says in ((str(tmp_path), f"{tmp_path} is a directory, not a video file"),
-                      ("/dev/null", "/dev/null is a character device, not a video file (a camera is N or /dev/videoN)"),
-                      ("javascript:alert(1)", "unsupported source URL scheme 'javascript' in 'javascript:alert(1)'"),
-                      ("file://cams.example.com/a.avi", "a file URL must name a file on this machine"),
-                      (f"file://{tmp_path}/missing.avi", "video not found: file://")):
+    for uri, says in (
+        (str(tmp_path), f"{tmp_path} is a directory, not a video file"),
+        ("/dev/null", "/dev/null is a character device, not a video file (a camera is N or /dev/videoN)"),
+        ("javascript:alert(1)", "unsupported source URL scheme 'javascript' in 'javascript:alert(1)'"),
+        ("file://cams.example.com/a.avi", "a file URL must name a file on this machine"),
+        (f"file://{tmp_path}/missing.avi", "video not found: file://"),
+    ):
         with pytest.raises(LrcnError) as raised:
             open_source(uri, SIZE)
         assert says in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
@@ -303,13 +317,36 @@ def test_hardware_decoding_gives_the_frames_cpu_decoding_gives(tmp_path, kind):
         pytest.skip(f"this PyAV build has no {kind} decoder")
     if device_problem(kind) is not None:
         pytest.skip(f"no {kind} device here: {device_problem(kind)}")
-    subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
-                    "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(tmp_path / "clip.mp4")], check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(tmp_path / "clip.mp4"),
+        ],
+        check=True,
+    )
     cpu = run_to_end(Source(str(tmp_path / "clip.mp4"), SIZE, options=FAST))
     events = []
-    hardware = run_to_end(Source(str(tmp_path / "clip.mp4"), SIZE, options=SourceOptions(pace=False, decoder=kind,
-                                                                                           ring_capacity=1024),
-                                 on_status=events.append))
+    hardware = run_to_end(
+        Source(
+            str(tmp_path / "clip.mp4"),
+            SIZE,
+            options=SourceOptions(pace=False, decoder=kind, ring_capacity=1024),
+            on_status=events.append,
+        )
+    )
     assert f"decoder {kind}" in events[1].reason
     assert len(hardware) == len(cpu)
     difference = np.abs(np.stack([f.image for f in hardware]).astype(int) - np.stack([f.image for f in cpu])).mean()
@@ -327,14 +364,17 @@ def test_a_timestamp_reset_or_jump_starts_a_new_segment_at_that_frame(tmp_path, 
     first_of_second = min(i for i, s in segments.items() if s == 1)
     assert first_of_second == boundary, "the segment starts at the second part's first frame"
     assert source.jumps == 1
-    assert all(b.pts - a.pts == pytest.approx(0.1, abs=0.021) for a, b in itertools.pairwise(frames)
-               if a.segment == b.segment), "each segment keeps its own 10 fps grid"
+    assert all(
+        b.pts - a.pts == pytest.approx(0.1, abs=0.021) for a, b in itertools.pairwise(frames) if a.segment == b.segment
+    ), "each segment keeps its own 10 fps grid"
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("serve, url", [(ffmpeg_tcp_ts, "tcp://127.0.0.1:{port}"),
-                                        (ffmpeg_http_mjpeg, "http://127.0.0.1:{port}/s.mjpg")],
-                         ids=["tcp-mpegts", "http-mjpeg"])
+@pytest.mark.parametrize(
+    "serve, url",
+    [(ffmpeg_tcp_ts, "tcp://127.0.0.1:{port}"), (ffmpeg_http_mjpeg, "http://127.0.0.1:{port}/s.mjpg")],
+    ids=["tcp-mpegts", "http-mjpeg"],
+)
 def test_a_live_stream_survives_its_server_restarting(tmp_path, serve, url):
     video = write_video(tmp_path / "clip.mp4", n_frames=50, fourcc="mp4v")
     port = free_port()
@@ -369,8 +409,10 @@ def test_an_rtsp_stream_from_a_gstreamer_server_is_read_like_any_other(tmp_path)
 
 
 def test_the_runtime_modules_import_no_tensorflow():
-    code = ("import sys, lrcn.stream.ring, lrcn.stream.sources, lrcn.stream.video, lrcn.stream.messages, "
-            "lrcn.stream.publisher, lrcn.stream.keys, lrcn.tools.cli.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))")
+    code = (
+        "import sys, lrcn.stream.ring, lrcn.stream.sources, lrcn.stream.video, lrcn.stream.messages, "
+        "lrcn.stream.publisher, lrcn.stream.keys, lrcn.tools.cli.watch; sys.exit(any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
 
 
@@ -390,8 +432,26 @@ def test_a_udp_mpegts_stream_is_read_by_listening_on_its_port(tmp_path):
     video = write_video(tmp_path / "clip.mp4", n_frames=100, fourcc="mp4v")
     port = free_port()
     source = open_source(f"udp://127.0.0.1:{port}", SIZE, options=LIVE)
-    sender = subprocess.Popen([FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-i", str(video), "-c:v", "mpeg2video",
-                               "-q:v", "5", "-g", "10", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
+    sender = subprocess.Popen(
+        [
+            FFMPEG,
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+            str(video),
+            "-c:v",
+            "mpeg2video",
+            "-q:v",
+            "5",
+            "-g",
+            "10",
+            "-f",
+            "mpegts",
+            f"udp://127.0.0.1:{port}?pkt_size=1316",
+        ]
+    )
     try:
         assert wait_until(lambda: source.frames >= 20, 20), source.stats()
     finally:
@@ -405,9 +465,30 @@ def test_a_udp_mpegts_stream_is_read_by_listening_on_its_port(tmp_path):
 def test_an_rtmp_stream_is_read_from_an_rtmp_server(tmp_path):
     video = write_video(tmp_path / "clip.mp4", n_frames=100, fourcc="mp4v")
     port = free_port()
-    server = [FFMPEG, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video), "-c:v",
-              "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10", "-f", "flv", "-listen", "1",
-              f"rtmp://127.0.0.1:{port}/live/cam"]
+    server = [
+        FFMPEG,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(video),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "10",
+        "-f",
+        "flv",
+        "-listen",
+        "1",
+        f"rtmp://127.0.0.1:{port}/live/cam",
+    ]
     events = []
     with served(server, port):
         source = open_source(f"rtmp://127.0.0.1:{port}/live/cam", SIZE, options=LIVE, on_status=events.append)

@@ -3,6 +3,7 @@
 The statistics are measured on rendered pixels: the shape is whatever differs from the clip's
 static background by more than the pixel noise can explain.
 """
+
 import re
 
 import cv2
@@ -91,8 +92,11 @@ def per_class():
     for index, action in enumerate(synth.CLASSES):
         clips = [rendered(action, 10_000 * index + seed) for seed in range(100)]
         masks = [shape_masks(frames, scene.background) for frames, scene in clips]
-        stats[action] = (np.array([centroid_x(m) for m in masks]), np.array([log_area(m) for m in masks]),
-                         np.array([centroid_y(m) for m in masks]))
+        stats[action] = (
+            np.array([centroid_x(m) for m in masks]),
+            np.array([log_area(m) for m in masks]),
+            np.array([centroid_y(m) for m in masks]),
+        )
     return stats
 
 
@@ -112,8 +116,7 @@ def test_render_clip_shape_and_determinism():
 
 
 def test_write_dataset_layout_and_files(tmp_path):
-    paths = synth.write_dataset(tmp_path / "data", videos_per_class=3, n_frames=12, size=32, fps=25.0, seed=3,
-                                groups=2)
+    paths = synth.write_dataset(tmp_path / "data", videos_per_class=3, n_frames=12, size=32, fps=25.0, seed=3, groups=2)
     assert len(paths) == 3 * len(synth.CLASSES)
     for action in synth.CLASSES:
         names = sorted(p.name for p in (tmp_path / "data" / action).iterdir())
@@ -181,8 +184,9 @@ def test_one_frame_sizes_are_the_same_for_every_class(per_class):
     pooled = np.concatenate([area.ravel() for _, area, _ in per_class.values()])
     for action, (_, area, _) in per_class.items():
         assert area.mean() == pytest.approx(pooled.mean(), abs=0.25), action
-        np.testing.assert_allclose(np.quantile(area, [0.1, 0.5, 0.9]), np.quantile(pooled, [0.1, 0.5, 0.9]),
-                                   atol=0.3, err_msg=action)
+        np.testing.assert_allclose(
+            np.quantile(area, [0.1, 0.5, 0.9]), np.quantile(pooled, [0.1, 0.5, 0.9]), atol=0.3, err_msg=action
+        )
     # The statistic does see a size bias when there is one: grow starts small and shrink large.
     grow, shrink = per_class["grow"][1], per_class["shrink"][1]
     assert shrink[:, :6].mean() - grow[:, :6].mean() > 0.3
@@ -224,8 +228,15 @@ def _frames_and_background(action, seed):
 
 
 def test_write_continuous_video_matches_its_labels(tmp_path):
-    video, labels = synth.write_continuous(tmp_path / "live" / "stream.avi", duration_s=16.0, size=32, fps=25.0,
-                                           seed=2, min_segment_s=0.6, max_segment_s=1.2)
+    video, labels = synth.write_continuous(
+        tmp_path / "live" / "stream.avi",
+        duration_s=16.0,
+        size=32,
+        fps=25.0,
+        seed=2,
+        min_segment_s=0.6,
+        max_segment_s=1.2,
+    )
     assert labels == tmp_path / "live" / "stream.labels.json"
     record = synth.read_labels(labels)
     assert record["fps"] == 25.0 and record["classes"] == list(synth.CLASSES)
@@ -245,15 +256,17 @@ def test_write_continuous_video_matches_its_labels(tmp_path):
     for segment in segments:
         assert segment["label"] in synth.CLASSES
         assert 15 <= segment["end_frame"] - segment["start_frame"] <= 30 + 15
-        assert set(per_frame[segment["start_frame"]:segment["end_frame"]]) == {segment["label"]}
+        assert set(per_frame[segment["start_frame"] : segment["end_frame"]]) == {segment["label"]}
     assert set(per_frame) == set(synth.CLASSES)
 
 
 def test_write_continuous_is_deterministic(tmp_path):
-    first = synth.write_continuous(tmp_path / "a.avi", duration_s=3.0, size=16, seed=4, min_segment_s=0.5,
-                                   max_segment_s=1.0)
-    second = synth.write_continuous(tmp_path / "b.avi", duration_s=3.0, size=16, seed=4, min_segment_s=0.5,
-                                    max_segment_s=1.0)
+    first = synth.write_continuous(
+        tmp_path / "a.avi", duration_s=3.0, size=16, seed=4, min_segment_s=0.5, max_segment_s=1.0
+    )
+    second = synth.write_continuous(
+        tmp_path / "b.avi", duration_s=3.0, size=16, seed=4, min_segment_s=0.5, max_segment_s=1.0
+    )
     assert first[0].read_bytes() == second[0].read_bytes()
     assert synth.read_labels(first[1]) == synth.read_labels(second[1])
 
@@ -265,4 +278,4 @@ def test_segment_lengths_and_labels():
         assert sum(lengths) == total and all(length >= min(75, total) for length in lengths)
     labels = synth.segment_labels(50, rng)
     assert all(a != b for a, b in zip(labels, labels[1:]))
-    assert set(labels[:len(synth.CLASSES)]) == set(synth.CLASSES)
+    assert set(labels[: len(synth.CLASSES)]) == set(synth.CLASSES)

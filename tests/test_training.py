@@ -1,4 +1,5 @@
 """Real training runs on synthetic video, bundles on disk, and the CLI's one-line errors."""
+
 import json
 
 import numpy as np
@@ -30,10 +31,19 @@ def trained(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle")
     dataset = discover(synthetic)
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["04"])
-    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(64, 64), clip_length=8, fps=10,
-                     lstm_units=64)
-    config = TrainConfig(epochs=6, batch_size=8, learning_rate=1e-3, patience=6, clips_per_video=4,
-                         flip=False, cache_dir=str(out / "cache"), progress=False)
+    spec = ModelSpec(
+        classes=dataset.classes, backbone="small", input_size=(64, 64), clip_length=8, fps=10, lstm_units=64
+    )
+    config = TrainConfig(
+        epochs=6,
+        batch_size=8,
+        learning_rate=1e-3,
+        patience=6,
+        clips_per_video=4,
+        flip=False,
+        cache_dir=str(out / "cache"),
+        progress=False,
+    )
     result = train_and_test(spec, train_videos, test_videos, out / "bundle", config)
     return out / "bundle", result, test_videos
 
@@ -42,8 +52,15 @@ def trained(synthetic, tmp_path_factory):
 def test_training_writes_a_complete_bundle_with_provenance(trained):
     bundle, result, test_videos = trained
     assert result["videos"] == len(test_videos) == 21
-    for name in ("model.keras", "meta.json", "curves.png", "evaluation/report.json", "evaluation/confusion.png",
-                 "selection/model.keras", "checkpoints/history.csv"):
+    for name in (
+        "model.keras",
+        "meta.json",
+        "curves.png",
+        "evaluation/report.json",
+        "evaluation/confusion.png",
+        "selection/model.keras",
+        "checkpoints/history.csv",
+    ):
         assert (bundle / name).is_file(), name
     meta = json.loads((bundle / "meta.json").read_text())
     assert meta["model"]["classes"] == sorted(synth.CLASSES)
@@ -61,10 +78,26 @@ def test_short_training_on_rendered_motion_beats_chance_widely(tmp_path):
     synth.write_dataset(root, videos_per_class=4, n_frames=24, size=32, seed=2, groups=2)
     dataset = discover(root)
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["02"])
-    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(32, 32), clip_length=8, fps=10,
-                     lstm_units=128, feature_dropout=0.0, lstm_dropout=0.0)
-    config = TrainConfig(epochs=6, batch_size=16, learning_rate=1e-3, patience=6, synthetic_clips=1400,
-                         refit=False, cache_dir=None, progress=False)
+    spec = ModelSpec(
+        classes=dataset.classes,
+        backbone="small",
+        input_size=(32, 32),
+        clip_length=8,
+        fps=10,
+        lstm_units=128,
+        feature_dropout=0.0,
+        lstm_dropout=0.0,
+    )
+    config = TrainConfig(
+        epochs=6,
+        batch_size=16,
+        learning_rate=1e-3,
+        patience=6,
+        synthetic_clips=1400,
+        refit=False,
+        cache_dir=None,
+        progress=False,
+    )
     result = train_and_test(spec, train_videos, test_videos, tmp_path / "bundle", config)
     assert result["videos"] == 14
     assert result["video_accuracy"] >= 0.6, result  # chance is 1/7
@@ -77,10 +110,17 @@ def test_short_training_on_real_footage_beats_chance_widely(tmp_path):
     """Frozen ImageNet MobileNetV2 + LSTM on weizmann4: six subjects train, three unseen ones test."""
     dataset = discover(SHARED / "data" / "weizmann4")
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["6", "7", "8"])
-    spec = ModelSpec(classes=dataset.classes, backbone="mobilenet_v2", backbone_weights=str(PRETRAINED),
-                     trainable_layers=0, input_size=(112, 112), clip_length=8, fps=10, lstm_units=128)
-    config = TrainConfig(epochs=8, learning_rate=1e-3, refit=False, cache_dir=str(tmp_path / "cache"),
-                         progress=False)
+    spec = ModelSpec(
+        classes=dataset.classes,
+        backbone="mobilenet_v2",
+        backbone_weights=str(PRETRAINED),
+        trainable_layers=0,
+        input_size=(112, 112),
+        clip_length=8,
+        fps=10,
+        lstm_units=128,
+    )
+    config = TrainConfig(epochs=8, learning_rate=1e-3, refit=False, cache_dir=str(tmp_path / "cache"), progress=False)
     result = train_and_test(spec, train_videos, test_videos, tmp_path / "bundle", config)
     assert result["videos"] == 12
     assert result["video_accuracy"] >= 0.75, result  # chance is 0.25
@@ -116,8 +156,9 @@ def test_resume_continues_the_history(synthetic, tmp_path):
 def test_same_seed_same_weights(synthetic, tmp_path):
     dataset = discover(synthetic)
     videos = [v for v in dataset.videos if v.group in ("01", "02")]
-    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(64, 64), clip_length=4, fps=5,
-                     lstm_units=16)
+    spec = ModelSpec(
+        classes=dataset.classes, backbone="small", input_size=(64, 64), clip_length=4, fps=5, lstm_units=16
+    )
     weights = []
     for run in ("a", "b", "c"):
         config = TrainConfig(epochs=1, clips_per_video=1, cache_dir=None, progress=False, seed=7 if run != "c" else 8)
@@ -134,8 +175,28 @@ def test_corrupt_video_is_named_and_skipped(synthetic, tmp_path):
         for video in sorted(folder.glob("*_g0[12]_*"))[:2]:
             (data / folder.name / video.name).symlink_to(video)
     (data / "still" / "v_still_g01_c99.avi").write_bytes(b"\x00garbage" * 500)
-    run = lrcn("train", data, "--out", tmp_path / "b", "--backbone", "small", "--size", "64", "--clip-length", "4", "--fps", "5",
-               "--lstm-units", "8", "--epochs", "1", "--clips-per-video", "1", "--no-cache", "--quiet")
+    run = lrcn(
+        "train",
+        data,
+        "--out",
+        tmp_path / "b",
+        "--backbone",
+        "small",
+        "--size",
+        "64",
+        "--clip-length",
+        "4",
+        "--fps",
+        "5",
+        "--lstm-units",
+        "8",
+        "--epochs",
+        "1",
+        "--clips-per-video",
+        "1",
+        "--no-cache",
+        "--quiet",
+    )
     assert run.returncode == 0, run.stderr
     assert "v_still_g01_c99.avi" in run.stderr
     assert (tmp_path / "b" / "model.keras").is_file()
@@ -147,8 +208,11 @@ def test_bad_input_gives_one_line_errors(synthetic, tmp_path):
     assert_one_line_error(lrcn("train", tmp_path / "empty", "--out", tmp_path / "o"), "no videos")
     bad_list = tmp_path / "test.txt"
     bad_list.write_text("still/v_still_g01_c01.avi\nskipping/v_skipping_g01_c01.avi\n")
-    assert_one_line_error(lrcn("train", synthetic, "--out", tmp_path / "o", "--split-lists", bad_list, bad_list),
-                          "unknown class", "skipping")
+    assert_one_line_error(
+        lrcn("train", synthetic, "--out", tmp_path / "o", "--split-lists", bad_list, bad_list),
+        "unknown class",
+        "skipping",
+    )
     assert_one_line_error(lrcn("train", synthetic, "--out", tmp_path / "o", "--test-groups", "99"), "99")
     assert_one_line_error(lrcn("evaluate", tmp_path / "nobundle", synthetic), "nobundle")
     broken = tmp_path / "broken"
@@ -188,9 +252,33 @@ def test_cli_pool_head_chooses_l2_on_the_validation_groups(synthetic, tmp_path):
         for video in sorted(folder.glob("*_g0[123]_*")):
             (data / folder.name / video.name).symlink_to(video)
     out = tmp_path / "b"
-    run = lrcn("train", data, "--out", out, "--backbone", "small", "--size", "32", "--clip-length", "4",
-               "--fps", "5", "--head", "pool", "--l2", "0.001,0.5", "--epochs", "2", "--clips-per-video", "2",
-               "--test-groups", "03", "--no-refit", "--no-cache", "--quiet")
+    run = lrcn(
+        "train",
+        data,
+        "--out",
+        out,
+        "--backbone",
+        "small",
+        "--size",
+        "32",
+        "--clip-length",
+        "4",
+        "--fps",
+        "5",
+        "--head",
+        "pool",
+        "--l2",
+        "0.001,0.5",
+        "--epochs",
+        "2",
+        "--clips-per-video",
+        "2",
+        "--test-groups",
+        "03",
+        "--no-refit",
+        "--no-cache",
+        "--quiet",
+    )
     assert run.returncode == 0, run.stderr
     assert "chosen on validation groups" in run.stderr
     meta = json.loads((out / "meta.json").read_text())
@@ -227,8 +315,9 @@ def assert_one_line_usage_error(result, *words):
 
 @pytest.mark.parametrize("value", ["abc", "-1", "10", "nan", "0.1,", "", "0.01,-0.5"])
 def test_bad_l2_is_a_one_line_error(tmp_path, value):
-    assert_one_line_usage_error(lrcn("train", tmp_path, "--out", tmp_path / "o", "--head", "pool", f"--l2={value}"),
-                                repr(value))
+    assert_one_line_usage_error(
+        lrcn("train", tmp_path, "--out", tmp_path / "o", "--head", "pool", f"--l2={value}"), repr(value)
+    )
     assert not (tmp_path / "o").exists()
 
 

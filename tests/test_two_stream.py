@@ -3,6 +3,7 @@
 The tiny ones use the seed CNN frozen at random (LSUV-scaled) weights at 64 px on synthetic videos, so
 CI without ../shared builds, exports and checks a real two-stream bundle; the ImageNet one needs ../shared.
 """
+
 import json
 
 import numpy as np
@@ -32,10 +33,24 @@ def train_tiny(moving, out, modalities, fusion, stills, head="lstm", epochs=12, 
     root, dataset, train_videos, test_videos = moving
     classes = (*dataset.classes, IDLE) if stills else dataset.classes
     spec = ModelSpec(classes=classes, modalities=modalities, fusion=fusion, head=head, **TINY)
-    config = TrainConfig(epochs=epochs, batch_size=8, learning_rate=learning_rate, patience=epochs, clips_per_video=4,
-                         cache_dir=None, progress=False)
-    result = train_joint_and_test(spec, train_videos, test_videos, out, config,
-                                  JointOptions(fusions=(fusion,), stills=stills), {"data": str(root)})
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=8,
+        learning_rate=learning_rate,
+        patience=epochs,
+        clips_per_video=4,
+        cache_dir=None,
+        progress=False,
+    )
+    result = train_joint_and_test(
+        spec,
+        train_videos,
+        test_videos,
+        out,
+        config,
+        JointOptions(fusions=(fusion,), stills=stills),
+        {"data": str(root)},
+    )
     export_from_paths(out, video=test_videos[0].path, int8=True, calibration=root, whole_model=fusion == "early")
     return out, result
 
@@ -43,8 +58,16 @@ def train_tiny(moving, out, modalities, fusion, stills, head="lstm", epochs=12, 
 @pytest.fixture(scope="module")
 def early(moving, tmp_path_factory):
     """Early fusion with stills; the pooling head, which learns from a few random-CNN features in a few epochs."""
-    return train_tiny(moving, tmp_path_factory.mktemp("early") / "bundle", ("rgb", "flow"), "early", stills=True,
-                      head="pool", epochs=20, learning_rate=1e-2)
+    return train_tiny(
+        moving,
+        tmp_path_factory.mktemp("early") / "bundle",
+        ("rgb", "flow"),
+        "early",
+        stills=True,
+        head="pool",
+        epochs=20,
+        learning_rate=1e-2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +88,9 @@ def onnx_features(path, inputs):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["frames"] and [o.name for o in session.get_outputs()] == ["features"]
+    assert [i.name for i in session.get_inputs()] == ["frames"] and [o.name for o in session.get_outputs()] == [
+        "features"
+    ]
     return session.run(["features"], {"frames": inputs})[0]
 
 
@@ -79,8 +104,11 @@ def real_inputs(video, spec):
 def keras_windows(model, spec, inputs, starts):
     """The Keras model on every window at `starts` of a video's uint8 inputs: [windows, classes]."""
     n = len(next(iter(inputs.values())))
-    batch = {name: np.stack([x[clip_indices(n, spec.clip_length, s)] for s in starts])
-             for name, x in inputs.items() if name in spec.modalities}
+    batch = {
+        name: np.stack([x[clip_indices(n, spec.clip_length, s)] for s in starts])
+        for name, x in inputs.items()
+        if name in spec.modalities
+    }
     probs = np.asarray(model(model_inputs(spec, batch), training=False))
     return probs.mean(axis=1) if spec.outputs_every_step else probs
 
@@ -88,8 +116,9 @@ def keras_windows(model, spec, inputs, starts):
 def exported_features(bundle, spec, inputs):
     from lrcn.stream.modalities import modality
 
-    return np.concatenate([onnx_features(bundle / modality(name).encoder_file, inputs[name])
-                           for name in spec.modalities], axis=-1)
+    return np.concatenate(
+        [onnx_features(bundle / modality(name).encoder_file, inputs[name]) for name in spec.modalities], axis=-1
+    )
 
 
 def windows_of(features, spec, starts):
@@ -106,8 +135,15 @@ def test_two_stream_bundle_exported_encoders_and_head_equal_keras_on_real_frames
     assert raw["model"]["modalities"] == ["rgb", "flow"] and sum(raw["feature_sizes"].values()) == raw["feature_size"]
     assert list(raw["feature_sizes"]) == ["rgb", "flow"] and raw["training"]["stills"]["train_clips"] >= 1
     assert {t.name: t.shape[-1] for t in model.inputs} == {"rgb": 3, "flow": 2}
-    for name in ("encoder.onnx", "encoder.flow.onnx", "encoder.int8.onnx", "encoder.flow.int8.onnx", "head.npz",
-                 "model.onnx", "export.json"):
+    for name in (
+        "encoder.onnx",
+        "encoder.flow.onnx",
+        "encoder.int8.onnx",
+        "encoder.flow.int8.onnx",
+        "head.npz",
+        "model.onnx",
+        "export.json",
+    ):
         assert (bundle / name).is_file(), name
     report = json.loads((bundle / "export.json").read_text())
     assert report["check"]["encoder_head_probabilities_max_abs"] < TOLERANCE
@@ -135,15 +171,19 @@ def test_two_stream_bundle_trained_with_stills_labels_a_held_frame_and_a_blank_i
     for video in moving[3]:  # held-out videos
         frames = read_frames(video.path, spec.input_size, spec.fps)
         for index in (len(frames) // 3, 2 * len(frames) // 3):
-            held = {"rgb": np.repeat(frames[index][None], spec.clip_length, axis=0),
-                    "flow": np.repeat(zero_field(spec.input_size)[None], spec.clip_length, axis=0)}
+            held = {
+                "rgb": np.repeat(frames[index][None], spec.clip_length, axis=0),
+                "flow": np.repeat(zero_field(spec.input_size)[None], spec.clip_length, axis=0),
+            }
             held_labels.append(keras_windows(model, spec, held, [0]).argmax())
         # The same video in motion (windows after its first, whose first field is a segment start's zero)
         moving_labels += list(keras_windows(model, spec, real_inputs(video.path, spec), [1, 3, 5]).argmax(axis=1))
     assert np.mean(np.array(held_labels) == idle) >= 0.9, held_labels
     assert np.mean(np.array(moving_labels) == idle) < 0.2, moving_labels  # random-CNN features: a weak motion signal
-    blank = {"rgb": np.full((spec.clip_length, *spec.input_size, 3), 77, np.uint8),
-             "flow": np.repeat(zero_field(spec.input_size)[None], spec.clip_length, axis=0)}
+    blank = {
+        "rgb": np.full((spec.clip_length, *spec.input_size, 3), 77, np.uint8),
+        "flow": np.repeat(zero_field(spec.input_size)[None], spec.clip_length, axis=0),
+    }
     assert keras_windows(model, spec, blank, [0]).argmax() == idle
     features = exported_features(bundle, spec, blank)
     assert load_head(bundle / "head.npz").clip_probabilities(features[None]).argmax() == idle
@@ -163,15 +203,21 @@ def test_late_fusion_bundle_head_npz_layout_and_its_sub_heads_equal_keras(late, 
     assert list(arrays["feature_sizes"]) == [meta.feature_sizes["rgb"], meta.feature_sizes["flow"]]
     np.testing.assert_allclose(arrays["weights"], spec.fusion_weights)
     classes = tuple(str(c) for c in arrays["classes"])
-    sub_heads = {name: head_type(str(arrays["head_kind"])).from_arrays(
-        classes, {key[len(name) + 1:]: value for key, value in arrays.items() if key.startswith(name + ".")}
-        | {"per_timestep": arrays["per_timestep"]}) for name in spec.modalities}
+    sub_heads = {
+        name: head_type(str(arrays["head_kind"])).from_arrays(
+            classes,
+            {key[len(name) + 1 :]: value for key, value in arrays.items() if key.startswith(name + ".")}
+            | {"per_timestep": arrays["per_timestep"]},
+        )
+        for name in spec.modalities
+    }
     inputs = real_inputs(moving[3][2].path, spec)
     starts = window_starts(len(inputs["rgb"]), spec.clip_length, 1)
     windows = windows_of(exported_features(bundle, spec, inputs), spec, starts)
     split = meta.feature_sizes["rgb"]
-    exported = (arrays["weights"][0] * sub_heads["rgb"].clip_probabilities(windows[..., :split])
-                + arrays["weights"][1] * sub_heads["flow"].clip_probabilities(windows[..., split:]))
+    exported = arrays["weights"][0] * sub_heads["rgb"].clip_probabilities(windows[..., :split]) + arrays["weights"][
+        1
+    ] * sub_heads["flow"].clip_probabilities(windows[..., split:])
     assert np.abs(exported - keras_windows(model, spec, inputs, starts)).max() < TOLERANCE
     report = json.loads((bundle / "export.json").read_text())
     assert report["check"]["encoder_head_probabilities_max_abs"] < TOLERANCE
@@ -181,9 +227,33 @@ def test_late_fusion_bundle_head_npz_layout_and_its_sub_heads_equal_keras(late, 
 def test_cli_flow_only_bundle_trains_evaluates_and_exports_its_one_flow_encoder(moving, tmp_path):
     root = moving[0]
     out = tmp_path / "flow"
-    trained = lrcn("train", root, "--out", out, "--modalities", "flow", "--backbone", "seed", "--trainable-layers",
-                   "0", "--size", "64", "--clip-length", "4", "--lstm-units", "16", "--epochs", "2",
-                   "--flow-encoder", "scratch", "--test-groups", "03", "--no-refit", "--no-cache", "--quiet")
+    trained = lrcn(
+        "train",
+        root,
+        "--out",
+        out,
+        "--modalities",
+        "flow",
+        "--backbone",
+        "seed",
+        "--trainable-layers",
+        "0",
+        "--size",
+        "64",
+        "--clip-length",
+        "4",
+        "--lstm-units",
+        "16",
+        "--epochs",
+        "2",
+        "--flow-encoder",
+        "scratch",
+        "--test-groups",
+        "03",
+        "--no-refit",
+        "--no-cache",
+        "--quiet",
+    )
     assert trained.returncode == 0, trained.stderr
     meta = read_meta(out)
     assert meta.spec.modalities == ("flow",) and meta.feature_sizes is None and IDLE in meta.spec.classes
@@ -206,10 +276,13 @@ def test_cli_bad_modalities_and_a_trainable_two_stream_backbone_are_one_line_err
     assert_one_line_usage_error(lrcn("train", root, *common, "--modalities", "rgb,depth"), "depth", "rgb, flow")
     assert_one_line_usage_error(lrcn("train", root, *common, "--modalities", "rgb,rgb"), "distinct")
     assert_one_line_error(lrcn("train", root, *common, "--modalities", "rgb,flow"), "--trainable-layers 0")
-    assert_one_line_error(lrcn("train", root, *common, "--modalities", "flow", "--trainable-layers", "0",
-                               "--fusion", "late"), "two modalities")
-    assert_one_line_error(lrcn("train", root, *common, "--modalities", "rgb,flow", "--trainable-layers", "0",
-                               "--cv"), "--cv")
+    assert_one_line_error(
+        lrcn("train", root, *common, "--modalities", "flow", "--trainable-layers", "0", "--fusion", "late"),
+        "two modalities",
+    )
+    assert_one_line_error(
+        lrcn("train", root, *common, "--modalities", "rgb,flow", "--trainable-layers", "0", "--cv"), "--cv"
+    )
     assert not (tmp_path / "b").exists()
 
 
@@ -224,13 +297,15 @@ def test_rgb_only_arguments_give_the_spec_of_before():
     args = parser.parse_args(["DATA", "--out", "x", "--backbone", "mobilenet_v2", "--weights", "w.h5"])
     spec = spec_from_args(args, ("a", "b"))
     assert not joint_from_args(args)
-    assert spec == ModelSpec(classes=("a", "b"), backbone="mobilenet_v2", backbone_weights="w.h5", trainable_layers=0,
-                             input_size=(160, 160))
+    assert spec == ModelSpec(
+        classes=("a", "b"), backbone="mobilenet_v2", backbone_weights="w.h5", trainable_layers=0, input_size=(160, 160)
+    )
     assert not {"modalities", "fusion", "fusion_weights", "flow_backbone", "flow_trained"} & set(spec.to_json())
     both = spec_from_args(parser.parse_args(["DATA", "--out", "x", "--modalities", "rgb,flow"]), ("a", "b"))
     assert both.classes == ("a", "b", IDLE) and both.modalities == ("rgb", "flow")
-    assert spec_from_args(parser.parse_args(["DATA", "--out", "x", "--modalities", "rgb,flow", "--no-stills"]),
-                          ("a", "b")).classes == ("a", "b")
+    assert spec_from_args(
+        parser.parse_args(["DATA", "--out", "x", "--modalities", "rgb,flow", "--no-stills"]), ("a", "b")
+    ).classes == ("a", "b")
 
 
 @pytest.mark.slow
@@ -241,9 +316,28 @@ def test_imagenet_two_stream_bundle_on_weizmann_equals_its_export_on_real_frames
     """MobileNetV2 (ImageNet) encoders over real footage and its DIS flow: train a head, export, compare."""
     data = SHARED / "data" / "weizmann4"
     out = tmp_path / "both"
-    trained = lrcn("train", data, "--out", out, "--modalities", "rgb,flow", "--fusion", "early",
-                   "--backbone", "mobilenet_v2", "--weights", PRETRAINED, "--size", "112", "--epochs", "3",
-                   "--test-groups", "8", "--no-refit", "--quiet")
+    trained = lrcn(
+        "train",
+        data,
+        "--out",
+        out,
+        "--modalities",
+        "rgb,flow",
+        "--fusion",
+        "early",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        PRETRAINED,
+        "--size",
+        "112",
+        "--epochs",
+        "3",
+        "--test-groups",
+        "8",
+        "--no-refit",
+        "--quiet",
+    )
     assert trained.returncode == 0, trained.stderr
     report = export_from_paths(out)
     assert report["check"]["encoder_head_probabilities_max_abs"] < TOLERANCE

@@ -1,4 +1,5 @@
 """Decoding real video files of each container, on the model's sampling grid."""
+
 import cv2
 import numpy as np
 import pytest
@@ -93,8 +94,10 @@ def test_clip_windows_cover_the_video_and_pad_short_ones():
 
 
 @needs_shared_data
-@pytest.mark.parametrize("relative", ["weizmann4/bend/s0_bend.avi", "ps7/one_arm_raise/PS7A2P1T1.avi",
-                                      "ucf101_9/Archery/v_Archery_g01_c01.avi"])
+@pytest.mark.parametrize(
+    "relative",
+    ["weizmann4/bend/s0_bend.avi", "ps7/one_arm_raise/PS7A2P1T1.avi", "ucf101_9/Archery/v_Archery_g01_c01.avi"],
+)
 def test_real_footage_decodes(relative):
     frames = read_frames(SHARED / "data" / relative, size=(112, 112), fps=10)
     assert frames.shape[1:] == (112, 112, 3) and len(frames) >= 16

@@ -16,8 +16,18 @@ LONG_REASON = "64x64 at 25.0 fps, via a long description of the source that no t
 
 
 def test_render_table_cuts_every_line_to_the_width():
-    rows = {name: StreamRow(label="wave", score=0.9, latency_ms=12.0, predictions=5, state="connected",
-                            reason=LONG_REASON, last_seen=9.0) for name in ("cam0", "cam1")}
+    rows = {
+        name: StreamRow(
+            label="wave",
+            score=0.9,
+            latency_ms=12.0,
+            predictions=5,
+            state="connected",
+            reason=LONG_REASON,
+            last_seen=9.0,
+        )
+        for name in ("cam0", "cam1")
+    }
     uncut = render_table(rows, now=10.0)
     assert min(len(line) for line in uncut[1:]) > 110, "uncut, the status makes the rows wider than the terminal"
     for width in (40, 80, 110):
@@ -30,8 +40,9 @@ def test_render_table_cuts_every_line_to_the_width():
 
 
 def tmux(socket: Path, *args: str) -> str:
-    return subprocess.run(["tmux", "-S", str(socket), *args], check=True, capture_output=True, text=True,
-                          timeout=10).stdout
+    return subprocess.run(
+        ["tmux", "-S", str(socket), *args], check=True, capture_output=True, text=True, timeout=10
+    ).stdout
 
 
 @pytest.mark.slow
@@ -41,13 +52,21 @@ def test_watch_redraws_in_place_in_an_80_column_terminal(tmp_path):
     stop = threading.Event()
     socket = tmp_path / "tmux"  # a private server, and no socket file left in /tmp/tmux-UID
     with Publisher("tcp://127.0.0.1:*") as publisher:
+
         def publish():
             frame = 0
             while not stop.wait(0.05):
                 for stream in ("cam0", "cam1"):
                     publisher.publish_status(stream, "connected", LONG_REASON, {"dropped": 0})
-                    publisher.publish_prediction(stream, frame_index=frame, window=(0, frame), label="wave",
-                                                 score=0.9, top_k=[("wave", 0.9)], captured_at=time.monotonic())
+                    publisher.publish_prediction(
+                        stream,
+                        frame_index=frame,
+                        window=(0, frame),
+                        label="wave",
+                        score=0.9,
+                        top_k=[("wave", 0.9)],
+                        captured_at=time.monotonic(),
+                    )
                 publisher.heartbeat(["cam0", "cam1"], interval_s=0.05)
                 frame += 1
 

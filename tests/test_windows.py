@@ -1,4 +1,5 @@
 """The window state machines against the offline head, on random weights and features (no TensorFlow)."""
+
 import numpy as np
 import pytest
 
@@ -27,8 +28,15 @@ T, F, U = 6, 10, 8
 def lstm_head(per_timestep=False, seed=0) -> LstmHead:
     rng = np.random.default_rng(seed)
     w = lambda *shape: rng.normal(0, 0.6, shape).astype(np.float32)
-    return LstmHead(CLASSES, kernel=w(F, 4 * U), recurrent_kernel=w(U, 4 * U), bias=w(4 * U), dense_kernel=w(U, 4),
-                    dense_bias=w(4), per_timestep=per_timestep)
+    return LstmHead(
+        CLASSES,
+        kernel=w(F, 4 * U),
+        recurrent_kernel=w(U, 4 * U),
+        bias=w(4 * U),
+        dense_kernel=w(U, 4),
+        dense_bias=w(4),
+        per_timestep=per_timestep,
+    )
 
 
 def frame_head(seed=0) -> FrameHead:
@@ -38,11 +46,17 @@ def frame_head(seed=0) -> FrameHead:
 
 def pool_head(seed=0) -> PoolHead:
     rng = np.random.default_rng(seed)
-    return PoolHead(CLASSES, rng.normal(0, 0.6, (2 * F, 4)).astype(np.float32), rng.normal(0, 0.6, 4).astype(np.float32))
+    return PoolHead(
+        CLASSES, rng.normal(0, 0.6, (2 * F, 4)).astype(np.float32), rng.normal(0, 0.6, 4).astype(np.float32)
+    )
 
 
-HEADS = {"lstm": lstm_head(), "lstm-per-timestep": lstm_head(per_timestep=True), "single-frame": frame_head(),
-         "pool": pool_head()}
+HEADS = {
+    "lstm": lstm_head(),
+    "lstm-per-timestep": lstm_head(per_timestep=True),
+    "single-frame": frame_head(),
+    "pool": pool_head(),
+}
 
 
 def run(head, config, features, indices=None):
@@ -64,7 +78,7 @@ def test_every_exact_window_equals_the_offline_model_on_the_same_frames(name, ho
     windows = run(head, WindowConfig(EXACT, hop=hop), features)
     starts = list(range(0, len(features) - T + 1, hop))
     assert [(w.first, w.last) for w in windows] == [(s, s + T - 1) for s in starts]
-    offline = head.clip_probabilities(np.stack([features[s:s + T] for s in starts]))
+    offline = head.clip_probabilities(np.stack([features[s : s + T] for s in starts]))
     np.testing.assert_allclose(np.stack([w.probabilities for w in windows]), offline, atol=1e-5)
 
 
@@ -90,7 +104,7 @@ def test_continuous_mode_keeps_one_state_and_restarts_it_every_n_frames():
     assert [w.first for w in windows] == [0] * 7 + [7] * 7 + [14] * 6
     for w in windows:
         # The state after frames first..last, from zero, is the offline last-step output.
-        expected = head.clip_probabilities(features[None, w.first:w.last + 1])[0]
+        expected = head.clip_probabilities(features[None, w.first : w.last + 1])[0]
         np.testing.assert_allclose(w.probabilities, expected, atol=1e-5)
 
 
@@ -108,7 +122,7 @@ def test_a_single_frame_head_in_continuous_mode_averages_the_last_t_frames():
     windows = run(head, WindowConfig(CONTINUOUS), features)
     assert [(w.first, w.last) for w in windows] == [(max(0, i - T + 1), i) for i in range(15)]
     for w in windows:
-        recent = features[max(0, w.last - T + 1):w.last + 1]
+        recent = features[max(0, w.last - T + 1) : w.last + 1]
         np.testing.assert_allclose(w.probabilities, head.probabilities(recent).mean(axis=0), atol=1e-6)
 
 
@@ -130,7 +144,7 @@ def test_every_exact_pool_window_is_the_pooled_model_on_exactly_its_frames(hop):
     assert len(starts) > 3
     assert [(w.first, w.last) for w in windows] == [(indices[s], indices[s + T - 1]) for s in starts]
     for s, w in zip(starts, windows):
-        np.testing.assert_allclose(w.probabilities, head.clip_probabilities(features[None, s:s + T])[0], atol=1e-6)
+        np.testing.assert_allclose(w.probabilities, head.clip_probabilities(features[None, s : s + T])[0], atol=1e-6)
     # The ring order matters to nothing but rounding; a window of other frames must differ.
     assert not np.allclose(windows[0].probabilities, windows[1].probabilities, atol=1e-3)
 
@@ -149,7 +163,7 @@ def test_pool_head_in_continuous_mode_pools_the_last_t_frames_since_the_restart(
             expected.append((max(restart, i - T + 1), i))
     assert [(w.first, w.last) for w in windows] == expected
     for w in windows:
-        pooled = head.clip_probabilities(features[None, w.first:w.last + 1])[0]
+        pooled = head.clip_probabilities(features[None, w.first : w.last + 1])[0]
         np.testing.assert_allclose(w.probabilities, pooled, atol=1e-6)
     if reset_every and reset_every < T:
         # Right after a restart the window is the new frames alone, not the last T.
@@ -168,9 +182,17 @@ def test_step_does_not_change_the_state_it_was_given():
 
 
 @pytest.mark.parametrize("name", HEADS)
-@pytest.mark.parametrize("config", [WindowConfig(EXACT, hop=1), WindowConfig(EXACT, hop=4), WindowConfig(EXACT, hop=T + 2),
-                                    WindowConfig(CONTINUOUS, hop=2, reset_every=5), WindowConfig(CONTINUOUS)],
-                         ids=["exact1", "exact4", "exact-sparse", "continuous-reset", "continuous"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        WindowConfig(EXACT, hop=1),
+        WindowConfig(EXACT, hop=4),
+        WindowConfig(EXACT, hop=T + 2),
+        WindowConfig(CONTINUOUS, hop=2, reset_every=5),
+        WindowConfig(CONTINUOUS),
+    ],
+    ids=["exact1", "exact4", "exact-sparse", "continuous-reset", "continuous"],
+)
 def test_stepping_streams_together_gives_what_each_gives_alone(name, config):
     """Streams at different phases (one joins late, one is reset midway) stepped in one call
     emit exactly the windows they emit stepped one by one."""
@@ -178,15 +200,16 @@ def test_stepping_streams_together_gives_what_each_gives_alone(name, config):
     rng = np.random.default_rng(6)
     features = {s: rng.normal(0, 1, (30, F)).astype(np.float32) for s in "abc"}
     starts = {"a": 0, "b": 0, "c": 7}
-    alone = {s: run(head, config, features[s][starts[s]:], range(starts[s], 30)) for s in "ab"}
-    alone["c"] = run(head, config, features["c"][7:12], range(7, 12)) + \
-        run(head, config, features["c"][12:], range(12, 30))
+    alone = {s: run(head, config, features[s][starts[s] :], range(starts[s], 30)) for s in "ab"}
+    alone["c"] = run(head, config, features["c"][7:12], range(7, 12)) + run(
+        head, config, features["c"][12:], range(12, 30)
+    )
     states = {s: initial_state(head, T, config) for s in "abc"}
     together = {s: [] for s in "abc"}
     for i in range(30):
         names = [s for s in "abc" if i >= starts[s]]
         if i == 12:
-            states["c"] = initial_state(head, T, config)   # a gap in c
+            states["c"] = initial_state(head, T, config)  # a gap in c
         inputs = frame_inputs(head, np.stack([features[s][i] for s in names]))
         new, windows = step_streams(head, T, config, [states[s] for s in names], inputs, [i] * len(names))
         for s, state, window in zip(names, new, windows):
@@ -195,13 +218,17 @@ def test_stepping_streams_together_gives_what_each_gives_alone(name, config):
                 together[s].append(window)
     for s in "abc":
         assert [(w.first, w.last) for w in together[s]] == [(w.first, w.last) for w in alone[s]] != []
-        np.testing.assert_allclose([w.probabilities for w in together[s]], [w.probabilities for w in alone[s]],
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            [w.probabilities for w in together[s]], [w.probabilities for w in alone[s]], atol=1e-6
+        )
 
 
 def test_bad_window_settings_are_one_line_errors():
-    for kwargs, complaint in (({"mode": "sliding"}, "head mode"), ({"hop": 0}, "hop"),
-                              ({"reset_every": 0}, "reset_every")):
+    for kwargs, complaint in (
+        ({"mode": "sliding"}, "head mode"),
+        ({"hop": 0}, "hop"),
+        ({"reset_every": 0}, "reset_every"),
+    ):
         with pytest.raises(LrcnError, match=complaint):
             WindowConfig(**kwargs)
 

@@ -10,6 +10,7 @@ channel (how much moves, in encoded units: 0 for a still) times a fixed matrix w
 columns are the identity. So a still's flow features are exactly 0, and a head can learn `idle`
 from them (`motion_head`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,11 +43,13 @@ def rgb_graph(weights: np.ndarray, size=SIZE):
 
     pixels = size[0] * size[1] * 3
     constants = {"scale": np.array(1 / 255, np.float32), "flat": np.array([-1, pixels], np.int64), "w": weights}
-    nodes = [helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", ["x", "scale"], ["scaled"]),
-             helper.make_node("Reshape", ["scaled", "flat"], ["rows"]),
-             helper.make_node("MatMul", ["rows", "w"], ["projected"]),
-             helper.make_node("Tanh", ["projected"], ["features"])]
+    nodes = [
+        helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+        helper.make_node("Reshape", ["scaled", "flat"], ["rows"]),
+        helper.make_node("MatMul", ["rows", "w"], ["projected"]),
+        helper.make_node("Tanh", ["projected"], ["features"]),
+    ]
     return _model(nodes, constants, [size[0], size[1], 3], weights.shape[1])
 
 
@@ -54,21 +57,26 @@ def flow_graph(mix: np.ndarray = FLOW_MIX, size=SIZE, channels: int = 2):
     TensorProto, helper = onnx_parts("TensorProto", "helper")
 
     constants = {"offset": np.array(128, np.float32), "mix": np.asarray(mix, np.float32)}
-    nodes = [helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
-             helper.make_node("Sub", ["x", "offset"], ["centred"]),
-             helper.make_node("Abs", ["centred"], ["moved"]),
-             helper.make_node("ReduceMean", ["moved"], ["mean"], axes=[1, 2], keepdims=0),
-             helper.make_node("MatMul", ["mean", "mix"], ["features"])]
+    nodes = [
+        helper.make_node("Cast", ["frames"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["x", "offset"], ["centred"]),
+        helper.make_node("Abs", ["centred"], ["moved"]),
+        helper.make_node("ReduceMean", ["moved"], ["mean"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["mean", "mix"], ["features"]),
+    ]
     return _model(nodes, constants, [size[0], size[1], channels], mix.shape[1])
 
 
 def _model(nodes, constants, frame_shape, features):
     TensorProto, checker, helper, numpy_helper = onnx_parts("TensorProto", "checker", "helper", "numpy_helper")
 
-    graph = helper.make_graph(nodes, "encoder", [helper.make_tensor_value_info("frames", TensorProto.UINT8,
-                                                                               ["N", *frame_shape])],
-                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", features])],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
+    graph = helper.make_graph(
+        nodes,
+        "encoder",
+        [helper.make_tensor_value_info("frames", TensorProto.UINT8, ["N", *frame_shape])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", features])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     checker.check_model(model)
@@ -87,8 +95,16 @@ def lstm_head(features: int, classes=CLASSES, units: int = 6, seed: int = 0, per
 
     def weights(*shape):
         return rng.standard_normal(shape).astype(np.float32) * 0.6
-    return LstmHead(tuple(classes), weights(features, 4 * units), weights(units, 4 * units), weights(4 * units),
-                    weights(units, len(classes)), weights(len(classes)), per_timestep=per_timestep)
+
+    return LstmHead(
+        tuple(classes),
+        weights(features, 4 * units),
+        weights(units, 4 * units),
+        weights(4 * units),
+        weights(units, len(classes)),
+        weights(len(classes)),
+        per_timestep=per_timestep,
+    )
 
 
 def motion_head(classes=("wave", "walk", "idle"), strength: float = 4.0, threshold: float = 2.0) -> PoolHead:
@@ -111,8 +127,16 @@ class TinyTwoStream:
     head: Head
 
     @classmethod
-    def write(cls, directory: Path, fusion: str = "early", head: Head | None = None, seed: int = 0,
-              clip_length: int = 4, fps: float = 10.0, modalities=("rgb", "flow")) -> TinyTwoStream:
+    def write(
+        cls,
+        directory: Path,
+        fusion: str = "early",
+        head: Head | None = None,
+        seed: int = 0,
+        clip_length: int = 4,
+        fps: float = 10.0,
+        modalities=("rgb", "flow"),
+    ) -> TinyTwoStream:
         directory.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(seed)
         rgb_weights = (rng.standard_normal((SIZE[0] * SIZE[1] * 3, F_RGB)) * 0.05).astype(np.float32)
@@ -123,16 +147,25 @@ class TinyTwoStream:
         sizes = {"rgb": F_RGB, "flow": F_FLOW}
         sizes = {m: sizes[m] for m in modalities}
         if head is None and fusion == "late":
-            head = LateHead.fuse({m: lstm_head(size, seed=seed + i) for i, (m, size) in enumerate(sizes.items())},
-                                 weights=(0.4, 0.6))
+            head = LateHead.fuse(
+                {m: lstm_head(size, seed=seed + i) for i, (m, size) in enumerate(sizes.items())}, weights=(0.4, 0.6)
+            )
         head = head or lstm_head(sum(sizes.values()), seed=seed)
         sub = head.heads[0] if isinstance(head, LateHead) else head
-        spec = ModelSpec(classes=head.classes, input_size=SIZE, clip_length=clip_length, fps=fps, head=sub.kind,
-                         lstm_units=getattr(sub, "units", 6), modalities=tuple(modalities),
-                         fusion=fusion if len(modalities) > 1 else "early",
-                         fusion_weights=tuple(head.weights) if isinstance(head, LateHead) else None)
-        write_meta(directory, BundleMeta(spec, sum(sizes.values()),
-                                         feature_sizes=sizes if len(modalities) > 1 else None))
+        spec = ModelSpec(
+            classes=head.classes,
+            input_size=SIZE,
+            clip_length=clip_length,
+            fps=fps,
+            head=sub.kind,
+            lstm_units=getattr(sub, "units", 6),
+            modalities=tuple(modalities),
+            fusion=fusion if len(modalities) > 1 else "early",
+            fusion_weights=tuple(head.weights) if isinstance(head, LateHead) else None,
+        )
+        write_meta(
+            directory, BundleMeta(spec, sum(sizes.values()), feature_sizes=sizes if len(modalities) > 1 else None)
+        )
         save_head(directory / HEAD_FILE, head)
         return cls(directory, rgb_weights, head)
 

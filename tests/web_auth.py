@@ -19,7 +19,7 @@ def web_config(path: Path, tls: dict | None = None, users: dict | None = None, h
 
 
 def bcrypt_hash(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()    # cost 4: a fast test, same format
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()  # cost 4: a fast test, same format
 
 
 def basic(user: str, password: str) -> dict:

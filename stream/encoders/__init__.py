@@ -20,6 +20,7 @@ The built-in backends' modules (BUILT_IN) are imported by name when a backend is
 up; they import this package for its shared pieces, never the other way round. TensorRT and
 Polygraphy themselves are imported only when a TensorRT engine is built or run.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -53,8 +54,10 @@ def check_frames(frames: np.ndarray, input_size: tuple[int, int], channels: int 
     """The frames as one contiguous uint8 [N, H, W, channels] array at the model's size, or one LrcnError line."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (*input_size, channels):
-        raise LrcnError(f"encoder takes uint8 frames [N, {input_size[0]}, {input_size[1]}, {channels}], "
-                        f"got {frames.dtype} {list(frames.shape)}")
+        raise LrcnError(
+            f"encoder takes uint8 frames [N, {input_size[0]}, {input_size[1]}, {channels}], "
+            f"got {frames.dtype} {list(frames.shape)}"
+        )
     return np.ascontiguousarray(frames)
 
 
@@ -84,8 +87,14 @@ def unavailable_reason(backend: str) -> str | None:
     return availability() if availability is not None else None
 
 
-def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: int | None = None,
-                 precision: str = "fp16", max_batch: int = 16, modality: str = "rgb") -> Encoder:
+def open_encoder(
+    bundle_dir: str | Path,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    precision: str = "fp16",
+    max_batch: int = 16,
+    modality: str = "rgb",
+) -> Encoder:
     """The bundle's encoder of one modality on a backend.
 
     onnxruntime: the modality's fp32 file (encoder.onnx for rgb, encoder.flow.onnx for flow);
@@ -97,5 +106,6 @@ def open_encoder(bundle_dir: str | Path, backend: str = "onnxruntime", threads: 
 
     opener = BACKENDS.get(backend)
     threads = threads or int(os.environ.get("LRCN_THREADS", "0")) or None
-    return opener(Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch,
-                  modality=find_modality(modality))
+    return opener(
+        Path(bundle_dir), threads=threads, precision=precision, max_batch=max_batch, modality=find_modality(modality)
+    )

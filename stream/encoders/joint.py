@@ -9,6 +9,7 @@ A one-modality (RGB) joint encoder runs its encoder on the stacked images and no
 an RGB bundle costs what it did before; `encode(images)` still takes RGB frames for it.
 `encoded` counts the frames each modality's encoder has encoded.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -60,8 +61,9 @@ class JointEncoder:
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """RGB frames [N, H, W, 3] -> [N, F], for an encoder of RGB alone."""
         if tuple(self.encoders) != ("rgb",):
-            raise LrcnError(f"a {'+'.join(self.encoders)} encoder needs every modality's input: use encode_frames "
-                            f"or encode_inputs")
+            raise LrcnError(
+                f"a {'+'.join(self.encoders)} encoder needs every modality's input: use encode_frames or encode_inputs"
+            )
         return self.encode_inputs({"rgb": frames})
 
     def close(self) -> None:
@@ -75,12 +77,22 @@ def as_joint(encoder: Encoder | JointEncoder) -> JointEncoder:
     return encoder if isinstance(encoder, JointEncoder) else JointEncoder({"rgb": encoder})
 
 
-def open_joint_encoder(bundle_dir: str | Path, modalities: Sequence[str] = ("rgb",), backend: str = "onnxruntime",
-                       threads: int | None = None, precision: str = "fp16", max_batch: int = 16) -> JointEncoder:
+def open_joint_encoder(
+    bundle_dir: str | Path,
+    modalities: Sequence[str] = ("rgb",),
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    precision: str = "fp16",
+    max_batch: int = 16,
+) -> JointEncoder:
     """Each modality's encoder of the bundle on `backend`; a missing file is one LrcnError line."""
     path = Path(bundle_dir)
     for name in modalities:
         if not (path / modality(name).encoder_file).is_file():
             raise LrcnError(f"bundle {path} has no {modality(name).encoder_file} (run `lrcn export {path}`)")
-    return JointEncoder({name: open_encoder(path, backend, threads=threads, precision=precision,
-                                            max_batch=max_batch, modality=name) for name in modalities})
+    return JointEncoder(
+        {
+            name: open_encoder(path, backend, threads=threads, precision=precision, max_batch=max_batch, modality=name)
+            for name in modalities
+        }
+    )

@@ -4,6 +4,7 @@
     encoder = OnnxRuntimeEncoder("bundle/encoder.onnx", threads=2)
     features = encoder.encode(frames)              # uint8 [N, H, W, 3] -> float32 [N, F]
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,9 @@ class OnnxRuntimeEncoder:
     installed, then CPU).
     """
 
-    def __init__(self, onnx_path: str | Path, threads: int | None = None, providers: list[str] | None = None,
-                 channels: int = 3):
+    def __init__(
+        self, onnx_path: str | Path, threads: int | None = None, providers: list[str] | None = None, channels: int = 3
+    ):
         import onnxruntime
 
         path = Path(onnx_path)
@@ -72,8 +74,9 @@ class OnnxRuntimeEncoder:
             raise LrcnError(f"cannot load {path}: {str(err).splitlines()[0]}") from None
         (inp,), (out,) = self.session.get_inputs(), self.session.get_outputs()
         if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or inp.shape[3] != channels or len(out.shape) != 2:
-            raise LrcnError(f"{path}: expected uint8 [N, H, W, {channels}] -> [N, F], got {inp.type} {inp.shape} "
-                            f"-> {out.shape}")
+            raise LrcnError(
+                f"{path}: expected uint8 [N, H, W, {channels}] -> [N, F], got {inp.type} {inp.shape} -> {out.shape}"
+            )
         self.input_name, self.output_name = inp.name, out.name
         self.input_size = (int(inp.shape[1]), int(inp.shape[2]))
         self.feature_size = int(out.shape[1])

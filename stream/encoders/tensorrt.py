@@ -13,6 +13,7 @@ bundle/engines/<gpu>_trt<version>_<precision>_b<max>_<onnx sha256>.engine.
 Polygraphy wraps the builder, the entropy calibrator and the device buffers, so there is no
 hand-written CUDA here. TensorRT and Polygraphy are imported only when an engine is used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,13 @@ def sha256(path: Path) -> str:
 def gpu_name() -> str | None:
     """The first GPU's name from nvidia-smi, or a Jetson's board name; None without either."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return out.stdout.strip().splitlines()[0]
     except (OSError, subprocess.TimeoutExpired):
@@ -69,8 +75,10 @@ def require_tensorrt():
     try:
         import tensorrt
     except Exception as err:  # the bindings raise OSError/ImportError when their libraries are missing
-        raise LrcnError(f"TensorRT is not usable here ({type(err).__name__}: {str(err).splitlines()[0]}); "
-                        "install it with the GPU's CUDA (pip install tensorrt, or JetPack on a Jetson)") from None
+        raise LrcnError(
+            f"TensorRT is not usable here ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "install it with the GPU's CUDA (pip install tensorrt, or JetPack on a Jetson)"
+        ) from None
     try:
         import polygraphy.backend.trt  # noqa: F401
     except ImportError:
@@ -97,8 +105,9 @@ def onnx_input(onnx_path: Path) -> tuple[str, tuple[int, int], int]:
     return inp.name, (int(inp.shape[1]), int(inp.shape[2])), int(inp.shape[3])
 
 
-def build_engine(onnx_path: Path, engine_path: Path, precision: str, max_batch: int,
-                 calibration: np.ndarray | None = None) -> Path:
+def build_engine(
+    onnx_path: Path, engine_path: Path, precision: str, max_batch: int, calibration: np.ndarray | None = None
+) -> Path:
     """Build and save a serialized engine: optimisation profile for batch 1..max_batch
     (tuned for max_batch), FP16 or INT8 (entropy calibration on `calibration` frames,
     FP16 allowed where INT8 is not faster)."""
@@ -111,17 +120,17 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, max_batch: 
     )
 
     name, (height, width), channels = onnx_input(onnx_path)
-    profile = Profile().add(name, (1, height, width, channels), (max_batch, height, width, channels),
-                            (max_batch, height, width, channels))
+    profile = Profile().add(
+        name, (1, height, width, channels), (max_batch, height, width, channels), (max_batch, height, width, channels)
+    )
     calibrator = None
     if precision == "int8":
         if calibration is None or not len(calibration):
             raise LrcnError("an INT8 engine needs calibration frames: --calibration VIDEO_FOLDER")
         step = min(CALIBRATION_BATCH, max_batch)
-        feed = [{name: np.ascontiguousarray(calibration[i:i + step])} for i in range(0, len(calibration), step)]
+        feed = [{name: np.ascontiguousarray(calibration[i : i + step])} for i in range(0, len(calibration), step)]
         calibrator = Calibrator(feed, cache=str(engine_path.with_suffix(".calibration")))
-    config = CreateConfig(fp16=precision != "fp32", int8=precision == "int8", profiles=[profile],
-                          calibrator=calibrator)
+    config = CreateConfig(fp16=precision != "fp32", int8=precision == "int8", profiles=[profile], calibrator=calibrator)
     serialized = engine_bytes_from_network(network_from_onnx_path(str(onnx_path)), config=config)
     if serialized is None:
         raise LrcnError(f"TensorRT could not build an engine from {onnx_path}")
@@ -132,8 +141,14 @@ def build_engine(onnx_path: Path, engine_path: Path, precision: str, max_batch: 
     return engine_path
 
 
-def ensure_engine(bundle_dir: str | Path, precision: str = "fp16", max_batch: int = 16,
-                  calibration: str | Path | None = None, rebuild: bool = False, modality: str = "rgb") -> Path:
+def ensure_engine(
+    bundle_dir: str | Path,
+    precision: str = "fp16",
+    max_batch: int = 16,
+    calibration: str | Path | None = None,
+    rebuild: bool = False,
+    modality: str = "rgb",
+) -> Path:
     """The cached engine for this GPU, TensorRT version, precision, batch bound and the
     modality's encoder file; built (and calibrated on that modality's inputs of the video file
     or folder `calibration`, for INT8) when missing."""
@@ -154,9 +169,19 @@ def ensure_engine(bundle_dir: str | Path, precision: str = "fp16", max_batch: in
             raise LrcnError("an INT8 engine needs calibration frames: --calibration VIDEO_FOLDER")
         frames = calibration_inputs(calibration, read_meta(bundle).spec, kind)
     build_engine(onnx_path, path, precision, max_batch, frames)
-    path.with_suffix(".json").write_text(json.dumps(
-        {"gpu": gpu_name(), "tensorrt": tensorrt.__version__, "precision": precision, "max_batch": max_batch,
-         "onnx_sha256": sha256(onnx_path)}, indent=2) + "\n")
+    path.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "gpu": gpu_name(),
+                "tensorrt": tensorrt.__version__,
+                "precision": precision,
+                "max_batch": max_batch,
+                "onnx_sha256": sha256(onnx_path),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return path
 
 
@@ -188,26 +213,39 @@ class TensorRtEncoder:
         self.input_name, self.input_size, self.channels = onnx_input(Path(onnx_path))
         engine = engine_from_bytes(Path(engine_path).read_bytes())
         self.max_batch = int(engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
-        self.output_name = next(engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
-                                if engine.get_tensor_name(i) != self.input_name)
+        self.output_name = next(
+            engine.get_tensor_name(i)
+            for i in range(engine.num_io_tensors)
+            if engine.get_tensor_name(i) != self.input_name
+        )
         self.feature_size = int(engine.get_tensor_shape(self.output_name)[-1])
         self.runner = TrtRunner(engine)
         self.runner.activate()
         self.name = f"tensorrt[{Path(engine_path).stem}]"
 
     @classmethod
-    def from_bundle(cls, bundle_dir: str | Path, precision: str = "fp16", max_batch: int = 16,
-                    calibration: str | Path | None = None, modality: str = "rgb") -> TensorRtEncoder:
+    def from_bundle(
+        cls,
+        bundle_dir: str | Path,
+        precision: str = "fp16",
+        max_batch: int = 16,
+        calibration: str | Path | None = None,
+        modality: str = "rgb",
+    ) -> TensorRtEncoder:
         from lrcn.stream.modalities import modality as find_modality
 
         bundle = Path(bundle_dir)
-        return cls(ensure_engine(bundle, precision, max_batch, calibration, modality=modality),
-                   bundle / find_modality(modality).encoder_file)
+        return cls(
+            ensure_engine(bundle, precision, max_batch, calibration, modality=modality),
+            bundle / find_modality(modality).encoder_file,
+        )
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         frames = check_frames(frames, self.input_size, self.channels)
-        chunks = [self.runner.infer({self.input_name: frames[i:i + self.max_batch]})[self.output_name]
-                  for i in range(0, len(frames), self.max_batch)]
+        chunks = [
+            self.runner.infer({self.input_name: frames[i : i + self.max_batch]})[self.output_name]
+            for i in range(0, len(frames), self.max_batch)
+        ]
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
     def close(self) -> None:

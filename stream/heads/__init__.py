@@ -20,6 +20,7 @@ Its Keras side (the layers that train it, and this head exported from them) is i
 >>> head_names()
 ['lstm', 'single_frame', 'pool']
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -35,8 +36,12 @@ HEAD_FILE = "head.npz"
 
 # Modules that register the built-in head types, imported on the first lookup; their order is
 # the order of `head_names()`.
-BUILT_IN = ("lrcn.stream.heads.lstm", "lrcn.stream.heads.single_frame", "lrcn.stream.heads.pool",
-            "lrcn.stream.heads.late")
+BUILT_IN = (
+    "lrcn.stream.heads.lstm",
+    "lrcn.stream.heads.single_frame",
+    "lrcn.stream.heads.pool",
+    "lrcn.stream.heads.late",
+)
 
 State = dict[str, np.ndarray]
 
@@ -45,6 +50,7 @@ class Head:
     """What a head type provides. In `advance`, `emit` and `emit_running` a state is stacked
     over S streams: each array of `initial_state` gains a leading stream axis. Those arrays are
     fresh copies, free to change in place."""
+
     kind: ClassVar[str] = ""
     # Whether the Keras model outputs per-step probabilities that are averaged over the clip.
     per_timestep: bool = False
@@ -53,7 +59,7 @@ class Head:
     # Whether it fuses other heads (stream.heads.late): a bundle's fusion, never a ModelSpec's head.
     fuses: ClassVar[bool] = False
     classes: tuple[str, ...]
-    dense_bias: np.ndarray        # [C]: every head ends in one softmax layer
+    dense_bias: np.ndarray  # [C]: every head ends in one softmax layer
 
     @property
     def feature_size(self) -> int:
@@ -82,8 +88,9 @@ class Head:
         clip_length frames): [R, C]."""
         raise NotImplementedError
 
-    def emit_running(self, state: State, rows: np.ndarray, slots: np.ndarray,
-                     steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def emit_running(
+        self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Continuous mode: the output of windows that have seen `steps` frames since they opened,
         [R, C], and how many of the latest frames it depends on, [R] (`steps`, or at most
         clip_length for a head that forgets older frames)."""
@@ -123,8 +130,12 @@ def head_type(kind: str) -> type[Head]:
 
 
 def save_head(path: str | Path, head: Head) -> Path:
-    arrays: dict[str, Any] = {"kind": np.array(head.kind), "classes": np.array(head.classes),
-                              "per_timestep": np.array(head.per_timestep), **head.arrays()}
+    arrays: dict[str, Any] = {
+        "kind": np.array(head.kind),
+        "classes": np.array(head.classes),
+        "per_timestep": np.array(head.per_timestep),
+        **head.arrays(),
+    }
     np.savez(path, **arrays)
     return Path(path)
 

@@ -12,6 +12,7 @@ shared `per_timestep`, and each sub-head's arrays under "<modality>.<key>".
 >>> head.clip_probabilities(np.concatenate([rgb_features, flow_features], -1)).shape  # doctest: +SKIP
 (1, 4)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -28,8 +29,8 @@ from lrcn.stream.heads import Head, State, head_type, register
 class LateHead(Head):
     classes: tuple[str, ...]
     modalities: tuple[str, ...]
-    heads: tuple[Head, ...]        # one per modality, all of one kind
-    weights: np.ndarray            # [M], summing to 1
+    heads: tuple[Head, ...]  # one per modality, all of one kind
+    weights: np.ndarray  # [M], summing to 1
     # The sub-heads' (fuse checks they agree), set from them: Head's attributes, not arguments.
     per_timestep: bool = field(init=False, repr=False, compare=False)
     dense_bias: np.ndarray = field(init=False, repr=False, compare=False)
@@ -91,12 +92,15 @@ class LateHead(Head):
         return np.concatenate([h.frame_inputs(x) for h, x in zip(self.heads, parts)], axis=-1)
 
     def initial_state(self, slots: int, clip_length: int) -> State:
-        return {f"{m}.{key}": array for m, h in zip(self.modalities, self.heads)
-                for key, array in h.initial_state(slots, clip_length).items()}
+        return {
+            f"{m}.{key}": array
+            for m, h in zip(self.modalities, self.heads)
+            for key, array in h.initial_state(slots, clip_length).items()
+        }
 
     def _sub_state(self, state: State, modality: str) -> State:
         prefix = f"{modality}."
-        return {key[len(prefix):]: array for key, array in state.items() if key.startswith(prefix)}
+        return {key[len(prefix) :]: array for key, array in state.items() if key.startswith(prefix)}
 
     def advance(self, state: State, frame_inputs: np.ndarray, opened: np.ndarray, active: np.ndarray) -> State:
         advanced = {}
@@ -106,22 +110,28 @@ class LateHead(Head):
         return advanced
 
     def emit(self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return self._fused([h.emit(self._sub_state(state, m), rows, slots, steps)
-                            for m, h in zip(self.modalities, self.heads)])
+        return self._fused(
+            [h.emit(self._sub_state(state, m), rows, slots, steps) for m, h in zip(self.modalities, self.heads)]
+        )
 
-    def emit_running(self, state: State, rows: np.ndarray, slots: np.ndarray,
-                     steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        outputs = [h.emit_running(self._sub_state(state, m), rows, slots, steps)
-                   for m, h in zip(self.modalities, self.heads)]
+    def emit_running(
+        self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        outputs = [
+            h.emit_running(self._sub_state(state, m), rows, slots, steps) for m, h in zip(self.modalities, self.heads)
+        ]
         # Sub-heads of one kind depend on the same frames; the widest is what the fusion covers.
         return self._fused([p for p, _ in outputs]), np.max([c for _, c in outputs], axis=0)
 
     # head.npz
 
     def arrays(self) -> dict[str, np.ndarray]:
-        arrays = {"head_kind": np.array(self.sub_kind), "modalities": np.array(self.modalities),
-                  "feature_sizes": np.array(self.feature_sizes, np.int64),
-                  "weights": np.asarray(self.weights, np.float32)}
+        arrays = {
+            "head_kind": np.array(self.sub_kind),
+            "modalities": np.array(self.modalities),
+            "feature_sizes": np.array(self.feature_sizes, np.int64),
+            "weights": np.asarray(self.weights, np.float32),
+        }
         for m, h in zip(self.modalities, self.heads):
             arrays |= {f"{m}.{key}": array for key, array in h.arrays().items()}
         return arrays
@@ -136,7 +146,7 @@ class LateHead(Head):
         heads = {}
         for m in modalities:
             prefix = f"{m}."
-            sub = {key[len(prefix):]: array for key, array in arrays.items() if key.startswith(prefix)}
+            sub = {key[len(prefix) :]: array for key, array in arrays.items() if key.startswith(prefix)}
             heads[m] = head_type(kind).from_arrays(classes, {**sub, "per_timestep": arrays["per_timestep"]})
         found = [h.feature_size for h in heads.values()]
         if found != sizes:

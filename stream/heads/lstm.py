@@ -12,6 +12,7 @@ by all of them, only the recurrent product h·U is per state.
 >>> head.probabilities(h).shape                               # doctest: +SKIP
 (2, 4)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -29,12 +30,13 @@ class LstmHead(Head):
     """LSTM + softmax. With `per_timestep` the model's clip output is the mean of the
     per-step softmax over the window (as Keras's per-step outputs are averaged at test time);
     otherwise it is the softmax of the last step."""
+
     classes: tuple[str, ...]
-    kernel: np.ndarray            # [F, 4U]
+    kernel: np.ndarray  # [F, 4U]
     recurrent_kernel: np.ndarray  # [U, 4U]
-    bias: np.ndarray              # [4U]
-    dense_kernel: np.ndarray      # [U, C]
-    dense_bias: np.ndarray        # [C]
+    bias: np.ndarray  # [4U]
+    dense_kernel: np.ndarray  # [U, C]
+    dense_bias: np.ndarray  # [C]
     per_timestep: bool = False
     kind = "lstm"
     per_timestep_variant = True
@@ -64,7 +66,7 @@ class LstmHead(Head):
         # In place: at 16 states per stream the temporaries cost as much as the gate arithmetic.
         z *= self._gate_scale
         t = np.tanh(z, out=z)
-        i, f, g, o = (t[..., k * u:(k + 1) * u] for k in range(4))
+        i, f, g, o = (t[..., k * u : (k + 1) * u] for k in range(4))
         for gate in (i, f, o):
             gate *= 0.5
             gate += 0.5
@@ -131,8 +133,9 @@ class LstmHead(Head):
             return state["prob_sum"][rows, slots] / steps[:, None]
         return self.probabilities(state["h"][rows, slots])
 
-    def emit_running(self, state: State, rows: np.ndarray, slots: np.ndarray,
-                     steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def emit_running(
+        self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         # The state carries every frame since the restart; per-timestep or not, the output at
         # this frame is this step's softmax.
         return self.probabilities(state["h"][rows, slots]), steps
@@ -140,18 +143,27 @@ class LstmHead(Head):
     # head.npz and Keras
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"dense_kernel": self.dense_kernel, "dense_bias": self.dense_bias, "kernel": self.kernel,
-                "recurrent_kernel": self.recurrent_kernel, "bias": self.bias}
+        return {
+            "dense_kernel": self.dense_kernel,
+            "dense_bias": self.dense_bias,
+            "kernel": self.kernel,
+            "recurrent_kernel": self.recurrent_kernel,
+            "bias": self.bias,
+        }
 
     @classmethod
     def from_arrays(cls, classes: tuple[str, ...], arrays: Mapping[str, np.ndarray]) -> LstmHead:
-        weights = {k: arrays[k].astype(np.float32)
-                   for k in ("kernel", "recurrent_kernel", "bias", "dense_kernel", "dense_bias")}
+        weights = {
+            k: arrays[k].astype(np.float32)
+            for k in ("kernel", "recurrent_kernel", "bias", "dense_kernel", "dense_bias")
+        }
         head = cls(classes, **weights, per_timestep=bool(arrays["per_timestep"]))
         units = head.units
         if head.kernel.shape[1] != 4 * units or head.bias.shape != (4 * units,) or head.dense_kernel.shape[0] != units:
-            raise ValueError(f"LSTM weight shapes disagree ({head.kernel.shape}, {head.recurrent_kernel.shape}, "
-                             f"{head.dense_kernel.shape})")
+            raise ValueError(
+                f"LSTM weight shapes disagree ({head.kernel.shape}, {head.recurrent_kernel.shape}, "
+                f"{head.dense_kernel.shape})"
+            )
         return head
 
     @classmethod

@@ -3,6 +3,7 @@ layer (the feature-pooling alternative to an LSTM of Ng et al., "Beyond Short Sn
 2015). It ignores frame order, so it cannot tell motion directions apart, but with few training
 people it generalises where an LSTM learns the people. A stream keeps its last T feature vectors;
 a window's output is the model on them."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,9 +18,10 @@ from lrcn.stream.heads import Head, State, latest, push_recent, register, softma
 @dataclass(frozen=True)
 class PoolHead(Head):
     """The standardisation the Keras model applies to the pooled vector is folded into the kernel."""
+
     classes: tuple[str, ...]
-    dense_kernel: np.ndarray      # [2F, C]: rows 0..F-1 weigh the mean, F..2F-1 the maximum
-    dense_bias: np.ndarray        # [C]
+    dense_kernel: np.ndarray  # [2F, C]: rows 0..F-1 weigh the mean, F..2F-1 the maximum
+    dense_bias: np.ndarray  # [C]
     kind = "pool"
     per_timestep = False
 
@@ -53,10 +55,11 @@ class PoolHead(Head):
         return {"recent": push_recent(state["recent"], frame_inputs)}
 
     def emit(self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return self.window_probabilities(state["recent"][rows])   # a completed window is the whole ring
+        return self.window_probabilities(state["recent"][rows])  # a completed window is the whole ring
 
-    def emit_running(self, state: State, rows: np.ndarray, slots: np.ndarray,
-                     steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def emit_running(
+        self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         covered = np.minimum(steps, state["recent"].shape[1])
         return self.window_probabilities(state["recent"][rows], counts=covered), covered
 

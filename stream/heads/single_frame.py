@@ -1,5 +1,6 @@
 """The single-frame baseline: a softmax per frame, averaged over the window. No recurrent state:
 a stream keeps the softmaxes of its last T frames, and a window's output is their mean."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -14,8 +15,8 @@ from lrcn.stream.heads import Head, State, latest, push_recent, register, softma
 @dataclass(frozen=True)
 class FrameHead(Head):
     classes: tuple[str, ...]
-    dense_kernel: np.ndarray      # [F, C]
-    dense_bias: np.ndarray        # [C]
+    dense_kernel: np.ndarray  # [F, C]
+    dense_bias: np.ndarray  # [C]
     kind = "single_frame"
     per_timestep = True
 
@@ -44,8 +45,9 @@ class FrameHead(Head):
         recent = state["recent"][rows]
         return (recent * latest(recent, steps)[..., None]).sum(axis=1) / steps[:, None]
 
-    def emit_running(self, state: State, rows: np.ndarray, slots: np.ndarray,
-                     steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def emit_running(
+        self, state: State, rows: np.ndarray, slots: np.ndarray, steps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         covered = np.minimum(steps, state["recent"].shape[1])
         return self.emit(state, rows, slots, covered), covered
 

@@ -11,6 +11,7 @@ joins the features in that order (stream.modalities.joined_features).
 >>> modality("flow").channels, modality("flow").encoder_file
 (2, 'encoder.flow.onnx')
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,11 +27,11 @@ BUILT_IN = ("lrcn.stream.modalities.rgb", "lrcn.stream.modalities.flow")
 @dataclass(frozen=True)
 class Modality:
     name: str
-    channels: int                 # uint8 channels of the encoder's input, [N, H, W, channels]
-    frame_field: str              # the stream.ring.Frame attribute that holds the input
-    encoder_file: str             # fp32 ONNX encoder in the bundle
-    int8_file: str                # its static INT8 variant
-    needs_flow: bool              # the capture must compute optical flow (stream.flow)
+    channels: int  # uint8 channels of the encoder's input, [N, H, W, channels]
+    frame_field: str  # the stream.ring.Frame attribute that holds the input
+    encoder_file: str  # fp32 ONNX encoder in the bundle
+    int8_file: str  # its static INT8 variant
+    needs_flow: bool  # the capture must compute optical flow (stream.flow)
     # [N, H, W, C] uint8 -> the same frames as a left-right mirrored camera would give them
     mirror: Callable[[np.ndarray], np.ndarray]
 

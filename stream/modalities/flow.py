@@ -1,5 +1,6 @@
 """Motion: the optical flow field from the previous sampled frame (stream.flow), uint8 [H, W, 2]
 holding 128 + A * (dx, dy)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,5 +17,14 @@ def mirror_flow(fields: np.ndarray) -> np.ndarray:
     return flipped.astype(np.uint8)
 
 
-FLOW = register(Modality(name="flow", channels=2, frame_field="flow", encoder_file="encoder.flow.onnx",
-                         int8_file="encoder.flow.int8.onnx", needs_flow=True, mirror=mirror_flow))
+FLOW = register(
+    Modality(
+        name="flow",
+        channels=2,
+        frame_field="flow",
+        encoder_file="encoder.flow.onnx",
+        int8_file="encoder.flow.int8.onnx",
+        needs_flow=True,
+        mirror=mirror_flow,
+    )
+)

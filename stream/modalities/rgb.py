@@ -1,4 +1,5 @@
 """Appearance: the sampled RGB frame itself (the only modality of every bundle before flow)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,5 +12,14 @@ def mirror_rgb(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames[:, :, ::-1])
 
 
-RGB = register(Modality(name="rgb", channels=3, frame_field="image", encoder_file=ENCODER_FILE,
-                        int8_file=INT8_ENCODER_FILE, needs_flow=False, mirror=mirror_rgb))
+RGB = register(
+    Modality(
+        name="rgb",
+        channels=3,
+        frame_field="image",
+        encoder_file=ENCODER_FILE,
+        int8_file=INT8_ENCODER_FILE,
+        needs_flow=False,
+        mirror=mirror_rgb,
+    )
+)

@@ -23,6 +23,7 @@ A new kind of sink is one module with a `@register`ed class:
         def from_config(cls, options, *, node): ...   # the table's other keys; LrcnError if wrong
         def send(self, message): ...             # True if taken, False if dropped
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -35,15 +36,21 @@ from lrcn.stream.registry import Registry
 
 # Modules that register the built-in sinks; imported when a sink is first looked up, so that a
 # deployment without MQTT or files never imports them.
-BUILT_IN = ("lrcn.stream.sinks.zeromq", "lrcn.stream.sinks.mqtt", "lrcn.stream.sinks.jsonl", "lrcn.stream.sinks.callback")
+BUILT_IN = (
+    "lrcn.stream.sinks.zeromq",
+    "lrcn.stream.sinks.mqtt",
+    "lrcn.stream.sinks.jsonl",
+    "lrcn.stream.sinks.callback",
+)
 
 
 @dataclass(frozen=True)
 class Outgoing:
     """One encoded message: `frames` are ZeroMQ's [topic, payload] (`stream.messages`)."""
-    kind: str              # messages.PRED, STATUS, EVENT or HEARTBEAT
-    stream: str | None     # None for a heartbeat
-    topic: str             # pred/<stream>, status/<stream>, event/<stream> or heartbeat
+
+    kind: str  # messages.PRED, STATUS, EVENT or HEARTBEAT
+    stream: str | None  # None for a heartbeat
+    topic: str  # pred/<stream>, status/<stream>, event/<stream> or heartbeat
     frames: tuple[bytes, bytes]
 
     @property
@@ -57,9 +64,9 @@ KINDS = (messages.PRED, messages.STATUS, messages.EVENT, messages.HEARTBEAT)
 
 class Sink:
     name: ClassVar[str] = ""
-    kinds: frozenset[str] = frozenset(KINDS)    # the kinds of message it takes
-    failed: int = 0       # failures of its transport so far (see the module docstring)
-    problem: str = ""     # why the latest failure happened, one line; "" before any
+    kinds: frozenset[str] = frozenset(KINDS)  # the kinds of message it takes
+    failed: int = 0  # failures of its transport so far (see the module docstring)
+    problem: str = ""  # why the latest failure happened, one line; "" before any
 
     @classmethod
     def from_config(cls, options: Mapping, *, node: str) -> Sink:

@@ -14,6 +14,7 @@ raises does not stop the pipeline: the message counts in `failed`, and `problem`
 
 A deployment file cannot name functions, so `type = "callback"` in a [[sink]] table is refused.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -31,9 +32,14 @@ CALLBACKS = {messages.PRED: "on_prediction", messages.EVENT: "on_event", message
 class CallbackSink(Sink):
     name = "callback"
 
-    def __init__(self, *, on_prediction: Callable | None = None, on_event: Callable | None = None,
-                 on_status: Callable | None = None,
-                 frames: Callable[[str], np.ndarray | None] | None = None):
+    def __init__(
+        self,
+        *,
+        on_prediction: Callable | None = None,
+        on_event: Callable | None = None,
+        on_status: Callable | None = None,
+        frames: Callable[[str], np.ndarray | None] | None = None,
+    ):
         given = {messages.PRED: on_prediction, messages.EVENT: on_event, messages.STATUS: on_status}
         for kind, function in given.items():
             if function is not None and not callable(function):
@@ -49,8 +55,10 @@ class CallbackSink(Sink):
     def from_config(cls, options: Mapping, *, node: str) -> CallbackSink:
         unknown = sorted(set(options) - {*CALLBACKS.values(), "frames"})
         if unknown or not any(callable(options.get(name)) for name in CALLBACKS.values()):
-            raise LrcnError("a callback sink takes Python functions (on_prediction, on_event, on_status): "
-                            "it is for lrcn.Recognizer.run, not a deployment file")
+            raise LrcnError(
+                "a callback sink takes Python functions (on_prediction, on_event, on_status): "
+                "it is for lrcn.Recognizer.run, not a deployment file"
+            )
         return cls(**options)
 
     def send(self, message: Outgoing) -> bool:

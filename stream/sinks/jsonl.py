@@ -19,6 +19,7 @@ last line that was written whole, so a reader never meets half a line; each line
 counted in `failed` (never in `sent`), its reason kept in `problem`, and the writer carries on:
 once there is room again, lines are written again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,8 @@ from pathlib import Path
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sinks import OptionTypes, Outgoing, Sink, check_keys, check_kinds, register
-WRITE_INTERVAL_S = 0.2   # how long a line may wait in memory before it is written
+
+WRITE_INTERVAL_S = 0.2  # how long a line may wait in memory before it is written
 OPTION_TYPES: OptionTypes = {"path": str, "max_mb": (int, float), "keep": int, "kinds": list, "queue": int}
 
 
@@ -39,20 +41,29 @@ OPTION_TYPES: OptionTypes = {"path": str, "max_mb": (int, float), "keep": int, "
 class JsonlSink(Sink):
     name = "jsonl"
 
-    def __init__(self, path: str | Path, *, max_mb: float = 100.0, keep: int = 5,
-                 kinds: tuple[str, ...] = (messages.PRED, messages.STATUS, messages.EVENT), queue_size: int = 10_000):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_mb: float = 100.0,
+        keep: int = 5,
+        kinds: tuple[str, ...] = (messages.PRED, messages.STATUS, messages.EVENT),
+        queue_size: int = 10_000,
+    ):
         if not max_mb > 0 or keep < 0 or queue_size < 1:
-            raise LrcnError(f"jsonl sink: max_mb must be > 0, keep >= 0 and queue >= 1, got {max_mb}, {keep}, {queue_size}")
+            raise LrcnError(
+                f"jsonl sink: max_mb must be > 0, keep >= 0 and queue >= 1, got {max_mb}, {keep}, {queue_size}"
+            )
         self.path = Path(path)
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.keep = keep
         self.kinds = check_kinds(kinds, self.name)
         self._fd = -1
-        self._size = 0      # bytes in the current file, as this sink wrote or found them
+        self._size = 0  # bytes in the current file, as this sink wrote or found them
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()
-            if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":   # cut short by a crash
+            if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":  # cut short by a crash
                 self._size += os.write(self._fd, b"\n")
         except OSError as err:
             if self._fd >= 0:
@@ -62,7 +73,7 @@ class JsonlSink(Sink):
         self._backlog: deque[bytes] = deque()
         self._closing = threading.Event()
         self.sent = self.dropped = self.failed = self.rotations = 0
-        self.problem = ""   # why the latest write failed
+        self.problem = ""  # why the latest write failed
         self._closed = False
         self._writer = threading.Thread(target=self._write_all, name=f"jsonl {self.path.name}", daemon=True)
         self._writer.start()
@@ -72,9 +83,13 @@ class JsonlSink(Sink):
         check_keys(options, OPTION_TYPES, cls.name)
         if "path" not in options:
             raise LrcnError("jsonl sink: missing key 'path' (the file to write)")
-        return cls(options["path"], max_mb=options.get("max_mb", 100.0), keep=options.get("keep", 5),
-                   kinds=tuple(options.get("kinds", (messages.PRED, messages.STATUS, messages.EVENT))),
-                   queue_size=options.get("queue", 10_000))
+        return cls(
+            options["path"],
+            max_mb=options.get("max_mb", 100.0),
+            keep=options.get("keep", 5),
+            kinds=tuple(options.get("kinds", (messages.PRED, messages.STATUS, messages.EVENT))),
+            queue_size=options.get("queue", 10_000),
+        )
 
     def send(self, message: Outgoing) -> bool:
         if len(self._backlog) >= self.queue_size:
@@ -84,8 +99,14 @@ class JsonlSink(Sink):
         return True
 
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "failed": self.failed, "rotations": self.rotations,
-                "queued": len(self._backlog), "problem": self.problem}
+        return {
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "rotations": self.rotations,
+            "queued": len(self._backlog),
+            "problem": self.problem,
+        }
 
     def describe(self) -> str:
         return f"jsonl {self.path}"
@@ -132,9 +153,9 @@ class JsonlSink(Sink):
         data = b"".join(lines)
         written, start = 0, self._size
         try:
-            if self._fd < 0:   # a rotation failed half-way: try a fresh file
+            if self._fd < 0:  # a rotation failed half-way: try a fresh file
                 self._open()
-            start = os.lseek(self._fd, 0, os.SEEK_END)   # the file may have been cut or rotated from outside
+            start = os.lseek(self._fd, 0, os.SEEK_END)  # the file may have been cut or rotated from outside
             with memoryview(data) as view:
                 while written < len(data):
                     written += os.write(self._fd, view[written:])
@@ -153,7 +174,7 @@ class JsonlSink(Sink):
         """Truncate the file back to `length`, the end of its last whole line."""
         try:
             os.ftruncate(self._fd, length)
-        except OSError as err:   # the next write starts on a line of its own, at least
+        except OSError as err:  # the next write starts on a line of its own, at least
             self._fail(0, err)
             with contextlib.suppress(OSError):
                 os.write(self._fd, b"\n")

@@ -45,6 +45,7 @@ messages sent after the sink noticed the loss are buffered.
 connections lost, publishes paho refused with an error) and `problem` (the latest of those).
 On close, what is still unsent or unacknowledged moves to `dropped`.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,11 +69,27 @@ from lrcn.stream.sinks import KINDS, OptionTypes, Outgoing, Sink, check_keys, ch
 
 log = logging.getLogger("lrcn.sinks.mqtt")
 
-OPTION_TYPES: OptionTypes = {"url": str, "host": str, "port": int, "prefix": str, "qos": int, "retain_status": bool,
-                "buffer": int, "client_id": str, "keepalive_s": int, "username": str, "password": str,
-                "tls": bool, "ca_file": str, "cert_file": str, "key_file": str, "tls_insecure": bool, "kinds": list,
-                "homeassistant": (bool, dict)}
-SCHEMES = {"mqtt": False, "mqtts": True}   # scheme: TLS
+OPTION_TYPES: OptionTypes = {
+    "url": str,
+    "host": str,
+    "port": int,
+    "prefix": str,
+    "qos": int,
+    "retain_status": bool,
+    "buffer": int,
+    "client_id": str,
+    "keepalive_s": int,
+    "username": str,
+    "password": str,
+    "tls": bool,
+    "ca_file": str,
+    "cert_file": str,
+    "key_file": str,
+    "tls_insecure": bool,
+    "kinds": list,
+    "homeassistant": (bool, dict),
+}
+SCHEMES = {"mqtt": False, "mqtts": True}  # scheme: TLS
 RECONNECT_MAX_S = 30
 
 
@@ -85,8 +102,7 @@ def _check_file(path: str | None, key: str) -> str | None:
 def _check_prefix(prefix: str) -> str:
     prefix = prefix.strip("/")
     if not prefix or any(c in prefix for c in "+#\0") or "//" in prefix:
-        raise LrcnError(f"mqtt sink: bad topic prefix {prefix!r} (expected levels like lrcn or site/lrcn, "
-                        f"no + or #)")
+        raise LrcnError(f"mqtt sink: bad topic prefix {prefix!r} (expected levels like lrcn or site/lrcn, no + or #)")
     return prefix
 
 
@@ -116,8 +132,10 @@ def parse_url(url: str) -> dict:
     return options
 
 
-HOME_ASSISTANT_RULES = {"node_id": STREAM_ID_RULE,
-                        "discovery_prefix": "topic levels of letters, digits, _ and - (like homeassistant)"}
+HOME_ASSISTANT_RULES = {
+    "node_id": STREAM_ID_RULE,
+    "discovery_prefix": "topic levels of letters, digits, _ and - (like homeassistant)",
+}
 
 
 def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
@@ -132,11 +150,15 @@ def home_assistant(value: bool | Mapping) -> HomeAssistant | None:
         key = at.rstrip("'")
         if message.startswith("Object contains unknown field"):
             known = ", ".join(f.name for f in msgspec.structs.fields(HomeAssistant))
-            raise LrcnError(f"mqtt sink: unknown key {message.rpartition(' ')[2]} in homeassistant "
-                            f"(known: {known})") from None
+            raise LrcnError(
+                f"mqtt sink: unknown key {message.rpartition(' ')[2]} in homeassistant (known: {known})"
+            ) from None
         rule = HOME_ASSISTANT_RULES.get(key) if "regex" in message else None
-        raise LrcnError(f"mqtt sink: homeassistant.{key} must be {rule}, got {table.get(key)!r}" if rule
-                        else f"mqtt sink: homeassistant.{key}: {message}") from None
+        raise LrcnError(
+            f"mqtt sink: homeassistant.{key} must be {rule}, got {table.get(key)!r}"
+            if rule
+            else f"mqtt sink: homeassistant.{key}: {message}"
+        ) from None
 
 
 def client_id_for(node: str) -> str:
@@ -147,12 +169,27 @@ def client_id_for(node: str) -> str:
 class MqttSink(Sink):
     name = "mqtt"
 
-    def __init__(self, host: str, port: int | None = None, *, prefix: str = "lrcn", qos: int = 1,
-                 retain_status: bool = True, buffer: int = 10000, client_id: str | None = None,
-                 keepalive_s: int = 30, username: str | None = None, password: str | None = None,
-                 tls: bool = False, ca_file: str | None = None, cert_file: str | None = None,
-                 key_file: str | None = None, tls_insecure: bool = False, kinds=KINDS,
-                 homeassistant: HomeAssistant | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        prefix: str = "lrcn",
+        qos: int = 1,
+        retain_status: bool = True,
+        buffer: int = 10000,
+        client_id: str | None = None,
+        keepalive_s: int = 30,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        tls_insecure: bool = False,
+        kinds=KINDS,
+        homeassistant: HomeAssistant | None = None,
+    ):
         if qos not in (0, 1, 2):
             raise LrcnError(f"mqtt sink: qos must be 0, 1 or 2, got {qos}")
         if buffer < 1:
@@ -174,32 +211,47 @@ class MqttSink(Sink):
         self.availability = f"{self.prefix}/availability"
         if homeassistant is not None and messages.EVENT not in self.kinds:
             raise LrcnError("mqtt sink: homeassistant needs the event kind (its activity changes at event edges)")
-        self.hass = None if homeassistant is None else hass.Layout(
-            self.prefix, homeassistant.discovery_prefix, homeassistant.node_id or hass.default_node_id(), qos,
-            __version__, stream_status=retain_status and messages.STATUS in self.kinds)
-        self._hass_lock = threading.Lock()   # orders the inference thread's edges against serving(); taken before _lock
-        self._streams: dict[str, tuple[str, ...] | None] = {}   # as serving() last said; None: no discovery
-        self._last_label: dict[str, str] = {}   # each announced stream's latest predicted label
+        self.hass = (
+            None
+            if homeassistant is None
+            else hass.Layout(
+                self.prefix,
+                homeassistant.discovery_prefix,
+                homeassistant.node_id or hass.default_node_id(),
+                qos,
+                __version__,
+                stream_status=retain_status and messages.STATUS in self.kinds,
+            )
+        )
+        self._hass_lock = threading.Lock()  # orders the inference thread's edges against serving(); taken before _lock
+        self._streams: dict[str, tuple[str, ...] | None] = {}  # as serving() last said; None: no discovery
+        self._last_label: dict[str, str] = {}  # each announced stream's latest predicted label
         self.sent = self.dropped = self.connects = self.failed = 0
         self.problem = ""
         self._backlog: deque[tuple[str, bytes, bool]] = deque()
-        self._lock = threading.Lock()   # orders send() against the flush on (re)connect
+        self._lock = threading.Lock()  # orders send() against the flush on (re)connect
         self._connected = self._closed = False
-        self._last: mqtt.MQTTMessageInfo | None = None   # the newest data message paho took
-        self.last_error = ""   # why it is not connected, for a status line; "" once connected
+        self._last: mqtt.MQTTMessageInfo | None = None  # the newest data message paho took
+        self.last_error = ""  # why it is not connected, for a status line; "" once connected
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or client_id_for(default_node()),
-                             protocol=mqtt.MQTTv311)
-        client.max_queued_messages_set(buffer + 2)   # room for online and offline beside a full backlog
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or client_id_for(default_node()),
+            protocol=mqtt.MQTTv311,
+        )
+        client.max_queued_messages_set(buffer + 2)  # room for online and offline beside a full backlog
         client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.will_set(self.availability, b"offline", qos=1, retain=True)
         if username is not None:
             client.username_pw_set(username, password)
         if tls:
             try:
-                client.tls_set(ca_certs=_check_file(ca_file, "ca_file"), certfile=_check_file(cert_file, "cert_file"),
-                               keyfile=_check_file(key_file, "key_file"))
-            except (OSError, ValueError) as err:   # ssl.SSLError is an OSError
+                client.tls_set(
+                    ca_certs=_check_file(ca_file, "ca_file"),
+                    certfile=_check_file(cert_file, "cert_file"),
+                    keyfile=_check_file(key_file, "key_file"),
+                )
+            except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
                 raise LrcnError(f"mqtt sink: cannot use the TLS files: {err}") from None
             client.tls_insecure_set(tls_insecure)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
@@ -216,7 +268,7 @@ class MqttSink(Sink):
             clash = sorted({"host", "port"} & set(options))
             if clash:
                 raise LrcnError(f"mqtt sink: give either url or {' and '.join(clash)}, not both")
-            options = {**parse_url(options.pop("url")), **options}   # the table's own keys win
+            options = {**parse_url(options.pop("url")), **options}  # the table's own keys win
         if "host" not in options:
             raise LrcnError("mqtt sink: needs url (mqtt://host:1883/prefix) or host")
         options.setdefault("client_id", client_id_for(node))
@@ -235,7 +287,9 @@ class MqttSink(Sink):
         return f"{self.prefix}/{message.stream}/{message.kind}"
 
     def send(self, message: Outgoing) -> bool:
-        return self._publish(self.topic(message), message.payload, self.retain_status and message.kind == messages.STATUS)
+        return self._publish(
+            self.topic(message), message.payload, self.retain_status and message.kind == messages.STATUS
+        )
 
     def prediction(self, message: Outgoing) -> bool:
         if self.hass is not None and message.stream and self._streams.get(message.stream) is not None:
@@ -252,8 +306,9 @@ class MqttSink(Sink):
         with self._hass_lock:
             labels = self._streams.get(stream)
             if labels is not None:
-                edge = hass.activity_edge(layout, stream, labels, json.loads(message.payload),
-                                          self._last_label.get(stream))
+                edge = hass.activity_edge(
+                    layout, stream, labels, json.loads(message.payload), self._last_label.get(stream)
+                )
                 for topic, payload in edge:
                     self._publish(topic, payload, True)
         return taken
@@ -296,7 +351,7 @@ class MqttSink(Sink):
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 self._hold([(topic, payload, retain)])
                 return True
-            if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:   # a full queue is shedding; anything else a failure
+            if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:  # a full queue is shedding; anything else a failure
                 self.failed += 1
                 self.problem = f"publish to {self.host}:{self.port} refused: {mqtt.error_string(info.rc)}"
             self.dropped += 1
@@ -353,11 +408,18 @@ class MqttSink(Sink):
         self.last_error = error
 
     def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "buffered": len(self._backlog),
-                "connected": self._connected, "connects": self.connects, "failed": self.failed, "problem": self.problem}
+        return {
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "buffered": len(self._backlog),
+            "connected": self._connected,
+            "connects": self.connects,
+            "failed": self.failed,
+            "problem": self.problem,
+        }
 
     def describe(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host   # an IPv6 address
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
         return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port} prefix {self.prefix} qos {self.qos}"
 
     @staticmethod
@@ -365,7 +427,7 @@ class MqttSink(Sink):
         try:
             if info is not None:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-        except (ValueError, RuntimeError):   # refused or its connection gone: nothing to wait for
+        except (ValueError, RuntimeError):  # refused or its connection gone: nothing to wait for
             pass
 
     def flush(self, timeout_s: float = 1.0) -> bool:
@@ -386,7 +448,7 @@ class MqttSink(Sink):
             self._closed = True
         deadline = time.monotonic() + timeout_s
         while self._backlog and not self._connected and time.monotonic() < deadline:
-            time.sleep(0.02)   # a connection may be coming that would flush the backlog
+            time.sleep(0.02)  # a connection may be coming that would flush the backlog
         # The broker acknowledges in order, so the newest message done means all are; then `offline`.
         self._wait(self._last if self._connected else None, deadline)
         with self._lock:

@@ -9,6 +9,7 @@ A connecting sink queues only to a peer that has completed its handshake (ZMQ_IM
 watches its socket's monitor (`stream.curve.HandshakeWatch`): while no proxy has accepted it (none
 listening, or a CURVE key it refuses), a message counts as `undelivered`, not `sent`, and a warning
 says why, at most once per `warn_every_s`."""
+
 from __future__ import annotations
 
 import logging
@@ -24,15 +25,23 @@ log = logging.getLogger("lrcn.sinks.zeromq")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 _FIRST_FRAME = int(zmq.NOBLOCK | zmq.SNDMORE)  # combined once: an enum flag `|` per message costs more than the send
 OPTION_TYPES: OptionTypes = {"endpoint": str, "connect": bool, "hwm": int, "curve_keys": str, "curve_client": str}
-SUBSCRIBERS = "subscribers"     # the ZAP domain of a publisher's subscribers
+SUBSCRIBERS = "subscribers"  # the ZAP domain of a publisher's subscribers
 
 
 @register
 class ZeroMqSink(Sink):
     name = "zeromq"
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, bind: bool = True, hwm: int = 1000,
-                 linger_s: float = 1.0, curve: ServerKeys | ClientKeys | None = None, warn_every_s: float = 5.0):
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        bind: bool = True,
+        hwm: int = 1000,
+        linger_s: float = 1.0,
+        curve: ServerKeys | ClientKeys | None = None,
+        warn_every_s: float = 5.0,
+    ):
         """`curve`: ServerKeys to bind as a CURVE server admitting `authorized_dir`'s subscribers;
         ClientKeys to connect as a CURVE client (of a proxy's XSUB side)."""
         self._context = zmq.Context()
@@ -57,7 +66,7 @@ class ZeroMqSink(Sink):
                     self._watch = HandshakeWatch(self._socket, f"zeromq on {endpoint}", server=True)
                 self._socket.bind(endpoint)
             else:
-                self._socket.immediate = True     # no queue for a peer that has not completed its handshake
+                self._socket.immediate = True  # no queue for a peer that has not completed its handshake
                 self._watch = HandshakeWatch(self._socket, f"zeromq into {endpoint}")
                 self._socket.connect(endpoint)
         except zmq.ZMQError as err:
@@ -73,10 +82,16 @@ class ZeroMqSink(Sink):
     def from_config(cls, options: Mapping, *, node: str) -> ZeroMqSink:
         check_keys(options, OPTION_TYPES, cls.name)
         keys, connect = options.get("curve_keys"), options.get("connect", False)
-        curve = None if not keys else \
-            load_client_keys(keys, options.get("curve_client", "publisher")) if connect else load_server_keys(keys)
-        return cls(options.get("endpoint", DEFAULT_ENDPOINT), bind=not connect, hwm=options.get("hwm", 1000),
-                   curve=curve)
+        curve = (
+            None
+            if not keys
+            else load_client_keys(keys, options.get("curve_client", "publisher"))
+            if connect
+            else load_server_keys(keys)
+        )
+        return cls(
+            options.get("endpoint", DEFAULT_ENDPOINT), bind=not connect, hwm=options.get("hwm", 1000), curve=curve
+        )
 
     def send(self, message: Outgoing) -> bool:
         # A connecting sink (which always has a watch) that no proxy has accepted delivers nothing.
@@ -91,7 +106,7 @@ class ZeroMqSink(Sink):
         except zmq.Again:
             self.shed += 1
             return False
-        except zmq.ZMQError as err:   # a closed socket or context: counted, never raised at the caller
+        except zmq.ZMQError as err:  # a closed socket or context: counted, never raised at the caller
             self.failed += 1
             self.problem = f"cannot send on {self.endpoint}: {err}"
             return False
@@ -101,14 +116,18 @@ class ZeroMqSink(Sink):
     def _undeliverable(self) -> None:
         self.undelivered += 1
         if self._warn.due():
-            log.warning("zeromq into %s delivers nothing: %s; %d messages not delivered so far", self.endpoint,
-                        self._watch.reason if self._watch is not None else "", self.undelivered)
+            log.warning(
+                "zeromq into %s delivers nothing: %s; %d messages not delivered so far",
+                self.endpoint,
+                self._watch.reason if self._watch is not None else "",
+                self.undelivered,
+            )
 
     def handshake_failures(self) -> int:
         """Failed CURVE (or ZMTP) handshakes: refused keys and protocol failures, either side."""
         if self._watch is None:
             return 0
-        if self._gate is not None:    # a CURVE server's watch
+        if self._gate is not None:  # a CURVE server's watch
             return self._gate.denied[SUBSCRIBERS] + self._watch.protocol_failures()
         return sum(self._watch.failures.values())
 
@@ -118,12 +137,17 @@ class ZeroMqSink(Sink):
         return None if self._gate is None else self._gate.reload()
 
     def stats(self) -> dict:
-        client = None if self.bind else self._watch    # a connecting sink always has a watch
+        client = None if self.bind else self._watch  # a connecting sink always has a watch
         problem = f"delivers nothing: {client.reason}" if client is not None and not client.up else self.problem
-        counters = {"sent": self.sent, "dropped": self.shed + self.undelivered, "shed": self.shed,
-                    "failed": self.failed, "undelivered": self.undelivered,
-                    "problem": problem,
-                    "handshake_failures": self.handshake_failures()}
+        counters = {
+            "sent": self.sent,
+            "dropped": self.shed + self.undelivered,
+            "shed": self.shed,
+            "failed": self.failed,
+            "undelivered": self.undelivered,
+            "problem": problem,
+            "handshake_failures": self.handshake_failures(),
+        }
         if client is not None:
             counters["connected"] = client.up
         return counters

@@ -7,6 +7,7 @@ tcp, udp, rtmp, srt), `pattern:[FPS[:SECONDS]]` (generated in memory), or `gst:P
 (`supervisor.py`) is written once; captures plug in by scheme (`capture.py`), one module each;
 both read a stream's settings from `options.py`.
 """
+
 from lrcn.stream.sources import gstreamer, pattern, pyav  # noqa: F401 - each registers its schemes
 from lrcn.stream.sources.capture import Capture, CaptureError, capture_class, register, scheme_of, schemes
 from lrcn.stream.sources.options import SourceOptions, check_options
@@ -24,6 +25,25 @@ from lrcn.stream.sources.supervisor import (
     timeline,
 )
 
-__all__ = ["FINAL_STATES", "Capture", "CaptureError", "Source", "SourceOptions", "SourceState", "StateChange",
-           "backoff_delay", "capture_class", "check_options", "check_source", "open_source", "parse_pattern", "pattern_frames",
-           "register", "scheme_of", "schemes", "stamped", "stream_name", "timeline"]
+__all__ = [
+    "FINAL_STATES",
+    "Capture",
+    "CaptureError",
+    "Source",
+    "SourceOptions",
+    "SourceState",
+    "StateChange",
+    "backoff_delay",
+    "capture_class",
+    "check_options",
+    "check_source",
+    "open_source",
+    "parse_pattern",
+    "pattern_frames",
+    "register",
+    "scheme_of",
+    "schemes",
+    "stamped",
+    "stream_name",
+    "timeline",
+]

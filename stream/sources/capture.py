@@ -13,6 +13,7 @@ with one `@register`ed Capture subclass:
         def frames(self): yield pts, frame    # pts in seconds, or None
         def to_rgb(self, frame): return image  # [H, W, 3] uint8
 """
+
 from __future__ import annotations
 
 import re
@@ -47,9 +48,9 @@ class Capture:
     """One open connection to a source (see the module docstring)."""
 
     schemes: ClassVar[tuple[str, ...]] = ()
-    description: str = ""          # one line for the `connected` status: size, codec, rate, decoder
-    fps: float | None = None       # the source's own frame rate, when it states one
-    timestamped: bool = True       # frames carry presentation times (else: timed by arrival or position)
+    description: str = ""  # one line for the `connected` status: size, codec, rate, decoder
+    fps: float | None = None  # the source's own frame rate, when it states one
+    timestamped: bool = True  # frames carry presentation times (else: timed by arrival or position)
     # Clip recording (stream.clips): a capture that `records` demuxes compressed packets of its
     # video `stream` (a PyAV stream) and hands each to `packet_tap` when one is set.
     records: ClassVar[bool] = False
@@ -66,8 +67,9 @@ class Capture:
     def check(cls, uri: str, size: tuple[int, int], options: SourceOptions) -> None:
         """Raise LrcnError with one line for what can be known wrong before any thread starts."""
 
-    def __init__(self, uri: str, size: tuple[int, int], options: SourceOptions,
-                 stopping: threading.Event | None = None):
+    def __init__(
+        self, uri: str, size: tuple[int, int], options: SourceOptions, stopping: threading.Event | None = None
+    ):
         raise NotImplementedError
 
     def frames(self) -> Iterator[tuple[float | None, Any]]:
@@ -136,10 +138,12 @@ def scheme_of(uri: str) -> str:
     scheme = match[1].lower() if match else ""
     if scheme in CAPTURES:
         return scheme
-    if "://" in uri or (match and not Path(uri).exists()):   # a file may have a colon in its name
-        raise LrcnError(f"unsupported source URL scheme {scheme or uri.split(':', 1)[0]!r} in {redact(uri)!r} "
-                        f"(known: {', '.join(sorted(s for s in CAPTURES.names() if s not in (CAMERA, FILE)))}, "
-                        f"file://, a file or a camera index)")
+    if "://" in uri or (match and not Path(uri).exists()):  # a file may have a colon in its name
+        raise LrcnError(
+            f"unsupported source URL scheme {scheme or uri.split(':', 1)[0]!r} in {redact(uri)!r} "
+            f"(known: {', '.join(sorted(s for s in CAPTURES.names() if s not in (CAMERA, FILE)))}, "
+            f"file://, a file or a camera index)"
+        )
     return FILE
 
 

@@ -34,6 +34,7 @@ Frames are timed by their PTS in stream time (a file's edit list applied, as FFm
 first frame must come within `open_timeout_s`, each next one within `read_timeout_s`; errors
 posted on the bus become one-line CaptureErrors, end of stream ends `frames()`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,14 +57,35 @@ from lrcn.stream.sources.capture import Capture, CaptureError, register
 from lrcn.stream.sources.pyav import Scaler, crop_problem
 
 PREFIX = "gst:"
-MISSING_BINDINGS = ("gst: sources need GStreamer's Python bindings: pip install 'lrcn-stream[gst]' and Debian's "
-                    "gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0")
+MISSING_BINDINGS = (
+    "gst: sources need GStreamer's Python bindings: pip install 'lrcn-stream[gst]' and Debian's "
+    "gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0"
+)
 # GStreamer raw formats -> the PyAV pixel formats with the same planes in the same order.
 FORMATS = {
-    "I420": "yuv420p", "NV12": "nv12", "NV21": "nv21", "Y42B": "yuv422p", "Y444": "yuv444p", "NV16": "nv16",
-    "YUY2": "yuyv422", "UYVY": "uyvy422", "YVYU": "yvyu422", "I420_10LE": "yuv420p10le", "P010_10LE": "p010le",
-    "RGB": "rgb24", "BGR": "bgr24", "RGBA": "rgba", "BGRA": "bgra", "ARGB": "argb", "ABGR": "abgr",
-    "RGBx": "rgb0", "BGRx": "bgr0", "xRGB": "0rgb", "xBGR": "0bgr", "GRAY8": "gray", "GRAY16_LE": "gray16le",
+    "I420": "yuv420p",
+    "NV12": "nv12",
+    "NV21": "nv21",
+    "Y42B": "yuv422p",
+    "Y444": "yuv444p",
+    "NV16": "nv16",
+    "YUY2": "yuyv422",
+    "UYVY": "uyvy422",
+    "YVYU": "yvyu422",
+    "I420_10LE": "yuv420p10le",
+    "P010_10LE": "p010le",
+    "RGB": "rgb24",
+    "BGR": "bgr24",
+    "RGBA": "rgba",
+    "BGRA": "bgra",
+    "ARGB": "argb",
+    "ABGR": "abgr",
+    "RGBx": "rgb0",
+    "BGRx": "bgr0",
+    "xRGB": "0rgb",
+    "xBGR": "0bgr",
+    "GRAY8": "gray",
+    "GRAY16_LE": "gray16le",
 }
 RAW_CAPS = f"video/x-raw, format=(string){{ {', '.join(FORMATS)} }}"
 # GStreamer's colorimetry -> FFmpeg's colour properties (both use the ITU-T H.273 matrix codes).
@@ -72,7 +94,7 @@ COLOR_RANGES = {"16-235": 1, "0-255": 2}
 # Sources that end, as a file does: they read one, or generate a test stream (unless is-live=true).
 FINITE_SOURCES = {"filesrc", "multifilesrc", "splitfilesrc", "videotestsrc"}
 HARDWARE_DECODER_NAMES = re.compile(r"nvv4l2decoder|nv\w*dec|vaapi\w*dec|va\w*dec|v4l2\w*dec|msdk\w*dec|qsv\w*dec")
-POLL_S = 0.1          # how often a wait for the next frame looks at the bus and the stop request
+POLL_S = 0.1  # how often a wait for the next frame looks at the bus and the stop request
 RTSP_LATENCY_MS = 200  # rtspsrc's jitter buffer; its default (2 s) would delay every frame by that much
 MAX_BUFFERS_FILE, MAX_BUFFERS_LIVE = 4, 8
 
@@ -83,7 +105,7 @@ def split_source(uri: str) -> tuple[str, str]:
     >>> split_source("gst:rtsp://cam/live"), split_source("gst:videotestsrc ! appsink"), split_source("gst:a.mp4")
     (('uri', 'rtsp://cam/live'), ('pipeline', 'videotestsrc ! appsink'), ('path', 'a.mp4'))
     """
-    text = uri[len(PREFIX):].strip()
+    text = uri[len(PREFIX) :].strip()
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
         return "uri", text
     return ("pipeline" if "!" in text else "path"), text
@@ -95,6 +117,7 @@ def _gst() -> SimpleNamespace:
     Imported here, not at the top, so that importing stream.sources never needs GStreamer."""
     try:
         import gi
+
         for namespace in ("Gst", "GstApp", "GstVideo"):
             gi.require_version(namespace, "1.0")
         from gi.repository import GLib, Gst, GstApp, GstVideo  # noqa: F401 - GstApp gives appsinks their methods
@@ -130,7 +153,7 @@ def _elements(bin_):
         result, element = iterator.next()
         if result == Gst.IteratorResult.OK:
             found.append(element)
-        elif result == Gst.IteratorResult.RESYNC:   # the bin changed while we looked: look again
+        elif result == Gst.IteratorResult.RESYNC:  # the bin changed while we looked: look again
             found.clear()
             iterator.resync()
         else:
@@ -156,8 +179,10 @@ def build_pipeline(uri: str, rtsp_transport: str = "tcp"):
     else:
         if kind == "path" and not Path(text).is_file():
             raise LrcnError(f"video not found: {text}")
-        element = Gst.parse_launch(f"uridecodebin name=decode caps=video/x-raw(ANY) expose-all-streams=false "
-                                   f"! {_converter()} ! appsink name=sink")
+        element = Gst.parse_launch(
+            f"uridecodebin name=decode caps=video/x-raw(ANY) expose-all-streams=false "
+            f"! {_converter()} ! appsink name=sink"
+        )
         decodebin = element.get_by_name("decode")
         decodebin.set_property("uri", Gst.filename_to_uri(text) if kind == "path" else text)
         decodebin.connect("source-setup", _set_up_source, rtsp_transport)
@@ -196,7 +221,7 @@ def _pipeline_is_live(text: str) -> bool:
     try:
         pipeline, _ = build_pipeline(PREFIX + text)
     except LrcnError:
-        return True   # the capture will fail with the reason; retrying is the live default
+        return True  # the capture will fail with the reason; retrying is the live default
     verdicts = [live for live in map(_source_is_live, _elements(pipeline)) if live is not None]
     return not verdicts or any(verdicts)
 
@@ -210,7 +235,7 @@ def _source_is_live(element) -> bool | None:
     if name in ("", "bin", "pipeline"):
         return None
     if any(t.direction == t.direction.SINK for t in element.get_factory().get_static_pad_templates()):
-        return None   # it takes data from upstream: no source
+        return None  # it takes data from upstream: no source
     if element.find_property("is-live") is not None and element.get_property("is-live"):
         return True
     return name not in FINITE_SOURCES
@@ -232,8 +257,9 @@ def _bus_error(bus) -> CaptureError | None:
     if detail and detail not in reason:
         reason += f" ({detail})"
     # No decoder for the stream's codec: trying again cannot help.
-    fatal = error.matches(Gst.core_error_quark(), Gst.CoreError.MISSING_PLUGIN) or \
-        error.matches(Gst.stream_error_quark(), Gst.StreamError.CODEC_NOT_FOUND)
+    fatal = error.matches(Gst.core_error_quark(), Gst.CoreError.MISSING_PLUGIN) or error.matches(
+        Gst.stream_error_quark(), Gst.StreamError.CODEC_NOT_FOUND
+    )
     return CaptureError(reason, fatal=fatal)
 
 
@@ -243,16 +269,20 @@ class _Layout:
     def __init__(self, caps):
         media = caps.to_string().split(",", 1)[0]
         if media != "video/x-raw":
-            raise CaptureError(f"the appsink gets {media}, not raw video in memory: put "
-                               f"'{_converter()} !' before it", fatal=True)
+            raise CaptureError(
+                f"the appsink gets {media}, not raw video in memory: put '{_converter()} !' before it", fatal=True
+            )
         self.caps = caps
         self.info = _video_info(caps)
         self.format = self.info.finfo.name
         if self.format not in FORMATS:
-            raise CaptureError(f"the appsink gets {self.format} frames, which PyAV cannot take: put "
-                               f"'videoconvert !' before it, or let it pick one of {', '.join(FORMATS)}", fatal=True)
+            raise CaptureError(
+                f"the appsink gets {self.format} frames, which PyAV cannot take: put "
+                f"'videoconvert !' before it, or let it pick one of {', '.join(FORMATS)}",
+                fatal=True,
+            )
         self.av_format = FORMATS[self.format]
-        self.color_range, self.colorspace = 0, 2   # unspecified: FFmpeg's defaults, as for a stream that says nothing
+        self.color_range, self.colorspace = 0, 2  # unspecified: FFmpeg's defaults, as for a stream that says nothing
         # GStreamer fills in a guess when a stream states no colorimetry; only a stated one is passed on.
         if caps.get_structure(0).has_field("colorimetry"):
             colorimetry = self.info.colorimetry
@@ -285,7 +315,7 @@ def _video_info(caps):
     GstVideo = _gst().GstVideo
     if hasattr(GstVideo.VideoInfo, "new_from_caps"):
         return GstVideo.VideoInfo.new_from_caps(caps)
-    info = GstVideo.VideoInfo()   # GStreamer before 1.20 (JetPack 5) fills the info in place
+    info = GstVideo.VideoInfo()  # GStreamer before 1.20 (JetPack 5) fills the info in place
     result = info.from_caps(caps)
     return result[1] if isinstance(result, tuple) else info
 
@@ -307,8 +337,10 @@ class GstCapture(Capture):
     @classmethod
     def check(cls, uri, size, options) -> None:
         if options.decoder not in ("cpu", "auto"):
-            raise LrcnError(f"decoder {options.decoder!r} does not apply to gst: sources: their pipeline picks the "
-                            f"decoder (name it there, e.g. '... ! nvv4l2decoder ! ...'); use cpu or auto")
+            raise LrcnError(
+                f"decoder {options.decoder!r} does not apply to gst: sources: their pipeline picks the "
+                f"decoder (name it there, e.g. '... ! nvv4l2decoder ! ...'); use cpu or auto"
+            )
         build_pipeline(uri, options.rtsp_transport)
         if cls.is_live(uri):
             return
@@ -338,8 +370,7 @@ class GstCapture(Capture):
         try:
             if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
                 raise _bus_error(self._bus) or CaptureError(f"cannot start {uri}")
-            self._first = self._pull(options.open_timeout_s,
-                                     f"no frame from {uri} within {options.open_timeout_s:g} s")
+            self._first = self._pull(options.open_timeout_s, f"no frame from {uri} within {options.open_timeout_s:g} s")
             if self._first is not None:
                 self._describe(self._first)
         except BaseException:
@@ -349,13 +380,15 @@ class GstCapture(Capture):
     def _describe(self, sample) -> None:
         layout = self._layout_of(sample)
         problem = crop_problem(self.options.crop, layout.info.width, layout.info.height)
-        if problem:   # retried: the source's resolution can change back
+        if problem:  # retried: the source's resolution can change back
             raise CaptureError(problem)
         self.fps = layout.fps
         decoders = [_factory_name(e) for e in _elements(self.pipeline) if _is_video_decoder(e.get_factory())]
         rate = f" at {self.fps:.1f} fps" if self.fps else ""
-        self.description = (f"{layout.info.width}x{layout.info.height} {layout.format}{rate}, "
-                            f"decoder {decoders[0] if decoders else 'none'} (gstreamer)")
+        self.description = (
+            f"{layout.info.width}x{layout.info.height} {layout.format}{rate}, "
+            f"decoder {decoders[0] if decoders else 'none'} (gstreamer)"
+        )
 
     def _layout_of(self, sample) -> _Layout:
         caps = sample.get_caps()
@@ -413,10 +446,16 @@ def doctor_lines() -> list[str]:
     except LrcnError as err:
         return [f"GStreamer: not usable from Python: {err}"]
     factories = Gst.ElementFactory.list_get_elements(Gst.ELEMENT_FACTORY_TYPE_DECODER, Gst.Rank.NONE)
-    hardware = sorted(f.get_name() for f in factories if _is_video_decoder(f) and (
-        "Hardware" in f.get_metadata("klass") or HARDWARE_DECODER_NAMES.fullmatch(f.get_name())))
-    return [f"{Gst.version_string()} (PyGObject {_gst().gi.__version__})",
-            f"GStreamer hardware video decoders: {', '.join(hardware) or 'none'}"]
+    hardware = sorted(
+        f.get_name()
+        for f in factories
+        if _is_video_decoder(f)
+        and ("Hardware" in f.get_metadata("klass") or HARDWARE_DECODER_NAMES.fullmatch(f.get_name()))
+    )
+    return [
+        f"{Gst.version_string()} (PyGObject {_gst().gi.__version__})",
+        f"GStreamer hardware video decoders: {', '.join(hardware) or 'none'}",
+    ]
 
 
 def _one_line(err) -> str:

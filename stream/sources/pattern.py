@@ -6,6 +6,7 @@ behaves like a file: paced at FPS by the supervisor (or as fast as the reader ta
 phase within the first frame interval before its first frame, as independent cameras do,
 rather than all streams delivering at the same instant.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,7 +26,7 @@ def parse_pattern(uri: str) -> tuple[float, float | None]:
     ((25.0, None), (30.0, None), (30.0, 2.5))
     """
     try:
-        parts = [float(p) for p in uri[len(PREFIX):].split(":") if p]
+        parts = [float(p) for p in uri[len(PREFIX) :].split(":") if p]
         fps = parts[0] if parts else 25.0
         seconds = parts[1] if len(parts) > 1 else None
         if len(parts) > 2 or not 0 < fps <= 10000 or (seconds is not None and not seconds > 0):
@@ -43,14 +44,14 @@ def pattern_frames(size: tuple[int, int], count: int = 50) -> np.ndarray:
     side = max(4, min(size) // 5)
     for i, frame in enumerate(frames):
         x = (i * max(1, (width - side) // count)) % max(1, width - side)
-        frame[height // 3:height // 3 + side, x:x + side] = (255, 220, 40)
+        frame[height // 3 : height // 3 + side, x : x + side] = (255, 220, 40)
     return frames
 
 
 @register
 class PatternCapture(Capture):
     schemes = ("pattern",)
-    fps: float      # a pattern always states its rate
+    fps: float  # a pattern always states its rate
 
     @classmethod
     def is_live(cls, uri: str) -> bool:

@@ -15,6 +15,7 @@ the pixels a live stream shows the model are the pixels it was trained on.
 opens, else the CPU, with the reason in the `connected` status; or a device type PyAV offers
 here (`lrcn doctor` lists them), which must work or the stream fails with the reason.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,7 +38,7 @@ from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, reg
 
 # The order `auto` tries hardware decoders in; a platform offers one or two of them.
 AUTO_PREFERENCE = ("cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "d3d12va", "dxva2", "vulkan")
-SCALE_FLAGS = "area"   # an averaging downscale, so an HD frame's detail does not alias at 112 px
+SCALE_FLAGS = "area"  # an averaging downscale, so an HD frame's detail does not alias at 112 px
 UDP_DEFAULTS = {"fifo_size": "50000000", "overrun_nonfatal": "1"}
 # Containers whose frames carry no presentation time, only their order at a constant rate: an
 # AVI's timestamps count chunks in decode order (packed B-frames come out mislabelled), and raw
@@ -74,6 +75,7 @@ if getattr(av.container.core, "time", None) is time:
 
 # -- decoders --------------------------------------------------------------------------------
 
+
 def hardware_decoders() -> list[str]:
     """The hardware device types this PyAV build knows (not all of them have a device here)."""
     return list(hwdevices_available())
@@ -91,8 +93,10 @@ def device_problem(kind: str) -> str | None:
 
 def check_decoder(decoder: str) -> None:
     if decoder not in ("cpu", "auto") and decoder not in hardware_decoders():
-        raise LrcnError(f"unknown decoder {decoder!r}: PyAV {av.__version__} here offers cpu, auto"
-                        f"{''.join(', ' + d for d in hardware_decoders())}")
+        raise LrcnError(
+            f"unknown decoder {decoder!r}: PyAV {av.__version__} here offers cpu, auto"
+            f"{''.join(', ' + d for d in hardware_decoders())}"
+        )
 
 
 def choose_hwaccel(decoder: str) -> tuple[HWAccel | None, str, str]:
@@ -114,6 +118,7 @@ def choose_hwaccel(decoder: str) -> tuple[HWAccel | None, str, str]:
 
 
 # -- conversion ------------------------------------------------------------------------------
+
 
 def crop_problem(crop: tuple[int, int, int, int] | None, width: int, height: int) -> str | None:
     """Why `crop` does not fit a width x height frame, or None.
@@ -150,12 +155,13 @@ class Scaler:
 
     def _build(self, frame: av.VideoFrame) -> av.filter.Graph:
         problem = crop_problem(self.crop, frame.width, frame.height)
-        if problem:   # the resolution changed: retried, it may change back
+        if problem:  # the resolution changed: retried, it may change back
             raise CaptureError(problem)
         height, width = self.size
         graph = av.filter.Graph()
-        nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
-                                  time_base=Fraction(1, 1000))]
+        nodes = [
+            graph.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
+        ]
         if self.crop is not None:
             x, y, w, h = self.crop
             nodes.append(graph.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"))
@@ -168,8 +174,13 @@ class Scaler:
 
 # -- the capture -----------------------------------------------------------------------------
 
-NOT_A_FILE = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
-              stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}
+NOT_A_FILE = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISFIFO: "a named pipe",
+    stat.S_ISSOCK: "a socket",
+}
 
 
 def file_path(uri: str) -> str:
@@ -240,15 +251,23 @@ class PyavCapture(Capture):
         url, input_format, ffmpeg_options = open_arguments(uri, options)
         hwaccel, kind, fallback_note = choose_hwaccel(options.decoder)
         try:
-            self.container = av.open(url, format=input_format, options=ffmpeg_options,
-                                     timeout=(options.open_timeout_s, options.read_timeout_s), hwaccel=hwaccel)
+            self.container = av.open(
+                url,
+                format=input_format,
+                options=ffmpeg_options,
+                timeout=(options.open_timeout_s, options.read_timeout_s),
+                hwaccel=hwaccel,
+            )
         except av.error.ExitError:
             raise CaptureError(f"no answer from {uri} within {options.open_timeout_s:g} s") from None
         except av.error.ProtocolNotFoundError:
             scheme = scheme_of(uri)
-            raise CaptureError(f"this PyAV's FFmpeg cannot read {scheme}:// (PyAV {av.__version__}, FFmpeg "
-                               f"{av.ffmpeg_version_info}); read it as gst:{uri} through GStreamer, or install a PyAV "
-                               f"built on an FFmpeg with {scheme}", fatal=True) from None
+            raise CaptureError(
+                f"this PyAV's FFmpeg cannot read {scheme}:// (PyAV {av.__version__}, FFmpeg "
+                f"{av.ffmpeg_version_info}); read it as gst:{uri} through GStreamer, or install a PyAV "
+                f"built on an FFmpeg with {scheme}",
+                fatal=True,
+            ) from None
         except (av.FFmpegError, OSError) as err:
             what = "video" if scheme_of(uri) == FILE else "source"
             raise CaptureError(f"cannot open {what} {uri}: {_one_line(err)}") from None
@@ -258,7 +277,7 @@ class PyavCapture(Capture):
             if hwaccel is not None and options.decoder != "auto" and not context.is_hwaccel:
                 raise CaptureError(f"decoder {options.decoder} cannot decode {context.name} here", fatal=True)
             problem = crop_problem(options.crop, context.width, context.height) if context.width else None
-            if problem:   # checked on every connect: a camera's resolution can change between connections
+            if problem:  # checked on every connect: a camera's resolution can change between connections
                 raise CaptureError(problem)
         except CaptureError:
             self.container.close()
@@ -282,9 +301,9 @@ class PyavCapture(Capture):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:
-                    decoded = ()   # a damaged packet (lost data): the decoder conceals it, reading goes on
-                if self.packet_tap is not None and packet.size:   # size 0: the demuxer's final flush packet
-                    self.packet_tap(packet)   # once decoded: a recorder's writer may change its fields
+                    decoded = ()  # a damaged packet (lost data): the decoder conceals it, reading goes on
+                if self.packet_tap is not None and packet.size:  # size 0: the demuxer's final flush packet
+                    self.packet_tap(packet)  # once decoded: a recorder's writer may change its fields
                 for frame in decoded:
                     yield frame.time, frame
         except av.error.ExitError:

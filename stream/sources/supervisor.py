@@ -14,6 +14,7 @@ drains it) and handed to `on_status`, which runs in the capture thread and must 
 >>> source.stop()                                                                      # doctest: +SKIP
 True
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,11 +61,11 @@ FINAL_STATES = frozenset({SourceState.ENDED, SourceState.FAILED, SourceState.STO
 class StateChange:
     stream: str
     state: SourceState
-    reason: str            # one line; empty when there is nothing to add
-    wall_time: float       # time.time() when it happened
+    reason: str  # one line; empty when there is nothing to add
+    wall_time: float  # time.time() when it happened
     monotonic_time: float  # time.monotonic() when it happened
-    segment: int           # the source's segment counter at that moment
-    frames: int            # frames decoded so far
+    segment: int  # the source's segment counter at that moment
+    frames: int  # frames decoded so far
 
 
 def stream_name(uri: str) -> str:
@@ -82,7 +83,7 @@ def stream_name(uri: str) -> str:
         parts = urlsplit(uri)
         try:
             port = parts.port
-        except ValueError:   # not a number: the capture's open says so; the id needs none
+        except ValueError:  # not a number: the capture's open says so; the id needs none
             port = None
         # Host, port and path only: never the user or password a URL may carry.
         text = "-".join(str(part) for part in (parts.hostname, port, parts.path.strip("/")) if part)
@@ -93,8 +94,9 @@ def stream_name(uri: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:64].rstrip("-") or "stream"
 
 
-def backoff_delay(failures: int, initial_s: float, max_s: float, jitter: float = 0.0,
-                  uniform: Callable[[], float] = random.random) -> float:
+def backoff_delay(
+    failures: int, initial_s: float, max_s: float, jitter: float = 0.0, uniform: Callable[[], float] = random.random
+) -> float:
     """Seconds to wait before the next attempt after `failures` consecutive failed attempts:
     doubling up to `max_s`, less a random fraction up to `jitter`, so cameras that dropped
     together do not all call back at the same instant.
@@ -104,7 +106,7 @@ def backoff_delay(failures: int, initial_s: float, max_s: float, jitter: float =
     >>> backoff_delay(9, 0.5, 10.0, jitter=0.2, uniform=lambda: 1.0)
     8.0
     """
-    return min(max_s, initial_s * 2.0 ** failures) * (1.0 - jitter * uniform())
+    return min(max_s, initial_s * 2.0**failures) * (1.0 - jitter * uniform())
 
 
 def stamped(capture: Capture, live: bool) -> Iterator[tuple[float | None, Any]]:
@@ -149,10 +151,18 @@ class Source:
     connection (a file's loop included), and closed when the thread ends.
     """
 
-    def __init__(self, uri: str, size: tuple[int, int], *, name: str | None = None,
-                 options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
-                 on_status: Callable[[StateChange], None] | None = None, recorder: ClipRecorder | None = None):
-        self.uri = uri              # only the capture opens it: it may hold a password
+    def __init__(
+        self,
+        uri: str,
+        size: tuple[int, int],
+        *,
+        name: str | None = None,
+        options: SourceOptions = SourceOptions(),
+        new_frame: threading.Event | None = None,
+        on_status: Callable[[StateChange], None] | None = None,
+        recorder: ClipRecorder | None = None,
+    ):
+        self.uri = uri  # only the capture opens it: it may hold a password
         self.display = redact(uri)  # what every other place shows
         self.capture_class = capture_class(uri)
         self.live = self.capture_class.is_live(uri)
@@ -162,18 +172,18 @@ class Source:
         self.size = size
         self.options = options
         self.ring = FrameRing(options.ring_capacity, size, new_frame, lossless=self.lossless, flow=options.flow)
-        self.motion = MotionTracker() if options.flow else None   # the capture thread's alone
+        self.motion = MotionTracker() if options.flow else None  # the capture thread's alone
         self.on_status = on_status
         if recorder is not None and not self.capture_class.records:
             raise LrcnError(f"cannot record clips from {redact(uri)}: only sources read through PyAV can")
         self.recorder = recorder
         self.state: SourceState | None = None
-        self.frames = 0           # frames decoded: the next frame's index
-        self.sampled = 0          # frames on the grid, written to the ring
-        self.flows = 0            # flow fields computed and written with their frame (a segment's first has none)
-        self.segment = -1         # becomes 0 at the first frame
+        self.frames = 0  # frames decoded: the next frame's index
+        self.sampled = 0  # frames on the grid, written to the ring
+        self.flows = 0  # flow fields computed and written with their frame (a segment's first has none)
+        self.segment = -1  # becomes 0 at the first frame
         self.reconnects = 0
-        self.jumps = 0            # timestamp jumps or resets within a connection
+        self.jumps = 0  # timestamp jumps or resets within a connection
         self.status_dropped = 0
         self._changes: deque[StateChange] = deque(maxlen=options.status_capacity)
         self._stopping = threading.Event()
@@ -190,7 +200,7 @@ class Source:
         self.ring.close()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        elif self._thread.ident is None and self.recorder is not None:   # never started: no thread will close it
+        elif self._thread.ident is None and self.recorder is not None:  # never started: no thread will close it
             self.recorder.close(timeout_s=0)
         return not self._thread.is_alive()
 
@@ -210,19 +220,33 @@ class Source:
     def stats(self) -> dict:
         """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
         ring = self.ring.stats()
-        return {"state": self.state.value if self.state else "created", "frames": self.frames,
-                "sampled": self.sampled, "flows": self.flows,
-                "segment": self.segment, "reconnects": self.reconnects,
-                "jumps": self.jumps, "dropped": ring["dropped"], "status_dropped": self.status_dropped,
-                **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"}}
+        return {
+            "state": self.state.value if self.state else "created",
+            "frames": self.frames,
+            "sampled": self.sampled,
+            "flows": self.flows,
+            "segment": self.segment,
+            "reconnects": self.reconnects,
+            "jumps": self.jumps,
+            "dropped": ring["dropped"],
+            "status_dropped": self.status_dropped,
+            **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"},
+        }
 
     # -- capture thread ----------------------------------------------------------------------
 
     def _emit(self, state: SourceState, reason: str = "") -> None:
         self.state = state
         # Reasons go to logs and every sink; a backend's error text may quote the URL it opened.
-        change = StateChange(stream=self.name, state=state, reason=redact(reason), wall_time=time.time(),
-                            monotonic_time=time.monotonic(), segment=self.segment, frames=self.frames)
+        change = StateChange(
+            stream=self.name,
+            state=state,
+            reason=redact(reason),
+            wall_time=time.time(),
+            monotonic_time=time.monotonic(),
+            segment=self.segment,
+            frames=self.frames,
+        )
         if len(self._changes) == self._changes.maxlen:
             self.status_dropped += 1
         self._changes.append(change)
@@ -237,13 +261,13 @@ class Source:
             self._run()
         finally:
             if self.recorder is not None:
-                self.recorder.close(timeout_s=0.0)   # its writer finishes the last clip by itself
+                self.recorder.close(timeout_s=0.0)  # its writer finishes the last clip by itself
 
     def _run(self) -> None:
         lower_thread_priority(self.options.capture_nice)
         options = self.options
-        failures = 0       # consecutive attempts that produced no frame
-        looping = False    # reopening a file at its end: not a state change
+        failures = 0  # consecutive attempts that produced no frame
+        looping = False  # reopening a file at its end: not a state change
         if not self._stopping.is_set():
             self._emit(SourceState.CONNECTING, self.display)
         while not self._stopping.is_set():
@@ -300,7 +324,7 @@ class Source:
 
     def _read(self, capture: Capture, announce: bool) -> tuple[str, str]:
         got_frame = False
-        schedule = None   # paced: (monotonic time, stream time) the schedule counts from
+        schedule = None  # paced: (monotonic time, stream time) the schedule counts from
         try:
             for t, jumped, frame in timeline(capture, self.live, Sampler(self.options.fps, capture.fps)):
                 if self._stopping.is_set():
@@ -333,8 +357,9 @@ class Source:
                 self.reconnects += 1
             self._emit(SourceState.CONNECTED, capture.description)
 
-    def _deliver(self, capture: Capture, frame, t: float, arrived: float,
-                 schedule: tuple[float, float] | None) -> tuple[bool, tuple[float, float] | None]:
+    def _deliver(
+        self, capture: Capture, frame, t: float, arrived: float, schedule: tuple[float, float] | None
+    ) -> tuple[bool, tuple[float, float] | None]:
         """Convert a sampled frame, wait for its time when paced, and write it to the ring:
         (False, _) when the source is stopping, else (True, the schedule to keep)."""
         image = capture.to_rgb(frame)
@@ -392,14 +417,20 @@ def lower_thread_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
 
 
-def open_source(uri: str, size: tuple[int, int], *, name: str | None = None,
-                options: SourceOptions = SourceOptions(), new_frame: threading.Event | None = None,
-                on_status: Callable[[StateChange], None] | None = None, start: bool = True,
-                recorder: ClipRecorder | None = None) -> Source:
+def open_source(
+    uri: str,
+    size: tuple[int, int],
+    *,
+    name: str | None = None,
+    options: SourceOptions = SourceOptions(),
+    new_frame: threading.Event | None = None,
+    on_status: Callable[[StateChange], None] | None = None,
+    start: bool = True,
+    recorder: ClipRecorder | None = None,
+) -> Source:
     """`check_source`, then the Source, started unless start=False."""
     check_source(uri, size, options)
-    source = Source(uri, size, name=name, options=options, new_frame=new_frame, on_status=on_status,
-                    recorder=recorder)
+    source = Source(uri, size, name=name, options=options, new_frame=new_frame, on_status=on_status, recorder=recorder)
     return source.start() if start else source
 
 

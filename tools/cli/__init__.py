@@ -6,6 +6,7 @@ This package imports nothing on its own, so a command's module costs only what i
 `lrcn serve` takes SIGHUP as "reload" from the moment `main` is called, before the command line
 and the runtime load (hangups.py).
 """
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@ The frames go through the same capture, sampling grid, flow (for a bundle that s
 scheduler and window code as `lrcn serve` (encoded once per modality, exact windows by
 default), read as fast as they decode.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -40,8 +41,9 @@ def draw_prediction(frame_bgr: np.ndarray, prediction: Prediction | None) -> Non
         scale *= (frame_bgr.shape[1] - 8) / width
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     cv2.rectangle(frame_bgr, (0, 0), (width + 8, height + baseline + 8), (0, 0, 0), -1)
-    cv2.putText(frame_bgr, text, (4, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
-                cv2.LINE_AA)
+    cv2.putText(
+        frame_bgr, text, (4, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA
+    )
 
 
 def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
@@ -54,9 +56,20 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWrite
     return writer
 
 
-def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_every: int | None = None,
-             smooth: str | None = None, fps: float | None = None, backend: str = "onnxruntime",
-             threads: int | None = None, novelty: str | float | None = None) -> dict:
+def annotate(
+    bundle_dir,
+    video,
+    out,
+    *,
+    mode: str = EXACT,
+    hop: int = 1,
+    reset_every: int | None = None,
+    smooth: str | None = None,
+    fps: float | None = None,
+    backend: str = "onnxruntime",
+    threads: int | None = None,
+    novelty: str | float | None = None,
+) -> dict:
     """Write `out`; return {"frames", "predictions", "unknown", "guarded", "out"}. With the bundle's
     open-set guard (or a `novelty` threshold; "off" for none), a window scored over the threshold
     is drawn as `unknown`, as `lrcn serve` publishes it."""
@@ -66,8 +79,9 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
     options = SourceOptions(fps=fps or spec.fps, pace=False)
     check_source(str(video), spec.input_size, options)
     plan = StreamPlan("video", WindowConfig(mode, hop, reset_every), parse_smoothing(smooth))
-    scheduler = Scheduler(bundle.head, spec.clip_length, bundle.encoder, [plan],
-                          novelty=bundle.novelty if threshold is not None else None)
+    scheduler = Scheduler(
+        bundle.head, spec.clip_length, bundle.encoder, [plan], novelty=bundle.novelty if threshold is not None else None
+    )
     motion = MotionTracker() if bundle.needs_flow else None
     capture = PyavCapture(str(video), spec.input_size, options)
     out = Path(out)
@@ -101,15 +115,20 @@ def annotate(bundle_dir, video, out, *, mode: str = EXACT, hop: int = 1, reset_e
                 draw_prediction(bgr, current)
                 writer.write(bgr)
             index += len(chunk)
-    except CaptureError as err:   # a file that breaks part way: what was decoded before the break is written
+    except CaptureError as err:  # a file that breaks part way: what was decoded before the break is written
         if err.fatal:
             raise LrcnError(f"{video}: {err.reason}") from None
     finally:
         capture.close()
         if writer is not None:
             writer.release()
-    return {"frames": index, "predictions": predictions, "unknown": unknown, "guarded": threshold is not None,
-            "out": str(out)}
+    return {
+        "frames": index,
+        "predictions": predictions,
+        "unknown": unknown,
+        "guarded": threshold is not None,
+        "out": str(out),
+    }
 
 
 def guarded(prediction: Prediction, threshold: float | None) -> Prediction:

@@ -1,6 +1,7 @@
 """What the commands share: argument types, the head flags, the TensorFlow check, the split flags,
 a result's printout. A library for the command modules (tools/cli/commands.py), so that none of them
 imports another to borrow its flags."""
+
 from __future__ import annotations
 
 import argparse
@@ -125,8 +126,10 @@ def choose_split(dataset, args):
 
 
 def print_result(result: dict) -> None:
-    print(f"video accuracy {result['video_correct']}/{result['videos']} = {result['video_accuracy']:.3f}, "
-          f"clip accuracy {result['clip_accuracy']:.3f} over {result['clips']} clips")
+    print(
+        f"video accuracy {result['video_correct']}/{result['videos']} = {result['video_accuracy']:.3f}, "
+        f"clip accuracy {result['clip_accuracy']:.3f} over {result['clips']} clips"
+    )
     for name, row in result["per_class"].items():
         fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
         print(f"  {name:<28} precision {fmt(row['precision'])}  recall {fmt(row['recall'])}  n={row['support']}")

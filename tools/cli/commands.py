@@ -26,6 +26,7 @@ positional arguments would otherwise take the second word; `lrcn --help` lists o
 >>> args.run(args)
 hello, world
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,13 +43,26 @@ from lrcn.tools.cli.quiet import quiet_libraries
 # The module that registers each built-in command, in the order `lrcn --help` lists them. Running
 # one command imports its module only (`lrcn --help` imports them all), so PyAV, OpenCV and
 # ZeroMQ cost `lrcn train` nothing and the training code costs `lrcn serve` nothing.
-BUILT_IN = {"demo": "lrcn.tools.cli.demo", "synth": "lrcn.tools.cli.synth", "train": "lrcn.tools.cli.train",
-            "evaluate": "lrcn.tools.cli.train", "export": "lrcn.tools.cli.export", "engine": "lrcn.tools.cli.export",
-            "doctor": "lrcn.tools.cli.doctor", "keys": "lrcn.tools.cli.keys", "proxy": "lrcn.tools.cli.proxy",
-            "serve": "lrcn.tools.cli.serve", "annotate": "lrcn.tools.cli.annotate",
-            "stream-accuracy": "lrcn.tools.stream_accuracy.streaming_accuracy", "bench": "lrcn.tools.evidence.bench",
-            "bench capture": "lrcn.tools.evidence.bench_capture", "soak": "lrcn.tools.evidence.soak", "faults": "lrcn.tools.evidence.faults",
-            "watch": "lrcn.tools.cli.watch", "novelty": "lrcn.tools.cli.novelty"}
+BUILT_IN = {
+    "demo": "lrcn.tools.cli.demo",
+    "synth": "lrcn.tools.cli.synth",
+    "train": "lrcn.tools.cli.train",
+    "evaluate": "lrcn.tools.cli.train",
+    "export": "lrcn.tools.cli.export",
+    "engine": "lrcn.tools.cli.export",
+    "doctor": "lrcn.tools.cli.doctor",
+    "keys": "lrcn.tools.cli.keys",
+    "proxy": "lrcn.tools.cli.proxy",
+    "serve": "lrcn.tools.cli.serve",
+    "annotate": "lrcn.tools.cli.annotate",
+    "stream-accuracy": "lrcn.tools.stream_accuracy.streaming_accuracy",
+    "bench": "lrcn.tools.evidence.bench",
+    "bench capture": "lrcn.tools.evidence.bench_capture",
+    "soak": "lrcn.tools.evidence.soak",
+    "faults": "lrcn.tools.evidence.faults",
+    "watch": "lrcn.tools.cli.watch",
+    "novelty": "lrcn.tools.cli.novelty",
+}
 
 Run = Callable[[argparse.Namespace], object]
 AddArguments = Callable[[argparse.ArgumentParser], object]
@@ -58,41 +72,52 @@ AddArguments = Callable[[argparse.ArgumentParser], object]
 class Command:
     name: str
     run: Run
-    arguments: AddArguments | None = None    # adds the command's own arguments to its parser
-    help: str | None = None                  # its line in `lrcn --help`
-    parser_options: dict = field(default_factory=dict)   # ArgumentParser's: description, epilog
+    arguments: AddArguments | None = None  # adds the command's own arguments to its parser
+    help: str | None = None  # its line in `lrcn --help`
+    parser_options: dict = field(default_factory=dict)  # ArgumentParser's: description, epilog
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     """What every command prints besides its results: its log lines, and libraries' noise."""
     output = parser.add_argument_group("output")
     output.add_argument("--log-level", choices=LEVELS, default="info", help="lowest level logged (default info)")
-    output.add_argument("--log-format", choices=FORMATS, default="text",
-                        help="text, or json: one object per line, for a log shipper (default text)")
-    output.add_argument("--verbose", action="store_true",
-                        help="also show TensorFlow's C++ log lines and Python warnings (hidden by default)")
+    output.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="text",
+        help="text, or json: one object per line, for a log shipper (default text)",
+    )
+    output.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's C++ log lines and Python warnings (hidden by default)",
+    )
 
 
 class Commands:
     """A command line made of registered commands; `built_in` maps each built-in command to the
     module that registers it."""
 
-    def __init__(self, built_in: Mapping[str, str] | None = None, *, prog: str = "lrcn",
-                 description: str | None = None):
+    def __init__(
+        self, built_in: Mapping[str, str] | None = None, *, prog: str = "lrcn", description: str | None = None
+    ):
         self.built_in = dict(built_in or {})
         self.prog = prog
         self.description = description
         self._commands: dict[str, Command] = {}
 
-    def command(self, name: str, *, help: str | None = None, arguments: AddArguments | None = None,
-                **parser_options) -> Callable[[Run], Run]:
+    def command(
+        self, name: str, *, help: str | None = None, arguments: AddArguments | None = None, **parser_options
+    ) -> Callable[[Run], Run]:
         """Register the decorated function as `lrcn NAME`; `arguments(parser)` adds its arguments."""
+
         def register(run: Run) -> Run:
             known = self._commands.get(name)
             if known is not None and not _same_function(known.run, run):
                 raise ValueError(f"command {name!r} is registered twice: {known.run.__module__} and {run.__module__}")
             self._commands[name] = Command(name, run, arguments, help, parser_options)
             return run
+
         return register
 
     def names(self) -> list[str]:
@@ -129,7 +154,7 @@ class Commands:
         if len(argv) >= 2 and two_words in self._commands:
             args = self.own_parser(two_words).parse_args(argv[2:])
         elif argv and not argv[0].startswith("-") and argv[0] not in self._commands:
-            self._load_built_in()   # a command registered by no built-in module is still listed
+            self._load_built_in()  # a command registered by no built-in module is still listed
             known = ", ".join(name for name in self._commands if " " not in name)
             print(f"{self.prog}: error: unknown command {argv[0]!r} (choose from {known})", file=sys.stderr)
             return 2
@@ -164,11 +189,17 @@ def _same_function(a: Run, b: Run) -> bool:
     """One function, imported twice: `python -m lrcn.tools.evidence.bench` runs the file as __main__, and the
     registry then imports it again by name."""
     code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
-    return (code_a is not None and code_b is not None and code_a.co_filename == code_b.co_filename
-            and a.__qualname__ == b.__qualname__)
+    return (
+        code_a is not None
+        and code_b is not None
+        and code_a.co_filename == code_b.co_filename
+        and a.__qualname__ == b.__qualname__
+    )
 
 
-COMMANDS = Commands(BUILT_IN, prog="lrcn", description="`lrcn`: the command line, a thin layer over models/ and stream/.")
+COMMANDS = Commands(
+    BUILT_IN, prog="lrcn", description="`lrcn`: the command line, a thin layer over models/ and stream/."
+)
 command = COMMANDS.command
 build_parser = COMMANDS.parser
 main = COMMANDS.main

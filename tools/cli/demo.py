@@ -9,6 +9,7 @@
 5. subscribe over a real socket, print predictions against the ground truth with their
    latency, and end with the streaming accuracy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,33 @@ def train_small_lrcn(workdir: Path, quick: bool) -> tuple[Path, dict]:
         synth.write_dataset(data, videos_per_class=6, n_frames=24, size=SIZE, seed=0, groups=2)
     dataset = discover(data, "ucf101")
     train_videos, test_videos = split_by_groups(list(dataset.videos), ["02"])
-    spec = ModelSpec(classes=dataset.classes, backbone="small", input_size=(SIZE, SIZE), clip_length=CLIP_LENGTH,
-                     fps=FPS, lstm_units=128, feature_dropout=0.0, lstm_dropout=0.0)
+    spec = ModelSpec(
+        classes=dataset.classes,
+        backbone="small",
+        input_size=(SIZE, SIZE),
+        clip_length=CLIP_LENGTH,
+        fps=FPS,
+        lstm_units=128,
+        feature_dropout=0.0,
+        lstm_dropout=0.0,
+    )
     # Fresh clips every batch: fixed synthetic videos get memorised by their backgrounds.
-    config = TrainConfig(epochs=2 if quick else 8, batch_size=16, learning_rate=1e-3, patience=8,
-                         synthetic_clips=400 if quick else 1400, refit=False, cache_dir=str(workdir / "cache"),
-                         progress=False)
-    print(f"[1/3] training a small LRCN ({SIZE}x{SIZE}, T={CLIP_LENGTH} at {FPS:g} fps) on "
-          f"{config.epochs} x {config.synthetic_clips} freshly rendered clips; testing on {len(test_videos)} "
-          f"videos of an unseen group (chance: {1 / len(dataset.classes):.2f})", flush=True)
+    config = TrainConfig(
+        epochs=2 if quick else 8,
+        batch_size=16,
+        learning_rate=1e-3,
+        patience=8,
+        synthetic_clips=400 if quick else 1400,
+        refit=False,
+        cache_dir=str(workdir / "cache"),
+        progress=False,
+    )
+    print(
+        f"[1/3] training a small LRCN ({SIZE}x{SIZE}, T={CLIP_LENGTH} at {FPS:g} fps) on "
+        f"{config.epochs} x {config.synthetic_clips} freshly rendered clips; testing on {len(test_videos)} "
+        f"videos of an unseen group (chance: {1 / len(dataset.classes):.2f})",
+        flush=True,
+    )
     bundle = workdir / "bundle"
     result = train_and_test(spec, train_videos, test_videos, bundle, config)
     print_result(result)
@@ -67,12 +86,18 @@ def score_stream(predictions: list[dict], labels: list[str]) -> dict:
     """Accuracy of the published labels against the ground truth at the frame each was published
     for, over all predictions and over those whose window lies inside one action."""
     right = [p["label"] == truth_at(labels, p["frame_index"]) for p in predictions]
-    pure = [ok for p, ok in zip(predictions, right)
-            if truth_at(labels, p["window"][0]) == truth_at(labels, p["window"][1])]
+    pure = [
+        ok for p, ok in zip(predictions, right) if truth_at(labels, p["window"][0]) == truth_at(labels, p["window"][1])
+    ]
     latency = percentiles([p["latency_ms"] for p in predictions] or [0.0])
-    return {"predictions": len(predictions), "accuracy": float(np.mean(right)) if right else 0.0,
-            "within_one_action": len(pure), "accuracy_within_one_action": float(np.mean(pure)) if pure else 0.0,
-            "latency_ms_p50": latency["p50"], "latency_ms_p99": latency["p99"]}
+    return {
+        "predictions": len(predictions),
+        "accuracy": float(np.mean(right)) if right else 0.0,
+        "within_one_action": len(pure),
+        "accuracy_within_one_action": float(np.mean(pure)) if pure else 0.0,
+        "latency_ms_p50": latency["p50"],
+        "latency_ms_p99": latency["p99"],
+    }
 
 
 def serve_and_watch(bundle: Path, workdir: Path, seconds: float) -> dict:
@@ -82,13 +107,20 @@ def serve_and_watch(bundle: Path, workdir: Path, seconds: float) -> dict:
 
     # Short segments: a long one grows or shrinks more slowly than any training clip (the size
     # range is fixed), which the model reads as still.
-    video, sidecar = synth.write_continuous(workdir / "live.avi", duration_s=seconds, size=SIZE, seed=7,
-                                            min_segment_s=1.5, max_segment_s=2.5)
+    video, sidecar = synth.write_continuous(
+        workdir / "live.avi", duration_s=seconds, size=SIZE, seed=7, min_segment_s=1.5, max_segment_s=2.5
+    )
     labels = synth.read_labels(sidecar)["labels"]
-    pipeline = Pipeline(bundle, [StreamConfig(str(video), id="synthcam", mode="exact", hop=1, pace=True)],
-                        PipelineOptions(endpoint="tcp://127.0.0.1:*"))
-    print(f"[3/3] serving {video.name} ({seconds:g} s, paced like a camera) on {pipeline.endpoint}; "
-          f"a subscriber prints what it receives", flush=True)
+    pipeline = Pipeline(
+        bundle,
+        [StreamConfig(str(video), id="synthcam", mode="exact", hop=1, pace=True)],
+        PipelineOptions(endpoint="tcp://127.0.0.1:*"),
+    )
+    print(
+        f"[3/3] serving {video.name} ({seconds:g} s, paced like a camera) on {pipeline.endpoint}; "
+        f"a subscriber prints what it receives",
+        flush=True,
+    )
     predictions, shown = [], None
     with Subscriber(pipeline.endpoint, ["pred/"]) as subscriber:
         time.sleep(0.3)  # let the subscription reach the publisher before the first frame
@@ -104,8 +136,11 @@ def serve_and_watch(bundle: Path, workdir: Path, seconds: float) -> dict:
             truth = truth_at(labels, p["frame_index"])
             if (p["label"], truth) != shown or len(predictions) % 10 == 0:
                 mark = "ok" if p["label"] == truth else "--"
-                print(f"  frame {p['frame_index']:4d}  truth {truth:<10}  published {p['label']:<10} "
-                      f"{p['score']:.2f}  latency {p['latency_ms']:5.1f} ms  {mark}", flush=True)
+                print(
+                    f"  frame {p['frame_index']:4d}  truth {truth:<10}  published {p['label']:<10} "
+                    f"{p['score']:.2f}  latency {p['latency_ms']:5.1f} ms  {mark}",
+                    flush=True,
+                )
                 shown = (p["label"], truth)
     stats = pipeline.stop()
     return score_stream(predictions, labels) | {"pipeline": stats}
@@ -117,10 +152,12 @@ def run_demo(workdir: Path, quick: bool = False, stream_seconds: float | None = 
     bundle, result = train_small_lrcn(workdir, quick)
     export(bundle, workdir / "synth")
     streaming = serve_and_watch(bundle, workdir, stream_seconds or (8.0 if quick else 30.0))
-    print(f"streaming accuracy {streaming['accuracy']:.3f} over {streaming['predictions']} predictions "
-          f"({streaming['accuracy_within_one_action']:.3f} over the {streaming['within_one_action']} whose "
-          f"window shows one action); latency p50 {streaming['latency_ms_p50']:.1f} ms, "
-          f"p99 {streaming['latency_ms_p99']:.1f} ms")
+    print(
+        f"streaming accuracy {streaming['accuracy']:.3f} over {streaming['predictions']} predictions "
+        f"({streaming['accuracy_within_one_action']:.3f} over the {streaming['within_one_action']} whose "
+        f"window shows one action); latency p50 {streaming['latency_ms_p50']:.1f} ms, "
+        f"p99 {streaming['latency_ms_p99']:.1f} ms"
+    )
     summary = {"test": result, "streaming": streaming, "seconds": round(time.time() - started, 1)}
     (workdir / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"bundle: {bundle}; report: {workdir / 'demo.json'}; done in {summary['seconds']:.0f} s")
@@ -132,8 +169,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smallest run, for smoke tests")
 
 
-@command("demo", help="synthesise data, train a small LRCN, evaluate it (no camera, no network)",
-         arguments=add_arguments)
+@command(
+    "demo", help="synthesise data, train a small LRCN, evaluate it (no camera, no network)", arguments=add_arguments
+)
 def run(args) -> None:
     require_tensorflow()
     run_demo(Path(args.workdir), quick=args.quick)

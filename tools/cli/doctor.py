@@ -1,4 +1,5 @@
 """`lrcn doctor`: which decoders and inference backends this machine has, and why a missing one is missing."""
+
 from __future__ import annotations
 
 import importlib
@@ -33,8 +34,10 @@ def onnxruntime_lines() -> list[str]:
 
     available = onnxruntime.get_available_providers()
     lines = [f"onnxruntime {onnxruntime.__version__}: execution providers {', '.join(available)}"]
-    for provider, why in (("CUDAExecutionProvider", "needs onnxruntime-gpu and a CUDA GPU"),
-                          ("TensorrtExecutionProvider", "needs onnxruntime-gpu built with TensorRT, and TensorRT")):
+    for provider, why in (
+        ("CUDAExecutionProvider", "needs onnxruntime-gpu and a CUDA GPU"),
+        ("TensorrtExecutionProvider", "needs onnxruntime-gpu built with TensorRT, and TensorRT"),
+    ):
         if provider not in available:
             lines.append(f"  {provider}: not available ({why})")
     int8 = "yes" if importlib.util.find_spec("onnx") else "no (quantising needs the onnx package: the train extra)"
@@ -83,22 +86,31 @@ def decoder_lines() -> list[str]:
     lines = [f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info}): decoder cpu always; hardware decoders:"]
     for kind in hardware_decoders():
         problem = device_problem(kind)
-        lines.append(f"  {kind}: " + ("usable (--decoder " + kind + ")" if problem is None else f"not usable here ({problem})"))
+        lines.append(
+            f"  {kind}: " + ("usable (--decoder " + kind + ")" if problem is None else f"not usable here ({problem})")
+        )
     if not hardware_decoders():
         lines.append("  none in this PyAV build")
     return lines + gstreamer.doctor_lines()
 
 
 def doctor_lines() -> list[str]:
-    lines = [(f"python {platform.python_version()} on {platform.machine()}, numpy {version('numpy')}, "
-              f"opencv {version('opencv-python-headless') or version('opencv-python')}")]
+    lines = [
+        (
+            f"python {platform.python_version()} on {platform.machine()}, numpy {version('numpy')}, "
+            f"opencv {version('opencv-python-headless') or version('opencv-python')}"
+        )
+    ]
     lines += decoder_lines()
     lines += onnxruntime_lines()
     lines += gpu_lines()
     lines += backend_lines()
     tensorflow = version("tensorflow-cpu") or version("tensorflow")
-    lines.append(f"TensorFlow {tensorflow} (training and export only; the runtime does not import it)"
-                 if tensorflow else "TensorFlow: not installed (needed to train and export, not to run a bundle)")
+    lines.append(
+        f"TensorFlow {tensorflow} (training and export only; the runtime does not import it)"
+        if tensorflow
+        else "TensorFlow: not installed (needed to train and export, not to run a bundle)"
+    )
     return lines
 
 

@@ -5,6 +5,7 @@ process, and the bundle and runtime take seconds to load, so a SIGHUP sent while
 (a `systemctl reload` right after `start`) would kill it. `queue()` is called before any heavy
 import; the main loop takes the queued SIGHUP (`take()`) once it serves, and reloads then.
 """
+
 from __future__ import annotations
 
 import signal

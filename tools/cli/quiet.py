@@ -17,6 +17,7 @@ drained, so none of our own lines (`lrcn: ...`, progress, `lrcn: error: ...`) is
 Python's side: warnings are ignored, and the `tensorflow` and `absl` loggers (retracing
 notes, Keras saving notes) only let errors through.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -118,7 +119,7 @@ def _pump(read: int, real: int) -> None:
 def _write(fd: int, data: bytes) -> None:
     try:
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
     except OSError:  # the real stderr is gone (closed, a broken pipe): keep draining regardless
         pass
 

@@ -9,6 +9,7 @@ running configuration stays. With --metrics (or `metrics =` in the file), one HT
 
 Exit status: 0 when every stream ended or was stopped, 1 when any stream failed (gave up after
 --max-attempts, or met a fault that retrying cannot fix), 2 for bad usage or configuration."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,29 +24,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Each setting's flag is its deployment-file key with dashes; its help and default come from
     stream/settings.py. The older spellings still work (hidden)."""
     parser.add_argument("bundle")
-    parser.add_argument("sources", nargs="*", metavar="SOURCE",
-                        help="camera index or /dev/videoN, video file, rtsp/http/tcp/udp/rtmp/srt URL, "
-                             "gst:PIPELINE, pattern:[FPS[:SECONDS]], or synth:[SECONDS[:SEED]]")
-    parser.add_argument("--name", action="append",
-                        help=f"stream id of the next SOURCE, in order (repeatable; {schema.STREAM_ID_RULE})")
-    parser.add_argument("--config", metavar="TOML", help="deployment file: [[stream]] tables and settings "
-                                                         "(docs/reference/settings.md lists them)")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="camera index or /dev/videoN, video file, rtsp/http/tcp/udp/rtmp/srt URL, "
+        "gst:PIPELINE, pattern:[FPS[:SECONDS]], or synth:[SECONDS[:SEED]]",
+    )
+    parser.add_argument(
+        "--name", action="append", help=f"stream id of the next SOURCE, in order (repeatable; {schema.STREAM_ID_RULE})"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="TOML",
+        help="deployment file: [[stream]] tables and settings (docs/reference/settings.md lists them)",
+    )
     add_head_arguments(parser)
     top = schema.Settings
     publish = parser.add_mutually_exclusive_group()
     add_setting(publish, top, "endpoint")
     add_setting(publish, top, "connect", metavar="ENDPOINT")
-    parser.add_argument("--mqtt", action="append", metavar="URL",
-                        help="also publish to an MQTT broker: mqtt[s]://[USER:PASSWORD@]HOST[:PORT][/PREFIX] "
-                             "(topics PREFIX/<stream>/pred|status|event; repeatable; [[sink]] tables set more)")
-    parser.add_argument("--jsonl", action="append", metavar="PATH",
-                        help="also write every prediction, status and event to PATH, one JSON line each, "
-                             "rotated at 100 MB (repeatable)")
+    parser.add_argument(
+        "--mqtt",
+        action="append",
+        metavar="URL",
+        help="also publish to an MQTT broker: mqtt[s]://[USER:PASSWORD@]HOST[:PORT][/PREFIX] "
+        "(topics PREFIX/<stream>/pred|status|event; repeatable; [[sink]] tables set more)",
+    )
+    parser.add_argument(
+        "--jsonl",
+        action="append",
+        metavar="PATH",
+        help="also write every prediction, status and event to PATH, one JSON line each, "
+        "rotated at 100 MB (repeatable)",
+    )
     add_setting(parser, top, "curve_keys", metavar="DIR")
     add_setting(parser, top, "curve_client", metavar="NAME")
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--pace", dest="pace", action="store_true", default=True,
-                      help="files: deliver frames at the file's rate, like a camera (default)")
+    pace.add_argument(
+        "--pace",
+        dest="pace",
+        action="store_true",
+        default=True,
+        help="files: deliver frames at the file's rate, like a camera (default)",
+    )
     pace.add_argument("--no-pace", dest="pace", action="store_false", help="files: as fast as they decode")
     parser.add_argument("--loop", action="store_true", help=schema.describe(schema.Stream, "loop"))
     parser.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
@@ -57,16 +79,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_setting(capture, top, "read_timeout_s", "--read-timeout", type=float, metavar="S")
     add_setting(capture, top, "backoff_max_s", "--backoff-max", type=float, metavar="S")
     add_setting(capture, top, "max_attempts", type=int, metavar="N")
-    events = parser.add_argument_group("events", "turn each SOURCE's predictions into event/<stream> messages "
-                                                 "(any of these flags turns them on)")
+    events = parser.add_argument_group(
+        "events", "turn each SOURCE's predictions into event/<stream> messages (any of these flags turns them on)"
+    )
     add_setting(events, schema.Events, "min_score", type=float, metavar="S")
     add_setting(events, schema.Events, "min_duration_s", "--min-duration", type=float, metavar="S")
     add_setting(events, schema.Events, "cooldown_s", "--cooldown", type=float, metavar="S")
     add_setting(events, schema.Events, "classes", "--watch-classes", metavar="A,B")
     add_setting(events, schema.Events, "ignore", "--ignore-classes", metavar="A,B")
     add_setting(events, schema.Events, "update_s", "--event-updates", type=float, metavar="S")
-    events.add_argument("--record", metavar="DIR", help="write an MP4 per event to DIR/<stream>/, remuxed from the "
-                                                        "camera's own packets (PyAV sources): a `record` table's dir")
+    events.add_argument(
+        "--record",
+        metavar="DIR",
+        help="write an MP4 per event to DIR/<stream>/, remuxed from the "
+        "camera's own packets (PyAV sources): a `record` table's dir",
+    )
     add_setting(events, schema.Record, "pre_s", "--pre-roll", type=float, metavar="S")
     add_setting(events, schema.Record, "post_s", "--post-roll", type=float, metavar="S")
     add_setting(events, schema.Record, "max_clip_s", type=float, metavar="S")
@@ -95,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @command("serve", help="run a bundle on live sources and publish predictions over ZeroMQ", arguments=add_arguments)
 def run(args) -> int:
     """Serve until done; the exit status (0, or 1 when a stream failed)."""
-    hangups.queue()   # already done by tools/cli/__init__.py for `lrcn serve`; here for main(["serve", ...])
+    hangups.queue()  # already done by tools/cli/__init__.py for `lrcn serve`; here for main(["serve", ...])
     # Imported here, not above: every `lrcn` command builds the whole command line, and the
     # runtime (PyAV, OpenCV, ZeroMQ, Prometheus) would cost each of them its start-up time.
     from lrcn.tools.cli.serving import serve

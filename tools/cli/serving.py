@@ -1,6 +1,7 @@
 """What `lrcn serve` does once its arguments are parsed (tools/cli/serve.py holds the command and
 its arguments): the streams and options from flags and the deployment file, the pipeline
 and the service port run until the end, signals, reloads and the final stats."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,7 @@ def synthetic_source(uri: str, size: tuple[int, int], folder: Path) -> str:
     from lrcn.models import synth
 
     try:
-        parts = [p for p in uri[len(SYNTH_PREFIX):].split(":") if p]
+        parts = [p for p in uri[len(SYNTH_PREFIX) :].split(":") if p]
         seconds = float(parts[0]) if parts else 60.0
         seed = int(parts[1]) if len(parts) > 1 else 0
         if len(parts) > 2 or seconds <= 0:
@@ -102,14 +103,32 @@ def streams_from_args(args, settings: dict) -> list[StreamConfig]:
     novelty = parse_novelty(args.novelty)
     record = None
     if args.record:
-        record = RecordRules(args.record, **given(args, schema.Record, ("pre_s", "post_s", "max_clip_s", "max_gb", "retain_days", "min_free_gb")))
+        record = RecordRules(
+            args.record,
+            **given(args, schema.Record, ("pre_s", "post_s", "max_clip_s", "max_gb", "retain_days", "min_free_gb")),
+        )
         check_record_dir(record.dir)
-    flag_streams = [StreamConfig(source, id=names[i] if i < len(names) else None, fps=args.fps, crop=args.crop,
-                                 mode=args.mode, hop=args.hop, reset_every=args.reset_every, smooth=args.smooth,
-                                 pace=args.pace, loop=args.loop, events=events, record=record,
-                                 novelty=novelty, idle_motion=idle_motion) for i, source in enumerate(args.sources)]
+    flag_streams = [
+        StreamConfig(
+            source,
+            id=names[i] if i < len(names) else None,
+            fps=args.fps,
+            crop=args.crop,
+            mode=args.mode,
+            hop=args.hop,
+            reset_every=args.reset_every,
+            smooth=args.smooth,
+            pace=args.pace,
+            loop=args.loop,
+            events=events,
+            record=record,
+            novelty=novelty,
+            idle_motion=idle_motion,
+        )
+        for i, source in enumerate(args.sources)
+    ]
     streams = list(settings.get("streams", [])) + flag_streams
-    schema.check_distinct_ids(s.id for s in streams if s.id is not None)   # the file's and --name's together
+    schema.check_distinct_ids(s.id for s in streams if s.id is not None)  # the file's and --name's together
     return streams
 
 
@@ -122,34 +141,48 @@ def options_from_args(args, settings: dict) -> PipelineOptions:
 
     curve_keys = pick("curve_keys")
     source = replace(SourceOptions(), **{name: pick(name) for name in schema.SOURCE_SETTINGS})
-    if args.endpoint or args.connect:     # a flag replaces the file's choice, bind or connect
+    if args.endpoint or args.connect:  # a flag replaces the file's choice, bind or connect
         endpoint, connect = args.endpoint, args.connect
     else:
         endpoint, connect = settings.get("endpoint"), settings.get("connect")
         if endpoint and connect:
             raise LrcnError("the deployment file sets both endpoint (bind) and connect: keep one")
-    return PipelineOptions(endpoint=connect or endpoint or PipelineOptions.endpoint, connect=bool(connect),
-                           backend=pick("backend"), threads=pick("threads"),
-                           curve=None if not curve_keys else load_client_keys(curve_keys, pick("curve_client"))
-                           if connect else load_server_keys(curve_keys),
-                           top_k=pick("top_k"), max_batch=pick("max_batch"),
-                           stats_interval_s=pick("stats_interval_s"),
-                           gather_s=pick("gather_ms") / 1000.0, source=source, state_dir=pick("state_dir"),
-                           degraded=DegradedRules.from_settings(pick),
-                           sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args))
+    return PipelineOptions(
+        endpoint=connect or endpoint or PipelineOptions.endpoint,
+        connect=bool(connect),
+        backend=pick("backend"),
+        threads=pick("threads"),
+        curve=None
+        if not curve_keys
+        else load_client_keys(curve_keys, pick("curve_client"))
+        if connect
+        else load_server_keys(curve_keys),
+        top_k=pick("top_k"),
+        max_batch=pick("max_batch"),
+        stats_interval_s=pick("stats_interval_s"),
+        gather_s=pick("gather_ms") / 1000.0,
+        source=source,
+        state_dir=pick("state_dir"),
+        degraded=DegradedRules.from_settings(pick),
+        sinks=tuple(settings.get("sinks", [])) + sink_tables_from_args(args),
+    )
 
 
 def service_options(args, settings: dict) -> dict:
     """ServiceServer's web_config and allowed_hosts: flags win over the deployment file."""
     hosts = args.allowed_hosts if args.allowed_hosts is not None else settings.get("allowed_hosts")
-    return {"web_config": args.web_config or settings.get("web_config"),
-            "allowed_hosts": None if hosts is None else list(hosts)}
+    return {
+        "web_config": args.web_config or settings.get("web_config"),
+        "allowed_hosts": None if hosts is None else list(hosts),
+    }
 
 
 def sink_tables_from_args(args) -> tuple[dict, ...]:
     """The shorthand flags as [[sink]] tables, after the file's."""
-    return tuple([{"type": "mqtt", "url": url} for url in args.mqtt or []] +
-                 [{"type": "jsonl", "path": path} for path in args.jsonl or []])
+    return tuple(
+        [{"type": "mqtt", "url": url} for url in args.mqtt or []]
+        + [{"type": "jsonl", "path": path} for path in args.jsonl or []]
+    )
 
 
 class Signals:
@@ -204,17 +237,27 @@ def reload_deployment(args, pipeline: Pipeline, expand: SyntheticSources, port: 
     except LrcnError as err:
         log.error("reload refused, the running configuration stays: %s", err, extra={"config": args.config})
         return
-    pipeline.options = replace(pipeline.options, degraded=options.degraded)   # read at each check: applies at once
-    fixed = [f.name for f in fields(PipelineOptions) if f.name not in ("source", "degraded")
-             and getattr(options, f.name) != getattr(pipeline.options, f.name)]
+    pipeline.options = replace(pipeline.options, degraded=options.degraded)  # read at each check: applies at once
+    fixed = [
+        f.name
+        for f in fields(PipelineOptions)
+        if f.name not in ("source", "degraded") and getattr(options, f.name) != getattr(pipeline.options, f.name)
+    ]
     reloaded_port = port_settings(args, deployment.settings)
     fixed += [name for name, value in reloaded_port.items() if value != port[name]]
     if fixed:
-        log.warning("reload: %s changed in %s; %s at the next start", ", ".join(fixed), args.config,
-                    "it takes effect" if len(fixed) == 1 else "they take effect")
-    log.info("reloaded %s: %s", args.config, "; ".join(f"{what} {', '.join(names)}"
-                                                        for what, names in change.items() if names),
-             extra={"config": args.config, **change})
+        log.warning(
+            "reload: %s changed in %s; %s at the next start",
+            ", ".join(fixed),
+            args.config,
+            "it takes effect" if len(fixed) == 1 else "they take effect",
+        )
+    log.info(
+        "reloaded %s: %s",
+        args.config,
+        "; ".join(f"{what} {', '.join(names)}" for what, names in change.items() if names),
+        extra={"config": args.config, **change},
+    )
 
 
 def reload_curve_keys(pipeline: Pipeline) -> bool:
@@ -225,35 +268,48 @@ def reload_curve_keys(pipeline: Pipeline) -> bool:
         log.error("SIGHUP: CURVE keys not reloaded, the authorized list stays as it was: %s", err)
         return True
     if removed is not None:
-        log.info("SIGHUP: CURVE keys reloaded, %d revoked (refused from their next handshake)",
-                 removed["subscribers"])
+        log.info("SIGHUP: CURVE keys reloaded, %d revoked (refused from their next handshake)", removed["subscribers"])
     return removed is not None
 
 
 def log_summary(stats: dict) -> None:
-    log.info(f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
-             f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
-             f"{stats['publisher']['shed']} shed")
+    log.info(
+        f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
+        f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
+        f"{stats['publisher']['shed']} shed"
+    )
     if stats["publisher"].get("undelivered"):
-        log.warning("%d messages not delivered: no proxy accepted the publisher (%s)",
-                    stats["publisher"]["undelivered"], stats["sinks"]["zeromq"].get("problem"))
+        log.warning(
+            "%d messages not delivered: no proxy accepted the publisher (%s)",
+            stats["publisher"]["undelivered"],
+            stats["sinks"]["zeromq"].get("problem"),
+        )
     for name, counters in stats["sinks"].items():
         if name != "zeromq" or counters.get("failed"):
-            log.info("sink %s: %s", name, ", ".join(f"{key} {value}" for key, value in counters.items()
-                                                    if key != "problem" or value))
+            log.info(
+                "sink %s: %s",
+                name,
+                ", ".join(f"{key} {value}" for key, value in counters.items() if key != "problem" or value),
+            )
     for name, s in stats["streams"].items():
-        latency = "-" if s["latency_p50_ms"] is None else \
-            f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
-        log.info(f"{s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} encoded, "
-                 f"{s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the ring and "
-                 f"{s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, {s['resets']} resets, "
-                 f"latency p50/p95/p99 {latency}", extra={"stream": name})
+        latency = (
+            "-"
+            if s["latency_p50_ms"] is None
+            else f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
+        )
+        log.info(
+            f"{s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} encoded, "
+            f"{s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the ring and "
+            f"{s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, {s['resets']} resets, "
+            f"latency p50/p95/p99 {latency}",
+            extra={"stream": name},
+        )
 
 
 def quiet_video_libraries() -> None:
     """FFmpeg and OpenCV print their own lines for every failed connection attempt; the status
     events already say what happened, once, so stderr keeps one line per problem."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")   # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
@@ -267,7 +323,7 @@ def serve(args) -> int:
     if not args.sources and not deployment:
         raise LrcnError("nothing to serve: give SOURCE arguments or --config FILE")
     options = options_from_args(args, settings)
-    streams = streams_from_args(args, settings)   # every flag checked before the bundle loads
+    streams = streams_from_args(args, settings)  # every flag checked before the bundle loads
     port = port_settings(args, settings)
     metrics = port["metrics"]
     if not metrics and any(service_options(args, settings).values()):
@@ -282,19 +338,31 @@ def serve(args) -> int:
             pipeline.stop(timeout_s=0)
             raise
         if deployment:
-            log.info("loaded %s: %d streams", deployment.path, len(deployment.streams),
-                     extra={"config": str(deployment.path)})
+            log.info(
+                "loaded %s: %d streams",
+                deployment.path,
+                len(deployment.streams),
+                extra={"config": str(deployment.path)},
+            )
         where = f"into {pipeline.endpoint}" if options.connect else f"on {pipeline.endpoint}"
         where += "".join(f", {sink.describe()}" for sink in pipeline.outbox.sinks[1:])
-        print(redact(f"lrcn: serving {', '.join(pipeline.sources)} {where}"
-                     f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)"), flush=True)
+        print(
+            redact(
+                f"lrcn: serving {', '.join(pipeline.sources)} {where}"
+                f"{f', metrics on {service.url}/metrics' if service else ''} (Ctrl-C stops)"
+            ),
+            flush=True,
+        )
         with Signals().handled() as signals:
             pipeline.start()
             if service:
                 service.start()
             try:
-                pipeline.serve_until(args.duration, signals.stop,
-                                     lambda: signals.on_reload(lambda: reload_deployment(args, pipeline, expand, port)))
+                pipeline.serve_until(
+                    args.duration,
+                    signals.stop,
+                    lambda: signals.on_reload(lambda: reload_deployment(args, pipeline, expand, port)),
+                )
                 log.info("stopping%s", f" ({signals.stopped_by})" if signals.stopped_by else "")
                 stats = pipeline.stop()
             finally:

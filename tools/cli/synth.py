@@ -1,4 +1,5 @@
 """`lrcn synth`: synthetic action videos whose only cue is motion (`lrcn.models.synth`), no TensorFlow."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--continuous", type=float, metavar="SECONDS",
-                        help="one long video whose action changes, with a .labels.json sidecar")
+    parser.add_argument(
+        "--continuous",
+        type=float,
+        metavar="SECONDS",
+        help="one long video whose action changes, with a .labels.json sidecar",
+    )
 
 
 @command("synth", help="write synthetic action videos (motion is the only cue)", arguments=add_arguments)
@@ -24,10 +29,18 @@ def run(args) -> None:
     from lrcn.models import synth
 
     if args.continuous:
-        video, labels = synth.write_continuous(Path(args.out), duration_s=args.continuous, size=args.size,
-                                               fps=args.fps, seed=args.seed)
+        video, labels = synth.write_continuous(
+            Path(args.out), duration_s=args.continuous, size=args.size, fps=args.fps, seed=args.seed
+        )
         print(f"wrote {video} and {labels}")
         return
-    paths = synth.write_dataset(args.out, videos_per_class=args.videos_per_class, n_frames=args.frames,
-                                size=args.size, fps=args.fps, seed=args.seed, groups=args.groups)
+    paths = synth.write_dataset(
+        args.out,
+        videos_per_class=args.videos_per_class,
+        n_frames=args.frames,
+        size=args.size,
+        fps=args.fps,
+        seed=args.seed,
+        groups=args.groups,
+    )
     print(f"wrote {len(paths)} videos of {len(synth.CLASSES)} classes under {args.out}")

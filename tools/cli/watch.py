@@ -3,6 +3,7 @@
 On a terminal the table is redrawn in place; otherwise each message is printed as one plain
 line, which suits logs and pipes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,16 @@ class StreamRow:
     score: float | None = None
     latency_ms: float | None = None
     predictions: int = 0
-    missed: int = 0             # seq gaps seen here: messages shed between publisher and us
+    missed: int = 0  # seq gaps seen here: messages shed between publisher and us
     dropped: int | None = None  # frames the pipeline dropped, as its last status reported
     state: str = "-"
     reason: str = ""
-    last_seen: float = 0.0      # time.monotonic() here
+    last_seen: float = 0.0  # time.monotonic() here
 
 
 def apply(rows: dict[str, StreamRow], message: Message, missed: int, now: float) -> None:
     """Fold one message into the table; `missed` is the subscriber's gap count for its topic."""
-    if message.kind not in (PRED, STATUS):   # a heartbeat, an event, or a newer publisher's topic
+    if message.kind not in (PRED, STATUS):  # a heartbeat, an event, or a newer publisher's topic
         return
     row = rows.setdefault(message.stream, StreamRow())
     payload = message.payload
@@ -52,20 +53,25 @@ def apply(rows: dict[str, StreamRow], message: Message, missed: int, now: float)
             row.dropped = dropped
 
 
-def render_table(rows: dict[str, StreamRow], now: float, heartbeat_age_s: float | None = None,
-                 width: int | None = None) -> list[str]:
+def render_table(
+    rows: dict[str, StreamRow], now: float, heartbeat_age_s: float | None = None, width: int | None = None
+) -> list[str]:
     """The table as lines, streams sorted by name, each cut to `width` characters (None: not cut)."""
     # Narrow columns, the state early and its reason last: at 80 columns every number and the state show.
-    header = f"{'stream':<12} {'state':<12} {'label':<12} {'score':>5} {'latency':>7} {'preds':>6} {'gaps':>4} " \
-             f"{'drops':>5} {'seen':>5}  reason"
+    header = (
+        f"{'stream':<12} {'state':<12} {'label':<12} {'score':>5} {'latency':>7} {'preds':>6} {'gaps':>4} "
+        f"{'drops':>5} {'seen':>5}  reason"
+    )
     lines = [header]
     for name in sorted(rows):
         row = rows[name]
         score = "-" if row.score is None else f"{row.score:.2f}"
         latency = "-" if row.latency_ms is None else f"{row.latency_ms:.1f}ms"
         dropped = "-" if row.dropped is None else str(row.dropped)
-        lines.append(f"{name[:12]:<12} {row.state[:12]:<12} {row.label[:12]:<12} {score:>5} {latency:>7} "
-                     f"{row.predictions:>6} {row.missed:>4} {dropped:>5} {now - row.last_seen:>4.1f}s  {row.reason}")
+        lines.append(
+            f"{name[:12]:<12} {row.state[:12]:<12} {row.label[:12]:<12} {score:>5} {latency:>7} "
+            f"{row.predictions:>6} {row.missed:>4} {dropped:>5} {now - row.last_seen:>4.1f}s  {row.reason}"
+        )
     if heartbeat_age_s is not None:
         lines.append(f"last heartbeat {heartbeat_age_s:.1f} s ago")
     return lines if width is None else [line[:width] for line in lines]
@@ -83,21 +89,32 @@ def message_line(message: Message) -> str:
     """One plain line per message, for output that is not a terminal."""
     p = message.payload
     if message.kind == PRED:
-        return (f"pred {message.stream} seq={p['seq']} frame={p['frame_index']} label={p['label']} "
-                f"score={p['score']:.3f} latency_ms={p['latency_ms']:.1f}")
+        return (
+            f"pred {message.stream} seq={p['seq']} frame={p['frame_index']} label={p['label']} "
+            f"score={p['score']:.3f} latency_ms={p['latency_ms']:.1f}"
+        )
     if message.kind == STATUS:
         reason = f" reason={p['reason']}" if p["reason"] else ""
         return f"status {message.stream} seq={p['seq']} state={p['state']}{reason}"
     if message.kind == HEARTBEAT:
         return f"heartbeat seq={p['seq']} node={p.get('node', '')} streams={','.join(p['streams'])}"
     if message.kind == EVENT:
-        return f"event {message.stream} seq={p['seq']} {p['type']} label={p['label']} start_frame={p['start_frame']}" \
-               + (f" end_frame={p['end_frame']} duration_s={p['duration_s']:.2f}" if "end_frame" in p else "")
+        return (
+            f"event {message.stream} seq={p['seq']} {p['type']} label={p['label']} start_frame={p['start_frame']}"
+            + (f" end_frame={p['end_frame']} duration_s={p['duration_s']:.2f}" if "end_frame" in p else "")
+        )
     return f"{message.kind} {message.stream or '-'} seq={p.get('seq', '-')} (not known to this reader)"
 
 
-def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: float | None = None,
-          curve=None, out: TextIO | None = None, interactive: bool | None = None) -> int:
+def watch(
+    endpoint: str,
+    topics=("",),
+    count: int | None = None,
+    duration_s: float | None = None,
+    curve=None,
+    out: TextIO | None = None,
+    interactive: bool | None = None,
+) -> int:
     """Receive until `count` messages or `duration_s` seconds; return the number received."""
     out = out or sys.stdout
     interactive = out.isatty() if interactive is None else interactive
@@ -128,16 +145,19 @@ def watch(endpoint: str, topics=("",), count: int | None = None, duration_s: flo
             if interactive and (now >= next_draw or (count is not None and received >= count)):
                 # Read each time, as the window may have been resized. A line wider than the terminal
                 # would wrap onto more screen lines than the cursor-up below counts, so each is cut.
-                lines = render_table(rows, now, None if last_heartbeat is None else now - last_heartbeat,
-                                     width=terminal_width(out))
+                lines = render_table(
+                    rows, now, None if last_heartbeat is None else now - last_heartbeat, width=terminal_width(out)
+                )
                 # Move up over the previous table and clear to the end of the screen.
                 prefix = f"\x1b[{drawn_lines}F\x1b[J" if drawn_lines else ""
                 out.write(prefix + "\n".join(lines) + "\n")
                 out.flush()
                 drawn_lines, next_draw = len(lines), now + REDRAW_S
         missed = sum(subscriber.missed.values())
-    print(f"lrcn: watched {received} messages from {endpoint}, {missed} missed (seq gaps), "
-          f"{malformed} malformed", file=sys.stderr)
+    print(
+        f"lrcn: watched {received} messages from {endpoint}, {missed} missed (seq gaps), {malformed} malformed",
+        file=sys.stderr,
+    )
     return received
 
 

@@ -11,6 +11,7 @@ normalisation), each at every batch size (default 1 and 8); then the head step, 
 full-clip model.onnx, and INT8's speed-up over fp32. The ONNX Runtime and TensorRT calls are
 interleaved call by call, so load from other processes falls on all of them alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,10 @@ def keras_encoders(bundle: Path, spec):
     def eager(frames):
         return encoder(tf.cast(frames, tf.float32) * scale + offset, training=False).numpy()
 
-    graph = tf.function(lambda frames: encoder(tf.cast(frames, tf.float32) * scale + offset, training=False),
-                        input_signature=[tf.TensorSpec((None, *spec.input_size, 3), tf.uint8)])
+    graph = tf.function(
+        lambda frames: encoder(tf.cast(frames, tf.float32) * scale + offset, training=False),
+        input_signature=[tf.TensorSpec((None, *spec.input_size, 3), tf.uint8)],
+    )
     return eager, lambda frames: graph(frames).numpy()
 
 
@@ -57,13 +60,23 @@ def head_timings(head, feature_size: int, repeats: int) -> dict:
     features = np.random.default_rng(1).standard_normal((1, feature_size)).astype(np.float32)
     h, c = head.zero_state(1)
     hk, ck = head.zero_state(8)
-    return {"head step, numpy, 1 state (ms)": round(median_ms(lambda: head.step(features, h, c), repeats), 4),
-            "head step, numpy, 8 states sharing x.W (ms)": round(median_ms(
-                lambda: head.recurrent_step(head.input_projection(features), hk, ck), repeats), 4)}
+    return {
+        "head step, numpy, 1 state (ms)": round(median_ms(lambda: head.step(features, h, c), repeats), 4),
+        "head step, numpy, 8 states sharing x.W (ms)": round(
+            median_ms(lambda: head.recurrent_step(head.input_projection(features), hk, ck), repeats), 4
+        ),
+    }
 
 
-def bench(bundle: Path, repeats: int, threads: int | None, video: str | None, keras: bool = True,
-          batches: tuple[int, ...] = BATCHES, onnx_files: tuple[Path, ...] = ()) -> dict:
+def bench(
+    bundle: Path,
+    repeats: int,
+    threads: int | None,
+    video: str | None,
+    keras: bool = True,
+    batches: tuple[int, ...] = BATCHES,
+    onnx_files: tuple[Path, ...] = (),
+) -> dict:
     meta = read_meta(bundle)
     spec = meta.spec
     if video:
@@ -86,26 +99,39 @@ def bench(bundle: Path, repeats: int, threads: int | None, video: str | None, ke
     except LrcnError as err:
         print(f"tensorrt: skipped ({err})", file=sys.stderr)
     batch = {b: np.ascontiguousarray(frames[:b]) for b in batches}
-    calls = {(name, b): (lambda encode=encoder.encode, x=batch[b]: encode(x))
-             for b in batches for name, encoder in encoders.items()}
+    calls = {
+        (name, b): (lambda encode=encoder.encode, x=batch[b]: encode(x))
+        for b in batches
+        for name, encoder in encoders.items()
+    }
     measured = interleaved(calls, repeats)
     timed = {key: value["ms"] for key, value in measured.items()}
     cpu = {key: value["cpu_ms"] for key, value in measured.items()}
     if keras:
         for name, call in zip(("keras model(x)", "keras tf.function"), keras_encoders(bundle, spec)):
             for b in batches:
-                timed[(name, b)] = median_ms(lambda call=call, x=batch[b]: call(x),
-                                             repeats if "model(x)" not in name else max(10, repeats // 5))
+                timed[(name, b)] = median_ms(
+                    lambda call=call, x=batch[b]: call(x), repeats if "model(x)" not in name else max(10, repeats // 5)
+                )
     names = dict.fromkeys(name for name, _ in timed)
-    rows = [{"backend": name, "batch": b, "ms_per_call": round(timed[(name, b)], 3),
-             "ms_per_frame": round(timed[(name, b)] / b, 3), "cpu_ms_per_call": cpu.get((name, b))}
-            for name in names for b in batches]
+    rows = [
+        {
+            "backend": name,
+            "batch": b,
+            "ms_per_call": round(timed[(name, b)], 3),
+            "ms_per_frame": round(timed[(name, b)] / b, 3),
+            "cpu_ms_per_call": cpu.get((name, b)),
+        }
+        for name in names
+        for b in batches
+    ]
     for name in encoders:
         if name.startswith("onnxruntime ") and name != "onnxruntime fp32":
             for b in batches:
                 extra[f"{name} speed-up over fp32, batch {b} (wall, CPU)"] = [
                     round(timed[("onnxruntime fp32", b)] / timed[(name, b)], 2),
-                    round(cpu[("onnxruntime fp32", b)] / cpu[(name, b)], 2)]
+                    round(cpu[("onnxruntime fp32", b)] / cpu[(name, b)], 2),
+                ]
     if (bundle / "model.onnx").is_file():
         import onnxruntime
 
@@ -114,12 +140,21 @@ def bench(bundle: Path, repeats: int, threads: int | None, video: str | None, ke
             options.intra_op_num_threads = threads
         session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
         clip = frames[np.arange(spec.clip_length) % len(frames)][None]
-        extra[f"naive: full {spec.clip_length}-frame model.onnx per new frame (ms)"] = round(median_ms(
-            lambda: session.run(None, {session.get_inputs()[0].name: clip}), max(10, repeats // 5)), 3)
-    return {"bundle": str(bundle), "backbone": spec.backbone, "input_size": list(spec.input_size),
-            "clip_length": spec.clip_length, "threads": threads, "repeats": repeats,
-            "load_average": load_average(),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "rows": rows, "extra": extra}
+        extra[f"naive: full {spec.clip_length}-frame model.onnx per new frame (ms)"] = round(
+            median_ms(lambda: session.run(None, {session.get_inputs()[0].name: clip}), max(10, repeats // 5)), 3
+        )
+    return {
+        "bundle": str(bundle),
+        "backbone": spec.backbone,
+        "input_size": list(spec.input_size),
+        "clip_length": spec.clip_length,
+        "threads": threads,
+        "repeats": repeats,
+        "load_average": load_average(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "rows": rows,
+        "extra": extra,
+    }
 
 
 def table(result: dict) -> str:
@@ -140,13 +175,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", help="a video whose frames to encode")
     parser.add_argument("--no-keras", action="store_true", help="skip the TensorFlow rows")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="batch sizes, comma-separated")
-    parser.add_argument("--onnx", type=Path, action="append", default=[],
-                        help="another encoder ONNX file to time beside the bundle's (repeatable)")
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        action="append",
+        default=[],
+        help="another encoder ONNX file to time beside the bundle's (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         batches = tuple(int(b) for b in args.batches.split(","))
-        result = bench(args.bundle, args.repeats, args.threads, args.video, keras=not args.no_keras,
-                       batches=batches, onnx_files=tuple(args.onnx))
+        result = bench(
+            args.bundle,
+            args.repeats,
+            args.threads,
+            args.video,
+            keras=not args.no_keras,
+            batches=batches,
+            onnx_files=tuple(args.onnx),
+        )
     except LrcnError as err:
         print(f"lrcn: error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ lrcn.sqlite) with N events over S streams and L labels, serves it on a real HTTP
 
     python -m lrcn.tools.evidence.bench_event_api --events 10000 --out docs/results/event_api_latency.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,23 @@ def fill(store: EventStore, events: int, streams: int, labels: int, seed: int = 
         t = start + n * 60.0 + rng.random() * 30
         event_id = f"{int(t * 1000)}-{rng.getrandbits(32):08x}"
         stream = f"cam{n % streams}"
-        rows.append(StoredEvent(event_id, stream, f"label{rng.randrange(labels)}", t, t + 5, rng.random(),
-                                f"{stream}/{event_id}.mp4", f"{stream}/{event_id}.jpg",
-                                f"{stream}/{event_id}-start.jpg", n * 10, n * 6.0, n * 10 + 50, n * 6.0 + 5))
+        rows.append(
+            StoredEvent(
+                event_id,
+                stream,
+                f"label{rng.randrange(labels)}",
+                t,
+                t + 5,
+                rng.random(),
+                f"{stream}/{event_id}.mp4",
+                f"{stream}/{event_id}.jpg",
+                f"{stream}/{event_id}-start.jpg",
+                n * 10,
+                n * 6.0,
+                n * 10 + 50,
+                n * 6.0 + 5,
+            )
+        )
     store.index.query("BEGIN")
     for row in rows:
         store.insert(row)
@@ -65,8 +80,12 @@ def time_requests(url: str, path: str, repeats: int) -> dict:
     finally:
         connection.close()
     took.sort()
-    return {"path": path, "events_returned": count, "ms_median": round(statistics.median(took) * 1000, 2),
-            "ms_p95": round(took[int(0.95 * len(took))] * 1000, 2)}
+    return {
+        "path": path,
+        "events_returned": count,
+        "ms_median": round(statistics.median(took) * 1000, 2),
+        "ms_p95": round(took[int(0.95 * len(took))] * 1000, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,17 +104,28 @@ def main(argv: list[str] | None = None) -> int:
         middle = store.query(limit=args.events // 2)[-1]
         service = ServiceServer(_StoredOnly(store), "127.0.0.1:0").start()
         try:
-            paths = ["/api/events", "/api/events?limit=1000", "/api/events?stream=cam3", "/api/events?label=label5",
-                     "/api/events?stream=cam3&label=label5&limit=10",
-                     f"/api/events?after={middle.start_time}&before={middle.start_time + 3600}",
-                     f"/api/events/{middle.id}"]
+            paths = [
+                "/api/events",
+                "/api/events?limit=1000",
+                "/api/events?stream=cam3",
+                "/api/events?label=label5",
+                "/api/events?stream=cam3&label=label5&limit=10",
+                f"/api/events?after={middle.start_time}&before={middle.start_time + 3600}",
+                f"/api/events/{middle.id}",
+            ]
             results = [time_requests(service.url, path, args.repeats) for path in paths]
         finally:
             service.stop()
             store.close()
-    report = {"command": f"python -m lrcn.tools.evidence.bench_event_api --events {args.events}", "events": args.events,
-              "streams": args.streams, "labels": args.labels, "repeats": args.repeats,
-              "machine": platform.processor() or platform.machine(), "results": results}
+    report = {
+        "command": f"python -m lrcn.tools.evidence.bench_event_api --events {args.events}",
+        "events": args.events,
+        "streams": args.streams,
+        "labels": args.labels,
+        "repeats": args.repeats,
+        "machine": platform.processor() or platform.machine(),
+        "results": results,
+    }
     print(json.dumps(report, indent=1))
     if args.out:
         save(report, args.out)

@@ -22,6 +22,7 @@ else a tiny untrained seed bundle built in the work folder (needs TensorFlow).
     python -m lrcn.tools.evidence.bench_event_media --bundle /work/runs23/study/bundles/weizmann4-s0-rgb \\
         --out docs/results/event_media.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ SOURCE_FPS = 25
 class Encoding:
     """The H.264 source: `seconds` long at SOURCE_FPS, a keyframe every `gop_s`, at most `bframes`
     B-frames in a row (0 by default, as many IP cameras send, for latency), scaled to `size` (None: as is)."""
+
     seconds: float
     gop_s: float = 1.0
     bframes: int = 0
@@ -69,9 +71,29 @@ def encode_h264(inputs: Sequence[str], out: Path, encoding: Encoding, graph: str
     gop = max(1, round(encoding.gop_s * SOURCE_FPS))
     chain = ",".join([f"fps={SOURCE_FPS}", *([f"scale={size[0]}:{size[1]}:flags=area"] if size else [])])
     filters = ["-filter_complex", f"{graph},{chain}[v]", "-map", "[v]"] if graph else ["-vf", chain]
-    ffmpeg(*inputs, "-t", f"{seconds:.3f}", "-an", *filters, "-c:v", "libx264",
-           "-preset", "veryfast", "-bf", str(encoding.bframes), "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-           str(out), timeout_s=max(300.0, seconds))
+    ffmpeg(
+        *inputs,
+        "-t",
+        f"{seconds:.3f}",
+        "-an",
+        *filters,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        str(encoding.bframes),
+        "-g",
+        str(gop),
+        "-keyint_min",
+        str(gop),
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        str(out),
+        timeout_s=max(300.0, seconds),
+    )
     return out
 
 
@@ -86,19 +108,39 @@ def weizmann4_source(data: Path, test_groups: str, work: Path, encoding: Encodin
     if not held_out:
         raise LrcnError(f"{data}: no videos of groups {sorted(groups)}")
     chosen = order_videos(held_out, dataset.classes, None)
-    joined, _ = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "joined.avi",
-                            frame_size(chosen[0].path), SOURCE_FPS)
+    joined, _ = join_videos(
+        [(v.path, dataset.classes[v.label]) for v in chosen],
+        work / "joined.avi",
+        frame_size(chosen[0].path),
+        SOURCE_FPS,
+    )
     video = encode_h264(["-stream_loop", "-1", "-i", str(joined)], work / "stream.mp4", encoding)
-    return video, {"kind": "weizmann4", "data": str(data), "test_groups": sorted(groups),
-                   "videos": [v.path.name for v in chosen]}
+    return video, {
+        "kind": "weizmann4",
+        "data": str(data),
+        "test_groups": sorted(groups),
+        "videos": [v.path.name for v in chosen],
+    }
 
 
 def pattern_source(work: Path, encoding: Encoding, phase_s: float = 3.0) -> tuple[Path, dict]:
     width, height = encoding.size or (160, 120)
     cycle = work / "cycle.mp4"
-    encode_h264(["-f", "lavfi", "-i", f"color=black:s={width}x{height}:r={SOURCE_FPS}:d={phase_s}", "-f", "lavfi", "-i",
-                 f"testsrc2=s={width}x{height}:r={SOURCE_FPS}:d={phase_s}"], cycle,
-                replace(encoding, seconds=2 * phase_s, size=None), graph="[0][1]concat=n=2:v=1")
+    encode_h264(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=black:s={width}x{height}:r={SOURCE_FPS}:d={phase_s}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s={width}x{height}:r={SOURCE_FPS}:d={phase_s}",
+        ],
+        cycle,
+        replace(encoding, seconds=2 * phase_s, size=None),
+        graph="[0][1]concat=n=2:v=1",
+    )
     video = encode_h264(["-stream_loop", "-1", "-i", str(cycle)], work / "stream.mp4", replace(encoding, size=None))
     return video, {"kind": "pattern", "phase_s": phase_s}
 
@@ -114,8 +156,14 @@ def probe(video: Path) -> dict:
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.demux(stream) if _.size)
-        return {"width": stream.codec_context.width, "height": stream.codec_context.height, "codec": stream.codec_context.name,
-                "fps": float(stream.average_rate), "frames": frames, "seconds": frames / float(stream.average_rate)}
+        return {
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "codec": stream.codec_context.name,
+            "fps": float(stream.average_rate),
+            "frames": frames,
+            "seconds": frames / float(stream.average_rate),
+        }
 
 
 def seed_bundle(out: Path, video: Path) -> Path:
@@ -125,7 +173,9 @@ def seed_bundle(out: Path, video: Path) -> Path:
     from lrcn.stream.bundle import ModelSpec
     from lrcn.stream.video import read_frames
 
-    spec = ModelSpec(classes=("bend", "jumping_jack", "wave_one_hand"), input_size=(64, 64), clip_length=4, lstm_units=16)
+    spec = ModelSpec(
+        classes=("bend", "jumping_jack", "wave_one_hand"), input_size=(64, 64), clip_length=4, lstm_units=16
+    )
     frames = read_frames(video, spec.input_size, spec.fps)[:64]
     untrained_bundle(spec, out, frames[:16])
     export_bundle(out, frames, calibration=frames)
@@ -147,11 +197,36 @@ class Rules:
 
 def serve(bundle: Path, video: Path, record: Path, jsonl: Path, rules: Rules, timeout_s: float) -> dict:
     """`lrcn serve --record` on the file, paced, to its end: exit code, wall and CPU seconds, stderr's tail."""
-    command = [sys.executable, "-m", "lrcn.tools.cli", "serve", str(bundle), str(video), "--name", STREAM, "--pace",
-               "--endpoint", "tcp://127.0.0.1:0", "--jsonl", str(jsonl), "--record", str(record),
-               "--pre-s", str(rules.pre_s), "--post-s", str(rules.post_s), "--max-clip-s", str(rules.max_clip_s),
-               "--min-score", str(rules.min_score), "--min-duration-s", str(rules.min_duration_s),
-               *(["--classes", rules.classes] if rules.classes else []), "--stats-interval-s", "5"]
+    command = [
+        sys.executable,
+        "-m",
+        "lrcn.tools.cli",
+        "serve",
+        str(bundle),
+        str(video),
+        "--name",
+        STREAM,
+        "--pace",
+        "--endpoint",
+        "tcp://127.0.0.1:0",
+        "--jsonl",
+        str(jsonl),
+        "--record",
+        str(record),
+        "--pre-s",
+        str(rules.pre_s),
+        "--post-s",
+        str(rules.post_s),
+        "--max-clip-s",
+        str(rules.max_clip_s),
+        "--min-score",
+        str(rules.min_score),
+        "--min-duration-s",
+        str(rules.min_duration_s),
+        *(["--classes", rules.classes] if rules.classes else []),
+        "--stats-interval-s",
+        "5",
+    ]
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     try:
@@ -162,9 +237,12 @@ def serve(bundle: Path, video: Path, record: Path, jsonl: Path, rules: Rules, ti
         raise LrcnError(f"lrcn serve did not finish {video.name} within {timeout_s:.0f} s") from None
     wall = time.monotonic() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"exit": done.returncode, "wall_s": round(wall, 1),
-            "cpu_s": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
-            "stderr_tail": done.stderr.strip().splitlines()[-5:]}
+    return {
+        "exit": done.returncode,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
+        "stderr_tail": done.stderr.strip().splitlines()[-5:],
+    }
 
 
 # ------------------------------------------------------------------------------------ checks (pure but for reading files)
@@ -186,9 +264,11 @@ def check(ok: bool, detail: str) -> dict:
 def check_ids(events: dict[str, dict[str, dict]]) -> dict:
     unended = sorted(i for i, e in events.items() if "end" not in e)
     unstarted = sorted(i for i, e in events.items() if "start" not in e)
-    return check(bool(events) and "" not in events and not unended and not unstarted,
-                 f"{len(events)} events, each one start and one end with its id; without an end: {len(unended)}, "
-                 f"without a start: {len(unstarted)}")
+    return check(
+        bool(events) and "" not in events and not unended and not unstarted,
+        f"{len(events)} events, each one start and one end with its id; without an end: {len(unended)}, "
+        f"without a start: {len(unstarted)}",
+    )
 
 
 def check_clips(events: dict[str, dict[str, dict]], record: Path) -> dict:
@@ -198,10 +278,12 @@ def check_clips(events: dict[str, dict[str, dict]], record: Path) -> dict:
     parts = sorted(p.name for p in record.rglob("*.part"))
     without_clip, orphans = sorted(set(events) - on_disk), sorted(on_disk - set(events))
     misnamed = sorted(set(events) - named)
-    return check(not without_clip and not orphans and not misnamed and not parts,
-                 f"{len(on_disk)} clips for {len(events)} events; events without their clip: {len(without_clip)}, "
-                 f"end messages not naming <id>.mp4: {len(misnamed)}, clips without an event: {len(orphans)}, "
-                 f".part files: {len(parts)}")
+    return check(
+        not without_clip and not orphans and not misnamed and not parts,
+        f"{len(on_disk)} clips for {len(events)} events; events without their clip: {len(without_clip)}, "
+        f"end messages not naming <id>.mp4: {len(misnamed)}, clips without an event: {len(orphans)}, "
+        f".part files: {len(parts)}",
+    )
 
 
 def play(path: Path) -> tuple[float, int, bool]:
@@ -221,12 +303,22 @@ def play(path: Path) -> tuple[float, int, bool]:
 
 def clip_spans(events: dict[str, dict[str, dict]], rules: Rules, stream_s: float) -> dict[str, tuple[float, float]]:
     """What each clip should cover of the stream, (from, to) in stream seconds, before the cap."""
-    return {i: (max(0.0, e["start"]["start_time"] - rules.pre_s), min(stream_s, e["end"]["end_time"] + rules.post_s))
-            for i, e in events.items() if "start" in e and "end" in e}
+    return {
+        i: (max(0.0, e["start"]["start_time"] - rules.pre_s), min(stream_s, e["end"]["end_time"] + rules.post_s))
+        for i, e in events.items()
+        if "start" in e and "end" in e
+    }
 
 
-def check_clip_lengths(events: dict[str, dict[str, dict]], record: Path, rules: Rules, stream_s: float,
-                       gop_s: float, fps: float, bframes: int) -> tuple[dict, dict, dict]:
+def check_clip_lengths(
+    events: dict[str, dict[str, dict]],
+    record: Path,
+    rules: Rules,
+    stream_s: float,
+    gop_s: float,
+    fps: float,
+    bframes: int,
+) -> tuple[dict, dict, dict]:
     """Every clip plays from a keyframe, every frame of it (no hole), and lasts its span (its start
     may reach back to the keyframe before it; its end a frame or two either way, more with
     B-frames: it ends by decode time); and none is longer than max_clip_s, strictly."""
@@ -252,27 +344,41 @@ def check_clip_lengths(events: dict[str, dict[str, dict]], record: Path, rules: 
             outside.append({"id": event_id, "seconds": round(seconds, 3), "expected": [round(low, 3), round(high, 3)]})
         if seconds > rules.max_clip_s + 1e-6:
             over_cap.append(event_id)
-    figures = {"clips_played": len(lengths), "clips_capped": capped,
-               "clip_s_median": round(statistics.median(lengths), 2) if lengths else None,
-               "clip_s_max": round(max(lengths), 3) if lengths else None,
-               "clip_s_over_max_clip_s_max": round(max(0.0, max(lengths) - rules.max_clip_s), 3) if lengths else None,
-               "clip_s_over_span_max": round(max(deviations), 3) if deviations else None,
-               "clip_s_under_span_max": round(-min(deviations), 3) if deviations else None,
-               "clips_over_max_clip_s": len(over_cap), "clips_missing_frames": len(holed), "missing_frames_max": max(holed, default=0)}
-    return (check(lengths and not unkeyed and not holed and not outside,
-                  f"{len(lengths)} clips played; not starting at a keyframe: {len(unkeyed)}, with frames missing: "
-                  f"{len(holed)} (at most {max(holed, default=0)}), outside their span: {len(outside)}"
-                  + (f": {outside[:3]}" if outside else "")),
-            check(lengths and not over_cap, f"longest {figures['clip_s_max']} s, max_clip_s {rules.max_clip_s:g}: "
-                  f"{len(over_cap)} over; {capped} events' spans were longer than the cap"), figures)
+    figures = {
+        "clips_played": len(lengths),
+        "clips_capped": capped,
+        "clip_s_median": round(statistics.median(lengths), 2) if lengths else None,
+        "clip_s_max": round(max(lengths), 3) if lengths else None,
+        "clip_s_over_max_clip_s_max": round(max(0.0, max(lengths) - rules.max_clip_s), 3) if lengths else None,
+        "clip_s_over_span_max": round(max(deviations), 3) if deviations else None,
+        "clip_s_under_span_max": round(-min(deviations), 3) if deviations else None,
+        "clips_over_max_clip_s": len(over_cap),
+        "clips_missing_frames": len(holed),
+        "missing_frames_max": max(holed, default=0),
+    }
+    return (
+        check(
+            lengths and not unkeyed and not holed and not outside,
+            f"{len(lengths)} clips played; not starting at a keyframe: {len(unkeyed)}, with frames missing: "
+            f"{len(holed)} (at most {max(holed, default=0)}), outside their span: {len(outside)}"
+            + (f": {outside[:3]}" if outside else ""),
+        ),
+        check(
+            lengths and not over_cap,
+            f"longest {figures['clip_s_max']} s, max_clip_s {rules.max_clip_s:g}: "
+            f"{len(over_cap)} over; {capped} events' spans were longer than the cap",
+        ),
+        figures,
+    )
 
 
 def check_snapshots(events: dict[str, dict[str, dict]], record: Path, width: int, height: int) -> tuple[dict, dict]:
     import cv2
 
     folder = record / STREAM
-    expected = {f"{i}-start.jpg": e.get("start", {}).get("snapshot") for i, e in events.items()} | \
-        {f"{i}.jpg": e.get("end", {}).get("snapshot") for i, e in events.items()}
+    expected = {f"{i}-start.jpg": e.get("start", {}).get("snapshot") for i, e in events.items()} | {
+        f"{i}.jpg": e.get("end", {}).get("snapshot") for i, e in events.items()
+    }
     on_disk = {p.name for p in folder.glob("*.jpg")}
     missing = sorted(name for name, named in expected.items() if name not in on_disk or named != str(folder / name))
     orphans = sorted(on_disk - set(expected))
@@ -282,11 +388,16 @@ def check_snapshots(events: dict[str, dict[str, dict]], record: Path, width: int
         if image is None or image.shape[:2] != (height, width):
             wrong.append({"name": name, "shape": None if image is None else list(image.shape)})
         sizes.append((folder / name).stat().st_size)
-    figures = {"snapshots": len(on_disk), "snapshot_kb_median": round(statistics.median(sizes) / 1024, 1) if sizes else None}
-    return check(sizes and not missing and not orphans and not wrong,
-                 f"{len(on_disk)} JPEGs for {len(events)} events (2 each), {width}x{height} expected; "
-                 f"missing or not named by their message: {len(missing)}, without an event: {len(orphans)}, "
-                 f"not a JPEG of that size: {len(wrong)}" + (f": {wrong[:3]}" if wrong else "")), figures
+    figures = {
+        "snapshots": len(on_disk),
+        "snapshot_kb_median": round(statistics.median(sizes) / 1024, 1) if sizes else None,
+    }
+    return check(
+        sizes and not missing and not orphans and not wrong,
+        f"{len(on_disk)} JPEGs for {len(events)} events (2 each), {width}x{height} expected; "
+        f"missing or not named by their message: {len(missing)}, without an event: {len(orphans)}, "
+        f"not a JPEG of that size: {len(wrong)}" + (f": {wrong[:3]}" if wrong else ""),
+    ), figures
 
 
 def stored_rows(record: Path) -> list[dict]:
@@ -303,13 +414,22 @@ def row_differences(row: dict, start: dict, end: dict, record: Path) -> list[str
     def relative(path: str | None) -> str | None:
         return None if path is None else Path(path).relative_to(record).as_posix()
 
-    expected = {"stream": STREAM, "label": start["label"], "start_frame": start["start_frame"],
-                "stream_start": start["start_time"], "end_frame": end["end_frame"], "stream_end": end["end_time"],
-                "peak_score": end["peak_score"], "clip": relative(end.get("clip")),
-                "snapshot": relative(end.get("snapshot")), "start_snapshot": relative(start.get("snapshot"))}
-    differences = [f"{key}: stored {row[key]!r}, published {value!r}" for key, value in expected.items()
-                   if row[key] != value]
-    for key, message in (("start_time", start), ("end_time", end)):   # wall times: when it was stored vs published
+    expected = {
+        "stream": STREAM,
+        "label": start["label"],
+        "start_frame": start["start_frame"],
+        "stream_start": start["start_time"],
+        "end_frame": end["end_frame"],
+        "stream_end": end["end_time"],
+        "peak_score": end["peak_score"],
+        "clip": relative(end.get("clip")),
+        "snapshot": relative(end.get("snapshot")),
+        "start_snapshot": relative(start.get("snapshot")),
+    }
+    differences = [
+        f"{key}: stored {row[key]!r}, published {value!r}" for key, value in expected.items() if row[key] != value
+    ]
+    for key, message in (("start_time", start), ("end_time", end)):  # wall times: when it was stored vs published
         if row[key] is None or abs(row[key] - message["time"]) > 1.0:
             differences.append(f"{key}: stored {row[key]!r}, published at {message['time']!r}")
     return differences
@@ -317,17 +437,27 @@ def row_differences(row: dict, start: dict, end: dict, record: Path) -> list[str
 
 def check_store(events: dict[str, dict[str, dict]], record: Path) -> tuple[dict, dict]:
     rows = {row["id"]: row for row in stored_rows(record)}
-    differing = {i: row_differences(rows[i], e["start"], e["end"], record)
-                 for i, e in events.items() if i in rows and "start" in e and "end" in e}
+    differing = {
+        i: row_differences(rows[i], e["start"], e["end"], record)
+        for i, e in events.items()
+        if i in rows and "start" in e and "end" in e
+    }
     differing = {i: d for i, d in differing.items() if d}
     unstored, unpublished = sorted(set(events) - set(rows)), sorted(set(rows) - set(events))
-    wall = [max(abs(rows[i]["start_time"] - e["start"]["time"]), abs(rows[i]["end_time"] - e["end"]["time"]))
-            for i, e in events.items() if i in rows and "end" in e and rows[i]["end_time"] is not None]
-    return (check(rows and not differing and not unstored and not unpublished,
-                  f"{len(rows)} rows for {len(events)} published events; differing: {len(differing)}, not stored: "
-                  f"{len(unstored)}, stored but not published: {len(unpublished)}"
-                  + (f": {list(differing.items())[:2]}" if differing else "")),
-            {"stored_rows": len(rows), "wall_time_difference_s_max": round(max(wall), 3) if wall else None})
+    wall = [
+        max(abs(rows[i]["start_time"] - e["start"]["time"]), abs(rows[i]["end_time"] - e["end"]["time"]))
+        for i, e in events.items()
+        if i in rows and "end" in e and rows[i]["end_time"] is not None
+    ]
+    return (
+        check(
+            rows and not differing and not unstored and not unpublished,
+            f"{len(rows)} rows for {len(events)} published events; differing: {len(differing)}, not stored: "
+            f"{len(unstored)}, stored but not published: {len(unpublished)}"
+            + (f": {list(differing.items())[:2]}" if differing else ""),
+        ),
+        {"stored_rows": len(rows), "wall_time_difference_s_max": round(max(wall), 3) if wall else None},
+    )
 
 
 def check_media_index(events: dict[str, dict[str, dict]], record: Path) -> dict:
@@ -339,8 +469,11 @@ def check_media_index(events: dict[str, dict[str, dict]], record: Path) -> dict:
     finally:
         connection.close()
     expected = {f"{STREAM}/{i}{suffix}" for i in events for suffix in (".mp4", ".jpg", "-start.jpg")}
-    return check(listed == expected, f"{len(listed)} finished entries, {len(expected)} expected (a clip and two "
-                 f"snapshots per event); unlisted: {len(expected - listed)}, listed but not an event's: {len(listed - expected)}")
+    return check(
+        listed == expected,
+        f"{len(listed)} finished entries, {len(expected)} expected (a clip and two "
+        f"snapshots per event); unlisted: {len(expected - listed)}, listed but not an event's: {len(listed - expected)}",
+    )
 
 
 def overlapping(spans: dict[str, tuple[float, float]]) -> int:
@@ -358,24 +491,41 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", default=None,
-                        help="weizmann4 (default when ../shared/data/weizmann4 is there), pattern (default otherwise), "
-                             "or a video file, looped")
-    parser.add_argument("--data", type=Path, default=WEIZMANN4, help="the weizmann4 folder (default ../shared/data/weizmann4)")
+    parser.add_argument(
+        "--source",
+        default=None,
+        help="weizmann4 (default when ../shared/data/weizmann4 is there), pattern (default otherwise), "
+        "or a video file, looped",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=WEIZMANN4, help="the weizmann4 folder (default ../shared/data/weizmann4)"
+    )
     parser.add_argument("--test-groups", default="6,7,8", help="weizmann4: the held-out subjects joined")
-    parser.add_argument("--bundle", type=Path, help="exported bundle (default: a tiny untrained seed bundle, built here)")
+    parser.add_argument(
+        "--bundle", type=Path, help="exported bundle (default: a tiny untrained seed bundle, built here)"
+    )
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of stream, served in real time")
-    parser.add_argument("--size", type=parse_size, help="WxH to scale the source to (default: its own; pattern 160x120)")
+    parser.add_argument(
+        "--size", type=parse_size, help="WxH to scale the source to (default: its own; pattern 160x120)"
+    )
     parser.add_argument("--gop-s", type=float, default=1.0, help="seconds between keyframes of the H.264 source")
-    parser.add_argument("--bframes", type=int, default=0, help="B-frames in a row at most in the H.264 source (default 0)")
+    parser.add_argument(
+        "--bframes", type=int, default=0, help="B-frames in a row at most in the H.264 source (default 0)"
+    )
     parser.add_argument("--pre-s", type=float, default=5.0)
     parser.add_argument("--post-s", type=float, default=5.0)
-    parser.add_argument("--max-clip-s", type=float, default=12.0,
-                        help="(default 12: shorter than most events' pre-roll + event + post-roll, so the cap is exercised)")
+    parser.add_argument(
+        "--max-clip-s",
+        type=float,
+        default=12.0,
+        help="(default 12: shorter than most events' pre-roll + event + post-roll, so the cap is exercised)",
+    )
     parser.add_argument("--min-score", type=float, default=0.6)
     parser.add_argument("--min-duration-s", type=float, default=0.5)
     parser.add_argument("--classes", help="only these classes start events (default: all)")
-    parser.add_argument("--work", type=Path, help="keep the source, clips and messages here (default: a temporary folder)")
+    parser.add_argument(
+        "--work", type=Path, help="keep the source, clips and messages here (default: a temporary folder)"
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
 
 
@@ -398,59 +548,94 @@ def measure(args, work: Path) -> dict:
     bundle = args.bundle or seed_bundle(work / "seed-bundle", video)
     rules = Rules(args.pre_s, args.post_s, args.max_clip_s, args.min_score, args.min_duration_s, args.classes)
     record, jsonl = work / "record", work / "messages.jsonl"
-    print(f"bench_event_media: serving {facts['seconds']:.1f} s of {facts['width']}x{facts['height']} through "
-          f"lrcn serve --record (paced)", file=sys.stderr)
+    print(
+        f"bench_event_media: serving {facts['seconds']:.1f} s of {facts['width']}x{facts['height']} through "
+        f"lrcn serve --record (paced)",
+        file=sys.stderr,
+    )
     run = serve(Path(bundle), video, record, jsonl, rules, timeout_s=facts["seconds"] * 2 + 300)
     messages = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
     events = events_by_id(messages)
-    final = [m for m in messages if m.get("topic") == f"status/{STREAM}" and m.get("stats", {}).get("report") == "final"]
+    final = [
+        m for m in messages if m.get("topic") == f"status/{STREAM}" and m.get("stats", {}).get("report") == "final"
+    ]
     stats = final[-1]["stats"] if final else {}
     spans = clip_spans(events, rules, facts["seconds"])
-    lengths, cap, clip_figures = check_clip_lengths(events, record, rules, facts["seconds"], args.gop_s, facts["fps"],
-                                                    args.bframes)
+    lengths, cap, clip_figures = check_clip_lengths(
+        events, record, rules, facts["seconds"], args.gop_s, facts["fps"], args.bframes
+    )
     snapshots, snapshot_figures = check_snapshots(events, record, facts["width"], facts["height"])
-    store, store_figures = check_store(events, record) if (record / "lrcn.sqlite").is_file() else \
-        (check(False, "no lrcn.sqlite in the record dir"), {})
-    checks = {"serve_exit_0": check(run["exit"] == 0, f"exit {run['exit']}: {' | '.join(run['stderr_tail'][-2:])}"),
-              "event_ids": check_ids(events),
-              "clips_equal_events": check_clips(events, record),
-              "clips_play_and_span_their_event": lengths,
-              "clips_within_max_clip_s": cap,
-              "snapshots_at_source_resolution": snapshots,
-              "stored_rows_equal_published_events": store,
-              "media_index_lists_exactly_them": check_media_index(events, record) if store_figures else
-              check(False, "no lrcn.sqlite in the record dir")}
+    store, store_figures = (
+        check_store(events, record)
+        if (record / "lrcn.sqlite").is_file()
+        else (check(False, "no lrcn.sqlite in the record dir"), {})
+    )
+    checks = {
+        "serve_exit_0": check(run["exit"] == 0, f"exit {run['exit']}: {' | '.join(run['stderr_tail'][-2:])}"),
+        "event_ids": check_ids(events),
+        "clips_equal_events": check_clips(events, record),
+        "clips_play_and_span_their_event": lengths,
+        "clips_within_max_clip_s": cap,
+        "snapshots_at_source_resolution": snapshots,
+        "stored_rows_equal_published_events": store,
+        "media_index_lists_exactly_them": check_media_index(events, record)
+        if store_figures
+        else check(False, "no lrcn.sqlite in the record dir"),
+    }
     predictions = sum(1 for m in messages if m.get("topic") == f"pred/{STREAM}")
     labels: dict[str, int] = {}
     for event in events.values():
         if "start" in event:
             labels[event["start"]["label"]] = labels.get(event["start"]["label"], 0) + 1
     return {
-        "command": "python -m lrcn.tools.evidence.bench_event_media " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-        "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d"),
-        "source": {**described, **facts, "gop_s": args.gop_s, "bframes": args.bframes}, "bundle": str(bundle),
-        "rules": {"pre_s": rules.pre_s, "post_s": rules.post_s, "max_clip_s": rules.max_clip_s,
-                  "min_score": rules.min_score, "min_duration_s": rules.min_duration_s, "classes": rules.classes},
+        "command": "python -m lrcn.tools.evidence.bench_event_media "
+        + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+        "machine": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "source": {**described, **facts, "gop_s": args.gop_s, "bframes": args.bframes},
+        "bundle": str(bundle),
+        "rules": {
+            "pre_s": rules.pre_s,
+            "post_s": rules.post_s,
+            "max_clip_s": rules.max_clip_s,
+            "min_score": rules.min_score,
+            "min_duration_s": rules.min_duration_s,
+            "classes": rules.classes,
+        },
         "serve": {key: run[key] for key in ("exit", "wall_s", "cpu_s")},
         "cpu_per_stream_s": round(run["cpu_s"] / facts["seconds"], 3) if facts["seconds"] else None,
-        "predictions": predictions, "events": len(events), "events_by_label": dict(sorted(labels.items())),
+        "predictions": predictions,
+        "events": len(events),
+        "events_by_label": dict(sorted(labels.items())),
         "events_sharing_packets_with_the_next": overlapping(spans),
         "event_s_median": round(statistics.median(e["end"]["duration_s"] for e in events.values() if "end" in e), 2)
-        if any("end" in e for e in events.values()) else None,
-        "clips_on_disk": len(list((record / STREAM).glob("*.mp4"))), **clip_figures, **snapshot_figures, **store_figures,
+        if any("end" in e for e in events.values())
+        else None,
+        "clips_on_disk": len(list((record / STREAM).glob("*.mp4"))),
+        **clip_figures,
+        **snapshot_figures,
+        **store_figures,
         "final_stats": {"frames": stats.get("frames"), "dropped": stats.get("dropped"), "clips": stats.get("clips")},
-        "checks": checks, "all_pass": all(c["ok"] for c in checks.values())}
+        "checks": checks,
+        "all_pass": all(c["ok"] for c in checks.values()),
+    }
 
 
 def summary_lines(report: dict) -> list[str]:
     source = report["source"]
-    lines = [(f"{source['kind']}: {source['seconds']:.0f} s of {source['width']}x{source['height']} {source['codec']} "
-              f"at {source['fps']:g} fps, {source['bframes']} B-frames, served paced in {report['serve']['wall_s']} s "
-              f"({report['serve']['cpu_s']} CPU s, {report['cpu_per_stream_s']} CPU s per stream second)"),
-             (f"{report['predictions']} predictions, {report['events']} events ({report['events_sharing_packets_with_the_next']} "
-             f"sharing packets with the next), {report['clips_on_disk']} clips (median {report.get('clip_s_median')} s, "
-             f"longest {report.get('clip_s_max')} s, {report.get('clips_capped')} events' spans over max_clip_s), "
-             f"{report.get('snapshots')} snapshots, {report.get('stored_rows')} stored rows")]
+    lines = [
+        (
+            f"{source['kind']}: {source['seconds']:.0f} s of {source['width']}x{source['height']} {source['codec']} "
+            f"at {source['fps']:g} fps, {source['bframes']} B-frames, served paced in {report['serve']['wall_s']} s "
+            f"({report['serve']['cpu_s']} CPU s, {report['cpu_per_stream_s']} CPU s per stream second)"
+        ),
+        (
+            f"{report['predictions']} predictions, {report['events']} events ({report['events_sharing_packets_with_the_next']} "
+            f"sharing packets with the next), {report['clips_on_disk']} clips (median {report.get('clip_s_median')} s, "
+            f"longest {report.get('clip_s_max')} s, {report.get('clips_capped')} events' spans over max_clip_s), "
+            f"{report.get('snapshots')} snapshots, {report.get('stored_rows')} stored rows"
+        ),
+    ]
     lines += [f"  {'PASS' if c['ok'] else 'FAIL'} {name}: {c['detail']}" for name, c in report["checks"].items()]
     return lines
 

@@ -11,6 +11,7 @@
 
 Prints a table and writes flow.json (docs/evidence/results.md#motion is generated from it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ from lrcn.tools.evidence.checkout import checkout_or_here
 from lrcn.tools.evidence.harness.procfs import machine_info
 
 SIZES = (112, 160, 224)
-SHIFTS = ((0.25, 0.0), (0.5, 0.5), (1.0, 0.0), (1.5, -1.0), (3.0, 2.0))   # (dx, dy) in pixels at model size
-BORDER = 12   # pixels left out of the error at each side
+SHIFTS = ((0.25, 0.0), (0.5, 0.5), (1.0, 0.0), (1.5, -1.0), (3.0, 2.0))  # (dx, dy) in pixels at model size
+BORDER = 12  # pixels left out of the error at each side
 DEFAULT_VIDEO = checkout_or_here().parent / "shared/data/ucf101_9/Basketball"
 
 
@@ -66,11 +67,27 @@ def measure(video: Path, repeats: int) -> dict:
         still = grays[len(grays) // 2]
         for method in METHODS:
             errors = {f"{dx:g},{dy:g}": round(endpoint_error(method, still, dx, dy), 4) for dx, dy in SHIFTS}
-            rows.append({"method": method, "size": size, "ms": ms_per_field(method, grays, repeats),
-                         "epe": errors, "epe_mean": round(float(np.mean(list(errors.values()))), 4),
-                         "still_level": motion_level(METHODS[method]()(still, still))})
-    return {"video": str(video), "fps": 10, "repeats": repeats, "threads": 1, "shifts": [list(s) for s in SHIFTS],
-            "border": BORDER, "chosen": DEFAULT_METHOD, "machine": machine_info(), "rows": rows}
+            rows.append(
+                {
+                    "method": method,
+                    "size": size,
+                    "ms": ms_per_field(method, grays, repeats),
+                    "epe": errors,
+                    "epe_mean": round(float(np.mean(list(errors.values()))), 4),
+                    "still_level": motion_level(METHODS[method]()(still, still)),
+                }
+            )
+    return {
+        "video": str(video),
+        "fps": 10,
+        "repeats": repeats,
+        "threads": 1,
+        "shifts": [list(s) for s in SHIFTS],
+        "border": BORDER,
+        "chosen": DEFAULT_METHOD,
+        "machine": machine_info(),
+        "rows": rows,
+    }
 
 
 def first_video(path: Path) -> Path:
@@ -78,15 +95,20 @@ def first_video(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.bench_flow", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.bench_flow", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="a video file or a folder (its first .avi)")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args(argv)
     result = measure(first_video(args.video), args.repeats)
     for row in result["rows"]:
-        print(f"{row['method']:14} {row['size']:4d} px  {row['ms']:7.3f} ms  EPE {row['epe_mean']:.3f} px  "
-              f"still {row['still_level']:.5f}", file=sys.stderr)
+        print(
+            f"{row['method']:14} {row['size']:4d} px  {row['ms']:7.3f} ms  EPE {row['epe_mean']:.3f} px  "
+            f"still {row['still_level']:.5f}",
+            file=sys.stderr,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "flow.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0

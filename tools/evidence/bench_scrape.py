@@ -14,6 +14,7 @@ is scraped --burst times back to back; its CPU in that time, less what it spends
 in the quiet seconds before and after, divided by the scrapes, is the server's CPU per scrape. Prints a table and
 writes scrape_overhead.json.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -45,7 +46,7 @@ class Scraper:
             response = self.connection.getresponse()
             return response.status, response.read()
         except (OSError, http.client.HTTPException):
-            self.connection.close()   # the next request opens a new connection
+            self.connection.close()  # the next request opens a new connection
             return 0, b""
 
 
@@ -55,10 +56,12 @@ class Recognizer:
     def __init__(self, bundle: Path, video: Path, streams: int, log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = serve_command(bundle, *[video] * streams, "--loop", "--metrics", self.port,
-                                "--endpoint", f"tcp://127.0.0.1:{free_port()}")
-        self.process = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=open(log, "w"))
+        command = serve_command(
+            bundle, *[video] * streams, "--loop", "--metrics", self.port, "--endpoint", f"tcp://127.0.0.1:{free_port()}"
+        )
+        self.process = subprocess.Popen(
+            command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w")
+        )
         self.scraper = Scraper(self.port)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -103,25 +106,40 @@ def run_rounds(recognizers: list[Recognizer], rounds: int, round_s: float, inter
             side = "scraped" if i == target else "idle"
             cpu[i][side] += recognizer.cpu() - before[i]
             cpu[i][f"{side}_s"] += elapsed
-        print(f"round {number + 1}/{rounds}: scraped serve #{target}; CPU "
-              + ", ".join(f"#{i} {recognizer.cpu() - before[i]:.2f} s" for i, recognizer in enumerate(recognizers)),
-              file=sys.stderr, flush=True)
+        print(
+            f"round {number + 1}/{rounds}: scraped serve #{target}; CPU "
+            + ", ".join(f"#{i} {recognizer.cpu() - before[i]:.2f} s" for i, recognizer in enumerate(recognizers)),
+            file=sys.stderr,
+            flush=True,
+        )
     per_process = []
     for i, c in cpu.items():
         scraped, idle = c["scraped"] / c["scraped_s"], c["idle"] / c["idle_s"]
-        per_process.append({"process": i, "cores_scraped": round(scraped, 4), "cores_not_scraped": round(idle, 4),
-                            "ratio": round(scraped / idle, 4)})
+        per_process.append(
+            {
+                "process": i,
+                "cores_scraped": round(scraped, 4),
+                "cores_not_scraped": round(idle, 4),
+                "ratio": round(scraped / idle, 4),
+            }
+        )
     ratios = [p["ratio"] for p in per_process]
-    return {"per_process": per_process, "ratio": round(mean(ratios), 4),
-            "extra_percent": extra_percent(mean(ratios), 1.0),
-            "scrapes": len(scrape_ms), "scrape_failures": failures,
-            "scrape_ms_p50": percentiles(scrape_ms, 2)["p50"], "scrape_ms_p99": percentiles(scrape_ms, 2)["p99"],
-            "metrics_bytes": int(np.median(sizes)) if sizes else None}
+    return {
+        "per_process": per_process,
+        "ratio": round(mean(ratios), 4),
+        "extra_percent": extra_percent(mean(ratios), 1.0),
+        "scrapes": len(scrape_ms),
+        "scrape_failures": failures,
+        "scrape_ms_p50": percentiles(scrape_ms, 2)["p50"],
+        "scrape_ms_p99": percentiles(scrape_ms, 2)["p99"],
+        "metrics_bytes": int(np.median(sizes)) if sizes else None,
+    }
 
 
 def burst_cost(recognizers: list[Recognizer], scrapes: int, quiet_s: float = 6.0) -> dict:
     """Server CPU per scrape: each process in turn is scraped `scrapes` times back to back; its CPU
     in that time, less what it spends at its own rate in the quiet seconds before and after."""
+
     def rate(recognizer: Recognizer) -> float:
         cpu, started = recognizer.cpu(), time.monotonic()
         time.sleep(quiet_s)
@@ -136,8 +154,11 @@ def burst_cost(recognizers: list[Recognizer], scrapes: int, quiet_s: float = 6.0
         spent, took = recognizer.cpu() - cpu, time.monotonic() - started
         after = rate(recognizer)
         per_scrape.append((spent - (before + after) / 2 * took) / scrapes)
-    return {"burst_scrapes": scrapes, "cpu_ms_per_scrape": round(mean(per_scrape) * 1000, 2),
-            "cpu_ms_per_scrape_each": [round(m * 1000, 2) for m in per_scrape]}
+    return {
+        "burst_scrapes": scrapes,
+        "cpu_ms_per_scrape": round(mean(per_scrape) * 1000, 2),
+        "cpu_ms_per_scrape_each": [round(m * 1000, 2) for m in per_scrape],
+    }
 
 
 def bench(args) -> dict:
@@ -156,29 +177,49 @@ def bench(args) -> dict:
     finally:
         for recognizer in recognizers:
             recognizer.stop()
-    return {"what": "CPU of lrcn serve with 8 streams, scraped every interval vs not, same run, roles swapped each "
-                    "round", "bundle": str(bundle), "streams": args.streams, "video": str(video), "rounds": args.rounds,
-            "round_s": args.round_s, "interval_s": args.interval, "machine": machine_info(runtime=True), **result}
+    return {
+        "what": "CPU of lrcn serve with 8 streams, scraped every interval vs not, same run, roles swapped each round",
+        "bundle": str(bundle),
+        "streams": args.streams,
+        "video": str(video),
+        "rounds": args.rounds,
+        "round_s": args.round_s,
+        "interval_s": args.interval,
+        "machine": machine_info(runtime=True),
+        **result,
+    }
 
 
 def report(result: dict) -> str:
     """Each process scraped against not, the extra CPU, and the direct cost per scrape."""
     interval = result["interval_s"]
-    lines = [f"serve #{p['process']}: {p['cores_scraped']:.3f} cores scraped, {p['cores_not_scraped']:.3f} not: "
-             f"x{p['ratio']:.4f}" for p in result["per_process"]]
-    lines.append(f"scrape every {interval:g} s: {result['extra_percent']:+.2f}% CPU (target < 2%); "
-                 f"{result['scrapes']} scrapes, p50 {result['scrape_ms_p50']} ms, p99 {result['scrape_ms_p99']} ms, "
-                 f"{result['metrics_bytes']} bytes each, {result['scrape_failures']} failed")
-    lines.append(f"direct: {result['cpu_ms_per_scrape']} ms of server CPU per scrape "
-                 f"({result['cpu_ms_per_scrape_each']}), {result['direct_extra_percent']:+.2f}% of this load at one "
-                 f"scrape every {interval:g} s")
+    lines = [
+        f"serve #{p['process']}: {p['cores_scraped']:.3f} cores scraped, {p['cores_not_scraped']:.3f} not: "
+        f"x{p['ratio']:.4f}"
+        for p in result["per_process"]
+    ]
+    lines.append(
+        f"scrape every {interval:g} s: {result['extra_percent']:+.2f}% CPU (target < 2%); "
+        f"{result['scrapes']} scrapes, p50 {result['scrape_ms_p50']} ms, p99 {result['scrape_ms_p99']} ms, "
+        f"{result['metrics_bytes']} bytes each, {result['scrape_failures']} failed"
+    )
+    lines.append(
+        f"direct: {result['cpu_ms_per_scrape']} ms of server CPU per scrape "
+        f"({result['cpu_ms_per_scrape_each']}), {result['direct_extra_percent']:+.2f}% of this load at one "
+        f"scrape every {interval:g} s"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = rounds_parser("bench_scrape", __doc__.splitlines()[0], rounds=8,
-                           rounds_help="rounds, an even number (default 8)", round_s=30.0,
-                           round_s_help="seconds per round (default 30)")
+    parser = rounds_parser(
+        "bench_scrape",
+        __doc__.splitlines()[0],
+        rounds=8,
+        rounds_help="rounds, an even number (default 8)",
+        round_s=30.0,
+        round_s_help="seconds per round (default 30)",
+    )
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between scrapes (default 1)")
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--burst", type=int, default=300, help="back-to-back scrapes for the direct cost (default 300)")

@@ -16,6 +16,7 @@ machine's drift hits every set alike:
 
 Prints a table and writes sink_cost.json.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,10 +43,12 @@ SETS = ("zeromq", "zeromq+mqtt", "zeromq+mqtt0", "zeromq+mqttev", "zeromq+jsonl"
 
 
 def sink_tables(name: str, broker_port: int, folder: Path) -> tuple[dict, ...]:
-    tables = {"mqtt": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "buffer": 100_000},
-              "mqtt0": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "buffer": 100_000, "qos": 0},
-              "mqttev": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "kinds": ["status", "event"]},
-              "jsonl": {"type": "jsonl", "path": str(folder / f"{name}.jsonl"), "queue": 100_000}}
+    tables = {
+        "mqtt": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "buffer": 100_000},
+        "mqtt0": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "buffer": 100_000, "qos": 0},
+        "mqttev": {"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker_port}/bench", "kinds": ["status", "event"]},
+        "jsonl": {"type": "jsonl", "path": str(folder / f"{name}.jsonl"), "queue": 100_000},
+    }
     return tuple(tables[part] for part in name.split("+")[1:])
 
 
@@ -53,7 +56,7 @@ def serve_round(bundle, video: Path, streams: int, seconds: float, sinks: tuple[
     options = PipelineOptions(endpoint=f"tcp://127.0.0.1:{free_port()}", sinks=sinks, stats_interval_s=1.0)
     pipeline = Pipeline(bundle, [StreamConfig(str(video), id=f"cam{i}", loop=True) for i in range(streams)], options)
     pipeline.start()
-    time.sleep(2.0)   # connected and warm
+    time.sleep(2.0)  # connected and warm
     cpu, wall, encoded = time.process_time(), time.monotonic(), pipeline.stats()["encoded"]
     time.sleep(seconds)
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
@@ -66,15 +69,24 @@ def serve_round(bundle, video: Path, streams: int, seconds: float, sinks: tuple[
 
 def message_round(sinks: tuple[dict, ...], messages: int, classes: list[str]) -> dict:
     outbox = Outbox([ZeroMqSink(f"tcp://127.0.0.1:{free_port()}"), *[open_sink(t, node="bench") for t in sinks]])
-    time.sleep(0.5)   # MQTT connected
+    time.sleep(0.5)  # MQTT connected
     probabilities = dict(zip(classes, np.linspace(0.9, 0.01, len(classes)).tolist()))
     top = sorted(probabilities.items(), key=lambda kv: -kv[1])[:3]
     cpu = time.process_time()
     for n in range(messages):
-        outbox.publish_prediction("cam0", frame_index=n, window=(max(0, n - 15), n), label=top[0][0], score=top[0][1],
-                                  top_k=top, captured_at=time.monotonic(), probabilities=probabilities, stream_time=n / 25)
+        outbox.publish_prediction(
+            "cam0",
+            frame_index=n,
+            window=(max(0, n - 15), n),
+            label=top[0][0],
+            score=top[0][1],
+            top_k=top,
+            captured_at=time.monotonic(),
+            probabilities=probabilities,
+            stream_time=n / 25,
+        )
     stats = outbox.stats()
-    outbox.close(timeout_s=30.0)   # waits until the file writer and paho have sent the last one
+    outbox.close(timeout_s=30.0)  # waits until the file writer and paho have sent the last one
     cpu = time.process_time() - cpu
     return {"cpu_us_per_message": cpu / messages * 1e6, "dropped": {k: v["dropped"] for k, v in stats.items()}}
 
@@ -92,9 +104,12 @@ def bench(args) -> dict:
                 tables = sink_tables(name, broker.port, Path(scratch))
                 per_message[name].append(message_round(tables, args.messages, list(bundle.classes)))
                 serving[name].append(serve_round(bundle, video, args.streams, args.round_s, tables))
-                print(f"round {number + 1}/{args.rounds} {name}: {serving[name][-1]['cpu_ms_per_frame']:.3f} ms CPU "
-                      f"per frame, {per_message[name][-1]['cpu_us_per_message']:.1f} us per message",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"round {number + 1}/{args.rounds} {name}: {serving[name][-1]['cpu_ms_per_frame']:.3f} ms CPU "
+                    f"per frame, {per_message[name][-1]['cpu_us_per_message']:.1f} us per message",
+                    file=sys.stderr,
+                    flush=True,
+                )
     base_frame = float(np.median([r["cpu_ms_per_frame"] for r in serving["zeromq"]]))
     base_message = float(np.median([r["cpu_us_per_message"] for r in per_message["zeromq"]]))
     results = {}
@@ -110,26 +125,44 @@ def bench(args) -> dict:
             # one prediction per encoded frame at hop 1: the sink's own cost as a share of a frame's
             "extra_percent_of_frame": round((message - base_message) / 1000 / base_frame * 100, 2),
             "dropped": [r["dropped"] for r in serving[name]] + [r["dropped"] for r in per_message[name]],
-            "rounds": {"serving": serving[name], "per_message": per_message[name]}}
-    return {"what": "CPU of a Pipeline per frame and of an Outbox per message with each sink set, alternating rounds",
-            "bundle": str(args.bundle), "streams": args.streams, "video": str(video), "round_s": args.round_s,
-            "rounds": args.rounds, "messages": args.messages, "machine": machine_info(runtime=True), "sets": results}
+            "rounds": {"serving": serving[name], "per_message": per_message[name]},
+        }
+    return {
+        "what": "CPU of a Pipeline per frame and of an Outbox per message with each sink set, alternating rounds",
+        "bundle": str(args.bundle),
+        "streams": args.streams,
+        "video": str(video),
+        "round_s": args.round_s,
+        "rounds": args.rounds,
+        "messages": args.messages,
+        "machine": machine_info(runtime=True),
+        "sets": results,
+    }
 
 
 def report(result: dict) -> str:
     """One row per sink set: CPU per frame serving and per message, and the extra over ZeroMQ alone."""
-    lines = [f"{'sinks':<20} {'ms CPU/frame':>12} {'vs zeromq':>10} {'us/message':>11} {'extra us':>9} "
-             f"{'% of frame':>10}"]
+    lines = [
+        f"{'sinks':<20} {'ms CPU/frame':>12} {'vs zeromq':>10} {'us/message':>11} {'extra us':>9} {'% of frame':>10}"
+    ]
     for name, r in result["sets"].items():
-        lines.append(f"{name:<20} {r['serving_cpu_ms_per_frame']:>12.3f} {r['serving_extra_percent']:>+9.2f}% "
-                     f"{r['cpu_us_per_message']:>11.1f} {r['extra_us_per_message']:>9.1f} "
-                     f"{r['extra_percent_of_frame']:>9.2f}%")
+        lines.append(
+            f"{name:<20} {r['serving_cpu_ms_per_frame']:>12.3f} {r['serving_extra_percent']:>+9.2f}% "
+            f"{r['cpu_us_per_message']:>11.1f} {r['extra_us_per_message']:>9.1f} "
+            f"{r['extra_percent_of_frame']:>9.2f}%"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = rounds_parser("bench_sinks", __doc__.splitlines()[0], rounds=3, rounds_help=None, round_s=20.0,
-                           round_s_help="seconds of serving per round and set (default 20)")
+    parser = rounds_parser(
+        "bench_sinks",
+        __doc__.splitlines()[0],
+        rounds=3,
+        rounds_help=None,
+        round_s=20.0,
+        round_s_help="seconds of serving per round and set (default 20)",
+    )
     parser.add_argument("--messages", type=int, default=20_000, help="predictions per message round (default 20000)")
     add_video_and_out(parser)
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ thread), so other load on the machine counts little.
 
     python -m lrcn.tools.evidence.bench_snapshots --out docs/results/snapshot_cost.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,27 @@ from lrcn.tools.evidence.harness.script import save
 
 
 def make_video(path: Path, width: int, height: int, seconds: int) -> None:
-    subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-                    f"testsrc2=s={width}x{height}:r=25:d={seconds}", "-c:v", "libx264", "-g", "25",
-                    "-pix_fmt", "yuv420p", str(path)], check=True, timeout=300)
+    subprocess.run(
+        [
+            shutil.which("ffmpeg") or "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s={width}x{height}:r=25:d={seconds}",
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        timeout=300,
+    )
 
 
 def measure(path: Path, snapshots: int) -> dict:
@@ -49,10 +68,15 @@ def measure(path: Path, snapshots: int) -> dict:
         jpeg = encode_jpeg(Original(frame).rgb())
         per_snapshot.append(time.process_time() - began)
         sizes.append(len(jpeg))
-    return {"width": frames[0].width, "height": frames[0].height, "frames": len(frames), **costs,
-            "snapshot_ms_median": round(statistics.median(per_snapshot) * 1000, 2),
-            "snapshot_ms_p90": round(sorted(per_snapshot)[int(0.9 * len(per_snapshot))] * 1000, 2),
-            "jpeg_kb_median": round(statistics.median(sizes) / 1024, 1)}
+    return {
+        "width": frames[0].width,
+        "height": frames[0].height,
+        "frames": len(frames),
+        **costs,
+        "snapshot_ms_median": round(statistics.median(per_snapshot) * 1000, 2),
+        "snapshot_ms_p90": round(sorted(per_snapshot)[int(0.9 * len(per_snapshot))] * 1000, 2),
+        "jpeg_kb_median": round(statistics.median(sizes) / 1024, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             video = Path(scratch) / f"{height}.mp4"
             make_video(video, width, height, 4)
             results.append(measure(video, args.snapshots))
-    report = {"command": "python -m lrcn.tools.evidence.bench_snapshots", "machine": platform.processor() or platform.machine(),
-              "pyav": av.__version__, "results": results}
+    report = {
+        "command": "python -m lrcn.tools.evidence.bench_snapshots",
+        "machine": platform.processor() or platform.machine(),
+        "pyav": av.__version__,
+        "results": results,
+    }
     print(json.dumps(report, indent=1))
     if args.out:
         save(report, args.out)

@@ -8,6 +8,7 @@ Python packages as a wheelhouse made on this machine, then `podman build --isola
 It must run as root (debootstrap, and podman's storage the tests mount). On a machine that can
 pull images, `podman build -f docs/deploy/Containerfile .` does the same from debian:bookworm-slim.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,11 +65,26 @@ def base_tag(suite: str, mirror: str) -> str:
 def build_command(build: Build) -> list[str]:
     """`podman build` of the Containerfile, offline: the imported base, pip from the wheelhouse.
     Docker format: OCI images have no HEALTHCHECK."""
-    return ["podman", "build", "--isolation", "chroot", "--format", "docker", "--pull=never",
-            "-f", str(build.context / CONTAINERFILE), "-t", build.tag,
-            "--build-arg", f"BASE={base_tag(build.suite, build.mirror)}",
-            "--build-arg", f"PIP_OPTIONS={PIP_OPTIONS}", "--build-arg", f"EXTRAS={build.extras}",
-            str(build.context)]
+    return [
+        "podman",
+        "build",
+        "--isolation",
+        "chroot",
+        "--format",
+        "docker",
+        "--pull=never",
+        "-f",
+        str(build.context / CONTAINERFILE),
+        "-t",
+        build.tag,
+        "--build-arg",
+        f"BASE={base_tag(build.suite, build.mirror)}",
+        "--build-arg",
+        f"PIP_OPTIONS={PIP_OPTIONS}",
+        "--build-arg",
+        f"EXTRAS={build.extras}",
+        str(build.context),
+    ]
 
 
 def _run(command: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
@@ -102,10 +118,23 @@ def make_wheelhouse(context: Path, extras: str = "") -> Path:
     """Wheels of the project and every runtime dependency, for this machine's Python (the image's
     Debian has the same 3.11), and the build backend pip needs to build the project in the image."""
     wheelhouse = context / WHEELHOUSE
-    shutil.rmtree(wheelhouse, ignore_errors=True)   # build/ is ours: a stale wheel must not be picked
+    shutil.rmtree(wheelhouse, ignore_errors=True)  # build/ is ours: a stale wheel must not be picked
     wheelhouse.mkdir(parents=True)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheelhouse),
-          f"{context}{extras}", "setuptools>=68", "wheel"], "pip wheel")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--wheel-dir",
+            str(wheelhouse),
+            f"{context}{extras}",
+            "setuptools>=68",
+            "wheel",
+        ],
+        "pip wheel",
+    )
     return wheelhouse
 
 
@@ -129,26 +158,44 @@ def build_image(build: Build) -> dict:
     _run(build_command(build), "podman build")
     built = time.perf_counter()
     wheels = sorted(wheelhouse.glob("*.whl"))
-    return {"tag": build.tag, "base": base_tag(build.suite, build.mirror), "base_made": made,
-            "base_s": round(based - began, 1), "wheelhouse_s": round(wheeled - based, 1),
-            "build_s": round(built - wheeled, 1), "wheels": len(wheels),
-            "wheelhouse_mb": round(sum(w.stat().st_size for w in wheels) / 1e6, 1),
-            "image_bytes": image_size(build.tag)}
+    return {
+        "tag": build.tag,
+        "base": base_tag(build.suite, build.mirror),
+        "base_made": made,
+        "base_s": round(based - began, 1),
+        "wheelhouse_s": round(wheeled - based, 1),
+        "build_s": round(built - wheeled, 1),
+        "wheels": len(wheels),
+        "wheelhouse_mb": round(sum(w.stat().st_size for w in wheels) / 1e6, 1),
+        "image_bytes": image_size(build.tag),
+    }
 
 
 def report(result: dict) -> str:
     base = "made" if result["base_made"] else "cached"
-    return (f"{result['tag']}: {result['image_bytes'] / 1e6:.0f} MB; base {base} in {result['base_s']} s, "
-            f"wheelhouse ({result['wheels']} wheels, {result['wheelhouse_mb']} MB) in {result['wheelhouse_s']} s, "
-            f"podman build in {result['build_s']} s")
+    return (
+        f"{result['tag']}: {result['image_bytes'] / 1e6:.0f} MB; base {base} in {result['base_s']} s, "
+        f"wheelhouse ({result['wheels']} wheels, {result['wheelhouse_mb']} MB) in {result['wheelhouse_s']} s, "
+        f"podman build in {result['build_s']} s"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.build_image", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--context", type=Path, default=ROOT, help="a checkout of lrcn-stream (default: the one holding the current directory)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.build_image", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--context",
+        type=Path,
+        default=ROOT,
+        help="a checkout of lrcn-stream (default: the one holding the current directory)",
+    )
     parser.add_argument("--tag", default="localhost/lrcn-stream:latest")
-    parser.add_argument("--suite", default="bookworm", help="the Debian suite of the base (its python3 must be "
-                                                             "this machine's minor version)")
+    parser.add_argument(
+        "--suite",
+        default="bookworm",
+        help="the Debian suite of the base (its python3 must be this machine's minor version)",
+    )
     parser.add_argument("--mirror", default=None, help="Debian mirror (default: the one this machine's apt uses)")
     parser.add_argument("--extras", default="", help='e.g. "[tensorrt]"')
     parser.add_argument("--json", type=Path, help="also write the figures here")

@@ -26,6 +26,7 @@ decoder).
 The search stops at the first N that fails twice (one retry: the machine is shared); the capacity is
 the largest N below it. The source video and the bundle are built once into --work and kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +52,13 @@ from lrcn.tools.evidence.harness.servers import REPO, rtsp_cameras, rtsp_server_
 PRETRAINED = REPO.parent / "shared" / "pretrained" / "mobilenet_v2_1.0_imagenet_notop.weights.h5"
 
 P99_LIMIT_MS = 100.0
-RATE_SHARE = 0.9          # of --fps, for "encoded about --fps frames a second"
-START_ALLOWANCE_S = 5.0   # connecting and the first key frame, not counted against the encoded rate
-SLIP_LIMIT_S = 0.25       # how far a stream's clock may slip behind real time over a trial (where published):
-                          # a few frames of jitter, not a decoder that keeps falling further behind
-SLIP_EDGE_S = 5.0         # the slip compares the lag over the first and the last this many seconds
-SAMPLE_S = 0.25           # CPU sampling interval
-STOP_GRACE_S = 90.0       # serve's start-up and shut-down beyond --duration before it is killed
+RATE_SHARE = 0.9  # of --fps, for "encoded about --fps frames a second"
+START_ALLOWANCE_S = 5.0  # connecting and the first key frame, not counted against the encoded rate
+SLIP_LIMIT_S = 0.25  # how far a stream's clock may slip behind real time over a trial (where published):
+# a few frames of jitter, not a decoder that keeps falling further behind
+SLIP_EDGE_S = 5.0  # the slip compares the lag over the first and the last this many seconds
+SAMPLE_S = 0.25  # CPU sampling interval
+STOP_GRACE_S = 90.0  # serve's start-up and shut-down beyond --duration before it is killed
 
 
 @dataclass(frozen=True)
@@ -75,24 +76,50 @@ class Source:
 
 # -- what the trials need, built once ----------------------------------------------------------
 
+
 def source_video(folder: Path, source: Source) -> Path:
     """The camera's video, generated with ffmpeg into `folder` unless already there; the name
     carries a hash of the recipe, so a changed recipe never reuses a stale file."""
     if FFMPEG is None:
         raise LrcnError("ffmpeg not found: it generates the cameras' video (apt install ffmpeg)")
     rate = source.bitrate_mbit
-    arguments = ["-f", "lavfi", "-i", f"testsrc2=size={source.width}x{source.height}:rate={source.rate},"
-                 "noise=alls=6:allf=t", "-t", f"{source.seconds:g}", "-c:v", "libx264", "-preset", "veryfast",
-                 "-b:v", f"{rate}M", "-maxrate", f"{rate}M", "-bufsize", f"{2 * rate}M", "-g", str(2 * source.rate),
-                 "-bf", "0", "-pix_fmt", "yuv420p"]
+    arguments = [
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={source.width}x{source.height}:rate={source.rate},noise=alls=6:allf=t",
+        "-t",
+        f"{source.seconds:g}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-b:v",
+        f"{rate}M",
+        "-maxrate",
+        f"{rate}M",
+        "-bufsize",
+        f"{2 * rate}M",
+        "-g",
+        str(2 * source.rate),
+        "-bf",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+    ]
     recipe = hashlib.sha1(" ".join(arguments).encode()).hexdigest()[:10]
     path = folder / f"camera-{source.width}x{source.height}-{source.rate}-{source.seconds:g}s-{recipe}.mp4"
     if path.is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.mp4")
-    done = subprocess.run([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *arguments, str(partial)],
-                          capture_output=True, text=True, check=False, timeout=1800)
+    done = subprocess.run(
+        [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *arguments, str(partial)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
         raise LrcnError(f"ffmpeg could not generate {path.name}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -116,9 +143,12 @@ def mobilenet_bundle(folder: Path, video: Path, weights: Path = PRETRAINED) -> P
 def bundle_info(bundle: Path) -> dict:
     meta = json.loads((bundle / "meta.json").read_text())
     model = meta["model"]
-    return {"path": str(bundle.resolve()), "feature_size": meta["feature_size"],
-            **{key: model.get(key) for key in ("backbone", "input_size", "clip_length", "fps", "head", "lstm_units")},
-            "modalities": model.get("modalities", ["rgb"])}
+    return {
+        "path": str(bundle.resolve()),
+        "feature_size": meta["feature_size"],
+        **{key: model.get(key) for key in ("backbone", "input_size", "clip_length", "fps", "head", "lstm_units")},
+        "modalities": model.get("modalities", ["rgb"]),
+    }
 
 
 def child_env() -> dict:
@@ -138,26 +168,41 @@ def checkout_code(checkout: Path, python: str = sys.executable) -> dict:
     to lie inside it."""
     cli = cli_module(checkout)
     package = cli.removesuffix(".tools.cli") + ".stream" if cli.startswith("lrcn.") else "stream"
-    probe = subprocess.run([python, "-c", f"import {package}, {cli}; print({package}.__file__); print({cli}.__file__)"],
-                           cwd=checkout, env=child_env(), capture_output=True, text=True, check=False, timeout=120)
+    probe = subprocess.run(
+        [python, "-c", f"import {package}, {cli}; print({package}.__file__); print({cli}.__file__)"],
+        cwd=checkout,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     if probe.returncode != 0:
         raise LrcnError(f"cannot import the code in {checkout}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
     files = probe.stdout.split()
     outside = [f for f in files if not Path(f).resolve().is_relative_to(checkout.resolve())]
     if outside:
-        raise LrcnError(f"{python} -m {cli} from {checkout} imports {outside[0]}, outside it "
-                        f"(install the checkout into a venv with `pip install -e` and name its python with --python)")
+        raise LrcnError(
+            f"{python} -m {cli} from {checkout} imports {outside[0]}, outside it "
+            f"(install the checkout into a venv with `pip install -e` and name its python with --python)"
+        )
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False)
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    return {"checkout": str(checkout.resolve()), "python": python, "cli": cli, "stream_module": files[0],
-            "commit": git("rev-parse", "HEAD"),
-            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    return {
+        "checkout": str(checkout.resolve()),
+        "python": python,
+        "cli": cli,
+        "stream_module": files[0],
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 # -- measuring one trial -----------------------------------------------------------------------
+
 
 class CpuSampler(threading.Thread):
     """Samples (time, serve CPU, server CPU, machine busy) every SAMPLE_S until stopped."""
@@ -181,9 +226,12 @@ class CpuSampler(threading.Thread):
             return {"window_s": None, "serve_cores": None, "server_cores": None, "machine_cores": None}
         first, last = inside[0], inside[-1]
         span = last[0] - first[0]
-        return {"window_s": round(span, 2), "serve_cores": round((last[1] - first[1]) / span, 3),
-                "server_cores": round((last[2] - first[2]) / span, 3),
-                "machine_cores": round((last[3] - first[3]) / span, 3)}
+        return {
+            "window_s": round(span, 2),
+            "serve_cores": round((last[1] - first[1]) / span, 3),
+            "server_cores": round((last[2] - first[2]) / span, 3),
+            "machine_cores": round((last[3] - first[3]) / span, 3),
+        }
 
 
 class Listener(Recorder):
@@ -197,8 +245,9 @@ class Listener(Recorder):
         super().__init__(endpoint, ("pred/", "status/"), clock=time.monotonic)
 
     def take(self, now: float, message) -> None:
-        seen = self.streams.setdefault(message.stream, {"predictions": 0, "first_s": None, "last_s": None,
-                                                        "missed": 0, "state": None})
+        seen = self.streams.setdefault(
+            message.stream, {"predictions": 0, "first_s": None, "last_s": None, "missed": 0, "state": None}
+        )
         missed = self.subscriber.missed
         seen["missed"] = missed.get(f"pred/{message.stream}", 0) + missed.get(f"status/{message.stream}", 0)
         if message.kind == "status":
@@ -215,24 +264,48 @@ class Listener(Recorder):
             seen.setdefault("lags", []).append((now, now - stream_time))
 
 
-def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s: float, fps: float,
-              serve_args: tuple[str, ...] = (), python: str = sys.executable) -> dict:
+def run_trial(
+    checkout: Path,
+    bundle: Path,
+    video: Path,
+    count: int,
+    duration_s: float,
+    fps: float,
+    serve_args: tuple[str, ...] = (),
+    python: str = sys.executable,
+) -> dict:
     """One trial of `count` cameras for `duration_s`: the figures of every stream, CPU shares and
     whether it holds (see `judge`)."""
-    with tempfile.TemporaryDirectory(prefix="camera-capacity-") as scratch, \
-            rtsp_cameras(video, count) as (urls, server):
+    with (
+        tempfile.TemporaryDirectory(prefix="camera-capacity-") as scratch,
+        rtsp_cameras(video, count) as (urls, server),
+    ):
         stats_path, log_path = Path(scratch) / "stats.json", Path(scratch) / "serve.log"
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         names = [arg for i in range(count) for arg in ("--name", f"cam{i}")]
-        command = serve_command(bundle.resolve(), *urls, *names, "--fps", f"{fps:g}", "--duration", f"{duration_s:g}",
-                                "--stats-json", stats_path, "--endpoint", endpoint, *serve_args,
-                                python=python, cli=cli_module(checkout))
+        command = serve_command(
+            bundle.resolve(),
+            *urls,
+            *names,
+            "--fps",
+            f"{fps:g}",
+            "--duration",
+            f"{duration_s:g}",
+            "--stats-json",
+            stats_path,
+            "--endpoint",
+            endpoint,
+            *serve_args,
+            python=python,
+            cli=cli_module(checkout),
+        )
         listener = Listener(endpoint)
         children_before = children_cpu_s()
         started = time.monotonic()
         with open(log_path, "w") as log:
-            serve = subprocess.Popen(command, cwd=checkout, env=child_env(), stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
+            serve = subprocess.Popen(
+                command, cwd=checkout, env=child_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         sampler = CpuSampler(serve.pid, server.pid)
         sampler.start()
         try:
@@ -260,20 +333,36 @@ def run_trial(checkout: Path, bundle: Path, video: Path, count: int, duration_s:
         s = (stats or {}).get("streams", {}).get(name, {})
         heard = seen.get(name, {})
         span = (heard["last_s"] - heard["first_s"]) if heard.get("first_s") else 0.0
-        streams[name] = {"state": s.get("state"), "frames": s.get("frames"), "encoded": s.get("encoded"),
-                         "dropped": s.get("dropped"), "latency_p50_ms": s.get("latency_p50_ms"),
-                         "latency_p99_ms": s.get("latency_p99_ms"), "reconnects": s.get("reconnects"),
-                         "fps_in": s.get("fps_in"), "predictions_received": heard.get("predictions", 0),
-                         "messages_missed": heard.get("missed", 0),
-                         "slip_s": slip(heard.get("lags")),
-                         "received_fps": round((heard["predictions"] - 1) / span, 2) if span > 1.0 else None}
+        streams[name] = {
+            "state": s.get("state"),
+            "frames": s.get("frames"),
+            "encoded": s.get("encoded"),
+            "dropped": s.get("dropped"),
+            "latency_p50_ms": s.get("latency_p50_ms"),
+            "latency_p99_ms": s.get("latency_p99_ms"),
+            "reconnects": s.get("reconnects"),
+            "fps_in": s.get("fps_in"),
+            "predictions_received": heard.get("predictions", 0),
+            "messages_missed": heard.get("missed", 0),
+            "slip_s": slip(heard.get("lags")),
+            "received_fps": round((heard["predictions"] - 1) / span, 2) if span > 1.0 else None,
+        }
     elapsed = (stats or {}).get("elapsed_s")
     for figures in streams.values():
         figures["encoded_fps"] = round(figures["encoded"] / elapsed, 2) if elapsed and figures["encoded"] else None
-    trial = {"cameras": count, "duration_s": duration_s, "exit_code": exit_code, "timed_out": exit_code is None,
-             "elapsed_s": elapsed, "wall_s": round(wall_s, 1), "serve_cpu_s": round(serve_cpu_s, 2),
-             "serve_cores_whole_run": round(serve_cpu_s / wall_s, 3), **window,
-             "load_after": load_average(), "streams": streams}
+    trial = {
+        "cameras": count,
+        "duration_s": duration_s,
+        "exit_code": exit_code,
+        "timed_out": exit_code is None,
+        "elapsed_s": elapsed,
+        "wall_s": round(wall_s, 1),
+        "serve_cpu_s": round(serve_cpu_s, 2),
+        "serve_cores_whole_run": round(serve_cpu_s / wall_s, 3),
+        **window,
+        "load_after": load_average(),
+        "streams": streams,
+    }
     if stats is None or exit_code != 0:
         trial["serve_log_tail"] = log_tail
     trial["holds"], trial["reasons"] = judge(trial, fps)
@@ -325,6 +414,7 @@ def judge(trial: dict, fps: float) -> tuple[bool, list[str]]:
 
 # -- the search --------------------------------------------------------------------------------
 
+
 def wait_for_quiet(limit: float | None, longest_s: float, log) -> list[float]:
     """The load average once its 1-minute figure is below `limit` (or after `longest_s`)."""
     deadline = time.monotonic() + longest_s
@@ -334,16 +424,30 @@ def wait_for_quiet(limit: float | None, longest_s: float, log) -> list[float]:
     return load_average()
 
 
-def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cameras: int, first: int = 1,
-           source: Source = Source(), quiet_load: float | None = None, serve_args: tuple[str, ...] = (),
-           python: str = sys.executable, bundle: Path | None = None, save=lambda result: None,
-           log=lambda line: None) -> dict:
+def search(
+    checkout: Path,
+    work: Path,
+    *,
+    duration_s: float,
+    fps: float,
+    max_cameras: int,
+    first: int = 1,
+    source: Source = Source(),
+    quiet_load: float | None = None,
+    serve_args: tuple[str, ...] = (),
+    python: str = sys.executable,
+    bundle: Path | None = None,
+    save=lambda result: None,
+    log=lambda line: None,
+) -> dict:
     """N = first, first+1, ... up to max_cameras until a trial fails twice in a row; the result as a
     dict, handed to `save` after every trial. `bundle`: an exported bundle served instead of the
     untrained MobileNetV2-112 one (a two-stream bundle, say)."""
     if duration_s + 15 > source.seconds:
-        raise LrcnError(f"--duration {duration_s:g} s leaves too little of the {source.seconds:g} s video: "
-                        "each camera plays it once from the start")
+        raise LrcnError(
+            f"--duration {duration_s:g} s leaves too little of the {source.seconds:g} s video: "
+            "each camera plays it once from the start"
+        )
     missing = rtsp_server_missing()
     if missing:
         raise LrcnError(f"the GStreamer RTSP server cannot run: {missing}")
@@ -355,22 +459,40 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
         bundle = mobilenet_bundle(work, video)
     elif not (bundle / "meta.json").is_file():
         raise LrcnError(f"--bundle {bundle}: no meta.json there")
-    result = {"settings": {"duration_s": duration_s, "fps": fps, "max_cameras": max_cameras, "first": first,
-                           "serve_args": list(serve_args),
-                           "p99_limit_ms": P99_LIMIT_MS, "rate_share": RATE_SHARE,
-                           "start_allowance_s": START_ALLOWANCE_S},
-              "code": code, "source": {"video": str(video.resolve()), "label": source.label,
-                                       "mbit_s": round(video.stat().st_size * 8 / source.seconds / 1e6, 2)},
-              "bundle": bundle_info(bundle),
-              "server": "GStreamer RTSP server (tools/evidence/rtsp_h264_server.py), one process, no re-encoding, "
-                        "on the same cores as serve",
-              "machine": machine_info(), "load_before": load_average(), "trials": [], "capacity": 0}
+    result = {
+        "settings": {
+            "duration_s": duration_s,
+            "fps": fps,
+            "max_cameras": max_cameras,
+            "first": first,
+            "serve_args": list(serve_args),
+            "p99_limit_ms": P99_LIMIT_MS,
+            "rate_share": RATE_SHARE,
+            "start_allowance_s": START_ALLOWANCE_S,
+        },
+        "code": code,
+        "source": {
+            "video": str(video.resolve()),
+            "label": source.label,
+            "mbit_s": round(video.stat().st_size * 8 / source.seconds / 1e6, 2),
+        },
+        "bundle": bundle_info(bundle),
+        "server": "GStreamer RTSP server (tools/evidence/rtsp_h264_server.py), one process, no re-encoding, "
+        "on the same cores as serve",
+        "machine": machine_info(),
+        "load_before": load_average(),
+        "trials": [],
+        "capacity": 0,
+    }
     for count in range(first, max_cameras + 1):
         for attempt in (1, 2):
             load = wait_for_quiet(quiet_load, 900, log)
             log(f"camera capacity: {count} camera(s), try {attempt}, load {load}")
-            trial = {"attempt": attempt, "load_before": load,
-                     **run_trial(checkout, bundle, video, count, duration_s, fps, serve_args, python)}
+            trial = {
+                "attempt": attempt,
+                "load_before": load,
+                **run_trial(checkout, bundle, video, count, duration_s, fps, serve_args, python),
+            }
             result["trials"].append(trial)
             log(trial_line(trial))
             save(result)
@@ -385,6 +507,7 @@ def search(checkout: Path, work: Path, *, duration_s: float, fps: float, max_cam
 
 # -- output ------------------------------------------------------------------------------------
 
+
 def _figure(value, spec: str) -> str:
     width = spec.split(".")[0]
     return f"{'-':>{width}}" if value is None else format(value, spec)
@@ -398,45 +521,75 @@ def trial_line(trial: dict) -> str:
     dropped = sum(s["dropped"] or 0 for s in streams)
     behind = [s["slip_s"] for s in streams if s["slip_s"] is not None]
     verdict = "holds" if trial["holds"] else "FAILS: " + "; ".join(trial["reasons"][:3])
-    return (f"{trial['cameras']:>3} {trial['attempt']:>3} {dropped:>7} {_figure(max(p99, default=None), '8.1f')} "
-            f"{_figure(min(rates, default=None), '8.2f')} {_figure(min(received, default=None), '8.2f')} "
-            f"{_figure(trial['serve_cores'], '7.2f')} {_figure(trial['server_cores'], '7.2f')} "
-            f"{_figure(trial['machine_cores'], '7.2f')} {_figure(max(behind, default=None), '7.2f')}  {verdict}")
+    return (
+        f"{trial['cameras']:>3} {trial['attempt']:>3} {dropped:>7} {_figure(max(p99, default=None), '8.1f')} "
+        f"{_figure(min(rates, default=None), '8.2f')} {_figure(min(received, default=None), '8.2f')} "
+        f"{_figure(trial['serve_cores'], '7.2f')} {_figure(trial['server_cores'], '7.2f')} "
+        f"{_figure(trial['machine_cores'], '7.2f')} {_figure(max(behind, default=None), '7.2f')}  {verdict}"
+    )
 
 
 def table(result: dict) -> str:
-    lines = [f"{result['code']['checkout']} (commit {result['code']['commit'][:9]}"
-             f"{', with uncommitted changes' if result['code']['uncommitted_changes'] else ''}): "
-             f"{result['source']['label']}, {result['settings']['duration_s']:g} s per trial, "
-             f"sampled at {result['settings']['fps']:g} fps",
-             "  N try dropped  p99 max  enc/s min recv/s min   serve  server machine    slip  (cores, steady "
-             "state; slip: s the stream clock fell further behind)",
-             *(trial_line(t) for t in result["trials"]),
-             f"capacity: {result['capacity']} camera(s) (0 dropped, p99 < {P99_LIMIT_MS:g} ms, "
-             f">= {RATE_SHARE * result['settings']['fps']:g} frames/s each); {result['machine']['cpu']}, "
-             f"{result['machine']['cores']} cores shared by serve, the RTSP server and anything else running "
-             f"(load before {result['load_before']})"]
+    lines = [
+        f"{result['code']['checkout']} (commit {result['code']['commit'][:9]}"
+        f"{', with uncommitted changes' if result['code']['uncommitted_changes'] else ''}): "
+        f"{result['source']['label']}, {result['settings']['duration_s']:g} s per trial, "
+        f"sampled at {result['settings']['fps']:g} fps",
+        "  N try dropped  p99 max  enc/s min recv/s min   serve  server machine    slip  (cores, steady "
+        "state; slip: s the stream clock fell further behind)",
+        *(trial_line(t) for t in result["trials"]),
+        f"capacity: {result['capacity']} camera(s) (0 dropped, p99 < {P99_LIMIT_MS:g} ms, "
+        f">= {RATE_SHARE * result['settings']['fps']:g} frames/s each); {result['machine']['cpu']}, "
+        f"{result['machine']['cores']} cores shared by serve, the RTSP server and anything else running "
+        f"(load before {result['load_before']})",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.camera_capacity", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkout", type=Path, default=REPO, help="tree whose `lrcn serve` runs (default: the checkout holding the current directory)")
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter of the venv where --checkout is installed (default: this one)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.camera_capacity", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=REPO,
+        help="tree whose `lrcn serve` runs (default: the checkout holding the current directory)",
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter of the venv where --checkout is installed (default: this one)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="result JSON, rewritten after every trial")
-    parser.add_argument("--work", type=Path, default=Path("bench-results/cameras"),
-                        help="where the video and the bundle are built and kept")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("bench-results/cameras"),
+        help="where the video and the bundle are built and kept",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per trial (default 60)")
     parser.add_argument("--fps", type=float, default=10.0, help="sampling rate (default 10)")
     parser.add_argument("--first", type=int, default=1, help="cameras in the first trial (default 1)")
     parser.add_argument("--max-cameras", type=int, default=12, help="stop after this many (default 12)")
-    parser.add_argument("--quiet-load", type=float, metavar="L",
-                        help="before each trial, wait (up to 15 min) until the 1-minute load is below L")
-    parser.add_argument("--bundle", type=Path, help="serve this exported bundle (default: an untrained "
-                        "MobileNetV2-112 LSTM bundle built into --work)")
-    parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
-                        help="one more argument for `lrcn serve`, repeatable (e.g. --serve-arg=--threads=1)")
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        metavar="L",
+        help="before each trial, wait (up to 15 min) until the 1-minute load is below L",
+    )
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="serve this exported bundle (default: an untrained MobileNetV2-112 LSTM bundle built into --work)",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for `lrcn serve`, repeatable (e.g. --serve-arg=--threads=1)",
+    )
     args = parser.parse_args(argv)
     if not (0 < args.duration and 0 < args.fps and 1 <= args.first <= args.max_cameras):
         parser.error("need --duration > 0, --fps > 0 and 1 <= --first <= --max-cameras")
@@ -444,11 +597,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--work must not be under docs/: it holds a large video and a bundle")
 
     try:
-        result = search(args.checkout, args.work, duration_s=args.duration, fps=args.fps,
-                        max_cameras=args.max_cameras, first=args.first, quiet_load=args.quiet_load,
-                        serve_args=tuple(args.serve_arg), python=args.python, bundle=args.bundle,
-                        save=lambda result: save(result, args.out),
-                        log=lambda line: print(line, file=sys.stderr, flush=True))
+        result = search(
+            args.checkout,
+            args.work,
+            duration_s=args.duration,
+            fps=args.fps,
+            max_cameras=args.max_cameras,
+            first=args.first,
+            quiet_load=args.quiet_load,
+            serve_args=tuple(args.serve_arg),
+            python=args.python,
+            bundle=args.bundle,
+            save=lambda result: save(result, args.out),
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     except LrcnError as err:
         print(f"camera capacity: {err}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """The checkout a docs generator works on: the nearest folder at or above the current directory
 whose pyproject.toml names this project. Found from where the command runs, not from the module's
 own file, so an installed copy (the wheel) writes into the checkout it is run in, or refuses."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -13,6 +13,7 @@ shows up as a `lost`/`reconnecting` and then a `connected` status event, and tha
 resume after each one; the stalled subscriber gets messages again afterwards. Writes
 faults.json; exits non-zero with one line per broken promise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def corrupt_copy(video: Path, out: Path, chunks: int = 12, chunk_bytes: int = 20
     data = bytearray(video.read_bytes())
     rng = np.random.default_rng(seed)
     for offset in np.linspace(0.2 * len(data), 0.9 * len(data), chunks).astype(int):
-        data[offset:offset + chunk_bytes] = rng.integers(0, 256, chunk_bytes, dtype=np.uint8).tobytes()
+        data[offset : offset + chunk_bytes] = rng.integers(0, 256, chunk_bytes, dtype=np.uint8).tobytes()
     out.write_bytes(bytes(data))
     return out
 
@@ -66,21 +67,35 @@ def kill_cycles(server: StreamServer, stream: str, monitor: Monitor, kills: int,
         def resumed(killed_at=killed_at):
             events = monitor.events_since(stream, killed_at)
             gap = next((e for e in events if e["state"] in GAP_STATES), None)
-            connected = next((e for e in events if e["state"] == "connected" and (gap is None or e["t"] >= gap["t"])),
-                             None)
+            connected = next(
+                (e for e in events if e["state"] == "connected" and (gap is None or e["t"] >= gap["t"])), None
+            )
             last = monitor.last_prediction.get(stream)
             return gap is not None and connected is not None and last is not None and last[0] > connected["t"]
+
         ok = wait_until(resumed, CYCLE_TIMEOUT_S, 0.05)
         events = monitor.events_since(stream, killed_at)
-        record.update({"resumed": ok, "events": [e["state"] for e in events],
-                       "gap_event": any(e["state"] in GAP_STATES for e in events),
-                       "connected_event": any(e["state"] == "connected" for e in events),
-                       "down_s": round(restarted_at - killed_at, 2),
-                       "kill_to_prediction_s": round(monitor.last_prediction[stream][0] - killed_at, 2) if ok else None})
+        record.update(
+            {
+                "resumed": ok,
+                "events": [e["state"] for e in events],
+                "gap_event": any(e["state"] in GAP_STATES for e in events),
+                "connected_event": any(e["state"] == "connected" for e in events),
+                "down_s": round(restarted_at - killed_at, 2),
+                "kill_to_prediction_s": round(monitor.last_prediction[stream][0] - killed_at, 2) if ok else None,
+            }
+        )
         cycles.append(record)
-        print(f"faults: {stream} kill {k + 1}/{kills}: " + (f"predictions again after {record['kill_to_prediction_s']} s "
-              f"({' -> '.join(record['events'])})" if ok else f"NOT resumed ({record['events']})"),
-              file=sys.stderr, flush=True)
+        print(
+            f"faults: {stream} kill {k + 1}/{kills}: "
+            + (
+                f"predictions again after {record['kill_to_prediction_s']} s ({' -> '.join(record['events'])})"
+                if ok
+                else f"NOT resumed ({record['events']})"
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(0.5)
 
 
@@ -111,26 +126,44 @@ def faults(args) -> dict:
     monitor = Monitor(endpoint)
     cycles: list[dict] = []
     stall: dict = {}
-    result: dict = {"streams": args.streams, "kills_per_server": args.kills, "stall_s": args.stall,
-                    "video": str(video), "corrupt_file": str(corrupt)}
+    result: dict = {
+        "streams": args.streams,
+        "kills_per_server": args.kills,
+        "stall_s": args.stall,
+        "video": str(video),
+        "corrupt_file": str(corrupt),
+    }
     serve = None
     started = time.monotonic()
     try:
         for server in servers:
             server.start()
-        serve = start_serve(bundle, [s.url for s in servers] + [str(corrupt)], names + ["corrupt"], endpoint,
-                            args.timeout, out / "serve-stats.json", ["--loop"])
+        serve = start_serve(
+            bundle,
+            [s.url for s in servers] + [str(corrupt)],
+            names + ["corrupt"],
+            endpoint,
+            args.timeout,
+            out / "serve-stats.json",
+            ["--loop"],
+        )
         if not wait_until(lambda: all(n in monitor.predictions for n in names + ["corrupt"]), 60.0, 0.05):
-            raise LrcnError(f"no predictions from {sorted(set(names + ['corrupt']) - set(monitor.predictions))} "
-                            f"within 60 s of starting serve")
+            raise LrcnError(
+                f"no predictions from {sorted(set(names + ['corrupt']) - set(monitor.predictions))} "
+                f"within 60 s of starting serve"
+            )
         result["first_predictions_s"] = round(time.monotonic() - started, 1)
         staller = threading.Thread(target=stall_subscriber, args=(endpoint, args.stall, stall), daemon=True)
         staller.start()
-        killers = [threading.Thread(target=kill_cycles, args=(server, name, monitor, args.kills, args.down, cycles),
-                                    daemon=True) for server, name in zip(servers, names)]
+        killers = [
+            threading.Thread(
+                target=kill_cycles, args=(server, name, monitor, args.kills, args.down, cycles), daemon=True
+            )
+            for server, name in zip(servers, names)
+        ]
         for killer in killers:
             killer.start()
-            time.sleep(0.7)   # staggered, so the kills do not all land on the same instant
+            time.sleep(0.7)  # staggered, so the kills do not all land on the same instant
         for thread in [*killers, staller]:
             thread.join(max(1.0, started + args.timeout - 15 - time.monotonic()))
         alive_before_stop = serve.poll() is None
@@ -144,20 +177,36 @@ def faults(args) -> dict:
             code = serve.wait(timeout=10)
         except Exception:  # noqa: BLE001 - a serve that does not stop is a finding, not a crash of ours
             code = None
-        result.update({"serve_alive_until_stop": alive_before_stop, "serve_exit": code,
-                       "stop_s": round(time.monotonic() - stop_at, 2)})
+        result.update(
+            {
+                "serve_alive_until_stop": alive_before_stop,
+                "serve_exit": code,
+                "stop_s": round(time.monotonic() - stop_at, 2),
+            }
+        )
     finally:
         tear_down(serve, servers, monitor)
     stats_path = out / "serve-stats.json"
     final = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-    result.update({"elapsed_s": round(time.monotonic() - started, 1), "cycles": cycles, "stalled_subscriber": stall,
-                   "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3), "heartbeats": monitor.heartbeats,
-                   "predictions": dict(monitor.predictions),
-                   "events": monitor.event_list(),
-                   "final_stats": {name: {k: s.get(k) for k in ("state", "frames", "reconnects", "resets", "dropped",
-                                                                "publisher_dropped", "predictions")}
-                                   for name, s in final.get("streams", {}).items()},
-                   "publisher": final.get("publisher")})
+    result.update(
+        {
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "cycles": cycles,
+            "stalled_subscriber": stall,
+            "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3),
+            "heartbeats": monitor.heartbeats,
+            "predictions": dict(monitor.predictions),
+            "events": monitor.event_list(),
+            "final_stats": {
+                name: {
+                    k: s.get(k)
+                    for k in ("state", "frames", "reconnects", "resets", "dropped", "publisher_dropped", "predictions")
+                }
+                for name, s in final.get("streams", {}).items()
+            },
+            "publisher": final.get("publisher"),
+        }
+    )
     result["problems"] = problems(result, args)
     (out / "faults.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -207,19 +256,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="fault-results")
 
 
-@commands.command("faults", help="kill and restart stream servers, stall a subscriber, feed a corrupt file, during "
-                                 "one serve run; checks recovery", arguments=add_arguments)
+@commands.command(
+    "faults",
+    help="kill and restart stream servers, stall a subscriber, feed a corrupt file, during "
+    "one serve run; checks recovery",
+    arguments=add_arguments,
+)
 def run(args) -> None:
     if args.streams < 1 or args.kills < 0 or args.stall < 0 or args.down < 0 or args.timeout < 30:
         raise LrcnError("--streams must be >= 1, --kills/--stall/--down >= 0, --timeout >= 30")
     result = faults(args)
     cycles = [c for c in result["cycles"] if c.get("kill_to_prediction_s") is not None]
     times = [c["kill_to_prediction_s"] for c in cycles]
-    print(f"faults: {len(cycles)} of {args.kills * args.streams} kills recovered"
-          + (f" (kill to next prediction median {np.median(times):.1f} s, max {max(times):.1f} s)" if times else "")
-          + f"; stalled subscriber {result['stalled_subscriber']}; largest heartbeat gap "
-          f"{result['max_heartbeat_gap_s']} s; serve stopped in {result.get('stop_s')} s with exit "
-          f"{result.get('serve_exit')}; corrupt-file stream {result['predictions'].get('corrupt', 0)} predictions")
+    print(
+        f"faults: {len(cycles)} of {args.kills * args.streams} kills recovered"
+        + (f" (kill to next prediction median {np.median(times):.1f} s, max {max(times):.1f} s)" if times else "")
+        + f"; stalled subscriber {result['stalled_subscriber']}; largest heartbeat gap "
+        f"{result['max_heartbeat_gap_s']} s; serve stopped in {result.get('stop_s')} s with exit "
+        f"{result.get('serve_exit')}; corrupt-file stream {result['predictions'].get('corrupt', 0)} predictions"
+    )
     if result["problems"]:
         raise LrcnError("faults: " + "; ".join(result["problems"]))
 

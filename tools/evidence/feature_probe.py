@@ -7,6 +7,7 @@ groups, mirrored views included. A diagnosis, not a model this project serves.
 
     python -m lrcn.tools.evidence.feature_probe ../shared/data/ps7 --weights W --size 112 --out probe.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def fit_softmax(x: np.ndarray, y: np.ndarray, classes: int, l2: float, steps: in
     return lambda q: (((q - mean) / scale) @ weights + bias).argmax(1)
 
 
-def probe(views: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, groups: list[str], classes: int,
-          l2: float) -> dict:
+def probe(
+    views: list[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, groups: list[str], classes: int, l2: float
+) -> dict:
     """{pooling: correct videos per held-out group}."""
     result = {}
     for name, pool in POOLINGS.items():
@@ -68,14 +70,24 @@ def main(argv=None) -> int:
     from lrcn.stream.bundle import ModelSpec
 
     dataset = discover(Path(args.data))
-    spec = ModelSpec(classes=tuple(dataset.classes), backbone="mobilenet_v2", input_size=(args.size, args.size),
-                     fps=args.fps, backbone_weights=args.weights, trainable_layers=0)
+    spec = ModelSpec(
+        classes=tuple(dataset.classes),
+        backbone="mobilenet_v2",
+        input_size=(args.size, args.size),
+        fps=args.fps,
+        backbone_weights=args.weights,
+        trainable_layers=0,
+    )
     encoder, _ = split_model(build_model(spec), spec)
-    frames = load_videos([v.path for v in dataset.videos], FrameCache(DEFAULT_CACHE / "frames", spec.input_size, spec.fps))
+    frames = load_videos(
+        [v.path for v in dataset.videos], FrameCache(DEFAULT_CACHE / "frames", spec.input_size, spec.fps)
+    )
     features = FeatureCache(str(DEFAULT_CACHE), spec, encoder)
     videos = [v for v in dataset.videos if v.path in frames]
-    views = [(features.features(v.path, frames[v.path], "plain"), features.features(v.path, frames[v.path], "mirror"))
-             for v in videos]
+    views = [
+        (features.features(v.path, frames[v.path], "plain"), features.features(v.path, frames[v.path], "mirror"))
+        for v in videos
+    ]
     labels, groups = np.array([v.label for v in videos]), [v.group for v in videos]
     report = {"data": str(args.data), "size": args.size, "fps": args.fps, "videos": len(videos), "by_l2": {}}
     for l2 in args.l2:

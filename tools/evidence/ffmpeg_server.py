@@ -5,6 +5,7 @@ subprocess and always killed. Used by the streaming-accuracy tool and the source
 >>> with served(ffmpeg_tcp_ts(Path("walk.avi"), port, loop=False), port):   # doctest: +SKIP
 ...     capture = cv2.VideoCapture(f"tcp://127.0.0.1:{port}")
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -84,5 +85,22 @@ def ffmpeg_tcp_ts(video: Path, port: int, loop: bool = True, codec: str = "mpeg2
     ffmpeg waits for that client before it reads the first frame, so the client sees frame 0 first.
     MPEG-2 knows only the broadcast frame rates: a slower camera needs `codec="mpeg4"`."""
     looping = ["-stream_loop", "-1"] if loop else []
-    return [FFMPEG, "-nostdin", "-loglevel", "error", "-re", *looping, "-i", str(video),
-            "-c:v", codec, "-q:v", "5", "-g", str(gop), "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"]
+    return [
+        FFMPEG,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-re",
+        *looping,
+        "-i",
+        str(video),
+        "-c:v",
+        codec,
+        "-q:v",
+        "5",
+        "-g",
+        str(gop),
+        "-f",
+        "mpegts",
+        f"tcp://127.0.0.1:{port}?listen=1",
+    ]

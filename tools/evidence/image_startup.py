@@ -10,6 +10,7 @@ in turn, on the same bundle and video, and times from the process's start to `/h
     python -m lrcn.tools.evidence.image_startup BUNDLE --image localhost/lrcn-stream:latest \\
         --venv .venv --rounds 11 --out docs/results/container_image.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ from lrcn.tools.evidence.harness.servers import default_video, http_get, termina
 @dataclass(frozen=True)
 class Image:
     """What a container runtime would take from the image: its files and its config."""
+
     tag: str
     root: Path
     user: str
@@ -62,9 +64,16 @@ def mounted(tag: str):
     if done.returncode != 0:
         raise LrcnError(f"podman image mount {tag} failed: {done.stderr.strip()}")
     try:
-        yield Image(tag, Path(done.stdout.strip()), config.get("User", "root"), tuple(config.get("Env") or ()),
-                    tuple(config.get("Entrypoint") or ()), tuple(config.get("Cmd") or ()), int(found["Size"]),
-                    tuple((found.get("Healthcheck") or {}).get("Test") or ()))
+        yield Image(
+            tag,
+            Path(done.stdout.strip()),
+            config.get("User", "root"),
+            tuple(config.get("Env") or ()),
+            tuple(config.get("Entrypoint") or ()),
+            tuple(config.get("Cmd") or ()),
+            int(found["Size"]),
+            tuple((found.get("Healthcheck") or {}).get("Test") or ()),
+        )
     finally:
         subprocess.run(["podman", "image", "unmount", tag], capture_output=True)
 
@@ -84,11 +93,15 @@ def chroot_command(image: Image, argv: list[str], config: Path, media: Path, env
     when it ends): /config read-only, /media read-write."""
     uid, gid = passwd_ids(image.root, image.user)
     root = shlex.quote(str(image.root))
-    mounts = "; ".join([
-        f"mount --bind -o ro {shlex.quote(str(config))} {root}/config",
-        f"mount --bind {shlex.quote(str(media))} {root}/media",
-        f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev",
-        f"mount -t tmpfs -o mode=1777 tmpfs {root}/tmp"])
+    mounts = "; ".join(
+        [
+            f"mount --bind -o ro {shlex.quote(str(config))} {root}/config",
+            f"mount --bind {shlex.quote(str(media))} {root}/media",
+            f"mount -t proc proc {root}/proc",
+            f"mount --rbind /dev {root}/dev",
+            f"mount -t tmpfs -o mode=1777 tmpfs {root}/tmp",
+        ]
+    )
     inner = ["env", "-i", *image.env, *env, *map(str, argv)]
     chroot = f"cd / && exec chroot --userspec={uid}:{gid} {root} {shlex.join(inner)}"
     return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", f"{mounts}; {chroot}"]
@@ -131,8 +144,17 @@ def time_start(command: list[str], port: int, jsonl: Path, log: Path, timeout_s:
 
 
 def serve_args(bundle: str, video: str, port: int, jsonl: str) -> list[str]:
-    return [bundle, video, "--loop", "--metrics", f"127.0.0.1:{port}", "--endpoint",
-            f"tcp://127.0.0.1:{free_port()}", "--jsonl", jsonl]
+    return [
+        bundle,
+        video,
+        "--loop",
+        "--metrics",
+        f"127.0.0.1:{port}",
+        "--endpoint",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--jsonl",
+        jsonl,
+    ]
 
 
 def measure(bundle: Path, tag: str, venv: Path, video: Path, rounds: int, scratch: Path) -> dict:
@@ -152,32 +174,54 @@ def measure(bundle: Path, tag: str, venv: Path, video: Path, rounds: int, scratc
                 media = media_for(image, scratch / f"media-{where}-{n}")
                 port = free_port()
                 if where == "image":
-                    command = chroot_command(image, ["lrcn", "serve", *serve_args(
-                        "/config/bundle", f"/config/{clip}", port, "/media/out.jsonl")], config, media)
+                    command = chroot_command(
+                        image,
+                        ["lrcn", "serve", *serve_args("/config/bundle", f"/config/{clip}", port, "/media/out.jsonl")],
+                        config,
+                        media,
+                    )
                 else:
-                    command = [str(host_lrcn), "serve", *serve_args(
-                        str(config / "bundle"), str(config / clip), port, str(media / "out.jsonl"))]
+                    command = [
+                        str(host_lrcn),
+                        "serve",
+                        *serve_args(str(config / "bundle"), str(config / clip), port, str(media / "out.jsonl")),
+                    ]
                 runs[where].append(time_start(command, port, media / "out.jsonl", scratch / f"{where}-{n}.log"))
         size = image.size_bytes
-    return {"tool": "lrcn.tools.evidence.image_startup", "image": tag, "image_bytes": size,
-            "image_mb": round(size / 1e6, 1), "venv": str(venv), "bundle": bundle.name, "video": video.name,
-            "rounds": rounds, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-            "median": {where: {key: round(statistics.median(r[key] for r in rs), 3) for key in rs[0]}
-                       for where, rs in runs.items()},
-            "runs": runs}
+    return {
+        "tool": "lrcn.tools.evidence.image_startup",
+        "image": tag,
+        "image_bytes": size,
+        "image_mb": round(size / 1e6, 1),
+        "venv": str(venv),
+        "bundle": bundle.name,
+        "video": video.name,
+        "rounds": rounds,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "median": {
+            where: {key: round(statistics.median(r[key] for r in rs), 3) for key in rs[0]} for where, rs in runs.items()
+        },
+        "runs": runs,
+    }
 
 
 def report(result: dict) -> str:
-    lines = [f"{result['image']}: {result['image_mb']:.0f} MB; lrcn serve start-up, median of {result['rounds']} "
-             f"interleaved rounds ({result['machine']}):"]
+    lines = [
+        f"{result['image']}: {result['image_mb']:.0f} MB; lrcn serve start-up, median of {result['rounds']} "
+        f"interleaved rounds ({result['machine']}):"
+    ]
     for where, median in result["median"].items():
-        lines.append(f"  {where:6s} /healthz 200 after {median['healthz_s']:.2f} s, "
-                     f"first prediction after {median['first_prediction_s']:.2f} s")
+        lines.append(
+            f"  {where:6s} /healthz 200 after {median['healthz_s']:.2f} s, "
+            f"first prediction after {median['first_prediction_s']:.2f} s"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.image_startup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.image_startup", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("bundle", type=Path, help="an exported bundle (e.g. lrcn demo's lrcn-demo/bundle)")
     parser.add_argument("--image", default="localhost/lrcn-stream:latest")
     parser.add_argument("--venv", type=Path, default=Path(sys.prefix), help="default: this Python's")

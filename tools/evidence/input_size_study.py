@@ -18,6 +18,7 @@ Cost: the encoder (uint8 frames -> features, as exported) in ONNX Runtime on thi
 size timed in one interleaved run so load falls on all alike; CPU ms per frame at batch 1 and 8.
 Each fold's result is kept under --work, so a re-run only trains what is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,11 @@ from lrcn.stream.errors import LrcnError
 
 SIZES = (112, 160, 224)
 DATASETS = ("weizmann4", "ps7", "ucf101_9")
-COMMAND = ("python -m lrcn.tools.evidence.input_size_study ../shared/data --weights "
-           "../shared/pretrained/mobilenet_v2_1.0_imagenet_notop.weights.h5 --work /work/runs23/input_size "
-           "--out docs/results/input_size.json")
+COMMAND = (
+    "python -m lrcn.tools.evidence.input_size_study ../shared/data --weights "
+    "../shared/pretrained/mobilenet_v2_1.0_imagenet_notop.weights.h5 --work /work/runs23/input_size "
+    "--out docs/results/input_size.json"
+)
 
 
 @dataclass(frozen=True)
@@ -69,19 +72,31 @@ def validation_folds(name: str, videos: list) -> list[tuple[str, list, list]]:
 
     groups = groups_of(videos)
     if name == "ucf101_9":
-        parts = [groups[i:i + 6] for i in range(0, len(groups), 6)]
+        parts = [groups[i : i + 6] for i in range(0, len(groups), 6)]
     else:
         parts = [[g] for g in groups]
-    return [(f"val-{'+'.join(part)}", [v for v in videos if v.group not in part],
-             [v for v in videos if v.group in part]) for part in parts]
+    return [
+        (f"val-{'+'.join(part)}", [v for v in videos if v.group not in part], [v for v in videos if v.group in part])
+        for part in parts
+    ]
 
 
 def spec_for(classes, size: int, weights: str, recipe: Recipe):
     from lrcn.stream.bundle import ModelSpec
 
-    return ModelSpec(classes=tuple(classes), backbone="mobilenet_v2", input_size=(size, size), clip_length=16,
-                     fps=10.0, head="pool", backbone_weights=weights, trainable_layers=0, feature_dropout=0.5,
-                     lstm_dropout=0.5, l2=recipe.l2)
+    return ModelSpec(
+        classes=tuple(classes),
+        backbone="mobilenet_v2",
+        input_size=(size, size),
+        clip_length=16,
+        fps=10.0,
+        head="pool",
+        backbone_weights=weights,
+        trainable_layers=0,
+        feature_dropout=0.5,
+        lstm_dropout=0.5,
+        l2=recipe.l2,
+    )
 
 
 def run_fold(name: str, size: int, fold: tuple, classes, weights: str, work: Path, cache: str | None) -> dict:
@@ -95,16 +110,37 @@ def run_fold(name: str, size: int, fold: tuple, classes, weights: str, work: Pat
 
     recipe = RECIPES[name]
     spec = spec_for(classes, size, weights, recipe)
-    config = TrainConfig(epochs=recipe.epochs, batch_size=32, learning_rate=1e-3, patience=recipe.epochs,
-                         clips_per_video=recipe.clips_per_video, seed=0, refit=False, cache_dir=cache, progress=False)
+    config = TrainConfig(
+        epochs=recipe.epochs,
+        batch_size=32,
+        learning_rate=1e-3,
+        patience=recipe.epochs,
+        clips_per_video=recipe.clips_per_video,
+        seed=0,
+        refit=False,
+        cache_dir=cache,
+        progress=False,
+    )
     model, meta = train(spec, fit, [], result_file.parent / label, config)
     scored = evaluate_model(model, spec, val, config, None)
-    result = {"dataset": name, "size": size, "fold": label, "fit_videos": len(fit), "val_videos": scored["videos"],
-              "val_correct": scored["video_correct"], "val_video_accuracy": scored["video_accuracy"],
-              "val_clip_accuracy": scored["clip_accuracy"], "train_seconds": meta.training["seconds"]}
+    result = {
+        "dataset": name,
+        "size": size,
+        "fold": label,
+        "fit_videos": len(fit),
+        "val_videos": scored["videos"],
+        "val_correct": scored["video_correct"],
+        "val_video_accuracy": scored["video_accuracy"],
+        "val_clip_accuracy": scored["clip_accuracy"],
+        "train_seconds": meta.training["seconds"],
+    }
     result_file.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{name} {size}px {label}: {result['val_correct']}/{result['val_videos']} videos, "
-          f"clip accuracy {result['val_clip_accuracy']:.3f}", file=sys.stderr, flush=True)
+    print(
+        f"{name} {size}px {label}: {result['val_correct']}/{result['val_videos']} videos, "
+        f"clip accuracy {result['val_clip_accuracy']:.3f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -115,16 +151,23 @@ def accuracy(data: Path, names, sizes, weights: str, work: Path, cache: str | No
     for name in names:
         classes = discover(data / name).classes
         folds = validation_folds(name, training_videos(data, name))
-        out[name] = {"test_groups_left_out": TEST_GROUPS[name], "recipe": RECIPES[name].__dict__,
-                     "folds": [label for label, _, _ in folds], "sizes": {}}
+        out[name] = {
+            "test_groups_left_out": TEST_GROUPS[name],
+            "recipe": RECIPES[name].__dict__,
+            "folds": [label for label, _, _ in folds],
+            "sizes": {},
+        }
         for size in sizes:
             rows = [run_fold(name, size, fold, classes, weights, work, cache) for fold in folds]
             correct, videos = sum(r["val_correct"] for r in rows), sum(r["val_videos"] for r in rows)
             clips = float(np.mean([r["val_clip_accuracy"] for r in rows]))
-            out[name]["sizes"][str(size)] = {"val_correct": correct, "val_videos": videos,
-                                             "val_video_accuracy": round(correct / videos, 4),
-                                             "mean_val_clip_accuracy": round(clips, 4),
-                                             "per_fold": [r["val_correct"] for r in rows]}
+            out[name]["sizes"][str(size)] = {
+                "val_correct": correct,
+                "val_videos": videos,
+                "val_video_accuracy": round(correct / videos, 4),
+                "mean_val_clip_accuracy": round(clips, 4),
+                "per_fold": [r["val_correct"] for r in rows],
+            }
             print(f"{name} {size}px: {correct}/{videos} validation videos, mean clip accuracy {clips:.3f}", flush=True)
     return out
 
@@ -144,7 +187,9 @@ def encoder_cost(sizes, weights: str, repeats: int, threads: int | None) -> dict
         for size in sizes:
             spec = spec_for(("a", "b"), size, weights, RECIPES["weizmann4"])
             encoder, _ = split_model(build_model(spec), spec)
-            path = convert(encoder_function(encoder, BundleMeta(spec=spec, feature_size=1280)), Path(tmp) / f"{size}.onnx")
+            path = convert(
+                encoder_function(encoder, BundleMeta(spec=spec, feature_size=1280)), Path(tmp) / f"{size}.onnx"
+            )
             session = OnnxRuntimeEncoder(path, threads, providers=["CPUExecutionProvider"])
             for batch in (1, 8):
                 frames = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
@@ -158,11 +203,17 @@ def encoder_cost(sizes, weights: str, repeats: int, threads: int | None) -> dict
     base = rows[str(min(sizes))]
     for row in rows.values():
         for batch in (1, 8):
-            row[f"batch{batch}_cpu_ratio"] = round(row[f"batch{batch}_cpu_ms_per_frame"]
-                                                   / base[f"batch{batch}_cpu_ms_per_frame"], 2)
-    return {"backend": "onnxruntime fp32 (CPUExecutionProvider)", "threads": threads, "repeats": repeats,
-            "load_average": load_average(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "sizes": rows}
+            row[f"batch{batch}_cpu_ratio"] = round(
+                row[f"batch{batch}_cpu_ms_per_frame"] / base[f"batch{batch}_cpu_ms_per_frame"], 2
+            )
+    return {
+        "backend": "onnxruntime fp32 (CPUExecutionProvider)",
+        "threads": threads,
+        "repeats": repeats,
+        "load_average": load_average(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "sizes": rows,
+    }
 
 
 def recommend(result: dict) -> str:
@@ -188,7 +239,9 @@ def close_to_best(acc: dict, size: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.input_size_study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.input_size_study", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("data", help="folder holding weizmann4, ps7, ucf101_9")
     parser.add_argument("--weights", required=True, help="MobileNetV2 ImageNet weights (.weights.h5)")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
@@ -208,16 +261,23 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(names) - set(DATASETS))
         if unknown:
             raise LrcnError(f"unknown dataset(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})")
-        result = {"command": COMMAND, "sizes": sizes,
-                  "model": "frozen ImageNet MobileNetV2, T=16 at 10 fps, pooling head (recipe of docs/evidence/results.md)",
-                  "accuracy": accuracy(Path(args.data), names, sizes, args.weights, Path(args.work),
-                                       args.cache or str(DEFAULT_CACHE))}
+        result = {
+            "command": COMMAND,
+            "sizes": sizes,
+            "model": "frozen ImageNet MobileNetV2, T=16 at 10 fps, pooling head (recipe of docs/evidence/results.md)",
+            "accuracy": accuracy(
+                Path(args.data), names, sizes, args.weights, Path(args.work), args.cache or str(DEFAULT_CACHE)
+            ),
+        }
         if not args.no_cost:
             result["cost"] = encoder_cost(sizes, args.weights, args.repeats, args.threads)
             for size, row in result["cost"]["sizes"].items():
-                print(f"encoder {size}px: {row['batch1_cpu_ms_per_frame']} CPU ms/frame at batch 1 "
-                      f"({row['batch1_cpu_ratio']}x), {row['batch8_cpu_ms_per_frame']} at batch 8 "
-                      f"({row['batch8_cpu_ratio']}x)", flush=True)
+                print(
+                    f"encoder {size}px: {row['batch1_cpu_ms_per_frame']} CPU ms/frame at batch 1 "
+                    f"({row['batch1_cpu_ratio']}x), {row['batch8_cpu_ms_per_frame']} at batch 8 "
+                    f"({row['batch8_cpu_ratio']}x)",
+                    flush=True,
+                )
             result["recommended_size"] = recommend(result)
             print(f"recommended: {result['recommended_size']} px", flush=True)
     except LrcnError as err:

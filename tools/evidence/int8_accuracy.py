@@ -9,6 +9,7 @@ same NumPy head: windows of T frames at stride T/2, video label from the windows
 `lrcn evaluate` scores them. Agreement: the share of clips and videos where INT8 predicts the
 class fp32 predicts, right or wrong.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,9 +55,14 @@ def score(bundle, videos: list[tuple[Path, str]]) -> dict:
         video_targets.append(target)
         clip_predictions += probs.argmax(axis=1).tolist()
         clip_targets += [target] * len(probs)
-    return {"videos": len(videos), "video_correct": int(np.sum(np.equal(video_predictions, video_targets))),
-            "clips": len(clip_predictions), "clip_correct": int(np.sum(np.equal(clip_predictions, clip_targets))),
-            "clip_predictions": clip_predictions, "video_predictions": video_predictions}
+    return {
+        "videos": len(videos),
+        "video_correct": int(np.sum(np.equal(video_predictions, video_targets))),
+        "clips": len(clip_predictions),
+        "clip_correct": int(np.sum(np.equal(clip_predictions, clip_targets))),
+        "clip_predictions": clip_predictions,
+        "video_predictions": video_predictions,
+    }
 
 
 def agreement(a: dict, b: dict) -> dict:
@@ -98,13 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     for fold in fold_bundles(args.runs):
         row = measure_fold(fold, args.work / fold.name)
         rows.append(row)
-        print(f"{fold.name}: fp32 {row['onnxruntime']['video_correct']}/{row['onnxruntime']['videos']}, "
-              f"int8 {row['onnxruntime-int8']['video_correct']}/{row['onnxruntime-int8']['videos']} videos; "
-              f"agreement {row['agreement']['videos_agree']}/{row['agreement']['videos']} videos, "
-              f"{row['agreement']['clips_agree']}/{row['agreement']['clips']} clips; "
-              f"feature cosine >= {row['export']['feature_cosine_min']:.4f}", flush=True)
-    totals = {b: {k: sum(r[b][k] for r in rows) for k in ("videos", "video_correct", "clips", "clip_correct")}
-              for b in ("onnxruntime", "onnxruntime-int8")}
+        print(
+            f"{fold.name}: fp32 {row['onnxruntime']['video_correct']}/{row['onnxruntime']['videos']}, "
+            f"int8 {row['onnxruntime-int8']['video_correct']}/{row['onnxruntime-int8']['videos']} videos; "
+            f"agreement {row['agreement']['videos_agree']}/{row['agreement']['videos']} videos, "
+            f"{row['agreement']['clips_agree']}/{row['agreement']['clips']} clips; "
+            f"feature cosine >= {row['export']['feature_cosine_min']:.4f}",
+            flush=True,
+        )
+    totals = {
+        b: {k: sum(r[b][k] for r in rows) for k in ("videos", "video_correct", "clips", "clip_correct")}
+        for b in ("onnxruntime", "onnxruntime-int8")
+    }
     totals["agreement"] = {k: sum(r["agreement"][k] for r in rows) for k in rows[0]["agreement"]}
     for backend in ("onnxruntime", "onnxruntime-int8"):
         t = totals[backend]

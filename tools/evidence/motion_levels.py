@@ -14,6 +14,7 @@ q 5, GOP 10), whose coding noise is what a gate must stay above; and a uniform g
 Prints and writes, per set, the distribution of window motion and the share gated at each
 candidate threshold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,13 @@ STILL_SECONDS = 4.0
 
 def held_out(data: Path) -> dict[str, list[Path]]:
     ucf = data / "ucf101_9"
-    return {"weizmann4": sorted(p for p in (data / "weizmann4").glob("*/*.avi") if p.name[:3] in ("s6_", "s7_", "s8_")),
-            "ucf101_9": [ucf / line.split()[0] for line in (ucf / "splits/testlist01.txt").read_text().splitlines()
-                         if line.strip()],
-            "ps7": sorted((data / "ps7").glob("*/*.avi"))}
+    return {
+        "weizmann4": sorted(p for p in (data / "weizmann4").glob("*/*.avi") if p.name[:3] in ("s6_", "s7_", "s8_")),
+        "ucf101_9": [
+            ucf / line.split()[0] for line in (ucf / "splits/testlist01.txt").read_text().splitlines() if line.strip()
+        ],
+        "ps7": sorted((data / "ps7").glob("*/*.avi")),
+    }
 
 
 def windows_of(video: Path, size: int, fps: float, clip_length: int) -> list[float]:
@@ -75,14 +79,22 @@ def measure(data: Path, size: int, fps: float, clip_length: int) -> dict:
             values = [v for clip in chosen for v in windows_of(clip, size, fps, clip_length)]
             results[name] = summary(values, len(chosen))
             print(f"{name}: {results[name]}", file=sys.stderr)
-    return {"size": size, "fps": fps, "clip_length": clip_length, "method": DEFAULT_METHOD, "thresholds": THRESHOLDS,
-            "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0],
-            "command": "python -m lrcn.tools.evidence.motion_levels ../shared/data --out docs/results/motion_levels.json",
-            "sets": results}
+    return {
+        "size": size,
+        "fps": fps,
+        "clip_length": clip_length,
+        "method": DEFAULT_METHOD,
+        "thresholds": THRESHOLDS,
+        "ffmpeg": subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0],
+        "command": "python -m lrcn.tools.evidence.motion_levels ../shared/data --out docs/results/motion_levels.json",
+        "sets": results,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.motion_levels", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.motion_levels", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("data", type=Path, help="the folder holding weizmann4, ucf101_9 and ps7")
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--fps", type=float, default=10.0)

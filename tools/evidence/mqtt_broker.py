@@ -1,6 +1,7 @@
 """A real Mosquitto on 127.0.0.1, for the MQTT sink's tests and benchmark: config, persistence and
 log in a scratch folder, started and stopped by its caller (SIGTERM, then kill), restartable on
 the same port."""
+
 from __future__ import annotations
 
 import os
@@ -32,21 +33,31 @@ class Broker:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config = self.folder / "mosquitto.conf"
         self.log = self.folder / "mosquitto.log"
-        lines = [f"listener {self.port} 127.0.0.1", f"allow_anonymous {'true' if anonymous else 'false'}",
-                 *extra, "persistence true", f"persistence_location {self.folder}/",
-                 "max_queued_messages 100000", "log_type all", "connection_messages true"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
+            *extra,
+            "persistence true",
+            f"persistence_location {self.folder}/",
+            "max_queued_messages 100000",
+            "log_type all",
+            "connection_messages true",
+        ]
         if os.geteuid() == 0:
-            lines.append("user root")   # else mosquitto switches to a `mosquitto` user that cannot write here
+            lines.append("user root")  # else mosquitto switches to a `mosquitto` user that cannot write here
         self.config.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 15.0) -> Broker:
         log = open(self.log, "ab")
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         log.close()
-        if not wait_until(lambda: self.process.poll() is not None or accepts(self.port), timeout_s, 0.05) \
-                or self.process.poll() is not None:
+        if (
+            not wait_until(lambda: self.process.poll() is not None or accepts(self.port), timeout_s, 0.05)
+            or self.process.poll() is not None
+        ):
             self.stop()
             raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{self.log.read_text()[-2000:]}")
         return self

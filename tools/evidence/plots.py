@@ -1,6 +1,7 @@
 """Figures of the evidence tools' results, drawn with matplotlib (Agg, files only): `lrcn bench`'s
 latency histogram and capacity search, and `lrcn soak`'s run over time. The tools import this
 module only when they plot, so matplotlib stays optional: without it they write no figures."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,13 @@ def bench_latency(result: dict, path: Path) -> str | None:
     ax.hist(data["publish"], bins=bins, alpha=0.6, label="capture -> publish")
     ax.hist(data["receive"], bins=bins, alpha=0.6, label="capture -> subscriber")
     for q, style in (("p50", ":"), ("p99", "--")):
-        ax.axvline(latency["capture_to_publish_ms"][q], color="k", linestyle=style, linewidth=1,
-                   label=f"publish {q} {latency['capture_to_publish_ms'][q]} ms")
+        ax.axvline(
+            latency["capture_to_publish_ms"][q],
+            color="k",
+            linestyle=style,
+            linewidth=1,
+            label=f"publish {q} {latency['capture_to_publish_ms'][q]} ms",
+        )
     ax.set_xlabel("ms")
     ax.set_ylabel("predictions")
     ax.set_title(f"Latency, one {result['frame_rate']:g} fps stream ({result['model']})", fontsize=9)
@@ -53,12 +59,18 @@ def bench_capacity(result: dict, path: Path) -> str | None:
     left.set_ylabel("p99 capture->publish, ms")
     left.legend(fontsize=7)
     if "throughput" in result:
-        right.axhline(result["throughput"]["encoder"]["best_frames_per_s"], color="k", linestyle=":", linewidth=1,
-                      label="bare encoder (best batch)")
+        right.axhline(
+            result["throughput"]["encoder"]["best_frames_per_s"],
+            color="k",
+            linestyle=":",
+            linewidth=1,
+            label="bare encoder (best batch)",
+        )
         mode = result.get("capacity_head", {}).get("mode", "exact")
         compute = result["throughput"]["compute" if mode == "exact" else "compute_continuous"]
-        right.axhline(compute["best_frames_per_s"], color="g", linestyle="-.", linewidth=1,
-                      label=f"bare encoder + {mode} head")
+        right.axhline(
+            compute["best_frames_per_s"], color="g", linestyle="-.", linewidth=1, label=f"bare encoder + {mode} head"
+        )
     right.set_xlabel(f"concurrent {rate:g} fps streams")
     right.set_ylabel("frames encoded / s")
     right.legend(fontsize=7)
@@ -74,20 +86,23 @@ def soak(result: dict, path: Path) -> str | None:
         return None
     t = [s["t_s"] / 60 for s in samples]
     fig, axes = plt.subplots(2, 2, figsize=(8, 4.5), sharex=True)
-    for ax, key, label in ((axes[0, 0], "rss_mb", "serve RSS, MiB"), (axes[0, 1], "threads", "serve threads"),
-                           (axes[1, 0], "p99_ms", "p99 capture->publish, ms (interval)"),
-                           (axes[1, 1], "dropped", "ring drops (cumulative)")):
+    for ax, key, label in (
+        (axes[0, 0], "rss_mb", "serve RSS, MiB"),
+        (axes[0, 1], "threads", "serve threads"),
+        (axes[1, 0], "p99_ms", "p99 capture->publish, ms (interval)"),
+        (axes[1, 1], "dropped", "ring drops (cumulative)"),
+    ):
         ax.plot(t, [s[key] if s[key] is not None else np.nan for s in samples], marker=".", linewidth=1)
         ax.set_title(label, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[1]:
         ax.set_xlabel("minutes", fontsize=8)
-    axes[1, 0].plot(t, [s["p50_ms"] if s["p50_ms"] is not None else np.nan for s in samples], linewidth=1,
-                    label="p50")
+    axes[1, 0].plot(t, [s["p50_ms"] if s["p50_ms"] is not None else np.nan for s in samples], linewidth=1, label="p50")
     axes[1, 0].legend(fontsize=7)
     scraped = f", /metrics scraped every {result['scrape']['interval_s']:g} s" if result.get("scrape") else ""
-    fig.suptitle(f"Soak: {result['streams']} ffmpeg-served streams, {result['duration_s'] / 60:.0f} min{scraped}",
-                 fontsize=9)
+    fig.suptitle(
+        f"Soak: {result['streams']} ffmpeg-served streams, {result['duration_s'] / 60:.0f} min{scraped}", fontsize=9
+    )
     return _save(fig, path)
 
 
@@ -114,9 +129,15 @@ def accuracy_against_delay(results: dict[str, dict], path: Path) -> str | None:
                 points = [(r["delay_median_s"], r["accuracy"]) for r in rows if r["delay_median_s"] is not None]
                 if points:
                     x, y = zip(*points)
-                    ax.scatter(x, y, s=40, marker="o" if filled else "s", color=colours[mode],
-                               facecolors=colours[mode] if filled else "none",
-                               label=f"{'stream' if filled else 'window'}-trained, {mode}")
+                    ax.scatter(
+                        x,
+                        y,
+                        s=40,
+                        marker="o" if filled else "s",
+                        color=colours[mode],
+                        facecolors=colours[mode] if filled else "none",
+                        label=f"{'stream' if filled else 'window'}-trained, {mode}",
+                    )
         ax.set_xlabel("median switch delay (s)")
         ax.set_ylabel("frames labelled right")
         ax.set_title(f"{name}: {len(result['seeds'])} seeds, offline replay", fontsize=9)

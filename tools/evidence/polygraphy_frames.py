@@ -5,6 +5,7 @@
 Yields batches of 8 frames of the video at the bundle's size and frame rate, so the engine
 is compared with ONNX Runtime on real pixels, not random ones.
 """
+
 import os
 
 from lrcn.stream.bundle import read_meta
@@ -17,4 +18,4 @@ def load_data():
     spec = read_meta(os.environ["LRCN_BUNDLE"]).spec
     frames = read_frames(os.environ["LRCN_VIDEO"], spec.input_size, spec.fps)
     for start in range(0, len(frames) - BATCH + 1, BATCH):
-        yield {"frames": frames[start:start + BATCH]}
+        yield {"frames": frames[start : start + BATCH]}

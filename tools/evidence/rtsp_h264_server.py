@@ -10,10 +10,10 @@ re-encoding 1080p would cost more CPU than the cameras' client. Used by tools.ev
 Needs PyGObject with the GStreamer RTSP server typelib (gir1.2-gst-rtsp-server-1.0) and the
 qtdemux, h264parse and rtph264pay elements (gstreamer1.0-plugins-good and -bad).
 """
+
 import sys
 
-PIPELINE = ('( filesrc location="{video}" ! qtdemux ! h264parse config-interval=-1 ! '
-            'rtph264pay name=pay0 pt=96 )')
+PIPELINE = '( filesrc location="{video}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )'
 ELEMENTS = ("filesrc", "qtdemux", "h264parse", "rtph264pay")
 
 

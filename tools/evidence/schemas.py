@@ -1,5 +1,6 @@
 """Write the JSON Schema of every message kind to docs/schemas/<kind>.schema.json, from
 stream.message_schema (`python -m lrcn.tools.evidence.schemas`; `--check` exits 1 if the files differ)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ def rendered() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    parser.add_argument("--dir", type=Path,
-                        help="where the schemas are (default: docs/schemas of the checkout holding the current directory)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="where the schemas are (default: docs/schemas of the checkout holding the current directory)",
+    )
     args = parser.parse_args(argv)
     if args.dir is None:
         root = find_checkout()

@@ -13,6 +13,7 @@ port and a scraper GETs /metrics and /healthz every S seconds, counting failures
 answers, as Prometheus and a liveness probe would. Writes soak.json and soak.png; exits
 non-zero if the serve process died or the run broke a limit (--max-rss-growth-mb, drops).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ class Scraper:
                 if len(self.times_ms) < 100_000:
                     self.times_ms.append(took_ms)
                 self._interval_ms.append(took_ms)
-            elif status:     # 0: not up yet, or already gone
+            elif status:  # 0: not up yet, or already gone
                 self.failures += 1
             self.unhealthy += health == 503
 
@@ -69,9 +70,14 @@ class Scraper:
 
     def summary(self) -> dict:
         times = percentiles(self.times_ms, 2)
-        return {"scrapes": self.scrapes, "scrape_failures": self.failures, "healthz_503": self.unhealthy,
-                "scrape_ms_p50": times["p50"], "scrape_ms_p99": times["p99"],
-                "scrape_ms_max": round(max(self.times_ms), 2) if self.times_ms else None}
+        return {
+            "scrapes": self.scrapes,
+            "scrape_failures": self.failures,
+            "healthz_503": self.unhealthy,
+            "scrape_ms_p50": times["p50"],
+            "scrape_ms_p99": times["p99"],
+            "scrape_ms_max": round(max(self.times_ms), 2) if self.times_ms else None,
+        }
 
     def close(self) -> None:
         self._stop.set()
@@ -93,14 +99,21 @@ def soak(args) -> dict:
             metrics_port = free_port()
             extra += ["--metrics", str(metrics_port)]
             scraper = Scraper(f"http://127.0.0.1:{metrics_port}", args.scrape)
-        serve = start_serve(bundle, [s.url for s in servers], [f"cam{i}" for i in range(len(servers))], endpoint,
-                            args.duration, out / "serve-stats.json", extra)
+        serve = start_serve(
+            bundle,
+            [s.url for s in servers],
+            [f"cam{i}" for i in range(len(servers))],
+            endpoint,
+            args.duration,
+            out / "serve-stats.json",
+            extra,
+        )
         started = time.monotonic()
         next_sample = started + args.interval
         while serve.poll() is None and time.monotonic() < started + args.duration + 20:
             time.sleep(max(0.0, min(0.2, next_sample - time.monotonic())))
             serving = serve.poll() is None and time.monotonic() < started + args.duration - 1.0
-            for server in servers:   # a server that exits mid-run (none should) is started again and counted
+            for server in servers:  # a server that exits mid-run (none should) is started again and counted
                 if not server.alive and serving:
                     server.start()
                     restarts += 1
@@ -113,19 +126,27 @@ def soak(args) -> dict:
                 process = proc_status(serve.pid)
             except OSError:
                 break
-            sample = {"t_s": round(time.monotonic() - started, 1), **process,
-                      "predictions": sum(monitor.predictions.values()),
-                      "dropped": sum(s.get("dropped", 0) for s in stats.values()),
-                      "publisher_dropped": sum(s.get("publisher_dropped", 0) for s in stats.values()),
-                      "reconnects": sum(s.get("reconnects", 0) for s in stats.values()),
-                      "p50_ms": percentiles(latencies)["p50"], "p99_ms": percentiles(latencies)["p99"],
-                      "received": len(latencies)}
+            sample = {
+                "t_s": round(time.monotonic() - started, 1),
+                **process,
+                "predictions": sum(monitor.predictions.values()),
+                "dropped": sum(s.get("dropped", 0) for s in stats.values()),
+                "publisher_dropped": sum(s.get("publisher_dropped", 0) for s in stats.values()),
+                "reconnects": sum(s.get("reconnects", 0) for s in stats.values()),
+                "p50_ms": percentiles(latencies)["p50"],
+                "p99_ms": percentiles(latencies)["p99"],
+                "received": len(latencies),
+            }
             if scraper is not None:
                 sample["scrape_ms"] = scraper.take_median_ms()
             samples.append(sample)
-            print(f"soak {sample['t_s']:7.1f} s: RSS {sample.get('rss_mb')} MiB, {sample.get('threads')} threads, "
-                  f"{sample['received']} predictions, p50/p99 {sample['p50_ms']}/{sample['p99_ms']} ms, dropped "
-                  f"{sample['dropped']}, reconnects {sample['reconnects']}", file=sys.stderr, flush=True)
+            print(
+                f"soak {sample['t_s']:7.1f} s: RSS {sample.get('rss_mb')} MiB, {sample.get('threads')} threads, "
+                f"{sample['received']} predictions, p50/p99 {sample['p50_ms']}/{sample['p99_ms']} ms, dropped "
+                f"{sample['dropped']}, reconnects {sample['reconnects']}",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             code = serve.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -138,7 +159,7 @@ def soak(args) -> dict:
     if scraper is not None:
         result["scrape"] = {"interval_s": args.scrape, **scraper.summary()}
         timed = [s["scrape_ms"] for s in samples if s.get("scrape_ms") is not None]
-        if len(timed) >= 4:   # the median scrape, first quarter of the run against the last
+        if len(timed) >= 4:  # the median scrape, first quarter of the run against the last
             first, last = quarters(timed)
             result["scrape"]["ms_first"], result["scrape"]["ms_last"] = round(mean(first), 2), round(mean(last), 2)
     (out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -148,13 +169,21 @@ def soak(args) -> dict:
 
 def summarise(samples: list[dict], code, restarts: int, args, video: Path, monitor: Monitor) -> dict:
     """Growth and drift: the last quarter of the run against the first quarter after warm-up."""
-    result = {"streams": args.streams, "duration_s": args.duration, "interval_s": args.interval, "video": str(video),
-              "serve_exit": code, "server_restarts": restarts, "samples": samples,
-              "events": monitor.event_list(),
-              "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3), "predictions": dict(monitor.predictions)}
+    result = {
+        "streams": args.streams,
+        "duration_s": args.duration,
+        "interval_s": args.interval,
+        "video": str(video),
+        "serve_exit": code,
+        "server_restarts": restarts,
+        "samples": samples,
+        "events": monitor.event_list(),
+        "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3),
+        "predictions": dict(monitor.predictions),
+    }
     usable = [s for s in samples if "rss_mb" in s and s["p99_ms"] is not None]
     if len(usable) >= 4:
-        first, last = quarters(usable, skip=1)   # the first sample is the warm-up
+        first, last = quarters(usable, skip=1)  # the first sample is the warm-up
         result["rss_first_mb"] = round(mean(s["rss_mb"] for s in first), 1)
         result["rss_last_mb"] = round(mean(s["rss_mb"] for s in last), 1)
         result["rss_growth_mb"] = round(result["rss_last_mb"] - result["rss_first_mb"], 1)
@@ -189,8 +218,10 @@ def verdict(result: dict, max_rss_growth_mb: float) -> list[str]:
         problems.append(f"{result['dropped']} frames dropped at the rings")
     scrape = result.get("scrape")
     if scrape and (scrape["scrape_failures"] or scrape["healthz_503"] or not scrape["scrapes"]):
-        problems.append(f"{scrape['scrapes']} scrapes, {scrape['scrape_failures']} failed, "
-                        f"{scrape['healthz_503']} unhealthy answers")
+        problems.append(
+            f"{scrape['scrapes']} scrapes, {scrape['scrape_failures']} failed, "
+            f"{scrape['healthz_503']} unhealthy answers"
+        )
     return problems
 
 
@@ -203,12 +234,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", help="video each server plays in a loop (default: a UCF101 clip from ../shared)")
     parser.add_argument("--out", default="soak-results")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0)
-    parser.add_argument("--scrape", type=float, metavar="S",
-                        help="open serve's metrics port and GET /metrics and /healthz every S seconds")
+    parser.add_argument(
+        "--scrape",
+        type=float,
+        metavar="S",
+        help="open serve's metrics port and GET /metrics and /healthz every S seconds",
+    )
 
 
-@commands.command("soak", help="four ffmpeg-served streams through lrcn serve for a set time: RSS, threads, drops, "
-                               "latency drift", arguments=add_arguments)
+@commands.command(
+    "soak",
+    help="four ffmpeg-served streams through lrcn serve for a set time: RSS, threads, drops, latency drift",
+    arguments=add_arguments,
+)
 def run(args) -> None:
     if args.streams < 1 or args.duration <= 0 or args.interval <= 0:
         raise LrcnError("--streams, --duration and --interval must be positive")

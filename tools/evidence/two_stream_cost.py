@@ -13,6 +13,7 @@
 The ratio two-stream / RGB-only per N is the issue's cost target (at most 1.8); the capacity
 itself is `python -m lrcn.tools.evidence.camera_capacity --bundle TWO_STREAM_BUNDLE`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,13 +42,14 @@ def interpreter(work: Path) -> str:
         return sys.executable
     wrapper = work / "python-with-pythonpath"
     wrapper.parent.mkdir(parents=True, exist_ok=True)
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 
 
-def pipeline(bundles: dict[str, Path], cameras: list[int], rounds: int, duration_s: float, work: Path,
-             log=lambda line: None) -> dict:
+def pipeline(
+    bundles: dict[str, Path], cameras: list[int], rounds: int, duration_s: float, work: Path, log=lambda line: None
+) -> dict:
     from lrcn.tools.evidence.camera_capacity import REPO, Source, run_trial, source_video
 
     video = source_video(work, Source())
@@ -59,24 +61,42 @@ def pipeline(bundles: dict[str, Path], cameras: list[int], rounds: int, duration
                 trial = run_trial(REPO, bundle, video, count, duration_s, 10.0, python=python)
                 rates = [s["encoded_fps"] or 0.0 for s in trial["streams"].values()]
                 cores = trial["serve_cores"]
-                row = {"bundle": name, "cameras": count, "round": round_, "serve_cores": cores,
-                       "encoded_fps": round(sum(rates), 2), "holds": trial["holds"], "reasons": trial["reasons"],
-                       "cpu_ms_per_frame": round(cores * 1000 / sum(rates), 2) if cores and sum(rates) else None,
-                       "load_after": trial["load_after"]}
+                row = {
+                    "bundle": name,
+                    "cameras": count,
+                    "round": round_,
+                    "serve_cores": cores,
+                    "encoded_fps": round(sum(rates), 2),
+                    "holds": trial["holds"],
+                    "reasons": trial["reasons"],
+                    "cpu_ms_per_frame": round(cores * 1000 / sum(rates), 2) if cores and sum(rates) else None,
+                    "load_after": trial["load_after"],
+                }
                 trials.append(row)
-                log(f"{name}, {count} camera(s), round {round_}: {row['cpu_ms_per_frame']} CPU ms per sampled frame "
-                    f"({cores} cores, {row['encoded_fps']} frames/s{'' if trial['holds'] else ', FAILS'})")
+                log(
+                    f"{name}, {count} camera(s), round {round_}: {row['cpu_ms_per_frame']} CPU ms per sampled frame "
+                    f"({cores} cores, {row['encoded_fps']} frames/s{'' if trial['holds'] else ', FAILS'})"
+                )
     summary = {}
     for count in cameras:
         medians = {}
         for name in bundles:
-            values = [t["cpu_ms_per_frame"] for t in trials
-                      if t["bundle"] == name and t["cameras"] == count and t["cpu_ms_per_frame"]]
+            values = [
+                t["cpu_ms_per_frame"]
+                for t in trials
+                if t["bundle"] == name and t["cameras"] == count and t["cpu_ms_per_frame"]
+            ]
             medians[name] = round(statistics.median(values), 2) if values else None
-        ratio = (round(medians["two_stream"] / medians["rgb"], 2)
-                 if medians.get("rgb") and medians.get("two_stream") else None)
-        summary[str(count)] = {"cpu_ms_per_frame": medians, "ratio": ratio,
-                               "meets_target": ratio is not None and ratio <= TARGET_RATIO}
+        ratio = (
+            round(medians["two_stream"] / medians["rgb"], 2)
+            if medians.get("rgb") and medians.get("two_stream")
+            else None
+        )
+        summary[str(count)] = {
+            "cpu_ms_per_frame": medians,
+            "ratio": ratio,
+            "meets_target": ratio is not None and ratio <= TARGET_RATIO,
+        }
     return {"video": str(video), "duration_s": duration_s, "fps": 10.0, "trials": trials, "summary": summary}
 
 
@@ -96,7 +116,9 @@ def parts(bundles: dict[str, Path], repeats: int, threads: int | None, video: Pa
         for kind in map(modality, read_meta(bundle).spec.modalities):
             # a channel count only where it is not RGB's: today's RGB-only opener takes none
             extra = {} if kind.channels == 3 else {"channels": kind.channels}
-            encoder = OnnxRuntimeEncoder(bundle / kind.encoder_file, threads, providers=["CPUExecutionProvider"], **extra)
+            encoder = OnnxRuntimeEncoder(
+                bundle / kind.encoder_file, threads, providers=["CPUExecutionProvider"], **extra
+            )
             frame = rng.integers(0, 256, (1, *size, kind.channels), dtype=np.uint8)
             calls[f"{name} {kind.encoder_file}"] = lambda encode=encoder.encode, x=frame: encode(x)
     for size in sorted(sizes):
@@ -113,8 +135,10 @@ def parts(bundles: dict[str, Path], repeats: int, threads: int | None, video: Pa
 
 
 def table(result: dict) -> str:
-    lines = ["| cameras | RGB-only CPU ms/frame | two-stream CPU ms/frame | ratio (target <= 1.8) |",
-             "| --- | --- | --- | --- |"]
+    lines = [
+        "| cameras | RGB-only CPU ms/frame | two-stream CPU ms/frame | ratio (target <= 1.8) |",
+        "| --- | --- | --- | --- |",
+    ]
     for count, row in result["pipeline"]["summary"].items():
         ms = row["cpu_ms_per_frame"]
         lines.append(f"| {count} | {ms.get('rgb')} | {ms.get('two_stream')} | {row['ratio']} |")
@@ -124,7 +148,9 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.two_stream_cost", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.two_stream_cost", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("rgb", type=Path, help="exported RGB-only bundle")
     parser.add_argument("two_stream", type=Path, help="exported two-stream bundle of the same size")
     parser.add_argument("--out", type=Path, required=True)
@@ -134,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per part")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--work", type=Path, default=Path("bench-results/cameras"), help="the camera video, kept")
-    parser.add_argument("--video", type=Path, help="real footage for the flow part (default: a UCF101 clip "
-                        "from ../shared, else a generated one)")
+    parser.add_argument(
+        "--video",
+        type=Path,
+        help="real footage for the flow part (default: a UCF101 clip from ../shared, else a generated one)",
+    )
     parser.add_argument("--no-pipeline", action="store_true", help="parts only")
     args = parser.parse_args(argv)
     bundles = {"rgb": args.rgb, "two_stream": args.two_stream}
@@ -144,10 +173,15 @@ def main(argv: list[str] | None = None) -> int:
             if not (bundle / "encoder.onnx").is_file():
                 raise LrcnError(f"{bundle} is not an exported bundle (no encoder.onnx): run `lrcn export` first")
         log = lambda line: print(line, file=sys.stderr, flush=True)
-        result = {"command": "python -m lrcn.tools.evidence.two_stream_cost " + " ".join(sys.argv[1:]) if argv is None else None,
-                  "bundles": {name: str(path) for name, path in bundles.items()},
-                  "machine": machine_info(), "load_before": load_average(),
-                  "parts": parts(bundles, args.repeats, args.threads, args.video or default_video(args.work))}
+        result = {
+            "command": "python -m lrcn.tools.evidence.two_stream_cost " + " ".join(sys.argv[1:])
+            if argv is None
+            else None,
+            "bundles": {name: str(path) for name, path in bundles.items()},
+            "machine": machine_info(),
+            "load_before": load_average(),
+            "parts": parts(bundles, args.repeats, args.threads, args.video or default_video(args.work)),
+        }
         save(result, args.out)
         if not args.no_pipeline:
             cameras = [int(c) for c in args.cameras.split(",") if c.strip()]

@@ -28,6 +28,7 @@ made (L2, epochs, fusion), is `lrcn train`'s own group-disjoint split of the tra
 Each run's figures go to WORK/results/DS-sS-MOD.json and all of them, with the recipe and the
 commands, to --summary (docs/results/two_stream.json); `python -m lrcn.tools.evidence.report` makes the tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,29 +49,54 @@ STEP_TIMEOUT_S = 4 * 3600
 # The pooling head of docs/evidence/results.md (its best offline head on all three sets), at 112 px. Its L2 is
 # the one that recipe's validation chose on each set (DataSet.steps): a two-stream bundle trains one
 # head, so no L2 is chosen per run, and every modality gets the same.
-RECIPE = ("--backbone", "mobilenet_v2", "--size", "112", "--lr", "1e-3", "--head", "pool",
-          "--dropout", "0.5", "0.5", "--batch-size", "32", "--quiet")
+RECIPE = (
+    "--backbone",
+    "mobilenet_v2",
+    "--size",
+    "112",
+    "--lr",
+    "1e-3",
+    "--head",
+    "pool",
+    "--dropout",
+    "0.5",
+    "0.5",
+    "--batch-size",
+    "32",
+    "--quiet",
+)
 
 
 @dataclass(frozen=True)
 class DataSet:
     name: str
-    split: tuple[str, ...]        # relative to the data root where a path
-    still_seconds: float          # --static: the still scene served
-    steps: tuple[str, ...]        # L2, clips per video and epochs: about 3,000 steps a model
+    split: tuple[str, ...]  # relative to the data root where a path
+    still_seconds: float  # --static: the still scene served
+    steps: tuple[str, ...]  # L2, clips per video and epochs: about 3,000 steps a model
 
     def split_args(self, data: Path) -> list[str]:
         return [str(data / a) if a.endswith(".txt") else a for a in self.split]
 
 
 DATASETS = {
-    "weizmann4": DataSet("weizmann4", ("--test-groups", "6,7,8"), 120,
-                         ("--l2", "0.1", "--clips-per-video", "32", "--epochs", "120", "--patience", "120")),
-    "ps7": DataSet("ps7", ("--test-groups", "3"), 60,
-                   ("--l2", "0.1", "--clips-per-video", "32", "--epochs", "120", "--patience", "120")),
-    "ucf101_9": DataSet("ucf101_9", ("--split-lists", "ucf101_9/splits/trainlist01.txt",
-                                     "ucf101_9/splits/testlist01.txt"), 180,
-                        ("--l2", "0.01", "--clips-per-video", "8", "--epochs", "40", "--patience", "40")),
+    "weizmann4": DataSet(
+        "weizmann4",
+        ("--test-groups", "6,7,8"),
+        120,
+        ("--l2", "0.1", "--clips-per-video", "32", "--epochs", "120", "--patience", "120"),
+    ),
+    "ps7": DataSet(
+        "ps7",
+        ("--test-groups", "3"),
+        60,
+        ("--l2", "0.1", "--clips-per-video", "32", "--epochs", "120", "--patience", "120"),
+    ),
+    "ucf101_9": DataSet(
+        "ucf101_9",
+        ("--split-lists", "ucf101_9/splits/trainlist01.txt", "ucf101_9/splits/testlist01.txt"),
+        180,
+        ("--l2", "0.01", "--clips-per-video", "8", "--epochs", "40", "--patience", "40"),
+    ),
 }
 
 
@@ -94,8 +120,9 @@ def lrcn(*args, log: Path, timeout: float = STEP_TIMEOUT_S) -> None:
         out.write(f"$ lrcn {' '.join(map(str, args))}\n")
         out.flush()
         try:
-            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  timeout=timeout)
+            done = subprocess.run(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout
+            )
         except subprocess.TimeoutExpired:
             raise LrcnError(f"lrcn {args[0]} ran past {timeout:g} s (log: {log})") from None
         out.write(f"# exit {done.returncode} after {time.monotonic() - started:.0f} s\n")
@@ -110,13 +137,28 @@ def read_json(path: Path) -> dict | None:
 
 # -- the steps: each does nothing when its output is there ---------------------------------------
 
+
 def train(run: Run, data: Path, weights: str, bundle: Path, log: Path, flow_encoder: str) -> None:
     meta = read_json(bundle / "meta.json")
     if meta and meta.get("metrics", {}).get("test") and (bundle / "model.keras").is_file():
         return
     flow = ("--flow-encoder", flow_encoder) if MODALITIES[run.modality] else ()
-    lrcn("train", data / run.dataset.name, *run.dataset.split_args(data), "--out", bundle, "--weights", weights,
-         "--seed", run.seed, *RECIPE, *run.dataset.steps, *MODALITIES[run.modality], *flow, log=log)
+    lrcn(
+        "train",
+        data / run.dataset.name,
+        *run.dataset.split_args(data),
+        "--out",
+        bundle,
+        "--weights",
+        weights,
+        "--seed",
+        run.seed,
+        *RECIPE,
+        *run.dataset.steps,
+        *MODALITIES[run.modality],
+        *flow,
+        log=log,
+    )
 
 
 def export(run: Run, bundle: Path, log: Path) -> None:
@@ -130,15 +172,36 @@ def export(run: Run, bundle: Path, log: Path) -> None:
 def stream(run: Run, data: Path, bundle: Path, out: Path, log: Path) -> None:
     if out.is_file():
         return
-    lrcn("stream-accuracy", bundle, data / run.dataset.name, *run.dataset.split_args(data), "--offline",
-         "--seed", 0, "--summary", out, log=log)
+    lrcn(
+        "stream-accuracy",
+        bundle,
+        data / run.dataset.name,
+        *run.dataset.split_args(data),
+        "--offline",
+        "--seed",
+        0,
+        "--summary",
+        out,
+        log=log,
+    )
 
 
 def live(run: Run, data: Path, bundle: Path, out: Path, log: Path) -> None:
     if out.is_file():
         return
-    lrcn("stream-accuracy", bundle, data / run.dataset.name, *run.dataset.split_args(data),
-         "--static", f"{run.dataset.still_seconds:g}", "--seed", 0, "--summary", out, log=log)
+    lrcn(
+        "stream-accuracy",
+        bundle,
+        data / run.dataset.name,
+        *run.dataset.split_args(data),
+        "--static",
+        f"{run.dataset.still_seconds:g}",
+        "--seed",
+        0,
+        "--summary",
+        out,
+        log=log,
+    )
 
 
 def novelty(run: Run, data: Path, bundle: Path, guarded: Path, out: Path, log: Path) -> None:
@@ -147,28 +210,48 @@ def novelty(run: Run, data: Path, bundle: Path, guarded: Path, out: Path, log: P
         return
     if not (guarded / "novelty.npz").is_file():
         shutil.rmtree(guarded, ignore_errors=True)
-        shutil.copytree(bundle, guarded, ignore=shutil.ignore_patterns("checkpoints", "selection", "*.keras",
-                                                                        "curves.png"))
-        lrcn("novelty", "fit", guarded, data / run.dataset.name, *run.dataset.split_args(data),
-             "--seed", run.seed, log=log)
+        shutil.copytree(
+            bundle, guarded, ignore=shutil.ignore_patterns("checkpoints", "selection", "*.keras", "curves.png")
+        )
+        lrcn(
+            "novelty",
+            "fit",
+            guarded,
+            data / run.dataset.name,
+            *run.dataset.split_args(data),
+            "--seed",
+            run.seed,
+            log=log,
+        )
     foreign = [arg for name in DATASETS if name != run.dataset.name for arg in ("--foreign", data / name)]
     lrcn("novelty", "measure", guarded, *run.dataset.split_args(data), *foreign, "--out", out, log=log)
 
 
 # -- what each run's figures are -----------------------------------------------------------------
 
+
 def mode_figures(modes: dict) -> dict:
     out = {}
     for key, mode in modes.items():
         delay = mode.get("delay", {})
-        row = {"accuracy": mode.get("accuracy"), "correct": mode.get("correct"), "frames": mode.get("frames"),
-               "delay_median_s": delay.get("median_s"), "delay_max_s": delay.get("max_s"),
-               "missed": delay.get("missed"), "changes": delay.get("changes")}
+        row = {
+            "accuracy": mode.get("accuracy"),
+            "correct": mode.get("correct"),
+            "frames": mode.get("frames"),
+            "delay_median_s": delay.get("median_s"),
+            "delay_max_s": delay.get("max_s"),
+            "missed": delay.get("missed"),
+            "changes": delay.get("changes"),
+        }
         found = mode.get("events")
         if found:
-            row |= {"events": found.get("events"), "true_positives": found.get("true_positives"),
-                    "precision": found.get("precision"), "recall": found.get("recall"),
-                    "false_per_min": found.get("false_per_min")}
+            row |= {
+                "events": found.get("events"),
+                "true_positives": found.get("true_positives"),
+                "precision": found.get("precision"),
+                "recall": found.get("recall"),
+                "false_per_min": found.get("false_per_min"),
+            }
         row |= {key: mode[key] for key in ("unknown", "idle", "latency_p99_ms") if key in mode}
         out[key] = row
     return out
@@ -177,20 +260,33 @@ def mode_figures(modes: dict) -> dict:
 def still_figures(static: dict | None) -> dict | None:
     if not static:
         return None
-    return {"seconds": static.get("seconds"),
-            "modes": {key: {"events_per_min": mode.get("events", {}).get("per_min"),
-                            "predictions": mode.get("predictions"), "unknown": mode.get("unknown"),
-                            "idle": mode.get("idle"), "head_labels": mode.get("head_labels")}
-                      for key, mode in static.get("modes", {}).items()}}
+    return {
+        "seconds": static.get("seconds"),
+        "modes": {
+            key: {
+                "events_per_min": mode.get("events", {}).get("per_min"),
+                "predictions": mode.get("predictions"),
+                "unknown": mode.get("unknown"),
+                "idle": mode.get("idle"),
+                "head_labels": mode.get("head_labels"),
+            }
+            for key, mode in static.get("modes", {}).items()
+        },
+    }
 
 
 def novelty_figures(measured: dict | None) -> dict | None:
     if not measured:
         return None
     (bundle,) = measured["bundles"]
-    return {"method": bundle["method"], "threshold": bundle["threshold"],
-            "datasets": {name: {key: row.get(key) for key in ("role", "videos", "windows", "unknown_share", "auroc")}
-                         for name, row in bundle["datasets"].items()}}
+    return {
+        "method": bundle["method"],
+        "threshold": bundle["threshold"],
+        "datasets": {
+            name: {key: row.get(key) for key in ("role", "videos", "windows", "unknown_share", "auroc")}
+            for name, row in bundle["datasets"].items()
+        },
+    }
 
 
 def flow_encoder_figures(record: dict | None) -> dict | None:
@@ -198,8 +294,11 @@ def flow_encoder_figures(record: dict | None) -> dict | None:
     if not record:
         return None
     keep = ("backbone", "trainable_layers", "epochs_run", "kept", "val_field_accuracy", "val_video_accuracy", "seconds")
-    return {"chosen": record["chosen"], "val_videos": record.get("val_videos"),
-            "candidates": {name: {key: row.get(key) for key in keep} for name, row in record["candidates"].items()}}
+    return {
+        "chosen": record["chosen"],
+        "val_videos": record.get("val_videos"),
+        "candidates": {name: {key: row.get(key) for key in keep} for name, row in record["candidates"].items()},
+    }
 
 
 def figures(run: Run, bundle: Path, files: dict[str, Path]) -> dict:
@@ -207,12 +306,29 @@ def figures(run: Run, bundle: Path, files: dict[str, Path]) -> dict:
     model, training = meta.get("model", {}), meta.get("training", {})
     streamed, served = read_json(files["stream"]), read_json(files["live"])
     return {
-        "dataset": run.dataset.name, "seed": run.seed, "modality": run.modality, "bundle": str(bundle),
-        "model": {key: model.get(key) for key in ("modalities", "fusion", "fusion_weights", "head", "input_size",
-                                                   "classes", "l2", "flow_backbone", "flow_trained")},
+        "dataset": run.dataset.name,
+        "seed": run.seed,
+        "modality": run.modality,
+        "bundle": str(bundle),
+        "model": {
+            key: model.get(key)
+            for key in (
+                "modalities",
+                "fusion",
+                "fusion_weights",
+                "head",
+                "input_size",
+                "classes",
+                "l2",
+                "flow_backbone",
+                "flow_trained",
+            )
+        },
         "flow_encoder": flow_encoder_figures(training.get("flow_encoder")),
-        "training": {key: training.get(key) for key in ("seconds", "best_epoch", "val_groups", "test_groups",
-                                                        "fusion_choice", "l2_selection")},
+        "training": {
+            key: training.get(key)
+            for key in ("seconds", "best_epoch", "val_groups", "test_groups", "fusion_choice", "l2_selection")
+        },
         "offline": meta.get("metrics", {}).get("test"),
         "export": read_json(bundle / "export.json"),
         "stream_offline": mode_figures(streamed["modes"]) if streamed else None,
@@ -222,8 +338,14 @@ def figures(run: Run, bundle: Path, files: dict[str, Path]) -> dict:
     }
 
 
-def run_one(run: Run, data: Path, weights: str, work: Path, stages: tuple[str, ...], flow_encoder: str = "frozen",
-            ) -> dict:
+def run_one(
+    run: Run,
+    data: Path,
+    weights: str,
+    work: Path,
+    stages: tuple[str, ...],
+    flow_encoder: str = "frozen",
+) -> dict:
     bundle = work / "bundles" / run.name
     log = work / "logs" / f"{run.name}.log"
     files = {stage: work / "measured" / f"{run.name}.{stage}.json" for stage in ("stream", "live", "novelty")}
@@ -254,12 +376,17 @@ def summarise(work: Path, cost: Path | None, flow_encoder: str = "frozen", summa
     for r in runs:
         r["bundle"] = Path(r["bundle"]).name
     flag = "" if flow_encoder == "frozen" else f"--flow-encoder {flow_encoder} "
-    return {"command": f"python -m lrcn.tools.evidence.two_stream_study --data ../shared/data --weights W --work WORK "
-                       f"{flag}--summary docs/results/{summary}", "flow_encoder": flow_encoder,
-            "recipe": " ".join(RECIPE), "steps": {name: " ".join(d.steps) for name, d in DATASETS.items()},
-            "splits": {name: " ".join(d.split) for name, d in DATASETS.items()},
-            "modality_flags": {name: " ".join(flags) for name, flags in MODALITIES.items()},
-            "runs": runs, **({"cost": read_json(cost)} if cost and cost.is_file() else {})}
+    return {
+        "command": f"python -m lrcn.tools.evidence.two_stream_study --data ../shared/data --weights W --work WORK "
+        f"{flag}--summary docs/results/{summary}",
+        "flow_encoder": flow_encoder,
+        "recipe": " ".join(RECIPE),
+        "steps": {name: " ".join(d.steps) for name, d in DATASETS.items()},
+        "splits": {name: " ".join(d.split) for name, d in DATASETS.items()},
+        "modality_flags": {name: " ".join(flags) for name, flags in MODALITIES.items()},
+        "runs": runs,
+        **({"cost": read_json(cost)} if cost and cost.is_file() else {}),
+    }
 
 
 def listed(text: str, known, what: str) -> list[str]:
@@ -271,7 +398,9 @@ def listed(text: str, known, what: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.evidence.two_stream_study", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.evidence.two_stream_study", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder of the three data sets")
     parser.add_argument("--weights", default="../shared/pretrained/mobilenet_v2_1.0_imagenet_notop.weights.h5")
     parser.add_argument("--work", type=Path, required=True, help="bundles, logs and per-run JSON (resumable)")
@@ -281,11 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"any of {', '.join(STAGES)}")
     parser.add_argument("--summary", type=Path, help="write every run's figures here (docs/results/two_stream.json)")
     parser.add_argument("--cost", type=Path, help="a two_stream_cost JSON to include in the summary")
-    parser.add_argument("--flow-encoder", choices=("frozen", "tuned", "scratch", "auto"), default="frozen",
-                        help="lrcn train --flow-encoder of the flow and two-stream runs (default frozen: the "
-                             "ImageNet CNN as it comes, as in docs/results/two_stream.json)")
-    parser.add_argument("--collect", action="store_true",
-                        help="run nothing: write --summary from the runs already under --work")
+    parser.add_argument(
+        "--flow-encoder",
+        choices=("frozen", "tuned", "scratch", "auto"),
+        default="frozen",
+        help="lrcn train --flow-encoder of the flow and two-stream runs (default frozen: the "
+        "ImageNet CNN as it comes, as in docs/results/two_stream.json)",
+    )
+    parser.add_argument(
+        "--collect", action="store_true", help="run nothing: write --summary from the runs already under --work"
+    )
     parser.add_argument("--keep-going", action="store_true", help="a failed run is reported and the next one runs")
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,7 @@
 """The joined stream of `lrcn stream-accuracy`: held-out test videos ordered so the action
 changes, re-encoded by ffmpeg to one size and rate and joined into one MJPEG .avi with its
 per-frame labels beside it; and the clips of a scene where nothing happens (still frames, gray)."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ def order_videos(videos: Sequence, class_names: Sequence[str], count: int | None
     by_class: dict[int, list] = {}
     for video in sorted(videos, key=lambda v: (v.label, v.group, str(v.path))):
         by_class.setdefault(video.label, []).append(video)
-    for label, queue in by_class.items():   # round robin over groups: g01 c01, g02 c01, ..., g01 c02, ...
+    for label, queue in by_class.items():  # round robin over groups: g01 c01, g02 c01, ..., g01 c02, ...
         per_group: dict[str, list] = {}
         for video in queue:
             per_group.setdefault(video.group, []).append(video)
@@ -45,8 +46,13 @@ def ffmpeg(*args: str, timeout_s: float = 300) -> str:
 
     if FFMPEG is None:
         raise LrcnError("ffmpeg not found (apt-get install ffmpeg)")
-    done = subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", *args], capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    done = subprocess.run(
+        [FFMPEG, "-nostdin", "-loglevel", "error", "-y", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     if done.returncode != 0:
         raise LrcnError(f"ffmpeg failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return done.stdout
@@ -54,9 +60,25 @@ def ffmpeg(*args: str, timeout_s: float = 300) -> str:
 
 def count_frames(video: Path) -> int:
     """Frames in a video by counting its packets (every MJPEG packet is a frame), without decoding."""
-    done = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
-                           "stream=nb_read_packets", "-of", "csv=p=0", str(video)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_packets",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+            str(video),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     try:
         return int(done.stdout.strip().split(",")[0])
     except ValueError:
@@ -89,8 +111,20 @@ def join_videos(items: Sequence[tuple[Path, str]], out: Path, size: tuple[int, i
     segments, start, listing = [], 0, []
     for number, (video, label) in enumerate(items):
         part = parts_dir / f"{number:03d}.avi"
-        ffmpeg("-i", str(video), "-an", "-vf", f"fps={fps},scale={size[0]}:{size[1]}:flags=area", "-c:v", "mjpeg",
-               "-q:v", "2", "-pix_fmt", "yuvj420p", str(part))
+        ffmpeg(
+            "-i",
+            str(video),
+            "-an",
+            "-vf",
+            f"fps={fps},scale={size[0]}:{size[1]}:flags=area",
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            "2",
+            "-pix_fmt",
+            "yuvj420p",
+            str(part),
+        )
         frames = count_frames(part)
         segments.append({"label": label, "start_frame": start, "end_frame": start + frames, "video": video.name})
         listing.append(f"file '{part.resolve()}'")
@@ -101,9 +135,16 @@ def join_videos(items: Sequence[tuple[Path, str]], out: Path, size: tuple[int, i
         raise LrcnError(f"joined {out} has {count_frames(out)} frames, its parts {start}")
     sidecar = sidecar_path(out)
     classes = sorted({s["label"] for s in segments})
-    sidecar.write_text(json.dumps({"fps": float(fps), "classes": classes, "segments": segments,
-                                   "labels": [s["label"] for s in segments
-                                              for _ in range(s["end_frame"] - s["start_frame"])]}))
+    sidecar.write_text(
+        json.dumps(
+            {
+                "fps": float(fps),
+                "classes": classes,
+                "segments": segments,
+                "labels": [s["label"] for s in segments for _ in range(s["end_frame"] - s["start_frame"])],
+            }
+        )
+    )
     return out, sidecar
 
 
@@ -125,8 +166,23 @@ def still_clips(parts: Sequence[Path], out_dir: Path, seconds: float, fps: float
         image = out_dir / f"still{number:02d}.png"
         cv2.imwrite(str(image), frame)
         clip = out_dir / f"still{number:02d}.avi"
-        ffmpeg("-loop", "1", "-framerate", f"{fps:g}", "-i", str(image), "-t", f"{seconds:.3f}", "-c:v", "mjpeg",
-               "-q:v", "2", "-pix_fmt", "yuvj420p", str(clip))
+        ffmpeg(
+            "-loop",
+            "1",
+            "-framerate",
+            f"{fps:g}",
+            "-i",
+            str(image),
+            "-t",
+            f"{seconds:.3f}",
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            "2",
+            "-pix_fmt",
+            "yuvj420p",
+            str(clip),
+        )
         clips.append(clip)
     return clips
 
@@ -135,6 +191,17 @@ def gray_clip(out_dir: Path, seconds: float, fps: float, size: tuple[int, int]) 
     """A uniform mid-gray clip: a scene with nothing in it at all."""
     out_dir.mkdir(parents=True, exist_ok=True)
     clip = out_dir / "gray.avi"
-    ffmpeg("-f", "lavfi", "-i", f"color=c=gray:s={size[0]}x{size[1]}:r={fps:g}:d={seconds:.3f}", "-c:v", "mjpeg",
-           "-q:v", "2", "-pix_fmt", "yuvj420p", str(clip))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=gray:s={size[0]}x{size[1]}:r={fps:g}:d={seconds:.3f}",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "2",
+        "-pix_fmt",
+        "yuvj420p",
+        str(clip),
+    )
     return clip

@@ -2,6 +2,7 @@
 serving. The joined video's frames sampled on the model's grid are encoded by the bundle's
 encoders (with their flow, for a bundle that sees motion) and stepped through
 lrcn.stream.windows in every head mode, then scored like a live run."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,7 +13,13 @@ from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sampling import grid_indices
-from lrcn.tools.stream_accuracy.stream_scoring import HeadMode, first_full_window, head_modes, score_stream, segment_rows
+from lrcn.tools.stream_accuracy.stream_scoring import (
+    HeadMode,
+    first_full_window,
+    head_modes,
+    score_stream,
+    segment_rows,
+)
 
 
 def replay_predictions(head, clip_length: int, mode: HeadMode, inputs, frame_indices: Sequence[int]) -> list[dict]:
@@ -30,8 +37,9 @@ def replay_predictions(head, clip_length: int, mode: HeadMode, inputs, frame_ind
         state, window = step(head, clip_length, config, state, frame_input, int(index))
         if window is not None:
             smoother, label, score = smooth(smoothing, smoother, window.probabilities)
-            published.append({"frame_index": int(index), "latency_ms": 0.0, "label": head.classes[label],
-                              "score": score})
+            published.append(
+                {"frame_index": int(index), "latency_ms": 0.0, "label": head.classes[label], "score": score}
+            )
     return published
 
 
@@ -53,14 +61,16 @@ def sampled_features(bundle: Path, video: Path, media_frames: int, media_fps: fl
         features = runtime.video_features(video)
         indices = grid_indices((i / media_fps for i in range(media_frames)), spec.fps)
         if len(indices) != len(features):
-            raise LrcnError(f"{video}: {len(features)} frames decoded on the {spec.fps:g} fps grid, "
-                            f"{len(indices)} expected")
+            raise LrcnError(
+                f"{video}: {len(features)} frames decoded on the {spec.fps:g} fps grid, {len(indices)} expected"
+            )
         cache[key] = (features, indices)
     return cache[key]
 
 
-def replay(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMode] | None,
-           cache: dict | None = None) -> dict:
+def replay(
+    bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMode] | None, cache: dict | None = None
+) -> dict:
     """`measure` without serving: the joined video decoded and sampled on the model's grid by its
     timestamps, encoded by the bundle's encoder, every head mode stepped through the runtime's
     windows (`replay_predictions`), and scored by the same functions as a live run."""
@@ -82,11 +92,25 @@ def replay(bundle: Path, video: Path, labels_path: Path, modes: Sequence[HeadMod
         payloads = replay_predictions(head, spec.clip_length, mode, inputs, indices)
         scores = score_stream(truth, payloads, media_fps, start)
         shown = scores.pop("shown")
-        results[mode.name] = {"head": asdict(mode), **scores, "segments": segment_rows(record["segments"], shown, start),
-                              "predictions": len(payloads),
-                              "published": [[p["frame_index"], 0.0, p["label"], p["score"]] for p in payloads]}
-    return {"bundle": str(bundle), "video": str(video), "labels": str(labels_path), "replayed": True,
-            "frames": len(truth), "fps": media_fps, "seconds": round(len(truth) / media_fps, 2),
-            "clip_length": spec.clip_length, "model_fps": spec.fps, "scored_from_frame": start,
-            "segments": len(record["segments"]), "changes": sum(a != b for a, b in itertools.pairwise(truth)),
-            "modes": results}
+        results[mode.name] = {
+            "head": asdict(mode),
+            **scores,
+            "segments": segment_rows(record["segments"], shown, start),
+            "predictions": len(payloads),
+            "published": [[p["frame_index"], 0.0, p["label"], p["score"]] for p in payloads],
+        }
+    return {
+        "bundle": str(bundle),
+        "video": str(video),
+        "labels": str(labels_path),
+        "replayed": True,
+        "frames": len(truth),
+        "fps": media_fps,
+        "seconds": round(len(truth) / media_fps, 2),
+        "clip_length": spec.clip_length,
+        "model_fps": spec.fps,
+        "scored_from_frame": start,
+        "segments": len(record["segments"]),
+        "changes": sum(a != b for a, b in itertools.pairwise(truth)),
+        "modes": results,
+    }

@@ -21,6 +21,7 @@ Events, each stream's `end` events against the joined videos (the sidecar's segm
   replayed too (`event_sweep`), so thresholds can be compared without serving again.
 Below min_score the published label is `unknown`; the accuracy is still of the head's label.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -38,7 +39,7 @@ from lrcn.stream.sampling import grid_indices
 
 @dataclass(frozen=True)
 class HeadMode:
-    name: str                      # also the stream id
+    name: str  # also the stream id
     mode: str = "exact"
     hop: int = 1
     reset_every: int | None = None
@@ -48,13 +49,18 @@ class HeadMode:
 def head_modes(clip_length: int) -> list[HeadMode]:
     """The head modes measured: exact windows (hop 1 and 4), continuous with and without a reset
     every T frames, and exact hop 1 with each kind of label smoothing."""
-    return [HeadMode("exact-hop1"), HeadMode("exact-hop4", hop=4),
-            HeadMode(f"continuous-reset{clip_length}", "continuous", reset_every=clip_length),
-            HeadMode("continuous", "continuous"),
-            HeadMode("exact-hop1-ema0.3", smooth="ema:0.3"), HeadMode("exact-hop1-hyst3", smooth="hysteresis:3")]
+    return [
+        HeadMode("exact-hop1"),
+        HeadMode("exact-hop4", hop=4),
+        HeadMode(f"continuous-reset{clip_length}", "continuous", reset_every=clip_length),
+        HeadMode("continuous", "continuous"),
+        HeadMode("exact-hop1-ema0.3", smooth="ema:0.3"),
+        HeadMode("exact-hop1-hyst3", smooth="hysteresis:3"),
+    ]
 
 
 # -- scoring (pure) ----------------------------------------------------------------------------
+
 
 def first_full_window(n_frames: int, media_fps: float, model_fps: float, clip_length: int) -> int:
     """The frame that completes the first T-frame window on the model's sampling grid.
@@ -64,8 +70,10 @@ def first_full_window(n_frames: int, media_fps: float, model_fps: float, clip_le
     """
     sampled = grid_indices((i / media_fps for i in range(n_frames)), model_fps)
     if len(sampled) < clip_length:
-        raise LrcnError(f"the stream is too short: {n_frames} frames hold {len(sampled)} sampled frames, "
-                        f"the model needs {clip_length}")
+        raise LrcnError(
+            f"the stream is too short: {n_frames} frames hold {len(sampled)} sampled frames, "
+            f"the model needs {clip_length}"
+        )
     return sampled[clip_length - 1]
 
 
@@ -81,7 +89,7 @@ def shown_labels(predictions: Iterable[tuple[int, str]], n_frames: int) -> list[
     >>> shown_labels([(2, "a"), (4, "b")], 6)
     [None, None, 'a', 'a', 'b', 'b']
     """
-    ordered = sorted(predictions, key=lambda p: p[0])   # stable: publish order within a frame
+    ordered = sorted(predictions, key=lambda p: p[0])  # stable: publish order within a frame
     shown: list[str | None] = []
     current, j = None, 0
     for frame in range(n_frames):
@@ -125,8 +133,17 @@ def change_delays(truth: Sequence[str], shown: Sequence[str | None], media_fps: 
         while settled > change and shown[settled - 1] == target:
             settled -= 1
         settle = None if settled == end else settled - change
-        rows.append({"frame": change, "from": truth[change - 1], "to": target, "delay_frames": delay,
-                     "delay_s": seconds(delay), "settle_frames": settle, "settle_s": seconds(settle)})
+        rows.append(
+            {
+                "frame": change,
+                "from": truth[change - 1],
+                "to": target,
+                "delay_frames": delay,
+                "delay_s": seconds(delay),
+                "settle_frames": settle,
+                "settle_s": seconds(settle),
+            }
+        )
     return rows
 
 
@@ -142,21 +159,26 @@ def summarise_delays(rows: Sequence[dict]) -> dict:
     reached = [r for r in rows if r["delay_frames"] is not None]
     seconds = [r["delay_s"] for r in reached]
     settle = [r["settle_s"] for r in rows if r["settle_s"] is not None]
-    return {"changes": len(rows), "reached": len(reached), "missed": len(rows) - len(reached),
-            "median_s": round(statistics.median(seconds), 3) if seconds else None,
-            "mean_s": round(statistics.fmean(seconds), 3) if seconds else None,
-            "max_s": max(seconds) if seconds else None,
-            "median_frames": statistics.median([r["delay_frames"] for r in reached]) if reached else None,
-            "settled": len(settle), "settle_median_s": round(statistics.median(settle), 3) if settle else None}
+    return {
+        "changes": len(rows),
+        "reached": len(reached),
+        "missed": len(rows) - len(reached),
+        "median_s": round(statistics.median(seconds), 3) if seconds else None,
+        "mean_s": round(statistics.fmean(seconds), 3) if seconds else None,
+        "max_s": max(seconds) if seconds else None,
+        "median_frames": statistics.median([r["delay_frames"] for r in reached]) if reached else None,
+        "settled": len(settle),
+        "settle_median_s": round(statistics.median(settle), 3) if settle else None,
+    }
 
 
 def score_stream(truth: Sequence[str], predictions: Sequence[dict], media_fps: float, start: int) -> dict:
     """Accuracy and change delays of one stream's received `pred` payloads against the truth."""
-    shown = shown_labels([(shown_from(p["frame_index"], p["latency_ms"], media_fps), p["label"])
-                          for p in predictions], len(truth))
+    shown = shown_labels(
+        [(shown_from(p["frame_index"], p["latency_ms"], media_fps), p["label"]) for p in predictions], len(truth)
+    )
     delays = change_delays(truth, shown, media_fps, start)
-    return {**frame_accuracy(truth, shown, start), "delay": summarise_delays(delays), "changes": delays,
-            "shown": shown}
+    return {**frame_accuracy(truth, shown, start), "delay": summarise_delays(delays), "changes": delays, "shown": shown}
 
 
 def segment_rows(segments: Sequence[dict], shown: Sequence[str | None], start: int) -> list[dict]:
@@ -167,11 +189,17 @@ def segment_rows(segments: Sequence[dict], shown: Sequence[str | None], start: i
     """
     rows = []
     for segment in segments:
-        labels = list(shown[max(start, segment["start_frame"]):segment["end_frame"]])
+        labels = list(shown[max(start, segment["start_frame"]) : segment["end_frame"]])
         counts = Counter(label for label in labels if label is not None)
-        rows.append({"video": segment.get("video"), "label": segment["label"], "frames": len(labels),
-                     "correct": labels.count(segment["label"]),
-                     "most_shown": counts.most_common(1)[0][0] if counts else None})
+        rows.append(
+            {
+                "video": segment.get("video"),
+                "label": segment["label"],
+                "frames": len(labels),
+                "correct": labels.count(segment["label"]),
+                "most_shown": counts.most_common(1)[0][0] if counts else None,
+            }
+        )
     return rows
 
 
@@ -200,8 +228,9 @@ def overlap_frames(segment: dict, event: dict) -> int:
     return max(0, min(segment["end_frame"], event["end_frame"] + 1) - max(segment["start_frame"], event["start_frame"]))
 
 
-def match_events(segments: Sequence[dict], events: Sequence[dict], ignore: Iterable[str] = (),
-                 min_overlap: float = MIN_OVERLAP) -> list[tuple[int, int, float]]:
+def match_events(
+    segments: Sequence[dict], events: Sequence[dict], ignore: Iterable[str] = (), min_overlap: float = MIN_OVERLAP
+) -> list[tuple[int, int, float]]:
     """Events matched to true segments: (segment index, event index, overlap / segment length).
 
     A pair can match when the labels are equal and the event covers at least `min_overlap` of
@@ -246,15 +275,24 @@ def false_event_kind(segments: Sequence[dict], event: dict, min_overlap: float =
     ...  for l, s, e in [("a", 0, 9), ("a", 8, 12), ("b", 0, 9)]]
     ['duplicate', 'short', 'wrong_label']
     """
-    same = [overlap_frames(s, event) / max(1, s["end_frame"] - s["start_frame"])
-            for s in segments if s["label"] == event["label"]]
+    same = [
+        overlap_frames(s, event) / max(1, s["end_frame"] - s["start_frame"])
+        for s in segments
+        if s["label"] == event["label"]
+    ]
     if any(f > 0 and f >= min_overlap for f in same):
         return "duplicate"
     return "short" if any(f > 0 for f in same) else "wrong_label"
 
 
-def score_events(segments: Sequence[dict], events: Sequence[dict], seconds: float, media_fps: float,
-                 ignore: Iterable[str] = (), min_overlap: float = MIN_OVERLAP) -> dict:
+def score_events(
+    segments: Sequence[dict],
+    events: Sequence[dict],
+    seconds: float,
+    media_fps: float,
+    ignore: Iterable[str] = (),
+    min_overlap: float = MIN_OVERLAP,
+) -> dict:
     """Precision (true events / events), recall (true events / segments not of an ignored class)
     and false events per minute of stream, of the `end` events of one stream.
 
@@ -277,14 +315,18 @@ def score_events(segments: Sequence[dict], events: Sequence[dict], seconds: floa
     false = Counter(false_event_kind(segments, e, min_overlap) for j, e in enumerate(events) if j not in by_event)
     onsets = [(events[j]["start_frame"] - segments[i]["start_frame"]) / media_fps for i, j, _ in matched]
     minutes = seconds / 60.0
-    return {"events": len(events), "segments": scored, "true_positives": tp,
-            "precision": round(tp / len(events), 4) if events else None,
-            "recall": round(tp / scored, 4) if scored else None,
-            "false_events": len(events) - tp,
-            "false_per_min": round((len(events) - tp) / minutes, 3) if minutes > 0 else None,
-            "false": dict(sorted(false.items())),
-            "onset_median_s": round(statistics.median(onsets), 3) if onsets else None,
-            "matched": [[i, j, fraction] for i, j, fraction in matched]}
+    return {
+        "events": len(events),
+        "segments": scored,
+        "true_positives": tp,
+        "precision": round(tp / len(events), 4) if events else None,
+        "recall": round(tp / scored, 4) if scored else None,
+        "false_events": len(events) - tp,
+        "false_per_min": round((len(events) - tp) / minutes, 3) if minutes > 0 else None,
+        "false": dict(sorted(false.items())),
+        "onset_median_s": round(statistics.median(onsets), 3) if onsets else None,
+        "matched": [[i, j, fraction] for i, j, fraction in matched],
+    }
 
 
 def events_per_minute(events: Sequence[dict], seconds: float) -> float | None:
@@ -351,5 +393,17 @@ def event_sweep(predictions: Sequence[tuple[int, float, str, float]], rules: Eve
 
 def event_fields(event: dict) -> dict:
     """What the scoring and the JSON keep of an `end` message."""
-    return {k: event[k] for k in ("label", "start_frame", "end_frame", "start_time", "end_time", "duration_s",
-                                  "peak_score", "mean_score") if k in event}
+    return {
+        k: event[k]
+        for k in (
+            "label",
+            "start_frame",
+            "end_frame",
+            "start_time",
+            "end_time",
+            "duration_s",
+            "peak_score",
+            "mean_score",
+        )
+        if k in event
+    }

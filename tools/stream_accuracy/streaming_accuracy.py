@@ -26,6 +26,7 @@ The parts: joining the videos (lrcn.tools.stream_accuracy.joined_streams), servi
 
 writes `side_by_side` of per-seed runs (stream-trained against window-trained LSTMs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,20 @@ from lrcn.tools.stream_accuracy.stream_results import event_table_lines, summary
 from lrcn.tools.stream_accuracy.stream_scoring import HeadMode, head_modes
 
 # The cheap training recipe (README, Results): frozen ImageNet MobileNetV2, features cached.
-TRAIN_RECIPE = ("--backbone", "mobilenet_v2", "--size", "112", "--lr", "1e-3", "--epochs", "40", "--patience", "10",
-                "--no-refit", "--quiet")
+TRAIN_RECIPE = (
+    "--backbone",
+    "mobilenet_v2",
+    "--size",
+    "112",
+    "--lr",
+    "1e-3",
+    "--epochs",
+    "40",
+    "--patience",
+    "10",
+    "--no-refit",
+    "--quiet",
+)
 DEFAULT_EVENTS = EventRules(min_score=0.6, min_duration_s=0.5, cooldown_s=0.0)
 
 
@@ -72,11 +85,22 @@ def ensure_bundle(args) -> Path:
     bundle = Path(args.bundle)
     if not (bundle / "meta.json").is_file():
         if not args.weights:
-            raise LrcnError(f"no bundle at {bundle}: give --weights (MobileNetV2 .weights.h5 or 'imagenet') to train one")
+            raise LrcnError(
+                f"no bundle at {bundle}: give --weights (MobileNetV2 .weights.h5 or 'imagenet') to train one"
+            )
         print(f"lrcn: training {bundle} on the training groups of {args.data}", file=sys.stderr)
         group = ["--group-pattern", args.group_pattern] if args.group_pattern else []
-        lrcn("train", str(args.data), *split_flags(args), *group, "--out", str(bundle), *TRAIN_RECIPE,
-             "--weights", args.weights)
+        lrcn(
+            "train",
+            str(args.data),
+            *split_flags(args),
+            *group,
+            "--out",
+            str(bundle),
+            *TRAIN_RECIPE,
+            "--weights",
+            args.weights,
+        )
     if not (bundle / "encoder.onnx").is_file():
         lrcn("export", str(bundle))
     return bundle
@@ -88,8 +112,9 @@ def check_held_out(meta, test_videos: Sequence, data: Path) -> None:
     training = meta.training
     used = set(training.get("train_groups", [])) | set(training.get("val_groups", []))
     if not used:
-        raise LrcnError("the bundle does not record its training groups, so the test videos cannot be shown "
-                        "to be held out")
+        raise LrcnError(
+            "the bundle does not record its training groups, so the test videos cannot be shown to be held out"
+        )
     if training.get("data") and Path(training["data"]).resolve() != data.resolve():
         raise LrcnError(f"the bundle was trained on {training['data']}, not {data}")
     overlap = sorted(used & {v.group for v in test_videos})
@@ -116,9 +141,11 @@ def compare_offline(result: dict, report_path: Path) -> None:
     offline = {Path(p["video"]).name: p["predicted"] for p in json.loads(report_path.read_text())["predictions"]}
     for row in result["modes"].values():
         pairs = [(s["most_shown"], offline[s["video"]]) for s in row["segments"] if s["video"] in offline]
-        row["offline"] = {"videos": len(pairs), "agree": sum(a == b for a, b in pairs),
-                          "offline_correct": sum(s["label"] == offline[s["video"]] for s in row["segments"]
-                                                 if s["video"] in offline)}
+        row["offline"] = {
+            "videos": len(pairs),
+            "agree": sum(a == b for a, b in pairs),
+            "offline_correct": sum(s["label"] == offline[s["video"]] for s in row["segments"] if s["video"] in offline),
+        }
 
 
 def event_rules(args, classes: Sequence[str]) -> EventRules | None:
@@ -129,14 +156,26 @@ def event_rules(args, classes: Sequence[str]) -> EventRules | None:
     ignore = tuple(c.strip() for c in (args.ignore_classes or "").split(",") if c.strip())
     unknown = sorted(set(ignore) - set(classes))
     if unknown:
-        raise LrcnError(f"--ignore-classes names classes the bundle lacks: {', '.join(unknown)} "
-                        f"(classes: {', '.join(classes)})")
-    return EventRules(min_score=args.min_score, min_duration_s=args.min_duration, cooldown_s=args.cooldown,
-                      ignore=ignore)
+        raise LrcnError(
+            f"--ignore-classes names classes the bundle lacks: {', '.join(unknown)} (classes: {', '.join(classes)})"
+        )
+    return EventRules(
+        min_score=args.min_score, min_duration_s=args.min_duration, cooldown_s=args.cooldown, ignore=ignore
+    )
 
 
-def static_scene(bundle: Path, chosen: Sequence, class_names: Sequence[str], work: Path, seconds: float, fps: float,
-                 modes, rules: EventRules | None, size: tuple[int, int], idle_motion: float | None = None) -> dict:
+def static_scene(
+    bundle: Path,
+    chosen: Sequence,
+    class_names: Sequence[str],
+    work: Path,
+    seconds: float,
+    fps: float,
+    modes,
+    rules: EventRules | None,
+    size: tuple[int, int],
+    idle_motion: float | None = None,
+) -> dict:
     """A scene where nothing happens: the middle frame of the first joined test video of each
     class, held still, then a uniform gray frame, each as long, together `seconds`, joined and
     served like the test stream."""
@@ -149,8 +188,9 @@ def static_scene(bundle: Path, chosen: Sequence, class_names: Sequence[str], wor
     parts = [work / "stream.parts" / f"{number:03d}.avi" for number in numbers]
     each = seconds / (len(parts) + 1)
     clips = still_clips(parts, work / "static.stills", each, fps) + [gray_clip(work / "static.stills", each, fps, size)]
-    print(f"lrcn: serving a static scene: {len(parts)} still frames and a gray one, {seconds:g} s in all",
-          file=sys.stderr)
+    print(
+        f"lrcn: serving a static scene: {len(parts)} still frames and a gray one, {seconds:g} s in all", file=sys.stderr
+    )
     video, labels = join_videos([(clip, "static") for clip in clips], work / "static.avi", size, fps)
     result = measure_static(bundle, video, labels, modes, work / "static-serve", rules, idle_motion)
     result["stills_from"] = [chosen[n].path.name for n in numbers] + ["gray"]
@@ -194,42 +234,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=positive_int, metavar="N", help="join at most N test videos (default all)")
     parser.add_argument("--size", type=parse_wh, metavar="WxH", help="joined frame size (default: the first video's)")
     parser.add_argument("--fps", type=positive_float, default=25.0, help="joined frame rate (default 25)")
-    parser.add_argument("--modes", help="comma-separated head modes (default all: exact-hop1, exact-hop4, "
-                                        "continuous-resetT, continuous, exact-hop1-ema0.3, exact-hop1-hyst3)")
+    parser.add_argument(
+        "--modes",
+        help="comma-separated head modes (default all: exact-hop1, exact-hop4, "
+        "continuous-resetT, continuous, exact-hop1-ema0.3, exact-hop1-hyst3)",
+    )
     parser.add_argument("--weights", help="MobileNetV2 weights, to train a bundle that is not there yet")
-    parser.add_argument("--work", help="keep the joined video, its labels and serve's files here (default: a "
-                                       "temporary folder, removed)")
+    parser.add_argument(
+        "--work", help="keep the joined video, its labels and serve's files here (default: a temporary folder, removed)"
+    )
     parser.add_argument("--out", help="write the results here as JSON")
     parser.add_argument("--summary", help="also write them without the per-prediction, per-change and per-video rows")
     parser.add_argument("--seed", type=int, default=0, help="order of the joined videos")
-    parser.add_argument("--also", action="append", default=[], metavar="BUNDLE",
-                        help="another bundle scored on the same joined stream, side by side (repeatable; exported "
-                             "first if it has no encoder.onnx)")
-    parser.add_argument("--offline", action="store_true",
-                        help="replay instead of serving: the joined video's frames sampled on the model's grid, "
-                             "encoded by the bundle's encoder and stepped through the runtime's windows in every "
-                             "head mode, scored the same way (no events; minutes instead of the stream's length)")
-    events = parser.add_argument_group("events", "every stream turns its predictions into events (event/<stream>), "
-                                                 "scored against the joined videos: one per video expected")
-    events.add_argument("--min-score", type=unit_float, metavar="S", default=DEFAULT_EVENTS.min_score,
-                        help=f"an action counts at this score or more (default {DEFAULT_EVENTS.min_score:g})")
-    events.add_argument("--min-duration", type=non_negative_float, metavar="S", default=DEFAULT_EVENTS.min_duration_s,
-                        help="seconds an action must hold to start an event "
-                             f"(default {DEFAULT_EVENTS.min_duration_s:g})")
-    events.add_argument("--cooldown", type=non_negative_float, metavar="S", default=DEFAULT_EVENTS.cooldown_s,
-                        help=f"seconds before an ended action may start again (default {DEFAULT_EVENTS.cooldown_s:g})")
-    events.add_argument("--ignore-classes", metavar="A,B", help="classes that never start events (a background); "
-                                                              "their videos are not counted in the recall")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="BUNDLE",
+        help="another bundle scored on the same joined stream, side by side (repeatable; exported "
+        "first if it has no encoder.onnx)",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="replay instead of serving: the joined video's frames sampled on the model's grid, "
+        "encoded by the bundle's encoder and stepped through the runtime's windows in every "
+        "head mode, scored the same way (no events; minutes instead of the stream's length)",
+    )
+    events = parser.add_argument_group(
+        "events",
+        "every stream turns its predictions into events (event/<stream>), "
+        "scored against the joined videos: one per video expected",
+    )
+    events.add_argument(
+        "--min-score",
+        type=unit_float,
+        metavar="S",
+        default=DEFAULT_EVENTS.min_score,
+        help=f"an action counts at this score or more (default {DEFAULT_EVENTS.min_score:g})",
+    )
+    events.add_argument(
+        "--min-duration",
+        type=non_negative_float,
+        metavar="S",
+        default=DEFAULT_EVENTS.min_duration_s,
+        help=f"seconds an action must hold to start an event (default {DEFAULT_EVENTS.min_duration_s:g})",
+    )
+    events.add_argument(
+        "--cooldown",
+        type=non_negative_float,
+        metavar="S",
+        default=DEFAULT_EVENTS.cooldown_s,
+        help=f"seconds before an ended action may start again (default {DEFAULT_EVENTS.cooldown_s:g})",
+    )
+    events.add_argument(
+        "--ignore-classes",
+        metavar="A,B",
+        help="classes that never start events (a background); their videos are not counted in the recall",
+    )
     events.add_argument("--no-events", action="store_true", help="serve without event rules (accuracy only)")
-    events.add_argument("--idle-motion", type=non_negative_float, metavar="PX",
-                        help="every stream's idle_motion (0: the gate off; default: serve's)")
-    events.add_argument("--static", type=positive_float, metavar="SECONDS",
-                        help="also serve a scene where nothing happens for SECONDS (the middle frame of one test "
-                             "video per class, held still, then a gray frame) and count its events")
+    events.add_argument(
+        "--idle-motion",
+        type=non_negative_float,
+        metavar="PX",
+        help="every stream's idle_motion (0: the gate off; default: serve's)",
+    )
+    events.add_argument(
+        "--static",
+        type=positive_float,
+        metavar="SECONDS",
+        help="also serve a scene where nothing happens for SECONDS (the middle frame of one test "
+        "video per class, held still, then a gray frame) and count its events",
+    )
 
 
-@command("stream-accuracy", help="per-frame accuracy and change delay of every head mode on held-out test videos "
-                                 "joined, served by ffmpeg, run through serve", arguments=add_arguments)
+@command(
+    "stream-accuracy",
+    help="per-frame accuracy and change delay of every head mode on held-out test videos "
+    "joined, served by ffmpeg, run through serve",
+    arguments=add_arguments,
+)
 def run(args) -> dict:
     from lrcn.models.data import discover
     from lrcn.stream.bundle import read_meta
@@ -249,29 +333,38 @@ def run(args) -> dict:
         if not (other / "meta.json").is_file():
             raise LrcnError(f"--also {other}: no bundle there (no meta.json)")
         check_held_out(read_meta(other), test_videos, data)
-    if (Path(args.bundle) / "meta.json").is_file():   # fail before any export
+    if (Path(args.bundle) / "meta.json").is_file():  # fail before any export
         check_held_out(read_meta(args.bundle), test_videos, data)
         parse_modes(args.modes, read_meta(args.bundle).spec.clip_length)
         event_rules(args, read_meta(args.bundle).spec.classes)
-    else:                                             # or training
+    else:  # or training
         parse_modes(args.modes, 16)
     bundle = ensure_bundle(args)
     meta = read_meta(bundle)
     check_held_out(meta, test_videos, data)
     modes = parse_modes(args.modes, meta.spec.clip_length)
     chosen = order_videos(test_videos, dataset.classes, args.videos, args.seed)
-    with contextlib.ExitStack() as stack:   # no --work: a temporary folder, removed at the end
-        work = Path(args.work) if args.work else \
-            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrcn-stream-accuracy-")))
+    with contextlib.ExitStack() as stack:  # no --work: a temporary folder, removed at the end
+        work = (
+            Path(args.work)
+            if args.work
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrcn-stream-accuracy-")))
+        )
         size = args.size or frame_size(chosen[0].path)
-        print(f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
-              file=sys.stderr)
-        video, labels = join_videos([(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size,
-                                    args.fps)
+        print(
+            f"lrcn: joining {len(chosen)} test videos at {size[0]}x{size[1]}, {args.fps:g} fps into {work}",
+            file=sys.stderr,
+        )
+        video, labels = join_videos(
+            [(v.path, dataset.classes[v.label]) for v in chosen], work / "stream.avi", size, args.fps
+        )
         rules = None if args.offline else event_rules(args, meta.spec.classes)
-        encoded: dict = {}   # --offline: one encoding per encoder, shared by the bundles
-        score = lambda b, name: replay(b, video, labels, modes, encoded) if args.offline else \
-            measure(b, video, labels, modes, work / name, rules, args.idle_motion)   # noqa: E731
+        encoded: dict = {}  # --offline: one encoding per encoder, shared by the bundles
+        score = lambda b, name: (
+            replay(b, video, labels, modes, encoded)
+            if args.offline
+            else measure(b, video, labels, modes, work / name, rules, args.idle_motion)
+        )  # noqa: E731
         result = score(bundle, "serve")
         compared = {}
         for number, other in enumerate(also):
@@ -280,18 +373,27 @@ def run(args) -> dict:
             compared[str(other)] = score(other, f"serve-also{number}")
         static = None
         if args.static:
-            static = static_scene(bundle, chosen, dataset.classes, work, args.static, args.fps, modes, rules, size,
-                                  args.idle_motion)
+            static = static_scene(
+                bundle, chosen, dataset.classes, work, args.static, args.fps, modes, rules, size, args.idle_motion
+            )
     compare_offline(result, bundle / "evaluation" / "report.json")
     for other, row in compared.items():
         compare_offline(row, Path(other) / "evaluation" / "report.json")
         row["stream_trained"] = "stream_training" in read_meta(other).training
         row["offline_test"] = read_meta(other).metrics.get("test")
-    result = {"data": str(data), "split": split_flags(args), "test_videos": len(chosen),
-              "videos": [v.path.name for v in chosen], "stream_trained": "stream_training" in meta.training,
-              "offline_test": meta.metrics.get("test"), "model_seed": meta.training.get("config", {}).get("seed"),
-              "idle_motion": default(Stream, "idle_motion") if args.idle_motion is None else args.idle_motion,
-              **result, **({"static": static} if static else {}), **({"compared": compared} if compared else {})}
+    result = {
+        "data": str(data),
+        "split": split_flags(args),
+        "test_videos": len(chosen),
+        "videos": [v.path.name for v in chosen],
+        "stream_trained": "stream_training" in meta.training,
+        "offline_test": meta.metrics.get("test"),
+        "model_seed": meta.training.get("config", {}).get("seed"),
+        "idle_motion": default(Stream, "idle_motion") if args.idle_motion is None else args.idle_motion,
+        **result,
+        **({"static": static} if static else {}),
+        **({"compared": compared} if compared else {}),
+    }
     print("\n".join(table_lines(result)))
     for other, row in compared.items():
         print(f"\n{other}{' (stream-trained)' if row['stream_trained'] else ''}:")
@@ -307,9 +409,11 @@ def run(args) -> dict:
     return result
 
 
-if __name__ == "__main__":   # python -m lrcn.tools.stream_accuracy.streaming_accuracy OUT.json RUN.json... [--plot PNG]
-    parser = argparse.ArgumentParser(prog="python -m lrcn.tools.stream_accuracy.streaming_accuracy",
-                                     description="stream-trained against window-trained LSTMs over seeds")
+if __name__ == "__main__":  # python -m lrcn.tools.stream_accuracy.streaming_accuracy OUT.json RUN.json... [--plot PNG]
+    parser = argparse.ArgumentParser(
+        prog="python -m lrcn.tools.stream_accuracy.streaming_accuracy",
+        description="stream-trained against window-trained LSTMs over seeds",
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path)

@@ -1,5 +1,6 @@
 """What /proc says about a process and the machine: CPU time, resident memory, threads, load;
 and the machine's description for a result file. Linux only, as the evidence tools are."""
+
 from __future__ import annotations
 
 import os
@@ -54,13 +55,24 @@ def load_average() -> list[float]:
 
 def machine_info(runtime: bool = False) -> dict:
     """The CPU model, cores, Python and platform; with `runtime`, NumPy's and ONNX Runtime's versions."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     versions = {}
     if runtime:
         import numpy
         import onnxruntime
 
         versions = {"numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions,
-            "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        **versions,
+        "platform": platform.platform(),
+    }

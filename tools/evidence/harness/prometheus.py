@@ -1,6 +1,7 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) on 127.0.0.1 for an evidence run or a test:
 it scrapes `lrcn serve`'s metrics port, optionally with rule files loaded, keeps its TSDB in a
 folder of the run, and answers its HTTP API; always stopped."""
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,16 @@ from lrcn.tools.evidence.ffmpeg_server import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-JOB = "lrcn"   # the job name docs/deploy/alerts.yml expects
+JOB = "lrcn"  # the job name docs/deploy/alerts.yml expects
 
 
 def config_text(target: str, interval_s: float, rule_files: list[Path] = ()) -> str:
     """prometheus.yml: scrape `target` (HOST:PORT) as job lrcn and evaluate the rules every `interval_s`."""
     rules = f"rule_files: [{', '.join(json.dumps(str(p)) for p in rule_files)}]\n" if rule_files else ""
-    return (f"global: {{scrape_interval: {interval_s:g}s, evaluation_interval: {interval_s:g}s}}\n{rules}"
-            f"scrape_configs:\n  - job_name: {JOB}\n    static_configs: [{{targets: ['{target}']}}]\n")
+    return (
+        f"global: {{scrape_interval: {interval_s:g}s, evaluation_interval: {interval_s:g}s}}\n{rules}"
+        f"scrape_configs:\n  - job_name: {JOB}\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
 
 
 class Prometheus:
@@ -39,9 +42,16 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log = folder / "prometheus.log"
         self.process = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'tsdb'}",
-             f"--web.listen-address={self.url.removeprefix('http://')}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={folder / 'tsdb'}",
+                f"--web.listen-address={self.url.removeprefix('http://')}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "w"),
+        )
 
     def wait_ready(self, timeout_s: float = 30.0) -> Prometheus:
         deadline = time.monotonic() + timeout_s

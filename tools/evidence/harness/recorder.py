@@ -1,6 +1,7 @@
 """A real ZeroMQ subscriber in a thread, for the evidence tools: `Recorder` keeps every message
 with its arrival time; `Monitor` keeps the running tallies a soak or a fault run reads while it
 runs (predictions per stream, status events, heartbeat gaps, latencies per interval)."""
+
 from __future__ import annotations
 
 import threading
@@ -59,7 +60,7 @@ class Monitor(Recorder):
 
     def __init__(self, endpoint: str):
         self.predictions: dict[str, int] = defaultdict(int)
-        self.last_prediction: dict[str, tuple[float, int]] = {}   # stream -> (monotonic time, frame index)
+        self.last_prediction: dict[str, tuple[float, int]] = {}  # stream -> (monotonic time, frame index)
         self.events: list[dict] = []
         self.stats: dict[str, dict] = {}
         self.heartbeats = 0
@@ -81,8 +82,9 @@ class Monitor(Recorder):
                 if payload["stats"].get("report"):
                     self.stats[message.stream] = payload["stats"]
                 else:
-                    self.events.append({"t": now, "stream": message.stream, "state": payload["state"],
-                                        "reason": payload["reason"]})
+                    self.events.append(
+                        {"t": now, "stream": message.stream, "state": payload["state"], "reason": payload["reason"]}
+                    )
             elif message.kind == "heartbeat":
                 if self.last_heartbeat is not None:
                     self.max_heartbeat_gap_s = max(self.max_heartbeat_gap_s, now - self.last_heartbeat)

@@ -1,4 +1,5 @@
 """Timing rounds and the sums the evidence tools' figures and verdicts are made of."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,10 @@ def interleaved(calls: dict, rounds: int, warmup: int = 5) -> dict:
             call()
             walls[name].append(time.perf_counter() - start)
             cpus[name] += time.process_time() - cpu
-    return {name: {"ms": round(float(np.median(walls[name]) * 1e3), 4), "cpu_ms": round(cpus[name] * 1e3 / rounds, 4)}
-            for name in calls}
+    return {
+        name: {"ms": round(float(np.median(walls[name]) * 1e3), 4), "cpu_ms": round(cpus[name] * 1e3 / rounds, 4)}
+        for name in calls
+    }
 
 
 def median_ms(call, repeats: int, warmup: int = 5) -> float:
@@ -44,7 +47,7 @@ def quarters(rows: list, skip: int = 0) -> tuple[list, list]:
     ([1, 2], [7, 8])
     """
     quarter = max(1, len(rows) // 4)
-    return rows[skip:skip + quarter] or rows[:1], rows[-quarter:]
+    return rows[skip : skip + quarter] or rows[:1], rows[-quarter:]
 
 
 def mean(values) -> float:

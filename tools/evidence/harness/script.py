@@ -1,6 +1,7 @@
 """The shell of a measurement script that serves looping videos in rounds (bench_scrape,
 bench_sinks): the arguments they share, and how they end: figures printed, the result written
 as JSON, or one line and exit status 2 when it could not measure."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,9 @@ from pathlib import Path
 from lrcn.stream.errors import LrcnError
 
 
-def rounds_parser(tool: str, description: str, *, rounds: int, rounds_help: str | None, round_s: float,
-                  round_s_help: str) -> argparse.ArgumentParser:
+def rounds_parser(
+    tool: str, description: str, *, rounds: int, rounds_help: str | None, round_s: float, round_s_help: str
+) -> argparse.ArgumentParser:
     """`python -m lrcn.tools.evidence.TOOL BUNDLE [--streams N] [--rounds R] [--round-s S]`; the tool adds
     its own flags, then `add_video_and_out`."""
     parser = argparse.ArgumentParser(prog=f"python -m lrcn.tools.{tool}", description=description)

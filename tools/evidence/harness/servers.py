@@ -2,6 +2,7 @@
 live TCP MPEG-TS stream (`StreamServer`, restartable on its port), N RTSP H.264 cameras from one
 file (`rtsp_cameras`, tools/evidence/rtsp_h264_server.py), and `lrcn serve` itself (`serve_command`,
 `start_serve`); the video they play by default; and a plain HTTP GET for the metrics port."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,7 @@ from lrcn.tools.evidence.checkout import checkout_or_here
 from lrcn.tools.evidence.ffmpeg_server import ffmpeg_tcp_ts, free_port, is_listening, served, stop_process
 
 REPO = checkout_or_here()
-RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_h264_server.py"   # installed beside this folder
+RTSP_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_h264_server.py"  # installed beside this folder
 # A real 25 fps 320x240 MPEG-4 video, when ../shared has the data.
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "ucf101_9" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c01.avi"
 VIDEO_RATE = 25.0
@@ -67,21 +68,48 @@ def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:
 
 # -- lrcn serve --------------------------------------------------------------------------------
 
-def serve_command(bundle: str | Path, *args: str, python: str = sys.executable,
-                  cli: str = "lrcn.tools.cli") -> list[str]:
+
+def serve_command(
+    bundle: str | Path, *args: str, python: str = sys.executable, cli: str = "lrcn.tools.cli"
+) -> list[str]:
     """`PYTHON -m CLI serve BUNDLE ARGS...`: the runtime as deployed, in a process of its own."""
     return [python, "-m", cli, "serve", str(bundle), *map(str, args)]
 
 
-def start_serve(bundle: Path, urls: list[str], names: list[str], endpoint: str, duration_s: float,
-                stats_path: Path, extra: list[str] = ()) -> subprocess.Popen:
+def start_serve(
+    bundle: Path,
+    urls: list[str],
+    names: list[str],
+    endpoint: str,
+    duration_s: float,
+    stats_path: Path,
+    extra: list[str] = (),
+) -> subprocess.Popen:
     """`lrcn serve` of the named streams for `duration_s`, stats every 2 s and at the end into
     `stats_path`, its log beside it (.stderr)."""
-    command = serve_command(bundle, *urls, *[arg for name in names for arg in ("--name", name)],
-                            "--endpoint", endpoint, "--read-timeout-s", "3", "--stats-interval-s", "2",
-                            "--duration", str(duration_s), "--stats-json", str(stats_path), *extra)
-    return subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(stats_path.with_suffix(".stderr"), "w"))
+    command = serve_command(
+        bundle,
+        *urls,
+        *[arg for name in names for arg in ("--name", name)],
+        "--endpoint",
+        endpoint,
+        "--read-timeout-s",
+        "3",
+        "--stats-interval-s",
+        "2",
+        "--duration",
+        str(duration_s),
+        "--stats-json",
+        str(stats_path),
+        *extra,
+    )
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(stats_path.with_suffix(".stderr"), "w"),
+    )
 
 
 def terminate(process: subprocess.Popen, grace_s: float = 5.0) -> None:
@@ -108,6 +136,7 @@ def tear_down(serve: subprocess.Popen | None, servers: list, recorder) -> None:
 
 # -- stream servers ----------------------------------------------------------------------------
 
+
 class StreamServer:
     """One ffmpeg TCP MPEG-TS server on a fixed port, which can be killed and started again."""
 
@@ -118,8 +147,12 @@ class StreamServer:
         self.starts = 0
 
     def start(self, timeout_s: float = 15.0) -> None:
-        self.process = subprocess.Popen(ffmpeg_tcp_ts(self.video, self.port), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ffmpeg_tcp_ts(self.video, self.port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.starts += 1
         deadline = time.monotonic() + timeout_s
         while not is_listening(self.port):
@@ -138,8 +171,9 @@ class StreamServer:
 
 def rtsp_server_missing() -> str | None:
     """Why the RTSP camera server cannot run here, or None when it can."""
-    probe = subprocess.run([sys.executable, str(RTSP_SERVER_SCRIPT), "--check"], capture_output=True, text=True,
-                           check=False, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, str(RTSP_SERVER_SCRIPT), "--check"], capture_output=True, text=True, check=False, timeout=60
+    )
     if probe.returncode == 0:
         return None
     return (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
