@@ -118,7 +118,6 @@ def offered(span: ClipSpan, packets, time_base: float, buffer: PacketBuffer) -> 
         if verdict is Verdict.END:
             return taken, kept
         if verdict is Verdict.TAKE:
-            span.taken(kept)
             taken.append(kept)
     return taken, None
 

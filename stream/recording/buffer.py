@@ -142,6 +142,9 @@ class Verdict(enum.Enum):
     END = "end"  # the clip ends before this packet
 
 
+TAKE, SKIP, END = Verdict.TAKE, Verdict.SKIP, Verdict.END  # plain names: read for every packet
+
+
 class ClipSpan:
     """Which packets one clip takes, offered in decode order (see "End" in the module docstring)."""
 
@@ -157,26 +160,24 @@ class ClipSpan:
         self.closing_before: int | None = None
 
     def offer(self, kept: Kept) -> Verdict:
+        """Does the clip take this packet (the next in decode order)? Once END, it takes no more."""
         if self.cap is not None and kept.t >= self.cap:
             # The first packet shown at the cap ends it: every earlier one in decode order is shown
             # before it, so the clip is never longer than max_clip_s; B-frames decoded after it
             # reference it and would be shown last, so leaving them out leaves no hole.
-            return Verdict.END
+            return END
         if self.closing_before is None and self.until is not None and kept.d >= self.until:
             self.closing_before = self.last_pts if self.last_pts is not None else kept.pts
         if self.closing_before is not None and kept.pts >= self.closing_before:
             # Without B-frames this is the packet that reached the end; with them, a frame decoded
             # after one shown later than itself (I0 P4 B2 B1 B3 P8 B6 B5 | B7) is taken first, so
             # the clip has no hole before its last frame.
-            return Verdict.END
+            return END
         if not self.keyed:
             if not kept.key:
-                return Verdict.SKIP
+                return SKIP
             self.keyed = True
             self.cap = kept.t + self.max_clip_s
-        return Verdict.TAKE
-
-    def taken(self, kept: Kept) -> None:
-        """A packet offered TAKE was queued for writing (a clip that failed takes no more)."""
         if self.last_pts is None or kept.pts > self.last_pts:
             self.last_pts = kept.pts
+        return TAKE

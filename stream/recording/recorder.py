@@ -46,7 +46,7 @@ import time
 
 from lrcn.stream.events import EVENT_ID_PATTERN, new_event_id
 from lrcn.stream.recording import retention
-from lrcn.stream.recording.buffer import Kept, PacketBuffer, Verdict
+from lrcn.stream.recording.buffer import END, TAKE, Kept, PacketBuffer
 from lrcn.stream.recording.rules import RecordRules, check_record_dir, reason, safe_label
 from lrcn.stream.recording.writer import Clip, ClipWriter, Template
 
@@ -210,14 +210,12 @@ class ClipRecorder:
         if clip.done:
             return
         verdict = clip.span.offer(kept)
-        if verdict is Verdict.END:
-            self._finish(clip)
-        elif verdict is Verdict.TAKE and not clip.failed:
-            if self._writer.put(clip, kept):
-                clip.span.taken(kept)
-            else:
+        if verdict is TAKE:
+            if not clip.failed and not self._writer.put(clip, kept):
                 backlog = self._writer.backlog_bytes / 2**20
                 self._fail(clip, f"the disk is too slow: {backlog:.0f} MB waiting to be written")
+        elif verdict is END:
+            self._finish(clip)
 
     def _finish(self, clip: Clip) -> None:
         if self._open.get(clip.event_id) is clip:
