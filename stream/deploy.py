@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from lrcn.stream import settings as schema
-from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.recording import RecordRules, check_record_dir
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.novelty import parse_novelty

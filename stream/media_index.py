@@ -6,7 +6,7 @@ Retention deletes only what this index lists, so a record dir may share a disk, 
 folder, with other footage: a file the index does not name is never opened, walked or removed.
 A row is added before its file is opened (`finished` 0, the file still `<path>.part`), and
 marked finished with its size once the file is renamed into place; a crash in between leaves
-a row that says so, and a later run may clean it up (`stream.retention`).
+a row that says so, and a later run may clean it up (`stream.recording.retention`).
 
 The schema is versioned with `PRAGMA user_version`: a later version adds tables and columns
 (version 2 added `events`: a version 1 file gains the table when it is opened); a file written by
@@ -21,13 +21,17 @@ a newer version than this code knows is refused, not rewritten.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
 
 from lrcn.stream.errors import LrcnError
+
+RUN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process, in the rows it opens
 
 INDEX_NAME = "lrcn.sqlite"
 SCHEMA_VERSION = 2
@@ -42,7 +46,7 @@ CREATE TABLE IF NOT EXISTS media (
     bytes INTEGER NOT NULL DEFAULT 0, -- the finished file's size
     start_time REAL NOT NULL,         -- Unix time of the event's first frame
     finished INTEGER NOT NULL DEFAULT 0,
-    run TEXT NOT NULL                 -- the process that opened it (see stream.retention.RUN)
+    run TEXT NOT NULL                 -- the process that opened it (RUN)
 );
 CREATE INDEX IF NOT EXISTS media_by_start ON media (start_time);
 CREATE TABLE IF NOT EXISTS events (

@@ -37,7 +37,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from lrcn.stream.clips import ClipRecorder, RecordRules
+from lrcn.stream.recording import ClipRecorder, RecordRules
 from lrcn.stream.degraded import DegradedRules, Sample, assess
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
@@ -731,7 +731,7 @@ class Pipeline:
         self._counters[name].timeline.append((time.time(), f"event {event.type}", what))
         log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
 
-    # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.clips, stream.event_store)
+    # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.recording, stream.event_store)
 
     @staticmethod
     def _keep_originals(counters: _Counters, frames: list) -> None:

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.retention import RUN
+from lrcn.stream.media_index import RUN
 
 log = logging.getLogger("lrcn.snapshots")
 QUEUE_SIZE = 32  # snapshots waiting to be written; more are dropped (and counted)

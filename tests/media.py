@@ -5,7 +5,7 @@ from pathlib import Path
 
 import av
 import cv2
-from lrcn.stream.clips import ClipRecorder
+from lrcn.stream.recording import ClipRecorder
 
 from tests.live_servers import FFMPEG, wait_until
 

@@ -14,8 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from lrcn.stream import clips
-from lrcn.stream.clips import ClipRecorder, RecordRules, check_record_dir
+from lrcn.stream.recording import ClipRecorder, RecordRules, check_record_dir, writer
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import INDEX_NAME, MediaIndex
 from lrcn.stream.sources import Source, SourceOptions, SourceState
@@ -344,9 +343,9 @@ def test_a_connection_that_ends_mid_clip_finishes_it_after_the_input_is_gone(h26
 
 
 def test_a_disk_too_slow_for_the_stream_gives_up_the_clip_not_the_capture(h264, tmp_path, monkeypatch):
-    mux = clips._Output.mux
-    monkeypatch.setattr(clips._Output, "mux", lambda self, kept: time.sleep(0.02) or mux(self, kept))
-    monkeypatch.setattr(clips, "WRITER_BACKLOG_BYTES", 50_000)
+    mux = writer.ClipFile.mux
+    monkeypatch.setattr(writer.ClipFile, "mux", lambda self, kept: time.sleep(0.02) or mux(self, kept))
+    monkeypatch.setattr(writer, "WRITER_BACKLOG_BYTES", 50_000)
     recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "cam")
     feeding = Demux(h264, recorder)
     feeding.to(3.0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lrcn.stream.clips import RecordRules
+from lrcn.stream.recording import RecordRules
 from lrcn.stream.deploy import load_deployment, stream_from_table
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules

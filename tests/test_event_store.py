@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from lrcn.stream.clips import RecordRules
+from lrcn.stream.recording import RecordRules
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.event_store import EventStore
 from lrcn.stream.events import EventRules

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lrcn.stream import retention
-from lrcn.stream.clips import ClipRecorder, RecordRules
+from lrcn.stream.recording import retention
+from lrcn.stream.recording import ClipRecorder, RecordRules
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import DAY_S, INDEX_NAME, SCHEMA_VERSION, Entry, Limits, MediaIndex, select_for_deletion
 from tests.live_servers import FFMPEG, wait_until
@@ -315,3 +315,24 @@ def test_a_clip_named_as_a_file_already_there_is_not_written_over_it(h264, tmp_p
     assert path in theirs and one_line(problem) and "already there" in problem, problem
     assert all(p.read_bytes() == data for p, data in theirs.items())
     assert MediaIndex(record).entries() == []
+
+
+def test_one_store_per_record_dir_owns_retention_for_every_stream_there(tmp_path):
+    """However the dir is spelled, its streams share one store (one index, one thread) with the
+    strictest of their limits; it stops with the last recorder."""
+    record = tmp_path / "clips"
+    a = ClipRecorder(RecordRules(record, max_gb=5, min_free_gb=0, retain_days=None), "a")
+    b = ClipRecorder(RecordRules(tmp_path / "x" / ".." / "clips", max_gb=2, min_free_gb=1, retain_days=9), "b")
+    other = ClipRecorder(RecordRules(tmp_path / "elsewhere", max_gb=1), "a")
+    try:
+        assert a.retention is b.retention and a.retention is not other.retention
+        assert a.retention.limits() == Limits(max_bytes=2 * 10**9, min_free_bytes=10**9, retain_days=9)
+        assert a.close()
+        assert a.retention._thread.is_alive(), "b still records there"
+        assert b.retention.limits().max_bytes == 2 * 10**9
+    finally:
+        assert b.close() and other.close()
+    assert not a.retention._thread.is_alive()
+    c = ClipRecorder(RecordRules(record, min_free_gb=0), "c")
+    assert c.retention is not a.retention, "a later recorder starts a fresh one"
+    assert c.close()

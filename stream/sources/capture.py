@@ -51,7 +51,7 @@ class Capture:
     description: str = ""  # one line for the `connected` status: size, codec, rate, decoder
     fps: float | None = None  # the source's own frame rate, when it states one
     timestamped: bool = True  # frames carry presentation times (else: timed by arrival or position)
-    # Clip recording (stream.clips): a capture that `records` demuxes compressed packets of its
+    # Clip recording (stream.recording): a capture that `records` demuxes compressed packets of its
     # video `stream` (a PyAV stream) and hands each to `packet_tap` when one is set.
     records: ClassVar[bool] = False
     stream: Any = None

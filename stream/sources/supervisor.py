@@ -41,7 +41,7 @@ from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, cap
 from lrcn.stream.sources.options import SourceOptions, check_options
 
 if TYPE_CHECKING:
-    from lrcn.stream.clips import ClipRecorder
+    from lrcn.stream.recording import ClipRecorder
 
 
 class SourceState(str, Enum):
@@ -147,7 +147,7 @@ class Source:
     `live` sources (cameras, network streams) overwrite the ring's oldest frame when the
     reader falls behind, counting the drop; a `lossless` source (a file read unpaced) waits
     for room instead; a `paced` one (a file read like a camera) is live-like at its own rate.
-    A `recorder` (stream.clips.ClipRecorder) is fed every compressed video packet, told of each
+    A `recorder` (stream.recording.ClipRecorder) is fed every compressed video packet, told of each
     connection (a file's loop included), and closed when the thread ends.
     """
 

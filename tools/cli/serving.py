@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 
 from lrcn.stream import settings as schema
-from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.recording import RecordRules, check_record_dir
 from lrcn.stream.credentials import redact
 from lrcn.stream.degraded import DegradedRules
 from lrcn.stream.deploy import load_deployment

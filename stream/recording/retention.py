@@ -1,5 +1,7 @@
-"""Retention: one thread per record dir keeps the files its media index lists (stream.media_index)
-within the limits of the recorders that write there, deleting the oldest first.
+"""Retention: one store per record dir, shared by every stream recording there, keeps the files
+its media index lists (stream.media_index) within the strictest of their limits, deleting the
+oldest first, on a thread of its own. Recorders only tell it what they wrote (`clip_written`,
+`wake`); nothing else deletes, and no one walks the record dir.
 
 It looks at nothing but the index: a file the index does not name (someone else's footage, a
 `.part` another program writes) is never walked, opened or removed. Each pass:
@@ -29,15 +31,13 @@ import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from collections.abc import Callable
 
-from lrcn.stream.media_index import Entry, Limits, MediaIndex, select_for_deletion
+from lrcn.stream.media_index import RUN, Entry, Limits, MediaIndex, select_for_deletion
 
-RUN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # this process, in the rows it opens
 INTERVAL_S = 30.0
 STALE_PART_S = 60.0  # a part file of another run untouched this long is a crash's leftover
 GB = 10**9
