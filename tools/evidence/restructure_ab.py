@@ -229,13 +229,16 @@ def abba(rounds: int) -> list[str]:
 
 
 def summarise(runs: list[dict]) -> dict:
-    """Per metric both sides' values in run order, their medians and after over before; a metric
-    only where every run has it."""
+    """Per metric both sides' values in round order, their medians, after over before, and the
+    median over rounds of each round's after over before (the pair of runs next to each other, so
+    the least touched by a change in load); a metric only where every run has it."""
     summary = {}
     for name, (label, _) in METRICS.items():
         if not all(name in run["figures"] for run in runs):
             continue
-        values = {side: [run["figures"][name] for run in runs if run["side"] == side] for side in ("before", "after")}
+        by_round = {(run["round"], run["side"]): run["figures"][name] for run in runs}
+        rounds = sorted({run["round"] for run in runs})
+        values = {side: [by_round[r, side] for r in rounds] for side in ("before", "after")}
         medians = {side: statistics.median(v) for side, v in values.items()}
         summary[name] = {
             "label": label,
@@ -243,6 +246,9 @@ def summarise(runs: list[dict]) -> dict:
             "before_median": round(medians["before"], 4),
             "after_median": round(medians["after"], 4),
             "after_over_before": round(medians["after"] / medians["before"], 3),
+            "paired_after_over_before": round(
+                statistics.median(a / b for a, b in zip(values["after"], values["before"])), 3
+            ),
         }
     return summary
 
@@ -299,17 +305,18 @@ def fixed(value: float) -> str:
 
 
 def table(result: dict, per_run: bool = True) -> str:
-    """Markdown: each metric's median before and after and their ratio; with `per_run` each side's
-    values in run order, else their range."""
+    """Markdown: each metric's median before and after and their ratios; with `per_run` each side's
+    values round by round, else their range."""
 
     def values(vs: list[float]) -> str:
         return " ".join(fixed(v) for v in vs) if per_run else f"{fixed(min(vs))} to {fixed(max(vs))}"
 
-    detail = "values, in run order" if per_run else "range"
-    header = ["metric", "before median", "after median", "after / before", f"before {detail}", f"after {detail}"]
+    detail = "values, round by round" if per_run else "range"
+    header = ["metric", "before median", "after median", "after / before", "same, median of the rounds' pairs"]
+    header += [f"before {detail}", f"after {detail}"]
     rows = [
         [m["label"], fixed(m["before_median"]), fixed(m["after_median"]), f"{m['after_over_before']:.3f}"]
-        + [values(m["before"]), values(m["after"])]
+        + [f"{m['paired_after_over_before']:.3f}", values(m["before"]), values(m["after"])]
         for m in result["metrics"].values()
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
