@@ -57,6 +57,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pipeline_over_bare": ("Pipeline CPU over bare encoder + head CPU", ("pipeline", "cpu_over_bare")),
 }
 
+# The figures that count CPU time: the ones a busy machine moves least (wall-clock ms wait for a core).
+CPU_METRICS = {name for name in METRICS if "cpu" in name} | {"pipeline_over_bare"}
+
 
 @dataclass(frozen=True)
 class Side:
@@ -328,10 +331,12 @@ def markdown(result: dict) -> str:
     before, after = result["before"], result["after"]
     loads = [run["load_before"][0] for run in result["runs"]] + [run["load_after"][0] for run in result["runs"]]
     after_rev = after["commit"][:7] + (" with uncommitted changes" if after["uncommitted_changes"] else "")
+    paired = [m["paired_after_over_before"] for name, m in result["metrics"].items() if name in CPU_METRICS]
     return (
         f"Before: {before['commit'][:7]}, after: {after_rev}; {result['model']}; {result['rounds']} rounds "
         f"of each, ABBA; {result['machine']['cpu']}, {result['machine']['cores']} cores, 1-minute load "
-        f"{min(loads):g} to {max(loads):g} during the runs.\n\n" + table(result, per_run=False)
+        f"{min(loads):g} to {max(loads):g} during the runs.\n\n" + table(result, per_run=False) + "\n\n"
+        f"The CPU figures' paired after / before: {min(paired):.3f} to {max(paired):.3f}."
     )
 
 
