@@ -69,9 +69,9 @@ def test_the_code_before_tools_were_grouped_runs_its_flat_bench_from_its_own_exp
         pytest.skip(f"{FLAT_TOOLS} is not in this clone (a shallow one)")
     with tempfile.TemporaryDirectory() as folder:
         side = restructure_ab.prepare("before", ROOT, FLAT_TOOLS, Path(folder))
-        assert side.bench_module == "lrcn.tools.bench"
+        assert side.revision.bench_module == "lrcn.tools.bench"
         assert (side.root / "tools" / "bench.py").is_file() and not (side.root / "tools" / "evidence").exists()
-        assert side.commit.startswith(FLAT_TOOLS) and not side.dirty
+        assert side.revision.commit.startswith(FLAT_TOOLS) and not side.revision.uncommitted_changes
 
 
 def test_a_revision_git_does_not_know_is_a_one_line_error(history, tmp_path):

@@ -26,7 +26,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
@@ -62,26 +62,28 @@ CPU_METRICS = {name for name in METRICS if "cpu" in name} | {"pipeline_over_bare
 
 
 @dataclass(frozen=True)
+class Revision:
+    """What the result says of one side: the revision asked for, what it is, and its bench."""
+
+    rev: str
+    commit: str
+    subject: str
+    uncommitted_changes: bool
+    bench_module: str
+
+
+@dataclass(frozen=True)
 class Side:
     """One revision ready to run: its code's root and the folder to put on PYTHONPATH."""
 
     name: str
-    rev: str
-    commit: str
-    subject: str
-    dirty: bool
+    revision: Revision
     root: Path
     pythonpath: Path
-    bench_module: str
 
-    def record(self) -> dict:
-        return {
-            "rev": self.rev,
-            "commit": self.commit,
-            "subject": self.subject,
-            "uncommitted_changes": self.dirty,
-            "bench_module": self.bench_module,
-        }
+    @property
+    def label(self) -> str:
+        return f"{self.name}, {self.revision.rev}"
 
 
 # -- the revisions -----------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def check_imports_itself(side: Side) -> None:
     )
     found = Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
     if found != (side.root / "stream" / "__init__.py").resolve():
-        raise LrcnError(f"{side.name} ({side.rev}) imports lrcn.stream from {found}, not from {side.root}")
+        raise LrcnError(f"{side.label}: imports lrcn.stream from {found}, not from {side.root}")
 
 
 def prepare(name: str, checkout: Path, rev: str | None, scratch: Path) -> Side:
@@ -157,7 +159,7 @@ def prepare(name: str, checkout: Path, rev: str | None, scratch: Path) -> Side:
         commit, subject = resolve(checkout, rev)
         root, dirty, label = export(checkout, commit, scratch / f"{name}-code"), False, rev
     pythonpath = package_links(root, scratch / f"{name}-path")
-    side = Side(name, label, commit, subject, dirty, root, pythonpath, bench_module(root))
+    side = Side(name, Revision(label, commit, subject, dirty, bench_module(root)), root, pythonpath)
     check_imports_itself(side)
     return side
 
@@ -176,10 +178,10 @@ def run_child(side: Side, argv: list[str], what: str, timeout_s: float) -> None:
             timeout=timeout_s,
         )
     except subprocess.TimeoutExpired:
-        raise LrcnError(f"{what} ({side.name}, {side.rev}) took over {timeout_s:.0f} s") from None
+        raise LrcnError(f"{what} ({side.label}) took over {timeout_s:.0f} s") from None
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        raise LrcnError(f"{what} ({side.name}, {side.rev}) failed: {reason}")
+        raise LrcnError(f"{what} ({side.label}) failed: {reason}")
 
 
 def build_bundle(side: Side, out: Path, video: Path | None) -> Path:
@@ -208,7 +210,7 @@ def figures(bench: dict) -> dict[str, float]:
 def bench_once(side: Side, bundle: Path, out: Path, extra: list[str]) -> dict:
     """One `lrcn bench` of `side`'s code on `bundle`: its figures, the load around it, its wall time."""
     load, started = load_average(), time.monotonic()
-    argv = ["-m", side.bench_module, str(bundle), *BENCH_FLAGS, *extra, "--out", str(out)]
+    argv = ["-m", side.revision.bench_module, str(bundle), *BENCH_FLAGS, *extra, "--out", str(out)]
     run_child(side, argv, "lrcn bench", 900)
     bench = json.loads((out / "bench.json").read_text())
     return {
@@ -276,20 +278,23 @@ def measure(args: argparse.Namespace, command: str) -> dict:
             from lrcn.tools.evidence.harness.servers import SHARED_VIDEO
 
             video = SHARED_VIDEO if SHARED_VIDEO.is_file() else None
-            print(f"{TOOL}: building the seed bundle with the before code ({sides['before'].rev})", file=sys.stderr)
+            print(
+                f"{TOOL}: building the seed bundle with the before code ({sides['before'].revision.rev})",
+                file=sys.stderr,
+            )
             bundle = build_bundle(sides["before"], scratch / "seed-112", video)
         extra = ["--latency-seconds", str(args.latency_seconds)] if args.latency_seconds else []
         runs = []
         for i, name in enumerate(abba(args.rounds)):
-            print(f"{TOOL}: run {i + 1}/{2 * args.rounds}, {name} ({sides[name].rev})", file=sys.stderr, flush=True)
+            print(f"{TOOL}: run {i + 1}/{2 * args.rounds}, {sides[name].label}", file=sys.stderr, flush=True)
             run = bench_once(sides[name], bundle, scratch / f"bench-{i}", extra)
             runs.append({"round": i // 2 + 1, **run})
     return {
         "what": "lrcn bench --quick --no-startup --no-capacity of each revision's own code on one bundle, "
         "interleaved ABBA; medians per side and after over before",
         "command": command,
-        "before": sides["before"].record(),
-        "after": sides["after"].record(),
+        "before": asdict(sides["before"].revision),
+        "after": asdict(sides["after"].revision),
         "bundle": str(args.bundle) if args.bundle else "the seed bundle, built by the before code",
         "model": runs[0]["model"],
         "bench_flags": [*BENCH_FLAGS, *extra],
