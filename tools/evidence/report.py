@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
-from lrcn.tools.evidence import reference
+from lrcn.tools.evidence import reference, restructure_ab
 from lrcn.tools.evidence.checkout import find_checkout
 
 MARKED = re.compile(r"(<!-- report:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
@@ -1509,6 +1509,10 @@ table("cli", (), "the parsers: tools/cli/commands.py and each command's module")
     lambda: reference.cli_reference_fresh()
 )
 table("metrics", (), "the collector: stream/metrics.py")(lambda: reference.metrics_reference())
+
+
+# The same speed before and after a restructuring: the tool that measures it renders its table.
+table("restructure-ab", "restructure_ab.json", restructure_ab.COMMAND)(restructure_ab.markdown)
 
 
 # ---------------------------------------------------------------- rewriting the documents
