@@ -20,10 +20,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from lrcn.stream import messages
 from lrcn.stream.credentials import redact
 from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.sinks import Outgoing, Sink
+from lrcn.stream.stats import SinkStats
 
 log = logging.getLogger("lrcn.sinks")
 
@@ -132,9 +135,9 @@ class Outbox:
             named.append(name)
         return named
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, SinkStats]:
         """{sink name: its counters}."""
-        return {name: sink.stats() for name, sink in zip(self._names, self.sinks)}
+        return {name: msgspec.convert(sink.stats(), SinkStats) for name, sink in zip(self._names, self.sinks)}
 
     def report_failures(self, interval_s: float, now: float | None = None) -> list[str]:
         """Log each sink's new failures at warning, at most once per `interval_s` per sink (interval 0:

@@ -118,7 +118,7 @@ def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_moti
     stats, predictions, events = run_pipeline(bundle, still)
     assert predictions and {p["label"] for p in predictions} == {"idle"} and events == []
     assert all(p["motion"] == 0.0 and p["probabilities"] for p in predictions), "probabilities still published"
-    assert stats["flows"] == stats["sampled"] - 1
+    assert stats.flows == stats.sampled - 1
     _, ungated, ungated_events = run_pipeline(bundle, still, idle_motion=0.0)
     assert "idle" not in {p["label"] for p in ungated} and ungated_events, "without the gate a still names a class"
     moving = real_video(tmp_path)
@@ -131,7 +131,7 @@ def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_foota
     video = real_video(tmp_path)
     on_stats, on, on_events = run_pipeline(bundle, video)
     off_stats, off, off_events = run_pipeline(bundle, video, idle_motion=0.0)
-    assert off_stats["flows"] == 0 and all("motion" not in p for p in off)
+    assert off_stats.flows == 0 and all("motion" not in p for p in off)
     # Batches differ from run to run with the capture's timing, and so the encoder's last bits: 1e-4, as elsewhere.
     assert [(p["window"], p["label"]) for p in on] == [(p["window"], p["label"]) for p in off] and len(on) > 10
     np.testing.assert_allclose(
