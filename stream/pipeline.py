@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,31 +35,37 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from lrcn.stream.clips import ClipRecorder, RecordRules
-from lrcn.stream.degraded import DegradedRules, Sample, assess
+from lrcn.stream import views
+from lrcn.stream.clips import ClipRecorder
+from lrcn.stream.degraded import Sample, assess
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.event_store import EventStore, record
-from lrcn.stream.events import EventRules, Observation, finish, new_event_id, published_label, step
+from lrcn.stream.event_media import event_media, follow_event_frames, keep_originals, store_event
+from lrcn.stream.event_store import EventStore
+from lrcn.stream.events import Observation, finish, new_event_id, step
 from lrcn.stream.hass import watched_classes
-from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
-from lrcn.stream.sinks import Sink, open_sink
-from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
+from lrcn.stream.pipeline_config import (  # noqa: F401 - StreamConfig, PipelineOptions, stream_label: imported from here too
+    PipelineOptions,
+    StreamConfig,
+    source_options,
+    stream_id,
+    stream_label,
+    with_unique_ids,
+)
 from lrcn.stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
-from lrcn.stream.settings import Stream as StreamSettings
-from lrcn.stream.settings import check_distinct_ids, check_stream_id, default
+from lrcn.stream.sinks import Sink, open_sink
+from lrcn.stream.sinks.zeromq import ZeroMqSink
 from lrcn.stream.smoothing import parse_smoothing
-from lrcn.stream.snapshots import EventFrames, Original, SnapshotWriter, follow
-from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
+from lrcn.stream.snapshots import Original, SnapshotWriter
+from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source
 from lrcn.stream.stats import Histogram, PipelineStats, StreamActivity, StreamOverview, StreamStats, plain
 from lrcn.stream.table import Counters, Served, Table, without
 from lrcn.stream.views import DEGRADED, pipeline_stats, stream_stats
-from lrcn.stream.windows import EXACT, WindowConfig
-from lrcn.stream import views
+from lrcn.stream.windows import WindowConfig
 
 log = logging.getLogger("lrcn.pipeline")
 
@@ -77,48 +82,6 @@ RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the 
 
 
 @dataclass(frozen=True)
-class StreamConfig:
-    source: str  # camera index, file path, URL, pattern: or gst: pipeline
-    id: str | None = None  # default: derived from the source
-    fps: float | None = None  # sampling rate; default: the model's
-    crop: tuple[int, int, int, int] | None = None  # x, y, width, height in source pixels: what the model watches
-    decoder: str | None = None  # "cpu", "auto" or a hardware decoder; default: PipelineOptions.source
-    mode: str = EXACT  # "exact" or "continuous"
-    hop: int = 1
-    reset_every: int | None = None
-    smooth: str | None = None  # "ema:ALPHA", "hysteresis:M[:MARGIN]" or None
-    backend: str | None = None  # default: PipelineOptions.backend
-    pace: bool = True  # files: real time
-    loop: bool = False  # files: start again at the end
-    events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
-    novelty: str | float | None = None  # open-set guard: None the bundle's threshold, "off", or a threshold
-    record: RecordRules | None = None  # write an MP4 per event (needs events and a PyAV source)
-    # Publish `idle` for a window whose motion (stream.flow) is below this many pixels; 0: off, no flow computed.
-    idle_motion: float = default(StreamSettings, "idle_motion")
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    endpoint: str | None = DEFAULT_ENDPOINT  # None: no ZeroMQ socket (the Python API's callbacks are the sink)
-    connect: bool = False  # connect to `endpoint` (a proxy's XSUB side) instead of binding it
-    backend: str = "onnxruntime"
-    threads: int | None = None
-    curve: ServerKeys | ClientKeys | None = None  # ClientKeys with `connect`: a CURVE client of a proxy
-    top_k: int = 3
-    max_batch: int = 16  # largest encoder call; a TensorRT engine's profile (as `lrcn engine build`)
-    hwm: int = 1000
-    stats_interval_s: float = 5.0
-    heartbeat_interval_s: float = 1.0
-    # After a frame arrives, wait this long for other streams' frames so they share one encoder
-    # call: throughput for a GPU, at up to this much latency. 0: encode what is there at once.
-    gather_s: float = 0.0
-    source: SourceOptions = field(default_factory=SourceOptions)
-    sinks: tuple[dict, ...] = ()  # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
-    state_dir: str | None = None  # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
-    degraded: DegradedRules = field(default_factory=DegradedRules)  # when a connected stream counts as degraded
-
-
-@dataclass(frozen=True)
 class _Change:
     """A reload, prepared by `reconfigure` and applied by the inference thread."""
 
@@ -132,11 +95,11 @@ class Pipeline:
         self,
         bundle: RuntimeBundle | str | Path,
         streams: Sequence[StreamConfig],
-        options: PipelineOptions = PipelineOptions(),
+        options: PipelineOptions | None = None,
     ):
         if not streams:
             raise LrcnError("no streams to serve")
-        self.options = options
+        self.options = options = options or PipelineOptions()
         self.bundle = (
             bundle
             if isinstance(bundle, RuntimeBundle)
@@ -155,7 +118,7 @@ class Pipeline:
         self._stores: dict[str, EventStore] = {}  # by dir (realpath; "" for the in-memory store)
         self.snapshots = SnapshotWriter()
         self.table: Table = {}  # stream id -> Served; replaced whole, never changed in place
-        self.table = self._with_added(self.table, self._prepare(_with_unique_ids(streams), options.source))
+        self.table = self._with_added(self.table, self._prepare(with_unique_ids(streams), options.source))
         self.zeromq = _zeromq_sink(options)
         self.endpoint = self.zeromq.endpoint if self.zeromq is not None else None
         self.outbox = Outbox(_open_sinks(self.zeromq, options.sinks))
@@ -210,7 +173,7 @@ class Pipeline:
                     f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
                     f"(it has {', '.join(self.bundle.classes)})"
                 )
-        stream_threshold(config.novelty, self.bundle.novelty, _id(config))  # a bad setting fails here
+        stream_threshold(config.novelty, self.bundle.novelty, stream_id(config))  # a bad setting fails here
         if not 0 <= config.idle_motion < float("inf"):
             raise LrcnError(
                 f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), got {config.idle_motion}"
@@ -219,7 +182,7 @@ class Pipeline:
             raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
         self._event_store_for(config)  # opened (and checked) now
         plan = StreamPlan(
-            _id(config),
+            stream_id(config),
             WindowConfig(config.mode, config.hop, config.reset_every),
             parse_smoothing(config.smooth),
             backend,
@@ -229,7 +192,7 @@ class Pipeline:
         if config.record is not None and config.events is not None:  # record without events was refused above
             # Event starts trail the newest packet by a window, the minimum duration and some latency.
             lag_s = spec.clip_length / spec.fps + config.events.min_duration_s + RECORD_LATENCY_S
-            recorder = ClipRecorder(config.record, _id(config), lag_s=lag_s)
+            recorder = ClipRecorder(config.record, stream_id(config), lag_s=lag_s)
         try:
             source = open_source(
                 config.source,
@@ -249,7 +212,7 @@ class Pipeline:
     def _with_added(self, table: Table, prepared: Sequence[tuple[StreamConfig, Source, StreamPlan]]) -> Table:
         """`table` and the prepared streams, each given its scheduler track and event store."""
         added = {
-            _id(config): Served(
+            stream_id(config): Served(
                 config, source, self.scheduler.add_stream(plan), Counters(), self._event_store_for(config)
             )
             for config, source, plan in prepared
@@ -365,7 +328,7 @@ class Pipeline:
     def _reconfigure(
         self, streams: Sequence[StreamConfig], source: SourceOptions | None, timeout_s: float
     ) -> dict[str, list[str]]:
-        configs = _with_unique_ids(streams)
+        configs = with_unique_ids(streams)
         defaults = source or self.options.source
         wanted = {c.id: c for c in configs}
         running = self.table
@@ -383,7 +346,7 @@ class Pipeline:
         prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
         self.options = replace(self.options, source=defaults)
         self._stop_sources(removed + changed, 1.0)
-        change = _Change(removed + changed, {_id(config): (config, src, plan) for config, src, plan in prepared})
+        change = _Change(removed + changed, {stream_id(config): (config, src, plan) for config, src, plan in prepared})
         self._changes.put(change)
         if not self._thread.is_alive():
             self._apply_changes()
@@ -496,7 +459,7 @@ class Pipeline:
             served.counters.frames_in.count = served.source.frames
             frames[name] = served.source.ring.read_new()
             if frames[name]:
-                self._keep_originals(served.counters, frames[name])
+                keep_originals(served.counters, frames[name])
         slice_size = len(max(frames.values(), key=len)) if deadline is None else DRAIN_SLICE
         while any(frames.values()):
             if deadline is not None and time.monotonic() > deadline:
@@ -602,7 +565,7 @@ class Pipeline:
                 counters.events,
                 Observation(label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())),
             )
-            self._follow_event_frames(counters, label, prediction, {e.id for e in events if e.type == "end"})
+            follow_event_frames(counters, label, prediction, {e.id for e in events if e.type == "end"})
             for event in events:
                 self._publish_event(prediction.stream, event)
 
@@ -619,10 +582,10 @@ class Pipeline:
         if event.type == "start":
             started = served.counters.events_started
             started[event.label] = started.get(event.label, 0) + 1
-        media = self._event_media(served, event, wall)
+        media = event_media(served, event, wall, self.snapshots)
         event = msgspec.structs.replace(event, **media)
         self.outbox.publish_event(name, event)
-        self._store_event(served, event, media, wall)
+        store_event(served, event, media, wall)
         what = f"{event.label} from frame {event.start_frame}" + (
             f" to {event.end_frame} ({event.duration_s:.1f} s, peak {event.peak_score:.2f})"
             if event.type == "end"
@@ -631,77 +594,11 @@ class Pipeline:
         served.counters.timeline.append((time.time(), f"event {event.type}", what))
         log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
 
-    # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.clips, stream.event_store)
-
-    @staticmethod
-    def _keep_originals(counters: Counters, frames: list) -> None:
-        counters.last_image = frames[-1].image
-        counters.originals = {f.index: f.original for f in frames if f.original is not None}
-        if frames[-1].original is not None:
-            counters.last_original = frames[-1].original
-
-    @staticmethod
-    def _follow_event_frames(counters: Counters, label: str, prediction: Prediction, ending: set[str]) -> None:
-        """Keep the open event's first and best frames; the frames of one that ended on this
-        prediction (`ending`) stay until its end is published (`_event_media` takes them)."""
-        opened = counters.events.open
-        ended = {k: v for k, v in counters.event_frames.items() if k in ending}
-        frames = follow(
-            counters.event_frames,
-            opened.id if opened else None,
-            opened is not None and label == opened.label,
-            prediction.score,
-            counters.originals.get(prediction.frame_index),
-        )
-        counters.event_frames = {**ended, **frames}
-
-    def _event_media(self, served: Served, event: ActionEvent, wall: float) -> dict[str, str]:
-        """Start the event's clip, end it, and queue its snapshots: the paths the message names."""
-        recorder, counters, kind, event_id = served.source.recorder, served.counters, event.type, event.id
-        media: dict[str, str] = {}
-        if kind == "update":
-            return media
-        if recorder is not None and kind == "start":
-            clip = recorder.start(event.start_time, event.label, event_id)
-            if clip is not None:
-                counters.clips[event_id] = clip
-        elif recorder is not None:
-            recorder.end(event.start_time if event.end_time is None else event.end_time, event_id)
-            clip = counters.clips.pop(event_id, None)
-            if clip is not None:
-                media["clip"] = clip
-        frames: EventFrames | None = counters.event_frames.get(event_id)
-        if kind == "end":
-            counters.event_frames = {k: v for k, v in counters.event_frames.items() if k != event_id}
-        original = (frames.first if kind == "start" else frames.best) if frames else counters.last_original
-        store, name = served.store, _id(served.config)
-        path = index = None
-        if recorder is not None and store is not None and store.dir is not None:
-            path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg")
-            index = store.index
-        # Not recording: encoded all the same when someone takes the bytes (snapshots.on_jpeg), never stored.
-        if (
-            self.snapshots.write(original, index, path, name, wall, "start" if kind == "start" else "best")
-            and path is not None
-        ):
-            media["snapshot"] = str(path)
-        return media
-
     def _hand_snapshot(self, name: str, kind: str, jpeg: bytes) -> None:
         """Every event snapshot (at its start, then its best frame) to the sinks that carry images: the
         retained one is the best. On the snapshot writer's thread."""
         for sink in self.outbox.sinks:
             sink.publish_snapshot(name, jpeg)
-
-    def _store_event(self, served: Served, event: ActionEvent, media: dict[str, str], wall: float) -> None:
-        store, name = served.store, _id(served.config)
-        if store is None:
-            return
-        relative = {key: _relative(media[key], store.dir) for key in ("clip", "snapshot") if key in media}
-        try:
-            record(store, name, event, wall, **relative)
-        except sqlite3.Error as err:  # a full disk: the event is published, only its row is lost
-            log.warning("event %s not stored: %s", event.id, err, extra={"stream": name})
 
     def _publish_final(self, names: Sequence[str]) -> None:
         """A stream's last words: its open event ends, then its final status."""
@@ -733,22 +630,6 @@ class Pipeline:
         )
 
 
-def _relative(path: str, root: Path | None) -> str | None:
-    try:
-        return None if root is None else Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return None
-
-
-def stream_label(config: StreamConfig, bundle: RuntimeBundle, prediction: Prediction) -> str:
-    """The label a stream publishes for a prediction: the model's, or `idle`/`unknown` by the
-    stream's idle gate, open-set guard and event rules (stream.events.published_label)."""
-    threshold = stream_threshold(config.novelty, bundle.novelty, _id(config))
-    novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
-    idle = prediction.motion is not None and prediction.motion < config.idle_motion
-    return published_label(config.events, prediction.label, prediction.score, novel, idle)
-
-
 def _zeromq_sink(options: PipelineOptions) -> ZeroMqSink | None:
     """The ZeroMQ socket of `options.endpoint`, or None without an endpoint."""
     if options.endpoint is None:
@@ -777,53 +658,3 @@ def _open_sinks(zeromq: ZeroMqSink | None, tables: Sequence[dict]) -> list[Sink]
             sink.close(0)
         raise
     return sinks
-
-
-def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
-    """Give each stream without an id one derived from its source, numbered if it repeats; LrcnError
-    for an id against the rule or ids that would share a folder or topic (stream.settings)."""
-    for config in streams:
-        if config.id is not None:
-            check_stream_id(config.id)
-    check_distinct_ids(c.id for c in streams if c.id is not None)
-    taken = {c.id.casefold() for c in streams if c.id}
-    named = []
-    for config in streams:
-        if config.id is None:
-            base = candidate = stream_name(config.source)
-            n = 2
-            while candidate.casefold() in taken:
-                suffix = f"-{n}"
-                candidate, n = base[: 64 - len(suffix)] + suffix, n + 1
-            taken.add(candidate.casefold())
-            config = replace(config, id=candidate)
-        named.append(config)
-    return named
-
-
-def source_options(
-    config: StreamConfig, defaults: SourceOptions, model_fps: float, model_needs_flow: bool = False
-) -> SourceOptions:
-    """A stream's capture settings: its own where it sets them, else the pipeline's. Flow is
-    computed for the idle gate and for a bundle that sees motion."""
-    return replace(
-        defaults,
-        fps=config.fps or model_fps,
-        pace=config.pace,
-        loop=config.loop,
-        flow=config.idle_motion > 0 or model_needs_flow,
-        crop=_crop(config.crop) if config.crop is not None else defaults.crop,
-        decoder=config.decoder or defaults.decoder,
-    )
-
-
-def _id(config: StreamConfig) -> str:
-    """A stream's id: every config the pipeline holds has one (_with_unique_ids names the rest)."""
-    if config.id is None:
-        raise LrcnError("a stream without an id reached the pipeline")
-    return config.id
-
-
-def _crop(crop: Sequence[int]) -> tuple[int, int, int, int]:
-    x, y, width, height = crop  # the settings check it is four numbers
-    return x, y, width, height

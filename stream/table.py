@@ -20,13 +20,14 @@ import numpy as np
 
 from lrcn.stream.event_store import EventStore
 from lrcn.stream.events import EventState
+from lrcn.stream.pipeline_config import stream_id
 from lrcn.stream.scheduler import Track
 from lrcn.stream.snapshots import Original
 from lrcn.stream.sources import Source
 from lrcn.stream.stats import RateMeter, Reservoir
 
 if TYPE_CHECKING:
-    from lrcn.stream.pipeline import StreamConfig
+    from lrcn.stream.pipeline_config import StreamConfig
 
 TIMELINE_LENGTH = 8  # state changes, problems and action events kept per stream for the status page
 
@@ -66,6 +67,10 @@ class Served:
     track: Track  # the scheduler's (its head state and counts)
     counters: Counters = field(default_factory=Counters)
     store: EventStore | None = None  # where its events are stored; None: it has no event rules
+
+    @property
+    def name(self) -> str:
+        return stream_id(self.config)
 
 
 Table = Mapping[str, Served]

@@ -74,8 +74,8 @@ def test_each_sampled_frame_has_its_flow_computed_once_and_equal_to_the_offline_
     )
     frames = read_all(source)
     fields, levels = read_motion(video, SIZE, 10)
-    assert len(frames) == len(fields) == source.stats()["sampled"]
-    assert source.stats()["flows"] == source.motion.computed == len(frames) - 1, "once per sampled frame but the first"
+    assert len(frames) == len(fields) == source.stats().sampled
+    assert source.stats().flows == source.motion.computed == len(frames) - 1, "once per sampled frame but the first"
     np.testing.assert_array_equal(np.stack([f.flow for f in frames]), fields)
     assert [f.motion for f in frames] == [None, *levels[1:].tolist()] and np.isnan(levels[0])
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), read_frames(video, SIZE, 10))
@@ -93,7 +93,7 @@ def test_a_looping_file_computes_no_flow_across_its_restart_and_each_pass_equals
         assert got[0].motion is None and (got[0].flow == FLOW_OFFSET).all(), "the pass's first frame: no flow"
         np.testing.assert_array_equal(np.stack([f.flow for f in got]), fields)
         assert [f.motion for f in got][1:] == levels[1:].tolist()
-    assert source.stats()["flows"] == sum(f.motion is not None for f in frames)
+    assert source.stats().flows == sum(f.motion is not None for f in frames)
 
 
 @needs_ffmpeg

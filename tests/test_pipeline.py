@@ -99,7 +99,7 @@ def test_stop_drains_publishes_a_final_status_per_stream_and_closes(exported_see
     for name in ("one", "two"):
         final = inbox.statuses(name)[-1]
         assert (final["state"], final["stats"]["report"]) == ("stopped", "final")
-        assert final["stats"]["predictions"] == stats["streams"][name]["predictions"]
+        assert final["stats"]["predictions"] == stats.streams[name].predictions
         assert stats.streams[name].ring_pending == 0, "stop drains the ring"
 
 
