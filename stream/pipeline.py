@@ -45,11 +45,11 @@ from lrcn.stream.event_store import EventStore
 from lrcn.stream.events import Observation, finish, new_event_id, step
 from lrcn.stream.hass import watched_classes
 from lrcn.stream.message_schema import ActionEvent
-from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
 from lrcn.stream.pipeline_config import (  # noqa: F401 - StreamConfig, PipelineOptions, stream_label: imported from here too
     PipelineOptions,
     StreamConfig,
+    check_stream,
     source_options,
     stream_id,
     stream_label,
@@ -166,20 +166,7 @@ class Pipeline:
             )
             check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
             self.scheduler.add_encoder(backend, encoder)
-        if config.events is not None:
-            unknown = sorted(set(config.events.classes + config.events.ignore) - set(self.bundle.classes))
-            if unknown:
-                raise LrcnError(
-                    f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
-                    f"(it has {', '.join(self.bundle.classes)})"
-                )
-        stream_threshold(config.novelty, self.bundle.novelty, stream_id(config))  # a bad setting fails here
-        if not 0 <= config.idle_motion < float("inf"):
-            raise LrcnError(
-                f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), got {config.idle_motion}"
-            )
-        if config.record is not None and config.events is None:
-            raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
+        check_stream(config, self.bundle)
         self._event_store_for(config)  # opened (and checked) now
         plan = StreamPlan(
             stream_id(config),

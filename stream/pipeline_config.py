@@ -92,6 +92,25 @@ def with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
     return named
 
 
+def check_stream(config: StreamConfig, bundle: RuntimeBundle) -> None:
+    """LrcnError if the bundle cannot serve `config` as it asks: events naming classes the model
+    lacks, a bad novelty threshold or idle motion, clips without events."""
+    if config.events is not None:
+        unknown = sorted(set(config.events.classes + config.events.ignore) - set(bundle.classes))
+        if unknown:
+            raise LrcnError(
+                f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
+                f"(it has {', '.join(bundle.classes)})"
+            )
+    stream_threshold(config.novelty, bundle.novelty, stream_id(config))  # a bad setting fails here
+    if not 0 <= config.idle_motion < float("inf"):
+        raise LrcnError(
+            f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), got {config.idle_motion}"
+        )
+    if config.record is not None and config.events is None:
+        raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
+
+
 def source_options(
     config: StreamConfig, defaults: SourceOptions, model_fps: float, model_needs_flow: bool = False
 ) -> SourceOptions:
