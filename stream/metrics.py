@@ -146,7 +146,7 @@ class PipelineCollector(Collector):
         ):
             family = CounterMetricFamily(metric, documentation, labels=["sink"])
             for name, counters in sinks.items():
-                family.add_metric([name], _given(getattr(counters, key)))
+                family.add_metric([name], getattr(counters, key))
             yield family
         failures = CounterMetricFamily(
             "lrcn_sink_failures",
@@ -155,7 +155,7 @@ class PipelineCollector(Collector):
             labels=["sink"],
         )
         for name, counters in sinks.items():
-            failures.add_metric([name], _given(counters.failed))
+            failures.add_metric([name], counters.failed)
         yield failures
         connected = GaugeMetricFamily(
             "lrcn_sink_connected", "1 while a sink with a connection (MQTT) has it", labels=["sink"]
@@ -208,11 +208,6 @@ class PipelineCollector(Collector):
             age = GaugeMetricFamily("lrcn_inference_loop_age_seconds", "Seconds since the inference loop last turned")
             age.add_metric([], max(0.0, time.monotonic() - tick))
             yield age
-
-
-def _given(count: int | UnsetType) -> int:
-    """A sink's count, 0 where its kind does not count it."""
-    return 0 if isinstance(count, UnsetType) else count
 
 
 def pipeline_registry(pipeline) -> CollectorRegistry:

@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import msgspec
 
 from lrcn.stream import messages
 from lrcn.stream.credentials import redact
@@ -137,7 +136,7 @@ class Outbox:
 
     def stats(self) -> dict[str, SinkStats]:
         """{sink name: its counters}."""
-        return {name: msgspec.convert(sink.stats(), SinkStats) for name, sink in zip(self._names, self.sinks)}
+        return {name: sink.stats() for name, sink in zip(self._names, self.sinks)}
 
     def report_failures(self, interval_s: float, now: float | None = None) -> list[str]:
         """Log each sink's new failures at warning, at most once per `interval_s` per sink (interval 0:

@@ -181,20 +181,21 @@ class ClipStats(msgspec.Struct, frozen=True):
     preroll_s: float
 
 
-class SinkStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A sink's counts (each sink's `stats()`); what only some kinds of sink count is UNSET on the others."""
+class SinkStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A sink's counts (stream.sinks.Sink.stats): what every sink counts, and what only some kinds
+    count (UNSET on the others, left out of the JSON)."""
 
-    sent: int | msgspec.UnsetType = msgspec.UNSET
-    dropped: int | msgspec.UnsetType = msgspec.UNSET
+    sent: int  # what the transport took
+    dropped: int  # a full queue or buffer, a ZeroMQ high-water mark
     shed: int | msgspec.UnsetType = msgspec.UNSET
     buffered: int | msgspec.UnsetType = msgspec.UNSET
     connected: bool | msgspec.UnsetType = msgspec.UNSET
     connects: int | msgspec.UnsetType = msgspec.UNSET
-    failed: int | msgspec.UnsetType = msgspec.UNSET
+    failed: int  # lost to a failure of the transport
     undelivered: int | msgspec.UnsetType = msgspec.UNSET
     rotations: int | msgspec.UnsetType = msgspec.UNSET
     queued: int | msgspec.UnsetType = msgspec.UNSET
-    problem: str | None | msgspec.UnsetType = msgspec.UNSET
+    problem: str | None  # the latest failure, "" or None: none
     handshake_failures: int | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -88,7 +88,7 @@ def message_round(sinks: tuple[dict, ...], messages: int, classes: list[str]) ->
     stats = outbox.stats()
     outbox.close(timeout_s=30.0)  # waits until the file writer and paho have sent the last one
     cpu = time.process_time() - cpu
-    return {"cpu_us_per_message": cpu / messages * 1e6, "dropped": {k: v["dropped"] for k, v in stats.items()}}
+    return {"cpu_us_per_message": cpu / messages * 1e6, "dropped": {k: v.dropped for k, v in stats.items()}}
 
 
 def bench(args) -> dict:
