@@ -170,9 +170,9 @@ class SchedulerStats(msgspec.Struct, frozen=True):
     batch_sizes: dict[int, int]  # frames per encoder call -> calls
 
 
-class ClipStats(msgspec.Struct, frozen=True):
+class ClipStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A stream's clip recorder (stream.clips.ClipRecorder.stats, a dict with these keys or an
-    object with these attributes)."""
+    object with these attributes; a key not here is refused, never dropped unseen)."""
 
     clips: int
     failed: int

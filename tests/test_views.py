@@ -6,6 +6,7 @@ import json
 import threading
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from lrcn.stream.clips import RecordRules
@@ -101,3 +102,5 @@ def test_the_typed_stats_of_a_real_run_are_the_numbers_its_messages_and_stats_js
 def test_a_recorders_counts_are_taken_from_its_dict_or_from_a_record_with_its_attributes():
     counts = {"clips": 2, "failed": 1, "deleted": 3, "recording": True, "preroll_s": 4.5}
     assert clip_stats(counts) == clip_stats(SimpleNamespace(**counts)) == ClipStats(**counts)
+    with pytest.raises(msgspec.ValidationError, match="unknown field `written_bytes`"):
+        clip_stats({**counts, "written_bytes": 10})  # a new counter needs its field in ClipStats
