@@ -21,7 +21,6 @@ BEFORE = [StreamConfig("pattern:", id="a"), StreamConfig("pattern:", id="b")]
 AFTER = [StreamConfig("pattern:", id="a", fps=5.0), StreamConfig("pattern:", id="c")]  # a restarts, b goes, c comes
 
 
-@pytest.mark.slow
 def test_a_reader_in_another_thread_sees_each_reload_whole_or_not_at_all(exported_seed):
     pipeline = Pipeline(exported_seed[0], BEFORE, PipelineOptions(endpoint=None))
     seen: list[tuple[frozenset, frozenset, frozenset]] = []
@@ -94,9 +93,9 @@ def test_the_typed_stats_of_a_real_run_are_the_numbers_its_messages_and_stats_js
     assert list(written) == list(PipelineStats.__struct_fields__)
     assert written["streams"]["cam"] == json.loads(json.dumps(plain(typed)))
     assert written["batch_sizes"] == {str(size): calls for size, calls in stats.batch_sizes.items()}
-    sink = pipeline.outbox.sinks[0]
-    assert written["sinks"] == {"jsonl": sink.stats()}, "no counter of the sink is lost on the way"
-    assert stats.sinks["jsonl"].sent == len(messages)
+    assert written["sinks"] == {  # what a JSONL sink counts, and none of the other kinds' counters
+        "jsonl": {"sent": len(messages), "dropped": 0, "failed": 0, "rotations": 0, "queued": 0, "problem": ""}
+    }
 
 
 def test_a_recorders_counts_are_taken_from_its_dict_or_from_a_record_with_its_attributes():
