@@ -15,15 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 
+from msgspec import UnsetType
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from lrcn.stream import __version__
 from lrcn.stream.sources import SourceState
-from lrcn.stream.stats import Histogram
+from lrcn.stream.stats import Histogram, StreamActivity, StreamStats
 
-# (metric name without _total, help, key in a stream's stats)
+# (metric name without _total, help, field of a stream's stats: stream.stats.StreamStats)
 STREAM_COUNTERS = (
     ("lrcn_frames_decoded", "Frames the capture decoded", "frames"),
     ("lrcn_frames_sampled", "Frames on the model's sampling grid, written to the ring", "sampled"),
@@ -70,12 +71,12 @@ def batch_histogram(counts: Mapping[int, int]) -> Histogram:
     return histogram
 
 
-def activity_families(activity: Mapping[str, dict], streams: Mapping[str, dict], classes) -> Iterator:
+def activity_families(activity: Mapping[str, StreamActivity], streams: Mapping[str, StreamStats], classes) -> Iterator:
     """What the streams see: events started by label, the label of each stream's open event, clips
     and snapshots written."""
     events = CounterMetricFamily("lrcn_events", "Events started, by label", labels=["stream", "label"])
     for name, seen in activity.items():
-        for label, n in sorted(seen["started"].items()):
+        for label, n in sorted(seen.started.items()):
             events.add_metric([name, label], n)
     yield events
     current = GaugeMetricFamily(
@@ -84,17 +85,17 @@ def activity_families(activity: Mapping[str, dict], streams: Mapping[str, dict],
         labels=["stream", "label"],
     )
     for name, seen in activity.items():
-        for label in sorted({*classes, *seen["started"], *([seen["open"]] if seen["open"] else [])}):
-            current.add_metric([name, label], float(label == seen["open"]))
+        for label in sorted({*classes, *seen.started, *([seen.open] if seen.open else [])}):
+            current.add_metric([name, label], float(label == seen.open))
     yield current
     clips = CounterMetricFamily("lrcn_clips_written", "Event clips written (streams that record)", labels=["stream"])
     for name, s in streams.items():
-        if "clips" in s:
-            clips.add_metric([name], s["clips"]["clips"])
+        if not isinstance(s.clips, UnsetType):
+            clips.add_metric([name], s.clips.clips)
     yield clips
     snapshots = CounterMetricFamily("lrcn_snapshots_written", "Event snapshots written to disk", labels=["stream"])
     for name, seen in activity.items():
-        snapshots.add_metric([name], seen["snapshots"])
+        snapshots.add_metric([name], seen.snapshots)
     yield snapshots
 
 
@@ -120,21 +121,21 @@ class PipelineCollector(Collector):
         yield info
 
         stats = pipeline.stats(percentiles=False)
-        streams = stats["streams"]
+        streams = stats.streams
         state = GaugeMetricFamily(
             "lrcn_stream_state", "1 for the stream's current state, 0 for the others", labels=["stream", "state"]
         )
         for name, s in streams.items():
             for candidate in STATES:
-                state.add_metric([name, candidate], float(s["state"] == candidate))
+                state.add_metric([name, candidate], float(s.state == candidate))
         yield state
         for metric, documentation, key in STREAM_COUNTERS:
             family = CounterMetricFamily(metric, documentation, labels=["stream"])
             for name, s in streams.items():
-                family.add_metric([name], s[key])
+                family.add_metric([name], getattr(s, key))
             yield family
-        yield from activity_families(pipeline.activity(), stats["streams"], spec.classes)
-        sinks = stats["sinks"]
+        yield from activity_families(pipeline.activity(), streams, spec.classes)
+        sinks = stats.sinks
         for metric, documentation, key in (
             ("lrcn_messages_sent", "Messages a sink sent (a file: wrote)", "sent"),
             (
@@ -145,7 +146,7 @@ class PipelineCollector(Collector):
         ):
             family = CounterMetricFamily(metric, documentation, labels=["sink"])
             for name, counters in sinks.items():
-                family.add_metric([name], counters[key])
+                family.add_metric([name], getattr(counters, key))
             yield family
         failures = CounterMetricFamily(
             "lrcn_sink_failures",
@@ -154,14 +155,14 @@ class PipelineCollector(Collector):
             labels=["sink"],
         )
         for name, counters in sinks.items():
-            failures.add_metric([name], counters.get("failed", 0))
+            failures.add_metric([name], counters.failed)
         yield failures
         connected = GaugeMetricFamily(
             "lrcn_sink_connected", "1 while a sink with a connection (MQTT) has it", labels=["sink"]
         )
         for name, counters in sinks.items():
-            if "connected" in counters:
-                connected.add_metric([name], float(counters["connected"]))
+            if not isinstance(counters.connected, UnsetType):
+                connected.add_metric([name], float(counters.connected))
         yield connected
         failures = CounterMetricFamily(
             "lrcn_curve_handshake_failures",
@@ -169,11 +170,11 @@ class PipelineCollector(Collector):
             labels=["sink"],
         )
         for name, counters in sinks.items():
-            if "handshake_failures" in counters:
-                failures.add_metric([name], counters["handshake_failures"])
+            if not isinstance(counters.handshake_failures, UnsetType):
+                failures.add_metric([name], counters.handshake_failures)
         yield failures
         calls = CounterMetricFamily("lrcn_encoder_calls", "Encoder calls")
-        calls.add_metric([], stats["encoder_calls"])
+        calls.add_metric([], stats.encoder_calls)
         yield calls
         encoded = CounterMetricFamily(
             "lrcn_modality_frames_encoded",
@@ -181,7 +182,7 @@ class PipelineCollector(Collector):
             "all streams (a two-stream bundle: rgb and flow, once per frame each)",
             labels=["modality"],
         )
-        for kind, count in stats["encoded_by_modality"].items():
+        for kind, count in stats.encoded_by_modality.items():
             encoded.add_metric([kind], count)
         yield encoded
 
@@ -200,7 +201,7 @@ class PipelineCollector(Collector):
             {(key,): h for key, h in pipeline.scheduler.encode_seconds.items()},
         )
         yield histogram_family(
-            "lrcn_encoder_batch_size", "Frames per encoder call", [], {(): batch_histogram(stats["batch_sizes"])}
+            "lrcn_encoder_batch_size", "Frames per encoder call", [], {(): batch_histogram(stats.batch_sizes)}
         )
         tick = pipeline.last_tick
         if tick is not None:

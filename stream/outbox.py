@@ -20,10 +20,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+
 from lrcn.stream import messages
 from lrcn.stream.credentials import redact
 from lrcn.stream.message_schema import ActionEvent
 from lrcn.stream.sinks import Outgoing, Sink
+from lrcn.stream.stats import SinkStats
 
 log = logging.getLogger("lrcn.sinks")
 
@@ -132,7 +134,7 @@ class Outbox:
             named.append(name)
         return named
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, SinkStats]:
         """{sink name: its counters}."""
         return {name: sink.stats() for name, sink in zip(self._names, self.sinks)}
 

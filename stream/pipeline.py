@@ -17,8 +17,8 @@ publishes a final status per stream and closes the sinks.
 `reconfigure(streams)` (a reload) starts added streams, stops removed ones with a final status,
 restarts changed ones, and leaves the rest alone: their head state, windows and `seq` go on as if
 nothing happened. The inference thread applies the change between two cycles, so it alone ever
-touches the scheduler; the dicts that other threads read (stats, the HTTP service) are replaced,
-never changed in place.
+touches the scheduler, and swaps in the new stream table (stream.table) in one assignment: other
+threads (stats, the HTTP service) read one consistent table. What they read is in stream.views.
 """
 
 from __future__ import annotations
@@ -26,39 +26,46 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sqlite3
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import msgspec
 import numpy as np
 
-from lrcn.stream.recording import ClipRecorder, RecordRules
-from lrcn.stream.degraded import DegradedRules, Sample, assess
+from lrcn.stream import views
+from lrcn.stream.recording import ClipRecorder
+from lrcn.stream.degraded import Sample, assess
 from lrcn.stream.encoders.joint import open_joint_encoder
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.event_store import EventStore, record
-from lrcn.stream.events import EventRules, EventState, Observation, finish, new_event_id, published_label, step
+from lrcn.stream.event_media import event_media, follow_event_frames, keep_originals, store_event
+from lrcn.stream.event_store import EventStore
+from lrcn.stream.events import Observation, finish, new_event_id, step
 from lrcn.stream.hass import watched_classes
-from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.message_schema import ActionEvent
-from lrcn.stream.novelty import stream_threshold
 from lrcn.stream.outbox import Outbox, default_node
-from lrcn.stream.sinks import Sink, open_sink
-from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, ZeroMqSink
+from lrcn.stream.pipeline_config import (  # noqa: F401 - StreamConfig, PipelineOptions, stream_label: imported from here too
+    PipelineOptions,
+    StreamConfig,
+    check_stream,
+    source_options,
+    stream_id,
+    stream_label,
+    with_unique_ids,
+)
 from lrcn.stream.runtime_bundle import RuntimeBundle, check_parts, load_runtime_bundle
 from lrcn.stream.scheduler import Prediction, Scheduler, StreamPlan
-from lrcn.stream.settings import Stream as StreamSettings
-from lrcn.stream.settings import check_distinct_ids, check_stream_id, default
+from lrcn.stream.sinks import Sink, open_sink
+from lrcn.stream.sinks.zeromq import ZeroMqSink
 from lrcn.stream.smoothing import parse_smoothing
-from lrcn.stream.snapshots import EventFrames, Original, SnapshotWriter, follow
-from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source, stream_name
-from lrcn.stream.stats import Histogram, RateMeter, Reservoir
-from lrcn.stream.windows import EXACT, WindowConfig
+from lrcn.stream.snapshots import Original, SnapshotWriter
+from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source
+from lrcn.stream.stats import Histogram, PipelineStats, StreamActivity, StreamOverview, StreamStats, plain
+from lrcn.stream.table import Counters, Served, Table, without
+from lrcn.stream.views import DEGRADED, pipeline_stats, stream_stats
+from lrcn.stream.windows import WindowConfig
 
 log = logging.getLogger("lrcn.pipeline")
 
@@ -70,78 +77,8 @@ LOG_LEVELS = {
     SourceState.RECONNECTING: logging.WARNING,
     SourceState.FAILED: logging.ERROR,
 }  # other states: info
-DEGRADED = "degraded"  # a connected stream that yields far too few predictions (stream.degraded)
 HEALTH_INTERVAL_S = 1.0  # how often the degraded check runs
-TIMELINE_LENGTH = 8  # state changes, problems and action events kept per stream for the status page
 RECORD_LATENCY_S = 5.0  # how far behind the capture inference may run, for the clip pre-roll
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    source: str  # camera index, file path, URL, pattern: or gst: pipeline
-    id: str | None = None  # default: derived from the source
-    fps: float | None = None  # sampling rate; default: the model's
-    crop: tuple[int, int, int, int] | None = None  # x, y, width, height in source pixels: what the model watches
-    decoder: str | None = None  # "cpu", "auto" or a hardware decoder; default: PipelineOptions.source
-    mode: str = EXACT  # "exact" or "continuous"
-    hop: int = 1
-    reset_every: int | None = None
-    smooth: str | None = None  # "ema:ALPHA", "hysteresis:M[:MARGIN]" or None
-    backend: str | None = None  # default: PipelineOptions.backend
-    pace: bool = True  # files: real time
-    loop: bool = False  # files: start again at the end
-    events: EventRules | None = None  # turn predictions into event/<stream> messages; label `unknown` below min_score
-    novelty: str | float | None = None  # open-set guard: None the bundle's threshold, "off", or a threshold
-    record: RecordRules | None = None  # write an MP4 per event (needs events and a PyAV source)
-    # Publish `idle` for a window whose motion (stream.flow) is below this many pixels; 0: off, no flow computed.
-    idle_motion: float = default(StreamSettings, "idle_motion")
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    endpoint: str | None = DEFAULT_ENDPOINT  # None: no ZeroMQ socket (the Python API's callbacks are the sink)
-    connect: bool = False  # connect to `endpoint` (a proxy's XSUB side) instead of binding it
-    backend: str = "onnxruntime"
-    threads: int | None = None
-    curve: ServerKeys | ClientKeys | None = None  # ClientKeys with `connect`: a CURVE client of a proxy
-    top_k: int = 3
-    max_batch: int = 16  # largest encoder call; a TensorRT engine's profile (as `lrcn engine build`)
-    hwm: int = 1000
-    stats_interval_s: float = 5.0
-    heartbeat_interval_s: float = 1.0
-    # After a frame arrives, wait this long for other streams' frames so they share one encoder
-    # call: throughput for a GPU, at up to this much latency. 0: encode what is there at once.
-    gather_s: float = 0.0
-    source: SourceOptions = field(default_factory=SourceOptions)
-    sinks: tuple[dict, ...] = ()  # more sinks beside ZeroMQ: [[sink]] tables ({"type": "mqtt", ...})
-    state_dir: str | None = None  # events of streams that record nothing: DIR/lrcn.sqlite; None: in memory
-    degraded: DegradedRules = field(default_factory=DegradedRules)  # when a connected stream counts as degraded
-
-
-@dataclass
-class _Counters:
-    """What the inference thread counts and remembers per stream beyond the source and the scheduler."""
-
-    frames_in: RateMeter = field(default_factory=RateMeter)
-    predictions_out: RateMeter = field(default_factory=RateMeter)
-    latency_ms: Reservoir = field(default_factory=Reservoir)
-    publisher_dropped: int = 0
-    shutdown_dropped: int = 0  # frames still in the ring when the stop deadline came
-    dropped_logged: int = 0  # ring drops already reported in the log
-    last_reason: str = ""
-    last_label: str | None = None
-    last_score: float | None = None
-    last_image: np.ndarray | None = None  # the newest sampled frame, RGB at model size
-    timeline: deque = field(default_factory=lambda: deque(maxlen=TIMELINE_LENGTH))  # (wall time, state, reason)
-    events: EventState = field(default_factory=EventState)
-    clips: dict = field(default_factory=dict)  # event id -> the path its clip will have
-    events_started: dict = field(default_factory=dict)  # label -> events started (a metrics scrape reads it)
-    event_frames: dict = field(default_factory=dict)  # event id -> EventFrames of the open event
-    originals: dict = field(default_factory=dict)  # frame index -> Original, of the frames read last
-    last_original: Original | None = None  # the newest frame at the source's resolution
-    health: deque = field(default_factory=deque)  # degraded.Sample, about one a second, the last window
-    connected_since: float | None = None  # monotonic; None while not connected
-    degraded: str | None = None  # why the stream is degraded, or None
 
 
 @dataclass(frozen=True)
@@ -158,11 +95,11 @@ class Pipeline:
         self,
         bundle: RuntimeBundle | str | Path,
         streams: Sequence[StreamConfig],
-        options: PipelineOptions = PipelineOptions(),
+        options: PipelineOptions | None = None,
     ):
         if not streams:
             raise LrcnError("no streams to serve")
-        self.options = options
+        self.options = options = options or PipelineOptions()
         self.bundle = (
             bundle
             if isinstance(bundle, RuntimeBundle)
@@ -178,14 +115,10 @@ class Pipeline:
             novelty=self.bundle.novelty,
         )
         self._new_frame = threading.Event()
-        self.configs: dict[str, StreamConfig] = {}
-        self.sources: dict[str, Source] = {}
-        self._counters: dict[str, _Counters] = {}
         self._stores: dict[str, EventStore] = {}  # by dir (realpath; "" for the in-memory store)
-        self._store_of: dict[str, EventStore] = {}  # by stream
         self.snapshots = SnapshotWriter()
-        for config, source, plan in self._prepare(_with_unique_ids(streams), options.source):
-            self._attach(config, source, plan)
+        self.table: Table = {}  # stream id -> Served; replaced whole, never changed in place
+        self.table = self._with_added(self.table, self._prepare(with_unique_ids(streams), options.source))
         self.zeromq = _zeromq_sink(options)
         self.endpoint = self.zeromq.endpoint if self.zeromq is not None else None
         self.outbox = Outbox(_open_sinks(self.zeromq, options.sinks))
@@ -200,7 +133,7 @@ class Pipeline:
         self._stopping = threading.Event()
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._started_at: float | None = None
+        self.started_at: float | None = None  # time.monotonic() of start()
         self._drain_deadline: float | None = None
 
     def _prepare(
@@ -233,23 +166,10 @@ class Pipeline:
             )
             check_parts(self.bundle.path, self.bundle.meta, encoder, self.bundle.head)
             self.scheduler.add_encoder(backend, encoder)
-        if config.events is not None:
-            unknown = sorted(set(config.events.classes + config.events.ignore) - set(self.bundle.classes))
-            if unknown:
-                raise LrcnError(
-                    f"stream {config.id}: events name classes the model lacks: {', '.join(unknown)} "
-                    f"(it has {', '.join(self.bundle.classes)})"
-                )
-        stream_threshold(config.novelty, self.bundle.novelty, _id(config))  # a bad setting fails here
-        if not 0 <= config.idle_motion < float("inf"):
-            raise LrcnError(
-                f"stream {config.id}: idle_motion must be a motion in pixels >= 0 (0: off), got {config.idle_motion}"
-            )
-        if config.record is not None and config.events is None:
-            raise LrcnError(f"stream {config.id}: record needs events (clips are cut per event)")
+        check_stream(config, self.bundle)
         self._event_store_for(config)  # opened (and checked) now
         plan = StreamPlan(
-            _id(config),
+            stream_id(config),
             WindowConfig(config.mode, config.hop, config.reset_every),
             parse_smoothing(config.smooth),
             backend,
@@ -259,7 +179,7 @@ class Pipeline:
         if config.record is not None and config.events is not None:  # record without events was refused above
             # Event starts trail the newest packet by a window, the minimum duration and some latency.
             lag_s = spec.clip_length / spec.fps + config.events.min_duration_s + RECORD_LATENCY_S
-            recorder = ClipRecorder(config.record, _id(config), lag_s=lag_s)
+            recorder = ClipRecorder(config.record, stream_id(config), lag_s=lag_s)
         try:
             source = open_source(
                 config.source,
@@ -276,18 +196,15 @@ class Pipeline:
             raise
         return config, source, plan
 
-    def _attach(self, config: StreamConfig, source: Source, plan: StreamPlan) -> None:
-        self.scheduler.add_stream(plan)
-        name = _id(config)
-        self.configs = {**self.configs, name: config}
-        self._counters = {**self._counters, name: _Counters()}
-        store = self._event_store_for(config)
-        self._store_of = (
-            {**self._store_of, name: store}
-            if store is not None
-            else {n: s for n, s in self._store_of.items() if n != name}
-        )
-        self.sources = {**self.sources, name: source}
+    def _with_added(self, table: Table, prepared: Sequence[tuple[StreamConfig, Source, StreamPlan]]) -> Table:
+        """`table` and the prepared streams, each given its scheduler track and event store."""
+        added = {
+            stream_id(config): Served(
+                config, source, self.scheduler.add_stream(plan), Counters(), self._event_store_for(config)
+            )
+            for config, source, plan in prepared
+        }
+        return {**table, **added}
 
     def _event_store_for(self, config: StreamConfig) -> EventStore | None:
         """Where a stream's events are stored: its record dir's index, the state dir's, or memory."""
@@ -300,6 +217,16 @@ class Pipeline:
         return self._stores[key]
 
     @property
+    def configs(self) -> dict[str, StreamConfig]:
+        """Each served stream's config, by id."""
+        return {name: served.config for name, served in self.table.items()}
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        """Each served stream's source, by id."""
+        return {name: served.source for name, served in self.table.items()}
+
+    @property
     def event_stores(self) -> list[EventStore]:
         """Every store of this pipeline's events (stream.event_store.query_all reads them together)."""
         return list(self._stores.values())
@@ -307,18 +234,18 @@ class Pipeline:
     # -- control (any thread) ----------------------------------------------------------------
 
     def start(self) -> Pipeline:
-        self._started_at = time.monotonic()
+        self.started_at = time.monotonic()
         self._announce_streams()
         self._thread.start()
-        for source in self.sources.values():
-            source.start()
+        for served in self.table.values():
+            served.source.start()
         return self
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until every source has ended and been drained (True) or `timeout_s` passes (False)."""
         return self._finished.wait(timeout_s)
 
-    def run(self, duration_s: float | None = None, stop: threading.Event | None = None) -> dict:
+    def run(self, duration_s: float | None = None, stop: threading.Event | None = None) -> PipelineStats:
         """Start, serve until the sources end, `duration_s` passes or `stop` is set, then stop; the final stats."""
         self.start()
         self.serve_until(duration_s, stop)
@@ -339,17 +266,17 @@ class Pipeline:
             if each_turn is not None:
                 each_turn()
 
-    def stop(self, timeout_s: float = 2.0) -> dict:
+    def stop(self, timeout_s: float = 2.0) -> PipelineStats:
         """Stop the sources, drain the rings, publish a final status per stream, close the socket,
         all within `timeout_s` (what the rings still hold at the deadline is counted, not encoded).
         Returns the final stats."""
         deadline = time.monotonic() + timeout_s
-        self._stop_sources(list(self.sources), max(0.0, timeout_s - 1.0))
+        self._stop_sources(list(self.table), max(0.0, timeout_s - 1.0))
         self._drain_deadline = deadline - 0.6
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(max(0.0, deadline - time.monotonic()))
-        elif self._started_at is None:
+        elif self.started_at is None:
             self.outbox.close(timeout_s=0)  # never started: the inference thread will not close it
         self.snapshots.close(max(0.1, deadline - time.monotonic()))
         if self.error is not None:
@@ -361,46 +288,18 @@ class Pipeline:
         for store in self._stores.values():
             store.close()
 
-    def stats(self, percentiles: bool = True) -> dict:
-        """Per stream and overall counters; safe to call while running. Without `percentiles`
-        (a metrics scrape, which has the latency histogram), no latency percentiles: cheaper."""
-        streams = self._streams()  # first: the scheduler then has every stream named (see _apply_changes)
-        scheduler = self.scheduler.stats()
-        elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
-        return {
-            "elapsed_s": round(elapsed, 3),
-            "encoded": scheduler["encoded"],
-            "encoded_by_modality": scheduler["encoded_by_modality"],
-            "encoder_calls": scheduler["encoder_calls"],
-            "batch_sizes": scheduler["batch_sizes"],
-            "publisher": {"sent": self.zeromq.sent, "shed": self.zeromq.shed, "undelivered": self.zeromq.undelivered}
-            if self.zeromq is not None
-            else {"sent": 0, "shed": 0, "undelivered": 0},
-            "sinks": self.outbox.stats(),
-            "streams": {
-                name: self._stream_stats(
-                    name, source=source, counters=counters, scheduled=scheduler, percentiles=percentiles
-                )
-                for name, source, counters in streams
-            },
-        }
+    def stats(self, percentiles: bool = True) -> PipelineStats:
+        """Per stream and overall counters; safe to call while running (stream.views.pipeline_stats)."""
+        return pipeline_stats(self, percentiles)
 
     def _stop_sources(self, names: Sequence[str], wait_s: float) -> None:
         """Ask every named source to stop at once, then wait up to `wait_s` in all for them to end."""
-        sources = [self.sources[name] for name in names]
+        sources = [self.table[name].source for name in names]
         for source in sources:
             source.stop(timeout_s=0)
         deadline = time.monotonic() + wait_s
         for source in sources:
             source.stop(timeout_s=max(0.0, deadline - time.monotonic()))
-
-    def _streams(self) -> list[tuple[str, Source, _Counters]]:
-        """(name, source, counters) of every stream, consistent for a reader in another thread while
-        a reload adds or removes streams: `sources` is read first (a stream leaves it first and
-        joins it last), and a stream already gone from the counters is left out."""
-        sources = self.sources
-        counters = self._counters
-        return [(name, source, counters[name]) for name, source in sources.items() if name in counters]
 
     def reconfigure(
         self, streams: Sequence[StreamConfig], source: SourceOptions | None = None, timeout_s: float = 10.0
@@ -416,25 +315,25 @@ class Pipeline:
     def _reconfigure(
         self, streams: Sequence[StreamConfig], source: SourceOptions | None, timeout_s: float
     ) -> dict[str, list[str]]:
-        configs = _with_unique_ids(streams)
+        configs = with_unique_ids(streams)
         defaults = source or self.options.source
         wanted = {c.id: c for c in configs}
-        running, sources = self.configs, self.sources
+        running = self.table
         changed = [
             name
-            for name in running
+            for name, served in running.items()
             if name in wanted
             and (
                 wanted[name],
                 source_options(wanted[name], defaults, self.bundle.meta.spec.fps, self.bundle.needs_flow),
             )
-            != (running[name], sources[name].options)
+            != (served.config, served.source.options)
         ]
         removed = [name for name in running if name not in wanted]
         prepared = self._prepare([c for c in configs if c.id not in running or c.id in changed], defaults)
         self.options = replace(self.options, source=defaults)
         self._stop_sources(removed + changed, 1.0)
-        change = _Change(removed + changed, {_id(config): (config, src, plan) for config, src, plan in prepared})
+        change = _Change(removed + changed, {stream_id(config): (config, src, plan) for config, src, plan in prepared})
         self._changes.put(change)
         if not self._thread.is_alive():
             self._apply_changes()
@@ -447,80 +346,34 @@ class Pipeline:
             "kept": [n for n in running if n in wanted and n not in changed],
         }
 
+    # -- read-only views, any thread (stream.views) --------------------------------------------
+
     def health(self, max_age_s: float = 2.0) -> tuple[bool, str]:
         """(alive, why): alive while the inference loop has turned within `max_age_s`."""
-        if self.last_tick is None:
-            return False, "the inference loop has not started"
-        age = time.monotonic() - self.last_tick
-        if self._finished.is_set():
-            return False, "the inference loop has finished"
-        return age <= max_age_s, f"the inference loop turned {age:.2f} s ago"
+        return views.health(self.last_tick, self._finished.is_set(), max_age_s)
 
     def readiness(self) -> dict[str, str]:
-        """{stream: why it is not ready}; empty when ready: every live stream connected, every file
-        stream connected or ended normally."""
-        not_ready = {}
-        for name, source, counters in self._streams():
-            ok = (SourceState.CONNECTED,) if source.live else (SourceState.CONNECTED, SourceState.ENDED)
-            if source.state not in ok:
-                state = source.state.value if source.state else "created"
-                not_ready[name] = state + (f": {counters.last_reason}" if counters.last_reason else "")
-        return not_ready
+        """{stream: why it is not ready}; empty when every stream is connected (a file: or ended)."""
+        return views.readiness(self.table)
 
-    def overview(self) -> dict:
-        """What a person looking at the service wants per stream: state, label, rates, drops and recent events."""
-        streams = {}
-        for name, source, counters in self._streams():
-            stats = source.stats()
-            streams[name] = {
-                "source": source.display,
-                "live": source.live,
-                "state": _shown(stats["state"], counters),
-                "reason": counters.last_reason,
-                "label": counters.last_label,
-                "score": counters.last_score,
-                "fps_in": counters.frames_in.overall(),
-                "fps_out": counters.predictions_out.overall(),
-                "dropped": stats["dropped"],
-                "reconnects": stats["reconnects"],
-                "predictions": counters.predictions_out.count,
-                "events": [
-                    {"time": t, "state": state, "reason": reason} for t, state, reason in list(counters.timeline)
-                ],
-            }
-        return streams
+    def overview(self) -> dict[str, StreamOverview]:
+        return views.overview(self.table)
 
-    def activity(self) -> dict[str, dict]:
-        """Per stream: {"open": the label of its open event or None, "started": {label: events started},
-        "snapshots": snapshots written}; read by a metrics scrape."""
-        written = dict(self.snapshots.written_by_stream)
-        opened = lambda events: events.open.label if events.open is not None and events.open.started else None  # noqa: E731
-        return {
-            name: {
-                "open": opened(counters.events),
-                "started": dict(counters.events_started),
-                "snapshots": written.get(name, 0),
-            }
-            for name, _, counters in self._streams()
-        }
+    def activity(self) -> dict[str, StreamActivity]:
+        return views.activity(self.table, dict(self.snapshots.written_by_stream))
+
+    def failed(self) -> dict[str, str]:
+        return views.failed(self.table)
 
     def latest_original(self, stream: str) -> Original | None:
         """The newest frame of `stream` at the source's resolution (inside its crop), or None."""
-        counters = self._counters.get(stream)
-        return None if counters is None else counters.last_original
+        served = self.table.get(stream)
+        return None if served is None else served.counters.last_original
 
     def latest_image(self, stream: str) -> np.ndarray | None:
         """The newest sampled frame of `stream` (RGB, model size), or None."""
-        counters = self._counters.get(stream)
-        return None if counters is None else counters.last_image
-
-    def failed(self) -> dict[str, str]:
-        """{stream: why} for every stream that failed (gave up, or a fault retrying cannot fix)."""
-        return {
-            name: self._counters[name].last_reason
-            for name, source in self.sources.items()
-            if source.state is SourceState.FAILED
-        }
+        served = self.table.get(stream)
+        return None if served is None else served.counters.last_image
 
     # -- inference thread --------------------------------------------------------------------
 
@@ -537,7 +390,7 @@ class Pipeline:
                 self._cycle()
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    self.outbox.heartbeat(list(self.sources), self.options.heartbeat_interval_s)
+                    self.outbox.heartbeat(list(self.table), self.options.heartbeat_interval_s)
                     next_heartbeat = now + self.options.heartbeat_interval_s
                 if now >= next_stats:
                     self._publish_stats("periodic")
@@ -547,7 +400,7 @@ class Pipeline:
                     break
             self._apply_changes()
             self._cycle(self._drain_deadline)  # what the rings still hold after the sources stopped
-            self._publish_final(list(self.sources))
+            self._publish_final(list(self.table))
         except Exception as err:  # noqa: BLE001 - reported by stop(); the thread must end cleanly
             self.error = err
             log.exception("inference stopped")
@@ -567,22 +420,17 @@ class Pipeline:
             for name in change.remove:  # already stopped: drain what they wrote, then forget them
                 self._cycle(time.monotonic() + 0.5, names=[name])
                 self._publish_final([name])
-                # Readers look a stream up in `sources` first, so it leaves that first (and is added to it last).
-                self.sources = {n: s for n, s in self.sources.items() if n != name}
-                self._counters = {n: c for n, c in self._counters.items() if n != name}
-                self.configs = {n: c for n, c in self.configs.items() if n != name}
-                self.scheduler.remove_stream(name)
-            for config, source, plan in change.add.values():
-                self._attach(config, source, plan)
-                if self._started_at is not None:
+                self.scheduler.remove_stream(name)  # readers of the table in use still hold its track
+            self.table = self._with_added(without(self.table, set(change.remove)), list(change.add.values()))
+            if self.started_at is not None:
+                for _, source, _ in change.add.values():
                     source.start()
-            if self._started_at is not None:
                 self._announce_streams()
             change.done.set()
 
     def _announce_streams(self) -> None:
         """Tell every sink the streams served now and the classes each watches (Home Assistant discovery)."""
-        streams = {name: watched_classes(config.events, self.bundle.classes) for name, config in self.configs.items()}
+        streams = {name: watched_classes(s.config.events, self.bundle.classes) for name, s in self.table.items()}
         for sink in self.outbox.sinks:
             sink.serving(streams)
 
@@ -590,33 +438,32 @@ class Pipeline:
         """Read what the sources (all, or those `names`) wrote and publish what it gives; with a
         deadline (at shutdown), in slices, leaving what is left at the deadline unencoded (counted
         as shutdown_dropped)."""
-        sources = {name: self.sources[name] for name in names} if names is not None else self.sources
+        table = self.table if names is None else {name: self.table[name] for name in names}
         # State changes first: every frame a source wrote before a change is then in its ring.
-        changes = {name: source.poll_status() for name, source in sources.items()}
+        changes = {name: served.source.poll_status() for name, served in table.items()}
         frames = {}
-        for name, source in sources.items():
-            self._counters[name].frames_in.count = source.frames
-            frames[name] = source.ring.read_new()
+        for name, served in table.items():
+            served.counters.frames_in.count = served.source.frames
+            frames[name] = served.source.ring.read_new()
             if frames[name]:
-                self._keep_originals(self._counters[name], frames[name])
+                keep_originals(served.counters, frames[name])
         slice_size = len(max(frames.values(), key=len)) if deadline is None else DRAIN_SLICE
         while any(frames.values()):
             if deadline is not None and time.monotonic() > deadline:
                 for name, left in frames.items():
-                    self._counters[name].shutdown_dropped += len(left)
+                    table[name].counters.shutdown_dropped += len(left)
                 break
             batch = {name: queued[:slice_size] for name, queued in frames.items()}
             frames = {name: queued[slice_size:] for name, queued in frames.items()}
             for prediction in self.scheduler.process(batch).predictions:
                 self._publish(prediction)
         for name, stream_changes in changes.items():
-            counters = self._counters[name]
+            served = table[name]
             for change in stream_changes:
                 if change.state in GAP_STATES:
                     self.scheduler.reset(name, segment=change.segment)
                     self._end_events(name)
-                counters.last_reason = change.reason
-                counters.timeline.append((change.wall_time, change.state.value, change.reason))
+                self._note(served, change.state.value, change.reason, change.wall_time)
                 log.log(
                     LOG_LEVELS.get(change.state, logging.INFO),
                     "%s%s",
@@ -624,39 +471,43 @@ class Pipeline:
                     f": {change.reason}" if change.reason else "",
                     extra={"stream": name, "state": change.state.value, "frames": change.frames},
                 )
-                stats = {**self._stream_stats(name), "frames": change.frames, "segment": change.segment}
+                stats = {**plain(self._stream_stats(served)), "frames": change.frames, "segment": change.segment}
                 self.outbox.publish_status(name, change.state.value, change.reason, stats)
-            recorder = sources[name].recorder
+            recorder = served.source.recorder
             problem = recorder.take_problem() if recorder is not None else None
             if problem:  # the stream goes on; its state stays, the reason says what went wrong
-                known = sources[name].state
+                known = served.source.state
                 state = known.value if known is not None else "connecting"
-                counters.last_reason = problem
-                counters.timeline.append((time.time(), state, problem))
+                self._note(served, state, problem)
                 log.warning("%s", problem, extra={"stream": name, "state": state})
-                self.outbox.publish_status(name, state, problem, self._stream_stats(name))
+                self.outbox.publish_status(name, state, problem, plain(self._stream_stats(served)))
         if time.monotonic() - self._health_checked >= HEALTH_INTERVAL_S:
-            self._watch_degraded(sources)
+            self._watch_degraded(table)
 
-    def _watch_degraded(self, sources: Mapping[str, Source]) -> None:
+    @staticmethod
+    def _note(served: Served, state: str, reason: str, wall_time: float | None = None) -> None:
+        """The stream's latest reason, and a line of its timeline (the status page)."""
+        served.counters.last_reason = reason
+        served.counters.timeline.append((time.time() if wall_time is None else wall_time, state, reason))
+
+    def _watch_degraded(self, table: Table) -> None:
         """Enter or leave `degraded` (stream.degraded): logged once each way, and a status message."""
         now = self._health_checked = time.monotonic()
-        rules, scheduled = self.options.degraded, self.scheduler.stats()["streams"]
-        for name, source in sources.items():
-            counters = self._counters[name]
+        rules = self.options.degraded
+        for name, served in table.items():
+            source, counters = served.source, served.counters
             connected = source.state is SourceState.CONNECTED
             counters.connected_since = (counters.connected_since or now) if connected else None
             # A looping file restarts its clock at each loop by design: only a live source's resets are a fault.
-            resets = scheduled.get(name, {}).get("resets", 0) if source.live else 0
+            resets = served.track.resets if source.live else 0
             counters.health.append(Sample(now, counters.predictions_out.count, resets))
             while len(counters.health) > 2 and counters.health[1].t < now - rules.window_s:
                 counters.health.popleft()
             was = counters.degraded
             if not connected:
                 continue  # a gap is its own state and log line; degraded or not is judged again once connected
-            expected = (source.options.fps or self.bundle.meta.spec.fps) / self.configs[
-                name
-            ].hop  # one prediction per hop sampled frames
+            # One prediction per hop sampled frames.
+            expected = (source.options.fps or self.bundle.meta.spec.fps) / served.config.hop
             counters.degraded = assess(rules, counters.health, counters.connected_since, expected, now, was is not None)
             if (was is None) == (counters.degraded is None):
                 continue
@@ -667,14 +518,13 @@ class Pipeline:
                 log.warning("degraded: %s", reason, extra={"stream": name, "state": DEGRADED})
             else:
                 log.info("%s", reason, extra={"stream": name, "state": SourceState.CONNECTED.value})
-            counters.last_reason = reason
-            stats = self._stream_stats(name)
-            counters.timeline.append((time.time(), stats["state"], reason))
-            self.outbox.publish_status(name, stats["state"], reason, stats)
+            stats = self._stream_stats(served)
+            self._note(served, stats.state, reason)
+            self.outbox.publish_status(name, stats.state, reason, plain(stats))
 
     def _publish(self, prediction: Prediction) -> None:
-        counters = self._counters[prediction.stream]
-        config = self.configs[prediction.stream]
+        served = self.table[prediction.stream]
+        counters, config = served.counters, served.config
         rules, label = config.events, stream_label(config, self.bundle, prediction)
         sent = self.outbox.publish_prediction(
             prediction.stream,
@@ -702,106 +552,40 @@ class Pipeline:
                 counters.events,
                 Observation(label, prediction.score, prediction.pts, prediction.frame_index, new_event_id(time.time())),
             )
-            self._follow_event_frames(counters, label, prediction, {e.id for e in events if e.type == "end"})
+            follow_event_frames(counters, label, prediction, {e.id for e in events if e.type == "end"})
             for event in events:
                 self._publish_event(prediction.stream, event)
 
     def _end_events(self, name: str) -> None:
         """A gap or the end of the stream ends its open event at the last frame it was seen."""
-        counters = self._counters[name]
+        counters = self.table[name].counters
         counters.events, events = finish(counters.events)
         for event in events:
             self._publish_event(name, event)
         counters.event_frames = {}
 
     def _publish_event(self, name: str, event: ActionEvent) -> None:
-        wall = time.time()
+        wall, served = time.time(), self.table[name]
         if event.type == "start":
-            started = self._counters[name].events_started
+            started = served.counters.events_started
             started[event.label] = started.get(event.label, 0) + 1
-        media = self._event_media(name, event, wall)
+        media = event_media(served, event, wall, self.snapshots)
         event = msgspec.structs.replace(event, **media)
         self.outbox.publish_event(name, event)
-        self._store_event(name, event, media, wall)
+        store_event(served, event, media, wall)
         what = f"{event.label} from frame {event.start_frame}" + (
             f" to {event.end_frame} ({event.duration_s:.1f} s, peak {event.peak_score:.2f})"
             if event.type == "end"
             else ""
         )
-        self._counters[name].timeline.append((time.time(), f"event {event.type}", what))
+        served.counters.timeline.append((time.time(), f"event {event.type}", what))
         log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
-
-    # -- events' frames, clips, snapshots and rows (stream.snapshots, stream.recording, stream.event_store)
-
-    @staticmethod
-    def _keep_originals(counters: _Counters, frames: list) -> None:
-        counters.last_image = frames[-1].image
-        counters.originals = {f.index: f.original for f in frames if f.original is not None}
-        if frames[-1].original is not None:
-            counters.last_original = frames[-1].original
-
-    @staticmethod
-    def _follow_event_frames(counters: _Counters, label: str, prediction: Prediction, ending: set[str]) -> None:
-        """Keep the open event's first and best frames; the frames of one that ended on this
-        prediction (`ending`) stay until its end is published (`_event_media` takes them)."""
-        opened = counters.events.open
-        ended = {k: v for k, v in counters.event_frames.items() if k in ending}
-        frames = follow(
-            counters.event_frames,
-            opened.id if opened else None,
-            opened is not None and label == opened.label,
-            prediction.score,
-            counters.originals.get(prediction.frame_index),
-        )
-        counters.event_frames = {**ended, **frames}
-
-    def _event_media(self, name: str, event: ActionEvent, wall: float) -> dict[str, str]:
-        """Start the event's clip, end it, and queue its snapshots: the paths the message names."""
-        recorder, counters, kind, event_id = self.sources[name].recorder, self._counters[name], event.type, event.id
-        media: dict[str, str] = {}
-        if kind == "update":
-            return media
-        if recorder is not None and kind == "start":
-            clip = recorder.start(event.start_time, event.label, event_id)
-            if clip is not None:
-                counters.clips[event_id] = clip
-        elif recorder is not None:
-            recorder.end(event.start_time if event.end_time is None else event.end_time, event_id)
-            clip = counters.clips.pop(event_id, None)
-            if clip is not None:
-                media["clip"] = clip
-        frames: EventFrames | None = counters.event_frames.get(event_id)
-        if kind == "end":
-            counters.event_frames = {k: v for k, v in counters.event_frames.items() if k != event_id}
-        original = (frames.first if kind == "start" else frames.best) if frames else counters.last_original
-        store = self._store_of.get(name)
-        path = index = None
-        if recorder is not None and store is not None and store.dir is not None:
-            path = recorder.folder / (f"{event_id}-start.jpg" if kind == "start" else f"{event_id}.jpg")
-            index = store.index
-        # Not recording: encoded all the same when someone takes the bytes (snapshots.on_jpeg), never stored.
-        if (
-            self.snapshots.write(original, index, path, name, wall, "start" if kind == "start" else "best")
-            and path is not None
-        ):
-            media["snapshot"] = str(path)
-        return media
 
     def _hand_snapshot(self, name: str, kind: str, jpeg: bytes) -> None:
         """Every event snapshot (at its start, then its best frame) to the sinks that carry images: the
         retained one is the best. On the snapshot writer's thread."""
         for sink in self.outbox.sinks:
             sink.publish_snapshot(name, jpeg)
-
-    def _store_event(self, name: str, event: ActionEvent, media: dict[str, str], wall: float) -> None:
-        store = self._store_of.get(name)
-        if store is None:
-            return
-        relative = {key: _relative(media[key], store.dir) for key in ("clip", "snapshot") if key in media}
-        try:
-            record(store, name, event, wall, **relative)
-        except sqlite3.Error as err:  # a full disk: the event is published, only its row is lost
-            log.warning("event %s not stored: %s", event.id, err, extra={"stream": name})
 
     def _publish_final(self, names: Sequence[str]) -> None:
         """A stream's last words: its open event ends, then its final status."""
@@ -810,77 +594,27 @@ class Pipeline:
         self._publish_stats("final", names)
 
     def _publish_stats(self, report: str, names: Sequence[str] | None = None) -> None:
-        for name in names if names is not None else list(self.sources):
-            counters = self._counters[name]
-            stats = {**self._stream_stats(name, recent=report == "periodic"), "report": report}
-            self.outbox.publish_status(name, stats["state"], counters.last_reason, stats)
-            if stats["dropped"] > counters.dropped_logged:  # one line per burst, at most one per stats interval
+        for name in names if names is not None else list(self.table):
+            served = self.table[name]
+            counters, stats = served.counters, self._stream_stats(served, recent=report == "periodic")
+            self.outbox.publish_status(name, stats.state, counters.last_reason, {**plain(stats), "report": report})
+            if stats.dropped > counters.dropped_logged:  # one line per burst, at most one per stats interval
                 log.warning(
                     "dropped %d frames at the ring (%d in all): inference is behind the camera",
-                    stats["dropped"] - counters.dropped_logged,
-                    stats["dropped"],
-                    extra={"stream": name, "dropped": stats["dropped"]},
+                    stats.dropped - counters.dropped_logged,
+                    stats.dropped,
+                    extra={"stream": name, "dropped": stats.dropped},
                 )
-                counters.dropped_logged = stats["dropped"]
+                counters.dropped_logged = stats.dropped
 
-    def _stream_stats(
-        self,
-        name: str,
-        recent: bool = False,
-        source: Source | None = None,
-        counters: _Counters | None = None,
-        scheduled: dict | None = None,
-        percentiles: bool = True,
-    ) -> dict:
-        """Counters of one stream; rates over the whole run, or since the last recent=True call."""
-        source, counters = source or self.sources[name], counters or self._counters[name]
-        scheduled = scheduled or self.scheduler.stats()
-        rate = (lambda meter: meter.recent()) if recent else (lambda meter: meter.overall())
-        latency = counters.latency_ms.percentiles() if percentiles else dict.fromkeys(("p50", "p95", "p99"))
-        batches = scheduled["batch_sizes"]
-        clips = {"clips": source.recorder.stats()} if source.recorder is not None else {}
-        stats = source.stats()
-        return {
-            **stats,
-            "state": _shown(stats["state"], counters),
-            **scheduled["streams"][name],
-            **clips,
-            "fps_in": rate(counters.frames_in),
-            "fps_out": rate(counters.predictions_out),
-            "publisher_dropped": counters.publisher_dropped,
-            "shutdown_dropped": counters.shutdown_dropped,
-            "latency_p50_ms": latency["p50"],
-            "latency_p95_ms": latency["p95"],
-            "latency_p99_ms": latency["p99"],
-            "batch_mean": round(sum(k * v for k, v in batches.items()) / max(1, sum(batches.values())), 2),
-            "batch_sizes": {str(k): v for k, v in batches.items()},
-        }
+    def _stream_stats(self, served: Served, recent: bool = False) -> StreamStats:
+        return stream_stats(served, dict(sorted(self.scheduler.batch_histogram.items())), recent)
 
     def _all_ended(self) -> bool:
         return all(
-            s.state in FINAL_STATES and not s.running and s.ring.stats()["pending"] == 0 for s in self.sources.values()
+            s.source.state in FINAL_STATES and not s.source.running and s.source.ring.stats().pending == 0
+            for s in self.table.values()
         )
-
-
-def _shown(state: str | None, counters: _Counters) -> str | None:
-    """The state a person and a reader see: a connected stream the degraded check flags is `degraded`."""
-    return DEGRADED if state == SourceState.CONNECTED.value and counters.degraded is not None else state
-
-
-def _relative(path: str, root: Path | None) -> str | None:
-    try:
-        return None if root is None else Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return None
-
-
-def stream_label(config: StreamConfig, bundle: RuntimeBundle, prediction: Prediction) -> str:
-    """The label a stream publishes for a prediction: the model's, or `idle`/`unknown` by the
-    stream's idle gate, open-set guard and event rules (stream.events.published_label)."""
-    threshold = stream_threshold(config.novelty, bundle.novelty, _id(config))
-    novel = threshold is not None and prediction.novelty is not None and prediction.novelty > threshold
-    idle = prediction.motion is not None and prediction.motion < config.idle_motion
-    return published_label(config.events, prediction.label, prediction.score, novel, idle)
 
 
 def _zeromq_sink(options: PipelineOptions) -> ZeroMqSink | None:
@@ -911,53 +645,3 @@ def _open_sinks(zeromq: ZeroMqSink | None, tables: Sequence[dict]) -> list[Sink]
             sink.close(0)
         raise
     return sinks
-
-
-def _with_unique_ids(streams: Sequence[StreamConfig]) -> list[StreamConfig]:
-    """Give each stream without an id one derived from its source, numbered if it repeats; LrcnError
-    for an id against the rule or ids that would share a folder or topic (stream.settings)."""
-    for config in streams:
-        if config.id is not None:
-            check_stream_id(config.id)
-    check_distinct_ids(c.id for c in streams if c.id is not None)
-    taken = {c.id.casefold() for c in streams if c.id}
-    named = []
-    for config in streams:
-        if config.id is None:
-            base = candidate = stream_name(config.source)
-            n = 2
-            while candidate.casefold() in taken:
-                suffix = f"-{n}"
-                candidate, n = base[: 64 - len(suffix)] + suffix, n + 1
-            taken.add(candidate.casefold())
-            config = replace(config, id=candidate)
-        named.append(config)
-    return named
-
-
-def source_options(
-    config: StreamConfig, defaults: SourceOptions, model_fps: float, model_needs_flow: bool = False
-) -> SourceOptions:
-    """A stream's capture settings: its own where it sets them, else the pipeline's. Flow is
-    computed for the idle gate and for a bundle that sees motion."""
-    return replace(
-        defaults,
-        fps=config.fps or model_fps,
-        pace=config.pace,
-        loop=config.loop,
-        flow=config.idle_motion > 0 or model_needs_flow,
-        crop=_crop(config.crop) if config.crop is not None else defaults.crop,
-        decoder=config.decoder or defaults.decoder,
-    )
-
-
-def _id(config: StreamConfig) -> str:
-    """A stream's id: every config the pipeline holds has one (_with_unique_ids names the rest)."""
-    if config.id is None:
-        raise LrcnError("a stream without an id reached the pipeline")
-    return config.id
-
-
-def _crop(crop: Sequence[int]) -> tuple[int, int, int, int]:
-    x, y, width, height = crop  # the settings check it is four numbers
-    return x, y, width, height

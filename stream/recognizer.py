@@ -37,6 +37,7 @@ from lrcn.stream.scheduler import Prediction as WindowPrediction
 from lrcn.stream.scheduler import Scheduler, StreamPlan
 from lrcn.stream.settings import check_stream_id
 from lrcn.stream.smoothing import parse_smoothing
+from lrcn.stream.stats import PipelineStats
 from lrcn.stream.sources.capture import CaptureError
 from lrcn.stream.sources.pyav import Scaler
 from lrcn.stream.windows import WindowConfig
@@ -159,7 +160,7 @@ class Recognizer:
         on_status=None,
         pace: bool = True,
         duration_s: float | None = None,
-    ) -> dict:
+    ) -> PipelineStats:
         """`runner(...)` started and served until every source ends, `duration_s` passes or Ctrl-C
         is pressed (as for serve, a stop, not an error), then stopped; the pipeline's final stats."""
         with self.runner(
@@ -264,7 +265,7 @@ class Runner:
         self.pipeline = Pipeline(
             recognizer.bundle, configs, PipelineOptions(endpoint=None, backend=recognizer.backend, sinks=sinks)
         )
-        self.stats: dict | None = None
+        self.stats: PipelineStats | None = None
         self._started = False
 
     @property
@@ -282,7 +283,7 @@ class Runner:
         self.pipeline.serve_until(timeout_s)
         return self.pipeline.wait(0)
 
-    def stop(self, timeout_s: float = 2.0) -> dict:
+    def stop(self, timeout_s: float = 2.0) -> PipelineStats:
         """Stop and return the final stats (per stream: frames, predictions, drops, latency)."""
         if self.stats is None:
             self.stats = self.pipeline.stop(timeout_s)

@@ -13,7 +13,7 @@ counts it as dropped, so a torn frame is never returned (a seqlock, in effect).
 >>> ring = FrameRing(capacity=4, size=(2, 2))
 >>> for i in range(6):
 ...     stored = ring.write(np.full((2, 2, 3), i, np.uint8), index=i, captured_at=float(i))
->>> [f.index for f in ring.read_new()], ring.stats()["dropped"]
+>>> [f.index for f in ring.read_new()], ring.stats().dropped
 ([2, 3, 4, 5], 2)
 """
 
@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+from lrcn.stream.stats import RingStats
 
 
 @dataclass(frozen=True)
@@ -144,16 +146,16 @@ class FrameRing:
             self._frame_read.notify_all()
         return frames[torn:]
 
-    def stats(self) -> dict:
+    def stats(self) -> RingStats:
         """written = read + dropped + pending, always."""
         with self._lock:
-            return {
-                "capacity": self.capacity,
-                "written": self._committed,
-                "read": self._read,
-                "dropped": self._dropped,
-                "pending": self._committed - self._next_unread,
-            }
+            return RingStats(
+                capacity=self.capacity,
+                written=self._committed,
+                read=self._read,
+                dropped=self._dropped,
+                pending=self._committed - self._next_unread,
+            )
 
     def _copy(self, seq: int) -> Frame:
         slot = seq % self.capacity

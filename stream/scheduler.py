@@ -38,7 +38,7 @@ from lrcn.stream.heads import Head, limit_blas_threads
 from lrcn.stream.novelty import NoveltyModel
 from lrcn.stream.ring import Frame
 from lrcn.stream.smoothing import SmootherState, Smoothing, smooth
-from lrcn.stream.stats import Histogram
+from lrcn.stream.stats import Histogram, SchedulerStats, TrackStats
 from lrcn.stream.windows import (
     WindowConfig,
     WindowState,
@@ -102,7 +102,7 @@ class FeatureRing:
 
 
 @dataclass
-class _Track:
+class Track:
     """What the scheduler holds for one stream between calls."""
 
     plan: StreamPlan
@@ -117,6 +117,10 @@ class _Track:
     repeats: int = 0  # frames offered again after a later one was encoded (must stay 0)
     predictions: int = 0
     resets: int = 0
+
+
+def track_stats(track: Track) -> TrackStats:
+    return TrackStats(track.seen, track.encoded, track.repeats, track.predictions, track.resets)
 
 
 class Scheduler:
@@ -142,25 +146,25 @@ class Scheduler:
         self.batch_histogram: Counter[int] = Counter()
         self.encode_seconds = {key: Histogram() for key in self.encoders}  # per encoder call
         # Replaced, never changed in place, so another thread may iterate it (stats) at any time.
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, Track] = {}
         for plan in streams:
             self.add_stream(plan)
 
-    def add_stream(self, plan: StreamPlan) -> None:
+    def add_stream(self, plan: StreamPlan) -> Track:
+        """Take a stream from its next frame on; its track, whose counts `track_stats` reads."""
         if plan.id in self._tracks:
             raise LrcnError(f"stream id {plan.id!r} is used twice")
         if plan.encoder not in self.encoders:
             raise LrcnError(f"stream {plan.id!r}: no encoder {plan.encoder!r} (have {', '.join(self.encoders)})")
         ring = FeatureRing(self.clip_length, self.novelty.feature_size) if self.novelty is not None else None
-        self._tracks = {
-            **self._tracks,
-            plan.id: _Track(
-                plan,
-                initial_state(self.head, self.clip_length, plan.windows),
-                features=ring,
-                motions=deque(maxlen=self.clip_length),
-            ),
-        }
+        track = Track(
+            plan,
+            initial_state(self.head, self.clip_length, plan.windows),
+            features=ring,
+            motions=deque(maxlen=self.clip_length),
+        )
+        self._tracks = {**self._tracks, plan.id: track}
+        return track
 
     def add_encoder(self, key: str, encoder: Encoder | JointEncoder) -> None:
         self.encoders = {**self.encoders, key: as_joint(encoder)}
@@ -180,7 +184,7 @@ class Scheduler:
         self._reset_head(track)
         track.segment = None
 
-    def _reset_head(self, track: _Track) -> None:
+    def _reset_head(self, track: Track) -> None:
         track.state = initial_state(self.head, self.clip_length, track.plan.windows)
         track.smoother = SmootherState()
         track.resets += 1
@@ -228,7 +232,7 @@ class Scheduler:
         predictions.sort(key=lambda item: item[0])  # in `due` order, as if each frame were stepped alone
         return StepResult([p for _, p in predictions], [(t.plan.id, f.index) for t, f in due], sizes)
 
-    def _step(self, due: list[tuple[_Track, Frame]], inputs: np.ndarray, features: np.ndarray):
+    def _step(self, due: list[tuple[Track, Frame]], inputs: np.ndarray, features: np.ndarray):
         """Step every due frame's stream, all streams of one window config at once: round r steps
         each stream's r-th due frame. Yields (position in `due`, track, frame, window, mean window
         features or None) per window."""
@@ -262,30 +266,21 @@ class Scheduler:
                     mean = track.features.mean() if track.features is not None else None
                     yield position, track, due[position][1], window, mean
 
-    def stats(self) -> dict:
+    def stats(self) -> SchedulerStats:
         histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts
-        streams = {
-            name: {
-                "seen": t.seen,
-                "encoded": t.encoded,
-                "repeats": t.repeats,
-                "predictions": t.predictions,
-                "resets": t.resets,
-            }
-            for name, t in self._tracks.items()
-        }
+        streams = {name: track_stats(t) for name, t in self._tracks.items()}
         by_modality: Counter[str] = Counter()
         for encoder in list(self.encoders.values()):
             by_modality.update(encoder.encoded)
-        return {
-            "streams": streams,
-            "encoded": sum(s["encoded"] for s in streams.values()),
-            "encoded_by_modality": dict(by_modality),
-            "encoder_calls": self.encoder_calls,
-            "batch_sizes": dict(sorted(histogram.items())),
-        }
+        return SchedulerStats(
+            streams=streams,
+            encoded=sum(s.encoded for s in streams.values()),
+            encoded_by_modality=dict(by_modality),
+            encoder_calls=self.encoder_calls,
+            batch_sizes=dict(sorted(histogram.items())),
+        )
 
-    def _fresh(self, track: _Track, frame: Frame) -> bool:
+    def _fresh(self, track: Track, frame: Frame) -> bool:
         """False for a frame offered again after a later one was encoded (counted; must stay 0)."""
         track.seen += 1
         if frame.index <= track.last_encoded:
@@ -295,7 +290,7 @@ class Scheduler:
         track.encoded += 1
         return True
 
-    def _encode(self, due: list[tuple[_Track, Frame]]) -> tuple[np.ndarray, list[int]]:
+    def _encode(self, due: list[tuple[Track, Frame]]) -> tuple[np.ndarray, list[int]]:
         """Features for every due frame, in order: one (joined) encoder call per encoder, split at
         max_batch; a joined encoder calls each modality's encoder once per call."""
         features: dict[int, np.ndarray] = {}  # by position in `due`

@@ -44,6 +44,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.httpd import MAX_BODY_BYTES, HttpServer, parse_address  # noqa: F401 - parse_address: its old home
 from lrcn.stream.metrics import pipeline_registry
 from lrcn.stream.snapshots import encode_jpeg
+from lrcn.stream.stats import plain
 from lrcn.stream.webconfig import BasicAuth, WebConfig, load_web_config
 
 log = logging.getLogger("lrcn.service")
@@ -326,7 +327,7 @@ class ServiceServer:
                 "backend": self.pipeline.options.backend,
             },
             "endpoint": self.pipeline.endpoint,
-            "streams": self.pipeline.overview(),
+            "streams": plain(self.pipeline.overview()),
         }
 
     def __enter__(self) -> ServiceServer:

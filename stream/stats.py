@@ -13,7 +13,9 @@ from __future__ import annotations
 import bisect
 import random
 import time
+from typing import Any
 
+import msgspec
 import numpy as np
 
 
@@ -115,3 +117,175 @@ class Histogram:
             total += n
             pairs.append((bound, total))
         return pairs
+
+
+# -- the records a stats read returns --------------------------------------------------------
+#
+# Each counted part reports one of these, built only when stats are read (a status message, a
+# scrape, the HTTP API, the final stats), never per frame. Readers in Python read attributes; the
+# edges that write JSON turn them into plain data with `plain`, so the JSON shows the same keys in
+# the same order. Fields that some sources of a kind lack are UNSET, and left out of the JSON.
+
+
+class RingStats(msgspec.Struct, frozen=True):
+    """A FrameRing's counts: written = read + dropped + pending, always."""
+
+    capacity: int
+    written: int
+    read: int
+    dropped: int  # overwritten before inference read them
+    pending: int
+
+
+class SourceStats(msgspec.Struct, frozen=True):
+    """A source's counts (stream.sources.supervisor.Source.stats)."""
+
+    state: str
+    frames: int  # decoded
+    sampled: int  # on the model's grid, written to the ring
+    flows: int
+    segment: int
+    reconnects: int
+    jumps: int
+    dropped: int  # at the ring
+    status_dropped: int
+    ring: RingStats
+
+
+class TrackStats(msgspec.Struct, frozen=True):
+    """What the scheduler counted for one stream."""
+
+    seen: int
+    encoded: int
+    repeats: int  # frames offered again after a later one was encoded: must stay 0
+    predictions: int
+    resets: int
+
+
+class SchedulerStats(msgspec.Struct, frozen=True):
+    streams: dict[str, TrackStats]
+    encoded: int
+    encoded_by_modality: dict[str, int]
+    encoder_calls: int
+    batch_sizes: dict[int, int]  # frames per encoder call -> calls
+
+
+class ClipStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A stream's clip recorder (stream.recording.ClipRecorder.stats, a dict with these keys or an
+    object with these attributes; a key not here is refused, never dropped unseen)."""
+
+    clips: int
+    failed: int
+    deleted: int
+    recording: bool
+    preroll_s: float
+
+
+class SinkStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A sink's counts (stream.sinks.Sink.stats): what every sink counts, and what only some kinds
+    count (UNSET on the others, left out of the JSON)."""
+
+    sent: int  # what the transport took
+    dropped: int  # a full queue or buffer, a ZeroMQ high-water mark
+    shed: int | msgspec.UnsetType = msgspec.UNSET
+    buffered: int | msgspec.UnsetType = msgspec.UNSET
+    connected: bool | msgspec.UnsetType = msgspec.UNSET
+    connects: int | msgspec.UnsetType = msgspec.UNSET
+    failed: int  # lost to a failure of the transport
+    undelivered: int | msgspec.UnsetType = msgspec.UNSET
+    rotations: int | msgspec.UnsetType = msgspec.UNSET
+    queued: int | msgspec.UnsetType = msgspec.UNSET
+    problem: str | None  # the latest failure, "" or None: none
+    handshake_failures: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class PublisherStats(msgspec.Struct, frozen=True):
+    """The ZeroMQ socket's counts (all 0 without one)."""
+
+    sent: int = 0
+    shed: int = 0
+    undelivered: int = 0
+
+
+class StreamStats(msgspec.Struct, frozen=True):
+    """One stream's counters, as a status message carries them (flat, in this order). Rates are
+    over the whole run, or over the last stats interval in a periodic status."""
+
+    state: str  # the source's, or `degraded` (stream.degraded)
+    frames: int
+    sampled: int
+    flows: int
+    segment: int
+    reconnects: int
+    jumps: int
+    dropped: int
+    status_dropped: int
+    ring_capacity: int
+    ring_written: int
+    ring_read: int
+    ring_pending: int
+    seen: int
+    encoded: int
+    repeats: int
+    predictions: int
+    resets: int
+    clips: ClipStats | msgspec.UnsetType  # UNSET: the stream records nothing
+    fps_in: float
+    fps_out: float
+    publisher_dropped: int
+    shutdown_dropped: int
+    latency_p50_ms: float | None  # None: no prediction yet, or not asked for (a scrape)
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    batch_mean: float
+    batch_sizes: dict[str, int]
+
+
+class PipelineStats(msgspec.Struct, frozen=True):
+    """A pipeline's counters: what `lrcn serve --stats-json` writes and `Pipeline.stop` returns."""
+
+    elapsed_s: float
+    encoded: int
+    encoded_by_modality: dict[str, int]
+    encoder_calls: int
+    batch_sizes: dict[int, int]
+    publisher: PublisherStats
+    sinks: dict[str, SinkStats]
+    streams: dict[str, StreamStats]
+
+
+class TimelineEntry(msgspec.Struct, frozen=True):
+    time: float  # wall clock
+    state: str
+    reason: str
+
+
+class StreamOverview(msgspec.Struct, frozen=True):
+    """What a person looking at the service wants of one stream (the status page, /api/streams)."""
+
+    source: str
+    live: bool
+    state: str
+    reason: str
+    label: str | None
+    score: float | None
+    fps_in: float
+    fps_out: float
+    dropped: int
+    reconnects: int
+    predictions: int
+    events: list[TimelineEntry]  # state changes, problems and action events, oldest first
+
+
+class StreamActivity(msgspec.Struct, frozen=True):
+    """What a stream sees, for a metrics scrape."""
+
+    open: str | None  # the label of its open event
+    started: dict[str, int]  # label -> events started
+    snapshots: int  # snapshots written
+
+
+def plain(records: Any) -> Any:
+    """Records (or containers of them) as JSON-ready builtins: what a status message, an HTTP
+    answer or a stats file holds."""
+    return msgspec.to_builtins(records)

@@ -195,7 +195,7 @@ def run_pipeline(bundle, video, pace: bool = False, **config):
     )
     stats, inbox = run_received(pipeline, duration_s=60)
     events = [m.payload for m in inbox.messages if m.kind == "event"]
-    return stats["streams"]["cam"], inbox.predictions("cam"), events
+    return stats.streams["cam"], inbox.predictions("cam"), events
 
 
 def joined(pipeline, has_message, timeout_s: float = 10.0) -> bool:

@@ -53,8 +53,8 @@ def test_an_unpaced_file_loses_no_frame_and_every_window_equals_lrcn_evaluate(ke
     assert [tuple(p["window"]) for p in received] == [(s, s + T - 1) for s in range(len(frames) - T + 1)]
     got = np.array([[p["probabilities"][c] for c in bundle.classes] for p in received])
     np.testing.assert_allclose(got, offline, atol=1e-4)
-    stream = stats["streams"]["file"]
-    assert stream["dropped"] == 0 and stream["encoded"] == 750 and stream["state"] == "ended"
+    stream = stats.streams["file"]
+    assert stream.dropped == 0 and stream.encoded == 750 and stream.state == "ended"
 
 
 @needs_ffmpeg
@@ -98,7 +98,7 @@ def test_no_window_spans_a_timestamp_break(exported_seed, tmp_path, kind):
     windows = [tuple(p["window"]) for p in inbox.predictions("cam")]
     assert any(last < boundary for _, last in windows) and any(first >= boundary for first, _ in windows)
     assert all(last < boundary or first >= boundary for first, last in windows), "a window spans the break"
-    assert stats["streams"]["cam"]["jumps"] == 1 and stats["streams"]["cam"]["resets"] >= 1
+    assert stats.streams["cam"].jumps == 1 and stats.streams["cam"].resets >= 1
 
 
 @pytest.mark.slow
@@ -134,5 +134,5 @@ def test_an_rtsp_camera_gone_for_a_minute_comes_back_with_default_settings(expor
     after = states[2:]
     assert after[0] == "lost" and after.count("reconnecting") >= 3 and "connected" in after, after
     assert after.index("connected") > after.index("reconnecting")
-    assert "failed" not in states and stats["streams"]["door"]["reconnects"] == 1
+    assert "failed" not in states and stats.streams["door"].reconnects == 1
     assert back_after < 60 + 25, "reconnected within the capped backoff of the server's return"

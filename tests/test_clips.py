@@ -227,14 +227,14 @@ def test_a_source_keeps_capturing_when_its_record_dir_goes(short_h264, tmp_path)
     source = Source(str(short_h264), SIZE, options=SourceOptions(ring_capacity=512), recorder=recorder)
     source.start()
     try:
-        assert wait_until(lambda: source.stats()["frames"] >= 30, 10)
+        assert wait_until(lambda: source.stats().frames >= 30, 10)
         shutil.rmtree(tmp_path / "clips")  # it holds only the media index
         (tmp_path / "clips").write_text("a file where the dir was")
         assert recorder.start(1.0, "sit") is not None
         recorder.end(1.0)
         assert wait_until(lambda: recorder.problem is not None, 10)
-        frames = source.stats()["frames"]
-        assert wait_until(lambda: source.stats()["frames"] >= frames + 25, 5), "capture goes on"
+        frames = source.stats().frames
+        assert wait_until(lambda: source.stats().frames >= frames + 25, 5), "capture goes on"
         assert source.state is SourceState.CONNECTED
         problem = recorder.take_problem()
         assert one_line(problem) and "is gone" in problem, problem

@@ -186,9 +186,9 @@ def test_a_stream_that_samples_slower_or_predicts_every_hop_frames_is_judged_by_
     with caplog.at_level(logging.INFO, logger="lrcn"):
         pipeline.start()
         try:
-            assert wait_until(lambda: all(s["predictions"] >= 4 for s in pipeline.overview().values()), 30)
+            assert wait_until(lambda: all(s.predictions >= 4 for s in pipeline.overview().values()), 30)
             time.sleep(6)  # past the warm-up and a window
-            shown = {name: s["state"] for name, s in pipeline.overview().items()}
+            shown = {name: s.state for name, s in pipeline.overview().items()}
         finally:
             pipeline.stop()
     messages = [r.getMessage() for r in caplog.records]

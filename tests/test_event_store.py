@@ -113,7 +113,7 @@ def test_clips_are_the_events_one_to_one_play_and_are_capped(served_run):
     _, events, clips, stats, _ = served_run
     files = sorted((clips / "cam").glob("*.mp4"))
     assert [f.name for f in files] == sorted(f"{e['id']}.mp4" for e in ends(events))
-    assert stats["streams"]["cam"]["clips"]["clips"] == 3 and stats["streams"]["cam"]["clips"]["failed"] == 0
+    assert stats.streams["cam"].clips.clips == 3 and stats.streams["cam"].clips.failed == 0
     for end in ends(events):
         with av.open(end["clip"]) as container:
             frames = list(container.decode(video=0))

@@ -115,7 +115,7 @@ def test_a_file_gives_every_frame_timestamped_and_the_sampled_frames_equal_the_p
     assert np.abs(np.stack([f.image for f in frames]).astype(int) - offline).mean() < 1.0, (
         "GStreamer's frames go through the PyAV capture's conversion"
     )
-    assert source.stats()["frames"] == 50 and source.stats()["sampled"] == 20
+    assert source.stats().frames == 50 and source.stats().sampled == 20
     assert states(events) == [CONNECTING, CONNECTED, ENDED]
     assert re.fullmatch(r"320x240 \w+ at 25\.0 fps, decoder (?!none)\S+ \(gstreamer\)", events[1].reason), events[
         1

@@ -96,7 +96,7 @@ def make_sink(port: int, client_id: str, **options) -> MqttSink:
     sink = MqttSink.from_config(
         {"url": f"mqtt://127.0.0.1:{port}/lrcn", "client_id": client_id, **options}, node="test"
     )
-    assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+    assert wait_until(lambda: sink.stats().connected, 20), sink.stats()
     return sink
 
 

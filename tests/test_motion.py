@@ -74,8 +74,8 @@ def test_each_sampled_frame_has_its_flow_computed_once_and_equal_to_the_offline_
     )
     frames = read_all(source)
     fields, levels = read_motion(video, SIZE, 10)
-    assert len(frames) == len(fields) == source.stats()["sampled"]
-    assert source.stats()["flows"] == source.motion.computed == len(frames) - 1, "once per sampled frame but the first"
+    assert len(frames) == len(fields) == source.stats().sampled
+    assert source.stats().flows == source.motion.computed == len(frames) - 1, "once per sampled frame but the first"
     np.testing.assert_array_equal(np.stack([f.flow for f in frames]), fields)
     assert [f.motion for f in frames] == [None, *levels[1:].tolist()] and np.isnan(levels[0])
     np.testing.assert_array_equal(np.stack([f.image for f in frames]), read_frames(video, SIZE, 10))
@@ -93,7 +93,7 @@ def test_a_looping_file_computes_no_flow_across_its_restart_and_each_pass_equals
         assert got[0].motion is None and (got[0].flow == FLOW_OFFSET).all(), "the pass's first frame: no flow"
         np.testing.assert_array_equal(np.stack([f.flow for f in got]), fields)
         assert [f.motion for f in got][1:] == levels[1:].tolist()
-    assert source.stats()["flows"] == sum(f.motion is not None for f in frames)
+    assert source.stats().flows == sum(f.motion is not None for f in frames)
 
 
 @needs_ffmpeg
@@ -118,7 +118,7 @@ def test_a_still_scene_is_idle_and_starts_no_event_while_the_same_frames_in_moti
     stats, predictions, events = run_pipeline(bundle, still)
     assert predictions and {p["label"] for p in predictions} == {"idle"} and events == []
     assert all(p["motion"] == 0.0 and p["probabilities"] for p in predictions), "probabilities still published"
-    assert stats["flows"] == stats["sampled"] - 1
+    assert stats.flows == stats.sampled - 1
     _, ungated, ungated_events = run_pipeline(bundle, still, idle_motion=0.0)
     assert "idle" not in {p["label"] for p in ungated} and ungated_events, "without the gate a still names a class"
     moving = real_video(tmp_path)
@@ -131,7 +131,7 @@ def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_foota
     video = real_video(tmp_path)
     on_stats, on, on_events = run_pipeline(bundle, video)
     off_stats, off, off_events = run_pipeline(bundle, video, idle_motion=0.0)
-    assert off_stats["flows"] == 0 and all("motion" not in p for p in off)
+    assert off_stats.flows == 0 and all("motion" not in p for p in off)
     # Batches differ from run to run with the capture's timing, and so the encoder's last bits: 1e-4, as elsewhere.
     assert [(p["window"], p["label"]) for p in on] == [(p["window"], p["label"]) for p in off] and len(on) > 10
     np.testing.assert_allclose(

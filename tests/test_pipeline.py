@@ -65,8 +65,8 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
         for p in received:
             got = np.array([p["probabilities"][c] for c in bundle.classes])
             np.testing.assert_allclose(got, expected[tuple(p["window"])], atol=1e-4)
-        assert stats["streams"][config.id]["dropped"] == 0
-        assert stats["streams"][config.id]["encoded"] == len(
+        assert stats.streams[config.id].dropped == 0
+        assert stats.streams[config.id].encoded == len(
             read_frames(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)
         )
     firsts = [tuple(inbox.predictions(c.id)[0]["probabilities"].values()) for c in configs]
@@ -76,9 +76,9 @@ def test_five_streams_in_one_process_each_equal_their_own_offline_predictions(ex
     finals = [s for s in inbox.statuses() if s["stats"].get("report") == "final"]
     assert sorted(s["stream"] for s in finals) == sorted(c.id for c in configs)
     assert all(s["state"] == "ended" for s in finals)
-    assert stats["encoded"] == sum(int(k) * v for k, v in stats["batch_sizes"].items())
-    assert max(stats["batch_sizes"]) > 1, "gathering puts several streams' frames in one encoder call"
-    assert stats["streams"]["s0"]["latency_p99_ms"] >= stats["streams"]["s0"]["latency_p50_ms"] > 0
+    assert stats.encoded == sum(int(k) * v for k, v in stats.batch_sizes.items())
+    assert max(stats.batch_sizes) > 1, "gathering puts several streams' frames in one encoder call"
+    assert stats.streams["s0"].latency_p99_ms >= stats.streams["s0"].latency_p50_ms > 0
 
 
 def test_stop_drains_publishes_a_final_status_per_stream_and_closes(exported_seed, tmp_path):
@@ -99,8 +99,8 @@ def test_stop_drains_publishes_a_final_status_per_stream_and_closes(exported_see
     for name in ("one", "two"):
         final = inbox.statuses(name)[-1]
         assert (final["state"], final["stats"]["report"]) == ("stopped", "final")
-        assert final["stats"]["predictions"] == stats["streams"][name]["predictions"]
-        assert stats["streams"][name]["ring_pending"] == 0, "stop drains the ring"
+        assert final["stats"]["predictions"] == stats.streams[name].predictions
+        assert stats.streams[name].ring_pending == 0, "stop drains the ring"
 
 
 def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_seed, tmp_path):
@@ -127,12 +127,12 @@ def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_see
         inbox.close()
         stalled.close(linger=0)
         context.term()
-    published = sum(s["predictions"] for s in stats["streams"].values())
+    published = sum(s.predictions for s in stats.streams.values())
     assert published > 300
     assert len(inbox.predictions()) == published and sum(inbox.subscriber.missed.values()) == 0, (
         "the reading subscriber gets every prediction"
     )
-    assert stats["publisher"]["shed"] == 0 and all(s["publisher_dropped"] == 0 for s in stats["streams"].values())
+    assert stats.publisher.shed == 0 and all(s.publisher_dropped == 0 for s in stats.streams.values())
 
 
 @needs_ffmpeg
@@ -179,7 +179,7 @@ def test_a_live_stream_is_predicted_survives_its_server_restarting_and_resets_at
     windows = [tuple(p["window"]) for p in inbox.predictions()]
     assert not any(first < first_new_frame <= last for first, last in windows), "no window spans the gap"
     assert any(first >= first_new_frame for first, _ in windows), "predictions resumed after the gap"
-    assert stats["streams"]["cam"]["reconnects"] == 1 and stats["streams"]["cam"]["resets"] >= 1
+    assert stats.streams["cam"].reconnects == 1 and stats.streams["cam"].resets >= 1
 
 
 @pytest.mark.slow

@@ -90,9 +90,9 @@ def test_a_curve_proxy_forwards_only_authorized_publishers_to_authorized_subscri
     assert failures["publishers"] >= 3 and failures["subscribers"] >= 3, failures
     for rogue in rogues.values():
         stats = rogue.zeromq.stats()
-        assert stats["sent"] == 0 and stats["undelivered"] > 0 and not stats["connected"], stats
-    assert "delivers nothing: handshake refused: this key is not authorized" in unknown.zeromq.stats()["problem"]
-    assert edge.stats()["sent"] > 0 and edge.zeromq.stats()["connected"]
+        assert stats.sent == 0 and stats.undelivered > 0 and not stats.connected, stats
+    assert "delivers nothing: handshake refused: this key is not authorized" in unknown.zeromq.stats().problem
+    assert edge.stats()["sent"] > 0 and edge.zeromq.stats().connected
 
 
 def test_reloading_the_keys_revokes_a_connected_subscriber_and_keeps_the_others(keys):

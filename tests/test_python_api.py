@@ -15,6 +15,7 @@ import pytest
 import lrcn
 from lrcn.stream.events import EventRules
 from lrcn.stream.runtime_bundle import load_runtime_bundle
+from lrcn.stream.stats import plain
 from lrcn.stream.video import read_frames, read_video_frames
 from tests.live_servers import free_port
 from tests.edge_install import BLOCK
@@ -218,8 +219,8 @@ def test_run_delivers_serves_predictions_and_events_to_callbacks_without_a_port(
     assert frames and all(f is not None and f.shape == (height, width, 3) and f.dtype == np.uint8 for f in frames)
     assert events and events[0]["type"] == "start" and events[-1]["type"] == "end"
     assert statuses[-1]["state"] == "ended" and statuses[-1]["stats"]["report"] == "final"
-    assert stats["streams"]["sweep"]["predictions"] == len(predictions)
-    assert stats["sinks"] == {
+    assert stats.streams["sweep"].predictions == len(predictions)
+    assert plain(stats.sinks) == {
         "callback": {"sent": len(predictions) + len(events) + len(statuses), "dropped": 0, "failed": 0, "problem": ""}
     }
 
@@ -241,7 +242,7 @@ def test_a_runner_stops_cleanly_and_leaves_no_thread_running(exported_seed, mp4)
     took = time.monotonic() - stopping
     assert set(got) == {"a", "b"}
     assert took < 2.5
-    assert runner.stats["streams"]["a"]["state"] == "stopped"
+    assert runner.stats.streams["a"].state == "stopped"
     left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
     assert left == [], left
     assert runner.stop() is runner.stats, "stopping twice is harmless"
@@ -256,9 +257,9 @@ def test_a_callback_that_raises_is_counted_and_the_pipeline_goes_on(exported_see
         raise ValueError("drawing failed")
 
     stats = recognizer.run(mp4, on_prediction=broken, pace=False)
-    assert stats["streams"]["sweep"]["predictions"] == len(seen) > 5
-    assert stats["sinks"]["callback"]["failed"] == len(seen)
-    assert stats["sinks"]["callback"]["problem"] == "on_prediction raised ValueError: drawing failed"
+    assert stats.streams["sweep"].predictions == len(seen) > 5
+    assert stats.sinks["callback"].failed == len(seen)
+    assert stats.sinks["callback"].problem == "on_prediction raised ValueError: drawing failed"
 
 
 # -- bad input: one line ----------------------------------------------------------------------------

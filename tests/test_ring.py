@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lrcn.stream.ring import FrameRing
+from lrcn.stream.stats import RingStats
 
 SIZE = (24, 32)
 
@@ -21,7 +22,7 @@ def test_full_ring_overwrites_the_oldest_and_counts_each_drop():
     assert [f.captured_at for f in frames] == [12.0, 13.0, 14.0]
     assert [f.segment for f in frames] == [0, 0, 1]
     assert all((f.image == image_of(f.index)).all() for f in frames)
-    assert ring.stats() == {"capacity": 3, "written": 5, "read": 3, "dropped": 2, "pending": 0}
+    assert ring.stats() == RingStats(capacity=3, written=5, read=3, dropped=2, pending=0)
     assert ring.read_new() == []
 
 
@@ -80,10 +81,10 @@ def test_a_writer_thread_outrunning_a_reader_thread_loses_frames_but_never_tears
     torn = [f.index for f in received if not (f.image == f.index % 251).all()]
     assert torn == []
     stats = ring.stats()
-    assert stats["written"] == total
-    assert stats["read"] == len(received)
-    assert stats["dropped"] == total - len(received) > 0
-    assert stats["pending"] == 0
+    assert stats.written == total
+    assert stats.read == len(received)
+    assert stats.dropped == total - len(received) > 0
+    assert stats.pending == 0
 
 
 def test_capacity_must_be_positive():
@@ -112,4 +113,4 @@ def test_a_lossless_ring_makes_its_writer_wait_for_room_and_close_releases_it():
     thread.join(1.0)
     assert not thread.is_alive() and written == [0, 1, 2, 3], "close() releases the writer; its frame is refused"
     assert [f.index for f in ring.read_new()] == [2, 3], "what the ring held is still read after close()"
-    assert ring.stats()["dropped"] == 0
+    assert ring.stats().dropped == 0

@@ -63,11 +63,11 @@ def test_each_sampled_frame_is_encoded_exactly_once_in_one_batch_across_streams(
     stats = scheduler.stats()
     for name, stream_frames in offered.items():
         assert [i for n, i in encoded if n == name] == [f.index for f in stream_frames]
-        assert stats["streams"][name]["encoded"] == len(stream_frames)
-    assert stats["streams"]["a"]["repeats"] == 12
-    assert stats["encoded"] == len(encoded) == sum(sizes)
-    assert stats["encoder_calls"] == len(sizes) == len(range(0, len(frames), 5)), "one encoder call per process()"
-    assert max(sizes) > 1 and sum(k * v for k, v in stats["batch_sizes"].items()) == len(encoded)
+        assert stats.streams[name].encoded == len(stream_frames)
+    assert stats.streams["a"].repeats == 12
+    assert stats.encoded == len(encoded) == sum(sizes)
+    assert stats.encoder_calls == len(sizes) == len(range(0, len(frames), 5)), "one encoder call per process()"
+    assert max(sizes) > 1 and sum(k * v for k, v in stats.batch_sizes.items()) == len(encoded)
 
 
 def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_seed):
@@ -96,7 +96,7 @@ def test_streams_never_share_state_and_a_new_segment_resets_the_head(exported_se
         for window, probabilities in by_stream[name].items():
             np.testing.assert_allclose(probabilities, expected[window], atol=1e-4)
     assert all(last < 30 or first >= 30 for first, last in by_stream["split"]), "no window spans the gap"
-    assert scheduler.stats()["streams"]["split"]["resets"] == 1
+    assert scheduler.stats().streams["split"].resets == 1
     after_gap = {w: p for w, p in by_stream["split"].items() if w[0] >= 30}
     assert min(after_gap)[0] == min(f.index for f in split if f.segment == 1), "windows restart at the new segment"
 

@@ -209,12 +209,12 @@ def test_reconfigure_restarts_a_changed_stream_and_keeps_the_others(exported_see
     pipeline = Pipeline(bundle, streams, PipelineOptions(endpoint="tcp://127.0.0.1:*"))
     try:
         pipeline.start()
-        assert wait_until(lambda: all(s["predictions"] >= 3 for s in pipeline.stats()["streams"].values()), 30)
+        assert wait_until(lambda: all(s.predictions >= 3 for s in pipeline.stats().streams.values()), 30)
         kept_source = pipeline.sources["a"]
         change = pipeline.reconfigure([streams[0], StreamConfig(str(video), id="b", loop=True, hop=2)])
         assert change == {"added": [], "removed": [], "restarted": ["b"], "kept": ["a"]}
         assert pipeline.sources["a"] is kept_source and pipeline.sources["b"].running
-        assert wait_until(lambda: pipeline.stats()["streams"]["b"]["predictions"] >= 3, 30)
+        assert wait_until(lambda: pipeline.stats().streams["b"].predictions >= 3, 30)
         with pytest.raises(LrcnError, match="no-such-file"):
             pipeline.reconfigure([streams[0], StreamConfig(str(tmp_path / "no-such-file.avi"), id="c")])
         assert set(pipeline.sources) == {"a", "b"}, "a refused reload changes nothing"

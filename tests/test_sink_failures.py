@@ -112,16 +112,16 @@ def test_a_write_cut_short_is_truncated_to_the_last_whole_line(tmp_path):
         with Outbox([sink], node="test") as outbox:
             for n in range(5):
                 outbox.publish_status("cam", "connected", f"{n} " + "y" * 7_000)
-            assert wait_until(lambda: sink.failed and not sink.stats()["queued"], 5), sink.stats()
+            assert wait_until(lambda: sink.failed and not sink.stats().queued, 5), sink.stats()
             stuck = sink.stats()
             filler.unlink()  # room again
             outbox.publish_status("cam", "connected", "after")
-            assert wait_until(lambda: sink.sent == stuck["sent"] + 1, 5), sink.stats()
+            assert wait_until(lambda: sink.sent == stuck.sent + 1, 5), sink.stats()
         lines = (disk / "m.jsonl").read_bytes().split(b"\n")
-    assert stuck["sent"] + stuck["failed"] == 5 and stuck["failed"] >= 1, stuck
-    assert "No space left on device" in stuck["problem"]
+    assert stuck.sent + stuck.failed == 5 and stuck.failed >= 1, stuck
+    assert "No space left on device" in stuck.problem
     assert lines[-1] == b"" and [json.loads(line)["reason"][:2] for line in lines[:-1]] == [
-        f"{n} " for n in range(stuck["sent"])
+        f"{n} " for n in range(stuck.sent)
     ] + ["af"]
 
 
@@ -134,7 +134,7 @@ def test_a_zeromq_send_that_fails_is_counted_not_raised():
     sink.close(0)  # a socket gone under the caller's feet
     assert not outbox.publish_status("cam", "connected")
     stats = sink.stats()
-    assert (stats["sent"], stats["failed"]) == (1, 1) and stats["problem"].startswith("cannot send on tcp://127.0.0.1:")
+    assert (stats.sent, stats.failed) == (1, 1) and stats.problem.startswith("cannot send on tcp://127.0.0.1:")
 
 
 class Refusing(Sink):

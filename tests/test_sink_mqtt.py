@@ -19,6 +19,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.outbox import Outbox
 from lrcn.stream.sinks import SINKS, Outgoing, Sink
 from lrcn.stream.sinks.mqtt import MqttSink
+from lrcn.stream.stats import plain
 from lrcn.tools.evidence.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
 from tests.mqtt_subscriber import Subscriber
 
@@ -53,7 +54,7 @@ def predict(outbox: Outbox, stream: str, i: int) -> bool:
 
 def counts(sink: MqttSink) -> dict:
     """The sink's stats but its failures (which depend on how often paho retried meanwhile)."""
-    return {k: v for k, v in sink.stats().items() if k not in ("failed", "problem")}
+    return {k: v for k, v in plain(sink.stats()).items() if k not in ("failed", "problem")}
 
 
 def seqs(subscriber: Subscriber, topic: str) -> list[int]:
@@ -66,7 +67,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
     subscribers = []
     try:
         assert SINKS.get("mqtt") is MqttSink
-        assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+        assert wait_until(lambda: sink.stats().connected, 20), sink.stats()
         live = Subscriber(broker.port)
         subscribers.append(live)
         assert live.wait_for(lambda got: ("lrcn/availability", b"online", True) in got), live.messages()
@@ -92,7 +93,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
         for topic in {t for t, _ in expected}:
             assert [p for t, p in data if t == topic] == [p for t, p in expected if t == topic], f"order on {topic}"
         assert all(not retain for topic, _, retain in live.messages() if topic != "lrcn/availability")
-        assert sink.stats() == {
+        assert plain(sink.stats()) == {
             "sent": len(expected),
             "dropped": 0,
             "buffered": 0,
@@ -120,7 +121,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
         after = Subscriber(broker.port)
         subscribers.append(after)
         assert after.wait_for(lambda got: ("lrcn/availability", b"offline", True) in got), after.messages()
-        assert sink.stats()["dropped"] == 0
+        assert sink.stats().dropped == 0
         sink.close()  # idempotent
     finally:
         sink.close(1.0)
@@ -134,9 +135,9 @@ from lrcn.stream.sinks.mqtt import MqttSink
 sink = MqttSink.from_config({"host": "127.0.0.1", "port": int(sys.argv[1]), "keepalive_s": 2,
                              "client_id": "sink-will"}, node="child")
 deadline = time.monotonic() + 30
-while not sink.stats()["connected"] and time.monotonic() < deadline:
+while not sink.stats().connected and time.monotonic() < deadline:
     time.sleep(0.02)
-print("connected" if sink.stats()["connected"] else "not connected", flush=True)
+print("connected" if sink.stats().connected else "not connected", flush=True)
 time.sleep(120)
 """
 
@@ -184,12 +185,12 @@ def test_broker_restart_loses_nothing_at_qos_1(tmp_path):
             time.sleep(max(0.0, start + sent[0] * 0.01 - time.monotonic()))
 
     try:
-        assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+        assert wait_until(lambda: sink.stats().connected, 20), sink.stats()
         publisher = threading.Thread(target=publish, daemon=True)
         publisher.start()
         time.sleep(2.0)
         broker.stop()
-        assert wait_until(lambda: not sink.stats()["connected"], 10), "the sink noticed the broker go"
+        assert wait_until(lambda: not sink.stats().connected, 10), "the sink noticed the broker go"
         time.sleep(1.5)
         broker.start()
         publisher.join(30)
@@ -206,9 +207,9 @@ def test_broker_restart_loses_nothing_at_qos_1(tmp_path):
         print(f"\nbroker restart: {n} sent, {len(got)} received, duplicated seqs {duplicated}, stats {sink.stats()}")
         assert first_seen == list(range(n)), "every seq, in order, after de-duplication"
         stats = sink.stats()
-        assert stats["dropped"] == 0 and stats["connects"] >= 2, stats
+        assert stats.dropped == 0 and stats.connects >= 2, stats
         outbox.close(3.0)
-        assert sink.stats()["sent"] == n and sink.stats()["dropped"] == 0, sink.stats()
+        assert sink.stats().sent == n and sink.stats().dropped == 0, sink.stats()
     finally:
         stop.set()
         sink.close(1.0)
@@ -231,15 +232,15 @@ def test_buffer_keeps_the_newest_while_the_broker_is_away(tmp_path):
         for i in range(bound + extra):
             assert predict(outbox, "cam0", i)
         stats = sink.stats()
-        assert (stats["dropped"], stats["buffered"], stats["sent"], stats["connected"]) == (extra, bound, 0, False)
+        assert (stats.dropped, stats.buffered, stats.sent, stats.connected) == (extra, bound, 0, False)
         broker.start()
-        assert wait_until(lambda: sink.stats()["connected"], 45), sink.stats()
+        assert wait_until(lambda: sink.stats().connected, 45), sink.stats()
         subscriber = Subscriber(broker.port, session="sub-bound")
         assert subscriber.wait_for(lambda got: len(got) >= bound + 1), subscriber.messages()
         time.sleep(0.3)
         assert seqs(subscriber, "lrcn/cam0/pred") == list(range(extra, extra + bound))
         assert counts(sink) == {"sent": bound, "dropped": extra, "buffered": 0, "connected": True, "connects": 1}
-        assert sink.stats()["failed"] >= 1 and "cannot connect to 127.0.0.1" in sink.stats()["problem"], (
+        assert sink.stats().failed >= 1 and "cannot connect to 127.0.0.1" in sink.stats().problem, (
             "the attempts while the broker was away are failures, and say so"
         )
     finally:
@@ -297,12 +298,12 @@ def test_unreachable_broker_at_start_is_not_an_error():
         assert counts(sink) == {"sent": 0, "dropped": 0, "buffered": 0, "connected": False, "connects": 0}
         assert sink.describe() == f"mqtt://127.0.0.1:{port} prefix site/lrcn qos 1"  # never the password
         assert Outbox([sink], node="test").publish_status("cam0", "connecting")
-        assert sink.stats()["buffered"] == 1
+        assert sink.stats().buffered == 1
     finally:
         started = time.monotonic()
         sink.close(0.5)
         assert time.monotonic() - started < 1.5
-    assert sink.stats()["dropped"] == 1 and sink.stats()["buffered"] == 0  # never delivered
+    assert sink.stats().dropped == 1 and sink.stats().buffered == 0  # never delivered
 
 
 def make_tls(folder: Path) -> dict:
@@ -370,7 +371,7 @@ def test_tls_with_a_password(tmp_path):
         )
         sinks.append(sink)
         assert sink.describe() == f"mqtts://127.0.0.1:{broker.port} prefix lrcn qos 1"
-        assert wait_until(lambda: sink.stats()["connected"], 20), (sink.stats(), broker.log.read_text()[-2000:])
+        assert wait_until(lambda: sink.stats().connected, 20), (sink.stats(), broker.log.read_text()[-2000:])
         outbox = Outbox([sink], node="test")
         for i in range(3):
             assert predict(outbox, "cam0", i)
@@ -389,8 +390,8 @@ def test_tls_with_a_password(tmp_path):
         assert wait_until(lambda: "refused" in wrong.last_error, 20), wrong.last_error
         assert predict(Outbox([wrong], node="test"), "cam0", 0)
         assert counts(wrong) == {"sent": 0, "dropped": 0, "buffered": 1, "connected": False, "connects": 0}
-        assert wrong.stats()["failed"] >= 1 and "refused" in wrong.stats()["problem"], "a refusal is a failure"
-        assert "s3cret" not in str(wrong.stats()) and "wrong" not in wrong.stats()["problem"]
+        assert wrong.stats().failed >= 1 and "refused" in wrong.stats().problem, "a refusal is a failure"
+        assert "s3cret" not in str(wrong.stats()) and "wrong" not in wrong.stats().problem
     finally:
         for sink in sinks:
             sink.close(1.0)
@@ -457,7 +458,7 @@ def test_a_sink_takes_only_its_kinds(broker):
     subscriber = Subscriber(broker.port)
     sink = MqttSink("127.0.0.1", broker.port, kinds=["status", "event"])
     try:
-        assert wait_until(lambda: sink.stats()["connected"], 20), sink.stats()
+        assert wait_until(lambda: sink.stats().connected, 20), sink.stats()
         with Outbox([sink], node="test") as outbox:
             for i in range(5):
                 predict(outbox, "cam0", i)
@@ -468,6 +469,6 @@ def test_a_sink_takes_only_its_kinds(broker):
     finally:
         subscriber.close()
     assert {t for t, _, _ in subscriber.messages()} == {"lrcn/cam0/status", "lrcn/cam0/event", "lrcn/availability"}
-    assert sink.stats()["sent"] == 2
+    assert sink.stats().sent == 2
     with pytest.raises(LrcnError, match="kinds must be some of pred, status, event, heartbeat"):
         MqttSink.from_config({"host": "127.0.0.1", "kinds": ["preds"]}, node="test")

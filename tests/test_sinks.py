@@ -148,7 +148,7 @@ def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_ne
         shutil.rmtree(folder)  # an unmounted disk: rotating and reopening now fail
         assert all(outbox.publish_status("cam", "connected", "x" * 200) for _ in range(20))
     stats = sink.stats()
-    assert stats["sent"] >= 3 and stats["failed"] >= 1 and stats["sent"] + stats["failed"] == 23, stats
+    assert stats.sent >= 3 and stats.failed >= 1 and stats.sent + stats.failed == 23, stats
     assert sink.problem.startswith(f"cannot write {folder / 'messages.jsonl'}") and "\n" not in sink.problem
     assert not sink._writer.is_alive(), "the writer wrote what it could and ended at close"
 

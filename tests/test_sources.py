@@ -78,8 +78,8 @@ def test_the_capture_keeps_only_frames_on_the_model_grid_and_they_equal_read_fra
     offline = read_frames(video, SIZE, fps=10)
     assert [f.index for f in frames] == [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28, 30, 33, 35, 38, 40, 43, 45, 48]
     assert np.array_equal(np.stack([f.image for f in frames]), offline), "live and training see the same pixels"
-    assert source.stats()["frames"] == 50 and source.stats()["sampled"] == 20
-    assert source.ring.stats()["dropped"] == 0, "an unpaced file waits for room in an 8-frame ring"
+    assert source.stats().frames == 50 and source.stats().sampled == 20
+    assert source.ring.stats().dropped == 0, "an unpaced file waits for room in an 8-frame ring"
 
 
 def test_a_paced_file_delivers_frames_no_faster_than_its_frame_rate(tmp_path):

@@ -72,8 +72,8 @@ def test_exact_windows_equal_the_encoders_and_head_in_numpy_and_each_frame_is_en
         expected = tiny.head.clip_probabilities(features[None, first : last + 1])[0]
         np.testing.assert_allclose(p.probabilities, expected, atol=1e-4)
     stats = scheduler.stats()
-    assert stats["encoded"] == len(frames) and stats["streams"]["s"]["repeats"] == 0
-    assert stats["encoded_by_modality"] == {"rgb": len(frames), "flow": len(frames)}, "once per frame and modality"
+    assert stats.encoded == len(frames) and stats.streams["s"].repeats == 0
+    assert stats.encoded_by_modality == {"rgb": len(frames), "flow": len(frames)}, "once per frame and modality"
 
 
 def test_a_flow_only_bundle_runs_on_its_flow_encoder_alone(tmp_path, video):
@@ -87,7 +87,7 @@ def test_a_flow_only_bundle_runs_on_its_flow_encoder_alone(tmp_path, video):
     for p in predictions:
         expected = tiny.head.clip_probabilities(features[None, p.window[0] : p.window[1] + 1])[0]
         np.testing.assert_allclose(p.probabilities, expected, atol=1e-4)
-    assert scheduler.stats()["encoded_by_modality"] == {"flow": len(frames)} and len(predictions) == len(frames) - 3
+    assert scheduler.stats().encoded_by_modality == {"flow": len(frames)} and len(predictions) == len(frames) - 3
 
 
 def test_the_late_head_is_the_weighted_mean_of_its_heads_in_every_window_mode_and_survives_its_file(tmp_path):
@@ -137,8 +137,8 @@ def test_served_live_a_two_stream_bundle_equals_its_offline_path_and_has_no_flow
     frames = read_video_frames(video, SIZE, 10, flow=True)
     starts = [f.index for f in frames if f.motion is None]
     assert len(starts) == 2 and all((f.flow == 128).all() for f in frames if f.motion is None)
-    assert stats["flows"] == stats["sampled"] - 2 == len(frames) - 2, "one field per frame, none at a segment start"
-    assert stats["encoded"] == len(frames)
+    assert stats.flows == stats.sampled - 2 == len(frames) - 2, "one field per frame, none at a segment start"
+    assert stats.encoded == len(frames)
     features = offline(tiny, frames)
     assert len(predictions) == len(frames) - 2 * 3
     assert not any(p["window"][0] < boundary <= p["window"][1] for p in predictions), "no window across the jump"
@@ -161,7 +161,7 @@ def test_a_still_is_idle_from_the_gate_or_the_models_own_class_and_starts_no_eve
     stats, gated, events = run_pipeline(bundle, still)
     assert gated and {p["label"] for p in gated} == {"idle"} and events == []
     stats, ungated, events = run_pipeline(bundle, still, idle_motion=0.0)
-    assert stats["flows"] == stats["sampled"] - 1, "the bundle sees motion: flow computed with the gate off"
+    assert stats.flows == stats.sampled - 1, "the bundle sees motion: flow computed with the gate off"
     assert ungated and {p["label"] for p in ungated} == {"idle"} and events == [], "the model's idle class"
     assert all(p["probabilities"]["idle"] > 0.5 for p in ungated)
     _, moving, events = run_pipeline(bundle, video, idle_motion=0.0)
@@ -377,7 +377,7 @@ def test_a_keras_made_two_stream_bundle_served_live_equals_its_keras_model(keras
     }
     model, _ = load_bundle(bundle_dir)
     keras = np.asarray(model(model_inputs(spec, clips), training=False))
-    assert len(predictions) == len(keras) and stats["flows"] == len(frames) - 1
+    assert len(predictions) == len(keras) and stats.flows == len(frames) - 1
     np.testing.assert_allclose([list(p["probabilities"].values()) for p in predictions], keras, atol=1e-4)
 
 

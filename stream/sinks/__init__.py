@@ -32,6 +32,7 @@ from typing import ClassVar
 
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import SinkStats
 from lrcn.stream.registry import Registry
 
 # Modules that register the built-in sinks; imported when a sink is first looked up, so that a
@@ -106,10 +107,10 @@ class Sink:
     def close(self, timeout_s: float = 1.0) -> None:
         """Flush what is queued for up to `timeout_s`, then let go of the transport."""
 
-    def stats(self) -> dict:
-        """Plain counters, at least {"sent": n, "dropped": n, "failed": n, "problem": why}. `sent`
-        counts only what the transport took: a message lost to a failure is in `failed`."""
-        return {}
+    def stats(self) -> SinkStats:
+        """Its counters: at least sent, dropped, failed and problem. `sent` counts only what the
+        transport took: a message lost to a failure is in `failed`."""
+        return SinkStats(sent=0, dropped=0, failed=self.failed, problem=self.problem)
 
     def describe(self) -> str:
         """Where it sends, for the log and the banner."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import SinkStats
 from lrcn.stream.sinks import Outgoing, Sink, register
 
 CALLBACKS = {messages.PRED: "on_prediction", messages.EVENT: "on_event", messages.STATUS: "on_status"}
@@ -79,8 +80,8 @@ class CallbackSink(Sink):
         self.sent += 1
         return True
 
-    def stats(self) -> dict:
-        return {"sent": self.sent, "dropped": 0, "failed": self.failed, "problem": self.problem}
+    def stats(self) -> SinkStats:
+        return SinkStats(sent=self.sent, dropped=0, failed=self.failed, problem=self.problem)
 
     def describe(self) -> str:
         return f"callbacks ({', '.join(CALLBACKS[kind] for kind in sorted(self.kinds))})"

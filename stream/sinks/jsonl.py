@@ -31,6 +31,7 @@ from pathlib import Path
 
 from lrcn.stream import messages
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import SinkStats
 from lrcn.stream.sinks import OptionTypes, Outgoing, Sink, check_keys, check_kinds, register
 
 WRITE_INTERVAL_S = 0.2  # how long a line may wait in memory before it is written
@@ -98,15 +99,15 @@ class JsonlSink(Sink):
         self._backlog.append(b'{"topic":"' + message.frames[0] + b'",' + message.payload[1:] + b"\n")
         return True
 
-    def stats(self) -> dict:
-        return {
-            "sent": self.sent,
-            "dropped": self.dropped,
-            "failed": self.failed,
-            "rotations": self.rotations,
-            "queued": len(self._backlog),
-            "problem": self.problem,
-        }
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            sent=self.sent,
+            dropped=self.dropped,
+            failed=self.failed,
+            rotations=self.rotations,
+            queued=len(self._backlog),
+            problem=self.problem,
+        )
 
     def describe(self) -> str:
         return f"jsonl {self.path}"

@@ -63,6 +63,7 @@ import paho.mqtt.client as mqtt
 
 from lrcn.stream import __version__, hass, messages
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import SinkStats
 from lrcn.stream.outbox import default_node
 from lrcn.stream.settings import STREAM_ID_RULE, HomeAssistant
 from lrcn.stream.sinks import KINDS, OptionTypes, Outgoing, Sink, check_keys, check_kinds, register
@@ -407,16 +408,16 @@ class MqttSink(Sink):
             log.info("mqtt: %s", self.problem)
         self.last_error = error
 
-    def stats(self) -> dict:
-        return {
-            "sent": self.sent,
-            "dropped": self.dropped,
-            "buffered": len(self._backlog),
-            "connected": self._connected,
-            "connects": self.connects,
-            "failed": self.failed,
-            "problem": self.problem,
-        }
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            sent=self.sent,
+            dropped=self.dropped,
+            buffered=len(self._backlog),
+            connected=self._connected,
+            connects=self.connects,
+            failed=self.failed,
+            problem=self.problem,
+        )
 
     def describe(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address

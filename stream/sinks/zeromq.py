@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import msgspec
 import zmq
 from lrcn.stream.curve import HandshakeWatch, KeyGate, RateLimit, secure_client, secure_server
 from lrcn.stream.errors import LrcnError
+from lrcn.stream.stats import SinkStats
 from lrcn.stream.keys import ClientKeys, ServerKeys, load_client_keys, load_server_keys
 from lrcn.stream.sinks import OptionTypes, Outgoing, Sink, check_keys, register
 
@@ -136,21 +138,19 @@ class ZeroMqSink(Sink):
         one. A revoked key is refused at its next handshake; a connection it has stays until then."""
         return None if self._gate is None else self._gate.reload()
 
-    def stats(self) -> dict:
+    def stats(self) -> SinkStats:
         client = None if self.bind else self._watch  # a connecting sink always has a watch
         problem = f"delivers nothing: {client.reason}" if client is not None and not client.up else self.problem
-        counters = {
-            "sent": self.sent,
-            "dropped": self.shed + self.undelivered,
-            "shed": self.shed,
-            "failed": self.failed,
-            "undelivered": self.undelivered,
-            "problem": problem,
-            "handshake_failures": self.handshake_failures(),
-        }
-        if client is not None:
-            counters["connected"] = client.up
-        return counters
+        return SinkStats(
+            sent=self.sent,
+            dropped=self.shed + self.undelivered,
+            shed=self.shed,
+            failed=self.failed,
+            undelivered=self.undelivered,
+            problem=problem,
+            handshake_failures=self.handshake_failures(),
+            connected=msgspec.UNSET if client is None else client.up,
+        )
 
     def describe(self) -> str:
         return f"zeromq {'on' if self.bind else 'into'} {self.endpoint}"

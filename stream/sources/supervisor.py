@@ -37,6 +37,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.flow import MotionTracker
 from lrcn.stream.ring import FrameRing
 from lrcn.stream.sampling import Sampler
+from lrcn.stream.stats import SourceStats
 from lrcn.stream.sources.capture import CAMERA, FILE, Capture, CaptureError, capture_class, scheme_of
 from lrcn.stream.sources.options import SourceOptions, check_options
 
@@ -217,21 +218,21 @@ class Source:
             except IndexError:
                 return changes
 
-    def stats(self) -> dict:
-        """Plain counters, ready for a status message: `dropped` is frames the ring overwrote unread."""
+    def stats(self) -> SourceStats:
+        """The source's counters: `dropped` is frames the ring overwrote unread."""
         ring = self.ring.stats()
-        return {
-            "state": self.state.value if self.state else "created",
-            "frames": self.frames,
-            "sampled": self.sampled,
-            "flows": self.flows,
-            "segment": self.segment,
-            "reconnects": self.reconnects,
-            "jumps": self.jumps,
-            "dropped": ring["dropped"],
-            "status_dropped": self.status_dropped,
-            **{f"ring_{k}": v for k, v in ring.items() if k != "dropped"},
-        }
+        return SourceStats(
+            state=self.state.value if self.state else "created",
+            frames=self.frames,
+            sampled=self.sampled,
+            flows=self.flows,
+            segment=self.segment,
+            reconnects=self.reconnects,
+            jumps=self.jumps,
+            dropped=ring.dropped,
+            status_dropped=self.status_dropped,
+            ring=ring,
+        )
 
     # -- capture thread ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.bundle import ModelSpec
-from lrcn.stream.stats import percentiles
+from lrcn.stream.stats import percentiles, plain
 from lrcn.tools.cli.args import print_result, require_tensorflow
 from lrcn.tools.cli.commands import command
 
@@ -143,7 +143,7 @@ def serve_and_watch(bundle: Path, workdir: Path, seconds: float) -> dict:
                 )
                 shown = (p["label"], truth)
     stats = pipeline.stop()
-    return score_stream(predictions, labels) | {"pipeline": stats}
+    return score_stream(predictions, labels) | {"pipeline": plain(stats)}
 
 
 def run_demo(workdir: Path, quick: bool = False, stream_seconds: float | None = None) -> dict:

@@ -29,6 +29,7 @@ from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.service import ServiceServer
 from lrcn.stream.sources import SourceOptions
+from lrcn.stream.stats import PipelineStats, plain
 from lrcn.tools.cli import hangups
 
 SYNTH_PREFIX = "synth:"
@@ -272,35 +273,35 @@ def reload_curve_keys(pipeline: Pipeline) -> bool:
     return removed is not None
 
 
-def log_summary(stats: dict) -> None:
+def log_summary(stats: PipelineStats) -> None:
+    publisher = stats.publisher
     log.info(
-        f"served {stats['elapsed_s']:.1f} s: {stats['encoded']} frames encoded in {stats['encoder_calls']} "
-        f"calls, batch sizes {stats['batch_sizes']}, {stats['publisher']['sent']} messages sent, "
-        f"{stats['publisher']['shed']} shed"
+        f"served {stats.elapsed_s:.1f} s: {stats.encoded} frames encoded in {stats.encoder_calls} "
+        f"calls, batch sizes {stats.batch_sizes}, {publisher.sent} messages sent, {publisher.shed} shed"
     )
-    if stats["publisher"].get("undelivered"):
+    if publisher.undelivered:
         log.warning(
             "%d messages not delivered: no proxy accepted the publisher (%s)",
-            stats["publisher"]["undelivered"],
-            stats["sinks"]["zeromq"].get("problem"),
+            publisher.undelivered,
+            stats.sinks["zeromq"].problem,
         )
-    for name, counters in stats["sinks"].items():
-        if name != "zeromq" or counters.get("failed"):
+    for name, counters in stats.sinks.items():
+        if name != "zeromq" or counters.failed:
             log.info(
                 "sink %s: %s",
                 name,
-                ", ".join(f"{key} {value}" for key, value in counters.items() if key != "problem" or value),
+                ", ".join(f"{key} {value}" for key, value in plain(counters).items() if key != "problem" or value),
             )
-    for name, s in stats["streams"].items():
+    for name, s in stats.streams.items():
         latency = (
             "-"
-            if s["latency_p50_ms"] is None
-            else f"{s['latency_p50_ms']:.1f}/{s['latency_p95_ms']:.1f}/{s['latency_p99_ms']:.1f} ms"
+            if s.latency_p50_ms is None
+            else f"{s.latency_p50_ms:.1f}/{s.latency_p95_ms:.1f}/{s.latency_p99_ms:.1f} ms"
         )
         log.info(
-            f"{s['state']}, {s['frames']} frames in ({s['fps_in']:.1f} fps), {s['encoded']} encoded, "
-            f"{s['predictions']} predictions ({s['fps_out']:.1f}/s), dropped {s['dropped']} at the ring and "
-            f"{s['publisher_dropped']} at the publisher, {s['reconnects']} reconnects, {s['resets']} resets, "
+            f"{s.state}, {s.frames} frames in ({s.fps_in:.1f} fps), {s.encoded} encoded, "
+            f"{s.predictions} predictions ({s.fps_out:.1f}/s), dropped {s.dropped} at the ring and "
+            f"{s.publisher_dropped} at the publisher, {s.reconnects} reconnects, {s.resets} resets, "
             f"latency p50/p95/p99 {latency}",
             extra={"stream": name},
         )
@@ -371,7 +372,7 @@ def serve(args) -> int:
                 pipeline.close_stores()
     log_summary(stats)
     if args.stats_json:
-        Path(args.stats_json).write_text(json.dumps(stats, indent=1))
+        Path(args.stats_json).write_text(json.dumps(plain(stats), indent=1))
     failed = pipeline.failed()
     for name, reason in failed.items():
         log.error("stream %s failed: %s", name, reason, extra={"stream": name})

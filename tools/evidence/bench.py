@@ -158,8 +158,8 @@ def cost_section(bundle, repeats: int, threads: int | None) -> dict:
     result = interleaved(calls, repeats, warmup=clip_length + 2)
     for mode, (scheduler, count) in schedulers.items():
         stats = scheduler.stats()
-        assert stats["encoded"] == count[0], "every frame must be encoded exactly once"
-        result[mode]["predictions"] = stats["streams"]["s"]["predictions"]
+        assert stats.encoded == count[0], "every frame must be encoded exactly once"
+        result[mode]["predictions"] = stats.streams["s"].predictions
     for key in ("exact", "continuous"):
         bare = result["encoder_b1"]["ms"] + result[f"head_{key}"]["ms"]
         result[f"{key}_vs_bare"] = round(result[key]["ms"] / bare, 3)
@@ -254,7 +254,7 @@ def run_streams(
     pipeline.wait(warmup_s)
 
     def snapshot():
-        return time.monotonic(), time.time(), time.process_time() - collector.cpu_s(), pipeline.stats()["encoded"]
+        return time.monotonic(), time.time(), time.process_time() - collector.cpu_s(), pipeline.stats().encoded
 
     start = snapshot()
     pipeline.wait(seconds)
@@ -264,20 +264,20 @@ def run_streams(
     received = [(at, m) for at, m in collector.close() if start[1] <= m.payload["publish_time"] <= end[1]]
     elapsed, cpu, encoded = end[0] - start[0], end[2] - start[2], end[3] - start[3]
     publish = [m.payload["latency_ms"] for _, m in received]
-    streams_stats = stats["streams"].values()
+    streams_stats = stats.streams.values()
     result = {
         "streams": len(sources),
         "seconds": round(elapsed, 3),
         "encoded": encoded,
         "frames_per_s": round(encoded / max(1e-9, elapsed), 1),
         "cpu_ms_per_frame": round(cpu * 1e3 / max(1, encoded), 4),
-        "cpu_ms_per_frame_whole_run": round(whole_cpu * 1e3 / max(1, stats["encoded"]), 4),
-        "dropped": sum(s["dropped"] for s in streams_stats),
-        "publisher_dropped": sum(s["publisher_dropped"] for s in streams_stats),
+        "cpu_ms_per_frame_whole_run": round(whole_cpu * 1e3 / max(1, stats.encoded), 4),
+        "dropped": sum(s.dropped for s in streams_stats),
+        "publisher_dropped": sum(s.publisher_dropped for s in streams_stats),
         "p50_ms": percentiles(publish)["p50"],
         "p99_ms": percentiles(publish)["p99"],
         "batch_mean": round(
-            sum(int(k) * v for k, v in stats["batch_sizes"].items()) / max(1, sum(stats["batch_sizes"].values())), 2
+            sum(k * v for k, v in stats.batch_sizes.items()) / max(1, sum(stats.batch_sizes.values())), 2
         ),
         "received": len(received),
         "load": load_average(),

@@ -57,13 +57,13 @@ def serve_round(bundle, video: Path, streams: int, seconds: float, sinks: tuple[
     pipeline = Pipeline(bundle, [StreamConfig(str(video), id=f"cam{i}", loop=True) for i in range(streams)], options)
     pipeline.start()
     time.sleep(2.0)  # connected and warm
-    cpu, wall, encoded = time.process_time(), time.monotonic(), pipeline.stats()["encoded"]
+    cpu, wall, encoded = time.process_time(), time.monotonic(), pipeline.stats().encoded
     time.sleep(seconds)
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
     stats = pipeline.stats()
     pipeline.stop()
-    frames = stats["encoded"] - encoded
-    dropped = {name: s["dropped"] for name, s in stats["sinks"].items()}
+    frames = stats.encoded - encoded
+    dropped = {name: s.dropped for name, s in stats.sinks.items()}
     return {"cores": cpu / wall, "frames": frames, "cpu_ms_per_frame": cpu / frames * 1000, "dropped": dropped}
 
 
@@ -88,7 +88,7 @@ def message_round(sinks: tuple[dict, ...], messages: int, classes: list[str]) ->
     stats = outbox.stats()
     outbox.close(timeout_s=30.0)  # waits until the file writer and paho have sent the last one
     cpu = time.process_time() - cpu
-    return {"cpu_us_per_message": cpu / messages * 1e6, "dropped": {k: v["dropped"] for k, v in stats.items()}}
+    return {"cpu_us_per_message": cpu / messages * 1e6, "dropped": {k: v.dropped for k, v in stats.items()}}
 
 
 def bench(args) -> dict:
