@@ -29,6 +29,7 @@ from lrcn.stream.curve import HandshakeWatch, KeyGate, secure_client, secure_ser
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, ServerKeys
 from lrcn.stream.outbox import Outbox
+from lrcn.stream.stats import PublisherStats
 from lrcn.stream.sinks.zeromq import DEFAULT_ENDPOINT, SUBSCRIBERS, ZeroMqSink
 
 log = logging.getLogger("lrcn.proxy")
@@ -68,8 +69,9 @@ class Publisher(Outbox):
         """Messages a connecting publisher had no peer for (no proxy accepted its handshake)."""
         return self.zeromq.undelivered
 
-    def stats(self) -> dict:
-        return {"sent": self.sent, "shed": self.shed, "undelivered": self.undelivered}
+    def counts(self) -> PublisherStats:
+        """The ZeroMQ socket's counts (`stats()`, as for any outbox, is per sink)."""
+        return PublisherStats(sent=self.sent, shed=self.shed, undelivered=self.undelivered)
 
     def close(self, linger_s: float | None = None) -> None:
         """Close the socket, waiting up to `linger_s` (default: the constructor's) to flush queued messages."""

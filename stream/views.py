@@ -17,7 +17,6 @@ import msgspec
 from lrcn.stream.scheduler import track_stats
 from lrcn.stream.sources import SourceState
 from lrcn.stream.stats import (
-    ClipStats,
     PipelineStats,
     PublisherStats,
     StreamActivity,
@@ -68,7 +67,7 @@ def stream_stats(
         repeats=track.repeats,
         predictions=track.predictions,
         resets=track.resets,
-        clips=msgspec.UNSET if recorder is None else clip_stats(recorder.stats()),
+        clips=msgspec.UNSET if recorder is None else recorder.stats(),
         fps_in=rate(counters.frames_in),
         fps_out=rate(counters.predictions_out),
         publisher_dropped=counters.publisher_dropped,
@@ -79,11 +78,6 @@ def stream_stats(
         batch_mean=round(sum(k * v for k, v in batches.items()) / max(1, calls), 2),
         batch_sizes={str(k): v for k, v in batches.items()},
     )
-
-
-def clip_stats(recorded: object) -> ClipStats:
-    """A clip recorder's `stats()`, a dict of ClipStats's keys or an object with its attributes."""
-    return msgspec.convert(recorded, ClipStats, from_attributes=True)
 
 
 def pipeline_stats(pipeline: Pipeline, percentiles: bool = True) -> PipelineStats:

@@ -42,7 +42,7 @@ class Demux:
 
 
 def finished(recorder: ClipRecorder, clips: int, timeout_s: float = 15.0) -> bool:
-    return wait_until(lambda: recorder.stats()["clips"] + recorder.stats()["failed"] >= clips, timeout_s)
+    return wait_until(lambda: recorder.stats().clips + recorder.stats().failed >= clips, timeout_s)
 
 
 def one_line(text: str | None) -> bool:
@@ -53,7 +53,7 @@ def record_one(
     recorder: ClipRecorder, feeding: Demux, start: float, seconds: float = 1.0, event_id: str | None = None
 ) -> Path:
     """One event from `start` for `seconds`, fed until its clip is written; the clip's path."""
-    done = recorder.stats()["clips"] + recorder.stats()["failed"]
+    done = recorder.stats().clips + recorder.stats().failed
     feeding.to(start)
     path = Path(recorder.start(start, "run", event_id))
     feeding.to(start + seconds)

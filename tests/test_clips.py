@@ -19,6 +19,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import INDEX_NAME, MediaIndex
 from lrcn.stream.sources import Source, SourceOptions, SourceState
 from lrcn.stream.sources.pyav import PyavCapture
+from lrcn.stream.stats import ClipStats
 from tests.live_servers import FFMPEG, free_port, served, wait_until, write_video
 from tests.media import Demux, finished, one_line, record_one
 from tests.media import FPS
@@ -72,11 +73,11 @@ def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h26
     feeder.start()
     assert wait_until(lambda: (feeding.t or 0) >= 9.0, 10)
     path = recorder.start(8.0, "wave/hands", "1700000000000-0a1b2c3d")  # the inference thread: a second behind
-    assert recorder.stats()["recording"]
+    assert recorder.stats().recording
     assert wait_until(lambda: feeding.t >= 12.0, 10)
     recorder.end(11.0)
     assert finished(recorder, 1)
-    assert recorder.stats()["clips"] == 1, recorder.problem
+    assert recorder.stats().clips == 1, recorder.problem
     feeder.join(10)
     feeding.close()
     assert recorder.close()
@@ -91,7 +92,7 @@ def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h26
     # It starts at the keyframe at 6.0 (= 8.0 - pre_s) and runs to 13.0 (= 11.0 + post_s).
     assert np.array_equal(frames[0].to_ndarray(format="rgb24"), source_frame_at(h264, 6.0))
     assert frames[0].time == 0.0 and 12.9 <= 6.0 + frames[-1].time <= 13.3
-    assert recorder.stats() == {"clips": 1, "failed": 0, "deleted": 0, "recording": False, "preroll_s": 0.0}
+    assert recorder.stats() == ClipStats(clips=1, failed=0, deleted=0, recording=False, preroll_s=0.0)
     assert recorder.take_problem() is None
 
 
@@ -137,16 +138,16 @@ def record_while_reading(source: Source, recorder: ClipRecorder, start_after: fl
     source.start()
     first, path = None, None
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not recorder.stats()["clips"]:
+    while time.monotonic() < deadline and not recorder.stats().clips:
         for frame in source.ring.read_new():
             first = frame.pts if first is None else first
             if path is None and frame.pts >= first + start_after + 0.3:
                 path = recorder.start(first + start_after, "walk")
                 assert path is not None
-            elif path is not None and recorder.stats()["recording"] and frame.pts >= first + end_after + 0.3:
+            elif path is not None and recorder.stats().recording and frame.pts >= first + end_after + 0.3:
                 recorder.end(first + end_after)
         time.sleep(0.02)
-    assert recorder.stats()["clips"] == 1, (recorder.stats(), recorder.problem, source.stats())
+    assert recorder.stats().clips == 1, (recorder.stats(), recorder.problem, source.stats())
     assert source.state is SourceState.CONNECTED, "recording does not disturb the capture"
     assert Path(path).is_file() and not Path(path + ".part").exists()
     return Path(path)
@@ -158,11 +159,11 @@ def test_over_the_quota_the_oldest_clips_are_deleted_never_the_newest(h264, tmp_
     recorder = ClipRecorder(rules, "cam")
     feeding = Demux(h264, recorder)
     paths = [record_one(recorder, feeding, start) for start in (2.0, 7.0, 12.0)]
-    assert wait_until(lambda: recorder.stats()["deleted"] == 1, 10), "a clip past max_gb wakes retention"
+    assert wait_until(lambda: recorder.stats().deleted == 1, 10), "a clip past max_gb wakes retention"
     feeding.close()
     assert recorder.close()
     assert [p.exists() for p in paths] == [False, True, True]
-    assert recorder.stats()["clips"] == 3
+    assert recorder.stats().clips == 3
     assert sum(p.stat().st_size for p in paths[1:]) <= rules.max_bytes
     assert recorder.take_problem() is None
 
@@ -210,16 +211,16 @@ def test_a_record_dir_removed_mid_clip_is_a_problem_and_the_feed_goes_on(h264, t
     assert one_line(problem) and problem.startswith("clip not written: ") and path.name in problem, problem
     assert "No such file" in problem
     assert recorder.take_problem() is None
-    assert recorder.stats()["failed"] == 1 and recorder.stats()["clips"] == 0
+    assert recorder.stats().failed == 1 and recorder.stats().clips == 0
     feeding.to(14.0)
-    assert recorder.stats()["preroll_s"] > 10, "the feed goes on"
+    assert recorder.stats().preroll_s > 10, "the feed goes on"
     assert recorder.start(13.0, "fall") is not None
     feeding.to(16.0)
     recorder.close()
     feeding.close()
     problem = recorder.take_problem()
     assert one_line(problem) and "record dir" in problem and "is gone" in problem, problem
-    assert recorder.stats()["failed"] == 2
+    assert recorder.stats().failed == 2
 
 
 def test_a_source_keeps_capturing_when_its_record_dir_goes(short_h264, tmp_path):
@@ -253,15 +254,15 @@ def test_events_overlapping_in_pre_and_post_roll_get_a_clip_each_sharing_packets
     recorder.end(4.5, "1-first")  # its clip runs to 5.5
     feeding.to(5.2)
     second = recorder.start(5.2, "point", "2-second")
-    assert second != first and recorder.stats()["recording"]
+    assert second != first and recorder.stats().recording
     feeding.to(8.0)
-    assert recorder.stats()["recording"], "the later event is still open"
+    assert recorder.stats().recording, "the later event is still open"
     recorder.end(7.0, "2-second")  # its clip runs to 8.0
     feeding.to(9.0)
     assert finished(recorder, 2)
     feeding.close()
     assert recorder.close()
-    assert recorder.stats()["clips"] == 2, recorder.problem
+    assert recorder.stats().clips == 2, recorder.problem
     assert sorted(p.name for p in Path(first).parent.iterdir()) == ["1-first.mp4", "2-second.mp4"]
     one, two = decoded(Path(first)), decoded(Path(second))
     assert abs(clip_seconds(one) - 2.5) <= 0.6, clip_seconds(one)  # 3.0 to 5.5
@@ -277,11 +278,11 @@ def test_a_clip_is_capped_at_max_clip_s_while_its_event_goes_on(h264, tmp_path):
     feeding.to(3.0)
     path = Path(recorder.start(3.0, "walk", "9-long"))
     feeding.to(12.0)
-    assert not recorder.stats()["recording"], "capped: the clip ended while the event is open"
+    assert not recorder.stats().recording, "capped: the clip ended while the event is open"
     recorder.end(11.0, "9-long")  # too late to extend anything
     feeding.to()
     feeding.close()
-    assert recorder.close() and recorder.stats()["clips"] == 1
+    assert recorder.close() and recorder.stats().clips == 1
     frames = decoded(path)
     assert frames[0].key_frame and clip_seconds(frames) <= 3.0 + 0.2, clip_seconds(frames)
     assert np.array_equal(frames[0].to_ndarray(format="rgb24"), source_frame_at(h264, 2.0))
@@ -301,7 +302,7 @@ def test_a_timestamp_reset_ends_the_open_clip_with_what_it_has(short_h264, tmp_p
     assert abs(clip_seconds(decoded(path)) - 5.0) <= 1.0  # 3.0 to 8.0
     assert recorder.start(7.0, "loop") is not None
     recorder.connected(again.streams.video[0])  # a reconnect, or a file's next loop
-    assert finished(recorder, 2) and recorder.stats()["clips"] == 2 and not recorder.stats()["recording"]
+    assert finished(recorder, 2) and recorder.stats().clips == 2 and not recorder.stats().recording
     assert recorder.close()
     recorder.connected(again.streams.video[0])
     assert recorder.start(1.0, "late") is None, "closed"
@@ -338,7 +339,7 @@ def test_a_connection_that_ends_mid_clip_finishes_it_after_the_input_is_gone(h26
     del feeding
     gc.collect()
     assert finished(recorder, 1) and recorder.close()
-    assert recorder.stats()["clips"] == 1, recorder.problem
+    assert recorder.stats().clips == 1, recorder.problem
     assert abs(clip_seconds(decoded(path)) - 10.0) <= 1.0  # 2.0 to 12.0
 
 
@@ -359,7 +360,7 @@ def test_a_disk_too_slow_for_the_stream_gives_up_the_clip_not_the_capture(h264, 
     feeding.close()
     problem = recorder.take_problem()
     assert one_line(problem) and "too slow" in problem and path.name in problem, problem
-    assert recorder.stats()["failed"] == 1
+    assert recorder.stats().failed == 1
     left = [p for p in (tmp_path / "clips").rglob("*") if p.is_file() and not p.name.startswith(INDEX_NAME)]
     assert not left, "its part file is removed"
     assert not MediaIndex(tmp_path / "clips").entries(), "and its row in the index"

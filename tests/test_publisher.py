@@ -40,7 +40,7 @@ def test_predictions_status_and_heartbeats_reach_a_subscriber_over_tcp_with_thei
         received = [sub.receive(timeout_s=5.0) for _ in range(2)]
         assert [m.topic for m in received] == ["status/cam0", "heartbeat"]
         assert received[0].payload["stats"] == {"dropped": 3} and received[1].payload["streams"] == ["cam0"]
-        assert publisher.stats()["shed"] == 0
+        assert publisher.counts().shed == 0
 
 
 def test_a_subscriber_gets_only_the_topics_it_asked_for_and_seq_counts_per_topic():

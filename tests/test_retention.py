@@ -166,7 +166,7 @@ def test_a_tiny_quota_over_many_events_deletes_only_own_clips_oldest_first(h264,
     assert untouched(foreign) == [], "every foreign file is there, as it was"
     kept = [p.exists() for p in own]
     assert kept[-1] and kept == sorted(kept), f"the oldest went first: {kept}"
-    assert recorder.stats()["deleted"] == kept.count(False) >= 3
+    assert recorder.stats().deleted == kept.count(False) >= 3
     assert sum(p.stat().st_size for p, k in zip(own, kept) if k) <= rules.max_bytes
     listed = {entry.path for entry in MediaIndex(record).entries()}
     assert listed == {p.relative_to(record).as_posix() for p, k in zip(own, kept) if k}
@@ -272,7 +272,7 @@ def test_a_full_disk_clears_itself_once_own_clips_can_go(h264, tmp_path, tmpfs, 
     recorder = ClipRecorder(RecordRules(record, pre_s=1, post_s=1, min_free_gb=0), "cam")
     feeding = Demux(h264, recorder)
     own = [record_one(recorder, feeding, start) for start in (2.0, 5.0, 8.0)]
-    assert recorder.stats()["clips"] == 3
+    assert recorder.stats().clips == 3
     filler = record / "someone-elses-footage.mp4"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to ENOSPC
     try:
@@ -286,15 +286,15 @@ def test_a_full_disk_clears_itself_once_own_clips_can_go(h264, tmp_path, tmpfs, 
     filler_size = filler.stat().st_size
     failed = record_one(recorder, feeding, 11.0)
     problem = recorder.take_problem()
-    assert recorder.stats()["failed"] == 1 and one_line(problem), problem
+    assert recorder.stats().failed == 1 and one_line(problem), problem
     assert "No space left" in problem or "media index" in problem and "disk is full" in problem, problem
     assert not failed.exists()
-    assert wait_until(lambda: recorder.stats()["deleted"] >= 1, 10), "the failure woke retention"
+    assert wait_until(lambda: recorder.stats().deleted >= 1, 10), "the failure woke retention"
     assert not own[0].exists() and own[-1].exists()
     again = record_one(recorder, feeding, 15.0)
     feeding.close()
     assert recorder.close()
-    assert again.exists() and recorder.stats()["clips"] == 4, (recorder.stats(), recorder.problem)
+    assert again.exists() and recorder.stats().clips == 4, (recorder.stats(), recorder.problem)
     assert filler.stat().st_size == filler_size
     assert any("deleted cam/" in r.getMessage() for r in caplog.records)
 

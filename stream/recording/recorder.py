@@ -49,6 +49,7 @@ from lrcn.stream.recording import retention
 from lrcn.stream.recording.buffer import END, TAKE, Kept, PacketBuffer
 from lrcn.stream.recording.rules import RecordRules, check_record_dir, reason, safe_label
 from lrcn.stream.recording.writer import Clip, ClipWriter, Template
+from lrcn.stream.stats import ClipStats
 
 DEFAULT_LAG_S = 10.0
 
@@ -186,15 +187,15 @@ class ClipRecorder:
             problem, self._problem = self._problem, None
         return problem
 
-    def stats(self) -> dict:
+    def stats(self) -> ClipStats:
         with self._lock:
-            return {
-                "clips": self._clips,
-                "failed": self._failed,
-                "deleted": self.retention.deleted(self.stream),
-                "recording": bool(self._open),
-                "preroll_s": round(self._buffer.span_s, 3),
-            }
+            return ClipStats(
+                clips=self._clips,
+                failed=self._failed,
+                deleted=self.retention.deleted(self.stream),
+                recording=bool(self._open),
+                preroll_s=round(self._buffer.span_s, 3),
+            )
 
     # -- under the lock ----------------------------------------------------------------------
 
