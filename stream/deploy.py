@@ -43,6 +43,7 @@ from typing import Any
 
 from lrcn.stream import settings as schema
 from lrcn.stream.clips import RecordRules, check_record_dir
+from lrcn.stream.encoders import BACKENDS
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.novelty import parse_novelty
@@ -111,6 +112,11 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
             parse_address(typed.metrics)
         except LrcnError as err:
             raise fail(str(err), ("metrics",)) from None
+    if "backend" in settings:
+        try:
+            BACKENDS.get(settings["backend"])
+        except LrcnError as err:
+            raise fail(str(err), ("backend",)) from None
     for key in SOURCE_SETTINGS:
         if key in settings:
             try:
@@ -173,6 +179,7 @@ def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
         None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
         "smooth": lambda: parse_smoothing(config.smooth),
         "decoder": lambda: None if config.decoder is None else check_decoder(config.decoder),
+        "backend": lambda: None if config.backend is None else BACKENDS.get(config.backend),
         "novelty": lambda: parse_novelty(config.novelty),
         "record": lambda: record is None or check_record_dir(record.dir),
     }
