@@ -45,7 +45,7 @@ UDP_DEFAULTS = {"fifo_size": "50000000", "overrun_nonfatal": "1"}
 # elementary streams have none. Their frames are timed by position (files) or arrival (live).
 FRAME_COUNTED_FORMATS = {"avi", "h264", "hevc", "mjpeg", "mpjpeg", "rawvideo"}
 
-av.logging.set_level(av.logging.PANIC)  # FFmpeg's own lines per failed attempt: the status events say it once
+av.logging.set_level(av.logging.PANIC)  # FFmpeg's own lines per failed attempt: the state changes say it once
 
 
 # -- a stop that interrupts a blocked open or read ---------------------------------------------
