@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+
+log = logging.getLogger(__name__)
 
 TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
 
@@ -138,13 +140,10 @@ def start_mirrored() -> Distribution:
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
         strategy = tf.distribute.MirroredStrategy()
-        print(
-            f"lrcn: --distribute mirrored: {len(gpus)} GPU(s), {strategy.num_replicas_in_sync} replicas",
-            file=sys.stderr,
-        )
+        log.info("--distribute mirrored: %d GPU(s), %d replicas", len(gpus), strategy.num_replicas_in_sync)
     else:
         strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-        print("lrcn: --distribute mirrored: no GPU here, training on the CPU as one replica", file=sys.stderr)
+        log.info("--distribute mirrored: no GPU here, training on the CPU as one replica")
     return Distribution("mirrored", strategy)
 
 
@@ -154,10 +153,12 @@ def start_multiworker() -> Distribution:
     index, workers = parse_tf_config(os.environ.get("TF_CONFIG"))
     patch_keras_for_multiworker()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    print(
-        f"lrcn: --distribute multiworker: worker {index} of {workers}"
-        f"{' (chief)' if index == 0 else ''}, {strategy.num_replicas_in_sync} replicas",
-        file=sys.stderr,
+    log.info(
+        "--distribute multiworker: worker %d of %d%s, %d replicas",
+        index,
+        workers,
+        " (chief)" if index == 0 else "",
+        strategy.num_replicas_in_sync,
     )
     return Distribution("multiworker", strategy, index, workers)
 
@@ -196,10 +197,7 @@ def output_dir(out: Path, distribution: Distribution) -> Iterator[Path]:
         yield out
         return
     scratch = Path(tempfile.mkdtemp(prefix=f"lrcn-worker{distribution.worker}-"))
-    print(
-        f"lrcn: worker {distribution.worker} writes into {scratch} (removed at the end); the chief writes {out}",
-        file=sys.stderr,
-    )
+    log.info("worker %d writes into %s (removed at the end); the chief writes %s", distribution.worker, scratch, out)
     try:
         yield scratch
     finally:

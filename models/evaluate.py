@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.models.architectures import split_model
-from lrcn.models.clips import video_windows
+from lrcn.models.frame_cache import video_windows
 from lrcn.models.data import Video
 from lrcn.models.features import encode_frames
 from lrcn.stream.bundle import ModelSpec

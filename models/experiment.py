@@ -7,8 +7,8 @@ out of the training groups; the test groups are touched only by the final evalua
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.models import distribute
-from lrcn.models.clips import FrameCache, load_videos
+from lrcn.models.frame_cache import FrameCache, load_videos
 from lrcn.models.data import Dataset, Fold, Video, group_holdout, leave_one_group_out
 from lrcn.models.evaluate import predict_videos, report, save_report
 from lrcn.models.features import FeatureCache
 from lrcn.models.train import TrainConfig, train
 from lrcn.stream.bundle import ModelSpec, read_meta, write_meta
 from lrcn.stream.errors import LrcnError
+
+log = logging.getLogger(__name__)
 
 VAL_FRACTION = 0.2
 
@@ -147,10 +149,10 @@ def choose_l2(
         result = evaluate_model(trained[l2][0], candidate, val_videos, config, None)
         scores[l2] = (result["video_accuracy"], result["clip_accuracy"], l2)
     best = max(scores, key=scores.get)
-    print(
-        f"lrcn: l2 {best:g} chosen on validation groups "
-        f"({', '.join(f'{l2:g}: {v:.3f}/{c:.3f}' for l2, (v, c, _) in scores.items())} video/clip accuracy)",
-        file=sys.stderr,
+    log.info(
+        "l2 %g chosen on validation groups (%s video/clip accuracy)",
+        best,
+        ", ".join(f"{l2:g}: {v:.3f}/{c:.3f}" for l2, (v, c, _) in scores.items()),
     )
     record = {"chosen": best, "validation": {f"{l2:g}": list(score[:2]) for l2, score in scores.items()}}
     return replace(spec, l2=best), trained[best], record
@@ -183,10 +185,13 @@ def cross_validate(
                 "clip_accuracy": result["clip_accuracy"],
             }
         )
-        print(
-            f"{fold.name}: {result['video_correct']}/{result['videos']} videos "
-            f"({result['video_accuracy']:.3f}), clip accuracy {result['clip_accuracy']:.3f}",
-            flush=True,
+        log.info(
+            "fold %s: %d/%d videos (%.3f), clip accuracy %.3f",
+            fold.name,
+            result["video_correct"],
+            result["videos"],
+            result["video_accuracy"],
+            result["clip_accuracy"],
         )
     correct, total = sum(r["correct"] for r in rows), sum(r["test_videos"] for r in rows)
     summary = {

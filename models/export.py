@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.models.architectures import KERAS_HEADS, split_model
-from lrcn.models.clips import DEFAULT_CACHE, clip_indices, preprocess
+from lrcn.models.frame_cache import DEFAULT_CACHE, clip_indices, preprocess
 from lrcn.models.experiment import load_bundle
 from lrcn.stream.bundle import BundleMeta
 from lrcn.stream.encoders import ENCODER_FILE, INT8_ENCODER_FILE

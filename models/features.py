@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 from pathlib import Path
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from lrcn.models.clips import OneWorker, Shard, cache_key, map_sharded, preprocess, save_npy
+from lrcn.models.frame_cache import OneWorker, Shard, cache_key, map_sharded, preprocess, save_npy
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.video import DECODE_VERSION
 from lrcn.stream.bundle import ModelSpec
+
+log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 32
 
@@ -119,7 +121,7 @@ class FeatureCache:
                     return np.stack(views_cached)
                 frames = frames_of(path)
             except LrcnError as err:
-                print(f"lrcn: skipping {err}", file=sys.stderr)
+                log.warning("skipping %s", err)
                 return None
             return np.stack([self.features(path, frames, view) for view in views])
 

@@ -22,7 +22,7 @@ runtime is unchanged: encoder.flow.onnx is whichever CNN won.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass, replace
 
@@ -35,6 +35,8 @@ from lrcn.models.features import encode_frames
 from lrcn.models.modalities import encoder_spec, keras_modality, model_input
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError
+
+log = logging.getLogger(__name__)
 
 FLOW_ENCODERS = ("frozen", "tuned", "scratch")
 TUNED_TOP_LAYERS = 30  # MobileNetV2's blocks 15-16 and its last 1x1 convolution
@@ -97,7 +99,7 @@ def read_fields(videos: list[Video], fields_of) -> list[tuple[np.ndarray, int]]:
         try:
             fields = fields_of(video.path)
         except LrcnError as err:
-            print(f"lrcn: skipping {err}", file=sys.stderr)
+            log.warning("skipping %s", err)
             continue
         if len(fields) > 1:
             out.append((fields[1:], video.label))  # field 0 of a segment is the zero field by definition
@@ -241,7 +243,7 @@ class FieldClassifier:
                 {"phase": phase, "epoch": epoch + 1, "loss": round(float(fit.history["loss"][-1]), 4), **scores}
             )
             if progress:
-                print(f"lrcn: flow encoder {self.candidate.name} {phase} epoch {epoch + 1}: {scores}", file=sys.stderr)
+                log.info("flow encoder %s %s epoch %d: %s", self.candidate.name, phase, epoch + 1, scores)
             score = (scores["val_field_accuracy"], -scores["val_loss"])
             if score > best["score"]:
                 best.update(score=score, weights=(self.encoder.get_weights(), self.probe.get_weights()))
@@ -302,7 +304,7 @@ def choose_flow_encoder(
         records, key=lambda n: (records[n]["val_video_accuracy"], records[n]["val_field_accuracy"], -order.index(n))
     )
     summary = ", ".join(f"{n}: {r['val_video_accuracy']:.3f}/{r['val_field_accuracy']:.3f}" for n, r in records.items())
-    print(f"lrcn: flow encoder {chosen} chosen on validation groups ({summary} video/field accuracy)", file=sys.stderr)
+    log.info("flow encoder %s chosen on validation groups (%s video/field accuracy)", chosen, summary)
     classifier = fitted[chosen]
     return (
         candidate_spec(spec, candidates[chosen]),

@@ -71,7 +71,7 @@ class KerasModality:
     to_model_input: Callable[[object, ModelSpec], object]
     # Layers from the model input to what the CNN takes.
     input_layers: Callable[[ModelSpec], list]
-    # (frame cache, video path) -> uint8 [N, H, W, C] on the model's grid (models.clips.FrameCache)
+    # (frame cache, video path) -> uint8 [N, H, W, C] on the model's grid (models.frame_cache.FrameCache)
     read_cached: Callable[[object, Path], np.ndarray]
     # (video path, spec) -> the same without a cache
     read_file: Callable[[Path, ModelSpec], np.ndarray]

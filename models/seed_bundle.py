@@ -27,7 +27,7 @@ def untrained_bundle(spec: ModelSpec, out: Path, frames: np.ndarray | None = Non
     import keras
 
     from lrcn.models.architectures import build_model, scale_to_unit_variance, split_model
-    from lrcn.models.clips import preprocess
+    from lrcn.models.frame_cache import preprocess
     from lrcn.models.train import save_bundle
 
     keras.utils.set_random_seed(seed)

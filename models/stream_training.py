@@ -26,6 +26,7 @@ meta.json's training.stream_training records the settings.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -36,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from lrcn.stream.errors import LrcnError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,7 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
     import tensorflow as tf
 
     from lrcn.models.architectures import build_model, split_model
-    from lrcn.models.clips import FrameCache
+    from lrcn.models.frame_cache import FrameCache
     from lrcn.models.train import prepare, save_bundle, save_curves
     from lrcn.stream.bundle import BundleMeta
 
@@ -374,10 +377,8 @@ def train_stream(spec, train_videos, val_videos, out_dir, config, stream: Stream
         for key, value in row.items():
             history.setdefault(key, []).append(round(float(value), 5))
         if config.progress:
-            print(
-                f"lrcn: stream epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()),
-                file=sys.stderr,
-            )
+            scores = " ".join(f"{k} {v:.4f}" for k, v in row.items())
+            log.info("stream epoch %d/%d %s", epoch + 1, config.epochs, scores)
         monitored = row.get("val_loss", row["loss"])
         if monitored < best_loss:
             best, best_loss, waited = trainer.head.get_weights(), monitored, 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import math
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,7 +32,7 @@ from lrcn.models.architectures import (
     split_model,
 )
 from lrcn.models import distribute, synth
-from lrcn.models.clips import (
+from lrcn.models.frame_cache import (
     DEFAULT_CACHE,
     FrameCache,
     OneWorker,
@@ -49,6 +49,8 @@ from lrcn.models.features import FeatureCache
 from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sampling import grid_indices
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -309,7 +311,7 @@ def train(
         state = json.loads((checkpoints / "state.json").read_text())
         initial_epoch = state["epoch"]
         batches.start_epoch(initial_epoch)
-        print(f"lrcn: resuming from epoch {initial_epoch}", file=sys.stderr)
+        log.info("resuming from epoch %d", initial_epoch)
     else:
         if spec.backbone == "seed":  # the small CNN learns faster from Keras's own initialisation
             scale_to_unit_variance(encoder, sample_frames(batches, spec))

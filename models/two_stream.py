@@ -12,9 +12,9 @@ frames, each the same picture T times, their flow the zero field.
 
 from __future__ import annotations
 
+import logging
 import platform
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +24,7 @@ import numpy as np
 
 from lrcn.models import joint
 from lrcn.models.architectures import scale_to_unit_variance
-from lrcn.models.clips import FrameCache, video_windows
+from lrcn.models.frame_cache import FrameCache, video_windows
 from lrcn.models.data import Video, group_holdout
 from lrcn.models.evaluate import report, save_report
 from lrcn.models.features import FeatureCache, encode_frames
@@ -40,6 +40,8 @@ from lrcn.models.train import (
 )
 from lrcn.stream.bundle import BundleMeta, ModelSpec, write_meta
 from lrcn.stream.errors import LrcnError
+
+log = logging.getLogger(__name__)
 
 IDLE = "idle"
 FUSIONS = ("early", "late")
@@ -359,7 +361,7 @@ def evaluate_joint(
         try:
             feats[video.path] = features.of_video(video.path)
         except LrcnError as err:
-            print(f"lrcn: skipping {err}", file=sys.stderr)
+            log.warning("skipping %s", err)
     result = report(videos, video_probabilities(model, spec, sizes, feats), spec.classes)
     if out_dir is not None:
         save_report(result, out_dir, title)
@@ -429,11 +431,10 @@ def train_joint_and_test(
         else None
     )
     if choice:
-        print(
-            f"lrcn: {chosen} fusion chosen on validation groups ("
-            + ", ".join(f"{f}: {v:.3f}/{c:.3f}" for f, (v, c) in scores.items())
-            + " video/clip accuracy)",
-            file=sys.stderr,
+        log.info(
+            "%s fusion chosen on validation groups (%s video/clip accuracy)",
+            chosen,
+            ", ".join(f"{f}: {v:.3f}/{c:.3f}" for f, (v, c) in scores.items()),
         )
     if config.refit and val_videos:
         epochs = meta.training["best_epoch"] or config.epochs

@@ -43,6 +43,7 @@ from typing import Any
 
 from lrcn.stream import settings as schema
 from lrcn.stream.recording import RecordRules, check_record_dir
+from lrcn.stream.encoders import BACKENDS
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.novelty import parse_novelty
@@ -98,27 +99,9 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
     except schema._AtPath as err:
         raise fail(err.message, err.path) from None
     settings = {key: getattr(typed, key) for key in data if key not in schema.TABLES}
-    for number, table in enumerate(typed.sink):
-        if table.get("type") not in sink_types():
-            raise fail(
-                f"[[sink]] #{number + 1}: unknown sink type {table.get('type')!r} (known: {', '.join(sink_types())})",
-                ("sink", number, "type"),
-            )
+    _check_settings(typed, settings, fail)
     if typed.sink:
         settings["sinks"] = typed.sink
-    if typed.metrics is not None:
-        try:
-            parse_address(typed.metrics)
-        except LrcnError as err:
-            raise fail(str(err), ("metrics",)) from None
-    for key in SOURCE_SETTINGS:
-        if key in settings:
-            try:
-                check_options(SourceOptions(**{key: settings[key]}))
-                if key == "decoder":
-                    check_decoder(settings[key])
-            except LrcnError as err:
-                raise fail(str(err), (key,)) from None
     streams = [_stream_config(table, number, fail) for number, table in enumerate(typed.stream)]
     if not streams:
         raise fail("no [[stream]] tables: nothing to serve")
@@ -131,6 +114,33 @@ def parse_deployment(data: dict, path: Path, text: str = "") -> Deployment:
         number = max(n for n, s in enumerate(streams) if s.id == repeated)
         raise fail(str(err), ("stream", number, "id")) from None
     return Deployment(path, settings, streams)
+
+
+def _check_settings(typed: schema.Settings, settings: dict[str, Any], fail) -> None:
+    """The top-level checks that need more than the schema: sink types, addresses, registries."""
+    for number, table in enumerate(typed.sink):
+        if table.get("type") not in sink_types():
+            raise fail(
+                f"[[sink]] #{number + 1}: unknown sink type {table.get('type')!r} (known: {', '.join(sink_types())})",
+                ("sink", number, "type"),
+            )
+
+    def check(key: str) -> None:
+        if key == "metrics":
+            parse_address(settings[key])
+        elif key == "backend":
+            BACKENDS.get(settings[key])
+        else:
+            check_options(SourceOptions(**{key: settings[key]}))
+            if key == "decoder":
+                check_decoder(settings[key])
+
+    for key in ("metrics", "backend", *SOURCE_SETTINGS):
+        if settings.get(key) is not None:
+            try:
+                check(key)
+            except LrcnError as err:
+                raise fail(str(err), (key,)) from None
 
 
 def stream_from_table(data: dict, environ=None) -> StreamConfig:
@@ -173,6 +183,7 @@ def _stream_config(table: schema.Stream, number: int, fail) -> StreamConfig:
         None: lambda: WindowConfig(config.mode, config.hop, config.reset_every),
         "smooth": lambda: parse_smoothing(config.smooth),
         "decoder": lambda: None if config.decoder is None else check_decoder(config.decoder),
+        "backend": lambda: None if config.backend is None else BACKENDS.get(config.backend),
         "novelty": lambda: parse_novelty(config.novelty),
         "record": lambda: record is None or check_record_dir(record.dir),
     }

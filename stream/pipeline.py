@@ -7,7 +7,7 @@
     stats = pipeline.run(duration_s=60)       # or: pipeline.start(); ...; stats = pipeline.stop()
 
 The inference thread owns the scheduler (and so every head state): it reads the rings,
-forwards each source's status events as `status/<stream>` messages, resets a stream's head at a
+forwards each source's state changes as `status/<stream>` messages, resets a stream's head at a
 gap, publishes predictions, and every `stats_interval_s` a status with the stream's counters.
 Every message goes through one `Outbox` to every sink: the ZeroMQ socket of `endpoint` first,
 then the sinks of `PipelineOptions.sinks` ([[sink]] tables). When every source has ended, it

@@ -176,7 +176,7 @@ class Scheduler:
 
     def reset(self, stream: str, segment: int | None = None) -> None:
         """Forget the stream's open windows and smoothing: a gap in the source.
-        With `segment`, only if the head still holds that segment's frames (a status event about
+        With `segment`, only if the head still holds that segment's frames (a state change about
         a segment the frames have already left behind changes nothing)."""
         track = self._tracks[stream]
         if segment is not None and track.segment != segment:

@@ -124,7 +124,7 @@ def build_checked_in_bundle(out: Path) -> Path:
     import keras
 
     from lrcn.models.architectures import build_model, scale_to_unit_variance, split_model
-    from lrcn.models.clips import preprocess
+    from lrcn.models.frame_cache import preprocess
     from lrcn.models.export import export_bundle
     from lrcn.models.train import save_bundle
     from lrcn.stream.bundle import BundleMeta, ModelSpec

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from tests.paths import ROOT
@@ -67,6 +69,19 @@ def stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+def stderr_until(process: subprocess.Popen, text: str, timeout_s: float = 30.0) -> str:
+    """Read a started process's stderr until it holds `text` (a log line saying something has
+    happened), or `timeout_s` passes: what was read, which `communicate` will not return again."""
+    fd, read, deadline = process.stderr.fileno(), b"", time.monotonic() + timeout_s
+    while text.encode() not in read:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 65536) if ready else b""
+        if not chunk:
+            break
+        read += chunk
+    return read.decode(errors="replace")
 
 
 def metrics_url(process: subprocess.Popen) -> str:

@@ -22,17 +22,17 @@ class Demux:
 
     def __init__(self, path: Path, recorder: ClipRecorder):
         self.container = av.open(str(path))
-        self.stream = self.container.streams.video[0]
-        self.packets = (p for p in self.container.demux(self.stream) if p.size)
+        self.video_stream = self.container.streams.video[0]
+        self.packets = (p for p in self.container.demux(self.video_stream) if p.size)
         self.recorder = recorder
         self.t = None
-        recorder.connected(self.stream)
+        recorder.connected(self.video_stream)
 
     def to(self, t: float | None = None) -> None:
         """Feed packets until one at stream time >= t has been fed (all of them if t is None)."""
         for packet in self.packets:
             self.recorder.feed(packet)
-            self.t = float(packet.pts * self.stream.time_base)
+            self.t = float(packet.pts * self.video_stream.time_base)
             if t is not None and self.t >= t:
                 return
 

@@ -1,10 +1,13 @@
 """An MQTT subscriber on a real broker that keeps every message, for the MQTT sink tests."""
 
 import threading
+import uuid
 
 import paho.mqtt.client as mqtt
 
 from tests.live_servers import wait_until
+
+MARKER = "subscriber-settled-"  # the last level of a `settled` marker's topic
 
 
 class Subscriber:
@@ -26,6 +29,7 @@ class Subscriber:
         self.received: list[tuple[str, bytes, bool]] = []
         self.subscribed = threading.Event()
         self._lock = threading.Lock()
+        self._arrived_markers: set[str] = set()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=session or "",
@@ -53,7 +57,10 @@ class Subscriber:
 
     def _on_message(self, client, userdata, message):
         with self._lock:
-            self.received.append((message.topic, bytes(message.payload), bool(message.retain)))
+            if message.topic.rsplit("/", 1)[-1].startswith(MARKER):
+                self._arrived_markers.add(message.topic)
+            else:
+                self.received.append((message.topic, bytes(message.payload), bool(message.retain)))
 
     def messages(self, topic: str | None = None) -> list[tuple[str, bytes, bool]]:
         with self._lock:
@@ -61,6 +68,16 @@ class Subscriber:
 
     def wait_for(self, predicate, timeout_s: float = 20.0) -> bool:
         return wait_until(lambda: predicate(self.messages()), timeout_s, 0.02)
+
+    def settled(self, timeout_s: float = 20.0) -> bool:
+        """Wait until everything the broker holds for this subscriber so far has arrived (the retained
+        state sent on subscribing, whatever publishers' messages the broker has taken in): a marker
+        this client publishes at qos 1 to a topic it is subscribed to comes after them, as the broker
+        sends one client's messages in order. Markers (any subscriber's) are left out of `messages()`."""
+        assert self.filter.endswith("#") and "+" not in self.filter, "a marker topic needs a filter ending in #"
+        marker = self.filter[:-1] + MARKER + uuid.uuid4().hex
+        self.client.publish(marker, b"", qos=1)
+        return wait_until(lambda: marker in self._arrived_markers, timeout_s, 0.02)
 
     def close(self) -> None:
         self.client.disconnect()

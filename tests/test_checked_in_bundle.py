@@ -64,7 +64,7 @@ def test_it_calls_black_bend_and_ffmpegs_test_pattern_wave_one_hand_as_the_event
 def test_the_checked_in_bundle_is_what_the_builder_makes_and_computes_its_keras_model(keras_seed):
     import keras
 
-    from lrcn.models.clips import preprocess
+    from lrcn.models.frame_cache import preprocess
     from lrcn.stream.bundle import read_meta
     from lrcn.stream.runtime_bundle import load_runtime_bundle
 

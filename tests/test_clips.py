@@ -66,7 +66,7 @@ def test_a_clip_demuxed_faster_than_real_time_covers_pre_event_and_post_roll(h26
         started = time.monotonic()
         for packet in feeding.packets:
             recorder.feed(packet)
-            feeding.t = float(packet.pts * feeding.stream.time_base)
+            feeding.t = float(packet.pts * feeding.video_stream.time_base)
             time.sleep(max(0.0, started + feeding.t / 5 - time.monotonic()))
 
     feeder = threading.Thread(target=feed_at_five_times_real_time, daemon=True)
@@ -316,7 +316,7 @@ def test_sources_without_timestamps_or_pyav_say_they_cannot_record(tmp_path):
     capture = PyavCapture(str(avi), SIZE, SourceOptions())
     try:
         assert not capture.timestamped
-        recorder.connected(capture.stream, timestamped=capture.timestamped)
+        recorder.connected(capture.video_stream, timestamped=capture.timestamped)
         for _ in capture.frames():
             pass
     finally:

@@ -8,6 +8,7 @@ import pytest
 
 from lrcn.stream.recording import RecordRules
 from lrcn.stream.deploy import load_deployment, stream_from_table
+from lrcn.stream.encoders import backend_names
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.events import EventRules
 from lrcn.stream.pipeline import PipelineOptions, StreamConfig
@@ -112,6 +113,12 @@ BAD = {
     "endpoint": ("endpoint = 5556\n" + STREAM, "'endpoint' must be a string", 1),
     "metrics": ('metrics = "nohost:xyz"\n' + STREAM, "metrics address must be HOST:PORT", 1),
     "decoder": ('decoder = "magic"\n' + STREAM, "unknown decoder 'magic'", 1),
+    "backend": (
+        'backend = "cuda-magic"\n' + STREAM,
+        f"unknown encoder backend 'cuda-magic' (known: {', '.join(backend_names())})",
+        1,
+    ),
+    "stream-backend": (STREAM + 'backend = "cuda-magic"\n', "unknown encoder backend 'cuda-magic' (known: ", 4),
     "rtsp_transport": ('rtsp_transport = "carrier-pigeon"\n' + STREAM, "rtsp_transport", 1),
     "sink-type": (STREAM + '[[sink]]\ntype = "kafka"\n', "[[sink]] #1: unknown sink type 'kafka'", 5),
     "repeated-id": (STREAM + STREAM, "stream id 'cam' is given twice", 5),

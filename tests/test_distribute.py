@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from lrcn.models import synth  # noqa: E402
-from lrcn.models.clips import FrameCache, map_sharded  # noqa: E402
+from lrcn.models.frame_cache import FrameCache, map_sharded  # noqa: E402
 from lrcn.models.distribute import parse_tf_config  # noqa: E402
 from lrcn.stream.errors import LrcnError  # noqa: E402
 from tests.cli import assert_one_line_error, lrcn  # noqa: E402

@@ -92,3 +92,14 @@ def test_the_docstring_examples_hold(name):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed (output above)"
+
+
+@pytest.mark.parametrize("first", ["lrcn.stream.modalities.flow", "lrcn.stream.modalities.rgb"])
+def test_the_modalities_example_holds_whichever_modality_is_imported_first(first):
+    """The registry lists built-in modalities in BUILT_IN's order, not in the order of import."""
+    import subprocess
+    import sys
+
+    code = f"import doctest, {first}, lrcn.stream.modalities as m; print(doctest.testmod(m).failed)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 0 and run.stdout.split()[-1] == "0", run.stdout + run.stderr

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from lrcn.models.clips import clip_indices, preprocess, window_starts
+from lrcn.models.frame_cache import clip_indices, preprocess, window_starts
 from lrcn.models.export import export_bundle
 from lrcn.stream.bundle import ModelSpec
 from lrcn.stream.errors import LrcnError

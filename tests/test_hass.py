@@ -102,16 +102,13 @@ def make_sink(port: int, client_id: str, **options) -> MqttSink:
 
 def retained(port: int, until, topic_filter: str = "#") -> dict[str, bytes]:
     """{topic: payload} of what the broker retains under `topic_filter`, read by a new subscriber
-    once `until(received)` holds and nothing more came for 0.5 s (what comes live is left out)."""
+    once `until(received)` holds and all the broker had for it has arrived (what comes live is left
+    out)."""
     subscriber = Subscriber(port, topic_filter=topic_filter)
     try:
         assert subscriber.wait_for(until), subscriber.messages()
-        kept = lambda: [(topic, payload) for topic, payload, kept in subscriber.messages() if kept]
-        count = -1
-        while count != len(kept()):
-            count = len(kept())
-            time.sleep(0.5)
-        return dict(kept())
+        assert subscriber.settled(), subscriber.messages()
+        return {topic: payload for topic, payload, kept in subscriber.messages() if kept}
     finally:
         subscriber.close()
 
@@ -207,7 +204,8 @@ def test_the_activity_changes_at_event_edges_only_and_says_unknown_when_the_guar
                 assert outbox.publish_event("door", item)
         n_events = sum(kind == "event" for kind, _ in script)
         assert live.wait_for(lambda ms: len([m for m in ms if m[0] == "lrcn/door/event"]) == n_events)
-        time.sleep(0.5)
+        sink.close(2.0)  # all it published is at the broker
+        assert live.settled(), live.messages()
     finally:
         sink.close(2.0)
         live.close()

@@ -147,7 +147,7 @@ def test_the_gate_off_computes_no_flow_and_changes_no_prediction_of_moving_foota
 
 
 def test_the_frame_cache_keeps_a_videos_motion_as_the_offline_path_computes_it(tmp_path):
-    from lrcn.models.clips import FrameCache
+    from lrcn.models.frame_cache import FrameCache
 
     video = real_video(tmp_path)
     cache = FrameCache(tmp_path / "cache", SIZE, fps=10)

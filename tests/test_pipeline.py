@@ -1,7 +1,6 @@
 """The whole pipeline with real parts: an exported bundle, real video files and ffmpeg/GStreamer
 servers on 127.0.0.1, real ZeroMQ subscribers."""
 
-import time
 from itertools import groupby
 
 import numpy as np
@@ -23,7 +22,7 @@ from tests.live_servers import (
     served,
     write_video,
 )
-from tests.receivers import ANY_PORT, Inbox, run_received
+from tests.receivers import ANY_PORT, Inbox, joined, run_received
 from tests.live_servers import LIVE
 from tests.offline import offline_windows
 
@@ -116,9 +115,10 @@ def test_a_subscriber_that_stops_reading_does_not_hold_back_another(exported_see
     stalled.rcvbuf, stalled.rcvhwm = 2048, 10  # tiny buffers, never read
     stalled.setsockopt(zmq.SUBSCRIBE, b"")
     stalled.connect(pipeline.endpoint)
-    inbox = Inbox(pipeline.endpoint, topics=["pred/"])
+    inbox = Inbox(pipeline.endpoint, topics=["pred/", "heartbeat"])
     try:
-        time.sleep(0.3)
+        assert inbox.join(pipeline), "the reading subscriber joined"
+        assert joined(pipeline, lambda: stalled.poll(0) != 0), "the stalled one joined (it holds a heartbeat)"
         pipeline.start()
         inbox.until(lambda box: False, 4.0)
         stats = pipeline.stop()

@@ -14,9 +14,9 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.keys import ClientKeys, load_client_keys, load_proxy_keys, make_keys
 from lrcn.stream.publisher import Proxy, Publisher, Subscriber
 from lrcn.tools.cli.commands import main
-from tests.live_servers import free_port
+from tests.live_servers import free_port, wait_until
 from tests.receivers import ANY_PORT, Ticker, first_message, publish
-from tests.cli import start_lrcn
+from tests.cli import start_lrcn, stderr_until
 from tests.receivers import receive_until
 from tests.cli import metrics_url
 from tests.receivers import scrape
@@ -50,15 +50,6 @@ def streams_seen(subscriber: Subscriber, seconds: float) -> set:
         if message is not None:
             seen.add(message.stream)
     return seen
-
-
-def wait_for(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_a_curve_proxy_forwards_only_authorized_publishers_to_authorized_subscribers(keys, tmp_path):
@@ -107,11 +98,13 @@ def test_reloading_the_keys_revokes_a_connected_subscriber_and_keeps_the_others(
             (keys / "authorized_clients" / "client.key").unlink()
             assert proxy.reload_keys() == {"publishers": 0, "subscribers": 1}
             assert proxy.authorized() == {"publishers": 2, "subscribers": 1}
-            time.sleep(0.5)  # what the proxy sent before the rebind may still be queued for it
-            while revoked.receive(timeout_s=0.2) is not None:
-                pass
-            assert streams_seen(kept, 2.0) == {"edge"}, "the other subscriber reconnected"
-            assert revoked.receive(timeout_s=1.0) is None, "the revoked one is out without a restart"
+            rebound = edge.counts().sent  # what edge publishes from now on reaches only the kept
+            after = lambda ms: any(m.payload["seq"] > rebound for m in ms)
+            assert after(receive_until(kept, after, 10)), "the other subscriber reconnected"
+            cut = edge.counts().sent
+            # What the proxy sent before the rebind may still reach the revoked one, however late.
+            late = receive_until(revoked, lambda ms: False, 1.0)
+            assert all(m.payload["seq"] <= cut for m in late), "the revoked one is out without a restart"
 
 
 def test_a_proxy_refuses_to_start_without_a_publishers_list_and_reload_keeps_the_old_lists_on_a_bad_file(tmp_path):
@@ -187,6 +180,7 @@ def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revok
         "--curve-client",
         "edge",
     )
+    reloaded = ""
     try:
         with (
             Subscriber(xpub, curve=load_client_keys(keys)) as subscriber,
@@ -200,12 +194,13 @@ def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revok
             assert denied.receive(timeout_s=0.5) is None
             (keys / "authorized_clients" / "client.key").unlink()
             proxy.send_signal(signal.SIGHUP)
-            time.sleep(1.0)
-            while subscriber.receive(timeout_s=0.2) is not None:
+            reloaded = stderr_until(proxy, "SIGHUP: keys reloaded")
+            while subscriber.receive(timeout_s=0.5) is not None:  # what the proxy sent before the reload
                 pass
             assert receive_until(subscriber, lambda ms: False, 2.0) == [], "revoked without a restart"
     finally:
         serve_err, proxy_err = finish(serve, proxy)
+        proxy_err = reloaded + proxy_err
     assert serve.returncode == 0, serve_err
     assert "refused a CURVE handshake from 127.0.0.1" in proxy_err, proxy_err
     assert "a client failed the handshake: no CURVE" in proxy_err, "the plaintext rogue is logged too"
@@ -264,18 +259,22 @@ def test_serve_with_curve_keys_counts_refused_subscribers_in_metrics_and_sighup_
     serve = start_lrcn(
         "serve", bundle, video, "--loop", "--endpoint", endpoint, "--curve-keys", folder, "--metrics", free_port()
     )
+    reloaded = ""
     try:
         url = metrics_url(serve)
         with Subscriber(endpoint, curve=stranger(tmp_path, load_client_keys(folder).server_public)) as denied:
             assert denied.receive(timeout_s=1.5) is None
-        assert wait_for(lambda: scrape(url)[("lrcn_curve_handshake_failures_total", (("sink", "zeromq"),))] >= 1)
+        assert wait_until(
+            lambda: scrape(url)[("lrcn_curve_handshake_failures_total", (("sink", "zeromq"),))] >= 1, 10, 0.05
+        )
         (folder / "authorized_clients" / "client.key").unlink()
         serve.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
+        reloaded = stderr_until(serve, "SIGHUP: CURVE keys reloaded")
         with Subscriber(endpoint, curve=load_client_keys(folder)) as revoked:
             assert receive_until(revoked, lambda ms: False, 2.0) == [], "a revoked key's new handshake is refused"
     finally:
         (serve_err,) = finish(serve)
+        serve_err = reloaded + serve_err
     assert serve.returncode == 0, serve_err
     assert "SIGHUP: CURVE keys reloaded, 1 revoked" in serve_err
     assert "refused a CURVE handshake from 127.0.0.1" in serve_err

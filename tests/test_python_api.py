@@ -241,7 +241,7 @@ def test_a_runner_stops_cleanly_and_leaves_no_thread_running(exported_seed, mp4)
         stopping = time.monotonic()
     took = time.monotonic() - stopping
     assert set(got) == {"a", "b"}
-    assert took < 2.5
+    assert took < 10.0  # stopped, not waited out: the file loops and the pattern never ends
     assert runner.stats.streams["a"].state == "stopped"
     left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
     assert left == [], left

@@ -471,7 +471,7 @@ def test_a_sighup_a_tenth_of_a_second_after_launch_does_not_end_serve(exported_s
     collector.start()
     process = start_lrcn("serve", bundle, video, "--name", "cam", "--loop", "--endpoint", endpoint)
     try:
-        time.sleep(0.1)
+        time.sleep(0.1)  # the test is about a SIGHUP this soon after launch, before serve is up
         process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: len(collector.predictions("cam")) >= 3 or process.poll() is not None, 60)
         assert process.poll() is None, process.stderr.read()

@@ -84,7 +84,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
             (f"lrcn/{m.stream}/{m.kind}" if m.stream else f"lrcn/{m.kind}", m.payload) for m in recorder.messages
         ]
         assert live.wait_for(lambda got: len(got) >= 1 + len(expected)), live.messages()
-        time.sleep(0.3)  # anything extra (a duplicate) would show up by now
+        assert live.settled(), live.messages()  # anything extra (a duplicate) has arrived by now
         data = [(topic, payload) for topic, payload, _ in live.messages() if topic != "lrcn/availability"]
         assert sorted(data) == sorted(expected), "every message once, on its topic, byte for byte"
         for (topic, payload), message in zip(expected, recorder.messages):
@@ -106,7 +106,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
         late = Subscriber(broker.port)  # a late subscriber sees the retained state, not the rest
         subscribers.append(late)
         assert late.wait_for(lambda got: len(got) >= 2), late.messages()
-        time.sleep(0.3)
+        assert late.settled(), late.messages()  # all the retained state, and nothing else
         last_status = [m for m in recorder.messages if m.kind == messages.STATUS][-1]
         assert json.loads(last_status.payload)["state"] == "connected"
         assert sorted(late.messages()) == sorted(
@@ -116,7 +116,7 @@ def test_messages_topics_payloads_and_retained_state(broker):
 
         started = time.monotonic()
         outbox.close(timeout_s=3.0)
-        assert time.monotonic() - started < 4.0
+        assert time.monotonic() - started < 10.0  # close keeps to its timeout, give or take a busy machine
         assert live.wait_for(lambda got: ("lrcn/availability", b"offline", False) in got), live.messages()
         after = Subscriber(broker.port)
         subscribers.append(after)
@@ -177,9 +177,9 @@ def test_broker_restart_loses_nothing_at_qos_1(tmp_path):
     outbox = Outbox([sink], node="test")
     sent, stop = [0], threading.Event()
 
-    def publish():  # every 10 ms for 6 s, on a schedule so a slow machine does not stretch it
+    def publish():  # every 10 ms until stopped, on a schedule so a slow machine does not stretch it
         start = time.monotonic()
-        while time.monotonic() - start < 6.0 and not stop.is_set():
+        while not stop.is_set():
             assert predict(outbox, "cam0", sent[0])
             sent[0] += 1
             time.sleep(max(0.0, start + sent[0] * 0.01 - time.monotonic()))
@@ -188,11 +188,16 @@ def test_broker_restart_loses_nothing_at_qos_1(tmp_path):
         assert wait_until(lambda: sink.stats().connected, 20), sink.stats()
         publisher = threading.Thread(target=publish, daemon=True)
         publisher.start()
-        time.sleep(2.0)
+        assert wait_until(lambda: len(seqs(subscriber, "lrcn/cam0/pred")) >= 50, 20), "predictions flow"
         broker.stop()
         assert wait_until(lambda: not sink.stats().connected, 10), "the sink noticed the broker go"
-        time.sleep(1.5)
+        away = sent[0]
+        assert wait_until(lambda: sent[0] >= away + 50, 20), "predictions published while the broker is away"
         broker.start()
+        assert wait_until(lambda: sink.stats().connected, 30), sink.stats()
+        back = sent[0]
+        assert wait_until(lambda: sent[0] >= back + 50, 20), "predictions published after the broker came back"
+        stop.set()
         publisher.join(30)
         assert not publisher.is_alive()
         n = sent[0]
@@ -237,7 +242,7 @@ def test_buffer_keeps_the_newest_while_the_broker_is_away(tmp_path):
         assert wait_until(lambda: sink.stats().connected, 45), sink.stats()
         subscriber = Subscriber(broker.port, session="sub-bound")
         assert subscriber.wait_for(lambda got: len(got) >= bound + 1), subscriber.messages()
-        time.sleep(0.3)
+        assert subscriber.settled(), subscriber.messages()  # anything beyond the bound has arrived by now
         assert seqs(subscriber, "lrcn/cam0/pred") == list(range(extra, extra + bound))
         assert counts(sink) == {"sent": bound, "dropped": extra, "buffered": 0, "connected": True, "connects": 1}
         assert sink.stats().failed >= 1 and "cannot connect to 127.0.0.1" in sink.stats().problem, (
@@ -294,7 +299,7 @@ def test_unreachable_broker_at_start_is_not_an_error():
     started = time.monotonic()
     sink = MqttSink.from_url(f"mqtt://user:secret@127.0.0.1:{port}/site/lrcn", node="edge1:42")
     try:
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # does not wait out a connect attempt
         assert counts(sink) == {"sent": 0, "dropped": 0, "buffered": 0, "connected": False, "connects": 0}
         assert sink.describe() == f"mqtt://127.0.0.1:{port} prefix site/lrcn qos 1"  # never the password
         assert Outbox([sink], node="test").publish_status("cam0", "connecting")
@@ -302,7 +307,7 @@ def test_unreachable_broker_at_start_is_not_an_error():
     finally:
         started = time.monotonic()
         sink.close(0.5)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 5.0  # keeps to its timeout, give or take a busy machine
     assert sink.stats().dropped == 1 and sink.stats().buffered == 0  # never delivered
 
 

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from lrcn.stream.publisher import Subscriber
-from tests.live_servers import free_port
+from tests.live_servers import free_port, wait_until
 from lrcn.tools.evidence import schemas
 
 pytestmark = pytest.mark.timeout(120)
@@ -144,7 +144,7 @@ def test_a_jsonl_file_that_can_no_longer_be_written_is_counted_and_the_caller_ne
     sink = JsonlSink(folder / "messages.jsonl", max_mb=0.001, keep=1)
     with Outbox([sink], node="test") as outbox:
         assert all(outbox.publish_status("cam", "connected", f"line {n}") for n in range(3))
-        time.sleep(0.5)  # written
+        assert wait_until(lambda: sink.stats().sent == 3, 20), sink.stats()
         shutil.rmtree(folder)  # an unmounted disk: rotating and reopening now fail
         assert all(outbox.publish_status("cam", "connected", "x" * 200) for _ in range(20))
     stats = sink.stats()

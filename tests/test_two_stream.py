@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-from lrcn.models.clips import clip_indices, window_starts  # noqa: E402
+from lrcn.models.frame_cache import clip_indices, window_starts  # noqa: E402
 from lrcn.models.experiment import load_bundle  # noqa: E402
 from lrcn.models.export import export_from_paths  # noqa: E402
 from lrcn.models.modalities import model_inputs  # noqa: E402

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lrcn.models.clips import FrameCache, clip_indices, load_videos, window_starts
+from lrcn.models.frame_cache import FrameCache, clip_indices, load_videos, window_starts
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.sampling import grid_indices, on_grid
 from lrcn.stream.video import read_frames

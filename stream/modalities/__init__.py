@@ -43,8 +43,11 @@ class Modality:
 MODALITIES: Registry[Modality] = Registry("modality", BUILT_IN)
 
 
-def register(item: Modality) -> Modality:
-    return MODALITIES.add(item.name, item)
+def register(item: Modality, module: str) -> Modality:
+    """Add `item`, made in `module` (its `__name__`): a Modality's own `__module__` is this package's,
+    and the registry lists the built-in ones by their module's place in BUILT_IN, whichever was
+    imported first."""
+    return MODALITIES.add(item.name, item, module)
 
 
 def modality_names() -> list[str]:

@@ -26,5 +26,6 @@ FLOW = register(
         int8_file="encoder.flow.int8.onnx",
         needs_flow=True,
         mirror=mirror_flow,
-    )
+    ),
+    __name__,
 )

@@ -21,5 +21,6 @@ RGB = register(
         int8_file=INT8_ENCODER_FILE,
         needs_flow=False,
         mirror=mirror_rgb,
-    )
+    ),
+    __name__,
 )

@@ -52,9 +52,9 @@ class Capture:
     fps: float | None = None  # the source's own frame rate, when it states one
     timestamped: bool = True  # frames carry presentation times (else: timed by arrival or position)
     # Clip recording (stream.recording): a capture that `records` demuxes compressed packets of its
-    # video `stream` (a PyAV stream) and hands each to `packet_tap` when one is set.
+    # video stream (`video_stream`, a PyAV stream) and hands each to `packet_tap` when one is set.
     records: ClassVar[bool] = False
-    stream: Any = None
+    video_stream: Any = None
     packet_tap: Callable[[Any], None] | None = None
 
     @classmethod

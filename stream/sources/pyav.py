@@ -45,7 +45,7 @@ UDP_DEFAULTS = {"fifo_size": "50000000", "overrun_nonfatal": "1"}
 # elementary streams have none. Their frames are timed by position (files) or arrival (live).
 FRAME_COUNTED_FORMATS = {"avi", "h264", "hevc", "mjpeg", "mpjpeg", "rawvideo"}
 
-av.logging.set_level(av.logging.PANIC)  # FFmpeg's own lines per failed attempt: the status events say it once
+av.logging.set_level(av.logging.PANIC)  # FFmpeg's own lines per failed attempt: the state changes say it once
 
 
 # -- a stop that interrupts a blocked open or read ---------------------------------------------
@@ -272,8 +272,8 @@ class PyavCapture(Capture):
             what = "video" if scheme_of(uri) == FILE else "source"
             raise CaptureError(f"cannot open {what} {uri}: {_one_line(err)}") from None
         try:
-            self.stream = self._video_stream()
-            context = self.stream.codec_context
+            self.video_stream = self._video_stream()
+            context = self.video_stream.codec_context
             if hwaccel is not None and options.decoder != "auto" and not context.is_hwaccel:
                 raise CaptureError(f"decoder {options.decoder} cannot decode {context.name} here", fatal=True)
             problem = crop_problem(options.crop, context.width, context.height) if context.width else None
@@ -283,7 +283,7 @@ class PyavCapture(Capture):
             self.container.close()
             raise
         self.timestamped = self.container.format.name not in FRAME_COUNTED_FORMATS
-        rate = self.stream.average_rate or self.stream.guessed_rate
+        rate = self.video_stream.average_rate or self.video_stream.guessed_rate
         self.fps = float(rate) if rate and 0 < float(rate) <= 1000 else None
         used = kind if context.is_hwaccel else "cpu"
         rate_text = f" at {self.fps:.1f} fps" if self.fps else ""
@@ -297,7 +297,7 @@ class PyavCapture(Capture):
 
     def frames(self):
         try:
-            for packet in self.container.demux(self.stream):
+            for packet in self.container.demux(self.video_stream):
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError:

@@ -312,7 +312,7 @@ class Source:
             return (_FATAL if err.fatal else _NO_FRAME), err.reason
         try:
             if self.recorder is not None:
-                self.recorder.connected(capture.stream, timestamped=capture.timestamped)
+                self.recorder.connected(capture.video_stream, timestamped=capture.timestamped)
                 capture.packet_tap = self.recorder.feed
             return self._read(capture, announce)
         except Exception as err:  # noqa: BLE001 - a backend's surprise must not kill the thread: retried like a read failure

@@ -332,7 +332,7 @@ def spec_from_args(args, classes) -> ModelSpec:
 
 
 def config_from_args(args) -> TrainConfig:
-    from lrcn.models.clips import DEFAULT_CACHE
+    from lrcn.models.frame_cache import DEFAULT_CACHE
     from lrcn.models.train import TrainConfig
 
     return TrainConfig(

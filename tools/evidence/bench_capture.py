@@ -254,7 +254,7 @@ def decoder_threads(path: str) -> dict:
     pyav = PyavCapture(path, (16, 16), SourceOptions())
     try:
         next(pyav.frames(), None)
-        context = pyav.stream.codec_context
+        context = pyav.video_stream.codec_context
         return {
             "opencv_threads": opencv,
             "pyav_threads": context.thread_count,

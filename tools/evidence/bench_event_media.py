@@ -154,15 +154,15 @@ def probe(video: Path) -> dict:
     import av
 
     with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for _ in container.demux(stream) if _.size)
+        video_stream = container.streams.video[0]
+        frames = sum(1 for _ in container.demux(video_stream) if _.size)
         return {
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-            "codec": stream.codec_context.name,
-            "fps": float(stream.average_rate),
+            "width": video_stream.codec_context.width,
+            "height": video_stream.codec_context.height,
+            "codec": video_stream.codec_context.name,
+            "fps": float(video_stream.average_rate),
             "frames": frames,
-            "seconds": frames / float(stream.average_rate),
+            "seconds": frames / float(video_stream.average_rate),
         }
 
 
@@ -291,13 +291,13 @@ def play(path: Path) -> tuple[float, int, bool]:
     import av
 
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+        video_stream = container.streams.video[0]
         times = []
         first_key = None
-        for frame in container.decode(stream):
+        for frame in container.decode(video_stream):
             times.append(frame.time)
             first_key = frame.key_frame if first_key is None else first_key
-        period = 1 / float(stream.average_rate)
+        period = 1 / float(video_stream.average_rate)
         return (max(times) + period - min(times) if times else 0.0), len(times), bool(first_key)
 
 

@@ -9,7 +9,7 @@ During one run of the real runtime process, with ffmpeg serving each live stream
 - a file source plays a copy of the video with random bytes written over parts of it, looped.
 It checks that the serve process never dies and stops cleanly on SIGTERM within its 2 s,
 that heartbeats never stop (nothing blocks: the largest gap is reported), that every kill
-shows up as a `lost`/`reconnecting` and then a `connected` status event, and that predictions
+shows up as a `lost`/`reconnecting` and then a `connected` state change, and that predictions
 resume after each one; the stalled subscriber gets messages again afterwards. Writes
 faults.json; exits non-zero with one line per broken promise.
 """
@@ -49,7 +49,7 @@ def corrupt_copy(video: Path, out: Path, chunks: int = 12, chunk_bytes: int = 20
 
 
 def kill_cycles(server: StreamServer, stream: str, monitor: Monitor, kills: int, down_s: float, cycles: list) -> None:
-    """Kill and restart one server `kills` times; after each, wait for the gap's status events
+    """Kill and restart one server `kills` times; after each, wait for the gap's state changes
     and for predictions to resume. Appends one record per kill to `cycles`."""
     for k in range(kills):
         killed_at = time.monotonic()
@@ -65,22 +65,22 @@ def kill_cycles(server: StreamServer, stream: str, monitor: Monitor, kills: int,
             return
 
         def resumed(killed_at=killed_at):
-            events = monitor.events_since(stream, killed_at)
-            gap = next((e for e in events if e["state"] in GAP_STATES), None)
+            changes = monitor.state_changes_since(stream, killed_at)
+            gap = next((c for c in changes if c["state"] in GAP_STATES), None)
             connected = next(
-                (e for e in events if e["state"] == "connected" and (gap is None or e["t"] >= gap["t"])), None
+                (c for c in changes if c["state"] == "connected" and (gap is None or c["t"] >= gap["t"])), None
             )
             last = monitor.last_prediction.get(stream)
             return gap is not None and connected is not None and last is not None and last[0] > connected["t"]
 
         ok = wait_until(resumed, CYCLE_TIMEOUT_S, 0.05)
-        events = monitor.events_since(stream, killed_at)
+        changes = monitor.state_changes_since(stream, killed_at)
         record.update(
             {
                 "resumed": ok,
-                "events": [e["state"] for e in events],
-                "gap_event": any(e["state"] in GAP_STATES for e in events),
-                "connected_event": any(e["state"] == "connected" for e in events),
+                "events": [c["state"] for c in changes],
+                "gap_event": any(c["state"] in GAP_STATES for c in changes),
+                "connected_event": any(c["state"] == "connected" for c in changes),
                 "down_s": round(restarted_at - killed_at, 2),
                 "kill_to_prediction_s": round(monitor.last_prediction[stream][0] - killed_at, 2) if ok else None,
             }
@@ -196,7 +196,7 @@ def faults(args) -> dict:
             "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3),
             "heartbeats": monitor.heartbeats,
             "predictions": dict(monitor.predictions),
-            "events": monitor.event_list(),
+            "events": monitor.state_change_list(),
             "final_stats": {
                 name: {
                     k: s.get(k)
@@ -232,9 +232,9 @@ def problems(result: dict, args) -> list[str]:
             found.append(f"{name}: {cycle['error']}")
             continue
         if not cycle["gap_event"]:
-            found.append(f"{name}: no lost/reconnecting status event")
+            found.append(f"{name}: no lost/reconnecting state change")
         if not cycle["connected_event"]:
-            found.append(f"{name}: no connected status event")
+            found.append(f"{name}: no connected state change")
         if not cycle["resumed"]:
             found.append(f"{name}: predictions did not resume within {CYCLE_TIMEOUT_S:.0f} s")
     stall = result["stalled_subscriber"]

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from lrcn.models.architectures import build_model, split_model
-    from lrcn.models.clips import DEFAULT_CACHE, FrameCache, load_videos
+    from lrcn.models.frame_cache import DEFAULT_CACHE, FrameCache, load_videos
     from lrcn.models.data import discover
     from lrcn.models.features import FeatureCache
     from lrcn.stream.bundle import ModelSpec

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON written here")
     args = parser.parse_args(argv)
     try:
-        from lrcn.models.clips import DEFAULT_CACHE
+        from lrcn.models.frame_cache import DEFAULT_CACHE
 
         sizes = [int(s) for s in args.sizes.split(",")]
         names = [n for n in args.datasets.split(",") if n]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrcn.models.clips import video_windows
+from lrcn.models.frame_cache import video_windows
 from lrcn.stream.quantize import calibration_frames
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from lrcn.stream.video import VIDEO_EXTENSIONS, read_frames

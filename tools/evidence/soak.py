@@ -177,7 +177,7 @@ def summarise(samples: list[dict], code, restarts: int, args, video: Path, monit
         "serve_exit": code,
         "server_restarts": restarts,
         "samples": samples,
-        "events": monitor.event_list(),
+        "events": monitor.state_change_list(),
         "max_heartbeat_gap_s": round(monitor.max_heartbeat_gap_s, 3),
         "predictions": dict(monitor.predictions),
     }

@@ -1,6 +1,6 @@
 """A real ZeroMQ subscriber in a thread, for the evidence tools: `Recorder` keeps every message
 with its arrival time; `Monitor` keeps the running tallies a soak or a fault run reads while it
-runs (predictions per stream, status events, heartbeat gaps, latencies per interval)."""
+runs (predictions per stream, state changes, heartbeat gaps, latencies per interval)."""
 
 from __future__ import annotations
 
@@ -54,14 +54,14 @@ class Recorder:
 
 
 class Monitor(Recorder):
-    """Counts predictions per stream, keeps every state-change status event, the newest periodic
+    """Counts predictions per stream, keeps every state change (a status message without a stats report), the newest periodic
     stats per stream, heartbeat gaps, and the latencies of the current interval (taken and
     cleared by `take_latencies`); times on the monotonic clock."""
 
     def __init__(self, endpoint: str):
         self.predictions: dict[str, int] = defaultdict(int)
         self.last_prediction: dict[str, tuple[float, int]] = {}  # stream -> (monotonic time, frame index)
-        self.events: list[dict] = []
+        self.state_changes: list[dict] = []
         self.stats: dict[str, dict] = {}
         self.heartbeats = 0
         self.last_heartbeat: float | None = None
@@ -82,7 +82,7 @@ class Monitor(Recorder):
                 if payload["stats"].get("report"):
                     self.stats[message.stream] = payload["stats"]
                 else:
-                    self.events.append(
+                    self.state_changes.append(
                         {"t": now, "stream": message.stream, "state": payload["state"], "reason": payload["reason"]}
                     )
             elif message.kind == "heartbeat":
@@ -96,10 +96,10 @@ class Monitor(Recorder):
             taken, self._latencies = self._latencies, []
         return taken
 
-    def events_since(self, stream: str, since: float) -> list[dict]:
+    def state_changes_since(self, stream: str, since: float) -> list[dict]:
         with self._lock:
-            return [e for e in self.events if e["stream"] == stream and e["t"] >= since]
+            return [c for c in self.state_changes if c["stream"] == stream and c["t"] >= since]
 
-    def event_list(self) -> list[dict]:
-        """The status events as a result lists them: stream, state, reason."""
-        return [{k: e[k] for k in ("stream", "state", "reason")} for e in self.events]
+    def state_change_list(self) -> list[dict]:
+        """The state changes as a result lists them: stream, state, reason."""
+        return [{k: c[k] for k in ("stream", "state", "reason")} for c in self.state_changes]

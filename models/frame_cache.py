@@ -1,10 +1,11 @@
-"""Decoded-frame cache, clip sampling and augmentation: NumPy and OpenCV, no TensorFlow."""
+"""The decoded-frame cache for training, with clip sampling, augmentation and sharding: NumPy and OpenCV, no
+TensorFlow."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Protocol
 from collections.abc import Callable, Iterable, Sequence
@@ -15,6 +16,8 @@ import numpy as np
 from lrcn.stream.errors import LrcnError
 from lrcn.stream.flow import DEFAULT_METHOD, video_motion
 from lrcn.stream.video import DECODE_VERSION, read_frames, read_segments
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "lrcn-stream"
 
@@ -121,15 +124,15 @@ def map_sharded(
 def load_videos(
     paths: Iterable[Path], cache: FrameCache, progress: bool = True, shard: Shard = OneWorker()
 ) -> dict[Path, np.ndarray]:
-    """Decode (or load) every video, each worker its share; a video that cannot be read is named
-    on stderr (by the worker that tried it) and skipped."""
+    """Decode (or load) every video, each worker its share; a video that cannot be read is logged
+    (by the worker that tried it) and skipped."""
     paths = list(paths)
 
     def decode(path):
         try:
             return cache.frames(path)
         except LrcnError as err:
-            print(f"lrcn: skipping {err}", file=sys.stderr)
+            log.warning("skipping %s", err)
             return None
 
     frames = map_sharded(paths, decode, shard, progress, "decoding")
