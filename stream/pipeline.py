@@ -62,7 +62,15 @@ from lrcn.stream.sinks.zeromq import ZeroMqSink
 from lrcn.stream.smoothing import parse_smoothing
 from lrcn.stream.snapshots import Original, SnapshotWriter
 from lrcn.stream.sources import FINAL_STATES, Source, SourceOptions, SourceState, open_source
-from lrcn.stream.stats import Histogram, PipelineStats, StreamActivity, StreamOverview, StreamStats, plain
+from lrcn.stream.stats import (
+    Histogram,
+    PipelineStats,
+    PublisherStats,
+    StreamActivity,
+    StreamOverview,
+    StreamStats,
+    plain,
+)
 from lrcn.stream.table import Counters, Served, Table, without
 from lrcn.stream.views import DEGRADED, pipeline_stats, stream_stats
 from lrcn.stream.windows import WindowConfig
@@ -290,7 +298,15 @@ class Pipeline:
 
     def stats(self, percentiles: bool = True) -> PipelineStats:
         """Per stream and overall counters; safe to call while running (stream.views.pipeline_stats)."""
-        return pipeline_stats(self, percentiles)
+        table, zeromq = self.table, self.zeromq
+        publisher = (
+            PublisherStats()
+            if zeromq is None
+            else PublisherStats(sent=zeromq.sent, shed=zeromq.shed, undelivered=zeromq.undelivered)
+        )
+        return pipeline_stats(
+            table, self.scheduler.stats(), publisher, self.outbox.stats(), self.started_at, percentiles
+        )
 
     def _stop_sources(self, names: Sequence[str], wait_s: float) -> None:
         """Ask every named source to stop at once, then wait up to `wait_s` in all for them to end."""

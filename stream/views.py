@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
 import msgspec
 
 from lrcn.stream.scheduler import track_stats
@@ -19,15 +17,14 @@ from lrcn.stream.sources import SourceState
 from lrcn.stream.stats import (
     PipelineStats,
     PublisherStats,
+    SchedulerStats,
+    SinkStats,
     StreamActivity,
     StreamOverview,
     StreamStats,
     TimelineEntry,
 )
 from lrcn.stream.table import Counters, Served, Table
-
-if TYPE_CHECKING:
-    from lrcn.stream.pipeline import Pipeline
 
 DEGRADED = "degraded"  # a connected stream that yields far too few predictions (stream.degraded)
 NO_PERCENTILES = {"p50": None, "p95": None, "p99": None}
@@ -80,23 +77,25 @@ def stream_stats(
     )
 
 
-def pipeline_stats(pipeline: Pipeline, percentiles: bool = True) -> PipelineStats:
+def pipeline_stats(
+    table: Table,
+    scheduler: SchedulerStats,
+    publisher: PublisherStats,
+    sinks: dict[str, SinkStats],
+    started_at: float | None,
+    percentiles: bool = True,
+) -> PipelineStats:
     """Per stream and overall counters. Without `percentiles` (a metrics scrape, which has the
-    latency histogram), no latency percentiles: cheaper."""
-    table = pipeline.table
-    scheduler = pipeline.scheduler.stats()
-    zeromq = pipeline.zeromq
-    started = pipeline.started_at
+    latency histogram), no latency percentiles: cheaper. `table` is read before `scheduler`, so the
+    scheduler's counts name every stream of the table."""
     return PipelineStats(
-        elapsed_s=round(time.monotonic() - started, 3) if started else 0.0,
+        elapsed_s=round(time.monotonic() - started_at, 3) if started_at else 0.0,
         encoded=scheduler.encoded,
         encoded_by_modality=scheduler.encoded_by_modality,
         encoder_calls=scheduler.encoder_calls,
         batch_sizes=scheduler.batch_sizes,
-        publisher=PublisherStats()
-        if zeromq is None
-        else PublisherStats(sent=zeromq.sent, shed=zeromq.shed, undelivered=zeromq.undelivered),
-        sinks=pipeline.outbox.stats(),
+        publisher=publisher,
+        sinks=sinks,
         streams={
             name: stream_stats(served, scheduler.batch_sizes, percentiles=percentiles) for name, served in table.items()
         },

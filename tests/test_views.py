@@ -41,7 +41,7 @@ def test_a_reader_in_another_thread_sees_each_reload_whole_or_not_at_all(exporte
     reader.start()
     try:
         for configs in (AFTER, BEFORE, AFTER, BEFORE):
-            pipeline.reconfigure(configs)
+            pipeline.reconfigure(configs, timeout_s=60)  # a loaded machine may take a while; whole is the point
     finally:
         done.set()
         reader.join(10)

@@ -45,7 +45,7 @@ import threading
 import time
 
 from lrcn.stream.events import EVENT_ID_PATTERN, new_event_id
-from lrcn.stream.recording import retention
+import lrcn.stream.recording.retention as retention
 from lrcn.stream.recording.buffer import END, TAKE, Kept, PacketBuffer
 from lrcn.stream.recording.rules import RecordRules, check_record_dir, reason, safe_label
 from lrcn.stream.recording.writer import Clip, ClipWriter, Template

@@ -30,7 +30,7 @@ from pathlib import Path
 import av
 
 from lrcn.stream.media_index import RUN, MediaIndex
-from lrcn.stream.recording import retention
+import lrcn.stream.recording.retention as retention
 from lrcn.stream.recording.buffer import ClipSpan, Kept
 from lrcn.stream.recording.rules import RecordRules, reason
 
