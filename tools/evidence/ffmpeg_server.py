@@ -1,5 +1,6 @@
 """ffmpeg serving a video file live on 127.0.0.1, as a camera would (TCP MPEG-TS), started as a
-subprocess and always killed. Used by the streaming-accuracy tool and the source tests.
+subprocess and always killed; and ffmpeg making the videos the tools and tests play (`run_ffmpeg`,
+`pattern_video`, `still_clip`). Used by the streaming-accuracy tool, the benches and the tests.
 
 >>> port = free_port()                                                      # doctest: +SKIP
 >>> with served(ffmpeg_tcp_ts(Path("walk.avi"), port, loop=False), port):   # doctest: +SKIP
