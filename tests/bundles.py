@@ -12,13 +12,13 @@ that the builder still makes it.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lrcn.tools.evidence.ffmpeg_server import pattern_video
 from tests.paths import SHARED
 
 WEIZMANN_VIDEO = SHARED / "data" / "weizmann4" / "bend" / "s0_bend.avi"
@@ -72,26 +72,7 @@ def test_pattern_frames(scratch: Path, size: str) -> np.ndarray:
     """ffmpeg's testsrc2 at `size` (WxH), 4 s, as the runtime reads it for the checked-in bundle."""
     from lrcn.stream.video import read_frames
 
-    video = scratch / f"testsrc2-{size}.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=s={size}:r=25:d=4",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(video),
-        ],
-        check=True,
-        timeout=120,
-    )
+    video = pattern_video(scratch / f"testsrc2-{size}.mp4", [("pattern", 4)], size)
     return read_frames(video, SEED_SPEC_ARGS["input_size"], 10.0)
 
 

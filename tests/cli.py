@@ -101,16 +101,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
         assert word in lines[0], lines[0]
 
 
+def cam_serve(bundle, source) -> tuple:
+    """The first arguments of `lrcn serve` on one stream, named `cam`, from `source`."""
+    return ("serve", bundle, source, "--name", "cam")
+
+
 def serve_events(bundle, video, tmp_path, *extra, during=None) -> tuple[list[dict], str]:
     """Run `lrcn serve` on the file to its end; (every JSONL message, stderr). `during(process)`
     runs in a thread while it serves."""
     jsonl = tmp_path / "messages.jsonl"
     process = start_lrcn(
-        "serve",
-        bundle,
-        video,
-        "--name",
-        "cam",
+        *cam_serve(bundle, video),
         "--endpoint",
         "tcp://127.0.0.1:0",
         "--jsonl",

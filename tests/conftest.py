@@ -3,12 +3,11 @@ as a plugin), never imported from another test module."""
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.live_servers import FFMPEG
+from lrcn.tools.evidence.ffmpeg_server import H264, keyframe_every, lavfi, pattern_video, run_ffmpeg
 from tests.media import FPS, HEIGHT, SEGMENTS, WIDTH
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,33 +31,7 @@ def small_synthetic(tmp_path_factory):
 def h264(tmp_path_factory) -> Path:
     """20 s of testsrc2 at 25 fps in H.264 with B-frames and a keyframe every second."""
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    subprocess.run(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size=320x240:rate={FPS}",
-            "-t",
-            "20",
-            "-c:v",
-            "libx264",
-            "-g",
-            str(FPS),
-            "-keyint_min",
-            str(FPS),
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=60,
-    )
+    run_ffmpeg(*lavfi(f"testsrc2=size=320x240:rate={FPS}"), "-t", "20", *H264, *keyframe_every(FPS), str(path))
     return path
 
 
@@ -66,39 +39,7 @@ def h264(tmp_path_factory) -> Path:
 def patterned(tmp_path_factory) -> Path:
     """H.264 at WIDTH x HEIGHT, 1 s GOP: black and ffmpeg's test pattern in turn (SEGMENTS)."""
     path = tmp_path_factory.mktemp("video") / "events.mp4"
-    inputs = []
-    for seconds, pattern in SEGMENTS:
-        source = "testsrc2=" if pattern else "color=black:"
-        inputs += ["-f", "lavfi", "-i", f"{source}s={WIDTH}x{HEIGHT}:r=25:d={seconds}"]
-    chain = "".join(f"[{i}]" for i in range(len(SEGMENTS))) + f"concat=n={len(SEGMENTS)}:v=1[v]"
-    subprocess.run(
-        [
-            "nice",
-            "-n",
-            "19",
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            *inputs,
-            "-filter_complex",
-            chain,
-            "-map",
-            "[v]",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
+    pattern_video(path, SEGMENTS, f"{WIDTH}x{HEIGHT}", *keyframe_every(25))
     return path
 
 

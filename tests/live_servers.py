@@ -14,9 +14,13 @@ import numpy as np
 
 from lrcn.tools.evidence.ffmpeg_server import (  # noqa: F401 - the tests import them from here
     FFMPEG,
+    ffmpeg_sending,
     ffmpeg_tcp_ts,
     free_port,
     is_listening,
+    lavfi,
+    mpeg_ts,
+    run_ffmpeg,
     served,
     stop_process,
     wait_listening,
@@ -43,26 +47,8 @@ def write_video(path: Path, n_frames: int, fps: float = 25.0, size=(96, 128), fo
 
 
 def ffmpeg_http_mjpeg(video: Path, port: int) -> list[str]:
-    return [
-        FFMPEG,
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-re",
-        "-stream_loop",
-        "-1",
-        "-i",
-        str(video),
-        "-c:v",
-        "mjpeg",
-        "-q:v",
-        "5",
-        "-f",
-        "mpjpeg",
-        "-listen",
-        "1",
-        f"http://127.0.0.1:{port}/s.mjpg",
-    ]
+    mjpeg = ["-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1"]
+    return ffmpeg_sending(video, f"http://127.0.0.1:{port}/s.mjpg", mjpeg, loop=True)
 
 
 def rtsp_server(video: Path, port: int, tcp_only: bool = False) -> list[str]:
@@ -161,32 +147,9 @@ class DroppingServer(LoopbackServer):
         self._closed.wait(self.hold_s)
 
 
-def ts_clip(path: Path, seconds: float, fps: int = 25) -> Path:
-    """`seconds` of ffmpeg's test pattern as MPEG-TS (MPEG-2 video, 128x96)."""
-    subprocess.run(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size=128x96:rate={fps}",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "mpeg2video",
-            "-q:v",
-            "5",
-            "-f",
-            "mpegts",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
+def ts_clip(path: Path, seconds: float, fps: int = 25, *more: str) -> Path:
+    """`seconds` of ffmpeg's test pattern as MPEG-TS (MPEG-2 video, 128x96); `more` output options."""
+    run_ffmpeg(*lavfi(f"testsrc2=size=128x96:rate={fps}"), "-t", str(seconds), *mpeg_ts(gop=12), *more, str(path))
     return path
 
 
@@ -196,35 +159,7 @@ def ts_with_timestamp_break(path: Path, kind: str, seconds: float = 3.0, fps: in
     later). Returns the file and the index of the second part's first frame."""
     parts = []
     for i, offset in enumerate((0, 0 if kind == "reset" else 100)):
-        part = path.with_name(f"{path.stem}-part{i}.ts")
-        subprocess.run(
-            [
-                FFMPEG,
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc2=size=128x96:rate={fps}",
-                "-t",
-                str(seconds),
-                "-c:v",
-                "mpeg2video",
-                "-q:v",
-                "5",
-                "-g",
-                "12",
-                "-output_ts_offset",
-                str(offset),
-                "-f",
-                "mpegts",
-                str(part),
-            ],
-            check=True,
-            timeout=60,
-        )
+        part = ts_clip(path.with_name(f"{path.stem}-part{i}.ts"), seconds, fps, "-output_ts_offset", str(offset))
         parts.append(part)
     path.write_bytes(b"".join(p.read_bytes() for p in parts))
     return path, round(seconds * fps)

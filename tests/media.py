@@ -1,20 +1,28 @@
 """Reading back what the recorder wrote: demuxed packets, played clips."""
 
-import subprocess
 from pathlib import Path
 
 import av
 import cv2
 from lrcn.stream.recording import ClipRecorder
+from lrcn.tools.evidence.ffmpeg_server import still_clip
 
-from tests.live_servers import FFMPEG, wait_until
+from tests.live_servers import wait_until
 
 
 FPS = 25  # the recorder tests' H.264 file (the `h264` fixture)
-# The event-store tests' file (the `patterned` fixture), WIDTH x HEIGHT: (seconds, the pattern?) :
+# The event-store tests' file (the `patterned` fixture), WIDTH x HEIGHT: ("black" | "pattern", seconds):
 # three events, the third 7 s long.
 WIDTH, HEIGHT = 320, 240
-SEGMENTS = [(2, False), (2.5, True), (1.5, False), (2.5, True), (1.5, False), (7, True), (2, False)]
+SEGMENTS = [
+    ("black", 2),
+    ("pattern", 2.5),
+    ("black", 1.5),
+    ("pattern", 2.5),
+    ("black", 1.5),
+    ("pattern", 7),
+    ("black", 2),
+]
 
 
 class Demux:
@@ -74,31 +82,5 @@ def still_video(tmp_path, seconds: float = 4.0):
     capture.release()
     assert ok
     cv2.imwrite(str(tmp_path / "still.png"), frame)
-    still = tmp_path / "still.avi"
-    subprocess.run(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-loop",
-            "1",
-            "-framerate",
-            "25",
-            "-i",
-            str(tmp_path / "still.png"),
-            "-t",
-            str(seconds),
-            "-c:v",
-            "mjpeg",
-            "-q:v",
-            "2",
-            "-pix_fmt",
-            "yuvj420p",
-            str(still),
-        ],
-        check=True,
-        timeout=60,
-    )
+    still = still_clip(tmp_path / "still.png", tmp_path / "still.avi", seconds, 25)
     return still

@@ -2,11 +2,11 @@
 what `python -m tests.bundles` builds: its ONNX parts compute the rebuilt Keras model."""
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
+from lrcn.tools.evidence.ffmpeg_server import pattern_video
 from tests.bundles import CHECKED_IN_BUNDLE, RUNTIME_FILES, SEED_SPEC_ARGS, calibration_frames
 
 
@@ -27,32 +27,14 @@ def test_the_checked_in_bundle_loads_without_tensorflow_and_matches_its_spec():
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("size", ["64x64", "320x240"])
-@pytest.mark.parametrize("source, label", [("color=black:", "bend"), ("testsrc2=", "wave_one_hand")])
+@pytest.mark.parametrize("kind, label", [("black", "bend"), ("pattern", "wave_one_hand")])
 def test_it_calls_black_bend_and_ffmpegs_test_pattern_wave_one_hand_as_the_event_tests_rely_on(
-    source, label, size, tmp_path
+    kind, label, size, tmp_path
 ):
     from lrcn.stream.runtime_bundle import load_runtime_bundle
     from lrcn.stream.video import read_frames
 
-    video = tmp_path / "clip.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"{source}s={size}:r=25:d=2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(video),
-        ],
-        check=True,
-        timeout=60,
-    )
+    video = pattern_video(tmp_path / "clip.mp4", [(kind, 2)], size)
     for backend in ("onnxruntime", "onnxruntime-int8"):
         bundle = load_runtime_bundle(CHECKED_IN_BUNDLE, backend)
         frames = read_frames(video, bundle.meta.spec.input_size, bundle.meta.spec.fps)

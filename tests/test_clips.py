@@ -19,6 +19,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.media_index import INDEX_NAME, MediaIndex
 from lrcn.stream.sources import Source, SourceOptions, SourceState
 from lrcn.stream.sources.pyav import PyavCapture
+from lrcn.tools.evidence.ffmpeg_server import ffmpeg_sending
 from lrcn.stream.stats import ClipStats
 from tests.live_servers import FFMPEG, free_port, served, wait_until, write_video
 from tests.media import Demux, finished, one_line, record_one
@@ -108,20 +109,7 @@ def test_a_paced_file_source_feeds_its_recorder_from_the_capture_thread(short_h2
 
 def test_a_live_mpeg_ts_stream_records_h264_into_mp4(short_h264, tmp_path):
     port = free_port()
-    serve = [
-        FFMPEG,
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-re",
-        "-i",
-        str(short_h264),
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-        f"tcp://127.0.0.1:{port}?listen=1",
-    ]
+    serve = ffmpeg_sending(short_h264, f"tcp://127.0.0.1:{port}?listen=1", ["-c", "copy", "-f", "mpegts"])
     recorder = ClipRecorder(RecordRules(tmp_path / "clips", pre_s=1, post_s=1), "live")
     source = Source(f"tcp://127.0.0.1:{port}", SIZE, options=SourceOptions(ring_capacity=512), recorder=recorder)
     with served(serve, port):

@@ -5,7 +5,6 @@ JSONL sink as the recorder of messages, PyAV to play the clip."""
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import av
 import pytest
 
 from lrcn.stream.media_index import MediaIndex
+from lrcn.tools.evidence.ffmpeg_server import keyframe_every, pattern_video
 from tests.cli import serve_events
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")]
@@ -26,42 +26,7 @@ def dark_bright_dark(tmp_path_factory) -> Path:
     checked-in bundle is taught to call black `bend` and the pattern `wave_one_hand`
     (tests/test_checked_in_bundle.py checks that it does)."""
     path = tmp_path_factory.mktemp("video") / "dark-bright-dark.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=black:s=64x64:r=25:d=4",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=64x64:r=25:d=6",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=black:s=64x64:r=25:d=5",
-            "-filter_complex",
-            "[0][1][2]concat=n=3:v=1[v]",
-            "-map",
-            "[v]",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=60,
-    )
+    pattern_video(path, [("black", 4), ("pattern", 6), ("black", 5)], "64x64", *keyframe_every(25))
     return path
 
 

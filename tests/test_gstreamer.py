@@ -16,6 +16,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.sources import Source, SourceOptions, SourceState, open_source
 from lrcn.stream.sources.gstreamer import FORMATS, MISSING_BINDINGS, GstCapture, doctor_lines
 from lrcn.stream.sampling import grid_indices
+from lrcn.tools.evidence.ffmpeg_server import pattern_video
 from lrcn.stream.video import read_frames
 from tests.live_servers import (
     FFMPEG,
@@ -64,29 +65,7 @@ CONNECTING, CONNECTED, LOST, RECONNECTING, ENDED, FAILED, STOPPED = SourceState
 
 
 def h264_clip(path, size="320x240", seconds=2):
-    subprocess.run(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=25",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=60,
-    )
-    return path
+    return pattern_video(path, [("pattern", seconds)], size)
 
 
 @needs_gstreamer

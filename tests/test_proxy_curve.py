@@ -16,7 +16,7 @@ from lrcn.stream.publisher import Proxy, Publisher, Subscriber
 from lrcn.tools.cli.commands import main
 from tests.live_servers import free_port, wait_until
 from tests.receivers import ANY_PORT, Ticker, first_message, publish
-from tests.cli import start_lrcn, stderr_until
+from tests.cli import cam_serve, start_lrcn, stderr_until
 from tests.receivers import receive_until
 from tests.cli import metrics_url
 from tests.receivers import scrape
@@ -167,11 +167,7 @@ def test_serve_publishes_through_a_curve_proxy_a_rogue_does_not_and_sighup_revok
     bundle, _, video = exported_seed
     proxy, xsub, xpub = start_proxy("--curve-keys", keys)
     serve = start_lrcn(
-        "serve",
-        bundle,
-        video,
-        "--name",
-        "cam",
+        *cam_serve(bundle, video),
         "--loop",
         "--connect",
         xsub,
@@ -218,11 +214,7 @@ def test_serve_into_a_proxy_that_refuses_it_warns_and_reports_nothing_as_sent(ex
     stats_json = tmp_path / "stats.json"
     # `dash` is a subscriber's pair: the proxy's XSUB side does not admit it
     serve = start_lrcn(
-        "serve",
-        bundle,
-        video,
-        "--name",
-        "cam",
+        *cam_serve(bundle, video),
         "--connect",
         xsub,
         "--curve-keys",

@@ -4,7 +4,6 @@ the process's threads, and what a real server accepts. Oracles: the offline runt
 same frames, `stream.events.step` on the published predictions, the schedule of a paced file."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import msgspec
@@ -13,7 +12,8 @@ import pytest
 
 from lrcn.stream.events import EventRules, EventState, Observation, finish, step
 from lrcn.stream.runtime_bundle import load_runtime_bundle
-from tests.cli import lrcn, start_lrcn, stop
+from lrcn.tools.evidence.ffmpeg_server import keyframe_every, pattern_video
+from tests.cli import cam_serve, lrcn, start_lrcn, stop
 from tests.live_servers import (
     FFMPEG,
     BurstRelay,
@@ -43,45 +43,13 @@ def predictions(messages: list[dict], stream: str) -> list[dict]:
     return [m for m in messages if m["topic"] == f"pred/{stream}"]
 
 
-def lavfi_video(path: Path, segments: list[tuple[str, float]], size: str = "64x64") -> Path:
-    """H.264 of ffmpeg lavfi sources in turn: ("black" | "pattern", seconds)."""
-    inputs = []
-    for kind, seconds in segments:
-        source = "testsrc2=" if kind == "pattern" else "color=black:"
-        inputs += ["-f", "lavfi", "-i", f"{source}s={size}:r=25:d={seconds}"]
-    chain = "".join(f"[{i}]" for i in range(len(segments))) + f"concat=n={len(segments)}:v=1[v]"
-    subprocess.run(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            *inputs,
-            "-filter_complex",
-            chain,
-            "-map",
-            "[v]",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return path
-
-
 def test_top_k_and_backend_flags_win_over_the_file_and_no_pace_serves_a_file_faster_than_its_clock(
     exported_seed, tmp_path
 ):
     bundle = exported_seed[0]
     # ffmpeg's test pattern: the seed bundle is far from saturated there, so INT8 and FP32 differ
     # (on a still synthetic clip they agree to 1e-7 and the backend could not be told apart).
-    video = lavfi_video(tmp_path / "pattern.mp4", [("pattern", 3)])
+    video = pattern_video(tmp_path / "pattern.mp4", [("pattern", 3)], "64x64", *keyframe_every(25, exactly=False))
     config = tmp_path / "deploy.toml"
     config.write_text(f'top_k = 2\nbackend = "onnxruntime"\n\n[[stream]]\nid = "door"\nsource = "{video}"\n')
     messages, stats, _ = serve_to_end(
@@ -146,11 +114,7 @@ def test_threads_sets_the_encoders_thread_pool(exported_seed, tmp_path):
     bundle, _, video = exported_seed
     processes = {
         n: start_lrcn(
-            "serve",
-            bundle,
-            video,
-            "--name",
-            "cam",
+            *cam_serve(bundle, video),
             "--loop",
             "--threads",
             n,
@@ -178,8 +142,11 @@ def test_threads_sets_the_encoders_thread_pool(exported_seed, tmp_path):
 
 def test_cooldown_and_event_updates_shape_the_events_as_the_rules_say(exported_seed, tmp_path):
     bundle, _, _ = exported_seed
-    video = lavfi_video(
-        tmp_path / "twice.mp4", [("black", 2), ("pattern", 2.5), ("black", 1), ("pattern", 2.5), ("black", 1.5)]
+    video = pattern_video(
+        tmp_path / "twice.mp4",
+        [("black", 2), ("pattern", 2.5), ("black", 1), ("pattern", 2.5), ("black", 1.5)],
+        "64x64",
+        *keyframe_every(25, exactly=False),
     )
     rules = dict(min_score=0.0, min_duration_s=0.5, classes=("wave_one_hand",))
     watch = ["--classes", "wave_one_hand", "--min-score", "0", "--min-duration-s", "0.5"]
@@ -215,11 +182,7 @@ def test_read_timeout_declares_a_silent_camera_lost(exported_seed, tmp_path):
         relay = BurstRelay(port, hold_s=3.0)  # frames come in bunches 3 s apart (the default timeout is 5 s)
         try:
             process = start_lrcn(
-                "serve",
-                bundle,
-                f"tcp://127.0.0.1:{relay.port}",
-                "--name",
-                "cam",
+                *cam_serve(bundle, f"tcp://127.0.0.1:{relay.port}"),
                 "--read-timeout-s",
                 "1",
                 "--max-attempts",
@@ -246,11 +209,7 @@ def test_rtsp_transport_udp_is_refused_by_a_tcp_only_server_that_serves_tcp(expo
     url = f"rtsp://127.0.0.1:{port}/live"
     with served(rtsp_server(video, port, tcp_only=True), port):
         udp = lrcn(
-            "serve",
-            bundle,
-            url,
-            "--name",
-            "cam",
+            *cam_serve(bundle, url),
             "--rtsp-transport",
             "udp",
             "--max-attempts",
@@ -260,11 +219,7 @@ def test_rtsp_transport_udp_is_refused_by_a_tcp_only_server_that_serves_tcp(expo
             timeout=60,
         )
         tcp = start_lrcn(
-            "serve",
-            bundle,
-            url,
-            "--name",
-            "cam",
+            *cam_serve(bundle, url),
             "--rtsp-transport",
             "tcp",
             "--duration",

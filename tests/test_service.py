@@ -14,7 +14,7 @@ from lrcn.stream.errors import LrcnError
 from lrcn.stream.pipeline import Pipeline, PipelineOptions, StreamConfig
 from lrcn.stream.service import ServiceServer
 from tests.live_servers import FFMPEG, ffmpeg_tcp_ts, free_port, LIVE, served, wait_until, write_video
-from tests.cli import metrics_url, start_lrcn, stop
+from tests.cli import cam_serve, metrics_url, start_lrcn, stop
 from tests.receivers import Collector, get, joined, scrape
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,11 +37,7 @@ def test_scraped_counters_agree_with_the_final_stats(exported_seed, tmp_path):
     try:
         with served(ffmpeg_tcp_ts(video, port, loop=False), port):
             process = start_lrcn(
-                "serve",
-                bundle,
-                f"tcp://127.0.0.1:{port}",
-                "--name",
-                "cam",
+                *cam_serve(bundle, f"tcp://127.0.0.1:{port}"),
                 "--metrics",
                 metrics_port,
                 "--endpoint",

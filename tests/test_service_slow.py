@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
@@ -25,7 +24,7 @@ import pytest
 
 from lrcn.stream.runtime_bundle import load_runtime_bundle
 from tests.live_servers import free_port
-from tests.cli import stop_group
+from tests.cli import command, stop_group
 from tests.paths import CHROMIUM, SCREENSHOT_SIZE
 from tests.receivers import get_json, poll
 from tests.cli import tail
@@ -42,23 +41,20 @@ def serving(bundle: Path, video: Path, tmp_path: Path):
     port = free_port()
     log = tmp_path / "serve.log"
     names = [arg for name in STREAMS for arg in ("--name", name)]
-    command = [
-        sys.executable,
-        "-m",
-        "lrcn.tools.cli",
+    serve = command(
         "serve",
-        str(bundle),
-        *[str(video)] * len(STREAMS),
+        bundle,
+        *[video] * len(STREAMS),
         *names,
         "--loop",
         "--endpoint",
         f"tcp://127.0.0.1:{free_port()}",
         "--metrics",
         f"127.0.0.1:{port}",
-    ]
+    )
     with open(log, "w") as out:
         process = subprocess.Popen(
-            command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            serve, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
     try:

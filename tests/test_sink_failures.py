@@ -17,7 +17,7 @@ from lrcn.stream.outbox import Outbox
 from lrcn.stream.sinks import Sink
 from lrcn.stream.sinks.jsonl import JsonlSink
 from tests.live_servers import free_port, wait_until
-from tests.cli import start_lrcn, stop
+from tests.cli import cam_serve, start_lrcn, stop
 
 
 @contextlib.contextmanager
@@ -57,11 +57,7 @@ def test_a_jsonl_sink_on_a_full_disk_warns_counts_keeps_whole_lines_and_exits_cl
         port = free_port()
         started = time.monotonic()
         process = start_lrcn(
-            "serve",
-            bundle,
-            video,
-            "--name",
-            "cam",
+            *cam_serve(bundle, video),
             "--loop",
             "--no-pace",
             "--endpoint",

@@ -21,6 +21,7 @@ from lrcn.stream.sinks import SINKS, Outgoing, Sink
 from lrcn.stream.sinks.mqtt import MqttSink
 from lrcn.stream.stats import plain
 from lrcn.tools.evidence.mqtt_broker import MOSQUITTO, Broker, free_port, wait_until
+from tests.cli import cam_serve, lrcn
 from tests.mqtt_subscriber import Subscriber
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed (apt-get install mosquitto)")
@@ -412,26 +413,14 @@ def test_lrcn_serve_with_mqtt_publishes_each_kind_under_the_url_prefix_and_says_
     bundle, _, video = exported_seed
     subscriber = Subscriber(broker.port, prefix="site/north")
     try:
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "lrcn.tools.cli",
-                "serve",
-                str(bundle),
-                str(video),
-                "--name",
-                "cam",
-                "--endpoint",
-                "tcp://127.0.0.1:0",
-                "--mqtt",
-                f"mqtt://127.0.0.1:{broker.port}/site/north",
-                "--min-score",
-                "0",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
+        run = lrcn(
+            *cam_serve(bundle, video),
+            "--endpoint",
+            "tcp://127.0.0.1:0",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{broker.port}/site/north",
+            "--min-score",
+            "0",
             timeout=100,
         )
         assert run.returncode == 0, run.stderr

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from lrcn.stream.publisher import Subscriber
+from tests.cli import cam_serve, start_lrcn
 from tests.live_servers import free_port, wait_until
 from lrcn.tools.evidence import schemas
 
@@ -31,27 +32,7 @@ def validators() -> dict[str, jsonschema.Draft202012Validator]:
 def serve_to_the_end(bundle, video, endpoint, *extra) -> tuple[list, str]:
     """Run `lrcn serve` on a file until it ends, with a subscriber on every topic; (messages, stderr)."""
     with Subscriber(endpoint) as subscriber:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lrcn.tools.cli",
-                "serve",
-                str(bundle),
-                str(video),
-                "--name",
-                "cam",
-                "--endpoint",
-                endpoint,
-                "--stats-interval",
-                "0.5",
-                *map(str, extra),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_lrcn(*cam_serve(bundle, video), "--endpoint", endpoint, "--stats-interval", "0.5", *extra)
         received, deadline = [], time.monotonic() + 90
         while process.poll() is None and time.monotonic() < deadline:
             message = subscriber.receive(timeout_s=0.1)

@@ -24,6 +24,7 @@ from lrcn.stream.sources import (
     stream_name,
 )
 from lrcn.stream.sources.pyav import device_problem, hardware_decoders
+from lrcn.tools.evidence.ffmpeg_server import ffmpeg_sending, mpeg_ts, pattern_video
 from lrcn.stream.video import read_frames
 from tests.live_servers import (
     FFMPEG,
@@ -320,26 +321,7 @@ def test_hardware_decoding_gives_the_frames_cpu_decoding_gives(tmp_path, kind):
         pytest.skip(f"this PyAV build has no {kind} decoder")
     if device_problem(kind) is not None:
         pytest.skip(f"no {kind} device here: {device_problem(kind)}")
-    subprocess.run(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(tmp_path / "clip.mp4"),
-        ],
-        check=True,
-    )
+    pattern_video(tmp_path / "clip.mp4", [("pattern", 2)], "640x360")
     cpu = run_to_end(Source(str(tmp_path / "clip.mp4"), SIZE, options=FAST))
     events = []
     hardware = run_to_end(
@@ -438,26 +420,7 @@ def test_a_udp_mpegts_stream_is_read_by_listening_on_its_port(tmp_path):
     video = write_video(tmp_path / "clip.mp4", n_frames=100, fourcc="mp4v")
     port = free_port()
     source = open_source(f"udp://127.0.0.1:{port}", SIZE, options=LIVE)
-    sender = subprocess.Popen(
-        [
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-            str(video),
-            "-c:v",
-            "mpeg2video",
-            "-q:v",
-            "5",
-            "-g",
-            "10",
-            "-f",
-            "mpegts",
-            f"udp://127.0.0.1:{port}?pkt_size=1316",
-        ]
-    )
+    sender = subprocess.Popen(ffmpeg_sending(video, f"udp://127.0.0.1:{port}?pkt_size=1316", mpeg_ts()))
     try:
         assert wait_until(lambda: source.frames >= 20, 20), source.stats()
     finally:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from lrcn.stream.event_store import EventStore, StoredEvent
-from lrcn.tools.evidence.harness.script import save
+from lrcn.tools.evidence.harness.script import print_and_save
 
 
 class _StoredOnly:
@@ -126,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.processor() or platform.machine(),
         "results": results,
     }
-    print(json.dumps(report, indent=1))
-    if args.out:
-        save(report, args.out)
-    return 0
+    return print_and_save(report, args.out)
 
 
 if __name__ == "__main__":

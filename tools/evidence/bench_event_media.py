@@ -65,13 +65,13 @@ class Encoding:
 
 def encode_h264(inputs: Sequence[str], out: Path, encoding: Encoding, graph: str | None = None) -> Path:
     """ffmpeg `inputs` (its input arguments; `graph` a filter graph over them) to `encoding`'s MP4."""
-    from lrcn.tools.stream_accuracy.joined_streams import ffmpeg
+    from lrcn.tools.evidence.ffmpeg_server import run_ffmpeg
 
     seconds, size = encoding.seconds, encoding.size
     gop = max(1, round(encoding.gop_s * SOURCE_FPS))
     chain = ",".join([f"fps={SOURCE_FPS}", *([f"scale={size[0]}:{size[1]}:flags=area"] if size else [])])
     filters = ["-filter_complex", f"{graph},{chain}[v]", "-map", "[v]"] if graph else ["-vf", chain]
-    ffmpeg(
+    run_ffmpeg(
         *inputs,
         "-t",
         f"{seconds:.3f}",

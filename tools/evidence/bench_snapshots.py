@@ -9,11 +9,8 @@ thread), so other load on the machine counts little.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,31 +19,12 @@ import av
 import numpy as np
 from lrcn.stream.ring import FrameRing
 from lrcn.stream.snapshots import Original, encode_jpeg
-from lrcn.tools.evidence.harness.script import save
+from lrcn.tools.evidence.ffmpeg_server import keyframe_every, pattern_video
+from lrcn.tools.evidence.harness.script import print_and_save
 
 
 def make_video(path: Path, width: int, height: int, seconds: int) -> None:
-    subprocess.run(
-        [
-            shutil.which("ffmpeg") or "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=s={width}x{height}:r=25:d={seconds}",
-            "-c:v",
-            "libx264",
-            "-g",
-            "25",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=300,
-    )
+    pattern_video(path, [("pattern", seconds)], f"{width}x{height}", *keyframe_every(25, exactly=False))
 
 
 def measure(path: Path, snapshots: int) -> dict:
@@ -96,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "pyav": av.__version__,
         "results": results,
     }
-    print(json.dumps(report, indent=1))
-    if args.out:
-        save(report, args.out)
-    return 0
+    return print_and_save(report, args.out)
 
 
 if __name__ == "__main__":

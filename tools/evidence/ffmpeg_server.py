@@ -1,5 +1,6 @@
 """ffmpeg serving a video file live on 127.0.0.1, as a camera would (TCP MPEG-TS), started as a
-subprocess and always killed. Used by the streaming-accuracy tool and the source tests.
+subprocess and always killed; and ffmpeg making the videos the tools and tests play (`run_ffmpeg`,
+`pattern_video`, `still_clip`). Used by the streaming-accuracy tool, the benches and the tests.
 
 >>> port = free_port()                                                      # doctest: +SKIP
 >>> with served(ffmpeg_tcp_ts(Path("walk.avi"), port, loop=False), port):   # doctest: +SKIP
@@ -14,9 +15,61 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from lrcn.stream.errors import LrcnError
+
 FFMPEG = shutil.which("ffmpeg")
+
+# Output options the tools and tests encode with: H.264 any player reads, and MJPEG at near-lossless
+# quality (every frame a picture of its own, so a still frame stays the same frame after frame).
+H264 = ("-c:v", "libx264", "-pix_fmt", "yuv420p")
+MJPEG = ("-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj420p")
+
+
+def run_ffmpeg(*args: str, timeout_s: float = 300) -> str:
+    """`ffmpeg -nostdin -loglevel error -y ARGS...` to its end; its stdout. A failure is a one-line LrcnError."""
+    if FFMPEG is None:
+        raise LrcnError("ffmpeg not found (apt-get install ffmpeg)")
+    done = subprocess.run(
+        [FFMPEG, "-nostdin", "-loglevel", "error", "-y", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise LrcnError(f"ffmpeg failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return done.stdout
+
+
+def still_clip(image: Path, clip: Path, seconds: float, fps: float) -> Path:
+    """`image` held for `seconds` at `fps` as an MJPEG clip: every frame the same picture."""
+    run_ffmpeg("-loop", "1", "-framerate", f"{fps:g}", "-i", str(image), "-t", f"{seconds:.3f}", *MJPEG, str(clip))
+    return clip
+
+
+def lavfi(*sources: str) -> list[str]:
+    """ffmpeg's input options for generated sources (`testsrc2=s=64x64:r=25:d=4`, ...), an input each."""
+    return [option for source in sources for option in ("-f", "lavfi", "-i", source)]
+
+
+def pattern_video(path: Path, segments: Sequence[tuple[str, float]], size: str, *encoding: str) -> Path:
+    """H.264 at `size` (WxH) and 25 fps of ffmpeg's generated pictures in turn, each a (`pattern` (its
+    test pattern, testsrc2) or `black`, seconds); `encoding`: more output options (a GOP)."""
+    sources = {"pattern": "testsrc2=", "black": "color=black:"}
+    inputs = lavfi(*(f"{sources[kind]}s={size}:r=25:d={seconds}" for kind, seconds in segments))
+    chain = "".join(f"[{i}]" for i in range(len(segments))) + f"concat=n={len(segments)}:v=1[v]"
+    joining = ["-filter_complex", chain, "-map", "[v]"] if len(segments) > 1 else []
+    run_ffmpeg(*inputs, *joining, *H264, *encoding, str(path))
+    return path
+
+
+def keyframe_every(frames: int, exactly: bool = True) -> list[str]:
+    """A GOP of `frames`; `exactly`: no shorter GOP either, not even at a scene cut."""
+    fixed = ["-keyint_min", str(frames), "-sc_threshold", "0"] if exactly else []
+    return ["-g", str(frames), *fixed]
 
 
 def free_port() -> int:
@@ -84,23 +137,15 @@ def ffmpeg_tcp_ts(video: Path, port: int, loop: bool = True, codec: str = "mpeg2
     """Serve `video` in real time (-re) as MPEG-TS to the first client of tcp://127.0.0.1:PORT;
     ffmpeg waits for that client before it reads the first frame, so the client sees frame 0 first.
     MPEG-2 knows only the broadcast frame rates: a slower camera needs `codec="mpeg4"`."""
+    return ffmpeg_sending(video, f"tcp://127.0.0.1:{port}?listen=1", mpeg_ts(codec, gop), loop=loop)
+
+
+def mpeg_ts(codec: str = "mpeg2video", gop: int = 10) -> list[str]:
+    """Output options for MPEG-TS as the test cameras send it."""
+    return ["-c:v", codec, "-q:v", "5", "-g", str(gop), "-f", "mpegts"]
+
+
+def ffmpeg_sending(video: Path, url: str, output: Sequence[str], loop: bool = False) -> list[str]:
+    """The command that sends `video` in real time (-re) to `url` with the `output` options."""
     looping = ["-stream_loop", "-1"] if loop else []
-    return [
-        FFMPEG,
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-re",
-        *looping,
-        "-i",
-        str(video),
-        "-c:v",
-        codec,
-        "-q:v",
-        "5",
-        "-g",
-        str(gop),
-        "-f",
-        "mpegts",
-        f"tcp://127.0.0.1:{port}?listen=1",
-    ]
+    return [FFMPEG or "ffmpeg", "-nostdin", "-loglevel", "error", "-re", *looping, "-i", str(video), *output, url]

@@ -28,7 +28,8 @@ import numpy as np
 
 from lrcn.stream.flow import DEFAULT_METHOD, window_motion
 from lrcn.stream.video import read_motion
-from lrcn.tools.stream_accuracy.joined_streams import ffmpeg, gray_clip, still_clips
+from lrcn.tools.evidence.ffmpeg_server import mpeg_ts, run_ffmpeg
+from lrcn.tools.stream_accuracy.joined_streams import gray_clip, still_clips
 
 THRESHOLDS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 STILL_SECONDS = 4.0
@@ -53,7 +54,7 @@ def windows_of(video: Path, size: int, fps: float, clip_length: int) -> list[flo
 def mpeg2(clip: Path) -> Path:
     """`clip` as tools/evidence/ffmpeg_server.py serves it (MPEG-2 in MPEG-TS), so its coding noise is in it."""
     out = clip.with_suffix(".ts")
-    ffmpeg("-i", str(clip), "-c:v", "mpeg2video", "-q:v", "5", "-g", "10", "-f", "mpegts", str(out))
+    run_ffmpeg("-i", str(clip), *mpeg_ts(), str(out))
     return out
 
 

@@ -169,7 +169,9 @@ def export(run: Run, bundle: Path, log: Path) -> None:
     lrcn("export", bundle, log=log)
 
 
-def stream(run: Run, data: Path, bundle: Path, out: Path, log: Path) -> None:
+def stream_accuracy(run: Run, data: Path, bundle: Path, out: Path, log: Path, *how) -> None:
+    """`lrcn stream-accuracy` on the run's test split, once: `how` is `--offline` (the replayed
+    stream) or `--static SECONDS` (served live, with still scenes)."""
     if out.is_file():
         return
     lrcn(
@@ -177,25 +179,7 @@ def stream(run: Run, data: Path, bundle: Path, out: Path, log: Path) -> None:
         bundle,
         data / run.dataset.name,
         *run.dataset.split_args(data),
-        "--offline",
-        "--seed",
-        0,
-        "--summary",
-        out,
-        log=log,
-    )
-
-
-def live(run: Run, data: Path, bundle: Path, out: Path, log: Path) -> None:
-    if out.is_file():
-        return
-    lrcn(
-        "stream-accuracy",
-        bundle,
-        data / run.dataset.name,
-        *run.dataset.split_args(data),
-        "--static",
-        f"{run.dataset.still_seconds:g}",
+        *how,
         "--seed",
         0,
         "--summary",
@@ -353,8 +337,10 @@ def run_one(
     steps = {
         "train": lambda: train(run, data, weights, bundle, log, flow_encoder),
         "export": lambda: export(run, bundle, log),
-        "stream": lambda: stream(run, data, bundle, files["stream"], log),
-        "live": lambda: live(run, data, bundle, files["live"], log),
+        "stream": lambda: stream_accuracy(run, data, bundle, files["stream"], log, "--offline"),
+        "live": lambda: stream_accuracy(
+            run, data, bundle, files["live"], log, "--static", f"{run.dataset.still_seconds:g}"
+        ),
         "novelty": lambda: novelty(run, data, bundle, work / "novelty" / run.name, files["novelty"], log),
     }
     for stage in STAGES:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lrcn.stream.errors import LrcnError
+from lrcn.tools.evidence.ffmpeg_server import MJPEG, lavfi, run_ffmpeg, still_clip
 
 
 def order_videos(videos: Sequence, class_names: Sequence[str], count: int | None, seed: int = 0) -> list:
@@ -39,23 +40,6 @@ def order_videos(videos: Sequence, class_names: Sequence[str], count: int | None
             if len(chosen) < limit and not (chosen and chosen[-1].label == label):
                 chosen.append(by_class[label].pop(0))
     return chosen
-
-
-def ffmpeg(*args: str, timeout_s: float = 300) -> str:
-    from lrcn.tools.evidence.ffmpeg_server import FFMPEG
-
-    if FFMPEG is None:
-        raise LrcnError("ffmpeg not found (apt-get install ffmpeg)")
-    done = subprocess.run(
-        [FFMPEG, "-nostdin", "-loglevel", "error", "-y", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise LrcnError(f"ffmpeg failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return done.stdout
 
 
 def count_frames(video: Path) -> int:
@@ -111,18 +95,13 @@ def join_videos(items: Sequence[tuple[Path, str]], out: Path, size: tuple[int, i
     segments, start, listing = [], 0, []
     for number, (video, label) in enumerate(items):
         part = parts_dir / f"{number:03d}.avi"
-        ffmpeg(
+        run_ffmpeg(
             "-i",
             str(video),
             "-an",
             "-vf",
             f"fps={fps},scale={size[0]}:{size[1]}:flags=area",
-            "-c:v",
-            "mjpeg",
-            "-q:v",
-            "2",
-            "-pix_fmt",
-            "yuvj420p",
+            *MJPEG,
             str(part),
         )
         frames = count_frames(part)
@@ -130,7 +109,7 @@ def join_videos(items: Sequence[tuple[Path, str]], out: Path, size: tuple[int, i
         listing.append(f"file '{part.resolve()}'")
         start += frames
     (parts_dir / "list.txt").write_text("\n".join(listing) + "\n")
-    ffmpeg("-f", "concat", "-safe", "0", "-i", str(parts_dir / "list.txt"), "-c", "copy", str(out))
+    run_ffmpeg("-f", "concat", "-safe", "0", "-i", str(parts_dir / "list.txt"), "-c", "copy", str(out))
     if count_frames(out) != start:
         raise LrcnError(f"joined {out} has {count_frames(out)} frames, its parts {start}")
     sidecar = sidecar_path(out)
@@ -166,23 +145,7 @@ def still_clips(parts: Sequence[Path], out_dir: Path, seconds: float, fps: float
         image = out_dir / f"still{number:02d}.png"
         cv2.imwrite(str(image), frame)
         clip = out_dir / f"still{number:02d}.avi"
-        ffmpeg(
-            "-loop",
-            "1",
-            "-framerate",
-            f"{fps:g}",
-            "-i",
-            str(image),
-            "-t",
-            f"{seconds:.3f}",
-            "-c:v",
-            "mjpeg",
-            "-q:v",
-            "2",
-            "-pix_fmt",
-            "yuvj420p",
-            str(clip),
-        )
+        still_clip(image, clip, seconds, fps)
         clips.append(clip)
     return clips
 
@@ -191,17 +154,9 @@ def gray_clip(out_dir: Path, seconds: float, fps: float, size: tuple[int, int]) 
     """A uniform mid-gray clip: a scene with nothing in it at all."""
     out_dir.mkdir(parents=True, exist_ok=True)
     clip = out_dir / "gray.avi"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        f"color=c=gray:s={size[0]}x{size[1]}:r={fps:g}:d={seconds:.3f}",
-        "-c:v",
-        "mjpeg",
-        "-q:v",
-        "2",
-        "-pix_fmt",
-        "yuvj420p",
+    run_ffmpeg(
+        *lavfi(f"color=c=gray:s={size[0]}x{size[1]}:r={fps:g}:d={seconds:.3f}"),
+        *MJPEG,
         str(clip),
     )
     return clip

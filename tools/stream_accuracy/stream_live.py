@@ -6,7 +6,6 @@ lrcn.tools.stream_accuracy.stream_scoring."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import subprocess
 import time
@@ -27,6 +26,7 @@ from lrcn.tools.stream_accuracy.stream_scoring import (
     head_labels,
     head_modes,
     replay_events,
+    run_record,
     score_events,
     score_stream,
     segment_rows,
@@ -224,21 +224,8 @@ def measure(
         if events is not None:
             score = lambda ends: score_events(record["segments"], ends, seconds, media_fps, events.ignore)  # noqa: E731
             results[mode.name].update(event_results(run, mode.name, payloads, labels, media_fps, events, score))
-    return {
-        "bundle": str(bundle),
-        "video": str(video),
-        "labels": str(labels_path),
-        "frames": len(truth),
-        "fps": media_fps,
-        "seconds": round(seconds, 2),
-        "clip_length": spec.clip_length,
-        "model_fps": spec.fps,
-        "scored_from_frame": start,
-        "segments": len(record["segments"]),
-        "changes": sum(a != b for a, b in itertools.pairwise(truth)),
-        **({"event_rules": asdict(events), "min_overlap": MIN_OVERLAP} if events is not None else {}),
-        "modes": results,
-    }
+    rules = {"event_rules": asdict(events), "min_overlap": MIN_OVERLAP} if events is not None else {}
+    return run_record(bundle, video, labels_path, record, spec, start, results, **rules)
 
 
 def stream_time(payload: dict, media_fps: float) -> float:

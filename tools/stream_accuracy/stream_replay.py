@@ -5,7 +5,6 @@ lrcn.stream.windows in every head mode, then scored like a live run."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +16,7 @@ from lrcn.tools.stream_accuracy.stream_scoring import (
     HeadMode,
     first_full_window,
     head_modes,
+    run_record,
     score_stream,
     segment_rows,
 )
@@ -99,18 +99,4 @@ def replay(
             "predictions": len(payloads),
             "published": [[p["frame_index"], 0.0, p["label"], p["score"]] for p in payloads],
         }
-    return {
-        "bundle": str(bundle),
-        "video": str(video),
-        "labels": str(labels_path),
-        "replayed": True,
-        "frames": len(truth),
-        "fps": media_fps,
-        "seconds": round(len(truth) / media_fps, 2),
-        "clip_length": spec.clip_length,
-        "model_fps": spec.fps,
-        "scored_from_frame": start,
-        "segments": len(record["segments"]),
-        "changes": sum(a != b for a, b in itertools.pairwise(truth)),
-        "modes": results,
-    }
+    return run_record(bundle, video, labels_path, record, spec, start, results, replayed=True)

@@ -29,6 +29,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -44,6 +45,29 @@ class HeadMode:
     hop: int = 1
     reset_every: int | None = None
     smooth: str | None = None
+
+
+def run_record(
+    bundle: Path, video: Path, labels_path: Path, record: dict, spec, start: int, modes: dict, **more
+) -> dict:
+    """What a live or replayed run of `bundle` over the labelled `video` (its labels `record`) was,
+    scored from frame `start`, with each head mode's results (`modes`) and `more` fields."""
+    truth, media_fps = record["labels"], float(record["fps"])
+    return {
+        "bundle": str(bundle),
+        "video": str(video),
+        "labels": str(labels_path),
+        "frames": len(truth),
+        "fps": media_fps,
+        "seconds": round(len(truth) / media_fps, 2),
+        "clip_length": spec.clip_length,
+        "model_fps": spec.fps,
+        "scored_from_frame": start,
+        "segments": len(record["segments"]),
+        "changes": sum(a != b for a, b in itertools.pairwise(truth)),
+        **more,
+        "modes": modes,
+    }
 
 
 def head_modes(clip_length: int) -> list[HeadMode]:

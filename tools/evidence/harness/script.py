@@ -39,6 +39,14 @@ def save(result: dict, path: Path, indent: int = 1) -> Path:
     return path
 
 
+def print_and_save(report: dict, out: Path | None) -> int:
+    """Print `report` as JSON and, given an --out path, write it there too; exit status 0."""
+    print(json.dumps(report, indent=1))
+    if out:
+        save(report, out)
+    return 0
+
+
 def measure_and_save(tool: str, measure: Callable[[], dict], report: Callable[[dict], str], path: Path) -> int:
     """Run `measure`, print `report` of its result, write the result to `path` and say so: exit
     status 0; an LrcnError is one line `TOOL: error: ...` and exit status 2."""
