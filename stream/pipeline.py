@@ -298,12 +298,8 @@ class Pipeline:
 
     def stats(self, percentiles: bool = True) -> PipelineStats:
         """Per stream and overall counters; safe to call while running (stream.views.pipeline_stats)."""
-        table, zeromq = self.table, self.zeromq
-        publisher = (
-            PublisherStats()
-            if zeromq is None
-            else PublisherStats(sent=zeromq.sent, shed=zeromq.shed, undelivered=zeromq.undelivered)
-        )
+        table = self.table  # before the scheduler's counts, so they name every stream in it
+        publisher = PublisherStats() if self.zeromq is None else self.zeromq.counts()
         return pipeline_stats(
             table, self.scheduler.stats(), publisher, self.outbox.stats(), self.started_at, percentiles
         )
@@ -594,7 +590,7 @@ class Pipeline:
             if event.type == "end"
             else ""
         )
-        served.counters.timeline.append((time.time(), f"event {event.type}", what))
+        served.counters.timeline.append((wall, f"event {event.type}", what))
         log.info("event %s: %s", event.type, what, extra={"stream": name, "event": event.type, "label": event.label})
 
     def _hand_snapshot(self, name: str, kind: str, jpeg: bytes) -> None:
@@ -624,7 +620,7 @@ class Pipeline:
                 counters.dropped_logged = stats.dropped
 
     def _stream_stats(self, served: Served, recent: bool = False) -> StreamStats:
-        return stream_stats(served, dict(sorted(self.scheduler.batch_histogram.items())), recent)
+        return stream_stats(served, self.scheduler.batch_sizes(), recent)
 
     def _all_ended(self) -> bool:
         return all(

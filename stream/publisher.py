@@ -71,7 +71,7 @@ class Publisher(Outbox):
 
     def counts(self) -> PublisherStats:
         """The ZeroMQ socket's counts (`stats()`, as for any outbox, is per sink)."""
-        return PublisherStats(sent=self.sent, shed=self.shed, undelivered=self.undelivered)
+        return self.zeromq.counts()
 
     def close(self, linger_s: float | None = None) -> None:
         """Close the socket, waiting up to `linger_s` (default: the constructor's) to flush queued messages."""

@@ -266,8 +266,12 @@ class Scheduler:
                     mean = track.features.mean() if track.features is not None else None
                     yield position, track, due[position][1], window, mean
 
-    def stats(self) -> SchedulerStats:
+    def batch_sizes(self) -> dict[int, int]:
+        """Encoder calls by batch size, smallest first."""
         histogram = dict(self.batch_histogram)  # a copy first: other threads read stats while this one counts
+        return dict(sorted(histogram.items()))
+
+    def stats(self) -> SchedulerStats:
         streams = {name: track_stats(t) for name, t in self._tracks.items()}
         by_modality: Counter[str] = Counter()
         for encoder in list(self.encoders.values()):
@@ -277,7 +281,7 @@ class Scheduler:
             encoded=sum(s.encoded for s in streams.values()),
             encoded_by_modality=dict(by_modality),
             encoder_calls=self.encoder_calls,
-            batch_sizes=dict(sorted(histogram.items())),
+            batch_sizes=self.batch_sizes(),
         )
 
     def _fresh(self, track: Track, frame: Frame) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+
 import msgspec
 
 from lrcn.stream.scheduler import track_stats

@@ -26,7 +26,9 @@ def test_a_reader_in_another_thread_sees_each_reload_whole_or_not_at_all(exporte
 
     def read() -> None:
         try:
-            while not done.is_set():
+            # A pause between rounds: a reader spinning without one holds the GIL against the inference
+            # thread and the sources it starts, and a loaded machine then takes minutes over one reload.
+            while not done.wait(0.001):
                 for name, served in pipeline.table.items():
                     if not name == served.name == served.source.name == served.track.plan.id:
                         torn.append(f"table entry {name}: {served.source.name}, {served.track.plan.id}")

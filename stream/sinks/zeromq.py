@@ -19,7 +19,7 @@ import msgspec
 import zmq
 from lrcn.stream.curve import HandshakeWatch, KeyGate, RateLimit, secure_client, secure_server
 from lrcn.stream.errors import LrcnError
-from lrcn.stream.stats import SinkStats
+from lrcn.stream.stats import PublisherStats, SinkStats
 from lrcn.stream.keys import ClientKeys, ServerKeys, load_client_keys, load_server_keys
 from lrcn.stream.sinks import OptionTypes, Outgoing, Sink, check_keys, register
 
@@ -151,6 +151,10 @@ class ZeroMqSink(Sink):
             handshake_failures=self.handshake_failures(),
             connected=msgspec.UNSET if client is None else client.up,
         )
+
+    def counts(self) -> PublisherStats:
+        """The socket's own counts, as a publisher reports them (`stats` is what every sink reports)."""
+        return PublisherStats(sent=self.sent, shed=self.shed, undelivered=self.undelivered)
 
     def describe(self) -> str:
         return f"zeromq {'on' if self.bind else 'into'} {self.endpoint}"
